@@ -1,0 +1,37 @@
+# Every target builds/uses the local virtualenv, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck unit bench bench-compare clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/interlock up
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edge core shared tests
+	$(VENV)/bin/ruff format --check edge core shared tests
+	$(VENV)/bin/mypy
+
+# pytest exit 5 means "no tests collected": with a test suite in the tree that is a breakage, not a pass.
+unit: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; fi; exit $$rc
+
+test: lint unit
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+bench-compare: $(STAMP)
+	$(PY) -m bench.run --compare-litellm
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""The adapter contract: pure translation between the canonical (OpenAI) shape and a provider.
+
+Adapters never do I/O. The HTTP layer (core.upstream) sends what `build_request` returns, and
+hands status, headers and bytes back to `parse_response` / `parse_error`, or decoded stream
+events to a per-request `StreamParser`. Signing (SigV4) is a separate step after the build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from shared.config import ProviderConfig
+from shared.errors import FailureClass, GatewayError
+
+Framing = Literal["sse", "aws-eventstream"]
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One concrete place a model can be served: a provider, its model id and a key."""
+
+    provider: ProviderConfig
+    model: str
+    api_key: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    stream: bool = True
+    tools: bool = True
+    vision: bool = True
+    json_schema: bool = True
+    max_context: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One framed event: an SSE event (name, data) or an AWS event-stream message."""
+
+    event: str | None
+    data: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProviderError(GatewayError):
+    """An upstream failure, already mapped to a client-facing status and a failure class."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        failure_class: FailureClass,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        retry_after_s: float | None = None,
+        upstream_status: int | None = None,
+    ) -> None:
+        super().__init__(
+            status, message, code=code, param=param, type=type, failure_class=failure_class
+        )
+        self.failure_class: FailureClass = failure_class
+        self.retry_after_s = retry_after_s
+        self.upstream_status = upstream_status
+
+
+class StreamParser(Protocol):
+    def feed(self, event: StreamEvent) -> list[JSON]:
+        """Canonical chunks for one upstream event; raises ProviderError for in-stream errors."""
+        ...
+
+    def finish(self) -> list[JSON]:
+        """Chunks owed at the end; raises ProviderError if the stream ended before completing."""
+        ...
+
+
+class Adapter(Protocol):
+    kind: str
+    framing: Framing
+
+    def check_provider(self, provider: ProviderConfig) -> None:
+        """Start-up validation of the provider's settings; raises ConfigError naming the key."""
+        ...
+
+    def capabilities(self, target: Target) -> Capabilities: ...
+
+    def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest: ...
+
+    def parse_response(self, body: bytes, target: Target) -> JSON: ...
+
+    def stream_parser(self, canonical: JSON, target: Target) -> StreamParser: ...
+
+    def parse_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError: ...
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After (seconds form) or retry-after-ms; HTTP-date form is ignored (rare upstream)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return None
+    return None
+
+
+def failure_class_for_status(status: int) -> FailureClass:
+    """The default mapping when a provider's body says nothing more specific."""
+    if status == 429:
+        return FailureClass.RATE_LIMIT
+    if status in (401, 403):
+        return FailureClass.AUTH
+    if status in (408, 504):
+        return FailureClass.TIMEOUT
+    if status >= 500:
+        return FailureClass.TRANSIENT
+    return FailureClass.CLIENT_ERROR
+
+
+def client_status_for(failure_class: FailureClass, upstream_status: int) -> int:
+    """What the tenant sees: upstream auth problems are the operator's, not the tenant's."""
+    if failure_class is FailureClass.AUTH:
+        return 502
+    if failure_class is FailureClass.TIMEOUT:
+        return 504
+    if failure_class is FailureClass.TRANSIENT:
+        return 503 if upstream_status in (503, 529) else 502
+    if failure_class in (FailureClass.RATE_LIMIT, FailureClass.QUOTA_EXHAUSTED):
+        return 429
+    if 400 <= upstream_status < 500:
+        return upstream_status
+    return 400

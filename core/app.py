@@ -1,0 +1,127 @@
+"""The core service: wiring of config, upstreams, the model registry and the HTTP routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.adapters import load_adapter
+from core.chat import chat_completions
+from core.identity import Caller, HopVerifier
+from core.mock import MockUpstream
+from core.routing import ModelRegistry
+from core.upstream import HttpUpstream, Upstream
+from shared import hop
+from shared.config import Config
+from shared.errors import GatewayError
+from shared.http import EXCEPTION_HANDLERS, error_response
+
+log = logging.getLogger("interlock.core")
+
+Handler = Callable[[Request, Caller], Awaitable[Response]]
+
+
+class CoreState:
+    """Everything built once per process at start-up."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.verifier = HopVerifier(
+            hop.resolve_secret(config.hop.secret, config.state_dir), config.hop.max_skew_s
+        )
+        self.session: aiohttp.ClientSession | None = None
+        self.ready = False
+        upstreams: dict[str, Upstream] = {}
+        for name, provider in config.providers.items():
+            path = f"providers.{name}"
+            if provider.kind == "mock":
+                upstreams[name] = MockUpstream(provider.options, f"{path}.options")
+                continue
+            adapter = load_adapter(provider.kind, f"{path}.kind")
+            adapter.check_provider(provider)
+            timeout = aiohttp.ClientTimeout(
+                total=provider.timeout_s or config.core.upstream_timeout_s,
+                sock_connect=config.core.connect_timeout_s,
+            )
+            upstreams[name] = HttpUpstream(adapter, self.client, timeout)
+        self.registry = ModelRegistry(config, upstreams)
+
+    def client(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise GatewayError(503, "the gateway is starting up", code="not_ready")
+        return self.session
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.core.pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.session.close()
+            self.session = None
+
+
+def create_app(config: Config) -> Starlette:
+    state = CoreState(config)
+    max_body = config.core.max_body_bytes
+
+    def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            caller: Caller | None = None
+            try:
+                caller = state.verifier.caller(request)
+                return await handler(request, caller)
+            except GatewayError as error:
+                extra = {"x-request-id": caller.request_id} if caller else None
+                return error_response(error, "openai", extra)
+
+        return endpoint
+
+    async def chat(request: Request, caller: Caller) -> Response:
+        return await chat_completions(request, caller, state.registry, max_body)
+
+    async def models(request: Request, caller: Caller) -> Response:
+        created = state.registry.created
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": owner}
+            for name, owner in state.registry.listing()
+            if caller.allows(name)
+        ]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}),
+            media_type="application/json",
+            headers={"x-request-id": caller.request_id},
+        )
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(request: Request) -> Response:
+        if not state.ready:
+            return Response(
+                b'{"status":"starting"}', status_code=503, media_type="application/json"
+            )
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    routes = [
+        Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
+        Route("/v1/models", authenticated(models), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.core = state
+    return app

@@ -1,0 +1,227 @@
+"""`interlock`: keys, tenant tokens, and running the stack.
+
+interlock keys init [--alg ES256|EdDSA] [--force]
+interlock token issue --tenant T --ttl 15m [--models a,b] [--tier free]
+interlock up                      # edge + core on loopback (what `make run` does)
+interlock serve edge|core         # one tier in the foreground (containers, Lambda)
+interlock check-config            # validate interlock.yaml and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from core.keys import ensure_hop_secret, init_keys, issue_token
+from shared.config import Config, load_config
+from shared.configparse import ConfigError, duration
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    config = _config(args)
+    jwk = init_keys(config.auth, args.alg, args.force)
+    print(f"signing key: {config.auth.signing_key_file} (keep private)")
+    print(f"public JWKS: {config.auth.jwks_file} (kid {jwk['kid']}, {jwk['alg']})")
+    return 0
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    config = _config(args)
+    ttl = duration({"ttl": args.ttl}, "ttl", "--ttl", 0)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    print(issue_token(config.auth, args.tenant, ttl, models, args.tier))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(
+        f"config OK ({config.source}): {len(config.providers)} providers, "
+        f"{len(config.models)} models, {len(config.aliases)} aliases"
+    )
+    return 0
+
+
+def _uvicorn_args(module: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        module,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--loop",
+        "auto",
+        "--http",
+        "auto",
+        "--timeout-keep-alive",
+        "75",
+    ]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    tier = config.edge if args.tier == "edge" else config.core
+    env = dict(os.environ)
+    if args.config:
+        env["INTERLOCK_CONFIG"] = str(args.config)
+    argv = _uvicorn_args(f"{args.tier}.main:app", tier.host, tier.port)
+    os.execve(sys.executable, argv, env)
+    return 0  # unreachable
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process serving {url} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy in time")
+
+
+def _examples(edge_url: str, token: str, model: str) -> str:
+    """The banner; each command stays on one line so it can be copy-pasted whole."""
+    message = '[{"role": "user", "content": "Hello!"}]'
+    curl = (
+        f"curl -sS {edge_url}/v1/chat/completions"
+        ' -H "Authorization: Bearer $INTERLOCK_TOKEN"'
+        " -H 'content-type: application/json'"
+        f""" -d '{{"model": "{model}", "messages": {message}}}'"""
+    )
+    python = (
+        "python3 -c 'from openai import OpenAI; "
+        f"""c = OpenAI(base_url="{edge_url}/v1", api_key="'$INTERLOCK_TOKEN'"); """
+        f"""print(c.chat.completions.create(model="{model}", messages={message})"""
+        ".choices[0].message.content)'"
+    )
+    return "\n".join(
+        [
+            "",
+            f"interlock is up: edge {edge_url}  (tenant token for 'demo' below; valid 1 h)",
+            "",
+            f"export INTERLOCK_TOKEN='{token}'",
+            "",
+            curl,
+            "",
+            python,
+            "",
+            "Ctrl-C stops both tiers.",
+            "",
+        ]
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = _config(args)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    if not config.auth.signing_key_file.exists():
+        jwk = init_keys(config.auth)
+        print(f"created signing key {config.auth.signing_key_file} (kid {jwk['kid']})", flush=True)
+    env = dict(os.environ)
+    if args.config:
+        env["INTERLOCK_CONFIG"] = str(Path(args.config).resolve())
+    if not config.hop.secret and not env.get("INTERLOCK_HOP_SECRET"):
+        ensure_hop_secret(config.state_dir)
+    core = subprocess.Popen(
+        _uvicorn_args("core.main:app", config.core.host, config.core.port), env=env
+    )
+    edge = subprocess.Popen(
+        _uvicorn_args("edge.main:app", config.edge.host, config.edge.port), env=env
+    )
+    children = (core, edge)
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    edge_url = f"http://{config.edge.host}:{config.edge.port}"
+    try:
+        deadline = time.monotonic() + 60
+        _wait_healthy(f"http://{config.core.host}:{config.core.port}/readyz", core, deadline)
+        _wait_healthy(f"{edge_url}/healthz", edge, deadline)
+    except RuntimeError as exc:
+        print(f"interlock up failed: {exc}", file=sys.stderr)
+        stop(0, None)
+        return 1
+    token = issue_token(config.auth, "demo", min(3600.0, config.auth.max_ttl_s))
+    (config.state_dir / "demo-token").write_text(token + "\n", encoding="utf-8")
+    model = next(iter(config.aliases), None) or next(iter(config.models), "mock-1")
+    print(_examples(edge_url, token, model), flush=True)
+    code = 0
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    stop(0, None)
+    for child in children:
+        code = code or (child.wait() or 0)
+    return code if code > 0 else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interlock", description="interlock LLM gateway")
+    parser.add_argument(
+        "--config",
+        help="path to interlock.yaml (default: $INTERLOCK_CONFIG, ./interlock.yaml, built-in)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    init = keys.add_parser("init", help="create a signing key pair and public JWKS")
+    init.add_argument("--alg", choices=["ES256", "EdDSA"])
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.set_defaults(func=cmd_keys_init)
+
+    token = sub.add_parser("token", help="tenant tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    issue = token.add_parser("issue", help="print a signed, short-lived tenant JWT")
+    issue.add_argument("--tenant", required=True)
+    issue.add_argument("--ttl", default="15m", help="lifetime, e.g. 15m (capped by auth.max_ttl)")
+    issue.add_argument("--models", help="comma-separated model names or globs the tenant may use")
+    issue.add_argument("--tier", help="rate-limit/budget tier")
+    issue.set_defaults(func=cmd_token_issue)
+
+    sub.add_parser("up", help="run edge and core on loopback").set_defaults(func=cmd_up)
+    serve = sub.add_parser("serve", help="run one tier in the foreground")
+    serve.add_argument("tier", choices=["edge", "core"])
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("check-config", help="validate the config and exit").set_defaults(
+        func=cmd_check_config
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, ValueError, FileExistsError, OSError) as exc:
+        print(f"interlock: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

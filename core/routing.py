@@ -1,0 +1,59 @@
+"""Resolves a requested model name (model, alias, or provider/model) to ordered targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.adapters.base import Target
+from core.upstream import Upstream
+from shared.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    targets: tuple[tuple[Target, Upstream], ...]
+
+
+class ModelRegistry:
+    def __init__(self, config: Config, upstreams: dict[str, Upstream]) -> None:
+        self._config = config
+        self._upstreams = upstreams
+        self._routes: dict[str, Route] = {}
+        for name, model in config.models.items():
+            self._routes[name] = Route(
+                name,
+                tuple(
+                    (self._target(t.provider, t.model), upstreams[t.provider])
+                    for t in model.targets
+                ),
+            )
+        for alias, model_name in config.aliases.items():
+            self._routes[alias] = self._routes[model_name]
+        self.created = 1_700_000_000
+
+    def _target(self, provider_name: str, model: str) -> Target:
+        provider = self._config.providers[provider_name]
+        return Target(provider, model, provider.api_keys[0] if provider.api_keys else None)
+
+    def resolve(self, name: str) -> Route | None:
+        route = self._routes.get(name)
+        if route is not None:
+            return route
+        provider_name, sep, model = name.partition("/")
+        provider = self._config.providers.get(provider_name)
+        if not sep or not model or provider is None or not provider.allow_any_model:
+            return None
+        route = Route(name, ((self._target(provider_name, model), self._upstreams[provider_name]),))
+        if len(self._routes) < 10_000:  # bounded: names come from tenants
+            self._routes[name] = route
+        return route
+
+    def listing(self) -> list[tuple[str, str]]:
+        """(model id, owner) for every configured model and alias."""
+        out = []
+        for name, model in self._config.models.items():
+            out.append((name, model.targets[0].provider))
+        for alias, model_name in self._config.aliases.items():
+            out.append((alias, self._config.models[model_name].targets[0].provider))
+        return out

@@ -1,0 +1,108 @@
+"""Sends an adapter's request over the process-wide aiohttp session.
+
+This is the only place the core talks to providers. Transport failures become ProviderErrors
+with a failure class, so the caller can fail over without knowing about sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import aiohttp
+
+from core.adapters.base import JSON, Adapter, ProviderError, StreamEvent, Target
+from core.sse import SSEDecoder
+from shared.errors import FailureClass
+
+
+class Upstream(Protocol):
+    """Anything that can serve a canonical request: an HTTP provider or the in-process mock."""
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON: ...
+
+    def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
+        """Raises ProviderError before the first chunk if the call fails early."""
+        ...
+
+
+class EventDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
+
+    def finish(self) -> list[StreamEvent]: ...
+
+
+def transport_error(exc: BaseException) -> ProviderError:
+    if isinstance(exc, asyncio.TimeoutError):
+        return ProviderError(504, "upstream provider timed out", FailureClass.TIMEOUT)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ProviderError(
+            502, "could not connect to the upstream provider", FailureClass.TRANSIENT
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return ProviderError(
+            502, "the upstream provider closed the connection", FailureClass.TRANSIENT
+        )
+    return ProviderError(502, "upstream provider request failed", FailureClass.TRANSIENT)
+
+
+class HttpUpstream:
+    def __init__(
+        self,
+        adapter: Adapter,
+        session_getter: Callable[[], aiohttp.ClientSession],
+        timeout: aiohttp.ClientTimeout,
+        decoder_factory: Callable[[], EventDecoder] = SSEDecoder,
+    ) -> None:
+        self.adapter = adapter
+        self._session = session_getter
+        self._timeout = timeout
+        self._decoder_factory = decoder_factory
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
+        request = self.adapter.build_request(canonical, target)
+        try:
+            async with self._session().request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._timeout,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                headers = response.headers
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(exc) from None
+        if status >= 400:
+            raise self.adapter.parse_error(status, {k.lower(): v for k, v in headers.items()}, body)
+        return self.adapter.parse_response(body, target)
+
+    async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
+        request = self.adapter.build_request(canonical, target)
+        parser = self.adapter.stream_parser(canonical, target)
+        decoder = self._decoder_factory()
+        try:
+            async with self._session().request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=self._timeout,
+            ) as response:
+                if response.status >= 400:
+                    body = await response.read()
+                    lowered = {k.lower(): v for k, v in response.headers.items()}
+                    raise self.adapter.parse_error(response.status, lowered, body)
+                async for raw in response.content.iter_any():
+                    for event in decoder.feed(raw):
+                        for chunk in parser.feed(event):
+                            yield chunk
+                for event in decoder.finish():
+                    for chunk in parser.feed(event):
+                        yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(exc) from None
+        for chunk in parser.finish():
+            yield chunk

@@ -1,0 +1,211 @@
+"""The edge: verify the tenant JWT, pick a core pool, relay bytes both ways.
+
+It parses the body only to read `model`, forwards the exact bytes it received, and streams the
+core's response back as it arrives. Kept small: Lambda cold start pays for every import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from edge.auth import TokenVerifier, VerifiedToken, load_public_keys
+from edge.routing import PoolRouter
+from shared import hop
+from shared.config import Config
+from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
+from shared.http import EXCEPTION_HANDLERS, error_response, read_body
+from shared.traceparent import child_of
+
+# Hop-by-hop and recomputed headers are not relayed from the core's response.
+_DROP_RESPONSE_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
+)
+# Client headers that carry API semantics the core needs; nothing else crosses the hop.
+_FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "idempotency-key")
+
+
+def _core_unavailable() -> GatewayError:
+    return GatewayError(
+        502, "the gateway core is unavailable; retry shortly", code="core_unavailable"
+    )
+
+
+def _peek_model(body: bytes) -> str:
+    """Read `model` only; everything else is the core's to validate."""
+    if not body:
+        raise GatewayError(
+            400, "the request body is empty; expected a JSON object", code="invalid_json"
+        )
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            400, f"the request body is not valid JSON ({exc.msg})", code="invalid_json"
+        ) from None
+    if not isinstance(payload, dict):
+        raise GatewayError(400, "the request body must be a JSON object", code="invalid_type")
+    model = payload.get("model")
+    if model is None:
+        raise GatewayError(
+            400,
+            "you must provide a model parameter",
+            param="model",
+            code="missing_required_parameter",
+        )
+    if not isinstance(model, str) or not model.strip():
+        raise GatewayError(
+            400, "model must be a non-empty string", param="model", code="invalid_type"
+        )
+    return model
+
+
+class EdgeState:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
+        self.router = PoolRouter(config.edge)
+        self.hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir)
+        self.max_body = config.edge.max_body_bytes
+        self.session: aiohttp.ClientSession | None = None
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=5, sock_read=config.edge.core_timeout_s
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        try:
+            yield
+        finally:
+            await self.session.close()
+            self.session = None
+
+    def hop_headers(
+        self, request: Request, token: VerifiedToken, path: str, request_id: str
+    ) -> dict[str, str]:
+        identity = hop.HopIdentity(token.tenant, token.tier, token.models, request_id)
+        headers = {
+            "content-type": "application/json",
+            hop.HOP_HEADER: hop.sign(self.hop_secret, identity, request.method, path),
+            hop.TENANT_HEADER: token.tenant,
+            hop.TIER_HEADER: token.tier,
+            hop.MODELS_HEADER: token.models,
+            hop.REQUEST_ID_HEADER: request_id,
+            hop.TRACEPARENT_HEADER: child_of(request.headers.get(hop.TRACEPARENT_HEADER)),
+        }
+        for name in _FORWARD_REQUEST_HEADERS:
+            value = request.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        return headers
+
+    async def forward(
+        self,
+        request: Request,
+        api: Api,
+        token: VerifiedToken,
+        model: str | None,
+        body: bytes | None,
+    ) -> Response:
+        path = request.url.path
+        request_id = "req_" + os.urandom(12).hex()
+        headers = self.hop_headers(request, token, path, request_id)
+        session = self.session
+        if session is None:
+            raise _core_unavailable()
+        urls = self.router.urls(self.router.pool_for(model, token.tenant))
+        for url in urls:
+            try:
+                upstream = await session.request(
+                    request.method, url + path, data=body, headers=headers, timeout=self.timeout
+                )
+            except aiohttp.ClientConnectorError:
+                continue  # core replica down: the next one in the pool may serve
+            except (aiohttp.ClientError, TimeoutError):
+                raise _core_unavailable() from None
+            return await _relay(upstream, api)
+        raise _core_unavailable()
+
+
+async def _relay(upstream: aiohttp.ClientResponse, api: Api) -> Response:
+    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
+    if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+        return StreamingResponse(
+            _stream(upstream, api), status_code=upstream.status, headers=headers
+        )
+    try:
+        body = await upstream.read()
+    except (aiohttp.ClientError, TimeoutError):
+        raise _core_unavailable() from None
+    finally:
+        upstream.release()
+    return Response(body, status_code=upstream.status, headers=headers)
+
+
+async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError):
+        # The core went away mid-stream: end with an error event, never a clean close.
+        message = "the gateway core connection was lost mid-stream"
+        if api == "anthropic":
+            yield (
+                b"event: error\ndata: " + anthropic_error_body(502, message, "api_error") + b"\n\n"
+            )
+        else:
+            yield b"data: " + openai_error_body(502, message, code="core_unavailable") + b"\n\n"
+    finally:
+        upstream.close()
+
+
+def create_app(config: Config) -> Starlette:
+    state = EdgeState(config)
+
+    def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]
+        async def endpoint(request: Request) -> Response:
+            try:
+                token = state.verifier.verify(TokenVerifier.credential(request.headers, api))
+                if not reads_model:
+                    return await state.forward(request, api, token, None, None)
+                body = await read_body(request, state.max_body)
+                model = _peek_model(body)
+                if not token.allows(model):
+                    raise GatewayError(
+                        403,
+                        f"this token may not use the model '{model}'",
+                        param="model",
+                        code="model_not_allowed",
+                    )
+                return await state.forward(request, api, token, model, body)
+            except GatewayError as error:
+                return error_response(error, api)
+
+        return endpoint
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    routes = [
+        Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
+        Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.edge = state
+    return app

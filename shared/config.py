@@ -1,0 +1,385 @@
+"""interlock.yaml: one file configures edge, core, providers, models and routes.
+
+Loaded once at start-up into frozen dataclasses; nothing here runs per request. With no file,
+`embedded_defaults()` gives a working stack (mock provider, plus any provider whose API key is in
+the environment) so `make run` needs no set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared import configparse as cp
+from shared.configparse import ConfigError
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+DEFAULT_EDGE_PORT = 8080
+DEFAULT_CORE_PORT = 8081
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    issuer: str
+    audience: str
+    algorithm: str
+    jwks_file: Path
+    jwks_inline: str | None
+    signing_key_file: Path
+    max_ttl_s: float
+    leeway_s: float
+    max_header_bytes: int
+    cache_size: int
+
+
+@dataclass(frozen=True)
+class HopConfig:
+    secret: str | None  # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up
+    max_skew_s: int
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    models: tuple[str, ...]  # glob patterns over the requested model name
+    tenants: tuple[str, ...]  # empty = any tenant
+    pool: str
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+    pools: dict[str, tuple[str, ...]]
+    routes: tuple[RouteConfig, ...]
+    default_pool: str
+    core_timeout_s: float
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+    connect_timeout_s: float
+    upstream_timeout_s: float
+    pool_size: int
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str | None
+    api_keys: tuple[str, ...]
+    headers: dict[str, str]
+    timeout_s: float | None
+    allow_any_model: bool
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    targets: tuple[TargetConfig, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    auth: AuthConfig
+    hop: HopConfig
+    edge: EdgeConfig
+    core: CoreConfig
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    aliases: dict[str, str]
+    source: str  # the file it came from, or "embedded defaults"
+
+
+_TOP = frozenset({"state_dir", "auth", "hop", "edge", "core", "providers", "models", "aliases"})
+_AUTH = frozenset(
+    {
+        "issuer",
+        "audience",
+        "algorithm",
+        "jwks_file",
+        "jwks",
+        "signing_key_file",
+        "max_ttl",
+        "leeway",
+        "max_header_bytes",
+        "cache_size",
+    }
+)
+_HOP = frozenset({"secret", "max_skew"})
+_EDGE = frozenset(
+    {"host", "port", "max_body_bytes", "pools", "routes", "default_pool", "core_timeout"}
+)
+_ROUTE = frozenset({"models", "tenants", "pool"})
+_CORE = frozenset(
+    {"host", "port", "max_body_bytes", "connect_timeout", "upstream_timeout", "pool_size"}
+)
+_PROVIDER = frozenset(
+    {"kind", "base_url", "api_key", "api_keys", "headers", "timeout", "allow_any_model", "options"}
+)
+_MODEL = frozenset({"targets", "provider", "model"})
+_TARGET = frozenset({"provider", "model"})
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+) -> Config:
+    """Load the config file named by `path`, $INTERLOCK_CONFIG, ./interlock.yaml, or defaults."""
+    environ = dict(os.environ) if env is None else env
+    chosen = path or environ.get("INTERLOCK_CONFIG")
+    if chosen is None and Path("interlock.yaml").is_file():
+        chosen = "interlock.yaml"
+    if chosen is None:
+        return parse_config(embedded_defaults(environ), "embedded defaults", environ)
+    file = Path(chosen)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+    return parse_config(raw if raw is not None else {}, str(file), environ)
+
+
+def embedded_defaults(env: dict[str, str]) -> dict[str, Any]:
+    """The zero-set-up config: the mock provider, plus real providers whose keys are set."""
+    providers: dict[str, Any] = {"mock": {"kind": "mock", "allow_any_model": True}}
+    models: dict[str, Any] = {
+        "mock-1": {"provider": "mock", "model": "mock-1"},
+        "mock-large": {"provider": "mock", "model": "mock-large"},
+    }
+    aliases = {"default": "mock-1"}
+    if env.get("OPENAI_API_KEY"):
+        providers["openai"] = {
+            "kind": "openai",
+            "base_url": env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            "api_key": "${OPENAI_API_KEY}",
+            "allow_any_model": True,
+        }
+        models["gpt-4o-mini"] = {"provider": "openai", "model": "gpt-4o-mini"}
+        models["gpt-4.1"] = {"provider": "openai", "model": "gpt-4.1"}
+    if env.get("ANTHROPIC_API_KEY"):
+        providers["anthropic"] = {
+            "kind": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "api_key": "${ANTHROPIC_API_KEY}",
+            "allow_any_model": True,
+        }
+        models["claude-sonnet-4-5"] = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
+    return {"providers": providers, "models": models, "aliases": aliases}
+
+
+def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
+    top = cp.section(cp.interpolate(raw, "", env), "config", _TOP)
+    state_dir = Path(top.get("state_dir") or env.get("INTERLOCK_HOME") or ".interlock")
+    providers = _providers(top.get("providers"))
+    models = _models(top.get("models"), providers)
+    aliases = _aliases(top.get("aliases"), models)
+    return Config(
+        state_dir=state_dir,
+        auth=_auth(top.get("auth"), state_dir),
+        hop=_hop(top.get("hop")),
+        edge=_edge(top.get("edge"), env),
+        core=_core(top.get("core"), env),
+        providers=providers,
+        models=models,
+        aliases=aliases,
+        source=source,
+    )
+
+
+def _auth(raw: Any, state_dir: Path) -> AuthConfig:
+    s = cp.section(raw, "auth", _AUTH)
+    algorithm = cp.string(s, "algorithm", "auth", "ES256")
+    if algorithm not in ("ES256", "EdDSA"):
+        raise ConfigError("auth.algorithm: expected ES256 or EdDSA")
+    max_ttl = cp.duration(s, "max_ttl", "auth", 3600)
+    if max_ttl <= 0:
+        raise ConfigError("auth.max_ttl: must be positive")
+    return AuthConfig(
+        issuer=cp.string(s, "issuer", "auth", "interlock"),
+        audience=cp.string(s, "audience", "auth", "interlock"),
+        algorithm=algorithm,
+        jwks_file=Path(cp.optional_string(s, "jwks_file", "auth") or state_dir / "jwks.json"),
+        jwks_inline=cp.optional_string(s, "jwks", "auth"),
+        signing_key_file=Path(
+            cp.optional_string(s, "signing_key_file", "auth") or state_dir / "signing-key.pem"
+        ),
+        max_ttl_s=max_ttl,
+        leeway_s=cp.duration(s, "leeway", "auth", 30),
+        max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
+        cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
+    )
+
+
+def _hop(raw: Any) -> HopConfig:
+    s = cp.section(raw, "hop", _HOP)
+    secret = cp.optional_string(s, "secret", "hop")
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("hop.secret: must be at least 32 characters")
+    return HopConfig(secret=secret, max_skew_s=int(cp.duration(s, "max_skew", "hop", 300)))
+
+
+def _port(s: dict[str, Any], path: str, env_name: str, env: dict[str, str], default: int) -> int:
+    if "port" not in s and env.get(env_name):
+        s = {**s, "port": env[env_name]}
+    return cp.integer(s, "port", path, default, 0, 65535)
+
+
+def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
+    s = cp.section(raw, "edge", _EDGE)
+    port = _port(s, "edge", "INTERLOCK_EDGE_PORT", env, DEFAULT_EDGE_PORT)
+    core_url = env.get("INTERLOCK_CORE_URL") or (
+        f"http://127.0.0.1:{env.get('INTERLOCK_CORE_PORT') or DEFAULT_CORE_PORT}"
+    )
+    pools_raw = s.get("pools") or {"default": [core_url]}
+    if not isinstance(pools_raw, dict) or not pools_raw:
+        raise ConfigError("edge.pools: expected a mapping of pool name to a list of core URLs")
+    pools: dict[str, tuple[str, ...]] = {}
+    for name, urls in pools_raw.items():
+        urls_list = cp.string_list({"urls": urls}, "urls", f"edge.pools.{name}")
+        if not urls_list:
+            raise ConfigError(f"edge.pools.{name}: needs at least one core URL")
+        for url in urls_list:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"edge.pools.{name}: {url!r} is not an http(s) URL")
+        pools[str(name)] = tuple(url.rstrip("/") for url in urls_list)
+    default_pool = cp.string(
+        s, "default_pool", "edge", "default" if "default" in pools else next(iter(pools))
+    )
+    if default_pool not in pools:
+        raise ConfigError(f"edge.default_pool: no pool named {default_pool!r}")
+    routes_raw = s.get("routes") or []
+    if not isinstance(routes_raw, list):
+        raise ConfigError("edge.routes: expected a list")
+    routes = []
+    for i, entry in enumerate(routes_raw):
+        path = f"edge.routes[{i}]"
+        r = cp.section(entry, path, _ROUTE)
+        pool = cp.string(r, "pool", path)
+        if pool not in pools:
+            raise ConfigError(f"{path}.pool: no pool named {pool!r}")
+        routes.append(
+            RouteConfig(
+                models=cp.string_list(r, "models", path, ("*",)),
+                tenants=cp.string_list(r, "tenants", path),
+                pool=pool,
+            )
+        )
+    return EdgeConfig(
+        host=cp.string(s, "host", "edge", env.get("INTERLOCK_EDGE_HOST") or "127.0.0.1"),
+        port=port,
+        max_body_bytes=cp.size(s, "max_body_bytes", "edge", 16 * 1024 * 1024),
+        pools=pools,
+        routes=tuple(routes),
+        default_pool=default_pool,
+        core_timeout_s=cp.duration(s, "core_timeout", "edge", 900),
+    )
+
+
+def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
+    s = cp.section(raw, "core", _CORE)
+    return CoreConfig(
+        host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
+        port=_port(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT),
+        max_body_bytes=cp.size(s, "max_body_bytes", "core", 16 * 1024 * 1024),
+        connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
+        upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
+        pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
+    )
+
+
+def _providers(raw: Any) -> dict[str, ProviderConfig]:
+    if raw is None:
+        raise ConfigError("providers: required (at least one provider)")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("providers: expected a mapping of provider name to settings")
+    out = {}
+    for name, entry in raw.items():
+        path = f"providers.{name}"
+        s = cp.section(entry, path, _PROVIDER)
+        keys = cp.string_list(s, "api_keys", path)
+        single = cp.optional_string(s, "api_key", path)
+        if single:
+            keys = (single, *keys)
+        base_url = cp.optional_string(s, "base_url", path)
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.base_url: expected an http(s) URL")
+        options = s.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{path}.options: expected a mapping")
+        timeout = cp.duration(s, "timeout", path, 0) if "timeout" in s else None
+        out[str(name)] = ProviderConfig(
+            name=str(name),
+            kind=cp.string(s, "kind", path),
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_keys=keys,
+            headers=cp.string_map(s, "headers", path),
+            timeout_s=timeout,
+            allow_any_model=cp.boolean(s, "allow_any_model", path, False),
+            options=options,
+        )
+    return out
+
+
+def _models(raw: Any, providers: dict[str, ProviderConfig]) -> dict[str, ModelConfig]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("models: expected a mapping of model name to targets")
+    out = {}
+    for name, entry in raw.items():
+        path = f"models.{name}"
+        s = cp.section(entry, path, _MODEL)
+        if "targets" in s:
+            if "provider" in s or "model" in s:
+                raise ConfigError(f"{path}: use either targets or provider/model, not both")
+            targets_raw = s["targets"]
+            if not isinstance(targets_raw, list) or not targets_raw:
+                raise ConfigError(f"{path}.targets: expected a non-empty list")
+        else:
+            targets_raw = [{"provider": s.get("provider"), "model": s.get("model", name)}]
+        targets = []
+        for i, target in enumerate(targets_raw):
+            tpath = f"{path}.targets[{i}]" if "targets" in s else path
+            t = cp.section(target, tpath, _TARGET)
+            provider = cp.string(t, "provider", tpath)
+            if provider not in providers:
+                raise ConfigError(f"{tpath}.provider: no provider named {provider!r}")
+            targets.append(
+                TargetConfig(provider=provider, model=cp.string(t, "model", tpath, str(name)))
+            )
+        out[str(name)] = ModelConfig(name=str(name), targets=tuple(targets))
+    return out
+
+
+def _aliases(raw: Any, models: dict[str, ModelConfig]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("aliases: expected a mapping of alias to model name")
+    out = {}
+    for alias, model in raw.items():
+        if not isinstance(model, str) or model not in models:
+            raise ConfigError(f"aliases.{alias}: {model!r} is not a configured model")
+        if alias in models:
+            raise ConfigError(f"aliases.{alias}: clashes with a model of the same name")
+        out[str(alias)] = model
+    return out

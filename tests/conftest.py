@@ -1,0 +1,72 @@
+"""Session fixtures: fake providers, a private Redis, and the running edge + core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+def gateway_overrides(fake: FakeOpenAI, closed_port: int) -> dict[str, object]:
+    return {
+        "providers": {
+            "mock": {"kind": "mock", "allow_any_model": True},
+            "fake": {
+                "kind": "openai",
+                "base_url": fake.base_url,
+                "api_key": "sk-test-upstream",
+                "allow_any_model": True,
+            },
+            "down": {
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{closed_port}/v1",
+                "api_key": "sk-down",
+            },
+        },
+        "models": {
+            "mock-1": {"provider": "mock", "model": "mock-1"},
+            "gpt-fake": {"provider": "fake", "model": "gpt-fake"},
+            "resilient": {
+                "targets": [
+                    {"provider": "down", "model": "gpt-fake"},
+                    {"provider": "fake", "model": "fail-500"},
+                    {"provider": "fake", "model": "gpt-fake"},
+                ]
+            },
+            "no-fallback": {"provider": "fake", "model": "fail-500"},
+        },
+        "aliases": {"fast": "mock-1"},
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Stack]:
+    from tests.support.net import free_port
+
+    workdir: Path = tmp_path_factory.mktemp("stack")
+    running = Stack(workdir, gateway_overrides(fake_openai, free_port())).start()
+    yield running
+    running.stop()

@@ -1,0 +1,272 @@
+"""A fake OpenAI-compatible upstream that speaks the real wire format.
+
+Scripted by the requested model name:
+  any name             -> a normal answer ("Hello from the fake upstream.")
+  fail-429-then-ok     -> 429 with Retry-After on the first call, then normal
+  fail-500 / fail-503  -> always that status with an OpenAI error body
+  fail-401             -> 401 whose message quotes part of a key (must never reach tenants)
+  quota                -> 429 insufficient_quota (a spend limit, not a rate limit)
+  context              -> 400 context_length_exceeded
+  bad-param            -> 400 naming a param
+  error-after-200      -> stream: two chunks, then an in-stream error object
+  cut-stream           -> stream: two chunks, then the connection drops without [DONE]
+  slow-first-byte      -> waits 0.3 s before answering
+  tool-calls           -> two parallel tool calls, streamed interleaved
+  crlf                 -> stream framed with \\r\\n line endings
+Streams split every event mid-bytes across writes and send `: ping` comments, as real hosts do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.support.fake_server import FakeServer, Received
+
+TEXT = "Hello from the fake upstream."
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _usage(prompt: int = 12, completion: int = 7) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+TOOL_CALLS = [
+    {
+        "id": "call_weather_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    },
+    {
+        "id": "call_stock_2",
+        "type": "function",
+        "function": {"name": "get_stock_price", "arguments": '{"ticker": "ACME"}'},
+    },
+]
+
+
+def _completion(model: str, tools: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if tools else TEXT,
+        "refusal": None,
+    }
+    if tools:
+        message["tool_calls"] = TOOL_CALLS
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if tools else "stop",
+            }
+        ],
+        "usage": _usage(),
+    }
+
+
+def _stream_chunks(model: str, include_usage: bool, tools: bool) -> list[dict[str, Any]]:
+    base = {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    chunks = [chunk({"role": "assistant", "content": None if tools else "", "refusal": None})]
+    if tools:
+        first, second = TOOL_CALLS
+        for index, call in enumerate(TOOL_CALLS):
+            chunks.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
+        halves = [
+            (c["function"]["arguments"][:6], c["function"]["arguments"][6:])
+            for c in (first, second)
+        ]
+        for part in (0, 1):
+            for index in (0, 1):  # interleaved: fragments of both calls alternate
+                chunks.append(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {"index": index, "function": {"arguments": halves[index][part]}}
+                            ]
+                        }
+                    )
+                )
+        chunks.append(chunk({}, "tool_calls"))
+    else:
+        for word in ("Hello", " from", " the", " fake", " upstream."):
+            chunks.append(chunk({"content": word}))
+        chunks.append(chunk({}, "stop"))
+    if include_usage:
+        chunks.append({**base, "choices": [], "usage": _usage()})
+    return chunks
+
+
+class FakeOpenAI(FakeServer):
+    def __init__(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        super().__init__(app)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "gpt-fake", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = orjson.loads(raw)
+        self.received.append(
+            Received(request.method, request.path, dict(request.headers), raw, body)
+        )
+        model = body.get("model", "")
+        self.calls[model] += 1
+        stream = bool(body.get("stream"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if model == "fail-429-then-ok" and self.calls[model] == 1:
+            return _error(
+                429,
+                "Rate limit reached for requests",
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after": "0"},
+            )
+        if model in ("fail-500", "fail-503"):
+            status = int(model[-3:])
+            return _error(
+                status, "The server had an error while processing your request.", "server_error"
+            )
+        if model == "fail-401":
+            return _error(
+                401,
+                "Incorrect API key provided: sk-live-SECRETabcd1234.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        if model == "quota":
+            return _error(
+                429, "You exceeded your current quota.", "insufficient_quota", "insufficient_quota"
+            )
+        if model == "context":
+            return _error(
+                400,
+                "This model's maximum context length is 8192 tokens.",
+                "invalid_request_error",
+                "context_length_exceeded",
+                "messages",
+            )
+        if model == "bad-param":
+            return _error(
+                400,
+                "Invalid value for 'temperature': must be <= 2.",
+                "invalid_request_error",
+                "invalid_value",
+                "temperature",
+            )
+        if model == "slow-first-byte":
+            await asyncio.sleep(0.3)
+        tools = model == "tool-calls"
+        if not stream:
+            return web.Response(
+                body=orjson.dumps(_completion(model, tools)), content_type="application/json"
+            )
+        return await self._stream(request, model, include_usage, tools)
+
+    async def _stream(
+        self, request: web.Request, model: str, include_usage: bool, tools: bool
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
+        await response.prepare(request)
+        newline = b"\r\n" if model == "crlf" else b"\n"
+        chunks = _stream_chunks(model, include_usage, tools)
+        if model in ("error-after-200", "cut-stream"):
+            chunks = chunks[:3]
+        await response.write(b": ping" + newline + newline)
+        for chunk in chunks:
+            event = b"data: " + orjson.dumps(chunk) + newline + newline
+            cut = len(event) // 2
+            await response.write(event[:cut])  # a write boundary in the middle of an event
+            await response.write(event[cut:])
+        if model == "error-after-200":
+            error = {
+                "error": {
+                    "message": "The server had an error while processing your request.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            await response.write(b"data: " + orjson.dumps(error) + newline + newline)
+            return response
+        if model == "cut-stream":
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(b"data: [DONE]" + newline + newline)
+        await response.write_eof()
+        return response

@@ -1,0 +1,99 @@
+"""Invalid config fails at start-up with a message naming the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+BASE = """
+providers:
+  mock: {kind: mock}
+models:
+  m1: {provider: mock}
+"""
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "interlock.yaml"
+    path.write_text(text)
+    return load_config(path, env=env or {})
+
+
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        (BASE + "auth: {max_ttl: soon}\n", "auth.max_ttl"),
+        (BASE + "auth: {algorithm: RS256}\n", "auth.algorithm"),
+        (BASE + "edge: {port: 99999}\n", "edge.port"),
+        (BASE + "edge: {pools: {default: [ftp://x]}}\n", "edge.pools.default"),
+        (BASE + "edge: {routes: [{models: ['*'], pool: nope}]}\n", "edge.routes[0].pool"),
+        (BASE + "core: {max_body_bytes: lots}\n", "core.max_body_bytes"),
+        (BASE + "aliases: {fast: missing}\n", "aliases.fast"),
+        (BASE + "hop: {secret: short}\n", "hop.secret"),
+        ("providers: {p: {kind: openai, base_url: not-a-url}}\n", "providers.p.base_url"),
+        ("providers: {p: {kind: mock, colour: red}}\n", "providers.p.colour"),
+        ("providers: {p: {base_url: 'http://x'}}\n", "providers.p.kind"),
+        ("providers: {p: {kind: mock}}\nmodels: {m: {provider: q}}\n", "models.m.provider"),
+        ("providers: {p: {kind: mock}}\nmodels: {m: {targets: []}}\n", "models.m.targets"),
+        (
+            "providers: {p: {kind: mock}}\nmodels: {m: {targets: [{provider: p, wat: 1}]}}\n",
+            "models.m.targets[0].wat",
+        ),
+        (BASE + "unknown_section: {}\n", "config.unknown_section"),
+        ("models: {}\n", "providers"),
+    ],
+)
+def test_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert str(info.value).startswith(key), str(info.value)
+
+
+def test_env_interpolation(tmp_path: Path) -> None:
+    text = """
+providers:
+  up: {kind: openai, base_url: "${UP_URL:-http://127.0.0.1:9/v1}", api_key: "${UP_KEY}"}
+models:
+  m: {provider: up, model: real-name}
+"""
+    config = load(tmp_path, text, {"UP_KEY": "sk-from-env"})
+    assert config.providers["up"].api_keys == ("sk-from-env",)
+    assert config.providers["up"].base_url == "http://127.0.0.1:9/v1"
+    assert config.models["m"].targets[0].model == "real-name"
+
+
+def test_missing_env_var_names_key_and_variable(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^providers\.up\.api_key: environment variable UP_KEY is not set"
+    ):
+        load(
+            tmp_path,
+            "providers: {up: {kind: openai, base_url: 'http://x', api_key: '${UP_KEY}'}}\n",
+        )
+
+
+def test_durations_and_sizes(tmp_path: Path) -> None:
+    config = load(
+        tmp_path, BASE + "auth: {max_ttl: 15m, leeway: 250ms}\nedge: {max_body_bytes: 2MiB}\n"
+    )
+    assert config.auth.max_ttl_s == 900 and config.auth.leeway_s == 0.25
+    assert config.edge.max_body_bytes == 2 * 1024 * 1024
+
+
+def test_embedded_defaults_add_providers_with_keys_in_env() -> None:
+    assert set(load_config(env={}).providers) == {"mock"}
+    with_openai = load_config(env={"OPENAI_API_KEY": "sk-x"})
+    assert with_openai.providers["openai"].api_keys == ("sk-x",)
+
+
+def test_core_rejects_unknown_provider_kind_at_start_up(tmp_path: Path) -> None:
+    from core.app import create_app
+
+    config = load(
+        tmp_path, "providers: {p: {kind: carrier-pigeon}}\nhop: {secret: " + "s" * 40 + "}\n"
+    )
+    with pytest.raises(ConfigError, match=r"^providers\.p\.kind: unknown provider kind"):
+        create_app(config)
