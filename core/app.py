@@ -51,7 +51,9 @@ class CoreState:
                 total=provider.timeout_s or config.core.upstream_timeout_s,
                 sock_connect=config.core.connect_timeout_s,
             )
-            upstreams[name] = HttpUpstream(adapter, self.client, timeout)
+            upstreams[name] = HttpUpstream(
+                adapter, self.client, timeout, adapter.make_signer(provider)
+            )
         self.registry = ModelRegistry(config, upstreams)
 
     def client(self) -> aiohttp.ClientSession:

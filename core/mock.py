@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.adapters.base import JSON, Target
+from core.adapters.base import JSON, Capabilities, Target
 from core.tokens import estimate_messages, estimate_text
 from shared.configparse import ConfigError
 
@@ -34,6 +34,9 @@ class MockUpstream:
         unknown = set(options) - {"delay_ms", "chunk_delay_ms"}
         if unknown:
             raise ConfigError(f"{path}.{sorted(unknown)[0]}: unknown mock option")
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return Capabilities()  # it ignores what it cannot act on, like tools, by design
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         if self.delay_s:

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.adapters.base import Target
+from core.adapters.base import Capabilities, Target
 from core.upstream import Upstream
 from shared.config import Config
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    target: Target
+    upstream: Upstream
+    capabilities: Capabilities
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     name: str
-    targets: tuple[tuple[Target, Upstream], ...]
+    candidates: tuple[Candidate, ...]
+    strict_params: bool
+    # True when every candidate serves every feature and param: planning can be skipped.
+    unrestricted: bool
+
+
+def _unrestricted(caps: Capabilities) -> bool:
+    return caps.params is None and all(
+        (caps.stream, caps.tools, caps.vision, caps.json_schema, caps.json_object, caps.image_urls)
+    )
 
 
 class ModelRegistry:
@@ -21,20 +37,22 @@ class ModelRegistry:
         self._upstreams = upstreams
         self._routes: dict[str, Route] = {}
         for name, model in config.models.items():
-            self._routes[name] = Route(
-                name,
-                tuple(
-                    (self._target(t.provider, t.model), upstreams[t.provider])
-                    for t in model.targets
-                ),
-            )
+            candidates = tuple(self._candidate(t.provider, t.model) for t in model.targets)
+            self._routes[name] = self._route(name, candidates, model.params == "strict")
         for alias, model_name in config.aliases.items():
             self._routes[alias] = self._routes[model_name]
         self.created = 1_700_000_000
 
-    def _target(self, provider_name: str, model: str) -> Target:
+    def _candidate(self, provider_name: str, model: str) -> Candidate:
         provider = self._config.providers[provider_name]
-        return Target(provider, model, provider.api_keys[0] if provider.api_keys else None)
+        target = Target(provider, model, provider.api_keys[0] if provider.api_keys else None)
+        upstream = self._upstreams[provider_name]
+        return Candidate(target, upstream, upstream.capabilities(target))
+
+    @staticmethod
+    def _route(name: str, candidates: tuple[Candidate, ...], strict: bool) -> Route:
+        unrestricted = all(_unrestricted(c.capabilities) for c in candidates)
+        return Route(name, candidates, strict, unrestricted)
 
     def resolve(self, name: str) -> Route | None:
         route = self._routes.get(name)
@@ -44,7 +62,7 @@ class ModelRegistry:
         provider = self._config.providers.get(provider_name)
         if not sep or not model or provider is None or not provider.allow_any_model:
             return None
-        route = Route(name, ((self._target(provider_name, model), self._upstreams[provider_name]),))
+        route = self._route(name, (self._candidate(provider_name, model),), True)
         if len(self._routes) < 10_000:  # bounded: names come from tenants
             self._routes[name] = route
         return route

@@ -12,25 +12,28 @@ from typing import Protocol
 
 import aiohttp
 
-from core.adapters.base import JSON, Adapter, ProviderError, StreamEvent, Target
-from core.sse import SSEDecoder
+from core.adapters.base import (
+    JSON,
+    Adapter,
+    Capabilities,
+    ProviderError,
+    RequestSigner,
+    Target,
+    UpstreamRequest,
+)
 from shared.errors import FailureClass
 
 
 class Upstream(Protocol):
     """Anything that can serve a canonical request: an HTTP provider or the in-process mock."""
 
+    def capabilities(self, target: Target) -> Capabilities: ...
+
     async def complete(self, canonical: JSON, target: Target) -> JSON: ...
 
     def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
         """Raises ProviderError before the first chunk if the call fails early."""
         ...
-
-
-class EventDecoder(Protocol):
-    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
-
-    def finish(self) -> list[StreamEvent]: ...
 
 
 def transport_error(exc: BaseException) -> ProviderError:
@@ -53,15 +56,22 @@ class HttpUpstream:
         adapter: Adapter,
         session_getter: Callable[[], aiohttp.ClientSession],
         timeout: aiohttp.ClientTimeout,
-        decoder_factory: Callable[[], EventDecoder] = SSEDecoder,
+        signer: RequestSigner | None = None,
     ) -> None:
         self.adapter = adapter
         self._session = session_getter
         self._timeout = timeout
-        self._decoder_factory = decoder_factory
+        self._signer = signer
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return self.adapter.capabilities(target)
+
+    async def _build(self, canonical: JSON, target: Target) -> UpstreamRequest:
+        request = self.adapter.build_request(canonical, target)
+        return await self._signer.sign(request) if self._signer is not None else request
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
-        request = self.adapter.build_request(canonical, target)
+        request = await self._build(canonical, target)
         try:
             async with self._session().request(
                 request.method,
@@ -80,9 +90,9 @@ class HttpUpstream:
         return self.adapter.parse_response(body, target)
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
-        request = self.adapter.build_request(canonical, target)
+        request = await self._build(canonical, target)
         parser = self.adapter.stream_parser(canonical, target)
-        decoder = self._decoder_factory()
+        decoder = self.adapter.decoder()
         try:
             async with self._session().request(
                 request.method,

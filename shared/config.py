@@ -93,6 +93,9 @@ class TargetConfig:
 class ModelConfig:
     name: str
     targets: tuple[TargetConfig, ...]
+    # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
+    # in the x-interlock-dropped-params response header.
+    params: str = "strict"
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ _CORE = frozenset(
 _PROVIDER = frozenset(
     {"kind", "base_url", "api_key", "api_keys", "headers", "timeout", "allow_any_model", "options"}
 )
-_MODEL = frozenset({"targets", "provider", "model"})
+_MODEL = frozenset({"targets", "provider", "model", "params"})
 _TARGET = frozenset({"provider", "model"})
 
 
@@ -366,7 +369,10 @@ def _models(raw: Any, providers: dict[str, ProviderConfig]) -> dict[str, ModelCo
             targets.append(
                 TargetConfig(provider=provider, model=cp.string(t, "model", tpath, str(name)))
             )
-        out[str(name)] = ModelConfig(name=str(name), targets=tuple(targets))
+        params = cp.string(s, "params", path, "strict")
+        if params not in ("strict", "lenient"):
+            raise ConfigError(f"{path}.params: expected strict or lenient")
+        out[str(name)] = ModelConfig(name=str(name), targets=tuple(targets), params=params)
     return out
 
 

@@ -41,11 +41,19 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
+    """What a target can serve; failover only picks targets that can serve the request."""
+
     stream: bool = True
     tools: bool = True
     vision: bool = True
     json_schema: bool = True
+    json_object: bool = True
     max_context: int | None = None
+    # Remote http(s) image URLs accepted as-is; False: the core inlines them as data URLs first.
+    image_urls: bool = True
+    embeddings: bool = False
+    # Top-level OpenAI request params the target honours; None = all (OpenAI itself).
+    params: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,9 @@ class ProviderError(GatewayError):
         self.failure_class: FailureClass = failure_class
         self.retry_after_s = retry_after_s
         self.upstream_status = upstream_status
+        # Filled in by dispatch for accounting: which target failed, after how many attempts.
+        self.target: Target | None = None
+        self.attempts = 1
 
 
 class StreamParser(Protocol):
@@ -90,9 +101,34 @@ class StreamParser(Protocol):
         ...
 
 
+class EventDecoder(Protocol):
+    """Bytes in, framed events out; keeps state across arbitrary write boundaries."""
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
+
+    def finish(self) -> list[StreamEvent]: ...
+
+
+class RequestSigner(Protocol):
+    """Signs a built request (e.g. SigV4). Runs after the pure build, may await credentials."""
+
+    async def sign(self, request: UpstreamRequest) -> UpstreamRequest: ...
+
+
 class Adapter(Protocol):
+    """Stream parsers emit canonical chunks: a first chunk with the assistant role, deltas,
+    a chunk carrying finish_reason, and last a usage chunk with `choices: []`."""
+
     kind: str
     framing: Framing
+
+    def decoder(self) -> EventDecoder:
+        """A fresh stream decoder (SSE for most; AWS event-stream for Bedrock)."""
+        ...
+
+    def make_signer(self, provider: ProviderConfig) -> RequestSigner | None:
+        """Built once at start-up; None when requests need no signing."""
+        ...
 
     def check_provider(self, provider: ProviderConfig) -> None:
         """Start-up validation of the provider's settings; raises ConfigError naming the key."""

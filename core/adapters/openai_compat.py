@@ -23,6 +23,7 @@ from core.adapters.base import (
     failure_class_for_status,
     retry_after_seconds,
 )
+from core.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
@@ -114,6 +115,12 @@ class OpenAICompatAdapter:
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities()
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder()
+
+    def make_signer(self, provider: ProviderConfig) -> None:
+        return None
 
     def url(self, target: Target) -> str:
         base = target.provider.base_url or self.default_base_url
