@@ -28,10 +28,10 @@ unit: $(STAMP)
 test: lint unit
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m tests.bench.run
 
 bench-compare: $(STAMP)
-	$(PY) -m bench.run --compare-litellm
+	$(PY) -m tests.bench.run --compare-litellm
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
