@@ -8,7 +8,7 @@ next planned target on retryable failure classes, for streams only until the fir
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,12 @@ class Attempt:
     upstream: Upstream
     payload: JSON
     dropped: tuple[str, ...]
+    # The target needs image bytes: remote image URLs are fetched and inlined before the call.
+    inline_images: bool = False
+
+
+# Turns remote image URLs into data: URLs (core.images.ImageFetcher.inline).
+ImageInliner = Callable[[JSON], Awaitable[JSON]]
 
 
 @dataclass(slots=True)
@@ -103,25 +109,48 @@ def _check(
     if feature is not None:
         what = "image inputs" if feature == "messages" else f"'{feature}'"
         return feature, f"{label} cannot serve {what} for this request"
+    inline = images and not caps.image_urls
     if caps.params is None:
-        return Attempt(candidate.target, candidate.upstream, payload, ())
+        return Attempt(candidate.target, candidate.upstream, payload, (), inline)
     unsupported = [k for k in payload if k not in GATEWAY_PARAMS and k not in caps.params]
     if not unsupported:
-        return Attempt(candidate.target, candidate.upstream, payload, ())
+        return Attempt(candidate.target, candidate.upstream, payload, (), inline)
     if strict:
         return unsupported[0], f"{label} does not support the parameter '{unsupported[0]}'"
     trimmed = {k: v for k, v in payload.items() if k not in unsupported}
-    return Attempt(candidate.target, candidate.upstream, trimmed, tuple(unsupported))
+    return Attempt(candidate.target, candidate.upstream, trimmed, tuple(unsupported), inline)
+
+
+class _Payloads:
+    """Each attempt's payload, fetching remote images at most once per request."""
+
+    __slots__ = ("_inlined", "_inliner")
+
+    def __init__(self, inliner: ImageInliner | None) -> None:
+        self._inliner = inliner
+        self._inlined: dict[int, JSON] = {}
+
+    async def for_attempt(self, attempt: Attempt) -> JSON:
+        if not attempt.inline_images or self._inliner is None:
+            return attempt.payload
+        key = id(attempt.payload)
+        if key not in self._inlined:
+            self._inlined[key] = await self._inliner(attempt.payload)
+        return self._inlined[key]
 
 
 def _may_fail_over(error: ProviderError, remaining: int) -> bool:
     return remaining > 0 and error.failure_class in FAILOVER_CLASSES
 
 
-async def complete(attempts: list[Attempt]) -> tuple[JSON, Outcome]:
+async def complete(
+    attempts: list[Attempt], inliner: ImageInliner | None = None
+) -> tuple[JSON, Outcome]:
+    payloads = _Payloads(inliner)
     for number, attempt in enumerate(attempts, start=1):
+        payload = await payloads.for_attempt(attempt)
         try:
-            result = await attempt.upstream.complete(attempt.payload, attempt.target)
+            result = await attempt.upstream.complete(payload, attempt.target)
         except ProviderError as error:
             error.attempts, error.target = number, attempt.target
             if _may_fail_over(error, len(attempts) - number):
@@ -133,11 +162,13 @@ async def complete(attempts: list[Attempt]) -> tuple[JSON, Outcome]:
 
 
 async def open_stream(
-    attempts: list[Attempt],
+    attempts: list[Attempt], inliner: ImageInliner | None = None
 ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
     """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
+    payloads = _Payloads(inliner)
     for number, attempt in enumerate(attempts, start=1):
-        chunks = attempt.upstream.stream(attempt.payload, attempt.target)
+        payload = await payloads.for_attempt(attempt)
+        chunks = attempt.upstream.stream(payload, attempt.target)
         try:
             first: JSON | None = await anext(chunks)
         except StopAsyncIteration:

@@ -69,6 +69,10 @@ class CoreConfig:
     connect_timeout_s: float
     upstream_timeout_s: float
     pool_size: int
+    # Remote images fetched for providers that need bytes (SSRF-guarded).
+    image_max_bytes: int = 20 * 1024 * 1024
+    image_fetch_timeout_s: float = 10.0
+    image_allow_private_networks: bool = False  # only for tests and closed networks
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,9 @@ def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
         connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
+        image_max_bytes=cp.size(s, "image_max_bytes", "core", 20 * 1024 * 1024),
+        image_fetch_timeout_s=cp.duration(s, "image_fetch_timeout", "core", 10),
+        image_allow_private_networks=cp.boolean(s, "image_allow_private_networks", "core", False),
     )
 
 
