@@ -1,0 +1,1 @@
+"""Shared state behind one seam: in-memory (embedded default) or Redis (production, tests)."""

@@ -1,0 +1,67 @@
+"""Token-bucket arithmetic, shared by the in-memory store and mirrored by the Redis Lua script.
+
+A bucket holds up to `capacity` units and refills at `rate` units a second. A take of several
+buckets is all-or-nothing, so a request never spends its tenant's request budget when its
+token budget says no. Settling actual usage later may push a bucket below zero: that debt is
+paid back before anything else is admitted, which bounds overshoot to one request's estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    key: str
+    capacity: float
+    rate: float  # units per second
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class TakeResult:
+    allowed: bool
+    retry_after_s: float  # 0 when allowed
+    remaining: tuple[float, ...]  # per bucket, after the take (or unchanged when refused)
+
+
+def refill(tokens: float, last: float, now: float, capacity: float, rate: float) -> float:
+    return min(capacity, tokens + max(0.0, now - last) * rate)
+
+
+def take(state: dict[str, tuple[float, float]], specs: list[BucketSpec], now: float) -> TakeResult:
+    """Mutates `state` (key -> (tokens, last_update)) only when every bucket allows the take."""
+    levels = []
+    wait = 0.0
+    for spec in specs:
+        tokens, last = state.get(spec.key, (spec.capacity, now))
+        level = refill(tokens, last, now, spec.capacity, spec.rate)
+        levels.append(level)
+        # A cost above capacity is admitted from a full bucket (into debt), never refused forever.
+        needed = min(spec.cost, spec.capacity)
+        if level < needed:
+            wait = max(wait, (needed - level) / spec.rate if spec.rate > 0 else float("inf"))
+    if wait > 0:
+        return TakeResult(False, wait, tuple(levels))
+    remaining = []
+    for spec, level in zip(specs, levels, strict=True):
+        state[spec.key] = (level - spec.cost, now)
+        remaining.append(level - spec.cost)
+    return TakeResult(True, 0.0, tuple(remaining))
+
+
+def adjust(
+    state: dict[str, tuple[float, float]],
+    key: str,
+    delta: float,
+    capacity: float,
+    rate: float,
+    now: float,
+) -> float:
+    """Charge (delta > 0) or refund (delta < 0) after the fact; may go negative (debt)."""
+    tokens, last = state.get(key, (capacity, now))
+    level = refill(tokens, last, now, capacity, rate) - delta
+    level = min(capacity, level)
+    state[key] = (level, now)
+    return level

@@ -1,0 +1,65 @@
+"""The Store seam: what the core keeps across requests (and, with Redis, across replicas)."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from core.state.buckets import BucketSpec, TakeResult, adjust, take
+
+
+class Store(Protocol):
+    async def take(self, specs: list[BucketSpec]) -> TakeResult:
+        """All-or-nothing take from several buckets: one atomic call."""
+        ...
+
+    async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
+        """Settle a reservation: charge (delta > 0) or refund (delta < 0)."""
+        ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Per-process state: the embedded default, and the fail-open fallback when Redis is down."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._values: dict[str, tuple[bytes, float]] = {}
+        self._max_keys = max_keys
+
+    def _bound(self, mapping: dict[str, object]) -> None:
+        if len(mapping) >= self._max_keys:
+            del mapping[next(iter(mapping))]
+
+    async def take(self, specs: list[BucketSpec]) -> TakeResult:
+        self._bound(self._buckets)  # type: ignore[arg-type]
+        return take(self._buckets, specs, time.monotonic())
+
+    async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
+        adjust(self._buckets, key, delta, capacity, rate, time.monotonic())
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._values[key]
+            return None
+        return entry[0]
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._bound(self._values)  # type: ignore[arg-type]
+        self._values[key] = (value, time.monotonic() + ttl_s)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

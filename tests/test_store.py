@@ -1,0 +1,140 @@
+"""The same Store contract on both implementations, plus token-bucket properties."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.state.buckets import BucketSpec, adjust, take
+from core.state.redis_store import RedisStore
+from core.state.store import MemoryStore, Store
+
+Scenario = Callable[[Store], Awaitable[Any]]
+Runner = Callable[[Scenario], Any]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def run(request: pytest.FixtureRequest, redis_url: str) -> Runner:
+    """Runs a scenario against a fresh store inside its own event loop (redis clients are
+    bound to the loop that created them)."""
+
+    def runner(scenario: Scenario) -> Any:
+        async def main() -> Any:
+            store: Store = MemoryStore() if request.param == "memory" else RedisStore(redis_url)
+            try:
+                return await scenario(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    return runner
+
+
+def unique(name: str) -> str:
+    import uuid
+
+    return f"test:{{{uuid.uuid4().hex}}}:{name}"
+
+
+def test_take_until_empty_then_refuse_with_retry_after(run: Runner) -> None:
+    key = unique("rpm")
+    spec = BucketSpec(key, capacity=3, rate=0.001, cost=1)
+
+    async def scenario(store: Store) -> list[bool]:
+        results = [await store.take([spec]) for _ in range(4)]
+        return [r.allowed for r in results] + [results[-1].retry_after_s > 100]
+
+    assert run(scenario) == [True, True, True, False, True]
+
+
+def test_multi_bucket_take_is_all_or_nothing(run: Runner) -> None:
+    requests, tokens = unique("rpm"), unique("tpm")
+
+    async def scenario(store: Store) -> tuple[bool, bool, float]:
+        roomy = BucketSpec(requests, capacity=100, rate=0.001, cost=1)
+        tight = BucketSpec(tokens, capacity=10, rate=0.001, cost=8)
+        first = await store.take([roomy, tight])
+        second = await store.take([roomy, tight])  # tokens bucket has 2 left: refused
+        after = await store.take([BucketSpec(requests, 100, 0.001, 0)])
+        return first.allowed, second.allowed, after.remaining[0]
+
+    first, second, requests_left = run(scenario)
+    assert first and not second
+    assert requests_left == pytest.approx(99, abs=0.01)  # the refused take spent nothing
+
+
+def test_adjust_settles_reservations_into_debt(run: Runner) -> None:
+    key = unique("tpm")
+
+    async def scenario(store: Store) -> tuple[bool, bool]:
+        spec = BucketSpec(key, capacity=100, rate=0.001, cost=10)
+        await store.take([spec])
+        await store.adjust(key, 150, 100, 0.001)  # actual usage far above the estimate
+        refused = await store.take([BucketSpec(key, 100, 0.001, 1)])
+        await store.adjust(key, -200, 100, 0.001)  # refunds never exceed capacity
+        allowed = await store.take([BucketSpec(key, 100, 0.001, 100)])
+        return refused.allowed, allowed.allowed
+
+    assert run(scenario) == (False, True)
+
+
+def test_oversized_cost_is_admitted_only_from_a_full_bucket(run: Runner) -> None:
+    key = unique("tpm")
+
+    async def scenario(store: Store) -> tuple[bool, bool]:
+        big = BucketSpec(key, capacity=10, rate=0.001, cost=50)
+        return (await store.take([big])).allowed, (await store.take([big])).allowed
+
+    assert run(scenario) == (True, False)
+
+
+def test_values_expire(run: Runner) -> None:
+    key = unique("value")
+
+    async def scenario(store: Store) -> tuple[bytes | None, bytes | None]:
+        await store.set(key, b"v", 60)
+        present = await store.get(key)
+        await store.set(key, b"v", 0.001)
+        for _ in range(100):
+            if await store.get(key) is None:
+                return present, None
+            await asyncio.sleep(0.01)
+        return present, await store.get(key)
+
+    assert run(scenario) == (b"v", None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacity=st.integers(1, 50),
+    rate=st.floats(0.1, 20),
+    events=st.lists(st.tuples(st.floats(0, 2), st.integers(1, 60)), min_size=1, max_size=60),
+)
+def test_admitted_never_exceeds_capacity_plus_refill_plus_one_request(
+    capacity: int, rate: float, events: list[tuple[float, int]]
+) -> None:
+    state: dict[str, tuple[float, float]] = {}
+    now = 0.0
+    admitted = 0.0
+    biggest = 0
+    for gap, cost in events:
+        now += gap
+        if take(state, [BucketSpec("k", capacity, rate, cost)], now).allowed:
+            admitted += cost
+            biggest = max(biggest, cost)
+    overshoot = max(0, biggest - capacity)  # an oversized request may go into debt once
+    assert admitted <= capacity + rate * now + overshoot + 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-50, 50), max_size=20))
+def test_adjust_never_exceeds_capacity(deltas: list[float]) -> None:
+    state: dict[str, tuple[float, float]] = {}
+    for i, delta in enumerate(deltas):
+        assert adjust(state, "k", delta, 30, 1.0, float(i)) <= 30
