@@ -103,6 +103,27 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    redis_url: str | None  # None: in-memory (single process)
+    fail_open: bool  # when Redis is unreachable: per-process limits (True) or 503 (False)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rpm: int | None  # requests per minute
+    tpm: int | None  # tokens per minute (prompt estimate + max output, settled to actual)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    tiers: dict[str, RateLimit]
+    tenants: dict[str, RateLimit]  # per-tenant overrides take precedence over the tier
+
+    def for_caller(self, tenant: str, tier: str) -> RateLimit | None:
+        return self.tenants.get(tenant) or self.tiers.get(tier)
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path
     auth: AuthConfig
@@ -113,9 +134,27 @@ class Config:
     models: dict[str, ModelConfig]
     aliases: dict[str, str]
     source: str  # the file it came from, or "embedded defaults"
+    state: StateConfig = StateConfig(None, True)
+    limits: LimitsConfig = LimitsConfig({}, {})
 
 
-_TOP = frozenset({"state_dir", "auth", "hop", "edge", "core", "providers", "models", "aliases"})
+_TOP = frozenset(
+    {
+        "state_dir",
+        "auth",
+        "hop",
+        "edge",
+        "core",
+        "providers",
+        "models",
+        "aliases",
+        "state",
+        "limits",
+    }
+)
+_STATE = frozenset({"redis_url", "on_redis_down"})
+_LIMITS = frozenset({"tiers", "tenants"})
+_RATE = frozenset({"rpm", "tpm"})
 _AUTH = frozenset(
     {
         "issuer",
@@ -209,6 +248,43 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         models=models,
         aliases=aliases,
         source=source,
+        state=_state(top.get("state"), env),
+        limits=_limits(top.get("limits")),
+    )
+
+
+def _state(raw: Any, env: dict[str, str]) -> StateConfig:
+    s = cp.section(raw, "state", _STATE)
+    url = cp.optional_string(s, "redis_url", "state") or env.get("REDIS_URL") or None
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("state.redis_url: expected a redis://, rediss:// or unix:// URL")
+    mode = cp.string(s, "on_redis_down", "state", "fail_open")
+    if mode not in ("fail_open", "fail_closed"):
+        raise ConfigError("state.on_redis_down: expected fail_open or fail_closed")
+    return StateConfig(redis_url=url, fail_open=mode == "fail_open")
+
+
+def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of name to {{rpm, tpm}}")
+    out = {}
+    for name, entry in raw.items():
+        where = f"{path}.{name}"
+        s = cp.section(entry, where, _RATE)
+        values = [
+            cp.integer(s, key, where, 1, 1, 10**12) if key in s else None for key in ("rpm", "tpm")
+        ]
+        out[str(name)] = RateLimit(rpm=values[0], tpm=values[1])
+    return out
+
+
+def _limits(raw: Any) -> LimitsConfig:
+    s = cp.section(raw, "limits", _LIMITS)
+    return LimitsConfig(
+        tiers=_rate_limits(s.get("tiers"), "limits.tiers"),
+        tenants=_rate_limits(s.get("tenants"), "limits.tenants"),
     )
 
 

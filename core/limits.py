@@ -1,0 +1,148 @@
+"""Per-tenant rate limits: requests and tokens per minute, enforced across replicas.
+
+Each request costs one atomic take from the tenant's two buckets (one Redis call). Tokens are
+reserved from an estimate (prompt + max output) and settled from actual usage afterwards; the
+settlements are batched per bucket and flushed in the background, so they add no round trip
+to any request. 429s carry Retry-After and the x-ratelimit-* headers OpenAI clients read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from core.state.buckets import BucketSpec
+from core.state.store import Store
+from shared.config import LimitsConfig, RateLimit
+from shared.errors import GatewayError
+
+log = logging.getLogger("interlock.limits")
+
+DEFAULT_OUTPUT_ESTIMATE = 1024
+FLUSH_INTERVAL_S = 0.1
+
+
+def _reset(capacity: float, remaining: float, rate: float) -> str:
+    seconds = max(0.0, (capacity - remaining) / rate) if rate > 0 else 0.0
+    return f"{seconds:.3g}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60)}s"
+
+
+@dataclass(slots=True)
+class Admission:
+    """A granted request; settle() it with the real token count when known."""
+
+    limiter: TenantLimiter | None
+    tokens_key: str | None
+    tpm: int | None
+    reserved: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def settle(self, actual_tokens: int | None) -> None:
+        if self.limiter is None or self.tokens_key is None or self.tpm is None:
+            return
+        used = self.reserved if actual_tokens is None else actual_tokens
+        if used != self.reserved:
+            self.limiter.defer_adjust(self.tokens_key, used - self.reserved, self.tpm)
+
+
+UNLIMITED = Admission(None, None, None, 0)
+
+
+class TenantLimiter:
+    def __init__(self, limits: LimitsConfig, store: Store) -> None:
+        self._limits = limits
+        self._store = store
+        self._pending: dict[tuple[str, int], float] = defaultdict(float)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._limits.tiers or self._limits.tenants)
+
+    async def admit(self, tenant: str, tier: str, estimated_tokens: int) -> Admission:
+        limit = self._limits.for_caller(tenant, tier)
+        if limit is None or (limit.rpm is None and limit.tpm is None):
+            return UNLIMITED
+        specs, kinds = self._specs(tenant, limit, estimated_tokens)
+        result = await self._store.take(specs)
+        headers = {}
+        for spec, kind, remaining in zip(specs, kinds, result.remaining, strict=True):
+            headers[f"x-ratelimit-limit-{kind}"] = str(int(spec.capacity))
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
+            headers[f"x-ratelimit-reset-{kind}"] = _reset(spec.capacity, remaining, spec.rate)
+        if not result.allowed:
+            raise self._refusal(specs, kinds, result.remaining, result.retry_after_s, headers)
+        tokens_key = specs[kinds.index("tokens")].key if "tokens" in kinds else None
+        return Admission(self, tokens_key, limit.tpm, estimated_tokens, headers)
+
+    @staticmethod
+    def _specs(tenant: str, limit: RateLimit, tokens: int) -> tuple[list[BucketSpec], list[str]]:
+        # One hash tag per tenant: both buckets share a cluster slot, so one Lua call suffices.
+        specs, kinds = [], []
+        if limit.rpm is not None:
+            specs.append(BucketSpec(f"il:{{t:{tenant}}}:rpm", limit.rpm, limit.rpm / 60, 1))
+            kinds.append("requests")
+        if limit.tpm is not None:
+            specs.append(BucketSpec(f"il:{{t:{tenant}}}:tpm", limit.tpm, limit.tpm / 60, tokens))
+            kinds.append("tokens")
+        return specs, kinds
+
+    @staticmethod
+    def _refusal(
+        specs: list[BucketSpec],
+        kinds: list[str],
+        remaining: tuple[float, ...],
+        wait: float,
+        headers: dict[str, str],
+    ) -> GatewayError:
+        kind = "requests"
+        for spec, name, level in zip(specs, kinds, remaining, strict=True):
+            if level < min(spec.cost, spec.capacity):
+                kind = name
+                break
+        unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+        seconds = max(1, math.ceil(wait))
+        return GatewayError(
+            429,
+            f"Rate limit reached for this tenant on {unit}. Please try again in {wait:.3g}s.",
+            code="rate_limit_exceeded",
+            type=kind,
+            headers={
+                **headers,
+                "retry-after": str(seconds),
+                "retry-after-ms": str(int(wait * 1000)),
+            },
+        )
+
+    def defer_adjust(self, key: str, delta: float, tpm: int) -> None:
+        self._pending[(key, tpm)] += delta
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, defaultdict(float)
+        for (key, tpm), delta in pending.items():
+            if delta:
+                try:
+                    await self._store.adjust(key, delta, tpm, tpm / 60)
+                except GatewayError:
+                    log.warning("could not settle token usage: shared state unavailable")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()

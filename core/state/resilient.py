@@ -1,0 +1,98 @@
+"""What happens when Redis is unreachable: an explicit operator choice, never a crash.
+
+fail_open: serve from per-process state (limits become per replica) until Redis answers again;
+fail_closed: refuse with 503. Either way one log line per outage and a counter for metrics.
+Redis is retried after a short pause, so recovery needs no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.exceptions
+
+from core.state.buckets import BucketSpec, TakeResult
+from core.state.store import MemoryStore, Store
+from shared.errors import GatewayError
+
+log = logging.getLogger("interlock.state")
+
+T = TypeVar("T")
+RETRY_AFTER_OUTAGE_S = 1.0
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class ResilientStore:
+    def __init__(self, primary: Store, fail_open: bool) -> None:
+        self.primary = primary
+        self.fallback = MemoryStore()
+        self.fail_open = fail_open
+        self.down_since: float | None = None
+        self._retry_at = 0.0
+        self.outages = 0  # exported as a metric
+        self.fallback_calls = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.down_since is None
+
+    async def _call(
+        self, primary: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
+    ) -> T:
+        now = time.monotonic()
+        if self.down_since is None or now >= self._retry_at:
+            try:
+                result = await primary()
+            except _REDIS_DOWN as exc:
+                if self.down_since is None:
+                    self.down_since = now
+                    self.outages += 1
+                    mode = "per-process limits" if self.fail_open else "refusing requests"
+                    log.error(
+                        "redis unreachable (%s); %s until it is back", type(exc).__name__, mode
+                    )
+                self._retry_at = now + RETRY_AFTER_OUTAGE_S
+            else:
+                if self.down_since is not None:
+                    log.warning("redis reachable again after %.1f s", now - self.down_since)
+                    self.down_since = None
+                return result
+        if not self.fail_open:
+            raise GatewayError(
+                503,
+                "the gateway's shared state is unavailable; retry shortly",
+                code="state_unavailable",
+                headers={"retry-after": "1"},
+            )
+        self.fallback_calls += 1
+        return await fallback()
+
+    async def take(self, specs: list[BucketSpec]) -> TakeResult:
+        return await self._call(lambda: self.primary.take(specs), lambda: self.fallback.take(specs))
+
+    async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
+        await self._call(
+            lambda: self.primary.adjust(key, delta, capacity, rate),
+            lambda: self.fallback.adjust(key, delta, capacity, rate),
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._call(lambda: self.primary.get(key), lambda: self.fallback.get(key))
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._call(
+            lambda: self.primary.set(key, value, ttl_s),
+            lambda: self.fallback.set(key, value, ttl_s),
+        )
+
+    async def ping(self) -> bool:
+        try:
+            return await self.primary.ping()
+        except _REDIS_DOWN:
+            return False
+
+    async def close(self) -> None:
+        await self.primary.close()
