@@ -1,0 +1,116 @@
+"""Per-target circuit breaker: stop sending traffic to a target that keeps failing.
+
+Closed: traffic flows; outcomes are counted over a sliding window (two fixed halves, the older
+one weighted by how much of it is still inside the window). When the failure ratio crosses
+the threshold with enough requests, the breaker opens for `open_s`; then one probe at a time is
+let through (half-open). A probe success closes it; a probe failure opens it again.
+
+The state machine is pure (time is passed in); core.breakers shares open decisions across
+replicas through the Store and keeps working locally when the Store is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_ratio: float = 0.5
+    min_requests: int = 10
+    window_s: float = 30.0
+    open_s: float = 15.0
+
+
+class Breaker:
+    __slots__ = (
+        "_current",
+        "_current_start",
+        "_open_until",
+        "_previous",
+        "_probe_in_flight",
+        "policy",
+        "state",
+    )
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self.state = State.CLOSED
+        self._open_until = 0.0
+        self._probe_in_flight = False
+        self._current = [0, 0]  # failures, total
+        self._previous = [0, 0]
+        self._current_start = 0.0
+
+    def _roll(self, now: float) -> None:
+        half = self.policy.window_s / 2
+        if now - self._current_start >= half:
+            gap = now - self._current_start
+            self._previous = self._current if gap < 2 * half else [0, 0]
+            self._current = [0, 0]
+            self._current_start = (
+                now - ((now - self._current_start) % half) if gap < 2 * half else now
+            )
+
+    def counts(self, now: float) -> tuple[float, float]:
+        """(failures, total) over the sliding window."""
+        self._roll(now)
+        half = self.policy.window_s / 2
+        weight = max(0.0, 1.0 - (now - self._current_start) / half)
+        return (
+            self._current[0] + self._previous[0] * weight,
+            self._current[1] + self._previous[1] * weight,
+        )
+
+    def allow(self, now: float) -> bool:
+        if self.state is State.CLOSED:
+            return True
+        if self.state is State.OPEN:
+            if now < self._open_until:
+                return False
+            self.state = State.HALF_OPEN
+            self._probe_in_flight = False
+        if self._probe_in_flight:
+            return False
+        self._probe_in_flight = True
+        return True
+
+    def record(self, success: bool, now: float) -> None:
+        if self.state is State.HALF_OPEN:
+            self._probe_in_flight = False
+            if success:
+                self._close()
+            else:
+                self.trip(now)
+            return
+        if self.state is State.OPEN:
+            return  # a straggler from before the breaker opened
+        self._roll(now)
+        self._current[1] += 1
+        if not success:
+            self._current[0] += 1
+        # Evaluated after every call: the call that reaches min_requests may be a success.
+        failures, total = self.counts(now)
+        if total >= self.policy.min_requests and failures / total >= self.policy.failure_ratio:
+            self.trip(now)
+
+    def trip(self, now: float, until: float | None = None) -> None:
+        self.state = State.OPEN
+        self._open_until = until if until is not None else now + self.policy.open_s
+        self._probe_in_flight = False
+
+    @property
+    def open_until(self) -> float:
+        return self._open_until
+
+    def _close(self) -> None:
+        self.state = State.CLOSED
+        self._current = [0, 0]
+        self._previous = [0, 0]

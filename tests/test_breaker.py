@@ -1,0 +1,66 @@
+"""Circuit breaker state machine: examples and properties (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.breaker import Breaker, BreakerPolicy, State
+
+POLICY = BreakerPolicy(failure_ratio=0.5, min_requests=4, window_s=10, open_s=5)
+
+
+def test_opens_on_failure_ratio_then_probes_then_closes() -> None:
+    breaker = Breaker(POLICY)
+    for outcome in (True, False, False):
+        breaker.record(outcome, 1.0)
+    assert breaker.state is State.CLOSED  # 3 requests: below min_requests
+    breaker.record(False, 1.0)
+    assert breaker.state is State.OPEN and not breaker.allow(2.0)
+    assert breaker.allow(6.1)  # open period over: one probe
+    assert breaker.state is State.HALF_OPEN and not breaker.allow(6.2)  # only one at a time
+    breaker.record(True, 6.3)
+    assert breaker.state is State.CLOSED and breaker.allow(6.4)
+
+
+def test_failed_probe_reopens() -> None:
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    assert breaker.allow(5.0)
+    breaker.record(False, 5.1)
+    assert breaker.state is State.OPEN and not breaker.allow(9.0) and breaker.allow(10.2)
+
+
+def test_old_failures_age_out_of_the_window() -> None:
+    breaker = Breaker(POLICY)
+    for _ in range(3):
+        breaker.record(False, 0.0)
+    breaker.record(True, 30.0)  # long after: the old failures no longer count
+    assert breaker.counts(30.0) == (0, 1)
+    assert breaker.state is State.CLOSED
+
+
+def test_stragglers_while_open_are_ignored() -> None:
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    breaker.record(True, 1.0)
+    assert breaker.state is State.OPEN
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 3), st.booleans(), st.booleans()), max_size=80))
+def test_properties(steps: list[tuple[float, bool, bool]]) -> None:
+    breaker = Breaker(POLICY)
+    now = 0.0
+    for gap, ask, success in steps:
+        now += gap
+        if ask:
+            was_open = breaker.state is State.OPEN and now < breaker.open_until
+            allowed = breaker.allow(now)
+            assert not (was_open and allowed)  # never lets traffic through while open
+            if allowed:
+                breaker.record(success, now)
+                failures, total = breaker.counts(now)
+                assert 0 <= failures <= total + 1e-9
+                if breaker.state is State.CLOSED and total >= POLICY.min_requests:
+                    assert failures / total < POLICY.failure_ratio  # would have tripped
