@@ -1,0 +1,103 @@
+"""Kind `anthropic`: the Anthropic Messages API (POST {base_url}/v1/messages).
+
+The adapter object only wires the pieces: request.py builds the body, response.py and stream.py
+translate answers back, errors.py classifies failures, settings.py owns the provider options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from core.adapters.anthropic.errors import parse_error
+from core.adapters.anthropic.request import build_body
+from core.adapters.anthropic.response import parse_message
+from core.adapters.anthropic.settings import Settings, parse_settings
+from core.adapters.anthropic.stream import AnthropicStreamParser
+from core.adapters.base import (
+    JSON,
+    Capabilities,
+    Framing,
+    ProviderError,
+    Target,
+    UpstreamRequest,
+)
+from core.sse import SSEDecoder
+from shared.config import ProviderConfig
+
+__all__ = ["ADAPTER", "AnthropicAdapter", "AnthropicStreamParser"]
+
+# Top-level OpenAI params this adapter maps; n, seed, logprobs and penalties have no equivalent.
+PARAMS = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+    }
+)
+MAX_CONTEXT = 200_000
+
+
+class AnthropicAdapter:
+    kind = "anthropic"
+    framing: Framing = "sse"
+
+    def __init__(self) -> None:
+        # Parsed options per provider object, built at start-up (check_provider/capabilities).
+        self._settings: dict[int, tuple[ProviderConfig, Settings]] = {}
+
+    def settings(self, provider: ProviderConfig) -> Settings:
+        entry = self._settings.get(id(provider))
+        if entry is None or entry[0] is not provider:
+            entry = (provider, parse_settings(provider))
+            self._settings[id(provider)] = entry
+        return entry[1]
+
+    def check_provider(self, provider: ProviderConfig) -> None:
+        self.settings(provider)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        settings = self.settings(target.provider)
+        return Capabilities(
+            json_schema=settings.structured_outputs,
+            json_object=False,
+            max_context=MAX_CONTEXT,
+            image_urls=True,
+            params=PARAMS,
+        )
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder()
+
+    def make_signer(self, provider: ProviderConfig) -> None:
+        return None
+
+    def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
+        settings = self.settings(target.provider)
+        body = build_body(canonical, target.model, settings)
+        headers = dict(settings.headers)
+        headers["accept"] = "text/event-stream" if body.get("stream") else "application/json"
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        return UpstreamRequest("POST", settings.url, headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes, target: Target) -> JSON:
+        return parse_message(body, target)
+
+    def stream_parser(self, canonical: JSON, target: Target) -> AnthropicStreamParser:
+        return AnthropicStreamParser(target)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return parse_error(status, headers, body)
+
+
+ADAPTER = AnthropicAdapter()
