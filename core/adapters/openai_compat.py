@@ -1,7 +1,20 @@
 """OpenAI and every OpenAI-compatible host: the canonical shape is already theirs.
 
-What still needs care: usage in streams only arrives when asked for (we always ask), hosts that
-send an `error` object inside a 200 stream, and error bodies whose messages can echo a key.
+What still needs care: usage in streams only arrives when asked for (we ask, unless the host's
+preset says it sends usage unasked and rejects the option), hosts that send an `error` object
+inside a 200 stream, error bodies whose messages can echo a key, and hosts that differ from
+OpenAI in param names or accepted fields (see core.adapters.presets).
+
+Streams are normalised to the canonical contract, so no encoder ever meets a host quirk:
+- chunks with empty `choices` and no usage (Azure prompt-filter results, annotations) are
+  dropped: OpenAI clients only expect `choices: []` on the usage chunk they asked for, and
+  naive client code indexes `choices[0]`;
+- choices without a `delta` (Azure asynchronous-filter annotations) are dropped, unless they
+  carry a finish_reason (e.g. `content_filter`), which passes through with `delta: {}`;
+- usage riding on the finishing chunk (Mistral, Fireworks, Together) is split off into its
+  own chunk with `choices: []`; usage on earlier chunks (running totals) is held back and only
+  the last value is sent, at [DONE];
+- chunks sent with an empty id/model (Azure annotations) get the stream's id and model.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from core.adapters.base import (
     failure_class_for_status,
     retry_after_seconds,
 )
+from core.adapters.presets import Preset, known_presets, resolve
 from core.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
@@ -31,6 +45,7 @@ from shared.errors import FailureClass
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+_OPTIONS = frozenset({"preset"})
 
 
 def invalid_upstream_body(what: str) -> ProviderError:
@@ -38,16 +53,20 @@ def invalid_upstream_body(what: str) -> ProviderError:
 
 
 class OpenAIStreamParser:
-    __slots__ = ("_done",)
+    __slots__ = ("_created", "_done", "_id", "_model", "_pending_usage")
 
     def __init__(self) -> None:
         self._done = False
+        self._id: Any = None
+        self._model: Any = None
+        self._created: Any = None
+        self._pending_usage: Any = None
 
     def feed(self, event: StreamEvent) -> list[JSON]:
         data = event.data
         if data == b"[DONE]":
             self._done = True
-            return []
+            return self._flush_usage()
         if not data:
             return []
         try:
@@ -56,9 +75,66 @@ class OpenAIStreamParser:
             raise invalid_upstream_body("a malformed stream chunk") from None
         if not isinstance(chunk, dict):
             raise invalid_upstream_body("a malformed stream chunk")
-        if "error" in chunk and "choices" not in chunk:
+        choices = chunk.get("choices")
+        if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
-        return [chunk]
+        return self.normalize(chunk, choices)
+
+    def normalize(self, chunk: JSON, choices: Any) -> list[JSON]:
+        if chunk.get("id"):
+            if self._id is None:
+                self._id, self._model, self._created = (
+                    chunk["id"],
+                    chunk.get("model"),
+                    chunk.get("created"),
+                )
+        elif self._id is not None:
+            chunk = {
+                **chunk,
+                "id": self._id,
+                "model": chunk.get("model") or self._model,
+                "created": chunk.get("created") or self._created,
+                "object": "chat.completion.chunk",
+            }
+        if choices and not all(isinstance(c, dict) and "delta" in c for c in choices):
+            kept = [
+                c if "delta" in c else {**c, "delta": {}}
+                for c in choices
+                if isinstance(c, dict) and ("delta" in c or c.get("finish_reason"))
+            ]
+            chunk = {**chunk, "choices": kept}
+            choices = kept
+        usage = chunk.get("usage")
+        if not choices:
+            if usage is None:
+                return []
+            self._pending_usage = None
+            return [chunk]
+        if usage is None:
+            return [chunk]
+        head = {k: v for k, v in chunk.items() if k != "usage"}
+        if not any(c.get("finish_reason") for c in choices):
+            self._pending_usage = usage  # running totals: only the last one is kept
+            return [head]
+        self._pending_usage = None
+        tail = {k: v for k, v in chunk.items() if k != "choices"}
+        tail["choices"] = []
+        return [head, tail]
+
+    def _flush_usage(self) -> list[JSON]:
+        usage, self._pending_usage = self._pending_usage, None
+        if usage is None:
+            return []
+        return [
+            {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [],
+                "usage": usage,
+            }
+        ]
 
     def finish(self) -> list[JSON]:
         if not self._done:
@@ -68,9 +144,32 @@ class OpenAIStreamParser:
         return []
 
 
+def _detail_message(detail: Any) -> str:
+    """A readable line from a validation-error list (pydantic style, as Mistral returns)."""
+    if isinstance(detail, dict):
+        detail = detail.get("detail", detail)
+    if not isinstance(detail, list):
+        return ""
+    parts = []
+    for item in detail[:3]:
+        if isinstance(item, dict):
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list | tuple) else ""
+            msg = item.get("msg")
+            if isinstance(msg, str):
+                parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
 def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) -> ProviderError:
-    """Map an OpenAI-style error object (from a body or a stream) to a ProviderError."""
+    """Map an OpenAI-style error object (from a body or a stream) to a ProviderError.
+
+    Also reads the flat shape some compatible hosts use (`{"object": "error", "message": ...,
+    "type": ...}`), whose message may be a validation-error list rather than a string.
+    """
     error = payload.get("error") if isinstance(payload, dict) else None
+    if error is None and isinstance(payload, dict) and "message" in payload:
+        error = payload
     if isinstance(error, str):
         error = {"message": error}
     if not isinstance(error, dict):
@@ -78,7 +177,8 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     code = error.get("code")
     code = str(code) if code is not None else None
     err_type = error.get("type") if isinstance(error.get("type"), str) else None
-    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    raw_message = error.get("message")
+    message = raw_message if isinstance(raw_message, str) else _detail_message(raw_message)
     failure = failure_class_for_status(status)
     if code in _QUOTA_CODES or err_type == "insufficient_quota":
         failure = FailureClass.QUOTA_EXHAUSTED
@@ -104,17 +204,51 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     )
 
 
+def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages:
+        if (
+            isinstance(message, dict)
+            and message.get("role") != "tool"
+            and not keys.isdisjoint(message)
+        ):
+            message = {k: v for k, v in message.items() if k not in keys}
+        out.append(message)
+    return out
+
+
 class OpenAICompatAdapter:
     kind = "openai"
     framing: Framing = "sse"
-    default_base_url = "https://api.openai.com/v1"
+
+    def preset(self, provider: ProviderConfig) -> Preset:
+        preset = resolve(provider.options.get("preset"), provider.base_url)
+        if preset is None:  # check_provider refused it at start-up; never reached at runtime
+            raise ConfigError(f"providers.{provider.name}.options.preset: unknown preset")
+        return preset
 
     def check_provider(self, provider: ProviderConfig) -> None:
-        if provider.base_url is None and self.default_base_url is None:
-            raise ConfigError(f"providers.{provider.name}.base_url: required")
+        path = f"providers.{provider.name}"
+        for key in provider.options:
+            if key not in _OPTIONS:
+                raise ConfigError(f"{path}.options.{key}: unknown option (known: preset)")
+        name = provider.options.get("preset")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"{path}.options.preset: expected a string")
+        preset = resolve(name, provider.base_url)
+        if preset is None:
+            raise ConfigError(
+                f"{path}.options.preset: unknown preset {name!r} (known: {known_presets()})"
+            )
+        if provider.base_url is None and preset.base_url is None:
+            raise ConfigError(f"{path}.base_url: required")
+        if preset.key_required and not provider.api_keys:
+            raise ConfigError(f"{path}.api_key: required for preset {preset.name!r}")
 
     def capabilities(self, target: Target) -> Capabilities:
-        return Capabilities()
+        return self.preset(target.provider).capabilities()
 
     def decoder(self) -> SSEDecoder:
         return SSEDecoder()
@@ -123,24 +257,50 @@ class OpenAICompatAdapter:
         return None
 
     def url(self, target: Target) -> str:
-        base = target.provider.base_url or self.default_base_url
+        base = target.provider.base_url or self.preset(target.provider).base_url
         return f"{base}/chat/completions"
 
     def auth_headers(self, target: Target) -> dict[str, str]:
-        return {"authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+        if not target.api_key:
+            return {}
+        preset = self.preset(target.provider)
+        return {preset.auth_header: f"{preset.auth_prefix}{target.api_key}"}
+
+    def ask_stream_usage(self, target: Target) -> bool:
+        return self.preset(target.provider).stream_usage == "ask"
+
+    def adapt_body(self, body: JSON, target: Target) -> None:
+        """Host-specific edits to the outgoing body, in place (renames, refused fields)."""
+        preset = self.preset(target.provider)
+        for old, new in preset.renames:
+            if old in body:
+                body[new] = body.pop(old)
+        if preset.drop_message_keys:
+            body["messages"] = _drop_message_keys(body.get("messages"), preset.drop_message_keys)
+        n = body.get("n")
+        if preset.max_n is not None and isinstance(n, int) and n > preset.max_n:
+            raise ProviderError(
+                400,
+                f"{target.label} supports at most n={preset.max_n}",
+                FailureClass.CLIENT_ERROR,
+                code="unsupported_parameter",
+                param="n",
+            )
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         body = dict(canonical)
         body["model"] = target.model
-        if body.get("stream"):
+        stream = bool(body.get("stream"))
+        if stream and self.ask_stream_usage(target):
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
             body["stream_options"] = options
         else:
             body.pop("stream_options", None)
+        self.adapt_body(body, target)
         headers = {
             "content-type": "application/json",
-            "accept": "text/event-stream" if body.get("stream") else "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
             **target.provider.headers,
             **self.auth_headers(target),
         }
