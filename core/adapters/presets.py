@@ -33,8 +33,6 @@ and need no key (none is sent when none is configured).
 
 from __future__ import annotations
 
-import functools
-
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -239,7 +237,6 @@ def known_presets() -> str:
 
 
 @lru_cache(maxsize=256)
-@functools.lru_cache(maxsize=256)
 def resolve(name: str | None, base_url: str | None) -> Preset | None:
     """The preset for a provider: named, else inferred from the host; None if the name is
     unknown. Cached: called per request with the provider's two config strings."""
