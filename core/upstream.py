@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from core.adapters.base import (
     JSON,
@@ -70,12 +71,16 @@ class HttpUpstream:
         request = self.adapter.build_request(canonical, target)
         return await self._signer.sign(request) if self._signer is not None else request
 
+    def _url(self, request: UpstreamRequest) -> str | URL:
+        # A signed URL must go out byte for byte as signed: stop yarl re-normalising it.
+        return URL(request.url, encoded=True) if self._signer is not None else request.url
+
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         request = await self._build(canonical, target)
         try:
             async with self._session().request(
                 request.method,
-                request.url,
+                self._url(request),
                 data=request.body,
                 headers=request.headers,
                 timeout=self._timeout,
@@ -96,7 +101,7 @@ class HttpUpstream:
         try:
             async with self._session().request(
                 request.method,
-                request.url,
+                self._url(request),
                 data=request.body,
                 headers=request.headers,
                 timeout=self._timeout,
