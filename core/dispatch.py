@@ -71,6 +71,9 @@ def _unmet_feature(caps: Capabilities, payload: JSON, images: bool) -> str | Non
         return "stream"
     if payload.get("tools") and not caps.tools:
         return "tools"
+    n = payload.get("n")
+    if caps.max_n is not None and isinstance(n, int) and n > caps.max_n:
+        return "n"
     if images and not caps.vision:
         return "messages"
     format_type = (payload.get("response_format") or {}).get("type")

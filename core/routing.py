@@ -26,8 +26,19 @@ class Route:
 
 
 def _unrestricted(caps: Capabilities) -> bool:
-    return caps.params is None and all(
-        (caps.stream, caps.tools, caps.vision, caps.json_schema, caps.json_object, caps.image_urls)
+    return (
+        caps.params is None
+        and caps.max_n is None
+        and all(
+            (
+                caps.stream,
+                caps.tools,
+                caps.vision,
+                caps.json_schema,
+                caps.json_object,
+                caps.image_urls,
+            )
+        )
     )
 
 

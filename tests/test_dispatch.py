@@ -92,3 +92,15 @@ def test_features_skip_incapable_targets() -> None:
     with pytest.raises(GatewayError) as info:
         plan(route(candidate("text", TEXT_ONLY)), {"model": "m", "messages": image})
     assert info.value.param == "messages"
+
+
+def test_n_above_a_targets_limit_skips_it() -> None:
+    single = Capabilities(max_n=1)
+    r = route(candidate("single", single), candidate("multi", FULL))
+    assert not r.unrestricted
+    assert [a.target.model for a in plan(r, {"model": "m", "messages": MESSAGES, "n": 3})] == [
+        "multi"
+    ]
+    with pytest.raises(GatewayError) as info:
+        plan(route(candidate("single", single)), {"model": "m", "messages": MESSAGES, "n": 2})
+    assert info.value.param == "n"

@@ -172,6 +172,13 @@ def test_upstream_auth_failure_never_leaks_key_text(stack: Stack) -> None:
     assert "sk-live" not in info.value.response.text
 
 
+def test_upstream_retry_after_reaches_the_client(stack: Stack) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        client(stack).chat.completions.create(model="fake/always-429", messages=MESSAGES)
+    assert info.value.response.headers["retry-after"] == "7"
+    assert info.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+
+
 def test_rate_limited_upstream_is_429_with_envelope(stack: Stack) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         client(stack).chat.completions.create(model="fake/quota", messages=MESSAGES)

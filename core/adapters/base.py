@@ -7,6 +7,7 @@ events to a per-request `StreamParser`. Signing (SigV4) is a separate step after
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -52,6 +53,7 @@ class Capabilities:
     # Remote http(s) image URLs accepted as-is; False: the core inlines them as data URLs first.
     image_urls: bool = True
     embeddings: bool = False
+    max_n: int | None = None  # most choices per request; None = no limit
     # Top-level OpenAI request params the target honours; None = all (OpenAI itself).
     params: frozenset[str] | None = None
 
@@ -89,6 +91,9 @@ class ProviderError(GatewayError):
         # Filled in by dispatch for accounting: which target failed, after how many attempts.
         self.target: Target | None = None
         self.attempts = 1
+        if retry_after_s is not None and status in (429, 503):
+            # Clients (and the official SDKs' own retry loops) read this header.
+            self.headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))
 
 
 class StreamParser(Protocol):

@@ -97,6 +97,7 @@ def _capabilities(preset: Preset) -> Capabilities:
         image_urls=preset.image_urls,
         json_schema=preset.json_schema,
         params=preset.params,
+        max_n=preset.max_n,
     )
 
 

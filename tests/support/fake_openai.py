@@ -5,6 +5,7 @@ Scripted by the requested model name:
   fail-429-then-ok     -> 429 with Retry-After on the first call, then normal
   fail-500 / fail-503  -> always that status with an OpenAI error body
   fail-401             -> 401 whose message quotes part of a key (must never reach tenants)
+  always-429           -> 429 with Retry-After: 7 on every call
   quota                -> 429 insufficient_quota (a spend limit, not a rate limit)
   context              -> 400 context_length_exceeded
   bad-param            -> 400 naming a param
@@ -195,6 +196,14 @@ class FakeOpenAI(FakeServer):
                 "requests",
                 "rate_limit_exceeded",
                 headers={"retry-after": "0"},
+            )
+        if model == "always-429":
+            return _error(
+                429,
+                "Rate limit reached for requests",
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after": "7"},
             )
         if model in ("fail-500", "fail-503"):
             status = int(model[-3:])

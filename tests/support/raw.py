@@ -28,7 +28,9 @@ def request(
     timeout: float = 30,
 ) -> RawResponse:
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout
+    )
     payload = orjson.dumps(body) if isinstance(body, dict) else body
     all_headers = {"content-type": "application/json", **(headers or {})}
     try:
