@@ -44,6 +44,13 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capabilities(args: argparse.Namespace) -> int:
+    from core.captable import render
+
+    print(render())
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     print(
@@ -209,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("check-config", help="validate the config and exit").set_defaults(
         func=cmd_check_config
+    )
+    sub.add_parser("capabilities", help="print the provider x feature table").set_defaults(
+        func=cmd_capabilities
     )
     return parser
 
