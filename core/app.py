@@ -16,12 +16,14 @@ from starlette.routing import Route
 from core.adapters import load_adapter
 from core.chat import chat_completions
 from core.identity import Caller, HopVerifier
+from core.messages.handler import MessagesEndpoint
+from core.messages.passthrough import Passthrough
 from core.mock import MockUpstream
 from core.routing import ModelRegistry
 from core.upstream import HttpUpstream, Upstream
 from shared import hop
 from shared.config import Config
-from shared.errors import GatewayError
+from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response
 
 log = logging.getLogger("interlock.core")
@@ -40,6 +42,7 @@ class CoreState:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         upstreams: dict[str, Upstream] = {}
+        self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
         for name, provider in config.providers.items():
             path = f"providers.{name}"
             if provider.kind == "mock":
@@ -51,6 +54,7 @@ class CoreState:
                 total=provider.timeout_s or config.core.upstream_timeout_s,
                 sock_connect=config.core.connect_timeout_s,
             )
+            self.timeouts[name] = timeout
             upstreams[name] = HttpUpstream(
                 adapter, self.client, timeout, adapter.make_signer(provider)
             )
@@ -80,7 +84,9 @@ def create_app(config: Config) -> Starlette:
     state = CoreState(config)
     max_body = config.core.max_body_bytes
 
-    def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def authenticated(
+        handler: Handler, api: Api = "openai"
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             caller: Caller | None = None
             try:
@@ -88,12 +94,18 @@ def create_app(config: Config) -> Starlette:
                 return await handler(request, caller)
             except GatewayError as error:
                 extra = {"x-request-id": caller.request_id} if caller else None
-                return error_response(error, "openai", extra)
+                return error_response(error, api, extra)
 
         return endpoint
 
     async def chat(request: Request, caller: Caller) -> Response:
         return await chat_completions(request, caller, state.registry, max_body)
+
+    messages = MessagesEndpoint(
+        state.registry,
+        Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
+        max_body,
+    )
 
     async def models(request: Request, caller: Caller) -> Response:
         created = state.registry.created
@@ -120,6 +132,7 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
+        Route("/v1/messages", authenticated(messages, "anthropic"), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -1,0 +1,142 @@
+"""POST /v1/messages: validate, resolve, plan, call with failover, answer as Anthropic does.
+
+Failover runs across both kinds of step until the first byte reaches the client: a passthrough
+failure can fall back to a translated target and the other way round, on the same failure
+classes chat uses. Every error leaves in the Anthropic envelope; an upstream Anthropic error
+body is relayed with its own status (except auth failures, masked by passthrough).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from core import accounting, dispatch
+from core.adapters.base import ProviderError
+from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
+from core.dispatch import ImageInliner, Outcome
+from core.identity import Caller
+from core.messages.passthrough import Passthrough, RelayedError
+from core.messages.plan import Direct, Step, plan
+from core.messages.response import to_message
+from core.messages.stream import AnthropicStreamEncoder
+from core.messages.validate import validate_request
+from core.relay import relay
+from core.routing import ModelRegistry
+from core.validate import parse_json_object
+from shared.http import JSON_MEDIA, read_body
+
+log = logging.getLogger("interlock.core")
+
+SSE_MEDIA = "text/event-stream; charset=utf-8"
+_CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+class _Call:
+    """One request's context, shared by its steps."""
+
+    __slots__ = ("caller", "client_headers", "model", "payload", "raw", "started", "stop")
+
+    def __init__(self, caller: Caller, payload: dict[str, Any], raw: bytes, request: Request):
+        self.caller = caller
+        self.payload = payload
+        self.raw = raw
+        self.model: str = payload["model"]
+        self.client_headers = {
+            name: value for name in _CLIENT_HEADERS if (value := request.headers.get(name))
+        }
+        stop = payload.get("stop_sequences")
+        self.stop = tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else ()
+        self.started = time.perf_counter()
+
+    def headers(self, outcome: Outcome) -> dict[str, str]:
+        return {**served_headers(self.caller, outcome), "request-id": self.caller.request_id}
+
+    def fallback_id(self) -> str:
+        return "msg_" + self.caller.request_id.removeprefix("req_")
+
+    def account(self, outcome: Outcome, usage: dict[str, Any] | None, status: str) -> None:
+        accounting.record(
+            self.caller, self.model, outcome.target, usage, status, self.started, outcome.attempts
+        )
+
+
+class MessagesEndpoint:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        passthrough: Passthrough,
+        max_body: int,
+        inliner: ImageInliner | None = None,
+    ) -> None:
+        self._registry = registry
+        self._passthrough = passthrough
+        self._max_body = max_body
+        self._inliner = inliner
+
+    async def __call__(self, request: Request, caller: Caller) -> Response:
+        raw = await read_body(request, self._max_body)
+        payload = parse_json_object(raw)
+        stream = validate_request(payload)
+        call = _Call(caller, payload, raw, request)
+        steps = plan(resolve_route(self._registry, caller, call.model), payload)
+        offset = 0
+        for number, step in enumerate(steps, start=1):
+            try:
+                if stream:
+                    return await self._stream(call, step, offset)
+                return await self._complete(call, step, offset)
+            except ProviderError as error:
+                if isinstance(step, Direct):
+                    error.attempts, error.target = offset + 1, step.target
+                else:
+                    error.attempts += offset
+                if number < len(steps) and error.failure_class in dispatch.FAILOVER_CLASSES:
+                    label = error.target.label if error.target else "?"
+                    log.warning("failover from %s: %s", label, error.failure_class)
+                    offset = error.attempts
+                    continue
+                record_failure(caller, call.model, error, call.started)
+                if isinstance(error, RelayedError):
+                    headers = {**error.headers, "x-request-id": caller.request_id}
+                    return Response(error.body, error.status, headers, JSON_MEDIA)
+                raise
+        raise AssertionError("plan() never returns an empty list")
+
+    async def _complete(self, call: _Call, step: Step, offset: int) -> Response:
+        if isinstance(step, Direct):
+            body, usage = await self._passthrough.complete(
+                step.target, call.payload, call.raw, call.client_headers
+            )
+            outcome = Outcome(step.target, offset + 1, ())
+        else:
+            result, outcome = await dispatch.complete(step.attempts, self._inliner)
+            outcome.attempts += offset
+            usage = result.get("usage")
+            message = to_message(result, call.fallback_id(), outcome.target.model, call.stop)
+            body = orjson.dumps(message)
+        call.account(outcome, usage, "ok")
+        return Response(body, media_type=JSON_MEDIA, headers=call.headers(outcome))
+
+    async def _stream(self, call: _Call, step: Step, offset: int) -> Response:
+        if isinstance(step, Direct):
+            upstream = await self._passthrough.open_stream(
+                step.target, call.payload, call.raw, call.client_headers
+            )
+            outcome = Outcome(step.target, offset + 1, ())
+            body = upstream.relay(lambda usage, status: call.account(outcome, usage, status))
+        else:
+            first, chunks, outcome = await dispatch.open_stream(step.attempts, self._inliner)
+            outcome.attempts += offset
+            encoder = AnthropicStreamEncoder(call.fallback_id(), outcome.target.model, call.stop)
+            body = relay(
+                first, chunks, encoder, lambda usage, status: call.account(outcome, usage, status)
+            )
+        return StreamingResponse(
+            body, media_type=SSE_MEDIA, headers={**SSE_HEADERS, **call.headers(outcome)}
+        )
