@@ -10,6 +10,7 @@ import orjson
 
 from core.adapters.base import Target
 from core.identity import Caller
+from core.limits import Admission
 
 log = logging.getLogger("interlock.usage")
 
@@ -22,7 +23,12 @@ def record(
     outcome: str,
     started: float,
     attempts: int,
+    admission: Admission | None = None,
 ) -> None:
+    """Every request ends here exactly once: settle its token reservation, then log it."""
+    if admission is not None:
+        total = (usage or {}).get("total_tokens")
+        admission.settle(total if isinstance(total, int) else 0)
     if not log.isEnabledFor(logging.INFO):
         return
     line = {

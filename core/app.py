@@ -14,12 +14,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.adapters import load_adapter
-from core.chat import chat_completions
+from core.chat import ChatEndpoint
 from core.identity import Caller, HopVerifier
+from core.images import ImageFetcher
+from core.limits import TenantLimiter
 from core.messages.handler import MessagesEndpoint
 from core.messages.passthrough import Passthrough
 from core.mock import MockUpstream
 from core.routing import ModelRegistry
+from core.state.redis_store import RedisStore
+from core.state.resilient import ResilientStore
+from core.state.store import MemoryStore, Store
 from core.upstream import HttpUpstream, Upstream
 from shared import hop
 from shared.config import Config
@@ -59,6 +64,17 @@ class CoreState:
                 adapter, self.client, timeout, adapter.make_signer(provider)
             )
         self.registry = ModelRegistry(config, upstreams)
+        self.store: Store = (
+            ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
+            if config.state.redis_url
+            else MemoryStore()
+        )
+        self.limiter = TenantLimiter(config.limits, self.store)
+        self.images = ImageFetcher(
+            config.core.image_max_bytes,
+            config.core.image_fetch_timeout_s,
+            config.core.image_allow_private_networks,
+        )
 
     def client(self) -> aiohttp.ClientSession:
         if self.session is None:
@@ -71,11 +87,16 @@ class CoreState:
             limit=self.config.core.pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        await self.images.start()
+        self.limiter.start()
         self.ready = True
         try:
             yield
         finally:
             self.ready = False
+            await self.limiter.stop()
+            await self.images.close()
+            await self.store.close()
             await self.session.close()
             self.session = None
 
@@ -98,13 +119,13 @@ def create_app(config: Config) -> Starlette:
 
         return endpoint
 
-    async def chat(request: Request, caller: Caller) -> Response:
-        return await chat_completions(request, caller, state.registry, max_body)
-
+    chat = ChatEndpoint(state.registry, max_body, state.limiter, state.images.inline)
     messages = MessagesEndpoint(
         state.registry,
         Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
         max_body,
+        state.images.inline,
+        state.limiter,
     )
 
     async def models(request: Request, caller: Caller) -> Response:

@@ -1,4 +1,4 @@
-"""/v1/chat/completions: validate, resolve, dispatch, answer in the OpenAI format."""
+"""/v1/chat/completions: validate, admit, resolve, dispatch, answer in the OpenAI format."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from starlette.responses import Response, StreamingResponse
 
 from core import accounting, dispatch
 from core.adapters.base import ProviderError
-from core.dispatch import Outcome
+from core.admission import admit
+from core.dispatch import ImageInliner, Outcome
 from core.identity import Caller
+from core.limits import Admission, TenantLimiter
 from core.relay import OpenAIStreamEncoder, relay
 from core.routing import ModelRegistry, Route
 from core.validate import parse_json_object, validate_chat
@@ -50,43 +52,72 @@ def served_headers(caller: Caller, outcome: Outcome) -> dict[str, str]:
     return headers
 
 
-def record_failure(caller: Caller, model: str, error: ProviderError, started: float) -> None:
+def record_failure(
+    caller: Caller,
+    model: str,
+    error: ProviderError,
+    started: float,
+    admission: Admission | None = None,
+) -> None:
     accounting.record(
-        caller, model, error.target, None, error.failure_class, started, error.attempts
+        caller, model, error.target, None, error.failure_class, started, error.attempts, admission
     )
+    if admission is not None and admission.headers:
+        error.headers.update(admission.headers)
 
 
-async def chat_completions(
-    request: Request, caller: Caller, registry: ModelRegistry, max_body: int
-) -> Response:
-    payload = parse_json_object(await read_body(request, max_body))
-    stream, include_usage = validate_chat(payload)
-    model: str = payload["model"]
-    attempts = dispatch.plan(resolve_route(registry, caller, model), payload)
-    started = time.perf_counter()
-    try:
-        if stream:
-            first, chunks, outcome = await dispatch.open_stream(attempts)
-        else:
-            result, outcome = await dispatch.complete(attempts)
-    except ProviderError as error:
-        record_failure(caller, model, error, started)
-        raise
-    if not stream:
-        accounting.record(
-            caller, model, outcome.target, result.get("usage"), "ok", started, outcome.attempts
+class ChatEndpoint:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        max_body: int,
+        limiter: TenantLimiter | None = None,
+        inliner: ImageInliner | None = None,
+    ) -> None:
+        self._registry = registry
+        self._max_body = max_body
+        self._limiter = limiter
+        self._inliner = inliner
+
+    async def __call__(self, request: Request, caller: Caller) -> Response:
+        payload = parse_json_object(await read_body(request, self._max_body))
+        stream, include_usage = validate_chat(payload)
+        model: str = payload["model"]
+        attempts = dispatch.plan(resolve_route(self._registry, caller, model), payload)
+        admission = await admit(self._limiter, caller, payload)
+        started = time.perf_counter()
+        try:
+            if stream:
+                first, chunks, outcome = await dispatch.open_stream(attempts, self._inliner)
+            else:
+                result, outcome = await dispatch.complete(attempts, self._inliner)
+        except ProviderError as error:
+            record_failure(caller, model, error, started, admission)
+            raise
+        except BaseException:
+            admission.settle(0)  # e.g. an image could not be fetched: nothing was used
+            raise
+        headers = {**served_headers(caller, outcome), **admission.headers}
+        if not stream:
+            accounting.record(
+                caller,
+                model,
+                outcome.target,
+                result.get("usage"),
+                "ok",
+                started,
+                outcome.attempts,
+                admission,
+            )
+            return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+
+        def on_end(usage: dict[str, Any] | None, status: str) -> None:
+            accounting.record(
+                caller, model, outcome.target, usage, status, started, outcome.attempts, admission
+            )
+
+        return StreamingResponse(
+            relay(first, chunks, OpenAIStreamEncoder(include_usage), on_end),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
         )
-        return Response(
-            orjson.dumps(result),
-            media_type="application/json",
-            headers=served_headers(caller, outcome),
-        )
-
-    def on_end(usage: dict[str, Any] | None, status: str) -> None:
-        accounting.record(caller, model, outcome.target, usage, status, started, outcome.attempts)
-
-    return StreamingResponse(
-        relay(first, chunks, OpenAIStreamEncoder(include_usage), on_end),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **served_headers(caller, outcome)},
-    )

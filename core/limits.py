@@ -1,9 +1,10 @@
 """Per-tenant rate limits: requests and tokens per minute, enforced across replicas.
 
 Each request costs one atomic take from the tenant's two buckets (one Redis call). Tokens are
-reserved from an estimate (prompt + max output) and settled from actual usage afterwards; the
-settlements are batched per bucket and flushed in the background, so they add no round trip
-to any request. 429s carry Retry-After and the x-ratelimit-* headers OpenAI clients read.
+reserved from an estimate (prompt + max output) and settled from actual usage afterwards: the
+settlement rides along with the tenant's next take on this replica, and a background flush
+covers tenants that go quiet, so settling adds no round trip to any request. 429s carry
+Retry-After and the x-ratelimit-* headers OpenAI clients read.
 """
 
 from __future__ import annotations
@@ -79,15 +80,19 @@ class TenantLimiter:
         tokens_key = specs[kinds.index("tokens")].key if "tokens" in kinds else None
         return Admission(self, tokens_key, limit.tpm, estimated_tokens, headers)
 
-    @staticmethod
-    def _specs(tenant: str, limit: RateLimit, tokens: int) -> tuple[list[BucketSpec], list[str]]:
+    def _specs(
+        self, tenant: str, limit: RateLimit, tokens: int
+    ) -> tuple[list[BucketSpec], list[str]]:
         # One hash tag per tenant: both buckets share a cluster slot, so one Lua call suffices.
         specs, kinds = [], []
         if limit.rpm is not None:
             specs.append(BucketSpec(f"il:{{t:{tenant}}}:rpm", limit.rpm, limit.rpm / 60, 1))
             kinds.append("requests")
         if limit.tpm is not None:
-            specs.append(BucketSpec(f"il:{{t:{tenant}}}:tpm", limit.tpm, limit.tpm / 60, tokens))
+            key = f"il:{{t:{tenant}}}:tpm"
+            # This replica's unsettled usage for the tenant rides along with the take.
+            settle = self._pending.pop((key, limit.tpm), 0.0)
+            specs.append(BucketSpec(key, limit.tpm, limit.tpm / 60, tokens, settle))
             kinds.append("tokens")
         return specs, kinds
 

@@ -175,7 +175,17 @@ _EDGE = frozenset(
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
 _CORE = frozenset(
-    {"host", "port", "max_body_bytes", "connect_timeout", "upstream_timeout", "pool_size"}
+    {
+        "host",
+        "port",
+        "max_body_bytes",
+        "connect_timeout",
+        "upstream_timeout",
+        "pool_size",
+        "image_max_bytes",
+        "image_fetch_timeout",
+        "image_allow_private_networks",
+    }
 )
 _PROVIDER = frozenset(
     {"kind", "base_url", "api_key", "api_keys", "headers", "timeout", "allow_any_model", "options"}

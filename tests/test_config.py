@@ -97,3 +97,22 @@ def test_core_rejects_unknown_provider_kind_at_start_up(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"^providers\.p\.kind: unknown provider kind"):
         create_app(config)
+
+
+def test_core_state_and_limits_sections(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        BASE
+        + "core: {image_max_bytes: 1MiB, image_fetch_timeout: 2s,"
+        + " image_allow_private_networks: true}\n"
+        + "state: {redis_url: 'redis://127.0.0.1:1/0', on_redis_down: fail_closed}\n"
+        + "limits: {tiers: {free: {rpm: 5}}, tenants: {acme: {tpm: 100}}}\n",
+    )
+    assert config.core.image_max_bytes == 1024 * 1024 and config.core.image_allow_private_networks
+    assert config.state.redis_url == "redis://127.0.0.1:1/0" and not config.state.fail_open
+    assert config.limits.for_caller("acme", "free").tpm == 100  # type: ignore[union-attr]
+    assert config.limits.for_caller("other", "free").rpm == 5  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"^state\.on_redis_down"):
+        load(tmp_path, BASE + "state: {on_redis_down: maybe}\n")
+    with pytest.raises(ConfigError, match=r"^limits\.tiers\.free\.rpm"):
+        load(tmp_path, BASE + "limits: {tiers: {free: {rpm: 0}}}\n")

@@ -84,6 +84,22 @@ def test_adjust_settles_reservations_into_debt(run: Runner) -> None:
     assert run(scenario) == (False, True)
 
 
+def test_settlement_rides_along_and_persists_even_when_refused(run: Runner) -> None:
+    key = unique("tpm")
+
+    async def scenario(store: Store) -> tuple[bool, bool, bool]:
+        await store.take([BucketSpec(key, capacity=100, rate=0.001, cost=90)])
+        # The refund of 80 is applied before the check: 90 fits again.
+        refunded = await store.take([BucketSpec(key, 100, 0.001, 90, settle=-80)])
+        # A charge of 50 with a refused take still persists...
+        refused = await store.take([BucketSpec(key, 100, 0.001, 40, settle=50)])
+        # ...so even a small take fails afterwards.
+        after = await store.take([BucketSpec(key, 100, 0.001, 1)])
+        return refunded.allowed, refused.allowed, after.allowed
+
+    assert run(scenario) == (True, False, False)
+
+
 def test_oversized_cost_is_admitted_only_from_a_full_bucket(run: Runner) -> None:
     key = unique("tpm")
 

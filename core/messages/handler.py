@@ -18,9 +18,11 @@ from starlette.responses import Response, StreamingResponse
 
 from core import accounting, dispatch
 from core.adapters.base import ProviderError
+from core.admission import admit
 from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
 from core.dispatch import ImageInliner, Outcome
 from core.identity import Caller
+from core.limits import UNLIMITED, Admission, TenantLimiter
 from core.messages.passthrough import Passthrough, RelayedError
 from core.messages.plan import Direct, Step, plan
 from core.messages.response import to_message
@@ -40,7 +42,17 @@ _CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
 class _Call:
     """One request's context, shared by its steps."""
 
-    __slots__ = ("caller", "client_headers", "model", "payload", "raw", "started", "stop")
+    __slots__ = (
+        "admission",
+        "caller",
+        "client_headers",
+        "model",
+        "payload",
+        "raw",
+        "settled",
+        "started",
+        "stop",
+    )
 
     def __init__(self, caller: Caller, payload: dict[str, Any], raw: bytes, request: Request):
         self.caller = caller
@@ -53,16 +65,30 @@ class _Call:
         stop = payload.get("stop_sequences")
         self.stop = tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else ()
         self.started = time.perf_counter()
+        self.admission: Admission = UNLIMITED
+        self.settled = False  # accounting (which settles the admission) has run
 
     def headers(self, outcome: Outcome) -> dict[str, str]:
-        return {**served_headers(self.caller, outcome), "request-id": self.caller.request_id}
+        return {
+            **served_headers(self.caller, outcome),
+            **self.admission.headers,
+            "request-id": self.caller.request_id,
+        }
 
     def fallback_id(self) -> str:
         return "msg_" + self.caller.request_id.removeprefix("req_")
 
     def account(self, outcome: Outcome, usage: dict[str, Any] | None, status: str) -> None:
+        self.settled = True
         accounting.record(
-            self.caller, self.model, outcome.target, usage, status, self.started, outcome.attempts
+            self.caller,
+            self.model,
+            outcome.target,
+            usage,
+            status,
+            self.started,
+            outcome.attempts,
+            self.admission,
         )
 
 
@@ -73,11 +99,13 @@ class MessagesEndpoint:
         passthrough: Passthrough,
         max_body: int,
         inliner: ImageInliner | None = None,
+        limiter: TenantLimiter | None = None,
     ) -> None:
         self._registry = registry
         self._passthrough = passthrough
         self._max_body = max_body
         self._inliner = inliner
+        self._limiter = limiter
 
     async def __call__(self, request: Request, caller: Caller) -> Response:
         raw = await read_body(request, self._max_body)
@@ -85,6 +113,16 @@ class MessagesEndpoint:
         stream = validate_request(payload)
         call = _Call(caller, payload, raw, request)
         steps = plan(resolve_route(self._registry, caller, call.model), payload)
+        call.admission = await admit(self._limiter, caller, payload)
+        try:
+            return await self._serve(call, steps, stream)
+        except BaseException:
+            if not call.settled:
+                call.admission.settle(0)
+            raise
+
+    async def _serve(self, call: _Call, steps: list[Step], stream: bool) -> Response:
+        caller = call.caller
         offset = 0
         for number, step in enumerate(steps, start=1):
             try:
@@ -101,7 +139,8 @@ class MessagesEndpoint:
                     log.warning("failover from %s: %s", label, error.failure_class)
                     offset = error.attempts
                     continue
-                record_failure(caller, call.model, error, call.started)
+                call.settled = True
+                record_failure(caller, call.model, error, call.started, call.admission)
                 if isinstance(error, RelayedError):
                     headers = {**error.headers, "x-request-id": caller.request_id}
                     return Response(error.body, error.status, headers, JSON_MEDIA)

@@ -17,6 +17,9 @@ class BucketSpec:
     capacity: float
     rate: float  # units per second
     cost: float
+    # A pending settlement applied before the take, admitted or not (charge > 0, refund < 0):
+    # it rides along so settling never costs a round trip of its own.
+    settle: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,9 @@ def take(state: dict[str, tuple[float, float]], specs: list[BucketSpec], now: fl
     for spec in specs:
         tokens, last = state.get(spec.key, (spec.capacity, now))
         level = refill(tokens, last, now, spec.capacity, spec.rate)
+        if spec.settle:
+            level = min(spec.capacity, level - spec.settle)
+            state[spec.key] = (level, now)
         levels.append(level)
         # A cost above capacity is admitted from a full bucket (into debt), never refused forever.
         needed = min(spec.cost, spec.capacity)

@@ -16,14 +16,22 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local levels = {}
 local wait = 0
 for i = 1, #KEYS do
-  local cap = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
+  local cap = tonumber(ARGV[4 * i - 3])
+  local rate = tonumber(ARGV[4 * i - 2])
+  local cost = tonumber(ARGV[4 * i - 1])
+  local settle = tonumber(ARGV[4 * i])
   local v = redis.call('HMGET', KEYS[i], 't', 'ts')
   local tokens = tonumber(v[1])
   local ts = tonumber(v[2])
   if tokens == nil or ts == nil then tokens = cap; ts = now end
   local level = math.min(cap, tokens + math.max(0, now - ts) * rate)
+  if settle ~= 0 then
+    level = math.min(cap, level - settle)
+    redis.call('HSET', KEYS[i], 't', tostring(level), 'ts', tostring(now))
+    local ttl = 60000
+    if rate > 0 then ttl = math.ceil(((cap - level) / rate + 1) * 1000) end
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
   levels[i] = level
   local needed = math.min(cost, cap)
   if level < needed then
@@ -42,9 +50,9 @@ end
 out[1] = 1
 out[2] = '0'
 for i = 1, #KEYS do
-  local cap = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local left = levels[i] - tonumber(ARGV[3 * i])
+  local cap = tonumber(ARGV[4 * i - 3])
+  local rate = tonumber(ARGV[4 * i - 2])
+  local left = levels[i] - tonumber(ARGV[4 * i - 1])
   redis.call('HSET', KEYS[i], 't', tostring(left), 'ts', tostring(now))
   local ttl = 60000
   if rate > 0 then ttl = math.ceil(((cap - left) / rate + 1) * 1000) end
@@ -84,7 +92,7 @@ class RedisStore:
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         args: list[float] = []
         for spec in specs:
-            args.extend((spec.capacity, spec.rate, spec.cost))
+            args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
         reply = await self._take(keys=[s.key for s in specs], args=args)
         return TakeResult(
             allowed=int(reply[0]) == 1,

@@ -29,6 +29,11 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0f01f0005000200"
+    "e221bc330000000049454e44ae426082"
+)
 
 
 def _error(
@@ -165,11 +170,16 @@ class FakeOpenAI(FakeServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/img.png", self.image)
         super().__init__(app)
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
+
+    async def image(self, request: web.Request) -> web.Response:
+        """A remote image for tests of the core's image inlining."""
+        return web.Response(body=PNG, content_type="image/png")
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
