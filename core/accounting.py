@@ -1,34 +1,89 @@
-"""Usage accounting: one structured line per request, never with prompt or completion text."""
+"""Usage accounting: one structured line per request, never with prompt or completion text.
+
+Every request ends here exactly once, which is also where its token reservations (the
+tenant's and the provider key's) are settled against actual usage.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from core.adapters.base import Target
+from core.adapters.base import ProviderError, Target
 from core.identity import Caller
 from core.limits import Admission
 
+if TYPE_CHECKING:
+    from core.dispatch import Outcome
+
 log = logging.getLogger("interlock.usage")
+
+
+def _total(usage: dict[str, Any] | None) -> int:
+    total = (usage or {}).get("total_tokens")
+    return total if isinstance(total, int) else 0
 
 
 def record(
     caller: Caller,
     requested_model: str,
-    target: Target | None,
+    outcome: Outcome,
     usage: dict[str, Any] | None,
-    outcome: str,
+    status: str,
     started: float,
-    attempts: int,
     admission: Admission | None = None,
 ) -> None:
-    """Every request ends here exactly once: settle its token reservation, then log it."""
+    total = _total(usage)
     if admission is not None:
-        total = (usage or {}).get("total_tokens")
-        admission.settle(total if isinstance(total, int) else 0)
+        admission.settle(total)
+    if outcome.lease is not None:
+        outcome.lease.settle(total)
+    _log(
+        caller,
+        requested_model,
+        outcome.target,
+        usage,
+        status,
+        started,
+        outcome.attempts,
+        outcome.failovers,
+    )
+
+
+def record_failure(
+    caller: Caller,
+    requested_model: str,
+    error: ProviderError,
+    started: float,
+    admission: Admission | None,
+) -> None:
+    if admission is not None:
+        admission.settle(0)
+    _log(
+        caller,
+        requested_model,
+        error.target,
+        None,
+        error.failure_class,
+        started,
+        error.attempts,
+        None,
+    )
+
+
+def _log(
+    caller: Caller,
+    requested_model: str,
+    target: Target | None,
+    usage: dict[str, Any] | None,
+    status: str,
+    started: float,
+    attempts: int,
+    failovers: int | None,
+) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     line = {
@@ -38,10 +93,12 @@ def record(
         "model": requested_model,
         "provider": target.provider.name if target else None,
         "upstream_model": target.model if target else None,
-        "outcome": outcome,
+        "outcome": status,
         "attempts": attempts,
+        "failovers": failovers,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
         "prompt_tokens": (usage or {}).get("prompt_tokens"),
         "completion_tokens": (usage or {}).get("completion_tokens"),
+        "usage_estimated": bool((usage or {}).get("estimated")),
     }
     log.info(orjson.dumps(line).decode())

@@ -25,8 +25,12 @@ def estimate_tokens(payload: dict[str, Any]) -> int:
 
 
 async def admit(
-    limiter: TenantLimiter | None, caller: Caller, payload: dict[str, Any]
+    limiter: TenantLimiter | None,
+    caller: Caller,
+    payload: dict[str, Any],
+    tokens: int | None = None,
 ) -> Admission:
     if limiter is None or not limiter.enabled:
         return UNLIMITED
-    return await limiter.admit(caller.tenant, caller.tier, estimate_tokens(payload))
+    estimate = estimate_tokens(payload) if tokens is None else tokens
+    return await limiter.admit(caller.tenant, caller.tier, estimate)

@@ -14,10 +14,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.adapters import load_adapter
+from core.breaker import BreakerPolicy
+from core.breakers import BreakerBoard
 from core.chat import ChatEndpoint
+from core.dispatch import Dispatcher
+from core.embeddings import EmbeddingsEndpoint
 from core.identity import Caller, HopVerifier
 from core.images import ImageFetcher
-from core.limits import TenantLimiter
+from core.keypool import KeyPools
+from core.limits import Settlements, TenantLimiter
 from core.messages.handler import MessagesEndpoint
 from core.messages.passthrough import Passthrough
 from core.mock import MockUpstream
@@ -69,7 +74,21 @@ class CoreState:
             if config.state.redis_url
             else MemoryStore()
         )
-        self.limiter = TenantLimiter(config.limits, self.store)
+        self.settlements = Settlements(self.store)
+        self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
+        policy = config.core.resilience
+        self.breakers = BreakerBoard(
+            BreakerPolicy(
+                policy.breaker_failure_ratio,
+                policy.breaker_min_requests,
+                policy.breaker_window_s,
+                policy.breaker_open_s,
+            ),
+            self.store,
+        )
+        self.dispatcher = Dispatcher(
+            policy, self.breakers, KeyPools(config.providers, self.store, self.settlements)
+        )
         self.images = ImageFetcher(
             config.core.image_max_bytes,
             config.core.image_fetch_timeout_s,
@@ -88,13 +107,15 @@ class CoreState:
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
-        self.limiter.start()
+        self.settlements.start()
+        self.breakers.start()
         self.ready = True
         try:
             yield
         finally:
             self.ready = False
-            await self.limiter.stop()
+            await self.breakers.stop()
+            await self.settlements.stop()
             await self.images.close()
             await self.store.close()
             await self.session.close()
@@ -119,9 +140,15 @@ def create_app(config: Config) -> Starlette:
 
         return endpoint
 
-    chat = ChatEndpoint(state.registry, max_body, state.limiter, state.images.inline)
+    chat = ChatEndpoint(
+        state.registry, state.dispatcher, max_body, state.limiter, state.images.inline
+    )
+    embeddings = EmbeddingsEndpoint(
+        state.registry, config, state.client, state.timeouts, state.limiter
+    )
     messages = MessagesEndpoint(
         state.registry,
+        state.dispatcher,
         Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
         max_body,
         state.images.inline,
@@ -153,6 +180,7 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
+        Route("/v1/embeddings", authenticated(embeddings), methods=["POST"]),
         Route("/v1/messages", authenticated(messages, "anthropic"), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

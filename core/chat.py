@@ -9,10 +9,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from core import accounting, dispatch
+from core import accounting
 from core.adapters.base import ProviderError
-from core.admission import admit
-from core.dispatch import ImageInliner, Outcome
+from core.admission import admit, estimate_tokens
+from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
 from core.limits import Admission, TenantLimiter
 from core.relay import OpenAIStreamEncoder, relay
@@ -32,7 +32,7 @@ def resolve_route(registry: ModelRegistry, caller: Caller, model: str) -> Route:
             param="model",
             code="model_not_allowed",
         )
-    route = registry.resolve(model)
+    route = registry.resolve(model, caller.tier)
     if route is None:
         raise GatewayError(
             404, f"the model '{model}' does not exist", param="model", code="model_not_found"
@@ -46,6 +46,8 @@ def served_headers(caller: Caller, outcome: Outcome) -> dict[str, str]:
         "x-interlock-provider": outcome.target.provider.name,
         "x-interlock-model": outcome.target.model,
         "x-interlock-attempts": str(outcome.attempts),
+        "x-interlock-failovers": str(outcome.failovers),
+        "x-interlock-retries": str(outcome.retries),
     }
     if outcome.dropped:
         headers["x-interlock-dropped-params"] = ",".join(outcome.dropped)
@@ -59,9 +61,7 @@ def record_failure(
     started: float,
     admission: Admission | None = None,
 ) -> None:
-    accounting.record(
-        caller, model, error.target, None, error.failure_class, started, error.attempts, admission
-    )
+    accounting.record_failure(caller, model, error, started, admission)
     if admission is not None and admission.headers:
         error.headers.update(admission.headers)
 
@@ -70,11 +70,13 @@ class ChatEndpoint:
     def __init__(
         self,
         registry: ModelRegistry,
+        dispatcher: Dispatcher,
         max_body: int,
         limiter: TenantLimiter | None = None,
         inliner: ImageInliner | None = None,
     ) -> None:
         self._registry = registry
+        self._dispatcher = dispatcher
         self._max_body = max_body
         self._limiter = limiter
         self._inliner = inliner
@@ -83,14 +85,18 @@ class ChatEndpoint:
         payload = parse_json_object(await read_body(request, self._max_body))
         stream, include_usage = validate_chat(payload)
         model: str = payload["model"]
-        attempts = dispatch.plan(resolve_route(self._registry, caller, model), payload)
-        admission = await admit(self._limiter, caller, payload)
+        dispatcher = self._dispatcher
+        attempts = dispatcher.plan(resolve_route(self._registry, caller, model), payload)
+        tokens = estimate_tokens(payload)
+        admission = await admit(self._limiter, caller, payload, tokens)
         started = time.perf_counter()
         try:
             if stream:
-                first, chunks, outcome = await dispatch.open_stream(attempts, self._inliner)
+                first, chunks, outcome = await dispatcher.open_stream(
+                    attempts, self._inliner, tokens
+                )
             else:
-                result, outcome = await dispatch.complete(attempts, self._inliner)
+                result, outcome = await dispatcher.complete(attempts, self._inliner, tokens)
         except ProviderError as error:
             record_failure(caller, model, error, started, admission)
             raise
@@ -99,22 +105,11 @@ class ChatEndpoint:
             raise
         headers = {**served_headers(caller, outcome), **admission.headers}
         if not stream:
-            accounting.record(
-                caller,
-                model,
-                outcome.target,
-                result.get("usage"),
-                "ok",
-                started,
-                outcome.attempts,
-                admission,
-            )
+            accounting.record(caller, model, outcome, result.get("usage"), "ok", started, admission)
             return Response(orjson.dumps(result), media_type="application/json", headers=headers)
 
         def on_end(usage: dict[str, Any] | None, status: str) -> None:
-            accounting.record(
-                caller, model, outcome.target, usage, status, started, outcome.attempts, admission
-            )
+            accounting.record(caller, model, outcome, usage, status, started, admission)
 
         return StreamingResponse(
             relay(first, chunks, OpenAIStreamEncoder(include_usage), on_end),

@@ -1,51 +1,42 @@
-"""Choosing and calling targets, independent of the client's API format.
+"""Calling targets with retries, failover, key pools, breakers and timeouts.
 
-Planning is capability-aware: a target that cannot serve the request (streaming, tools,
-images, a response_format, or a parameter in strict mode) is skipped. Calls fail over to the
-next planned target on retryable failure classes, for streams only until the first chunk.
+Per request: targets in the route's order (fallback as configured, weighted at random, or
+fastest observed first), skipping any whose circuit is open. Each attempt leases a key from
+the provider's pool. On failure the failure class decides (DESIGN.md section 6): another key
+of the same provider on 429/401/quota; the next target on rate_limit, quota, transient,
+timeout, auth or context_length; on the last target, retries with jittered backoff that honours
+Retry-After, within the request's deadline; client errors and content filters return at once.
+Streams may do all this until their first chunk is in hand, never after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
-from core.adapters.base import JSON, Capabilities, ProviderError, Target
-from core.routing import Candidate, Route
+from core.adapters.base import JSON, ProviderError, Target
+from core.breakers import BreakerBoard
+from core.keypool import KeyLease, KeyPools
+from core.latency import LatencyTracker
+from core.planning import Attempt, ImageInliner, plan
+from core.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
+from core.routing import Route
 from core.upstream import Upstream
-from shared.errors import FailureClass, GatewayError
+from shared.config import ResilienceConfig
+from shared.errors import FailureClass
+
+__all__ = ["FAILOVER_CLASSES", "Attempt", "Dispatcher", "ImageInliner", "Outcome", "close", "plan"]
 
 log = logging.getLogger("interlock.core")
 
-FAILOVER_CLASSES = frozenset(
-    {
-        FailureClass.RATE_LIMIT,
-        FailureClass.QUOTA_EXHAUSTED,
-        FailureClass.TRANSIENT,
-        FailureClass.TIMEOUT,
-        FailureClass.AUTH,
-        FailureClass.CONTEXT_LENGTH,
-    }
-)
-
-# Always understood by the gateway itself, whatever the target.
-GATEWAY_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
-
-
-@dataclass(slots=True)
-class Attempt:
-    target: Target
-    upstream: Upstream
-    payload: JSON
-    dropped: tuple[str, ...]
-    # The target needs image bytes: remote image URLs are fetched and inlined before the call.
-    inline_images: bool = False
-
-
-# Turns remote image URLs into data: URLs (core.images.ImageFetcher.inline).
-ImageInliner = Callable[[JSON], Awaitable[JSON]]
+FAILOVER_CLASSES = FAIL_OVER
+T = TypeVar("T")
+Call = Callable[[Upstream, JSON, Target], Awaitable[T]]
 
 
 @dataclass(slots=True)
@@ -53,75 +44,9 @@ class Outcome:
     target: Target
     attempts: int
     dropped: tuple[str, ...]
-
-
-def _uses_images(payload: JSON) -> bool:
-    for message in payload.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    return True
-    return False
-
-
-def _unmet_feature(caps: Capabilities, payload: JSON, images: bool) -> str | None:
-    """The first feature the request needs that the target lacks, as the param to name."""
-    if payload.get("stream") and not caps.stream:
-        return "stream"
-    if payload.get("tools") and not caps.tools:
-        return "tools"
-    n = payload.get("n")
-    if caps.max_n is not None and isinstance(n, int) and n > caps.max_n:
-        return "n"
-    if images and not caps.vision:
-        return "messages"
-    format_type = (payload.get("response_format") or {}).get("type")
-    if format_type == "json_schema" and not caps.json_schema:
-        return "response_format"
-    if format_type == "json_object" and not caps.json_object:
-        return "response_format"
-    return None
-
-
-def plan(route: Route, payload: JSON) -> list[Attempt]:
-    """Targets able to serve this request, in route order, each with its payload variant."""
-    if route.unrestricted:
-        return [Attempt(c.target, c.upstream, payload, ()) for c in route.candidates]
-    images = _uses_images(payload)
-    attempts: list[Attempt] = []
-    first_problem: tuple[str, str] | None = None
-    for candidate in route.candidates:
-        problem = _check(candidate, payload, images, route.strict_params)
-        if isinstance(problem, tuple):
-            first_problem = first_problem or problem
-            continue
-        attempts.append(problem)
-    if not attempts:
-        param, message = first_problem or ("model", "no target can serve this request")
-        raise GatewayError(400, message, param=param, code="unsupported_parameter")
-    return attempts
-
-
-def _check(
-    candidate: Candidate, payload: JSON, images: bool, strict: bool
-) -> Attempt | tuple[str, str]:
-    caps = candidate.capabilities
-    label = candidate.target.label
-    feature = _unmet_feature(caps, payload, images)
-    if feature is not None:
-        what = "image inputs" if feature == "messages" else f"'{feature}'"
-        return feature, f"{label} cannot serve {what} for this request"
-    inline = images and not caps.image_urls
-    if caps.params is None:
-        return Attempt(candidate.target, candidate.upstream, payload, (), inline)
-    unsupported = [k for k in payload if k not in GATEWAY_PARAMS and k not in caps.params]
-    if not unsupported:
-        return Attempt(candidate.target, candidate.upstream, payload, (), inline)
-    if strict:
-        return unsupported[0], f"{label} does not support the parameter '{unsupported[0]}'"
-    trimmed = {k: v for k, v in payload.items() if k not in unsupported}
-    return Attempt(candidate.target, candidate.upstream, trimmed, tuple(unsupported), inline)
+    failovers: int = 0
+    retries: int = 0
+    lease: KeyLease | None = None
 
 
 class _Payloads:
@@ -142,49 +67,188 @@ class _Payloads:
         return self._inlined[key]
 
 
-def _may_fail_over(error: ProviderError, remaining: int) -> bool:
-    return remaining > 0 and error.failure_class in FAILOVER_CLASSES
+class Dispatcher:
+    def __init__(
+        self,
+        policy: ResilienceConfig,
+        breakers: BreakerBoard,
+        keys: KeyPools,
+        latency: LatencyTracker | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy
+        self.retry = RetryPolicy(
+            policy.max_retries,
+            policy.backoff_base_s,
+            policy.backoff_cap_s,
+            policy.retry_after_cap_s,
+            policy.total_deadline_s,
+        )
+        self.breakers = breakers
+        self.keys = keys
+        self.latency = latency or LatencyTracker()
+        self._rng = rng or random.Random()
 
+    def plan(self, route: Route, payload: JSON) -> list[Attempt]:
+        """Capable targets in the order this request should try them."""
+        return self.order(route, plan(route, payload))
 
-async def complete(
-    attempts: list[Attempt], inliner: ImageInliner | None = None
-) -> tuple[JSON, Outcome]:
-    payloads = _Payloads(inliner)
-    for number, attempt in enumerate(attempts, start=1):
-        payload = await payloads.for_attempt(attempt)
-        try:
-            result = await attempt.upstream.complete(payload, attempt.target)
-        except ProviderError as error:
-            error.attempts, error.target = number, attempt.target
-            if _may_fail_over(error, len(attempts) - number):
-                log.warning("failover from %s: %s", attempt.target.label, error.failure_class)
+    def order(self, route: Route, attempts: list[Attempt]) -> list[Attempt]:
+        if len(attempts) < 2 or route.strategy == "fallback":
+            return attempts
+        if route.strategy == "least_latency":
+            return sorted(attempts, key=lambda a: self.latency.estimate(a.target.label))
+        remaining, ordered = list(attempts), []
+        while remaining:  # weighted: a random permutation, heavier targets earlier
+            pick = self._rng.choices(range(len(remaining)), [a.weight for a in remaining])[0]
+            ordered.append(remaining.pop(pick))
+        return ordered
+
+    async def complete(
+        self,
+        attempts: list[Attempt],
+        inliner: ImageInliner | None = None,
+        tokens: int = 0,
+        fallback_follows: bool = False,
+    ) -> tuple[JSON, Outcome]:
+        async def call(upstream: Upstream, payload: JSON, target: Target) -> JSON:
+            # Non-streaming answers arrive whole: their first byte is their last.
+            async with asyncio.timeout(self.policy.first_byte_timeout_s):
+                return await upstream.complete(payload, target)
+
+        return await self._run(attempts, inliner, tokens, call, fallback_follows)
+
+    async def open_stream(
+        self,
+        attempts: list[Attempt],
+        inliner: ImageInliner | None = None,
+        tokens: int = 0,
+        fallback_follows: bool = False,
+    ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
+        """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
+
+        async def call(
+            upstream: Upstream, payload: JSON, target: Target
+        ) -> tuple[JSON | None, AsyncIterator[JSON]]:
+            chunks = upstream.stream(payload, target)
+            try:
+                async with asyncio.timeout(self.policy.first_byte_timeout_s):
+                    first: JSON | None = await anext(chunks)
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await close(chunks)
+                raise
+            return first, chunks
+
+        (first, chunks), outcome = await self._run(
+            attempts, inliner, tokens, call, fallback_follows
+        )
+        return first, chunks, outcome
+
+    async def _run(
+        self,
+        attempts: list[Attempt],
+        inliner: ImageInliner | None,
+        tokens: int,
+        call: Call[T],
+        fallback_follows: bool,
+    ) -> tuple[T, Outcome]:
+        """`fallback_follows`: the caller has more targets after these (e.g. a mixed messages
+        route), so the last one here must fail over rather than retry or wait."""
+        deadline = time.monotonic() + self.policy.total_deadline_s
+        payloads = _Payloads(inliner)
+        tries = retries = targets_tried = 0
+        last_error: ProviderError | None = None
+        for index, attempt in enumerate(attempts):
+            is_last = index == len(attempts) - 1 and not fallback_follows
+            label = attempt.target.label
+            if not self.breakers.allow(label):
+                last_error = _circuit_open(label, self.breakers.retry_after(label))
                 continue
-            raise
-        return result, Outcome(attempt.target, number, attempt.dropped)
-    raise AssertionError("plan() never returns an empty list")
+            targets_tried += 1
+            payload = await payloads.for_attempt(attempt)
+            pool = self.keys.pool(attempt.target.provider.name)
+            same_target_retries = 0
+            while True:
+                now = time.monotonic()
+                wait_until = min(deadline, now + self.policy.key_wait_max_s) if is_last else now
+                try:
+                    lease = await self.keys.acquire(
+                        attempt.target.provider.name, tokens, wait_until
+                    )
+                except ProviderError as no_capacity:
+                    no_capacity.attempts, no_capacity.target = max(tries, 1), attempt.target
+                    last_error = no_capacity
+                    break
+                target = (
+                    replace(attempt.target, api_key=lease.key)
+                    if lease.key != attempt.target.api_key
+                    else attempt.target
+                )
+                tries += 1
+                started = time.monotonic()
+                try:
+                    result = await call(attempt.upstream, payload, target)
+                except TimeoutError:
+                    error = _first_byte_timeout()
+                except ProviderError as caught:
+                    error = caught
+                else:
+                    self.breakers.record(label, None)
+                    self.latency.observe(label, time.monotonic() - started)
+                    return result, Outcome(
+                        target, tries, attempt.dropped, targets_tried - 1, retries, lease
+                    )
+                lease.settle(0)
+                self.breakers.record(label, error.failure_class)
+                error.attempts, error.target = tries, target
+                last_error = error
+                failure = error.failure_class
+                now = time.monotonic()
+                if failure in ROTATE_KEY and pool.has_awake_other(lease.key, now):
+                    pool.rest(lease.key, error, now)
+                    log.warning(
+                        "rotating key of %s after %s", attempt.target.provider.name, failure
+                    )
+                    continue
+                pool.rest(lease.key, error, now)
+                if failure in FAIL_OVER and not is_last:
+                    log.warning("failover from %s: %s", label, failure)
+                    break
+                if failure in RETRY_SAME_TARGET and same_target_retries < self.retry.max_retries:
+                    wait = backoff_s(
+                        self.retry, same_target_retries + 1, error.retry_after_s, deadline - now
+                    )
+                    if wait is not None:
+                        same_target_retries += 1
+                        retries += 1
+                        await asyncio.sleep(wait)
+                        continue
+                raise error
+        if last_error is None:
+            last_error = ProviderError(
+                503, "no target could serve the request", FailureClass.TRANSIENT
+            )
+        raise last_error
 
 
-async def open_stream(
-    attempts: list[Attempt], inliner: ImageInliner | None = None
-) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
-    """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
-    payloads = _Payloads(inliner)
-    for number, attempt in enumerate(attempts, start=1):
-        payload = await payloads.for_attempt(attempt)
-        chunks = attempt.upstream.stream(payload, attempt.target)
-        try:
-            first: JSON | None = await anext(chunks)
-        except StopAsyncIteration:
-            first = None
-        except ProviderError as error:
-            await close(chunks)
-            error.attempts, error.target = number, attempt.target
-            if _may_fail_over(error, len(attempts) - number):
-                log.warning("failover from %s: %s", attempt.target.label, error.failure_class)
-                continue
-            raise
-        return first, chunks, Outcome(attempt.target, number, attempt.dropped)
-    raise AssertionError("plan() never returns an empty list")
+def _circuit_open(label: str, retry_after_s: float) -> ProviderError:
+    return ProviderError(
+        503,
+        f"{label} is temporarily unavailable (circuit open); retry shortly",
+        FailureClass.TRANSIENT,
+        code="circuit_open",
+        retry_after_s=max(1.0, retry_after_s),
+    )
+
+
+def _first_byte_timeout() -> ProviderError:
+    return ProviderError(
+        504,
+        "the upstream provider sent nothing before the first-byte timeout",
+        FailureClass.TIMEOUT,
+    )
 
 
 async def close(chunks: AsyncIterator[Any]) -> None:

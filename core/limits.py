@@ -32,33 +32,76 @@ def _reset(capacity: float, remaining: float, rate: float) -> str:
     return f"{seconds:.3g}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60)}s"
 
 
+class Settlements:
+    """Unsettled token usage per bucket. A bucket's pending delta rides along with the next
+    take on it from this replica; the background flush settles buckets that go quiet."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending: dict[tuple[str, int], float] = defaultdict(float)
+        self._task: asyncio.Task[None] | None = None
+
+    def defer(self, key: str, delta: float, capacity: int) -> None:
+        self._pending[(key, capacity)] += delta
+
+    def pop(self, key: str, capacity: int) -> float:
+        return self._pending.pop((key, capacity), 0.0)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, defaultdict(float)
+        for (key, capacity), delta in pending.items():
+            if delta:
+                try:
+                    await self._store.adjust(key, delta, capacity, capacity / 60)
+                except GatewayError:
+                    log.warning("could not settle token usage: shared state unavailable")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+
 @dataclass(slots=True)
 class Admission:
     """A granted request; settle() it with the real token count when known."""
 
-    limiter: TenantLimiter | None
+    settlements: Settlements | None
     tokens_key: str | None
     tpm: int | None
     reserved: int
     headers: dict[str, str] = field(default_factory=dict)
 
     def settle(self, actual_tokens: int | None) -> None:
-        if self.limiter is None or self.tokens_key is None or self.tpm is None:
+        if self.settlements is None or self.tokens_key is None or self.tpm is None:
             return
         used = self.reserved if actual_tokens is None else actual_tokens
         if used != self.reserved:
-            self.limiter.defer_adjust(self.tokens_key, used - self.reserved, self.tpm)
+            self.settlements.defer(self.tokens_key, used - self.reserved, self.tpm)
 
 
 UNLIMITED = Admission(None, None, None, 0)
 
 
 class TenantLimiter:
-    def __init__(self, limits: LimitsConfig, store: Store) -> None:
+    def __init__(
+        self, limits: LimitsConfig, store: Store, settlements: Settlements | None = None
+    ) -> None:
         self._limits = limits
         self._store = store
-        self._pending: dict[tuple[str, int], float] = defaultdict(float)
-        self._task: asyncio.Task[None] | None = None
+        self.settlements = settlements or Settlements(store)
 
     @property
     def enabled(self) -> bool:
@@ -78,7 +121,7 @@ class TenantLimiter:
         if not result.allowed:
             raise self._refusal(specs, kinds, result.remaining, result.retry_after_s, headers)
         tokens_key = specs[kinds.index("tokens")].key if "tokens" in kinds else None
-        return Admission(self, tokens_key, limit.tpm, estimated_tokens, headers)
+        return Admission(self.settlements, tokens_key, limit.tpm, estimated_tokens, headers)
 
     def _specs(
         self, tenant: str, limit: RateLimit, tokens: int
@@ -91,7 +134,7 @@ class TenantLimiter:
         if limit.tpm is not None:
             key = f"il:{{t:{tenant}}}:tpm"
             # This replica's unsettled usage for the tenant rides along with the take.
-            settle = self._pending.pop((key, limit.tpm), 0.0)
+            settle = self.settlements.pop(key, limit.tpm)
             specs.append(BucketSpec(key, limit.tpm, limit.tpm / 60, tokens, settle))
             kinds.append("tokens")
         return specs, kinds
@@ -122,32 +165,3 @@ class TenantLimiter:
                 "retry-after-ms": str(int(wait * 1000)),
             },
         )
-
-    def defer_adjust(self, key: str, delta: float, tpm: int) -> None:
-        self._pending[(key, tpm)] += delta
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, defaultdict(float)
-        for (key, tpm), delta in pending.items():
-            if delta:
-                try:
-                    await self._store.adjust(key, delta, tpm, tpm / 60)
-                except GatewayError:
-                    log.warning("could not settle token usage: shared state unavailable")
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self.flush()
-
-    def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.adapters.base import Capabilities, Target
 from core.upstream import Upstream
-from shared.config import Config
+from shared.config import Config, ModelConfig, TargetConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,17 @@ class Route:
     strict_params: bool
     # True when every candidate serves every feature and param: planning can be skipped.
     unrestricted: bool
+    strategy: str = "fallback"
+    weights: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoutes:
+    default: Route
+    tiers: dict[str, Route]
+
+    def for_tier(self, tier: str) -> Route:
+        return self.tiers.get(tier, self.default) if self.tiers else self.default
 
 
 def _unrestricted(caps: Capabilities) -> bool:
@@ -46,13 +57,29 @@ class ModelRegistry:
     def __init__(self, config: Config, upstreams: dict[str, Upstream]) -> None:
         self._config = config
         self._upstreams = upstreams
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[str, ModelRoutes] = {}
         for name, model in config.models.items():
-            candidates = tuple(self._candidate(t.provider, t.model) for t in model.targets)
-            self._routes[name] = self._route(name, candidates, model.params == "strict")
+            self._routes[name] = ModelRoutes(
+                self._model_route(name, model, model.targets),
+                {tier: self._model_route(name, model, t) for tier, t in model.tiers.items()},
+            )
         for alias, model_name in config.aliases.items():
             self._routes[alias] = self._routes[model_name]
         self.created = 1_700_000_000
+
+    def _model_route(
+        self, name: str, model: ModelConfig, targets: tuple[TargetConfig, ...]
+    ) -> Route:
+        candidates = tuple(self._candidate(t.provider, t.model) for t in targets)
+        route = self._route(name, candidates, model.params == "strict")
+        return Route(
+            route.name,
+            route.candidates,
+            route.strict_params,
+            route.unrestricted,
+            model.strategy,
+            tuple(t.weight for t in targets),
+        )
 
     def _candidate(self, provider_name: str, model: str) -> Candidate:
         provider = self._config.providers[provider_name]
@@ -65,17 +92,17 @@ class ModelRegistry:
         unrestricted = all(_unrestricted(c.capabilities) for c in candidates)
         return Route(name, candidates, strict, unrestricted)
 
-    def resolve(self, name: str) -> Route | None:
-        route = self._routes.get(name)
-        if route is not None:
-            return route
+    def resolve(self, name: str, tier: str = "default") -> Route | None:
+        routes = self._routes.get(name)
+        if routes is not None:
+            return routes.for_tier(tier)
         provider_name, sep, model = name.partition("/")
         provider = self._config.providers.get(provider_name)
         if not sep or not model or provider is None or not provider.allow_any_model:
             return None
         route = self._route(name, (self._candidate(provider_name, model),), True)
         if len(self._routes) < 10_000:  # bounded: names come from tenants
-            self._routes[name] = route
+            self._routes[name] = ModelRoutes(route, {})
         return route
 
     def listing(self) -> list[tuple[str, str]]:

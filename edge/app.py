@@ -203,6 +203,7 @@ def create_app(config: Config) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
+        Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
         Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

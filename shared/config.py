@@ -15,9 +15,18 @@ from typing import Any
 import yaml
 
 from shared import configparse as cp
+from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
+from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
 
-__all__ = ["Config", "ConfigError", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "ResilienceConfig",
+    "TargetConfig",
+    "load_config",
+]
 
 DEFAULT_EDGE_PORT = 8080
 DEFAULT_CORE_PORT = 8081
@@ -73,6 +82,7 @@ class CoreConfig:
     image_max_bytes: int = 20 * 1024 * 1024
     image_fetch_timeout_s: float = 10.0
     image_allow_private_networks: bool = False  # only for tests and closed networks
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
 
 @dataclass(frozen=True)
@@ -85,21 +95,9 @@ class ProviderConfig:
     timeout_s: float | None
     allow_any_model: bool
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TargetConfig:
-    provider: str
-    model: str
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    targets: tuple[TargetConfig, ...]
-    # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
-    # in the x-interlock-dropped-params response header.
-    params: str = "strict"
+    # Per-key limits, each key of the pool on its own, enforced across replicas.
+    key_rpm: int | None = None
+    key_tpm: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,13 +183,23 @@ _CORE = frozenset(
         "image_max_bytes",
         "image_fetch_timeout",
         "image_allow_private_networks",
+        "resilience",
     }
 )
 _PROVIDER = frozenset(
-    {"kind", "base_url", "api_key", "api_keys", "headers", "timeout", "allow_any_model", "options"}
+    {
+        "kind",
+        "base_url",
+        "api_key",
+        "api_keys",
+        "headers",
+        "timeout",
+        "allow_any_model",
+        "options",
+        "key_limits",
+    }
 )
-_MODEL = frozenset({"targets", "provider", "model", "params"})
-_TARGET = frozenset({"provider", "model"})
+_KEY_LIMITS = frozenset({"rpm", "tpm"})
 
 
 def load_config(
@@ -246,8 +254,8 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
     top = cp.section(cp.interpolate(raw, "", env), "config", _TOP)
     state_dir = Path(top.get("state_dir") or env.get("INTERLOCK_HOME") or ".interlock")
     providers = _providers(top.get("providers"))
-    models = _models(top.get("models"), providers)
-    aliases = _aliases(top.get("aliases"), models)
+    models = parse_models(top.get("models"), set(providers))
+    aliases = parse_aliases(top.get("aliases"), models)
     return Config(
         state_dir=state_dir,
         auth=_auth(top.get("auth"), state_dir),
@@ -399,6 +407,7 @@ def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
         image_max_bytes=cp.size(s, "image_max_bytes", "core", 20 * 1024 * 1024),
         image_fetch_timeout_s=cp.duration(s, "image_fetch_timeout", "core", 10),
         image_allow_private_networks=cp.boolean(s, "image_allow_private_networks", "core", False),
+        resilience=parse_resilience(s.get("resilience")),
     )
 
 
@@ -422,6 +431,11 @@ def _providers(raw: Any) -> dict[str, ProviderConfig]:
         if not isinstance(options, dict):
             raise ConfigError(f"{path}.options: expected a mapping")
         timeout = cp.duration(s, "timeout", path, 0) if "timeout" in s else None
+        limits = cp.section(s.get("key_limits"), f"{path}.key_limits", _KEY_LIMITS)
+        key_rpm, key_tpm = (
+            cp.integer(limits, k, f"{path}.key_limits", 1, 1, 10**12) if k in limits else None
+            for k in ("rpm", "tpm")
+        )
         out[str(name)] = ProviderConfig(
             name=str(name),
             kind=cp.string(s, "kind", path),
@@ -431,54 +445,7 @@ def _providers(raw: Any) -> dict[str, ProviderConfig]:
             timeout_s=timeout,
             allow_any_model=cp.boolean(s, "allow_any_model", path, False),
             options=options,
+            key_rpm=key_rpm,
+            key_tpm=key_tpm,
         )
-    return out
-
-
-def _models(raw: Any, providers: dict[str, ProviderConfig]) -> dict[str, ModelConfig]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("models: expected a mapping of model name to targets")
-    out = {}
-    for name, entry in raw.items():
-        path = f"models.{name}"
-        s = cp.section(entry, path, _MODEL)
-        if "targets" in s:
-            if "provider" in s or "model" in s:
-                raise ConfigError(f"{path}: use either targets or provider/model, not both")
-            targets_raw = s["targets"]
-            if not isinstance(targets_raw, list) or not targets_raw:
-                raise ConfigError(f"{path}.targets: expected a non-empty list")
-        else:
-            targets_raw = [{"provider": s.get("provider"), "model": s.get("model", name)}]
-        targets = []
-        for i, target in enumerate(targets_raw):
-            tpath = f"{path}.targets[{i}]" if "targets" in s else path
-            t = cp.section(target, tpath, _TARGET)
-            provider = cp.string(t, "provider", tpath)
-            if provider not in providers:
-                raise ConfigError(f"{tpath}.provider: no provider named {provider!r}")
-            targets.append(
-                TargetConfig(provider=provider, model=cp.string(t, "model", tpath, str(name)))
-            )
-        params = cp.string(s, "params", path, "strict")
-        if params not in ("strict", "lenient"):
-            raise ConfigError(f"{path}.params: expected strict or lenient")
-        out[str(name)] = ModelConfig(name=str(name), targets=tuple(targets), params=params)
-    return out
-
-
-def _aliases(raw: Any, models: dict[str, ModelConfig]) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("aliases: expected a mapping of alias to model name")
-    out = {}
-    for alias, model in raw.items():
-        if not isinstance(model, str) or model not in models:
-            raise ConfigError(f"aliases.{alias}: {model!r} is not a configured model")
-        if alias in models:
-            raise ConfigError(f"aliases.{alias}: clashes with a model of the same name")
-        out[str(alias)] = model
     return out

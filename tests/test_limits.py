@@ -59,7 +59,7 @@ def test_tokens_are_reserved_then_settled() -> None:
             await limiter.admit("acme", "paid", 200)  # 100 left of 1000
         assert info.value.type == "tokens"
         first.settle(100)  # actual usage was far below the estimate: 800 come back
-        await limiter.flush()
+        await limiter.settlements.flush()
         await limiter.admit("acme", "paid", 800)
 
     asyncio.run(scenario())

@@ -154,3 +154,17 @@ def test_adjust_never_exceeds_capacity(deltas: list[float]) -> None:
     state: dict[str, tuple[float, float]] = {}
     for i, delta in enumerate(deltas):
         assert adjust(state, "k", delta, 30, 1.0, float(i)) <= 30
+
+
+def test_take_first_admits_the_first_group_with_capacity(run: Runner) -> None:
+    a, b = unique("key-a"), unique("key-b")
+
+    async def scenario(store: Store) -> list[int]:
+        groups = [[BucketSpec(a, 1, 0.001, 1)], [BucketSpec(b, 2, 0.001, 1)]]
+        picks = [(await store.take_first(groups))[0] for _ in range(4)]
+        index, refused = await store.take_first(groups)
+        assert not refused.allowed and refused.retry_after_s > 100
+        return [*picks, index]
+
+    # key a once, then key b twice, then nothing: -1 with the shortest wait
+    assert run(scenario) == [0, 1, 1, -1, -1]

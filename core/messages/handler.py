@@ -18,9 +18,9 @@ from starlette.responses import Response, StreamingResponse
 
 from core import accounting, dispatch
 from core.adapters.base import ProviderError
-from core.admission import admit
+from core.admission import admit, estimate_tokens
 from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
-from core.dispatch import ImageInliner, Outcome
+from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
 from core.limits import UNLIMITED, Admission, TenantLimiter
 from core.messages.passthrough import Passthrough, RelayedError
@@ -81,14 +81,7 @@ class _Call:
     def account(self, outcome: Outcome, usage: dict[str, Any] | None, status: str) -> None:
         self.settled = True
         accounting.record(
-            self.caller,
-            self.model,
-            outcome.target,
-            usage,
-            status,
-            self.started,
-            outcome.attempts,
-            self.admission,
+            self.caller, self.model, outcome, usage, status, self.started, self.admission
         )
 
 
@@ -96,12 +89,14 @@ class MessagesEndpoint:
     def __init__(
         self,
         registry: ModelRegistry,
+        dispatcher: Dispatcher,
         passthrough: Passthrough,
         max_body: int,
         inliner: ImageInliner | None = None,
         limiter: TenantLimiter | None = None,
     ) -> None:
         self._registry = registry
+        self._dispatcher = dispatcher
         self._passthrough = passthrough
         self._max_body = max_body
         self._inliner = inliner
@@ -126,9 +121,10 @@ class MessagesEndpoint:
         offset = 0
         for number, step in enumerate(steps, start=1):
             try:
+                more = number < len(steps)
                 if stream:
-                    return await self._stream(call, step, offset)
-                return await self._complete(call, step, offset)
+                    return await self._stream(call, step, offset, more)
+                return await self._complete(call, step, offset, more)
             except ProviderError as error:
                 if isinstance(step, Direct):
                     error.attempts, error.target = offset + 1, step.target
@@ -147,14 +143,16 @@ class MessagesEndpoint:
                 raise
         raise AssertionError("plan() never returns an empty list")
 
-    async def _complete(self, call: _Call, step: Step, offset: int) -> Response:
+    async def _complete(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
         if isinstance(step, Direct):
             body, usage = await self._passthrough.complete(
                 step.target, call.payload, call.raw, call.client_headers
             )
             outcome = Outcome(step.target, offset + 1, ())
         else:
-            result, outcome = await dispatch.complete(step.attempts, self._inliner)
+            result, outcome = await self._dispatcher.complete(
+                step.attempts, self._inliner, estimate_tokens(call.payload), more
+            )
             outcome.attempts += offset
             usage = result.get("usage")
             message = to_message(result, call.fallback_id(), outcome.target.model, call.stop)
@@ -162,7 +160,7 @@ class MessagesEndpoint:
         call.account(outcome, usage, "ok")
         return Response(body, media_type=JSON_MEDIA, headers=call.headers(outcome))
 
-    async def _stream(self, call: _Call, step: Step, offset: int) -> Response:
+    async def _stream(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
         if isinstance(step, Direct):
             upstream = await self._passthrough.open_stream(
                 step.target, call.payload, call.raw, call.client_headers
@@ -170,7 +168,9 @@ class MessagesEndpoint:
             outcome = Outcome(step.target, offset + 1, ())
             body = upstream.relay(lambda usage, status: call.account(outcome, usage, status))
         else:
-            first, chunks, outcome = await dispatch.open_stream(step.attempts, self._inliner)
+            first, chunks, outcome = await self._dispatcher.open_stream(
+                step.attempts, self._inliner, estimate_tokens(call.payload), more
+            )
             outcome.attempts += offset
             encoder = AnthropicStreamEncoder(call.fallback_id(), outcome.target.model, call.stop)
             body = relay(

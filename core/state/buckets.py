@@ -71,3 +71,19 @@ def adjust(
     level = min(capacity, level)
     state[key] = (level, now)
     return level
+
+
+def take_first(
+    state: dict[str, tuple[float, float]], groups: list[list[BucketSpec]], now: float
+) -> tuple[int, TakeResult]:
+    """The first group (e.g. a key's request and token buckets) that admits its take, or -1
+    with the shortest wait among them. Pending settlements in every group are applied."""
+    shortest = float("inf")
+    last = TakeResult(False, shortest, ())
+    for index, specs in enumerate(groups):
+        result = take(state, specs, now)
+        if result.allowed:
+            return index, result
+        shortest = min(shortest, result.retry_after_s)
+        last = result
+    return -1, TakeResult(False, shortest, last.remaining)

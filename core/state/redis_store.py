@@ -10,55 +10,67 @@ import redis.asyncio as redis
 
 from core.state.buckets import BucketSpec, TakeResult
 
-_TAKE = """
+# Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
+# inside a group). ARGV: group count, group sizes, then capacity, rate, cost, settle per key.
+# Pending settlements are applied to every group visited, admitted or not.
+_TAKE_FIRST = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local levels = {}
-local wait = 0
-for i = 1, #KEYS do
-  local cap = tonumber(ARGV[4 * i - 3])
-  local rate = tonumber(ARGV[4 * i - 2])
-  local cost = tonumber(ARGV[4 * i - 1])
-  local settle = tonumber(ARGV[4 * i])
-  local v = redis.call('HMGET', KEYS[i], 't', 'ts')
-  local tokens = tonumber(v[1])
-  local ts = tonumber(v[2])
-  if tokens == nil or ts == nil then tokens = cap; ts = now end
-  local level = math.min(cap, tokens + math.max(0, now - ts) * rate)
-  if settle ~= 0 then
-    level = math.min(cap, level - settle)
-    redis.call('HSET', KEYS[i], 't', tostring(level), 'ts', tostring(now))
-    local ttl = 60000
-    if rate > 0 then ttl = math.ceil(((cap - level) / rate + 1) * 1000) end
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-  levels[i] = level
-  local needed = math.min(cost, cap)
-  if level < needed then
-    local w = 1e9
-    if rate > 0 then w = (needed - level) / rate end
-    if w > wait then wait = w end
-  end
-end
-local out = {}
-if wait > 0 then
-  out[1] = 0
-  out[2] = tostring(wait)
-  for i = 1, #KEYS do out[i + 2] = tostring(levels[i]) end
-  return out
-end
-out[1] = 1
-out[2] = '0'
-for i = 1, #KEYS do
-  local cap = tonumber(ARGV[4 * i - 3])
-  local rate = tonumber(ARGV[4 * i - 2])
-  local left = levels[i] - tonumber(ARGV[4 * i - 1])
-  redis.call('HSET', KEYS[i], 't', tostring(left), 'ts', tostring(now))
+local groups = tonumber(ARGV[1])
+local base = groups + 1
+local key = 0
+local shortest = -1
+local last = {}
+
+local function persist(k, level, cap, rate)
+  redis.call('HSET', KEYS[k], 't', tostring(level), 'ts', tostring(now))
   local ttl = 60000
-  if rate > 0 then ttl = math.ceil(((cap - left) / rate + 1) * 1000) end
-  redis.call('PEXPIRE', KEYS[i], ttl)
-  out[i + 2] = tostring(left)
+  if rate > 0 then ttl = math.ceil(((cap - level) / rate + 1) * 1000) end
+  redis.call('PEXPIRE', KEYS[k], ttl)
 end
+
+for g = 1, groups do
+  local size = tonumber(ARGV[1 + g])
+  local levels = {}
+  local wait = 0
+  for i = 1, size do
+    local k = key + i
+    local a = base + 4 * (k - 1)
+    local cap, rate = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local cost, settle = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+    local v = redis.call('HMGET', KEYS[k], 't', 'ts')
+    local tokens, ts = tonumber(v[1]), tonumber(v[2])
+    if tokens == nil or ts == nil then tokens = cap; ts = now end
+    local level = math.min(cap, tokens + math.max(0, now - ts) * rate)
+    if settle ~= 0 then
+      level = math.min(cap, level - settle)
+      persist(k, level, cap, rate)
+    end
+    levels[i] = level
+    local needed = math.min(cost, cap)
+    if level < needed then
+      local w = 1e9
+      if rate > 0 then w = (needed - level) / rate end
+      if w > wait then wait = w end
+    end
+  end
+  if wait == 0 then
+    local out = {g - 1, '0'}
+    for i = 1, size do
+      local k = key + i
+      local a = base + 4 * (k - 1)
+      local left = levels[i] - tonumber(ARGV[a + 3])
+      persist(k, left, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+      out[i + 2] = tostring(left)
+    end
+    return out
+  end
+  if shortest < 0 or wait < shortest then shortest = wait end
+  last = levels
+  key = key + size
+end
+local out = {-1, tostring(shortest)}
+for i = 1, #last do out[i + 2] = tostring(last[i]) end
 return out
 """
 
@@ -86,19 +98,27 @@ class RedisStore:
         self._redis = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
         )
-        self._take = self._redis.register_script(_TAKE)
+        self._take_first = self._redis.register_script(_TAKE_FIRST)
         self._adjust = self._redis.register_script(_ADJUST)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
-        args: list[float] = []
-        for spec in specs:
-            args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
-        reply = await self._take(keys=[s.key for s in specs], args=args)
-        return TakeResult(
-            allowed=int(reply[0]) == 1,
+        return (await self.take_first([specs]))[1]
+
+    async def take_first(self, groups: list[list[BucketSpec]]) -> tuple[int, TakeResult]:
+        args: list[float] = [len(groups), *(len(group) for group in groups)]
+        keys: list[str] = []
+        for group in groups:
+            for spec in group:
+                keys.append(spec.key)
+                args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
+        reply = await self._take_first(keys=keys, args=args)
+        index = int(reply[0])
+        result = TakeResult(
+            allowed=index >= 0,
             retry_after_s=float(reply[1]),
             remaining=tuple(float(x) for x in reply[2:]),
         )
+        return index, result
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         await self._adjust(keys=[key], args=[delta, capacity, rate])

@@ -73,6 +73,11 @@ class ResilientStore:
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return await self._call(lambda: self.primary.take(specs), lambda: self.fallback.take(specs))
 
+    async def take_first(self, groups: list[list[BucketSpec]]) -> tuple[int, TakeResult]:
+        return await self._call(
+            lambda: self.primary.take_first(groups), lambda: self.fallback.take_first(groups)
+        )
+
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         await self._call(
             lambda: self.primary.adjust(key, delta, capacity, rate),

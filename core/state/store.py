@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from core.state.buckets import BucketSpec, TakeResult, adjust, take
+from core.state.buckets import BucketSpec, TakeResult, adjust, take, take_first
 
 
 class Store(Protocol):
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         """All-or-nothing take from several buckets: one atomic call."""
+        ...
+
+    async def take_first(self, groups: list[list[BucketSpec]]) -> tuple[int, TakeResult]:
+        """Admit the first group that can take, in order: one atomic call (key pools)."""
         ...
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
@@ -41,6 +45,10 @@ class MemoryStore:
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         self._bound(self._buckets)  # type: ignore[arg-type]
         return take(self._buckets, specs, time.monotonic())
+
+    async def take_first(self, groups: list[list[BucketSpec]]) -> tuple[int, TakeResult]:
+        self._bound(self._buckets)  # type: ignore[arg-type]
+        return take_first(self._buckets, groups, time.monotonic())
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         adjust(self._buckets, key, delta, capacity, rate, time.monotonic())

@@ -1,0 +1,10 @@
+"""POST /v1/embeddings (OpenAI's API) for every provider kind that has embeddings.
+
+request.py validates, plan.py picks the targets that can serve, one pure translator per
+provider family builds and parses (openai.py, gemini.py, bedrock.py, mock.py), sender.py does
+the I/O and endpoint.py ties it to admission, failover and accounting like chat.
+"""
+
+from core.embeddings.endpoint import EmbeddingsEndpoint
+
+__all__ = ["EmbeddingsEndpoint"]

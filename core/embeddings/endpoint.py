@@ -1,0 +1,112 @@
+"""/v1/embeddings: validate, resolve, plan, admit, call with failover, answer as OpenAI does.
+
+The flow is chat's (core.chat): the same tenant model check and route resolution, admission
+with the input-token estimate, failover to the next planned target on the failure classes chat
+fails over on (core.dispatch.FAILOVER_CLASSES), one accounting record per request, and the
+same served headers. A response whose usage is the gateway's estimate (the provider reported
+none) says so in `x-interlock-usage-estimated: true`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import aiohttp
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core import accounting
+from core.adapters import load_adapter
+from core.adapters.base import ProviderError, RequestSigner
+from core.admission import admit
+from core.chat import record_failure, resolve_route, served_headers
+from core.dispatch import FAILOVER_CLASSES, Outcome
+from core.embeddings.mock import MockEmbeddings
+from core.embeddings.plan import TRANSLATORS, Attempt, plan
+from core.embeddings.request import estimate_input_tokens, validate_embeddings
+from core.embeddings.response import Embedded, encode
+from core.embeddings.sender import Sender
+from core.identity import Caller
+from core.limits import TenantLimiter
+from core.routing import ModelRegistry
+from core.validate import parse_json_object
+from shared.config import Config
+from shared.http import read_body
+
+log = logging.getLogger("interlock.core")
+
+ESTIMATED_HEADER = "x-interlock-usage-estimated"
+
+
+def build_signers(config: Config) -> dict[str, RequestSigner | None]:
+    """Per provider that can embed over HTTP; built once, like the chat upstreams' signers."""
+    return {
+        name: load_adapter(provider.kind, f"providers.{name}.kind").make_signer(provider)
+        for name, provider in config.providers.items()
+        if provider.kind in TRANSLATORS
+    }
+
+
+class EmbeddingsEndpoint:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        config: Config,
+        session: Callable[[], aiohttp.ClientSession],
+        timeouts: Mapping[str, aiohttp.ClientTimeout],
+        limiter: TenantLimiter | None = None,
+    ) -> None:
+        self._registry = registry
+        self._max_body = config.core.max_body_bytes
+        self._limiter = limiter
+        self._sender = Sender(session, timeouts, build_signers(config))
+
+    async def _call(self, attempt: Attempt) -> Embedded:
+        translator, request, target = attempt.translator, attempt.request, attempt.target
+        if isinstance(translator, MockEmbeddings):
+            return translator.embed(request, target)
+        requests = translator.build(request, target)
+        replies = await self._sender.send(translator, requests, target)
+        return translator.parse(replies, request, target)
+
+    async def __call__(self, request: Request, caller: Caller) -> Response:
+        payload = parse_json_object(await read_body(request, self._max_body))
+        embedding_request = validate_embeddings(payload)
+        model = embedding_request.model
+        attempts = plan(resolve_route(self._registry, caller, model), embedding_request)
+        tokens = estimate_input_tokens(embedding_request)
+        admission = await admit(self._limiter, caller, payload, tokens)
+        started = time.perf_counter()
+        try:
+            result, outcome = await self._complete(attempts)
+        except ProviderError as error:
+            record_failure(caller, model, error, started, admission)
+            raise
+        except BaseException:
+            admission.settle(0)
+            raise
+        body = encode(result.body, embedding_request.encoding_format)
+        usage = body.get("usage")
+        if result.usage_estimated and isinstance(usage, dict):
+            usage = {**usage, "estimated": True}  # for the usage log, not the client
+        accounting.record(caller, model, outcome, usage, "ok", started, admission)
+        headers = {**served_headers(caller, outcome), **admission.headers}
+        if result.usage_estimated:
+            headers[ESTIMATED_HEADER] = "true"
+        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+    async def _complete(self, attempts: list[Attempt]) -> tuple[Embedded, Outcome]:
+        for number, attempt in enumerate(attempts, start=1):
+            try:
+                result = await self._call(attempt)
+            except ProviderError as error:
+                error.attempts, error.target = number, attempt.target
+                if number < len(attempts) and error.failure_class in FAILOVER_CLASSES:
+                    log.warning("failover from %s: %s", attempt.target.label, error.failure_class)
+                    continue
+                raise
+            return result, Outcome(attempt.target, number, attempt.dropped, failovers=number - 1)
+        raise AssertionError("plan() never returns an empty list")

@@ -1,0 +1,113 @@
+"""The `models` and `aliases` sections: what a requested model name can be served by.
+
+A model lists targets (provider + upstream model id, optional weight), a strategy for ordering
+them per request, optional per-tier target lists (a paid tier may fall back to a premium model,
+a free tier to a cheap one), and how unsupported params are handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import configparse as cp
+from shared.configparse import ConfigError
+
+STRATEGIES = ("fallback", "weighted", "least_latency")
+
+_MODEL = frozenset({"targets", "provider", "model", "params", "strategy", "tiers"})
+_TARGET = frozenset({"provider", "model", "weight"})
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    provider: str
+    model: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    targets: tuple[TargetConfig, ...]
+    # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
+    # in the x-interlock-dropped-params response header.
+    params: str = "strict"
+    # fallback: in order; weighted: random by weight; least_latency: fastest observed first.
+    strategy: str = "fallback"
+    tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
+
+    def targets_for(self, tier: str) -> tuple[TargetConfig, ...]:
+        return self.tiers.get(tier, self.targets)
+
+
+def _targets(
+    raw: Any, path: str, default_model: str, providers: set[str]
+) -> tuple[TargetConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: expected a non-empty list")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{path}[{i}]"
+        t = cp.section(entry, where, _TARGET)
+        provider = cp.string(t, "provider", where)
+        if provider not in providers:
+            raise ConfigError(f"{where}.provider: no provider named {provider!r}")
+        weight = t.get("weight", 1.0)
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
+            raise ConfigError(f"{where}.weight: expected a positive number")
+        out.append(
+            TargetConfig(provider, cp.string(t, "model", where, default_model), float(weight))
+        )
+    return tuple(out)
+
+
+def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("models: expected a mapping of model name to targets")
+    out = {}
+    for name, entry in raw.items():
+        path = f"models.{name}"
+        s = cp.section(entry, path, _MODEL)
+        if "targets" in s:
+            if "provider" in s or "model" in s:
+                raise ConfigError(f"{path}: use either targets or provider/model, not both")
+            targets = _targets(s["targets"], f"{path}.targets", str(name), providers)
+        else:
+            single = {"provider": s.get("provider"), "model": s.get("model", name)}
+            provider = cp.string(single, "provider", path)
+            if provider not in providers:
+                raise ConfigError(f"{path}.provider: no provider named {provider!r}")
+            targets = (TargetConfig(provider, cp.string(single, "model", path)),)
+        params = cp.string(s, "params", path, "strict")
+        if params not in ("strict", "lenient"):
+            raise ConfigError(f"{path}.params: expected strict or lenient")
+        strategy = cp.string(s, "strategy", path, "fallback")
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"{path}.strategy: expected one of {', '.join(STRATEGIES)}")
+        tiers_raw = s.get("tiers") or {}
+        if not isinstance(tiers_raw, dict):
+            raise ConfigError(f"{path}.tiers: expected a mapping of tier name to targets")
+        tiers = {
+            str(tier): _targets(value, f"{path}.tiers.{tier}", str(name), providers)
+            for tier, value in tiers_raw.items()
+        }
+        out[str(name)] = ModelConfig(str(name), targets, params, strategy, tiers)
+    return out
+
+
+def parse_aliases(raw: Any, models: dict[str, ModelConfig]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("aliases: expected a mapping of alias to model name")
+    out = {}
+    for alias, model in raw.items():
+        if not isinstance(model, str) or model not in models:
+            raise ConfigError(f"aliases.{alias}: {model!r} is not a configured model")
+        if alias in models:
+            raise ConfigError(f"aliases.{alias}: clashes with a model of the same name")
+        out[str(alias)] = model
+    return out

@@ -1,0 +1,69 @@
+"""`core.resilience`: retries, timeouts, circuit breakers and waiting for key capacity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared import configparse as cp
+from shared.configparse import ConfigError
+
+_RESILIENCE = frozenset(
+    {
+        "max_retries",
+        "backoff_base",
+        "backoff_cap",
+        "retry_after_cap",
+        "total_deadline",
+        "first_byte_timeout",
+        "stream_idle_timeout",
+        "breaker_failure_ratio",
+        "breaker_min_requests",
+        "breaker_window",
+        "breaker_open_for",
+        "key_wait_max",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ResilienceConfig:
+    max_retries: int = 2  # extra attempts on the last target left
+    backoff_base_s: float = 0.25
+    backoff_cap_s: float = 8.0
+    retry_after_cap_s: float = 20.0
+    total_deadline_s: float = 600.0
+    # Fires before headers arrive, and for streams until the first chunk is in hand.
+    first_byte_timeout_s: float = 120.0
+    stream_idle_timeout_s: float = 120.0
+    breaker_failure_ratio: float = 0.5
+    breaker_min_requests: int = 10
+    breaker_window_s: float = 30.0
+    breaker_open_s: float = 15.0
+    # How long a request may wait for a key pool to have capacity before failing over / 429.
+    key_wait_max_s: float = 10.0
+
+
+def parse_resilience(raw: Any) -> ResilienceConfig:
+    path = "core.resilience"
+    s = cp.section(raw, path, _RESILIENCE)
+    d = ResilienceConfig()
+    ratio = s.get("breaker_failure_ratio", d.breaker_failure_ratio)
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
+        raise ConfigError(f"{path}.breaker_failure_ratio: expected a number in (0, 1]")
+    return ResilienceConfig(
+        max_retries=cp.integer(s, "max_retries", path, d.max_retries, 0, 10),
+        backoff_base_s=cp.duration(s, "backoff_base", path, d.backoff_base_s),
+        backoff_cap_s=cp.duration(s, "backoff_cap", path, d.backoff_cap_s),
+        retry_after_cap_s=cp.duration(s, "retry_after_cap", path, d.retry_after_cap_s),
+        total_deadline_s=cp.duration(s, "total_deadline", path, d.total_deadline_s),
+        first_byte_timeout_s=cp.duration(s, "first_byte_timeout", path, d.first_byte_timeout_s),
+        stream_idle_timeout_s=cp.duration(s, "stream_idle_timeout", path, d.stream_idle_timeout_s),
+        breaker_failure_ratio=float(ratio),
+        breaker_min_requests=cp.integer(
+            s, "breaker_min_requests", path, d.breaker_min_requests, 1, 10**6
+        ),
+        breaker_window_s=cp.duration(s, "breaker_window", path, d.breaker_window_s),
+        breaker_open_s=cp.duration(s, "breaker_open_for", path, d.breaker_open_s),
+        key_wait_max_s=cp.duration(s, "key_wait_max", path, d.key_wait_max_s),
+    )
