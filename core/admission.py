@@ -9,14 +9,20 @@ from core.limits import DEFAULT_OUTPUT_ESTIMATE, UNLIMITED, Admission, TenantLim
 from core.tokens import estimate_messages, estimate_text
 
 
-def estimate_tokens(payload: dict[str, Any]) -> int:
-    """Prompt estimate plus the output the request allows (OpenAI or Anthropic shape)."""
+def prompt_estimate(payload: dict[str, Any]) -> int:
+    """Input tokens, estimated (OpenAI or Anthropic shape)."""
     prompt = estimate_messages(payload.get("messages") or [])
     system = payload.get("system")  # Anthropic keeps it outside messages
     if isinstance(system, str):
         prompt += estimate_text(system)
     elif isinstance(system, list):
         prompt += sum(estimate_text(b.get("text", "")) for b in system if isinstance(b, dict))
+    return prompt
+
+
+def estimate_tokens(payload: dict[str, Any]) -> int:
+    """Prompt estimate plus the output the request allows: what a reservation must cover."""
+    prompt = prompt_estimate(payload)
     output = payload.get("max_completion_tokens") or payload.get("max_tokens")
     if not isinstance(output, int) or output <= 0:
         output = DEFAULT_OUTPUT_ESTIMATE

@@ -66,7 +66,11 @@ class CoreState:
             )
             self.timeouts[name] = timeout
             upstreams[name] = HttpUpstream(
-                adapter, self.client, timeout, adapter.make_signer(provider)
+                adapter,
+                self.client,
+                timeout,
+                adapter.make_signer(provider),
+                config.core.resilience.stream_idle_timeout_s,
             )
         self.registry = ModelRegistry(config, upstreams)
         self.store: Store = (

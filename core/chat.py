@@ -11,7 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from core import accounting
 from core.adapters.base import ProviderError
-from core.admission import admit, estimate_tokens
+from core.admission import admit, estimate_tokens, prompt_estimate
 from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
 from core.limits import Admission, TenantLimiter
@@ -112,7 +112,9 @@ class ChatEndpoint:
             accounting.record(caller, model, outcome, usage, status, started, admission)
 
         return StreamingResponse(
-            relay(first, chunks, OpenAIStreamEncoder(include_usage), on_end),
+            relay(
+                first, chunks, OpenAIStreamEncoder(include_usage), on_end, prompt_estimate(payload)
+            ),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **headers},
         )

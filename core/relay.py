@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from core.adapters.base import JSON, ProviderError
 from core.dispatch import close
 from core.sse import DONE, encode_data
+from core.tokens import estimate_text
 from shared.errors import GatewayError
 
 UsageSink = Callable[[dict[str, Any] | None, str], None]
@@ -48,22 +49,56 @@ class OpenAIStreamEncoder:
         return b"data: " + error.openai_body() + b"\n\n"
 
 
+def _streamed_chars(chunk: JSON) -> int:
+    """Characters of generated output in a chunk: the basis of a cut stream's usage estimate."""
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        for key in ("content", "reasoning_content", "refusal"):
+            value = delta.get(key)
+            if isinstance(value, str):
+                total += len(value)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                total += len(function.get("arguments") or "") + len(function.get("name") or "")
+    return total
+
+
+def estimated_usage(prompt_tokens: int, streamed_chars: int) -> dict[str, Any]:
+    completion = estimate_text("x" * streamed_chars) if streamed_chars else 0
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+        "estimated": True,
+    }
+
+
 async def relay(
     first: JSON | None,
     chunks: AsyncIterator[JSON],
     encoder: StreamEncoder,
     on_end: UsageSink,
+    prompt_estimate: int = 0,
 ) -> AsyncIterator[bytes]:
+    """When a stream is cut before its usage arrives, the usage recorded is an estimate
+    (prompt estimate + streamed characters), flagged `estimated`, never nothing."""
     usage: dict[str, Any] | None = None
     outcome = "ok"
+    streamed = 0
     try:
         if first is not None:
             usage = first.get("usage") or usage
+            streamed += _streamed_chars(first)
             out = encoder.chunk(first)
             if out:
                 yield out
         async for chunk in chunks:
             usage = chunk.get("usage") or usage
+            streamed += _streamed_chars(chunk)
             out = encoder.chunk(chunk)
             if out:
                 yield out
@@ -73,4 +108,6 @@ async def relay(
         yield encoder.error(error)
     finally:
         await close(chunks)
+        if usage is None and (outcome != "ok" or streamed):
+            usage = estimated_usage(prompt_estimate, streamed)
         on_end(usage, outcome)

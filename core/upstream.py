@@ -51,6 +51,10 @@ def transport_error(exc: BaseException) -> ProviderError:
     return ProviderError(502, "upstream provider request failed", FailureClass.TRANSIENT)
 
 
+def _stalled() -> ProviderError:
+    return ProviderError(504, "the upstream stream stalled (idle timeout)", FailureClass.TIMEOUT)
+
+
 class HttpUpstream:
     def __init__(
         self,
@@ -58,11 +62,13 @@ class HttpUpstream:
         session_getter: Callable[[], aiohttp.ClientSession],
         timeout: aiohttp.ClientTimeout,
         signer: RequestSigner | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self.adapter = adapter
         self._session = session_getter
         self._timeout = timeout
         self._signer = signer
+        self._idle_s = idle_timeout_s
 
     def capabilities(self, target: Target) -> Capabilities:
         return self.adapter.capabilities(target)
@@ -110,7 +116,17 @@ class HttpUpstream:
                     body = await response.read()
                     lowered = {k.lower(): v for k, v in response.headers.items()}
                     raise self.adapter.parse_error(response.status, lowered, body)
-                async for raw in response.content.iter_any():
+                content = response.content
+                while True:
+                    # Each read has its own bound: a stream that stalls mid-way must end
+                    # with an error event, not hang until the total timeout.
+                    try:
+                        async with asyncio.timeout(self._idle_s):
+                            raw = await content.readany()
+                    except TimeoutError:
+                        raise _stalled() from None
+                    if not raw:
+                        break
                     for event in decoder.feed(raw):
                         for chunk in parser.feed(event):
                             yield chunk

@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from core import accounting, dispatch
 from core.adapters.base import ProviderError
-from core.admission import admit, estimate_tokens
+from core.admission import admit, estimate_tokens, prompt_estimate
 from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
 from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
@@ -174,7 +174,11 @@ class MessagesEndpoint:
             outcome.attempts += offset
             encoder = AnthropicStreamEncoder(call.fallback_id(), outcome.target.model, call.stop)
             body = relay(
-                first, chunks, encoder, lambda usage, status: call.account(outcome, usage, status)
+                first,
+                chunks,
+                encoder,
+                lambda usage, status: call.account(outcome, usage, status),
+                prompt_estimate(call.payload),
             )
         return StreamingResponse(
             body, media_type=SSE_MEDIA, headers={**SSE_HEADERS, **call.headers(outcome)}

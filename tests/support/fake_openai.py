@@ -14,6 +14,12 @@ Scripted by the requested model name:
   slow-first-byte      -> waits 0.3 s before answering
   tool-calls           -> two parallel tool calls, streamed interleaved
   crlf                 -> stream framed with \\r\\n line endings
+  fail-529             -> 529 overloaded
+  stall-headers        -> waits 5 s before sending headers (first-byte timeouts)
+  stall-midstream      -> stream: three chunks, then silence for 5 s (idle timeouts)
+  once-500/<tag>       -> 500 on the first call for that exact name, then normal
+  once-429/<tag>       -> 429 with Retry-After: 1 on the first call, then normal
+  keyed/<tag>          -> 401 unless the key is sk-good
 Streams split every event mid-bytes across writes and send `: ping` comments, as real hosts do.
 """
 
@@ -207,6 +213,27 @@ class FakeOpenAI(FakeServer):
                 "rate_limit_exceeded",
                 headers={"retry-after": "0"},
             )
+        if model == "stall-headers":
+            await asyncio.sleep(5)
+        if model.startswith("once-500/") and self.calls[model] == 1:
+            return _error(500, "The server had an error.", "server_error")
+        if model.startswith("once-429/") and self.calls[model] == 1:
+            return _error(
+                429,
+                "Rate limit reached",
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after": "1"},
+            )
+        if model.startswith("keyed/") and request.headers.get("authorization") != "Bearer sk-good":
+            return _error(
+                401,
+                "Incorrect API key provided: sk-bad.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        if model == "fail-529":
+            return _error(529, "Overloaded", "server_error")
         if model == "always-429":
             return _error(
                 429,
@@ -263,7 +290,7 @@ class FakeOpenAI(FakeServer):
         await response.prepare(request)
         newline = b"\r\n" if model == "crlf" else b"\n"
         chunks = _stream_chunks(model, include_usage, tools)
-        if model in ("error-after-200", "cut-stream"):
+        if model in ("error-after-200", "cut-stream", "stall-midstream"):
             chunks = chunks[:3]
         await response.write(b": ping" + newline + newline)
         for chunk in chunks:
@@ -281,6 +308,9 @@ class FakeOpenAI(FakeServer):
                 }
             }
             await response.write(b"data: " + orjson.dumps(error) + newline + newline)
+            return response
+        if model == "stall-midstream":
+            await asyncio.sleep(5)
             return response
         if model == "cut-stream":
             assert request.transport is not None
