@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench bench-compare clean
+.PHONY: run test lint typecheck unit bench bench-compare bench-quick bench-setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ bench: $(STAMP)
 bench-compare: $(STAMP)
 	$(PY) -m tests.bench.run --compare-litellm
 
+bench-quick: $(STAMP)
+	$(PY) -m tests.bench.run --quick
+
+bench-setup: $(STAMP)
+	$(PY) -m tests.bench.run --setup --compare-litellm
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache tests/bench/.litellm-venv tests/bench/results

@@ -1,0 +1,390 @@
+"""`make bench`: measure interlock (edge + core) against the bare upstream, optionally LiteLLM.
+
+    python -m tests.bench.run                     # direct + interlock
+    python -m tests.bench.run --compare-litellm   # + LiteLLM, interleaved with the others
+    python -m tests.bench.run --quick             # short phases: a smoke test of the harness
+
+Phases are interleaved per round (latency for every target, then throughput for every target,
+then streams ...), so a noisy neighbour hits all targets alike and the ratios stay meaningful.
+Latency at c=1 comes from wrk -t1 -c1 (HdrHistogram percentiles, microsecond resolution);
+throughput from wrk at 50 connections; streams from an asyncio client. Exit code: 0 with a
+report (even when targets fail), 2 when the harness itself broke, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench import litellm as litellm_proxy
+from tests.bench import load, procstats, report
+from tests.bench.stack import (
+    HarnessError,
+    Interlock,
+    Processes,
+    edge_import_ms,
+    redis_commands,
+    start_redis,
+    start_upstream,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: int  # seconds per wrk phase
+    rounds: int
+    leak_runs: int  # extra throughput runs after the rounds, for the RSS growth series
+    concurrency: int
+    wrk_threads: int
+    warmup: float
+    stream_seq: dict[str, int] = field(default_factory=dict)
+    stream_conc: dict[str, int] = field(default_factory=dict)
+    import_runs: int = 5
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    quick = args.quick
+    return Settings(
+        duration=args.duration or (2 if quick else 10),
+        rounds=args.rounds or (1 if quick else 3),
+        leak_runs=args.leak_runs if args.leak_runs is not None else (2 if quick else 3),
+        concurrency=args.concurrency,
+        wrk_threads=args.wrk_threads,
+        warmup=1.0 if quick else 3.0,
+        stream_seq={"stream20": 10 if quick else 50, "stream64x20": 2 if quick else 5},
+        stream_conc={"stream20": 10 if quick else 50, "stream64x20": 5 if quick else 20},
+        import_runs=3 if quick else 7,
+    )
+
+
+@dataclass
+class Target:
+    """One thing to measure: where to send requests and which processes it costs."""
+
+    name: str
+    url: str
+    token: str | None
+    pids: dict[str, int]
+    redis_url: str | None = None
+    script: Path = Path()
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(self, settings: Settings, targets: list[Target], wrk: str, workdir: Path) -> None:
+        self.s = settings
+        self.targets = targets
+        self.wrk = wrk
+        for target in targets:
+            target.script = load.write_script(
+                workdir / f"{target.name}-fast.lua", load.chat_body("fast"), target.token
+            )
+            target.raw = {
+                "pids": dict(target.pids),
+                "latency_c1": [],
+                "throughput": [],
+                "streams": {model: [] for model in settings.stream_seq},
+                "rss_idle": {},
+                "rss_series": [],
+            }
+
+    def _say(self, text: str) -> None:
+        print(f"  {dt.datetime.now():%H:%M:%S} {text}", flush=True)
+
+    def latency(self, t: Target) -> None:
+        r = load.run_wrk(self.wrk, t.url, t.script, 1, self.s.duration, threads=1)
+        t.raw["latency_c1"].append(r.as_dict())
+        self._say(f"{t.name:<9} c=1   p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  ({r.requests})")
+
+    def throughput(self, t: Target) -> None:
+        before = procstats.cpu_snapshot(t.pids)
+        r = load.run_wrk(
+            self.wrk, t.url, t.script, self.s.concurrency, self.s.duration, self.s.wrk_threads
+        )
+        cpu = procstats.cpu_delta(before, procstats.cpu_snapshot(t.pids))
+        rss = procstats.rss_snapshot(t.pids)
+        if r.requests == 0:
+            raise HarnessError(f"{t.name}: wrk completed no requests at all")
+        t.raw["throughput"].append({**r.as_dict(), "cpu_s": cpu, "rss_mb": rss})
+        t.raw["rss_series"].append(rss)
+        per_req = sum(cpu.values()) * 1000 / r.requests
+        self._say(
+            f"{t.name:<9} c={self.s.concurrency}  {r.rps:8.0f} req/s  errors {r.errors}  "
+            f"CPU {per_req:.3f} ms/req  RSS {rss}"
+        )
+
+    def streams(self, t: Target, model: str) -> None:
+        seq, conc = load.run_streams(
+            t.url, t.token, model, self.s.stream_seq[model], self.s.stream_conc[model]
+        )
+        t.raw["streams"][model].append({"sequential": asdict(seq), "concurrent": asdict(conc)})
+        ttft = report.percentile([x.ttft_ms for x in seq.samples], 50)
+        total = report.percentile([x.total_ms for x in seq.samples], 50)
+        self._say(
+            f"{t.name:<9} {model:<12} seq TTFT p50 {report.fmt(ttft)} ms, total p50 "
+            f"{report.fmt(total, 1)} ms; errors {len(seq.errors) + len(conc.errors)}"
+        )
+
+    def warm_up(self) -> None:
+        for t in self.targets:
+            load.run_wrk(self.wrk, t.url, t.script, 10, self.s.warmup, threads=1)
+
+    def run(self) -> None:
+        for t in self.targets:
+            t.raw["rss_idle"] = procstats.rss_snapshot(t.pids)
+        self._say("warm-up")
+        self.warm_up()
+        for number in range(1, self.s.rounds + 1):
+            self._say(f"round {number}/{self.s.rounds}")
+            for t in self.targets:
+                self.latency(t)
+            for t in self.targets:
+                self.throughput(t)
+            for model in self.s.stream_seq:
+                for t in self.targets:
+                    self.streams(t, model)
+        for number in range(1, self.s.leak_runs + 1):
+            self._say(f"repeat {number}/{self.s.leak_runs} (RSS growth series)")
+            for t in self.targets:
+                self.throughput(t)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="short phases (smoke-test the harness)")
+    p.add_argument("--duration", type=int, help="seconds per wrk phase (default 10, quick 2)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
+    p.add_argument("--leak-runs", type=int, help="extra throughput runs for RSS growth")
+    p.add_argument("--concurrency", type=int, default=50, help="connections for throughput")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads for throughput")
+    p.add_argument("--compare-litellm", action="store_true", help="also measure LiteLLM proxy")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=report.TARGET_NAMES,
+        help="measure only this target (repeatable); added latency needs direct",
+    )
+    p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    p.add_argument(
+        "--setup",
+        action="store_true",
+        help="only install the tools (wrk; the LiteLLM venv with --compare-litellm) and exit",
+    )
+    p.add_argument("--keep-logs", action="store_true", help="keep the work dir with all logs")
+    args = p.parse_args(argv)
+    if args.duration is not None and not 1 <= args.duration <= 600:
+        p.error("--duration must be between 1 and 600 seconds")
+    if args.rounds is not None and not 1 <= args.rounds <= 50:
+        p.error("--rounds must be between 1 and 50")
+    if args.leak_runs is not None and not 0 <= args.leak_runs <= 50:
+        p.error("--leak-runs must be between 0 and 50")
+    if not 1 <= args.concurrency <= 1000:
+        p.error("--concurrency must be between 1 and 1000")
+    return args
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with INT ignored
+    names = args.only or ["direct", "interlock", *(["litellm"] if args.compare_litellm else [])]
+    names = [n for n in report.TARGET_NAMES if n in names]
+    settings = settings_from(args)
+    started = dt.datetime.now(dt.UTC)
+    command = (
+        "python -m tests.bench.run"
+        + ("" if argv == [] else " ")
+        + shlex.join(sys.argv[1:] if argv is None else argv)
+    )
+    if args.setup:
+        return _setup(args, names)
+    try:
+        wrk = load.ensure_wrk(install=not args.no_install)
+    except HarnessError as exc:
+        print(f"bench harness error: {exc}", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="interlock-bench-"))
+    procs = Processes(workdir)
+    failed = True
+    try:
+        result = _run(wrk, settings, names, procs, workdir)
+        result.update(command=command.strip(), started=started.isoformat(timespec="seconds"))
+        result["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        print()
+        print(report.render_text(result))
+        json_path, md_path = report.write_files(result)
+        print(f"\nresults: {json_path} and {md_path} (also latest.json / latest.md)")
+        failed = False
+        return 0
+    except HarnessError as exc:
+        print(f"\nbench harness error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if failed or args.keep_logs:
+            print(f"logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _setup(args: argparse.Namespace, names: list[str]) -> int:
+    try:
+        print(f"wrk: {load.ensure_wrk(install=not args.no_install)}")
+        if "litellm" in names:
+            python = litellm_proxy.ensure_venv()
+            print(f"LiteLLM {litellm_proxy.version(python)} in {litellm_proxy.VENV}")
+    except HarnessError as exc:
+        print(f"bench setup error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+USAGE = "interlock.usage"  # the core's per-request usage log line
+NOTES = [
+    "latency at c=1: wrk -t1 -c1 --latency (p50/p99 from wrk's histogram); added latency is "
+    "the per-round difference to direct, median over rounds",
+    "errors: wrk socket errors (connect/read/write/timeout) + HTTP status >= 400",
+    "direct throughput is bounded by wrk itself: it only shows the fake upstream is no bottleneck",
+    "CPU/request: utime+stime deltas from /proc around each throughput run; gateway procs = "
+    "edge+core (interlock), all stack procs adds redis",
+    "streams: asyncio (aiohttp) client in the harness process, include_usage on; TTFT = first "
+    "non-empty content delta; total = [DONE]; every stream is checked for all chunks + usage",
+    "RSS growth: last minus first of the RSS samples taken after every throughput run "
+    f"(rounds + repeats); up to {report.LEAK_TOLERANCE_MB} MB counts as no growth",
+]
+
+
+def _start_targets(
+    names: list[str], settings: Settings, procs: Processes, upstream: tuple[str, int]
+) -> tuple[list[Target], dict[str, Any] | None, dict[str, str | None]]:
+    """Starts what `names` needs; returns the targets, edge import timing and versions."""
+    upstream_url, upstream_pid = upstream
+    targets: list[Target] = []
+    edge_import = None
+    versions: dict[str, str | None] = {"litellm": None}
+    if "direct" in names:
+        targets.append(Target("direct", upstream_url, None, {"upstream": upstream_pid}))
+    if "interlock" in names:
+        redis_url, redis_pid = start_redis(procs)
+        gateway = Interlock(procs, upstream_url, redis_url)
+        print("measuring edge import time (fresh interpreters) ...", flush=True)
+        edge_import = edge_import_ms(gateway.env, settings.import_runs)
+        gateway.start()
+        pids = {**gateway.pids, "redis": redis_pid}
+        targets.append(Target("interlock", gateway.url, gateway.token, pids, redis_url))
+    if "litellm" in names:
+        python = litellm_proxy.ensure_venv()
+        versions["litellm"] = litellm_proxy.version(python)
+        proxy = litellm_proxy.LiteLLM(procs, python, upstream_url)
+        print("starting LiteLLM proxy ...", flush=True)
+        proxy.start()
+        _check_loopback(proxy.pids["litellm"])
+        targets.append(Target("litellm", proxy.url, proxy.token, proxy.pids))
+    return targets, edge_import, versions
+
+
+def _check_loopback(pid: int) -> None:
+    foreign = procstats.loopback_only(pid)
+    if foreign:
+        raise HarnessError(f"LiteLLM holds non-loopback TCP sockets: {foreign}")
+
+
+def _redis_note(before: dict[str, int], after: dict[str, int], requests: int) -> str:
+    calls = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    calls.pop("info", None)  # our own probes
+    per_request = sum(calls.values()) / max(1, requests)
+    top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6])
+    return f"Redis commands per gateway request: {per_request:.2f} ({top or 'none'})"
+
+
+def _count_lines(path: Path, needle: str) -> int:
+    with path.open(errors="replace") as handle:
+        return sum(needle in line for line in handle)
+
+
+def _run(
+    wrk: str,
+    settings: Settings,
+    names: list[str],
+    procs: Processes,
+    workdir: Path,
+) -> dict[str, Any]:
+    machine = report.machine_info()
+    notes = list(NOTES)
+    if machine["loadavg_start"][0] > 0.5 * (machine["nproc"] or 1):
+        notes.append("the machine was busy when the run started (see load average): noisy numbers")
+    print(f"bench: targets {', '.join(names)}; work dir {workdir}", flush=True)
+    upstream = start_upstream(procs)
+    targets, edge_import, versions = _start_targets(names, settings, procs, upstream)
+    versions["wrk"] = load.wrk_version(wrk)
+    for t in targets:
+        load.validate(t.url, t.token, t.name)
+    before = _upstream_stats(upstream[0])
+    redis_before = {t.name: redis_commands(t.redis_url) for t in targets if t.redis_url}
+    usage_before = _count_lines(workdir / "core.log", USAGE) if "interlock" in names else 0
+    Bench(settings, targets, wrk, workdir).run()
+    procs.check_alive()
+    after = _upstream_stats(upstream[0])
+    if after["chat_requests"] <= before["chat_requests"]:
+        raise HarnessError("the upstream saw no requests: are the gateways really forwarding?")
+    if "interlock" in names and after["include_usage_requests"] <= before["include_usage_requests"]:
+        raise HarnessError("no streamed request asked the upstream for usage (include_usage)")
+    for t in targets:
+        if t.name == "litellm":
+            _check_loopback(t.pids["litellm"])
+            notes.append("LiteLLM held only loopback TCP sockets (checked at start and end)")
+            notes.append(litellm_proxy.DESCRIPTION)
+        if t.name == "interlock":
+            lines = _count_lines(workdir / "core.log", USAGE) - usage_before
+            notes.append(f"usage accounting lines written by the core while measuring: {lines}")
+            if t.redis_url:
+                notes.append(_redis_note(redis_before[t.name], redis_commands(t.redis_url), lines))
+    raw = {t.name: t.raw for t in targets}
+    summary = report.summarize(raw)
+    machine["loadavg_end"] = os.getloadavg()
+    return {
+        "machine": machine,
+        "versions": versions,
+        "settings": asdict(settings),
+        "targets_run": names,
+        "edge_import": edge_import,
+        "summary": summary,
+        "targets": report.check_targets(summary, edge_import),
+        "upstream_requests": after["chat_requests"],
+        "compare": report.compare(summary),
+        "notes": notes,
+        "raw": raw,
+    }
+
+
+def _upstream_stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=5) as response:
+        stats: dict[str, int] = orjson.loads(response.read())
+    return stats
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    code = main()
+    print(f"bench finished in {time.monotonic() - started:.0f} s (exit {code})", file=sys.stderr)
+    sys.exit(code)

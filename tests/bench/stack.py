@@ -1,0 +1,302 @@
+"""The processes under test, started the way a user deploys them, and always stopped again.
+
+Every child gets its own session (so its whole group can be killed) and a parent-death signal
+(so nothing outlives a harness killed with SIGKILL). Output goes to log files, never to a pipe
+that could fill and stall a server mid-benchmark.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from core.keys import init_keys, issue_token
+from shared.config import load_config
+from tests.support.net import free_port, wait_http, wait_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ("fast", "slow50", "stream20", "stream64x20")  # the fake upstream's modes
+UPSTREAM_KEY = "sk-bench-upstream"
+TIER = "bench"  # the tenant token's tier; rate limits hang off it
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the forked child
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class HarnessError(RuntimeError):
+    """The harness itself is broken (a process did not start, a check failed): exit non-zero."""
+
+
+class Processes:
+    """Every child the harness started; `stop_all` runs on normal exit, errors and Ctrl-C."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT
+    ) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as handle:
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup,  # safe: no threads run at spawn time
+            )
+        self.children.append((name, process))
+        return process
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        log = self.workdir / f"{name}.log"
+        if not log.exists():
+            return ""
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        for name, process in self.children:
+            if process.poll() is not None:
+                raise HarnessError(
+                    f"{name} exited with code {process.returncode}:\n{self.log_tail(name)}"
+                )
+
+    def stop_all(self) -> None:
+        """Newest first, one at a time: gateways drain before the upstream and Redis go away."""
+        while self.children:
+            _, process = self.children.pop()
+            _signal_group(process, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            _signal_group(process, signal.SIGKILL)  # stragglers in the group, e.g. forked workers
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def start_redis(procs: Processes) -> tuple[str, int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise HarnessError("redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port()
+    data = procs.workdir / "redis"
+    data.mkdir(exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    argv += ["no", "--dir", str(data)]
+    process = procs.spawn("redis", argv, dict(os.environ))
+    wait_port(port)
+    return f"redis://127.0.0.1:{port}/0", process.pid
+
+
+def redis_commands(url: str) -> dict[str, int]:
+    """Calls per Redis command so far: proves, and prices, the hot path's trips to Redis."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def start_upstream(procs: Processes) -> tuple[str, int]:
+    """The fast fake provider; returns its base URL (without /v1) and pid."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "tests.bench.upstream", "--port", str(port)]
+    process = procs.spawn("upstream", argv, env)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(procs, "upstream", f"{url}/healthz", process)
+    return url, process.pid
+
+
+def wait_ready(procs: Processes, name: str, url: str, process: subprocess.Popen[bytes]) -> None:
+    try:
+        wait_http(url, timeout=120, process=process)
+    except (TimeoutError, RuntimeError) as exc:
+        raise HarnessError(
+            f"{name} did not become ready ({exc}):\n{procs.log_tail(name)}"
+        ) from None
+
+
+# --- interlock ------------------------------------------------------------------------------
+
+
+def bench_config(
+    upstream_url: str, state_dir: Path, core_port: int, edge_port: int
+) -> dict[str, Any]:
+    """THE place to switch hot-path features on: the benchmark must pay for everything a user
+    would run. Today: real JWT verification (ES256, models claim checked), HMAC hop credential,
+    usage accounting at INFO (env below), tenant rate limits in Redis (limits far above what
+    the bench can reach: it measures the cost of the check, never a rejection). Add caching in
+    bypass mode, telemetry ... here as they land, so `make bench` keeps measuring the full
+    hot path.
+    """
+    return {
+        "state_dir": str(state_dir),
+        "auth": {
+            "issuer": "interlock-bench",
+            "audience": "interlock-bench",
+            "algorithm": "ES256",
+            "max_ttl": "2h",
+        },
+        "edge": {"port": edge_port, "pools": {"default": [f"http://127.0.0.1:{core_port}"]}},
+        "core": {"port": core_port},
+        "providers": {
+            "bench": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key": UPSTREAM_KEY,
+            }
+        },
+        "models": {name: {"provider": "bench", "model": name} for name in MODELS},
+        "limits": {"tiers": {TIER: {"rpm": 10**11, "tpm": 10**12}}},
+    }
+
+
+def bench_env(config_path: Path, redis_url: str) -> dict[str, str]:
+    """Environment of both tiers; the hot-path env switches live here next to bench_config."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL"):
+        env.pop(name, None)
+    env.update(
+        {
+            "INTERLOCK_CONFIG": str(config_path),
+            "INTERLOCK_HOP_SECRET": secrets.token_urlsafe(40),
+            "INTERLOCK_LOG_LEVEL": "INFO",  # usage accounting: one line per request
+            "REDIS_URL": redis_url,  # shared state: rate limits (and later caches)
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    """As deployed: one worker, uvloop + httptools, no access log."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--timeout-keep-alive",
+        "75",
+    ]
+
+
+class Interlock:
+    """edge + core as two uvicorn processes, with keys, a tenant token and a private Redis."""
+
+    def __init__(self, procs: Processes, upstream_url: str, redis_url: str) -> None:
+        self.procs = procs
+        self.core_port = free_port()
+        self.edge_port = free_port()
+        workdir = procs.workdir / "interlock"
+        workdir.mkdir(exist_ok=True)
+        raw = bench_config(upstream_url, workdir / "state", self.core_port, self.edge_port)
+        self.config_path = workdir / "interlock.yaml"
+        self.config_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        self.env = bench_env(self.config_path, redis_url)
+        self.config = load_config(self.config_path, env=self.env)
+        init_keys(self.config.auth)
+        self.token = issue_token(
+            self.config.auth, "bench-tenant", 7200, ["fast", "slow50", "stream*"], TIER
+        )
+        self.pids: dict[str, int] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    def start(self) -> None:
+        core = self.procs.spawn("core", uvicorn_argv("core.main:app", self.core_port), self.env)
+        edge = self.procs.spawn("edge", uvicorn_argv("edge.main:app", self.edge_port), self.env)
+        wait_ready(self.procs, "core", f"http://127.0.0.1:{self.core_port}/readyz", core)
+        wait_ready(self.procs, "edge", f"{self.url}/healthz", edge)
+        self.pids = {"edge": edge.pid, "core": core.pid}
+
+
+def edge_import_ms(env: dict[str, str], runs: int = 5) -> dict[str, Any]:
+    """Lambda cold-start proxy: a fresh interpreter importing edge.main (which builds the app
+    from the config, as a cold Lambda does). Median of `runs`, plus the heaviest imports."""
+    code = (
+        "import time; t = time.perf_counter(); import edge.main; "
+        "print((time.perf_counter() - t) * 1000)"
+    )
+    samples, walls = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        walls.append((time.perf_counter() - started) * 1000)
+        if out.returncode != 0:
+            raise HarnessError(f"importing edge.main failed:\n{out.stderr[-2000:]}")
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    trace = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import edge.main"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    heaviest = _heaviest_imports(trace.stderr)
+    samples.sort()
+    walls.sort()
+    return {
+        "import_ms": round(samples[len(samples) // 2], 1),
+        "interpreter_total_ms": round(walls[len(walls) // 2], 1),
+        "runs": runs,
+        "heaviest_top_level_imports_ms": heaviest,
+    }
+
+
+def _heaviest_imports(stderr: str, top: int = 8) -> dict[str, float]:
+    """Import time by root package (sum of self times, so nothing counts twice), from
+    `python -X importtime`: where the edge's cold start goes."""
+    totals: dict[str, float] = {}
+    for line in stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue  # the header line or foreign output
+        root = parts[2].strip().split(".")[0]
+        totals[root] = totals.get(root, 0.0) + int(parts[0]) / 1000
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+    return {name: round(ms, 1) for name, ms in ranked}
