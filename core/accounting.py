@@ -6,20 +6,16 @@ tenant's and the provider key's) are settled against actual usage.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from core.adapters.base import ProviderError, Target
 from core.identity import Caller
 from core.limits import Admission
+from core.usagelog import USAGE_LOG
 
 if TYPE_CHECKING:
     from core.dispatch import Outcome
-
-log = logging.getLogger("interlock.usage")
 
 
 def _total(usage: dict[str, Any] | None) -> int:
@@ -84,7 +80,7 @@ def _log(
     attempts: int,
     failovers: int | None,
 ) -> None:
-    if not log.isEnabledFor(logging.INFO):
+    if not USAGE_LOG.enabled:
         return
     line = {
         "request_id": caller.request_id,
@@ -100,5 +96,6 @@ def _log(
         "prompt_tokens": (usage or {}).get("prompt_tokens"),
         "completion_tokens": (usage or {}).get("completion_tokens"),
         "usage_estimated": bool((usage or {}).get("estimated")),
+        "ts": round(time.time(), 3),
     }
-    log.info(orjson.dumps(line).decode())
+    USAGE_LOG.write(line)

@@ -31,6 +31,7 @@ from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore, Store
 from core.upstream import HttpUpstream, Upstream
+from core.usagelog import USAGE_LOG
 from shared import hop
 from shared.config import Config
 from shared.errors import Api, GatewayError
@@ -111,6 +112,7 @@ class CoreState:
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
+        USAGE_LOG.start()
         self.settlements.start()
         self.breakers.start()
         self.ready = True
@@ -120,6 +122,7 @@ class CoreState:
             self.ready = False
             await self.breakers.stop()
             await self.settlements.stop()
+            await USAGE_LOG.stop()
             await self.images.close()
             await self.store.close()
             await self.session.close()

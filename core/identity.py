@@ -54,7 +54,12 @@ class HopVerifier:
             request_id=request_id,
         )
         if not hop.verify(
-            self._secret, credential, identity, request.method, request.url.path, self._max_skew_s
+            self._secret,
+            credential,
+            identity,
+            request.method,
+            request.scope["path"],
+            self._max_skew_s,
         ):
             raise _unauthorized()
         return Caller(

@@ -122,7 +122,7 @@ class EdgeState:
         model: str | None,
         body: bytes | None,
     ) -> Response:
-        path = request.url.path
+        path: str = request.scope["path"]
         request_id = "req_" + os.urandom(12).hex()
         headers = self.hop_headers(request, token, path, request_id)
         session = self.session

@@ -381,6 +381,7 @@ def test_usage_is_accounted_without_content(stack: Stack) -> None:
     marker = "embeddings-secret-marker-71"
     response = post(stack, {"model": "mock-embed", "input": marker})
     request_id = response.headers["x-request-id"]
-    lines = [line for line in stack.read_logs().splitlines() if request_id in line]
+    logs = stack.wait_for_log("interlock.usage", request_id)
+    lines = [line for line in logs.splitlines() if request_id in line]
     assert any('"prompt_tokens":7' in line and '"outcome":"ok"' in line for line in lines)
     assert marker not in stack.read_logs()

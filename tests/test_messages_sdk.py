@@ -386,8 +386,8 @@ def test_unknown_path_and_method_use_the_anthropic_envelope(stack: Stack) -> Non
 
 def test_no_prompt_content_in_logs(stack: Stack) -> None:
     marker = "PROMPT-MARKER-a91e"
-    client(stack).messages.create(
+    response = client(stack).messages.with_raw_response.create(
         model="gpt-fake", max_tokens=10, messages=[{"role": "user", "content": marker}]
     )
-    logs = stack.read_logs()
-    assert "interlock.usage" in logs and marker not in logs and TEXT not in logs
+    logs = stack.wait_for_log("interlock.usage", response.headers["x-request-id"])
+    assert marker not in logs and TEXT not in logs

@@ -167,9 +167,8 @@ def test_stall_mid_stream_ends_with_an_error_event_and_partial_usage(stack: Stac
         200, {}, text.strip().split("\n\n")[-1].removeprefix("data: ").encode()
     ).json()
     assert last["error"]["message"] == "the upstream stream stalled (idle timeout)"
-    usage_lines = [
-        line for line in stack.read_logs().splitlines() if '"tenant":"stall-tenant"' in line
-    ]
+    logs = stack.wait_for_log("interlock.usage", '"tenant":"stall-tenant"')
+    usage_lines = [line for line in logs.splitlines() if '"tenant":"stall-tenant"' in line]
     assert usage_lines and '"usage_estimated":true' in usage_lines[-1]
 
 

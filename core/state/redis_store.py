@@ -6,9 +6,14 @@ Keys carry hash tags chosen by the caller so a multi-bucket take lands in one cl
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import redis.asyncio as redis
+from redis.exceptions import ResponseError
 
 from core.state.buckets import BucketSpec, TakeResult
+from core.state.resp import RespClient
 
 # Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
 # inside a group). ARGV: group count, group sizes, then capacity, rate, cost, settle per key.
@@ -99,6 +104,9 @@ class RedisStore:
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
         )
         self._take_first = self._redis.register_script(_TAKE_FIRST)
+        # The per-request call goes through the lean client when the URL allows it.
+        self._fast = RespClient(url) if url.startswith("redis://") else None
+        self._take_sha = hashlib.sha1(_TAKE_FIRST.encode()).hexdigest()
         self._adjust = self._redis.register_script(_ADJUST)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
@@ -111,7 +119,10 @@ class RedisStore:
             for spec in group:
                 keys.append(spec.key)
                 args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
-        reply = await self._take_first(keys=keys, args=args)
+        if self._fast is not None:
+            reply = await self._evalsha(self._take_sha, _TAKE_FIRST, keys, args)
+        else:
+            reply = await self._take_first(keys=keys, args=args)
         index = int(reply[0])
         result = TakeResult(
             allowed=index >= 0,
@@ -119,6 +130,16 @@ class RedisStore:
             remaining=tuple(float(x) for x in reply[2:]),
         )
         return index, result
+
+    async def _evalsha(self, sha: str, script: str, keys: list[str], args: list[float]) -> Any:
+        assert self._fast is not None
+        try:
+            return await self._fast.call("EVALSHA", sha, len(keys), *keys, *args)
+        except ResponseError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
+            await self._fast.call("SCRIPT", "LOAD", script)
+            return await self._fast.call("EVALSHA", sha, len(keys), *keys, *args)
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         await self._adjust(keys=[key], args=[delta, capacity, rate])
@@ -136,4 +157,6 @@ class RedisStore:
         return bool(await self._redis.ping())
 
     async def close(self) -> None:
+        if self._fast is not None:
+            await self._fast.close()
         await self._redis.aclose()

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,18 @@ class Stack:
         tier: str | None = None,
     ) -> str:
         return issue_token(self.config.auth, tenant, ttl, models, tier)
+
+    def wait_for_log(self, *needles: str, timeout: float = 10.0) -> str:
+        """The logs once a line containing every needle has been written (usage lines are
+        flushed in batches, and a stream's as it ends): poll, never sleep blindly."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.read_logs()
+            if any(all(n in line for n in needles) for line in logs.splitlines()):
+                return logs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {needles!r}")
+            time.sleep(0.02)
 
     def read_logs(self) -> str:
         return "\n".join(

@@ -1,0 +1,145 @@
+"""The lean pipelined Redis client: parsing, pipelining, timeouts, reconnects (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis.exceptions
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.state.buckets import BucketSpec
+from core.state.redis_store import RedisStore
+from core.state.resp import ReplyError, RespClient, encode, parse
+from tests.support.redis_server import RedisServer
+
+REPLIES = (
+    b"+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*3\r\n:1\r\n$1\r\n0\r\n*1\r\n$0\r\n\r\n"
+    b"-NOSCRIPT No matching script\r\n"
+)
+VALUES = ["OK", 42, b"hello", None, [1, b"0", [b""]]]
+
+
+def parse_all(data: bytes) -> list[object]:
+    out, position = [], 0
+    while position < len(data):
+        parsed = parse(data, position)
+        assert parsed is not None
+        value, position = parsed
+        out.append(value)
+    return out
+
+
+def test_parse_every_type() -> None:
+    values = parse_all(REPLIES)
+    assert values[:5] == VALUES
+    assert isinstance(values[5], ReplyError) and str(values[5]).startswith("NOSCRIPT")
+
+
+@given(st.integers(0, len(REPLIES)))
+def test_incomplete_replies_wait_for_more(cut: int) -> None:
+    head = REPLIES[:cut]
+    position, count = 0, 0
+    while (parsed := parse(head, position)) is not None:
+        position = parsed[1]
+        count += 1
+    assert count <= 6 and (position == cut or parse(head, position) is None)
+
+
+def test_encode() -> None:
+    assert (
+        encode(("SET", b"k", 1, 0.5)) == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n0.5\r\n"
+    )
+
+
+def test_pipelined_calls_get_their_own_replies(redis_url: str) -> None:
+    async def scenario() -> list[object]:
+        client = RespClient(redis_url)
+        try:
+            return await asyncio.gather(*(client.call("ECHO", f"m{i}") for i in range(500)))
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == [f"m{i}".encode() for i in range(500)]
+
+
+def test_error_replies_raise_without_breaking_the_connection(redis_url: str) -> None:
+    async def scenario() -> object:
+        client = RespClient(redis_url)
+        try:
+            with pytest.raises(redis.exceptions.ResponseError):
+                await client.call("NOT-A-COMMAND")
+            return await client.call("PING")
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == "PONG"
+
+
+def test_script_is_reloaded_after_a_flush(redis_url: str) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        store = RedisStore(redis_url)
+        try:
+            spec = [BucketSpec("test:{flush}:k", 10, 1, 1)]
+            first = await store.take(spec)
+            assert store._fast is not None
+            await store._fast.call("SCRIPT", "FLUSH")
+            second = await store.take(spec)  # NOSCRIPT -> SCRIPT LOAD -> retried
+            return first.allowed, second.allowed
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_reconnects_after_redis_restarts(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "r").start()
+
+    async def scenario() -> object:
+        client = RespClient(server.url, timeout_s=0.5)
+        try:
+            assert await client.call("PING") == "PONG"
+            server.stop()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await client.call("PING")
+            server.start()
+            return await client.call("PING")
+        finally:
+            await client.close()
+
+    try:
+        assert asyncio.run(scenario()) == "PONG"
+    finally:
+        server.stop()
+
+
+def test_timed_out_call_does_not_steal_the_next_reply() -> None:
+    """A slow fake server: the first reply comes late; the second caller gets its own."""
+
+    async def scenario() -> object:
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"slow\r\n")
+            await asyncio.sleep(0.3)
+            writer.write(b"$4\r\nslow\r\n")
+            await reader.readuntil(b"fast\r\n")
+            writer.write(b"$4\r\nfast\r\n")
+            await writer.drain()
+            await replies.put(b"done")
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RespClient(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
+        try:
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await client.call("ECHO", "slow")
+            client.timeout_s = 2
+            return await client.call("ECHO", "fast")
+        finally:
+            await client.close()
+            server.close()
+
+    assert asyncio.run(scenario()) == b"fast"
