@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from shared import hop
 from shared.errors import GatewayError
+from shared.http import header_map
 from shared.patterns import compile_patterns
 from shared.traceparent import child_of
 
@@ -41,7 +42,7 @@ class HopVerifier:
         self._matchers: dict[str, Callable[[str], bool]] = {}
 
     def caller(self, request: Request) -> Caller:
-        headers = request.headers
+        headers = header_map(request)
         credential = headers.get(hop.HOP_HEADER)
         tenant = headers.get(hop.TENANT_HEADER)
         request_id = headers.get(hop.REQUEST_ID_HEADER)

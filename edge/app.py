@@ -22,7 +22,7 @@ from edge.routing import PoolRouter
 from shared import hop
 from shared.config import Config
 from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
-from shared.http import EXCEPTION_HANDLERS, error_response, read_body
+from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.traceparent import child_of
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
@@ -96,7 +96,12 @@ class EdgeState:
             self.session = None
 
     def hop_headers(
-        self, request: Request, token: VerifiedToken, path: str, request_id: str
+        self,
+        request: Request,
+        incoming: dict[str, str],
+        token: VerifiedToken,
+        path: str,
+        request_id: str,
     ) -> dict[str, str]:
         identity = hop.HopIdentity(token.tenant, token.tier, token.models, request_id)
         headers = {
@@ -106,10 +111,10 @@ class EdgeState:
             hop.TIER_HEADER: token.tier,
             hop.MODELS_HEADER: token.models,
             hop.REQUEST_ID_HEADER: request_id,
-            hop.TRACEPARENT_HEADER: child_of(request.headers.get(hop.TRACEPARENT_HEADER)),
+            hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
         }
         for name in _FORWARD_REQUEST_HEADERS:
-            value = request.headers.get(name)
+            value = incoming.get(name)
             if value is not None:
                 headers[name] = value
         return headers
@@ -117,6 +122,7 @@ class EdgeState:
     async def forward(
         self,
         request: Request,
+        incoming: dict[str, str],
         api: Api,
         token: VerifiedToken,
         model: str | None,
@@ -124,7 +130,7 @@ class EdgeState:
     ) -> Response:
         path: str = request.scope["path"]
         request_id = "req_" + os.urandom(12).hex()
-        headers = self.hop_headers(request, token, path, request_id)
+        headers = self.hop_headers(request, incoming, token, path, request_id)
         session = self.session
         if session is None:
             raise _core_unavailable()
@@ -180,9 +186,10 @@ def create_app(config: Config) -> Starlette:
     def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
             try:
-                token = state.verifier.verify(TokenVerifier.credential(request.headers, api))
+                incoming = header_map(request)
+                token = state.verifier.verify(TokenVerifier.credential(incoming, api))
                 if not reads_model:
-                    return await state.forward(request, api, token, None, None)
+                    return await state.forward(request, incoming, api, token, None, None)
                 body = await read_body(request, state.max_body)
                 model = _peek_model(body)
                 if not token.allows(model):
@@ -192,7 +199,7 @@ def create_app(config: Config) -> Starlette:
                         param="model",
                         code="model_not_allowed",
                     )
-                return await state.forward(request, api, token, model, body)
+                return await state.forward(request, incoming, api, token, model, body)
             except GatewayError as error:
                 return error_response(error, api)
 

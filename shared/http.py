@@ -79,3 +79,11 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception_handler,
     Exception: unhandled_exception_handler,
 }
+
+
+def header_map(request: Request) -> dict[str, str]:
+    """All request headers in one pass (names are already lower-case in ASGI). Starlette's
+    Headers.get rescans the raw list on every lookup; the hot path looks up several."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1") for name, value in request.scope["headers"]
+    }

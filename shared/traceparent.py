@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import os
+import random
+
+# Span ids need uniqueness, not secrecy: the PRNG avoids a getrandom syscall per request.
+# (Trace ids of new traces still come from os.urandom.)
+_rng = random.Random(os.urandom(16))
+_span = _rng.getrandbits
+# Workers forked after import must not repeat each other's span ids.
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(16)))
+
+
+def _span_id() -> str:
+    return f"{_span(64) or 1:016x}"
+
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -17,8 +30,8 @@ def child_of(incoming: str | None) -> str:
         parts = incoming.strip().lower().split("-")
         if len(parts) >= 4 and parts[0] == "00" and _valid(parts[1], 32) and _valid(parts[2], 16):
             flags = parts[3] if len(parts[3]) == 2 and set(parts[3]) <= _HEX else "01"
-            return f"00-{parts[1]}-{os.urandom(8).hex()}-{flags}"
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+            return f"00-{parts[1]}-{_span_id()}-{flags}"
+    return f"00-{os.urandom(16).hex()}-{_span_id()}-01"
 
 
 def trace_id(traceparent: str) -> str:

@@ -30,3 +30,14 @@ def test_stale_or_garbled_credentials_fail() -> None:
     assert hop.verify(SECRET, old, IDENTITY, "POST", "/p", now=1_000_000 + 299)
     for garbage in ("", "v1", "v2:1:abc", "v1:notanumber:abc", "v1:1:"):
         assert not hop.verify(SECRET, garbage, IDENTITY, "POST", "/p")
+
+
+def test_traceparent_continues_the_callers_trace_with_fresh_spans() -> None:
+    from shared.traceparent import child_of, trace_id
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    children = {child_of(parent) for _ in range(1000)}
+    assert len(children) == 1000  # a new span id each hop
+    assert {trace_id(c) for c in children} == {"0af7651916cd43dd8448eb211c80319c"}
+    fresh = child_of("garbage")
+    assert fresh.startswith("00-") and len(fresh) == 55 and trace_id(fresh) != "0" * 32

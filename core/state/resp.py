@@ -73,12 +73,30 @@ def parse(buffer: bytearray | bytes, start: int) -> tuple[Any, int] | None:
     raise redis.exceptions.ConnectionError(f"unexpected reply type {kind!r}")
 
 
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():  # keeps its place in the queue; its late reply is dropped
+        waiter.set_exception(redis.exceptions.TimeoutError("redis did not answer in time"))
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
-        self.lost = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.lost = self.loop.create_future()
+        self.outgoing: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        """Commands issued in the same loop iteration leave in one write."""
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(data)
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have the same API.
@@ -158,16 +176,14 @@ class RespClient:
             return fresh
 
     async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = protocol.loop.create_future()
         protocol.waiters.append(waiter)
-        assert protocol.transport is not None
-        protocol.transport.write(encode(args))
+        protocol.send(encode(args))
+        timer = protocol.loop.call_later(self.timeout_s, _expire, waiter)
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await asyncio.shield(waiter)
-        except TimeoutError:
-            waiter.cancel()  # keeps its place in the queue; its late reply is dropped
-            raise redis.exceptions.TimeoutError("redis did not answer in time") from None
+            return await waiter
+        finally:
+            timer.cancel()
 
     async def call(self, *args: Any) -> Any:
         return await self._send(await self._connection(), args)
