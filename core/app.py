@@ -25,6 +25,7 @@ from core.keypool import KeyPools
 from core.limits import Settlements, TenantLimiter
 from core.messages.handler import MessagesEndpoint
 from core.messages.passthrough import Passthrough
+from core.metrics import render as render_metrics
 from core.mock import MockUpstream
 from core.routing import ModelRegistry
 from core.state.redis_store import RedisStore
@@ -91,6 +92,7 @@ class CoreState:
             ),
             self.store,
         )
+        self.breakers.register(self.registry.target_labels())
         self.dispatcher = Dispatcher(
             policy, self.breakers, KeyPools(config.providers, self.store, self.settlements)
         )
@@ -185,6 +187,12 @@ def create_app(config: Config) -> Starlette:
             )
         return Response(b'{"status":"ready"}', media_type="application/json")
 
+    async def metrics(request: Request) -> Response:
+        return Response(
+            render_metrics(state.store, state.breakers),
+            media_type="text/plain; version=0.0.4",
+        )
+
     routes = [
         Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
         Route("/v1/embeddings", authenticated(embeddings), methods=["POST"]),
@@ -192,6 +200,7 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.core = state

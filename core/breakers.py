@@ -46,6 +46,15 @@ class BreakerBoard:
     def retry_after(self, label: str) -> float:
         return max(0.0, self._get(label).open_until - time.monotonic())
 
+    def register(self, labels: list[str]) -> None:
+        """Every configured target up front, so a replica learns of a circuit opened by
+        another replica even before sending that target anything itself."""
+        for label in labels:
+            self._get(label)
+
+    def labels(self) -> list[str]:
+        return sorted(self._breakers)
+
     def state(self, label: str) -> State:
         return self._get(label).state
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.adapters.base import JSON, Capabilities, Target
 from core.routing import Candidate, Route
+from core.tokens import estimate_messages
 from core.upstream import Upstream
 from shared.errors import GatewayError
 
@@ -72,9 +73,24 @@ def plan(route: Route, payload: JSON) -> list[Attempt]:
             for c, w in zip(route.candidates, weights, strict=True)
         ]
     images = _uses_images(payload)
+    # Estimated only when a target declares a context limit: a prompt that cannot fit goes
+    # straight to a larger-context target instead of failing there first.
+    prompt = (
+        estimate_messages(payload.get("messages") or [])
+        if any(c.capabilities.max_context for c in route.candidates)
+        else 0
+    )
     attempts: list[Attempt] = []
     first_problem: tuple[str, str] | None = None
     for candidate, weight in zip(route.candidates, weights, strict=True):
+        limit = candidate.capabilities.max_context
+        if limit and prompt > limit:
+            first_problem = first_problem or (
+                "messages",
+                f"{candidate.target.label} cannot fit a prompt of about {prompt} tokens "
+                f"(context {limit})",
+            )
+            continue
         problem = _check(candidate, payload, images, route.strict_params)
         if isinstance(problem, tuple):
             first_problem = first_problem or problem

@@ -40,6 +40,7 @@ def _unrestricted(caps: Capabilities) -> bool:
     return (
         caps.params is None
         and caps.max_n is None
+        and caps.max_context is None
         and all(
             (
                 caps.stream,
@@ -104,6 +105,14 @@ class ModelRegistry:
         if len(self._routes) < 10_000:  # bounded: names come from tenants
             self._routes[name] = ModelRoutes(route, {})
         return route
+
+    def target_labels(self) -> list[str]:
+        """Every configured target, across models and tiers."""
+        labels: set[str] = set()
+        for routes in self._routes.values():
+            for route in (routes.default, *routes.tiers.values()):
+                labels.update(c.target.label for c in route.candidates)
+        return sorted(labels)
 
     def listing(self) -> list[tuple[str, str]]:
         """(model id, owner) for every configured model and alias."""

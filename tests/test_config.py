@@ -116,3 +116,13 @@ def test_core_state_and_limits_sections(tmp_path: Path) -> None:
         load(tmp_path, BASE + "state: {on_redis_down: maybe}\n")
     with pytest.raises(ConfigError, match=r"^limits\.tiers\.free\.rpm"):
         load(tmp_path, BASE + "limits: {tiers: {free: {rpm: 0}}}\n")
+
+
+def test_the_documented_example_config_is_valid() -> None:
+    """infra/interlock.example.yaml is what users copy: it must load and build a core."""
+    from core.app import create_app
+
+    example = Path(__file__).resolve().parents[1] / "infra" / "interlock.example.yaml"
+    config = load_config(example, env={"INTERLOCK_HOP_SECRET": "s" * 40, "OPENAI_API_KEY": "sk-x"})
+    assert config.models["gpt-4o-mini"].tiers["free"][0].provider == "mock"
+    create_app(config)

@@ -104,3 +104,15 @@ def test_n_above_a_targets_limit_skips_it() -> None:
     with pytest.raises(GatewayError) as info:
         plan(route(candidate("single", single)), {"model": "m", "messages": MESSAGES, "n": 2})
     assert info.value.param == "n"
+
+
+def test_prompts_too_long_for_a_target_go_to_a_larger_one() -> None:
+    small, large = Capabilities(max_context=50), Capabilities(max_context=100_000)
+    r = route(candidate("small", small), candidate("large", large))
+    long_prompt = [{"role": "user", "content": "word " * 400}]
+    assert [a.target.model for a in plan(r, {"model": "m", "messages": long_prompt})] == ["large"]
+    short = plan(r, {"model": "m", "messages": MESSAGES})
+    assert [a.target.model for a in short] == ["small", "large"]
+    with pytest.raises(GatewayError) as info:
+        plan(route(candidate("small", small)), {"model": "m", "messages": long_prompt})
+    assert info.value.param == "messages" and "context 50" in info.value.message

@@ -77,6 +77,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
             "quota-fallback": {"targets": [to("quota"), to("gpt-fake")]},
             "client-error": {"targets": [to("bad-param"), to("gpt-fake")]},
             "tripping": {"targets": [{"provider": "breaky", "model": "fail-500"}]},
+            "context-fallback": {"targets": [to("context"), to("gpt-fake")]},
+            "tiered": {
+                "targets": [to("gpt-fake")],
+                "tiers": {"free": [{"provider": "mock", "model": "mock-cheap"}]},
+            },
         },
     }
     running = Stack(Path(tmp_path_factory.mktemp("resilience")), overrides).start()
@@ -199,3 +204,24 @@ def test_circuit_opens_and_fails_fast(stack: Stack, fake: FakeOpenAI) -> None:
     # min_requests is 3 and every attempt counts: the breaker opened within the first
     # request's retries, and later requests never reached the upstream.
     assert upstream_calls == 3
+
+
+def test_context_length_error_fails_over_to_the_next_target(stack: Stack) -> None:
+    response = create(stack, "context-fallback")
+    assert response.headers["x-interlock-model"] == "gpt-fake"
+    assert response.headers["x-interlock-failovers"] == "1"
+
+
+def test_tier_overrides_pick_other_targets(stack: Stack) -> None:
+    paid = client(stack).chat.completions.with_raw_response.create(
+        model="tiered", messages=MESSAGES
+    )
+    free_client = openai.OpenAI(
+        base_url=f"{stack.edge_url}/v1", api_key=stack.token(tier="free"), max_retries=0
+    )
+    free = free_client.chat.completions.with_raw_response.create(model="tiered", messages=MESSAGES)
+    assert paid.headers["x-interlock-provider"] == "fake"
+    assert (free.headers["x-interlock-provider"], free.headers["x-interlock-model"]) == (
+        "mock",
+        "mock-cheap",
+    )

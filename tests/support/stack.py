@@ -40,11 +40,17 @@ def base_config(state_dir: Path, core_port: int, edge_port: int) -> dict[str, An
 
 
 class Stack:
-    def __init__(self, workdir: Path, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        overrides: dict[str, Any] | None = None,
+        core_port: int | None = None,
+        edge_port: int | None = None,
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.core_port = free_port()
-        self.edge_port = free_port()
+        self.core_port = core_port or free_port()
+        self.edge_port = edge_port or free_port()
         raw = base_config(workdir / "state", self.core_port, self.edge_port)
         for key, value in (overrides or {}).items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
@@ -64,9 +70,9 @@ class Stack:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
 
-    def _spawn(self, tier: str, port: int) -> subprocess.Popen[bytes]:
-        log = self.workdir / f"{tier}.log"
-        self.logs[tier] = log
+    def _spawn(self, tier: str, port: int, name: str | None = None) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name or tier}.log"
+        self.logs[name or tier] = log
         handle = log.open("ab")
         process = subprocess.Popen(
             [
@@ -144,3 +150,38 @@ class Stack:
         return "\n".join(
             path.read_text(errors="replace") for path in self.logs.values() if path.exists()
         )
+
+
+class Cluster(Stack):
+    """Several cores and edges sharing one config (and so one Redis): what a multi-replica
+    deployment looks like. Every edge balances over every core."""
+
+    def __init__(
+        self, workdir: Path, overrides: dict[str, Any], cores: int = 2, edges: int = 2
+    ) -> None:
+        self.core_ports = [free_port() for _ in range(cores)]
+        self.edge_ports = [free_port() for _ in range(edges)]
+        pools = {"default": [f"http://127.0.0.1:{port}" for port in self.core_ports]}
+        merged = {**overrides, "edge": {**overrides.get("edge", {}), "pools": pools}}
+        super().__init__(workdir, merged, self.core_ports[0], self.edge_ports[0])
+
+    def start(self) -> Cluster:
+        cores = [self._spawn("core", port, f"core{i}") for i, port in enumerate(self.core_ports)]
+        edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]
+        try:
+            for port, process in zip(self.core_ports, cores, strict=True):
+                wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
+            for port, process in zip(self.edge_ports, edges, strict=True):
+                wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(self.read_logs()) from exc
+        return self
+
+    @property
+    def edge_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.edge_ports]
+
+    def core_log(self, index: int) -> str:
+        path = self.logs[f"core{index}"]
+        return path.read_text(errors="replace") if path.exists() else ""

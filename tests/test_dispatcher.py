@@ -1,0 +1,195 @@
+"""The Dispatcher's decisions, in-process with scripted upstreams: ordering strategies, key
+rotation, failover vs same-target retry, deadlines, breakers and key capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.adapters.base import JSON, Capabilities, ProviderError, Target
+from core.breaker import BreakerPolicy
+from core.breakers import BreakerBoard
+from core.dispatch import Dispatcher
+from core.keypool import KeyPools
+from core.latency import LatencyTracker
+from core.limits import Settlements
+from core.planning import Attempt
+from core.routing import Candidate, ModelRegistry, Route
+from core.state.store import MemoryStore
+from shared.config import ProviderConfig, ResilienceConfig
+from shared.errors import FailureClass
+
+OK: JSON = {"choices": [{"message": {"content": "ok"}}]}
+FAST = ResilienceConfig(backoff_base_s=0.001, backoff_cap_s=0.002, key_wait_max_s=0.0)
+
+
+def fail(cls: FailureClass, status: int = 500, retry_after: float | None = None) -> ProviderError:
+    return ProviderError(status, cls.value, cls, retry_after_s=retry_after)
+
+
+class Scripted:
+    """Answers per call from a script of errors (None = success); records the keys used."""
+
+    def __init__(self, script: list[ProviderError | None]) -> None:
+        self.script = list(script)
+        self.keys: list[str | None] = []
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return Capabilities()
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
+        self.keys.append(target.api_key)
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        return OK
+
+    async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
+        await self.complete(canonical, target)
+        yield {"choices": [{"delta": {"content": "ok"}}]}
+
+
+def provider(name: str, keys: tuple[str, ...] = ("k",), rpm: int | None = None) -> ProviderConfig:
+    return ProviderConfig(name, "stub", None, keys, {}, None, False, {}, key_rpm=rpm)
+
+
+def setup(
+    *specs: tuple[str, Scripted, tuple[str, ...]],
+    policy: ResilienceConfig = FAST,
+    rpm: int | None = None,
+) -> tuple[Dispatcher, list[Attempt]]:
+    store = MemoryStore()
+    providers = {name: provider(name, keys, rpm) for name, _, keys in specs}
+    keys = KeyPools(providers, store, Settlements(store))
+    board = BreakerBoard(BreakerPolicy(min_requests=1000), store)
+    attempts = [
+        Attempt(
+            Target(providers[name], name, providers[name].api_keys[0]), upstream, {"model": "m"}, ()
+        )
+        for name, upstream, _ in specs
+    ]
+    return Dispatcher(policy, board, keys, LatencyTracker(), random.Random(7)), attempts
+
+
+def run(dispatcher: Dispatcher, attempts: list[Attempt]):  # type: ignore[no-untyped-def]
+    return asyncio.run(dispatcher.complete(attempts))
+
+
+def test_failover_to_the_next_target_without_retrying_the_first() -> None:
+    first, second = Scripted([fail(FailureClass.TRANSIENT)]), Scripted([])
+    dispatcher, attempts = setup(("a", first, ("k",)), ("b", second, ("k",)))
+    result, outcome = run(dispatcher, attempts)
+    assert result is OK and outcome.target.model == "b"
+    assert (outcome.attempts, outcome.failovers, outcome.retries) == (2, 1, 0)
+    assert len(first.keys) == 1
+
+
+def test_last_target_is_retried_with_backoff() -> None:
+    only = Scripted([fail(FailureClass.RATE_LIMIT, 429, 0.001), fail(FailureClass.TIMEOUT, 504)])
+    dispatcher, attempts = setup(("a", only, ("k",)))
+    _, outcome = run(dispatcher, attempts)
+    assert (outcome.attempts, outcome.retries) == (3, 2)
+
+
+def test_retries_stop_at_max_retries() -> None:
+    only = Scripted([fail(FailureClass.TRANSIENT)] * 5)
+    dispatcher, attempts = setup(("a", only, ("k",)))
+    with pytest.raises(ProviderError) as info:
+        run(dispatcher, attempts)
+    assert info.value.attempts == 3 and len(only.keys) == 3
+
+
+@pytest.mark.parametrize("cls", [FailureClass.CLIENT_ERROR, FailureClass.CONTENT_FILTER])
+def test_client_errors_are_returned_at_once(cls: FailureClass) -> None:
+    first, second = Scripted([fail(cls, 400)]), Scripted([])
+    dispatcher, attempts = setup(("a", first, ("k",)), ("b", second, ("k",)))
+    with pytest.raises(ProviderError):
+        run(dispatcher, attempts)
+    assert second.keys == []
+
+
+@pytest.mark.parametrize(
+    "cls", [FailureClass.AUTH, FailureClass.QUOTA_EXHAUSTED, FailureClass.RATE_LIMIT]
+)
+def test_key_rotation_before_failover(cls: FailureClass) -> None:
+    only = Scripted([fail(cls, 429)])
+    dispatcher, attempts = setup(("a", only, ("k1", "k2")))
+    _, outcome = run(dispatcher, attempts)
+    assert len(set(only.keys)) == 2 and outcome.retries == 0  # another key, no backoff
+
+
+def test_quota_never_retries_the_same_key() -> None:
+    only = Scripted([fail(FailureClass.QUOTA_EXHAUSTED, 429)])
+    dispatcher, attempts = setup(("a", only, ("k",)))
+    with pytest.raises(ProviderError):
+        run(dispatcher, attempts)
+    assert only.keys == ["k"]
+
+
+def test_retry_after_beyond_the_deadline_is_not_waited_for() -> None:
+    only = Scripted([fail(FailureClass.RATE_LIMIT, 429, retry_after=5.0)])
+    policy = ResilienceConfig(total_deadline_s=1.0, retry_after_cap_s=30)
+    dispatcher, attempts = setup(("a", only, ("k",)), policy=policy)
+    with pytest.raises(ProviderError) as info:
+        run(dispatcher, attempts)
+    assert info.value.failure_class is FailureClass.RATE_LIMIT and len(only.keys) == 1
+
+
+def test_no_key_capacity_fails_over_then_429s() -> None:
+    first, second = Scripted([]), Scripted([])
+    dispatcher, attempts = setup(("a", first, ("k",)), ("b", second, ("k",)), rpm=1)
+
+    async def scenario() -> list[str]:
+        served = []
+        for _ in range(2):
+            _, outcome = await dispatcher.complete(attempts)
+            served.append(outcome.target.model)
+        with pytest.raises(ProviderError) as info:
+            await dispatcher.complete(attempts)
+        assert info.value.status == 429 and info.value.failure_class is FailureClass.RATE_LIMIT
+        return served
+
+    assert asyncio.run(scenario()) == ["a", "b"]  # a's key spent: b serves; then nothing left
+
+
+def test_open_breaker_skips_target_and_fails_fast_when_all_open() -> None:
+    first, second = Scripted([]), Scripted([])
+    dispatcher, attempts = setup(("a", first, ("k",)), ("b", second, ("k",)))
+    dispatcher.breakers._get("a/a").trip(0.0, until=10**12)
+    _, outcome = run(dispatcher, attempts)
+    assert outcome.target.model == "b" and first.keys == []
+    dispatcher.breakers._get("b/b").trip(0.0, until=10**12)
+    with pytest.raises(ProviderError) as info:
+        run(dispatcher, attempts)
+    assert info.value.code == "circuit_open" and info.value.status == 503
+
+
+def _route(strategy: str, weights: tuple[float, ...]) -> Route:
+    candidates = tuple(
+        Candidate(Target(provider(n), n, "k"), Scripted([]), Capabilities())
+        for n in ("a", "b", "c")
+    )
+    base = ModelRegistry._route("m", candidates, True)
+    return Route("m", candidates, True, base.unrestricted, strategy, weights)
+
+
+def test_weighted_order_follows_weights() -> None:
+    dispatcher, _ = setup(("a", Scripted([]), ("k",)))
+    route = _route("weighted", (8.0, 1.0, 1.0))
+    firsts = Counter(
+        dispatcher.plan(route, {"model": "m", "messages": []})[0].target.model for _ in range(2000)
+    )
+    assert firsts["a"] > 1400 and firsts["b"] > 100 and firsts["c"] > 100
+    assert all(len(dispatcher.plan(route, {"model": "m"})) == 3 for _ in range(10))
+
+
+def test_least_latency_prefers_the_fastest_observed() -> None:
+    dispatcher, _ = setup(("a", Scripted([]), ("k",)))
+    for label, seconds in (("a/a", 0.9), ("b/b", 0.1), ("c/c", 0.5)):
+        dispatcher.latency.observe(label, seconds)
+    route = _route("least_latency", (1.0, 1.0, 1.0))
+    assert [a.target.model for a in dispatcher.plan(route, {"model": "m"})] == ["b", "c", "a"]
