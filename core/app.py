@@ -153,7 +153,7 @@ def create_app(config: Config) -> Starlette:
         state.registry, state.dispatcher, max_body, state.limiter, state.images.inline
     )
     embeddings = EmbeddingsEndpoint(
-        state.registry, config, state.client, state.timeouts, state.limiter
+        state.registry, config, state.client, state.timeouts, state.dispatcher, state.limiter
     )
     messages = MessagesEndpoint(
         state.registry,

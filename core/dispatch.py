@@ -15,9 +15,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from core.adapters.base import JSON, ProviderError, Target
 from core.breakers import BreakerBoard
@@ -26,7 +26,6 @@ from core.latency import LatencyTracker
 from core.planning import Attempt, ImageInliner, plan
 from core.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
 from core.routing import Route
-from core.upstream import Upstream
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
@@ -36,7 +35,17 @@ log = logging.getLogger("interlock.core")
 
 FAILOVER_CLASSES = FAIL_OVER
 T = TypeVar("T")
-Call = Callable[[Upstream, JSON, Target], Awaitable[T]]
+A = TypeVar("A", bound="Routable")
+
+
+class Routable(Protocol):
+    """What the loop needs of an attempt: chat's planning.Attempt, embeddings' own."""
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def dropped(self) -> tuple[str, ...]: ...
 
 
 @dataclass(slots=True)
@@ -111,12 +120,15 @@ class Dispatcher:
         tokens: int = 0,
         fallback_follows: bool = False,
     ) -> tuple[JSON, Outcome]:
-        async def call(upstream: Upstream, payload: JSON, target: Target) -> JSON:
+        payloads = _Payloads(inliner)
+
+        async def call(attempt: Attempt, target: Target) -> JSON:
+            payload = await payloads.for_attempt(attempt)
             # Non-streaming answers arrive whole: their first byte is their last.
             async with asyncio.timeout(self.policy.first_byte_timeout_s):
-                return await upstream.complete(payload, target)
+                return await attempt.upstream.complete(payload, target)
 
-        return await self._run(attempts, inliner, tokens, call, fallback_follows)
+        return await self.run(attempts, call, tokens, fallback_follows)
 
     async def open_stream(
         self,
@@ -127,10 +139,11 @@ class Dispatcher:
     ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
         """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
 
-        async def call(
-            upstream: Upstream, payload: JSON, target: Target
-        ) -> tuple[JSON | None, AsyncIterator[JSON]]:
-            chunks = upstream.stream(payload, target)
+        payloads = _Payloads(inliner)
+
+        async def call(attempt: Attempt, target: Target) -> tuple[JSON | None, AsyncIterator[JSON]]:
+            payload = await payloads.for_attempt(attempt)
+            chunks = attempt.upstream.stream(payload, target)
             try:
                 async with asyncio.timeout(self.policy.first_byte_timeout_s):
                     first: JSON | None = await anext(chunks)
@@ -141,23 +154,21 @@ class Dispatcher:
                 raise
             return first, chunks
 
-        (first, chunks), outcome = await self._run(
-            attempts, inliner, tokens, call, fallback_follows
-        )
+        (first, chunks), outcome = await self.run(attempts, call, tokens, fallback_follows)
         return first, chunks, outcome
 
-    async def _run(
+    async def run(
         self,
-        attempts: list[Attempt],
-        inliner: ImageInliner | None,
-        tokens: int,
-        call: Call[T],
-        fallback_follows: bool,
+        attempts: Sequence[A],
+        call: Callable[[A, Target], Awaitable[T]],
+        tokens: int = 0,
+        fallback_follows: bool = False,
     ) -> tuple[T, Outcome]:
-        """`fallback_follows`: the caller has more targets after these (e.g. a mixed messages
-        route), so the last one here must fail over rather than retry or wait."""
+        """Try `call(attempt, target)` over the attempts with keys, breakers, retries and
+        failover. `target` is the attempt's target with the leased key. `fallback_follows`:
+        the caller has more targets after these (e.g. a mixed messages route), so the last
+        one here must fail over rather than retry or wait."""
         deadline = time.monotonic() + self.policy.total_deadline_s
-        payloads = _Payloads(inliner)
         tries = retries = targets_tried = 0
         last_error: ProviderError | None = None
         for index, attempt in enumerate(attempts):
@@ -167,7 +178,6 @@ class Dispatcher:
                 last_error = _circuit_open(label, self.breakers.retry_after(label))
                 continue
             targets_tried += 1
-            payload = await payloads.for_attempt(attempt)
             pool = self.keys.pool(attempt.target.provider.name)
             same_target_retries = 0
             while True:
@@ -189,7 +199,7 @@ class Dispatcher:
                 tries += 1
                 started = time.monotonic()
                 try:
-                    result = await call(attempt.upstream, payload, target)
+                    result = await call(attempt, target)
                 except TimeoutError:
                     error = _first_byte_timeout()
                 except ProviderError as caught:

@@ -1,17 +1,17 @@
 """/v1/embeddings: validate, resolve, plan, admit, call with failover, answer as OpenAI does.
 
 The flow is chat's (core.chat): the same tenant model check and route resolution, admission
-with the input-token estimate, failover to the next planned target on the failure classes chat
-fails over on (core.dispatch.FAILOVER_CLASSES), one accounting record per request, and the
-same served headers. A response whose usage is the gateway's estimate (the provider reported
-none) says so in `x-interlock-usage-estimated: true`.
+with the input-token estimate, the same Dispatcher (key pools, breakers, retries, failover,
+deadline), one accounting record per request, and the same served headers. A response whose
+usage is the gateway's estimate (the provider reported none) says so in
+`x-interlock-usage-estimated: true`.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import aiohttp
 import orjson
@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from core import accounting
 from core.adapters import load_adapter
-from core.adapters.base import ProviderError, RequestSigner
+from core.adapters.base import ProviderError, RequestSigner, Target
 from core.admission import admit
 from core.chat import record_failure, resolve_route, served_headers
-from core.dispatch import FAILOVER_CLASSES, Outcome
+from core.dispatch import Dispatcher
 from core.embeddings.mock import MockEmbeddings
 from core.embeddings.plan import TRANSLATORS, Attempt, plan
 from core.embeddings.request import estimate_input_tokens, validate_embeddings
@@ -35,8 +35,6 @@ from core.routing import ModelRegistry
 from core.validate import parse_json_object
 from shared.config import Config
 from shared.http import read_body
-
-log = logging.getLogger("interlock.core")
 
 ESTIMATED_HEADER = "x-interlock-usage-estimated"
 
@@ -57,9 +55,11 @@ class EmbeddingsEndpoint:
         config: Config,
         session: Callable[[], aiohttp.ClientSession],
         timeouts: Mapping[str, aiohttp.ClientTimeout],
+        dispatcher: Dispatcher,
         limiter: TenantLimiter | None = None,
     ) -> None:
         self._registry = registry
+        self._dispatcher = dispatcher
         self._max_body = config.core.max_body_bytes
         self._limiter = limiter
         self._sender = Sender(session, timeouts, build_signers(config))
@@ -72,6 +72,12 @@ class EmbeddingsEndpoint:
         replies = await self._sender.send(translator, requests, target)
         return translator.parse(replies, request, target)
 
+    async def _call_with_key(self, attempt: Attempt, target: Target) -> Embedded:
+        """The Dispatcher's call: the attempt with the key it leased from the pool."""
+        return await self._call(
+            attempt if target is attempt.target else replace(attempt, target=target)
+        )
+
     async def __call__(self, request: Request, caller: Caller) -> Response:
         payload = parse_json_object(await read_body(request, self._max_body))
         embedding_request = validate_embeddings(payload)
@@ -81,7 +87,7 @@ class EmbeddingsEndpoint:
         admission = await admit(self._limiter, caller, payload, tokens)
         started = time.perf_counter()
         try:
-            result, outcome = await self._complete(attempts)
+            result, outcome = await self._dispatcher.run(attempts, self._call_with_key, tokens)
         except ProviderError as error:
             record_failure(caller, model, error, started, admission)
             raise
@@ -97,16 +103,3 @@ class EmbeddingsEndpoint:
         if result.usage_estimated:
             headers[ESTIMATED_HEADER] = "true"
         return Response(orjson.dumps(body), media_type="application/json", headers=headers)
-
-    async def _complete(self, attempts: list[Attempt]) -> tuple[Embedded, Outcome]:
-        for number, attempt in enumerate(attempts, start=1):
-            try:
-                result = await self._call(attempt)
-            except ProviderError as error:
-                error.attempts, error.target = number, attempt.target
-                if number < len(attempts) and error.failure_class in FAILOVER_CLASSES:
-                    log.warning("failover from %s: %s", attempt.target.label, error.failure_class)
-                    continue
-                raise
-            return result, Outcome(attempt.target, number, attempt.dropped, failovers=number - 1)
-        raise AssertionError("plan() never returns an empty list")
