@@ -164,11 +164,22 @@ async def _relay(upstream: aiohttp.ClientResponse, api: Api) -> Response:
 
 
 async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:
+    """Relays whole events only (the core writes whole events, so this adds no delay): if the
+    core dies mid-event, the half event is never sent and the client's parser sees a clean
+    error event in its API's format, never a clean close."""
+    pending = b""
     try:
         async for chunk in upstream.content.iter_any():
-            yield chunk
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n\n")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 2 :]
+            yield data[: cut + 2]
+        if pending:
+            yield pending
     except (aiohttp.ClientError, TimeoutError):
-        # The core went away mid-stream: end with an error event, never a clean close.
         message = "the gateway core connection was lost mid-stream"
         if api == "anthropic":
             yield (
@@ -187,7 +198,7 @@ def create_app(config: Config) -> Starlette:
         async def endpoint(request: Request) -> Response:
             try:
                 incoming = header_map(request)
-                token = state.verifier.verify(TokenVerifier.credential(incoming, api))
+                token = state.verifier.verify(TokenVerifier.credential(incoming, api), api=api)
                 if not reads_model:
                     return await state.forward(request, incoming, api, token, None, None)
                 body = await read_body(request, state.max_body)

@@ -99,9 +99,16 @@ class TokenVerifier:
                 return value if value.lower().startswith("bearer ") else f"Bearer {value}"
         return value
 
-    def verify(self, header: str | None, now: float | None = None) -> VerifiedToken:
+    def verify(
+        self, header: str | None, now: float | None = None, api: Api = "openai"
+    ) -> VerifiedToken:
         if not header:
-            raise _denied("missing bearer token in the Authorization header", "missing_api_key")
+            where = (
+                "the x-api-key or Authorization header"
+                if api == "anthropic"
+                else "the Authorization header"
+            )
+            raise _denied(f"missing API key (a tenant token) in {where}", "missing_api_key")
         if len(header) > self._max_header:
             raise _denied("the Authorization header is too large", "token_too_large")
         if header[:7].lower() != "bearer ":
