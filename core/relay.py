@@ -6,6 +6,7 @@ ends with an error event in the client's format, and the partial usage is still 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -106,6 +107,9 @@ async def relay(
     except ProviderError as error:
         outcome = f"cut:{error.failure_class}"
         yield encoder.error(error)
+    except (GeneratorExit, asyncio.CancelledError):
+        outcome = "cancelled"  # the client went away: still settled, from what was streamed
+        raise
     finally:
         await close(chunks)
         if usage is None and (outcome != "ok" or streamed):

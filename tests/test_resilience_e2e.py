@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from tests.support import raw
@@ -225,3 +226,22 @@ def test_tier_overrides_pick_other_targets(stack: Stack) -> None:
         "mock",
         "mock-cheap",
     )
+
+
+def test_a_client_that_hangs_up_mid_stream_is_still_accounted(stack: Stack) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", stack.edge_port, timeout=10)
+    body = orjson.dumps({"model": "fake/stall-midstream", "stream": True, "messages": MESSAGES})
+    headers = {
+        "authorization": f"Bearer {stack.token(tenant='hangup-tenant')}",
+        "content-type": "application/json",
+    }
+    connection.request("POST", "/v1/chat/completions", body, headers)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert b"Hello" in response.read1(4096)  # the first chunks arrived...
+    connection.close()  # ...and the client left while the upstream stalls
+    logs = stack.wait_for_log("interlock.usage", '"tenant":"hangup-tenant"')
+    line = next(line for line in logs.splitlines() if '"tenant":"hangup-tenant"' in line)
+    assert '"outcome":"cancelled"' in line and '"usage_estimated":true' in line
