@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from edge.auth import TokenVerifier, VerifiedToken, load_public_keys
+from edge.auth import TokenVerifier, VerifiedToken
+from edge.jwks import JwksRefresher, load_public_keys
 from edge.routing import PoolRouter
 from shared import hop
 from shared.config import Config
@@ -72,6 +73,7 @@ class EdgeState:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
+        self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
         self.router = PoolRouter(config.edge)
         self.hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir)
         self.max_body = config.edge.max_body_bytes
@@ -89,9 +91,11 @@ class EdgeState:
             trust_env=False,
             skip_auto_headers=("User-Agent",),
         )
+        await self.jwks.start()
         try:
             yield
         finally:
+            await self.jwks.stop()
             await self.session.close()
             self.session = None
 

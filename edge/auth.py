@@ -7,7 +7,6 @@ so a verified token's claims are kept in a bounded cache until exp (checked on e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from typing import Any
 
 import jwt
 
+from edge.jwks import Keys
 from shared import claims
 from shared.config import AuthConfig
-from shared.configparse import ConfigError
 from shared.errors import Api, GatewayError
 from shared.patterns import compile_patterns
 
@@ -37,57 +36,22 @@ def _denied(message: str, code: str = "invalid_api_key") -> GatewayError:
     return GatewayError(401, message, code=code)
 
 
-def _infer_alg(jwk: dict[str, Any]) -> str | None:
-    if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
-        return "ES256"
-    if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
-        return "EdDSA"
-    return None
-
-
-def load_public_keys(auth: AuthConfig) -> dict[str, tuple[str, Any]]:
-    """kid -> (algorithm, key) from inline JWKS or the JWKS file. Private members are refused."""
-    if auth.jwks_inline:
-        source, text = "auth.jwks", auth.jwks_inline
-    else:
-        source = "auth.jwks_file"
-        try:
-            text = auth.jwks_file.read_text(encoding="utf-8")
-        except OSError:
-            raise ConfigError(
-                f"{source}: cannot read {auth.jwks_file}; run `interlock keys init` to create keys"
-            ) from None
-    try:
-        document = json.loads(text)
-    except ValueError:
-        raise ConfigError(f"{source}: not valid JSON") from None
-    keys_raw = document.get("keys") if isinstance(document, dict) else None
-    if not isinstance(keys_raw, list) or not keys_raw:
-        raise ConfigError(f"{source}: expected a JWKS object with a non-empty keys list")
-    keys: dict[str, tuple[str, Any]] = {}
-    for i, jwk in enumerate(keys_raw):
-        where = f"{source}.keys[{i}]"
-        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or not jwk["kid"]:
-            raise ConfigError(f"{where}: each key needs a kid")
-        if "d" in jwk:
-            raise ConfigError(f"{where}: contains a private key; the edge takes public keys only")
-        alg = jwk.get("alg") or _infer_alg(jwk)
-        if alg not in claims.ALGORITHMS or alg != _infer_alg(jwk):
-            raise ConfigError(f"{where}: only ES256 (P-256) and EdDSA (Ed25519) keys are accepted")
-        try:
-            keys[jwk["kid"]] = (alg, jwt.PyJWK(jwk, algorithm=alg).key)
-        except jwt.PyJWKError as exc:
-            raise ConfigError(f"{where}: invalid key ({exc})") from None
-    return keys
-
-
 class TokenVerifier:
-    def __init__(self, auth: AuthConfig, keys: dict[str, tuple[str, Any]]) -> None:
+    def __init__(self, auth: AuthConfig, keys: Keys) -> None:
         self._auth = auth
         self._keys = keys
         self._cache: dict[str, VerifiedToken] = {}
         self._max_header = auth.max_header_bytes
         self._options: Any = {"require": list(claims.REQUIRED)}
+
+    def replace_keys(self, keys: Keys) -> bool:
+        """Swap in a refreshed key set; True if it changed. Verified tokens are forgotten on
+        a change, so a token signed with a key just withdrawn stops working at once."""
+        if keys.keys() == self._keys.keys():
+            return False
+        self._keys = keys
+        self._cache = {}
+        return True
 
     @staticmethod
     def credential(headers: Any, api: Api) -> str | None:

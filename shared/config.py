@@ -44,6 +44,8 @@ class AuthConfig:
     leeway_s: float
     max_header_bytes: int
     cache_size: int
+    jwks_url: str | None = None  # fetched at start-up and refreshed: key rotation
+    jwks_refresh_s: float = 300.0  # 0: never re-read (file) or re-fetch (URL)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ _AUTH = frozenset(
         "algorithm",
         "jwks_file",
         "jwks",
+        "jwks_url",
+        "jwks_refresh",
         "signing_key_file",
         "max_ttl",
         "leeway",
@@ -320,6 +324,8 @@ def _auth(raw: Any, state_dir: Path) -> AuthConfig:
         algorithm=algorithm,
         jwks_file=Path(cp.optional_string(s, "jwks_file", "auth") or state_dir / "jwks.json"),
         jwks_inline=cp.optional_string(s, "jwks", "auth"),
+        jwks_url=_jwks_url(s),
+        jwks_refresh_s=cp.duration(s, "jwks_refresh", "auth", 300),
         signing_key_file=Path(
             cp.optional_string(s, "signing_key_file", "auth") or state_dir / "signing-key.pem"
         ),
@@ -328,6 +334,15 @@ def _auth(raw: Any, state_dir: Path) -> AuthConfig:
         max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
         cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
     )
+
+
+def _jwks_url(s: dict[str, Any]) -> str | None:
+    url = cp.optional_string(s, "jwks_url", "auth")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError("auth.jwks_url: expected an http(s) URL")
+    if url is not None and s.get("jwks"):
+        raise ConfigError("auth.jwks_url: give either jwks or jwks_url, not both")
+    return url
 
 
 def _hop(raw: Any) -> HopConfig:
