@@ -10,7 +10,10 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from core.adapters.base import JSON, Capabilities, Target
 from core.tokens import estimate_messages, estimate_text
@@ -36,15 +39,15 @@ class MockUpstream:
             raise ConfigError(f"{path}.{sorted(unknown)[0]}: unknown mock option")
 
     def capabilities(self, target: Target) -> Capabilities:
-        return Capabilities()  # it ignores what it cannot act on, like tools, by design
+        return Capabilities()  # tools and structured outputs are acted on, see _reply
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        words, finish = _answer(canonical)
-        text = " ".join(words)
-        prompt = estimate_messages(canonical["messages"])
-        completion = estimate_text(text)
+        reply = _reply(canonical)
+        message: JSON = {"role": "assistant", "content": reply.text, "refusal": None}
+        if reply.call is not None:
+            message["tool_calls"] = [reply.call]
         return {
             "id": _completion_id(canonical),
             "object": "chat.completion",
@@ -52,20 +55,15 @@ class MockUpstream:
             "model": target.model,
             "system_fingerprint": "fp_interlock_mock",
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}
             ],
-            "usage": _usage(prompt, completion),
+            "usage": _usage(estimate_messages(canonical["messages"]), reply.tokens),
         }
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        words, finish = _answer(canonical)
+        reply = _reply(canonical)
         base = {
             "id": _completion_id(canonical),
             "object": "chat.completion.chunk",
@@ -74,14 +72,120 @@ class MockUpstream:
             "system_fingerprint": "fp_interlock_mock",
         }
         yield {**base, "choices": [_delta({"role": "assistant", "content": ""})]}
-        for i, word in enumerate(words):
+        for delta in reply.deltas():
             if self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)
-            yield {**base, "choices": [_delta({"content": word if i == 0 else " " + word})]}
-        yield {**base, "choices": [_delta({}, finish)]}
+            yield {**base, "choices": [_delta(delta)]}
+        yield {**base, "choices": [_delta({}, reply.finish)]}
         prompt = estimate_messages(canonical["messages"])
-        completion = estimate_text(" ".join(words))
-        yield {**base, "choices": [], "usage": _usage(prompt, completion)}
+        yield {**base, "choices": [], "usage": _usage(prompt, reply.tokens)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    text: str | None
+    call: JSON | None
+    finish: str
+
+    @property
+    def tokens(self) -> int:
+        if self.call is not None:
+            return estimate_text(self.call["function"]["name"] + self.call["function"]["arguments"])
+        return estimate_text(self.text or "")
+
+    def deltas(self) -> list[JSON]:
+        if self.call is not None:
+            function = self.call["function"]
+            head = {
+                "index": 0,
+                "id": self.call["id"],
+                "type": "function",
+                "function": {"name": function["name"], "arguments": ""},
+            }
+            half = len(function["arguments"]) // 2
+            return [
+                {"tool_calls": [head]},
+                {
+                    "tool_calls": [
+                        {"index": 0, "function": {"arguments": function["arguments"][:half]}}
+                    ]
+                },
+                {
+                    "tool_calls": [
+                        {"index": 0, "function": {"arguments": function["arguments"][half:]}}
+                    ]
+                },
+            ]
+        words = (self.text or "").split(" ")
+        return [{"content": word if i == 0 else " " + word} for i, word in enumerate(words)]
+
+
+def _reply(canonical: JSON) -> _Reply:
+    """Tools: call the chosen (or first) tool with schema-shaped arguments, then answer in
+    prose once its result is back. response_format: valid JSON. Otherwise: sentences."""
+    tools = canonical.get("tools") or []
+    choice = canonical.get("tool_choice")
+    messages = canonical["messages"]
+    last_role = messages[-1].get("role") if isinstance(messages[-1], dict) else None
+    if tools and choice != "none" and last_role != "tool":
+        function = _chosen_function(tools, choice)
+        if function is not None:
+            arguments = orjson.dumps(schema_instance(function.get("parameters") or {})).decode()
+            call_id = "call_mock" + _digest(canonical).hex()[:16]
+            call = {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": function.get("name", "tool"), "arguments": arguments},
+            }
+            return _Reply(None, call, "tool_calls")
+    words, finish = _answer(canonical)
+    response_format = canonical.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return _Reply(orjson.dumps(schema_instance(schema)).decode(), None, "stop")
+    if response_format.get("type") == "json_object":
+        return _Reply(orjson.dumps({"answer": " ".join(words)}).decode(), None, "stop")
+    return _Reply(" ".join(words), None, finish)
+
+
+def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
+    functions: list[dict[str, Any]] = [
+        t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return next((f for f in functions if f.get("name") == name), None)
+    return functions[0] if functions else None
+
+
+def schema_instance(schema: Any, depth: int = 0) -> Any:
+    """A small value that satisfies a JSON schema's common constraints (types, required
+    properties, enums); deterministic, for mock tool arguments and structured outputs."""
+    if not isinstance(schema, dict) or depth > 8:
+        return {}
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return schema_instance(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties") or {}
+        required = schema.get("required")
+        names = required if isinstance(required, list) else list(properties)
+        return {name: schema_instance(properties.get(name, {}), depth + 1) for name in names}
+    if kind == "array":
+        count = schema.get("minItems", 0)
+        return [
+            schema_instance(schema.get("items", {}), depth + 1)
+            for _ in range(count if isinstance(count, int) else 0)
+        ]
+    defaults = {"string": "mock", "integer": 0, "number": 0, "boolean": False, "null": None}
+    return defaults.get(kind, {}) if isinstance(kind, str) else {}
 
 
 def _milliseconds(options: dict[str, Any], key: str, path: str) -> float:

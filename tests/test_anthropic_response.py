@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from core.adapters.anthropic import ADAPTER
-from core.adapters.base import ProviderError, Target
+from core.adapters.base import ProviderError, Target, openai_code_for
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 
@@ -217,7 +217,9 @@ def test_error_mapping(
     assert error.status == client_status
     assert error.upstream_status == status
     assert error.message == text
-    assert error.code == error_type
+    # OpenAI clients get OpenAI's codes (rate_limit_exceeded, insufficient_quota, ...), not
+    # Anthropic's error types; client errors carry none (message and status say it).
+    assert error.code == openai_code_for(failure)
 
 
 @pytest.mark.parametrize("status", [401, 403])

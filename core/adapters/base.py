@@ -182,6 +182,24 @@ def failure_class_for_status(status: int) -> FailureClass:
     return FailureClass.CLIENT_ERROR
 
 
+_OPENAI_CODES = {
+    FailureClass.RATE_LIMIT: "rate_limit_exceeded",
+    FailureClass.QUOTA_EXHAUSTED: "insufficient_quota",
+    FailureClass.CONTEXT_LENGTH: "context_length_exceeded",
+    FailureClass.CONTENT_FILTER: "content_filter",
+    FailureClass.TIMEOUT: "upstream_timeout",
+    FailureClass.TRANSIENT: "upstream_unavailable",
+    FailureClass.AUTH: "upstream_auth_failed",
+}
+
+
+def openai_code_for(failure_class: FailureClass) -> str | None:
+    """The `code` OpenAI clients expect for a failure, for providers whose own error codes
+    mean nothing to them (Anthropic's `rate_limit_error` is not OpenAI's `rate_limit_exceeded`).
+    Client errors keep no code: the message and param say what was wrong."""
+    return _OPENAI_CODES.get(failure_class)
+
+
 def client_status_for(failure_class: FailureClass, upstream_status: int) -> int:
     """What the tenant sees: upstream auth problems are the operator's, not the tenant's."""
     if failure_class is FailureClass.AUTH:

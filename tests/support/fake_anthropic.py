@@ -16,6 +16,8 @@ Scripted by the requested model name (any other name answers normally):
   thinking              -> a thinking block (with signature), then text; any model also thinks
                            when the request enables `thinking`
   cache                 -> usage with cache_read_input_tokens and cache_creation_input_tokens
+  json                  -> text JSON_ANSWER (as JSON) when the request asks for structured output
+                           (output_config.format of type json_schema), else the normal text
   fail-429-then-ok      -> 429 rate_limit_error with retry-after: 0 on the first call, then normal
   rate-limit            -> always 429 rate_limit_error with retry-after: 7
   overloaded            -> always 529 overloaded_error
@@ -43,6 +45,7 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake Anthropic upstream."
+JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
 THINKING = "The user wants a greeting. I will answer briefly."
 SIGNATURE = "EqQBCkYIARgCIkDfakeSignatureForTestsOnly0123456789abcdef=="
 TOOL_TEXT = "I'll look up both for you."
@@ -154,6 +157,10 @@ def _script(model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str
         text = "Tool results: " + " | ".join(_result_text(b) for b in results)
     elif model == "echo":
         text = " ".join(b["text"] for b in last if b.get("type") == "text") or "(nothing)"
+    elif model == "json" and (
+        ((body.get("output_config") or {}).get("format") or {}).get("type") == "json_schema"
+    ):
+        text = orjson.dumps(JSON_ANSWER).decode()
     else:
         text = TEXT
     words = text.split(" ")

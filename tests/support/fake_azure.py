@@ -16,6 +16,13 @@ Deployments:
   throttled         -> 429 with retry-after and retry-after-ms
   out-of-quota      -> 403 "Out of call volume quota"
   no-such-deploy    -> 404 DeploymentNotFound
+  tool-calls        -> two parallel tool calls (TOOL_CALLS; streamed interleaved by index)
+                       until the last message is a tool result, then "Tool results: <the tool
+                       messages' contents joined by ' | '>"
+  json              -> JSON_ANSWER as the content when response_format is json_schema
+  cache             -> usage with 1200 prompt tokens, 1024 of them cached
+  error-after-200   -> stream: the prompt-filter chunk and three words, then an error object
+  cut-stream        -> stream: the prompt-filter chunk and three words, then the connection drops
 """
 
 from __future__ import annotations
@@ -29,6 +36,20 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "The capital of France is Paris."
+JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
+CACHED_PROMPT, CACHED = 1200, 1024
+TOOL_CALLS = [
+    {
+        "id": "call_azure_weather",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    },
+    {
+        "id": "call_azure_stock",
+        "type": "function",
+        "function": {"name": "get_stock_price", "arguments": '{"ticker": "ACME"}'},
+    },
+]
 WORDS = ("The", " capital", " of", " France", " is", " Paris", ".")
 API_VERSIONS = frozenset({"2024-06-01", "2024-10-21", "2025-04-01-preview", "preview"})
 
@@ -61,14 +82,69 @@ def _error(
     )
 
 
-def _usage() -> dict[str, Any]:
+def _usage(deployment: str = "") -> dict[str, Any]:
+    prompt, cached = (CACHED_PROMPT, CACHED) if deployment == "cache" else (14, 0)
     return {
-        "prompt_tokens": 14,
+        "prompt_tokens": prompt,
         "completion_tokens": 7,
-        "total_tokens": 21,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "total_tokens": prompt + 7,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
     }
+
+
+def _tool_results(body: Any) -> list[str]:
+    """The contents of the trailing tool messages, in order."""
+    results: list[str] = []
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "tool":
+            break
+        results.insert(0, str(message.get("content")))
+    return results
+
+
+def _script(deployment: str, body: Any) -> tuple[bool, str]:
+    """(answer with TOOL_CALLS?, the text otherwise) for a deployment."""
+    if deployment == "tool-calls":
+        results = _tool_results(body)
+        if not results:
+            return True, ""
+        return False, "Tool results: " + " | ".join(results)
+    format_type = (body.get("response_format") or {}).get("type")
+    if deployment == "json" and format_type == "json_schema":
+        return False, orjson.dumps(JSON_ANSWER).decode()
+    return False, TEXT
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w if i == 0 else " " + w for i, w in enumerate(text.split(" ")))
+
+
+def _tool_call_chunks(choice: Any) -> list[dict[str, Any]]:
+    """TOOL_CALLS as stream deltas: id and name first, then argument halves interleaved."""
+    chunks = [
+        choice(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
+        for index, call in enumerate(TOOL_CALLS)
+    ]
+    for part in (0, 1):
+        for index, call in enumerate(TOOL_CALLS):
+            arguments = call["function"]["arguments"]
+            half = arguments[:6] if part == 0 else arguments[6:]
+            chunks.append(
+                choice({"tool_calls": [{"index": index, "function": {"arguments": half}}]})
+            )
+    return chunks
 
 
 class FakeAzure(FakeServer):
@@ -170,8 +246,17 @@ class FakeAzure(FakeServer):
             )
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(request, deployment, include_usage)
+            return await self._stream(request, deployment, include_usage, body)
         filtered = deployment == "filtered-output"
+        tools, text = _script(deployment, body)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if filtered or tools else text,
+            "refusal": None,
+        }
+        if tools:
+            message["tool_calls"] = TOOL_CALLS
+        finish = "content_filter" if filtered else "tool_calls" if tools else "stop"
         completion = {
             "id": "chatcmpl-azure1",
             "object": "chat.completion",
@@ -182,22 +267,18 @@ class FakeAzure(FakeServer):
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": "content_filter" if filtered else "stop",
+                    "finish_reason": finish,
                     "logprobs": None,
-                    "message": {
-                        "role": "assistant",
-                        "content": None if filtered else TEXT,
-                        "refusal": None,
-                    },
+                    "message": message,
                     "content_filter_results": _FILTER_RESULTS,
                 }
             ],
-            "usage": _usage(),
+            "usage": _usage(deployment),
         }
         return web.Response(body=orjson.dumps(completion), content_type="application/json")
 
     async def _stream(
-        self, request: web.Request, deployment: str, include_usage: bool
+        self, request: web.Request, deployment: str, include_usage: bool, body: Any = None
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"content-type": "text/event-stream; charset=utf-8", "apim-request-id": "x"}
@@ -262,23 +343,38 @@ class FakeAzure(FakeServer):
             },
             choice({"content": "", "refusal": None, "role": "assistant"}),
         ]
-        words = WORDS[:3] if deployment in ("filtered-output", "async-filter") else WORDS
-        for i, word in enumerate(words):
+        tools, text = _script(deployment, body or {})
+        words = _words(text) if text != TEXT else WORDS
+        failing = deployment in ("error-after-200", "cut-stream")
+        if deployment in ("filtered-output", "async-filter") or failing:
+            words = WORDS[:3]
+        if tools:
+            events.extend(_tool_call_chunks(choice))
+        for i, word in enumerate(() if tools else words):
             events.append(choice({"content": word}))
             if deployment == "async-filter" and i == 1:
                 events.append(annotation(None, False))
         if deployment == "async-filter":
             events.append(annotation("content_filter", True))
-        else:
+        elif not failing:
             finish = "content_filter" if deployment == "filtered-output" else "stop"
-            events.append(choice({}, finish))
-        if include_usage:
-            events.append({**base, "choices": [], "usage": _usage()})
+            events.append(choice({}, "tool_calls" if tools else finish))
+        if include_usage and not failing:
+            events.append({**base, "choices": [], "usage": _usage(deployment)})
         for event in events:
             data = b"data: " + orjson.dumps(event) + b"\n\n"
             cut = len(data) // 2
             await response.write(data[:cut])  # writes split mid-event, as real hosts do
             await response.write(data[cut:])
+        if deployment == "cut-stream":
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if deployment == "error-after-200":
+            error = {"error": {"code": "server_error", "message": "The server had an error."}}
+            await response.write(b"data: " + orjson.dumps(error) + b"\n\n")
+            await response.write_eof()
+            return response
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -12,6 +12,9 @@ Scripted by the model id in the URL:
                         comes in a separate event (as real Gemini 3 streams do)
   parallel-calls     -> two calls in one turn, only the first signed
   thinking           -> a thought part, then text; usage with thoughts and cached tokens
+  json               -> JSON_ANSWER as JSON text when generationConfig asks for
+                        application/json with a responseSchema, else the normal answer
+  cache              -> the normal answer with 1200 prompt tokens, 1024 of them cached
   safety             -> a candidate with empty content and finishReason SAFETY
   prompt-blocked     -> promptFeedback.blockReason and no candidates
   max-tokens         -> text, then finishReason MAX_TOKENS
@@ -39,6 +42,8 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from Gemini."
+JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
+CACHED_PROMPT, CACHED = 1200, 1024
 TOOL_TEXT = "Tool result received."
 SIGNATURE = "CpwBAXLI2nxlU6gsWZaZ+RYkX1orzuM8vSUF/waAt1JRxEC2hJzPAcAu3PWaKz7X+PIyTTqF+ZIQPF=="
 SIGNATURE_2 = "EpwICpkIAXLI2nx/second+signature/Qrem/xwR4S46oFxYiOF7EVa6pCBb9iu2uvCKrv5b7e=="
@@ -362,6 +367,17 @@ def script(model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             _event(model, [{"text": "Hello"}]),
             _event(model, [{"text": " from"}], finish="MAX_TOKENS", usage=_usage(11, 2)),
+        ]
+    config = body.get("generationConfig") or {}
+    structured = config.get("responseMimeType") == "application/json"
+    if model == "json" and structured and "responseSchema" in config:
+        answer = orjson.dumps(JSON_ANSWER).decode()
+        return [_event(model, [{"text": answer}], finish="STOP", usage=_usage())]
+    if model == "cache":
+        usage = _usage(CACHED_PROMPT, 5, cachedContentTokenCount=CACHED)
+        return [
+            _event(model, [{"text": "Hello"}]),
+            _event(model, [{"text": " from Gemini."}], finish="STOP", usage=usage),
         ]
     if model == "malformed-call":
         event = _event(model, None, finish="MALFORMED_FUNCTION_CALL", usage=_usage(11, None))

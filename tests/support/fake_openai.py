@@ -13,6 +13,11 @@ Scripted by the requested model name:
   cut-stream           -> stream: two chunks, then the connection drops without [DONE]
   slow-first-byte      -> waits 0.3 s before answering
   tool-calls           -> two parallel tool calls, streamed interleaved
+  tool-loop            -> the same two calls until the last message is a tool result, then
+                          "Tool results: <the tool messages' contents joined by ' | '>"
+  json                 -> JSON_ANSWER as the content when response_format is json_schema,
+                          else the normal answer
+  cache                -> the normal answer with usage 1200 prompt tokens (1024 cached) / 7
   crlf                 -> stream framed with \\r\\n line endings
   fail-529             -> 529 overloaded
   stall-headers        -> waits 5 s before sending headers (first-byte timeouts)
@@ -35,6 +40,8 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
+JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
+CACHED_PROMPT, CACHED = 1200, 1024
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c63f8cfc0f01f0005000200"
@@ -56,12 +63,12 @@ def _error(
     )
 
 
-def _usage(prompt: int = 12, completion: int = 7) -> dict[str, Any]:
+def _usage(prompt: int = 12, completion: int = 7, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -85,10 +92,32 @@ TOOL_CALLS = [
 ]
 
 
-def _completion(model: str, tools: bool) -> dict[str, Any]:
+def _answer(model: str, body: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+    """(answer with tool calls?, the text otherwise, usage) for a scripted model."""
+    messages = body.get("messages") or []
+    results = []
+    for message in reversed(messages):  # the trailing tool messages, in order
+        if not isinstance(message, dict) or message.get("role") != "tool":
+            break
+        results.insert(0, str(message.get("content")))
+    if model == "tool-calls" or (model == "tool-loop" and not results):
+        return True, "", _usage()
+    if model == "tool-loop":
+        return False, "Tool results: " + " | ".join(results), _usage()
+    format_type = (body.get("response_format") or {}).get("type")
+    if model == "json" and format_type == "json_schema":
+        return False, orjson.dumps(JSON_ANSWER).decode(), _usage()
+    if model == "cache":
+        return False, TEXT, _usage(CACHED_PROMPT, 7, CACHED)
+    return False, TEXT, _usage()
+
+
+def _completion(
+    model: str, tools: bool, text: str = TEXT, usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": None if tools else TEXT,
+        "content": None if tools else text,
         "refusal": None,
     }
     if tools:
@@ -107,11 +136,17 @@ def _completion(model: str, tools: bool) -> dict[str, Any]:
                 "finish_reason": "tool_calls" if tools else "stop",
             }
         ],
-        "usage": _usage(),
+        "usage": usage or _usage(),
     }
 
 
-def _stream_chunks(model: str, include_usage: bool, tools: bool) -> list[dict[str, Any]]:
+def _stream_chunks(
+    model: str,
+    include_usage: bool,
+    tools: bool,
+    text: str = TEXT,
+    usage: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     base = {
         "id": "chatcmpl-fake123",
         "object": "chat.completion.chunk",
@@ -163,11 +198,11 @@ def _stream_chunks(model: str, include_usage: bool, tools: bool) -> list[dict[st
                 )
         chunks.append(chunk({}, "tool_calls"))
     else:
-        for word in ("Hello", " from", " the", " fake", " upstream."):
-            chunks.append(chunk({"content": word}))
+        for i, word in enumerate(text.split(" ")):  # TEXT: "Hello", " from", " the", ...
+            chunks.append(chunk({"content": word if i == 0 else " " + word}))
         chunks.append(chunk({}, "stop"))
     if include_usage:
-        chunks.append({**base, "choices": [], "usage": _usage()})
+        chunks.append({**base, "choices": [], "usage": usage or _usage()})
     return chunks
 
 
@@ -276,20 +311,27 @@ class FakeOpenAI(FakeServer):
             )
         if model == "slow-first-byte":
             await asyncio.sleep(0.3)
-        tools = model == "tool-calls"
+        tools, text, usage = _answer(model, body)
         if not stream:
             return web.Response(
-                body=orjson.dumps(_completion(model, tools)), content_type="application/json"
+                body=orjson.dumps(_completion(model, tools, text, usage)),
+                content_type="application/json",
             )
-        return await self._stream(request, model, include_usage, tools)
+        return await self._stream(request, model, include_usage, tools, text, usage)
 
     async def _stream(
-        self, request: web.Request, model: str, include_usage: bool, tools: bool
+        self,
+        request: web.Request,
+        model: str,
+        include_usage: bool,
+        tools: bool,
+        text: str = TEXT,
+        usage: dict[str, Any] | None = None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
         await response.prepare(request)
         newline = b"\r\n" if model == "crlf" else b"\n"
-        chunks = _stream_chunks(model, include_usage, tools)
+        chunks = _stream_chunks(model, include_usage, tools, text, usage)
         if model in ("error-after-200", "cut-stream", "stall-midstream"):
             chunks = chunks[:3]
         await response.write(b": ping" + newline + newline)

@@ -16,6 +16,7 @@ from core.adapters.base import (
     ProviderError,
     client_status_for,
     failure_class_for_status,
+    openai_code_for,
     retry_after_seconds,
 )
 from shared.errors import FailureClass
@@ -59,10 +60,9 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     error_type = raw_type if isinstance(raw_type, str) else None
     message = raw_message if isinstance(raw_message, str) else ""
     failure = _classify(status, error_type, message)
-    code = error_type
+    code = openai_code_for(failure)
     if failure is FailureClass.AUTH:
         message = "the upstream provider rejected the gateway's credentials"
-        code = "upstream_auth_failed"
     elif not message:
         message = f"upstream error (HTTP {status})"
     return ProviderError(
