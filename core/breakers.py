@@ -7,14 +7,13 @@ is avoided by all. When the Store is unreachable the local breakers keep working
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from core.breaker import Breaker, BreakerPolicy, State
 from core.state.store import Store
 from shared.errors import FailureClass, GatewayError
+from shared.periodic import Periodic
 
 log = logging.getLogger("interlock.breakers")
 
@@ -29,7 +28,7 @@ class BreakerBoard:
         self._store = store
         self._breakers: dict[str, Breaker] = {}
         self._published: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(SYNC_INTERVAL_S, self.sync)
 
     def _get(self, label: str) -> Breaker:
         breaker = self._breakers.get(label)
@@ -77,18 +76,8 @@ class BreakerBoard:
             except (GatewayError, ValueError):
                 return  # store unavailable (fail-closed) or garbage: stay local this round
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_INTERVAL_S)
-            await self.sync()
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

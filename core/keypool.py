@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from core.adapters.base import ProviderError
-from core.limits import Settlements
+from core.limits import Reservation, Settlements
 from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import ProviderConfig
@@ -32,21 +32,10 @@ def key_id(key: str) -> str:
 
 
 @dataclass(slots=True)
-class KeyLease:
-    """The key chosen for one attempt; settle() it with the real token count."""
+class KeyLease(Reservation):
+    """The key chosen for one attempt, with its token reservation against the key's TPM."""
 
-    key: str | None
-    settlements: Settlements | None = None
-    tokens_key: str | None = None
-    tpm: int | None = None
-    reserved: int = 0
-
-    def settle(self, actual_tokens: int | None) -> None:
-        if self.settlements is None or self.tokens_key is None or self.tpm is None:
-            return
-        used = self.reserved if actual_tokens is None else actual_tokens
-        if used != self.reserved:
-            self.settlements.defer(self.tokens_key, used - self.reserved, self.tpm)
+    key: str | None = None
 
 
 class KeyPool:
@@ -112,9 +101,9 @@ class KeyPools:
         by `wait_until` (monotonic), so the caller can fail over."""
         pool = self._pools[provider]
         if not pool.keys:
-            return KeyLease(None)
+            return KeyLease()
         if not (pool.provider.key_rpm or pool.provider.key_tpm):
-            return KeyLease(pool.rotation(time.monotonic())[0])
+            return KeyLease(key=pool.rotation(time.monotonic())[0])
         while True:
             keys = pool.rotation(time.monotonic())
             groups = [pool.specs(key, tokens, self._settlements) for key in keys]
@@ -128,7 +117,7 @@ class KeyPools:
                 key = keys[index]
                 tpm = pool.provider.key_tpm
                 tokens_key = groups[index][-1].key if tpm else None
-                return KeyLease(key, self._settlements, tokens_key, tpm, tokens if tpm else 0)
+                return KeyLease(self._settlements, tokens_key, tpm, tokens if tpm else 0, key=key)
             wait = result.retry_after_s
             if time.monotonic() + wait > wait_until:
                 raise ProviderError(

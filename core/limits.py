@@ -9,8 +9,6 @@ Retry-After and the x-ratelimit-* headers OpenAI clients read.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from collections import defaultdict
@@ -20,6 +18,7 @@ from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import LimitsConfig, RateLimit
 from shared.errors import GatewayError
+from shared.periodic import Periodic
 
 log = logging.getLogger("interlock.limits")
 
@@ -39,7 +38,7 @@ class Settlements:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: dict[tuple[str, int], float] = defaultdict(float)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(FLUSH_INTERVAL_S, self.flush)
 
     def defer(self, key: str, delta: float, capacity: int) -> None:
         self._pending[(key, capacity)] += delta
@@ -56,33 +55,22 @@ class Settlements:
                 except GatewayError:
                     log.warning("could not settle token usage: shared state unavailable")
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            await self.flush()
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         await self.flush()
 
 
 @dataclass(slots=True)
-class Admission:
-    """A granted request; settle() it with the real token count when known."""
+class Reservation:
+    """Tokens reserved from an estimate; settle() with the real count once it is known."""
 
-    settlements: Settlements | None
-    tokens_key: str | None
-    tpm: int | None
-    reserved: int
-    headers: dict[str, str] = field(default_factory=dict)
+    settlements: Settlements | None = None
+    tokens_key: str | None = None
+    tpm: int | None = None
+    reserved: int = 0
 
     def settle(self, actual_tokens: int | None) -> None:
         if self.settlements is None or self.tokens_key is None or self.tpm is None:
@@ -90,6 +78,13 @@ class Admission:
         used = self.reserved if actual_tokens is None else actual_tokens
         if used != self.reserved:
             self.settlements.defer(self.tokens_key, used - self.reserved, self.tpm)
+
+
+@dataclass(slots=True)
+class Admission(Reservation):
+    """A request the tenant's limits let through, with the x-ratelimit-* headers to send."""
+
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 UNLIMITED = Admission(None, None, None, 0)

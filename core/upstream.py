@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from yarl import URL
@@ -81,16 +81,19 @@ class HttpUpstream:
         # A signed URL must go out byte for byte as signed: stop yarl re-normalising it.
         return URL(request.url, encoded=True) if self._signer is not None else request.url
 
+    def _send(self, request: UpstreamRequest) -> Any:
+        return self._session().request(
+            request.method,
+            self._url(request),
+            data=request.body,
+            headers=request.headers,
+            timeout=self._timeout,
+        )
+
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         request = await self._build(canonical, target)
         try:
-            async with self._session().request(
-                request.method,
-                self._url(request),
-                data=request.body,
-                headers=request.headers,
-                timeout=self._timeout,
-            ) as response:
+            async with self._send(request) as response:
                 body = await response.read()
                 status = response.status
                 headers = response.headers
@@ -105,13 +108,7 @@ class HttpUpstream:
         parser = self.adapter.stream_parser(canonical, target)
         decoder = self.adapter.decoder()
         try:
-            async with self._session().request(
-                request.method,
-                self._url(request),
-                data=request.body,
-                headers=request.headers,
-                timeout=self._timeout,
-            ) as response:
+            async with self._send(request) as response:
                 if response.status >= 400:
                     body = await response.read()
                     lowered = {k.lower(): v for k, v in response.headers.items()}

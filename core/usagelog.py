@@ -8,13 +8,13 @@ They never contain prompt or completion text.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sys
 from typing import Any, BinaryIO
 
 import orjson
+
+from shared.periodic import Periodic
 
 FLUSH_INTERVAL_S = 0.1
 PREFIX = b"interlock.usage "
@@ -24,7 +24,7 @@ class UsageLog:
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream
         self._buffer: list[bytes] = []
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(FLUSH_INTERVAL_S, self._flush_async)
         self.enabled = logging.getLogger("interlock.usage").isEnabledFor(logging.INFO)
 
     def refresh(self) -> None:
@@ -33,7 +33,7 @@ class UsageLog:
 
     def write(self, line: dict[str, Any]) -> None:
         self._buffer.append(PREFIX + orjson.dumps(line) + b"\n")
-        if self._task is None:
+        if not self._periodic.running:
             self.flush()
 
     def flush(self) -> None:
@@ -47,22 +47,15 @@ class UsageLog:
         except (OSError, ValueError):
             pass  # a closed or full log stream must never fail a request
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            self.flush()
+    async def _flush_async(self) -> None:
+        self.flush()
 
     def start(self) -> None:
         self.refresh()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         self.flush()
 
 

@@ -9,7 +9,6 @@ new document is unreachable or invalid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -20,6 +19,7 @@ import jwt
 from shared import claims
 from shared.config import AuthConfig
 from shared.configparse import ConfigError
+from shared.periodic import Periodic
 
 log = logging.getLogger("interlock.edge")
 
@@ -79,7 +79,7 @@ class JwksRefresher:
     def __init__(self, auth: AuthConfig, apply: Any) -> None:
         self._auth = auth
         self._apply = apply  # TokenVerifier.replace_keys
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(auth.jwks_refresh_s, self.refresh)
         # Its own small session: the relay's session leaves bodies compressed on purpose.
         self._session: aiohttp.ClientSession | None = None
 
@@ -113,11 +113,6 @@ class JwksRefresher:
             log.info("JWKS refreshed: %d key(s)", len(keys))
         return changed
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._auth.jwks_refresh_s)
-            await self.refresh()
-
     async def start(self) -> None:
         auth = self._auth
         if auth.jwks_inline:
@@ -126,14 +121,10 @@ class JwksRefresher:
             self._session = aiohttp.ClientSession(trust_env=True)
             self._apply(await self.fetch())
         if auth.jwks_refresh_s > 0:
-            self._task = asyncio.create_task(self._run())
+            self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -111,23 +111,8 @@ PRESETS: dict[str, Preset] = {
             name="deepseek",
             base_url="https://api.deepseek.com",
             hosts=("api.deepseek.com",),
-            params=frozenset(
-                {
-                    "frequency_penalty",
-                    "presence_penalty",
-                    "max_tokens",
-                    "max_completion_tokens",
-                    "stop",
-                    "temperature",
-                    "top_p",
-                    "tools",
-                    "tool_choice",
-                    "response_format",
-                    "logprobs",
-                    "top_logprobs",
-                    "thinking",
-                }
-            ),
+            params=(_COMMON - {"n", "seed", "user", "parallel_tool_calls", "logit_bias"})
+            | {"thinking"},
             renames=(("max_completion_tokens", "max_tokens"),),
             vision=False,
             json_schema=False,
@@ -136,27 +121,8 @@ PRESETS: dict[str, Preset] = {
             name="mistral",
             base_url="https://api.mistral.ai/v1",
             hosts=("api.mistral.ai",),
-            params=frozenset(
-                {
-                    "frequency_penalty",
-                    "presence_penalty",
-                    "max_tokens",
-                    "max_completion_tokens",
-                    "n",
-                    "stop",
-                    "temperature",
-                    "top_p",
-                    "seed",
-                    "random_seed",
-                    "tools",
-                    "tool_choice",
-                    "parallel_tool_calls",
-                    "response_format",
-                    "prediction",
-                    "safe_prompt",
-                    "prompt_mode",
-                }
-            ),
+            params=(_COMMON - {"user", "logprobs", "top_logprobs", "logit_bias"})
+            | {"random_seed", "prediction", "safe_prompt", "prompt_mode"},
             renames=(("max_completion_tokens", "max_tokens"), ("seed", "random_seed")),
             stream_usage="always",
             drop_message_keys=frozenset(
