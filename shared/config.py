@@ -226,6 +226,18 @@ def load_config(
     return parse_config(raw if raw is not None else {}, str(file), environ)
 
 
+# Providers `make run` adds when their key is in the environment:
+# (env var, provider name, settings, example models). Any model works as "<provider>/<model>".
+_ENV_PROVIDERS: tuple[tuple[str, str, dict[str, Any], tuple[str, ...]], ...] = (
+    ("OPENAI_API_KEY", "openai", {"kind": "openai"}, ("gpt-4o-mini", "gpt-4.1")),
+    ("ANTHROPIC_API_KEY", "anthropic", {"kind": "anthropic"}, ("claude-sonnet-4-5",)),
+    ("GEMINI_API_KEY", "gemini", {"kind": "gemini"}, ("gemini-2.5-flash",)),
+    ("MISTRAL_API_KEY", "mistral", {"kind": "openai", "options": {"preset": "mistral"}}, ()),
+    ("GROQ_API_KEY", "groq", {"kind": "openai", "options": {"preset": "groq"}}, ()),
+    ("DEEPSEEK_API_KEY", "deepseek", {"kind": "openai", "options": {"preset": "deepseek"}}, ()),
+)
+
+
 def embedded_defaults(env: dict[str, str]) -> dict[str, Any]:
     """The zero-set-up config: the mock provider, plus real providers whose keys are set."""
     providers: dict[str, Any] = {"mock": {"kind": "mock", "allow_any_model": True}}
@@ -233,25 +245,15 @@ def embedded_defaults(env: dict[str, str]) -> dict[str, Any]:
         "mock-1": {"provider": "mock", "model": "mock-1"},
         "mock-large": {"provider": "mock", "model": "mock-large"},
     }
-    aliases = {"default": "mock-1"}
-    if env.get("OPENAI_API_KEY"):
-        providers["openai"] = {
-            "kind": "openai",
-            "base_url": env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
-            "api_key": "${OPENAI_API_KEY}",
-            "allow_any_model": True,
-        }
-        models["gpt-4o-mini"] = {"provider": "openai", "model": "gpt-4o-mini"}
-        models["gpt-4.1"] = {"provider": "openai", "model": "gpt-4.1"}
-    if env.get("ANTHROPIC_API_KEY"):
-        providers["anthropic"] = {
-            "kind": "anthropic",
-            "base_url": "https://api.anthropic.com",
-            "api_key": "${ANTHROPIC_API_KEY}",
-            "allow_any_model": True,
-        }
-        models["claude-sonnet-4-5"] = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
-    return {"providers": providers, "models": models, "aliases": aliases}
+    for variable, name, settings, examples in _ENV_PROVIDERS:
+        if not env.get(variable):
+            continue
+        providers[name] = {**settings, "api_key": f"${{{variable}}}", "allow_any_model": True}
+        if name == "openai" and env.get("OPENAI_BASE_URL"):
+            providers[name]["base_url"] = "${OPENAI_BASE_URL}"
+        for model in examples:
+            models[model] = {"provider": name, "model": model}
+    return {"providers": providers, "models": models, "aliases": {"default": "mock-1"}}
 
 
 def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:

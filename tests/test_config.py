@@ -83,10 +83,35 @@ def test_durations_and_sizes(tmp_path: Path) -> None:
     assert config.edge.max_body_bytes == 2 * 1024 * 1024
 
 
-def test_embedded_defaults_add_providers_with_keys_in_env() -> None:
+def test_embedded_defaults_add_providers_with_keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.app import create_app
+
+    monkeypatch.setenv("INTERLOCK_HOP_SECRET", "s" * 40)
     assert set(load_config(env={}).providers) == {"mock"}
-    with_openai = load_config(env={"OPENAI_API_KEY": "sk-x"})
-    assert with_openai.providers["openai"].api_keys == ("sk-x",)
+    env = {
+        name: f"key-{name}"
+        for name in (
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "MISTRAL_API_KEY",
+            "GROQ_API_KEY",
+            "DEEPSEEK_API_KEY",
+        )
+    }
+    config = load_config(env=env)
+    assert set(config.providers) == {
+        "mock",
+        "openai",
+        "anthropic",
+        "gemini",
+        "mistral",
+        "groq",
+        "deepseek",
+    }
+    assert config.providers["openai"].api_keys == ("key-OPENAI_API_KEY",)
+    assert config.models["gemini-2.5-flash"].targets[0].provider == "gemini"
+    create_app(config)  # every adapter accepts its embedded settings
 
 
 def test_core_rejects_unknown_provider_kind_at_start_up(tmp_path: Path) -> None:
