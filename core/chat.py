@@ -62,6 +62,7 @@ def record_failure(
     admission: Admission | None = None,
 ) -> None:
     accounting.record_failure(caller, model, error, started, admission)
+    error.headers["x-interlock-attempts"] = str(error.attempts)  # failures say what was tried
     if admission is not None and admission.headers:
         error.headers.update(admission.headers)
 

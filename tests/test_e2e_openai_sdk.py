@@ -157,6 +157,8 @@ def test_upstream_error_without_fallback(stack: Stack) -> None:
         client(stack).chat.completions.create(model="no-fallback", messages=MESSAGES)
     assert info.value.status_code == 502
     assert info.value.body["type"] == "upstream_error"  # type: ignore[index]
+    # The only target was tried, then retried twice with backoff; the failure says so.
+    assert info.value.response.headers["x-interlock-attempts"] == "3"
 
 
 def test_upstream_client_error_is_relayed_with_its_param(stack: Stack) -> None:

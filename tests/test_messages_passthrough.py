@@ -85,6 +85,10 @@ def stack(
             },
         },
     }
+    # Passthrough runs through the Dispatcher: fast retries keep error tests quick.
+    overrides["core"] = {
+        "resilience": {"retry_after_cap": "10ms", "backoff_base": "1ms", "backoff_cap": "5ms"}
+    }
     running = Stack(workdir, overrides).start()
     yield running
     running.stop()
@@ -228,6 +232,11 @@ def test_upstream_errors_pass_through_with_their_status(stack: Stack, streaming:
         )
     assert overloaded.value.status_code == 529
     assert overloaded.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    # Rate limits and overloads are retried on the same (last) target before being relayed;
+    # a credit problem (quota) never is.
+    assert limited.value.response.headers["x-interlock-attempts"] == "3"
+    assert overloaded.value.response.headers["x-interlock-attempts"] == "3"
+    assert credit.value.response.headers["x-interlock-attempts"] == "1"
     too_large = post(stack, {**BODY, "model": "claude/too-large", "stream": streaming})
     assert too_large.status == 413 and too_large.json()["error"]["type"] == "request_too_large"
 

@@ -8,6 +8,7 @@ body is relayed with its own status (except auth failures, masked by passthrough
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -17,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core import accounting, dispatch
-from core.adapters.base import ProviderError
+from core.adapters.base import JSON, ProviderError, Target
 from core.admission import admit, estimate_tokens, prompt_estimate
 from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
 from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
 from core.limits import UNLIMITED, Admission, TenantLimiter
-from core.messages.passthrough import Passthrough, RelayedError
+from core.messages.passthrough import Passthrough, PassthroughStream, RelayedError
 from core.messages.plan import Direct, Step, plan
 from core.messages.response import to_message
 from core.messages.stream import AnthropicStreamEncoder
@@ -126,10 +127,7 @@ class MessagesEndpoint:
                     return await self._stream(call, step, offset, more)
                 return await self._complete(call, step, offset, more)
             except ProviderError as error:
-                if isinstance(step, Direct):
-                    error.attempts, error.target = offset + 1, step.target
-                else:
-                    error.attempts += offset
+                error.attempts += offset
                 if number < len(steps) and error.failure_class in dispatch.FAILOVER_CLASSES:
                     label = error.target.label if error.target else "?"
                     log.warning("failover from %s: %s", label, error.failure_class)
@@ -145,10 +143,17 @@ class MessagesEndpoint:
 
     async def _complete(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
         if isinstance(step, Direct):
-            body, usage = await self._passthrough.complete(
-                step.target, call.payload, call.raw, call.client_headers
+
+            async def send(direct: Direct, target: Target) -> tuple[bytes, JSON | None]:
+                async with asyncio.timeout(self._dispatcher.policy.first_byte_timeout_s):
+                    return await self._passthrough.complete(
+                        target, call.payload, call.raw, call.client_headers
+                    )
+
+            (body, usage), outcome = await self._dispatcher.run(
+                [step], send, estimate_tokens(call.payload), more
             )
-            outcome = Outcome(step.target, offset + 1, ())
+            outcome.attempts += offset
         else:
             result, outcome = await self._dispatcher.complete(
                 step.attempts, self._inliner, estimate_tokens(call.payload), more
@@ -162,10 +167,17 @@ class MessagesEndpoint:
 
     async def _stream(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
         if isinstance(step, Direct):
-            upstream = await self._passthrough.open_stream(
-                step.target, call.payload, call.raw, call.client_headers
+
+            async def open_direct(direct: Direct, target: Target) -> PassthroughStream:
+                async with asyncio.timeout(self._dispatcher.policy.first_byte_timeout_s):
+                    return await self._passthrough.open_stream(
+                        target, call.payload, call.raw, call.client_headers
+                    )
+
+            upstream, outcome = await self._dispatcher.run(
+                [step], open_direct, estimate_tokens(call.payload), more
             )
-            outcome = Outcome(step.target, offset + 1, ())
+            outcome.attempts += offset
             body = upstream.relay(lambda usage, status: call.account(outcome, usage, status))
         else:
             first, chunks, outcome = await self._dispatcher.open_stream(

@@ -23,9 +23,10 @@ ANTHROPIC_KIND = "anthropic"
 
 @dataclass(slots=True)
 class Direct:
-    """Passthrough to an Anthropic target."""
+    """Passthrough to an Anthropic target (run by the Dispatcher like any attempt)."""
 
     target: Target
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
