@@ -131,9 +131,9 @@ class EdgeState:
         token: VerifiedToken,
         model: str | None,
         body: bytes | None,
+        request_id: str,
     ) -> Response:
         path: str = request.scope["path"]
-        request_id = "req_" + os.urandom(12).hex()
         headers = self.hop_headers(request, incoming, token, path, request_id)
         session = self.session
         if session is None:
@@ -200,11 +200,15 @@ def create_app(config: Config) -> Starlette:
 
     def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
+            # Minted first, so every answer (edge errors included) carries an id to quote.
+            request_id = "req_" + os.urandom(12).hex()
             try:
                 incoming = header_map(request)
                 token = state.verifier.verify(TokenVerifier.credential(incoming, api), api=api)
                 if not reads_model:
-                    return await state.forward(request, incoming, api, token, None, None)
+                    return await state.forward(
+                        request, incoming, api, token, None, None, request_id
+                    )
                 body = await read_body(request, state.max_body)
                 model = _peek_model(body)
                 if not token.allows(model):
@@ -214,9 +218,9 @@ def create_app(config: Config) -> Starlette:
                         param="model",
                         code="model_not_allowed",
                     )
-                return await state.forward(request, incoming, api, token, model, body)
+                return await state.forward(request, incoming, api, token, model, body, request_id)
             except GatewayError as error:
-                return error_response(error, api)
+                return error_response(error, api, {"x-request-id": request_id})
 
         return endpoint
 

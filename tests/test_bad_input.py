@@ -117,3 +117,13 @@ def test_client_identity_headers_do_not_cross_the_edge(stack: Stack) -> None:
 def test_errors_carry_request_id_when_known(stack: Stack) -> None:
     response = chat(stack, {**GOOD, "model": "no-such-model"})
     assert response.headers["x-request-id"].startswith("req_")
+
+
+def test_edge_errors_carry_a_request_id(stack: Stack) -> None:
+    for response in (
+        raw.post(f"{stack.edge_url}/v1/chat/completions", GOOD),  # no token
+        chat(stack, b"{not json"),
+        raw.post(f"{stack.edge_url}/v1/chat/completions", GOOD, stack.token(models=["other"])),
+    ):
+        assert response.status in (400, 401, 403)
+        assert response.headers["x-request-id"].startswith("req_")
