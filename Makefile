@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench bench-compare bench-quick bench-setup clean
+.PHONY: run test lint typecheck unit bench bench-compare bench-quick bench-setup package-edge clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(VENV)/bin/interlock up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge core shared tests
-	$(VENV)/bin/ruff format --check edge core shared tests
+	$(VENV)/bin/ruff check edge core shared tests infra
+	$(VENV)/bin/ruff format --check edge core shared tests infra
 	$(VENV)/bin/mypy
 
 # pytest exit 5 means "no tests collected": with a test suite in the tree that is a breakage, not a pass.
@@ -39,5 +39,10 @@ bench-quick: $(STAMP)
 bench-setup: $(STAMP)
 	$(PY) -m tests.bench.run --setup --compare-litellm
 
+# The edge's Lambda zip (dist/interlock-edge-lambda.zip); e.g. PACKAGE_ARGS='--arch x86_64'.
+# Defaults match infra/lambda/template.yaml (arm64, Python 3.12).
+package-edge: $(STAMP)
+	$(PY) infra/lambda/package.py --arch arm64 --python 3.12 $(PACKAGE_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache tests/bench/.litellm-venv tests/bench/results
+	rm -rf dist $(VENV) .mypy_cache .ruff_cache tests/bench/.litellm-venv tests/bench/results
