@@ -21,6 +21,7 @@ from tests.support.fake_anthropic import (
     TOOL_USES,
     FakeAnthropic,
 )
+from tests.support.sdk import async_client, client
 from tests.support.stack import Stack
 
 UPSTREAM_KEY = "sk-ant-upstream-test"
@@ -81,14 +82,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropic) -> Iter
     running = Stack(workdir, overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
-
-
-def async_client(stack: Stack) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def test_sync_non_streaming(stack: Stack, fake: FakeAnthropic) -> None:

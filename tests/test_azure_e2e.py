@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support import raw
 from tests.support.fake_azure import PROMPT_FILTER, TEXT, FakeAzure
+from tests.support.sdk import async_client, client
 from tests.support.stack import Stack
 
 MESSAGES: list[ChatCompletionMessageParam] = [
@@ -73,14 +74,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, azure: FakeAzure) -> Iterato
     running = Stack(workdir, overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
-
-
-def async_client(stack: Stack) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def test_sync_deployments_path_with_api_key(stack: Stack, azure: FakeAzure) -> None:

@@ -20,6 +20,7 @@ from tests.support.fake_bedrock import (
     TEXT,
     FakeBedrock,
 )
+from tests.support.sdk import async_client, client
 from tests.support.stack import Stack
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -91,14 +92,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeBedrock) -> Iterat
     running = Stack(tmp_path_factory.mktemp("bedrock-stack"), overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
-
-
-def async_client(stack: Stack) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def stream_text(stack: Stack, model: str, **kwargs: Any) -> tuple[str, list[Any]]:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support import raw
 from tests.support.fake_openai import TEXT, FakeOpenAI
+from tests.support.sdk import async_client
 from tests.support.stack import Stack
 
 
@@ -16,10 +17,6 @@ def client(stack: Stack, **token: object) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=f"{stack.edge_url}/v1", api_key=stack.token(**token), max_retries=0
     )  # type: ignore[arg-type]
-
-
-def async_client(stack: Stack) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]

@@ -27,6 +27,7 @@ from tests.support.fake_gemini import (
     FakeGemini,
     GeminiReceived,
 )
+from tests.support.sdk import async_client, client
 from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
@@ -98,14 +99,6 @@ def function_calls(message: ChatCompletionMessage) -> list[ChatCompletionMessage
     calls = message.tool_calls or []
     assert all(isinstance(c, ChatCompletionMessageFunctionToolCall) for c in calls)
     return [c for c in calls if isinstance(c, ChatCompletionMessageFunctionToolCall)]
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
-
-
-def async_client(stack: Stack) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def last(fake: FakeGemini) -> GeminiReceived:

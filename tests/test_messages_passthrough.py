@@ -23,6 +23,7 @@ from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events
 from tests.support.fake_openai import TEXT as OPENAI_TEXT
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.sdk import anthropic_client as client
 from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
@@ -92,10 +93,6 @@ def stack(
     running = Stack(workdir, overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stack.edge_url, api_key=stack.token(), max_retries=0)
 
 
 def post(stack: Stack, body: bytes | dict[str, Any], **headers: str) -> raw.RawResponse:

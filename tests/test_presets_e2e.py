@@ -20,6 +20,7 @@ from aiohttp import web
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.fake_server import FakeServer, Received
+from tests.support.sdk import client
 from tests.support.stack import Stack
 
 TEXT = "Bonjour from the fake Mistral."
@@ -170,10 +171,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mistral: FakeMistral) -> Ite
     running = Stack(workdir, overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def test_seed_and_max_completion_tokens_arrive_under_mistral_names(

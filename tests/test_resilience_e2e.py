@@ -14,6 +14,7 @@ import pytest
 from tests.support import raw
 from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.net import free_port
+from tests.support.sdk import client
 from tests.support.stack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -88,10 +89,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
     running = Stack(Path(tmp_path_factory.mktemp("resilience")), overrides).start()
     yield running
     running.stop()
-
-
-def client(stack: Stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
 
 
 def create(stack: Stack, model: str, **kwargs: object):  # type: ignore[no-untyped-def]
