@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from tests.support.fake_bedrock import FakeBedrock, aws_error
-from tests.support.fake_gemini import FakeGemini, GeminiReceived, error_response
+from tests.support.fake_gemini import FakeGemini, error_response
 from tests.support.fake_server import FakeServer, Received
 
 OPENAI_PARAMS = {"model", "input", "encoding_format", "dimensions", "user"}
@@ -179,19 +179,7 @@ class FakeGeminiEmbeddings(FakeGemini):
         raw = await request.read()
         model = studio.group(1) if studio else vertex.group(4)  # type: ignore[union-attr]
         body = orjson.loads(raw)
-        self.received.append(
-            GeminiReceived(
-                request.method,
-                request.path_qs,
-                dict(request.headers),
-                raw,
-                body,
-                model=model,
-                vertex=vertex is not None,
-            )
-        )
-        self.calls[model] += 1
-        denied = self._auth(request, vertex)
+        denied = self._admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
         failure = self._failure(model.removeprefix("embedding-"))

@@ -167,19 +167,7 @@ class FakeGemini(FakeServer):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.received.append(
-            GeminiReceived(
-                request.method,
-                request.path_qs,
-                dict(request.headers),
-                raw,
-                body,
-                model=model,
-                vertex=vertex is not None,
-            )
-        )
-        self.calls[model] += 1
-        denied = self._auth(request, vertex)
+        denied = self._admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
         stream = method == "streamGenerateContent"
@@ -202,6 +190,24 @@ class FakeGemini(FakeServer):
         if not stream:
             return web.Response(body=orjson.dumps(merge(events)), content_type="application/json")
         return await self._stream(request, model, events)
+
+    def _admit(
+        self, request: web.Request, raw: bytes, body: Any, model: str, vertex: Any
+    ) -> web.Response | None:
+        """Record the call, count it per model, check its credentials (None: let it in)."""
+        self.received.append(
+            GeminiReceived(
+                request.method,
+                request.path_qs,
+                dict(request.headers),
+                raw,
+                body,
+                model=model,
+                vertex=vertex is not None,
+            )
+        )
+        self.calls[model] += 1
+        return self._auth(request, vertex)
 
     def _auth(self, request: web.Request, vertex: re.Match[str] | None) -> web.Response | None:
         if vertex is None:
