@@ -96,11 +96,7 @@ class CoreState:
         self.dispatcher = Dispatcher(
             policy, self.breakers, KeyPools(config.providers, self.store, self.settlements)
         )
-        self.images = ImageFetcher(
-            config.core.image_max_bytes,
-            config.core.image_fetch_timeout_s,
-            config.core.image_allow_private_networks,
-        )
+        self.images = ImageFetcher.from_config(config.core)
 
     def client(self) -> aiohttp.ClientSession:
         if self.session is None:

@@ -65,15 +65,19 @@ class _Payloads:
 
     def __init__(self, inliner: ImageInliner | None) -> None:
         self._inliner = inliner
-        self._inlined: dict[int, JSON] = {}
+        self._inlined: dict[int, Any] = {}
 
     async def for_attempt(self, attempt: Attempt) -> JSON:
         if not attempt.inline_images or self._inliner is None:
             return attempt.payload
-        key = id(attempt.payload)
+        # Lenient targets get trimmed copies of the payload that share its `messages` list:
+        # keyed on that list, every variant reuses the one fetch (and the one byte budget).
+        messages = attempt.payload.get("messages")
+        key = id(messages)
         if key not in self._inlined:
-            self._inlined[key] = await self._inliner(attempt.payload)
-        return self._inlined[key]
+            self._inlined[key] = (await self._inliner(attempt.payload)).get("messages")
+        inlined = self._inlined[key]
+        return attempt.payload if inlined is messages else {**attempt.payload, "messages": inlined}
 
 
 class Dispatcher:

@@ -7,6 +7,7 @@ the environment) so `make run` needs no set-up.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,16 @@ class CoreConfig:
     connect_timeout_s: float
     upstream_timeout_s: float
     pool_size: int
-    # Remote images fetched for providers that need bytes (SSRF-guarded).
-    image_max_bytes: int = 20 * 1024 * 1024
-    image_fetch_timeout_s: float = 10.0
+    # Remote images fetched for providers that need bytes (SSRF-guarded, core/images.py).
+    image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
+    image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
+    image_max_count: int = 16  # remote image URLs per request (Bedrock takes 20 per message)
+    image_fetch_timeout_s: float = 10.0  # one image, all redirect hops included
+    image_fetch_concurrency: int = 4  # fetches in flight for one request
+    image_max_concurrent_fetches: int = 32  # fetches in flight for the whole process
     image_allow_private_networks: bool = False  # only for tests and closed networks
+    # Exact (address, port) peers exempt from the address policy, e.g. an internal image store.
+    image_allow_hosts: tuple[tuple[str, int], ...] = ()
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
 
@@ -185,8 +192,13 @@ _CORE = frozenset(
         "upstream_timeout",
         "pool_size",
         "image_max_bytes",
+        "image_max_total_bytes",
+        "image_max_count",
         "image_fetch_timeout",
+        "image_fetch_concurrency",
+        "image_max_concurrent_fetches",
         "image_allow_private_networks",
+        "image_allow_hosts",
         "resilience",
     }
 )
@@ -421,11 +433,36 @@ def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
         connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
-        image_max_bytes=cp.size(s, "image_max_bytes", "core", 20 * 1024 * 1024),
+        image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
+        image_max_total_bytes=cp.size(s, "image_max_total_bytes", "core", 15 * 1024 * 1024),
+        image_max_count=cp.integer(s, "image_max_count", "core", 16, 1, 1000),
         image_fetch_timeout_s=cp.duration(s, "image_fetch_timeout", "core", 10),
+        image_fetch_concurrency=cp.integer(s, "image_fetch_concurrency", "core", 4, 1, 64),
+        image_max_concurrent_fetches=cp.integer(
+            s, "image_max_concurrent_fetches", "core", 32, 1, 10_000
+        ),
         image_allow_private_networks=cp.boolean(s, "image_allow_private_networks", "core", False),
+        image_allow_hosts=tuple(
+            _peer(entry, "core.image_allow_hosts")
+            for entry in cp.string_list(s, "image_allow_hosts", "core")
+        ),
         resilience=parse_resilience(s.get("resilience")),
     )
+
+
+def _peer(entry: str, path: str) -> tuple[str, int]:
+    """An exact peer "192.0.2.7:8080" or "[2001:db8::7]:443": numeric, because the image
+    guard decides on the address a socket connects to, never on a name."""
+    host, sep, port = entry.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port) if sep and port.isascii() and port.isdigit() else 0
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise ConfigError(f"{path}: expected numeric address:port entries, got {entry!r}")
+    return str(address), number
 
 
 def _providers(raw: Any) -> dict[str, ProviderConfig]:
