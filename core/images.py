@@ -177,7 +177,9 @@ class ImageFetcher:
                 async with asyncio.timeout(self.limits.timeout_s):
                     return await self._follow(self._session, url, budget, weight)
             except _OverBudget:
-                log.warning("image refused for %s (%s): request total too large", param, loggable(url))
+                log.warning(
+                    "image refused for %s (%s): request total too large", param, loggable(url)
+                )
                 raise GatewayError(
                     400,
                     f"the remote images of this request add up to more than "

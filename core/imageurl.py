@@ -1,11 +1,11 @@
 """Parsing a tenant's image URL exactly as aiohttp will use it, and refusing odd hosts early.
 
-yarl (aiohttp's URL type) applies IDNA/NFKC to the host, so `１２７.０.０.１` or `127。0。0。1`
-becomes `127.0.0.1` here just as it would on the wire: every later decision sees the normalised
-form, never the text the tenant typed. Hosts that are not plain ASCII letters-digits-hyphens
-labels or canonical IP literals (zone ids, underscores, numeric top-level labels such as the
-legacy IPv4 forms `2130706433` and `0x7f.1`) are refused here; the address policy at connect
-time (core.netguard) is what guarantees the rest.
+yarl (aiohttp's URL type) applies IDNA/NFKC to the host, so full-width digits (U+FF10..) or
+ideographic full stops (U+3002) become `127.0.0.1` here just as they would on the wire: every
+later decision sees the normalised form, never the text the tenant typed. Hosts that are not
+plain ASCII letters-digits-hyphens labels or canonical IP literals (zone ids, underscores,
+numeric top-level labels such as the legacy IPv4 forms `2130706433` and `0x7f.1`) are refused
+here; the address policy at connect time (core.netguard) is what guarantees the rest.
 """
 
 from __future__ import annotations
