@@ -43,7 +43,13 @@ ALLOWED_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"}
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
-_HEADERS = {"accept": ", ".join(sorted(ALLOWED_TYPES)), "user-agent": "interlock-image-fetcher"}
+# Images are compressed already: ask for them as they are (decoded bytes count against the caps
+# either way, should a server compress regardless).
+_HEADERS = {
+    "accept": ", ".join(sorted(ALLOWED_TYPES)),
+    "accept-encoding": "identity",
+    "user-agent": "interlock-image-fetcher",
+}
 
 
 @dataclass(frozen=True, slots=True)

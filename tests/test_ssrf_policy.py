@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ from core.netguard import (
     address_allowed,
     refusal,
 )
+from shared.config import ConfigError, CoreConfig, load_config
 
 # (block, refused addresses inside it, public addresses adjacent to it: one below, one above)
 BLOCKS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
@@ -221,3 +223,48 @@ def test_logged_url_drops_query_credentials_and_fragment() -> None:
     shown = loggable("http://u:p@example.com:8080/a.png?sig=SECRET#frag")
     assert shown == "http://example.com:8080/a.png"
     assert "SECRET" not in loggable("http://exa mple/?sig=SECRET")
+
+
+CONFIG = "providers: {mock: {kind: mock}}\nmodels: {m1: {provider: mock}}\n"
+
+
+def _core(tmp_path: Path, core: str) -> CoreConfig:
+    path = tmp_path / "interlock.yaml"
+    path.write_text(CONFIG + f"core: {core}\n")
+    return load_config(path, env={}).core
+
+
+def test_image_limit_defaults(tmp_path: Path) -> None:
+    core = _core(tmp_path, "{}")
+    assert (core.image_max_bytes, core.image_max_total_bytes, core.image_max_count) == (
+        5 * 1024 * 1024,
+        15 * 1024 * 1024,
+        16,
+    )
+    assert (core.image_fetch_concurrency, core.image_max_concurrent_fetches) == (4, 32)
+    assert not core.image_allow_private_networks and core.image_allow_hosts == ()
+
+
+def test_image_keys_parse(tmp_path: Path) -> None:
+    core = _core(
+        tmp_path,
+        "{image_max_total_bytes: 8MiB, image_max_count: 4, image_fetch_concurrency: 2,"
+        " image_max_concurrent_fetches: 8, image_allow_hosts: ['10.0.0.5:443', '[::1]:8080']}",
+    )
+    assert (core.image_max_total_bytes, core.image_max_count) == (8 * 1024 * 1024, 4)
+    assert (core.image_fetch_concurrency, core.image_max_concurrent_fetches) == (2, 8)
+    assert core.image_allow_hosts == (("10.0.0.5", 443), ("::1", 8080))
+
+
+@pytest.mark.parametrize(
+    "entry", ["images.internal:443", "10.0.0.5", "10.0.0.5:0", "10.0.0.5:99999", "[::1]", ":80"]
+)
+def test_allow_hosts_must_be_numeric_address_and_port(tmp_path: Path, entry: str) -> None:
+    with pytest.raises(ConfigError, match=r"^core\.image_allow_hosts: expected numeric"):
+        _core(tmp_path, f"{{image_allow_hosts: ['{entry}']}}")
+
+
+@pytest.mark.parametrize("key", ["image_max_count: 0", "image_fetch_concurrency: 0"])
+def test_image_counts_must_be_positive(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=r"^core\.image_"):
+        _core(tmp_path, f"{{{key}}}")
