@@ -250,7 +250,10 @@ class ImageFetcher:
             if len(body) > limit:
                 raise Unusable(f"larger than {limit} bytes")
             budget.spend(len(piece) * weight)
-        return f"data:{media_type};base64,{base64.b64encode(bytes(body)).decode()}"
+        sniffed = sniff(body)
+        if sniffed is None:  # a mislabelled body would only fail upstream, on a shared target
+            raise Unusable(f"the body is not a PNG, JPEG, GIF or WebP image (sent as {media_type})")
+        return f"data:{sniffed};base64,{base64.b64encode(bytes(body)).decode()}"
 
     def _unusable(self, param: str) -> GatewayError:
         """The one answer for every refusal and failure, whatever happened (no oracle)."""
@@ -261,6 +264,19 @@ class ImageFetcher:
             param=param,
             code="invalid_image_url",
         )
+
+
+def sniff(body: bytes | bytearray) -> str | None:
+    """The image type the bytes really are (their signature), or None."""
+    if body.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if body.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if body.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def _param(i: int, j: int) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from core.adapters.base import JSON, Capabilities, Target
 from core.dispatch import _Payloads, plan
-from core.images import ImageFetcher, ImageLimits
+from core.images import ImageFetcher, ImageLimits, sniff
 from core.routing import Candidate, ModelRegistry
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
@@ -104,6 +104,7 @@ def test_redirect_to_a_refused_address_is_refused(
         ("/big", "larger than 100000 bytes"),
         ("/html", "unsupported content type text/html"),
         ("/missing", "HTTP 404"),
+        ("/mislabelled", "not a PNG, JPEG, GIF or WebP image (sent as image/png)"),
     ],
 )
 def test_limits(images: ImageServer, caplog: pytest.LogCaptureFixture, path: str, why: str) -> None:
@@ -270,3 +271,19 @@ def test_payload_variants_share_one_fetch() -> None:
     assert len(calls) == 1
     assert first["messages"] == second["messages"] == [{"role": "user", "content": "inlined"}]
     assert "seed" not in first and second["seed"] == 1
+
+
+@pytest.mark.parametrize(
+    "body,media",
+    [
+        (PNG, "image/png"),
+        (b"\xff\xd8\xff\xe0\0\x10JFIF", "image/jpeg"),
+        (b"GIF89a\x01\0", "image/gif"),
+        (b"RIFF\x24\0\0\0WEBPVP8 ", "image/webp"),
+        (b"<svg/>", None),
+        (b"RIFF\x24\0\0\0WAVEfmt ", None),
+        (b"", None),
+    ],
+)
+def test_sniff_uses_the_bytes_not_the_label(body: bytes, media: str | None) -> None:
+    assert sniff(body) == media

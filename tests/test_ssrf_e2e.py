@@ -256,6 +256,7 @@ def test_every_failure_gives_the_same_answer(
     failures = [
         f"{images.url}/missing",
         f"{images.url}/html",
+        f"{images.url}/mislabelled",
         f"{images.url}/sized/0/{5 * MIB + 1}",
         f"{images.url}/loop",
         f"{images.url}/slow",

@@ -32,6 +32,7 @@ class ImageServer(FakeServer):
             ("/no-cookie", self.no_cookie),
             ("/held/{n}", self.held),
             ("/sized/{n}/{size}", self.sized),
+            ("/mislabelled", self.mislabelled),
         ]:
             app.router.add_get(path, handler)
         super().__init__(app)
@@ -45,8 +46,11 @@ class ImageServer(FakeServer):
         response = web.StreamResponse(headers={"content-type": "image/png"})
         await response.prepare(request)
         for _ in range(64):
-            await response.write(b"\0" * 4096)
+            await response.write(PNG[:8] + b"\0" * 4088)
         return response
+
+    async def mislabelled(self, request: web.Request) -> web.Response:
+        return web.Response(text="<svg onload=alert(1)>", content_type="image/png")
 
     async def html(self, request: web.Request) -> web.Response:
         return web.Response(text="<html>", content_type="text/html")
@@ -84,4 +88,5 @@ class ImageServer(FakeServer):
 
     async def sized(self, request: web.Request) -> web.Response:
         self.calls["sized"] += 1
-        return web.Response(body=b"\0" * int(request.match_info["size"]), content_type="image/png")
+        size = int(request.match_info["size"])
+        return web.Response(body=PNG[:8] + b"\0" * (size - 8), content_type="image/png")
