@@ -19,11 +19,13 @@ def signed(
     tier: str = "default",
     models: str = "*",
     ttl_s: float = 600,
+    now: float | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """Headers for one direct call and the exact body bytes they are bound to."""
     data = orjson.dumps(body) if isinstance(body, dict) else (body or b"")
     key = hop.HopKey(secret.encode() if isinstance(secret, str) else secret)
     request_id = "req_" + os.urandom(12).hex()
-    identity = hop.HopIdentity(tenant, tier, models, int(time.time() + ttl_s))
-    credential = hop.sign(key, identity, method, path, request_id, data)
+    signed_at = time.time() if now is None else now
+    identity = hop.HopIdentity(tenant, tier, models, int(signed_at + ttl_s))
+    credential = hop.sign(key, identity, method, path, request_id, data, now=signed_at)
     return {hop.HOP_HEADER: credential, hop.REQUEST_ID_HEADER: request_id}, data
