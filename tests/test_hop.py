@@ -3,7 +3,6 @@ every malformed value is refused with None, never an exception."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import json
@@ -14,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.state.store import MemoryStore
 from shared import hop
 
 KEY = hop.HopKey(b"x" * 40)
@@ -149,28 +147,3 @@ def test_signing_is_cheap() -> None:
         hop.sign(KEY, IDENTITY, "POST", PATH, "req_1", body)
     per_call_us = (time.perf_counter() - started) / runs * 1e6
     assert per_call_us < 200, per_call_us  # generous: the machine is shared
-
-
-def test_memory_claims_are_single_use_and_expire() -> None:
-    async def scenario() -> list[bool]:
-        store = MemoryStore()
-        first, again = await store.claim("n1", 0.05), await store.claim("n1", 0.05)
-        await asyncio.sleep(0.08)
-        return [first, again, await store.claim("n1", 0.05)]
-
-    assert asyncio.run(scenario()) == [True, False, True]
-
-
-def test_memory_claims_stay_bounded_and_never_forget_silently() -> None:
-    async def scenario() -> tuple[int, bool, bool, bool]:
-        store = MemoryStore(max_claims=100)
-        for i in range(250):
-            assert await store.claim(f"k{i}", 60)
-        size = len(store._claims)
-        # k0 was evicted while live: a replay of it is refused, not accepted as new.
-        evicted_replay = await store.claim("k0", 59)
-        live_replay = await store.claim("k249", 60)
-        fresh = await store.claim("new", 61)
-        return size, evicted_replay, live_replay, fresh
-
-    assert asyncio.run(scenario()) == (100, False, False, True)
