@@ -88,7 +88,7 @@ class HopKey:
                 (
                     HOP_VERSION.encode(),
                     method.encode("ascii", "replace"),
-                    path.encode("utf-8", "surrogateescape"),
+                    path.encode("utf-8", "surrogatepass"),
                     request_id.encode("ascii", "replace"),
                     payload,
                 )
