@@ -27,7 +27,7 @@ import os
 import time
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -170,9 +170,7 @@ def _claims(raw: Any) -> HopClaims | None:
     exp, iat, nonce, digest = raw.get("exp"), raw.get("iat"), raw.get("nonce"), raw.get("body")
     if not (isinstance(tenant, str) and tenant and isinstance(tier, str) and tier):
         return None
-    if not isinstance(models, str) or not isinstance(exp, int) or not isinstance(iat, int):
-        return None
-    if not (_time(exp) and _time(iat)):
+    if not isinstance(models, str) or not (_time(exp) and _time(iat)):
         return None
     if not (isinstance(nonce, str) and len(nonce) == _NONCE_CHARS and nonce.isascii()):
         return None
@@ -181,7 +179,8 @@ def _claims(raw: Any) -> HopClaims | None:
     return HopClaims(HopIdentity(tenant, tier, models, exp), iat, nonce, digest)
 
 
-def _time(value: Any) -> bool:
+def _time(value: Any) -> TypeGuard[int]:
+    """A whole number of seconds in range (JSON true/false and floats are refused)."""
     return type(value) is int and 0 <= value < _MAX_TIME
 
 
@@ -191,7 +190,7 @@ def remember_for(claims: HopClaims, now: float, max_skew_s: float) -> float:
     if abs(now - claims.issued_at) > max_skew_s:
         return 0.0
     until = min(claims.issued_at + max_skew_s, claims.identity.expires_at + EXPIRY_LEEWAY_S)
-    return max(0.0, math.ceil(until - now) + 1.0) if now <= until else 0.0
+    return float(math.ceil(until - now) + 1) if now <= until else 0.0
 
 
 def expires_at(token_exp: float, leeway_s: float) -> int:

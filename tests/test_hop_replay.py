@@ -15,6 +15,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support import hop_client, raw
 from tests.support.stack import Stack
@@ -268,3 +270,35 @@ def test_an_unsigned_request_never_makes_the_core_read_its_body(stack: Stack) ->
         assert response.status == 401
     finally:
         connection.close()
+
+
+_HEADER_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=120,
+)
+
+# Everything str.isdigit() accepts in the range a header can carry, up to well past the
+# int() conversion limit: the old timestamp parser's two 500s.
+_DIGITS = st.text(alphabet="0123456789²³¹", min_size=1, max_size=5000)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.one_of(
+        _HEADER_TEXT,
+        st.builds(lambda a, b, c: f"{a}.{b}.{c}", _HEADER_TEXT, _HEADER_TEXT, _HEADER_TEXT),
+        st.builds(lambda a, b: f"v1:{a}:{b}", _HEADER_TEXT, _HEADER_TEXT),
+        st.builds(lambda a, b: f"v1:{a}:{b}", _DIGITS, _HEADER_TEXT),
+        st.builds(lambda a, b: f"v2.{a}.{b}", _HEADER_TEXT, _HEADER_TEXT),
+    ),
+    _HEADER_TEXT,
+)
+def test_fuzzed_hop_headers_are_always_a_401(
+    stack: Stack, credential: str, request_id: str
+) -> None:
+    headers = {"x-interlock-hop": credential, "x-request-id": request_id or "r"}
+    headers.update({"x-interlock-tenant": "victim", "x-interlock-models": "*"})
+    response = raw.post(f"{stack.core_url}/v1/chat/completions", CHAT, headers=headers)
+    assert refused(response), (credential, request_id, response.status)
