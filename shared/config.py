@@ -18,6 +18,7 @@ from shared import configparse as cp
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
+from shared.hop import DEFAULT_MAX_SKEW_S
 
 __all__ = [
     "Config",
@@ -367,7 +368,7 @@ def _hop(raw: Any) -> HopConfig:
     secret = cp.optional_string(s, "secret", "hop")
     if secret is not None and len(secret) < 32:
         raise ConfigError("hop.secret: must be at least 32 characters")
-    max_skew = cp.duration(s, "max_skew", "hop", 60)
+    max_skew = cp.duration(s, "max_skew", "hop", DEFAULT_MAX_SKEW_S)
     if not 1 <= max_skew <= 600:
         # Nonces are remembered for the whole window: a long one costs state store memory.
         raise ConfigError("hop.max_skew: expected between 1s and 10m")

@@ -147,3 +147,17 @@ def test_signing_is_cheap() -> None:
         hop.sign(KEY, IDENTITY, "POST", PATH, "req_1", body)
     per_call_us = (time.perf_counter() - started) / runs * 1e6
     assert per_call_us < 200, per_call_us  # generous: the machine is shared
+
+
+def test_max_skew_defaults_to_a_minute_and_is_bounded() -> None:
+    from shared.config import ConfigError, parse_config
+
+    def skew(hop_section: dict[str, str]) -> int:
+        raw = {"providers": {"m": {"kind": "mock"}}, "hop": {"secret": "s" * 40, **hop_section}}
+        return parse_config(raw, "test", {}).hop.max_skew_s
+
+    assert skew({}) == hop.DEFAULT_MAX_SKEW_S == 60
+    assert skew({"max_skew": "2m"}) == 120
+    for bad in ("0s", "500ms", "1h"):
+        with pytest.raises(ConfigError, match=r"hop\.max_skew"):
+            skew({"max_skew": bad})
