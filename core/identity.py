@@ -8,6 +8,7 @@ store with one SET NX EX).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from shared.errors import GatewayError
 from shared.http import header_map, read_body
 from shared.patterns import compile_patterns
 from shared.traceparent import child_of
+
+log = logging.getLogger("interlock.core")
 
 NONCE_KEY_PREFIX = "il:hop:"
 _MAX_MATCHERS = 4096
@@ -80,7 +83,9 @@ class HopVerifier:
         if hop.body_digest(body) != claims.body_digest:
             raise _unauthorized()
         if not await self._store.claim(NONCE_KEY_PREFIX + claims.nonce, ttl):
-            raise _unauthorized()  # replayed
+            # Only a captured credential gets this far: worth an operator's attention.
+            log.warning("refused a replayed hop credential (request id %s)", request_id)
+            raise _unauthorized()
         identity = claims.identity
         caller = Caller(
             tenant=identity.tenant,

@@ -139,6 +139,7 @@ def test_a_captured_hop_request_is_single_use(stack: Stack, recorder: Recorder) 
     assert set(captured.headers) & {"x-interlock-tenant", "x-interlock-tier"} == set()
     assert deliver(stack, captured).status == 200
     assert refused(deliver(stack, captured))  # the same bytes again: replay
+    stack.wait_for_log("refused a replayed hop credential", captured.headers["x-request-id"])
     models = capture(stack, recorder, path="/v1/models")
     assert deliver(stack, models).status == 200
     assert refused(deliver(stack, models))
