@@ -40,7 +40,8 @@ from shared.http import EXCEPTION_HANDLERS, error_response
 
 log = logging.getLogger("interlock.core")
 
-Handler = Callable[[Request, Caller], Awaitable[Response]]
+# Handlers get the body the hop check already read (capped) and matched to its digest.
+Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
 
 
 class CoreState:
@@ -48,9 +49,6 @@ class CoreState:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.verifier = HopVerifier(
-            hop.resolve_secret(config.hop.secret, config.state_dir), config.hop.max_skew_s
-        )
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         upstreams: dict[str, Upstream] = {}
@@ -79,6 +77,11 @@ class CoreState:
             ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
             if config.state.redis_url
             else MemoryStore()
+        )
+        self.verifier = HopVerifier(
+            hop.resolve_secret(config.hop.secret, config.state_dir),
+            config.hop.max_skew_s,
+            self.store,
         )
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
@@ -137,17 +140,15 @@ def create_app(config: Config) -> Starlette:
         async def endpoint(request: Request) -> Response:
             caller: Caller | None = None
             try:
-                caller = state.verifier.caller(request)
-                return await handler(request, caller)
+                caller, body = await state.verifier.authenticate(request, max_body)
+                return await handler(request, caller, body)
             except GatewayError as error:
                 extra = {"x-request-id": caller.request_id} if caller else None
                 return error_response(error, api, extra)
 
         return endpoint
 
-    chat = ChatEndpoint(
-        state.registry, state.dispatcher, max_body, state.limiter, state.images.inline
-    )
+    chat = ChatEndpoint(state.registry, state.dispatcher, state.limiter, state.images.inline)
     embeddings = EmbeddingsEndpoint(
         state.registry, config, state.client, state.timeouts, state.dispatcher, state.limiter
     )
@@ -155,12 +156,11 @@ def create_app(config: Config) -> Starlette:
         state.registry,
         state.dispatcher,
         Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
-        max_body,
         state.images.inline,
         state.limiter,
     )
 
-    async def models(request: Request, caller: Caller) -> Response:
+    async def models(request: Request, caller: Caller, body: bytes) -> Response:
         created = state.registry.created
         data = [
             {"id": name, "object": "model", "created": created, "owned_by": owner}

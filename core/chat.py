@@ -19,7 +19,6 @@ from core.relay import OpenAIStreamEncoder, relay
 from core.routing import ModelRegistry, Route
 from core.validate import parse_json_object, validate_chat
 from shared.errors import GatewayError
-from shared.http import read_body
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -72,18 +71,16 @@ class ChatEndpoint:
         self,
         registry: ModelRegistry,
         dispatcher: Dispatcher,
-        max_body: int,
         limiter: TenantLimiter | None = None,
         inliner: ImageInliner | None = None,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
-        self._max_body = max_body
         self._limiter = limiter
         self._inliner = inliner
 
-    async def __call__(self, request: Request, caller: Caller) -> Response:
-        payload = parse_json_object(await read_body(request, self._max_body))
+    async def __call__(self, request: Request, caller: Caller, body: bytes) -> Response:
+        payload = parse_json_object(body)
         stream, include_usage = validate_chat(payload)
         model: str = payload["model"]
         dispatcher = self._dispatcher

@@ -1,17 +1,31 @@
-"""Who is calling: the tenant identity the edge vouched for with its hop credential."""
+"""Who is calling: the tenant identity the edge vouched for with its hop credential.
+
+Verification reads the body (capped) exactly once, because the credential is bound to the body's
+digest; the handler gets those bytes. Every failure, however malformed the input, is the same
+401 envelope, and a credential is accepted at most once (its nonce is claimed in the state
+store with one SET NX EX).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from core.state.store import Store
 from shared import hop
 from shared.errors import GatewayError
-from shared.http import header_map
+from shared.http import header_map, read_body
 from shared.patterns import compile_patterns
 from shared.traceparent import child_of
+
+log = logging.getLogger("interlock.core")
+
+NONCE_KEY_PREFIX = "il:hop:"
+_MAX_MATCHERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,47 +50,58 @@ def _deny_all(name: str) -> bool:
 
 
 class HopVerifier:
-    def __init__(self, secret: bytes, max_skew_s: int) -> None:
-        self._secret = secret
+    def __init__(self, secret: bytes, max_skew_s: int, store: Store) -> None:
+        self._key = hop.HopKey(secret)
         self._max_skew_s = max_skew_s
+        self._store = store
         self._matchers: dict[str, Callable[[str], bool]] = {}
 
-    def caller(self, request: Request) -> Caller:
+    async def authenticate(self, request: Request, max_body: int) -> tuple[Caller, bytes]:
+        """The caller and the request's body, or a 401: MAC and freshness first (no body is
+        read for a forged credential), then the body against its digest, then the nonce."""
         headers = header_map(request)
-        credential = headers.get(hop.HOP_HEADER)
-        tenant = headers.get(hop.TENANT_HEADER)
         request_id = headers.get(hop.REQUEST_ID_HEADER)
-        if not credential or not tenant or not request_id:
+        if request_id is None or not hop.valid_request_id(request_id):
             raise _unauthorized()
-        identity = hop.HopIdentity(
-            tenant=tenant,
-            tier=headers.get(hop.TIER_HEADER, ""),
-            models=headers.get(hop.MODELS_HEADER, ""),
-            request_id=request_id,
-        )
-        if not hop.verify(
-            self._secret,
-            credential,
-            identity,
+        claims = hop.authenticate(
+            self._key,
+            headers.get(hop.HOP_HEADER),
             request.method,
             request.scope["path"],
-            self._max_skew_s,
-        ):
+            request_id,
+        )
+        if claims is None:
             raise _unauthorized()
-        return Caller(
-            tenant=tenant,
+        ttl = hop.remember_for(claims, time.time(), self._max_skew_s)
+        if ttl <= 0:
+            raise _unauthorized()
+        try:
+            body = await read_body(request, max_body)
+        except GatewayError as error:
+            error.headers = {**error.headers, hop.REQUEST_ID_HEADER: request_id}
+            raise
+        if hop.body_digest(body) != claims.body_digest:
+            raise _unauthorized()
+        if not await self._store.claim(NONCE_KEY_PREFIX + claims.nonce, ttl):
+            # Only a captured credential gets this far: worth an operator's attention.
+            log.warning("refused a replayed hop credential (request id %s)", request_id)
+            raise _unauthorized()
+        identity = claims.identity
+        caller = Caller(
+            tenant=identity.tenant,
             tier=identity.tier,
             request_id=request_id,
             traceparent=child_of(headers.get(hop.TRACEPARENT_HEADER)),
             allows=self._matcher(identity.models),
         )
+        return caller, body
 
     def _matcher(self, models: str) -> Callable[[str], bool]:
         matcher = self._matchers.get(models)
         if matcher is None:
             # The edge always sends the token's list ("*" when unrestricted); empty means none.
             matcher = compile_patterns(models.split(",")) if models else _deny_all
-            if len(self._matchers) >= 4096:
+            if len(self._matchers) >= _MAX_MATCHERS:
                 self._matchers.clear()
             self._matchers[models] = matcher
         return matcher

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from edge.auth import TokenVerifier, VerifiedToken
+from edge.core_tls import core_tls_context
 from edge.jwks import JwksRefresher, load_public_keys
 from edge.routing import PoolRouter
 from shared import hop
@@ -75,16 +76,23 @@ class EdgeState:
         self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
         self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
         self.router = PoolRouter(config.edge)
-        self.hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir)
+        self.hop_key = hop.HopKey(hop.resolve_secret(config.hop.secret, config.state_dir))
+        self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=5, sock_read=config.edge.core_timeout_s
         )
+        self.core_tls = core_tls_context(config.edge)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+            ssl=self.core_tls if self.core_tls is not None else True,
+        )
         self.session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
@@ -106,14 +114,20 @@ class EdgeState:
         token: VerifiedToken,
         path: str,
         request_id: str,
+        body: bytes,
     ) -> dict[str, str]:
-        identity = hop.HopIdentity(token.tenant, token.tier, token.models, request_id)
+        """Identity travels only inside the signed hop credential (any `sub` round-trips
+        exactly), bound to this method, path, body and request id, and to the token's expiry."""
+        identity = hop.HopIdentity(
+            token.tenant,
+            token.tier,
+            token.models,
+            hop.expires_at(token.expires_at, self.token_leeway_s),
+        )
+        credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
         headers = {
             "content-type": "application/json",
-            hop.HOP_HEADER: hop.sign(self.hop_secret, identity, request.method, path),
-            hop.TENANT_HEADER: token.tenant,
-            hop.TIER_HEADER: token.tier,
-            hop.MODELS_HEADER: token.models,
+            hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
             hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
         }
@@ -134,7 +148,7 @@ class EdgeState:
         request_id: str,
     ) -> Response:
         path: str = request.scope["path"]
-        headers = self.hop_headers(request, incoming, token, path, request_id)
+        headers = self.hop_headers(request, incoming, token, path, request_id, body or b"")
         session = self.session
         if session is None:
             raise _core_unavailable()

@@ -19,6 +19,7 @@ from shared import configparse as cp
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
+from shared.hop import DEFAULT_MAX_SKEW_S
 
 __all__ = [
     "Config",
@@ -52,7 +53,7 @@ class AuthConfig:
 @dataclass(frozen=True)
 class HopConfig:
     secret: str | None  # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up
-    max_skew_s: int
+    max_skew_s: int  # signing time vs the core's clock; hop nonces are remembered this long
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class EdgeConfig:
     routes: tuple[RouteConfig, ...]
     default_pool: str
     core_timeout_s: float
+    # TLS to https:// core pools: a CA bundle (else the system's), and a client pair for mTLS.
+    core_ca_file: Path | None = None
+    core_client_cert: Path | None = None
+    core_client_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,18 @@ _AUTH = frozenset(
 )
 _HOP = frozenset({"secret", "max_skew"})
 _EDGE = frozenset(
-    {"host", "port", "max_body_bytes", "pools", "routes", "default_pool", "core_timeout"}
+    {
+        "host",
+        "port",
+        "max_body_bytes",
+        "pools",
+        "routes",
+        "default_pool",
+        "core_timeout",
+        "core_ca_file",
+        "core_client_cert",
+        "core_client_key",
+    }
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
 _CORE = frozenset(
@@ -364,7 +380,11 @@ def _hop(raw: Any) -> HopConfig:
     secret = cp.optional_string(s, "secret", "hop")
     if secret is not None and len(secret) < 32:
         raise ConfigError("hop.secret: must be at least 32 characters")
-    return HopConfig(secret=secret, max_skew_s=int(cp.duration(s, "max_skew", "hop", 300)))
+    max_skew = cp.duration(s, "max_skew", "hop", DEFAULT_MAX_SKEW_S)
+    if not 1 <= max_skew <= 600:
+        # Nonces are remembered for the whole window: a long one costs state store memory.
+        raise ConfigError("hop.max_skew: expected between 1s and 10m")
+    return HopConfig(secret=secret, max_skew_s=int(max_skew))
 
 
 def _port(s: dict[str, Any], path: str, env_name: str, env: dict[str, str], default: int) -> int:
@@ -396,6 +416,8 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
     )
     if default_pool not in pools:
         raise ConfigError(f"edge.default_pool: no pool named {default_pool!r}")
+    if ("core_client_cert" in s) != ("core_client_key" in s):
+        raise ConfigError("edge.core_client_cert: give both core_client_cert and core_client_key")
     routes_raw = s.get("routes") or []
     if not isinstance(routes_raw, list):
         raise ConfigError("edge.routes: expected a list")
@@ -421,7 +443,15 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         routes=tuple(routes),
         default_pool=default_pool,
         core_timeout_s=cp.duration(s, "core_timeout", "edge", 900),
+        core_ca_file=_path(s, "core_ca_file"),
+        core_client_cert=_path(s, "core_client_cert"),
+        core_client_key=_path(s, "core_client_key"),
     )
+
+
+def _path(s: dict[str, Any], key: str) -> Path | None:
+    value = cp.optional_string(s, key, "edge")
+    return Path(value) if value else None
 
 
 def _core(raw: Any, env: dict[str, str]) -> CoreConfig:

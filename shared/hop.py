@@ -1,30 +1,58 @@
 """The edge -> core hop contract.
 
 The core must never trust tenant identity from plain headers: a client could send them. The edge
-signs the identity headers with a secret only edge and core share (HMAC-SHA256, cheap enough
-for every request), and the core recomputes the signature before it reads any of them.
+sends the identity in ONE header, `x-interlock-hop: v2.<payload>.<mac>`:
+
+- `payload` is base64url(orjson({tenant, tier, models, exp, iat, nonce, body})). Encoding the
+  identity as JSON inside base64url means any `sub`/`tier` string the token may carry (any
+  Unicode, spaces, CR, NUL, DEL) crosses the hop byte-exact; raw header values could not (aiohttp
+  refuses control characters, the core decodes headers as latin-1 and strips spaces).
+- `mac` is base64url(HMAC-SHA256(secret, "v2\\n" method "\\n" path "\\n" request-id "\\n"
+  payload)): the credential is bound to the method, the path, the request id (kept in its own
+  `x-request-id` header), the token's expiry, the time it was signed, a random nonce and the
+  sha256 of the exact body bytes. The core checks all of them, then claims the nonce once in
+  the state store, so a captured credential cannot be replayed, not even with the same body.
+
+Everything a client can reach on the core goes through `authenticate` first, which refuses any
+malformed value (non-ASCII, oversized, wrong shape, wrong types) with `None`, never an exception.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
+import math
 import os
 import time
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import orjson
 
 HOP_HEADER = "x-interlock-hop"
-TENANT_HEADER = "x-interlock-tenant"
-TIER_HEADER = "x-interlock-tier"
-MODELS_HEADER = "x-interlock-models"
 REQUEST_ID_HEADER = "x-request-id"
 TRACEPARENT_HEADER = "traceparent"
 
 # Headers a client may never set itself: the edge drops them before forwarding.
 RESERVED_PREFIX = "x-interlock-"
 
-HOP_VERSION = "v1"
-DEFAULT_MAX_SKEW_S = 300
+HOP_VERSION = "v2"
+# How far the signing time may be from the core's clock. Nonces are remembered for this long,
+# so it bounds the replay store too: keep it short (clock sync between tiers is assumed).
+DEFAULT_MAX_SKEW_S = 60
+# Past the edge's own end of trust in the token (exp + the edge's JWT leeway), the core allows
+# only this much for clock difference and transit.
+EXPIRY_LEEWAY_S = 5
+# A token header is capped at 64 KiB by auth.max_header_bytes; its claims, re-encoded, fit.
+MAX_CREDENTIAL_CHARS = 96 * 1024
+MAX_REQUEST_ID_CHARS = 128
+_MAC_CHARS = 43  # base64url of 32 bytes, unpadded
+_NONCE_CHARS = 32
+_DIGEST_CHARS = 64
+_MAX_TIME = 1 << 40  # seconds; far beyond any real clock, small enough for float-exact maths
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,50 +60,142 @@ class HopIdentity:
     tenant: str
     tier: str
     models: str  # comma-separated allowed-model patterns from the token; "*" = any
-    request_id: str
+    expires_at: int  # the edge's last second of trust in the token (exp + its leeway)
 
 
-def _message(ts: str, identity: HopIdentity, method: str, path: str) -> bytes:
-    return "\n".join(
-        (
-            HOP_VERSION,
-            ts,
-            identity.request_id,
-            identity.tenant,
-            identity.tier,
-            identity.models,
-            method,
-            path,
+@dataclass(frozen=True, slots=True)
+class HopClaims:
+    """A credential whose MAC checked out; freshness, body and nonce are checked next."""
+
+    identity: HopIdentity
+    issued_at: int
+    nonce: str
+    body_digest: str  # sha256 hex of the body bytes the edge sent
+
+
+class HopKey:
+    """The shared secret, keyed once: each MAC then costs one copy of the keyed state."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: bytes) -> None:
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def mac(self, method: str, path: str, request_id: str, payload: bytes) -> str:
+        mac = self._keyed.copy()
+        mac.update(
+            b"\n".join(
+                (
+                    HOP_VERSION.encode(),
+                    method.encode("ascii", "replace"),
+                    path.encode("utf-8", "surrogatepass"),
+                    request_id.encode("ascii", "replace"),
+                    payload,
+                )
+            )
         )
-    ).encode()
+        return urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+    def __repr__(self) -> str:
+        return "HopKey(********)"
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
 
 def sign(
-    secret: bytes, identity: HopIdentity, method: str, path: str, now: float | None = None
-) -> str:
-    ts = str(int(time.time() if now is None else now))
-    digest = hmac.new(secret, _message(ts, identity, method, path), hashlib.sha256).hexdigest()
-    return f"{HOP_VERSION}:{ts}:{digest}"
-
-
-def verify(
-    secret: bytes,
-    credential: str,
+    key: HopKey,
     identity: HopIdentity,
     method: str,
     path: str,
-    max_skew_s: int = DEFAULT_MAX_SKEW_S,
+    request_id: str,
+    body: bytes,
     now: float | None = None,
-) -> bool:
-    parts = credential.split(":")
-    if len(parts) != 3 or parts[0] != HOP_VERSION or not parts[1].isdigit():
-        return False
-    ts = parts[1]
-    current = time.time() if now is None else now
-    if abs(current - int(ts)) > max_skew_s:
-        return False
-    expected = hmac.new(secret, _message(ts, identity, method, path), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts[2])
+    nonce: str | None = None,
+) -> str:
+    """The credential for one request: one sha256 of the body, one HMAC."""
+    claims = {
+        "tenant": identity.tenant,
+        "tier": identity.tier,
+        "models": identity.models,
+        "exp": identity.expires_at,
+        "iat": int(time.time() if now is None else now),
+        "nonce": nonce or os.urandom(_NONCE_CHARS // 2).hex(),
+        "body": body_digest(body),
+    }
+    payload = urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=")
+    return f"{HOP_VERSION}.{payload.decode('ascii')}.{key.mac(method, path, request_id, payload)}"
+
+
+def valid_request_id(value: str | None) -> bool:
+    """Visible ASCII, bounded: the id is echoed in headers and logs."""
+    return (
+        value is not None
+        and 0 < len(value) <= MAX_REQUEST_ID_CHARS
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def authenticate(
+    key: HopKey, credential: str | None, method: str, path: str, request_id: str
+) -> HopClaims | None:
+    """The claims if the credential is well-formed and its MAC matches; otherwise None.
+
+    The shape is checked before any decoding, and the payload is decoded only once the MAC has
+    proven the edge wrote it; no input makes this raise."""
+    if credential is None or len(credential) > MAX_CREDENTIAL_CHARS or not credential.isascii():
+        return None
+    parts = credential.split(".")
+    if len(parts) != 3 or parts[0] != HOP_VERSION or len(parts[2]) != _MAC_CHARS:
+        return None
+    payload = parts[1].encode("ascii")
+    if not payload or not _B64URL.issuperset(payload):
+        return None
+    if not hmac.compare_digest(key.mac(method, path, request_id, payload), parts[2]):
+        return None
+    try:
+        raw = orjson.loads(urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return _claims(raw)
+
+
+def _claims(raw: Any) -> HopClaims | None:
+    if not isinstance(raw, dict):
+        return None
+    tenant, tier, models = raw.get("tenant"), raw.get("tier"), raw.get("models")
+    exp, iat, nonce, digest = raw.get("exp"), raw.get("iat"), raw.get("nonce"), raw.get("body")
+    if not (isinstance(tenant, str) and tenant and isinstance(tier, str) and tier):
+        return None
+    if not isinstance(models, str) or not (_time(exp) and _time(iat)):
+        return None
+    if not (isinstance(nonce, str) and len(nonce) == _NONCE_CHARS and nonce.isascii()):
+        return None
+    if not (isinstance(digest, str) and len(digest) == _DIGEST_CHARS):
+        return None
+    return HopClaims(HopIdentity(tenant, tier, models, exp), iat, nonce, digest)
+
+
+def _time(value: Any) -> TypeGuard[int]:
+    """A whole number of seconds in range (JSON true/false and floats are refused)."""
+    return type(value) is int and 0 <= value < _MAX_TIME
+
+
+def remember_for(claims: HopClaims, now: float, max_skew_s: float) -> float:
+    """Seconds the nonce must be remembered: until the credential would be refused anyway as
+    stale or expired; 0 when it is already refused (too old, too new, or the token expired)."""
+    if abs(now - claims.issued_at) > max_skew_s:
+        return 0.0
+    until = min(claims.issued_at + max_skew_s, claims.identity.expires_at + EXPIRY_LEEWAY_S)
+    return float(math.ceil(until - now) + 1) if now <= until else 0.0
+
+
+def expires_at(token_exp: float, leeway_s: float) -> int:
+    """The `exp` the edge puts on the hop: the last second it would still accept the token."""
+    return math.floor(token_exp + leeway_s)
 
 
 def resolve_secret(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from shared import hop
-from tests.support import raw
+from tests.support import hop_client, raw
 from tests.support.stack import Stack
 
 GOOD = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
@@ -88,25 +87,16 @@ def test_core_rejects_calls_without_hop_credential(stack: Stack) -> None:
 
 
 def test_core_rejects_spoofed_identity_headers(stack: Stack) -> None:
-    forged = {
-        hop.TENANT_HEADER: "victim",
-        hop.TIER_HEADER: "enterprise",
-        hop.MODELS_HEADER: "*",
-        hop.REQUEST_ID_HEADER: "req_x",
-        hop.HOP_HEADER: hop.sign(
-            b"a-guessed-secret-that-is-long-enough!!",
-            hop.HopIdentity("victim", "enterprise", "*", "req_x"),
-            "POST",
-            "/v1/chat/completions",
-        ),
-    }
-    response = raw.post(f"{stack.core_url}/v1/chat/completions", GOOD, headers=forged)
+    forged, body = hop_client.signed(
+        "a-guessed-secret-that-is-long-enough!!", GOOD, tenant="victim", tier="enterprise"
+    )
+    response = raw.post(f"{stack.core_url}/v1/chat/completions", body, headers=forged)
     assert response.status == 401
 
 
 def test_client_identity_headers_do_not_cross_the_edge(stack: Stack) -> None:
     token = stack.token(tenant="tenant-a", models=["mock-*"])
-    spoof = {hop.TENANT_HEADER: "victim", hop.MODELS_HEADER: "*"}
+    spoof = {"x-interlock-tenant": "victim", "x-interlock-models": "*"}
     listed = raw.request(
         "GET", f"{stack.edge_url}/v1/models", headers={"authorization": f"Bearer {token}", **spoof}
     )

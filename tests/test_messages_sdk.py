@@ -369,10 +369,10 @@ def test_core_without_hop_credential_answers_in_the_anthropic_envelope(stack: St
     assert response.status == 401
     assert anthropic_error(response)["type"] == "authentication_error"
     forged = {
-        hop.TENANT_HEADER: "victim",
-        hop.MODELS_HEADER: "*",
+        "x-interlock-tenant": "victim",
+        "x-interlock-models": "*",
         hop.REQUEST_ID_HEADER: "req_x",
-        hop.HOP_HEADER: "v1.0.forged",
+        hop.HOP_HEADER: "v2.e30.forged",
     }
     assert raw.post(f"{stack.core_url}/v1/messages", body, headers=forged).status == 401
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import hop
-from tests.support import raw
+from tests.support import hop_client, raw
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Cluster
 
@@ -128,18 +127,9 @@ def test_tenant_rpm_is_enforced_across_replicas(cluster: Cluster, fake: FakeOpen
 
 def direct_to_core(cluster: Cluster, index: int, body: dict[str, object]) -> raw.RawResponse:
     """Call one core replica directly, with a hop credential signed like the edge does."""
-    request_id = f"req_direct{index}{time.monotonic_ns()}"
-    identity = hop.HopIdentity("acme", "default", "*", request_id)
-    secret = cluster.env["INTERLOCK_HOP_SECRET"].encode()
-    headers = {
-        hop.HOP_HEADER: hop.sign(secret, identity, "POST", "/v1/chat/completions"),
-        hop.TENANT_HEADER: "acme",
-        hop.TIER_HEADER: "default",
-        hop.MODELS_HEADER: "*",
-        hop.REQUEST_ID_HEADER: request_id,
-    }
+    headers, data = hop_client.signed(cluster.env["INTERLOCK_HOP_SECRET"], body)
     url = f"http://127.0.0.1:{cluster.core_ports[index]}/v1/chat/completions"
-    return raw.post(url, body, headers=headers)
+    return raw.post(url, data, headers=headers)
 
 
 def test_an_open_circuit_is_shared_with_the_other_replica(

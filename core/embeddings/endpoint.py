@@ -34,7 +34,6 @@ from core.limits import TenantLimiter
 from core.routing import ModelRegistry
 from core.validate import parse_json_object
 from shared.config import Config
-from shared.http import read_body
 
 ESTIMATED_HEADER = "x-interlock-usage-estimated"
 
@@ -60,7 +59,6 @@ class EmbeddingsEndpoint:
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
-        self._max_body = config.core.max_body_bytes
         self._limiter = limiter
         self._sender = Sender(session, timeouts, build_signers(config))
 
@@ -78,8 +76,8 @@ class EmbeddingsEndpoint:
             attempt if target is attempt.target else replace(attempt, target=target)
         )
 
-    async def __call__(self, request: Request, caller: Caller) -> Response:
-        payload = parse_json_object(await read_body(request, self._max_body))
+    async def __call__(self, request: Request, caller: Caller, raw: bytes) -> Response:
+        payload = parse_json_object(raw)
         embedding_request = validate_embeddings(payload)
         model = embedding_request.model
         attempts = plan(resolve_route(self._registry, caller, model), embedding_request)

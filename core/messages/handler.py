@@ -32,7 +32,7 @@ from core.messages.validate import validate_request
 from core.relay import relay
 from core.routing import ModelRegistry
 from core.validate import parse_json_object
-from shared.http import JSON_MEDIA, read_body
+from shared.http import JSON_MEDIA
 
 log = logging.getLogger("interlock.core")
 
@@ -92,19 +92,16 @@ class MessagesEndpoint:
         registry: ModelRegistry,
         dispatcher: Dispatcher,
         passthrough: Passthrough,
-        max_body: int,
         inliner: ImageInliner | None = None,
         limiter: TenantLimiter | None = None,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
         self._passthrough = passthrough
-        self._max_body = max_body
         self._inliner = inliner
         self._limiter = limiter
 
-    async def __call__(self, request: Request, caller: Caller) -> Response:
-        raw = await read_body(request, self._max_body)
+    async def __call__(self, request: Request, caller: Caller, raw: bytes) -> Response:
         payload = parse_json_object(raw)
         stream = validate_request(payload)
         call = _Call(caller, payload, raw, request)

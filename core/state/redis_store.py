@@ -153,6 +153,15 @@ class RedisStore:
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._redis.set(key, value, px=max(1, int(ttl_s * 1000)))
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """One SET NX PX; on the lean pipelined client when the URL allows it (hot path)."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if self._fast is not None:
+            reply = await self._fast.call("SET", key, b"1", "NX", "PX", ttl_ms)
+        else:
+            reply = await self._redis.set(key, b"1", nx=True, px=ttl_ms)
+        return reply is not None  # "OK" / True when set; nil when the key already exists
+
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 

@@ -93,6 +93,13 @@ class ResilientStore:
             lambda: self.fallback.set(key, value, ttl_s),
         )
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """fail_open: claims fall back to this process's memory (a replay to another replica
+        during the outage is not caught); fail_closed: 503 like every other shared-state call."""
+        return await self._call(
+            lambda: self.primary.claim(key, ttl_s), lambda: self.fallback.claim(key, ttl_s)
+        )
+
     async def ping(self) -> bool:
         try:
             return await self.primary.ping()

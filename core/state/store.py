@@ -25,6 +25,11 @@ class Store(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """Create `key` for `ttl_s` unless it exists (SET NX EX, one atomic call): True for
+        the first claim, False while the key lives. Single-use tokens (hop nonces) use it."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -33,10 +38,14 @@ class Store(Protocol):
 class MemoryStore:
     """Per-process state: the embedded default, and the fail-open fallback when Redis is down."""
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    def __init__(self, max_keys: int = 100_000, max_claims: int = 262_144) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._values: dict[str, tuple[bytes, float]] = {}
         self._max_keys = max_keys
+        # Claimed keys -> expiry, in claim order. Bounded: see `claim`.
+        self._claims: dict[str, float] = {}
+        self._max_claims = max_claims
+        self._claims_floor = 0.0
 
     def _bound(self, mapping: dict[str, object]) -> None:
         if len(mapping) >= self._max_keys:
@@ -65,6 +74,29 @@ class MemoryStore:
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._bound(self._values)  # type: ignore[arg-type]
         self._values[key] = (value, time.monotonic() + ttl_s)
+
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """Bounded without forgetting silently: expired claims are dropped from the front
+        (claims arrive in roughly expiry order); if the store is still full, the oldest live
+        claim is evicted and its expiry becomes a floor. A claim that would expire no later than
+        an evicted one is refused, since the store can no longer prove it is the first."""
+        now = time.monotonic()
+        expiry = now + ttl_s
+        claims = self._claims
+        known = claims.get(key)
+        if known is not None:
+            if known > now:
+                return False
+            del claims[key]  # re-inserted at the end: the order stays roughly by expiry
+        if expiry <= self._claims_floor:
+            return False
+        while claims:
+            oldest = next(iter(claims))
+            if claims[oldest] > now and len(claims) < self._max_claims:
+                break
+            self._claims_floor = max(self._claims_floor, claims.pop(oldest))
+        claims[key] = expiry
+        return True
 
     async def ping(self) -> bool:
         return True

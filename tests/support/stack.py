@@ -18,7 +18,7 @@ import yaml
 
 from core.keys import init_keys, issue_token
 from shared.config import Config, load_config
-from tests.support.net import free_port, wait_http
+from tests.support.net import free_port, wait_http, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +46,11 @@ class Stack:
         overrides: dict[str, Any] | None = None,
         core_port: int | None = None,
         edge_port: int | None = None,
+        core_ssl_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
+        # uvicorn --ssl-* options: the core serves https (edge pools must say https too).
+        self.core_ssl_args = core_ssl_args
         workdir.mkdir(parents=True, exist_ok=True)
         self.core_port = core_port or free_port()
         self.edge_port = edge_port or free_port()
@@ -85,6 +88,7 @@ class Stack:
                 "--port",
                 str(port),
                 "--no-access-log",
+                *(self.core_ssl_args if tier == "core" else ()),
             ],
             env=self.env,
             cwd=ROOT,
@@ -99,7 +103,10 @@ class Stack:
         core = self._spawn("core", self.core_port)
         edge = self._spawn("edge", self.edge_port)
         try:
-            wait_http(f"{self.core_url}/readyz", process=core)
+            if self.core_ssl_args:
+                wait_port(self.core_port)  # uvicorn listens once its lifespan has started
+            else:
+                wait_http(f"{self.core_url}/readyz", process=core)
             wait_http(f"{self.edge_url}/healthz", process=edge)
         except Exception as exc:
             self.stop()
@@ -123,7 +130,8 @@ class Stack:
 
     @property
     def core_url(self) -> str:
-        return f"http://127.0.0.1:{self.core_port}"
+        scheme = "https" if self.core_ssl_args else "http"
+        return f"{scheme}://127.0.0.1:{self.core_port}"
 
     def token(
         self,
