@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from shared import claims
 from shared import configparse as cp
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
@@ -46,6 +47,15 @@ class AuthConfig:
     cache_size: int
     jwks_url: str | None = None  # fetched at start-up and refreshed: key rotation
     jwks_refresh_s: float = 300.0  # 0: never re-read (file) or re-fetch (URL)
+    # Revocation list (shared/revocation.py): a file (`interlock token revoke` writes it) or a
+    # URL, re-read every revocation_refresh_s. When set explicitly it must load at start-up;
+    # the default file may be absent (a fresh install has revoked nothing).
+    revocation_file: Path = Path(".interlock/revocations.json")
+    revocation_url: str | None = None
+    revocation_refresh_s: float = 10.0
+    revocation_required: bool = False
+    # Per-tenant client networks (edge-enforced, on top of a token's own `cidrs` claim).
+    tenant_cidrs: dict[str, tuple[claims.Network, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class EdgeConfig:
     routes: tuple[RouteConfig, ...]
     default_pool: str
     core_timeout_s: float
+    # Proxies whose X-Forwarded-For is believed (client address for network allowlists).
+    trusted_proxies: tuple[claims.Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,9 +130,20 @@ class RateLimit:
 class LimitsConfig:
     tiers: dict[str, RateLimit]
     tenants: dict[str, RateLimit]  # per-tenant overrides take precedence over the tier
+    default_tier: str | None = None  # for tokens whose tier is not configured
+
+    def tier_for(self, tier: str) -> str | None:
+        """The configured tier a token's tier resolves to; None when it is unknown and there
+        is no default tier (the core refuses such callers: never "unlimited")."""
+        return tier if tier in self.tiers else self.default_tier
 
     def for_caller(self, tenant: str, tier: str) -> RateLimit | None:
-        return self.tenants.get(tenant) or self.tiers.get(tier)
+        """The caller's limits; None only when it has no override and no tiers exist."""
+        override = self.tenants.get(tenant)
+        if override is not None:
+            return override
+        resolved = self.tier_for(tier)
+        return self.tiers[resolved] if resolved is not None else None
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,7 @@ _TOP = frozenset(
     }
 )
 _STATE = frozenset({"redis_url", "on_redis_down"})
-_LIMITS = frozenset({"tiers", "tenants"})
+_LIMITS = frozenset({"tiers", "tenants", "default_tier"})
 _RATE = frozenset({"rpm", "tpm"})
 _AUTH = frozenset(
     {
@@ -169,11 +192,24 @@ _AUTH = frozenset(
         "leeway",
         "max_header_bytes",
         "cache_size",
+        "revocation_file",
+        "revocation_url",
+        "revocation_refresh",
+        "tenant_cidrs",
     }
 )
 _HOP = frozenset({"secret", "max_skew"})
 _EDGE = frozenset(
-    {"host", "port", "max_body_bytes", "pools", "routes", "default_pool", "core_timeout"}
+    {
+        "host",
+        "port",
+        "max_body_bytes",
+        "pools",
+        "routes",
+        "default_pool",
+        "core_timeout",
+        "trusted_proxies",
+    }
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
 _CORE = frozenset(
@@ -306,10 +342,57 @@ def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
 
 def _limits(raw: Any) -> LimitsConfig:
     s = cp.section(raw, "limits", _LIMITS)
+    tiers = _rate_limits(s.get("tiers"), "limits.tiers")
+    default_tier = cp.optional_string(s, "default_tier", "limits")
+    if default_tier is not None and default_tier not in tiers:
+        raise ConfigError(f"limits.default_tier: no tier named {default_tier!r} in limits.tiers")
     return LimitsConfig(
-        tiers=_rate_limits(s.get("tiers"), "limits.tiers"),
+        tiers=tiers,
         tenants=_rate_limits(s.get("tenants"), "limits.tenants"),
+        default_tier=default_tier,
     )
+
+
+def networks(raw: Any, path: str) -> tuple[claims.Network, ...]:
+    """A list of CIDRs (or single addresses), each checked strictly at start-up."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: expected a list of CIDRs such as 10.0.0.0/8")
+    out = []
+    for i, value in enumerate(raw):
+        network = claims.parse_network(value)
+        if network is None:
+            raise ConfigError(f"{path}[{i}]: {value!r} is not a CIDR (host bits must be zero)")
+        out.append(network)
+    return tuple(out)
+
+
+def _tenant_cidrs(raw: Any) -> dict[str, tuple[claims.Network, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("auth.tenant_cidrs: expected a mapping of tenant to a list of CIDRs")
+    out = {}
+    for tenant, cidrs in raw.items():
+        path = f"auth.tenant_cidrs.{tenant}"
+        out[str(tenant)] = networks(cidrs, path)
+        if not out[str(tenant)]:
+            raise ConfigError(f"{path}: needs at least one CIDR")
+    return out
+
+
+def _revocation(s: dict[str, Any], state_dir: Path) -> dict[str, Any]:
+    url = cp.optional_string(s, "revocation_url", "auth")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError("auth.revocation_url: expected an http(s) URL")
+    file = cp.optional_string(s, "revocation_file", "auth")
+    return {
+        "revocation_file": Path(file) if file else state_dir / "revocations.json",
+        "revocation_url": url,
+        "revocation_refresh_s": cp.duration(s, "revocation_refresh", "auth", 10),
+        "revocation_required": bool(file or url),
+    }
 
 
 def _auth(raw: Any, state_dir: Path) -> AuthConfig:
@@ -335,6 +418,8 @@ def _auth(raw: Any, state_dir: Path) -> AuthConfig:
         leeway_s=cp.duration(s, "leeway", "auth", 30),
         max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
         cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
+        tenant_cidrs=_tenant_cidrs(s.get("tenant_cidrs")),
+        **_revocation(s, state_dir),
     )
 
 
@@ -409,6 +494,7 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         routes=tuple(routes),
         default_pool=default_pool,
         core_timeout_s=cp.duration(s, "core_timeout", "edge", 900),
+        trusted_proxies=networks(s.get("trusted_proxies"), "edge.trusted_proxies"),
     )
 
 
