@@ -143,6 +143,7 @@ def _uvicorn_args(module: str, host: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--no-proxy-headers",  # X-Forwarded-For is the edge's to judge (edge.trusted_proxies)
         "--loop",
         "auto",
         "--http",

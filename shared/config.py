@@ -354,9 +354,12 @@ def _limits(raw: Any) -> LimitsConfig:
 
 
 def networks(raw: Any, path: str) -> tuple[claims.Network, ...]:
-    """A list of CIDRs (or single addresses), each checked strictly at start-up."""
+    """A list of CIDRs (or single addresses), each checked strictly at start-up; a
+    comma-separated string is accepted too, so the list can come from one ${VARIABLE}."""
     if raw is None:
         return ()
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: expected a list of CIDRs such as 10.0.0.0/8")
     out = []

@@ -85,6 +85,7 @@ class Stack:
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--no-proxy-headers",  # as deployed: the edge alone decides whom to believe
             ],
             env=self.env,
             cwd=ROOT,
