@@ -52,16 +52,17 @@ def _list(value: str | None, flag: str) -> list[str] | None:
     return items
 
 
-def _check_tier(limits: LimitsConfig, tier: str | None) -> None:
+def _check_tier(limits: LimitsConfig, tenant: str, tier: str | None) -> None:
     """With tiers configured, refuse a token the core would refuse: an unknown --tier (a typo
-    must not mint a token that fails at request time), or none when the implied tier
-    ("default") is neither configured nor covered by limits.default_tier."""
+    must not mint a token that fails at request time, even where a tenant override or the
+    default tier would cover it), or none when the implied tier ("default") is neither
+    configured nor covered by limits.default_tier or the tenant's own limits."""
     if not limits.tiers:
         return
     known = ", ".join(sorted(limits.tiers))
     if tier is not None and tier not in limits.tiers:
         raise ValueError(f"--tier {tier!r} is not a configured tier (limits.tiers: {known})")
-    if tier is None and limits.tier_for(claims.DEFAULT_TIER) is None:
+    if tier is None and limits.for_caller(tenant, claims.DEFAULT_TIER) is None:
         raise ValueError(f"--tier is required: limits.tiers has {known} and no default_tier")
 
 
@@ -70,7 +71,7 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     config = _config(args)
     ttl = duration({"ttl": args.ttl}, "ttl", "--ttl", 0)
     models = _list(args.models, "--models")
-    _check_tier(config.limits, args.tier)
+    _check_tier(config.limits, args.tenant, args.tier)
     cidrs = _list(args.cidrs, "--cidrs")
     print(issue_token(config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs))
     return 0

@@ -23,6 +23,7 @@ from shared import claims
 from shared.config import AuthConfig
 from shared.revocation import (
     EMPTY,
+    MAX_DOCUMENT_BYTES,
     MAX_JTIS,
     MAX_TENANTS,
     Revocations,
@@ -67,7 +68,13 @@ def _update(auth: AuthConfig, now: float, change: Revocations) -> Revocations:
                 "revoke the tenant instead (--tenant), which covers all of its tokens"
             )
         updated = replace(current, jtis=jtis, tenants=tenants)
-        write_private(auth.revocation_file, updated.to_json().encode())
+        data = updated.to_json().encode()
+        if len(data) > MAX_DOCUMENT_BYTES:  # the edges would refuse it and keep the old list
+            raise ValueError(
+                f"the revocation list would exceed {MAX_DOCUMENT_BYTES} bytes; "
+                "revoke the tenant instead (--tenant), which covers all of its tokens"
+            )
+        write_private(auth.revocation_file, data)
         return updated
 
 

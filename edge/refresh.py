@@ -94,7 +94,7 @@ class Refresher(Generic[T]):
 
     async def fetch(self) -> T:
         text, key = await self._text()
-        document = self._parse(text, key)
+        document = await asyncio.to_thread(self._parse, text, key)
         self._last_text = text
         return document
 
@@ -106,7 +106,9 @@ class Refresher(Generic[T]):
             text, key = await self._text()
             if text == self._last_text:
                 return False
-            document = self._parse(text, key)
+            # Validating a large list is Python work: in a thread, so the GIL is shared with
+            # the event loop instead of holding it for the whole parse.
+            document = await asyncio.to_thread(self._parse, text, key)
         except (ConfigError, OSError) as exc:
             message = (
                 str(exc)

@@ -28,7 +28,7 @@ from shared.configparse import ConfigError
 VERSION = 1
 MAX_JTIS = 100_000
 MAX_TENANTS = 100_000
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # ~100k entries of the longest allowed jti fit
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # 100k entries of 32-character jtis take ~5 MB
 
 
 @dataclass(frozen=True, slots=True)

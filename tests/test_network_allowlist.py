@@ -135,3 +135,28 @@ def test_trusted_proxy_forwarded_address_is_used(proxied: Stack) -> None:
     assert post(proxied, bound, ["10.1.2.3", "127.0.0.1"]).status == 200
     assert_refused(post(proxied, bound, ["10.1.2.3, garbage"]))  # unknown: fail closed
     assert post(proxied, token(proxied, "netco"), ["172.16.0.1, 10.9.9.9"]).status == 200
+
+
+@pytest.mark.parametrize(
+    "raw,key",
+    [
+        ({"auth": {"tenant_cidrs": {"t": ["10.0.0.1/8"]}}}, r"auth\.tenant_cidrs\.t\[0\]"),
+        ({"auth": {"tenant_cidrs": {"t": []}}}, r"auth\.tenant_cidrs\.t"),
+        ({"auth": {"tenant_cidrs": ["10.0.0.0/8"]}}, r"auth\.tenant_cidrs"),
+        ({"edge": {"trusted_proxies": ["proxy.internal"]}}, r"edge\.trusted_proxies\[0\]"),
+        ({"auth": {"revocation_url": "file:///etc/passwd"}}, r"auth\.revocation_url"),
+    ],
+)
+def test_bad_settings_fail_at_start_up_naming_the_key(raw: dict[str, Any], key: str) -> None:
+    from shared.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=key):
+        parse_config({"providers": {"m": {"kind": "mock"}}, **raw}, "test", {})
+
+
+def test_trusted_proxies_from_one_variable() -> None:
+    from shared.config import parse_config
+
+    raw = {"providers": {"m": {"kind": "mock"}}, "edge": {"trusted_proxies": "${PROXIES}"}}
+    config = parse_config(raw, "test", {"PROXIES": "127.0.0.1/32, ::1/128"})
+    assert [str(n) for n in config.edge.trusted_proxies] == ["127.0.0.1/32", "::1/128"]

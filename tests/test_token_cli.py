@@ -81,6 +81,9 @@ def test_unknown_tier_is_refused_when_tiers_are_configured(
     assert claims_of(capsys.readouterr().out)["tier"] == "paid"
     with_default = config_file(tmp_path / "d", {"tiers": {"free": {}}, "default_tier": "free"})
     assert issue(with_default, "--models", "*") == 0
+    override = config_file(tmp_path / "o", {"tiers": {"free": {}}, "tenants": {"acme": {}}})
+    assert issue(override, "--models", "*") == 0  # the tenant's own limits apply
+    assert issue(override, "--models", "*", "--tier", "gold") == 2  # still a typo
     unconfigured = config_file(tmp_path / "u")
     assert issue(unconfigured, "--models", "*", "--tier", "anything") == 0
 
