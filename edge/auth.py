@@ -35,9 +35,9 @@ class VerifiedToken:
     models: str  # comma-joined patterns for the hop header; "*" = unrestricted
     expires_at: float
     allows: Callable[[str], bool]
-    token_id: str = ""
-    issued_at: float = 0.0
-    cidrs: tuple[claims.Network, ...] | None = None  # the `cidrs` claim; None = any address
+    token_id: str  # jti and iat: what the revocation list is checked against, every request
+    issued_at: float
+    cidrs: tuple[claims.Network, ...] | None  # the `cidrs` claim; None = any address
 
 
 def _denied(message: str, code: str = "invalid_api_key") -> GatewayError:

@@ -16,6 +16,7 @@ import yaml
 
 from shared import claims
 from shared import configparse as cp
+from shared.config_auth import networks, revocation_settings, tenant_cidrs
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
@@ -353,51 +354,6 @@ def _limits(raw: Any) -> LimitsConfig:
     )
 
 
-def networks(raw: Any, path: str) -> tuple[claims.Network, ...]:
-    """A list of CIDRs (or single addresses), each checked strictly at start-up; a
-    comma-separated string is accepted too, so the list can come from one ${VARIABLE}."""
-    if raw is None:
-        return ()
-    if isinstance(raw, str):
-        raw = [part.strip() for part in raw.split(",") if part.strip()]
-    if not isinstance(raw, list):
-        raise ConfigError(f"{path}: expected a list of CIDRs such as 10.0.0.0/8")
-    out = []
-    for i, value in enumerate(raw):
-        network = claims.parse_network(value)
-        if network is None:
-            raise ConfigError(f"{path}[{i}]: {value!r} is not a CIDR (host bits must be zero)")
-        out.append(network)
-    return tuple(out)
-
-
-def _tenant_cidrs(raw: Any) -> dict[str, tuple[claims.Network, ...]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("auth.tenant_cidrs: expected a mapping of tenant to a list of CIDRs")
-    out = {}
-    for tenant, cidrs in raw.items():
-        path = f"auth.tenant_cidrs.{tenant}"
-        out[str(tenant)] = networks(cidrs, path)
-        if not out[str(tenant)]:
-            raise ConfigError(f"{path}: needs at least one CIDR")
-    return out
-
-
-def _revocation(s: dict[str, Any], state_dir: Path) -> dict[str, Any]:
-    url = cp.optional_string(s, "revocation_url", "auth")
-    if url is not None and not url.startswith(("https://", "http://")):
-        raise ConfigError("auth.revocation_url: expected an http(s) URL")
-    file = cp.optional_string(s, "revocation_file", "auth")
-    return {
-        "revocation_file": Path(file) if file else state_dir / "revocations.json",
-        "revocation_url": url,
-        "revocation_refresh_s": cp.duration(s, "revocation_refresh", "auth", 10),
-        "revocation_required": bool(file or url),
-    }
-
-
 def _auth(raw: Any, state_dir: Path) -> AuthConfig:
     s = cp.section(raw, "auth", _AUTH)
     algorithm = cp.string(s, "algorithm", "auth", "ES256")
@@ -421,8 +377,8 @@ def _auth(raw: Any, state_dir: Path) -> AuthConfig:
         leeway_s=cp.duration(s, "leeway", "auth", 30),
         max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
         cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
-        tenant_cidrs=_tenant_cidrs(s.get("tenant_cidrs")),
-        **_revocation(s, state_dir),
+        tenant_cidrs=tenant_cidrs(s.get("tenant_cidrs")),
+        **revocation_settings(s, state_dir),
     )
 
 
