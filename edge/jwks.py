@@ -33,7 +33,7 @@ def _infer_alg(jwk: dict[str, Any]) -> str | None:
 def parse_jwks(text: str, source: str) -> Keys:
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ConfigError(f"{source}: not valid JSON") from None
     keys_raw = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys_raw, list) or not keys_raw:

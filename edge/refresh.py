@@ -109,12 +109,8 @@ class Refresher(Generic[T]):
             # Validating a large list is Python work: in a thread, so the GIL is shared with
             # the event loop instead of holding it for the whole parse.
             document = await asyncio.to_thread(self._parse, text, key)
-        except (ConfigError, OSError) as exc:
-            message = (
-                str(exc)
-                if isinstance(exc, ConfigError)
-                else f"{self._source.file_key}: cannot read ({type(exc).__name__})"
-            )
+        except Exception as exc:
+            message = self._failure(exc)
             if message != self._last_error:
                 log.warning(
                     "%s refresh failed, keeping the current %s: %s",
@@ -129,6 +125,13 @@ class Refresher(Generic[T]):
         if changed:
             log.info("%s refreshed from %s", what, key)
         return changed
+
+    def _failure(self, exc: Exception) -> str:
+        if isinstance(exc, ConfigError):
+            return str(exc)
+        if isinstance(exc, OSError):
+            return f"{self._source.file_key}: cannot read ({type(exc).__name__})"
+        return f"{self._source.what}: unexpected {type(exc).__name__} while loading"
 
     def loaded(self, text: str) -> None:
         """Record the text the owner loaded at start-up, so an unchanged file is not re-parsed."""

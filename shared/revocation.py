@@ -84,7 +84,7 @@ def parse_revocations(text: str, source: str) -> Revocations:
         raise ConfigError(f"{source}: larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ConfigError(f"{source}: not valid JSON") from None
     if not isinstance(document, dict) or document.get("version") != VERSION:
         raise ConfigError(f"{source}: expected a revocation list object with version {VERSION}")

@@ -93,6 +93,9 @@ def test_a_broken_or_missing_file_keeps_the_last_good_list(stack: Stack) -> None
         stack.wait_for_log("revocation list refresh failed, keeping the current list")
         assert status(stack, revoked) == (401, "token_revoked")
         assert status(stack, fine) == (200, None)
+        file.write_text("[" * 100_000 + "]" * 100_000)  # deep enough to exhaust recursion
+        stack.wait_for_log("auth.revocation_file: not valid JSON")
+        assert status(stack, revoked) == (401, "token_revoked")
         file.unlink()
         stack.wait_for_log("auth.revocation_file: cannot read (FileNotFoundError)")
         time.sleep(REFRESH_S * 3)  # several refreshes with the file gone
