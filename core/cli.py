@@ -1,7 +1,8 @@
 """`interlock`: keys, tenant tokens, and running the stack.
 
 interlock keys init [--alg ES256|EdDSA] [--force]
-interlock token issue --tenant T --ttl 15m [--models a,b] [--tier free]
+interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs 10.0.0.0/8]
+interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
 interlock check-config            # validate interlock.yaml and exit
@@ -17,10 +18,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core.keys import ensure_hop_secret, init_keys, issue_token
-from shared.config import Config, load_config
+from core.keys import ensure_hop_secret, init_keys, issue_token, secure_state_dir, write_private
+from core.revoke import revoke_tenant, revoke_token
+from shared import claims
+from shared.config import Config, LimitsConfig, load_config
 from shared.configparse import ConfigError, duration
 
 
@@ -30,18 +34,87 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
     config = _config(args)
+    secure_state_dir(config.state_dir)
     jwk = init_keys(config.auth, args.alg, args.force)
     print(f"signing key: {config.auth.signing_key_file} (keep private)")
     print(f"public JWKS: {config.auth.jwks_file} (kid {jwk['kid']}, {jwk['alg']})")
     return 0
 
 
+def _list(value: str | None, flag: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise ValueError(
+            f"{flag} is empty; name at least one (for --models, '*' means every model)"
+        )
+    return items
+
+
+def _check_tier(limits: LimitsConfig, tenant: str, tier: str | None) -> None:
+    """With tiers configured, refuse a token the core would refuse: an unknown --tier (a typo
+    must not mint a token that fails at request time, even where a tenant override or the
+    default tier would cover it), or none when the implied tier ("default") is neither
+    configured nor covered by limits.default_tier or the tenant's own limits."""
+    if not limits.tiers:
+        return
+    known = ", ".join(sorted(limits.tiers))
+    if tier is not None and tier not in limits.tiers:
+        raise ValueError(f"--tier {tier!r} is not a configured tier (limits.tiers: {known})")
+    if tier is None and limits.for_caller(tenant, claims.DEFAULT_TIER) is None:
+        raise ValueError(f"--tier is required: limits.tiers has {known} and no default_tier")
+
+
 def cmd_token_issue(args: argparse.Namespace) -> int:
+    """Models must be named: an unrestricted token takes an explicit --models '*'."""
     config = _config(args)
     ttl = duration({"ttl": args.ttl}, "ttl", "--ttl", 0)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    print(issue_token(config.auth, args.tenant, ttl, models, args.tier))
+    models = _list(args.models, "--models")
+    _check_tier(config.limits, args.tenant, args.tier)
+    cidrs = _list(args.cidrs, "--cidrs")
+    print(issue_token(config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs))
     return 0
+
+
+def _time(value: str | None, flag: str) -> float | None:
+    """Epoch seconds or ISO 8601 (UTC unless it names a zone)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{flag}: expected epoch seconds or an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    if (args.jti is not None and args.before) or (args.tenant is not None and args.exp):
+        raise ValueError("--exp goes with --jti, --before with --tenant")
+    config = _config(args)
+    auth = config.auth
+    secure_state_dir(config.state_dir)
+    if args.jti is not None:
+        until = revoke_token(auth, args.jti, _time(args.exp, "--exp"))
+        print(f"revoked token {args.jti} (listed until {_iso(until)})")
+    else:
+        before = revoke_tenant(auth, args.tenant, _time(args.before, "--before"))
+        print(f"revoked every token of tenant {args.tenant} issued before {_iso(before)}")
+    where = (
+        f"publish {auth.revocation_file} at {auth.revocation_url}; " if auth.revocation_url else ""
+    )
+    print(f"{where}edges apply it within {auth.revocation_refresh_s:g} s (auth.revocation_refresh)")
+    return 0
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def cmd_capabilities(args: argparse.Namespace) -> int:
@@ -71,6 +144,7 @@ def _uvicorn_args(module: str, host: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--no-proxy-headers",  # X-Forwarded-For is the edge's to judge (edge.trusted_proxies)
         "--loop",
         "auto",
         "--http",
@@ -138,7 +212,7 @@ def _examples(edge_url: str, token: str, model: str) -> str:
 
 def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    secure_state_dir(config.state_dir)
     if not config.auth.signing_key_file.exists():
         jwk = init_keys(config.auth)
         print(f"created signing key {config.auth.signing_key_file} (kid {jwk['kid']})", flush=True)
@@ -172,7 +246,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop(0, None)
         return 1
     token = issue_token(config.auth, "demo", min(3600.0, config.auth.max_ttl_s))
-    (config.state_dir / "demo-token").write_text(token + "\n", encoding="utf-8")
+    write_private(config.state_dir / "demo-token", (token + "\n").encode())
     model = next(iter(config.aliases), None) or next(iter(config.models), "mock-1")
     print(_examples(edge_url, token, model), flush=True)
     code = 0
@@ -206,9 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     issue = token.add_parser("issue", help="print a signed, short-lived tenant JWT")
     issue.add_argument("--tenant", required=True)
     issue.add_argument("--ttl", default="15m", help="lifetime, e.g. 15m (capped by auth.max_ttl)")
-    issue.add_argument("--models", help="comma-separated model names or globs the tenant may use")
-    issue.add_argument("--tier", help="rate-limit/budget tier")
+    issue.add_argument(
+        "--models",
+        required=True,
+        help="comma-separated model names or globs the tenant may use; '*' for every model",
+    )
+    issue.add_argument("--tier", help="rate-limit/budget tier (one of limits.tiers)")
+    issue.add_argument("--cidrs", help="comma-separated client networks, e.g. 10.0.0.0/8")
     issue.set_defaults(func=cmd_token_issue)
+
+    revoke = token.add_parser("revoke", help="revoke one token (jti) or a tenant's tokens")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--jti", help="the token's jti")
+    target.add_argument("--tenant", help="revoke every token of this tenant")
+    revoke.add_argument("--exp", help="with --jti: the token's exp (epoch s or ISO 8601)")
+    revoke.add_argument(
+        "--before", help="with --tenant: tokens issued before this time (default: now)"
+    )
+    revoke.set_defaults(func=cmd_token_revoke)
 
     sub.add_parser("up", help="run edge and core on loopback").set_defaults(func=cmd_up)
     serve = sub.add_parser("serve", help="run one tier in the foreground")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import secrets
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -46,11 +48,43 @@ def _public_jwk(private_key: Any, alg: str) -> dict[str, str]:
     return jwk
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `path` whole or not at all, ending with exactly `mode`.
+
+    The bytes go to a temp file in the same directory, created 0600 by mkstemp (so a secret is
+    never readable by others, not even while it is written), flushed to disk, then renamed
+    over the target. A file written over therefore takes the new mode instead of keeping its
+    old one, and a reader (the edge refreshing JWKS or revocations) never sees half a file.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode != 0o600:
+            os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """A secret (signing key, hop secret, demo token, revocation list): atomically, 0600."""
+    write_atomic(path, data, 0o600)
+
+
+def secure_state_dir(state_dir: Path) -> Path:
+    """The state dir, created 0700; one left 0755 by an older version is tightened (it holds
+    the signing key, the hop secret and tenant tokens)."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = state_dir.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        state_dir.chmod(0o700)
+    return state_dir
 
 
 def init_keys(auth: AuthConfig, alg: str | None = None, force: bool = False) -> dict[str, str]:
@@ -66,10 +100,10 @@ def init_keys(auth: AuthConfig, alg: str | None = None, force: bool = False) -> 
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_private(auth.signing_key_file, pem)
+    write_private(auth.signing_key_file, pem)
     jwk = _public_jwk(private, algorithm)
-    auth.jwks_file.parent.mkdir(parents=True, exist_ok=True)
-    auth.jwks_file.write_text(json.dumps({"keys": [jwk]}, indent=2) + "\n", encoding="utf-8")
+    # Public, and read by edges that may run as another user: 0644, but still atomic.
+    write_atomic(auth.jwks_file, (json.dumps({"keys": [jwk]}, indent=2) + "\n").encode(), 0o644)
     return jwk
 
 
@@ -85,6 +119,35 @@ def load_signing_key(auth: AuthConfig) -> tuple[Any, str, str]:
     return private, alg, _public_jwk(private, alg)["kid"]
 
 
+def _check_claims(
+    tenant: str, models: list[str] | None, tier: str | None, cidrs: list[str] | None
+) -> None:
+    """The edge's claim rules (shared/claims.py), applied before signing: the issuer never
+    mints a token the edge would refuse, and an empty model list is never "every model"."""
+    if not claims.valid_name(tenant, claims.MAX_SUBJECT_LENGTH):
+        raise ValueError(
+            f"tenant must be 1 to {claims.MAX_SUBJECT_LENGTH} characters without control "
+            "characters or surrounding spaces"
+        )
+    if models is not None and (
+        not models
+        or len(models) > claims.MAX_MODELS
+        or not all(claims.valid_model_pattern(m) for m in models)
+    ):
+        raise ValueError(
+            f"models must list 1 to {claims.MAX_MODELS} model names or globs "
+            "(use '*' for every model)"
+        )
+    if tier is not None and not claims.valid_name(tier, claims.MAX_TIER_LENGTH):
+        raise ValueError(f"tier must be 1 to {claims.MAX_TIER_LENGTH} printable characters")
+    if cidrs is not None and (
+        not cidrs
+        or len(cidrs) > claims.MAX_CIDRS
+        or any(claims.parse_network(c) is None for c in cidrs)
+    ):
+        raise ValueError(f"cidrs must list 1 to {claims.MAX_CIDRS} CIDRs such as 10.0.0.0/8")
+
+
 def issue_token(
     auth: AuthConfig,
     tenant: str,
@@ -92,9 +155,13 @@ def issue_token(
     models: list[str] | None = None,
     tier: str | None = None,
     now: float | None = None,
+    cidrs: list[str] | None = None,
 ) -> str:
+    """A signed tenant token. models None: every model (the claim is omitted); an empty list
+    is refused, never widened."""
     if ttl_s <= 0 or ttl_s > auth.max_ttl_s:
         raise ValueError(f"ttl must be between 1 s and auth.max_ttl ({int(auth.max_ttl_s)} s)")
+    _check_claims(tenant, models, tier, cidrs)
     private, alg, kid = load_signing_key(auth)
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {
@@ -106,15 +173,21 @@ def issue_token(
         claims.EXPIRES: issued + int(ttl_s),
         claims.TOKEN_ID: uuid.uuid4().hex,
     }
-    if models:
+    if models is not None:
         payload[claims.MODELS] = models
-    if tier:
+    if tier is not None:
         payload[claims.TIER] = tier
+    if cidrs is not None:
+        payload[claims.CIDRS] = cidrs
     return jwt.encode(payload, private, algorithm=alg, headers={"kid": kid})
 
 
 def ensure_hop_secret(state_dir: Path) -> Path:
+    """The hop secret file, created 0600 if missing; an existing one readable by others (an
+    older version wrote it with the umask's mode) is tightened to 0600."""
     file = state_dir / "hop-secret"
     if not file.exists():
-        _write_private(file, secrets.token_urlsafe(48).encode())
+        write_private(file, secrets.token_urlsafe(48).encode())
+    elif file.stat().st_mode & 0o077:
+        file.chmod(0o600)
     return file

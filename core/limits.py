@@ -102,8 +102,22 @@ class TenantLimiter:
     def enabled(self) -> bool:
         return bool(self._limits.tiers or self._limits.tenants)
 
-    async def admit(self, tenant: str, tier: str, estimated_tokens: int) -> Admission:
+    def limit_for(self, tenant: str, tier: str) -> RateLimit | None:
+        """The caller's limits. Fails closed: once tiers are configured, a token whose tier is
+        not one of them (and that has no tenant override) is refused unless
+        limits.default_tier names the tier to use; it never runs without limits."""
         limit = self._limits.for_caller(tenant, tier)
+        if limit is None and self._limits.tiers:
+            raise GatewayError(
+                403,
+                f"this token's tier {tier[:64]!r} is not configured on this gateway; "
+                "ask the operator for a token with a valid tier",
+                code="unknown_tier",
+            )
+        return limit
+
+    async def admit(self, tenant: str, tier: str, estimated_tokens: int) -> Admission:
+        limit = self.limit_for(tenant, tier)
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         specs, kinds = self._specs(tenant, limit, estimated_tokens)

@@ -17,9 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from edge.auth import TokenVerifier, VerifiedToken
+from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
+from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
 from edge.jwks import JwksRefresher, load_public_keys
+from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from shared import hop
 from shared.config import Config
@@ -75,6 +77,9 @@ class EdgeState:
         self.config = config
         self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
         self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
+        self.revocations = RevocationRefresher(config.auth, self.verifier.replace_revocations)
+        self.verifier.replace_revocations(self.revocations.load())
+        self.network = NetworkPolicy(config.auth.tenant_cidrs, config.edge.trusted_proxies)
         self.router = PoolRouter(config.edge)
         self.hop_key = hop.HopKey(hop.resolve_secret(config.hop.secret, config.state_dir))
         self.token_leeway_s = config.auth.leeway_s
@@ -100,9 +105,11 @@ class EdgeState:
             skip_auto_headers=("User-Agent",),
         )
         await self.jwks.start()
+        await self.revocations.start()
         try:
             yield
         finally:
+            await self.revocations.stop()
             await self.jwks.stop()
             await self.session.close()
             self.session = None
@@ -218,7 +225,10 @@ def create_app(config: Config) -> Starlette:
             request_id = "req_" + os.urandom(12).hex()
             try:
                 incoming = header_map(request)
+                if len(incoming) != len(request.scope["headers"]):  # some header repeated
+                    refuse_duplicate_credentials(request.scope["headers"])
                 token = state.verifier.verify(TokenVerifier.credential(incoming, api), api=api)
+                state.network.check(token.tenant, token.cidrs, request.scope)
                 if not reads_model:
                     return await state.forward(
                         request, incoming, api, token, None, None, request_id

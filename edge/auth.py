@@ -1,12 +1,16 @@
 """Tenant JWT verification at the edge.
 
 Public keys only, algorithms pinned, `kid` resolved by dictionary lookup, every required claim
-checked, TTL capped. A tenant reuses its token for minutes and signature checks cost ~0.25 ms,
-so a verified token's claims are kept in a bounded cache until exp (checked on every request).
+checked and capped, TTL capped, tokens naming their own keys (jku, jwk, x5u, x5c) refused. A
+tenant reuses its token for minutes and signature checks cost ~0.25 ms, so a verified token's
+claims are kept in a bounded cache until exp; expiry and revocation are checked on every
+request, cached or not, so a revoked token stops at the first request after the edge's
+revocation list is refreshed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from shared import claims
 from shared.config import AuthConfig
 from shared.errors import Api, GatewayError
 from shared.patterns import compile_patterns
+from shared.revocation import EMPTY, Revocations
 
 MAX_KID_LENGTH = 128
 
@@ -30,16 +35,38 @@ class VerifiedToken:
     models: str  # comma-joined patterns for the hop header; "*" = unrestricted
     expires_at: float
     allows: Callable[[str], bool]
+    token_id: str  # jti and iat: what the revocation list is checked against, every request
+    issued_at: float
+    cidrs: tuple[claims.Network, ...] | None  # the `cidrs` claim; None = any address
 
 
 def _denied(message: str, code: str = "invalid_api_key") -> GatewayError:
     return GatewayError(401, message, code=code)
 
 
+_CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
+
+
+def refuse_duplicate_credentials(raw_headers: list[tuple[bytes, bytes]]) -> None:
+    """400 if a credential header appears more than once: which copy a proxy, the edge and a
+    log each pick differs ("last wins" here), so an ambiguous credential is never guessed at.
+    Called only when the header map came out shorter than the raw list (some duplicate)."""
+    for name in _CREDENTIAL_HEADERS:
+        if sum(1 for key, _value in raw_headers if key == name) > 1:
+            header = name.decode()
+            raise GatewayError(
+                400,
+                f"the {header} header appears more than once; send exactly one",
+                param=header,
+                code="duplicate_header",
+            )
+
+
 class TokenVerifier:
-    def __init__(self, auth: AuthConfig, keys: Keys) -> None:
+    def __init__(self, auth: AuthConfig, keys: Keys, revocations: Revocations = EMPTY) -> None:
         self._auth = auth
         self._keys = keys
+        self._revocations = revocations
         self._cache: dict[str, VerifiedToken] = {}
         self._max_header = auth.max_header_bytes
         self._options: Any = {"require": list(claims.REQUIRED)}
@@ -51,6 +78,12 @@ class TokenVerifier:
             return False
         self._keys = keys
         self._cache = {}
+        return True
+
+    def replace_revocations(self, revocations: Revocations) -> bool:
+        """Swap in a refreshed revocation list. Every request (cached tokens included) is
+        checked against the current list, so the swap takes effect on the next request."""
+        self._revocations = revocations
         return True
 
     @staticmethod
@@ -84,12 +117,18 @@ class TokenVerifier:
             if current >= cached.expires_at + self._auth.leeway_s:
                 del self._cache[token]
                 raise _denied("the token has expired", "token_expired")
+            self._refuse_revoked(cached)
             return cached
         verified = self._verify_signature(token, current)
+        self._refuse_revoked(verified)
         if len(self._cache) >= self._auth.cache_size:
             del self._cache[next(iter(self._cache))]
         self._cache[token] = verified
         return verified
+
+    def _refuse_revoked(self, token: VerifiedToken) -> None:
+        if self._revocations.revokes(token.tenant, token.token_id, token.issued_at):
+            raise _denied("the token has been revoked", "token_revoked")
 
     def _verify_signature(self, token: str, now: float) -> VerifiedToken:
         try:
@@ -101,6 +140,8 @@ class TokenVerifier:
             raise _denied("the token's algorithm is not accepted")
         if "crit" in header:
             raise _denied("the token uses critical header extensions this gateway does not support")
+        if not claims.KEY_REFERENCE_HEADERS.isdisjoint(header):
+            raise _denied("the token names its own key (jku, jwk, x5u, x5c); it is not accepted")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
             raise _denied("the token has no usable key id (kid)")
@@ -130,7 +171,7 @@ class TokenVerifier:
             raise _denied("the token's audience is not this gateway") from None
         except jwt.InvalidIssuerError:
             raise _denied("the token's issuer is not trusted") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
+        except (jwt.PyJWTError, ValueError, TypeError, ArithmeticError):
             # Attacker-controlled input: any parser failure is a 401, never a 500.
             raise _denied("the token's signature or claims are invalid") from None
         return self._claims(payload, now)
@@ -139,7 +180,10 @@ class TokenVerifier:
         if payload.get(claims.ISSUER) != self._auth.issuer:
             raise _denied("the token's issuer is not trusted")
         exp, iat = payload[claims.EXPIRES], payload[claims.ISSUED_AT]
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        if not all(
+            isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+            for t in (exp, iat)
+        ):
             raise _denied("the token's exp and iat must be numbers")
         if exp - iat > self._auth.max_ttl_s:
             limit = int(self._auth.max_ttl_s)
@@ -148,27 +192,52 @@ class TokenVerifier:
                 "token_ttl_too_long",
             )
         tenant = payload[claims.SUBJECT]
-        # Any string crosses the hop exactly (it is encoded inside the hop credential).
-        if not isinstance(tenant, str) or not tenant or len(tenant) > 256:
+        if not claims.valid_name(tenant, claims.MAX_SUBJECT_LENGTH):
             raise _denied("the token's subject (tenant) is invalid")
-        if not isinstance(payload[claims.TOKEN_ID], str) or not payload[claims.TOKEN_ID]:
+        token_id = payload[claims.TOKEN_ID]
+        if not claims.valid_name(token_id, claims.MAX_TOKEN_ID_LENGTH):
             raise _denied("the token's jti is invalid")
         tier = payload.get(claims.TIER, claims.DEFAULT_TIER)
-        if not isinstance(tier, str) or not tier:
+        if not claims.valid_name(tier, claims.MAX_TIER_LENGTH):
             raise _denied("the token's tier claim is invalid")
-        models = payload.get(claims.MODELS)
-        if models is None:
-            patterns: list[str] = ["*"]
-        elif isinstance(models, list) and all(
-            isinstance(m, str) and m and "," not in m and "\n" not in m for m in models
-        ):
-            patterns = models
-        else:
-            raise _denied("the token's models claim must be a list of model names")
+        patterns = _models(payload.get(claims.MODELS))
         return VerifiedToken(
             tenant=tenant,
             tier=tier,
             models=",".join(patterns),
             expires_at=float(exp),
             allows=compile_patterns(patterns) if patterns else (lambda _name: False),
+            token_id=token_id,
+            issued_at=float(iat),
+            cidrs=_cidrs(payload.get(claims.CIDRS)),
         )
+
+
+def _models(models: Any) -> list[str]:
+    if models is None:
+        return ["*"]
+    if (
+        isinstance(models, list)
+        and len(models) <= claims.MAX_MODELS
+        and all(claims.valid_model_pattern(m) for m in models)
+    ):
+        return models
+    raise _denied(
+        f"the token's models claim must be a list of at most {claims.MAX_MODELS} model names "
+        f"of at most {claims.MAX_MODEL_PATTERN_LENGTH} characters"
+    )
+
+
+def _cidrs(raw: Any) -> tuple[claims.Network, ...] | None:
+    """The optional `cidrs` claim, strictly: a non-empty list of CIDRs. Anything else is a 401
+    (a token meant to be network-bound must never silently work from everywhere)."""
+    if raw is None:
+        return None
+    if isinstance(raw, list) and 0 < len(raw) <= claims.MAX_CIDRS:
+        networks = [claims.parse_network(value) for value in raw]
+        if all(n is not None for n in networks):
+            return tuple(n for n in networks if n is not None)
+    raise _denied(
+        f"the token's cidrs claim must be a list of 1 to {claims.MAX_CIDRS} CIDRs "
+        "such as 10.0.0.0/8"
+    )

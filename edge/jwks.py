@@ -8,20 +8,16 @@ new document is unreachable or invalid.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import jwt
 
+from edge.refresh import Refresher, Source, read_capped
 from shared import claims
 from shared.config import AuthConfig
 from shared.configparse import ConfigError
-from shared.periodic import Periodic
-
-log = logging.getLogger("interlock.edge")
 
 Keys = dict[str, tuple[str, Any]]  # kid -> (algorithm, public key)
 
@@ -37,7 +33,7 @@ def _infer_alg(jwk: dict[str, Any]) -> str | None:
 def parse_jwks(text: str, source: str) -> Keys:
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise ConfigError(f"{source}: not valid JSON") from None
     keys_raw = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys_raw, list) or not keys_raw:
@@ -59,6 +55,22 @@ def parse_jwks(text: str, source: str) -> Keys:
     return keys
 
 
+MAX_JWKS_BYTES = 1024 * 1024
+
+
+def jwks_source(auth: AuthConfig) -> Source:
+    return Source(
+        what="JWKS",
+        kept="keys",
+        url=auth.jwks_url,
+        url_key="auth.jwks_url",
+        file=auth.jwks_file,
+        file_key="auth.jwks_file",
+        max_bytes=MAX_JWKS_BYTES,
+        interval_s=auth.jwks_refresh_s,
+    )
+
+
 def load_public_keys(auth: AuthConfig) -> Keys:
     """The keys available at start-up without I/O beyond a file read (URL keys load later)."""
     if auth.jwks_inline:
@@ -66,7 +78,7 @@ def load_public_keys(auth: AuthConfig) -> Keys:
     if auth.jwks_url:
         return {}
     try:
-        text = auth.jwks_file.read_text(encoding="utf-8")
+        text = read_capped(jwks_source(auth))
     except OSError:
         raise ConfigError(
             f"auth.jwks_file: cannot read {auth.jwks_file}; "
@@ -75,56 +87,13 @@ def load_public_keys(auth: AuthConfig) -> Keys:
     return parse_jwks(text, "auth.jwks_file")
 
 
-class JwksRefresher:
-    def __init__(self, auth: AuthConfig, apply: Any) -> None:
-        self._auth = auth
-        self._apply = apply  # TokenVerifier.replace_keys
-        self._periodic = Periodic(auth.jwks_refresh_s, self.refresh)
-        # Its own small session: the relay's session leaves bodies compressed on purpose.
-        self._session: aiohttp.ClientSession | None = None
+class JwksRefresher(Refresher[Keys]):
+    """Key rotation: the JWKS file or URL re-read in the background (inline keys never are)."""
 
-    async def fetch(self) -> Keys:
-        auth = self._auth
-        if auth.jwks_url:
-            session = self._session
-            if session is None:
-                raise ConfigError("auth.jwks_url: the refresher is not started")
-            try:
-                timeout = aiohttp.ClientTimeout(total=10)
-                async with session.get(auth.jwks_url, timeout=timeout) as response:
-                    if response.status != 200:
-                        raise ConfigError(f"auth.jwks_url: HTTP {response.status}")
-                    text = await response.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ConfigError(f"auth.jwks_url: cannot fetch ({type(exc).__name__})") from None
-            return parse_jwks(text, "auth.jwks_url")
-        text = await asyncio.to_thread(auth.jwks_file.read_text, encoding="utf-8")
-        return parse_jwks(text, "auth.jwks_file")
-
-    async def refresh(self) -> bool:
-        """True if the key set changed; failures keep the current keys and are logged."""
-        try:
-            keys = await self.fetch()
-        except (ConfigError, OSError) as exc:
-            log.warning("JWKS refresh failed, keeping the current keys: %s", exc)
-            return False
-        changed: bool = self._apply(keys)
-        if changed:
-            log.info("JWKS refreshed: %d key(s)", len(keys))
-        return changed
+    def __init__(self, auth: AuthConfig, apply: Callable[[Keys], bool]) -> None:
+        super().__init__(jwks_source(auth), parse_jwks, apply)  # apply: replace_keys
+        self._inline = auth.jwks_inline is not None
 
     async def start(self) -> None:
-        auth = self._auth
-        if auth.jwks_inline:
-            return
-        if auth.jwks_url:  # the first fetch must succeed: no keys, no service
-            self._session = aiohttp.ClientSession(trust_env=True)
-            self._apply(await self.fetch())
-        if auth.jwks_refresh_s > 0:
-            self._periodic.start()
-
-    async def stop(self) -> None:
-        await self._periodic.stop()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if not self._inline:
+            await super().start()

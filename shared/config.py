@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from shared import claims
 from shared import configparse as cp
+from shared.config_auth import networks, revocation_settings, tenant_cidrs
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
@@ -48,6 +50,15 @@ class AuthConfig:
     cache_size: int
     jwks_url: str | None = None  # fetched at start-up and refreshed: key rotation
     jwks_refresh_s: float = 300.0  # 0: never re-read (file) or re-fetch (URL)
+    # Revocation list (shared/revocation.py): a file (`interlock token revoke` writes it) or a
+    # URL, re-read every revocation_refresh_s. When set explicitly it must load at start-up;
+    # the default file may be absent (a fresh install has revoked nothing).
+    revocation_file: Path = Path(".interlock/revocations.json")
+    revocation_url: str | None = None
+    revocation_refresh_s: float = 10.0
+    revocation_required: bool = False
+    # Per-tenant client networks (edge-enforced, on top of a token's own `cidrs` claim).
+    tenant_cidrs: dict[str, tuple[claims.Network, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class EdgeConfig:
     core_ca_file: Path | None = None
     core_client_cert: Path | None = None
     core_client_key: Path | None = None
+    # Proxies whose X-Forwarded-For is believed (client address for network allowlists).
+    trusted_proxies: tuple[claims.Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,9 +143,20 @@ class RateLimit:
 class LimitsConfig:
     tiers: dict[str, RateLimit]
     tenants: dict[str, RateLimit]  # per-tenant overrides take precedence over the tier
+    default_tier: str | None = None  # for tokens whose tier is not configured
+
+    def tier_for(self, tier: str) -> str | None:
+        """The configured tier a token's tier resolves to; None when it is unknown and there
+        is no default tier (the core refuses such callers: never "unlimited")."""
+        return tier if tier in self.tiers else self.default_tier
 
     def for_caller(self, tenant: str, tier: str) -> RateLimit | None:
-        return self.tenants.get(tenant) or self.tiers.get(tier)
+        """The caller's limits; None only when it has no override and no tiers exist."""
+        override = self.tenants.get(tenant)
+        if override is not None:
+            return override
+        resolved = self.tier_for(tier)
+        return self.tiers[resolved] if resolved is not None else None
 
 
 @dataclass(frozen=True)
@@ -165,7 +189,7 @@ _TOP = frozenset(
     }
 )
 _STATE = frozenset({"redis_url", "on_redis_down"})
-_LIMITS = frozenset({"tiers", "tenants"})
+_LIMITS = frozenset({"tiers", "tenants", "default_tier"})
 _RATE = frozenset({"rpm", "tpm"})
 _AUTH = frozenset(
     {
@@ -181,6 +205,10 @@ _AUTH = frozenset(
         "leeway",
         "max_header_bytes",
         "cache_size",
+        "revocation_file",
+        "revocation_url",
+        "revocation_refresh",
+        "tenant_cidrs",
     }
 )
 _HOP = frozenset({"secret", "max_skew"})
@@ -196,6 +224,7 @@ _EDGE = frozenset(
         "core_ca_file",
         "core_client_cert",
         "core_client_key",
+        "trusted_proxies",
     }
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
@@ -334,9 +363,14 @@ def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
 
 def _limits(raw: Any) -> LimitsConfig:
     s = cp.section(raw, "limits", _LIMITS)
+    tiers = _rate_limits(s.get("tiers"), "limits.tiers")
+    default_tier = cp.optional_string(s, "default_tier", "limits")
+    if default_tier is not None and default_tier not in tiers:
+        raise ConfigError(f"limits.default_tier: no tier named {default_tier!r} in limits.tiers")
     return LimitsConfig(
-        tiers=_rate_limits(s.get("tiers"), "limits.tiers"),
+        tiers=tiers,
         tenants=_rate_limits(s.get("tenants"), "limits.tenants"),
+        default_tier=default_tier,
     )
 
 
@@ -363,6 +397,8 @@ def _auth(raw: Any, state_dir: Path) -> AuthConfig:
         leeway_s=cp.duration(s, "leeway", "auth", 30),
         max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
         cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
+        tenant_cidrs=tenant_cidrs(s.get("tenant_cidrs")),
+        **revocation_settings(s, state_dir),
     )
 
 
@@ -446,6 +482,7 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         core_ca_file=_path(s, "core_ca_file"),
         core_client_cert=_path(s, "core_client_cert"),
         core_client_key=_path(s, "core_client_key"),
+        trusted_proxies=networks(s.get("trusted_proxies"), "edge.trusted_proxies"),
     )
 
 

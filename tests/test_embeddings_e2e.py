@@ -126,7 +126,7 @@ def stack(
                 ]
             },
         },
-        "limits": {"tiers": {"tiny": {"tpm": 50}}},
+        "limits": {"tiers": {"tiny": {"tpm": 50}, "default": {}}},
     }
     running = Stack(tmp_path_factory.mktemp("embeddings-stack"), overrides).start()
     yield running

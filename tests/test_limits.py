@@ -46,7 +46,49 @@ def test_tenants_are_isolated_and_overrides_win() -> None:
         await limiter.admit("b", "free", 1)  # another tenant of the same tier is unaffected
         for _ in range(50):
             await limiter.admit("vip", "free", 1)  # the tenant override beats the tier
-        assert (await limiter.admit("nobody", "unknown-tier", 1)).headers == {}
+        await limiter.admit("vip", "unknown-tier", 1)  # ...and needs no configured tier
+
+    asyncio.run(scenario())
+
+
+def test_unknown_tier_is_refused_never_unlimited() -> None:
+    """Finding 8: a token whose tier is not configured used to run without any limit."""
+
+    async def scenario() -> GatewayError:
+        limiter = TenantLimiter(LIMITS, MemoryStore())
+        with pytest.raises(GatewayError) as info:
+            await limiter.admit("nobody", "unknown-tier", 1)
+        return info.value
+
+    error = asyncio.run(scenario())
+    assert error.status == 403 and error.code == "unknown_tier"
+    assert "unknown-tier" in error.message
+
+
+def test_unknown_tier_maps_to_the_default_tier() -> None:
+    limits = LimitsConfig(tiers=LIMITS.tiers, tenants={}, default_tier="free")
+
+    async def scenario() -> None:
+        limiter = TenantLimiter(limits, MemoryStore())
+        for _ in range(3):
+            admission = await limiter.admit("nobody", "gold", 1)
+        assert admission.headers["x-ratelimit-limit-requests"] == "3"  # free's limits apply
+        with pytest.raises(GatewayError) as info:
+            await limiter.admit("nobody", "no-such-tier", 1)  # same tenant, same free bucket
+        assert info.value.status == 429
+
+    asyncio.run(scenario())
+
+
+def test_without_tiers_only_tenant_overrides_limit() -> None:
+    limits = LimitsConfig(tiers={}, tenants={"vip": RateLimit(rpm=1, tpm=None)})
+
+    async def scenario() -> None:
+        limiter = TenantLimiter(limits, MemoryStore())
+        assert (await limiter.admit("other", "anything", 1)).headers == {}
+        await limiter.admit("vip", "anything", 1)
+        with pytest.raises(GatewayError):
+            await limiter.admit("vip", "anything", 1)
 
     asyncio.run(scenario())
 

@@ -22,7 +22,8 @@ def limited(
 ) -> Iterator[Stack]:
     overrides = {
         "state": {"redis_url": redis_url, "on_redis_down": "fail_open"},
-        "limits": {"tiers": {"free": {"rpm": 2}, "metered": {"tpm": 5000}}},
+        # "paid" is configured without limits: an explicit choice, unlike an unknown tier.
+        "limits": {"tiers": {"free": {"rpm": 2}, "metered": {"tpm": 5000}, "paid": {}}},
         "core": {"image_allow_private_networks": True},
         "providers": {
             "mock": {"kind": "mock", "allow_any_model": True},
@@ -66,6 +67,20 @@ def test_rpm_limit_returns_openai_429_with_headers(limited: Stack) -> None:
     openai_client(limited, "tenant-other", "free").chat.completions.create(
         model="mock-1", messages=MESSAGES
     )
+
+
+def test_unknown_tier_is_a_403_not_unlimited(limited: Stack) -> None:
+    """Finding 8: a tier the gateway does not know used to mean "no limits at all"."""
+    client = openai_client(limited, "tenant-gold", "gold")
+    for _ in range(3):  # more than any configured tier's RPM would allow, had it applied
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client.chat.completions.create(model="mock-1", messages=MESSAGES)
+        assert info.value.body["code"] == "unknown_tier"  # type: ignore[index]
+    no_tier = openai.OpenAI(
+        base_url=f"{limited.edge_url}/v1", api_key=limited.token(tenant="t-none"), max_retries=0
+    )
+    with pytest.raises(openai.PermissionDeniedError):  # implied "default" is not configured
+        no_tier.chat.completions.create(model="mock-1", messages=MESSAGES)
 
 
 def test_anthropic_api_gets_its_own_429_envelope(limited: Stack) -> None:

@@ -35,7 +35,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     overrides = {
         "state": {"redis_url": redis_url},
-        "limits": {"tiers": {"metered": {"rpm": TENANT_RPM}}},
+        "limits": {"tiers": {"metered": {"rpm": TENANT_RPM}, "default": {}}},
         "core": {
             "resilience": {
                 "key_wait_max": "0s",

@@ -12,8 +12,11 @@ export INTERLOCK_CONFIG="${INTERLOCK_CONFIG:-$here/interlock.edge.yaml}"
 export INTERLOCK_JWKS_FILE="${INTERLOCK_JWKS_FILE:-$here/jwks.json}"
 
 # 127.0.0.1 on Lambda (only the adapter connects); containers set HOST=0.0.0.0.
+# --no-proxy-headers: uvicorn would otherwise believe X-Forwarded-For from loopback; the edge
+# reads it itself, only from edge.trusted_proxies (set [127.0.0.1/32] behind the adapter).
 exec python3 -m uvicorn edge.main:app \
     --host "${HOST:-127.0.0.1}" \
     --port "${PORT:-8080}" \
     --no-access-log \
+    --no-proxy-headers \
     --timeout-keep-alive 75

@@ -89,6 +89,7 @@ class Stack:
                 str(port),
                 "--no-access-log",
                 *(self.core_ssl_args if tier == "core" else ()),
+                "--no-proxy-headers",  # as deployed: the edge alone decides whom to believe
             ],
             env=self.env,
             cwd=ROOT,
