@@ -89,7 +89,7 @@ def build_request(
         headers["anthropic-beta"] = ",".join(flags)
     headers["accept"] = "text/event-stream" if payload.get("stream") else "application/json"
     if target.api_key:
-        headers["x-api-key"] = target.api_key
+        headers["x-api-key"] = target.api_key.reveal()
     body = (
         raw
         if payload["model"] == target.model
