@@ -105,6 +105,8 @@ class ProviderError(GatewayError):
         # Filled in by dispatch for accounting: which target failed, after how many attempts.
         self.target: Target | None = None
         self.attempts = 1
+        # Set by core.scrub once the message, code, param and type are safe to show a tenant.
+        self.sanitized = False
         if retry_after_s is not None and status in (429, 503):
             # Clients (and the official SDKs' own retry loops) read this header.
             self.headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))
