@@ -41,6 +41,7 @@ _FIXED = {
     FailureClass.TIMEOUT: "the upstream provider timed out",
     FailureClass.AUTH: "the upstream provider rejected the gateway's credentials",
 }
+OVERLOADED = "the upstream provider is overloaded or unavailable; retry shortly"
 
 KNOWN_CODES = frozenset(
     {
@@ -118,7 +119,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"(?i)\b(api[_-]?key|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?access[_-]?key)?|"
             r"session[_-]?token|token|password|passwd|auth(?:orization)?|signature|"
-            r"credential|key)(\s*[=:]\s*)(?:bearer\s+)?['\"]?[^\s'\",;&)]+"
+            r"credential|key)(['\"]?\s*[=:]\s*)(?:bearer\s+)?['\"]?[^\s'\",;&)]+"
         ),
         r"\1\2[redacted]",
     ),
@@ -169,6 +170,22 @@ def _masked_for_log(text: str, target: Target | None) -> str:
     return text[:MAX_LOGGED_CHARS]
 
 
+def _fixed(error: ProviderError) -> str | None:
+    if error.failure_class is FailureClass.TRANSIENT and error.upstream_status in (503, 529):
+        return OVERLOADED
+    return _FIXED.get(error.failure_class)
+
+
+def _keep_known_fields(error: ProviderError) -> None:
+    """A provider's code, param and type reach the tenant only when they are known shapes."""
+    if error.code is not None and error.code not in KNOWN_CODES:
+        error.code = None
+    if error.param is not None and not _PARAM.match(error.param):
+        error.param = None
+    if error.type is not None and error.type not in KNOWN_TYPES:
+        error.type = None
+
+
 def sanitize(error: ProviderError, target: Target | None) -> ProviderError:
     """Make an upstream error safe to show a tenant (in place; idempotent) and keep the
     original in the operator's log. Returns the same error, for `raise sanitize(e, t)`."""
@@ -176,16 +193,15 @@ def sanitize(error: ProviderError, target: Target | None) -> ProviderError:
         return error
     error.sanitized = True
     original = error.message
-    fixed = _FIXED.get(error.failure_class) if error.upstream_status is not None else None
     keys = [k.reveal() for k in target.provider.api_keys] if target is not None else []
-    error.message = fixed if fixed is not None else scrub(original, keys)
+    if error.upstream_status is None:
+        # Written by the gateway (transport failures, adapters' own checks): only a scrub,
+        # since some quote a tenant-chosen model name.
+        error.message = scrub(original, keys)
+    else:
+        error.message = _fixed(error) or scrub(original, keys)
+        _keep_known_fields(error)
     error.args = (error.message,)
-    if error.code is not None and error.code not in KNOWN_CODES:
-        error.code = None
-    if error.param is not None and not _PARAM.match(error.param):
-        error.param = None
-    if error.type is not None and error.type not in KNOWN_TYPES:
-        error.type = None
     if error.message != original:
         context = requestctx.current()
         log.warning(

@@ -42,7 +42,7 @@ class Scripted:
         return Capabilities()
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
-        self.keys.append(target.api_key)
+        self.keys.append(target.api_key.reveal() if target.api_key else None)
         outcome = self.script.pop(0) if self.script else None
         if outcome is not None:
             raise outcome
