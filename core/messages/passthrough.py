@@ -6,9 +6,12 @@ as they come; SSE events are decoded on the side to account usage and to notice 
 clean close. Events are re-framed whole (name and data bytes unchanged) rather than relayed as
 raw writes, so an error appended after a cut never lands in the middle of a half-sent event.
 
-Upstream errors keep their status and Anthropic body, except auth failures: those are the
-operator's problem and their messages can quote keys, so the client sees a masked 502.
-Failure classes come from the anthropic adapter, so failover treats both paths alike.
+Upstream errors keep their status and Anthropic error type, but never their words verbatim:
+the envelope is re-written by the gateway with the message from core.scrub (a fixed sentence
+for the operator's failures, the scrubbed provider message for the tenant's), and an upstream
+`error` event mid-stream is replaced by the gateway's own. Auth failures are the operator's
+problem and their messages can quote keys, so the client sees a masked 502. Failure classes
+come from the anthropic adapter, so failover treats both paths alike.
 """
 
 from __future__ import annotations
