@@ -1,9 +1,9 @@
 """Resolves a requested model name (model, alias, or provider/model) to ordered targets.
 
 `provider/<name>` (for providers with allow_any_model) takes a name the tenant chose: those
-routes are cached in an LRU of DYNAMIC_ROUTES entries (building one is cheap; the cache only
-saves the capability lookup), and their targets are marked dynamic so breakers, latency and
-metrics track them per provider rather than per name.
+routes are cached in an LRU of DYNAMIC_ROUTES entries of names up to CACHED_NAME_CHARS
+(building one is cheap; the cache only saves the capability lookup), and their targets are
+marked dynamic so breakers, latency and metrics track them per provider rather than per name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from core.upstream import Upstream
 from shared.config import Config, ModelConfig, TargetConfig
 
 DYNAMIC_ROUTES = 1024
+# Longer names are served (if the request validator lets them through) but never cached, so
+# the cache holds at most DYNAMIC_ROUTES * CACHED_NAME_CHARS characters of tenant input.
+CACHED_NAME_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +120,10 @@ class ModelRegistry:
         if not sep or not model or provider is None or not provider.allow_any_model:
             return None
         route = self._route(name, (self._candidate(provider_name, model, dynamic=True),), True)
-        self._dynamic[name] = route
-        if len(self._dynamic) > DYNAMIC_ROUTES:  # bounded: names come from tenants
-            self._dynamic.popitem(last=False)
+        if len(name) <= CACHED_NAME_CHARS:
+            self._dynamic[name] = route
+            if len(self._dynamic) > DYNAMIC_ROUTES:  # bounded: names come from tenants
+                self._dynamic.popitem(last=False)
         return route
 
     def dynamic_routes(self) -> int:
