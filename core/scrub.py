@@ -33,6 +33,9 @@ log = logging.getLogger("interlock.upstream")
 
 MAX_MESSAGE_CHARS = 1000  # a tenant-facing message; longer provider text is cut
 MAX_LOGGED_CHARS = 4000  # the operator's copy of the original
+# Scrubbing is linear but not free (about 2.5 ms per 4,000 characters): longer text is cut at a
+# word boundary first, so an upstream echoing a huge body cannot stall the event loop.
+MAX_SCRUBBED_CHARS = 4000
 
 _FIXED = {
     FailureClass.RATE_LIMIT: "the upstream provider is rate limiting requests; retry shortly",
@@ -151,6 +154,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with the given secrets and anything credential- or address-shaped replaced."""
+    if len(text) > MAX_SCRUBBED_CHARS:
+        # Drop the last, possibly cut, word: half a key would no longer match its pattern.
+        text = text[:MAX_SCRUBBED_CHARS].rsplit(None, 1)[0] + " ..."
     for secret in secrets:
         if len(secret) >= 4:
             text = text.replace(secret, "[redacted-key]")

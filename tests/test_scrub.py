@@ -117,3 +117,11 @@ def test_sanitize_is_idempotent_and_leaves_gateway_errors_alone() -> None:
     error.code = "circuit_open"
     assert sanitize(sanitize(error, TARGET), TARGET).message == "mock/x is temporarily unavailable"
     assert error.code == "circuit_open"
+
+
+def test_huge_messages_are_cut_before_scrubbing_and_never_keep_half_a_key() -> None:
+    text = "x " * 1999 + "k" + KEY + " tail " * 100_000
+    cleaned = scrub(text, [KEY])
+    assert len(cleaned) <= 1003 and "plain-operator" not in cleaned
+    cut = scrub("word " * 799 + "wor" + "sk-abcdefgh0123456789", [])
+    assert "sk-abc" not in cut and "0123456789" not in cut
