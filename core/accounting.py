@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from core.adapters.base import ProviderError, Target
 from core.identity import Caller
 from core.limits import Admission
-from core.usagelog import USAGE_LOG
+from core.usagelog import USAGE_LOG, bounded_name
 
 if TYPE_CHECKING:
     from core.dispatch import Outcome
@@ -86,9 +86,9 @@ def _log(
         "request_id": caller.request_id,
         "tenant": caller.tenant,
         "tier": caller.tier,
-        "model": requested_model,
+        "model": bounded_name(requested_model),
         "provider": target.provider.name if target else None,
-        "upstream_model": target.model if target else None,
+        "upstream_model": bounded_name(target.model) if target else None,
         "outcome": status,
         "attempts": attempts,
         "failovers": failovers,

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core import requestctx
 from core.adapters import load_adapter
 from core.breaker import BreakerPolicy
 from core.breakers import BreakerBoard
@@ -101,6 +102,14 @@ class CoreState:
         )
         self.images = ImageFetcher.from_config(config.core)
 
+    def entries(self) -> dict[str, int]:
+        """Sizes of the per-target structures, for /metrics (each is bounded)."""
+        return {
+            "breakers": len(self.breakers),
+            "latency": len(self.dispatcher.latency),
+            "dynamic_routes": self.registry.dynamic_routes(),
+        }
+
     def client(self) -> aiohttp.ClientSession:
         if self.session is None:
             raise GatewayError(503, "the gateway is starting up", code="not_ready")
@@ -141,6 +150,7 @@ def create_app(config: Config) -> Starlette:
             caller: Caller | None = None
             try:
                 caller, body = await state.verifier.authenticate(request, max_body)
+                requestctx.bind(caller.tenant, caller.request_id)
                 return await handler(request, caller, body)
             except GatewayError as error:
                 extra = {"x-request-id": caller.request_id} if caller else None
@@ -185,7 +195,7 @@ def create_app(config: Config) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         return Response(
-            render_metrics(state.store, state.breakers),
+            render_metrics(state.store, state.breakers, state.entries()),
             media_type="text/plain; version=0.0.4",
         )
 

@@ -5,6 +5,13 @@ one weighted by how much of it is still inside the window). When the failure rat
 the threshold with enough requests, the breaker opens for `open_s`; then one probe at a time is
 let through (half-open). A probe success closes it; a probe failure opens it again.
 
+Attribution: a failure may be *attributable* to one tenant (an upstream 5xx that the request's
+content can cause, e.g. a malformed image). Such failures count only while the window holds
+attributable failures from at least two distinct tenants: one tenant alone can never open the
+shared circuit, a real outage (everyone failing) still does. Failures that are the target's own
+(connection refused/reset, timeouts, 429/503/529) always count. In half-open, an attributable
+failure neither closes nor reopens: the probe slot is released for another request.
+
 The state machine is pure (time is passed in); core.breakers shares open decisions across
 replicas through the Store and keeps working locally when the Store is down.
 """
@@ -29,6 +36,27 @@ class BreakerPolicy:
     open_s: float = 15.0
 
 
+# Distinct tenants remembered per half-window: two are enough to know "more than one".
+_TENANTS_KEPT = 2
+
+
+class _Half:
+    """Outcomes over one half of the window."""
+
+    __slots__ = ("failures", "soft", "tenants", "total")
+
+    def __init__(self) -> None:
+        self.failures = 0  # failures that always count
+        self.soft = 0  # failures attributable to one tenant's request
+        self.total = 0
+        self.tenants: set[str] = set()
+
+    def add_soft(self, tenant: str) -> None:
+        self.soft += 1
+        if len(self.tenants) < _TENANTS_KEPT:
+            self.tenants.add(tenant)
+
+
 class Breaker:
     __slots__ = (
         "_current",
@@ -45,29 +73,32 @@ class Breaker:
         self.state = State.CLOSED
         self._open_until = 0.0
         self._probe_in_flight = False
-        self._current = [0, 0]  # failures, total
-        self._previous = [0, 0]
+        self._current = _Half()
+        self._previous = _Half()
         self._current_start = 0.0
 
     def _roll(self, now: float) -> None:
         half = self.policy.window_s / 2
         if now - self._current_start >= half:
             gap = now - self._current_start
-            self._previous = self._current if gap < 2 * half else [0, 0]
-            self._current = [0, 0]
+            self._previous = self._current if gap < 2 * half else _Half()
+            self._current = _Half()
             self._current_start = (
                 now - ((now - self._current_start) % half) if gap < 2 * half else now
             )
 
     def counts(self, now: float) -> tuple[float, float]:
-        """(failures, total) over the sliding window."""
+        """(failures, total) over the sliding window; attributable failures are included
+        only when they come from at least two tenants."""
         self._roll(now)
         half = self.policy.window_s / 2
         weight = max(0.0, 1.0 - (now - self._current_start) / half)
-        return (
-            self._current[0] + self._previous[0] * weight,
-            self._current[1] + self._previous[1] * weight,
-        )
+        current, previous = self._current, self._previous
+        failures = current.failures + previous.failures * weight
+        tenants = current.tenants | (previous.tenants if weight > 0 else set())
+        if len(tenants) >= 2:
+            failures += current.soft + previous.soft * weight
+        return failures, current.total + previous.total * weight
 
     def allow(self, now: float) -> bool:
         if self.state is State.CLOSED:
@@ -82,20 +113,25 @@ class Breaker:
         self._probe_in_flight = True
         return True
 
-    def record(self, success: bool, now: float) -> None:
+    def record(self, success: bool, now: float, attributable_to: str | None = None) -> None:
+        """One outcome. `attributable_to`: the tenant whose request may have caused this
+        failure (None: the failure is the target's own)."""
         if self.state is State.HALF_OPEN:
             self._probe_in_flight = False
             if success:
                 self._close()
-            else:
+            elif attributable_to is None:
                 self.trip(now)
             return
         if self.state is State.OPEN:
             return  # a straggler from before the breaker opened
         self._roll(now)
-        self._current[1] += 1
+        self._current.total += 1
         if not success:
-            self._current[0] += 1
+            if attributable_to is None:
+                self._current.failures += 1
+            else:
+                self._current.add_soft(attributable_to)
         # Evaluated after every call: the call that reaches min_requests may be a success.
         failures, total = self.counts(now)
         if total >= self.policy.min_requests and failures / total >= self.policy.failure_ratio:
@@ -112,5 +148,5 @@ class Breaker:
 
     def _close(self) -> None:
         self.state = State.CLOSED
-        self._current = [0, 0]
-        self._previous = [0, 0]
+        self._current = _Half()
+        self._previous = _Half()

@@ -1,15 +1,29 @@
 """Circuit breakers for every target, shared across core replicas through the Store.
 
 Each replica decides locally from its own traffic (core.breaker) and publishes an open
-decision; every second it reads the others' decisions, so a target one replica has seen fail
-is avoided by all. When the Store is unreachable the local breakers keep working alone.
+decision; every second it reads the others' decisions (one Store round trip for all of them),
+so a target one replica has seen fail is avoided by all. When the Store is unreachable the
+local breakers keep working alone.
+
+Bounded: breakers exist for configured targets (registered at start-up) and, for tenant-named
+`provider/<any model>` targets, one per provider (`<provider>/*`, see Target.health_label); any
+other label lives in a small LRU, so no tenant input can grow this board.
+
+Attribution (why a failure counts): 429/503/529, timeouts and connection-level failures are the
+target's own and always count. Any other upstream 5xx may be caused by the request's content
+(a malformed image, a prompt that crashes the model server): it is attributed to the tenant
+that sent it and only counts once two tenants fail in the same window (core.breaker). 4xx,
+context-length, content-filter, auth and quota failures never count against the target.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
+from core import requestctx
+from core.adapters.base import ProviderError
 from core.breaker import Breaker, BreakerPolicy, State
 from core.state.store import Store
 from shared.errors import FailureClass, GatewayError
@@ -20,13 +34,33 @@ log = logging.getLogger("interlock.breakers")
 SYNC_INTERVAL_S = 1.0
 # Failures that say something about the target's health (not about the request).
 UNHEALTHY = frozenset({FailureClass.TRANSIENT, FailureClass.TIMEOUT, FailureClass.RATE_LIMIT})
+# Upstream statuses that speak for the target whatever the request was.
+TARGET_STATUSES = frozenset({429, 503, 529})
+# Breakers for labels that are not configured targets (a safety net: with health labels,
+# only `<provider>/*` entries land here, one per provider).
+MAX_UNREGISTERED = 256
+
+
+def attribution(error: ProviderError) -> str | None:
+    """The tenant an upstream failure is attributable to, or None when it is the target's."""
+    if error.failure_class is not FailureClass.TRANSIENT or error.upstream_status is None:
+        return None  # timeouts, rate limits, refused/reset connections: the target's own
+    if error.upstream_status in TARGET_STATUSES:
+        return None
+    context = requestctx.current()
+    return context.tenant if context is not None else None
 
 
 class BreakerBoard:
-    def __init__(self, policy: BreakerPolicy, store: Store) -> None:
+    def __init__(
+        self, policy: BreakerPolicy, store: Store, max_unregistered: int = MAX_UNREGISTERED
+    ) -> None:
         self._policy = policy
         self._store = store
         self._breakers: dict[str, Breaker] = {}
+        self._registered: set[str] = set()
+        self._unregistered: OrderedDict[str, None] = OrderedDict()
+        self._max_unregistered = max_unregistered
         self._published: dict[str, float] = {}
         self._periodic = Periodic(SYNC_INTERVAL_S, self.sync)
 
@@ -34,13 +68,26 @@ class BreakerBoard:
         breaker = self._breakers.get(label)
         if breaker is None:
             breaker = self._breakers[label] = Breaker(self._policy)
+            if label not in self._registered:
+                self._unregistered[label] = None
+                if len(self._unregistered) > self._max_unregistered:
+                    evicted, _ = self._unregistered.popitem(last=False)
+                    del self._breakers[evicted]
+                    self._published.pop(evicted, None)
+        elif label in self._unregistered:
+            self._unregistered.move_to_end(label)
         return breaker
 
     def allow(self, label: str) -> bool:
         return self._get(label).allow(time.monotonic())
 
-    def record(self, label: str, failure: FailureClass | None) -> None:
-        self._get(label).record(failure not in UNHEALTHY, time.monotonic())
+    def record(self, label: str, error: ProviderError | None) -> None:
+        """One attempt's outcome: None for a success, else the error it ended with."""
+        breaker = self._get(label)
+        if error is None or error.failure_class not in UNHEALTHY:
+            breaker.record(True, time.monotonic())
+        else:
+            breaker.record(False, time.monotonic(), attribution(error))
 
     def retry_after(self, label: str) -> float:
         return max(0.0, self._get(label).open_until - time.monotonic())
@@ -49,35 +96,48 @@ class BreakerBoard:
         """Every configured target up front, so a replica learns of a circuit opened by
         another replica even before sending that target anything itself."""
         for label in labels:
+            self._registered.add(label)
+            self._unregistered.pop(label, None)
             self._get(label)
 
     def labels(self) -> list[str]:
         return sorted(self._breakers)
+
+    def __len__(self) -> int:
+        return len(self._breakers)
 
     def state(self, label: str) -> State:
         return self._get(label).state
 
     async def sync(self) -> None:
         wall, mono = time.time(), time.monotonic()
-        for label, breaker in list(self._breakers.items()):
-            key = f"il:{{b:{label}}}:open"
-            try:
-                if breaker.state is State.OPEN and self._published.get(label) != breaker.open_until:
-                    until_wall = wall + (breaker.open_until - mono)
-                    await self._store.set(
-                        key, repr(until_wall).encode(), max(0.001, breaker.open_until - mono)
-                    )
+        try:
+            await self._publish(wall, mono)
+            closed = [(k, b) for k, b in self._breakers.items() if b.state is State.CLOSED]
+            shared = await self._store.get_many([_key(label) for label, _ in closed])
+            for (label, breaker), value in zip(closed, shared, strict=True):
+                if value is not None and float(value) > wall:
+                    breaker.trip(mono, mono + (float(value) - wall))
                     self._published[label] = breaker.open_until
-                elif breaker.state is State.CLOSED:
-                    shared = await self._store.get(key)
-                    if shared is not None and float(shared) > wall:
-                        breaker.trip(mono, mono + (float(shared) - wall))
-                        self._published[label] = breaker.open_until
-            except (GatewayError, ValueError):
-                return  # store unavailable (fail-closed) or garbage: stay local this round
+        except (GatewayError, ValueError):
+            return  # store unavailable (fail-closed) or garbage: stay local this round
+
+    async def _publish(self, wall: float, mono: float) -> None:
+        """This replica's new open decisions (rare: only when a breaker has just opened)."""
+        for label, breaker in list(self._breakers.items()):
+            if breaker.state is State.OPEN and self._published.get(label) != breaker.open_until:
+                until_wall = wall + (breaker.open_until - mono)
+                await self._store.set(
+                    _key(label), repr(until_wall).encode(), max(0.001, breaker.open_until - mono)
+                )
+                self._published[label] = breaker.open_until
 
     def start(self) -> None:
         self._periodic.start()
 
     async def stop(self) -> None:
         await self._periodic.stop()
+
+
+def _key(label: str) -> str:
+    return f"il:{{b:{label}}}:open"

@@ -20,12 +20,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from core.adapters.base import JSON, ProviderError, Target
-from core.breakers import BreakerBoard
+from core.breakers import UNHEALTHY, BreakerBoard
 from core.keypool import KeyLease, KeyPools
 from core.latency import LatencyTracker
 from core.planning import Attempt, ImageInliner, plan
 from core.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
 from core.routing import Route
+from core.scrub import sanitize
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
@@ -110,7 +111,7 @@ class Dispatcher:
         if len(attempts) < 2 or route.strategy == "fallback":
             return attempts
         if route.strategy == "least_latency":
-            return sorted(attempts, key=lambda a: self.latency.estimate(a.target.label))
+            return sorted(attempts, key=lambda a: self.latency.estimate(a.target.health_label))
         remaining, ordered = list(attempts), []
         while remaining:  # weighted: a random permutation, heavier targets earlier
             pick = self._rng.choices(range(len(remaining)), [a.weight for a in remaining])[0]
@@ -175,9 +176,10 @@ class Dispatcher:
         deadline = time.monotonic() + self.policy.total_deadline_s
         tries = retries = targets_tried = 0
         last_error: ProviderError | None = None
+        charged: set[str] = set()  # one request's retries count once against a breaker
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1 and not fallback_follows
-            label = attempt.target.label
+            label = attempt.target.health_label
             if not self.breakers.allow(label):
                 last_error = _circuit_open(label, self.breakers.retry_after(label))
                 continue
@@ -207,7 +209,7 @@ class Dispatcher:
                 except TimeoutError:
                     error = _first_byte_timeout()
                 except ProviderError as caught:
-                    error = caught
+                    error = sanitize(caught, target)
                 else:
                     self.breakers.record(label, None)
                     self.latency.observe(label, time.monotonic() - started)
@@ -215,7 +217,10 @@ class Dispatcher:
                         target, tries, attempt.dropped, targets_tried - 1, retries, lease
                     )
                 lease.settle(0)
-                self.breakers.record(label, error.failure_class)
+                if label not in charged:
+                    self.breakers.record(label, error)
+                    if error.failure_class in UNHEALTHY:
+                        charged.add(label)
                 error.attempts, error.target = tries, target
                 last_error = error
                 failure = error.failure_class

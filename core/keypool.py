@@ -20,22 +20,23 @@ from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from shared.secret import Secret
 
 AUTH_COOLDOWN_S = 300.0
 QUOTA_COOLDOWN_S = 600.0
 RATE_LIMIT_COOLDOWN_S = 5.0  # when the upstream gave no Retry-After
 
 
-def key_id(key: str) -> str:
+def key_id(key: Secret) -> str:
     """A stable, non-reversible name for a key in store keys and logs."""
-    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    return hashlib.blake2b(key.reveal().encode(), digest_size=6).hexdigest()
 
 
 @dataclass(slots=True)
 class KeyLease(Reservation):
     """The key chosen for one attempt, with its token reservation against the key's TPM."""
 
-    key: str | None = None
+    key: Secret | None = None
 
 
 class KeyPool:
@@ -43,10 +44,10 @@ class KeyPool:
         self.provider = provider
         self.keys = provider.api_keys
         self._ids = {key: key_id(key) for key in self.keys}
-        self._resting: dict[str, float] = {}
+        self._resting: dict[Secret, float] = {}
         self._turn = itertools.count()
 
-    def rotation(self, now: float) -> list[str]:
+    def rotation(self, now: float) -> list[Secret]:
         """Keys in round-robin order, resting ones left out (all of them if all rest)."""
         if len(self.keys) <= 1:
             return list(self.keys)
@@ -55,7 +56,7 @@ class KeyPool:
         awake = [k for k in ordered if self._resting.get(k, 0.0) <= now]
         return awake or sorted(ordered, key=lambda k: self._resting.get(k, 0.0))
 
-    def rest(self, key: str | None, error: ProviderError, now: float) -> None:
+    def rest(self, key: Secret | None, error: ProviderError, now: float) -> None:
         if key is None or len(self.keys) <= 1:
             return
         if error.failure_class is FailureClass.AUTH:
@@ -66,10 +67,10 @@ class KeyPool:
             seconds = error.retry_after_s or RATE_LIMIT_COOLDOWN_S
         self._resting[key] = now + seconds
 
-    def has_awake_other(self, key: str | None, now: float) -> bool:
+    def has_awake_other(self, key: Secret | None, now: float) -> bool:
         return any(k != key and self._resting.get(k, 0.0) <= now for k in self.keys)
 
-    def specs(self, key: str, tokens: int, settlements: Settlements) -> list[BucketSpec]:
+    def specs(self, key: Secret, tokens: int, settlements: Settlements) -> list[BucketSpec]:
         # One hash tag per provider: every key of the pool is in one slot, so one Lua call.
         prefix = f"il:{{k:{self.provider.name}}}:{self._ids[key]}"
         specs = []

@@ -1,7 +1,10 @@
 """GET /metrics on the core: Prometheus text for what operators alert on.
 
 Hand-written text format (no client library on the hot path): shared-state health, Redis
-outages and how many calls fell back to per-process state, and which targets' circuits are open.
+outages and how many calls fell back to per-process state, which targets' circuits are open,
+and how many entries the per-target structures hold. Label values are configured names only
+(targets, and `<provider>/*` for every tenant-named model of a provider), never tenant input,
+so the page has a size fixed by the config.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(store: Store, breakers: BreakerBoard) -> bytes:
+def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None = None) -> bytes:
+    """`entries`: size of each bounded per-target structure, by a fixed structure name."""
     lines: list[str] = []
     if isinstance(store, ResilientStore):
         lines += [
@@ -37,4 +41,10 @@ def render(store: Store, breakers: BreakerBoard) -> bytes:
     for label in breakers.labels():
         is_open = int(breakers.state(label) is not State.CLOSED)
         lines.append(f'interlock_circuit_open{{target="{_escape(label)}"}} {is_open}')
+    if entries:
+        lines += [
+            "# HELP interlock_state_entries Entries held by a bounded per-target structure.",
+            "# TYPE interlock_state_entries gauge",
+        ]
+        lines += [f'interlock_state_entries{{kind="{k}"}} {v}' for k, v in sorted(entries.items())]
     return ("\n".join(lines) + "\n").encode()

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from core.adapters.base import JSON, ProviderError
 from core.dispatch import close
+from core.scrub import sanitize
 from core.sse import DONE, encode_data
 from core.tokens import estimate_text
 from shared.errors import GatewayError
@@ -106,7 +107,9 @@ async def relay(
         yield encoder.done()
     except ProviderError as error:
         outcome = f"cut:{error.failure_class}"
-        yield encoder.error(error)
+        # HTTP upstreams scrub their errors already (with the target's keys); this catches any
+        # other source of chunks, so nothing unscrubbed ends a stream.
+        yield encoder.error(sanitize(error, None))
     except (GeneratorExit, asyncio.CancelledError):
         outcome = "cancelled"  # the client went away: still settled, from what was streamed
         raise

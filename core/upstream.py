@@ -7,7 +7,7 @@ with a failure class, so the caller can fail over without knowing about sockets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -22,6 +22,7 @@ from core.adapters.base import (
     Target,
     UpstreamRequest,
 )
+from core.scrub import sanitize
 from shared.errors import FailureClass
 
 
@@ -100,10 +101,23 @@ class HttpUpstream:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_error(exc) from None
         if status >= 400:
-            raise self.adapter.parse_error(status, {k.lower(): v for k, v in headers.items()}, body)
+            lowered = {k.lower(): v for k, v in headers.items()}
+            raise sanitize(self.adapter.parse_error(status, lowered, body), target)
         return self.adapter.parse_response(body, target)
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
+        """Every upstream error, before the first chunk or as an in-stream error event, leaves
+        here scrubbed (core.scrub): the adapters' parsers stay pure."""
+        chunks = self._stream(canonical, target)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except ProviderError as error:
+            raise sanitize(error, target) from None
+        finally:
+            await chunks.aclose()  # at once, not at garbage collection: it holds a connection
+
+    async def _stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
         request = await self._build(canonical, target)
         parser = self.adapter.stream_parser(canonical, target)
         decoder = self.adapter.decoder()

@@ -3,11 +3,13 @@
 Going through `logging` costs a LogRecord, locks and a write syscall per request; on the hot
 path that is several percent of the core's CPU. Lines are built with orjson, buffered, and
 flushed every 100 ms by the core's lifespan (written through at once when no flusher runs).
-They never contain prompt or completion text.
+They never contain prompt or completion text, and tenant-chosen names (the requested model) are
+cut to MAX_NAME_CHARS with a digest of the whole, so a line has a bounded size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from typing import Any, BinaryIO
@@ -18,6 +20,17 @@ from shared.periodic import Periodic
 
 FLUSH_INTERVAL_S = 0.1
 PREFIX = b"interlock.usage "
+MAX_NAME_CHARS = 256
+_KEPT = 200
+
+
+def bounded_name(name: str | None) -> str | None:
+    """`name` itself when short; else its first characters and a digest of the whole name,
+    still distinct per name and greppable, at a fixed size."""
+    if name is None or len(name) <= MAX_NAME_CHARS:
+        return name
+    digest = hashlib.blake2b(name.encode(errors="replace"), digest_size=8).hexdigest()
+    return f"{name[:_KEPT]}...#{digest}"
 
 
 class UsageLog:

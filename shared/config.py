@@ -22,6 +22,7 @@ from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
+from shared.secret import Secret
 
 __all__ = [
     "Config",
@@ -112,12 +113,19 @@ class CoreConfig:
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
 
 
+# Provider options that are credentials: wrapped like api_keys, revealed only when signing.
+SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
+    """A provider's settings. Keys (and secret options) are held as `Secret`s from the moment
+    the config is loaded, so no repr, log line or traceback of a config can print them."""
+
     name: str
     kind: str
     base_url: str | None
-    api_keys: tuple[str, ...]
+    api_keys: tuple[Secret, ...]
     headers: dict[str, str]
     timeout_s: float | None
     allow_any_model: bool
@@ -125,6 +133,17 @@ class ProviderConfig:
     # Per-key limits, each key of the pool on its own, enforced across replicas.
     key_rpm: int | None = None
     key_tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        # Whoever builds one (config loading, tests, tools): plaintext never stays plaintext.
+        keys = tuple(k if isinstance(k, Secret) else Secret(k) for k in self.api_keys)
+        object.__setattr__(self, "api_keys", keys)
+        if any(isinstance(self.options.get(k), str) for k in SECRET_OPTIONS):
+            wrapped = {
+                k: Secret(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
+                for k, v in self.options.items()
+            }
+            object.__setattr__(self, "options", wrapped)
 
 
 @dataclass(frozen=True)
@@ -561,7 +580,7 @@ def _providers(raw: Any) -> dict[str, ProviderConfig]:
             name=str(name),
             kind=cp.string(s, "kind", path),
             base_url=base_url.rstrip("/") if base_url else None,
-            api_keys=keys,
+            api_keys=tuple(Secret(key) for key in keys),
             headers=cp.string_map(s, "headers", path),
             timeout_s=timeout,
             allow_any_model=cp.boolean(s, "allow_any_model", path, False),

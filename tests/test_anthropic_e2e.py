@@ -351,4 +351,4 @@ def test_error_after_200_on_the_wire(stack: Stack) -> None:
     last = text.strip().split("\n\n")[-1]
     error = raw.RawResponse(200, {}, last.removeprefix("data: ").encode()).json()["error"]
     assert error["type"] == "service_unavailable"
-    assert error["message"] == "Overloaded"
+    assert "overloaded" in error["message"]  # the gateway's words, never the upstream's

@@ -253,7 +253,7 @@ def test_options_from_environment_through_the_config_file() -> None:
     }
     provider = parse_config(raw, "test", env).providers["aws"]
     ADAPTER.check_provider(provider)
-    assert provider.options["secret_access_key"] == SECRET_KEY
+    assert provider.options["secret_access_key"].reveal() == SECRET_KEY
     both = replace(provider, api_keys=("k",))
     with pytest.raises(ConfigError, match=r"providers\.aws\.api_key"):
         ADAPTER.check_provider(both)

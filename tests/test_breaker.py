@@ -47,6 +47,32 @@ def test_stragglers_while_open_are_ignored() -> None:
     assert breaker.state is State.OPEN
 
 
+def test_failures_attributable_to_one_tenant_never_open_it() -> None:
+    breaker = Breaker(POLICY)
+    for _ in range(50):
+        breaker.record(False, 1.0, attributable_to="tenant-a")
+    assert breaker.state is State.CLOSED and breaker.counts(1.0) == (0, 50)
+
+
+def test_attributable_failures_from_two_tenants_open_it() -> None:
+    breaker = Breaker(POLICY)
+    for tenant in ("a", "a", "a"):
+        breaker.record(False, 1.0, attributable_to=tenant)
+    assert breaker.state is State.CLOSED
+    breaker.record(False, 1.0, attributable_to="b")
+    assert breaker.state is State.OPEN
+
+
+def test_an_attributable_probe_failure_neither_closes_nor_reopens() -> None:
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    assert breaker.allow(5.0)
+    breaker.record(False, 5.1, attributable_to="a")
+    assert breaker.state is State.HALF_OPEN and breaker.allow(5.2)  # the slot is free again
+    breaker.record(True, 5.3)
+    assert breaker.state is State.CLOSED
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 3), st.booleans(), st.booleans()), max_size=80))
 def test_properties(steps: list[tuple[float, bool, bool]]) -> None:

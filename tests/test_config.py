@@ -60,7 +60,7 @@ models:
   m: {provider: up, model: real-name}
 """
     config = load(tmp_path, text, {"UP_KEY": "sk-from-env"})
-    assert config.providers["up"].api_keys == ("sk-from-env",)
+    assert [k.reveal() for k in config.providers["up"].api_keys] == ["sk-from-env"]
     assert config.providers["up"].base_url == "http://127.0.0.1:9/v1"
     assert config.models["m"].targets[0].model == "real-name"
 
@@ -109,7 +109,7 @@ def test_embedded_defaults_add_providers_with_keys_in_env(monkeypatch: pytest.Mo
         "groq",
         "deepseek",
     }
-    assert config.providers["openai"].api_keys == ("key-OPENAI_API_KEY",)
+    assert [k.reveal() for k in config.providers["openai"].api_keys] == ["key-OPENAI_API_KEY"]
     assert config.models["gemini-2.5-flash"].targets[0].provider == "gemini"
     create_app(config)  # every adapter accepts its embedded settings
 

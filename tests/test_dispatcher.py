@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -42,7 +43,7 @@ class Scripted:
         return Capabilities()
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
-        self.keys.append(target.api_key)
+        self.keys.append(target.api_key.reveal() if target.api_key else None)
         outcome = self.script.pop(0) if self.script else None
         if outcome is not None:
             raise outcome
@@ -101,6 +102,15 @@ def test_retries_stop_at_max_retries() -> None:
     with pytest.raises(ProviderError) as info:
         run(dispatcher, attempts)
     assert info.value.attempts == 3 and len(only.keys) == 3
+
+
+def test_one_requests_retries_count_once_against_the_breaker() -> None:
+    only = Scripted([fail(FailureClass.TRANSIENT, 503)] * 3)
+    dispatcher, attempts = setup(("a", only, ("k",)))
+    with pytest.raises(ProviderError):
+        run(dispatcher, attempts)
+    assert len(only.keys) == 3  # three attempts...
+    assert dispatcher.breakers._get("a/a").counts(time.monotonic()) == (1, 1)  # ...one charge
 
 
 @pytest.mark.parametrize("cls", [FailureClass.CLIENT_ERROR, FailureClass.CONTENT_FILTER])

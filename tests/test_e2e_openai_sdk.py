@@ -181,7 +181,8 @@ def test_upstream_retry_after_reaches_the_client(stack: Stack) -> None:
 def test_rate_limited_upstream_is_429_with_envelope(stack: Stack) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         client(stack).chat.completions.create(model="fake/quota", messages=MESSAGES)
-    assert info.value.body["message"] == "You exceeded your current quota."  # type: ignore[index]
+    message = info.value.body["message"]  # type: ignore[index]
+    assert "quota" in message and message != "You exceeded your current quota."
 
 
 @pytest.mark.parametrize("model", ["fake/error-after-200", "fake/cut-stream"])

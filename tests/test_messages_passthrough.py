@@ -15,10 +15,11 @@ import anthropic
 import orjson
 import pytest
 
-from core.adapters.base import ProviderError
+from core.adapters.base import ProviderError, Target
 from core.dispatch import FAILOVER_CLASSES
 from core.messages.passthrough import PassthroughStream, RelayedError, upstream_error
 from core.sse import SSEDecoder
+from shared.config import ProviderConfig
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events
 from tests.support.fake_openai import TEXT as OPENAI_TEXT
@@ -28,6 +29,8 @@ from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
 OPERATOR_KEY = "sk-ant-operator-key"
+CLAUDE = ProviderConfig("claude", "anthropic", None, (OPERATOR_KEY,), {}, None, True)
+TARGET = Target(CLAUDE, "claude-x", CLAUDE.api_keys[0])
 
 
 @pytest.fixture(scope="module")
@@ -216,13 +219,14 @@ def test_upstream_errors_pass_through_with_their_status(stack: Stack, streaming:
             model="claude/rate-limit", max_tokens=5, messages=MESSAGES, stream=streaming
         )
     assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
-    assert limited.value.body["request_id"] == "req_fake_anthropic_0001"  # type: ignore[index]
+    # Status and type are the upstream's; the envelope and message are the gateway's (issue 8).
+    assert "request_id" not in limited.value.body  # type: ignore[operator]
     assert limited.value.response.headers["retry-after"] == "7"
     with pytest.raises(anthropic.BadRequestError) as credit:
         sdk.messages.create(
             model="claude/credit", max_tokens=5, messages=MESSAGES, stream=streaming
         )
-    assert "credit balance is too low" in credit.value.message
+    assert "quota" in credit.value.message  # the operator's account: the gateway's words
     with pytest.raises(anthropic.APIStatusError) as overloaded:
         sdk.messages.create(
             model="claude/overloaded", max_tokens=5, messages=MESSAGES, stream=streaming
@@ -373,7 +377,7 @@ def relay_scripted(
     writes: list[bytes | Exception],
 ) -> tuple[bytes, list[tuple[Any, str]], _Response]:
     response = _Response(writes)
-    stream = PassthroughStream(response)  # type: ignore[arg-type]
+    stream = PassthroughStream(response, TARGET)  # type: ignore[arg-type]
     ended: list[tuple[Any, str]] = []
 
     async def run() -> bytes:
@@ -445,18 +449,20 @@ def test_upstream_error_classification() -> None:
     envelope = orjson.dumps(
         {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}
     )
-    relayed = upstream_error(429, {"retry-after": "3"}, envelope)
+    relayed = upstream_error(429, {"retry-after": "3"}, envelope, TARGET)
     assert isinstance(relayed, RelayedError)
-    assert (relayed.status, relayed.body, relayed.headers) == (429, envelope, {"retry-after": "3"})
+    assert (relayed.status, relayed.headers) == (429, {"retry-after": "3"})
+    assert orjson.loads(relayed.body)["error"]["type"] == "rate_limit_error"
     masked = upstream_error(
         403,
         {},
         orjson.dumps(
             {"type": "error", "error": {"type": "permission_error", "message": "key sk-ant-x"}}
         ),
+        TARGET,
     )
     assert not isinstance(masked, RelayedError) and masked.status == 502
     assert b"sk-ant" not in masked.anthropic_body() and b"api_error" in masked.anthropic_body()
-    html = upstream_error(502, {}, b"<html>bad gateway</html>")
+    html = upstream_error(502, {}, b"<html>bad gateway</html>", TARGET)
     assert not isinstance(html, RelayedError) and html.failure_class in FAILOVER_CLASSES
     assert orjson.loads(html.anthropic_body())["type"] == "error"

@@ -67,7 +67,8 @@ def cluster(
             },
             "shaky": {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-s"},
         },
-        "models": {"shaky-model": {"provider": "shaky", "model": "fail-500"}},
+        # 503: the target's own health (a 500 could be one tenant's content, core.breakers).
+        "models": {"shaky-model": {"provider": "shaky", "model": "fail-503"}},
     }
     running = Cluster(Path(tmp_path_factory.mktemp("cluster")), overrides).start()
     yield running
@@ -137,16 +138,16 @@ def test_an_open_circuit_is_shared_with_the_other_replica(
 ) -> None:
     fake.reset()
     body = {"model": "shaky-model", "messages": [{"role": "user", "content": "hi"}]}
-    statuses = [direct_to_core(cluster, 0, body).status for _ in range(5)]
-    assert statuses[:3] == [502, 502, 502] and statuses[3:] == [503, 503]  # core 0 tripped
-    assert fake.calls["fail-500"] == 3
+    codes = [direct_to_core(cluster, 0, body).json()["error"]["code"] for _ in range(5)]
+    assert "circuit_open" not in codes[:3] and codes[3:] == ["circuit_open"] * 2
+    assert fake.calls["fail-503"] == 3  # core 0 tripped
     # Core 1 never saw the failures; it learns of the open circuit through Redis (1 s sync).
     metrics_url = f"http://127.0.0.1:{cluster.core_ports[1]}/metrics"
-    shared = 'interlock_circuit_open{target="shaky/fail-500"} 1'
+    shared = 'interlock_circuit_open{target="shaky/fail-503"} 1'
     deadline = time.monotonic() + 10
     while shared not in raw.request("GET", metrics_url).body.decode():
         assert time.monotonic() < deadline, "core 1 never learned of the open circuit"
         time.sleep(0.1)
     response = direct_to_core(cluster, 1, body)
     assert response.status == 503 and response.json()["error"]["code"] == "circuit_open"
-    assert fake.calls["fail-500"] == 3  # core 1 failed fast without calling the upstream
+    assert fake.calls["fail-503"] == 3  # core 1 failed fast without calling the upstream

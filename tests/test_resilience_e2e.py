@@ -78,7 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
             "refused-fallback": {"targets": [{"provider": "down", "model": "x"}, to("gpt-fake")]},
             "quota-fallback": {"targets": [to("quota"), to("gpt-fake")]},
             "client-error": {"targets": [to("bad-param"), to("gpt-fake")]},
-            "tripping": {"targets": [{"provider": "breaky", "model": "fail-500"}]},
+            "tripping": {"targets": [{"provider": "breaky", "model": "fail-503"}]},
             "context-fallback": {"targets": [to("context"), to("gpt-fake")]},
             "tiered": {
                 "targets": [to("gpt-fake")],
@@ -195,13 +195,14 @@ def test_circuit_opens_and_fails_fast(stack: Stack, fake: FakeOpenAI) -> None:
         with pytest.raises(openai.APIStatusError) as info:
             create(stack, "tripping")
         statuses.append(info.value.status_code)
-    upstream_calls = fake.calls["fail-500"]
+    upstream_calls = fake.calls["fail-503"]
     assert statuses[-1] == 503
     assert info.value.body["code"] == "circuit_open"  # type: ignore[index]
     assert int(info.value.response.headers["retry-after"]) >= 1
-    # min_requests is 3 and every attempt counts: the breaker opened within the first
-    # request's retries, and later requests never reached the upstream.
-    assert upstream_calls == 3
+    # min_requests is 3 and a request counts once however often it was retried (1 + 2
+    # retries each): the breaker opened after the third request, and later requests never
+    # reached the upstream.
+    assert upstream_calls == 9
 
 
 def test_context_length_error_fails_over_to_the_next_target(stack: Stack) -> None:

@@ -126,6 +126,17 @@ def test_values_expire(run: Runner) -> None:
     assert run(scenario) == (b"v", None)
 
 
+def test_get_many_reads_keys_of_different_hash_tags_in_order(run: Runner) -> None:
+    keys = [f"il:{{b:{unique('t')}}}:open" for _ in range(3)]
+
+    async def scenario(store: Store) -> tuple[list[bytes | None], list[bytes | None]]:
+        await store.set(keys[0], b"a", 60)
+        await store.set(keys[2], b"c", 60)
+        return await store.get_many(keys), await store.get_many([])
+
+    assert run(scenario) == ([b"a", None, b"c"], [])
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     capacity=st.integers(1, 50),

@@ -131,8 +131,8 @@ class AzureAdapter(OpenAICompatAdapter):
         if not target.api_key:
             return {}
         if target.provider.options.get("auth") == "bearer":
-            return {"authorization": f"Bearer {target.api_key}"}
-        return {"api-key": target.api_key}
+            return {"authorization": f"Bearer {target.api_key.reveal()}"}
+        return {"api-key": target.api_key.reveal()}
 
     def ask_stream_usage(self, target: Target) -> bool:
         version = _api_version(target.provider)

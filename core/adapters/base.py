@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError
+from shared.secret import Secret
 
 Framing = Literal["sse", "aws-eventstream"]
 JSON = dict[str, Any]
@@ -33,11 +34,24 @@ class Target:
 
     provider: ProviderConfig
     model: str
-    api_key: str | None
+    api_key: Secret | None
+    # True for a `provider/<any name>` target a tenant named (allow_any_model): its health is
+    # tracked per provider, so tenant-chosen names never create per-name state.
+    dynamic: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):  # plaintext handed in by a caller: wrap it at once
+            object.__setattr__(self, "api_key", Secret(self.api_key))
 
     @property
     def label(self) -> str:
         return f"{self.provider.name}/{self.model}"
+
+    @property
+    def health_label(self) -> str:
+        """The key for breakers, latency and metrics: the configured target, or one
+        `<provider>/*` entry for every dynamic name of that provider."""
+        return f"{self.provider.name}/*" if self.dynamic else self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,8 @@ class ProviderError(GatewayError):
         # Filled in by dispatch for accounting: which target failed, after how many attempts.
         self.target: Target | None = None
         self.attempts = 1
+        # Set by core.scrub once the message, code, param and type are safe to show a tenant.
+        self.sanitized = False
         if retry_after_s is not None and status in (429, 503):
             # Clients (and the official SDKs' own retry loops) read this header.
             self.headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))

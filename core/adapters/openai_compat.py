@@ -264,7 +264,7 @@ class OpenAICompatAdapter:
         if not target.api_key:
             return {}
         preset = self.preset(target.provider)
-        return {preset.auth_header: f"{preset.auth_prefix}{target.api_key}"}
+        return {preset.auth_header: f"{preset.auth_prefix}{target.api_key.reveal()}"}
 
     def ask_stream_usage(self, target: Target) -> bool:
         return self.preset(target.provider).stream_usage == "ask"

@@ -112,7 +112,7 @@ class BedrockEmbeddings:
             **target.provider.headers,
         }
         if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key}"
+            headers["authorization"] = f"Bearer {target.api_key.reveal()}"
         if kind is not None and kind[0] == "cohere":
             bodies = [
                 cohere_body(request.texts[i : i + COHERE_BATCH], request)

@@ -77,9 +77,9 @@ class GeminiEmbeddings:
         headers = {**settings.headers, "accept": "application/json"}
         if target.api_key:
             if settings.vertex:
-                headers["authorization"] = f"Bearer {target.api_key}"
+                headers["authorization"] = f"Bearer {target.api_key.reveal()}"
             else:
-                headers["x-goog-api-key"] = target.api_key
+                headers["x-goog-api-key"] = target.api_key.reveal()
         return headers
 
     def batch_size(self, target: Target) -> int:

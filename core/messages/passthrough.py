@@ -6,9 +6,12 @@ as they come; SSE events are decoded on the side to account usage and to notice 
 clean close. Events are re-framed whole (name and data bytes unchanged) rather than relayed as
 raw writes, so an error appended after a cut never lands in the middle of a half-sent event.
 
-Upstream errors keep their status and Anthropic body, except auth failures: those are the
-operator's problem and their messages can quote keys, so the client sees a masked 502.
-Failure classes come from the anthropic adapter, so failover treats both paths alike.
+Upstream errors keep their status and Anthropic error type, but never their words verbatim:
+the envelope is re-written by the gateway with the message from core.scrub (a fixed sentence
+for the operator's failures, the scrubbed provider message for the tenant's), and an upstream
+`error` event mid-stream is replaced by the gateway's own. Auth failures are the operator's
+problem and their messages can quote keys, so the client sees a masked 502. Failure classes
+come from the anthropic adapter, so failover treats both paths alike.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ import aiohttp
 import orjson
 
 from core.adapters.anthropic import ADAPTER
-from core.adapters.anthropic.errors import parse_error, stream_error
+from core.adapters.anthropic.errors import TYPE_STATUS, parse_error, stream_error
 from core.adapters.anthropic.response import canonical_usage
 from core.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
 from core.messages.stream import error_event
 from core.relay import UsageSink
+from core.scrub import sanitize
 from core.sse import SSEDecoder
 from core.upstream import transport_error
-from shared.errors import FailureClass
+from shared.errors import FailureClass, anthropic_error_body
 
 TimeoutFor = Callable[[Target], aiohttp.ClientTimeout]
 
@@ -65,13 +69,21 @@ def _is_envelope(body: bytes) -> bool:
     )
 
 
-def upstream_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    error = parse_error(status, headers, body)
+def upstream_error(
+    status: int, headers: Mapping[str, str], body: bytes, target: Target
+) -> ProviderError:
+    """The upstream's status and error type are kept; its message only once scrubbed
+    (core.scrub), and the envelope is re-written by the gateway, never relayed as bytes."""
+    error = sanitize(parse_error(status, headers, body), target)
     if error.failure_class is FailureClass.AUTH or not _is_envelope(body):
         if error.failure_class is FailureClass.AUTH:
             error.type = "api_error"
         return error  # masked (auth) or synthesized in the gateway's Anthropic envelope
-    return RelayedError(error, status, body, headers.get("retry-after"))
+    kind = orjson.loads(body)["error"]["type"]
+    safe = anthropic_error_body(status, error.message, kind if kind in TYPE_STATUS else None)
+    relayed = RelayedError(error, status, safe, headers.get("retry-after"))
+    relayed.sanitized = True
+    return relayed
 
 
 def build_request(
@@ -89,7 +101,7 @@ def build_request(
         headers["anthropic-beta"] = ",".join(flags)
     headers["accept"] = "text/event-stream" if payload.get("stream") else "application/json"
     if target.api_key:
-        headers["x-api-key"] = target.api_key
+        headers["x-api-key"] = target.api_key.reveal()
     body = (
         raw
         if payload["model"] == target.model
@@ -133,7 +145,7 @@ class Passthrough:
         finally:
             response.release()
         if response.status >= 400:
-            raise upstream_error(response.status, _lowered(response.headers), body)
+            raise upstream_error(response.status, _lowered(response.headers), body, target)
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -151,8 +163,8 @@ class Passthrough:
         try:
             if response.status >= 400:
                 body = await response.read()
-                raise upstream_error(response.status, _lowered(response.headers), body)
-            stream = PassthroughStream(response)
+                raise upstream_error(response.status, _lowered(response.headers), body, target)
+            stream = PassthroughStream(response, target)
             await stream.prime()
         except (TimeoutError, aiohttp.ClientError) as exc:
             response.close()
@@ -164,10 +176,11 @@ class Passthrough:
 
 
 class PassthroughStream:
-    __slots__ = ("_decoder", "_ended", "_error", "_first", "_response", "usage")
+    __slots__ = ("_decoder", "_ended", "_error", "_first", "_response", "_target", "usage")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, target: Target) -> None:
         self._response = response
+        self._target = target
         self._decoder = SSEDecoder()
         self._first: list[StreamEvent] = []
         self._ended = False  # message_stop seen
@@ -189,7 +202,7 @@ class PassthroughStream:
             self._first = self._decoder.feed(raw)
         first = self._first[0]
         if first.event == "error":  # e.g. overloaded right after the 200: still fail over
-            raise stream_error(_loads(first.data))
+            raise sanitize(stream_error(_loads(first.data)), self._target)
 
     async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
         outcome = "client_closed"
@@ -234,12 +247,16 @@ class PassthroughStream:
         parts: list[bytes] = []
         for event in events:
             name = event.event
+            if name == "error":  # the upstream's words never reach the client unscrubbed
+                self._error = sanitize(stream_error(_loads(event.data)), self._target)
+                parts.append(error_event(self._error))
+                break
             if name is not None:
                 parts.append(b"event: " + name.encode() + b"\n")
             for line in event.data.split(b"\n"):
                 parts.append(b"data: " + line + b"\n")
             parts.append(b"\n")
-            if name in ("message_start", "message_delta", "error"):
+            if name in ("message_start", "message_delta"):
                 self._observe(name, event.data)
             elif name == "message_stop":
                 self._ended = True
@@ -249,9 +266,6 @@ class PassthroughStream:
 
     def _observe(self, name: str, data: bytes) -> None:
         payload = _loads(data)
-        if name == "error":
-            self._error = stream_error(payload)
-            return
         if name == "message_start":
             message = payload.get("message") if isinstance(payload, dict) else None
             usage = message.get("usage") if isinstance(message, dict) else None

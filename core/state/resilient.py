@@ -87,6 +87,11 @@ class ResilientStore:
     async def get(self, key: str) -> bytes | None:
         return await self._call(lambda: self.primary.get(key), lambda: self.fallback.get(key))
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return await self._call(
+            lambda: self.primary.get_many(keys), lambda: self.fallback.get_many(keys)
+        )
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._call(
             lambda: self.primary.set(key, value, ttl_s),

@@ -23,6 +23,10 @@ class Store(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Several values in one round trip (the breaker sync reads every label at once)."""
+        ...
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
     async def claim(self, key: str, ttl_s: float) -> bool:
@@ -70,6 +74,9 @@ class MemoryStore:
             del self._values[key]
             return None
         return entry[0]
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._bound(self._values)  # type: ignore[arg-type]

@@ -25,6 +25,9 @@ Scripted by the requested model name:
   once-500/<tag>       -> 500 on the first call for that exact name, then normal
   once-429/<tag>       -> 429 with Retry-After: 1 on the first call, then normal
   keyed/<tag>          -> 401 unless the key is sk-good
+Scripted by content, whatever the model: a user message whose content is exactly POISON gets a
+500 (a request the upstream chokes on, e.g. a malformed image: the tenant's fault, not the
+target's).
 Streams split every event mid-bytes across writes and send `: ping` comments, as real hosts do.
 """
 
@@ -40,6 +43,7 @@ from aiohttp import web
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
+POISON = "poison-500"
 JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
 CACHED_PROMPT, CACHED = 1200, 1024
 PNG = bytes.fromhex(
@@ -248,6 +252,10 @@ class FakeOpenAI(FakeServer):
                 "rate_limit_exceeded",
                 headers={"retry-after": "0"},
             )
+        if any(
+            isinstance(m, dict) and m.get("content") == POISON for m in body.get("messages") or ()
+        ):
+            return _error(500, "The server had an error processing your image.", "server_error")
         if model == "stall-headers":
             await asyncio.sleep(5)
         if model.startswith("once-500/") and self.calls[model] == 1:

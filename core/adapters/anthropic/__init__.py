@@ -87,7 +87,7 @@ class AnthropicAdapter:
         headers = dict(settings.headers)
         headers["accept"] = "text/event-stream" if body.get("stream") else "application/json"
         if target.api_key:
-            headers["x-api-key"] = target.api_key
+            headers["x-api-key"] = target.api_key.reveal()
         return UpstreamRequest("POST", settings.url, headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes, target: Target) -> JSON:

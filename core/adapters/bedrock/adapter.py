@@ -66,7 +66,7 @@ class BedrockAdapter:
             **target.provider.headers,
         }
         if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key}"
+            headers["authorization"] = f"Bearer {target.api_key.reveal()}"
         url = model_url(base_url(target.provider), target.model, stream)
         return UpstreamRequest("POST", url, headers, orjson.dumps(converse_body(canonical)))
 

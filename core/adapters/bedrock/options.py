@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
+from shared.secret import Secret
 
 _KNOWN = ("region", "access_key_id", "secret_access_key", "session_token", "profile")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -22,8 +23,8 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 class BedrockOptions:
     region: str
     access_key_id: str | None
-    secret_access_key: str | None
-    session_token: str | None
+    secret_access_key: Secret | None
+    session_token: Secret | None
     profile: str | None
 
     @property
@@ -40,6 +41,15 @@ def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None
     return value
 
 
+def _optional_secret(options: dict[str, Any], key: str, path: str) -> Secret | None:
+    """A credential option: ProviderConfig wrapped it at load time; plaintext is wrapped here."""
+    value = options.get(key)
+    if isinstance(value, Secret) and value:
+        return value
+    plain = _optional_string(options, key, path)
+    return Secret(plain) if plain is not None else None
+
+
 def parse_options(provider: ProviderConfig) -> BedrockOptions:
     path = f"providers.{provider.name}.options"
     options = provider.options
@@ -52,8 +62,8 @@ def parse_options(provider: ProviderConfig) -> BedrockOptions:
     if not _REGION.match(region):
         raise ConfigError(f"{path}.region: {region!r} is not an AWS region name")
     key_id = _optional_string(options, "access_key_id", path)
-    secret = _optional_string(options, "secret_access_key", path)
-    token = _optional_string(options, "session_token", path)
+    secret = _optional_secret(options, "secret_access_key", path)
+    token = _optional_secret(options, "session_token", path)
     profile = _optional_string(options, "profile", path)
     if (key_id is None) != (secret is None):
         missing = "secret_access_key" if secret is None else "access_key_id"

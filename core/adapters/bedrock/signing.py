@@ -144,7 +144,9 @@ def make_signer(options: BedrockOptions) -> SigV4Signer:
         return SigV4Signer(
             options.region,
             StaticCredentials(
-                options.access_key_id, options.secret_access_key, options.session_token
+                options.access_key_id,
+                options.secret_access_key.reveal(),
+                options.session_token.reveal() if options.session_token else None,
             ),
         )
     return SigV4Signer(options.region, CredentialCache(default_chain(options.profile)))

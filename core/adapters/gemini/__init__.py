@@ -85,9 +85,9 @@ class GeminiAdapter:
         headers = dict(settings.headers)
         if target.api_key:
             if settings.vertex:
-                headers["authorization"] = f"Bearer {target.api_key}"
+                headers["authorization"] = f"Bearer {target.api_key.reveal()}"
             else:
-                headers["x-goog-api-key"] = target.api_key
+                headers["x-goog-api-key"] = target.api_key.reveal()
         headers["accept"] = "text/event-stream" if stream else "application/json"
         return UpstreamRequest("POST", url, headers, orjson.dumps(body))
 

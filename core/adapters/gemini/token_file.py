@@ -14,6 +14,7 @@ import time
 
 from core.adapters.base import ProviderError, UpstreamRequest
 from shared.errors import FailureClass
+from shared.secret import Secret
 
 RECHECK_S = 5.0
 
@@ -22,7 +23,7 @@ class TokenFileSigner:
     def __init__(self, path: str, recheck_s: float = RECHECK_S) -> None:
         self._path = path
         self._recheck_s = recheck_s
-        self._token: str | None = None
+        self._token: Secret | None = None  # an OAuth bearer token: never in a repr
         self._mtime_ns = -1
         self._checked = float("-inf")
         self._lock = asyncio.Lock()
@@ -30,7 +31,10 @@ class TokenFileSigner:
     async def sign(self, request: UpstreamRequest) -> UpstreamRequest:
         if self._token is None or time.monotonic() - self._checked >= self._recheck_s:
             await self._refresh()
-        request.headers["authorization"] = f"Bearer {self._token}"
+        token = self._token
+        if token is None:  # _refresh raises first; kept explicit for the type checker
+            raise _unavailable()
+        request.headers["authorization"] = f"Bearer {token.reveal()}"
         return request
 
     async def _refresh(self) -> None:
@@ -45,7 +49,7 @@ class TokenFileSigner:
                     raise _unavailable() from None
             self._checked = time.monotonic()
             if fresh:
-                self._token = fresh
+                self._token = Secret(fresh)
             elif self._token is None:
                 raise _unavailable()
 

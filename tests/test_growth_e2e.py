@@ -1,0 +1,92 @@
+"""Issue 8, finding 4: tenant-chosen model names cannot grow the core's state.
+
+20,000 distinct `mock/<name>` requests (mock: allow_any_model) go through the real edge and
+core, concurrently over keep-alive connections. Afterwards the per-target structures hold no
+more than their stated caps, /metrics has the same series as before (configured targets and
+one `<provider>/*` label), and the core's RSS has not grown with the number of names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from core.latency import MAX_ENTRIES as LATENCY_CAP
+from core.routing import DYNAMIC_ROUTES
+from tests.support import raw
+from tests.support.stack import Stack
+
+NAMES = 20_000
+WARM_UP = 1_000
+CONCURRENCY = 32
+NAME_PAD = "n" * 80  # moderate length: the edge's name cap is another test's business
+RSS_GROWTH_MB = 8  # measured: ~0.4 MB with bounded state; the unbounded board grew ~18 MB
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(Path(tmp_path_factory.mktemp("growth"))).start()
+    yield running
+    running.stop()
+
+
+async def _drive(stack: Stack, start: int, count: int) -> list[int]:
+    token = stack.token()
+    url = f"{stack.edge_url}/v1/chat/completions"
+    headers = {"authorization": f"Bearer {token}"}
+    statuses: list[int] = []
+    names = iter(range(start, start + count))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in names:
+            body = {
+                "model": f"mock/g{i}-{NAME_PAD}",
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                statuses.append(response.status)
+
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+    return statuses
+
+
+def _rss_mb(stack: Stack) -> float:
+    status = Path(f"/proc/{stack.processes[0].pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    assert match is not None
+    return int(match.group(1)) / 1024
+
+
+def _metrics(stack: Stack) -> str:
+    response = raw.request("GET", f"{stack.core_url}/metrics")
+    assert response.status == 200
+    return response.body.decode()
+
+
+def _entries(metrics: str) -> dict[str, int]:
+    found = re.findall(r'^interlock_state_entries\{kind="(\w+)"\} (\d+)$', metrics, re.M)
+    return {kind: int(value) for kind, value in found}
+
+
+def test_twenty_thousand_model_names_leave_state_bounded(stack: Stack) -> None:
+    assert set(asyncio.run(_drive(stack, 0, WARM_UP))) == {200}
+    rss_before, metrics_before = _rss_mb(stack), _metrics(stack)
+    assert set(asyncio.run(_drive(stack, WARM_UP, NAMES))) == {200}
+    rss_after, metrics_after = _rss_mb(stack), _metrics(stack)
+
+    series = [line for line in metrics_after.splitlines() if line.startswith("interlock_circuit")]
+    labels = sorted(re.findall(r'target="([^"]*)"', "\n".join(series)))
+    assert labels == ["mock/*", "mock/mock-1"]  # configured targets and one per provider
+    assert len(metrics_after) <= len(metrics_before) + 64 and len(metrics_after) < 4096
+    entries = _entries(metrics_after)
+    assert entries["breakers"] == 2 and entries["latency"] <= min(2, LATENCY_CAP)
+    assert entries["dynamic_routes"] == DYNAMIC_ROUTES
+    assert rss_after - rss_before < RSS_GROWTH_MB, (rss_before, rss_after)
