@@ -17,6 +17,7 @@ import yaml
 from shared import configparse as cp
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
+from shared.config_server import CORE_SERVER, EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 
 __all__ = [
@@ -24,12 +25,14 @@ __all__ = [
     "ConfigError",
     "ModelConfig",
     "ResilienceConfig",
+    "ServerConfig",
     "TargetConfig",
     "load_config",
 ]
 
 DEFAULT_EDGE_PORT = 8080
 DEFAULT_CORE_PORT = 8081
+DEFAULT_CORE_ADMIN_PORT = 8082
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class EdgeConfig:
     routes: tuple[RouteConfig, ...]
     default_pool: str
     core_timeout_s: float
+    server: ServerConfig = EDGE_SERVER
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,10 @@ class CoreConfig:
     image_fetch_timeout_s: float = 10.0
     image_allow_private_networks: bool = False  # only for tests and closed networks
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    server: ServerConfig = CORE_SERVER
+    # /metrics and /readyz are served only on this listener (same process), never on `port`.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = DEFAULT_CORE_ADMIN_PORT
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ _AUTH = frozenset(
 )
 _HOP = frozenset({"secret", "max_skew"})
 _EDGE = frozenset(
-    {"host", "port", "max_body_bytes", "pools", "routes", "default_pool", "core_timeout"}
+    {"host", "port", "max_body_bytes", "pools", "routes", "default_pool", "core_timeout", "server"}
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
 _CORE = frozenset(
@@ -188,6 +196,9 @@ _CORE = frozenset(
         "image_fetch_timeout",
         "image_allow_private_networks",
         "resilience",
+        "server",
+        "admin_host",
+        "admin_port",
     }
 )
 _PROVIDER = frozenset(
@@ -409,14 +420,26 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         routes=tuple(routes),
         default_pool=default_pool,
         core_timeout_s=cp.duration(s, "core_timeout", "edge", 900),
+        server=parse_server(s.get("server"), "edge.server", EDGE_SERVER),
     )
 
 
 def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
     s = cp.section(raw, "core", _CORE)
+    port = _port(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    if "admin_port" not in s and env.get("INTERLOCK_CORE_ADMIN_PORT"):
+        s = {**s, "admin_port": env["INTERLOCK_CORE_ADMIN_PORT"]}
+    admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
+    if admin_port == port:
+        raise ConfigError("core.admin_port: must differ from core.port")
     return CoreConfig(
         host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
-        port=_port(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT),
+        port=port,
+        admin_host=cp.string(
+            s, "admin_host", "core", env.get("INTERLOCK_CORE_ADMIN_HOST") or "127.0.0.1"
+        ),
+        admin_port=admin_port,
+        server=parse_server(s.get("server"), "core.server", CORE_SERVER),
         max_body_bytes=cp.size(s, "max_body_bytes", "core", 16 * 1024 * 1024),
         connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),

@@ -169,15 +169,16 @@ def test_sam_template_as_written_passes_cfn_lint() -> None:
 # --- Lambda: run.sh ----------------------------------------------------------------------
 
 
-def test_run_sh_execs_uvicorn_on_port() -> None:
+def test_run_sh_execs_the_launcher_on_port() -> None:
+    """The launcher, never bare uvicorn: it is what applies the edge's connection limits."""
     script = LAMBDA / "run.sh"
     text = script.read_text()
     assert os.access(script, os.X_OK)
     assert text.startswith("#!/bin/sh\n")
     exec_lines = [line for line in text.splitlines() if line.startswith("exec ")]
     assert len(exec_lines) == 1
-    assert "uvicorn edge.main:app" in exec_lines[0]
-    assert '"${PORT:-8080}"' in text
+    assert "-m shared.server edge" in exec_lines[0]
+    assert '"${PORT:-8080}"' in exec_lines[0]
 
 
 def launch(script: Path, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -213,7 +214,7 @@ def base_env() -> dict[str, str]:
 
 def test_run_sh_serves_the_edge_on_port(tmp_path: Path) -> None:
     """run.sh from the source tree with a temp config and JWKS: the edge answers on $PORT
-    (not the config's port), and the process listening is uvicorn itself (exec)."""
+    (not the config's port), and the process listening is the launcher itself (exec)."""
     stack = Stack(tmp_path / "stack")  # writes interlock.yaml and creates the key pair
     port = free_port()
     env = {
@@ -227,7 +228,7 @@ def test_run_sh_serves_the_edge_on_port(tmp_path: Path) -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert b"uvicorn" in cmdline and b"edge.main:app" in cmdline
+        assert b"shared.server" in cmdline and b"edge" in cmdline
     finally:
         stop(process, tmp_path / "edge.log")
     assert port != stack.edge_port
@@ -354,7 +355,7 @@ def test_edge_zip_runs_and_relays_to_a_core(
     core = zip_stack._spawn("core", zip_stack.core_port)
     edge = launch(bundle / "run.sh", env, bundle, tmp_path / "edge.log")
     try:
-        wait_http(f"{zip_stack.core_url}/readyz", process=core)
+        wait_http(f"{zip_stack.core_admin_url}/readyz", process=core)
         wait_http(f"http://127.0.0.1:{port}/healthz", process=edge)
         client = OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key=zip_stack.token(), max_retries=0

@@ -151,7 +151,7 @@ def test_an_open_circuit_is_shared_with_the_other_replica(
     assert statuses[:3] == [502, 502, 502] and statuses[3:] == [503, 503]  # core 0 tripped
     assert fake.calls["fail-500"] == 3
     # Core 1 never saw the failures; it learns of the open circuit through Redis (1 s sync).
-    metrics_url = f"http://127.0.0.1:{cluster.core_ports[1]}/metrics"
+    metrics_url = f"http://127.0.0.1:{cluster.core_admin_ports[1]}/metrics"
     shared = 'interlock_circuit_open{target="shaky/fail-500"} 1'
     deadline = time.monotonic() + 10
     while shared not in raw.request("GET", metrics_url).body.decode():

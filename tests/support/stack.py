@@ -1,4 +1,5 @@
-"""Runs the real edge and core as uvicorn subprocesses on free loopback ports.
+"""Runs the real edge and core as subprocesses on free loopback ports, through the same
+launcher as every deployment (`python -m shared.server`, with its connection limits).
 
 Tests talk to them over real sockets, exactly as a tenant would; child logs go to files so tests
 can also check what the gateway wrote about a request.
@@ -51,7 +52,9 @@ class Stack:
         workdir.mkdir(parents=True, exist_ok=True)
         self.core_port = core_port or free_port()
         self.edge_port = edge_port or free_port()
+        self.core_admin_port = free_port()
         raw = base_config(workdir / "state", self.core_port, self.edge_port)
+        raw["core"]["admin_port"] = self.core_admin_port
         for key, value in (overrides or {}).items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
@@ -70,22 +73,27 @@ class Stack:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
 
-    def _spawn(self, tier: str, port: int, name: str | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        tier: str,
+        port: int,
+        name: str | None = None,
+        admin_port: int | None = None,
+        app: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """One tier; a core also gets its admin listener (/readyz, /metrics) on `admin_port`
+        (default: this stack's). `app` swaps the app factory (a test-only wrapper)."""
         log = self.workdir / f"{name or tier}.log"
         self.logs[name or tier] = log
         handle = log.open("ab")
+        argv = [sys.executable, "-m", "shared.server", tier, "--host", "127.0.0.1"]
+        argv += ["--port", str(port)]
+        if tier == "core":
+            argv += ["--admin-port", str(admin_port or self.core_admin_port)]
+        if app is not None:
+            argv += ["--app", app]
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                f"{tier}.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
+            argv,
             env=self.env,
             cwd=ROOT,
             stdout=handle,
@@ -95,11 +103,12 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start(self) -> Stack:
-        core = self._spawn("core", self.core_port)
+    def start(self, core_app: str | None = None) -> Stack:
+        """Both tiers; `core_app` (module:factory) runs a wrapped core app instead."""
+        core = self._spawn("core", self.core_port, app=core_app)
         edge = self._spawn("edge", self.edge_port)
         try:
-            wait_http(f"{self.core_url}/readyz", process=core)
+            wait_http(f"{self.core_admin_url}/readyz", process=core)
             wait_http(f"{self.edge_url}/healthz", process=edge)
         except Exception as exc:
             self.stop()
@@ -124,6 +133,11 @@ class Stack:
     @property
     def core_url(self) -> str:
         return f"http://127.0.0.1:{self.core_port}"
+
+    @property
+    def core_admin_url(self) -> str:
+        """The core's admin listener: /readyz and /metrics are served only there."""
+        return f"http://127.0.0.1:{self.core_admin_port}"
 
     def token(
         self,
@@ -160,16 +174,20 @@ class Cluster(Stack):
         self, workdir: Path, overrides: dict[str, Any], cores: int = 2, edges: int = 2
     ) -> None:
         self.core_ports = [free_port() for _ in range(cores)]
+        self.core_admin_ports = [free_port() for _ in range(cores)]
         self.edge_ports = [free_port() for _ in range(edges)]
         pools = {"default": [f"http://127.0.0.1:{port}" for port in self.core_ports]}
         merged = {**overrides, "edge": {**overrides.get("edge", {}), "pools": pools}}
         super().__init__(workdir, merged, self.core_ports[0], self.edge_ports[0])
 
     def start(self) -> Cluster:
-        cores = [self._spawn("core", port, f"core{i}") for i, port in enumerate(self.core_ports)]
+        admin = self.core_admin_ports
+        cores = [
+            self._spawn("core", port, f"core{i}", admin[i]) for i, port in enumerate(self.core_ports)
+        ]
         edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]
         try:
-            for port, process in zip(self.core_ports, cores, strict=True):
+            for port, process in zip(admin, cores, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
             for port, process in zip(self.edge_ports, edges, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
