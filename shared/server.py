@@ -74,6 +74,7 @@ def serve(
         # uvicorn takes whole seconds; rounding up never closes a connection early.
         timeout_keep_alive=max(1, math.ceil(settings.keepalive_timeout_s)),
         backlog=settings.backlog,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     sockets = [bind(host, port, settings.backlog) for host, port in listeners]
     for host, port in listeners:

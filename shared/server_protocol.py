@@ -33,6 +33,10 @@ from shared.http import api_for_path
 _FRESH, _HEADERS, _BODY, _IDLE = range(4)
 
 
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback: the parser stops and reports a malformed request."""
+
+
 def raw_error(error: GatewayError, path: str | None = None) -> bytes:
     """A complete HTTP/1.1 error response that closes the connection, for answers given by the
     protocol itself (no app, no request id)."""
@@ -123,13 +127,19 @@ class Watch:
             self.phase = _HEADERS
             self.header_bytes = 0
 
-    def headers_received(self, size: int) -> bool:
-        """Bytes that arrived while the headers are still incomplete; False once over the cap."""
+    def header_line(self, size: int) -> None:
+        """Counts the request line and each header as the parser completes them."""
         self.header_bytes += size
-        if self.header_bytes <= self.settings.max_header_bytes:
-            return True
-        self.refuse(GatewayError(431, "the request headers are too large", code="invalid_header"))
-        return False
+        if self.header_bytes > self.settings.max_header_bytes:
+            raise HeadersTooLarge  # stops the parser; the protocol's 400 path answers 431
+
+    def refuse_malformed(self) -> None:
+        """uvicorn's answer to a request its parser rejects, as a JSON envelope."""
+        if self.header_bytes > self.settings.max_header_bytes:
+            error = GatewayError(431, "the request headers are too large", code="invalid_header")
+            self.refuse(error)
+        else:
+            self.refuse(GatewayError(400, "invalid HTTP request", code="invalid_request"))
 
     def headers_done(self) -> None:
         self.phase = _BODY
@@ -192,6 +202,14 @@ class GuardedH11Protocol(H11Protocol):
         watch = self.watch
         if watch.phase in (_FRESH, _IDLE):
             watch.request_begins()
+        if watch.phase == _HEADERS:
+            # h11 caps only an incomplete event; headers that arrive whole are counted here.
+            end = data.find(b"\r\n\r\n")
+            try:
+                watch.header_line(len(data) if end < 0 else end)
+            except HeadersTooLarge:
+                watch.refuse_malformed()
+                return
         super().data_received(data)
         state = self.conn.their_state
         if state is h11.SEND_BODY:
@@ -200,10 +218,11 @@ class GuardedH11Protocol(H11Protocol):
         elif state is h11.IDLE:
             if watch.phase == _BODY:
                 watch.body_done()  # the body ended and h11 already started the next cycle
-            elif watch.phase == _HEADERS:
-                watch.headers_received(len(data))
         elif watch.phase in (_HEADERS, _BODY):
             watch.body_done()
+
+    def send_400_response(self, msg: str) -> None:
+        self.watch.refuse_malformed()
 
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
@@ -232,10 +251,16 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             self.budget.release(self.peer)
             super().connection_lost(exc)
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.watch.phase == _HEADERS and not self.transport.is_closing():
-                self.watch.headers_received(len(data))
+        def send_400_response(self, msg: str) -> None:
+            self.watch.refuse_malformed()
+
+        def on_url(self, url: bytes) -> None:
+            self.watch.header_line(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.watch.header_line(len(name) + len(value) + 4)
+            super().on_header(name, value)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

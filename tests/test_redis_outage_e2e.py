@@ -63,4 +63,5 @@ def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> N
     redis_server.start()
     assert until_status(stack, 200).status == 200  # recovers by itself, no restart
     stack.wait_for_log("redis reachable again")
-    assert "interlock_redis_up 1" in raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+    metrics = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+    assert "interlock_redis_up 1" in metrics

@@ -80,9 +80,11 @@ class Stack:
         name: str | None = None,
         admin_port: int | None = None,
         app: str | None = None,
+        http: str | None = None,
     ) -> subprocess.Popen[bytes]:
         """One tier; a core also gets its admin listener (/readyz, /metrics) on `admin_port`
-        (default: this stack's). `app` swaps the app factory (a test-only wrapper)."""
+        (default: this stack's). `app` swaps the app factory (a test-only wrapper), `http`
+        picks the HTTP implementation (h11, as in the Lambda zip, or httptools)."""
         log = self.workdir / f"{name or tier}.log"
         self.logs[name or tier] = log
         handle = log.open("ab")
@@ -92,6 +94,8 @@ class Stack:
             argv += ["--admin-port", str(admin_port or self.core_admin_port)]
         if app is not None:
             argv += ["--app", app]
+        if http is not None:
+            argv += ["--http", http]
         process = subprocess.Popen(
             argv,
             env=self.env,
@@ -183,7 +187,8 @@ class Cluster(Stack):
     def start(self) -> Cluster:
         admin = self.core_admin_ports
         cores = [
-            self._spawn("core", port, f"core{i}", admin[i]) for i, port in enumerate(self.core_ports)
+            self._spawn("core", port, f"core{i}", admin_port)
+            for i, (port, admin_port) in enumerate(zip(self.core_ports, admin, strict=True))
         ]
         edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]
         try:
