@@ -33,9 +33,17 @@ TIERS = ("edge", "core")
 
 
 def default_max_connections() -> int:
-    """Half the open-file limit: on the edge each client connection in flight also holds one
-    to the core, and the process needs a few descriptors of its own."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """Half the open-file limit, raised to its hard maximum first (the common soft default of
+    1024 would cap a gateway at a few hundred streams): on the edge each client connection in
+    flight also holds one to the core, and the process needs descriptors of its own. A server
+    that runs out of descriptors fails in accept() for everyone; this cap answers 503 instead."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # keep the soft limit we were given
     if soft == resource.RLIM_INFINITY:
         return 0
     return max(soft // 2, 1)

@@ -454,6 +454,8 @@ def test_dockerfile(name: str, probe: str, entry: list[str]) -> None:
     (healthcheck,) = [rest for word, rest in final if word == "HEALTHCHECK"]
     command = json.loads(healthcheck.split(" CMD ", 1)[1])
     assert probe in " ".join(command)
+    if name == "Dockerfile.core":  # readiness lives on the admin listener only
+        assert "INTERLOCK_CORE_ADMIN_PORT" in " ".join(command)
     entrypoint = [json.loads(rest) for word, rest in final if word == "ENTRYPOINT"]
     cmd = [json.loads(rest) for word, rest in final if word == "CMD"]
     assert entrypoint[-1] + (cmd[-1] if cmd else []) == entry
@@ -648,6 +650,17 @@ def test_k8s_services_and_disruption_budgets_select_pods(manifests: list[dict[st
         selector = budget["spec"]["selector"]["matchLabels"]
         assert sum(selects(selector, labels) for labels, _ in pods) == 1
         assert budget["spec"].get("maxUnavailable") == 1
+    # The core's admin listener (/readyz, /metrics) is probed on the pod, never published.
+    (core,) = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("core")
+    ]
+    container = core["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["port"] == "admin"
+    admin_host = {e["name"]: e.get("value") for e in container["env"]}["INTERLOCK_CORE_ADMIN_HOST"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert core_config({"INTERLOCK_CORE_ADMIN_HOST": admin_host}).core.admin_port == ports["admin"]
+    for service in services:
+        assert all(p["targetPort"] != "admin" for p in service["spec"]["ports"])
     # The edge reaches the core through its Service.
     (edge,) = [
         d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("edge")
@@ -658,6 +671,17 @@ def test_k8s_services_and_disruption_budgets_select_pods(manifests: list[dict[st
     url = urlsplit(env["INTERLOCK_CORE_URL"])
     core_services = {s["metadata"]["name"]: s for s in services}
     assert url.port in [p["port"] for p in core_services[str(url.hostname)]["spec"]["ports"]]
+    # Behind the Ingress all clients share the ingress pods' addresses: no per-address budget,
+    # and idle connections outlive the load balancer's idle timeout.
+    values = {k: v for k, v in env.items() if v is not None}
+    server = edge_config({**values, "INTERLOCK_HOP_SECRET": HOP_SECRET}).edge.server
+    assert server.max_connections_per_client == 0
+    (ingress,) = of_kind(manifests, "Ingress")
+    alb = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    assert server.keepalive_timeout_s > int(alb.split("idle_timeout.timeout_seconds=")[1])
+    # The bundle's own defaults (Lambda, compose) keep the budget.
+    lambda_env = {"INTERLOCK_CORE_URL": "http://core:8081", "INTERLOCK_HOP_SECRET": HOP_SECRET}
+    assert edge_config(lambda_env).edge.server.max_connections_per_client == 64
 
 
 def test_k8s_ingress_suits_streaming(manifests: list[dict[str, Any]]) -> None:
