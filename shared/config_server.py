@@ -64,7 +64,7 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
             s, "max_connections_per_client", path, d.max_connections_per_client, 0, 1_000_000
         ),
         max_connections=cp.integer(s, "max_connections", path, d.max_connections, 0, 10_000_000),
-        max_header_bytes=cp.integer(s, "max_header_bytes", path, d.max_header_bytes, 1024, 1 << 24),
+        max_header_bytes=cp.size(s, "max_header_bytes", path, d.max_header_bytes),
         backlog=cp.integer(s, "backlog", path, d.backlog, 1, 65535),
     )
     for key, value in (
@@ -74,4 +74,6 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
     ):
         if value <= 0:
             raise cp.ConfigError(f"{path}.{key}: must be positive")
+    if config.max_header_bytes < 1024:
+        raise cp.ConfigError(f"{path}.max_header_bytes: at least 1KiB (a token alone needs more)")
     return config
