@@ -78,6 +78,9 @@ def serve(
         http=protocol,
         loop=loop,
         lifespan="on",
+        # No WebSocket upgrades: no route uses them, and an upgraded connection would leave
+        # these protocols (and the connection budgets) without ever being released.
+        ws="none",
         access_log=False,
         # uvicorn takes whole seconds; rounding up never closes a connection early.
         timeout_keep_alive=max(1, math.ceil(settings.keepalive_timeout_s)),

@@ -152,6 +152,24 @@ def test_connections_beyond_the_per_client_budget_are_refused_while_others_are_s
             sock.close()
 
 
+@pytest.mark.parametrize("target", ("edge", "edge-h11"))
+def test_upgrade_requests_give_their_budget_slot_back(stack: Stack, target: str) -> None:
+    """An upgraded connection would leave the protocol that counts it: a budget leak any
+    client could use to lock its address (and, with `max_connections`, everyone) out."""
+    port = port_of(stack, target)
+    upgrade = (
+        b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    for _ in range(PER_CLIENT + 2):
+        with connect(port) as sock:
+            sock.sendall(upgrade)
+            status, _, body = read_response(sock)
+        assert status == 200, body  # served as plain HTTP, never refused
+        time.sleep(0.05)  # let the server see the close before the next connection
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_oversized_headers_are_refused_with_an_envelope(stack: Stack, target: str) -> None:
     """80 KB of headers (the cap is 64 KiB): httptools alone would take any amount."""
