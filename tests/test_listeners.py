@@ -9,12 +9,16 @@ built from the client's Host header. Now the core serves /metrics and /readyz on
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 
 from tests.support import raw
+from tests.support.net import wait_http
 from tests.support.stack import Stack
 
 HOSTILE = {"host": "attacker.example"}
@@ -85,3 +89,34 @@ def test_a_trailing_slash_is_a_404_envelope_without_a_location(
     else:
         assert error["error"]["code"] == "not_found"
     assert b"attacker.example" not in response.body
+
+
+def test_interlock_serve_runs_each_tier_through_the_launcher(tmp_path: Path) -> None:
+    """`interlock serve edge|core` (the container command) execs the launcher: the core answers
+    readiness on its admin listener only, and the two tiers serve a chat request together."""
+    stack = Stack(tmp_path)  # config, keys and free ports; the CLI starts the processes
+    interlock = str(Path(sys.executable).with_name("interlock"))
+    processes = {}
+    try:
+        for tier in ("core", "edge"):
+            log = (tmp_path / f"{tier}.log").open("wb")
+            processes[tier] = subprocess.Popen(
+                [interlock, "--config", str(stack.config_path), "serve", tier],
+                env=stack.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+        wait_http(f"{stack.core_admin_url}/readyz", process=processes["core"])
+        wait_http(f"{stack.edge_url}/healthz", process=processes["edge"])
+        for process in processes.values():
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+            assert b"shared.server" in cmdline, cmdline
+        assert raw.request("GET", stack.core_url + "/readyz").status == 404
+        chat = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
+        assert raw.post(f"{stack.edge_url}/v1/chat/completions", chat, stack.token()).status == 200
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(10)
