@@ -17,6 +17,7 @@ _SERVER = frozenset(
         "header_timeout",
         "body_timeout",
         "keepalive_timeout",
+        "send_timeout",
         "max_connections_per_client",
         "max_connections",
         "max_header_bytes",
@@ -36,6 +37,10 @@ class ServerConfig:
     # Idle time between requests on a kept-alive connection. Above the edge's aiohttp pool
     # idle time (15 s), so the client side always closes an idle connection first.
     keepalive_timeout_s: float = 75.0
+    # How long the client may leave a response unread (the send buffer full, no progress at
+    # all) before the connection is aborted: otherwise a client that stops reading pins a
+    # stream, its upstream call and the provider key's capacity for as long as it likes.
+    send_timeout_s: float = 60.0
     # Concurrent connections per peer address (0: no budget). A peer is the TCP peer: behind a
     # load balancer every client shares the balancer's address, so raise it or set 0 there.
     max_connections_per_client: int = 64
@@ -60,6 +65,7 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
         header_timeout_s=cp.duration(s, "header_timeout", path, d.header_timeout_s),
         body_timeout_s=cp.duration(s, "body_timeout", path, d.body_timeout_s),
         keepalive_timeout_s=cp.duration(s, "keepalive_timeout", path, d.keepalive_timeout_s),
+        send_timeout_s=cp.duration(s, "send_timeout", path, d.send_timeout_s),
         max_connections_per_client=cp.integer(
             s, "max_connections_per_client", path, d.max_connections_per_client, 0, 1_000_000
         ),
@@ -71,6 +77,7 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
         ("header_timeout", config.header_timeout_s),
         ("body_timeout", config.body_timeout_s),
         ("keepalive_timeout", config.keepalive_timeout_s),
+        ("send_timeout", config.send_timeout_s),
     ):
         if value <= 0:
             raise cp.ConfigError(f"{path}.{key}: must be positive")

@@ -7,7 +7,9 @@ its task, for as long as the client likes. Each connection here gets one deadlin
 - fresh connection, or first byte of a later request -> end of headers: `header_timeout`
   (nothing received yet: closed silently; partial headers: 408, then closed);
 - end of headers -> end of body: `body_timeout` (408 if no response has started, then closed);
-- between requests: uvicorn's keep-alive timeout.
+- between requests: uvicorn's keep-alive timeout;
+- and, whatever the phase, a response the client leaves unread (send buffer full, no progress)
+  for `send_timeout` aborts the connection.
 
 Headers larger than `max_header_bytes` get a 431. Each peer address may hold
 `max_connections_per_client` connections and the process `max_connections`; a connection
@@ -90,7 +92,16 @@ class Budget:
 class Watch:
     """One connection's deadline: which phase it is in and what happens when time runs out."""
 
-    __slots__ = ("cycle", "header_bytes", "loop", "phase", "settings", "timer", "transport")
+    __slots__ = (
+        "cycle",
+        "header_bytes",
+        "loop",
+        "phase",
+        "send_timer",
+        "settings",
+        "timer",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -108,6 +119,7 @@ class Watch:
         self.timer: asyncio.TimerHandle | None = loop.call_later(
             settings.header_timeout_s, self._expired
         )
+        self.send_timer: asyncio.TimerHandle | None = None
 
     def _arm(self, seconds: float) -> None:
         if self.timer is not None:
@@ -118,6 +130,26 @@ class Watch:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def writing_paused(self) -> None:
+        """The transport's buffer is full: the client is not reading what it asked for."""
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.settings.send_timeout_s, self._stalled)
+
+    def writing_resumed(self) -> None:
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def closed(self) -> None:
+        self.stop()
+        self.writing_resumed()
+
+    def _stalled(self) -> None:
+        # Nothing can be said to a client that does not read; close() would wait for the
+        # buffer to drain, abort() drops it. The app's pending send returns (disconnected).
+        self.send_timer = None
+        self.transport.abort()
 
     def request_begins(self) -> None:
         """First byte of a request. A fresh connection's deadline already runs since accept."""
@@ -194,9 +226,17 @@ class GuardedH11Protocol(H11Protocol):
             self.watch.refuse(refusal)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.watch.stop()
+        self.watch.closed()
         self.budget.release(self.peer)
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.watch.writing_paused()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.watch.writing_resumed()
 
     def data_received(self, data: bytes) -> None:
         watch = self.watch
@@ -247,9 +287,17 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
                 self.watch.refuse(refusal)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self.watch.stop()
+            self.watch.closed()
             self.budget.release(self.peer)
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self.watch.writing_paused()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self.watch.writing_resumed()
 
         def send_400_response(self, msg: str) -> None:
             self.watch.refuse_malformed()

@@ -22,6 +22,7 @@ import pytest
 from tests.support.net import free_port, wait_http
 from tests.support.sockets import Outcome, connect, read_response, trickle, wait_outcome
 from tests.support.stack import Stack
+from tests.support.stale_core import StaleCore
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -204,6 +205,38 @@ def test_a_kept_alive_connection_idles_longer_than_the_header_timeout(
         time.sleep(HEADER_TIMEOUT + 0.5)
         sock.sendall(healthz)
         assert read_response(sock)[0] == 200
+
+
+def test_a_client_that_stops_reading_is_cut_off_at_the_send_timeout(tmp_path: Path) -> None:
+    """16 MB answered to a client that never reads: the edge's send buffer stays full. Before,
+    the connection (and the response held in memory) lived as long as the client wanted."""
+    size = 16 * 1024 * 1024
+    core = StaleCore(answer=b"x" * size).start()
+    overrides = {"edge": {"pools": {"default": [core.url]}, "server": {"send_timeout": "1s"}}}
+    stack = Stack(tmp_path, overrides)
+    try:
+        wait_http(f"{stack.edge_url}/healthz", process=stack._spawn("edge", stack.edge_port))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: no autotune
+        with sock:
+            sock.connect(("127.0.0.1", stack.edge_port))
+            body = orjson.dumps({"model": "mock-1", "messages": []})
+            sock.sendall(head(stack, "edge", "\r\n", length=len(body)) + body)
+            time.sleep(1.0 + SLACK)  # not reading
+            received, ended = 0, False
+            sock.settimeout(5)
+            try:
+                while chunk := sock.recv(1 << 20):
+                    received += len(chunk)
+                ended = True
+            except ConnectionResetError:
+                ended = True
+            except TimeoutError:
+                pass  # the whole answer arrived and the connection is still open
+        assert ended and 0 < received < size, (ended, received)
+    finally:
+        stack.stop()
+        core.stop()
 
 
 def test_limits_are_read_from_the_config(tmp_path: Path) -> None:

@@ -99,7 +99,9 @@ def trickle(
             continue
         except ConnectionResetError:
             return Outcome(None, closed=True, reset=True, elapsed=time.monotonic() - started)
-        outcome = wait_outcome(sock, 2.0) if chunk else Outcome(None, closed=True)
+        # The server spoke: what matters now is whether (and when) it ends the connection.
+        left = max(limit - (time.monotonic() - started), 2.0)
+        outcome = wait_outcome(sock, left) if chunk else Outcome(None, closed=True)
         outcome.elapsed = time.monotonic() - started
         return outcome
     return None

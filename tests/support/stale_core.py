@@ -14,20 +14,24 @@ import threading
 from tests.support.net import free_port
 
 ANSWER = b'{"ok":true}'
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-    + f"content-length: {len(ANSWER)}\r\n\r\n".encode()
-    + ANSWER
-)
+
+
+def response(body: bytes) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+    return head.encode() + b"\r\n\r\n" + body
 
 
 class StaleCore:
     """`mode` decides what happens to a request that is not the first on its connection:
     "drop" closes without answering, "partial" sends a status line and closes. With
-    `answer_only_first` every request after the very first is treated so, on any connection."""
+    `answer_only_first` every request after the very first is treated so, on any connection.
+    `answer` is the body of every 200 (a large one tests a client that stops reading)."""
 
-    def __init__(self, mode: str = "drop", answer_only_first: bool = False) -> None:
+    def __init__(
+        self, mode: str = "drop", answer_only_first: bool = False, answer: bytes = ANSWER
+    ) -> None:
         self.mode = mode
+        self.response = response(answer)
         self.answer_only_first = answer_only_first
         self.port = free_port()
         self.requests = 0
@@ -81,7 +85,7 @@ class StaleCore:
                         writer.write(b"HTTP/1.1 200 OK\r\n")
                         await writer.drain()
                     break
-                writer.write(RESPONSE)
+                writer.write(self.response)
                 await writer.drain()
                 answered += 1
         writer.close()
