@@ -123,7 +123,11 @@ class EdgeState:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        pool = _PoolConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        # Idle connections are dropped after 15 s, well below the core's keep-alive (75 s by
+        # default): the edge, not the core, ends an idle connection, so none is reused mid-close.
+        pool = _PoolConnector(
+            limit=0, ttl_dns_cache=300, enable_cleanup_closed=True, keepalive_timeout=15
+        )
         self.session = _core_session(pool)
         # For the rare second attempt: never pooled, so it is always a new connection.
         self.fresh = _core_session(aiohttp.TCPConnector(limit=0, force_close=True))
