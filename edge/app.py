@@ -199,10 +199,11 @@ class EdgeState:
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         """One request to the core; sent a second time, on a new connection, only when a pooled
-        connection turned out to be closed before the core sent a single byte of an answer (the
-        core restarted, or closed it after answering another request): the core never saw the
-        request there. A new connection that fails, or any failure after a response byte, is
-        never retried: the core may have acted on the request."""
+        connection turned out to be closed before the core sent a single byte of an answer.
+        That is a connection the core was already closing (it restarted, timed it out, or
+        closed it after an error), so the request did not reach the app. Bounded to one more
+        attempt; a new connection that fails, or any failure after a response byte, is never
+        retried: there the core may have acted on the request."""
         _REUSED.set(False)
         try:
             return await session.request(
