@@ -211,7 +211,11 @@ class EdgeState:
             )
         except aiohttp.ClientConnectorError:
             raise
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except (
+            aiohttp.ServerDisconnectedError,  # EOF instead of an answer
+            aiohttp.ClientOSError,  # reset while sending or waiting
+            aiohttp.ClientConnectionResetError,  # the transport was already closing
+        ) as exc:
             partial = isinstance(exc, aiohttp.ServerDisconnectedError) and not isinstance(
                 exc.message, str
             )  # a partial status line or headers had arrived
