@@ -31,7 +31,7 @@ SLACK = 2.0  # scheduling on a loaded 2-core machine; old code never closes at a
 LIMITS = {
     "header_timeout": f"{HEADER_TIMEOUT}s",
     "body_timeout": f"{BODY_TIMEOUT}s",
-    "keepalive_timeout": "5s",
+    "keepalive_timeout": "20s",
     "max_connections_per_client": PER_CLIENT,
 }
 TARGETS = ("edge", "edge-h11", "core")
@@ -39,20 +39,24 @@ TARGETS = ("edge", "edge-h11", "core")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Edge and core, plus a second edge on h11; PORTS maps each target to its port."""
     overrides = {"edge": {"server": LIMITS}, "core": {"server": LIMITS}}
     running = Stack(tmp_path_factory.mktemp("limits"), overrides).start()
-    running.h11_port = free_port()  # type: ignore[attr-defined]
-    h11 = running._spawn("edge", running.h11_port, "edge-h11", http="h11")  # type: ignore[attr-defined]
+    h11_port = free_port()
+    h11 = running._spawn("edge", h11_port, "edge-h11", http="h11")
     try:
-        wait_http(f"http://127.0.0.1:{running.h11_port}/healthz", process=h11)  # type: ignore[attr-defined]
+        wait_http(f"http://127.0.0.1:{h11_port}/healthz", process=h11)
+        PORTS.update(edge=running.edge_port, core=running.core_port, **{"edge-h11": h11_port})
         yield running
     finally:
         running.stop()
 
 
+PORTS: dict[str, int] = {}
+
+
 def port_of(stack: Stack, target: str) -> int:
-    ports = {"edge": stack.edge_port, "edge-h11": stack.h11_port, "core": stack.core_port}  # type: ignore[attr-defined]
-    return ports[target]
+    return PORTS[target]
 
 
 def head(stack: Stack, target: str, extra: str = "", length: int | None = None) -> bytes:
@@ -127,7 +131,7 @@ def test_connections_beyond_the_per_client_budget_are_refused_while_others_are_s
     healthz = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
     held: list[socket.socket] = []
     try:
-        for _ in range(PER_CLIENT):  # each serves a request, then idles in keep-alive (5 s)
+        for _ in range(PER_CLIENT):  # each serves a request, then idles in keep-alive (20 s)
             sock = connect(port)
             held.append(sock)
             sock.sendall(healthz)
@@ -197,7 +201,7 @@ def test_a_malformed_request_gets_a_json_envelope(stack: Stack, target: str) -> 
 def test_a_kept_alive_connection_idles_longer_than_the_header_timeout(
     stack: Stack, target: str
 ) -> None:
-    """Between requests the keep-alive timeout (5 s) applies, not the header timeout."""
+    """Between requests the keep-alive timeout (20 s) applies, not the header timeout."""
     healthz = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
     with connect(port_of(stack, target)) as sock:
         sock.sendall(healthz)
