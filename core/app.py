@@ -24,6 +24,7 @@ from core.identity import Caller, HopVerifier
 from core.images import ImageFetcher
 from core.keypool import KeyPools
 from core.limits import Settlements, TenantLimiter
+from core.listeners import ListenerRouter
 from core.messages.handler import MessagesEndpoint
 from core.messages.passthrough import Passthrough
 from core.metrics import render as render_metrics
@@ -199,15 +200,19 @@ def create_app(config: Config) -> Starlette:
             media_type="text/plain; version=0.0.4",
         )
 
-    routes = [
+    public = [
         Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
         Route("/v1/embeddings", authenticated(embeddings), methods=["POST"]),
         Route("/v1/messages", authenticated(messages, "anthropic"), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+    ]
+    admin = [
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
+    app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app

@@ -133,34 +133,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uvicorn_args(module: str, host: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        module,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--no-proxy-headers",  # X-Forwarded-For is the edge's to judge (edge.trusted_proxies)
-        "--loop",
-        "auto",
-        "--http",
-        "auto",
-        "--timeout-keep-alive",
-        "75",
-    ]
+def _server_args(tier: str) -> list[str]:
+    """The one launcher (shared/server.py): header/body/keep-alive timeouts, connection budgets
+    and, for the core, the admin listener, all from the config it reads ($INTERLOCK_CONFIG)."""
+    return [sys.executable, "-m", "shared.server", tier]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _config(args)
-    tier = config.edge if args.tier == "edge" else config.core
+    _config(args)  # fail here, with the CLI's message, on an invalid config
     env = dict(os.environ)
     if args.config:
         env["INTERLOCK_CONFIG"] = str(args.config)
-    argv = _uvicorn_args(f"{args.tier}.main:app", tier.host, tier.port)
+    argv = _server_args(args.tier)
     os.execve(sys.executable, argv, env)
     return 0  # unreachable
 
@@ -221,12 +205,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         env["INTERLOCK_CONFIG"] = str(Path(args.config).resolve())
     if not config.hop.secret and not env.get("INTERLOCK_HOP_SECRET"):
         ensure_hop_secret(config.state_dir)
-    core = subprocess.Popen(
-        _uvicorn_args("core.main:app", config.core.host, config.core.port), env=env
-    )
-    edge = subprocess.Popen(
-        _uvicorn_args("edge.main:app", config.edge.host, config.edge.port), env=env
-    )
+    core = subprocess.Popen(_server_args("core"), env=env)
+    edge = subprocess.Popen(_server_args("edge"), env=env)
     children = (core, edge)
 
     def stop(signum: int, frame: object) -> None:
@@ -239,7 +219,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     edge_url = f"http://{config.edge.host}:{config.edge.port}"
     try:
         deadline = time.monotonic() + 60
-        _wait_healthy(f"http://{config.core.host}:{config.core.port}/readyz", core, deadline)
+        admin = f"http://{config.core.admin_host}:{config.core.admin_port}"
+        _wait_healthy(f"{admin}/readyz", core, deadline)
         _wait_healthy(f"{edge_url}/healthz", edge, deadline)
     except RuntimeError as exc:
         print(f"interlock up failed: {exc}", file=sys.stderr)

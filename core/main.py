@@ -1,4 +1,9 @@
-"""ASGI entry point: `uvicorn core.main:app` (config from $INTERLOCK_CONFIG or defaults)."""
+"""The core's ASGI app built from $INTERLOCK_CONFIG (or defaults), for tools that import it.
+
+Serve it with `python -m shared.server core` (what `interlock serve core` does): a bare
+`uvicorn core.main:app` would run without the connection limits and without the admin listener
+that serves /readyz and /metrics.
+"""
 
 from core.app import create_app
 from shared.config import load_config

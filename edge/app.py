@@ -7,8 +7,12 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import ssl
+import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -35,6 +39,41 @@ _DROP_RESPONSE_HEADERS = frozenset(
 )
 # Client headers that carry API semantics the core needs; nothing else crosses the hop.
 _FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "idempotency-key")
+
+
+# Whether the connection of the request being sent had served a request before (set by
+# _PoolConnector in the sending task's context, read right after the send fails).
+_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("interlock_reused", default=False)
+
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """Tells the sender whether it got a pooled connection: only those may be stale."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._handed_out: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        if protocol is not None:
+            _REUSED.set(protocol in self._handed_out)
+            self._handed_out.add(protocol)
+        return connection
+
+
+def _core_session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        trust_env=False,
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 def _core_unavailable() -> GatewayError:
@@ -85,6 +124,7 @@ class EdgeState:
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None
+        self.fresh: aiohttp.ClientSession | None = None
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=5, sock_read=config.edge.core_timeout_s
         )
@@ -92,18 +132,15 @@ class EdgeState:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            ttl_dns_cache=300,
-            enable_cleanup_closed=True,
-            ssl=self.core_tls if self.core_tls is not None else True,
+        # Idle connections are dropped after 15 s, well below the core's keep-alive (75 s by
+        # default): the edge, not the core, ends an idle connection, so none is reused mid-close.
+        tls: ssl.SSLContext | bool = self.core_tls if self.core_tls is not None else True
+        pool = _PoolConnector(
+            limit=0, ttl_dns_cache=300, enable_cleanup_closed=True, keepalive_timeout=15, ssl=tls
         )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            trust_env=False,
-            skip_auto_headers=("User-Agent",),
-        )
+        self.session = _core_session(pool)
+        # For the rare second attempt: never pooled, so it is always a new connection.
+        self.fresh = _core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
         await self.jwks.start()
         await self.revocations.start()
         try:
@@ -112,7 +149,8 @@ class EdgeState:
             await self.revocations.stop()
             await self.jwks.stop()
             await self.session.close()
-            self.session = None
+            await self.fresh.close()
+            self.session = self.fresh = None
 
     def hop_headers(
         self,
@@ -162,15 +200,48 @@ class EdgeState:
         urls = self.router.urls(self.router.pool_for(model, token.tenant))
         for url in urls:
             try:
-                upstream = await session.request(
-                    request.method, url + path, data=body, headers=headers, timeout=self.timeout
-                )
+                upstream = await self._send(session, request.method, url + path, body, headers)
             except aiohttp.ClientConnectorError:
                 continue  # core replica down: the next one in the pool may serve
             except (aiohttp.ClientError, TimeoutError):
                 raise _core_unavailable() from None
             return await _relay(upstream, api)
         raise _core_unavailable()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> aiohttp.ClientResponse:
+        """One request to the core; sent a second time, on a new connection, only when a pooled
+        connection turned out to be closed before the core sent a single byte of an answer.
+        That is a connection the core was already closing (it restarted, timed it out, or
+        closed it after an error), so the request did not reach the app. Bounded to one more
+        attempt; a new connection that fails, or any failure after a response byte, is never
+        retried: there the core may have acted on the request."""
+        _REUSED.set(False)
+        try:
+            return await session.request(
+                method, url, data=body, headers=headers, timeout=self.timeout
+            )
+        except aiohttp.ClientConnectorError:
+            raise
+        except (
+            aiohttp.ServerDisconnectedError,  # EOF instead of an answer
+            aiohttp.ClientOSError,  # reset while sending or waiting
+            aiohttp.ClientConnectionResetError,  # the transport was already closing
+        ) as exc:
+            partial = isinstance(exc, aiohttp.ServerDisconnectedError) and not isinstance(
+                exc.message, str
+            )  # a partial status line or headers had arrived
+            if partial or not _REUSED.get() or self.fresh is None:
+                raise
+        return await self.fresh.request(
+            method, url, data=body, headers=headers, timeout=self.timeout
+        )
 
 
 async def _relay(upstream: aiohttp.ClientResponse, api: Api) -> Response:
@@ -259,5 +330,7 @@ def create_app(config: Config) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # No trailing-slash redirects: Starlette builds their Location from the client's Host.
+    app.router.redirect_slashes = False
     app.state.edge = state
     return app

@@ -1,4 +1,8 @@
-"""ASGI entry point: `uvicorn edge.main:app` (config from $INTERLOCK_CONFIG or defaults)."""
+"""The edge's ASGI app built from $INTERLOCK_CONFIG (or defaults), for tools that import it.
+
+Serve it with `python -m shared.server edge` (what `interlock serve edge` and run.sh do): a bare
+`uvicorn edge.main:app` would run without the header/body timeouts and connection budgets.
+"""
 
 from edge.app import create_app
 from shared.config import load_config

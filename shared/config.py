@@ -20,6 +20,7 @@ from shared import configparse as cp
 from shared.config_auth import networks, revocation_settings, tenant_cidrs
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig, parse_resilience
+from shared.config_server import CORE_SERVER, EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
 from shared.secret import Secret
@@ -29,12 +30,14 @@ __all__ = [
     "ConfigError",
     "ModelConfig",
     "ResilienceConfig",
+    "ServerConfig",
     "TargetConfig",
     "load_config",
 ]
 
 DEFAULT_EDGE_PORT = 8080
 DEFAULT_CORE_PORT = 8081
+DEFAULT_CORE_ADMIN_PORT = 8082
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class EdgeConfig:
     core_client_key: Path | None = None
     # Proxies whose X-Forwarded-For is believed (client address for network allowlists).
     trusted_proxies: tuple[claims.Network, ...] = ()
+    server: ServerConfig = EDGE_SERVER
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,10 @@ class CoreConfig:
     # Exact (address, port) peers exempt from the address policy, e.g. an internal image store.
     image_allow_hosts: tuple[tuple[str, int], ...] = ()
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    server: ServerConfig = CORE_SERVER
+    # /metrics and /readyz are served only on this listener (same process), never on `port`.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = DEFAULT_CORE_ADMIN_PORT
 
 
 # Provider options that are credentials: wrapped like api_keys, revealed only when signing.
@@ -244,6 +252,7 @@ _EDGE = frozenset(
         "core_client_cert",
         "core_client_key",
         "trusted_proxies",
+        "server",
     }
 )
 _ROUTE = frozenset({"models", "tenants", "pool"})
@@ -264,6 +273,9 @@ _CORE = frozenset(
         "image_allow_private_networks",
         "image_allow_hosts",
         "resilience",
+        "server",
+        "admin_host",
+        "admin_port",
     }
 )
 _PROVIDER = frozenset(
@@ -502,6 +514,7 @@ def _edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         core_client_cert=_path(s, "core_client_cert"),
         core_client_key=_path(s, "core_client_key"),
         trusted_proxies=networks(s.get("trusted_proxies"), "edge.trusted_proxies"),
+        server=parse_server(s.get("server"), "edge.server", EDGE_SERVER),
     )
 
 
@@ -512,9 +525,20 @@ def _path(s: dict[str, Any], key: str) -> Path | None:
 
 def _core(raw: Any, env: dict[str, str]) -> CoreConfig:
     s = cp.section(raw, "core", _CORE)
+    port = _port(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    if "admin_port" not in s and env.get("INTERLOCK_CORE_ADMIN_PORT"):
+        s = {**s, "admin_port": env["INTERLOCK_CORE_ADMIN_PORT"]}
+    admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
+    if admin_port == port:
+        raise ConfigError("core.admin_port: must differ from core.port")
     return CoreConfig(
         host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
-        port=_port(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT),
+        port=port,
+        admin_host=cp.string(
+            s, "admin_host", "core", env.get("INTERLOCK_CORE_ADMIN_HOST") or "127.0.0.1"
+        ),
+        admin_port=admin_port,
+        server=parse_server(s.get("server"), "core.server", CORE_SERVER),
         max_body_bytes=cp.size(s, "max_body_bytes", "core", 16 * 1024 * 1024),
         connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
@@ -68,15 +68,34 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 async def unhandled_exception_handler(request: Request, exc: Exception) -> Response:
-    """Last resort: log the traceback for operators, show the client only a clean 500."""
+    """Last resort: log the traceback for operators, show the client only a clean 500.
+
+    The response closes the connection. Starlette re-raises the exception once this response
+    is sent and uvicorn then closes the socket; without `connection: close` the client (the
+    edge's pool) would keep the connection as reusable and send the next request, of any
+    tenant, into a socket that is being torn down."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     api = api_for_path(request.url.path)
     error = GatewayError(500, "internal gateway error", code="internal_error")
-    return Response(error.body_for(api), status_code=500, media_type=JSON_MEDIA)
+    return Response(
+        error.body_for(api),
+        status_code=500,
+        media_type=JSON_MEDIA,
+        headers={"connection": "close"},
+    )
+
+
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The client left (or the server's body deadline answered it with a 408) while the app
+    was reading the body: nothing can be sent any more, and it is not a server error."""
+    api = api_for_path(request.url.path)
+    error = GatewayError(408, "the request body did not arrive", code="timeout")
+    return Response(error.body_for(api), status_code=408, media_type=JSON_MEDIA)
 
 
 EXCEPTION_HANDLERS = {
     HTTPException: http_exception_handler,
+    ClientDisconnect: client_disconnect_handler,
     Exception: unhandled_exception_handler,
 }
 

@@ -119,11 +119,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def tls_stack(workdir: Path, pki: Pki, edge_tls: dict[str, str], mtls: bool) -> Stack:
     port = free_port()
-    ssl_args = ("--ssl-keyfile", str(pki.server_key), "--ssl-certfile", str(pki.server_cert))
+    server = {"tls_key_file": str(pki.server_key), "tls_cert_file": str(pki.server_cert)}
     if mtls:  # the core accepts only clients with a certificate from the CA (CERT_REQUIRED)
-        ssl_args += ("--ssl-ca-certs", str(pki.ca), "--ssl-cert-reqs", "2")
+        server["tls_client_ca_file"] = str(pki.ca)
     edge = {"pools": {"default": [f"https://127.0.0.1:{port}"]}, **edge_tls}
-    return Stack(workdir, {"edge": edge}, core_port=port, core_ssl_args=ssl_args).start()
+    return Stack(workdir, {"edge": edge, "core": {"server": server}}, core_port=port).start()
 
 
 @pytest.fixture(scope="module")

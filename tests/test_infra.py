@@ -169,15 +169,16 @@ def test_sam_template_as_written_passes_cfn_lint() -> None:
 # --- Lambda: run.sh ----------------------------------------------------------------------
 
 
-def test_run_sh_execs_uvicorn_on_port() -> None:
+def test_run_sh_execs_the_launcher_on_port() -> None:
+    """The launcher, never bare uvicorn: it is what applies the edge's connection limits."""
     script = LAMBDA / "run.sh"
     text = script.read_text()
     assert os.access(script, os.X_OK)
     assert text.startswith("#!/bin/sh\n")
     exec_lines = [line for line in text.splitlines() if line.startswith("exec ")]
     assert len(exec_lines) == 1
-    assert "uvicorn edge.main:app" in exec_lines[0]
-    assert '"${PORT:-8080}"' in text
+    assert "-m shared.server edge" in exec_lines[0]
+    assert '"${PORT:-8080}"' in exec_lines[0]
 
 
 def launch(script: Path, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -213,7 +214,7 @@ def base_env() -> dict[str, str]:
 
 def test_run_sh_serves_the_edge_on_port(tmp_path: Path) -> None:
     """run.sh from the source tree with a temp config and JWKS: the edge answers on $PORT
-    (not the config's port), and the process listening is uvicorn itself (exec)."""
+    (not the config's port), and the process listening is the launcher itself (exec)."""
     stack = Stack(tmp_path / "stack")  # writes interlock.yaml and creates the key pair
     port = free_port()
     env = {
@@ -227,7 +228,7 @@ def test_run_sh_serves_the_edge_on_port(tmp_path: Path) -> None:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert b"uvicorn" in cmdline and b"edge.main:app" in cmdline
+        assert b"shared.server" in cmdline and b"edge" in cmdline
     finally:
         stop(process, tmp_path / "edge.log")
     assert port != stack.edge_port
@@ -354,7 +355,7 @@ def test_edge_zip_runs_and_relays_to_a_core(
     core = zip_stack._spawn("core", zip_stack.core_port)
     edge = launch(bundle / "run.sh", env, bundle, tmp_path / "edge.log")
     try:
-        wait_http(f"{zip_stack.core_url}/readyz", process=core)
+        wait_http(f"{zip_stack.core_admin_url}/readyz", process=core)
         wait_http(f"http://127.0.0.1:{port}/healthz", process=edge)
         client = OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key=zip_stack.token(), max_retries=0
@@ -453,6 +454,8 @@ def test_dockerfile(name: str, probe: str, entry: list[str]) -> None:
     (healthcheck,) = [rest for word, rest in final if word == "HEALTHCHECK"]
     command = json.loads(healthcheck.split(" CMD ", 1)[1])
     assert probe in " ".join(command)
+    if name == "Dockerfile.core":  # readiness lives on the admin listener only
+        assert "INTERLOCK_CORE_ADMIN_PORT" in " ".join(command)
     entrypoint = [json.loads(rest) for word, rest in final if word == "ENTRYPOINT"]
     cmd = [json.loads(rest) for word, rest in final if word == "CMD"]
     assert entrypoint[-1] + (cmd[-1] if cmd else []) == entry
@@ -647,6 +650,17 @@ def test_k8s_services_and_disruption_budgets_select_pods(manifests: list[dict[st
         selector = budget["spec"]["selector"]["matchLabels"]
         assert sum(selects(selector, labels) for labels, _ in pods) == 1
         assert budget["spec"].get("maxUnavailable") == 1
+    # The core's admin listener (/readyz, /metrics) is probed on the pod, never published.
+    (core,) = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("core")
+    ]
+    container = core["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["port"] == "admin"
+    admin_host = {e["name"]: e.get("value") for e in container["env"]}["INTERLOCK_CORE_ADMIN_HOST"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert core_config({"INTERLOCK_CORE_ADMIN_HOST": admin_host}).core.admin_port == ports["admin"]
+    for service in services:
+        assert all(p["targetPort"] != "admin" for p in service["spec"]["ports"])
     # The edge reaches the core through its Service.
     (edge,) = [
         d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("edge")
@@ -657,6 +671,17 @@ def test_k8s_services_and_disruption_budgets_select_pods(manifests: list[dict[st
     url = urlsplit(env["INTERLOCK_CORE_URL"])
     core_services = {s["metadata"]["name"]: s for s in services}
     assert url.port in [p["port"] for p in core_services[str(url.hostname)]["spec"]["ports"]]
+    # Behind the Ingress all clients share the ingress pods' addresses: no per-address budget,
+    # and idle connections outlive the load balancer's idle timeout.
+    values = {k: v for k, v in env.items() if v is not None}
+    server = edge_config({**values, "INTERLOCK_HOP_SECRET": HOP_SECRET}).edge.server
+    assert server.max_connections_per_client == 0
+    (ingress,) = of_kind(manifests, "Ingress")
+    alb = ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    assert server.keepalive_timeout_s > int(alb.split("idle_timeout.timeout_seconds=")[1])
+    # The bundle's own defaults (Lambda, compose) keep the budget.
+    lambda_env = {"INTERLOCK_CORE_URL": "http://core:8081", "INTERLOCK_HOP_SECRET": HOP_SECRET}
+    assert edge_config(lambda_env).edge.server.max_connections_per_client == 64
 
 
 def test_k8s_ingress_suits_streaming(manifests: list[dict[str, Any]]) -> None:

@@ -44,6 +44,7 @@ def test_edge_imports_neither_core_nor_heavy_dependencies(tmp_path: Path) -> Non
     }
     body = (
         "from shared.config import parse_config\n"
+        "import shared.server  # the launcher the edge runs under\n"
         "from edge.app import create_app\n"
         f"create_app(parse_config({raw!r}, 'test', {{}}))\n"
         "print('edge ok')\n"
@@ -54,7 +55,10 @@ def test_edge_imports_neither_core_nor_heavy_dependencies(tmp_path: Path) -> Non
 
 
 def test_shared_imports_neither_tier() -> None:
-    modules = "shared.config, shared.errors, shared.hop, shared.http, shared.wire, shared.periodic"
+    modules = (
+        "shared.config, shared.errors, shared.hop, shared.http, shared.wire, shared.periodic, "
+        "shared.server, shared.server_protocol"
+    )
     body = f"import {modules}\nprint('ok')"
     result = run_blocked({"core", "edge"}, body)
     assert result.returncode == 0, result.stderr

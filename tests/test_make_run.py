@@ -40,6 +40,7 @@ def test_interlock_up_prints_working_examples(tmp_path: Path) -> None:
         {
             "INTERLOCK_EDGE_PORT": str(edge_port),
             "INTERLOCK_CORE_PORT": str(core_port),
+            "INTERLOCK_CORE_ADMIN_PORT": str(free_port()),
             "PYTHONPATH": str(ROOT),
         }
     )

@@ -58,9 +58,10 @@ def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> N
         error = during[0].json()["error"]
         assert error["code"] == "state_unavailable" and during[0].headers["retry-after"] == "1"
     stack.wait_for_log("redis unreachable")
-    metrics = raw.request("GET", f"{stack.core_url}/metrics").body.decode()
+    metrics = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
     assert "interlock_redis_up 0" in metrics and "interlock_redis_outages_total 1" in metrics
     redis_server.start()
     assert until_status(stack, 200).status == 200  # recovers by itself, no restart
     stack.wait_for_log("redis reachable again")
-    assert "interlock_redis_up 1" in raw.request("GET", f"{stack.core_url}/metrics").body.decode()
+    metrics = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+    assert "interlock_redis_up 1" in metrics

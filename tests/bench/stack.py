@@ -144,7 +144,7 @@ def wait_ready(procs: Processes, name: str, url: str, process: subprocess.Popen[
 
 
 def bench_config(
-    upstream_url: str, state_dir: Path, core_port: int, edge_port: int
+    upstream_url: str, state_dir: Path, core_port: int, edge_port: int, admin_port: int
 ) -> dict[str, Any]:
     """THE place to switch hot-path features on: the benchmark must pay for everything a user
     would run. Today: real JWT verification (ES256, models claim checked), HMAC hop credential,
@@ -161,8 +161,14 @@ def bench_config(
             "algorithm": "ES256",
             "max_ttl": "2h",
         },
-        "edge": {"port": edge_port, "pools": {"default": [f"http://127.0.0.1:{core_port}"]}},
-        "core": {"port": core_port},
+        "edge": {
+            "port": edge_port,
+            "pools": {"default": [f"http://127.0.0.1:{core_port}"]},
+            # The load generator stands for many clients behind one address (as a load
+            # balancer does); every other server limit stays at its default.
+            "server": {"max_connections_per_client": 0},
+        },
+        "core": {"port": core_port, "admin_port": admin_port},
         "providers": {
             "bench": {
                 "kind": "openai",
@@ -192,13 +198,14 @@ def bench_env(config_path: Path, redis_url: str) -> dict[str, str]:
     return env
 
 
-def uvicorn_argv(app: str, port: int) -> list[str]:
-    """As deployed: one worker, uvloop + httptools, no access log."""
+def server_argv(tier: str, port: int) -> list[str]:
+    """As deployed: the launcher (connection limits, core admin listener from the config), one
+    worker, uvloop + httptools, no access log."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        app,
+        "shared.server",
+        tier,
         "--host",
         "127.0.0.1",
         "--port",
@@ -207,22 +214,22 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
         "uvloop",
         "--http",
         "httptools",
-        "--no-access-log",
-        "--timeout-keep-alive",
-        "75",
     ]
 
 
 class Interlock:
-    """edge + core as two uvicorn processes, with keys, a tenant token and a private Redis."""
+    """edge + core as two server processes, with keys, a tenant token and a private Redis."""
 
     def __init__(self, procs: Processes, upstream_url: str, redis_url: str) -> None:
         self.procs = procs
         self.core_port = free_port()
         self.edge_port = free_port()
+        self.admin_port = free_port()
         workdir = procs.workdir / "interlock"
         workdir.mkdir(exist_ok=True)
-        raw = bench_config(upstream_url, workdir / "state", self.core_port, self.edge_port)
+        raw = bench_config(
+            upstream_url, workdir / "state", self.core_port, self.edge_port, self.admin_port
+        )
         self.config_path = workdir / "interlock.yaml"
         self.config_path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         self.env = bench_env(self.config_path, redis_url)
@@ -238,9 +245,9 @@ class Interlock:
         return f"http://127.0.0.1:{self.edge_port}"
 
     def start(self) -> None:
-        core = self.procs.spawn("core", uvicorn_argv("core.main:app", self.core_port), self.env)
-        edge = self.procs.spawn("edge", uvicorn_argv("edge.main:app", self.edge_port), self.env)
-        wait_ready(self.procs, "core", f"http://127.0.0.1:{self.core_port}/readyz", core)
+        core = self.procs.spawn("core", server_argv("core", self.core_port), self.env)
+        edge = self.procs.spawn("edge", server_argv("edge", self.edge_port), self.env)
+        wait_ready(self.procs, "core", f"http://127.0.0.1:{self.admin_port}/readyz", core)
         wait_ready(self.procs, "edge", f"{self.url}/healthz", edge)
         self.pids = {"edge": edge.pid, "core": core.pid}
 

@@ -1,4 +1,5 @@
-"""Runs the real edge and core as uvicorn subprocesses on free loopback ports.
+"""Runs the real edge and core as subprocesses on free loopback ports, through the same
+launcher as every deployment (`python -m shared.server`, with its connection limits).
 
 Tests talk to them over real sockets, exactly as a tenant would; child logs go to files so tests
 can also check what the gateway wrote about a request.
@@ -46,15 +47,14 @@ class Stack:
         overrides: dict[str, Any] | None = None,
         core_port: int | None = None,
         edge_port: int | None = None,
-        core_ssl_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
-        # uvicorn --ssl-* options: the core serves https (edge pools must say https too).
-        self.core_ssl_args = core_ssl_args
         workdir.mkdir(parents=True, exist_ok=True)
         self.core_port = core_port or free_port()
         self.edge_port = edge_port or free_port()
+        self.core_admin_port = free_port()
         raw = base_config(workdir / "state", self.core_port, self.edge_port)
+        raw["core"]["admin_port"] = self.core_admin_port
         for key, value in (overrides or {}).items():
             if isinstance(value, dict) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
@@ -69,28 +69,37 @@ class Stack:
             "PYTHONPATH": str(ROOT),
         }
         self.config: Config = load_config(self.config_path, env=self.env)
+        # core.server.tls_*: the core serves https on both listeners (edge pools say https).
+        self.core_tls = self.config.core.server.tls_cert_file is not None
         init_keys(self.config.auth)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
 
-    def _spawn(self, tier: str, port: int, name: str | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        tier: str,
+        port: int,
+        name: str | None = None,
+        admin_port: int | None = None,
+        app: str | None = None,
+        http: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """One tier; a core also gets its admin listener (/readyz, /metrics) on `admin_port`
+        (default: this stack's). `app` swaps the app factory (a test-only wrapper), `http`
+        picks the HTTP implementation (h11, as in the Lambda zip, or httptools)."""
         log = self.workdir / f"{name or tier}.log"
         self.logs[name or tier] = log
         handle = log.open("ab")
+        argv = [sys.executable, "-m", "shared.server", tier, "--host", "127.0.0.1"]
+        argv += ["--port", str(port)]
+        if tier == "core":
+            argv += ["--admin-port", str(admin_port or self.core_admin_port)]
+        if app is not None:
+            argv += ["--app", app]
+        if http is not None:
+            argv += ["--http", http]
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                f"{tier}.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                *(self.core_ssl_args if tier == "core" else ()),
-                "--no-proxy-headers",  # as deployed: the edge alone decides whom to believe
-            ],
+            argv,
             env=self.env,
             cwd=ROOT,
             stdout=handle,
@@ -100,14 +109,15 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start(self) -> Stack:
-        core = self._spawn("core", self.core_port)
+    def start(self, core_app: str | None = None) -> Stack:
+        """Both tiers; `core_app` (module:factory) runs a wrapped core app instead."""
+        core = self._spawn("core", self.core_port, app=core_app)
         edge = self._spawn("edge", self.edge_port)
         try:
-            if self.core_ssl_args:
-                wait_port(self.core_port)  # uvicorn listens once its lifespan has started
+            if self.core_tls:
+                wait_port(self.core_admin_port)  # uvicorn listens once its lifespan has started
             else:
-                wait_http(f"{self.core_url}/readyz", process=core)
+                wait_http(f"{self.core_admin_url}/readyz", process=core)
             wait_http(f"{self.edge_url}/healthz", process=edge)
         except Exception as exc:
             self.stop()
@@ -131,8 +141,13 @@ class Stack:
 
     @property
     def core_url(self) -> str:
-        scheme = "https" if self.core_ssl_args else "http"
+        scheme = "https" if self.core_tls else "http"
         return f"{scheme}://127.0.0.1:{self.core_port}"
+
+    @property
+    def core_admin_url(self) -> str:
+        """The core's admin listener: /readyz and /metrics are served only there."""
+        return f"http://127.0.0.1:{self.core_admin_port}"
 
     def token(
         self,
@@ -169,16 +184,21 @@ class Cluster(Stack):
         self, workdir: Path, overrides: dict[str, Any], cores: int = 2, edges: int = 2
     ) -> None:
         self.core_ports = [free_port() for _ in range(cores)]
+        self.core_admin_ports = [free_port() for _ in range(cores)]
         self.edge_ports = [free_port() for _ in range(edges)]
         pools = {"default": [f"http://127.0.0.1:{port}" for port in self.core_ports]}
         merged = {**overrides, "edge": {**overrides.get("edge", {}), "pools": pools}}
         super().__init__(workdir, merged, self.core_ports[0], self.edge_ports[0])
 
     def start(self) -> Cluster:
-        cores = [self._spawn("core", port, f"core{i}") for i, port in enumerate(self.core_ports)]
+        admin = self.core_admin_ports
+        cores = [
+            self._spawn("core", port, f"core{i}", admin_port)
+            for i, (port, admin_port) in enumerate(zip(self.core_ports, admin, strict=True))
+        ]
         edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]
         try:
-            for port, process in zip(self.core_ports, cores, strict=True):
+            for port, process in zip(admin, cores, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
             for port, process in zip(self.edge_ports, edges, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
