@@ -66,7 +66,7 @@ def _rss_mb(stack: Stack) -> float:
 
 
 def _metrics(stack: Stack) -> str:
-    response = raw.request("GET", f"{stack.core_url}/metrics")
+    response = raw.request("GET", f"{stack.core_admin_url}/metrics")
     assert response.status == 200
     return response.body.decode()
 
