@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import http
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -211,16 +211,23 @@ class Watch:
         self.refuse(error, cycle.scope.get("path"))
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the limits above. Configure with `configured()`."""
+class _Guarded:
+    """What both protocols add to uvicorn's: a Watch per connection, the connection budget, and
+    write-pressure tracking. Mixed in before the uvicorn class, so `super()` reaches it."""
 
     settings: ClassVar[ServerConfig]
     budget: ClassVar[Budget]
+    # Provided by uvicorn's protocol classes, which this is mixed into.
+    client: tuple[str, int] | None
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self.peer = self.client[0] if self.client else ""
-        self.watch = Watch(transport, self.loop, self.settings, lambda: self.cycle)
+        self.watch = Watch(
+            cast(asyncio.Transport, transport), self.loop, self.settings, lambda: self.cycle
+        )
         refusal = self.budget.admit(self.peer)
         if refusal is not None:
             self.watch.refuse(refusal)
@@ -228,15 +235,22 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.watch.closed()
         self.budget.release(self.peer)
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def pause_writing(self) -> None:
-        super().pause_writing()
+        super().pause_writing()  # type: ignore[misc]
         self.watch.writing_paused()
 
     def resume_writing(self) -> None:
-        super().resume_writing()
+        super().resume_writing()  # type: ignore[misc]
         self.watch.writing_resumed()
+
+    def send_400_response(self, msg: str) -> None:
+        self.watch.refuse_malformed()
+
+
+class GuardedH11Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with the limits above. Configure with `configured()`."""
 
     def data_received(self, data: bytes) -> None:
         watch = self.watch
@@ -261,9 +275,6 @@ class GuardedH11Protocol(H11Protocol):
         elif watch.phase in (_HEADERS, _BODY):
             watch.body_done()
 
-    def send_400_response(self, msg: str) -> None:
-        self.watch.refuse_malformed()
-
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
     """The httptools-based protocol, when httptools is installed (the Lambda zip has only h11)."""
@@ -272,35 +283,8 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
     except ImportError:
         return None
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    class GuardedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol with the limits above, from the parser's callbacks."""
-
-        settings: ClassVar[ServerConfig]
-        budget: ClassVar[Budget]
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.peer = self.client[0] if self.client else ""
-            self.watch = Watch(transport, self.loop, self.settings, lambda: self.cycle)
-            refusal = self.budget.admit(self.peer)
-            if refusal is not None:
-                self.watch.refuse(refusal)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.watch.closed()
-            self.budget.release(self.peer)
-            super().connection_lost(exc)
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self.watch.writing_paused()
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            self.watch.writing_resumed()
-
-        def send_400_response(self, msg: str) -> None:
-            self.watch.refuse_malformed()
 
         def on_url(self, url: bytes) -> None:
             self.watch.header_line(len(url))
