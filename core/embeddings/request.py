@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.adapters.base import JSON
-from core.tokens import estimate_text
+from core.tokens import MAX_RESERVATION_TOKENS, estimate_text
 from core.validate import require_model
 from shared.errors import GatewayError, bad_request
 
@@ -50,8 +50,10 @@ class EmbeddingRequest:
 def estimate_input_tokens(request: EmbeddingRequest) -> int:
     """Token ids count exactly; text is estimated (about four characters a token)."""
     if request.token_lists:
-        return sum(len(tokens) for tokens in request.token_lists)
-    return sum(estimate_text(text) for text in request.texts)
+        total = sum(len(tokens) for tokens in request.token_lists)
+    else:
+        total = sum(estimate_text(text) for text in request.texts)
+    return min(total, MAX_RESERVATION_TOKENS)
 
 
 def _invalid_input(message: str, code: str = "invalid_type") -> GatewayError:
