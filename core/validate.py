@@ -11,6 +11,7 @@ bounds the gateway itself relies on (reservations, fan-out) are checked here.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
@@ -34,6 +35,12 @@ _NUMBERS = (
 _BOOLS = ("parallel_tool_calls", "logprobs", "store")
 _STRINGS = ("user", "reasoning_effort", "service_tier")
 _OBJECTS = ("logit_bias", "metadata", "prediction", "audio", "web_search_options")
+# Top-level keys are parameter names: they are matched against what targets honour and, in
+# lenient mode, listed in the x-interlock-dropped-params response header, which must stay a
+# valid header (no CR/LF, nothing outside latin-1) of bounded size (the edge refuses header
+# lines over 8 KB). Every real API parameter is a short identifier; OpenAI has about 40.
+MAX_PARAMS = 64
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -68,6 +75,21 @@ def _too_deep(payload: Any) -> bool:
     return False
 
 
+def check_param_names(payload: dict[str, Any]) -> None:
+    """Every top-level key a parameter name, and not too many of them (see _PARAM_NAME)."""
+    if len(payload) > MAX_PARAMS:
+        raise bad_request(
+            f"the request has more than {MAX_PARAMS} top-level parameters",
+            code="too_many_parameters",
+        )
+    for key in payload:
+        if not _PARAM_NAME.fullmatch(key):
+            shown = key[:64].encode("unicode_escape").decode("ascii")
+            raise bad_request(
+                f"'{shown}' is not a valid parameter name", param=shown, code="unknown_parameter"
+            )
+
+
 def require_model(payload: dict[str, Any]) -> str:
     """The model name under the rule both tiers share (shared.names)."""
     return check_model_name(payload)
@@ -98,6 +120,7 @@ def check_count(payload: dict[str, Any], key: str, highest: int) -> None:
 
 def validate_chat(payload: dict[str, Any]) -> tuple[bool, bool]:
     """Checks the fields the gateway and its adapters use; returns (stream, include_usage)."""
+    check_param_names(payload)
     require_model(payload)
     messages = payload.get("messages")
     if messages is None:

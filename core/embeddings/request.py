@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from core.adapters.base import JSON
 from core.tokens import MAX_RESERVATION_TOKENS, estimate_text
-from core.validate import require_model
+from core.validate import check_param_names, require_model
 from shared.errors import GatewayError, bad_request
 
 MAX_INPUTS = 2048
@@ -110,6 +110,7 @@ def parse_input(raw: Any) -> tuple[tuple[str, ...], tuple[list[int], ...]]:
 
 
 def validate_embeddings(payload: JSON) -> EmbeddingRequest:
+    check_param_names(payload)
     model = require_model(payload)
     texts, token_lists = parse_input(payload.get("input"))
     raw_encoding = payload.get("encoding_format")

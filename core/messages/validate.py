@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.tokens import MAX_OUTPUT_TOKENS
-from core.validate import is_number, require_model
+from core.validate import check_param_names, is_number, require_model
 from core.validate_tools import check_schema
 from shared.errors import GatewayError, bad_request
 
@@ -27,6 +27,7 @@ def _positive_int(value: Any) -> bool:
 
 def validate_request(payload: dict[str, Any]) -> bool:
     """Checks the fields the gateway and translation use; returns whether to stream."""
+    check_param_names(payload)
     require_model(payload)
     if "max_tokens" not in payload:
         raise _invalid("max_tokens", "field required", "missing_required_parameter")
@@ -116,6 +117,9 @@ def _check_block(block: Any, where: str) -> None:
         content = block.get("content")
         if content is not None and not isinstance(content, str | list):
             raise _invalid(f"{where}.content", "must be a string or an array", "invalid_type")
+        if isinstance(content, list):
+            for k, inner in enumerate(content):
+                _check_block(inner, f"{where}.content[{k}]")
 
 
 def _check_tools(tools: Any) -> None:
