@@ -37,7 +37,10 @@ FUZZ_SEED = int(os.environ.get("INTERLOCK_FUZZ_SEED", "20261201"))
 MIN_CASES = int(os.environ.get("INTERLOCK_FUZZ_CASES", "2000"))
 TITAN = "amazon.titan-embed-text-v2:0"
 
-PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH"
+    "/iZk9HQAAAABJRU5ErkJggg=="
+)
 SCHEMA = {
     "type": "object",
     "properties": {

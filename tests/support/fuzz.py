@@ -72,7 +72,10 @@ _SCALARS = st.sampled_from(
 )
 _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 _JSON: st.SearchStrategy[Any] = st.recursive(
-    _SCALARS | _TEXT | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False),
+    _SCALARS
+    | _TEXT
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
