@@ -46,7 +46,7 @@ class MockUpstream:
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        with translating(target):  # the mock reads the client's payload as adapters do
+        with translating(target.label):  # the mock reads the client's payload as adapters do
             reply = _reply(canonical)
         message: JSON = {"role": "assistant", "content": reply.text, "refusal": None}
         if reply.call is not None:
@@ -66,7 +66,7 @@ class MockUpstream:
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        with translating(target):
+        with translating(target.label):
             reply = _reply(canonical)
         base = {
             "id": _completion_id(canonical),

@@ -33,7 +33,7 @@ TRANSLATION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexErro
 
 
 @contextlib.contextmanager
-def translating(target: Target) -> Iterator[None]:
+def translating(label: str) -> Iterator[None]:
     """Turns a translator's crash on a client payload into a 400, the one place it can happen.
 
     Validation (core.validate) is the root defence: every shape an adapter relies on is
@@ -47,10 +47,10 @@ def translating(target: Target) -> Iterator[None]:
     try:
         yield
     except TRANSLATION_ERRORS:
-        log.exception("could not translate a request for %s (client input)", target.label)
+        log.exception("could not translate a request for %s (client input)", label)
         raise ProviderError(
             400,
-            f"the request could not be translated for {target.label}; "
+            f"the request could not be translated for {label}; "
             "check the types and shapes of its fields",
             FailureClass.CLIENT_ERROR,
             code="invalid_request",
@@ -106,7 +106,7 @@ class HttpUpstream:
         return self.adapter.capabilities(target)
 
     async def _build(self, canonical: JSON, target: Target) -> UpstreamRequest:
-        with translating(target):
+        with translating(target.label):
             request = self.adapter.build_request(canonical, target)
         return await self._signer.sign(request) if self._signer is not None else request
 
@@ -138,7 +138,7 @@ class HttpUpstream:
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
         request = await self._build(canonical, target)
-        with translating(target):
+        with translating(target.label):
             parser = self.adapter.stream_parser(canonical, target)
         decoder = self.adapter.decoder()
         try:

@@ -186,7 +186,7 @@ def test_translation_crash_is_a_logged_client_error(caplog: pytest.LogCaptureFix
     with (
         caplog.at_level(logging.ERROR),
         pytest.raises(ProviderError) as caught,
-        translating(target),
+        translating(target.label),
     ):
         adapter_input.pop("missing")  # what an adapter bug looks like
     error = caught.value
