@@ -157,7 +157,8 @@ def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
         t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
     ]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        chosen = choice.get("function")
+        name = chosen.get("name") if isinstance(chosen, dict) else None
         return next((f for f in functions if f.get("name") == name), None)
     return functions[0] if functions else None
 

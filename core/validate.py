@@ -277,7 +277,7 @@ def _check_function(function: Any, where: str) -> None:
     if not isinstance(function.get("name"), str):
         raise invalid(f"{where}.name", "must be a string", "invalid_type")
     arguments = function.get("arguments")
-    if arguments is not None and not isinstance(arguments, str | dict):
+    if arguments is not None and not isinstance(arguments, str):
         raise invalid(f"{where}.arguments", "must be a string of JSON", "invalid_type")
 
 

@@ -1,6 +1,6 @@
 """Request mutation for the gateway fuzzer: strategies, a keep-alive client, envelope checks.
 
-A case is a valid seed request with one to three mutations: a value anywhere in the tree
+A case is a valid seed request with one to four mutations: a value anywhere in the tree
 replaced by one of the wrong type (null, bools, huge and negative ints, floats, NaN-ish and
 control-character strings, long strings, lists, objects, nested garbage), a key deleted, or an
 extra key added; or, now and then, random JSON as the whole body. What the gateway must do with
@@ -21,6 +21,80 @@ from hypothesis import strategies as st
 Path = tuple[str | int, ...]
 Api = Literal["openai", "anthropic"]
 
+# Words the gateway branches on (types, roles, choices): replacing a value with one of these
+# reaches code paths that random text never would.
+WORDS = (
+    "system",
+    "developer",
+    "tool",
+    "image",
+    "document",
+    "file",
+    "input_audio",
+    "refusal",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+    "custom",
+    "function",
+    "required",
+    "any",
+    "none",
+    "tool",
+    "enabled",
+    "adaptive",
+    "disabled",
+    "base64",
+    "url",
+    "json_object",
+    "float",
+    "low",
+    "high",
+    "xhigh",
+    "minimal",
+    "object",
+    "array",
+    "string",
+    "integer",
+)
+# Keys the gateway reads: added where they are not expected, they meet other code paths.
+KEYS = (
+    "extra",
+    "type",
+    "role",
+    "content",
+    "name",
+    "tool_calls",
+    "tool_call_id",
+    "image_url",
+    "source",
+    "input",
+    "function",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "stream",
+    "stream_options",
+    "thinking",
+    "cache_control",
+    "system",
+    "n",
+    "max_tokens",
+    "text",
+    "reasoning_effort",
+    "dimensions",
+    "encoding_format",
+    "thinking_blocks",
+    "arguments",
+    "parameters",
+    "properties",
+    "items",
+    "$ref",
+    "json_schema",
+    "schema",
+    "file",
+    "url",
+)
 _SCALARS = st.sampled_from(
     [
         None,
@@ -68,6 +142,7 @@ _SCALARS = st.sampled_from(
         "data:",
         "%00",
         "../../etc",
+        *WORDS,
     ]
 )
 _TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
@@ -111,7 +186,7 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]]) -> dict[str, Any] | An
     if draw(st.integers(0, 19)) == 0:
         return draw(_JSON)
     body = copy.deepcopy(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(1, 4))):
         nodes = list(paths(body))
         action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
         if not nodes:
@@ -120,9 +195,7 @@ def mutated(draw: st.DrawFn, seeds: list[dict[str, Any]]) -> dict[str, Any] | An
             containers = [p for p in nodes if isinstance(_get(body, p), dict)]
             where = draw(st.sampled_from([(), *containers]))
             target = _get(body, where)
-            target[draw(st.sampled_from(["extra", "type", "role", "content", "name"]) | _TEXT)] = (
-                draw(WEIRD)
-            )
+            target[draw(st.sampled_from(KEYS) | _TEXT)] = draw(WEIRD)
             continue
         path = draw(st.sampled_from(nodes))
         parent = _parent(body, path)
