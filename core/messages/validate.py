@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.tokens import MAX_OUTPUT_TOKENS
-from core.validate import check_param_names, is_number, require_model
+from core.validate import check_param_names, is_int, is_number, require_model
 from core.validate_tools import check_schema
 from shared.errors import GatewayError, bad_request
 
@@ -61,7 +61,7 @@ def _check_sampling(payload: dict[str, Any]) -> None:
         if value is not None and not (is_number(value) and 0 <= value <= 1):
             raise _invalid(key, "must be a number between 0 and 1")
     top_k = payload.get("top_k")
-    if top_k is not None and not (_positive_int(top_k) or top_k == 0):
+    if top_k is not None and not (is_int(top_k) and top_k >= 0):
         raise _invalid("top_k", "must be a non-negative integer")
     stop = payload.get("stop_sequences")
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
