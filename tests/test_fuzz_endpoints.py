@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_azure import FakeAzure
 from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN
 from tests.support.fake_embeddings import (
     FakeBedrockEmbeddings,
@@ -81,6 +82,13 @@ def _chat_seeds(model: str) -> list[dict[str, Any]]:
     ]
     if model == "gemini-fake":  # Gemini wants a thought signature on replayed calls
         history = [m for m in history if m["role"] not in ("assistant", "tool")]
+    response_format: dict[str, Any] = {
+        "type": "json_schema",
+        "json_schema": {"name": "w", "schema": SCHEMA, "strict": True},
+    }
+    if model == "deepseek-fake":  # no images, no json_schema
+        history[1] = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+        response_format = {"type": "json_object"}
     return [
         {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16},
         {
@@ -101,10 +109,7 @@ def _chat_seeds(model: str) -> list[dict[str, Any]]:
                 {"role": "developer", "content": "json"},
                 {"role": "user", "content": "hi"},
             ],
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "w", "schema": SCHEMA, "strict": True},
-            },
+            "response_format": response_format,
             "max_completion_tokens": 2048,
             "reasoning_effort": "low",
         },
@@ -175,6 +180,8 @@ def _messages_seeds(model: str) -> list[dict[str, Any]]:
     ]
     if model == "gemini-fake":  # Gemini wants a thought signature on replayed calls
         seeds[1]["messages"] = seeds[1]["messages"][:1]
+    if model == "deepseek-fake":  # no images
+        seeds[1]["messages"][0]["content"] = seeds[1]["messages"][0]["content"][:1]
     return seeds
 
 
@@ -188,7 +195,16 @@ def _embeddings_seeds(model: str) -> list[dict[str, Any]]:
     return seeds
 
 
-CHAT_MODELS = ("mock-1", "gpt-fake", "claude-fake", "gemini-fake", "bedrock-fake")
+CHAT_MODELS = (
+    "mock-1",
+    "gpt-fake",
+    "claude-fake",
+    "gemini-fake",
+    "bedrock-fake",
+    "azure-fake",
+    "mistral-fake",
+    "deepseek-fake",
+)
 EMBED_MODELS = ("mock-embed", "oai-embed", "gemini-embed", "titan")
 CHAT_SEEDS = [s for m in CHAT_MODELS for s in _chat_seeds(m)]
 MESSAGES_SEEDS = [s for m in CHAT_MODELS for s in _messages_seeds(m)]
@@ -203,10 +219,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         FakeGeminiEmbeddings(),
         FakeBedrockEmbeddings(),
         FakeOpenAIEmbeddings(),
+        FakeAzure(),
     )
     for fake in fakes:
         fake.start()
-    openai_chat, claude, gemini, bedrock, openai_embed = fakes
+    openai_chat, claude, gemini, bedrock, openai_embed, azure = fakes
     bedrock_options = {
         "region": "us-east-1",
         "access_key_id": ACCESS_KEY,
@@ -221,6 +238,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "claude": {"kind": "anthropic", "base_url": claude.url, "api_key": "sk-ant-fuzz"},
             "gemini": {"kind": "gemini", "base_url": gemini.url, "api_key": gemini.api_key},
             "bedrock": {"kind": "bedrock", "base_url": bedrock.url, "options": bedrock_options},
+            "azure": {"kind": "azure", "base_url": azure.url, "api_key": azure.api_key},
+            "mistral": {
+                "kind": "openai",
+                "base_url": openai_chat.base_url,
+                "api_key": "sk-fuzz",
+                "options": {"preset": "mistral"},
+            },
+            "deepseek": {
+                "kind": "openai",
+                "base_url": openai_chat.base_url,
+                "api_key": "sk-fuzz",
+                "options": {"preset": "deepseek"},
+            },
             "oai-embed": {
                 "kind": "openai",
                 "base_url": f"{openai_embed.url}/v1",
@@ -237,6 +267,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "model": "anthropic.claude-3-haiku-20240307-v1:0",
                 "params": lenient,
             },
+            "azure-fake": {"provider": "azure", "model": "gpt-4o", "params": lenient},
+            "mistral-fake": {"provider": "mistral", "model": "mistral-small", "params": lenient},
+            "deepseek-fake": {"provider": "deepseek", "model": "deepseek-chat", "params": lenient},
             "mock-embed": {"provider": "mock", "model": "mock-embed"},
             "oai-embed": {
                 "provider": "oai-embed",
