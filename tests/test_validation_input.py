@@ -261,3 +261,9 @@ def test_mock_tool_arguments_are_bounded_too(stack: Stack) -> None:
     assert response.status == 200
     arguments = response.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
     assert len(arguments) < 80_000
+
+
+def test_odd_system_field_in_a_chat_request_does_not_break_the_estimate(stack: Stack) -> None:
+    """The reservation estimate reads an Anthropic-style `system`; a non-text one was a 500."""
+    response = chat(stack, {"model": "mock-1", "messages": HI, "system": [{"text": 5}]})
+    assert response.status == 200, response.body[:300]

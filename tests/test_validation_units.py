@@ -193,3 +193,13 @@ def test_translation_crash_is_a_logged_client_error(caplog: pytest.LogCaptureFix
     assert error.status == 400 and error.failure_class is FailureClass.CLIENT_ERROR
     assert error.code == "invalid_request" and "Traceback" not in error.message
     assert "KeyError" in caplog.text  # the operator gets the traceback
+
+
+def test_edge_reads_model_under_the_same_rule() -> None:
+    from edge.app import _peek_model
+
+    assert _peek_model(b'{"model": "llama3.2:latest"}') == "llama3.2:latest"
+    for name in ("a" * (MAX_MODEL_NAME_LENGTH + 1), "a b", "x/../y", "\u00e9"):
+        with pytest.raises(GatewayError) as caught:
+            _peek_model(orjson.dumps({"model": name}))
+        assert caught.value.code == "invalid_model" and caught.value.param == "model"
