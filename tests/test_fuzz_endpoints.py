@@ -5,7 +5,11 @@ MIN_CASES mutated requests (see tests/support/fuzz.py for the mutations) over on
 connection to the real edge, which relays to the real core, which serves them from the mock and
 from fake OpenAI, Anthropic, Gemini and Bedrock upstreams (lenient routes, so most fields reach
 the translators). Any 5xx, dropped connection, non-JSON body or error outside the API's envelope
-fails the test with the case, and the seed that reproduces it is printed.
+fails the test with the case, and the seed that reproduces it is printed; so does any request
+that got past validation only to be caught by the translation backstop (a gap to close at the
+root), which the core logs.
+
+Runtime: about 3-4 ms a case on 2 cores, so 10 s or less per endpoint for MIN_CASES.
 
 Seed: FUZZ_SEED, or INTERLOCK_FUZZ_SEED from the environment to explore other corners.
 """
@@ -19,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+import urllib3
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -335,7 +340,10 @@ def _fuzz(stack: Stack, client: Client, path: str, api: Api, seeds: list[dict[st
         body = _encode(data.draw(mutated(seeds), label="body"))
         if body is None:
             return
-        answer = client.post(path, body)
+        try:
+            answer = client.post(path, body)
+        except urllib3.exceptions.HTTPError as exc:  # a reset or a stream cut short
+            raise AssertionError(f"{path}: {exc!r} (seed {FUZZ_SEED}) for {body[:2000]!r}") from exc
         ran += 1
         statuses[answer.status] += 1
         problem = envelope_problem(answer, api)
