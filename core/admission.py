@@ -6,7 +6,13 @@ from typing import Any
 
 from core.identity import Caller
 from core.limits import DEFAULT_OUTPUT_ESTIMATE, UNLIMITED, Admission, TenantLimiter
-from core.tokens import estimate_messages, estimate_text
+from core.tokens import (
+    MAX_CHOICES,
+    MAX_OUTPUT_TOKENS,
+    MAX_RESERVATION_TOKENS,
+    estimate_messages,
+    estimate_text,
+)
 
 
 def prompt_estimate(payload: dict[str, Any]) -> int:
@@ -16,18 +22,34 @@ def prompt_estimate(payload: dict[str, Any]) -> int:
     if isinstance(system, str):
         prompt += estimate_text(system)
     elif isinstance(system, list):
-        prompt += sum(estimate_text(b.get("text", "")) for b in system if isinstance(b, dict))
+        prompt += sum(
+            estimate_text(b["text"])
+            for b in system
+            if isinstance(b, dict) and isinstance(b.get("text"), str)
+        )
     return prompt
 
 
+def _bounded(value: Any, default: int, highest: int) -> int:
+    """A client count as an int in 1..highest; validation refuses worse, this never trusts it."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        return default
+    return min(value, highest)
+
+
 def estimate_tokens(payload: dict[str, Any]) -> int:
-    """Prompt estimate plus the output the request allows: what a reservation must cover."""
+    """Prompt estimate plus the output the request allows: what a reservation must cover,
+    never more than MAX_RESERVATION_TOKENS (an estimate of 8.5e37 once starved a shared key)."""
     prompt = prompt_estimate(payload)
-    output = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    if not isinstance(output, int) or output <= 0:
-        output = DEFAULT_OUTPUT_ESTIMATE
-    choices = payload.get("n")
-    return prompt + output * (choices if isinstance(choices, int) and choices > 1 else 1)
+    limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    output = _bounded(limit, DEFAULT_OUTPUT_ESTIMATE, MAX_OUTPUT_TOKENS)
+    choices = _bounded(payload.get("n"), 1, MAX_CHOICES)
+    return clamp_reservation(prompt + output * choices)
+
+
+def clamp_reservation(tokens: int) -> int:
+    """Every reservation, whatever estimated it, within 0..MAX_RESERVATION_TOKENS."""
+    return max(0, min(tokens, MAX_RESERVATION_TOKENS))
 
 
 async def admit(
@@ -38,5 +60,5 @@ async def admit(
 ) -> Admission:
     if limiter is None or not limiter.enabled:
         return UNLIMITED
-    estimate = estimate_tokens(payload) if tokens is None else tokens
+    estimate = estimate_tokens(payload) if tokens is None else clamp_reservation(tokens)
     return await limiter.admit(caller.tenant, caller.tier, estimate)

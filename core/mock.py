@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 
 from core.adapters.base import JSON, Capabilities, Target
+from core.mock_schema import schema_instance
 from core.tokens import estimate_messages, estimate_text
+from core.upstream import translating
 from shared.configparse import ConfigError
 
 _SENTENCES = (
@@ -44,7 +46,8 @@ class MockUpstream:
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        reply = _reply(canonical)
+        with translating(target.label):  # the mock reads the client's payload as adapters do
+            reply = _reply(canonical)
         message: JSON = {"role": "assistant", "content": reply.text, "refusal": None}
         if reply.call is not None:
             message["tool_calls"] = [reply.call]
@@ -63,7 +66,8 @@ class MockUpstream:
     async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        reply = _reply(canonical)
+        with translating(target.label):
+            reply = _reply(canonical)
         base = {
             "id": _completion_id(canonical),
             "object": "chat.completion.chunk",
@@ -153,39 +157,10 @@ def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
         t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
     ]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        chosen = choice.get("function")
+        name = chosen.get("name") if isinstance(chosen, dict) else None
         return next((f for f in functions if f.get("name") == name), None)
     return functions[0] if functions else None
-
-
-def schema_instance(schema: Any, depth: int = 0) -> Any:
-    """A small value that satisfies a JSON schema's common constraints (types, required
-    properties, enums); deterministic, for mock tool arguments and structured outputs."""
-    if not isinstance(schema, dict) or depth > 8:
-        return {}
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return schema_instance(schema[key][0], depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties = schema.get("properties") or {}
-        required = schema.get("required")
-        names = required if isinstance(required, list) else list(properties)
-        return {name: schema_instance(properties.get(name, {}), depth + 1) for name in names}
-    if kind == "array":
-        count = schema.get("minItems", 0)
-        return [
-            schema_instance(schema.get("items", {}), depth + 1)
-            for _ in range(count if isinstance(count, int) else 0)
-        ]
-    defaults = {"string": "mock", "integer": 0, "number": 0, "boolean": False, "null": None}
-    return defaults.get(kind, {}) if isinstance(kind, str) else {}
 
 
 def _milliseconds(options: dict[str, Any], key: str, path: str) -> float:

@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 PER_MESSAGE_OVERHEAD = 4
+# Bounds the gateway itself relies on, refused above with a 400 (core.validate) and clamped to
+# in every estimate (core.admission), so no request can reserve an absurd number of tokens:
+# - output tokens a request may ask for: the largest output any model offers today is about
+#   128k; a million leaves room for growth while an estimate stays a sane integer;
+MAX_OUTPUT_TOKENS = 1_000_000
+# - choices per request (`n`): OpenAI's own limit;
+MAX_CHOICES = 128
+# - one reservation, whatever the request: the largest context windows today are 1-2M tokens.
+#   A reservation settles to real usage afterwards; the ceiling only stops one request from
+#   draining a tenant's or a shared provider key's token budget for everyone else.
+MAX_RESERVATION_TOKENS = 2_000_000
 
 
 def estimate_text(text: str) -> int:

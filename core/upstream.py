@@ -7,7 +7,9 @@ with a failure class, so the caller can fail over without knowing about sockets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import aiohttp
@@ -24,6 +26,36 @@ from core.adapters.base import (
 )
 from core.scrub import sanitize
 from shared.errors import FailureClass
+
+log = logging.getLogger("interlock.core")
+
+# What a translator raises when a client payload has a shape it did not expect.
+TRANSLATION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
+
+
+@contextlib.contextmanager
+def translating(label: str) -> Iterator[None]:
+    """Turns a translator's crash on a client payload into a 400, the one place it can happen.
+
+    Validation (core.validate) is the root defence: every shape an adapter relies on is
+    checked there with the field named. This is the backstop for a shape validation missed.
+    Trade-off: such a crash is usually a gap in our validation or a bug in an adapter, yet it
+    was triggered by this client's input and the same input fails the same way every time, so
+    the client gets a 400 `invalid_request` (not a 5xx that would page operators, count
+    against the target's health, or invite the client to retry), while the operators get the
+    full traceback in the log to close the gap. A CLIENT_ERROR never fails over or retries.
+    """
+    try:
+        yield
+    except TRANSLATION_ERRORS:
+        log.exception("could not translate a request for %s (client input)", label)
+        raise ProviderError(
+            400,
+            f"the request could not be translated for {label}; "
+            "check the types and shapes of its fields",
+            FailureClass.CLIENT_ERROR,
+            code="invalid_request",
+        ) from None
 
 
 class Upstream(Protocol):
@@ -75,7 +107,8 @@ class HttpUpstream:
         return self.adapter.capabilities(target)
 
     async def _build(self, canonical: JSON, target: Target) -> UpstreamRequest:
-        request = self.adapter.build_request(canonical, target)
+        with translating(target.label):
+            request = self.adapter.build_request(canonical, target)
         return await self._signer.sign(request) if self._signer is not None else request
 
     def _url(self, request: UpstreamRequest) -> str | URL:
@@ -119,7 +152,8 @@ class HttpUpstream:
 
     async def _stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
         request = await self._build(canonical, target)
-        parser = self.adapter.stream_parser(canonical, target)
+        with translating(target.label):
+            parser = self.adapter.stream_parser(canonical, target)
         decoder = self.adapter.decoder()
         try:
             async with self._send(request) as response:

@@ -31,6 +31,7 @@ from shared import hop
 from shared.config import Config
 from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
+from shared.names import check_model_name
 from shared.traceparent import child_of
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
@@ -83,7 +84,8 @@ def _core_unavailable() -> GatewayError:
 
 
 def _peek_model(body: bytes) -> str:
-    """Read `model` only; everything else is the core's to validate."""
+    """Read `model` only (checked against the shared name rule, so an over-long or odd name
+    is a 400 here, never a 502 from a response header); everything else is the core's."""
     if not body:
         raise GatewayError(
             400, "the request body is empty; expected a JSON object", code="invalid_json"
@@ -96,19 +98,7 @@ def _peek_model(body: bytes) -> str:
         ) from None
     if not isinstance(payload, dict):
         raise GatewayError(400, "the request body must be a JSON object", code="invalid_type")
-    model = payload.get("model")
-    if model is None:
-        raise GatewayError(
-            400,
-            "you must provide a model parameter",
-            param="model",
-            code="missing_required_parameter",
-        )
-    if not isinstance(model, str) or not model.strip():
-        raise GatewayError(
-            400, "model must be a non-empty string", param="model", code="invalid_type"
-        )
-    return model
+    return check_model_name(payload)
 
 
 class EdgeState:

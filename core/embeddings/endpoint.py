@@ -32,6 +32,7 @@ from core.embeddings.sender import Sender
 from core.identity import Caller
 from core.limits import TenantLimiter
 from core.routing import ModelRegistry
+from core.upstream import translating
 from core.validate import parse_json_object
 from shared.config import Config
 
@@ -64,9 +65,10 @@ class EmbeddingsEndpoint:
 
     async def _call(self, attempt: Attempt) -> Embedded:
         translator, request, target = attempt.translator, attempt.request, attempt.target
-        if isinstance(translator, MockEmbeddings):
-            return translator.embed(request, target)
-        requests = translator.build(request, target)
+        with translating(target.label):  # a shape validation missed: 400, never 500
+            if isinstance(translator, MockEmbeddings):
+                return translator.embed(request, target)
+            requests = translator.build(request, target)
         replies = await self._sender.send(translator, requests, target)
         return translator.parse(replies, request, target)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.adapters.base import JSON
-from core.tokens import estimate_text
-from core.validate import require_model
+from core.tokens import MAX_RESERVATION_TOKENS, estimate_text
+from core.validate import check_param_names, require_model
 from shared.errors import GatewayError, bad_request
 
 MAX_INPUTS = 2048
@@ -50,8 +50,10 @@ class EmbeddingRequest:
 def estimate_input_tokens(request: EmbeddingRequest) -> int:
     """Token ids count exactly; text is estimated (about four characters a token)."""
     if request.token_lists:
-        return sum(len(tokens) for tokens in request.token_lists)
-    return sum(estimate_text(text) for text in request.texts)
+        total = sum(len(tokens) for tokens in request.token_lists)
+    else:
+        total = sum(estimate_text(text) for text in request.texts)
+    return min(total, MAX_RESERVATION_TOKENS)
 
 
 def _invalid_input(message: str, code: str = "invalid_type") -> GatewayError:
@@ -108,6 +110,7 @@ def parse_input(raw: Any) -> tuple[tuple[str, ...], tuple[list[int], ...]]:
 
 
 def validate_embeddings(payload: JSON) -> EmbeddingRequest:
+    check_param_names(payload)
     model = require_model(payload)
     texts, token_lists = parse_input(payload.get("input"))
     raw_encoding = payload.get("encoding_format")

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from core.adapters.base import JSON
+from core.upstream import translating
 from shared.errors import GatewayError, bad_request
 
 # Mapped onto canonical fields (or consumed by the gateway) below.
@@ -72,7 +73,13 @@ def _string(value: Any, where: str) -> str:
 
 
 def to_canonical(payload: JSON) -> Translated:
-    """Raises GatewayError (400 naming the field) for content no OpenAI-shaped target can take."""
+    """Raises GatewayError (400 naming the field) for content no OpenAI-shaped target can take;
+    a shape validation (core.messages.validate) missed is a 400 too, logged for operators."""
+    with translating("OpenAI-shaped targets"):
+        return _to_canonical(payload)
+
+
+def _to_canonical(payload: JSON) -> Translated:
     messages: list[JSON] = []
     system = payload.get("system")
     if isinstance(system, str) and system:
