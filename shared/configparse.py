@@ -148,3 +148,12 @@ def string_map(raw: dict[str, Any], key: str, path: str) -> dict[str, str]:
     ):
         raise ConfigError(f"{path}.{key}: expected a mapping of strings to strings")
     return dict(value)
+
+
+def port_setting(
+    s: dict[str, Any], path: str, env_name: str, env: dict[str, str], default: int
+) -> int:
+    """`port`, else the environment variable, else the default."""
+    if "port" not in s and env.get(env_name):
+        s = {**s, "port": env[env_name]}
+    return integer(s, "port", path, default, 0, 65535)

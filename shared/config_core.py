@@ -1,0 +1,208 @@
+"""The core's part of interlock.yaml: `core` (listeners, limits, remote images, resilience)
+and `providers` (kinds, keys held as Secret, options, per-key limits).
+
+Parsed once at start-up by shared.config; nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import configparse as cp
+from shared.config_edge import DEFAULT_CORE_PORT
+from shared.config_resilience import ResilienceConfig, parse_resilience
+from shared.config_server import CORE_SERVER, ServerConfig, parse_server
+from shared.configparse import ConfigError
+from shared.secret import Secret
+
+DEFAULT_CORE_ADMIN_PORT = 8082
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+    connect_timeout_s: float
+    upstream_timeout_s: float
+    pool_size: int
+    # Remote images fetched for providers that need bytes (SSRF-guarded, core/images.py).
+    image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
+    image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
+    image_max_count: int = 16  # remote image URLs per request (Bedrock takes 20 per message)
+    image_fetch_timeout_s: float = 10.0  # one image, all redirect hops included
+    image_fetch_concurrency: int = 4  # fetches in flight for one request
+    image_max_concurrent_fetches: int = 32  # fetches in flight for the whole process
+    image_allow_private_networks: bool = False  # only for tests and closed networks
+    # Exact (address, port) peers exempt from the address policy, e.g. an internal image store.
+    image_allow_hosts: tuple[tuple[str, int], ...] = ()
+    resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
+    server: ServerConfig = CORE_SERVER
+    # /metrics and /readyz are served only on this listener (same process), never on `port`.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = DEFAULT_CORE_ADMIN_PORT
+
+
+# Provider options that are credentials: wrapped like api_keys, revealed only when signing.
+SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """A provider's settings. Keys (and secret options) are held as `Secret`s from the moment
+    the config is loaded, so no repr, log line or traceback of a config can print them."""
+
+    name: str
+    kind: str
+    base_url: str | None
+    api_keys: tuple[Secret, ...]
+    headers: dict[str, str]
+    timeout_s: float | None
+    allow_any_model: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    # Per-key limits, each key of the pool on its own, enforced across replicas.
+    key_rpm: int | None = None
+    key_tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        # Whoever builds one (config loading, tests, tools): plaintext never stays plaintext.
+        keys = tuple(k if isinstance(k, Secret) else Secret(k) for k in self.api_keys)
+        object.__setattr__(self, "api_keys", keys)
+        if any(isinstance(self.options.get(k), str) for k in SECRET_OPTIONS):
+            wrapped = {
+                k: Secret(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
+                for k, v in self.options.items()
+            }
+            object.__setattr__(self, "options", wrapped)
+
+
+_CORE = frozenset(
+    {
+        "host",
+        "port",
+        "max_body_bytes",
+        "connect_timeout",
+        "upstream_timeout",
+        "pool_size",
+        "image_max_bytes",
+        "image_max_total_bytes",
+        "image_max_count",
+        "image_fetch_timeout",
+        "image_fetch_concurrency",
+        "image_max_concurrent_fetches",
+        "image_allow_private_networks",
+        "image_allow_hosts",
+        "resilience",
+        "server",
+        "admin_host",
+        "admin_port",
+    }
+)
+_PROVIDER = frozenset(
+    {
+        "kind",
+        "base_url",
+        "api_key",
+        "api_keys",
+        "headers",
+        "timeout",
+        "allow_any_model",
+        "options",
+        "key_limits",
+    }
+)
+_KEY_LIMITS = frozenset({"rpm", "tpm"})
+
+
+def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
+    s = cp.section(raw, "core", _CORE)
+    port = cp.port_setting(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    if "admin_port" not in s and env.get("INTERLOCK_CORE_ADMIN_PORT"):
+        s = {**s, "admin_port": env["INTERLOCK_CORE_ADMIN_PORT"]}
+    admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
+    if admin_port == port:
+        raise ConfigError("core.admin_port: must differ from core.port")
+    return CoreConfig(
+        host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
+        port=port,
+        admin_host=cp.string(
+            s, "admin_host", "core", env.get("INTERLOCK_CORE_ADMIN_HOST") or "127.0.0.1"
+        ),
+        admin_port=admin_port,
+        server=parse_server(s.get("server"), "core.server", CORE_SERVER),
+        max_body_bytes=cp.size(s, "max_body_bytes", "core", 16 * 1024 * 1024),
+        connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
+        upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
+        pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
+        image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
+        image_max_total_bytes=cp.size(s, "image_max_total_bytes", "core", 15 * 1024 * 1024),
+        image_max_count=cp.integer(s, "image_max_count", "core", 16, 1, 1000),
+        image_fetch_timeout_s=cp.duration(s, "image_fetch_timeout", "core", 10),
+        image_fetch_concurrency=cp.integer(s, "image_fetch_concurrency", "core", 4, 1, 64),
+        image_max_concurrent_fetches=cp.integer(
+            s, "image_max_concurrent_fetches", "core", 32, 1, 10_000
+        ),
+        image_allow_private_networks=cp.boolean(s, "image_allow_private_networks", "core", False),
+        image_allow_hosts=tuple(
+            _peer(entry, "core.image_allow_hosts")
+            for entry in cp.string_list(s, "image_allow_hosts", "core")
+        ),
+        resilience=parse_resilience(s.get("resilience")),
+    )
+
+
+def _peer(entry: str, path: str) -> tuple[str, int]:
+    """An exact peer "192.0.2.7:8080" or "[2001:db8::7]:443": numeric, because the image
+    guard decides on the address a socket connects to, never on a name."""
+    host, sep, port = entry.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port) if sep and port.isascii() and port.isdigit() else 0
+    except ValueError:
+        number = 0
+    if not 0 < number < 65536:
+        raise ConfigError(f"{path}: expected numeric address:port entries, got {entry!r}")
+    return str(address), number
+
+
+def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
+    if raw is None:
+        raise ConfigError("providers: required (at least one provider)")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("providers: expected a mapping of provider name to settings")
+    out = {}
+    for name, entry in raw.items():
+        path = f"providers.{name}"
+        s = cp.section(entry, path, _PROVIDER)
+        keys = cp.string_list(s, "api_keys", path)
+        single = cp.optional_string(s, "api_key", path)
+        if single:
+            keys = (single, *keys)
+        base_url = cp.optional_string(s, "base_url", path)
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.base_url: expected an http(s) URL")
+        options = s.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"{path}.options: expected a mapping")
+        timeout = cp.duration(s, "timeout", path, 0) if "timeout" in s else None
+        limits = cp.section(s.get("key_limits"), f"{path}.key_limits", _KEY_LIMITS)
+        key_rpm, key_tpm = (
+            cp.integer(limits, k, f"{path}.key_limits", 1, 1, 10**12) if k in limits else None
+            for k in ("rpm", "tpm")
+        )
+        out[str(name)] = ProviderConfig(
+            name=str(name),
+            kind=cp.string(s, "kind", path),
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_keys=tuple(Secret(key) for key in keys),
+            headers=cp.string_map(s, "headers", path),
+            timeout_s=timeout,
+            allow_any_model=cp.boolean(s, "allow_any_model", path, False),
+            options=options,
+            key_rpm=key_rpm,
+            key_tpm=key_tpm,
+        )
+    return out

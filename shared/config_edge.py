@@ -1,0 +1,229 @@
+"""The edge's part of interlock.yaml: `auth` (tenant tokens, revocation, client networks),
+`hop` (the edge->core credential) and `edge` (pools, routes, TLS to the cores, server limits).
+
+Parsed once at start-up by shared.config; nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import claims
+from shared import configparse as cp
+from shared.config_auth import networks, revocation_settings, tenant_cidrs
+from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
+from shared.configparse import ConfigError
+from shared.hop import DEFAULT_MAX_SKEW_S
+
+DEFAULT_EDGE_PORT = 8080
+DEFAULT_CORE_PORT = 8081  # where the edge's default pool points
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    issuer: str
+    audience: str
+    algorithm: str
+    jwks_file: Path
+    jwks_inline: str | None
+    signing_key_file: Path
+    max_ttl_s: float
+    leeway_s: float
+    max_header_bytes: int
+    cache_size: int
+    jwks_url: str | None = None  # fetched at start-up and refreshed: key rotation
+    jwks_refresh_s: float = 300.0  # 0: never re-read (file) or re-fetch (URL)
+    # Revocation list (shared/revocation.py): a file (`interlock token revoke` writes it) or a
+    # URL, re-read every revocation_refresh_s. When set explicitly it must load at start-up;
+    # the default file may be absent (a fresh install has revoked nothing).
+    revocation_file: Path = Path(".interlock/revocations.json")
+    revocation_url: str | None = None
+    revocation_refresh_s: float = 10.0
+    revocation_required: bool = False
+    # Per-tenant client networks (edge-enforced, on top of a token's own `cidrs` claim).
+    tenant_cidrs: dict[str, tuple[claims.Network, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HopConfig:
+    secret: str | None  # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up
+    max_skew_s: int  # signing time vs the core's clock; hop nonces are remembered this long
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    models: tuple[str, ...]  # glob patterns over the requested model name
+    tenants: tuple[str, ...]  # empty = any tenant
+    pool: str
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+    pools: dict[str, tuple[str, ...]]
+    routes: tuple[RouteConfig, ...]
+    default_pool: str
+    core_timeout_s: float
+    # TLS to https:// core pools: a CA bundle (else the system's), and a client pair for mTLS.
+    core_ca_file: Path | None = None
+    core_client_cert: Path | None = None
+    core_client_key: Path | None = None
+    # Proxies whose X-Forwarded-For is believed (client address for network allowlists).
+    trusted_proxies: tuple[claims.Network, ...] = ()
+    server: ServerConfig = EDGE_SERVER
+
+
+_AUTH = frozenset(
+    {
+        "issuer",
+        "audience",
+        "algorithm",
+        "jwks_file",
+        "jwks",
+        "jwks_url",
+        "jwks_refresh",
+        "signing_key_file",
+        "max_ttl",
+        "leeway",
+        "max_header_bytes",
+        "cache_size",
+        "revocation_file",
+        "revocation_url",
+        "revocation_refresh",
+        "tenant_cidrs",
+    }
+)
+_HOP = frozenset({"secret", "max_skew"})
+_EDGE = frozenset(
+    {
+        "host",
+        "port",
+        "max_body_bytes",
+        "pools",
+        "routes",
+        "default_pool",
+        "core_timeout",
+        "core_ca_file",
+        "core_client_cert",
+        "core_client_key",
+        "trusted_proxies",
+        "server",
+    }
+)
+_ROUTE = frozenset({"models", "tenants", "pool"})
+
+
+def parse_auth(raw: Any, state_dir: Path) -> AuthConfig:
+    s = cp.section(raw, "auth", _AUTH)
+    algorithm = cp.string(s, "algorithm", "auth", "ES256")
+    if algorithm not in ("ES256", "EdDSA"):
+        raise ConfigError("auth.algorithm: expected ES256 or EdDSA")
+    max_ttl = cp.duration(s, "max_ttl", "auth", 3600)
+    if max_ttl <= 0:
+        raise ConfigError("auth.max_ttl: must be positive")
+    return AuthConfig(
+        issuer=cp.string(s, "issuer", "auth", "interlock"),
+        audience=cp.string(s, "audience", "auth", "interlock"),
+        algorithm=algorithm,
+        jwks_file=Path(cp.optional_string(s, "jwks_file", "auth") or state_dir / "jwks.json"),
+        jwks_inline=cp.optional_string(s, "jwks", "auth"),
+        jwks_url=_jwks_url(s),
+        jwks_refresh_s=cp.duration(s, "jwks_refresh", "auth", 300),
+        signing_key_file=Path(
+            cp.optional_string(s, "signing_key_file", "auth") or state_dir / "signing-key.pem"
+        ),
+        max_ttl_s=max_ttl,
+        leeway_s=cp.duration(s, "leeway", "auth", 30),
+        max_header_bytes=cp.integer(s, "max_header_bytes", "auth", 8192, 256, 65536),
+        cache_size=cp.integer(s, "cache_size", "auth", 10000, 1, 10_000_000),
+        tenant_cidrs=tenant_cidrs(s.get("tenant_cidrs")),
+        **revocation_settings(s, state_dir),
+    )
+
+
+def _jwks_url(s: dict[str, Any]) -> str | None:
+    url = cp.optional_string(s, "jwks_url", "auth")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError("auth.jwks_url: expected an http(s) URL")
+    if url is not None and s.get("jwks"):
+        raise ConfigError("auth.jwks_url: give either jwks or jwks_url, not both")
+    return url
+
+
+def parse_hop(raw: Any) -> HopConfig:
+    s = cp.section(raw, "hop", _HOP)
+    secret = cp.optional_string(s, "secret", "hop")
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("hop.secret: must be at least 32 characters")
+    max_skew = cp.duration(s, "max_skew", "hop", DEFAULT_MAX_SKEW_S)
+    if not 1 <= max_skew <= 600:
+        # Nonces are remembered for the whole window: a long one costs state store memory.
+        raise ConfigError("hop.max_skew: expected between 1s and 10m")
+    return HopConfig(secret=secret, max_skew_s=int(max_skew))
+
+
+def parse_edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
+    s = cp.section(raw, "edge", _EDGE)
+    port = cp.port_setting(s, "edge", "INTERLOCK_EDGE_PORT", env, DEFAULT_EDGE_PORT)
+    core_url = env.get("INTERLOCK_CORE_URL") or (
+        f"http://127.0.0.1:{env.get('INTERLOCK_CORE_PORT') or DEFAULT_CORE_PORT}"
+    )
+    pools_raw = s.get("pools") or {"default": [core_url]}
+    if not isinstance(pools_raw, dict) or not pools_raw:
+        raise ConfigError("edge.pools: expected a mapping of pool name to a list of core URLs")
+    pools: dict[str, tuple[str, ...]] = {}
+    for name, urls in pools_raw.items():
+        urls_list = cp.string_list({"urls": urls}, "urls", f"edge.pools.{name}")
+        if not urls_list:
+            raise ConfigError(f"edge.pools.{name}: needs at least one core URL")
+        for url in urls_list:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"edge.pools.{name}: {url!r} is not an http(s) URL")
+        pools[str(name)] = tuple(url.rstrip("/") for url in urls_list)
+    default_pool = cp.string(
+        s, "default_pool", "edge", "default" if "default" in pools else next(iter(pools))
+    )
+    if default_pool not in pools:
+        raise ConfigError(f"edge.default_pool: no pool named {default_pool!r}")
+    if ("core_client_cert" in s) != ("core_client_key" in s):
+        raise ConfigError("edge.core_client_cert: give both core_client_cert and core_client_key")
+    routes_raw = s.get("routes") or []
+    if not isinstance(routes_raw, list):
+        raise ConfigError("edge.routes: expected a list")
+    routes = []
+    for i, entry in enumerate(routes_raw):
+        path = f"edge.routes[{i}]"
+        r = cp.section(entry, path, _ROUTE)
+        pool = cp.string(r, "pool", path)
+        if pool not in pools:
+            raise ConfigError(f"{path}.pool: no pool named {pool!r}")
+        routes.append(
+            RouteConfig(
+                models=cp.string_list(r, "models", path, ("*",)),
+                tenants=cp.string_list(r, "tenants", path),
+                pool=pool,
+            )
+        )
+    return EdgeConfig(
+        host=cp.string(s, "host", "edge", env.get("INTERLOCK_EDGE_HOST") or "127.0.0.1"),
+        port=port,
+        max_body_bytes=cp.size(s, "max_body_bytes", "edge", 16 * 1024 * 1024),
+        pools=pools,
+        routes=tuple(routes),
+        default_pool=default_pool,
+        core_timeout_s=cp.duration(s, "core_timeout", "edge", 900),
+        core_ca_file=_path(s, "core_ca_file"),
+        core_client_cert=_path(s, "core_client_cert"),
+        core_client_key=_path(s, "core_client_key"),
+        trusted_proxies=networks(s.get("trusted_proxies"), "edge.trusted_proxies"),
+        server=parse_server(s.get("server"), "edge.server", EDGE_SERVER),
+    )
+
+
+def _path(s: dict[str, Any], key: str) -> Path | None:
+    value = cp.optional_string(s, key, "edge")
+    return Path(value) if value else None
