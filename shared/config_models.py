@@ -12,6 +12,7 @@ from typing import Any
 
 from shared import configparse as cp
 from shared.configparse import ConfigError
+from shared.names import model_name_problem
 
 STRATEGIES = ("fallback", "weighted", "least_latency")
 
@@ -70,6 +71,7 @@ def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
     out = {}
     for name, entry in raw.items():
         path = f"models.{name}"
+        _check_name(name, path)
         s = cp.section(entry, path, _MODEL)
         if "targets" in s:
             if "provider" in s or "model" in s:
@@ -105,9 +107,17 @@ def parse_aliases(raw: Any, models: dict[str, ModelConfig]) -> dict[str, str]:
         raise ConfigError("aliases: expected a mapping of alias to model name")
     out = {}
     for alias, model in raw.items():
+        _check_name(alias, f"aliases.{alias}")
         if not isinstance(model, str) or model not in models:
             raise ConfigError(f"aliases.{alias}: {model!r} is not a configured model")
         if alias in models:
             raise ConfigError(f"aliases.{alias}: clashes with a model of the same name")
         out[str(alias)] = model
     return out
+
+
+def _check_name(name: object, path: str) -> None:
+    """Configured names follow the rule clients are held to, or they could never be called."""
+    problem = model_name_problem(name) if isinstance(name, str) else "expected a string"
+    if problem is not None:
+        raise ConfigError(f"{path}: not a usable model name ({problem})")

@@ -19,7 +19,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing early (Content-Length) or as soon as the cap is passed."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 20:
             raise GatewayError(400, "invalid Content-Length header", code="invalid_header")
         if int(declared) > limit:
             raise GatewayError(

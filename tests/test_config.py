@@ -32,6 +32,9 @@ def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type:
         (BASE + "edge: {routes: [{models: ['*'], pool: nope}]}\n", "edge.routes[0].pool"),
         (BASE + "core: {max_body_bytes: lots}\n", "core.max_body_bytes"),
         (BASE + "aliases: {fast: missing}\n", "aliases.fast"),
+        (BASE + "aliases: {'my model': m1}\n", "aliases.my model"),  # unreachable by clients
+        ("providers: {p: {kind: mock}}\nmodels: {'a/../b': {provider: p}}\n", "models.a/../b"),
+        (BASE + "core: {server: {tls_cert_file: /nonexistent.pem}}\n", "core.server.tls_cert_file"),
         (BASE + "hop: {secret: short}\n", "hop.secret"),
         ("providers: {p: {kind: openai, base_url: not-a-url}}\n", "providers.p.base_url"),
         ("providers: {p: {kind: mock, colour: red}}\n", "providers.p.colour"),
