@@ -24,7 +24,7 @@ from pathlib import Path
 from core.keys import ensure_hop_secret, init_keys, issue_token, secure_state_dir, write_private
 from core.revoke import revoke_tenant, revoke_token
 from shared import claims
-from shared.config import Config, LimitsConfig, load_config
+from shared.config import Config, LimitsConfig, load_config, load_edge_config
 from shared.configparse import ConfigError, duration
 
 
@@ -140,7 +140,8 @@ def _server_args(tier: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _config(args)  # fail here, with the CLI's message, on an invalid config
+    # Fail here, with the CLI's message, on an invalid config, read as the tier reads it.
+    (load_edge_config if args.tier == "edge" else load_config)(args.config)
     env = dict(os.environ)
     if args.config:
         env["INTERLOCK_CONFIG"] = str(args.config)

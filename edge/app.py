@@ -28,7 +28,7 @@ from edge.jwks import JwksRefresher, load_public_keys
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from shared import hop
-from shared.config import Config
+from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
@@ -102,7 +102,7 @@ def _peek_model(body: bytes) -> str:
 
 
 class EdgeState:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: EdgeTierConfig) -> None:
         self.config = config
         self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
         self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
@@ -277,7 +277,7 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
         upstream.close()
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: EdgeTierConfig) -> Starlette:
     state = EdgeState(config)
 
     def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]

@@ -5,8 +5,8 @@ Serve it with `python -m shared.server edge` (what `interlock serve edge` and ru
 """
 
 from edge.app import create_app
-from shared.config import load_config
+from shared.config_edge import load_edge_config
 from shared.logs import configure_logging
 
 configure_logging()
-app = create_app(load_config())
+app = create_app(load_edge_config())

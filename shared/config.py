@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from shared import configparse as cp
 from shared.config_core import (
@@ -24,16 +21,19 @@ from shared.config_core import (
     parse_providers,
 )
 from shared.config_edge import (
+    CORE_SECTIONS,
     DEFAULT_CORE_PORT,
     DEFAULT_EDGE_PORT,
+    TOP_LEVEL,
     AuthConfig,
     EdgeConfig,
+    EdgeTierConfig,
     HopConfig,
     RouteConfig,
-    parse_auth,
-    parse_edge,
-    parse_hop,
+    edge_fields,
+    load_edge_config,
 )
+from shared.config_file import PathLike, read_config_file
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig
 from shared.config_server import ServerConfig
@@ -49,6 +49,7 @@ __all__ = [
     "ConfigError",
     "CoreConfig",
     "EdgeConfig",
+    "EdgeTierConfig",
     "HopConfig",
     "ModelConfig",
     "ProviderConfig",
@@ -57,6 +58,7 @@ __all__ = [
     "ServerConfig",
     "TargetConfig",
     "load_config",
+    "load_edge_config",
 ]
 
 
@@ -93,57 +95,30 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    state_dir: Path
-    auth: AuthConfig
-    hop: HopConfig
-    edge: EdgeConfig
+class Config(EdgeTierConfig):
+    """The whole file: the edge's sections (EdgeTierConfig) plus the core's."""
+
     core: CoreConfig
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig]
     aliases: dict[str, str]
-    source: str  # the file it came from, or "embedded defaults"
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
 
-
-_TOP = frozenset(
-    {
-        "state_dir",
-        "auth",
-        "hop",
-        "edge",
-        "core",
-        "providers",
-        "models",
-        "aliases",
-        "state",
-        "limits",
-    }
-)
 _STATE = frozenset({"redis_url", "on_redis_down"})
 _LIMITS = frozenset({"tiers", "tenants", "default_tier"})
 _RATE = frozenset({"rpm", "tpm"})
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
-) -> Config:
-    """Load the config file named by `path`, $INTERLOCK_CONFIG, ./interlock.yaml, or defaults."""
+def load_config(path: PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load the config file named by `path`, $INTERLOCK_CONFIG, ./interlock.yaml, or defaults.
+    Every section is read and checked: what the core and the CLI use (the edge has its own
+    loader, `load_edge_config`, that reads only the edge's sections)."""
     environ = dict(os.environ) if env is None else env
-    chosen = path or environ.get("INTERLOCK_CONFIG")
-    if chosen is None and Path("interlock.yaml").is_file():
-        chosen = "interlock.yaml"
-    if chosen is None:
+    found = read_config_file(path, environ)
+    if found is None:
         return parse_config(embedded_defaults(environ), "embedded defaults", environ)
-    file = Path(chosen)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML ({exc})") from None
-    return parse_config(raw if raw is not None else {}, str(file), environ)
+    return parse_config(*found, environ)
 
 
 # Providers `make run` adds when their key is in the environment:
@@ -177,23 +152,20 @@ def embedded_defaults(env: dict[str, str]) -> dict[str, Any]:
 
 
 def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
-    top = cp.section(cp.interpolate(raw, "", env), "config", _TOP)
-    state_dir = Path(top.get("state_dir") or env.get("INTERLOCK_HOME") or ".interlock")
-    providers = parse_providers(top.get("providers"))
-    models = parse_models(top.get("models"), set(providers))
-    aliases = parse_aliases(top.get("aliases"), models)
+    top = cp.section(raw, "config", TOP_LEVEL)
+    edge = edge_fields(top, env)
+    core = {key: cp.interpolate(top[key], key, env) for key in CORE_SECTIONS if key in top}
+    providers = parse_providers(core.get("providers"))
+    models = parse_models(core.get("models"), set(providers))
     return Config(
-        state_dir=state_dir,
-        auth=parse_auth(top.get("auth"), state_dir),
-        hop=parse_hop(top.get("hop")),
-        edge=parse_edge(top.get("edge"), env),
-        core=parse_core(top.get("core"), env),
+        **edge,
+        source=source,
+        core=parse_core(core.get("core"), env),
         providers=providers,
         models=models,
-        aliases=aliases,
-        source=source,
-        state=_state(top.get("state"), env),
-        limits=_limits(top.get("limits")),
+        aliases=parse_aliases(core.get("aliases"), models),
+        state=_state(core.get("state"), env),
+        limits=_limits(core.get("limits")),
     )
 
 

@@ -1,11 +1,15 @@
 """The edge's part of interlock.yaml: `auth` (tenant tokens, revocation, client networks),
 `hop` (the edge->core credential) and `edge` (pools, routes, TLS to the cores, server limits).
 
-Parsed once at start-up by shared.config; nothing here runs per request.
+The edge loads only this (`load_edge_config`): the core's sections (`providers`, `models`, ...)
+may be absent from an edge's file and are never read by it, so an edge needs neither a dummy
+provider nor the core's secrets in its environment. The full loader (shared/config.py) builds
+the same fields with the same functions. Parsed once at start-up; nothing here runs per request.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ from typing import Any
 from shared import claims
 from shared import configparse as cp
 from shared.config_auth import networks, revocation_settings, tenant_cidrs
+from shared.config_file import PathLike, read_config_file
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
@@ -227,3 +232,49 @@ def parse_edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
 def _path(s: dict[str, Any], key: str) -> Path | None:
     value = cp.optional_string(s, key, "edge")
     return Path(value) if value else None
+
+
+# interlock.yaml's top-level keys by the tier that reads them. Both loaders refuse any other
+# key (a typo is an error); the edge accepts the core's sections and never reads them.
+EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge")
+CORE_SECTIONS = ("core", "providers", "models", "aliases", "state", "limits")
+TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
+
+
+@dataclass(frozen=True)
+class EdgeTierConfig:
+    """What the edge reads of interlock.yaml; the full `Config` extends it with the core's."""
+
+    state_dir: Path
+    auth: AuthConfig
+    hop: HopConfig
+    edge: EdgeConfig
+    source: str  # the file it came from, or "embedded defaults"
+
+
+def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """state_dir, auth, hop and edge from the top-level mapping. Only these sections are
+    interpolated: a ${VAR} in the core's sections is never resolved (nor required) here."""
+    own = {key: cp.interpolate(top[key], key, env) for key in EDGE_SECTIONS if key in top}
+    state_dir = Path(own.get("state_dir") or env.get("INTERLOCK_HOME") or ".interlock")
+    return {
+        "state_dir": state_dir,
+        "auth": parse_auth(own.get("auth"), state_dir),
+        "hop": parse_hop(own.get("hop")),
+        "edge": parse_edge(own.get("edge"), env),
+    }
+
+
+def parse_edge_config(raw: Any, source: str, env: dict[str, str]) -> EdgeTierConfig:
+    top = cp.section(raw, "config", TOP_LEVEL)
+    return EdgeTierConfig(source=source, **edge_fields(top, env))
+
+
+def load_edge_config(
+    path: PathLike | None = None, env: dict[str, str] | None = None
+) -> EdgeTierConfig:
+    """The edge's config from `path`, $INTERLOCK_CONFIG, ./interlock.yaml, or defaults."""
+    environ = dict(os.environ) if env is None else env
+    found = read_config_file(path, environ)
+    raw, source = found if found is not None else ({}, "embedded defaults")
+    return parse_edge_config(raw, source, environ)

@@ -6,9 +6,10 @@
 the test stack and the benchmark all come through here, so every deployment gets the same
 connection limits (shared/config_server.py, enforced by shared/server_protocol.py). The config
 is read once; the app is built from it by the tier's factory (`edge.app:create_app` or
-`core.app:create_app`), imported by name so shared/ never imports a tier. The core also listens
-on its admin address (`core.admin_host:admin_port`, loopback by default) in the same process:
-the app serves /metrics and /readyz only there.
+`core.app:create_app`), imported by name so shared/ never imports a tier. The edge reads only
+its own sections of the file (`load_edge_config`); the core reads and checks all of it. The
+core also listens on its admin address (`core.admin_host:admin_port`, loopback by default) in
+the same process: the app serves /metrics and /readyz only there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from typing import Any
 
 import uvicorn
 
-from shared.config import Config, ConfigError, ServerConfig, load_config
+from shared.config import (
+    ConfigError,
+    EdgeTierConfig,
+    ServerConfig,
+    load_config,
+    load_edge_config,
+)
 from shared.logs import configure_logging
 from shared.server_protocol import configured
 
@@ -110,13 +117,23 @@ def _tls(settings: ServerConfig) -> dict[str, Any]:
     }
 
 
-def with_overrides(config: Config, tier: str, args: argparse.Namespace) -> Config:
-    """Command-line host/port (run.sh's $HOST/$PORT, a test's free ports) win over the file;
-    the app is built from the result, so it knows its own admin port."""
-    if tier == "edge":
-        edge = config.edge
-        edge = dataclasses.replace(edge, host=args.host or edge.host, port=args.port or edge.port)
-        return dataclasses.replace(config, edge=edge)
+# A tier's config (the app is built from it), its server limits and its listeners.
+Loaded = tuple[EdgeTierConfig, ServerConfig, list[tuple[str, int]]]
+
+
+def edge_config(args: argparse.Namespace) -> Loaded:
+    """The edge reads only its own sections (shared/config_edge.py); command-line host/port
+    (run.sh's $HOST/$PORT, a test's free ports) win over the file."""
+    config = load_edge_config(args.config)
+    edge = config.edge
+    edge = dataclasses.replace(edge, host=args.host or edge.host, port=args.port or edge.port)
+    return dataclasses.replace(config, edge=edge), edge.server, [(edge.host, edge.port)]
+
+
+def core_config(args: argparse.Namespace) -> Loaded:
+    """The whole file, with command-line overrides; the app is built from the result, so it
+    knows its own admin port."""
+    config = load_config(args.config)
     core = config.core
     core = dataclasses.replace(
         core,
@@ -126,12 +143,13 @@ def with_overrides(config: Config, tier: str, args: argparse.Namespace) -> Confi
     )
     if core.admin_port == core.port:
         raise ConfigError("core.admin_port: must differ from core.port")
-    return dataclasses.replace(config, core=core)
+    listeners = [(core.host, core.port), (core.admin_host, core.admin_port)]
+    return dataclasses.replace(config, core=core), core.server, listeners
 
 
-def load_factory(spec: str) -> Callable[[Config], Any]:
+def load_factory(spec: str) -> Callable[[Any], Any]:
     module, _, name = spec.partition(":")
-    factory: Callable[[Config], Any] = getattr(importlib.import_module(module), name)
+    factory: Callable[[Any], Any] = getattr(importlib.import_module(module), name)
     return factory
 
 
@@ -152,17 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     try:
-        config = with_overrides(load_config(args.config), args.tier, args)
+        config, settings, listeners = (edge_config if args.tier == "edge" else core_config)(args)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
         return 2
     app = load_factory(args.app or f"{args.tier}.app:create_app")(config)
-    if args.tier == "edge":
-        settings, listeners = config.edge.server, [(config.edge.host, config.edge.port)]
-    else:
-        core = config.core
-        settings = core.server
-        listeners = [(core.host, core.port), (core.admin_host, core.admin_port)]
     serve(app, settings, listeners, args.http, args.loop)
     return 0
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from shared.config import Config, load_config
+from shared.config import Config, EdgeTierConfig, load_config, load_edge_config
 from tests.support.net import free_port, wait_http
 from tests.support.stack import Stack
 
@@ -49,8 +49,9 @@ def core_config(env: dict[str, str] | None = None) -> Config:
     return load_config(K8S / "interlock.core.yaml", env={**values, **(env or {})})
 
 
-def edge_config(env: dict[str, str]) -> Config:
-    return load_config(LAMBDA / "interlock.edge.yaml", env=env)
+def edge_config(env: dict[str, str]) -> EdgeTierConfig:
+    """The edge bundle's config, loaded as the edge loads it (its own sections only)."""
+    return load_edge_config(LAMBDA / "interlock.edge.yaml", env=env)
 
 
 # --- Lambda: SAM template ------------------------------------------------------------------
