@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core import requestctx
-from core.adapters import load_adapter
 from core.breaker import BreakerPolicy
 from core.breakers import BreakerBoard
 from core.chat import ChatEndpoint
@@ -28,14 +27,11 @@ from core.listeners import ListenerRouter
 from core.messages.handler import MessagesEndpoint
 from core.messages.passthrough import Passthrough
 from core.metrics import render as render_metrics
-from core.mock import MockUpstream
-from core.routing import ModelRegistry
+from core.startup import prepare_core
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore, Store
-from core.upstream import HttpUpstream, Upstream
 from core.usagelog import USAGE_LOG
-from shared import hop
 from shared.config import Config
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response
@@ -50,41 +46,18 @@ class CoreState:
     """Everything built once per process at start-up."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
-        upstreams: dict[str, Upstream] = {}
-        self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
-        for name, provider in config.providers.items():
-            path = f"providers.{name}"
-            if provider.kind == "mock":
-                upstreams[name] = MockUpstream(provider.options, f"{path}.options")
-                continue
-            adapter = load_adapter(provider.kind, f"{path}.kind")
-            adapter.check_provider(provider)
-            timeout = aiohttp.ClientTimeout(
-                total=provider.timeout_s or config.core.upstream_timeout_s,
-                sock_connect=config.core.connect_timeout_s,
-            )
-            self.timeouts[name] = timeout
-            upstreams[name] = HttpUpstream(
-                adapter,
-                self.client,
-                timeout,
-                adapter.make_signer(provider),
-                config.core.resilience.stream_idle_timeout_s,
-            )
-        self.registry = ModelRegistry(config, upstreams)
+        parts = prepare_core(config, self.client)
+        self.config = config = parts.config  # providers now carry their typed settings
+        self.timeouts = parts.timeouts
+        self.registry = parts.registry
         self.store: Store = (
             ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
             if config.state.redis_url
             else MemoryStore()
         )
-        self.verifier = HopVerifier(
-            hop.resolve_secret(config.hop.secret, config.state_dir),
-            config.hop.max_skew_s,
-            self.store,
-        )
+        self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
         policy = config.core.resilience
@@ -142,6 +115,7 @@ class CoreState:
 
 def create_app(config: Config) -> Starlette:
     state = CoreState(config)
+    config = state.config
     max_body = config.core.max_body_bytes
 
     def authenticated(

@@ -5,7 +5,7 @@ interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--c
 interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
-interlock check-config            # validate interlock.yaml and exit
+interlock check-config            # run the core's start-up checks on interlock.yaml, exit
 """
 
 from __future__ import annotations
@@ -125,7 +125,11 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _config(args)
+    """The core's own start-up checks (core/startup.py: adapters, typed provider options,
+    models, the hop secret), run without opening a socket: approved here means it starts."""
+    from core.startup import no_session, prepare_core  # the adapters: only this command
+
+    config = prepare_core(_config(args), no_session).config
     print(
         f"config OK ({config.source}): {len(config.providers)} providers, "
         f"{len(config.models)} models, {len(config.aliases)} aliases"

@@ -105,6 +105,7 @@ class Config(EdgeTierConfig):
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
 
+
 _STATE = frozenset({"redis_url", "on_redis_down"})
 _LIMITS = frozenset({"tiers", "tenants", "default_tier"})
 _RATE = frozenset({"rpm", "tpm"})

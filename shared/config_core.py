@@ -65,6 +65,10 @@ class ProviderConfig:
     # Per-key limits, each key of the pool on its own, enforced across replicas.
     key_rpm: int | None = None
     key_tpm: int | None = None
+    # The kind's typed, frozen settings parsed from `options` once at the core's start-up
+    # (core/startup.py, by the adapter's check_provider); adapters read them per request.
+    # None until then, and for kinds without an adapter (mock). Not part of equality.
+    settings: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Whoever builds one (config loading, tests, tools): plaintext never stays plaintext.

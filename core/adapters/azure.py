@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -42,13 +43,15 @@ from core.adapters.base import (
     ProviderError,
     Target,
     retry_after_seconds,
+    settings_of,
 )
 from core.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamParser, error_from_payload
+from core.adapters.options import check_keys, option_keys
+from core.adapters.presets import GENERIC, Preset
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
 
-_OPTIONS = frozenset({"api_version", "auth"})
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # The first api-version that accepts stream_options (dated versions sort as strings).
 _STREAM_OPTIONS_SINCE = "2024-09-01"
@@ -74,48 +77,62 @@ class AzureStreamParser(OpenAIStreamParser):
         return chunks
 
 
-def _api_version(provider: ProviderConfig) -> str:
-    version = provider.options.get("api_version")
-    return version if isinstance(version, str) else "v1"
+@dataclass(frozen=True, slots=True)
+class AzureOptions:
+    """`providers.<name>.options` for kind azure, parsed once at start-up."""
+
+    api_version: str = "v1"  # v1, preview, or a dated version (the deployments API)
+    auth: str = "api-key"  # or bearer: the key is an Entra ID token
+
+    @property
+    def dated(self) -> bool:
+        return _DATED.match(self.api_version) is not None
+
+
+_OPTIONS = option_keys(AzureOptions)
+
+
+def parse_options(provider: ProviderConfig) -> AzureOptions:
+    """The options and the provider settings Azure needs; ConfigError names the bad key."""
+    path = f"providers.{provider.name}"
+    check_keys(provider.options, _OPTIONS, f"{path}.options")
+    base = provider.base_url
+    if base is None:
+        raise ConfigError(f"{path}.base_url: required (https://NAME.openai.azure.com)")
+    if urlsplit(base).path.startswith("/openai"):
+        raise ConfigError(f"{path}.base_url: give the resource endpoint only, without /openai/...")
+    options = AzureOptions(**provider.options)
+    version = options.api_version
+    if not isinstance(version, str) or not (version in ("v1", "preview") or _DATED.match(version)):
+        raise ConfigError(
+            f"{path}.options.api_version: expected v1, preview or a dated version "
+            "such as 2024-10-21"
+        )
+    if options.auth not in ("api-key", "bearer"):
+        raise ConfigError(f"{path}.options.auth: expected api-key or bearer")
+    if not provider.api_keys:
+        raise ConfigError(f"{path}.api_key: required (an API key or an Entra ID token)")
+    return options
 
 
 class AzureAdapter(OpenAICompatAdapter):
     kind = "azure"
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        path = f"providers.{provider.name}"
-        for key in provider.options:
-            if key not in _OPTIONS:
-                raise ConfigError(
-                    f"{path}.options.{key}: unknown option (known: {', '.join(sorted(_OPTIONS))})"
-                )
-        base = provider.base_url
-        if base is None:
-            raise ConfigError(f"{path}.base_url: required (https://NAME.openai.azure.com)")
-        if urlsplit(base).path.startswith("/openai"):
-            raise ConfigError(
-                f"{path}.base_url: give the resource endpoint only, without /openai/..."
-            )
-        version = provider.options.get("api_version", "v1")
-        if not isinstance(version, str) or not (
-            version in ("v1", "preview") or _DATED.match(version)
-        ):
-            raise ConfigError(
-                f"{path}.options.api_version: expected v1, preview or a dated version "
-                "such as 2024-10-21"
-            )
-        auth = provider.options.get("auth", "api-key")
-        if auth not in ("api-key", "bearer"):
-            raise ConfigError(f"{path}.options.auth: expected api-key or bearer")
-        if not provider.api_keys:
-            raise ConfigError(f"{path}.api_key: required (an API key or an Entra ID token)")
+    def options(self, provider: ProviderConfig) -> AzureOptions:
+        return settings_of(provider, AzureOptions, parse_options)
+
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_options(provider)
+
+    def preset(self, provider: ProviderConfig) -> Preset:
+        return GENERIC  # Azure serves OpenAI's API itself: no host preset applies
 
     def capabilities(self, target: Target) -> Capabilities:
         return _CAPABILITIES
 
     def url(self, target: Target) -> str:
         provider = target.provider
-        version = _api_version(provider)
+        version = self.options(provider).api_version
         if version == "v1":
             return f"{provider.base_url}/openai/v1/chat/completions"
         if version == "preview":
@@ -130,13 +147,13 @@ class AzureAdapter(OpenAICompatAdapter):
     def auth_headers(self, target: Target) -> dict[str, str]:
         if not target.api_key:
             return {}
-        if target.provider.options.get("auth") == "bearer":
+        if self.options(target.provider).auth == "bearer":
             return {"authorization": f"Bearer {target.api_key.reveal()}"}
         return {"api-key": target.api_key.reveal()}
 
     def ask_stream_usage(self, target: Target) -> bool:
-        version = _api_version(target.provider)
-        return not _DATED.match(version) or version >= _STREAM_OPTIONS_SINCE
+        options = self.options(target.provider)
+        return not options.dated or options.api_version >= _STREAM_OPTIONS_SINCE
 
     def adapt_body(self, body: JSON, target: Target) -> None:
         return None

@@ -8,9 +8,9 @@ events to a per-request `StreamParser`. Signing (SigV4) is a separate step after
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError
@@ -18,6 +18,7 @@ from shared.secret import Secret
 
 Framing = Literal["sse", "aws-eventstream"]
 JSON = dict[str, Any]
+S = TypeVar("S")
 
 
 @dataclass(slots=True)
@@ -151,8 +152,10 @@ class Adapter(Protocol):
         """Built once at start-up; None when requests need no signing."""
         ...
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        """Start-up validation of the provider's settings; raises ConfigError naming the key."""
+    def check_provider(self, provider: ProviderConfig) -> object:
+        """Start-up validation: parses the provider's options (and checks its other settings)
+        into the kind's typed, frozen settings, or raises ConfigError naming the key. The
+        core keeps the result on `provider.settings` (core/startup.py)."""
         ...
 
     def capabilities(self, target: Target) -> Capabilities: ...
@@ -166,6 +169,13 @@ class Adapter(Protocol):
     def parse_error(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError: ...
+
+
+def settings_of(provider: ProviderConfig, kind: type[S], parse: Callable[[ProviderConfig], S]) -> S:
+    """A provider's typed settings: those parsed at start-up (core/startup.py), else parsed now
+    for a provider built outside start-up (unit tests, tools such as core/captable.py)."""
+    settings = provider.settings
+    return settings if isinstance(settings, kind) else parse(provider)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

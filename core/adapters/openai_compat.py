@@ -35,17 +35,17 @@ from core.adapters.base import (
     client_status_for,
     failure_class_for_status,
     retry_after_seconds,
+    settings_of,
 )
-from core.adapters.presets import Preset, known_presets, resolve
+from core.adapters.openai_settings import OpenAISettings, parse_settings
+from core.adapters.presets import Preset
 from core.sse import SSEDecoder
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
 from shared.errors import FailureClass
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
-_OPTIONS = frozenset({"preset"})
 
 
 def invalid_upstream_body(what: str) -> ProviderError:
@@ -223,32 +223,17 @@ class OpenAICompatAdapter:
     kind = "openai"
     framing: Framing = "sse"
 
-    def preset(self, provider: ProviderConfig) -> Preset:
-        preset = resolve(provider.options.get("preset"), provider.base_url)
-        if preset is None:  # check_provider refused it at start-up; never reached at runtime
-            raise ConfigError(f"providers.{provider.name}.options.preset: unknown preset")
-        return preset
+    def settings(self, provider: ProviderConfig) -> OpenAISettings:
+        return settings_of(provider, OpenAISettings, parse_settings)
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        path = f"providers.{provider.name}"
-        for key in provider.options:
-            if key not in _OPTIONS:
-                raise ConfigError(f"{path}.options.{key}: unknown option (known: preset)")
-        name = provider.options.get("preset")
-        if name is not None and not isinstance(name, str):
-            raise ConfigError(f"{path}.options.preset: expected a string")
-        preset = resolve(name, provider.base_url)
-        if preset is None:
-            raise ConfigError(
-                f"{path}.options.preset: unknown preset {name!r} (known: {known_presets()})"
-            )
-        if provider.base_url is None and preset.base_url is None:
-            raise ConfigError(f"{path}.base_url: required")
-        if preset.key_required and not provider.api_keys:
-            raise ConfigError(f"{path}.api_key: required for preset {preset.name!r}")
+    def preset(self, provider: ProviderConfig) -> Preset:
+        return self.settings(provider).preset
+
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_settings(provider)
 
     def capabilities(self, target: Target) -> Capabilities:
-        return self.preset(target.provider).capabilities()
+        return self.settings(target.provider).capabilities
 
     def decoder(self) -> SSEDecoder:
         return SSEDecoder()
@@ -257,8 +242,7 @@ class OpenAICompatAdapter:
         return None
 
     def url(self, target: Target) -> str:
-        base = target.provider.base_url or self.preset(target.provider).base_url
-        return f"{base}/chat/completions"
+        return self.settings(target.provider).url
 
     def auth_headers(self, target: Target) -> dict[str, str]:
         if not target.api_key:

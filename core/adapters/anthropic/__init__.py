@@ -22,6 +22,7 @@ from core.adapters.base import (
     ProviderError,
     Target,
     UpstreamRequest,
+    settings_of,
 )
 from core.sse import SSEDecoder
 from shared.config import ProviderConfig
@@ -51,19 +52,12 @@ class AnthropicAdapter:
     kind = "anthropic"
     framing: Framing = "sse"
 
-    def __init__(self) -> None:
-        # Parsed options per provider object, built at start-up (check_provider/capabilities).
-        self._settings: dict[int, tuple[ProviderConfig, Settings]] = {}
-
     def settings(self, provider: ProviderConfig) -> Settings:
-        entry = self._settings.get(id(provider))
-        if entry is None or entry[0] is not provider:
-            entry = (provider, parse_settings(provider))
-            self._settings[id(provider)] = entry
-        return entry[1]
+        """Parsed once at start-up (core/startup.py) and kept on the provider."""
+        return settings_of(provider, Settings, parse_settings)
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        self.settings(provider)
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_settings(provider)
 
     def capabilities(self, target: Target) -> Capabilities:
         settings = self.settings(target.provider)

@@ -15,7 +15,7 @@ from core.adapters.base import (
     UpstreamRequest,
 )
 from core.adapters.bedrock.errors import parse_http_error
-from core.adapters.bedrock.options import base_url, parse_options
+from core.adapters.bedrock.options import base_url, options_of, parse_options
 from core.adapters.bedrock.request import converse_body, model_url
 from core.adapters.bedrock.response import parse_converse
 from core.adapters.bedrock.signing import SigV4Signer, make_signer
@@ -44,8 +44,8 @@ class BedrockAdapter:
     kind = "bedrock"
     framing: Framing = "aws-eventstream"
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        parse_options(provider)
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_options(provider)
 
     def capabilities(self, target: Target) -> Capabilities:
         return CAPABILITIES
@@ -56,7 +56,7 @@ class BedrockAdapter:
     def make_signer(self, provider: ProviderConfig) -> SigV4Signer | None:
         if provider.api_keys:
             return None  # a Bedrock API key is a bearer token: no SigV4
-        return make_signer(parse_options(provider))
+        return make_signer(options_of(provider))
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         stream = bool(canonical.get("stream"))

@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.adapters.base import settings_of
+from core.adapters.options import check_keys, option_keys
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.secret import Secret
 
-_KNOWN = ("region", "access_key_id", "secret_access_key", "session_token", "profile")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
@@ -30,6 +31,9 @@ class BedrockOptions:
     @property
     def static_credentials(self) -> bool:
         return self.access_key_id is not None
+
+
+_KNOWN = option_keys(BedrockOptions)
 
 
 def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None:
@@ -53,9 +57,7 @@ def _optional_secret(options: dict[str, Any], key: str, path: str) -> Secret | N
 def parse_options(provider: ProviderConfig) -> BedrockOptions:
     path = f"providers.{provider.name}.options"
     options = provider.options
-    for key in options:
-        if key not in _KNOWN:
-            raise ConfigError(f"{path}.{key}: unknown bedrock option (known: {', '.join(_KNOWN)})")
+    check_keys(options, _KNOWN, path)
     region = _optional_string(options, "region", path)
     if region is None:
         raise ConfigError(f"{path}.region: required (the AWS region to sign for, e.g. us-east-1)")
@@ -80,7 +82,12 @@ def parse_options(provider: ProviderConfig) -> BedrockOptions:
     return BedrockOptions(region, key_id, secret, token, profile)
 
 
+def options_of(provider: ProviderConfig) -> BedrockOptions:
+    """The options parsed at start-up (core/startup.py), else parsed now (tests, tools)."""
+    return settings_of(provider, BedrockOptions, parse_options)
+
+
 def base_url(provider: ProviderConfig) -> str:
     if provider.base_url:
         return provider.base_url
-    return f"https://bedrock-runtime.{provider.options['region']}.amazonaws.com"
+    return f"https://bedrock-runtime.{options_of(provider).region}.amazonaws.com"

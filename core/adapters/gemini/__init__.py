@@ -20,6 +20,7 @@ from core.adapters.base import (
     ProviderError,
     Target,
     UpstreamRequest,
+    settings_of,
 )
 from core.adapters.gemini.errors import parse_error
 from core.adapters.gemini.request import PARAMS, build_body, invalid
@@ -41,20 +42,12 @@ class GeminiAdapter:
     kind = "gemini"
     framing: Framing = "sse"
 
-    def __init__(self) -> None:
-        # Parsed once per provider; keyed by identity (configs hold dicts, so are unhashable).
-        self._settings: dict[int, tuple[ProviderConfig, Settings]] = {}
-
     def settings(self, provider: ProviderConfig) -> Settings:
-        entry = self._settings.get(id(provider))
-        if entry is not None and entry[0] is provider:
-            return entry[1]
-        parsed = parse_settings(provider)
-        self._settings[id(provider)] = (provider, parsed)
-        return parsed
+        """Parsed once at start-up (core/startup.py) and kept on the provider."""
+        return settings_of(provider, Settings, parse_settings)
 
-    def check_provider(self, provider: ProviderConfig) -> None:
-        self.settings(provider)
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_settings(provider)
 
     def capabilities(self, target: Target) -> Capabilities:
         return _CAPABILITIES

@@ -1,0 +1,76 @@
+"""What the core builds from its config before it serves, and so every check it makes of it.
+
+Provider kinds are resolved to adapters, each adapter's `check_provider` parses the provider's
+options once into its typed, frozen settings (kept on the ProviderConfig the targets carry, so
+no request re-derives them), upstreams get their timeouts and signers, the model registry
+resolves every model's targets, and the hop secret is found. `CoreState` (core/app.py) and
+`interlock check-config` (core/cli.py) both call `prepare_core`: the CLI approves exactly the
+configs the core starts with. Nothing here opens a socket, reads from the network or starts a
+task; the HTTP session is only reached through `session`, when a request is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from core.adapters import load_adapter
+from core.mock import MockUpstream
+from core.routing import ModelRegistry
+from core.upstream import HttpUpstream, Upstream
+from shared import hop
+from shared.config import Config, ProviderConfig
+
+SessionGetter = Callable[[], aiohttp.ClientSession]
+
+
+@dataclass(frozen=True)
+class CoreParts:
+    config: Config  # as loaded, with every provider's typed settings parsed
+    upstreams: dict[str, Upstream]
+    timeouts: dict[str, aiohttp.ClientTimeout]  # per provider that is called over HTTP
+    registry: ModelRegistry
+    hop_secret: bytes
+
+
+def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
+    """Build the config-derived parts of the core; raises ConfigError naming the bad key."""
+    providers: dict[str, ProviderConfig] = {}
+    upstreams: dict[str, Upstream] = {}
+    timeouts: dict[str, aiohttp.ClientTimeout] = {}
+    for name, provider in config.providers.items():
+        path = f"providers.{name}"
+        if provider.kind == "mock":
+            providers[name] = provider
+            upstreams[name] = MockUpstream(provider.options, f"{path}.options")
+            continue
+        adapter = load_adapter(provider.kind, f"{path}.kind")
+        provider = dataclasses.replace(provider, settings=adapter.check_provider(provider))
+        providers[name] = provider
+        timeouts[name] = aiohttp.ClientTimeout(
+            total=provider.timeout_s or config.core.upstream_timeout_s,
+            sock_connect=config.core.connect_timeout_s,
+        )
+        upstreams[name] = HttpUpstream(
+            adapter,
+            session,
+            timeouts[name],
+            adapter.make_signer(provider),
+            config.core.resilience.stream_idle_timeout_s,
+        )
+    config = dataclasses.replace(config, providers=providers)
+    return CoreParts(
+        config=config,
+        upstreams=upstreams,
+        timeouts=timeouts,
+        registry=ModelRegistry(config, upstreams),
+        hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
+    )
+
+
+def no_session() -> aiohttp.ClientSession:
+    """For checking a config only: nothing may be sent."""
+    raise RuntimeError("a config check sends no requests")
