@@ -171,10 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         config, settings, listeners = (edge_config if args.tier == "edge" else core_config)(args)
+        # The factory runs the tier's own start-up checks (the core's: core/startup.py, which
+        # `interlock check-config` runs too); a bad config is reported the same way.
+        app = load_factory(args.app or f"{args.tier}.app:create_app")(config)
     except ConfigError as exc:
         print(f"interlock: {exc}", file=sys.stderr)
         return 2
-    app = load_factory(args.app or f"{args.tier}.app:create_app")(config)
     serve(app, settings, listeners, args.http, args.loop)
     return 0
 
