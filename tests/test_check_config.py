@@ -101,9 +101,9 @@ def test_check_config_refuses_what_the_core_refuses(
     assert code == 2, err
     assert err.startswith(f"interlock: {message}"), err
     # The core, started through the one launcher with the same file, fails the same way.
+    ports = ["--port", str(free_port()), "--admin-port", str(free_port())]
     core = subprocess.run(
-        [sys.executable, "-m", "shared.server", "core", "--config", str(path)]
-        + ["--port", str(free_port()), "--admin-port", str(free_port())],
+        [sys.executable, "-m", "shared.server", "core", "--config", str(path), *ports],
         cwd=ROOT,
         capture_output=True,
         text=True,
