@@ -107,8 +107,8 @@ class Config(EdgeTierConfig):
 
 
 _STATE = frozenset({"redis_url", "on_redis_down"})
-_LIMITS = frozenset({"tiers", "tenants", "default_tier"})
-_RATE = frozenset({"rpm", "tpm"})
+_LIMITS = cp.keys_of(LimitsConfig)
+_RATE = cp.keys_of(RateLimit)
 
 
 def load_config(path: PathLike | None = None, env: dict[str, str] | None = None) -> Config:

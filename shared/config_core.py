@@ -82,28 +82,7 @@ class ProviderConfig:
             object.__setattr__(self, "options", wrapped)
 
 
-_CORE = frozenset(
-    {
-        "host",
-        "port",
-        "max_body_bytes",
-        "connect_timeout",
-        "upstream_timeout",
-        "pool_size",
-        "image_max_bytes",
-        "image_max_total_bytes",
-        "image_max_count",
-        "image_fetch_timeout",
-        "image_fetch_concurrency",
-        "image_max_concurrent_fetches",
-        "image_allow_private_networks",
-        "image_allow_hosts",
-        "resilience",
-        "server",
-        "admin_host",
-        "admin_port",
-    }
-)
+_CORE = cp.keys_of(CoreConfig)
 _PROVIDER = frozenset(
     {
         "kind",

@@ -103,23 +103,8 @@ _AUTH = frozenset(
     }
 )
 _HOP = frozenset({"secret", "max_skew"})
-_EDGE = frozenset(
-    {
-        "host",
-        "port",
-        "max_body_bytes",
-        "pools",
-        "routes",
-        "default_pool",
-        "core_timeout",
-        "core_ca_file",
-        "core_client_cert",
-        "core_client_key",
-        "trusted_proxies",
-        "server",
-    }
-)
-_ROUTE = frozenset({"models", "tenants", "pool"})
+_EDGE = cp.keys_of(EdgeConfig)
+_ROUTE = cp.keys_of(RouteConfig)
 
 
 def parse_auth(raw: Any, state_dir: Path) -> AuthConfig:

@@ -17,7 +17,6 @@ from shared.names import model_name_problem
 STRATEGIES = ("fallback", "weighted", "least_latency")
 
 _MODEL = frozenset({"targets", "provider", "model", "params", "strategy", "tiers"})
-_TARGET = frozenset({"provider", "model", "weight"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +24,9 @@ class TargetConfig:
     provider: str
     model: str
     weight: float = 1.0
+
+
+_TARGET = cp.keys_of(TargetConfig)
 
 
 @dataclass(frozen=True)

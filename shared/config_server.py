@@ -13,22 +13,6 @@ from typing import Any
 
 from shared import configparse as cp
 
-_SERVER = frozenset(
-    {
-        "header_timeout",
-        "body_timeout",
-        "keepalive_timeout",
-        "send_timeout",
-        "max_connections_per_client",
-        "max_connections",
-        "max_header_bytes",
-        "backlog",
-        "tls_cert_file",
-        "tls_key_file",
-        "tls_client_ca_file",
-    }
-)
-
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -61,6 +45,7 @@ class ServerConfig:
     tls_client_ca_file: Path | None = None
 
 
+_SERVER = cp.keys_of(ServerConfig)
 EDGE_SERVER = ServerConfig()
 # Only edges connect to the core, and many edges can share one address (a NAT gateway, Lambda
 # in a VPC), so the core has no per-peer budget by default; the timeouts still apply.

@@ -6,6 +6,7 @@ message naming the exact key, never later at request time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -53,6 +54,13 @@ def interpolate(value: Any, path: str, env: Mapping[str, str] | None = None) -> 
     if isinstance(value, list):
         return [interpolate(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
     return value
+
+
+def keys_of(settings_type: type[Any]) -> frozenset[str]:
+    """The keys a config section accepts, taken from the one declaration of its settings: the
+    dataclass's field names, a duration's `_s` (seconds) suffix dropped (the field
+    `connect_timeout_s` is read from the key `connect_timeout`)."""
+    return frozenset(f.name.removesuffix("_s") for f in dataclasses.fields(settings_type))
 
 
 def section(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:

@@ -46,10 +46,10 @@ from core.adapters.base import (
     settings_of,
 )
 from core.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamParser, error_from_payload
-from core.adapters.options import check_keys, option_keys
+from core.adapters.options import check_keys
 from core.adapters.presets import GENERIC, Preset
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of
 from shared.errors import FailureClass
 
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
@@ -89,7 +89,7 @@ class AzureOptions:
         return _DATED.match(self.api_version) is not None
 
 
-_OPTIONS = option_keys(AzureOptions)
+_OPTIONS = keys_of(AzureOptions)
 
 
 def parse_options(provider: ProviderConfig) -> AzureOptions:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.adapters.base import Capabilities
-from core.adapters.options import check_keys, option_keys, options_path
+from core.adapters.options import check_keys, options_path
 from core.adapters.presets import Preset, known_presets, resolve
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class OpenAISettings:
 
 def parse_options(provider: ProviderConfig) -> OpenAIOptions:
     path = options_path(provider)
-    check_keys(provider.options, option_keys(OpenAIOptions), path)
+    check_keys(provider.options, keys_of(OpenAIOptions), path)
     name = provider.options.get("preset")
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"{path}.preset: expected a string")

@@ -1,22 +1,16 @@
 """Helpers for the adapters' typed provider options (`providers.<name>.options`).
 
 Each kind declares its options once, as a frozen dataclass; the keys a config may use are that
-dataclass's field names, so the allowed set is never written out a second time.
+dataclass's field names (`shared.configparse.keys_of`), never written out a second time.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
-
-
-def option_keys(options_type: type[Any]) -> frozenset[str]:
-    """The option keys a kind accepts: its options dataclass's fields."""
-    return frozenset(f.name for f in dataclasses.fields(options_type))
 
 
 def check_keys(raw: Mapping[str, Any], known: frozenset[str], path: str) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.adapters.base import settings_of
-from core.adapters.options import check_keys, option_keys
+from core.adapters.options import check_keys
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of
 from shared.secret import Secret
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -33,7 +33,7 @@ class BedrockOptions:
         return self.access_key_id is not None
 
 
-_KNOWN = option_keys(BedrockOptions)
+_KNOWN = keys_of(BedrockOptions)
 
 
 def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None:
