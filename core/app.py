@@ -115,7 +115,6 @@ class CoreState:
 
 def create_app(config: Config) -> Starlette:
     state = CoreState(config)
-    config = state.config
     max_body = config.core.max_body_bytes
 
     def authenticated(
@@ -135,7 +134,7 @@ def create_app(config: Config) -> Starlette:
 
     chat = ChatEndpoint(state.registry, state.dispatcher, state.limiter, state.images.inline)
     embeddings = EmbeddingsEndpoint(
-        state.registry, config, state.client, state.timeouts, state.dispatcher, state.limiter
+        state.registry, state.config, state.client, state.timeouts, state.dispatcher, state.limiter
     )
     messages = MessagesEndpoint(
         state.registry,
