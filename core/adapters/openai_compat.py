@@ -24,32 +24,26 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import (
-    JSON,
-    Capabilities,
-    Framing,
-    ProviderError,
-    StreamEvent,
-    Target,
-    UpstreamRequest,
-    client_status_for,
-    failure_class_for_status,
-    retry_after_seconds,
-)
+from core.adapters.base import JSON, Capabilities, StreamEvent, Target, UpstreamRequest
 from core.adapters.presets import Preset, known_presets, resolve
 from core.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
-from shared.errors import FailureClass
+from shared.errors import (
+    FailureClass,
+    ProviderError,
+    failure_class_for_status,
+    invalid_upstream,
+    openai_code_for,
+    stream_incomplete,
+    upstream_error,
+    upstream_object,
+)
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 _OPTIONS = frozenset({"preset"})
-
-
-def invalid_upstream_body(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
 
 
 class OpenAIStreamParser:
@@ -69,12 +63,7 @@ class OpenAIStreamParser:
             return self._flush_usage()
         if not data:
             return []
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid_upstream_body("a malformed stream chunk") from None
-        if not isinstance(chunk, dict):
-            raise invalid_upstream_body("a malformed stream chunk")
+        chunk = upstream_object(data, "a malformed stream chunk")
         choices = chunk.get("choices")
         if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
@@ -138,9 +127,7 @@ class OpenAIStreamParser:
 
     def finish(self) -> list[JSON]:
         if not self._done:
-            raise ProviderError(
-                502, "upstream stream ended before completion", FailureClass.TRANSIENT
-            )
+            raise stream_incomplete()
         return []
 
 
@@ -187,21 +174,10 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     elif code in _FILTER_CODES:
         failure = FailureClass.CONTENT_FILTER
     if failure is FailureClass.AUTH:
-        # Never relay the upstream's message: it can quote part of the operator's key.
-        message = "the upstream provider rejected the gateway's credentials"
-        code = "upstream_auth_failed"
-    elif not message:
-        message = f"upstream error (HTTP {status})"
+        code = openai_code_for(failure)  # the host's own code would say nothing to a tenant
     param = error.get("param") if isinstance(error.get("param"), str) else None
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=code,
-        param=param,
-        retry_after_s=retry_after_seconds(headers),
-        upstream_status=status,
-    )
+    # upstream_error drops an auth failure's words: they can quote part of the operator's key.
+    return upstream_error(status, failure, message, headers, code=code, param=param)
 
 
 def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
@@ -221,7 +197,6 @@ def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
 
 class OpenAICompatAdapter:
     kind = "openai"
-    framing: Framing = "sse"
 
     def preset(self, provider: ProviderConfig) -> Preset:
         preset = resolve(provider.options.get("preset"), provider.base_url)
@@ -310,9 +285,9 @@ class OpenAICompatAdapter:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise invalid_upstream_body("a response that is not JSON") from None
+            raise invalid_upstream("a response that is not JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise invalid_upstream_body("a response without choices")
+            raise invalid_upstream("a response without choices")
         return payload
 
     def stream_parser(self, canonical: JSON, target: Target) -> OpenAIStreamParser:

@@ -18,7 +18,6 @@ from core.adapters.anthropic.stream import AnthropicStreamParser
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
     ProviderError,
     Target,
     UpstreamRequest,
@@ -49,7 +48,6 @@ MAX_CONTEXT = 200_000
 
 class AnthropicAdapter:
     kind = "anthropic"
-    framing: Framing = "sse"
 
     def __init__(self) -> None:
         # Parsed options per provider object, built at start-up (check_provider/capabilities).

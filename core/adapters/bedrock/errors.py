@@ -15,13 +15,7 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import (
-    ProviderError,
-    client_status_for,
-    failure_class_for_status,
-    retry_after_seconds,
-)
-from shared.errors import FailureClass
+from shared.errors import FailureClass, ProviderError, failure_class_for_status, upstream_error
 
 _CLASSES = {
     "throttlingexception": FailureClass.RATE_LIMIT,
@@ -63,7 +57,6 @@ _CODES = {
     FailureClass.CONTEXT_LENGTH: "context_length_exceeded",
     FailureClass.AUTH: "upstream_auth_failed",
 }
-AUTH_MESSAGE = "the upstream provider rejected the gateway's credentials"
 
 
 def error_type(headers: Mapping[str, str], payload: Any) -> str:
@@ -91,19 +84,10 @@ def build_error(
     failure = _CLASSES.get(type_name.lower()) or failure_class_for_status(status)
     if failure is FailureClass.CLIENT_ERROR and any(h in message.lower() for h in _CONTEXT_HINTS):
         failure = FailureClass.CONTEXT_LENGTH
-    if failure is FailureClass.AUTH:
-        message = AUTH_MESSAGE  # an AWS auth message can name the access key id
-    elif not message:
-        message = f"upstream error (HTTP {status}{', ' + type_name if type_name else ''})"
     param = "messages" if failure is FailureClass.CONTEXT_LENGTH else None
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=_CODES.get(failure),
-        param=param,
-        retry_after_s=retry_after_seconds(headers),
-        upstream_status=status,
+    # upstream_error drops an auth failure's words: an AWS auth message can name the key id.
+    return upstream_error(
+        status, failure, message, headers, code=_CODES.get(failure), param=param, detail=type_name
     )
 
 

@@ -27,10 +27,6 @@ class BedrockOptions:
     session_token: Secret | None
     profile: str | None
 
-    @property
-    def static_credentials(self) -> bool:
-        return self.access_key_id is not None
-
 
 def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None:
     value = options.get(key)

@@ -16,7 +16,6 @@ import orjson
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
     ProviderError,
     Target,
     UpstreamRequest,
@@ -39,7 +38,6 @@ _CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
 
 class GeminiAdapter:
     kind = "gemini"
-    framing: Framing = "sse"
 
     def __init__(self) -> None:
         # Parsed once per provider; keyed by identity (configs hold dicts, so are unhashable).

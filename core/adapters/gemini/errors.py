@@ -13,13 +13,7 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import (
-    ProviderError,
-    client_status_for,
-    failure_class_for_status,
-    retry_after_seconds,
-)
-from shared.errors import FailureClass
+from shared.errors import FailureClass, ProviderError, failure_class_for_status, upstream_error
 
 _STATUS_CLASSES = {
     "RESOURCE_EXHAUSTED": FailureClass.RATE_LIMIT,
@@ -72,21 +66,9 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     elif failure is FailureClass.CLIENT_ERROR and _CONTEXT.search(message):
         failure = FailureClass.CONTEXT_LENGTH
     code = _CODES.get(failure) or (grpc_status.lower() or None)
-    if failure is FailureClass.AUTH:
-        # Never relay the upstream's words: key problems can quote part of the key.
-        message = "the upstream provider rejected the gateway's credentials"
-    elif not message:
-        message = f"upstream error (HTTP {status})"
-    retry = retry_after_seconds(headers)
-    if retry is None:
-        retry = _retry_delay(details)
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=code,
-        retry_after_s=retry,
-        upstream_status=status,
+    # upstream_error drops an auth failure's words: key problems can quote part of the key.
+    return upstream_error(
+        status, failure, message, headers, code=code, retry_after_s=_retry_delay(details)
     )
 
 
