@@ -344,6 +344,15 @@ def invalid_upstream(what: str) -> ProviderError:
     return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
 
 
+def error_payload(body: bytes) -> Any:
+    """A provider's error body as JSON, or {} when it is empty or not JSON (a proxy's HTML
+    page, say): the status alone then decides the failure class."""
+    try:
+        return orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        return {}
+
+
 def upstream_object(data: bytes, what: str, not_an_object: str | None = None) -> dict[str, Any]:
     """A provider's body or event as a JSON object; else `invalid_upstream(what)` (or
     `not_an_object`, when it is JSON but not an object)."""

@@ -27,6 +27,7 @@ from shared.errors import (
     GatewayError,
     ProviderError,
     client_status_for,
+    error_payload,
     invalid_upstream,
     stream_incomplete,
     upstream_error,
@@ -165,6 +166,15 @@ def test_upstream_object_reads_only_json_objects() -> None:
         upstream_object(b"[1]", "bad")
 
 
+def test_error_payload_is_lenient_so_the_status_decides() -> None:
+    assert error_payload(b'{"error": {"message": "m"}}') == {"error": {"message": "m"}}
+    assert error_payload(b"") == {}
+    assert error_payload(b"<html>502 Bad Gateway</html>") == {}
+    assert OPENAI.parse_error(503, {}, b"<html>busy</html>").failure_class is (
+        FailureClass.TRANSIENT
+    )
+
+
 def test_envelopes_follow_the_api_the_client_called() -> None:
     overloaded = upstream_error(529, FailureClass.TRANSIENT, "", {})
     assert orjson.loads(overloaded.body_for("anthropic")) == {
@@ -188,6 +198,7 @@ def test_envelopes_follow_the_api_the_client_called() -> None:
         'f"upstream returned {',
         '"upstream stream ended before completion"',
         "def invalid_upstream",
+        "if body else {}",
     ],
 )
 def test_product_code_writes_each_error_factory_once(text: str) -> None:

@@ -34,8 +34,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import orjson
-
 from core.adapters.base import (
     JSON,
     Capabilities,
@@ -46,7 +44,7 @@ from core.adapters.base import (
 from core.adapters.openai_compat import OpenAICompatAdapter, OpenAIStreamParser, error_from_payload
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
-from shared.errors import FailureClass
+from shared.errors import FailureClass, error_payload
 
 _OPTIONS = frozenset({"api_version", "auth"})
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
@@ -145,10 +143,7 @@ class AzureAdapter(OpenAICompatAdapter):
         return AzureStreamParser()
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            payload = {}
+        payload = error_payload(body)
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
             return error_from_payload(status, headers, payload)

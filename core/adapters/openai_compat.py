@@ -32,6 +32,7 @@ from shared.configparse import ConfigError
 from shared.errors import (
     FailureClass,
     ProviderError,
+    error_payload,
     failure_class_for_status,
     invalid_upstream,
     openai_code_for,
@@ -282,11 +283,8 @@ class OpenAICompatAdapter:
         return UpstreamRequest("POST", self.url(target), headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes, target: Target) -> JSON:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise invalid_upstream("a response that is not JSON") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        payload = upstream_object(body, "a response that is not JSON", "a response without choices")
+        if not isinstance(payload.get("choices"), list):
             raise invalid_upstream("a response without choices")
         return payload
 
@@ -294,10 +292,7 @@ class OpenAICompatAdapter:
         return OpenAIStreamParser()
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            payload = {}
+        payload = error_payload(body)
         return error_from_payload(status, headers, payload)
 
 

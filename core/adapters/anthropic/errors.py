@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from shared.errors import (
     FailureClass,
     ProviderError,
+    error_payload,
     failure_class_for_status,
     openai_code_for,
     upstream_error,
@@ -64,10 +63,7 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
 
 
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     return error_from_payload(status, headers, payload)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from core.adapters.base import JSON, Target
-from shared.errors import invalid_upstream
+from shared.errors import invalid_upstream, upstream_object
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -66,11 +66,8 @@ def tool_call(block: JSON) -> JSON:
 
 
 def parse_message(body: bytes, target: Target) -> JSON:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise invalid_upstream("a response that is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("content"), list):
+    payload = upstream_object(body, "a response that is not JSON", "a response without content")
+    if not isinstance(payload.get("content"), list):
         raise invalid_upstream("a response without content")
     texts: list[str] = []
     reasoning: list[str] = []

@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from shared.errors import FailureClass, ProviderError, failure_class_for_status, upstream_error
+from shared.errors import (
+    FailureClass,
+    ProviderError,
+    error_payload,
+    failure_class_for_status,
+    upstream_error,
+)
 
 _CLASSES = {
     "throttlingexception": FailureClass.RATE_LIMIT,
@@ -92,10 +96,7 @@ def build_error(
 
 
 def parse_http_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     return build_error(status, error_type(headers, payload), _message(payload), headers)
 
 
@@ -103,10 +104,7 @@ def stream_exception(
     type_name: str | None, data: bytes, headers: Mapping[str, str]
 ) -> ProviderError:
     """An exception (or error) frame after a 200: the stream is over, say why."""
-    try:
-        payload = orjson.loads(data) if data else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(data)
     message = _message(payload) or headers.get(":error-message", "")
     name = type_name or ""
     failure = _CLASSES.get(name.lower(), FailureClass.TRANSIENT)

@@ -11,9 +11,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from shared.errors import FailureClass, ProviderError, failure_class_for_status, upstream_error
+from shared.errors import (
+    FailureClass,
+    ProviderError,
+    error_payload,
+    failure_class_for_status,
+    upstream_error,
+)
 
 _STATUS_CLASSES = {
     "RESOURCE_EXHAUSTED": FailureClass.RATE_LIMIT,
@@ -38,10 +42,7 @@ _DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     if isinstance(payload, list) and payload:  # the non-SSE stream endpoint wraps it in a list
         payload = payload[0]
     return error_from_payload(status, headers, payload)
