@@ -39,24 +39,25 @@ def _python(tiers: tuple[str, ...]) -> list[Path]:
     ]
 
 
+def _mentions(pattern: str) -> set[tuple[str, str]]:
+    """(file, match) for every match of `pattern` in the code, tests and infra scripts."""
+    return {
+        (str(path.relative_to(ROOT)), match)
+        for path in _python(CODE)
+        for match in re.findall(pattern, path.read_text())
+    }
+
+
 def test_cited_documents_are_in_the_repository() -> None:
     present = {Path(name).name for name in _tracked()}
-    cited = {
-        (str(path.relative_to(ROOT)), name)
-        for path in _python(CODE)
-        for name in re.findall(r"\b[A-Z][A-Za-z0-9_-]*\.md\b", path.read_text())
-    }
+    cited = _mentions(r"\b[A-Z][A-Za-z0-9_-]*\.md\b")
     assert cited, "the scan found nothing: README.md is cited in tests"
     assert sorted(c for c in cited if c[1] not in present) == []
 
 
 def test_readme_section_pointers_name_real_sections() -> None:
     headings = set(re.findall(r"^#+ (.+?)\s*$", (ROOT / "README.md").read_text(), re.M))
-    pointers = {
-        (str(path.relative_to(ROOT)), section)
-        for path in _python(CODE)
-        for section in re.findall(r'README "([^"]+)"', path.read_text())
-    }
+    pointers = _mentions(r'README "([^"]+)"')
     assert pointers, "the scan found nothing: the core points at README sections"
     assert sorted(p for p in pointers if p[1] not in headings) == []
 
