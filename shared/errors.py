@@ -9,8 +9,9 @@ The hierarchy::
         └── ProviderError + failure_class, retry_after_s, upstream_status, target, attempts,
                           sanitized. Core only: an upstream call that failed, already mapped to
                           the status the tenant sees. Adapters make it with the factories
-                          below; dispatch fills in `target` and `attempts`; core.scrub makes
-                          its text tenant-safe (`sanitized`) before anyone renders it.
+                          below (transport, key pools and dispatch directly, for their own
+                          failures); dispatch fills in `target` and `attempts`; core.scrub
+                          makes its text tenant-safe (`sanitized`) before anyone renders it.
 
 Failure classes (`FailureClass`) say why an upstream call failed; core.retry decides from them
 what happens next, and `client_status_for` what the tenant sees:
