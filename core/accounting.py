@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from core.adapters.base import ProviderError, Target
+from core.adapters.base import ProviderError
 from core.identity import Caller
 from core.limits import Admission
 from core.usagelog import USAGE_LOG, bounded_name
+from shared.errors import UpstreamTarget
 
 if TYPE_CHECKING:
     from core.dispatch import Outcome
@@ -73,7 +74,7 @@ def record_failure(
 def _log(
     caller: Caller,
     requested_model: str,
-    target: Target | None,
+    target: UpstreamTarget | None,
     usage: dict[str, Any] | None,
     status: str,
     started: float,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -35,8 +34,6 @@ from core.usagelog import USAGE_LOG
 from shared.config import Config
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response
-
-log = logging.getLogger("interlock.core")
 
 # Handlers get the body the hop check already read (capped) and matched to its digest.
 Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]

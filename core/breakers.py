@@ -18,7 +18,6 @@ context-length, content-filter, auth and quota failures never count against the 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 
@@ -28,8 +27,6 @@ from core.breaker import Breaker, BreakerPolicy, State
 from core.state.store import Store
 from shared.errors import FailureClass, GatewayError
 from shared.periodic import Periodic
-
-log = logging.getLogger("interlock.breakers")
 
 SYNC_INTERVAL_S = 1.0
 # Failures that say something about the target's health (not about the request).

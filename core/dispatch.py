@@ -2,8 +2,9 @@
 
 Per request: targets in the route's order (fallback as configured, weighted at random, or
 fastest observed first), skipping any whose circuit is open. Each attempt leases a key from
-the provider's pool. On failure the failure class decides (DESIGN.md section 6): another key
-of the same provider on 429/401/quota; the next target on rate_limit, quota, transient,
+the provider's pool. On failure the failure class decides (the table in shared.errors, the
+sets in core.retry, README "Resilience and limits"): another key of the same provider on
+429/401/quota; the next target on rate_limit, quota, transient,
 timeout, auth or context_length; on the last target, retries with jittered backoff that honours
 Retry-After, within the request's deadline; client errors and content filters return at once.
 Streams may do all this until their first chunk is in hand, never after.
@@ -96,7 +97,6 @@ class Dispatcher:
             policy.backoff_base_s,
             policy.backoff_cap_s,
             policy.retry_after_cap_s,
-            policy.total_deadline_s,
         )
         self.breakers = breakers
         self.keys = keys

@@ -20,7 +20,6 @@ from shared import hop
 from shared.errors import GatewayError
 from shared.http import header_map, read_body
 from shared.patterns import compile_patterns
-from shared.traceparent import child_of
 
 log = logging.getLogger("interlock.core")
 
@@ -33,7 +32,6 @@ class Caller:
     tenant: str
     tier: str
     request_id: str
-    traceparent: str
     allows: Callable[[str], bool]
 
 
@@ -91,7 +89,6 @@ class HopVerifier:
             tenant=identity.tenant,
             tier=identity.tier,
             request_id=request_id,
-            traceparent=child_of(headers.get(hop.TRACEPARENT_HEADER)),
             allows=self._matcher(identity.models),
         )
         return caller, body

@@ -1,10 +1,11 @@
 """When to try again, and how long to wait first.
 
-Failure classes decide (DESIGN.md section 6): rate_limit / transient / timeout may be retried
-on the same target when no other target is left; auth and quota_exhausted never retry the same
-key (they rotate keys or fail over); client_error, content_filter and context_length are not
-retried (context_length fails over to a larger-context target instead). Waits are exponential
-with full jitter, honour Retry-After up to a cap, and never run past the request's deadline.
+Failure classes (shared.errors.FailureClass) decide: rate_limit / transient / timeout may be
+retried on the same target when no other target is left; auth and quota_exhausted never retry
+the same key (they rotate keys or fail over); client_error, content_filter and context_length
+are not retried (context_length fails over to a larger-context target instead). Waits are
+exponential with full jitter, honour Retry-After up to a cap, and never run past the request's
+deadline.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class RetryPolicy:
     base_s: float = 0.25
     cap_s: float = 8.0
     retry_after_cap_s: float = 20.0
-    total_deadline_s: float = 600.0
 
 
 def backoff_s(

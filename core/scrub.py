@@ -14,6 +14,10 @@ body, a mid-stream error event, a passthrough relay), before any tenant can see 
   content filter): anything that looks like a credential or an internal address is replaced,
   and so is any of the target's own keys, verbatim.
 
+The fixed sentences are one table, shared.errors.withheld_message; the adapters' factory
+(shared.errors.upstream_error) applies its credentials sentence as an error is made, so an
+auth failure's words never exist in a ProviderError, even before this module sees it.
+
 The original text is logged at WARNING with the request id (and the target's keys masked), so
 the operator keeps what the tenant is not shown.
 """
@@ -25,9 +29,10 @@ import re
 from collections.abc import Iterable
 
 from core import requestctx
-from core.adapters.base import ProviderError, Target
+from core.adapters.base import Target
 from core.keypool import key_id
-from shared.errors import FailureClass
+from shared.errors import OVERLOADED as OVERLOADED
+from shared.errors import ProviderError, withheld_message
 
 log = logging.getLogger("interlock.upstream")
 
@@ -36,15 +41,6 @@ MAX_LOGGED_CHARS = 4000  # the operator's copy of the original
 # Scrubbing is linear but not free (about 2.5 ms per 4,000 characters): longer text is cut at a
 # word boundary first, so an upstream echoing a huge body cannot stall the event loop.
 MAX_SCRUBBED_CHARS = 4000
-
-_FIXED = {
-    FailureClass.RATE_LIMIT: "the upstream provider is rate limiting requests; retry shortly",
-    FailureClass.QUOTA_EXHAUSTED: "the upstream provider's quota for this gateway is exhausted",
-    FailureClass.TRANSIENT: "the upstream provider failed to process the request",
-    FailureClass.TIMEOUT: "the upstream provider timed out",
-    FailureClass.AUTH: "the upstream provider rejected the gateway's credentials",
-}
-OVERLOADED = "the upstream provider is overloaded or unavailable; retry shortly"
 
 KNOWN_CODES = frozenset(
     {
@@ -73,7 +69,7 @@ KNOWN_CODES = frozenset(
         "rate_limit_exceeded",
         "insufficient_quota",
         "server_error",
-        # the gateway's own (core.adapters.base.openai_code_for)
+        # the gateway's own (shared.errors.openai_code_for)
         "upstream_timeout",
         "upstream_unavailable",
         "upstream_auth_failed",
@@ -176,12 +172,6 @@ def _masked_for_log(text: str, target: Target | None) -> str:
     return text[:MAX_LOGGED_CHARS]
 
 
-def _fixed(error: ProviderError) -> str | None:
-    if error.failure_class is FailureClass.TRANSIENT and error.upstream_status in (503, 529):
-        return OVERLOADED
-    return _FIXED.get(error.failure_class)
-
-
 def _keep_known_fields(error: ProviderError) -> None:
     """A provider's code, param and type reach the tenant only when they are known shapes."""
     if error.code is not None and error.code not in KNOWN_CODES:
@@ -205,7 +195,9 @@ def sanitize(error: ProviderError, target: Target | None) -> ProviderError:
         # since some quote a tenant-chosen model name.
         error.message = scrub(original, keys)
     else:
-        error.message = _fixed(error) or scrub(original, keys)
+        error.message = withheld_message(error.failure_class, error.upstream_status) or scrub(
+            original, keys
+        )
         _keep_known_fields(error)
     error.args = (error.message,)
     if error.message != original:

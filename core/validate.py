@@ -285,9 +285,3 @@ def _check_function(function: Any, where: str) -> None:
     arguments = function.get("arguments")
     if arguments is not None and not isinstance(arguments, str):
         raise invalid(f"{where}.arguments", "must be a string of JSON", "invalid_type")
-
-
-def payload_too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, f"request body exceeds the {limit} byte limit", code="request_too_large"
-    )

@@ -40,9 +40,6 @@ class ModelConfig:
     strategy: str = "fallback"
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
 
-    def targets_for(self, tier: str) -> tuple[TargetConfig, ...]:
-        return self.tiers.get(tier, self.targets)
-
 
 def _targets(
     raw: Any, path: str, default_model: str, providers: set[str]

@@ -35,9 +35,6 @@ HOP_HEADER = "x-interlock-hop"
 REQUEST_ID_HEADER = "x-request-id"
 TRACEPARENT_HEADER = "traceparent"
 
-# Headers a client may never set itself: the edge drops them before forwarding.
-RESERVED_PREFIX = "x-interlock-"
-
 HOP_VERSION = "v2"
 # How far the signing time may be from the core's clock. Nonces are remembered for this long,
 # so it bounds the replay store too: keep it short (clock sync between tiers is assumed).

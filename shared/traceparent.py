@@ -32,7 +32,3 @@ def child_of(incoming: str | None) -> str:
             flags = parts[3] if len(parts[3]) == 2 and set(parts[3]) <= _HEX else "01"
             return f"00-{parts[1]}-{_span_id()}-{flags}"
     return f"00-{os.urandom(16).hex()}-{_span_id()}-01"
-
-
-def trace_id(traceparent: str) -> str:
-    return traceparent.split("-")[1] if traceparent.count("-") >= 3 else ""

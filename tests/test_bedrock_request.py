@@ -10,6 +10,7 @@ import pytest
 from core.adapters.base import ProviderError, Target
 from core.adapters.bedrock import ADAPTER
 from core.adapters.bedrock.request import RESPONSE_TOOL
+from core.eventstream import EventStreamDecoder
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 
@@ -432,4 +433,4 @@ def test_capabilities_declare_byte_images_and_mapped_params() -> None:
     assert caps.params is not None
     assert {"temperature", "top_p", "max_tokens", "stop", "tools", "tool_choice"} <= caps.params
     assert not {"n", "seed", "logprobs", "parallel_tool_calls"} & caps.params
-    assert ADAPTER.framing == "aws-eventstream"
+    assert isinstance(ADAPTER.decoder(), EventStreamDecoder)  # AWS event-stream framing

@@ -114,7 +114,7 @@ def test_usage_log_lines_have_a_bounded_model_name() -> None:
     enabled, write = USAGE_LOG.enabled, USAGE_LOG.write
     USAGE_LOG.enabled, USAGE_LOG.write = True, lines.append  # type: ignore[method-assign]
     try:
-        caller = Caller("acme", "default", "req", "", lambda name: True)
+        caller = Caller("acme", "default", "req", lambda name: True)
         provider = load_config(env={}).providers["mock"]
         _log(caller, long_a, Target(provider, long_a, None, True), None, "ok", 0.0, 1, 0)
     finally:

@@ -1,4 +1,5 @@
-"""Every JWT attack from DESIGN.md section 4 is a 401 with an OpenAI error body at the edge."""
+"""Every JWT attack in the README's threat model (the "tenant → edge" rows) is a 401 with an
+OpenAI error body at the edge."""
 
 from __future__ import annotations
 

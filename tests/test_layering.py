@@ -1,6 +1,6 @@
-"""The tiers' import boundaries (DESIGN.md section 1): the edge never imports core/ and stays
-small for Lambda cold starts (no redis, boto3/botocore or OpenTelemetry); shared/ imports
-neither tier."""
+"""The tiers' import boundaries (README "How a request flows"): the edge never imports core/
+and stays small for Lambda cold starts (no redis, boto3/botocore or OpenTelemetry); shared/
+imports neither tier."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_edge_imports_neither_core_nor_heavy_dependencies(tmp_path: Path) -> Non
 
 def test_shared_imports_neither_tier() -> None:
     modules = (
-        "shared.config, shared.errors, shared.hop, shared.http, shared.wire, shared.periodic, "
+        "shared.config, shared.errors, shared.hop, shared.http, shared.periodic, "
         "shared.server, shared.server_protocol"
     )
     body = f"import {modules}\nprint('ok')"

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import orjson
-
 from core.adapters.base import (
     JSON,
     Capabilities,
@@ -50,7 +48,7 @@ from core.adapters.options import check_keys
 from core.adapters.presets import GENERIC, Preset
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError, keys_of
-from shared.errors import FailureClass
+from shared.errors import FailureClass, error_payload
 
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # The first api-version that accepts stream_options (dated versions sort as strings).
@@ -162,10 +160,7 @@ class AzureAdapter(OpenAICompatAdapter):
         return AzureStreamParser()
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            payload = {}
+        payload = error_payload(body)
         error = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(error, dict):
             return error_from_payload(status, headers, payload)

@@ -27,29 +27,30 @@ import orjson
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
-    ProviderError,
     StreamEvent,
     Target,
     UpstreamRequest,
-    client_status_for,
-    failure_class_for_status,
-    retry_after_seconds,
     settings_of,
 )
 from core.adapters.openai_settings import OpenAISettings, parse_settings
 from core.adapters.presets import Preset
 from core.sse import SSEDecoder
 from shared.config import ProviderConfig
-from shared.errors import FailureClass
+from shared.errors import (
+    FailureClass,
+    ProviderError,
+    error_payload,
+    failure_class_for_status,
+    invalid_upstream,
+    openai_code_for,
+    stream_incomplete,
+    upstream_error,
+    upstream_object,
+)
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
-
-
-def invalid_upstream_body(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
 
 
 class OpenAIStreamParser:
@@ -69,12 +70,7 @@ class OpenAIStreamParser:
             return self._flush_usage()
         if not data:
             return []
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid_upstream_body("a malformed stream chunk") from None
-        if not isinstance(chunk, dict):
-            raise invalid_upstream_body("a malformed stream chunk")
+        chunk = upstream_object(data, "a malformed stream chunk")
         choices = chunk.get("choices")
         if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
@@ -138,9 +134,7 @@ class OpenAIStreamParser:
 
     def finish(self) -> list[JSON]:
         if not self._done:
-            raise ProviderError(
-                502, "upstream stream ended before completion", FailureClass.TRANSIENT
-            )
+            raise stream_incomplete()
         return []
 
 
@@ -187,21 +181,10 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     elif code in _FILTER_CODES:
         failure = FailureClass.CONTENT_FILTER
     if failure is FailureClass.AUTH:
-        # Never relay the upstream's message: it can quote part of the operator's key.
-        message = "the upstream provider rejected the gateway's credentials"
-        code = "upstream_auth_failed"
-    elif not message:
-        message = f"upstream error (HTTP {status})"
+        code = openai_code_for(failure)  # the host's own code would say nothing to a tenant
     param = error.get("param") if isinstance(error.get("param"), str) else None
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=code,
-        param=param,
-        retry_after_s=retry_after_seconds(headers),
-        upstream_status=status,
-    )
+    # upstream_error drops an auth failure's words: they can quote part of the operator's key.
+    return upstream_error(status, failure, message, headers, code=code, param=param)
 
 
 def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
@@ -221,7 +204,6 @@ def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
 
 class OpenAICompatAdapter:
     kind = "openai"
-    framing: Framing = "sse"
 
     def settings(self, provider: ProviderConfig) -> OpenAISettings:
         return settings_of(provider, OpenAISettings, parse_settings)
@@ -291,22 +273,16 @@ class OpenAICompatAdapter:
         return UpstreamRequest("POST", self.url(target), headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes, target: Target) -> JSON:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise invalid_upstream_body("a response that is not JSON") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise invalid_upstream_body("a response without choices")
+        payload = upstream_object(body, "a response that is not JSON", "a response without choices")
+        if not isinstance(payload.get("choices"), list):
+            raise invalid_upstream("a response without choices")
         return payload
 
     def stream_parser(self, canonical: JSON, target: Target) -> OpenAIStreamParser:
         return OpenAIStreamParser()
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-        try:
-            payload = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
-            payload = {}
+        payload = error_payload(body)
         return error_from_payload(status, headers, payload)
 
 

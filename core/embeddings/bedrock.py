@@ -30,8 +30,9 @@ from core.adapters.bedrock.errors import parse_http_error
 from core.adapters.bedrock.options import base_url
 from core.adapters.bedrock.request import model_url
 from core.embeddings.request import EmbeddingRequest
-from core.embeddings.response import Embedded, Vector, check_vector, invalid_upstream, openai_list
+from core.embeddings.response import Embedded, Vector, check_vector, openai_list
 from core.embeddings.translate import Problem, Reply
+from shared.errors import invalid_upstream, upstream_object
 
 COHERE_BATCH = 96
 TOKEN_HEADER = "x-amzn-bedrock-input-token-count"
@@ -61,13 +62,9 @@ def invoke_url(target: Target) -> str:
 
 
 def _loads(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise invalid_upstream("a response that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise invalid_upstream("a response that is not a JSON object")
-    return payload
+    return upstream_object(
+        body, "a response that is not JSON", "a response that is not a JSON object"
+    )
 
 
 def _dimension_problem(label: str, dimensions: int | None, allowed: tuple[int, ...]) -> Problem:

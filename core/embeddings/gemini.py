@@ -29,8 +29,9 @@ from core.adapters.gemini import ADAPTER as GEMINI_ADAPTER
 from core.adapters.gemini.errors import parse_error
 from core.adapters.gemini.settings import Settings
 from core.embeddings.request import EmbeddingRequest
-from core.embeddings.response import Embedded, Vector, check_vector, invalid_upstream, openai_list
+from core.embeddings.response import Embedded, Vector, check_vector, openai_list
 from core.embeddings.translate import Problem, Reply
+from shared.errors import invalid_upstream, upstream_object
 
 STUDIO_BATCH = 100
 VERTEX_BATCH = 250
@@ -42,13 +43,9 @@ def _chunks(texts: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
 
 
 def _loads(body: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise invalid_upstream("a response that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise invalid_upstream("a response that is not a JSON object")
-    return payload
+    return upstream_object(
+        body, "a response that is not JSON", "a response that is not a JSON object"
+    )
 
 
 class GeminiEmbeddings:

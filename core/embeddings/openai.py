@@ -23,8 +23,9 @@ from core.adapters.base import ProviderError, Target, UpstreamRequest
 from core.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.adapters.openai_compat import OpenAICompatAdapter
 from core.embeddings.request import EmbeddingRequest, estimate_input_tokens
-from core.embeddings.response import Embedded, check_vector, invalid_upstream, usage
+from core.embeddings.response import Embedded, check_vector, usage
 from core.embeddings.translate import Problem, Reply
+from shared.errors import invalid_upstream
 
 NO_EMBEDDINGS = frozenset({"deepseek", "groq"})
 FULL_API = frozenset({"openai", "vllm", "openai-compatible"})

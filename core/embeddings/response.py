@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from core.adapters.base import JSON, ProviderError
+from core.adapters.base import JSON
 from core.embeddings.request import EmbeddingRequest, EncodingFormat, estimate_input_tokens
-from shared.errors import FailureClass
+from shared.errors import invalid_upstream
 
 Vector = list[float] | str  # floats, or base64 float32 already encoded upstream
 
@@ -26,10 +26,6 @@ class Embedded:
 
     body: JSON
     usage_estimated: bool = False
-
-
-def invalid_upstream(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
 
 
 def float32_base64(values: list[float]) -> str:

@@ -312,8 +312,9 @@ def _check_loopback(pid: int) -> None:
 def _redis_note(before: dict[str, int], after: dict[str, int], requests: int) -> str:
     calls = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
     calls.pop("info", None)  # our own probes
-    # Commands run inside a Lua script count in Redis's stats too, but cost no round trip:
-    # the client-side figure that matters (DESIGN.md section 3) is calls sent per request.
+    # Commands run inside a Lua script count in Redis's stats too, but cost no round trip: the
+    # figure that matters is calls sent per request, which the hot-path rule bounds (at most one
+    # Redis round trip per concern per request: one Lua call for tenant limits, one for keys).
     inside = {"hset", "pexpire", "hmget", "time"}
     trips = sum(v for k, v in calls.items() if k not in inside) / max(1, requests)
     per_request = sum(calls.values()) / max(1, requests)

@@ -18,7 +18,6 @@ from core.adapters.anthropic.stream import AnthropicStreamParser
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
     ProviderError,
     Target,
     UpstreamRequest,
@@ -50,7 +49,6 @@ MAX_CONTEXT = 200_000
 
 class AnthropicAdapter:
     kind = "anthropic"
-    framing: Framing = "sse"
 
     def settings(self, provider: ProviderConfig) -> Settings:
         """Parsed once at start-up (core/startup.py) and kept on the provider."""

@@ -2,7 +2,8 @@
 
 Two distinctions matter for resilience: 529 overloaded is transient (retry or fail over), while
 an exhausted credit balance or spend limit is a quota problem that retrying cannot fix, even
-when it arrives as a 400 or 429. Authentication messages are never relayed: they can quote keys.
+when it arrives as a 400 or 429. Authentication messages are never relayed: they can quote keys
+(shared.errors.upstream_error drops them).
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from core.adapters.base import (
+from shared.errors import (
+    FailureClass,
     ProviderError,
-    client_status_for,
+    error_payload,
     failure_class_for_status,
     openai_code_for,
-    retry_after_seconds,
+    upstream_error,
 )
-from shared.errors import FailureClass
 
 # The HTTP status Anthropic pairs with each error type; used for errors inside a 200 stream.
 TYPE_STATUS = {
@@ -60,26 +59,11 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     error_type = raw_type if isinstance(raw_type, str) else None
     message = raw_message if isinstance(raw_message, str) else ""
     failure = _classify(status, error_type, message)
-    code = openai_code_for(failure)
-    if failure is FailureClass.AUTH:
-        message = "the upstream provider rejected the gateway's credentials"
-    elif not message:
-        message = f"upstream error (HTTP {status})"
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=code,
-        retry_after_s=retry_after_seconds(headers),
-        upstream_status=status,
-    )
+    return upstream_error(status, failure, message, headers, code=openai_code_for(failure))
 
 
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     return error_from_payload(status, headers, payload)
 
 

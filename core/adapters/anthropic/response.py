@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import JSON, ProviderError, Target
-from shared.errors import FailureClass
+from core.adapters.base import JSON, Target
+from shared.errors import invalid_upstream, upstream_object
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -53,10 +53,6 @@ def canonical_usage(usage: JSON) -> JSON:
     return out
 
 
-def invalid_upstream_body(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
-
-
 def tool_call(block: JSON) -> JSON:
     arguments = block.get("input")
     return {
@@ -70,12 +66,9 @@ def tool_call(block: JSON) -> JSON:
 
 
 def parse_message(body: bytes, target: Target) -> JSON:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise invalid_upstream_body("a response that is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("content"), list):
-        raise invalid_upstream_body("a response without content")
+    payload = upstream_object(body, "a response that is not JSON", "a response without content")
+    if not isinstance(payload.get("content"), list):
+        raise invalid_upstream("a response without content")
     texts: list[str] = []
     reasoning: list[str] = []
     thinking_blocks: list[JSON] = []

@@ -17,10 +17,9 @@ from core.adapters.anthropic.errors import stream_error
 from core.adapters.anthropic.response import (
     canonical_usage,
     finish_reason,
-    invalid_upstream_body,
 )
-from core.adapters.base import JSON, ProviderError, StreamEvent, Target
-from shared.errors import FailureClass
+from core.adapters.base import JSON, StreamEvent, Target
+from shared.errors import invalid_upstream, stream_incomplete, upstream_object
 
 
 @dataclass(slots=True)
@@ -74,12 +73,7 @@ class AnthropicStreamParser:
     def feed(self, event: StreamEvent) -> list[JSON]:
         if self._done or not event.data:
             return []
-        try:
-            payload = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise invalid_upstream_body("a malformed stream event") from None
-        if not isinstance(payload, dict):
-            raise invalid_upstream_body("a malformed stream event")
+        payload = upstream_object(event.data, "a malformed stream event")
         kind = payload.get("type") or event.event
         out: list[JSON] = []
         if kind == "content_block_delta":
@@ -107,9 +101,7 @@ class AnthropicStreamParser:
 
     def finish(self) -> list[JSON]:
         if not self._done:
-            raise ProviderError(
-                502, "upstream stream ended before completion", FailureClass.TRANSIENT
-            )
+            raise stream_incomplete()
         return []
 
     def _message_start(self, payload: JSON, out: list[JSON]) -> None:
@@ -128,7 +120,7 @@ class AnthropicStreamParser:
         block = payload.get("content_block")
         index = payload.get("index")
         if not isinstance(block, dict) or not isinstance(index, int):
-            raise invalid_upstream_body("a malformed content_block_start event")
+            raise invalid_upstream("a malformed content_block_start event")
         kind = block.get("type")
         state = _Block(kind if isinstance(kind, str) else "unknown")
         self._blocks[index] = state
@@ -160,7 +152,7 @@ class AnthropicStreamParser:
         delta = payload.get("delta")
         state = self._block(payload)
         if not isinstance(delta, dict) or state is None:
-            raise invalid_upstream_body("a content_block_delta for an unknown block")
+            raise invalid_upstream("a content_block_delta for an unknown block")
         kind = delta.get("type")
         if kind == "text_delta":
             text = delta.get("text")

@@ -9,7 +9,6 @@ import orjson
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
     ProviderError,
     Target,
     UpstreamRequest,
@@ -42,7 +41,6 @@ CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
 
 class BedrockAdapter:
     kind = "bedrock"
-    framing: Framing = "aws-eventstream"
 
     def check_provider(self, provider: ProviderConfig) -> object:
         return parse_options(provider)

@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from core.adapters.base import (
+from shared.errors import (
+    FailureClass,
     ProviderError,
-    client_status_for,
+    error_payload,
     failure_class_for_status,
-    retry_after_seconds,
+    upstream_error,
 )
-from shared.errors import FailureClass
 
 _CLASSES = {
     "throttlingexception": FailureClass.RATE_LIMIT,
@@ -63,7 +61,6 @@ _CODES = {
     FailureClass.CONTEXT_LENGTH: "context_length_exceeded",
     FailureClass.AUTH: "upstream_auth_failed",
 }
-AUTH_MESSAGE = "the upstream provider rejected the gateway's credentials"
 
 
 def error_type(headers: Mapping[str, str], payload: Any) -> str:
@@ -91,27 +88,15 @@ def build_error(
     failure = _CLASSES.get(type_name.lower()) or failure_class_for_status(status)
     if failure is FailureClass.CLIENT_ERROR and any(h in message.lower() for h in _CONTEXT_HINTS):
         failure = FailureClass.CONTEXT_LENGTH
-    if failure is FailureClass.AUTH:
-        message = AUTH_MESSAGE  # an AWS auth message can name the access key id
-    elif not message:
-        message = f"upstream error (HTTP {status}{', ' + type_name if type_name else ''})"
     param = "messages" if failure is FailureClass.CONTEXT_LENGTH else None
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=_CODES.get(failure),
-        param=param,
-        retry_after_s=retry_after_seconds(headers),
-        upstream_status=status,
+    # upstream_error drops an auth failure's words: an AWS auth message can name the key id.
+    return upstream_error(
+        status, failure, message, headers, code=_CODES.get(failure), param=param, detail=type_name
     )
 
 
 def parse_http_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     return build_error(status, error_type(headers, payload), _message(payload), headers)
 
 
@@ -119,10 +104,7 @@ def stream_exception(
     type_name: str | None, data: bytes, headers: Mapping[str, str]
 ) -> ProviderError:
     """An exception (or error) frame after a 200: the stream is over, say why."""
-    try:
-        payload = orjson.loads(data) if data else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(data)
     message = _message(payload) or headers.get(":error-message", "")
     name = type_name or ""
     failure = _CLASSES.get(name.lower(), FailureClass.TRANSIENT)

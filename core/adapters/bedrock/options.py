@@ -28,10 +28,6 @@ class BedrockOptions:
     session_token: Secret | None
     profile: str | None
 
-    @property
-    def static_credentials(self) -> bool:
-        return self.access_key_id is not None
-
 
 _KNOWN = keys_of(BedrockOptions)
 

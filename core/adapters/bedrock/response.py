@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import JSON, ProviderError
+from core.adapters.base import JSON
 from core.adapters.bedrock.request import RESPONSE_TOOL
-from shared.errors import FailureClass
+from shared.errors import invalid_upstream
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -25,10 +25,6 @@ FINISH_REASONS = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-
-
-def invalid_upstream(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
 
 
 def completion_id() -> str:

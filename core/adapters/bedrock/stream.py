@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
-from core.adapters.base import JSON, ProviderError, StreamEvent
+from core.adapters.base import JSON, StreamEvent
 from core.adapters.bedrock.errors import stream_exception
 from core.adapters.bedrock.request import RESPONSE_TOOL
 from core.adapters.bedrock.response import (
     completion_id,
     convert_usage,
     finish_reason,
-    invalid_upstream,
 )
-from shared.errors import FailureClass
+from shared.errors import stream_incomplete, upstream_object
 
 _RESPONSE_BLOCK = -1  # the block carries the response_format answer: its input is content
 
@@ -58,12 +55,7 @@ class ConverseStreamParser:
         message_type = event.headers.get(":message-type", "event")
         if message_type != "event":
             raise stream_exception(event.event, event.data, event.headers)
-        try:
-            payload = orjson.loads(event.data) if event.data else {}
-        except orjson.JSONDecodeError:
-            raise invalid_upstream("a malformed stream event") from None
-        if not isinstance(payload, dict):
-            raise invalid_upstream("a malformed stream event")
+        payload = upstream_object(event.data, "a malformed stream event") if event.data else {}
         out: list[JSON] = []
         name = event.event
         if name == "messageStart":
@@ -139,7 +131,5 @@ class ConverseStreamParser:
 
     def finish(self) -> list[JSON]:
         if not (self._finished and self._usage is not None):
-            raise ProviderError(
-                502, "upstream stream ended before completion", FailureClass.TRANSIENT
-            )
+            raise stream_incomplete()
         return []

@@ -16,7 +16,6 @@ import orjson
 from core.adapters.base import (
     JSON,
     Capabilities,
-    Framing,
     ProviderError,
     Target,
     UpstreamRequest,
@@ -40,7 +39,6 @@ _CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
 
 class GeminiAdapter:
     kind = "gemini"
-    framing: Framing = "sse"
 
     def settings(self, provider: ProviderConfig) -> Settings:
         """Parsed once at start-up (core/startup.py) and kept on the provider."""

@@ -11,15 +11,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from core.adapters.base import (
+from shared.errors import (
+    FailureClass,
     ProviderError,
-    client_status_for,
+    error_payload,
     failure_class_for_status,
-    retry_after_seconds,
+    upstream_error,
 )
-from shared.errors import FailureClass
 
 _STATUS_CLASSES = {
     "RESOURCE_EXHAUSTED": FailureClass.RATE_LIMIT,
@@ -44,10 +42,7 @@ _DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
 def parse_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
-    try:
-        payload = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        payload = {}
+    payload = error_payload(body)
     if isinstance(payload, list) and payload:  # the non-SSE stream endpoint wraps it in a list
         payload = payload[0]
     return error_from_payload(status, headers, payload)
@@ -72,21 +67,9 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
     elif failure is FailureClass.CLIENT_ERROR and _CONTEXT.search(message):
         failure = FailureClass.CONTEXT_LENGTH
     code = _CODES.get(failure) or (grpc_status.lower() or None)
-    if failure is FailureClass.AUTH:
-        # Never relay the upstream's words: key problems can quote part of the key.
-        message = "the upstream provider rejected the gateway's credentials"
-    elif not message:
-        message = f"upstream error (HTTP {status})"
-    retry = retry_after_seconds(headers)
-    if retry is None:
-        retry = _retry_delay(details)
-    return ProviderError(
-        client_status_for(failure, status),
-        message,
-        failure,
-        code=code,
-        retry_after_s=retry,
-        upstream_status=status,
+    # upstream_error drops an auth failure's words: key problems can quote part of the key.
+    return upstream_error(
+        status, failure, message, headers, code=code, retry_after_s=_retry_delay(details)
     )
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from core.adapters.base import JSON, ProviderError
+from core.adapters.base import JSON
 from core.adapters.gemini.calls import tool_call_id
-from shared.errors import FailureClass
+from shared.errors import FailureClass, ProviderError, invalid_upstream, upstream_object
 
 FILTERED = "content_filter"
 _FINISH = {
@@ -35,20 +35,6 @@ _FINISH = {
     "IMAGE_RECITATION": FILTERED,
 }
 _CALL_ERRORS = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"})
-
-
-def invalid_upstream_body(what: str) -> ProviderError:
-    return ProviderError(502, f"upstream returned {what}", FailureClass.TRANSIENT)
-
-
-def load_object(data: bytes, what: str) -> JSON:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise invalid_upstream_body(what) from None
-    if not isinstance(payload, dict):
-        raise invalid_upstream_body(what)
-    return payload
 
 
 def finish_reason(raw: str, called: bool) -> str:
@@ -122,13 +108,13 @@ def candidate_parts(candidate: JSON) -> list[JSON]:
 
 
 def parse_response(body: bytes, model: str) -> JSON:
-    payload = load_object(body, "a response that is not JSON")
+    payload = upstream_object(body, "a response that is not JSON")
     candidates = [c for c in payload.get("candidates") or () if isinstance(c, dict)]
     seed = response_seed(payload)
     choices = []
     if not candidates:
         if block_reason(payload) is None:
-            raise invalid_upstream_body("a response without candidates")
+            raise invalid_upstream("a response without candidates")
         choices.append(_choice(0, {"role": "assistant", "content": None}, FILTERED))
     for position, candidate in enumerate(candidates):
         index = candidate.get("index", position)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from core.adapters.base import JSON, ProviderError, StreamEvent
+from core.adapters.base import JSON, StreamEvent
 from core.adapters.gemini.calls import tool_call_id
 from core.adapters.gemini.errors import error_from_payload
 from core.adapters.gemini.response import (
@@ -21,11 +21,10 @@ from core.adapters.gemini.response import (
     candidate_parts,
     completion_id,
     finish_reason,
-    load_object,
     response_seed,
     usage,
 )
-from shared.errors import FailureClass
+from shared.errors import stream_incomplete, upstream_object
 
 
 class _Candidate:
@@ -50,7 +49,7 @@ class GeminiStreamParser:
         data = event.data.strip()
         if not data or data == b"[DONE]":
             return []
-        payload = load_object(data, "a malformed stream chunk")
+        payload = upstream_object(data, "a malformed stream chunk")
         if "error" in payload:
             raise error_from_payload(200, {}, payload)
         if self._seed is None:
@@ -81,9 +80,7 @@ class GeminiStreamParser:
 
     def finish(self) -> list[JSON]:
         if not self._candidates or not all(c.finished for c in self._candidates.values()):
-            raise ProviderError(
-                502, "upstream stream ended before completion", FailureClass.TRANSIENT
-            )
+            raise stream_incomplete()
         return [{**self._base, "choices": [], "usage": usage(self._usage)}]
 
     def _start(self, payload: JSON) -> None:
