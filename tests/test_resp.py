@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,14 @@ def test_timed_out_call_does_not_steal_the_next_reply() -> None:
 
     async def scenario() -> object:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                if line in (b"slow\r\n", b"fast\r\n"):
-                    if line == b"slow\r\n":
-                        await asyncio.sleep(0.3)
-                    writer.write(b"$4\r\n" + line)
-                    await writer.drain()
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    line = await reader.readuntil(b"\r\n")
+                    if line in (b"slow\r\n", b"fast\r\n"):
+                        if line == b"slow\r\n":
+                            await asyncio.sleep(0.3)
+                        writer.write(b"$4\r\n" + line)
+                        await writer.drain()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]

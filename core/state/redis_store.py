@@ -101,7 +101,7 @@ return tostring(level)
 """
 
 
-class _Script:
+class Script:
     """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis)."""
 
     def __init__(self, client: RespClient, source: str) -> None:
@@ -120,8 +120,8 @@ class _Script:
 class RedisStore:
     def __init__(self, url: str) -> None:
         self._client = RespClient(url)
-        self._take_first = _Script(self._client, _TAKE_FIRST)
-        self._adjust = _Script(self._client, _ADJUST)
+        self._take_first = Script(self._client, _TAKE_FIRST)
+        self._adjust = Script(self._client, _ADJUST)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]

@@ -1,6 +1,6 @@
 """A lean Redis client for the core: one multiplexed, pipelined connection.
 
-redis-py's asyncio client costs 2-3.5x more CPU per call (command packing, pool checkout,
+redis-py's asyncio client costs 3-6x more CPU per call (command packing, pool checkout,
 retry wrappers, a pure-Python parser; `python -m tests.bench.resp_ab` measures both). The core
 sends one EVALSHA per request, so this client does that well: commands are written as they
 come (many in flight on one connection), replies are matched first-in first-out.
