@@ -59,7 +59,7 @@ class BreakerBoard:
         self._unregistered: OrderedDict[str, None] = OrderedDict()
         self._max_unregistered = max_unregistered
         self._published: dict[str, float] = {}
-        self._periodic = Periodic(SYNC_INTERVAL_S, self.sync)
+        self._periodic = Periodic("breaker_sync", SYNC_INTERVAL_S, self.sync)
 
     def _get(self, label: str) -> Breaker:
         breaker = self._breakers.get(label)

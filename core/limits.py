@@ -38,7 +38,7 @@ class Settlements:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: dict[tuple[str, int], float] = defaultdict(float)
-        self._periodic = Periodic(FLUSH_INTERVAL_S, self.flush)
+        self._periodic = Periodic("token_settlement", FLUSH_INTERVAL_S, self.flush)
 
     def defer(self, key: str, delta: float, capacity: int) -> None:
         self._pending[(key, capacity)] += delta

@@ -2,9 +2,10 @@
 
 Hand-written text format (no client library on the hot path): shared-state health, Redis
 outages and how many calls fell back to per-process state, which targets' circuits are open,
-and how many entries the per-target structures hold. Label values are configured names only
-(targets, and `<provider>/*` for every tenant-named model of a provider), never tenant input,
-so the page has a size fixed by the config.
+how many entries the per-target structures hold, and how often each background job failed.
+Label values are configured names only (targets, `<provider>/*` for every tenant-named model
+of a provider, job names fixed by the code), never tenant input, so the page has a size fixed
+by the config.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from core.breaker import State
 from core.breakers import BreakerBoard
 from core.state.resilient import ResilientStore
 from core.state.store import Store
+from shared.periodic import failure_counts
 
 
 def _escape(value: str) -> str:
@@ -41,6 +43,14 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
     for label in breakers.labels():
         is_open = int(breakers.state(label) is not State.CLOSED)
         lines.append(f'interlock_circuit_open{{target="{_escape(label)}"}} {is_open}')
+    lines += [
+        "# HELP interlock_background_job_failures_total Runs of a background job that raised.",
+        "# TYPE interlock_background_job_failures_total counter",
+    ]
+    lines += [
+        f'interlock_background_job_failures_total{{job="{_escape(job)}"}} {count}'
+        for job, count in sorted(failure_counts().items())
+    ]
     if entries:
         lines += [
             "# HELP interlock_state_entries Entries held by a bounded per-target structure.",

@@ -37,7 +37,7 @@ class UsageLog:
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream
         self._buffer: list[bytes] = []
-        self._periodic = Periodic(FLUSH_INTERVAL_S, self._flush_async)
+        self._periodic = Periodic("usage_log_flush", FLUSH_INTERVAL_S, self._flush_async)
         self.enabled = logging.getLogger("interlock.usage").isEnabledFor(logging.INFO)
 
     def refresh(self) -> None:

@@ -62,7 +62,7 @@ class Refresher(Generic[T]):
         self._source = source
         self._parse = parse  # (text, config key) -> document; raises ConfigError
         self._apply = apply  # swaps the document in; True if anything changed
-        self._periodic = Periodic(source.interval_s, self.refresh)
+        self._periodic = Periodic(f"{source.what} refresh", source.interval_s, self.refresh)
         self._session: aiohttp.ClientSession | None = None
         self._last_text: str | None = None
         self._last_error: str | None = None

@@ -1,6 +1,11 @@
 """Redis killed and restarted while the gateway serves: the configured policy holds
 (fail-open keeps serving on per-process limits, fail-closed answers 503), nothing crashes,
-the outage is logged, and service recovers by itself when Redis is back."""
+the outage is logged, and service recovers by itself when Redis is back.
+
+The same over redis://, rediss:// (TLS) and unix://, and for a Redis that answers but cannot
+serve: a wrong password (recovered by fixing the password, no restart) and a Redis still
+LOADING its dataset. Before, the last two were 500s and TLS/unix used another client.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +20,26 @@ from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
+MODES = ["fail_open", "fail_closed"]
 
 
-@pytest.fixture(params=["fail_open", "fail_closed"])
+def gateway(tmp_path: Path, redis_url: str, mode: str) -> Stack:
+    overrides = {
+        "state": {"redis_url": redis_url, "on_redis_down": mode},
+        "limits": {"tiers": {"default": {"rpm": 10_000}}},
+    }
+    return Stack(tmp_path / "stack", overrides).start()
+
+
+@pytest.fixture(params=[(m, t) for t in ("tcp", "tls", "unix") for m in MODES], ids=str)
 def outage(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Stack, RedisServer, str]]:
-    redis_server = RedisServer(tmp_path / "redis").start()
-    overrides = {
-        "state": {"redis_url": redis_server.url, "on_redis_down": request.param},
-        "limits": {"tiers": {"default": {"rpm": 10_000}}},
-    }
-    stack = Stack(tmp_path / "stack", overrides).start()
-    yield stack, redis_server, request.param
+    mode, transport = request.param
+    redis_server = RedisServer(tmp_path / "redis", tls=transport == "tls").start()
+    url = redis_server.unix_url if transport == "unix" else redis_server.url
+    stack = gateway(tmp_path, url, mode)
+    yield stack, redis_server, mode
     stack.stop()
     redis_server.stop()
 
@@ -45,10 +57,12 @@ def until_status(stack: Stack, status: int, timeout: float = 10) -> raw.RawRespo
         time.sleep(0.1)
 
 
-def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> None:
-    stack, redis_server, mode = outage
-    assert call(stack).status == 200
-    redis_server.stop()
+def metrics(stack: Stack) -> str:
+    return raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+
+
+def assert_policy_applies(stack: Stack, mode: str, cause: str) -> None:
+    """Five calls while Redis cannot serve: the configured policy, logged and counted."""
     during = [call(stack) for _ in range(5)]
     if mode == "fail_open":
         assert [r.status for r in during] == [200] * 5
@@ -57,11 +71,52 @@ def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> N
         assert [r.status for r in during] == [503] * 5
         error = during[0].json()["error"]
         assert error["code"] == "state_unavailable" and during[0].headers["retry-after"] == "1"
-    stack.wait_for_log("redis unreachable")
-    metrics = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
-    assert "interlock_redis_up 0" in metrics and "interlock_redis_outages_total 1" in metrics
-    redis_server.start()
+    stack.wait_for_log(f"redis unreachable ({cause}")
+    page = metrics(stack)
+    assert "interlock_redis_up 0" in page and "interlock_redis_outages_total 1" in page
+
+
+def assert_recovers(stack: Stack) -> None:
     assert until_status(stack, 200).status == 200  # recovers by itself, no restart
     stack.wait_for_log("redis reachable again")
-    metrics = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
-    assert "interlock_redis_up 1" in metrics
+    assert "interlock_redis_up 1" in metrics(stack)
+
+
+def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> None:
+    stack, redis_server, mode = outage
+    assert call(stack).status == 200
+    assert "interlock_redis_up 1" in metrics(stack)
+    redis_server.stop()
+    assert_policy_applies(stack, mode, "")
+    redis_server.start()
+    assert_recovers(stack)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wrong_password_applies_the_policy_until_fixed(tmp_path: Path, mode: str) -> None:
+    redis_server = RedisServer(tmp_path / "redis", requirepass="the-right-one").start()
+    stack = gateway(tmp_path, redis_server.url_with("a-wrong-one"), mode)
+    try:
+        assert_policy_applies(stack, mode, "AuthenticationError")
+        assert "a-wrong-one" not in stack.read_logs()
+        redis_server.set_password("a-wrong-one")  # the operator fixes it on the server
+        assert_recovers(stack)
+    finally:
+        stack.stop()
+        redis_server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loading_applies_the_policy_until_loaded(tmp_path: Path, mode: str) -> None:
+    redis_server = RedisServer(tmp_path / "redis").start()
+    redis_server.save_dataset()
+    redis_server.stop()
+    redis_server.start(loading=True)
+    stack = gateway(tmp_path, redis_server.url, mode)
+    try:
+        assert_policy_applies(stack, mode, "BusyLoadingError")
+        redis_server.finish_loading()
+        assert_recovers(stack)
+    finally:
+        stack.stop()
+        redis_server.stop()

@@ -2,15 +2,18 @@
 
 Using Redis's TIME (not each replica's clock) keeps buckets consistent across core replicas.
 Keys carry hash tags chosen by the caller so a multi-bucket take lands in one cluster slot.
+Every call goes through the one lean client (core/state/resp.py) whatever the URL scheme, so
+redis://, rediss:// and unix:// fail the same way and the Redis-down policy sees one set of
+exceptions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
-import redis.asyncio as redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError
 
 from core.state.buckets import BucketSpec, TakeResult
 from core.state.resp import RespClient
@@ -98,16 +101,27 @@ return tostring(level)
 """
 
 
+class Script:
+    """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis)."""
+
+    def __init__(self, client: RespClient, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[float]) -> Any:
+        try:
+            return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._client.call("SCRIPT", "LOAD", self._source)
+            return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+
+
 class RedisStore:
     def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
-        )
-        self._take_first = self._redis.register_script(_TAKE_FIRST)
-        # The per-request call goes through the lean client when the URL allows it.
-        self._fast = RespClient(url) if url.startswith("redis://") else None
-        self._take_sha = hashlib.sha1(_TAKE_FIRST.encode()).hexdigest()
-        self._adjust = self._redis.register_script(_ADJUST)
+        self._client = RespClient(url)
+        self._take_first = Script(self._client, _TAKE_FIRST)
+        self._adjust = Script(self._client, _ADJUST)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -119,10 +133,7 @@ class RedisStore:
             for spec in group:
                 keys.append(spec.key)
                 args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
-        if self._fast is not None:
-            reply = await self._evalsha(self._take_sha, _TAKE_FIRST, keys, args)
-        else:
-            reply = await self._take_first(keys=keys, args=args)
+        reply = await self._take_first(keys, args)
         index = int(reply[0])
         result = TakeResult(
             allowed=index >= 0,
@@ -131,52 +142,29 @@ class RedisStore:
         )
         return index, result
 
-    async def _evalsha(self, sha: str, script: str, keys: list[str], args: list[float]) -> Any:
-        assert self._fast is not None
-        try:
-            return await self._fast.call("EVALSHA", sha, len(keys), *keys, *args)
-        except ResponseError as error:
-            if not str(error).startswith("NOSCRIPT"):
-                raise
-            await self._fast.call("SCRIPT", "LOAD", script)
-            return await self._fast.call("EVALSHA", sha, len(keys), *keys, *args)
-
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
-        await self._adjust(keys=[key], args=[delta, capacity, rate])
+        await self._adjust([key], [delta, capacity, rate])
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._redis.get(key)
-        if value is None:
-            return None
-        return value.encode() if isinstance(value, str) else bytes(value)
+        value = await self._client.call("GET", key)
+        return None if value is None else bytes(value)
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        """A pipeline, not MGET: the keys carry different hash tags (one per label), which a
-        cluster would refuse in one MGET; on a single node it is still one round trip."""
-        if not keys:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-            values = await pipe.execute()
-        return [v.encode() if isinstance(v, str) else v for v in values]
+        """Pipelined GETs, not MGET: the keys carry different hash tags (one per label), which a
+        cluster would refuse in one MGET; issued together, they leave in one write."""
+        return list(await asyncio.gather(*(self.get(key) for key in keys)))
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        await self._redis.set(key, value, px=max(1, int(ttl_s * 1000)))
+        await self._client.call("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, key: str, ttl_s: float) -> bool:
-        """One SET NX PX; on the lean pipelined client when the URL allows it (hot path)."""
+        """One SET NX PX (the hop nonce on the hot path)."""
         ttl_ms = max(1, int(ttl_s * 1000))
-        if self._fast is not None:
-            reply = await self._fast.call("SET", key, b"1", "NX", "PX", ttl_ms)
-        else:
-            reply = await self._redis.set(key, b"1", nx=True, px=ttl_ms)
-        return reply is not None  # "OK" / True when set; nil when the key already exists
+        reply = await self._client.call("SET", key, b"1", "NX", "PX", ttl_ms)
+        return reply is not None  # "OK" when set; nil when the key already exists
 
     async def ping(self) -> bool:
-        return bool(await self._redis.ping())
+        return bool(await self._client.call("PING") == "PONG")
 
     async def close(self) -> None:
-        if self._fast is not None:
-            await self._fast.close()
-        await self._redis.aclose()
+        await self._client.close()

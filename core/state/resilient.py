@@ -2,7 +2,9 @@
 
 fail_open: serve from per-process state (limits become per replica) until Redis answers again;
 fail_closed: refuse with 503. Either way one log line per outage and a counter for metrics.
-Redis is retried after a short pause, so recovery needs no restart.
+Redis is retried after a short pause, so recovery needs no restart. "Unreachable" is every
+failure in core/state/errors.py's table: no connection, no reply in time, and the replies
+that say the server cannot serve us now (a wrong password, LOADING, READONLY, MASTERDOWN...).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import redis.exceptions
-
 from core.state.buckets import BucketSpec, TakeResult
+from core.state.errors import UNAVAILABLE
 from core.state.store import MemoryStore, Store
 from shared.errors import GatewayError
 
@@ -22,7 +23,6 @@ log = logging.getLogger("interlock.state")
 
 T = TypeVar("T")
 RETRY_AFTER_OUTAGE_S = 1.0
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class ResilientStore:
@@ -46,7 +46,7 @@ class ResilientStore:
         if self.down_since is None or now >= self._retry_at:
             try:
                 result = await primary()
-            except _REDIS_DOWN as exc:
+            except UNAVAILABLE as exc:
                 if self.down_since is None:
                     self.down_since = now
                     self.outages += 1
@@ -108,7 +108,7 @@ class ResilientStore:
     async def ping(self) -> bool:
         try:
             return await self.primary.ping()
-        except _REDIS_DOWN:
+        except UNAVAILABLE:
             return False
 
     async def close(self) -> None:

@@ -1,11 +1,18 @@
-"""A lean Redis client for the hot path: one multiplexed, pipelined connection.
+"""A lean Redis client for the core: one multiplexed, pipelined connection.
 
-redis-py's asyncio client costs about a quarter of the core's CPU per request (command
-packing, pool checkout, retry wrappers, a pure-Python RESP3 parser). The hot path sends one
-EVALSHA per request, so this client does only that well: commands are written as they come
-(many in flight on one connection), replies are matched first-in first-out. A call that times
-out keeps its place in the queue, so a late reply is dropped rather than handed to the next
-caller. Errors are redis-py's exception types, so the Redis-down policy sees no difference.
+redis-py's asyncio client costs 3-6x more CPU per call (command packing, pool checkout,
+retry wrappers, a pure-Python parser; `python -m tests.bench.resp_ab` measures both). The core
+sends one EVALSHA per request, so this client does that well: commands are written as they
+come (many in flight on one connection), replies are matched first-in first-out.
+
+Its failures are redis-py's, by construction: the URL is read by redis-py's parser (redis://,
+rediss:// with redis-py's TLS context, unix://), error replies are classified by redis-py's
+table (core/state/errors.py), and the connection is dropped whenever redis-py would drop its
+own: on a failed handshake (AUTH, SELECT), on a connection-level error reply (NOAUTH, LOADING,
+READONLY...) and on a timeout. A dropped connection fails every call still waiting on it with
+ConnectionError and the next call reconnects, so nothing stale (an unauthenticated socket, a
+demoted node, a late reply) is ever reused. One attempt per call: retrying is the Redis-down
+policy's decision (core/state/resilient.py), not the client's.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import redis.exceptions
 
+from core.state.errors import UNAVAILABLE, reply_error
+from core.state.redis_url import RedisEndpoint, parse_endpoint
+
 
 class ReplyError(redis.exceptions.ResponseError):
-    pass
+    """An error reply as parsed, before classification (`reply_error`)."""
 
 
 def encode(args: tuple[Any, ...]) -> bytes:
@@ -73,11 +82,6 @@ def parse(buffer: bytearray | bytes, start: int) -> tuple[Any, int] | None:
     raise redis.exceptions.ConnectionError(f"unexpected reply type {kind!r}")
 
 
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():  # keeps its place in the queue; its late reply is dropped
-        waiter.set_exception(redis.exceptions.TimeoutError("redis did not answer in time"))
-
-
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
@@ -86,6 +90,11 @@ class _Protocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.lost = self.loop.create_future()
         self.outgoing: list[bytes] = []
+
+    @property
+    def usable(self) -> bool:
+        transport = self.transport
+        return not self.lost.done() and transport is not None and not transport.is_closing()
 
     def send(self, data: bytes) -> None:
         """Commands issued in the same loop iteration leave in one write."""
@@ -110,20 +119,35 @@ class _Protocol(asyncio.Protocol):
             try:
                 parsed = parse(buffer, position)
             except (ValueError, redis.exceptions.ConnectionError) as exc:
-                self._fail(redis.exceptions.ConnectionError(f"bad reply from redis: {exc}"))
+                self.drop(redis.exceptions.ConnectionError(f"bad reply from redis: {exc}"))
                 return
             if parsed is None:
                 break
             reply, position = parsed
+            if not self.waiters:
+                self.drop(redis.exceptions.ConnectionError("a reply nobody asked for"))
+                return
             waiter = self.waiters.popleft()
-            if not waiter.done():  # a caller that timed out: its reply is dropped
-                if isinstance(reply, ReplyError):
-                    waiter.set_exception(reply)
-                else:
-                    waiter.set_result(reply)
+            if isinstance(reply, ReplyError):
+                error = reply_error(str(reply))
+                if not waiter.done():  # a cancelled caller: its reply is dropped
+                    waiter.set_exception(error)
+                if isinstance(error, UNAVAILABLE):
+                    self.drop(redis.exceptions.ConnectionError(f"redis refused: {error}"))
+                    return
+            elif not waiter.done():
+                waiter.set_result(reply)
         del buffer[:position]
 
-    def _fail(self, error: Exception) -> None:
+    def expire(self, waiter: asyncio.Future[Any]) -> None:
+        """No reply in time: this call fails, and the connection goes (as in redis-py), since
+        a stalled or half-open socket would otherwise time out every later call too."""
+        if not waiter.done():
+            waiter.set_exception(redis.exceptions.TimeoutError("redis did not answer in time"))
+            self.drop(redis.exceptions.ConnectionError("connection dropped after a timeout"))
+
+    def drop(self, error: Exception) -> None:
+        """Fails every waiting call with `error` and closes: the next call reconnects."""
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -132,54 +156,62 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(redis.exceptions.ConnectionError("redis connection lost"))
+        self.drop(redis.exceptions.ConnectionError("redis connection lost"))
         if not self.lost.done():
             self.lost.set_result(None)
 
 
 class RespClient:
     def __init__(self, url: str, timeout_s: float = 1.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError("the lean client speaks plain redis:// only")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 6379
-        self.db = int((parts.path or "/0").lstrip("/") or 0)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        self.timeout_s = timeout_s
+        self.endpoint: RedisEndpoint = parse_endpoint(url)
+        self.timeout_s = self.endpoint.timeout_s or timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
     async def _connection(self) -> _Protocol:
         protocol = self._protocol
-        if protocol is not None and not protocol.lost.done():
+        if protocol is not None and protocol.usable:
             return protocol
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             protocol = self._protocol
-            if protocol is not None and not protocol.lost.done():
-                return protocol
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    _, fresh = await loop.create_connection(_Protocol, self.host, self.port)
-            except (OSError, TimeoutError) as exc:
-                raise redis.exceptions.ConnectionError(f"cannot reach redis: {exc}") from None
-            self._protocol = fresh
-            if self.password is not None:
-                auth = (self.username, self.password) if self.username else (self.password,)
-                await self._send(fresh, ("AUTH", *auth))
-            if self.db:
-                await self._send(fresh, ("SELECT", self.db))
-            return fresh
+            if protocol is None or not protocol.usable:
+                self._protocol = None
+                protocol = self._protocol = await self._open()
+            return protocol
+
+    async def _open(self) -> _Protocol:
+        """A connected, authenticated connection on the right database, or an exception and
+        nothing kept (a failed AUTH is never cached)."""
+        endpoint, loop = self.endpoint, asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if endpoint.path is not None:
+                    _, fresh = await loop.create_unix_connection(_Protocol, endpoint.path)
+                else:
+                    _, fresh = await loop.create_connection(
+                        _Protocol,
+                        endpoint.host,
+                        endpoint.port,
+                        ssl=endpoint.tls,
+                        server_hostname=endpoint.host if endpoint.tls is not None else None,
+                    )
+        except (OSError, TimeoutError) as exc:
+            raise redis.exceptions.ConnectionError(f"cannot reach redis: {exc}") from None
+        try:
+            for command in endpoint.handshake:
+                await self._send(fresh, command)
+        except BaseException:
+            fresh.drop(redis.exceptions.ConnectionError("redis handshake failed"))
+            raise
+        return fresh
 
     async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
         waiter: asyncio.Future[Any] = protocol.loop.create_future()
         protocol.waiters.append(waiter)
         protocol.send(encode(args))
-        timer = protocol.loop.call_later(self.timeout_s, _expire, waiter)
+        timer = protocol.loop.call_later(self.timeout_s, protocol.expire, waiter)
         try:
             return await waiter
         finally:
