@@ -20,9 +20,11 @@ import aiohttp
 from core.adapters import load_adapter
 from core.mock import MockUpstream
 from core.routing import ModelRegistry
+from core.state.redis_url import parse_endpoint
 from core.upstream import HttpUpstream, Upstream
 from shared import hop
 from shared.config import Config, ProviderConfig
+from shared.configparse import ConfigError
 
 SessionGetter = Callable[[], aiohttp.ClientSession]
 
@@ -62,6 +64,7 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
             config.core.resilience.stream_idle_timeout_s,
         )
     config = dataclasses.replace(config, providers=providers)
+    _check_redis_url(config.state.redis_url)
     return CoreParts(
         config=config,
         upstreams=upstreams,
@@ -69,6 +72,16 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
         registry=ModelRegistry(config, upstreams),
         hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
     )
+
+
+def _check_redis_url(url: str | None) -> None:
+    """The state store's URL as the store will read it (schemes, TLS files, parameters)."""
+    if url is None:
+        return
+    try:
+        parse_endpoint(url)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"state.redis_url: {exc}") from None
 
 
 def no_session() -> aiohttp.ClientSession:

@@ -155,3 +155,27 @@ def test_check_config_reports_a_missing_hop_secret_as_the_core_does(
     code, err = check_config(path, capsys)
     assert code == 2
     assert err.startswith("interlock: hop.secret: not set"), err
+
+
+def test_check_config_refuses_a_redis_url_the_store_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lean Redis client reads the URL as redis-py does and refuses what it cannot honour;
+    check-config says so before a deployment, in the same words as the core."""
+    path = write_config(tmp_path, {"kind": "mock"})
+    raw = yaml.safe_load(path.read_text())
+    raw["state"] = {"redis_url": "redis://127.0.0.1:6399/0?health_check_interval=5"}
+    path.write_text(yaml.safe_dump(raw))
+    code, err = check_config(path, capsys)
+    assert code == 2, err
+    assert err.startswith("interlock: state.redis_url: redis URL parameter not supported"), err
+    ports = ["--port", str(free_port()), "--admin-port", str(free_port())]
+    core = subprocess.run(
+        [sys.executable, "-m", "shared.server", "core", "--config", str(path), *ports],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert core.returncode == 2, core.stderr
+    assert err.strip() in core.stderr
