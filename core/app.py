@@ -33,6 +33,7 @@ from core.routing import ModelRegistry
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore, Store
+from core.transport import Transport
 from core.upstream import HttpUpstream, Upstream
 from core.usagelog import USAGE_LOG
 from shared import hop
@@ -54,7 +55,8 @@ class CoreState:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         upstreams: dict[str, Upstream] = {}
-        self.timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        # One transport per HTTP provider, shared by chat, embeddings and passthrough.
+        self.transports: dict[str, Transport] = {}
         for name, provider in config.providers.items():
             path = f"providers.{name}"
             if provider.kind == "mock":
@@ -66,14 +68,14 @@ class CoreState:
                 total=provider.timeout_s or config.core.upstream_timeout_s,
                 sock_connect=config.core.connect_timeout_s,
             )
-            self.timeouts[name] = timeout
-            upstreams[name] = HttpUpstream(
-                adapter,
+            transport = Transport(
                 self.client,
                 timeout,
                 adapter.make_signer(provider),
                 config.core.resilience.stream_idle_timeout_s,
             )
+            self.transports[name] = transport
+            upstreams[name] = HttpUpstream(adapter, transport)
         self.registry = ModelRegistry(config, upstreams)
         self.store: Store = (
             ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
@@ -161,12 +163,12 @@ def create_app(config: Config) -> Starlette:
 
     chat = ChatEndpoint(state.registry, state.dispatcher, state.limiter, state.images.inline)
     embeddings = EmbeddingsEndpoint(
-        state.registry, config, state.client, state.timeouts, state.dispatcher, state.limiter
+        state.registry, state.transports, state.dispatcher, state.limiter
     )
     messages = MessagesEndpoint(
         state.registry,
         state.dispatcher,
-        Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
+        Passthrough(state.transports),
         state.images.inline,
         state.limiter,
     )
