@@ -28,8 +28,6 @@ Scripted by the requested model name (any other name answers normally):
   too-large             -> 413 request_too_large
   error-after-200       -> stream: starts a text block, then an `event: error` overloaded_error
   cut-stream            -> stream: starts a text block, then drops the connection
-  stall-midstream       -> stream: starts a text block, then silence for 5 s (idle timeouts)
-  stall-first-event     -> stream: headers, then silence for 5 s before any event
   slow-first-byte       -> waits 0.3 s before answering
 A small max_tokens truncates the text to that many words with stop_reason max_tokens.
 Streams send `event: ping` frames and split every event across two writes, as the real API's
@@ -382,11 +380,8 @@ class FakeAnthropic(FakeServer):
             }
         )
         await response.prepare(request)
-        if model == "stall-first-event":
-            await asyncio.sleep(5)
-            return response
         events = stream_events(final)
-        if model in ("error-after-200", "cut-stream", "stall-midstream"):
+        if model in ("error-after-200", "cut-stream"):
             events = events[:4]  # message_start, block start, ping, first delta
         for name, payload in events:
             frame = encode(name, payload)
@@ -400,9 +395,6 @@ class FakeAnthropic(FakeServer):
             }
             await response.write(encode("error", error))
             await response.write_eof()
-            return response
-        if model == "stall-midstream":
-            await asyncio.sleep(5)
             return response
         if model == "cut-stream":
             assert request.transport is not None
