@@ -30,6 +30,7 @@ from core.startup import prepare_core
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore, Store
+from core.transport import Transport
 from core.usagelog import USAGE_LOG
 from shared.config import Config
 from shared.errors import Api, GatewayError
@@ -47,7 +48,8 @@ class CoreState:
         self.ready = False
         parts = prepare_core(config, self.client)
         self.config = config = parts.config  # providers now carry their typed settings
-        self.timeouts = parts.timeouts
+        # One transport per HTTP provider, shared by chat, embeddings and passthrough.
+        self.transports: dict[str, Transport] = parts.transports
         self.registry = parts.registry
         self.store: Store = (
             ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
@@ -131,12 +133,12 @@ def create_app(config: Config) -> Starlette:
 
     chat = ChatEndpoint(state.registry, state.dispatcher, state.limiter, state.images.inline)
     embeddings = EmbeddingsEndpoint(
-        state.registry, state.config, state.client, state.timeouts, state.dispatcher, state.limiter
+        state.registry, state.transports, state.dispatcher, state.limiter
     )
     messages = MessagesEndpoint(
         state.registry,
         state.dispatcher,
-        Passthrough(state.client, lambda target: state.timeouts[target.provider.name]),
+        Passthrough(state.transports),
         state.images.inline,
         state.limiter,
     )

@@ -2,7 +2,7 @@
 
 Provider kinds are resolved to adapters, each adapter's `check_provider` parses the provider's
 options once into its typed, frozen settings (kept on the ProviderConfig the targets carry, so
-no request re-derives them), upstreams get their timeouts and signers, the model registry
+no request re-derives them), upstreams get their transports (timeouts, signers), the model registry
 resolves every model's targets, and the hop secret is found. `CoreState` (core/app.py) and
 `interlock check-config` (core/cli.py) both call `prepare_core`: the CLI approves exactly the
 configs the core starts with. Nothing here opens a socket, reads from the network or starts a
@@ -21,6 +21,7 @@ from core.adapters import load_adapter
 from core.mock import MockUpstream
 from core.routing import ModelRegistry
 from core.state.redis_url import parse_endpoint
+from core.transport import Transport
 from core.upstream import HttpUpstream, Upstream
 from shared import hop
 from shared.config import Config, ProviderConfig
@@ -33,7 +34,8 @@ SessionGetter = Callable[[], aiohttp.ClientSession]
 class CoreParts:
     config: Config  # as loaded, with every provider's typed settings parsed
     upstreams: dict[str, Upstream]
-    timeouts: dict[str, aiohttp.ClientTimeout]  # per provider that is called over HTTP
+    # One per provider called over HTTP, shared by chat, embeddings and passthrough.
+    transports: dict[str, Transport]
     registry: ModelRegistry
     hop_secret: bytes
 
@@ -42,7 +44,7 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
     """Build the config-derived parts of the core; raises ConfigError naming the bad key."""
     providers: dict[str, ProviderConfig] = {}
     upstreams: dict[str, Upstream] = {}
-    timeouts: dict[str, aiohttp.ClientTimeout] = {}
+    transports: dict[str, Transport] = {}
     for name, provider in config.providers.items():
         path = f"providers.{name}"
         if provider.kind == "mock":
@@ -52,23 +54,23 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
         adapter = load_adapter(provider.kind, f"{path}.kind")
         provider = dataclasses.replace(provider, settings=adapter.check_provider(provider))
         providers[name] = provider
-        timeouts[name] = aiohttp.ClientTimeout(
+        timeout = aiohttp.ClientTimeout(
             total=provider.timeout_s or config.core.upstream_timeout_s,
             sock_connect=config.core.connect_timeout_s,
         )
-        upstreams[name] = HttpUpstream(
-            adapter,
+        transports[name] = Transport(
             session,
-            timeouts[name],
+            timeout,
             adapter.make_signer(provider),
             config.core.resilience.stream_idle_timeout_s,
         )
+        upstreams[name] = HttpUpstream(adapter, transports[name])
     config = dataclasses.replace(config, providers=providers)
     _check_redis_url(config.state.redis_url)
     return CoreParts(
         config=config,
         upstreams=upstreams,
-        timeouts=timeouts,
+        transports=transports,
         registry=ModelRegistry(config, upstreams),
         hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
     )

@@ -1,30 +1,19 @@
-"""Sends an adapter's request over the process-wide aiohttp session.
+"""Chat upstreams: an adapter's pure translation over its provider's Transport.
 
-This is the only place the core talks to providers. Transport failures become ProviderErrors
-with a failure class, so the caller can fail over without knowing about sockets.
+Sending, signing, timeouts and transport-error mapping are core.transport's; this module keeps
+what is chat's own: the Upstream protocol the dispatcher calls, and the translation backstop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Protocol
 
-import aiohttp
-from yarl import URL
-
-from core.adapters.base import (
-    JSON,
-    Adapter,
-    Capabilities,
-    ProviderError,
-    RequestSigner,
-    Target,
-    UpstreamRequest,
-)
+from core.adapters.base import JSON, Adapter, Capabilities, ProviderError, Target
 from core.scrub import sanitize
+from core.transport import Transport
 from shared.errors import FailureClass
 
 log = logging.getLogger("interlock.core")
@@ -70,115 +59,48 @@ class Upstream(Protocol):
         ...
 
 
-def transport_error(exc: BaseException) -> ProviderError:
-    if isinstance(exc, asyncio.TimeoutError):
-        return ProviderError(504, "upstream provider timed out", FailureClass.TIMEOUT)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProviderError(
-            502, "could not connect to the upstream provider", FailureClass.TRANSIENT
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return ProviderError(
-            502, "the upstream provider closed the connection", FailureClass.TRANSIENT
-        )
-    return ProviderError(502, "upstream provider request failed", FailureClass.TRANSIENT)
-
-
-def _stalled() -> ProviderError:
-    return ProviderError(504, "the upstream stream stalled (idle timeout)", FailureClass.TIMEOUT)
-
-
 class HttpUpstream:
-    def __init__(
-        self,
-        adapter: Adapter,
-        session_getter: Callable[[], aiohttp.ClientSession],
-        timeout: aiohttp.ClientTimeout,
-        signer: RequestSigner | None = None,
-        idle_timeout_s: float | None = None,
-    ) -> None:
+    """An adapter over its provider's Transport: pure build, send, pure parse.
+
+    Every upstream error, before the first chunk or as an in-stream error event, leaves here
+    scrubbed (core.scrub): the adapters' parsers stay pure."""
+
+    __slots__ = ("_parse_error", "_transport", "adapter")
+
+    def __init__(self, adapter: Adapter, transport: Transport) -> None:
         self.adapter = adapter
-        self._session = session_getter
-        self._timeout = timeout
-        self._signer = signer
-        self._idle_s = idle_timeout_s
+        self._transport = transport
+        self._parse_error = adapter.parse_error  # bound once, not per call
 
     def capabilities(self, target: Target) -> Capabilities:
         return self.adapter.capabilities(target)
 
-    async def _build(self, canonical: JSON, target: Target) -> UpstreamRequest:
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
         with translating(target.label):
             request = self.adapter.build_request(canonical, target)
-        return await self._signer.sign(request) if self._signer is not None else request
-
-    def _url(self, request: UpstreamRequest) -> str | URL:
-        # A signed URL must go out byte for byte as signed: stop yarl re-normalising it.
-        return URL(request.url, encoded=True) if self._signer is not None else request.url
-
-    def _send(self, request: UpstreamRequest) -> Any:
-        return self._session().request(
-            request.method,
-            self._url(request),
-            data=request.body,
-            headers=request.headers,
-            timeout=self._timeout,
-        )
-
-    async def complete(self, canonical: JSON, target: Target) -> JSON:
-        request = await self._build(canonical, target)
-        try:
-            async with self._send(request) as response:
-                body = await response.read()
-                status = response.status
-                headers = response.headers
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc) from None
-        if status >= 400:
-            lowered = {k.lower(): v for k, v in headers.items()}
-            raise sanitize(self.adapter.parse_error(status, lowered, body), target)
+        _, body = await self._transport.fetch(request, target, self._parse_error)
         return self.adapter.parse_response(body, target)
 
-    async def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
-        """Every upstream error, before the first chunk or as an in-stream error event, leaves
-        here scrubbed (core.scrub): the adapters' parsers stay pure."""
-        chunks = self._stream(canonical, target)
+    async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
+        """One generator from request to last chunk: the consumer's `aclose` (core.relay,
+        core.dispatch) ends it at once, releasing the connection in the `finally`."""
         try:
-            async for chunk in chunks:
-                yield chunk
-        except ProviderError as error:
-            raise sanitize(error, target) from None
-        finally:
-            await chunks.aclose()  # at once, not at garbage collection: it holds a connection
-
-    async def _stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
-        request = await self._build(canonical, target)
-        with translating(target.label):
-            parser = self.adapter.stream_parser(canonical, target)
-        decoder = self.adapter.decoder()
-        try:
-            async with self._send(request) as response:
-                if response.status >= 400:
-                    body = await response.read()
-                    lowered = {k.lower(): v for k, v in response.headers.items()}
-                    raise self.adapter.parse_error(response.status, lowered, body)
-                content = response.content
-                while True:
-                    # Each read has its own bound: a stream that stalls mid-way must end
-                    # with an error event, not hang until the total timeout.
-                    try:
-                        async with asyncio.timeout(self._idle_s):
-                            raw = await content.readany()
-                    except TimeoutError:
-                        raise _stalled() from None
-                    if not raw:
-                        break
+            with translating(target.label):
+                request = self.adapter.build_request(canonical, target)
+                parser = self.adapter.stream_parser(canonical, target)
+            body = await self._transport.open(request, target, self._parse_error)
+            decoder = self.adapter.decoder()
+            try:
+                while raw := await body.read():
                     for event in decoder.feed(raw):
                         for chunk in parser.feed(event):
                             yield chunk
                 for event in decoder.finish():
                     for chunk in parser.feed(event):
                         yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc) from None
-        for chunk in parser.finish():
-            yield chunk
+            finally:
+                body.release()
+            for chunk in parser.finish():
+                yield chunk
+        except ProviderError as error:
+            raise sanitize(error, target) from None

@@ -19,6 +19,7 @@ from core.adapters.base import ProviderError, Target
 from core.dispatch import FAILOVER_CLASSES
 from core.messages.passthrough import PassthroughStream, RelayedError, upstream_error
 from core.sse import SSEDecoder
+from core.transport import UpstreamBody
 from shared.config import ProviderConfig
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events
@@ -377,7 +378,7 @@ def relay_scripted(
     writes: list[bytes | Exception],
 ) -> tuple[bytes, list[tuple[Any, str]], _Response]:
     response = _Response(writes)
-    stream = PassthroughStream(response, TARGET)  # type: ignore[arg-type]
+    stream = PassthroughStream(UpstreamBody(response), TARGET)  # type: ignore[arg-type]
     ended: list[tuple[Any, str]] = []
 
     async def run() -> bytes:

@@ -10,58 +10,45 @@ usage is the gateway's estimate (the provider reported none) says so in
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
-import aiohttp
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core import accounting
-from core.adapters import load_adapter
-from core.adapters.base import ProviderError, RequestSigner, Target
+from core.adapters.base import ProviderError, Target
 from core.admission import admit
 from core.chat import record_failure, resolve_route, served_headers
 from core.dispatch import Dispatcher
 from core.embeddings.mock import MockEmbeddings
-from core.embeddings.plan import TRANSLATORS, Attempt, plan
+from core.embeddings.plan import Attempt, plan
 from core.embeddings.request import estimate_input_tokens, validate_embeddings
 from core.embeddings.response import Embedded, encode
 from core.embeddings.sender import Sender
 from core.identity import Caller
 from core.limits import TenantLimiter
 from core.routing import ModelRegistry
+from core.transport import Transport
 from core.upstream import translating
 from core.validate import parse_json_object
-from shared.config import Config
 
 ESTIMATED_HEADER = "x-interlock-usage-estimated"
-
-
-def build_signers(config: Config) -> dict[str, RequestSigner | None]:
-    """Per provider that can embed over HTTP; built once, like the chat upstreams' signers."""
-    return {
-        name: load_adapter(provider.kind, f"providers.{name}.kind").make_signer(provider)
-        for name, provider in config.providers.items()
-        if provider.kind in TRANSLATORS
-    }
 
 
 class EmbeddingsEndpoint:
     def __init__(
         self,
         registry: ModelRegistry,
-        config: Config,
-        session: Callable[[], aiohttp.ClientSession],
-        timeouts: Mapping[str, aiohttp.ClientTimeout],
+        transports: Mapping[str, Transport],
         dispatcher: Dispatcher,
         limiter: TenantLimiter | None = None,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
         self._limiter = limiter
-        self._sender = Sender(session, timeouts, build_signers(config))
+        self._sender = Sender(transports)  # the providers' own, shared with chat
 
     async def _call(self, attempt: Attempt) -> Embedded:
         translator, request, target = attempt.translator, attempt.request, attempt.target

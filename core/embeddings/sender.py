@@ -1,10 +1,10 @@
-"""Sends a translator's requests over the core's shared aiohttp session.
+"""Sends a translator's requests through the providers' transports (core.transport).
 
-The I/O half of embeddings: sign (the adapters' signers, built once at start-up), send with the
-provider's timeout, map transport failures exactly as chat does (core.upstream.transport_error)
-and HTTP errors with the translator's parser. Several requests for one client call run
-concurrently, at most `translator.parallel` at a time; the first failure cancels the rest,
-since the client call has failed either way.
+The I/O half of embeddings is a mode of the one transport: signing, the provider's timeouts,
+transport-error mapping and the scrubbing of upstream errors are the same as chat's, and only
+the error parser is the translator's. Several requests for one client call run concurrently, at
+most `translator.parallel` at a time; the first failure cancels the rest, since the client call
+has failed either way.
 """
 
 from __future__ import annotations
@@ -12,51 +12,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-import aiohttp
-from yarl import URL
-
-from core.adapters.base import RequestSigner, Target, UpstreamRequest
+from core.adapters.base import Target, UpstreamRequest
 from core.embeddings.translate import Reply, Translator
-from core.upstream import transport_error
-
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=600)
+from core.transport import Transport
 
 
 class Sender:
-    def __init__(
-        self,
-        session: Callable[[], aiohttp.ClientSession],
-        timeouts: Mapping[str, aiohttp.ClientTimeout],
-        signers: Mapping[str, RequestSigner | None],
-    ) -> None:
-        self._session = session
-        self._timeouts = timeouts
-        self._signers = signers
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self._transports = transports
 
     async def send(
         self, translator: Translator, requests: list[UpstreamRequest], target: Target
     ) -> list[Reply]:
-        name = target.provider.name
-        signer = self._signers.get(name)
-        timeout = self._timeouts.get(name, DEFAULT_TIMEOUT)
+        transport = self._transports[target.provider.name]
+        parse_error = translator.parse_error
 
         async def one(request: UpstreamRequest) -> Reply:
-            if signer is not None:
-                request = await signer.sign(request)
-            # A signed URL must go out byte for byte as signed: stop yarl re-normalising it.
-            url = URL(request.url, encoded=True) if signer is not None else request.url
-            try:
-                async with self._session().request(
-                    request.method, url, data=request.body, headers=request.headers, timeout=timeout
-                ) as response:
-                    body = await response.read()
-                    status = response.status
-                    headers = {k.lower(): v for k, v in response.headers.items()}
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise transport_error(exc) from None
-            if status >= 400:
-                raise translator.parse_error(status, headers, body)
-            return headers, body
+            return await transport.fetch(request, target, parse_error)
 
         return await bounded(one, requests, translator.parallel)
 

@@ -12,14 +12,17 @@ for the operator's failures, the scrubbed provider message for the tenant's), an
 `error` event mid-stream is replaced by the gateway's own. Auth failures are the operator's
 problem and their messages can quote keys, so the client sees a masked 502. Failure classes
 come from the anthropic adapter, so failover treats both paths alike.
+
+Sending is the provider's Transport (core.transport), as for every other call: the same
+timeouts, transport-error mapping and scrubbing, and every read of a relayed stream bounded by
+the stream idle timeout, so a stalled upstream ends with an `event: error`, never a hang.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from core.adapters.anthropic import ADAPTER
@@ -30,16 +33,16 @@ from core.messages.stream import error_event
 from core.relay import UsageSink
 from core.scrub import sanitize
 from core.sse import SSEDecoder
-from core.upstream import transport_error
+from core.transport import Transport, UpstreamBody
 from shared.errors import FailureClass, anthropic_error_body
-
-TimeoutFor = Callable[[Target], aiohttp.ClientTimeout]
 
 
 class RelayedError(ProviderError):
     """An upstream error whose own status and Anthropic body go to the client unchanged."""
 
-    def __init__(self, error: ProviderError, status: int, body: bytes, retry_after: str | None):
+    def __init__(
+        self, error: ProviderError, status: int, kind: str | None, retry_after: str | None
+    ) -> None:
         super().__init__(
             status,
             error.message,
@@ -48,9 +51,14 @@ class RelayedError(ProviderError):
             retry_after_s=error.retry_after_s,
             upstream_status=status,
         )
-        self.body = body
+        self.kind = kind
         if retry_after:
             self.headers["retry-after"] = retry_after
+
+    @property
+    def body(self) -> bytes:
+        """The gateway's own envelope around the message, which core.scrub has made safe."""
+        return anthropic_error_body(self.status, self.message, self.kind)
 
 
 def _is_envelope(body: bytes) -> bool:
@@ -69,21 +77,27 @@ def _is_envelope(body: bytes) -> bool:
     )
 
 
+def parse_upstream_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """The transport's error parser for passthrough (pure; the transport scrubs the result):
+    the upstream's status and error type are kept, its message only once scrubbed, and the
+    envelope is re-written by the gateway, never relayed as bytes."""
+    error = parse_error(status, headers, body)
+    if error.failure_class is FailureClass.AUTH:
+        error.type = "api_error"  # masked: the operator's credentials, never the tenant's
+        return error
+    if not _is_envelope(body):
+        return error  # synthesized in the gateway's Anthropic envelope
+    kind = orjson.loads(body)["error"]["type"]
+    return RelayedError(
+        error, status, kind if kind in TYPE_STATUS else None, headers.get("retry-after")
+    )
+
+
 def upstream_error(
     status: int, headers: Mapping[str, str], body: bytes, target: Target
 ) -> ProviderError:
-    """The upstream's status and error type are kept; its message only once scrubbed
-    (core.scrub), and the envelope is re-written by the gateway, never relayed as bytes."""
-    error = sanitize(parse_error(status, headers, body), target)
-    if error.failure_class is FailureClass.AUTH or not _is_envelope(body):
-        if error.failure_class is FailureClass.AUTH:
-            error.type = "api_error"
-        return error  # masked (auth) or synthesized in the gateway's Anthropic envelope
-    kind = orjson.loads(body)["error"]["type"]
-    safe = anthropic_error_body(status, error.message, kind if kind in TYPE_STATUS else None)
-    relayed = RelayedError(error, status, safe, headers.get("retry-after"))
-    relayed.sanitized = True
-    return relayed
+    """`parse_upstream_error`, scrubbed with the target's keys (core.scrub)."""
+    return sanitize(parse_upstream_error(status, headers, body), target)
 
 
 def build_request(
@@ -110,42 +124,19 @@ def build_request(
     return UpstreamRequest("POST", settings.url, headers, body)
 
 
-def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
 class Passthrough:
-    def __init__(
-        self, session: Callable[[], aiohttp.ClientSession], timeout_for: TimeoutFor
-    ) -> None:
-        self._session = session
-        self._timeout_for = timeout_for
+    """Sends through the Anthropic providers' transports (by provider name)."""
 
-    async def _send(self, request: UpstreamRequest, target: Target) -> aiohttp.ClientResponse:
-        try:
-            return await self._session().request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self._timeout_for(target),
-            )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc) from None
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self._transports = transports
 
     async def complete(
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
     ) -> tuple[bytes, JSON | None]:
         """The upstream's Message bytes and its usage in canonical form (for accounting)."""
-        response = await self._send(build_request(target, payload, raw, client_headers), target)
-        try:
-            body = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc) from None
-        finally:
-            response.release()
-        if response.status >= 400:
-            raise upstream_error(response.status, _lowered(response.headers), body, target)
+        request = build_request(target, payload, raw, client_headers)
+        transport = self._transports[target.provider.name]
+        _, body = await transport.fetch(request, target, parse_upstream_error)
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -159,27 +150,23 @@ class Passthrough:
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
     ) -> PassthroughStream:
         """Returns once the first event is in hand, so failures before it can still fail over."""
-        response = await self._send(build_request(target, payload, raw, client_headers), target)
+        request = build_request(target, payload, raw, client_headers)
+        transport = self._transports[target.provider.name]
+        body = await transport.open(request, target, parse_upstream_error)
+        stream = PassthroughStream(body, target)
         try:
-            if response.status >= 400:
-                body = await response.read()
-                raise upstream_error(response.status, _lowered(response.headers), body, target)
-            stream = PassthroughStream(response, target)
             await stream.prime()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            response.close()
-            raise transport_error(exc) from None
         except BaseException:
-            response.close()
+            body.close()
             raise
         return stream
 
 
 class PassthroughStream:
-    __slots__ = ("_decoder", "_ended", "_error", "_first", "_response", "_target", "usage")
+    __slots__ = ("_body", "_decoder", "_ended", "_error", "_first", "_target", "usage")
 
-    def __init__(self, response: aiohttp.ClientResponse, target: Target) -> None:
-        self._response = response
+    def __init__(self, body: UpstreamBody, target: Target) -> None:
+        self._body = body
         self._target = target
         self._decoder = SSEDecoder()
         self._first: list[StreamEvent] = []
@@ -188,8 +175,10 @@ class PassthroughStream:
         self.usage: JSON = {}  # Anthropic-shaped, cumulative
 
     async def prime(self) -> None:
+        """Reads to the first event; raises ProviderError (scrubbed) if it is an error or the
+        upstream fails first: the dispatcher can still fail over."""
         while not self._first:
-            raw = await self._response.content.readany()
+            raw = await self._body.read()
             if not raw:
                 self._first = self._decoder.finish()
                 if not self._first:
@@ -215,33 +204,38 @@ class PassthroughStream:
                 if self._ended or self._error is not None:
                     break
                 try:
-                    raw = await self._response.content.readany()
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    self._error = transport_error(exc)
+                    raw = await self._body.read()
+                except ProviderError as error:  # cut, reset, stalled (idle timeout), timed out
+                    self._error = sanitize(error, self._target)
                     yield error_event(self._error)
                     break
                 if raw:
                     events = self._decoder.feed(raw)
                     continue
-                # An event left without its blank line at EOF counts only if it is whole JSON:
-                # a cut can leave half an event, which must not reach the client.
-                tail = [e for e in self._decoder.finish() if _loads(e.data) is not None]
-                out = self._frame(tail)
-                if out:
-                    yield out
-                if not self._ended and self._error is None:
-                    self._error = ProviderError(
-                        502, "the upstream stream ended before completion", FailureClass.TRANSIENT
-                    )
-                    yield error_event(self._error)
+                tail = self._tail()
+                if tail:
+                    yield tail
                 break
             outcome = "ok" if self._error is None else f"cut:{self._error.failure_class}"
         finally:
             if self._ended:
-                self._response.release()
+                self._body.release()
             else:
-                self._response.close()
+                self._body.close()
             on_end(canonical_usage(self.usage) if self.usage else None, outcome)
+
+    def _tail(self) -> bytes:
+        """At EOF: an event left without its blank line counts only if it is whole JSON (a cut
+        can leave half an event, which must not reach the client); then, unless the message
+        ended, the error event that says the stream was cut."""
+        tail = [e for e in self._decoder.finish() if _loads(e.data) is not None]
+        out = self._frame(tail)
+        if not self._ended and self._error is None:
+            self._error = ProviderError(
+                502, "the upstream stream ended before completion", FailureClass.TRANSIENT
+            )
+            out += error_event(self._error)
+        return out
 
     def _frame(self, events: list[StreamEvent]) -> bytes:
         parts: list[bytes] = []
