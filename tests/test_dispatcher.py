@@ -18,7 +18,7 @@ from core.dispatch import Dispatcher
 from core.keypool import KeyPools
 from core.latency import LatencyTracker
 from core.limits import Settlements
-from core.planning import Attempt
+from core.planning import Attempt, plan_chat
 from core.routing import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
@@ -191,10 +191,11 @@ def test_weighted_order_follows_weights() -> None:
     dispatcher, _ = setup(("a", Scripted([]), ("k",)))
     route = _route("weighted", (8.0, 1.0, 1.0))
     firsts = Counter(
-        dispatcher.plan(route, {"model": "m", "messages": []})[0].target.model for _ in range(2000)
+        dispatcher.plan(route, {"model": "m", "messages": []}, plan_chat)[0].target.model
+        for _ in range(2000)
     )
     assert firsts["a"] > 1400 and firsts["b"] > 100 and firsts["c"] > 100
-    assert all(len(dispatcher.plan(route, {"model": "m"})) == 3 for _ in range(10))
+    assert all(len(dispatcher.plan(route, {"model": "m"}, plan_chat)) == 3 for _ in range(10))
 
 
 def test_least_latency_prefers_the_fastest_observed() -> None:
@@ -202,4 +203,5 @@ def test_least_latency_prefers_the_fastest_observed() -> None:
     for label, seconds in (("a/a", 0.9), ("b/b", 0.1), ("c/c", 0.5)):
         dispatcher.latency.observe(label, seconds)
     route = _route("least_latency", (1.0, 1.0, 1.0))
-    assert [a.target.model for a in dispatcher.plan(route, {"model": "m"})] == ["b", "c", "a"]
+    ordered = dispatcher.plan(route, {"model": "m"}, plan_chat)
+    assert [a.target.model for a in ordered] == ["b", "c", "a"]
