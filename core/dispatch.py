@@ -47,7 +47,16 @@ from core.scrub import sanitize
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
-__all__ = ["FAILOVER_CLASSES", "Attempt", "Dispatcher", "ImageInliner", "Outcome", "close"]
+__all__ = [
+    "FAILOVER_CLASSES",
+    "Attempt",
+    "Dispatcher",
+    "ImageInliner",
+    "Outcome",
+    "close",
+    "completion_call",
+    "stream_call",
+]
 
 log = logging.getLogger("interlock.core")
 
@@ -253,12 +262,12 @@ class Dispatcher:
                     same_target_retries += 1
                     continue
                 raise
-            failovers = run.leases.targets - 1
-            outcome = Outcome(
-                leased.target, run.leases.tries, attempt.dropped, failovers, run.retries
+            leases = run.leases
+            failovers = leases.targets - 1
+            served = Outcome(
+                leased.target, leases.tries, attempt.dropped, failovers, run.retries, leased.lease
             )
-            outcome.lease = leased.lease
-            return result, outcome
+            return result, served
 
     async def _backoff(self, run: _Run, error: ProviderError, retries_so_far: int) -> bool:
         """Waits before another try on the same target; False when none is allowed."""
