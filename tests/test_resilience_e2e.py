@@ -27,6 +27,24 @@ def fake() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+def _providers(fake: FakeOpenAI) -> dict[str, dict[str, object]]:
+    def at_fake(**keys: object) -> dict[str, object]:
+        return {"kind": "openai", "base_url": fake.base_url, "allow_any_model": True, **keys}
+
+    return {
+        "fake": at_fake(api_key="sk-test"),
+        "pool": at_fake(api_keys=["sk-bad", "sk-good"]),
+        "down": {
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "api_key": "sk-x",
+        },
+        # Its own breaker: the timeout tests' failures stay out of the other tests' way.
+        "slow": at_fake(api_key="sk-test"),
+        "breaky": at_fake(api_key="sk-test"),
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
     def to(model: str) -> dict[str, str]:
@@ -47,37 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
                 "breaker_open_for": "30s",
             }
         },
-        "providers": {
-            "fake": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            },
-            "pool": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_keys": ["sk-bad", "sk-good"],
-                "allow_any_model": True,
-            },
-            "down": {
-                "kind": "openai",
-                "base_url": f"http://127.0.0.1:{free_port()}/v1",
-                "api_key": "sk-x",
-            },
-            "slow": {  # its own breaker: the timeout tests' failures stay out of the others'
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            },
-            "breaky": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            },
-        },
+        "providers": _providers(fake),
         "models": {
             "stall-fallback": {"targets": [to("stall-headers"), to("gpt-fake")]},
             "503-fallback": {"targets": [to("fail-503"), to("gpt-fake")]},
