@@ -71,7 +71,10 @@ class CoreState:
         )
         self.breakers.register(self.registry.target_labels())
         self.dispatcher = Dispatcher(
-            policy, self.breakers, KeyPools(config.providers, self.store, self.settlements)
+            policy,
+            self.breakers,
+            KeyPools(config.providers, self.store, self.settlements),
+            upstream_timeout_s=config.core.upstream_timeout_s,
         )
         self.images = ImageFetcher.from_config(config.core)
 

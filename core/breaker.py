@@ -12,6 +12,10 @@ shared circuit, a real outage (everyone failing) still does. Failures that are t
 (connection refused/reset, timeouts, 429/503/529) always count. In half-open, an attributable
 failure neither closes nor reopens: the probe slot is released for another request.
 
+Probe slots are numbered (`permit` returns the number) so that an attempt that ends with no
+outcome to record (cancelled, the request's own error, no key: see core.lease) can give its slot
+back with `release` without freeing a slot another request took since.
+
 The state machine is pure (time is passed in); core.breakers shares open decisions across
 replicas through the Store and keeps working locally when the Store is down.
 """
@@ -63,6 +67,7 @@ class Breaker:
         "_current_start",
         "_open_until",
         "_previous",
+        "_probe",
         "_probe_in_flight",
         "policy",
         "state",
@@ -73,6 +78,7 @@ class Breaker:
         self.state = State.CLOSED
         self._open_until = 0.0
         self._probe_in_flight = False
+        self._probe = 0  # the number of the latest probe slot handed out
         self._current = _Half()
         self._previous = _Half()
         self._current_start = 0.0
@@ -100,18 +106,30 @@ class Breaker:
             failures += current.soft + previous.soft * weight
         return failures, current.total + previous.total * weight
 
-    def allow(self, now: float) -> bool:
+    def permit(self, now: float) -> int | None:
+        """None: refused. 0: let through (closed). n > 0: let through as half-open probe n,
+        which the caller must end with `record` or give back with `release(n)`."""
         if self.state is State.CLOSED:
-            return True
+            return 0
         if self.state is State.OPEN:
             if now < self._open_until:
-                return False
+                return None
             self.state = State.HALF_OPEN
             self._probe_in_flight = False
         if self._probe_in_flight:
-            return False
+            return None
         self._probe_in_flight = True
-        return True
+        self._probe += 1
+        return self._probe
+
+    def allow(self, now: float) -> bool:
+        return self.permit(now) is not None
+
+    def release(self, probe: int) -> None:
+        """Give back probe slot `probe` without an outcome; a no-op unless it is still the
+        slot in flight (an outcome recorded or a trip since has already freed it)."""
+        if probe and probe == self._probe and self.state is State.HALF_OPEN:
+            self._probe_in_flight = False
 
     def record(self, success: bool, now: float, attributable_to: str | None = None) -> None:
         """One outcome. `attributable_to`: the tenant whose request may have caused this

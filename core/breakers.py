@@ -12,8 +12,10 @@ other label lives in a small LRU, so no tenant input can grow this board.
 Attribution (why a failure counts): 429/503/529, timeouts and connection-level failures are the
 target's own and always count. Any other upstream 5xx may be caused by the request's content
 (a malformed image, a prompt that crashes the model server): it is attributed to the tenant
-that sent it and only counts once two tenants fail in the same window (core.breaker). 4xx,
-context-length, content-filter, auth and quota failures never count against the target.
+that sent it and only counts once two tenants fail in the same window (core.breaker). Auth and
+quota failures say the target answered (they count as successes; the key pool rests the key).
+The request's own failures (client errors, content filters, context length) record nothing:
+like a cancelled attempt, they only give back a half-open probe slot (core.lease).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from shared.periodic import Periodic
 SYNC_INTERVAL_S = 1.0
 # Failures that say something about the target's health (not about the request).
 UNHEALTHY = frozenset({FailureClass.TRANSIENT, FailureClass.TIMEOUT, FailureClass.RATE_LIMIT})
+# Failures the request itself causes: they say nothing about the target, either way.
+REQUESTS_OWN = frozenset(
+    {FailureClass.CLIENT_ERROR, FailureClass.CONTENT_FILTER, FailureClass.CONTEXT_LENGTH}
+)
 # Upstream statuses that speak for the target whatever the request was.
 TARGET_STATUSES = frozenset({429, 503, 529})
 # Breakers for labels that are not configured targets (a safety net: with health labels,
@@ -78,6 +84,16 @@ class BreakerBoard:
     def allow(self, label: str) -> bool:
         return self._get(label).allow(time.monotonic())
 
+    def permit(self, label: str) -> int | None:
+        """None when the circuit refuses; else 0, or the half-open probe slot taken
+        (to be ended by `record` or given back by `release`)."""
+        return self._get(label).permit(time.monotonic())
+
+    def release(self, label: str, probe: int) -> None:
+        """Give back a probe slot without an outcome (core.lease: neutral attempts)."""
+        if probe:
+            self._get(label).release(probe)
+
     def record(self, label: str, error: ProviderError | None) -> None:
         """One attempt's outcome: None for a success, else the error it ended with."""
         breaker = self._get(label)
@@ -110,9 +126,11 @@ class BreakerBoard:
         wall, mono = time.time(), time.monotonic()
         try:
             await self._publish(wall, mono)
-            closed = [(k, b) for k, b in self._breakers.items() if b.state is State.CLOSED]
-            shared = await self._store.get_many([_key(label) for label, _ in closed])
-            for (label, breaker), value in zip(closed, shared, strict=True):
+            # Half-open ones too: another replica's failed probe re-opens the circuit here,
+            # which also frees this replica's probe slot.
+            local = [(k, b) for k, b in self._breakers.items() if b.state is not State.OPEN]
+            shared = await self._store.get_many([_key(label) for label, _ in local])
+            for (label, breaker), value in zip(local, shared, strict=True):
                 if value is not None and float(value) > wall:
                     breaker.trip(mono, mono + (float(value) - wall))
                     self._published[label] = breaker.open_until

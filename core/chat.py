@@ -15,6 +15,7 @@ from core.admission import admit, estimate_tokens, prompt_estimate
 from core.dispatch import Dispatcher, ImageInliner, Outcome
 from core.identity import Caller
 from core.limits import Admission, TenantLimiter
+from core.planning import plan_chat
 from core.relay import OpenAIStreamEncoder, relay
 from core.routing import ModelRegistry, Route
 from core.validate import parse_json_object, validate_chat
@@ -84,7 +85,8 @@ class ChatEndpoint:
         stream, include_usage = validate_chat(payload)
         model: str = payload["model"]
         dispatcher = self._dispatcher
-        attempts = dispatcher.plan(resolve_route(self._registry, caller, model), payload)
+        route = resolve_route(self._registry, caller, model)
+        attempts = dispatcher.plan(route, payload, plan_chat)
         tokens = estimate_tokens(payload)
         admission = await admit(self._limiter, caller, payload, tokens)
         started = time.perf_counter()

@@ -1,12 +1,19 @@
-"""Calling targets with retries, failover, key pools, breakers and timeouts.
+"""Calling targets with retries, failover, key pools, breakers and timeouts, for every API.
 
-Per request: targets in the route's order (fallback as configured, weighted at random, or
-fastest observed first), skipping any whose circuit is open. Each attempt leases a key from
-the provider's pool. On failure the failure class decides (the table in shared.errors, the
-sets in core.retry, README "Resilience and limits"): another key of the same provider on
-429/401/quota; the next target on rate_limit, quota, transient,
-timeout, auth or context_length; on the last target, retries with jittered backoff that honours
-Retry-After, within the request's deadline; client errors and content filters return at once.
+Per request: the route's candidates in the order its strategy gives (core.ordering), planned by
+the API's planner (which targets can serve it, with which payload), then tried in that order.
+Each try is a leased attempt (core.lease): breaker permission and a key from the provider's
+pool, always given back. On failure the failure class decides (core.retry): another key of the
+same provider on 429/401/quota; the next target on rate_limit, quota, transient, timeout, auth
+or context_length; on the last target, retries with jittered backoff that honours Retry-After,
+within the request's deadline; client errors and content filters return at once.
+
+Timeouts by kind: a stream must deliver its first chunk within `first_byte_timeout`; a
+non-streaming call its whole answer within `completion_timeout` (both bounded by the provider's
+total timeout, so this clock fires first). When this clock fires the upstream had the request
+(the connect phase has its own, shorter timeout in the transport), so the call is not retried
+on the same target unless `retry_timeouts` is set: it may still be running, and billed, there.
+Failing over to another target after a timeout is allowed (another provider or deployment).
 Streams may do all this until their first chunk is in hand, never after.
 """
 
@@ -17,31 +24,54 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from core.adapters.base import JSON, ProviderError, Target
-from core.breakers import UNHEALTHY, BreakerBoard
+from core.breakers import BreakerBoard
 from core.keypool import KeyLease, KeyPools
 from core.latency import LatencyTracker
-from core.planning import Attempt, ImageInliner, plan
-from core.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
+from core.lease import AttemptLeases, Unavailable
+from core.ordering import order
+from core.planning import Attempt, ImageInliner
+from core.retry import (
+    FAIL_OVER,
+    ROTATE_KEY,
+    RetryPolicy,
+    UpstreamTimeout,
+    backoff_s,
+    retries_same_target,
+)
 from core.routing import Route
 from core.scrub import sanitize
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
-__all__ = ["FAILOVER_CLASSES", "Attempt", "Dispatcher", "ImageInliner", "Outcome", "close", "plan"]
+__all__ = [
+    "FAILOVER_CLASSES",
+    "Attempt",
+    "Dispatcher",
+    "ImageInliner",
+    "Outcome",
+    "close",
+    "completion_call",
+    "stream_call",
+]
 
 log = logging.getLogger("interlock.core")
 
 FAILOVER_CLASSES = FAIL_OVER
+# Used when neither the provider nor the Dispatcher's owner names a total timeout.
+DEFAULT_UPSTREAM_TIMEOUT_S = 600.0
 T = TypeVar("T")
 A = TypeVar("A", bound="Routable")
+R = TypeVar("R")
+P = TypeVar("P")
 
 
 class Routable(Protocol):
-    """What the loop needs of an attempt: chat's planning.Attempt, embeddings' own."""
+    """What the loop needs of an attempt: chat's planning.Attempt, embeddings' own, a
+    messages passthrough step."""
 
     @property
     def target(self) -> Target: ...
@@ -82,6 +112,50 @@ class _Payloads:
         return attempt.payload if inlined is messages else {**attempt.payload, "messages": inlined}
 
 
+Completion = Callable[[Attempt, Target], Awaitable[JSON]]
+Opened = tuple[JSON | None, AsyncIterator[JSON]]
+StreamOpener = Callable[[Attempt, Target], Awaitable[Opened]]
+
+
+def completion_call(inliner: ImageInliner | None) -> Completion:
+    """The call for canonical non-streaming attempts (chat, translated messages)."""
+    payloads = _Payloads(inliner)
+
+    async def call(attempt: Attempt, target: Target) -> JSON:
+        return await attempt.upstream.complete(await payloads.for_attempt(attempt), target)
+
+    return call
+
+
+def stream_call(inliner: ImageInliner | None) -> StreamOpener:
+    """The call for canonical streams: the first chunk in hand (None for an empty stream)
+    and the rest, so failures before the first chunk can still fail over."""
+    payloads = _Payloads(inliner)
+
+    async def call(attempt: Attempt, target: Target) -> Opened:
+        chunks = attempt.upstream.stream(await payloads.for_attempt(attempt), target)
+        try:
+            first: JSON | None = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await close(chunks)
+            raise
+        return first, chunks
+
+    return call
+
+
+@dataclass(slots=True)
+class _Run:
+    """One request's progress through its attempts."""
+
+    leases: AttemptLeases
+    deadline: float
+    retries: int = 0
+    last_error: ProviderError | None = None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -90,6 +164,7 @@ class Dispatcher:
         keys: KeyPools,
         latency: LatencyTracker | None = None,
         rng: random.Random | None = None,
+        upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
     ) -> None:
         self.policy = policy
         self.retry = RetryPolicy(
@@ -102,64 +177,28 @@ class Dispatcher:
         self.keys = keys
         self.latency = latency or LatencyTracker()
         self._rng = rng or random.Random()
+        self._upstream_timeout_s = upstream_timeout_s
 
-    def plan(self, route: Route, payload: JSON) -> list[Attempt]:
-        """Capable targets in the order this request should try them."""
-        return self.order(route, plan(route, payload))
+    def order(self, route: Route) -> Route:
+        """The route with its candidates in the order its strategy gives this request."""
+        return order(route, self.latency, self._rng)
 
-    def order(self, route: Route, attempts: list[Attempt]) -> list[Attempt]:
-        if len(attempts) < 2 or route.strategy == "fallback":
-            return attempts
-        if route.strategy == "least_latency":
-            return sorted(attempts, key=lambda a: self.latency.estimate(a.target.health_label))
-        remaining, ordered = list(attempts), []
-        while remaining:  # weighted: a random permutation, heavier targets earlier
-            pick = self._rng.choices(range(len(remaining)), [a.weight for a in remaining])[0]
-            ordered.append(remaining.pop(pick))
-        return ordered
+    def plan(self, route: Route, request: R, planner: Callable[[Route, R], P]) -> P:
+        """Ordering, then the API's planner: every API's attempts follow the strategy."""
+        return planner(self.order(route), request)
 
     async def complete(
-        self,
-        attempts: list[Attempt],
-        inliner: ImageInliner | None = None,
-        tokens: int = 0,
-        fallback_follows: bool = False,
+        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
     ) -> tuple[JSON, Outcome]:
-        payloads = _Payloads(inliner)
-
-        async def call(attempt: Attempt, target: Target) -> JSON:
-            payload = await payloads.for_attempt(attempt)
-            # Non-streaming answers arrive whole: their first byte is their last.
-            async with asyncio.timeout(self.policy.first_byte_timeout_s):
-                return await attempt.upstream.complete(payload, target)
-
-        return await self.run(attempts, call, tokens, fallback_follows)
+        return await self.run(attempts, completion_call(inliner), tokens)
 
     async def open_stream(
-        self,
-        attempts: list[Attempt],
-        inliner: ImageInliner | None = None,
-        tokens: int = 0,
-        fallback_follows: bool = False,
+        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
     ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
         """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
-
-        payloads = _Payloads(inliner)
-
-        async def call(attempt: Attempt, target: Target) -> tuple[JSON | None, AsyncIterator[JSON]]:
-            payload = await payloads.for_attempt(attempt)
-            chunks = attempt.upstream.stream(payload, target)
-            try:
-                async with asyncio.timeout(self.policy.first_byte_timeout_s):
-                    first: JSON | None = await anext(chunks)
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await close(chunks)
-                raise
-            return first, chunks
-
-        (first, chunks), outcome = await self.run(attempts, call, tokens, fallback_follows)
+        (first, chunks), outcome = await self.run(
+            attempts, stream_call(inliner), tokens, streaming=True
+        )
         return first, chunks, outcome
 
     async def run(
@@ -167,107 +206,100 @@ class Dispatcher:
         attempts: Sequence[A],
         call: Callable[[A, Target], Awaitable[T]],
         tokens: int = 0,
-        fallback_follows: bool = False,
+        *,
+        streaming: bool = False,
     ) -> tuple[T, Outcome]:
-        """Try `call(attempt, target)` over the attempts with keys, breakers, retries and
-        failover. `target` is the attempt's target with the leased key. `fallback_follows`:
-        the caller has more targets after these (e.g. a mixed messages route), so the last
-        one here must fail over rather than retry or wait."""
-        deadline = time.monotonic() + self.policy.total_deadline_s
-        tries = retries = targets_tried = 0
-        last_error: ProviderError | None = None
-        charged: set[str] = set()  # one request's retries count once against a breaker
+        """Try `call(attempt, target)` over the attempts with leased keys and breakers,
+        retries and failover. `target` is the attempt's target with the leased key;
+        `streaming` picks the timeout (first byte, else completion)."""
+        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens)
+        run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
         for index, attempt in enumerate(attempts):
-            is_last = index == len(attempts) - 1 and not fallback_follows
-            label = attempt.target.health_label
-            if not self.breakers.allow(label):
-                last_error = _circuit_open(label, self.breakers.retry_after(label))
-                continue
-            targets_tried += 1
-            pool = self.keys.pool(attempt.target.provider.name)
-            same_target_retries = 0
-            while True:
-                now = time.monotonic()
-                wait_until = min(deadline, now + self.policy.key_wait_max_s) if is_last else now
-                try:
-                    lease = await self.keys.acquire(
-                        attempt.target.provider.name, tokens, wait_until
-                    )
-                except ProviderError as no_capacity:
-                    no_capacity.attempts, no_capacity.target = max(tries, 1), attempt.target
-                    last_error = no_capacity
-                    break
-                target = (
-                    replace(attempt.target, api_key=lease.key)
-                    if lease.key != attempt.target.api_key
-                    else attempt.target
-                )
-                tries += 1
-                started = time.monotonic()
-                try:
-                    result = await call(attempt, target)
-                except TimeoutError:
-                    error = _first_byte_timeout()
-                except ProviderError as caught:
-                    error = sanitize(caught, target)
-                else:
-                    self.breakers.record(label, None)
-                    self.latency.observe(label, time.monotonic() - started)
-                    return result, Outcome(
-                        target, tries, attempt.dropped, targets_tried - 1, retries, lease
-                    )
-                lease.settle(0)
-                if label not in charged:
-                    self.breakers.record(label, error)
-                    if error.failure_class in UNHEALTHY:
-                        charged.add(label)
-                error.attempts, error.target = tries, target
-                last_error = error
-                failure = error.failure_class
-                now = time.monotonic()
-                if failure in ROTATE_KEY and pool.has_awake_other(lease.key, now):
-                    pool.rest(lease.key, error, now)
-                    log.warning(
-                        "rotating key of %s after %s", attempt.target.provider.name, failure
-                    )
-                    continue
-                pool.rest(lease.key, error, now)
-                if failure in FAIL_OVER and not is_last:
-                    log.warning("failover from %s: %s", label, failure)
-                    break
-                if failure in RETRY_SAME_TARGET and same_target_retries < self.retry.max_retries:
-                    wait = backoff_s(
-                        self.retry, same_target_retries + 1, error.retry_after_s, deadline - now
-                    )
-                    if wait is not None:
-                        same_target_retries += 1
-                        retries += 1
-                        await asyncio.sleep(wait)
-                        continue
-                raise error
-        if last_error is None:
-            last_error = ProviderError(
+            is_last = index == len(attempts) - 1
+            served = await self._on_target(run, attempt, call, is_last, streaming)
+            if served is not None:
+                return served
+        if run.last_error is None:
+            run.last_error = ProviderError(
                 503, "no target could serve the request", FailureClass.TRANSIENT
             )
-        raise last_error
+        raise run.last_error
 
+    async def _on_target(
+        self,
+        run: _Run,
+        attempt: A,
+        call: Callable[[A, Target], Awaitable[T]],
+        is_last: bool,
+        streaming: bool,
+    ) -> tuple[T, Outcome] | None:
+        """Tries on one target until served, or None to move on to the next target."""
+        same_target_retries = 0
+        while True:
+            now = time.monotonic()
+            wait_until = min(run.deadline, now + self.policy.key_wait_max_s) if is_last else now
+            leased = run.leases.attempt(attempt.target, wait_until)
+            try:
+                async with leased:
+                    result = await self._timed(call, attempt, leased.target, streaming)
+            except Unavailable as refused:
+                refused.error.attempts = max(run.leases.tries, 1)
+                refused.error.target = attempt.target
+                run.last_error = refused.error
+                return None
+            except ProviderError as error:
+                error.attempts, error.target = run.leases.tries, leased.target
+                run.last_error = error
+                failure = error.failure_class
+                pool = self.keys.pool(attempt.target.provider.name)
+                if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
+                    log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
+                    continue
+                if failure in FAIL_OVER and not is_last:
+                    log.warning("failover from %s: %s", leased.label, failure)
+                    return None
+                if await self._backoff(run, error, same_target_retries):
+                    same_target_retries += 1
+                    continue
+                raise
+            leases = run.leases
+            failovers = leases.targets - 1
+            served = Outcome(
+                leased.target, leases.tries, attempt.dropped, failovers, run.retries, leased.lease
+            )
+            return result, served
 
-def _circuit_open(label: str, retry_after_s: float) -> ProviderError:
-    return ProviderError(
-        503,
-        f"{label} is temporarily unavailable (circuit open); retry shortly",
-        FailureClass.TRANSIENT,
-        code="circuit_open",
-        retry_after_s=max(1.0, retry_after_s),
-    )
+    async def _backoff(self, run: _Run, error: ProviderError, retries_so_far: int) -> bool:
+        """Waits before another try on the same target; False when none is allowed."""
+        if retries_so_far >= self.retry.max_retries:
+            return False
+        if not retries_same_target(error, self.policy.retry_timeouts):
+            return False
+        remaining = run.deadline - time.monotonic()
+        wait = backoff_s(self.retry, retries_so_far + 1, error.retry_after_s, remaining)
+        if wait is None:
+            return False
+        run.retries += 1
+        await asyncio.sleep(wait)
+        return True
 
-
-def _first_byte_timeout() -> ProviderError:
-    return ProviderError(
-        504,
-        "the upstream provider sent nothing before the first-byte timeout",
-        FailureClass.TIMEOUT,
-    )
+    async def _timed(
+        self, call: Callable[[A, Target], Awaitable[T]], attempt: A, target: Target, streaming: bool
+    ) -> T:
+        """One call under the timeout for its kind; every failure leaves as a ProviderError
+        scrubbed for the tenant."""
+        limit = self.policy.first_byte_timeout_s if streaming else self.policy.completion_timeout_s
+        limit = min(limit, target.provider.timeout_s or self._upstream_timeout_s)
+        timer = asyncio.timeout(limit)
+        try:
+            async with timer:
+                return await call(attempt, target)
+        except TimeoutError:
+            if timer.expired():
+                raise UpstreamTimeout(streaming) from None
+            raise ProviderError(504, "upstream provider timed out", FailureClass.TIMEOUT) from None
+        except ProviderError as caught:
+            raise sanitize(caught, target) from None
 
 
 async def close(chunks: AsyncIterator[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Capability-aware planning: which targets can serve this request, with which payload.
+"""Chat planning: which of a route's targets can serve this request, with which payload.
 
 A target that cannot serve the request (streaming, tools, images, a response_format, n, or a
 parameter in strict mode) is skipped; in lenient mode unsupported params are dropped from that
@@ -28,7 +28,6 @@ class Attempt:
     dropped: tuple[str, ...]
     # The target needs image bytes: remote image URLs are fetched and inlined before the call.
     inline_images: bool = False
-    weight: float = 1.0
 
 
 # Turns remote image URLs into data: URLs (core.images.ImageFetcher.inline).
@@ -64,14 +63,11 @@ def _unmet_feature(caps: Capabilities, payload: JSON, images: bool) -> str | Non
     return None
 
 
-def plan(route: Route, payload: JSON) -> list[Attempt]:
-    """Targets able to serve this request, in route order, each with its payload variant."""
-    weights = route.weights or (1.0,) * len(route.candidates)
+def plan_chat(route: Route, payload: JSON) -> list[Attempt]:
+    """Targets able to serve this request, in route order (the Dispatcher orders the route
+    by its strategy first), each with its payload variant."""
     if route.unrestricted:
-        return [
-            Attempt(c.target, c.upstream, payload, (), False, w)
-            for c, w in zip(route.candidates, weights, strict=True)
-        ]
+        return [Attempt(c.target, c.upstream, payload, ()) for c in route.candidates]
     images = _uses_images(payload)
     # Estimated only when a target declares a context limit: a prompt that cannot fit goes
     # straight to a larger-context target instead of failing there first.
@@ -82,7 +78,7 @@ def plan(route: Route, payload: JSON) -> list[Attempt]:
     )
     attempts: list[Attempt] = []
     first_problem: tuple[str, str] | None = None
-    for candidate, weight in zip(route.candidates, weights, strict=True):
+    for candidate in route.candidates:
         limit = candidate.capabilities.max_context
         if limit and prompt > limit:
             first_problem = first_problem or (
@@ -95,7 +91,6 @@ def plan(route: Route, payload: JSON) -> list[Attempt]:
         if isinstance(problem, tuple):
             first_problem = first_problem or problem
             continue
-        problem.weight = weight
         attempts.append(problem)
     if not attempts:
         param, message = first_problem or ("model", "no target can serve this request")

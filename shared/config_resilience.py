@@ -16,6 +16,8 @@ _RESILIENCE = frozenset(
         "retry_after_cap",
         "total_deadline",
         "first_byte_timeout",
+        "completion_timeout",
+        "retry_timeouts",
         "stream_idle_timeout",
         "breaker_failure_ratio",
         "breaker_min_requests",
@@ -33,8 +35,15 @@ class ResilienceConfig:
     backoff_cap_s: float = 8.0
     retry_after_cap_s: float = 20.0
     total_deadline_s: float = 600.0
-    # Fires before headers arrive, and for streams until the first chunk is in hand.
+    # Streams: until the first chunk is in hand.
     first_byte_timeout_s: float = 120.0
+    # Non-streaming calls: until the whole answer is in (a long reasoning completion sends
+    # nothing before it is done). Both are also bounded by the provider's total timeout.
+    completion_timeout_s: float = 600.0
+    # Retry a timed-out call on the same target even though the upstream had the request
+    # (it may still be running, and billed, there). Failing over to another target is
+    # always allowed.
+    retry_timeouts: bool = False
     stream_idle_timeout_s: float = 120.0
     breaker_failure_ratio: float = 0.5
     breaker_min_requests: int = 10
@@ -58,6 +67,8 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
         retry_after_cap_s=cp.duration(s, "retry_after_cap", path, d.retry_after_cap_s),
         total_deadline_s=cp.duration(s, "total_deadline", path, d.total_deadline_s),
         first_byte_timeout_s=cp.duration(s, "first_byte_timeout", path, d.first_byte_timeout_s),
+        completion_timeout_s=cp.duration(s, "completion_timeout", path, d.completion_timeout_s),
+        retry_timeouts=cp.boolean(s, "retry_timeouts", path, d.retry_timeouts),
         stream_idle_timeout_s=cp.duration(s, "stream_idle_timeout", path, d.stream_idle_timeout_s),
         breaker_failure_ratio=float(ratio),
         breaker_min_requests=cp.integer(

@@ -90,3 +90,21 @@ def test_properties(steps: list[tuple[float, bool, bool]]) -> None:
                 assert 0 <= failures <= total + 1e-9
                 if breaker.state is State.CLOSED and total >= POLICY.min_requests:
                     assert failures / total < POLICY.failure_ratio  # would have tripped
+
+
+def test_a_probe_slot_given_back_frees_only_that_slot() -> None:
+    """core.lease gives a slot back when an attempt ends with nothing to record; a stale
+    number (the slot was already ended, or the breaker re-tripped) frees nothing."""
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    first = breaker.permit(5.0)
+    assert first and breaker.permit(5.1) is None  # one probe at a time
+    breaker.release(first)
+    second = breaker.permit(5.2)
+    assert second and second != first
+    breaker.release(first)  # stale: the second probe keeps its slot
+    assert breaker.permit(5.3) is None
+    breaker.trip(5.4)
+    breaker.release(second)  # open again: nothing to give back
+    assert breaker.state is State.OPEN and breaker.permit(6.0) is None
+    assert Breaker(POLICY).permit(0.0) == 0  # closed: let through, no slot to give back

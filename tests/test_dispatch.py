@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.adapters.base import JSON, Capabilities, Target
-from core.dispatch import plan
+from core.planning import plan_chat as plan
 from core.routing import Candidate, ModelRegistry, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError

@@ -8,6 +8,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -18,7 +19,7 @@ from core.dispatch import Dispatcher
 from core.keypool import KeyPools
 from core.latency import LatencyTracker
 from core.limits import Settlements
-from core.planning import Attempt
+from core.planning import Attempt, plan_chat
 from core.routing import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
@@ -191,10 +192,11 @@ def test_weighted_order_follows_weights() -> None:
     dispatcher, _ = setup(("a", Scripted([]), ("k",)))
     route = _route("weighted", (8.0, 1.0, 1.0))
     firsts = Counter(
-        dispatcher.plan(route, {"model": "m", "messages": []})[0].target.model for _ in range(2000)
+        dispatcher.plan(route, {"model": "m", "messages": []}, plan_chat)[0].target.model
+        for _ in range(2000)
     )
     assert firsts["a"] > 1400 and firsts["b"] > 100 and firsts["c"] > 100
-    assert all(len(dispatcher.plan(route, {"model": "m"})) == 3 for _ in range(10))
+    assert all(len(dispatcher.plan(route, {"model": "m"}, plan_chat)) == 3 for _ in range(10))
 
 
 def test_least_latency_prefers_the_fastest_observed() -> None:
@@ -202,4 +204,58 @@ def test_least_latency_prefers_the_fastest_observed() -> None:
     for label, seconds in (("a/a", 0.9), ("b/b", 0.1), ("c/c", 0.5)):
         dispatcher.latency.observe(label, seconds)
     route = _route("least_latency", (1.0, 1.0, 1.0))
-    assert [a.target.model for a in dispatcher.plan(route, {"model": "m"})] == ["b", "c", "a"]
+    ordered = dispatcher.plan(route, {"model": "m"}, plan_chat)
+    assert [a.target.model for a in ordered] == ["b", "c", "a"]
+
+
+class Slow(Scripted):
+    """Answers after `delay_s`: longer than a test's completion timeout."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__([])
+        self.delay_s = delay_s
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
+        self.keys.append(None)
+        await asyncio.sleep(self.delay_s)
+        return OK
+
+
+TIMEOUTS = replace(FAST, completion_timeout_s=0.05, first_byte_timeout_s=0.05)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_timeout_after_the_upstream_had_the_request_is_not_retried(stream: bool) -> None:
+    only = Slow(1.0)
+    dispatcher, attempts = setup(("a", only, ("k",)), policy=TIMEOUTS)
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(dispatcher.open_stream(attempts) if stream else dispatcher.complete(attempts))
+    assert info.value.status == 504 and info.value.failure_class is FailureClass.TIMEOUT
+    assert len(only.keys) == 1 and info.value.attempts == 1
+
+
+def test_retry_timeouts_opts_in_to_retrying_the_same_target() -> None:
+    only = Slow(1.0)
+    policy = replace(TIMEOUTS, retry_timeouts=True)
+    dispatcher, attempts = setup(("a", only, ("k",)), policy=policy)
+    with pytest.raises(ProviderError):
+        run(dispatcher, attempts)
+    assert len(only.keys) == 1 + policy.max_retries
+
+
+def test_a_timeout_still_fails_over_to_another_target() -> None:
+    slow, other = Slow(1.0), Scripted([])
+    dispatcher, attempts = setup(("a", slow, ("k",)), ("b", other, ("k",)), policy=TIMEOUTS)
+    _, outcome = run(dispatcher, attempts)
+    assert outcome.target.model == "b" and outcome.failovers == 1 and len(slow.keys) == 1
+
+
+def test_the_completion_timeout_is_bounded_by_the_providers_total_timeout() -> None:
+    """Else the transport's total timeout would fire first and look like a connect failure."""
+    slow = Slow(1.0)
+    dispatcher, attempts = setup(("a", slow, ("k",)), policy=replace(FAST, max_retries=2))
+    short = replace(attempts[0].target.provider, timeout_s=0.05)
+    attempts[0].target = Target(short, "a", "k")
+    with pytest.raises(ProviderError) as info:
+        run(dispatcher, attempts)
+    assert info.value.status == 504 and len(slow.keys) == 1

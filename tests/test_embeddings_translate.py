@@ -15,7 +15,7 @@ from core.embeddings.bedrock import BedrockEmbeddings, family
 from core.embeddings.gemini import GEMINI
 from core.embeddings.mock import MOCK, pseudo_embedding
 from core.embeddings.openai import AZURE, OPENAI
-from core.embeddings.plan import plan
+from core.embeddings.plan import plan_embeddings as plan
 from core.embeddings.request import EmbeddingRequest, validate_embeddings
 from core.embeddings.response import encode, float32_base64
 from core.routing import Candidate, Route

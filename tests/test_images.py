@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from core.adapters.base import JSON, Capabilities, Target
-from core.dispatch import _Payloads, plan
+from core.dispatch import _Payloads
 from core.images import ImageFetcher, ImageLimits, sniff
+from core.planning import plan_chat as plan
 from core.routing import Candidate, ModelRegistry
 from shared.config import ProviderConfig
 from shared.errors import GatewayError

@@ -8,10 +8,12 @@ import anthropic
 import pytest
 
 from core.adapters.base import Capabilities, Target
-from core.messages.plan import Direct, Group, plan
+from core.messages.plan import Direct
+from core.messages.plan import plan_messages as plan
 from core.messages.request import to_canonical
 from core.messages.response import anthropic_usage, message_id, to_message
 from core.messages.validate import validate_request
+from core.planning import Attempt
 from core.routing import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
@@ -462,9 +464,8 @@ def test_top_k_goes_only_to_targets_that_declare_it() -> None:
     steps = plan(
         route(candidate("a", "openai"), candidate("g", "gemini", DECLARES_TOP_K)), request(top_k=5)
     )
-    [group] = steps
-    assert isinstance(group, Group)
-    [attempt] = group.attempts  # the strict route skips the target that cannot take top_k
+    [attempt] = steps  # the strict route skips the target that cannot take top_k
+    assert isinstance(attempt, Attempt)
     assert attempt.target.provider.name == "g" and attempt.payload["top_k"] == 5
 
 
@@ -472,24 +473,25 @@ def test_strict_route_rejects_what_no_target_takes_and_lenient_drops_it() -> Non
     with pytest.raises(GatewayError) as info:
         plan(route(candidate("a", "openai")), request(top_k=5))
     assert info.value.param == "top_k" and info.value.status == 400
-    [group] = plan(route(candidate("a", "openai"), strict=False), request(top_k=5, mcp_servers=[]))
-    assert isinstance(group, Group)
-    assert "top_k" not in group.attempts[0].payload
-    assert group.attempts[0].dropped == ("top_k", "mcp_servers")
+    [attempt] = plan(
+        route(candidate("a", "openai"), strict=False), request(top_k=5, mcp_servers=[])
+    )
+    assert isinstance(attempt, Attempt)
+    assert "top_k" not in attempt.payload
+    assert attempt.dropped == ("top_k", "mcp_servers")
 
 
 def test_thinking_hint_is_dropped_where_it_cannot_be_taken() -> None:
     thinking = {"type": "enabled", "budget_tokens": 20000}
-    [group] = plan(
+    first, second = plan(
         route(candidate("a", "openai"), candidate("b", "x", NO_EFFORT)), request(thinking=thinking)
     )
-    assert isinstance(group, Group)
-    first, second = group.attempts
+    assert isinstance(first, Attempt) and isinstance(second, Attempt)
     assert first.payload["reasoning_effort"] == "high" and first.dropped == ()
     assert "reasoning_effort" not in second.payload and second.dropped == ("thinking",)
 
 
-def test_mixed_route_keeps_order_and_groups_translated_targets() -> None:
+def test_mixed_route_keeps_order() -> None:
     steps = plan(
         route(
             candidate("c1", "anthropic"),
@@ -499,8 +501,8 @@ def test_mixed_route_keeps_order_and_groups_translated_targets() -> None:
         ),
         request(),
     )
-    assert [type(s) for s in steps] == [Direct, Group, Direct]
-    assert [a.target.provider.name for a in steps[1].attempts] == ["o1", "o2"]  # type: ignore[union-attr]
+    assert [type(s) for s in steps] == [Direct, Attempt, Attempt, Direct]
+    assert [s.target.provider.name for s in steps] == ["c1", "o1", "o2", "c2"]
 
 
 def test_anthropic_targets_serve_what_translation_cannot() -> None:

@@ -11,7 +11,7 @@ import pytest
 from core.adapters.base import ProviderError, StreamEvent, Target
 from core.adapters.openai_compat import ADAPTER, OpenAIStreamParser
 from core.adapters.presets import GENERIC, PRESETS, resolve
-from core.dispatch import plan
+from core.planning import plan_chat as plan
 from core.routing import Candidate, Route
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError

@@ -27,6 +27,24 @@ def fake() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+def _providers(fake: FakeOpenAI) -> dict[str, dict[str, object]]:
+    def at_fake(**keys: object) -> dict[str, object]:
+        return {"kind": "openai", "base_url": fake.base_url, "allow_any_model": True, **keys}
+
+    return {
+        "fake": at_fake(api_key="sk-test"),
+        "pool": at_fake(api_keys=["sk-bad", "sk-good"]),
+        "down": {
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "api_key": "sk-x",
+        },
+        # Its own breaker: the timeout tests' failures stay out of the other tests' way.
+        "slow": at_fake(api_key="sk-test"),
+        "breaky": at_fake(api_key="sk-test"),
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
     def to(model: str) -> dict[str, str]:
@@ -36,6 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
         "core": {
             "resilience": {
                 "first_byte_timeout": "1s",
+                "completion_timeout": "2s",
                 "stream_idle_timeout": "1s",
                 "max_retries": 2,
                 "backoff_base": "10ms",
@@ -46,31 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
                 "breaker_open_for": "30s",
             }
         },
-        "providers": {
-            "fake": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            },
-            "pool": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_keys": ["sk-bad", "sk-good"],
-                "allow_any_model": True,
-            },
-            "down": {
-                "kind": "openai",
-                "base_url": f"http://127.0.0.1:{free_port()}/v1",
-                "api_key": "sk-x",
-            },
-            "breaky": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            },
-        },
+        "providers": _providers(fake),
         "models": {
             "stall-fallback": {"targets": [to("stall-headers"), to("gpt-fake")]},
             "503-fallback": {"targets": [to("fail-503"), to("gpt-fake")]},
@@ -247,3 +242,37 @@ def test_a_client_that_hangs_up_mid_stream_is_still_accounted(stack: Stack) -> N
     logs = stack.wait_for_log("interlock.usage", '"tenant":"hangup-tenant"')
     line = next(line for line in logs.splitlines() if '"tenant":"hangup-tenant"' in line)
     assert '"outcome":"cancelled"' in line and '"usage_estimated":true' in line
+
+
+# --- timeouts by kind (issue 9): first_byte_timeout 1s for streams, completion_timeout 2s ---
+
+
+def test_a_completion_slower_than_the_first_byte_timeout_succeeds(
+    stack: Stack, fake: FakeOpenAI
+) -> None:
+    fake.calls.clear()
+    response = create(stack, "slow/slow-1500")
+    assert response.parse().choices[0].message.content == TEXT
+    assert response.headers["x-interlock-attempts"] == "1"
+    assert fake.calls["slow-1500"] == 1
+
+
+def test_a_completion_past_its_timeout_is_attempted_once(stack: Stack, fake: FakeOpenAI) -> None:
+    """The upstream had the request: retrying it on the same target would run (and bill) it
+    again, so the 504 comes after one attempt although max_retries is 2."""
+    fake.calls.clear()
+    with pytest.raises(openai.APIStatusError) as info:
+        create(stack, "slow/slow-3000")
+    assert info.value.status_code == 504
+    assert info.value.response.headers["x-interlock-attempts"] == "1"
+    assert fake.calls["slow-3000"] == 1
+
+
+def test_a_stream_without_a_first_chunk_in_time_is_attempted_once(
+    stack: Stack, fake: FakeOpenAI
+) -> None:
+    fake.calls.clear()
+    with pytest.raises(openai.APIStatusError) as info:
+        create(stack, "slow/slow-1500", stream=True)
+    assert info.value.status_code == 504
+    assert fake.calls["slow-1500"] == 1

@@ -23,7 +23,7 @@ from core.admission import admit
 from core.chat import record_failure, resolve_route, served_headers
 from core.dispatch import Dispatcher
 from core.embeddings.mock import MockEmbeddings
-from core.embeddings.plan import Attempt, plan
+from core.embeddings.plan import Attempt, plan_embeddings
 from core.embeddings.request import estimate_input_tokens, validate_embeddings
 from core.embeddings.response import Embedded, encode
 from core.embeddings.sender import Sender
@@ -69,7 +69,8 @@ class EmbeddingsEndpoint:
         payload = parse_json_object(raw)
         embedding_request = validate_embeddings(payload)
         model = embedding_request.model
-        attempts = plan(resolve_route(self._registry, caller, model), embedding_request)
+        route = resolve_route(self._registry, caller, model)
+        attempts = self._dispatcher.plan(route, embedding_request, plan_embeddings)
         tokens = estimate_input_tokens(embedding_request)
         admission = await admit(self._limiter, caller, payload, tokens)
         started = time.perf_counter()

@@ -1,6 +1,7 @@
-"""Which of a route's targets can serve an embeddings request, in route order.
+"""Which of a route's targets can serve an embeddings request, in route order (the Dispatcher
+orders the route by its strategy first).
 
-Mirrors chat planning (core.dispatch.plan): a target is skipped when its provider kind has no
+Mirrors chat planning (core.planning.plan_chat): a target is skipped when its provider kind has no
 embeddings API (anthropic), its model is not an embedding model, or it cannot take this input
 (token ids) or these dimensions. Params a target does not honour are a 400 naming the param in
 strict mode, or dropped and reported in lenient mode. When no target is left, the client gets
@@ -61,7 +62,7 @@ def _check(
     return Attempt(target, translator, replace(request, payload=payload), tuple(unsupported))
 
 
-def plan(route: Route, request: EmbeddingRequest) -> list[Attempt]:
+def plan_embeddings(route: Route, request: EmbeddingRequest) -> list[Attempt]:
     extra = request.extra_params()
     attempts: list[Attempt] = []
     problems: list[Problem] = []

@@ -1,31 +1,31 @@
 """POST /v1/messages: validate, resolve, plan, call with failover, answer as Anthropic does.
 
-Failover runs across both kinds of step until the first byte reaches the client: a passthrough
-failure can fall back to a translated target and the other way round, on the same failure
-classes chat uses. Every error leaves in the Anthropic envelope; an upstream Anthropic error
-body is relayed with its own status (except auth failures, masked by passthrough).
+One Dispatcher run covers both kinds of step until the first byte reaches the client: a
+passthrough failure can fall back to a translated target and the other way round, on the same
+failure classes, timeouts, breakers and key leases chat uses. Every error leaves in the Anthropic
+envelope; an upstream Anthropic error body is relayed with its own status (except auth failures,
+masked by passthrough).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from core import accounting, dispatch
+from core import accounting
 from core.adapters.base import JSON, ProviderError, Target
 from core.admission import admit, estimate_tokens, prompt_estimate
 from core.chat import SSE_HEADERS, record_failure, resolve_route, served_headers
-from core.dispatch import Dispatcher, ImageInliner, Outcome
+from core.dispatch import Dispatcher, ImageInliner, Outcome, completion_call, stream_call
 from core.identity import Caller
 from core.limits import UNLIMITED, Admission, TenantLimiter
 from core.messages.passthrough import Passthrough, PassthroughStream, RelayedError
-from core.messages.plan import Direct, Step, plan
+from core.messages.plan import Direct, Step, plan_messages
 from core.messages.response import to_message
 from core.messages.stream import AnthropicStreamEncoder
 from core.messages.validate import validate_request
@@ -33,8 +33,6 @@ from core.relay import relay
 from core.routing import ModelRegistry
 from core.validate import parse_json_object
 from shared.http import JSON_MEDIA
-
-log = logging.getLogger("interlock.core")
 
 SSE_MEDIA = "text/event-stream; charset=utf-8"
 _CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -105,90 +103,68 @@ class MessagesEndpoint:
         payload = parse_json_object(raw)
         stream = validate_request(payload)
         call = _Call(caller, payload, raw, request)
-        steps = plan(resolve_route(self._registry, caller, call.model), payload)
+        route = resolve_route(self._registry, caller, call.model)
+        steps = self._dispatcher.plan(route, payload, plan_messages)
         call.admission = await admit(self._limiter, caller, payload)
         try:
-            return await self._serve(call, steps, stream)
+            return await (self._stream(call, steps) if stream else self._complete(call, steps))
+        except ProviderError as error:
+            call.settled = True
+            record_failure(caller, call.model, error, call.started, call.admission)
+            if isinstance(error, RelayedError):
+                headers = {**error.headers, "x-request-id": caller.request_id}
+                return Response(error.body, error.status, headers, JSON_MEDIA)
+            raise
         except BaseException:
             if not call.settled:
                 call.admission.settle(0)
             raise
 
-    async def _serve(self, call: _Call, steps: list[Step], stream: bool) -> Response:
-        caller = call.caller
-        offset = 0
-        for number, step in enumerate(steps, start=1):
-            try:
-                more = number < len(steps)
-                if stream:
-                    return await self._stream(call, step, offset, more)
-                return await self._complete(call, step, offset, more)
-            except ProviderError as error:
-                error.attempts += offset
-                if number < len(steps) and error.failure_class in dispatch.FAILOVER_CLASSES:
-                    label = error.target.label if error.target else "?"
-                    log.warning("failover from %s: %s", label, error.failure_class)
-                    offset = error.attempts
-                    continue
-                call.settled = True
-                record_failure(caller, call.model, error, call.started, call.admission)
-                if isinstance(error, RelayedError):
-                    headers = {**error.headers, "x-request-id": caller.request_id}
-                    return Response(error.body, error.status, headers, JSON_MEDIA)
-                raise
-        raise AssertionError("plan() never returns an empty list")
+    async def _complete(self, call: _Call, steps: list[Step]) -> Response:
+        translated = completion_call(self._inliner)
 
-    async def _complete(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
-        if isinstance(step, Direct):
+        async def send(step: Step, target: Target) -> tuple[bytes, JSON | None] | JSON:
+            if isinstance(step, Direct):
+                return await self._passthrough.complete(
+                    target, call.payload, call.raw, call.client_headers
+                )
+            return await translated(step, target)
 
-            async def send(direct: Direct, target: Target) -> tuple[bytes, JSON | None]:
-                async with asyncio.timeout(self._dispatcher.policy.first_byte_timeout_s):
-                    return await self._passthrough.complete(
-                        target, call.payload, call.raw, call.client_headers
-                    )
-
-            (body, usage), outcome = await self._dispatcher.run(
-                [step], send, estimate_tokens(call.payload), more
-            )
-            outcome.attempts += offset
+        result, outcome = await self._dispatcher.run(steps, send, estimate_tokens(call.payload))
+        if isinstance(result, tuple):  # passthrough: the upstream's own Message bytes
+            body, usage = result
         else:
-            result, outcome = await self._dispatcher.complete(
-                step.attempts, self._inliner, estimate_tokens(call.payload), more
-            )
-            outcome.attempts += offset
             usage = result.get("usage")
             message = to_message(result, call.fallback_id(), outcome.target.model, call.stop)
             body = orjson.dumps(message)
         call.account(outcome, usage, "ok")
         return Response(body, media_type=JSON_MEDIA, headers=call.headers(outcome))
 
-    async def _stream(self, call: _Call, step: Step, offset: int, more: bool) -> Response:
-        if isinstance(step, Direct):
+    async def _stream(self, call: _Call, steps: list[Step]) -> Response:
+        translated = stream_call(self._inliner)
 
-            async def open_direct(direct: Direct, target: Target) -> PassthroughStream:
-                async with asyncio.timeout(self._dispatcher.policy.first_byte_timeout_s):
-                    return await self._passthrough.open_stream(
-                        target, call.payload, call.raw, call.client_headers
-                    )
+        async def open_step(
+            step: Step, target: Target
+        ) -> PassthroughStream | tuple[JSON | None, AsyncIterator[JSON]]:
+            if isinstance(step, Direct):
+                return await self._passthrough.open_stream(
+                    target, call.payload, call.raw, call.client_headers
+                )
+            return await translated(step, target)
 
-            upstream, outcome = await self._dispatcher.run(
-                [step], open_direct, estimate_tokens(call.payload), more
-            )
-            outcome.attempts += offset
-            body = upstream.relay(lambda usage, status: call.account(outcome, usage, status))
+        opened, outcome = await self._dispatcher.run(
+            steps, open_step, estimate_tokens(call.payload), streaming=True
+        )
+
+        def on_end(usage: dict[str, Any] | None, status: str) -> None:
+            call.account(outcome, usage, status)
+
+        if isinstance(opened, PassthroughStream):
+            body = opened.relay(on_end)
         else:
-            first, chunks, outcome = await self._dispatcher.open_stream(
-                step.attempts, self._inliner, estimate_tokens(call.payload), more
-            )
-            outcome.attempts += offset
+            first, chunks = opened
             encoder = AnthropicStreamEncoder(call.fallback_id(), outcome.target.model, call.stop)
-            body = relay(
-                first,
-                chunks,
-                encoder,
-                lambda usage, status: call.account(outcome, usage, status),
-                prompt_estimate(call.payload),
-            )
+            body = relay(first, chunks, encoder, on_end, prompt_estimate(call.payload))
         return StreamingResponse(
             body, media_type=SSE_MEDIA, headers={**SSE_HEADERS, **call.headers(outcome)}
         )

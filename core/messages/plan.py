@@ -1,20 +1,21 @@
 """Planning a Messages request over a route that may mix Anthropic and other targets.
 
 Anthropic targets are served by passthrough and always qualify. The others need the request
-translated, then go through dispatch.plan (capabilities, strict/lenient params) like chat, plus
-the Anthropic-only fields: `top_k` only where declared, the `thinking` hint only where it can be
-taken, untranslatable fields per the route's strict/lenient rule. Consecutive translated targets
-form one group, so dispatch fails over inside it and fetches remote images once per request.
+translated, then go through chat planning (capabilities, strict/lenient params), plus the
+Anthropic-only fields: `top_k` only where declared, the `thinking` hint only where it can be
+taken, untranslatable fields per the route's strict/lenient rule. The result is one list in
+route order (the Dispatcher orders the route by its strategy first) that the Dispatcher runs as
+one failover sequence: a passthrough failure can fall back to a translated target and the other
+way round, and remote images are fetched once per request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core import dispatch
 from core.adapters.base import JSON, Capabilities, Target
-from core.dispatch import Attempt
 from core.messages.request import Translated, to_canonical
+from core.planning import Attempt, plan_chat
 from core.routing import Route
 from shared.errors import GatewayError
 
@@ -29,14 +30,8 @@ class Direct:
     dropped: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class Group:
-    """Consecutive translated targets, handed to dispatch together."""
-
-    attempts: list[Attempt]
-
-
-Step = Direct | Group
+# A passthrough target, or a translated one with its canonical payload.
+Step = Direct | Attempt
 
 
 def _unsupported(label: str, field: str) -> GatewayError:
@@ -83,7 +78,7 @@ def _translated_attempts(route: Route, payload: JSON, mixed: bool) -> dict[int, 
     caps = {id(c.target): c.capabilities for c in others}
     usable: dict[int, Attempt] = {}
     problem: GatewayError | None = None
-    for attempt in dispatch.plan(sub, translated.canonical):
+    for attempt in plan_chat(sub, translated.canonical):
         adjusted = _adjust(attempt, caps[id(attempt.target)], translated, route.strict_params)
         if isinstance(adjusted, GatewayError):
             problem = problem or adjusted
@@ -94,7 +89,7 @@ def _translated_attempts(route: Route, payload: JSON, mixed: bool) -> dict[int, 
     return usable
 
 
-def plan(route: Route, payload: JSON) -> list[Step]:
+def plan_messages(route: Route, payload: JSON) -> list[Step]:
     """Steps in route order; raises the first reason no target can serve the request."""
     kinds = [c.target.provider.kind == ANTHROPIC_KIND for c in route.candidates]
     translated: dict[int, Attempt] = {}
@@ -109,13 +104,6 @@ def plan(route: Route, payload: JSON) -> list[Step]:
     for candidate, is_anthropic in zip(route.candidates, kinds, strict=True):
         if is_anthropic:
             steps.append(Direct(candidate.target))
-            continue
-        attempt = translated.get(id(candidate.target))
-        if attempt is None:
-            continue
-        last = steps[-1] if steps else None
-        if isinstance(last, Group):
-            last.attempts.append(attempt)
-        else:
-            steps.append(Group([attempt]))
+        elif (attempt := translated.get(id(candidate.target))) is not None:
+            steps.append(attempt)
     return steps

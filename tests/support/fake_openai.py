@@ -12,6 +12,7 @@ Scripted by the requested model name:
   error-after-200      -> stream: two chunks, then an in-stream error object
   cut-stream           -> stream: two chunks, then the connection drops without [DONE]
   slow-first-byte      -> waits 0.3 s before answering
+  slow-<ms>            -> waits <ms> milliseconds before sending headers (timeouts by kind)
   tool-calls           -> two parallel tool calls, streamed interleaved
   tool-loop            -> the same two calls until the last message is a tool result, then
                           "Tool results: <the tool messages' contents joined by ' | '>"
@@ -319,6 +320,8 @@ class FakeOpenAI(FakeServer):
             )
         if model == "slow-first-byte":
             await asyncio.sleep(0.3)
+        elif model.startswith("slow-") and model[5:].isdigit():
+            await asyncio.sleep(int(model[5:]) / 1000)
         tools, text, usage = _answer(model, body)
         if not stream:
             return web.Response(
