@@ -91,9 +91,8 @@ def _merge(base: JSONSchema, extra: JSONSchema) -> JSONSchema:
 
 def _convert(raw: JSONSchema, defs: dict[str, Any], depth: int) -> JSONSchema:
     schema = _resolve(raw, defs, depth)
-    out: JSONSchema = {}
     if schema is None:
-        out["type"] = "OBJECT"
+        out: JSONSchema = {"type": "OBJECT"}
         if isinstance(raw.get("description"), str):
             out["description"] = raw["description"]
         return out
@@ -109,19 +108,40 @@ def _convert(raw: JSONSchema, defs: dict[str, Any], depth: int) -> JSONSchema:
         else:
             raw_type = kinds[0] if kinds else None
     if isinstance(variants, list) and variants:
-        members = [v for v in variants if isinstance(v, dict)]
-        non_null = [v for v in members if v.get("type") != "null"]
-        nullable = nullable or len(non_null) < len(members)
-        if len(non_null) == 1:
-            single = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-            out = _convert(_merge(single, non_null[0]), defs, depth + 1)
-        elif non_null:
-            out["anyOf"] = [_convert(v, defs, depth + 1) for v in non_null]
-            if isinstance(schema.get("description"), str):
-                out["description"] = schema["description"]
-        if nullable:
-            out["nullable"] = True
-        return out
+        out = _convert_variants(schema, variants, defs, depth)
+        nullable = nullable or bool(out.pop("nullable", False))
+    else:
+        out = _convert_typed(schema, raw_type, defs, depth)
+    if nullable:
+        out["nullable"] = True
+    return out
+
+
+def _convert_variants(
+    schema: JSONSchema, variants: list[Any], defs: dict[str, Any], depth: int
+) -> JSONSchema:
+    """anyOf/oneOf (or a list of types): one non-null member is merged into the schema, several
+    stay anyOf; a null member makes the result nullable."""
+    members = [v for v in variants if isinstance(v, dict)]
+    non_null = [v for v in members if v.get("type") != "null"]
+    out: JSONSchema = {}
+    if len(non_null) == 1:
+        single = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+        out = _convert(_merge(single, non_null[0]), defs, depth + 1)
+    elif non_null:
+        out["anyOf"] = [_convert(v, defs, depth + 1) for v in non_null]
+        if isinstance(schema.get("description"), str):
+            out["description"] = schema["description"]
+    if len(non_null) < len(members):
+        out["nullable"] = True
+    return out
+
+
+def _convert_typed(
+    schema: JSONSchema, raw_type: Any, defs: dict[str, Any], depth: int
+) -> JSONSchema:
+    """One JSON Schema type (given or inferred) in Gemini's subset."""
+    out: JSONSchema = {}
     gemini_type = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
     if gemini_type is None:
         gemini_type = _infer_type(schema)
@@ -151,8 +171,6 @@ def _convert(raw: JSONSchema, defs: dict[str, Any], depth: int) -> JSONSchema:
             required = [r for r in schema.get("required") or () if r in props]
             if required:
                 out["required"] = required
-    if nullable:
-        out["nullable"] = True
     return out
 
 
