@@ -57,13 +57,16 @@ class Pipeline(Generic[Q, S, R]):
             if response is None:
                 raise RuntimeError(f"{self.stage_names} left the request without a response")
         except ProviderError as error:
+            if x.admission is None:
+                raise
             self._account.failed(x, error)
             relayed = self._spec.relayed(x, error)
             if relayed is None:
                 raise
             return relayed
         except BaseException:
-            self._account.released(x)
+            if x.admission is not None:
+                self._account.released(x)
             raise
         if not x.request.stream:
             self._account.served(x, x.usage, "ok")
