@@ -10,7 +10,7 @@ status (except auth failures, masked by passthrough).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import orjson
@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from core.adapters.base import JSON, ProviderError, Target
 from core.admission import estimate_tokens, prompt_estimate
-from core.dispatch import ImageInliner, Opened, completion_call, stream_call
+from core.dispatch import Attempt, ImageInliner, Opened, completion_call, stream_call
 from core.messages.passthrough import Passthrough, PassthroughStream, RelayedError
 from core.messages.plan import Direct, Step, plan_messages
 from core.messages.response import to_message
@@ -84,26 +84,19 @@ class MessagesApi:
         return estimate_tokens(request.payload)
 
     def call(self, x: MessagesExchange) -> Call[Step, Completed | Streamed]:
-        request, passthrough = x.request, self._passthrough
+        """Passthrough steps send the client's own request; translated ones the canonical."""
+        request = x.request
+        direct: Callable[[Target, JSON, bytes, Mapping[str, str]], Awaitable[Completed | Streamed]]
+        canonical: Call[Attempt, Completed | Streamed]
         if request.stream:
-            opened = stream_call(self._inliner)
+            direct, canonical = self._passthrough.open_stream, stream_call(self._inliner)
+        else:
+            direct, canonical = self._passthrough.complete, completion_call(self._inliner)
 
-            async def open_step(step: Step, target: Target) -> Streamed:
-                if isinstance(step, Direct):
-                    return await passthrough.open_stream(
-                        target, request.payload, request.raw, request.client_headers
-                    )
-                return await opened(step, target)
-
-            return open_step
-        completed = completion_call(self._inliner)
-
-        async def send(step: Step, target: Target) -> Completed:
+        async def send(step: Step, target: Target) -> Completed | Streamed:
             if isinstance(step, Direct):
-                return await passthrough.complete(
-                    target, request.payload, request.raw, request.client_headers
-                )
-            return await completed(step, target)
+                return await direct(target, request.payload, request.raw, request.client_headers)
+            return await canonical(step, target)
 
         return send
 
