@@ -183,3 +183,28 @@ def test_a_request_cancelled_during_dispatch_is_accounted_once() -> None:
     asyncio.run(scenario())
     assert account.calls == [("released", "")]
     assert parts.pending_tokens() == -ESTIMATE
+
+
+def test_a_stage_that_answers_ends_the_list() -> None:
+    """A stage placed before admission that can answer alone (a cache hit): nothing after it
+    runs, so nothing is admitted, dispatched or accounted."""
+
+    class Answers:
+        name = "answers"
+
+        async def __call__(self, x: Exchange[Any, Any, Any]) -> None:
+            x.response = Response(b"from elsewhere")
+
+    parts, account, ran = core(rpm=1), CountingAccount(), []
+    read, validate, resolve, plan, *rest = standard_stages(
+        parts.registry, parts.dispatcher, parts.limiter
+    )
+    stages = [Traced(s, ran) for s in (read, validate, resolve, plan, Answers(), *rest)]
+    pipeline = Pipeline(FakeApi(), stages, account)
+    for _ in range(2):  # the tenant's one request a minute is never taken
+        response = asyncio.run(pipeline(http_request(), caller(), body()))
+        assert response.body == b"from elsewhere"
+    assert ran == ["read", "validate", "resolve", "plan", "answers"] * 2
+    assert account.calls == []
+    served = asyncio.run(parts.pipeline(FakeApi())(http_request(), caller(), body()))
+    assert served.status_code == 200

@@ -2,11 +2,13 @@
 
     read -> validate -> resolve -> plan -> admit -> dispatch -> encode -> account
 
-A stage that raises ends the request. Before admission nothing is held, so the error simply
-leaves in the API's envelope (core.app). After it, account closes the request: a ProviderError
-(no target served) is logged as a failure, anything else (an image that could not be fetched,
-a cancelled request) settles the reservation to zero. A complete answer is accounted once
-encoded; a stream when it ends, however it ends (`Exchange.finish`).
+A stage that answers (sets `x.response`: encode, or a stage before it that can answer alone,
+such as a cache) ends the list; one that raises ends the request. Before admission nothing is
+held, so an error simply leaves in the API's envelope (core.app) and an answer needs no
+accounting. After it, account closes the request: a ProviderError (no target served) is logged
+as a failure, anything else (an image that could not be fetched, a cancelled request) settles
+the reservation to zero. A complete answer is accounted once encoded; a stream when it ends,
+however it ends (`Exchange.finish`).
 
 Spans go around `await stage(x)` in `__call__`: one place covers every stage of every API.
 """
@@ -53,6 +55,8 @@ class Pipeline(Generic[Q, S, R]):
         try:
             for stage in self._stages:
                 await stage(x)
+                if x.response is not None:  # answered (by encode, or a stage that can answer)
+                    break
             response = x.response
             if response is None:
                 raise RuntimeError(f"{self.stage_names} left the request without a response")
@@ -68,6 +72,6 @@ class Pipeline(Generic[Q, S, R]):
             if x.admission is not None:
                 self._account.released(x)
             raise
-        if not x.request.stream:
+        if x.admission is not None and not x.request.stream:
             self._account.served(x, x.usage, "ok")
         return response

@@ -173,7 +173,8 @@ def standard_stages(
         Validate(),
         Resolve(registry),
         Plan(dispatcher),
-        Admit(limiter),
+        # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
+        Admit(limiter),  # budget reservation belongs beside the rate-limit reservation
         Dispatch(dispatcher),
         Encode(),
-    )
+    )  # then Account (the runner's), where cost joins the usage record
