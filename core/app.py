@@ -15,17 +15,18 @@ from starlette.routing import Route
 from core import requestctx
 from core.breaker import BreakerPolicy
 from core.breakers import BreakerBoard
-from core.chat import ChatEndpoint
+from core.chat import ChatApi
 from core.dispatch import Dispatcher
-from core.embeddings import EmbeddingsEndpoint
+from core.embeddings import EmbeddingsApi
 from core.identity import Caller, HopVerifier
 from core.images import ImageFetcher
 from core.keypool import KeyPools
 from core.limits import Settlements, TenantLimiter
 from core.listeners import ListenerRouter
-from core.messages.handler import MessagesEndpoint
+from core.messages.handler import MessagesApi
 from core.messages.passthrough import Passthrough
 from core.metrics import render as render_metrics
+from core.pipeline import Pipeline, standard_stages
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
@@ -134,17 +135,11 @@ def create_app(config: Config) -> Starlette:
 
         return endpoint
 
-    chat = ChatEndpoint(state.registry, state.dispatcher, state.limiter, state.images.inline)
-    embeddings = EmbeddingsEndpoint(
-        state.registry, state.transports, state.dispatcher, state.limiter
-    )
-    messages = MessagesEndpoint(
-        state.registry,
-        state.dispatcher,
-        Passthrough(state.transports),
-        state.images.inline,
-        state.limiter,
-    )
+    # One pipeline (core.pipeline): every API runs the same stages with its own spec.
+    stages = standard_stages(state.registry, state.dispatcher, state.limiter)
+    chat = Pipeline(ChatApi(state.images.inline), stages)
+    embeddings = Pipeline(EmbeddingsApi(state.transports), stages)
+    messages = Pipeline(MessagesApi(Passthrough(state.transports), state.images.inline), stages)
 
     async def models(request: Request, caller: Caller, body: bytes) -> Response:
         created = state.registry.created
@@ -176,9 +171,9 @@ def create_app(config: Config) -> Starlette:
         )
 
     public = [
-        Route("/v1/chat/completions", authenticated(chat), methods=["POST"]),
-        Route("/v1/embeddings", authenticated(embeddings), methods=["POST"]),
-        Route("/v1/messages", authenticated(messages, "anthropic"), methods=["POST"]),
+        Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
+        Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
+        Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]

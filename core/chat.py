@@ -1,120 +1,78 @@
-"""/v1/chat/completions: validate, admit, resolve, dispatch, answer in the OpenAI format."""
+"""/v1/chat/completions (OpenAI's API): what chat brings to the pipeline (core.pipeline).
+
+Its validator (core.validate), chat planning (core.planning.plan_chat), the canonical calls
+(complete, or a stream opened to its first chunk; remote images inlined once per request), and
+its answer: the completion as JSON, or the stream in OpenAI's SSE format (core.relay).
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from core import accounting
-from core.adapters.base import ProviderError
-from core.admission import admit, estimate_tokens, prompt_estimate
-from core.dispatch import Dispatcher, ImageInliner, Outcome
-from core.identity import Caller
-from core.limits import Admission, TenantLimiter
+from core.adapters.base import JSON, ProviderError
+from core.admission import estimate_tokens, prompt_estimate
+from core.dispatch import Attempt, ImageInliner, Opened, completion_call, stream_call
+from core.pipeline.api import Call
+from core.pipeline.exchange import Exchange, json_response, sse_response
 from core.planning import plan_chat
 from core.relay import OpenAIStreamEncoder, relay
-from core.routing import ModelRegistry, Route
-from core.validate import parse_json_object, validate_chat
-from shared.errors import GatewayError
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+from core.routing import Route
+from core.validate import validate_chat
+from shared.errors import Api
 
 
-def resolve_route(registry: ModelRegistry, caller: Caller, model: str) -> Route:
-    if not caller.allows(model):
-        raise GatewayError(
-            403,
-            f"this token may not use the model '{model}'",
-            param="model",
-            code="model_not_allowed",
-        )
-    route = registry.resolve(model, caller.tier)
-    if route is None:
-        raise GatewayError(
-            404, f"the model '{model}' does not exist", param="model", code="model_not_found"
-        )
-    return route
+class ChatRequest:
+    """A validated chat request: the client's payload and how to answer it."""
+
+    __slots__ = ("include_usage", "model", "payload", "stream")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.stream, self.include_usage = validate_chat(payload)
+        self.model: str = payload["model"]
+        self.payload = payload
 
 
-def served_headers(caller: Caller, outcome: Outcome) -> dict[str, str]:
-    headers = {
-        "x-request-id": caller.request_id,
-        "x-interlock-provider": outcome.target.provider.name,
-        "x-interlock-model": outcome.target.model,
-        "x-interlock-attempts": str(outcome.attempts),
-        "x-interlock-failovers": str(outcome.failovers),
-        "x-interlock-retries": str(outcome.retries),
-    }
-    if outcome.dropped:
-        headers["x-interlock-dropped-params"] = ",".join(outcome.dropped)
-    return headers
+ChatExchange = Exchange[ChatRequest, Attempt, JSON | Opened]
 
 
-def record_failure(
-    caller: Caller,
-    model: str,
-    error: ProviderError,
-    started: float,
-    admission: Admission | None = None,
-) -> None:
-    accounting.record_failure(caller, model, error, started, admission)
-    error.headers["x-interlock-attempts"] = str(error.attempts)  # failures say what was tried
-    if admission is not None and admission.headers:
-        error.headers.update(admission.headers)
+class ChatApi:
+    """The chat API's part of the pipeline."""
 
+    __slots__ = ("_inliner",)
 
-class ChatEndpoint:
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        dispatcher: Dispatcher,
-        limiter: TenantLimiter | None = None,
-        inliner: ImageInliner | None = None,
-    ) -> None:
-        self._registry = registry
-        self._dispatcher = dispatcher
-        self._limiter = limiter
+    def __init__(self, inliner: ImageInliner | None = None) -> None:
         self._inliner = inliner
 
-    async def __call__(self, request: Request, caller: Caller, body: bytes) -> Response:
-        payload = parse_json_object(body)
-        stream, include_usage = validate_chat(payload)
-        model: str = payload["model"]
-        dispatcher = self._dispatcher
-        route = resolve_route(self._registry, caller, model)
-        attempts = dispatcher.plan(route, payload, plan_chat)
-        tokens = estimate_tokens(payload)
-        admission = await admit(self._limiter, caller, payload, tokens)
-        started = time.perf_counter()
-        try:
-            if stream:
-                first, chunks, outcome = await dispatcher.open_stream(
-                    attempts, self._inliner, tokens
-                )
-            else:
-                result, outcome = await dispatcher.complete(attempts, self._inliner, tokens)
-        except ProviderError as error:
-            record_failure(caller, model, error, started, admission)
-            raise
-        except BaseException:
-            admission.settle(0)  # e.g. an image could not be fetched: nothing was used
-            raise
-        headers = {**served_headers(caller, outcome), **admission.headers}
-        if not stream:
-            accounting.record(caller, model, outcome, result.get("usage"), "ok", started, admission)
-            return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+    @property
+    def api(self) -> Api:
+        return "openai"
 
-        def on_end(usage: dict[str, Any] | None, status: str) -> None:
-            accounting.record(caller, model, outcome, usage, status, started, admission)
+    def validate(self, x: ChatExchange) -> ChatRequest:
+        return ChatRequest(x.payload)
 
-        return StreamingResponse(
-            relay(
-                first, chunks, OpenAIStreamEncoder(include_usage), on_end, prompt_estimate(payload)
-            ),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **headers},
-        )
+    def plan(self, route: Route, request: ChatRequest) -> list[Attempt]:
+        return plan_chat(route, request.payload)
+
+    def estimate(self, request: ChatRequest) -> int:
+        return estimate_tokens(request.payload)
+
+    def call(self, x: ChatExchange) -> Call[Attempt, JSON | Opened]:
+        if x.request.stream:
+            return stream_call(self._inliner)
+        return completion_call(self._inliner)
+
+    def encode(self, x: ChatExchange) -> Response:
+        result, request = x.result, x.request
+        if not isinstance(result, tuple):
+            x.usage = result.get("usage")
+            return json_response(orjson.dumps(result), x.headers())
+        first, chunks = result
+        encoder = OpenAIStreamEncoder(request.include_usage)
+        body = relay(first, chunks, encoder, x.finish, prompt_estimate(request.payload))
+        return sse_response(body, x.headers())
+
+    def relayed(self, x: ChatExchange, error: ProviderError) -> Response | None:
+        return None

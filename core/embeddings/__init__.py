@@ -2,9 +2,9 @@
 
 request.py validates, plan.py picks the targets that can serve, one pure translator per
 provider family builds and parses (openai.py, gemini.py, bedrock.py, mock.py), sender.py does
-the I/O and endpoint.py ties it to admission, failover and accounting like chat.
+the I/O and endpoint.py is what embeddings bring to the one request pipeline (core.pipeline).
 """
 
-from core.embeddings.endpoint import EmbeddingsEndpoint
+from core.embeddings.endpoint import EmbeddingsApi
 
-__all__ = ["EmbeddingsEndpoint"]
+__all__ = ["EmbeddingsApi"]

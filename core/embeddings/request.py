@@ -35,6 +35,11 @@ class EmbeddingRequest:
     dimensions: int | None
 
     @property
+    def stream(self) -> bool:
+        """Embeddings are always answered whole."""
+        return False
+
+    @property
     def uses_tokens(self) -> bool:
         return bool(self.token_lists)
 

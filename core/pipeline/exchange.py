@@ -1,0 +1,109 @@
+"""One request on its way through the pipeline: what each stage hands the next.
+
+An `Exchange` is the only per-request object the pipeline adds (slotted, built once per
+request); stages fill it in order, so a stage reads only what an earlier one wrote: `payload`
+(read), `request` (validate), `route` (resolve), `steps` (plan), `tokens` and `admission`
+(admit), `result` and `outcome` (dispatch), `response` and, for a complete answer, `usage`
+(encode). Headers every API sends on success are built here from it, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Generic
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from core.adapters.base import JSON
+from core.dispatch import Outcome
+from core.identity import Caller
+from core.limits import Admission
+from core.pipeline.api import Q, R, S
+from core.routing import Route
+
+if TYPE_CHECKING:
+    from core.pipeline.api import ApiSpec
+    from core.pipeline.stages import Account
+
+# Streams must reach the client as they come: no cache, no proxy buffering.
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class Exchange(Generic[Q, S, R]):
+    """A request, its caller and what the stages have made of it so far."""
+
+    __slots__ = (
+        "account",
+        "accounted",
+        "admission",
+        "body",
+        "caller",
+        "http",
+        "outcome",
+        "payload",
+        "request",
+        "response",
+        "result",
+        "route",
+        "spec",
+        "started",
+        "steps",
+        "tokens",
+        "usage",
+    )
+    payload: JSON
+    request: Q
+    route: Route
+    steps: list[S]
+    tokens: int
+    result: R
+    outcome: Outcome
+
+    def __init__(
+        self, spec: ApiSpec[Q, S, R], account: Account, http: Request, caller: Caller, body: bytes
+    ) -> None:
+        self.spec = spec
+        self.account = account
+        self.http = http
+        self.caller = caller
+        self.body = body  # as received: the hop check matched it to its digest
+        self.started = time.perf_counter()  # the usage log's duration_ms counts from here
+        self.admission: Admission | None = None  # set once admitted: from then on, accounted
+        self.accounted = False  # the account stage has run (it runs at most once)
+        self.usage: dict[str, Any] | None = None
+        self.response: Response | None = None
+
+    def finish(self, usage: dict[str, Any] | None, status: str) -> None:
+        """A stream's end (core.relay's UsageSink): ok, cut by the upstream or cancelled by
+        the client, it is accounted with what it used."""
+        self.account.served(self, usage, status)
+
+    def headers(self) -> dict[str, str]:
+        """What served the request (x-request-id, x-interlock-*) and the tenant's
+        x-ratelimit-* headers."""
+        outcome = self.outcome
+        headers = {
+            "x-request-id": self.caller.request_id,
+            "x-interlock-provider": outcome.target.provider.name,
+            "x-interlock-model": outcome.target.model,
+            "x-interlock-attempts": str(outcome.attempts),
+            "x-interlock-failovers": str(outcome.failovers),
+            "x-interlock-retries": str(outcome.retries),
+        }
+        if outcome.dropped:
+            headers["x-interlock-dropped-params"] = ",".join(outcome.dropped)
+        if self.admission is not None:
+            headers.update(self.admission.headers)
+        return headers
+
+
+def json_response(body: bytes, headers: dict[str, str]) -> Response:
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def sse_response(
+    body: AsyncIterator[bytes], headers: dict[str, str], media_type: str = "text/event-stream"
+) -> StreamingResponse:
+    return StreamingResponse(body, media_type=media_type, headers={**SSE_HEADERS, **headers})

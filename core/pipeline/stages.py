@@ -1,0 +1,180 @@
+"""The pipeline's stages, in the order they run: read, validate, resolve, plan, admit,
+dispatch, encode; then account, which closes every admitted request exactly once.
+
+Each stage is an object built once at start-up (holding what it needs: the registry, the
+Dispatcher, the limiter) and called with the request's Exchange; the API's part comes from
+`x.spec` (core.pipeline.api). Where later concerns join, each in one place for every API:
+
+- a response cache and request coalescing: a stage between plan and admit (a hit needs no
+  admission and no upstream);
+- budget reservation: at admit, beside the rate-limit reservation, settled by account;
+- cost: at account, from the usage and the target that served;
+- spans: around each stage, in the runner's loop (core.pipeline.run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from core import accounting
+from core.adapters.base import ProviderError
+from core.admission import admit
+from core.dispatch import Dispatcher
+from core.limits import TenantLimiter
+from core.pipeline.exchange import Exchange
+from core.routing import ModelRegistry
+from core.validate import parse_json_object
+from shared.errors import GatewayError
+
+AnyExchange = Exchange[Any, Any, Any]
+
+
+class Stage(Protocol):
+    """One named step of every request; raising ends the request (see core.pipeline.run)."""
+
+    name: str
+
+    async def __call__(self, x: AnyExchange) -> None: ...
+
+
+class Read:
+    """The body (read once, by the hop check) as a JSON object."""
+
+    name = "read"
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.payload = parse_json_object(x.body)
+
+
+class Validate:
+    """The API's validator: its request, or a 400 naming the field."""
+
+    name = "validate"
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.request = x.spec.validate(x)
+
+
+class Resolve:
+    """The route for the model: the token must allow it, the registry must know it."""
+
+    name = "resolve"
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    async def __call__(self, x: AnyExchange) -> None:
+        model: str = x.request.model
+        if not x.caller.allows(model):
+            raise GatewayError(
+                403,
+                f"this token may not use the model '{model}'",
+                param="model",
+                code="model_not_allowed",
+            )
+        route = self._registry.resolve(model, x.caller.tier)
+        if route is None:
+            raise GatewayError(
+                404, f"the model '{model}' does not exist", param="model", code="model_not_found"
+            )
+        x.route = route
+
+
+class Plan:
+    """The route's candidates in its strategy's order, then the API's planner."""
+
+    name = "plan"
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.steps = self._dispatcher.plan(x.route, x.request, x.spec.plan)
+
+
+class Admit:
+    """The tenant's rate limits, reserving the API's token estimate (429 when over)."""
+
+    name = "admit"
+
+    def __init__(self, limiter: TenantLimiter | None) -> None:
+        self._limiter = limiter
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.tokens = x.spec.estimate(x.request)
+        x.admission = await admit(self._limiter, x.caller, x.payload, x.tokens)
+
+
+class Dispatch:
+    """The planned steps with leased keys and breakers, retries and failover, in the API's
+    mode (a stream is dispatched until its first chunk is in hand)."""
+
+    name = "dispatch"
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.result, x.outcome = await self._dispatcher.run(
+            x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream
+        )
+
+
+class Encode:
+    """The answer in the API's format, complete or streamed."""
+
+    name = "encode"
+
+    async def __call__(self, x: AnyExchange) -> None:
+        x.response = x.spec.encode(x)
+
+
+class Account:
+    """Closes an admitted request exactly once: one usage line (never any content), and its
+    token reservations (the tenant's, the key's) settled to what was used. A complete answer
+    is accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
+    leaves; a request that ended before admission has nothing to account."""
+
+    name = "account"
+
+    def served(self, x: AnyExchange, usage: dict[str, Any] | None, status: str) -> None:
+        if x.accounted:
+            return
+        x.accounted = True
+        accounting.record(
+            x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission
+        )
+
+    def failed(self, x: AnyExchange, error: ProviderError) -> None:
+        """No target served: the failure is logged and nothing reserved is kept. The error
+        says how many tries were made and carries the tenant's x-ratelimit-* headers."""
+        if x.admission is None or x.accounted:
+            return
+        x.accounted = True
+        accounting.record_failure(x.caller, x.request.model, error, x.started, x.admission)
+        error.headers["x-interlock-attempts"] = str(error.attempts)
+        error.headers.update(x.admission.headers)
+
+    def released(self, x: AnyExchange) -> None:
+        """Ended by something else (an image that could not be fetched, the client gone):
+        nothing was used, so the reservation is given back whole."""
+        if x.admission is None or x.accounted:
+            return
+        x.accounted = True
+        x.admission.settle(0)
+
+
+def standard_stages(
+    registry: ModelRegistry, dispatcher: Dispatcher, limiter: TenantLimiter | None
+) -> tuple[Stage, ...]:
+    """Every API's stages, in order (account is the runner's, after them)."""
+    return (
+        Read(),
+        Validate(),
+        Resolve(registry),
+        Plan(dispatcher),
+        # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
+        Admit(limiter),  # budget reservation belongs beside the rate-limit reservation
+        Dispatch(dispatcher),
+        Encode(),
+    )  # then Account (the runner's), where cost joins the usage record
