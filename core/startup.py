@@ -28,6 +28,7 @@ from shared.config import Config, ProviderConfig
 from shared.configparse import ConfigError
 
 SessionGetter = Callable[[], aiohttp.ClientSession]
+TRANSPORT_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
         provider = dataclasses.replace(provider, settings=adapter.check_provider(provider))
         providers[name] = provider
         timeout = aiohttp.ClientTimeout(
-            total=provider.timeout_s or config.core.upstream_timeout_s,
+            # The dispatcher's own clock (first byte, completion) is capped at the provider's
+            # total and must fire first: it knows the upstream had the request and does not
+            # retry it there. The transport's total is a backstop just behind it, never a race.
+            total=(provider.timeout_s or config.core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
             sock_connect=config.core.connect_timeout_s,
         )
         transports[name] = Transport(

@@ -19,7 +19,8 @@ from tests.support.net import free_port
 from tests.support.stack import Stack
 
 REFUSED = "could not connect to the upstream provider"
-TIMED_OUT = "upstream provider timed out"
+FIRST_BYTE_TIMED_OUT = "the upstream provider sent nothing before the first-byte timeout"
+COMPLETION_TIMED_OUT = "the upstream provider did not answer within the completion timeout"
 TEXT = [{"role": "user", "content": "hi"}]
 
 
@@ -111,17 +112,18 @@ def call(stack: Stack, api: str, model: str, stream: bool) -> raw.RawResponse:
 CASES = [("chat", False), ("chat", True), ("embed", False), ("claude", False), ("claude", True)]
 
 
-@pytest.mark.parametrize(
-    ("kind", "status", "message"), [("refused", 502, REFUSED), ("slow", 504, TIMED_OUT)]
-)
+@pytest.mark.parametrize(("kind", "status"), [("refused", 502), ("slow", 504)])
 @pytest.mark.parametrize(("api", "stream"), CASES)
 def test_every_api_maps_a_transport_failure_alike(
-    stack: Stack, api: str, stream: bool, kind: str, status: int, message: str
+    stack: Stack, api: str, stream: bool, kind: str, status: int
 ) -> None:
+    """A slow provider is ended by the dispatcher's clock for its kind (capped at the provider's
+    total timeout): first byte for streams, completion otherwise, the same words on every API."""
     response = call(stack, api, f"{api}-{kind}", stream)
     assert response.status == status
     error = response.json()["error"]
-    assert error["message"] == message
+    timed_out = FIRST_BYTE_TIMED_OUT if stream else COMPLETION_TIMED_OUT
+    assert error["message"] == (REFUSED if kind == "refused" else timed_out)
     if api == "claude":  # the Anthropic envelope, from the passthrough
         assert response.json()["type"] == "error" and error["type"] == "api_error"
     assert response.headers["x-interlock-attempts"] == "1"
