@@ -12,27 +12,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import requestctx
-from core.breaker import BreakerPolicy
-from core.breakers import BreakerBoard
-from core.chat import ChatApi
-from core.dispatch import Dispatcher
-from core.embeddings import EmbeddingsApi
-from core.identity import Caller, HopVerifier
-from core.images import ImageFetcher
-from core.keypool import KeyPools
-from core.limits import Settlements, TenantLimiter
-from core.listeners import ListenerRouter
-from core.messages.handler import MessagesApi
-from core.messages.passthrough import Passthrough
-from core.metrics import render as render_metrics
+from core.api.chat import ChatApi
+from core.api.embeddings import EmbeddingsApi
+from core.api.identity import Caller, HopVerifier
+from core.api.listeners import ListenerRouter
+from core.api.messages.handler import MessagesApi
+from core.api.messages.passthrough import Passthrough
+from core.images.fetcher import ImageFetcher
+from core.limits.tenant import Settlements, TenantLimiter
+from core.observe import context as requestctx
+from core.observe.metrics import render as render_metrics
+from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Pipeline, standard_stages
+from core.providers.transport import Transport
+from core.resilience.circuit import BreakerPolicy
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.dispatch import Dispatcher
+from core.resilience.key_pools import KeyPools
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore, Store
-from core.transport import Transport
-from core.usagelog import USAGE_LOG
 from shared.config import Config
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response

@@ -4,7 +4,7 @@ Provider kinds are resolved to adapters, each adapter's `check_provider` parses 
 options once into its typed, frozen settings (kept on the ProviderConfig the targets carry, so
 no request re-derives them), upstreams get their transports (timeouts, signers), the model registry
 resolves every model's targets, and the hop secret is found. `CoreState` (core/app.py) and
-`interlock check-config` (core/cli.py) both call `prepare_core`: the CLI approves exactly the
+`interlock check-config` (core/ops/cli.py) both call `prepare_core`: the CLI approves exactly the
 configs the core starts with. Nothing here opens a socket, reads from the network or starts a
 task; the HTTP session is only reached through `session`, when a request is sent.
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from core.adapters import load_adapter
-from core.mock import MockUpstream
-from core.routing import ModelRegistry
+from core.providers.adapters import load_adapter
+from core.providers.mock import MockUpstream
+from core.providers.transport import Transport
+from core.providers.upstream import HttpUpstream, Upstream
+from core.routing.registry import ModelRegistry
 from core.state.redis_url import parse_endpoint
-from core.transport import Transport
-from core.upstream import HttpUpstream, Upstream
 from shared import hop
 from shared.config import Config, ProviderConfig
 from shared.configparse import ConfigError

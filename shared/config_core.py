@@ -28,7 +28,7 @@ class CoreConfig:
     connect_timeout_s: float
     upstream_timeout_s: float
     pool_size: int
-    # Remote images fetched for providers that need bytes (SSRF-guarded, core/images.py).
+    # Remote images fetched for providers that need bytes (SSRF-guarded, core/images/fetcher.py).
     image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
     image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
     image_max_count: int = 16  # remote image URLs per request (Bedrock takes 20 per message)

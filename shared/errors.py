@@ -10,11 +10,11 @@ The hierarchy::
                           sanitized. Core only: an upstream call that failed, already mapped to
                           the status the tenant sees. Adapters make it with the factories
                           below (transport, key pools and dispatch directly, for their own
-                          failures); dispatch fills in `target` and `attempts`; core.scrub
+                          failures); dispatch fills in `target` and `attempts`; core.providers.scrub
                           makes its text tenant-safe (`sanitized`) before anyone renders it.
 
-Failure classes (`FailureClass`) say why an upstream call failed; core.retry decides from them
-what happens next, and `client_status_for` what the tenant sees:
+Failure classes (`FailureClass`) say why an upstream call failed; core.resilience.retry decides
+from them what happens next, and `client_status_for` what the tenant sees:
 
     class            client status                     resilience
     rate_limit       429                               other key, other target, retry last
@@ -39,8 +39,8 @@ Envelopes follow the API the client called, never the provider's:
 Upstream words: a provider's message is written for the key's owner and can quote the key.
 `upstream_error` (the one constructor the adapters use for provider error bodies) never keeps
 the words of an auth failure; `withheld_message` is the one table of gateway-written sentences
-that core.scrub.sanitize puts in place of the provider's words for every failure the tenant
-cannot fix (and scrubs the rest).
+that core.providers.scrub.sanitize puts in place of the provider's words for every failure the
+tenant cannot fix (and scrubs the rest).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class _Named(Protocol):
 
 
 class UpstreamTarget(Protocol):
-    """What an error (and accounting) needs of a target: a core.adapters.base.Target,
+    """What an error (and accounting) needs of a target: a core.providers.adapters.base.Target,
     described here by shape so that shared/ depends on neither tier."""
 
     @property
@@ -178,7 +178,8 @@ class ProviderError(GatewayError):
         # Filled in by dispatch for accounting: which target failed, after how many attempts.
         self.target: UpstreamTarget | None = None
         self.attempts = 1
-        # Set by core.scrub once the message, code, param and type are safe to show a tenant.
+        # Set by core.providers.scrub once the message, code, param and type are safe to show a
+        # tenant.
         self.sanitized = False
         if retry_after_s is not None and status in (429, 503):
             # Clients (and the official SDKs' own retry loops) read this header.

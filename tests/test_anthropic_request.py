@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters import load_adapter
-from core.adapters.anthropic import ADAPTER, PARAMS
-from core.adapters.base import ProviderError, Target
+from core.providers.adapters import load_adapter
+from core.providers.adapters.anthropic import ADAPTER, PARAMS
+from core.providers.adapters.base import ProviderError, Target
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass

@@ -8,8 +8,8 @@ import openai.types.chat as oa
 import orjson
 import pytest
 
-from core.adapters.anthropic import ADAPTER
-from core.adapters.base import ProviderError, Target, openai_code_for
+from core.providers.adapters.anthropic import ADAPTER
+from core.providers.adapters.base import ProviderError, Target, openai_code_for
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

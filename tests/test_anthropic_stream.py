@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.adapters.anthropic import ADAPTER
-from core.adapters.base import ProviderError, Target
+from core.providers.adapters.anthropic import ADAPTER
+from core.providers.adapters.base import ProviderError, Target
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters.azure import ADAPTER, AzureStreamParser
-from core.adapters.base import ProviderError, Target
-from core.sse import SSEDecoder
+from core.providers.adapters.azure import ADAPTER, AzureStreamParser
+from core.providers.adapters.base import ProviderError, Target
+from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass

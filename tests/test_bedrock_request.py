@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters.base import ProviderError, Target
-from core.adapters.bedrock import ADAPTER
-from core.adapters.bedrock.request import RESPONSE_TOOL
-from core.eventstream import EventStreamDecoder
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.adapters.bedrock import ADAPTER
+from core.providers.adapters.bedrock.request import RESPONSE_TOOL
+from core.wire.eventstream import EventStreamDecoder
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 
-from core.adapters.base import ProviderError, Target, UpstreamRequest
-from core.adapters.bedrock import ADAPTER
-from core.adapters.bedrock import signing as signing_module
-from core.adapters.bedrock.signing import CredentialCache, SigV4Signer, StaticCredentials
+from core.providers.adapters.base import ProviderError, Target, UpstreamRequest
+from core.providers.adapters.bedrock import ADAPTER
+from core.providers.adapters.bedrock import signing as signing_module
+from core.providers.adapters.bedrock.signing import CredentialCache, SigV4Signer, StaticCredentials
 from shared.config import ProviderConfig, parse_config
 from shared.configparse import ConfigError
 from shared.errors import FailureClass

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from core.adapters.base import JSON, ProviderError, Target
-from core.adapters.bedrock import ADAPTER
-from core.adapters.bedrock.request import RESPONSE_TOOL
+from core.providers.adapters.base import JSON, ProviderError, Target
+from core.providers.adapters.bedrock import ADAPTER
+from core.providers.adapters.bedrock.request import RESPONSE_TOOL
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.eventstream_encode import encode_message, event_frame, exception_frame

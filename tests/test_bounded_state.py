@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from core import requestctx
-from core.accounting import _log
-from core.adapters.base import ProviderError, Target
-from core.breaker import BreakerPolicy, State
-from core.breakers import BreakerBoard
-from core.identity import Caller
-from core.latency import LatencyTracker
-from core.mock import MockUpstream
-from core.routing import DYNAMIC_ROUTES, ModelRegistry
+from core.api.identity import Caller
+from core.observe import context as requestctx
+from core.observe.accounting import _log
+from core.observe.usagelog import MAX_NAME_CHARS, USAGE_LOG, bounded_name
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.mock import MockUpstream
+from core.resilience.circuit import BreakerPolicy, State
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.latency import LatencyTracker
+from core.routing.registry import DYNAMIC_ROUTES, ModelRegistry
 from core.state.store import MemoryStore
-from core.usagelog import MAX_NAME_CHARS, USAGE_LOG, bounded_name
 from shared.config import load_config
 from shared.errors import FailureClass
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.breaker import Breaker, BreakerPolicy, State
+from core.resilience.circuit import Breaker, BreakerPolicy, State
 
 POLICY = BreakerPolicy(failure_ratio=0.5, min_requests=4, window_s=10, open_s=5)
 
@@ -93,7 +93,7 @@ def test_properties(steps: list[tuple[float, bool, bool]]) -> None:
 
 
 def test_a_probe_slot_given_back_frees_only_that_slot() -> None:
-    """core.lease gives a slot back when an attempt ends with nothing to record; a stale
+    """core.resilience.lease gives a slot back when an attempt ends with nothing to record; a stale
     number (the slot was already ended, or the breaker re-tripped) frees nothing."""
     breaker = Breaker(POLICY)
     breaker.trip(0.0)

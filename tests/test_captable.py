@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.captable import BEGIN, END, render
+from core.ops.captable import BEGIN, END, render
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core import cli
+from core.ops import cli
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ and the built-in mock. Every cell goes through the edge with an official SDK ove
 on /v1/messages, MESSAGES_SCENARIOS), each over PROVIDERS.
 
 A cell's expectation is derived, never written by hand: each provider's Capabilities come from
-its adapter (as core/captable.py reads them) for the provider config the Stack runs. A scenario
+its adapter (as core/ops/captable.py reads them) for the provider config the Stack runs. A scenario
 names the Capabilities flags it needs, and its request's top-level params follow from the
 request itself. If the target declares all of them the scenario must be served with the fake's
 exact scripted answer (content, finish_reason, tool calls, usage numbers); otherwise the request
@@ -37,11 +37,11 @@ import openai
 import orjson
 import pytest
 
-from core.adapters import load_adapter
-from core.adapters.base import Capabilities, Target
-from core.messages.request import to_canonical
-from core.mock import MockUpstream
-from core.planning import GATEWAY_PARAMS
+from core.api.messages.request import to_canonical
+from core.providers.adapters import load_adapter
+from core.providers.adapters.base import Capabilities, Target
+from core.providers.mock import MockUpstream
+from core.routing.planning import GATEWAY_PARAMS
 from shared.config import ProviderConfig, parse_config
 from tests.support import fake_anthropic, fake_azure, fake_bedrock, fake_gemini, fake_openai
 from tests.support.fake_server import FakeServer
@@ -395,7 +395,7 @@ def declared(provider: str, model: str) -> Capabilities:
     return adapter.capabilities(target)
 
 
-# The param a 400 names when a Capabilities flag is missing (core/planning.py's contract).
+# The param a 400 names when a Capabilities flag is missing (core/routing/planning.py's contract).
 FEATURE_PARAM = {
     "stream": "stream",
     "tools": "tools",

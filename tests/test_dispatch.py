@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.adapters.base import JSON, Capabilities, Target
-from core.planning import plan_chat as plan
-from core.routing import Candidate, ModelRegistry, Route
+from core.providers.adapters.base import JSON, Capabilities, Target
+from core.routing.planning import plan_chat as plan
+from core.routing.registry import Candidate, ModelRegistry, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
 

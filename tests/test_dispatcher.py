@@ -12,15 +12,15 @@ from dataclasses import replace
 
 import pytest
 
-from core.adapters.base import JSON, Capabilities, ProviderError, Target
-from core.breaker import BreakerPolicy
-from core.breakers import BreakerBoard
-from core.dispatch import Dispatcher
-from core.keypool import KeyPools
-from core.latency import LatencyTracker
-from core.limits import Settlements
-from core.planning import Attempt, plan_chat
-from core.routing import Candidate, ModelRegistry, Route
+from core.limits.tenant import Settlements
+from core.providers.adapters.base import JSON, Capabilities, ProviderError, Target
+from core.resilience.circuit import BreakerPolicy
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.dispatch import Dispatcher
+from core.resilience.key_pools import KeyPools
+from core.resilience.latency import LatencyTracker
+from core.routing.planning import Attempt, plan_chat
+from core.routing.registry import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass

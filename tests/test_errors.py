@@ -12,15 +12,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-import core.adapters.base
-import core.scrub
+import core.providers.adapters.base
+import core.providers.scrub
 import shared.errors
-from core.adapters.anthropic.errors import parse_error as anthropic_error
-from core.adapters.azure import ADAPTER as AZURE
-from core.adapters.bedrock.errors import parse_http_error as bedrock_error
-from core.adapters.gemini.errors import parse_error as gemini_error
-from core.adapters.openai_compat import ADAPTER as OPENAI
-from core.scrub import sanitize
+from core.providers.adapters.anthropic.errors import parse_error as anthropic_error
+from core.providers.adapters.azure import ADAPTER as AZURE
+from core.providers.adapters.bedrock.errors import parse_http_error as bedrock_error
+from core.providers.adapters.gemini.errors import parse_error as gemini_error
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
+from core.providers.scrub import sanitize
 from shared.errors import (
     OVERLOADED,
     FailureClass,
@@ -41,9 +41,9 @@ ParseError = Callable[[int, Mapping[str, str], bytes], ProviderError]
 
 
 def test_provider_error_is_one_class_reexported_for_the_adapters() -> None:
-    assert core.adapters.base.ProviderError is ProviderError
+    assert core.providers.adapters.base.ProviderError is ProviderError
     assert issubclass(ProviderError, GatewayError)
-    assert core.scrub.OVERLOADED is OVERLOADED
+    assert core.providers.scrub.OVERLOADED is OVERLOADED
 
 
 def test_the_docstring_draws_every_class_and_failure_class() -> None:
@@ -149,7 +149,7 @@ def test_retry_after_prefers_the_header_then_what_the_body_said() -> None:
 def test_unreadable_answers_are_transient_and_gateway_written() -> None:
     for error in (invalid_upstream("a response without choices"), stream_incomplete()):
         assert (error.status, error.failure_class) == (502, FailureClass.TRANSIENT)
-        # No upstream status: core.scrub treats the text as the gateway's own.
+        # No upstream status: core.providers.scrub treats the text as the gateway's own.
         assert error.upstream_status is None
     assert invalid_upstream("x").message == "upstream returned x"
     assert stream_incomplete().message == "upstream stream ended before completion"

@@ -13,8 +13,8 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.adapters.base import ProviderError, StreamEvent
-from core.eventstream import EventStreamDecoder, parse_headers
+from core.providers.adapters.base import ProviderError, StreamEvent
+from core.wire.eventstream import EventStreamDecoder, parse_headers
 from shared.errors import FailureClass
 from tests.support import eventstream_encode as es
 

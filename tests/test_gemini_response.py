@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters.base import ProviderError, Target
-from core.adapters.gemini import ADAPTER
-from core.adapters.gemini.calls import signature_of, tool_call_id
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.adapters.gemini import ADAPTER
+from core.providers.adapters.gemini.calls import signature_of, tool_call_id
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

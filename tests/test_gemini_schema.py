@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from core.adapters.gemini.schema import to_gemini_schema
+from core.providers.adapters.gemini.schema import to_gemini_schema
 from tests.support.fake_gemini import Reject, _check_schema
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from core.adapters.base import ProviderError, UpstreamRequest
-from core.adapters.gemini import ADAPTER
-from core.adapters.gemini.token_file import TokenFileSigner
+from core.providers.adapters.base import ProviderError, UpstreamRequest
+from core.providers.adapters.gemini import ADAPTER
+from core.providers.adapters.gemini.token_file import TokenFileSigner
 from shared.config import ProviderConfig, parse_config
 from shared.configparse import ConfigError
 from shared.errors import FailureClass

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.adapters.base import ProviderError, StreamEvent, Target
-from core.adapters.gemini import ADAPTER
-from core.adapters.gemini.calls import signature_of, tool_call_id
+from core.providers.adapters.base import ProviderError, StreamEvent, Target
+from core.providers.adapters.gemini import ADAPTER
+from core.providers.adapters.gemini.calls import signature_of, tool_call_id
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.latency import MAX_ENTRIES as LATENCY_CAP
-from core.routing import DYNAMIC_ROUTES
+from core.resilience.latency import MAX_ENTRIES as LATENCY_CAP
+from core.routing.registry import DYNAMIC_ROUTES
 from tests.support import raw
 from tests.support.stack import Stack
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from core.adapters.base import JSON, Capabilities, Target
-from core.dispatch import _Payloads
-from core.images import ImageFetcher, ImageLimits, sniff
-from core.planning import plan_chat as plan
-from core.routing import Candidate, ModelRegistry
+from core.images.fetcher import ImageFetcher, ImageLimits, sniff
+from core.providers.adapters.base import JSON, Capabilities, Target
+from core.resilience.dispatch import _Payloads
+from core.routing.planning import plan_chat as plan
+from core.routing.registry import Candidate, ModelRegistry
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
 from tests.support.fake_images import PNG, ImageServer

@@ -296,7 +296,9 @@ def test_packaging_refuses_an_edge_that_imports_core(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("")
     package.check_layering(tmp_path)
-    (tmp_path / "shared" / "x.py").write_text("import json\nfrom core.keys import issue_token\n")
+    (tmp_path / "shared" / "x.py").write_text(
+        "import json\nfrom core.ops.keys import issue_token\n"
+    )
     with pytest.raises(SystemExit, match=r"x\.py:2: the edge bundle must not import core"):
         package.check_layering(tmp_path)
 

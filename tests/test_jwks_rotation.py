@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from core.keys import init_keys, issue_token
+from core.ops.keys import init_keys, issue_token
 from tests.support import raw
 from tests.support.fake_server import FakeServer
 from tests.support.stack import Stack

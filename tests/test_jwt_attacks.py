@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from core.keys import load_signing_key
+from core.ops.keys import load_signing_key
 from tests.support import raw
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Stack

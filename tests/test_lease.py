@@ -1,7 +1,8 @@
-"""Leased attempts (core.lease), driven through the Dispatcher: whatever ends a half-open probe
-(the client leaving, the request's own error, no free key, a bug), the probe slot is given back
-and the key's token reservation is settled, so the target is not wedged behind `circuit_open`
-on this replica. And a replica's half-open breaker learns of a circuit another replica opened.
+"""Leased attempts (core.resilience.lease), driven through the Dispatcher: whatever ends a
+half-open probe (the client leaving, the request's own error, no free key, a bug), the probe slot
+is given back and the key's token reservation is settled, so the target is not wedged behind
+`circuit_open` on this replica. And a replica's half-open breaker learns of a circuit another
+replica opened.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from core.adapters.base import JSON, Capabilities, ProviderError, Target
-from core.breaker import BreakerPolicy, State
-from core.breakers import BreakerBoard
-from core.dispatch import Dispatcher
-from core.keypool import KeyPools
-from core.latency import LatencyTracker
-from core.limits import Settlements
-from core.planning import Attempt
+from core.limits.tenant import Settlements
+from core.providers.adapters.base import JSON, Capabilities, ProviderError, Target
+from core.resilience.circuit import BreakerPolicy, State
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.dispatch import Dispatcher
+from core.resilience.key_pools import KeyPools
+from core.resilience.latency import LatencyTracker
+from core.routing.planning import Attempt
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass, GatewayError

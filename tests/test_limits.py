@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.limits import TenantLimiter
+from core.limits.tenant import TenantLimiter
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore

@@ -15,11 +15,11 @@ import anthropic
 import orjson
 import pytest
 
-from core.adapters.base import ProviderError, Target
-from core.dispatch import FAILOVER_CLASSES
-from core.messages.passthrough import PassthroughStream, RelayedError, upstream_error
-from core.sse import SSEDecoder
-from core.transport import UpstreamBody
+from core.api.messages.passthrough import PassthroughStream, RelayedError, upstream_error
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.transport import UpstreamBody
+from core.resilience.dispatch import FAILOVER_CLASSES
+from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events

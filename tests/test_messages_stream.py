@@ -13,9 +13,9 @@ import pytest
 from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from core.adapters.base import ProviderError
-from core.messages.stream import AnthropicStreamEncoder
-from core.sse import SSEDecoder
+from core.api.messages.stream import AnthropicStreamEncoder
+from core.providers.adapters.base import ProviderError
+from core.wire.sse import SSEDecoder
 from shared.errors import FailureClass
 
 EVENT = TypeAdapter(RawMessageStreamEvent)

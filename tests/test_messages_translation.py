@@ -7,14 +7,14 @@ from typing import Any
 import anthropic
 import pytest
 
-from core.adapters.base import Capabilities, Target
-from core.messages.plan import Direct
-from core.messages.plan import plan_messages as plan
-from core.messages.request import to_canonical
-from core.messages.response import anthropic_usage, message_id, to_message
-from core.messages.validate import validate_request
-from core.planning import Attempt
-from core.routing import Candidate, Route
+from core.api.messages.plan import Direct
+from core.api.messages.plan import plan_messages as plan
+from core.api.messages.request import to_canonical
+from core.api.messages.response import anthropic_usage, message_id, to_message
+from core.api.messages.validate import validate_request
+from core.providers.adapters.base import Capabilities, Target
+from core.routing.planning import Attempt
+from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
 

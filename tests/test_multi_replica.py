@@ -68,7 +68,8 @@ def cluster(
             },
             "shaky": {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-s"},
         },
-        # 503: the target's own health (a 500 could be one tenant's content, core.breakers).
+        # 503: the target's own health (a 500 could be one tenant's content,
+        # core.resilience.circuit_board).
         "models": {"shaky-model": {"provider": "shaky", "model": "fail-503"}},
     }
     running = Cluster(Path(tmp_path_factory.mktemp("cluster")), overrides).start()

@@ -18,7 +18,7 @@ import jwt
 import orjson
 import pytest
 
-from core.keys import load_signing_key
+from core.ops.keys import load_signing_key
 from tests.support import raw
 from tests.support.stack import Stack
 

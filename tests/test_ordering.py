@@ -1,4 +1,4 @@
-"""Ordering by strategy (core.ordering) is honoured on every API: chat, messages and
+"""Ordering by strategy (core.routing.ordering) is honoured on every API: chat, messages and
 embeddings, through the real edge and core with the official SDKs, observed in the
 x-interlock-model header of each answer."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.adapters.base import Capabilities, Target
-from core.latency import LatencyTracker
-from core.ordering import order
-from core.routing import Candidate, Route
+from core.providers.adapters.base import Capabilities, Target
+from core.resilience.latency import LatencyTracker
+from core.routing.ordering import order
+from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from tests.support.sdk import anthropic_client, client
 from tests.support.stack import Stack

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.breaker import BreakerPolicy
-from core.breakers import BreakerBoard
-from core.limits import Settlements
-from core.metrics import render
+from core.limits.tenant import Settlements
+from core.observe.metrics import render
+from core.resilience.circuit import BreakerPolicy
+from core.resilience.circuit_board import BreakerBoard
 from core.state.store import MemoryStore
 from shared.periodic import Periodic, failure_counts
 from tests.support import raw

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.adapters.base import Target
-from core.dispatch import Outcome
-from core.limits import Admission, Settlements
+from core.limits.tenant import Admission, Settlements
 from core.pipeline import Exchange
 from core.pipeline.exchange import sse_response
+from core.providers.adapters.base import Target
+from core.resilience.dispatch import Outcome
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig
 from tests.support.pipeline import CountingAccount, FakeApi, FakeRequest, caller, http_request

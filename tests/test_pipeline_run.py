@@ -13,9 +13,9 @@ import orjson
 import pytest
 from starlette.responses import Response, StreamingResponse
 
-from core.adapters.base import ProviderError, Target
 from core.pipeline import Exchange, Pipeline, standard_stages
 from core.pipeline.stages import Stage
+from core.providers.adapters.base import ProviderError, Target
 from shared.errors import FailureClass, GatewayError
 from tests.support.pipeline import (
     ESTIMATE,

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters.base import Capabilities, ProviderError, Target
-from core.latency import LatencyTracker
 from core.pipeline import Account, Exchange
 from core.pipeline.stages import Admit, Dispatch, Plan, Read, Resolve, Validate
-from core.routing import Candidate, Route
+from core.providers.adapters.base import Capabilities, ProviderError, Target
+from core.resilience.latency import LatencyTracker
+from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
 from tests.support.pipeline import (

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from core.adapters.base import ProviderError, StreamEvent, Target
-from core.adapters.openai_compat import ADAPTER, OpenAIStreamParser
-from core.adapters.presets import GENERIC, PRESETS, resolve
-from core.planning import plan_chat as plan
-from core.routing import Candidate, Route
+from core.providers.adapters.base import ProviderError, StreamEvent, Target
+from core.providers.adapters.openai_compat import ADAPTER, OpenAIStreamParser
+from core.providers.adapters.presets import GENERIC, PRESETS, resolve
+from core.routing.planning import plan_chat as plan
+from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass, GatewayError

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
+from core.resilience.retry import FAIL_OVER, RETRY_SAME_TARGET, ROTATE_KEY, RetryPolicy, backoff_s
 from shared.errors import FailureClass
 
 POLICY = RetryPolicy(max_retries=3, base_s=0.5, cap_s=4, retry_after_cap_s=10)

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from core.cli import main
+from core.ops.cli import main
 from tests.support import raw
 from tests.support.fake_server import FakeServer
 from tests.support.stack import Stack

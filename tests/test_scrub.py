@@ -1,4 +1,4 @@
-"""core.scrub: what of an upstream error a tenant may see (issue 8, finding 6)."""
+"""core.providers.scrub: what of an upstream error a tenant may see (issue 8, finding 6)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 import orjson
 import pytest
 
-from core import requestctx
-from core.adapters.anthropic.errors import parse_error as anthropic_error
-from core.adapters.base import ProviderError, Target
-from core.adapters.gemini.errors import parse_error as gemini_error
-from core.adapters.openai_compat import ADAPTER as OPENAI
-from core.scrub import OVERLOADED, sanitize, scrub
+from core.observe import context as requestctx
+from core.providers.adapters.anthropic.errors import parse_error as anthropic_error
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.adapters.gemini.errors import parse_error as gemini_error
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
+from core.providers.scrub import OVERLOADED, sanitize, scrub
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 

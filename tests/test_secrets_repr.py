@@ -15,11 +15,11 @@ from pathlib import Path
 
 import orjson
 
-from core.adapters.base import Target, UpstreamRequest
-from core.adapters.gemini.token_file import TokenFileSigner
-from core.adapters.openai_compat import ADAPTER as OPENAI
-from core.keypool import KeyPool
-from core.scrub import sanitize
+from core.providers.adapters.base import Target, UpstreamRequest
+from core.providers.adapters.gemini.token_file import TokenFileSigner
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
+from core.providers.scrub import sanitize
+from core.resilience.key_pools import KeyPool
 from shared.config import Config, parse_config
 
 OPENAI_KEY = "sk-live-reprtest-0001"

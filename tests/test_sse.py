@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.sse import SSEDecoder, encode_data, encode_event
+from core.wire.sse import SSEDecoder, encode_data, encode_event
 
 STREAM = (
     b": ping\n\n"

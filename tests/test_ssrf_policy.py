@@ -1,4 +1,4 @@
-"""The SSRF address policy (core.netguard) and URL parsing (core.imageurl), unit by unit.
+"""The SSRF address policy (core.images.netguard) and URL parsing (core.images.url), unit by unit.
 
 Every block of the IANA special-purpose registries has a row here: addresses inside it are
 refused and, where one exists, the public address just outside it is allowed, so a block that is
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.imageurl import Unusable, loggable, parse_image_url, plain_host
-from core.netguard import (
+from core.images.netguard import (
     IPV4_REFUSED,
     IPV6_REFUSED,
     AddressRefused,
@@ -26,6 +25,7 @@ from core.netguard import (
     address_allowed,
     refusal,
 )
+from core.images.url import Unusable, loggable, parse_image_url, plain_host
 from shared.config import ConfigError, CoreConfig, load_config
 
 # (block, refused addresses inside it, public addresses adjacent to it: one below, one above)

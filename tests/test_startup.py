@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from core.adapters import anthropic, azure, gemini, openai_settings
-from core.adapters.anthropic.settings import Settings as AnthropicSettings
-from core.adapters.azure import AzureOptions
-from core.adapters.bedrock import options as bedrock_options
-from core.adapters.bedrock.options import BedrockOptions
-from core.adapters.gemini.settings import Settings as GeminiSettings
-from core.adapters.openai_settings import OpenAISettings
+from core.providers.adapters import anthropic, azure, gemini, openai_settings
+from core.providers.adapters.anthropic.settings import Settings as AnthropicSettings
+from core.providers.adapters.azure import AzureOptions
+from core.providers.adapters.bedrock import options as bedrock_options
+from core.providers.adapters.bedrock.options import BedrockOptions
+from core.providers.adapters.gemini.settings import Settings as GeminiSettings
+from core.providers.adapters.openai_settings import OpenAISettings
 from core.startup import no_session, prepare_core
 from shared.config import ConfigError, parse_config
 
@@ -73,8 +73,8 @@ def test_requests_do_not_parse_options_again(monkeypatch: pytest.MonkeyPatch) ->
     for module in (anthropic, gemini, openai_settings, azure, bedrock_options):
         monkeypatch.setattr(module, "parse_settings", parse, raising=False)
         monkeypatch.setattr(module, "parse_options", parse, raising=False)
-    monkeypatch.setattr("core.adapters.openai_compat.parse_settings", parse)
-    monkeypatch.setattr("core.adapters.bedrock.adapter.parse_options", parse)
+    monkeypatch.setattr("core.providers.adapters.openai_compat.parse_settings", parse)
+    monkeypatch.setattr("core.providers.adapters.bedrock.adapter.parse_options", parse)
     for name in ("oai", "az", "claude", "gem", "aws", "oai/any-model"):
         route = parts.registry.resolve(name)
         assert route is not None

@@ -15,8 +15,8 @@ import jwt
 import pytest
 import yaml
 
-from core.cli import main
-from core.keys import init_keys
+from core.ops.cli import main
+from core.ops.keys import init_keys
 from shared.config import load_config
 from tests.support.net import free_port
 from tests.support.stack import ROOT

@@ -1,4 +1,5 @@
-"""core.transport on its own, against a tiny aiohttp server on 127.0.0.1 (real sockets): what
+"""core.providers.transport on its own, against a tiny aiohttp server on 127.0.0.1 (real sockets):
+what
 goes out (signed URLs byte for byte), the timeouts, and how every failure is mapped."""
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from core.adapters.base import ProviderError, Target, UpstreamRequest, failure_class_for_status
-from core.retry import FAIL_OVER
-from core.transport import Transport, UpstreamBody
+from core.providers.adapters.base import (
+    ProviderError,
+    Target,
+    UpstreamRequest,
+    failure_class_for_status,
+)
+from core.providers.transport import Transport, UpstreamBody
+from core.resilience.retry import FAIL_OVER
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.net import free_port

@@ -1,6 +1,7 @@
-"""One transport, three APIs (core.transport through the real edge and core): chat, embeddings
-and the Anthropic passthrough reach the same provider failures through the same transport, so
-a client sees the same status and words, and failover treats them alike, whichever API it
+"""One transport, three APIs (core.providers.transport through the real edge and core): chat,
+embeddings and the Anthropic passthrough reach the same provider failures through the same
+transport, so a client sees the same status and words, and failover treats them alike, whichever
+API it
 called; and a relayed (passthrough) stream that stalls ends at the idle timeout, as chat's do."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.sse import SSEDecoder
+from core.wire.sse import SSEDecoder
 from tests.support import raw
 from tests.support.fake_stall import FakeStall
 from tests.support.net import free_port

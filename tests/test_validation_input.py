@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
+from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
 from shared.names import MAX_MODEL_NAME_LENGTH
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.adapters.base import ProviderError, Target
-from core.admission import estimate_tokens
-from core.embeddings.request import estimate_input_tokens, validate_embeddings
-from core.mock_schema import MAX_BYTES, schema_instance
-from core.tokens import MAX_RESERVATION_TOKENS
-from core.upstream import translating
-from core.validate import MAX_JSON_DEPTH, parse_json_object, require_model, validate_chat
+from core.api.embeddings.request import estimate_input_tokens, validate_embeddings
+from core.api.validate import MAX_JSON_DEPTH, parse_json_object, require_model, validate_chat
+from core.limits.admission import estimate_tokens
+from core.providers.adapters.base import ProviderError, Target
+from core.providers.mock_schema import MAX_BYTES, schema_instance
+from core.providers.upstream import translating
+from core.wire.tokens import MAX_RESERVATION_TOKENS
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError
 from shared.names import MAX_MODEL_NAME_LENGTH, model_name_problem
@@ -119,7 +119,7 @@ def _chat(**extra: Any) -> dict[str, Any]:
     ],
 )
 def test_schema_shapes_are_checked(schema: dict[str, Any], param: str) -> None:
-    from core.validate_tools import check_schema
+    from core.api.validate_tools import check_schema
 
     with pytest.raises(GatewayError) as caught:
         check_schema(schema, "x")

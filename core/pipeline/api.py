@@ -6,8 +6,9 @@ is the pipeline's (core.pipeline.stages) and written once:
 
 - `api`: the error envelope its clients read ("openai" or "anthropic");
 - `validate`: its parser and validator, turning the decoded body into its request;
-- `plan`: its planner variant (core.planning.plan_chat, core.messages.plan.plan_messages,
-  core.embeddings.plan.plan_embeddings), run on the route once ordered by its strategy;
+- `plan`: its planner variant (core.routing.planning.plan_chat,
+core.api.messages.plan.plan_messages, core.api.embeddings.plan.plan_embeddings), run on the route
+once ordered by its strategy;
 - `estimate`: the tokens its request may use, reserved at admission;
 - `call`: its dispatch mode, the call the Dispatcher makes per attempt (complete or stream;
   Anthropic passthrough steps for messages);
@@ -22,9 +23,9 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from starlette.responses import Response
 
-from core.adapters.base import ProviderError, Target
-from core.dispatch import Routable
-from core.routing import Route
+from core.providers.adapters.base import ProviderError, Target
+from core.resilience.dispatch import Routable
+from core.routing.registry import Route
 from shared.errors import Api
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ Q = TypeVar("Q", bound=ApiRequest)
 S = TypeVar("S", bound=Routable)
 R = TypeVar("R")
 
-# One try of one planned step on the target holding the leased key (core.dispatch).
+# One try of one planned step on the target holding the leased key (core.resilience.dispatch).
 Call = Callable[[S, Target], Awaitable[R]]
 
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Generic
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from core.adapters.base import JSON
-from core.dispatch import Outcome
-from core.identity import Caller
-from core.limits import Admission
+from core.api.identity import Caller
+from core.limits.tenant import Admission
 from core.pipeline.api import Q, R, S
-from core.routing import Route
+from core.providers.adapters.base import JSON
+from core.resilience.dispatch import Outcome
+from core.routing.registry import Route
 
 if TYPE_CHECKING:
     from core.pipeline.api import ApiSpec
@@ -76,7 +76,7 @@ class Exchange(Generic[Q, S, R]):
         self.response: Response | None = None
 
     def finish(self, usage: dict[str, Any] | None, status: str) -> None:
-        """A stream's end (core.relay's UsageSink): ok, cut by the upstream or cancelled by
+        """A stream's end (core.api.relay's UsageSink): ok, cut by the upstream or cancelled by
         the client, it is accounted with what it used."""
         self.account.served(self, usage, status)
 

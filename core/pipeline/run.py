@@ -21,11 +21,11 @@ from typing import Generic
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.adapters.base import ProviderError
-from core.identity import Caller
+from core.api.identity import Caller
 from core.pipeline.api import ApiSpec, Q, R, S
 from core.pipeline.exchange import Exchange
 from core.pipeline.stages import Account, Stage
+from core.providers.adapters.base import ProviderError
 from shared.errors import Api
 
 

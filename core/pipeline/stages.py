@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from core import accounting
-from core.adapters.base import ProviderError
-from core.admission import admit
-from core.dispatch import Dispatcher
-from core.limits import TenantLimiter
+from core.api.validate import parse_json_object
+from core.limits.admission import admit
+from core.limits.tenant import TenantLimiter
+from core.observe import accounting
 from core.pipeline.exchange import Exchange
-from core.routing import ModelRegistry
-from core.validate import parse_json_object
+from core.providers.adapters.base import ProviderError
+from core.resilience.dispatch import Dispatcher
+from core.routing.registry import ModelRegistry
 from shared.errors import GatewayError
 
 AnyExchange = Exchange[Any, Any, Any]

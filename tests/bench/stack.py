@@ -22,7 +22,7 @@ from typing import Any
 import redis
 import yaml
 
-from core.keys import init_keys, issue_token
+from core.ops.keys import init_keys, issue_token
 from shared.config import load_config
 from tests.support.net import free_port, wait_http, wait_port
 

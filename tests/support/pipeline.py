@@ -12,19 +12,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.adapters.base import JSON, ProviderError, Target
-from core.breaker import BreakerPolicy
-from core.breakers import BreakerBoard
-from core.dispatch import Dispatcher
-from core.identity import Caller
-from core.keypool import KeyPools
-from core.latency import LatencyTracker
-from core.limits import Settlements, TenantLimiter
-from core.mock import MockUpstream
+from core.api.identity import Caller
+from core.api.relay import OpenAIStreamEncoder, relay
+from core.limits.tenant import Settlements, TenantLimiter
 from core.pipeline import Account, Exchange, Pipeline, standard_stages
 from core.pipeline.exchange import json_response, sse_response
-from core.relay import OpenAIStreamEncoder, relay
-from core.routing import ModelRegistry, Route
+from core.providers.adapters.base import JSON, ProviderError, Target
+from core.providers.mock import MockUpstream
+from core.resilience.circuit import BreakerPolicy
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.dispatch import Dispatcher
+from core.resilience.key_pools import KeyPools
+from core.resilience.latency import LatencyTracker
+from core.routing.registry import ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import LimitsConfig, RateLimit, ResilienceConfig, load_config
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from core.keys import init_keys, issue_token
+from core.ops.keys import init_keys, issue_token
 from shared.config import Config, load_config
 from tests.support.net import free_port, wait_http, wait_port
 

@@ -1,0 +1,277 @@
+"""Anthropic targets get the client's own request: no translation, so nothing is lost.
+
+Only `model` is rewritten (the body is re-serialized only when it changes). Answers are relayed
+as they come; SSE events are decoded on the side to account usage and to notice an upstream
+`error` event or a cut stream, which then ends with an Anthropic `event: error` instead of a
+clean close. Events are re-framed whole (name and data bytes unchanged) rather than relayed as
+raw writes, so an error appended after a cut never lands in the middle of a half-sent event.
+
+Upstream errors keep their status and Anthropic error type, but never their words verbatim:
+the envelope is re-written by the gateway with the message from core.providers.scrub (a fixed
+sentence for the operator's failures, the scrubbed provider message for the tenant's), and an
+upstream `error` event mid-stream is replaced by the gateway's own. Auth failures are the operator's
+problem and their messages can quote keys, so the client sees a masked 502. Failure classes
+come from the anthropic adapter, so failover treats both paths alike.
+
+Sending is the provider's Transport (core.providers.transport), as for every other call: the same
+timeouts, transport-error mapping and scrubbing, and every read of a relayed stream bounded by
+the stream idle timeout, so a stalled upstream ends with an `event: error`, never a hang.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from core.api.messages.stream import error_event
+from core.api.relay import UsageSink
+from core.providers.adapters.anthropic import ADAPTER
+from core.providers.adapters.anthropic.errors import TYPE_STATUS, parse_error, stream_error
+from core.providers.adapters.anthropic.response import canonical_usage
+from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
+from core.providers.scrub import sanitize
+from core.providers.transport import Transport, UpstreamBody
+from core.wire.sse import SSEDecoder
+from shared.errors import FailureClass, anthropic_error_body
+
+
+class RelayedError(ProviderError):
+    """An upstream error whose own status and Anthropic body go to the client unchanged."""
+
+    def __init__(
+        self, error: ProviderError, status: int, kind: str | None, retry_after: str | None
+    ) -> None:
+        super().__init__(
+            status,
+            error.message,
+            error.failure_class,
+            code=error.code,
+            retry_after_s=error.retry_after_s,
+            upstream_status=status,
+        )
+        self.kind = kind
+        if retry_after:
+            self.headers["retry-after"] = retry_after
+
+    @property
+    def body(self) -> bytes:
+        """The gateway's own envelope around the message, which core.providers.scrub has made
+        safe."""
+        return anthropic_error_body(self.status, self.message, self.kind)
+
+
+def _is_envelope(body: bytes) -> bool:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(payload, dict):
+        return False
+    error = payload.get("error")
+    return (
+        payload.get("type") == "error"
+        and isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
+    )
+
+
+def parse_upstream_error(status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+    """The transport's error parser for passthrough (pure; the transport scrubs the result):
+    the upstream's status and error type are kept, its message only once scrubbed, and the
+    envelope is re-written by the gateway, never relayed as bytes."""
+    error = parse_error(status, headers, body)
+    if error.failure_class is FailureClass.AUTH:
+        error.type = "api_error"  # masked: the operator's credentials, never the tenant's
+        return error
+    if not _is_envelope(body):
+        return error  # synthesized in the gateway's Anthropic envelope
+    kind = orjson.loads(body)["error"]["type"]
+    return RelayedError(
+        error, status, kind if kind in TYPE_STATUS else None, headers.get("retry-after")
+    )
+
+
+def upstream_error(
+    status: int, headers: Mapping[str, str], body: bytes, target: Target
+) -> ProviderError:
+    """`parse_upstream_error`, scrubbed with the target's keys (core.providers.scrub)."""
+    return sanitize(parse_upstream_error(status, headers, body), target)
+
+
+def build_request(
+    target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
+) -> UpstreamRequest:
+    settings = ADAPTER.settings(target.provider)
+    headers = dict(settings.headers)
+    version = client_headers.get("anthropic-version")
+    if version:
+        headers["anthropic-version"] = version
+    beta = client_headers.get("anthropic-beta")
+    if beta:
+        flags = [f for f in headers.get("anthropic-beta", "").split(",") if f]
+        flags += [f.strip() for f in beta.split(",") if f.strip() and f.strip() not in flags]
+        headers["anthropic-beta"] = ",".join(flags)
+    headers["accept"] = "text/event-stream" if payload.get("stream") else "application/json"
+    if target.api_key:
+        headers["x-api-key"] = target.api_key.reveal()
+    body = (
+        raw
+        if payload["model"] == target.model
+        else orjson.dumps({**payload, "model": target.model})
+    )
+    return UpstreamRequest("POST", settings.url, headers, body)
+
+
+class Passthrough:
+    """Sends through the Anthropic providers' transports (by provider name)."""
+
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self._transports = transports
+
+    async def complete(
+        self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
+    ) -> tuple[bytes, JSON | None]:
+        """The upstream's Message bytes and its usage in canonical form (for accounting)."""
+        request = build_request(target, payload, raw, client_headers)
+        transport = self._transports[target.provider.name]
+        _, body = await transport.fetch(request, target, parse_upstream_error)
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                502, "upstream returned a response that is not JSON", FailureClass.TRANSIENT
+            ) from None
+        usage = message.get("usage") if isinstance(message, dict) else None
+        return body, canonical_usage(usage) if isinstance(usage, dict) else None
+
+    async def open_stream(
+        self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
+    ) -> PassthroughStream:
+        """Returns once the first event is in hand, so failures before it can still fail over."""
+        request = build_request(target, payload, raw, client_headers)
+        transport = self._transports[target.provider.name]
+        body = await transport.open(request, target, parse_upstream_error)
+        stream = PassthroughStream(body, target)
+        try:
+            await stream.prime()
+        except BaseException:
+            body.close()
+            raise
+        return stream
+
+
+class PassthroughStream:
+    __slots__ = ("_body", "_decoder", "_ended", "_error", "_first", "_target", "usage")
+
+    def __init__(self, body: UpstreamBody, target: Target) -> None:
+        self._body = body
+        self._target = target
+        self._decoder = SSEDecoder()
+        self._first: list[StreamEvent] = []
+        self._ended = False  # message_stop seen
+        self._error: ProviderError | None = None  # an upstream `error` event was relayed
+        self.usage: JSON = {}  # Anthropic-shaped, cumulative
+
+    async def prime(self) -> None:
+        """Reads to the first event; raises ProviderError (scrubbed) if it is an error or the
+        upstream fails first: the dispatcher can still fail over."""
+        while not self._first:
+            raw = await self._body.read()
+            if not raw:
+                self._first = self._decoder.finish()
+                if not self._first:
+                    raise ProviderError(
+                        502,
+                        "the upstream closed the stream before sending an event",
+                        FailureClass.TRANSIENT,
+                    )
+                break
+            self._first = self._decoder.feed(raw)
+        first = self._first[0]
+        if first.event == "error":  # e.g. overloaded right after the 200: still fail over
+            raise sanitize(stream_error(_loads(first.data)), self._target)
+
+    async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
+        outcome = "client_closed"
+        try:
+            events, self._first = self._first, []
+            while True:
+                out = self._frame(events)
+                if out:
+                    yield out
+                if self._ended or self._error is not None:
+                    break
+                try:
+                    raw = await self._body.read()
+                except ProviderError as error:  # cut, reset, stalled (idle timeout), timed out
+                    self._error = sanitize(error, self._target)
+                    yield error_event(self._error)
+                    break
+                if raw:
+                    events = self._decoder.feed(raw)
+                    continue
+                tail = self._tail()
+                if tail:
+                    yield tail
+                break
+            outcome = "ok" if self._error is None else f"cut:{self._error.failure_class}"
+        finally:
+            if self._ended:
+                self._body.release()
+            else:
+                self._body.close()
+            on_end(canonical_usage(self.usage) if self.usage else None, outcome)
+
+    def _tail(self) -> bytes:
+        """At EOF: an event left without its blank line counts only if it is whole JSON (a cut
+        can leave half an event, which must not reach the client); then, unless the message
+        ended, the error event that says the stream was cut."""
+        tail = [e for e in self._decoder.finish() if _loads(e.data) is not None]
+        out = self._frame(tail)
+        if not self._ended and self._error is None:
+            self._error = ProviderError(
+                502, "the upstream stream ended before completion", FailureClass.TRANSIENT
+            )
+            out += error_event(self._error)
+        return out
+
+    def _frame(self, events: list[StreamEvent]) -> bytes:
+        parts: list[bytes] = []
+        for event in events:
+            name = event.event
+            if name == "error":  # the upstream's words never reach the client unscrubbed
+                self._error = sanitize(stream_error(_loads(event.data)), self._target)
+                parts.append(error_event(self._error))
+                break
+            if name is not None:
+                parts.append(b"event: " + name.encode() + b"\n")
+            for line in event.data.split(b"\n"):
+                parts.append(b"data: " + line + b"\n")
+            parts.append(b"\n")
+            if name in ("message_start", "message_delta"):
+                self._observe(name, event.data)
+            elif name == "message_stop":
+                self._ended = True
+            if self._ended or self._error is not None:
+                break  # nothing after a terminal event reaches the client
+        return b"".join(parts)
+
+    def _observe(self, name: str, data: bytes) -> None:
+        payload = _loads(data)
+        if name == "message_start":
+            message = payload.get("message") if isinstance(payload, dict) else None
+            usage = message.get("usage") if isinstance(message, dict) else None
+        else:
+            usage = payload.get("usage") if isinstance(payload, dict) else None
+        if isinstance(usage, dict):
+            self.usage.update((k, v) for k, v in usage.items() if v is not None)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

@@ -1,0 +1,120 @@
+"""Relaying a canonical chunk stream to a client in its API's format.
+
+Once the first byte is out, an upstream failure can no longer change the status: the stream
+ends with an error event in the client's format, and the partial usage is still accounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from core.providers.adapters.base import JSON, ProviderError
+from core.providers.scrub import sanitize
+from core.resilience.dispatch import close
+from core.wire.sse import DONE, encode_data
+from core.wire.tokens import estimate_text
+from shared.errors import GatewayError
+
+UsageSink = Callable[[dict[str, Any] | None, str], None]
+
+
+class StreamEncoder(Protocol):
+    def chunk(self, chunk: JSON) -> bytes | None: ...
+
+    def done(self) -> bytes: ...
+
+    def error(self, error: GatewayError) -> bytes: ...
+
+
+class OpenAIStreamEncoder:
+    """The usage chunk (empty choices) is always requested upstream, shown only if asked."""
+
+    __slots__ = ("include_usage",)
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def chunk(self, chunk: JSON) -> bytes | None:
+        if chunk.get("usage") is not None:
+            if not chunk.get("choices"):
+                return encode_data(chunk) if self.include_usage else None
+            if not self.include_usage:
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return encode_data(chunk)
+
+    def done(self) -> bytes:
+        return DONE
+
+    def error(self, error: GatewayError) -> bytes:
+        return b"data: " + error.openai_body() + b"\n\n"
+
+
+def _streamed_chars(chunk: JSON) -> int:
+    """Characters of generated output in a chunk: the basis of a cut stream's usage estimate."""
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        for key in ("content", "reasoning_content", "refusal"):
+            value = delta.get(key)
+            if isinstance(value, str):
+                total += len(value)
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                total += len(function.get("arguments") or "") + len(function.get("name") or "")
+    return total
+
+
+def estimated_usage(prompt_tokens: int, streamed_chars: int) -> dict[str, Any]:
+    completion = estimate_text("x" * streamed_chars) if streamed_chars else 0
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+        "estimated": True,
+    }
+
+
+async def relay(
+    first: JSON | None,
+    chunks: AsyncIterator[JSON],
+    encoder: StreamEncoder,
+    on_end: UsageSink,
+    prompt_estimate: int = 0,
+) -> AsyncIterator[bytes]:
+    """When a stream is cut before its usage arrives, the usage recorded is an estimate
+    (prompt estimate + streamed characters), flagged `estimated`, never nothing."""
+    usage: dict[str, Any] | None = None
+    outcome = "ok"
+    streamed = 0
+    try:
+        if first is not None:
+            usage = first.get("usage") or usage
+            streamed += _streamed_chars(first)
+            out = encoder.chunk(first)
+            if out:
+                yield out
+        async for chunk in chunks:
+            usage = chunk.get("usage") or usage
+            streamed += _streamed_chars(chunk)
+            out = encoder.chunk(chunk)
+            if out:
+                yield out
+        yield encoder.done()
+    except ProviderError as error:
+        outcome = f"cut:{error.failure_class}"
+        # HTTP upstreams scrub their errors already (with the target's keys); this catches any
+        # other source of chunks, so nothing unscrubbed ends a stream.
+        yield encoder.error(sanitize(error, None))
+    except (GeneratorExit, asyncio.CancelledError):
+        outcome = "cancelled"  # the client went away: still settled, from what was streamed
+        raise
+    finally:
+        await close(chunks)
+        if usage is None and (outcome != "ok" or streamed):
+            usage = estimated_usage(prompt_estimate, streamed)
+        on_end(usage, outcome)

@@ -1,0 +1,102 @@
+"""Usage accounting: one structured line per request, never with prompt or completion text.
+
+Every request ends here exactly once, which is also where its token reservations (the
+tenant's and the provider key's) are settled against actual usage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from core.api.identity import Caller
+from core.limits.tenant import Admission
+from core.observe.usagelog import USAGE_LOG, bounded_name
+from core.providers.adapters.base import ProviderError
+from shared.errors import UpstreamTarget
+
+if TYPE_CHECKING:
+    from core.resilience.dispatch import Outcome
+
+
+def _total(usage: dict[str, Any] | None) -> int:
+    total = (usage or {}).get("total_tokens")
+    return total if isinstance(total, int) else 0
+
+
+def record(
+    caller: Caller,
+    requested_model: str,
+    outcome: Outcome,
+    usage: dict[str, Any] | None,
+    status: str,
+    started: float,
+    admission: Admission | None = None,
+) -> None:
+    total = _total(usage)
+    if admission is not None:
+        admission.settle(total)
+    if outcome.lease is not None:
+        outcome.lease.settle(total)
+    _log(
+        caller,
+        requested_model,
+        outcome.target,
+        usage,
+        status,
+        started,
+        outcome.attempts,
+        outcome.failovers,
+    )
+
+
+def record_failure(
+    caller: Caller,
+    requested_model: str,
+    error: ProviderError,
+    started: float,
+    admission: Admission | None,
+) -> None:
+    if admission is not None:
+        admission.settle(0)
+    _log(
+        caller,
+        requested_model,
+        error.target,
+        None,
+        error.failure_class,
+        started,
+        error.attempts,
+        None,
+    )
+
+
+def _log(
+    caller: Caller,
+    requested_model: str,
+    target: UpstreamTarget | None,
+    usage: dict[str, Any] | None,
+    status: str,
+    started: float,
+    attempts: int,
+    failovers: int | None,
+) -> None:
+    if not USAGE_LOG.enabled:
+        return
+    line = {
+        "request_id": caller.request_id,
+        "tenant": caller.tenant,
+        "tier": caller.tier,
+        "model": bounded_name(requested_model),
+        "provider": target.provider.name if target else None,
+        "upstream_model": bounded_name(target.model) if target else None,
+        "outcome": status,
+        "attempts": attempts,
+        "failovers": failovers,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "prompt_tokens": (usage or {}).get("prompt_tokens"),
+        "completion_tokens": (usage or {}).get("completion_tokens"),
+        "usage_estimated": bool((usage or {}).get("estimated")),
+        "ts": round(time.time(), 3),
+    }
+    USAGE_LOG.write(line)

@@ -1,0 +1,60 @@
+"""GET /metrics on the core: Prometheus text for what operators alert on.
+
+Hand-written text format (no client library on the hot path): shared-state health, Redis
+outages and how many calls fell back to per-process state, which targets' circuits are open,
+how many entries the per-target structures hold, and how often each background job failed.
+Label values are configured names only (targets, `<provider>/*` for every tenant-named model
+of a provider, job names fixed by the code), never tenant input, so the page has a size fixed
+by the config.
+"""
+
+from __future__ import annotations
+
+from core.resilience.circuit import State
+from core.resilience.circuit_board import BreakerBoard
+from core.state.resilient import ResilientStore
+from core.state.store import Store
+from shared.periodic import failure_counts
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None = None) -> bytes:
+    """`entries`: size of each bounded per-target structure, by a fixed structure name."""
+    lines: list[str] = []
+    if isinstance(store, ResilientStore):
+        lines += [
+            "# HELP interlock_redis_up Whether the last call to Redis succeeded.",
+            "# TYPE interlock_redis_up gauge",
+            f"interlock_redis_up {int(store.healthy)}",
+            "# HELP interlock_redis_outages_total Times Redis became unreachable.",
+            "# TYPE interlock_redis_outages_total counter",
+            f"interlock_redis_outages_total {store.outages}",
+            "# HELP interlock_redis_fallback_calls_total Calls served from per-process state.",
+            "# TYPE interlock_redis_fallback_calls_total counter",
+            f"interlock_redis_fallback_calls_total {store.fallback_calls}",
+        ]
+    lines += [
+        "# HELP interlock_circuit_open Whether a target's circuit breaker is open (1) or not.",
+        "# TYPE interlock_circuit_open gauge",
+    ]
+    for label in breakers.labels():
+        is_open = int(breakers.state(label) is not State.CLOSED)
+        lines.append(f'interlock_circuit_open{{target="{_escape(label)}"}} {is_open}')
+    lines += [
+        "# HELP interlock_background_job_failures_total Runs of a background job that raised.",
+        "# TYPE interlock_background_job_failures_total counter",
+    ]
+    lines += [
+        f'interlock_background_job_failures_total{{job="{_escape(job)}"}} {count}'
+        for job, count in sorted(failure_counts().items())
+    ]
+    if entries:
+        lines += [
+            "# HELP interlock_state_entries Entries held by a bounded per-target structure.",
+            "# TYPE interlock_state_entries gauge",
+        ]
+        lines += [f'interlock_state_entries{{kind="{k}"}} {v}' for k, v in sorted(entries.items())]
+    return ("\n".join(lines) + "\n").encode()

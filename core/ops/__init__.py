@@ -1,0 +1,2 @@
+"""Operator tooling: the `interlock` CLI, signing keys and tenant tokens, revocation lists, the
+capability table generator."""

@@ -1,0 +1,95 @@
+"""Kind `anthropic`: the Anthropic Messages API (POST {base_url}/v1/messages).
+
+The adapter object only wires the pieces: request.py builds the body, response.py and stream.py
+translate answers back, errors.py classifies failures, settings.py owns the provider options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from core.providers.adapters.anthropic.errors import parse_error
+from core.providers.adapters.anthropic.request import build_body
+from core.providers.adapters.anthropic.response import parse_message
+from core.providers.adapters.anthropic.settings import Settings, parse_settings
+from core.providers.adapters.anthropic.stream import AnthropicStreamParser
+from core.providers.adapters.base import (
+    JSON,
+    Capabilities,
+    ProviderError,
+    Target,
+    UpstreamRequest,
+    settings_of,
+)
+from core.wire.sse import SSEDecoder
+from shared.config import ProviderConfig
+
+__all__ = ["ADAPTER", "AnthropicAdapter", "AnthropicStreamParser"]
+
+# Top-level OpenAI params this adapter maps; n, seed, logprobs and penalties have no equivalent.
+PARAMS = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+    }
+)
+MAX_CONTEXT = 200_000
+
+
+class AnthropicAdapter:
+    kind = "anthropic"
+
+    def settings(self, provider: ProviderConfig) -> Settings:
+        """Parsed once at start-up (core/startup.py) and kept on the provider."""
+        return settings_of(provider, Settings, parse_settings)
+
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_settings(provider)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        settings = self.settings(target.provider)
+        return Capabilities(
+            json_schema=settings.structured_outputs,
+            json_object=False,
+            max_context=MAX_CONTEXT,
+            image_urls=True,
+            params=PARAMS,
+        )
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder()
+
+    def make_signer(self, provider: ProviderConfig) -> None:
+        return None
+
+    def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
+        settings = self.settings(target.provider)
+        body = build_body(canonical, target.model, settings)
+        headers = dict(settings.headers)
+        headers["accept"] = "text/event-stream" if body.get("stream") else "application/json"
+        if target.api_key:
+            headers["x-api-key"] = target.api_key.reveal()
+        return UpstreamRequest("POST", settings.url, headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes, target: Target) -> JSON:
+        return parse_message(body, target)
+
+    def stream_parser(self, canonical: JSON, target: Target) -> AnthropicStreamParser:
+        return AnthropicStreamParser(target)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return parse_error(status, headers, body)
+
+
+ADAPTER = AnthropicAdapter()

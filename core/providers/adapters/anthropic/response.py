@@ -1,0 +1,123 @@
+"""Anthropic Message -> canonical chat completion, plus the mappings streams share.
+
+Usage is the trap here: Anthropic's input_tokens exclude cache reads and writes, while OpenAI's
+prompt_tokens include cached tokens, so both cache counts are added back and also reported in
+prompt_tokens_details (cache_creation_tokens is interlock's extension for cache writes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from core.providers.adapters.base import JSON, Target
+from shared.errors import invalid_upstream, upstream_object
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(stop_reason: Any) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+
+
+def _count(usage: JSON, key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def canonical_usage(usage: JSON) -> JSON:
+    read = _count(usage, "cache_read_input_tokens")
+    created = _count(usage, "cache_creation_input_tokens")
+    prompt = _count(usage, "input_tokens") + read + created
+    completion = _count(usage, "output_tokens")
+    out: JSON = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": created},
+    }
+    details = usage.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+    if isinstance(thinking, int):
+        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    return out
+
+
+def tool_call(block: JSON) -> JSON:
+    arguments = block.get("input")
+    return {
+        "id": block.get("id") or "",
+        "type": "function",
+        "function": {
+            "name": block.get("name") or "",
+            "arguments": orjson.dumps(arguments if arguments is not None else {}).decode(),
+        },
+    }
+
+
+def parse_message(body: bytes, target: Target) -> JSON:
+    payload = upstream_object(body, "a response that is not JSON", "a response without content")
+    if not isinstance(payload.get("content"), list):
+        raise invalid_upstream("a response without content")
+    texts: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[JSON] = []
+    calls: list[JSON] = []
+    for block in payload["content"]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking") or "")
+            thinking_blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": block.get("thinking") or "",
+                    "signature": block.get("signature") or "",
+                }
+            )
+        elif kind == "redacted_thinking":
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+        # Server-tool blocks (web search results and the like) have no chat-completions form.
+    text = "".join(texts)
+    message: JSON = {
+        "role": "assistant",
+        "content": text if text or not calls else None,
+        "refusal": None,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    usage = payload.get("usage")
+    result: JSON = {
+        "id": payload.get("id") or "msg_unknown",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": payload.get("model") or target.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(payload.get("stop_reason")),
+            }
+        ],
+    }
+    if isinstance(usage, dict):
+        result["usage"] = canonical_usage(usage)
+    return result

@@ -1,0 +1,81 @@
+"""The bedrock adapter: Converse and ConverseStream, signed with SigV4 after the pure build."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from core.providers.adapters.base import (
+    JSON,
+    Capabilities,
+    ProviderError,
+    Target,
+    UpstreamRequest,
+)
+from core.providers.adapters.bedrock.errors import parse_http_error
+from core.providers.adapters.bedrock.options import base_url, options_of, parse_options
+from core.providers.adapters.bedrock.request import converse_body, model_url
+from core.providers.adapters.bedrock.response import parse_converse
+from core.providers.adapters.bedrock.signing import SigV4Signer, make_signer
+from core.providers.adapters.bedrock.stream import ConverseStreamParser
+from core.wire.eventstream import EventStreamDecoder
+from shared.config import ProviderConfig
+
+# Every top-level OpenAI param this adapter maps; the core rejects or drops the rest.
+PARAMS = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+    }
+)
+# Converse takes image bytes only: the core inlines remote image URLs before calling us.
+CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
+
+
+class BedrockAdapter:
+    kind = "bedrock"
+
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_options(provider)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return CAPABILITIES
+
+    def decoder(self) -> EventStreamDecoder:
+        return EventStreamDecoder()
+
+    def make_signer(self, provider: ProviderConfig) -> SigV4Signer | None:
+        if provider.api_keys:
+            return None  # a Bedrock API key is a bearer token: no SigV4
+        return make_signer(options_of(provider))
+
+    def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
+        stream = bool(canonical.get("stream"))
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/vnd.amazon.eventstream" if stream else "application/json",
+            **target.provider.headers,
+        }
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+        url = model_url(base_url(target.provider), target.model, stream)
+        return UpstreamRequest("POST", url, headers, orjson.dumps(converse_body(canonical)))
+
+    def parse_response(self, body: bytes, target: Target) -> JSON:
+        return parse_converse(body, target.model)
+
+    def stream_parser(self, canonical: JSON, target: Target) -> ConverseStreamParser:
+        return ConverseStreamParser(target.model)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return parse_http_error(status, headers, body)
+
+
+ADAPTER = BedrockAdapter()

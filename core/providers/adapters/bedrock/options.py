@@ -1,0 +1,89 @@
+"""The `options` of a bedrock provider, checked once at start-up.
+
+Static keys exist for tests and for operators who inject them from ${ENV}; without them the
+botocore default chain (env, profile, SSO, container, IMDS) is used, resolved off the loop.
+A provider-level `api_key` is a Bedrock API key: sent as a bearer token instead of SigV4.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from core.providers.adapters.base import settings_of
+from core.providers.adapters.options import check_keys
+from shared.config import ProviderConfig
+from shared.configparse import ConfigError, keys_of
+from shared.secret import Secret
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockOptions:
+    region: str
+    access_key_id: str | None
+    secret_access_key: Secret | None
+    session_token: Secret | None
+    profile: str | None
+
+
+_KNOWN = keys_of(BedrockOptions)
+
+
+def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}.{key}: expected a non-empty string")
+    return value
+
+
+def _optional_secret(options: dict[str, Any], key: str, path: str) -> Secret | None:
+    """A credential option: ProviderConfig wrapped it at load time; plaintext is wrapped here."""
+    value = options.get(key)
+    if isinstance(value, Secret) and value:
+        return value
+    plain = _optional_string(options, key, path)
+    return Secret(plain) if plain is not None else None
+
+
+def parse_options(provider: ProviderConfig) -> BedrockOptions:
+    path = f"providers.{provider.name}.options"
+    options = provider.options
+    check_keys(options, _KNOWN, path)
+    region = _optional_string(options, "region", path)
+    if region is None:
+        raise ConfigError(f"{path}.region: required (the AWS region to sign for, e.g. us-east-1)")
+    if not _REGION.match(region):
+        raise ConfigError(f"{path}.region: {region!r} is not an AWS region name")
+    key_id = _optional_string(options, "access_key_id", path)
+    secret = _optional_secret(options, "secret_access_key", path)
+    token = _optional_secret(options, "session_token", path)
+    profile = _optional_string(options, "profile", path)
+    if (key_id is None) != (secret is None):
+        missing = "secret_access_key" if secret is None else "access_key_id"
+        raise ConfigError(f"{path}.{missing}: required when the other static key is set")
+    if token is not None and key_id is None:
+        raise ConfigError(f"{path}.session_token: only valid with access_key_id/secret_access_key")
+    if profile is not None and key_id is not None:
+        raise ConfigError(f"{path}.profile: use either a profile or static keys, not both")
+    if provider.api_keys and (key_id is not None or profile is not None):
+        raise ConfigError(
+            f"providers.{provider.name}.api_key: a Bedrock API key (bearer) replaces SigV4; "
+            "do not combine it with static keys or a profile"
+        )
+    return BedrockOptions(region, key_id, secret, token, profile)
+
+
+def options_of(provider: ProviderConfig) -> BedrockOptions:
+    """The options parsed at start-up (core/startup.py), else parsed now (tests, tools)."""
+    return settings_of(provider, BedrockOptions, parse_options)
+
+
+def base_url(provider: ProviderConfig) -> str:
+    if provider.base_url:
+        return provider.base_url
+    return f"https://bedrock-runtime.{options_of(provider).region}.amazonaws.com"

@@ -1,0 +1,123 @@
+"""Converse response -> canonical chat completion, plus the mappings streams share.
+
+Bedrock's inputTokens exclude cache reads and writes, while OpenAI's prompt_tokens include
+them: both are added back so cost accounting sees every prompt token exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+
+from core.providers.adapters.base import JSON
+from core.providers.adapters.bedrock.request import RESPONSE_TOOL
+from shared.errors import invalid_upstream
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+def completion_id() -> str:
+    # Converse bodies carry no id; the request id is only in a header the parser never sees.
+    return "chatcmpl-" + os.urandom(12).hex()
+
+
+def finish_reason(stop_reason: Any, real_tool_calls: bool) -> str:
+    reason = FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+    if reason == "tool_calls" and not real_tool_calls:
+        return "stop"  # only the response_format tool was called: that is the answer
+    return reason
+
+
+def _count(usage: JSON, key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def convert_usage(usage: Any) -> JSON:
+    usage = usage if isinstance(usage, dict) else {}
+    cache_read = _count(usage, "cacheReadInputTokens")
+    cache_write = _count(usage, "cacheWriteInputTokens")
+    prompt = _count(usage, "inputTokens") + cache_read + cache_write
+    completion = _count(usage, "outputTokens")
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {
+            "cached_tokens": cache_read,
+            "cache_creation_tokens": cache_write,
+        },
+    }
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def parse_converse(body: bytes, model: str) -> JSON:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise invalid_upstream("a response that is not JSON") from None
+    message = payload.get("output", {}).get("message") if isinstance(payload, dict) else None
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise invalid_upstream("a response without output.message.content")
+    texts: list[str] = []
+    reasoning: list[str] = []
+    tool_calls: list[JSON] = []
+    for block in message["content"]:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("toolUse"), dict):
+            use = block["toolUse"]
+            if use.get("name") == RESPONSE_TOOL:
+                texts.append(json_text(use.get("input")))
+                continue
+            tool_calls.append(
+                {
+                    "id": use.get("toolUseId"),
+                    "type": "function",
+                    "function": {"name": use.get("name"), "arguments": json_text(use.get("input"))},
+                }
+            )
+        elif isinstance(block.get("reasoningContent"), dict):
+            text = (block["reasoningContent"].get("reasoningText") or {}).get("text")
+            if isinstance(text, str):
+                reasoning.append(text)
+    canonical_message: JSON = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not tool_calls else None,
+        "refusal": None,
+    }
+    if tool_calls:
+        canonical_message["tool_calls"] = tool_calls
+    if reasoning:
+        canonical_message["reasoning_content"] = "".join(reasoning)
+    return {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": canonical_message,
+                "logprobs": None,
+                "finish_reason": finish_reason(payload.get("stopReason"), bool(tool_calls)),
+            }
+        ],
+        "usage": convert_usage(payload.get("usage")),
+    }

@@ -1,0 +1,97 @@
+"""Google Gemini, through AI Studio (generativelanguage) or Vertex AI (kind `gemini`).
+
+Both speak the same GenerateContent JSON; they differ in URL and auth (see settings.py).
+The module layout follows the adapter contract: request.py builds, response.py and stream.py
+parse, errors.py maps failures, schema.py narrows JSON Schema, calls.py carries thought
+signatures through tool-call ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import orjson
+
+from core.providers.adapters.base import (
+    JSON,
+    Capabilities,
+    ProviderError,
+    Target,
+    UpstreamRequest,
+    settings_of,
+)
+from core.providers.adapters.gemini.errors import parse_error
+from core.providers.adapters.gemini.request import PARAMS, build_body, invalid
+from core.providers.adapters.gemini.response import parse_response
+from core.providers.adapters.gemini.settings import Settings, parse_settings
+from core.providers.adapters.gemini.stream import GeminiStreamParser
+from core.providers.adapters.gemini.token_file import TokenFileSigner
+from core.wire.sse import SSEDecoder
+from shared.config import ProviderConfig
+
+# Model ids become part of the URL path, and tenants can name any model of a provider that
+# allows it: anything but a plain id (or models/..., tunedModels/...) is refused.
+_MODEL_ID = re.compile(r"^(?:models/|tunedModels/)?[A-Za-z0-9][A-Za-z0-9._@-]*$")
+
+_CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
+
+
+class GeminiAdapter:
+    kind = "gemini"
+
+    def settings(self, provider: ProviderConfig) -> Settings:
+        """Parsed once at start-up (core/startup.py) and kept on the provider."""
+        return settings_of(provider, Settings, parse_settings)
+
+    def check_provider(self, provider: ProviderConfig) -> object:
+        return parse_settings(provider)
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return _CAPABILITIES
+
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder()
+
+    def make_signer(self, provider: ProviderConfig) -> TokenFileSigner | None:
+        token_file = self.settings(provider).token_file
+        return TokenFileSigner(token_file) if token_file else None
+
+    def url(self, target: Target, settings: Settings, stream: bool) -> str:
+        model = target.model
+        if not _MODEL_ID.match(model) or (settings.vertex and "/" in model):
+            raise invalid(f"{model!r} is not a valid Gemini model id", "model")
+        if model.startswith("tunedModels/"):
+            prefix = settings.models_url.removesuffix("models/")
+        else:
+            prefix, model = settings.models_url, model.removeprefix("models/")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{prefix}{model}:{method}"
+
+    def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
+        settings = self.settings(target.provider)
+        stream = bool(canonical.get("stream"))
+        url = self.url(target, settings, stream)
+        body = build_body(canonical, target.model, settings)
+        headers = dict(settings.headers)
+        if target.api_key:
+            if settings.vertex:
+                headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+            else:
+                headers["x-goog-api-key"] = target.api_key.reveal()
+        headers["accept"] = "text/event-stream" if stream else "application/json"
+        return UpstreamRequest("POST", url, headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes, target: Target) -> JSON:
+        return parse_response(body, target.model)
+
+    def stream_parser(self, canonical: JSON, target: Target) -> GeminiStreamParser:
+        return GeminiStreamParser(target.model)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
+        return parse_error(status, headers, body)
+
+
+ADAPTER = GeminiAdapter()
+
+__all__ = ["ADAPTER", "GeminiAdapter"]

@@ -1,0 +1,106 @@
+"""Chat upstreams: an adapter's pure translation over its provider's Transport.
+
+Sending, signing, timeouts and transport-error mapping are core.providers.transport's; this module
+keeps what is chat's own: the Upstream protocol the dispatcher calls, and the translation backstop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Protocol
+
+from core.providers.adapters.base import JSON, Adapter, Capabilities, ProviderError, Target
+from core.providers.scrub import sanitize
+from core.providers.transport import Transport
+from shared.errors import FailureClass
+
+log = logging.getLogger("interlock.core")
+
+# What a translator raises when a client payload has a shape it did not expect.
+TRANSLATION_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)
+
+
+@contextlib.contextmanager
+def translating(label: str) -> Iterator[None]:
+    """Turns a translator's crash on a client payload into a 400, the one place it can happen.
+
+    Validation (core.api.validate) is the root defence: every shape an adapter relies on is
+    checked there with the field named. This is the backstop for a shape validation missed.
+    Trade-off: such a crash is usually a gap in our validation or a bug in an adapter, yet it
+    was triggered by this client's input and the same input fails the same way every time, so
+    the client gets a 400 `invalid_request` (not a 5xx that would page operators, count
+    against the target's health, or invite the client to retry), while the operators get the
+    full traceback in the log to close the gap. A CLIENT_ERROR never fails over or retries.
+    """
+    try:
+        yield
+    except TRANSLATION_ERRORS:
+        log.exception("could not translate a request for %s (client input)", label)
+        raise ProviderError(
+            400,
+            f"the request could not be translated for {label}; "
+            "check the types and shapes of its fields",
+            FailureClass.CLIENT_ERROR,
+            code="invalid_request",
+        ) from None
+
+
+class Upstream(Protocol):
+    """Anything that can serve a canonical request: an HTTP provider or the in-process mock."""
+
+    def capabilities(self, target: Target) -> Capabilities: ...
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON: ...
+
+    def stream(self, canonical: JSON, target: Target) -> AsyncIterator[JSON]:
+        """Raises ProviderError before the first chunk if the call fails early."""
+        ...
+
+
+class HttpUpstream:
+    """An adapter over its provider's Transport: pure build, send, pure parse.
+
+    Every upstream error, before the first chunk or as an in-stream error event, leaves here
+    scrubbed (core.providers.scrub): the adapters' parsers stay pure."""
+
+    __slots__ = ("_parse_error", "_transport", "adapter")
+
+    def __init__(self, adapter: Adapter, transport: Transport) -> None:
+        self.adapter = adapter
+        self._transport = transport
+        self._parse_error = adapter.parse_error  # bound once, not per call
+
+    def capabilities(self, target: Target) -> Capabilities:
+        return self.adapter.capabilities(target)
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
+        with translating(target.label):
+            request = self.adapter.build_request(canonical, target)
+        _, body = await self._transport.fetch(request, target, self._parse_error)
+        return self.adapter.parse_response(body, target)
+
+    async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
+        """One generator from request to last chunk: the consumer's `aclose` (core.api.relay,
+        core.resilience.dispatch) ends it at once, releasing the connection in the `finally`."""
+        try:
+            with translating(target.label):
+                request = self.adapter.build_request(canonical, target)
+                parser = self.adapter.stream_parser(canonical, target)
+            body = await self._transport.open(request, target, self._parse_error)
+            decoder = self.adapter.decoder()
+            try:
+                while raw := await body.read():
+                    for event in decoder.feed(raw):
+                        for chunk in parser.feed(event):
+                            yield chunk
+                for event in decoder.finish():
+                    for chunk in parser.feed(event):
+                        yield chunk
+            finally:
+                body.release()
+            for chunk in parser.finish():
+                yield chunk
+        except ProviderError as error:
+            raise sanitize(error, target) from None

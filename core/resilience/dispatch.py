@@ -1,0 +1,308 @@
+"""Calling targets with retries, failover, key pools, breakers and timeouts, for every API.
+
+Per request: the route's candidates in the order its strategy gives (core.routing.ordering),
+planned by the API's planner (which targets can serve it, with which payload), then tried in that
+order. Each try is a leased attempt (core.resilience.lease): breaker permission and a key from the
+provider's pool, always given back. On failure the failure class decides (core.resilience.retry):
+another key of the same provider on 429/401/quota; the next target on rate_limit, quota, transient,
+timeout, auth or context_length; on the last target, retries with jittered backoff that honours
+Retry-After, within the request's deadline; client errors and content filters return at once.
+
+Timeouts by kind: a stream must deliver its first chunk within `first_byte_timeout`; a
+non-streaming call its whole answer within `completion_timeout` (both bounded by the provider's
+total timeout, so this clock fires first). When this clock fires the upstream had the request
+(the connect phase has its own, shorter timeout in the transport), so the call is not retried
+on the same target unless `retry_timeouts` is set: it may still be running, and billed, there.
+Failing over to another target after a timeout is allowed (another provider or deployment).
+Streams may do all this until their first chunk is in hand, never after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from core.providers.adapters.base import JSON, ProviderError, Target
+from core.providers.scrub import sanitize
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.key_pools import KeyLease, KeyPools
+from core.resilience.latency import LatencyTracker
+from core.resilience.lease import AttemptLeases, Unavailable
+from core.resilience.retry import (
+    FAIL_OVER,
+    ROTATE_KEY,
+    RetryPolicy,
+    UpstreamTimeout,
+    backoff_s,
+    retries_same_target,
+)
+from core.routing.ordering import order
+from core.routing.planning import Attempt, ImageInliner
+from core.routing.registry import Route
+from shared.config import ResilienceConfig
+from shared.errors import FailureClass
+
+__all__ = [
+    "FAILOVER_CLASSES",
+    "Attempt",
+    "Dispatcher",
+    "ImageInliner",
+    "Outcome",
+    "close",
+    "completion_call",
+    "stream_call",
+]
+
+log = logging.getLogger("interlock.core")
+
+FAILOVER_CLASSES = FAIL_OVER
+# Used when neither the provider nor the Dispatcher's owner names a total timeout.
+DEFAULT_UPSTREAM_TIMEOUT_S = 600.0
+T = TypeVar("T")
+A = TypeVar("A", bound="Routable")
+R = TypeVar("R")
+P = TypeVar("P")
+
+
+class Routable(Protocol):
+    """What the loop needs of an attempt: chat's planning.Attempt, embeddings' own, a
+    messages passthrough step."""
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def dropped(self) -> tuple[str, ...]: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    target: Target
+    attempts: int
+    dropped: tuple[str, ...]
+    failovers: int = 0
+    retries: int = 0
+    lease: KeyLease | None = None
+
+
+class _Payloads:
+    """Each attempt's payload, fetching remote images at most once per request."""
+
+    __slots__ = ("_inlined", "_inliner")
+
+    def __init__(self, inliner: ImageInliner | None) -> None:
+        self._inliner = inliner
+        self._inlined: dict[int, Any] = {}
+
+    async def for_attempt(self, attempt: Attempt) -> JSON:
+        if not attempt.inline_images or self._inliner is None:
+            return attempt.payload
+        # Lenient targets get trimmed copies of the payload that share its `messages` list:
+        # keyed on that list, every variant reuses the one fetch (and the one byte budget).
+        messages = attempt.payload.get("messages")
+        key = id(messages)
+        if key not in self._inlined:
+            self._inlined[key] = (await self._inliner(attempt.payload)).get("messages")
+        inlined = self._inlined[key]
+        return attempt.payload if inlined is messages else {**attempt.payload, "messages": inlined}
+
+
+Completion = Callable[[Attempt, Target], Awaitable[JSON]]
+Opened = tuple[JSON | None, AsyncIterator[JSON]]
+StreamOpener = Callable[[Attempt, Target], Awaitable[Opened]]
+
+
+def completion_call(inliner: ImageInliner | None) -> Completion:
+    """The call for canonical non-streaming attempts (chat, translated messages)."""
+    payloads = _Payloads(inliner)
+
+    async def call(attempt: Attempt, target: Target) -> JSON:
+        return await attempt.upstream.complete(await payloads.for_attempt(attempt), target)
+
+    return call
+
+
+def stream_call(inliner: ImageInliner | None) -> StreamOpener:
+    """The call for canonical streams: the first chunk in hand (None for an empty stream)
+    and the rest, so failures before the first chunk can still fail over."""
+    payloads = _Payloads(inliner)
+
+    async def call(attempt: Attempt, target: Target) -> Opened:
+        chunks = attempt.upstream.stream(await payloads.for_attempt(attempt), target)
+        try:
+            first: JSON | None = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await close(chunks)
+            raise
+        return first, chunks
+
+    return call
+
+
+@dataclass(slots=True)
+class _Run:
+    """One request's progress through its attempts."""
+
+    leases: AttemptLeases
+    deadline: float
+    retries: int = 0
+    last_error: ProviderError | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        policy: ResilienceConfig,
+        breakers: BreakerBoard,
+        keys: KeyPools,
+        latency: LatencyTracker | None = None,
+        rng: random.Random | None = None,
+        upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
+    ) -> None:
+        self.policy = policy
+        self.retry = RetryPolicy(
+            policy.max_retries,
+            policy.backoff_base_s,
+            policy.backoff_cap_s,
+            policy.retry_after_cap_s,
+        )
+        self.breakers = breakers
+        self.keys = keys
+        self.latency = latency or LatencyTracker()
+        self._rng = rng or random.Random()
+        self._upstream_timeout_s = upstream_timeout_s
+
+    def order(self, route: Route) -> Route:
+        """The route with its candidates in the order its strategy gives this request."""
+        return order(route, self.latency, self._rng)
+
+    def plan(self, route: Route, request: R, planner: Callable[[Route, R], P]) -> P:
+        """Ordering, then the API's planner: every API's attempts follow the strategy."""
+        return planner(self.order(route), request)
+
+    async def complete(
+        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
+    ) -> tuple[JSON, Outcome]:
+        return await self.run(attempts, completion_call(inliner), tokens)
+
+    async def open_stream(
+        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
+    ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
+        """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
+        (first, chunks), outcome = await self.run(
+            attempts, stream_call(inliner), tokens, streaming=True
+        )
+        return first, chunks, outcome
+
+    async def run(
+        self,
+        attempts: Sequence[A],
+        call: Callable[[A, Target], Awaitable[T]],
+        tokens: int = 0,
+        *,
+        streaming: bool = False,
+    ) -> tuple[T, Outcome]:
+        """Try `call(attempt, target)` over the attempts with leased keys and breakers,
+        retries and failover. `target` is the attempt's target with the leased key;
+        `streaming` picks the timeout (first byte, else completion)."""
+        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens)
+        run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
+        for index, attempt in enumerate(attempts):
+            is_last = index == len(attempts) - 1
+            served = await self._on_target(run, attempt, call, is_last, streaming)
+            if served is not None:
+                return served
+        if run.last_error is None:
+            run.last_error = ProviderError(
+                503, "no target could serve the request", FailureClass.TRANSIENT
+            )
+        raise run.last_error
+
+    async def _on_target(
+        self,
+        run: _Run,
+        attempt: A,
+        call: Callable[[A, Target], Awaitable[T]],
+        is_last: bool,
+        streaming: bool,
+    ) -> tuple[T, Outcome] | None:
+        """Tries on one target until served, or None to move on to the next target."""
+        same_target_retries = 0
+        while True:
+            now = time.monotonic()
+            wait_until = min(run.deadline, now + self.policy.key_wait_max_s) if is_last else now
+            leased = run.leases.attempt(attempt.target, wait_until)
+            try:
+                async with leased:
+                    result = await self._timed(call, attempt, leased.target, streaming)
+            except Unavailable as refused:
+                refused.error.attempts = max(run.leases.tries, 1)
+                refused.error.target = attempt.target
+                run.last_error = refused.error
+                return None
+            except ProviderError as error:
+                error.attempts, error.target = run.leases.tries, leased.target
+                run.last_error = error
+                failure = error.failure_class
+                pool = self.keys.pool(attempt.target.provider.name)
+                if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
+                    log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
+                    continue
+                if failure in FAIL_OVER and not is_last:
+                    log.warning("failover from %s: %s", leased.label, failure)
+                    return None
+                if await self._backoff(run, error, same_target_retries):
+                    same_target_retries += 1
+                    continue
+                raise
+            leases = run.leases
+            failovers = leases.targets - 1
+            served = Outcome(
+                leased.target, leases.tries, attempt.dropped, failovers, run.retries, leased.lease
+            )
+            return result, served
+
+    async def _backoff(self, run: _Run, error: ProviderError, retries_so_far: int) -> bool:
+        """Waits before another try on the same target; False when none is allowed."""
+        if retries_so_far >= self.retry.max_retries:
+            return False
+        if not retries_same_target(error, self.policy.retry_timeouts):
+            return False
+        remaining = run.deadline - time.monotonic()
+        wait = backoff_s(self.retry, retries_so_far + 1, error.retry_after_s, remaining)
+        if wait is None:
+            return False
+        run.retries += 1
+        await asyncio.sleep(wait)
+        return True
+
+    async def _timed(
+        self, call: Callable[[A, Target], Awaitable[T]], attempt: A, target: Target, streaming: bool
+    ) -> T:
+        """One call under the timeout for its kind; every failure leaves as a ProviderError
+        scrubbed for the tenant."""
+        limit = self.policy.first_byte_timeout_s if streaming else self.policy.completion_timeout_s
+        limit = min(limit, target.provider.timeout_s or self._upstream_timeout_s)
+        timer = asyncio.timeout(limit)
+        try:
+            async with timer:
+                return await call(attempt, target)
+        except TimeoutError:
+            if timer.expired():
+                raise UpstreamTimeout(streaming) from None
+            raise ProviderError(504, "upstream provider timed out", FailureClass.TIMEOUT) from None
+        except ProviderError as caught:
+            raise sanitize(caught, target) from None
+
+
+async def close(chunks: AsyncIterator[Any]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

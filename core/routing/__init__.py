@@ -1,0 +1,2 @@
+"""From a requested model to ordered, capable targets: the model registry, ordering by strategy,
+and planning by capability."""

@@ -1,0 +1,45 @@
+"""Cheap token estimates for the mock provider and pre-call reservations.
+
+Not a tokenizer: about four characters a token for English text, which is what the
+reservation step needs (it settles from the provider's real usage afterwards).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PER_MESSAGE_OVERHEAD = 4
+# Bounds the gateway itself relies on, refused above with a 400 (core.api.validate) and clamped to
+# in every estimate (core.limits.admission), so no request can reserve an absurd number of tokens:
+# - output tokens a request may ask for: the largest output any model offers today is about
+#   128k; a million leaves room for growth while an estimate stays a sane integer;
+MAX_OUTPUT_TOKENS = 1_000_000
+# - choices per request (`n`): OpenAI's own limit;
+MAX_CHOICES = 128
+# - one reservation, whatever the request: the largest context windows today are 1-2M tokens.
+#   A reservation settles to real usage afterwards; the ceiling only stops one request from
+#   draining a tenant's or a shared provider key's token budget for everyone else.
+MAX_RESERVATION_TOKENS = 2_000_000
+
+
+def estimate_text(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def estimate_messages(messages: list[Any]) -> int:
+    total = 3
+    for message in messages:
+        total += PER_MESSAGE_OVERHEAD
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            total += estimate_text(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    if isinstance(part.get("text"), str):
+                        total += estimate_text(part["text"])
+                    elif part.get("type") == "image_url":
+                        total += 85
+    return total
