@@ -141,6 +141,25 @@ def create_app(config: Config) -> Starlette:
     embeddings = Pipeline(EmbeddingsApi(state.transports), stages)
     messages = Pipeline(MessagesApi(Passthrough(state.transports), state.images.inline), stages)
 
+    models = _models_endpoint(state)
+
+    public = [
+        Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
+        Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
+        Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
+        Route("/v1/models", authenticated(models), methods=["GET"]),
+        Route("/healthz", _healthz, methods=["GET"]),
+    ]
+    app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
+    admin = _admin_routes(state)
+    app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
+    app.state.core = state
+    return app
+
+
+def _models_endpoint(state: CoreState) -> Handler:
+    """GET /v1/models: the configured models and aliases this caller's token may use."""
+
     async def models(request: Request, caller: Caller, body: bytes) -> Response:
         created = state.registry.created
         data = [
@@ -154,8 +173,15 @@ def create_app(config: Config) -> Starlette:
             headers={"x-request-id": caller.request_id},
         )
 
-    async def healthz(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+    return models
+
+
+async def _healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+def _admin_routes(state: CoreState) -> list[Route]:
+    """The admin listener's routes: liveness, readiness and Prometheus text, never public."""
 
     async def readyz(request: Request) -> Response:
         if not state.ready:
@@ -170,19 +196,8 @@ def create_app(config: Config) -> Starlette:
             media_type="text/plain; version=0.0.4",
         )
 
-    public = [
-        Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
-        Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
-        Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
-        Route("/v1/models", authenticated(models), methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ]
-    admin = [
-        Route("/healthz", healthz, methods=["GET"]),
+    return [
+        Route("/healthz", _healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
-    app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
-    app.state.core = state
-    return app
