@@ -5,121 +5,29 @@ core_unavailable, never a 500."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.core_tls import core_tls_context
 from shared.config import ConfigError, parse_config
 from tests.support import raw
 from tests.support.net import free_port
 from tests.support.stack import Stack
+from tests.support.tls_certs import Pki, issue_pki
 
 CHAT = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
-def _issue(
-    ca_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    subject: str,
-    usage: x509.ObjectIdentifier,
-    directory: Path,
-) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-        builder = builder.add_extension(san, critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    cert_path = directory / f"{subject}.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, _write_key(key, directory / f"{subject}-key.pem")
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("interlock test CA"))
-        .issuer_name(_name("interlock test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = directory / "ca.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    issuer = ca.subject
-    server = _issue(ca_key, issuer, "core", ExtendedKeyUsageOID.SERVER_AUTH, directory)
-    client = _issue(ca_key, issuer, "edge", ExtendedKeyUsageOID.CLIENT_AUTH, directory)
-    return Pki(ca_path, server[0], server[1], client[0], client[1])
+    return issue_pki(tmp_path_factory.mktemp("pki"))
 
 
 def tls_stack(workdir: Path, pki: Pki, edge_tls: dict[str, str], mtls: bool) -> Stack:
     port = free_port()
-    server = {"tls_key_file": str(pki.server_key), "tls_cert_file": str(pki.server_cert)}
+    server = {"tls_key_file": str(pki.key), "tls_cert_file": str(pki.cert)}
     if mtls:  # the core accepts only clients with a certificate from the CA (CERT_REQUIRED)
         server["tls_client_ca_file"] = str(pki.ca)
     edge = {"pools": {"default": [f"https://127.0.0.1:{port}"]}, **edge_tls}
@@ -193,6 +101,6 @@ def test_tls_settings_are_checked_at_start_up(tmp_path: Path, pki: Pki) -> None:
     assert "core_ca_file" in str(_edge_config(tmp_path, {"core_ca_file": missing}))
     half = {"core_client_cert": str(pki.client_cert)}
     assert "core_client_key" in str(_edge_config(tmp_path, half))
-    wrong = {"core_client_cert": str(pki.client_cert), "core_client_key": str(pki.server_key)}
+    wrong = {"core_client_cert": str(pki.client_cert), "core_client_key": str(pki.key)}
     assert "core_client_cert" in str(_edge_config(tmp_path, wrong))
     assert _edge_config(tmp_path, {"core_ca_file": str(pki.ca)}) is None

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import redis
 
 from tests.support.net import free_port, wait_port
-from tests.support.tls_certs import issue_server_pki
+from tests.support.tls_certs import issue_pki
 
 LOADING_KEYS = 30_000  # at 1 ms a key, LOADING lasts until finish_loading() (or 30 s)
 
@@ -57,7 +57,7 @@ class RedisServer:
             args += ["--requirepass", self.requirepass]
         if not self.tls:
             return [*args, "--port", str(self.port)]
-        pki = issue_server_pki(self.workdir / "tls")
+        pki = issue_pki(self.workdir / "tls")
         return [
             *args,
             *("--port", "0", "--tls-port", str(self.port)),
