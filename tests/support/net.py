@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 import urllib.error
 import urllib.request
 
+# Ports for servers the tests start are drawn below Linux's ephemeral range (32768-60999):
+# a port the kernel picked with bind(0) can be handed to an outgoing connection's source port,
+# or picked again, before the server that was meant to get it binds it ("address in use").
+_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+_rng = random.SystemRandom()  # not the global generator, which hypothesis seeds
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now and this test process never handed out before."""
+    for _ in range(500):
+        port = _rng.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def wait_http(url: str, timeout: float = 30.0, process=None) -> None:  # type: ignore[no-untyped-def]
