@@ -150,3 +150,18 @@ def settings_of(provider: ProviderConfig, kind: type[S], parse: Callable[[Provid
     for a provider built outside start-up (unit tests, tools such as core/ops/captable.py)."""
     settings = provider.settings
     return settings if isinstance(settings, kind) else parse(provider)
+
+
+def stop_sequences(
+    canonical: JSON, invalid: Callable[[str, str], ProviderError]
+) -> list[str] | None:
+    """OpenAI's `stop` (a string or a list of strings) as the list every other provider takes;
+    None when absent or empty. `invalid` is the adapter's own 400 factory."""
+    stop = canonical.get("stop")
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop or None
+    if stop is None:
+        return None
+    raise invalid("stop must be a string or an array of strings", "stop")

@@ -26,7 +26,7 @@ from core.providers.adapters.anthropic.settings import (
     Settings,
     default_max_tokens,
 )
-from core.providers.adapters.base import JSON, ProviderError
+from core.providers.adapters.base import JSON, ProviderError, stop_sequences
 from shared.errors import FailureClass
 
 _NO_THINKING = frozenset({"none", "minimal"})
@@ -74,14 +74,9 @@ def _sampling(canonical: JSON, body: JSON) -> None:
         if not isinstance(top_p, int | float) or isinstance(top_p, bool):
             raise invalid("top_p must be a number", "top_p")
         body["top_p"] = top_p
-    stop = canonical.get("stop")
-    if isinstance(stop, str):
-        body["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            body["stop_sequences"] = stop
-    elif stop is not None:
-        raise invalid("stop must be a string or an array of strings", "stop")
+    stop = stop_sequences(canonical, invalid)
+    if stop:
+        body["stop_sequences"] = stop
     user = canonical.get("user")
     if user is not None:
         if not isinstance(user, str):

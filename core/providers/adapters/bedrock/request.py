@@ -24,7 +24,7 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
-from core.providers.adapters.base import JSON, ProviderError
+from core.providers.adapters.base import JSON, ProviderError, stop_sequences
 from shared.errors import FailureClass
 
 RESPONSE_TOOL = "interlock_response"
@@ -282,14 +282,9 @@ def inference_config(canonical: JSON) -> JSON | None:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise invalid(f"{ours} must be a number", ours)
             config[theirs] = value
-    stop = canonical.get("stop")
-    if isinstance(stop, str):
-        config["stopSequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            config["stopSequences"] = stop
-    elif stop is not None:
-        raise invalid("stop must be a string or an array of strings", "stop")
+    stop = stop_sequences(canonical, invalid)
+    if stop:
+        config["stopSequences"] = stop
     return config or None
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from core.providers.adapters.base import JSON, ProviderError
+from core.providers.adapters.base import JSON, ProviderError, stop_sequences
 from core.providers.adapters.gemini.calls import signature_of
 from core.providers.adapters.gemini.schema import to_gemini_schema
 from core.providers.adapters.gemini.settings import Settings
@@ -323,13 +323,9 @@ def _generation_config(canonical: JSON, model: str, settings: Settings) -> JSON:
         max_tokens = canonical.get("max_tokens")
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
-    stop = canonical.get("stop")
-    if isinstance(stop, str):
-        config["stopSequences"] = [stop]
-    elif isinstance(stop, list) and stop:
+    stop = stop_sequences(canonical, invalid)
+    if stop:
         config["stopSequences"] = stop
-    elif stop is not None and stop != []:
-        raise invalid("stop must be a string or an array of strings", "stop")
     _response_format(canonical.get("response_format"), config)
     thinking = _thinking(canonical.get("reasoning_effort"), model, settings.include_thoughts)
     if thinking:
