@@ -87,6 +87,18 @@ def write_config(tmp_path: Path, provider: dict[str, Any]) -> Path:
     return path
 
 
+def start_core(path: Path) -> subprocess.CompletedProcess[str]:
+    """The core started through the one launcher with `path`: expected to refuse and exit."""
+    ports = ["--port", str(free_port()), "--admin-port", str(free_port())]
+    return subprocess.run(
+        [sys.executable, "-m", "shared.server", "core", "--config", str(path), *ports],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = cli.main(["--config", str(path), "check-config"])
     return code, capsys.readouterr().err
@@ -101,14 +113,7 @@ def test_check_config_refuses_what_the_core_refuses(
     assert code == 2, err
     assert err.startswith(f"interlock: {message}"), err
     # The core, started through the one launcher with the same file, fails the same way.
-    ports = ["--port", str(free_port()), "--admin-port", str(free_port())]
-    core = subprocess.run(
-        [sys.executable, "-m", "shared.server", "core", "--config", str(path), *ports],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    core = start_core(path)
     assert core.returncode == 2, core.stderr
     assert f"interlock: {message}" in core.stderr, core.stderr
     assert err.strip() in core.stderr  # the very same line
@@ -169,13 +174,6 @@ def test_check_config_refuses_a_redis_url_the_store_would_refuse(
     code, err = check_config(path, capsys)
     assert code == 2, err
     assert err.startswith("interlock: state.redis_url: redis URL parameter not supported"), err
-    ports = ["--port", str(free_port()), "--admin-port", str(free_port())]
-    core = subprocess.run(
-        [sys.executable, "-m", "shared.server", "core", "--config", str(path), *ports],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    core = start_core(path)
     assert core.returncode == 2, core.stderr
     assert err.strip() in core.stderr
