@@ -8,54 +8,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support.net import free_port
-from tests.support.stack import ROOT
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> list[str]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError("interlock up exited early:\n" + "".join(lines))
-        lines.append(line)
-        if marker in line:
-            return lines
-    raise AssertionError("no ready banner:\n" + "".join(lines))
+from tests.support.up import BANNER_END, read_until, start_up, up_env
 
 
 def test_interlock_up_prints_working_examples(tmp_path: Path) -> None:
-    edge_port, core_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("INTERLOCK_", "OPENAI_", "ANTHROPIC_"))
-    }
-    env.update(
-        {
-            "INTERLOCK_EDGE_PORT": str(edge_port),
-            "INTERLOCK_CORE_PORT": str(core_port),
-            "INTERLOCK_CORE_ADMIN_PORT": str(free_port()),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    interlock = str(Path(sys.executable).with_name("interlock"))
-    process = subprocess.Popen(
-        [interlock, "up"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    edge_port = free_port()
+    env = up_env(edge_port)
+    process = start_up(tmp_path, env)
     try:
-        lines = _read_until(process, "Ctrl-C stops both tiers")
+        lines = read_until(process, BANNER_END)
         assert (tmp_path / ".interlock" / "signing-key.pem").stat().st_mode & 0o077 == 0
         assert (tmp_path / ".interlock" / "jwks.json").is_file()
         export = next(line for line in lines if line.startswith("export INTERLOCK_TOKEN="))

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import jwt
@@ -19,7 +17,7 @@ from core.ops.cli import main
 from core.ops.keys import init_keys
 from shared.config import load_config
 from tests.support.net import free_port
-from tests.support.stack import ROOT
+from tests.support.up import BANNER_END, read_until, start_up, up_env
 
 
 def config_file(tmp_path: Path, limits: dict[str, object] | None = None) -> Path:
@@ -149,35 +147,9 @@ def test_interlock_up_writes_private_state(tmp_path: Path) -> None:
     for name, text in (("demo-token", "old"), ("hop-secret", "h" * 48)):
         (state / name).write_text(text)
         (state / name).chmod(0o644)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("INTERLOCK_", "OPENAI_", "ANTHROPIC_"))
-    }
-    env.update(
-        {
-            "INTERLOCK_EDGE_PORT": str(free_port()),
-            "INTERLOCK_CORE_PORT": str(free_port()),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    interlock = str(Path(sys.executable).with_name("interlock"))
-    process = subprocess.Popen(
-        [interlock, "up"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_up(tmp_path, up_env(free_port()))
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Ctrl-C stops both tiers" in line:
-                break
-        else:
-            raise AssertionError("interlock up exited early")
+        read_until(process, BANNER_END)
         assert mode(state) == 0o700
         assert mode(state / "demo-token") == 0o600
         assert mode(state / "hop-secret") == 0o600
