@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from core.providers.adapters.base import JSON, Capabilities, Target
+from core.providers.adapters.options import check_keys
 from core.providers.mock_schema import schema_instance
 from core.providers.upstream import translating
 from core.wire.tokens import estimate_messages, estimate_text
@@ -30,15 +31,16 @@ _SENTENCES = (
 )
 
 
+_OPTIONS = frozenset({"delay_ms", "chunk_delay_ms"})
+
+
 class MockUpstream:
     """Options: `delay_ms` before the first byte, `chunk_delay_ms` between stream chunks."""
 
     def __init__(self, options: dict[str, Any], path: str) -> None:
         self.delay_s = _milliseconds(options, "delay_ms", path) / 1000
         self.chunk_delay_s = _milliseconds(options, "chunk_delay_ms", path) / 1000
-        unknown = set(options) - {"delay_ms", "chunk_delay_ms"}
-        if unknown:
-            raise ConfigError(f"{path}.{sorted(unknown)[0]}: unknown mock option")
+        check_keys(options, _OPTIONS, path)
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities()  # tools and structured outputs are acted on, see _reply

@@ -63,6 +63,16 @@ def stalled() -> ProviderError:
     return ProviderError(504, "the upstream stream stalled (idle timeout)", FailureClass.TIMEOUT)
 
 
+async def _read_whole(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, the connection released whatever happens; a cut is a transport error."""
+    try:
+        return await response.read()
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc) from None
+    finally:
+        response.release()
+
+
 def _failed(
     response: aiohttp.ClientResponse, body: bytes, target: Target, parse_error: ErrorParser
 ) -> ProviderError:
@@ -123,12 +133,7 @@ class Transport:
     ) -> Reply:
         """The whole answer of a successful call; any failure raises a scrubbed ProviderError."""
         response = await self._send(request)
-        try:
-            body = await response.read()
-        except TRANSPORT_ERRORS as exc:
-            raise transport_error(exc) from None
-        finally:
-            response.release()
+        body = await _read_whole(response)
         if response.status >= 400:
             raise _failed(response, body, target, parse_error)
         return response.headers, body
@@ -141,13 +146,7 @@ class Transport:
         response = await self._send(request)
         if response.status < 400:
             return UpstreamBody(response, self._idle_s)
-        try:
-            body = await response.read()
-        except TRANSPORT_ERRORS as exc:
-            raise transport_error(exc) from None
-        finally:
-            response.release()
-        raise _failed(response, body, target, parse_error)
+        raise _failed(response, await _read_whole(response), target, parse_error)
 
     async def _send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
         url: str | URL = request.url

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.providers.adapters.options import check_keys
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 
@@ -55,11 +56,7 @@ def messages_url(base_url: str | None) -> str:
 def parse_settings(provider: ProviderConfig) -> Settings:
     path = f"providers.{provider.name}.options"
     options: dict[str, Any] = provider.options
-    unknown = sorted(set(options) - _KNOWN)
-    if unknown:
-        raise ConfigError(
-            f"{path}.{unknown[0]}: unknown option (known: {', '.join(sorted(_KNOWN))})"
-        )
+    check_keys(options, _KNOWN, path)
     version = options.get("version", DEFAULT_VERSION)
     if not isinstance(version, str) or not version.strip():
         raise ConfigError(f"{path}.version: expected a non-empty string such as 2023-06-01")

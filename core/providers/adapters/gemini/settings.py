@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core.providers.adapters.options import check_keys
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 
@@ -54,11 +55,7 @@ def vertex_host(location: str) -> str:
 def parse_settings(provider: ProviderConfig) -> Settings:
     path = f"providers.{provider.name}.options"
     options: dict[str, Any] = provider.options
-    unknown = sorted(set(options) - _KNOWN)
-    if unknown:
-        raise ConfigError(
-            f"{path}.{unknown[0]}: unknown option (known: {', '.join(sorted(_KNOWN))})"
-        )
+    check_keys(options, _KNOWN, path)
     vertex = options.get("vertex")
     version = options.get("api_version")
     if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
@@ -93,11 +90,7 @@ def _with_version(base: str, version: str) -> str:
 def _vertex(raw: Any, path: str) -> tuple[str, str, str | None]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with project and location")
-    unknown = sorted(set(raw) - _VERTEX_KNOWN)
-    if unknown:
-        raise ConfigError(
-            f"{path}.{unknown[0]}: unknown option (known: {', '.join(sorted(_VERTEX_KNOWN))})"
-        )
+    check_keys(raw, _VERTEX_KNOWN, path)
     project = raw.get("project")
     if not isinstance(project, str) or not _PROJECT.match(project):
         raise ConfigError(f"{path}.project: expected a Google Cloud project id")
