@@ -16,8 +16,6 @@ from shared.names import model_name_problem
 
 STRATEGIES = ("fallback", "weighted", "least_latency")
 
-_MODEL = frozenset({"targets", "provider", "model", "params", "strategy", "tiers"})
-
 
 @dataclass(frozen=True)
 class TargetConfig:
@@ -31,14 +29,18 @@ _TARGET = cp.keys_of(TargetConfig)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    targets: tuple[TargetConfig, ...]
+    name: str = field(metadata=cp.read_from())  # the key it is filed under in `models`
+    # A list of targets, or one target's `provider` (and `model`, default: the name) inline.
+    targets: tuple[TargetConfig, ...] = field(metadata=cp.read_from("targets", "provider", "model"))
     # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
     # in the x-interlock-dropped-params response header.
     params: str = "strict"
     # fallback: in order; weighted: random by weight; least_latency: fastest observed first.
     strategy: str = "fallback"
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
+
+
+_MODEL = cp.keys_of(ModelConfig)
 
 
 def _targets(

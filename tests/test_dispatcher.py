@@ -24,6 +24,7 @@ from core.routing.registry import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 OK: JSON = {"choices": [{"message": {"content": "ok"}}]}
 FAST = ResilienceConfig(backoff_base_s=0.001, backoff_cap_s=0.002, key_wait_max_s=0.0)
@@ -70,7 +71,10 @@ def setup(
     board = BreakerBoard(BreakerPolicy(min_requests=1000), store)
     attempts = [
         Attempt(
-            Target(providers[name], name, providers[name].api_keys[0]), upstream, {"model": "m"}, ()
+            Target(provider_of(providers[name]), name, providers[name].api_keys[0]),
+            upstream,
+            {"model": "m"},
+            (),
         )
         for name, upstream, _ in specs
     ]
@@ -181,7 +185,7 @@ def test_open_breaker_skips_target_and_fails_fast_when_all_open() -> None:
 
 def _route(strategy: str, weights: tuple[float, ...]) -> Route:
     candidates = tuple(
-        Candidate(Target(provider(n), n, "k"), Scripted([]), Capabilities())
+        Candidate(Target(provider_of(provider(n)), n, "k"), Scripted([]), Capabilities())
         for n in ("a", "b", "c")
     )
     base = ModelRegistry._route("m", candidates, True)

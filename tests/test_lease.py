@@ -24,6 +24,7 @@ from core.routing.planning import Attempt
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass, GatewayError
+from tests.support.providers import provider_of
 
 OK: JSON = {"choices": [{"message": {"content": "ok"}}]}
 OPEN_S = 0.05
@@ -70,7 +71,7 @@ def setup(upstream: Scripted, rpm: int | None = None) -> tuple[Dispatcher, list[
     board = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
     policy = ResilienceConfig(max_retries=0, key_wait_max_s=0.0)
     dispatcher = Dispatcher(policy, board, keys, LatencyTracker(), random.Random(1))
-    attempts = [Attempt(Target(provider, "m", "k"), upstream, {"model": "m"}, ())]
+    attempts = [Attempt(Target(provider_of(provider), "m", "k"), upstream, {"model": "m"}, ())]
     return dispatcher, attempts
 
 
