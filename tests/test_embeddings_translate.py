@@ -10,14 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from core.api.embeddings.bedrock import BedrockEmbeddings, family
-from core.api.embeddings.gemini import GEMINI
-from core.api.embeddings.mock import MOCK, pseudo_embedding
-from core.api.embeddings.openai import AZURE, OPENAI
 from core.api.embeddings.plan import plan_embeddings as plan
 from core.api.embeddings.request import EmbeddingRequest, validate_embeddings
 from core.api.embeddings.response import encode, float32_base64
 from core.providers.adapters.base import Capabilities, ProviderError, Target, UpstreamRequest
+from core.providers.adapters.bedrock.embeddings import BedrockEmbeddings, family
+from core.providers.adapters.gemini.embeddings import GEMINI
+from core.providers.adapters.openai_embeddings import AZURE, OPENAI
+from core.providers.mock_embeddings import MOCK, pseudo_embedding
 from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError

@@ -24,10 +24,16 @@ from typing import Any
 
 import orjson
 
-from core.api.embeddings.request import EmbeddingRequest
-from core.api.embeddings.response import Embedded, Vector, check_vector, openai_list
-from core.api.embeddings.translate import Problem, Reply
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Reply,
+    Vector,
+    check_vector,
+    openai_list,
+)
 from core.providers.adapters.gemini import ADAPTER as GEMINI_ADAPTER
 from core.providers.adapters.gemini.errors import parse_error
 from core.providers.adapters.gemini.settings import Settings

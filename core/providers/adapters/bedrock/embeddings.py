@@ -25,13 +25,19 @@ from typing import Any
 
 import orjson
 
-from core.api.embeddings.request import EmbeddingRequest
-from core.api.embeddings.response import Embedded, Vector, check_vector, openai_list
-from core.api.embeddings.translate import Problem, Reply
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.providers.adapters.bedrock.errors import parse_http_error
 from core.providers.adapters.bedrock.options import base_url
 from core.providers.adapters.bedrock.request import model_url
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Reply,
+    Vector,
+    check_vector,
+    openai_list,
+)
 from shared.errors import invalid_upstream, upstream_object
 
 COHERE_BATCH = 96

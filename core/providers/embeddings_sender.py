@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from core.api.embeddings.translate import Reply, Translator
 from core.providers.adapters.base import Target, UpstreamRequest
+from core.providers.adapters.embeddings import Reply, Translator
 
 
 async def send(
