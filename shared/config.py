@@ -177,11 +177,8 @@ def _state(raw: Any, env: dict[str, str]) -> StateConfig:
 
 
 def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of name to {{rpm, tpm}}")
-    return {str(name): parse_rate_limit(entry, f"{path}.{name}") for name, entry in raw.items()}
+    entries = cp.named(raw, path, "name to {rpm, tpm}")
+    return {str(name): parse_rate_limit(entry, f"{path}.{name}") for name, entry in entries.items()}
 
 
 def _limits(raw: Any) -> LimitsConfig:

@@ -92,6 +92,17 @@ def section(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
     return raw
 
 
+def named(raw: Any, path: str, of: str) -> dict[Any, Any]:
+    """A mapping of names to entries (`models`, `aliases`, tiers, tenants ...), empty when
+    absent; `of` says what it maps, for the error (e.g. "model name to targets"). The names
+    are as written: callers that require strings check them."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of {of}")
+    return raw
+
+
 def string(raw: dict[str, Any], key: str, path: str, default: str | None = None) -> str:
     value = raw.get(key, default)
     if value is None:
