@@ -12,13 +12,13 @@ bedrock/embeddings.py, and core/providers/mock_embeddings.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.wire.tokens import MAX_RESERVATION_TOKENS, estimate_text
-from shared.errors import invalid_upstream
+from shared.errors import invalid_upstream, upstream_object
 
 # Always understood by the gateway, whatever the target.
 GATEWAY_PARAMS = frozenset({"model", "input", "encoding_format"})
@@ -109,6 +109,27 @@ def openai_list(
 Reply = tuple[Mapping[str, str], bytes]
 # (param, message): why a target cannot serve a request, naming the field to blame.
 Problem = tuple[str, str]
+
+
+# One reply's payload (with its headers) -> its vectors and token count (None: not reported).
+ReplyParser = Callable[[Mapping[str, str], JSON], tuple[list[Vector], int | None]]
+
+
+def collect(
+    replies: list[Reply], request: EmbeddingRequest, model: str, parse_one: ReplyParser
+) -> Embedded:
+    """The OpenAI body from several replies: their vectors in order, and the sum of their
+    token counts (estimated when any reply reported none)."""
+    vectors: list[Vector] = []
+    tokens: int | None = 0
+    for headers, body in replies:
+        payload = upstream_object(
+            body, "a response that is not JSON", "a response that is not a JSON object"
+        )
+        found, count = parse_one(headers, payload)
+        vectors.extend(found)
+        tokens = None if tokens is None or count is None else tokens + count
+    return openai_list(vectors, model, tokens, request)
 
 
 class Translator(Protocol):
