@@ -24,7 +24,7 @@ from core.observe import context as requestctx
 from core.observe.metrics import render as render_metrics
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Pipeline, standard_stages
-from core.providers.transport import Transport
+from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
@@ -48,9 +48,9 @@ class CoreState:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         parts = prepare_core(config, self.client)
-        self.config = config = parts.config  # providers now carry their typed settings
-        # One transport per HTTP provider, shared by chat, embeddings and passthrough.
-        self.transports: dict[str, Transport] = parts.transports
+        self.config = config = parts.config
+        # One per configured provider: typed settings, adapter, transport, upstream.
+        self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
         self.store: Store = (
             ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
@@ -138,8 +138,8 @@ def create_app(config: Config) -> Starlette:
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(state.registry, state.dispatcher, state.limiter)
     chat = Pipeline(ChatApi(state.images.inline), stages)
-    embeddings = Pipeline(EmbeddingsApi(state.transports), stages)
-    messages = Pipeline(MessagesApi(Passthrough(state.transports), state.images.inline), stages)
+    embeddings = Pipeline(EmbeddingsApi(), stages)
+    messages = Pipeline(MessagesApi(Passthrough(), state.images.inline), stages)
 
     models = _models_endpoint(state)
 

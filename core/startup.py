@@ -1,9 +1,9 @@
 """What the core builds from its config before it serves, and so every check it makes of it.
 
-Provider kinds are resolved to adapters, each adapter's `check_provider` parses the provider's
-options once into its typed, frozen settings (kept on the ProviderConfig the targets carry, so
-no request re-derives them), upstreams get their transports (timeouts, signers), the model registry
-resolves every model's targets, and the hop secret is found. `CoreState` (core/app.py) and
+Each configured provider becomes one `Provider` (core/providers/provider.py): its adapter
+resolved from the kind, its options parsed once into the kind's typed, frozen settings, its
+Transport (timeouts, signer) and Upstream built. The model registry resolves every model's
+targets to those Providers, and the hop secret is found. `CoreState` (core/app.py) and
 `interlock check-config` (core/ops/cli.py) both call `prepare_core`: the CLI approves exactly the
 configs the core starts with. Nothing here opens a socket, reads from the network or starts a
 task; the HTTP session is only reached through `session`, when a request is sent.
@@ -11,71 +11,37 @@ task; the HTTP session is only reached through `session`, when a request is sent
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 
-from core.providers.adapters import load_adapter
-from core.providers.mock import MockUpstream
-from core.providers.transport import Transport
-from core.providers.upstream import HttpUpstream, Upstream
+from core.providers.provider import Provider, SessionGetter, build_provider
 from core.routing.registry import ModelRegistry
 from core.state.redis_url import parse_endpoint
 from shared import hop
-from shared.config import Config, ProviderConfig
+from shared.config import Config
 from shared.configparse import ConfigError
-
-SessionGetter = Callable[[], aiohttp.ClientSession]
-TRANSPORT_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
 class CoreParts:
-    config: Config  # as loaded, with every provider's typed settings parsed
-    upstreams: dict[str, Upstream]
-    # One per provider called over HTTP, shared by chat, embeddings and passthrough.
-    transports: dict[str, Transport]
+    config: Config  # as loaded
+    providers: dict[str, Provider]  # by name, each built once; targets carry them
     registry: ModelRegistry
     hop_secret: bytes
 
 
 def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
     """Build the config-derived parts of the core; raises ConfigError naming the bad key."""
-    providers: dict[str, ProviderConfig] = {}
-    upstreams: dict[str, Upstream] = {}
-    transports: dict[str, Transport] = {}
-    for name, provider in config.providers.items():
-        path = f"providers.{name}"
-        if provider.kind == "mock":
-            providers[name] = provider
-            upstreams[name] = MockUpstream(provider.options, f"{path}.options")
-            continue
-        adapter = load_adapter(provider.kind, f"{path}.kind")
-        provider = dataclasses.replace(provider, settings=adapter.check_provider(provider))
-        providers[name] = provider
-        timeout = aiohttp.ClientTimeout(
-            # The dispatcher's own clock (first byte, completion) is capped at the provider's
-            # total and must fire first: it knows the upstream had the request and does not
-            # retry it there. The transport's total is a backstop just behind it, never a race.
-            total=(provider.timeout_s or config.core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
-            sock_connect=config.core.connect_timeout_s,
-        )
-        transports[name] = Transport(
-            session,
-            timeout,
-            adapter.make_signer(provider),
-            config.core.resilience.stream_idle_timeout_s,
-        )
-        upstreams[name] = HttpUpstream(adapter, transports[name])
-    config = dataclasses.replace(config, providers=providers)
+    providers = {
+        name: build_provider(provider, config.core, session)
+        for name, provider in config.providers.items()
+    }
     _check_redis_url(config.state.redis_url)
     return CoreParts(
         config=config,
-        upstreams=upstreams,
-        transports=transports,
-        registry=ModelRegistry(config, upstreams),
+        providers=providers,
+        registry=ModelRegistry(config, providers),
         hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
     )
 

@@ -8,17 +8,18 @@ the environment) so `make run` needs no set-up.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
 from shared.config_core import (
     DEFAULT_CORE_ADMIN_PORT,
-    SECRET_OPTIONS,
     CoreConfig,
     ProviderConfig,
+    RateLimit,
     parse_core,
     parse_providers,
+    parse_rate_limit,
 )
 from shared.config_edge import (
     CORE_SECTIONS,
@@ -43,7 +44,6 @@ __all__ = [
     "DEFAULT_CORE_ADMIN_PORT",
     "DEFAULT_CORE_PORT",
     "DEFAULT_EDGE_PORT",
-    "SECRET_OPTIONS",
     "AuthConfig",
     "Config",
     "ConfigError",
@@ -53,6 +53,7 @@ __all__ = [
     "HopConfig",
     "ModelConfig",
     "ProviderConfig",
+    "RateLimit",
     "ResilienceConfig",
     "RouteConfig",
     "ServerConfig",
@@ -65,13 +66,8 @@ __all__ = [
 @dataclass(frozen=True)
 class StateConfig:
     redis_url: str | None  # None: in-memory (single process)
-    fail_open: bool  # when Redis is unreachable: per-process limits (True) or 503 (False)
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    rpm: int | None  # requests per minute
-    tpm: int | None  # tokens per minute (prompt estimate + max output, settled to actual)
+    # When Redis is unreachable: per-process limits (True, fail_open) or 503 (fail_closed).
+    fail_open: bool = field(metadata=cp.read_from("on_redis_down"))
 
 
 @dataclass(frozen=True)
@@ -106,9 +102,8 @@ class Config(EdgeTierConfig):
     limits: LimitsConfig = LimitsConfig({}, {})
 
 
-_STATE = frozenset({"redis_url", "on_redis_down"})
+_STATE = cp.keys_of(StateConfig)
 _LIMITS = cp.keys_of(LimitsConfig)
-_RATE = cp.keys_of(RateLimit)
 
 
 def load_config(path: PathLike | None = None, env: dict[str, str] | None = None) -> Config:
@@ -182,19 +177,8 @@ def _state(raw: Any, env: dict[str, str]) -> StateConfig:
 
 
 def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of name to {{rpm, tpm}}")
-    out = {}
-    for name, entry in raw.items():
-        where = f"{path}.{name}"
-        s = cp.section(entry, where, _RATE)
-        values = [
-            cp.integer(s, key, where, 1, 1, 10**12) if key in s else None for key in ("rpm", "tpm")
-        ]
-        out[str(name)] = RateLimit(rpm=values[0], tpm=values[1])
-    return out
+    entries = cp.named(raw, path, "name to {rpm, tpm}")
+    return {str(name): parse_rate_limit(entry, f"{path}.{name}") for name, entry in entries.items()}
 
 
 def _limits(raw: Any) -> LimitsConfig:

@@ -32,12 +32,8 @@ def networks(raw: Any, path: str) -> tuple[claims.Network, ...]:
 
 
 def tenant_cidrs(raw: Any) -> dict[str, tuple[claims.Network, ...]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("auth.tenant_cidrs: expected a mapping of tenant to a list of CIDRs")
     out = {}
-    for tenant, cidrs in raw.items():
+    for tenant, cidrs in cp.named(raw, "auth.tenant_cidrs", "tenant to a list of CIDRs").items():
         path = f"auth.tenant_cidrs.{tenant}"
         out[str(tenant)] = networks(cidrs, path)
         if not out[str(tenant)]:

@@ -45,58 +45,48 @@ class CoreConfig:
     admin_port: int = DEFAULT_CORE_ADMIN_PORT
 
 
-# Provider options that are credentials: wrapped like api_keys, revealed only when signing.
-SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
+@dataclass(frozen=True)
+class RateLimit:
+    rpm: int | None  # requests per minute
+    tpm: int | None  # tokens per minute (prompt estimate + max output, settled to actual)
 
 
 @dataclass(frozen=True)
 class ProviderConfig:
-    """A provider's settings. Keys (and secret options) are held as `Secret`s from the moment
-    the config is loaded, so no repr, log line or traceback of a config can print them."""
+    """A provider's settings as declared. Keys are held as `Secret`s from the moment the config
+    is loaded, so no repr, log line or traceback of a config can print them; `options` (the
+    kind's own, which may hold credentials such as Bedrock's) is left out of the repr, and the
+    core's adapter parses it once into typed settings that wrap those credentials
+    (core/providers/provider.py)."""
 
-    name: str
+    name: str = field(metadata=cp.read_from())  # the key it is filed under in `providers`
     kind: str
     base_url: str | None
-    api_keys: tuple[Secret, ...]
+    api_keys: tuple[Secret, ...] = field(metadata=cp.read_from("api_key", "api_keys"))
     headers: dict[str, str]
     timeout_s: float | None
     allow_any_model: bool
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
     # Per-key limits, each key of the pool on its own, enforced across replicas.
-    key_rpm: int | None = None
-    key_tpm: int | None = None
-    # The kind's typed, frozen settings parsed from `options` once at the core's start-up
-    # (core/startup.py, by the adapter's check_provider); adapters read them per request.
-    # None until then, and for kinds without an adapter (mock). Not part of equality.
-    settings: object = field(default=None, compare=False, repr=False)
+    key_rpm: int | None = field(default=None, metadata=cp.read_from("key_limits"))
+    key_tpm: int | None = field(default=None, metadata=cp.read_from("key_limits"))
 
     def __post_init__(self) -> None:
         # Whoever builds one (config loading, tests, tools): plaintext never stays plaintext.
         keys = tuple(k if isinstance(k, Secret) else Secret(k) for k in self.api_keys)
         object.__setattr__(self, "api_keys", keys)
-        if any(isinstance(self.options.get(k), str) for k in SECRET_OPTIONS):
-            wrapped = {
-                k: Secret(v) if k in SECRET_OPTIONS and isinstance(v, str) else v
-                for k, v in self.options.items()
-            }
-            object.__setattr__(self, "options", wrapped)
 
 
 _CORE = cp.keys_of(CoreConfig)
-_PROVIDER = frozenset(
-    {
-        "kind",
-        "base_url",
-        "api_key",
-        "api_keys",
-        "headers",
-        "timeout",
-        "allow_any_model",
-        "options",
-        "key_limits",
-    }
-)
-_KEY_LIMITS = frozenset({"rpm", "tpm"})
+_PROVIDER = cp.keys_of(ProviderConfig)
+_RATE = cp.keys_of(RateLimit)
+
+
+def parse_rate_limit(raw: Any, path: str) -> RateLimit:
+    """{rpm, tpm}, each optional: a tier's or tenant's limits, or a provider's per key."""
+    s = cp.section(raw, path, _RATE)
+    rpm, tpm = (cp.integer(s, k, path, 1, 1, 10**12) if k in s else None for k in ("rpm", "tpm"))
+    return RateLimit(rpm=rpm, tpm=tpm)
 
 
 def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
@@ -107,6 +97,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
     admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
     if admin_port == port:
         raise ConfigError("core.admin_port: must differ from core.port")
+    connect_timeout_s = cp.duration(s, "connect_timeout", "core", 10)
     return CoreConfig(
         host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
         port=port,
@@ -116,7 +107,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         admin_port=admin_port,
         server=parse_server(s.get("server"), "core.server", CORE_SERVER),
         max_body_bytes=cp.size(s, "max_body_bytes", "core", 16 * 1024 * 1024),
-        connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
+        connect_timeout_s=connect_timeout_s,
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
         image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
@@ -132,8 +123,25 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
             _peer(entry, "core.image_allow_hosts")
             for entry in cp.string_list(s, "image_allow_hosts", "core")
         ),
-        resilience=parse_resilience(s.get("resilience")),
+        resilience=_resilience(s.get("resilience"), connect_timeout_s),
     )
+
+
+def _resilience(raw: Any, connect_timeout_s: float) -> ResilienceConfig:
+    """The dispatcher's clocks (first byte, completion) include the connect phase, and must only
+    fire after it: a call that could not even connect is the transport's to report (as refused,
+    which fails over at once), never a timed-out call the upstream may have had."""
+    resilience = parse_resilience(raw)
+    for key, seconds in (
+        ("first_byte_timeout", resilience.first_byte_timeout_s),
+        ("completion_timeout", resilience.completion_timeout_s),
+    ):
+        if seconds <= connect_timeout_s:
+            raise ConfigError(
+                f"core.resilience.{key}: must exceed core.connect_timeout "
+                f"({seconds:g}s <= {connect_timeout_s:g}s)"
+            )
+    return resilience
 
 
 def _peer(entry: str, path: str) -> tuple[str, int]:
@@ -171,11 +179,7 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
         if not isinstance(options, dict):
             raise ConfigError(f"{path}.options: expected a mapping")
         timeout = cp.duration(s, "timeout", path, 0) if "timeout" in s else None
-        limits = cp.section(s.get("key_limits"), f"{path}.key_limits", _KEY_LIMITS)
-        key_rpm, key_tpm = (
-            cp.integer(limits, k, f"{path}.key_limits", 1, 1, 10**12) if k in limits else None
-            for k in ("rpm", "tpm")
-        )
+        key_limits = parse_rate_limit(s.get("key_limits"), f"{path}.key_limits")
         out[str(name)] = ProviderConfig(
             name=str(name),
             kind=cp.string(s, "kind", path),
@@ -185,7 +189,7 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
             timeout_s=timeout,
             allow_any_model=cp.boolean(s, "allow_any_model", path, False),
             options=options,
-            key_rpm=key_rpm,
-            key_tpm=key_tpm,
+            key_rpm=key_limits.rpm,
+            key_tpm=key_limits.tpm,
         )
     return out

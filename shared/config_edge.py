@@ -32,7 +32,7 @@ class AuthConfig:
     audience: str
     algorithm: str
     jwks_file: Path
-    jwks_inline: str | None
+    jwks_inline: str | None = field(metadata=cp.read_from("jwks"))
     signing_key_file: Path
     max_ttl_s: float
     leeway_s: float
@@ -46,7 +46,7 @@ class AuthConfig:
     revocation_file: Path = Path(".interlock/revocations.json")
     revocation_url: str | None = None
     revocation_refresh_s: float = 10.0
-    revocation_required: bool = False
+    revocation_required: bool = field(default=False, metadata=cp.read_from())  # derived
     # Per-tenant client networks (edge-enforced, on top of a token's own `cidrs` claim).
     tenant_cidrs: dict[str, tuple[claims.Network, ...]] = field(default_factory=dict)
 
@@ -82,27 +82,8 @@ class EdgeConfig:
     server: ServerConfig = EDGE_SERVER
 
 
-_AUTH = frozenset(
-    {
-        "issuer",
-        "audience",
-        "algorithm",
-        "jwks_file",
-        "jwks",
-        "jwks_url",
-        "jwks_refresh",
-        "signing_key_file",
-        "max_ttl",
-        "leeway",
-        "max_header_bytes",
-        "cache_size",
-        "revocation_file",
-        "revocation_url",
-        "revocation_refresh",
-        "tenant_cidrs",
-    }
-)
-_HOP = frozenset({"secret", "max_skew"})
+_AUTH = cp.keys_of(AuthConfig)
+_HOP = cp.keys_of(HopConfig)
 _EDGE = cp.keys_of(EdgeConfig)
 _ROUTE = cp.keys_of(RouteConfig)
 

@@ -16,8 +16,6 @@ from shared.names import model_name_problem
 
 STRATEGIES = ("fallback", "weighted", "least_latency")
 
-_MODEL = frozenset({"targets", "provider", "model", "params", "strategy", "tiers"})
-
 
 @dataclass(frozen=True)
 class TargetConfig:
@@ -31,14 +29,18 @@ _TARGET = cp.keys_of(TargetConfig)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str
-    targets: tuple[TargetConfig, ...]
+    name: str = field(metadata=cp.read_from())  # the key it is filed under in `models`
+    # A list of targets, or one target's `provider` (and `model`, default: the name) inline.
+    targets: tuple[TargetConfig, ...] = field(metadata=cp.read_from("targets", "provider", "model"))
     # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
     # in the x-interlock-dropped-params response header.
     params: str = "strict"
     # fallback: in order; weighted: random by weight; least_latency: fastest observed first.
     strategy: str = "fallback"
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
+
+
+_MODEL = cp.keys_of(ModelConfig)
 
 
 def _targets(
@@ -63,12 +65,8 @@ def _targets(
 
 
 def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("models: expected a mapping of model name to targets")
     out = {}
-    for name, entry in raw.items():
+    for name, entry in cp.named(raw, "models", "model name to targets").items():
         path = f"models.{name}"
         _check_name(name, path)
         s = cp.section(entry, path, _MODEL)
@@ -88,9 +86,7 @@ def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
         strategy = cp.string(s, "strategy", path, "fallback")
         if strategy not in STRATEGIES:
             raise ConfigError(f"{path}.strategy: expected one of {', '.join(STRATEGIES)}")
-        tiers_raw = s.get("tiers") or {}
-        if not isinstance(tiers_raw, dict):
-            raise ConfigError(f"{path}.tiers: expected a mapping of tier name to targets")
+        tiers_raw = cp.named(s.get("tiers") or None, f"{path}.tiers", "tier name to targets")
         tiers = {
             str(tier): _targets(value, f"{path}.tiers.{tier}", str(name), providers)
             for tier, value in tiers_raw.items()
@@ -100,12 +96,8 @@ def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
 
 
 def parse_aliases(raw: Any, models: dict[str, ModelConfig]) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("aliases: expected a mapping of alias to model name")
     out = {}
-    for alias, model in raw.items():
+    for alias, model in cp.named(raw, "aliases", "alias to model name").items():
         _check_name(alias, f"aliases.{alias}")
         if not isinstance(model, str) or model not in models:
             raise ConfigError(f"aliases.{alias}: {model!r} is not a configured model")

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
 from shared.configparse import ConfigError
-
-_RESILIENCE = frozenset(
-    {
-        "max_retries",
-        "backoff_base",
-        "backoff_cap",
-        "retry_after_cap",
-        "total_deadline",
-        "first_byte_timeout",
-        "completion_timeout",
-        "retry_timeouts",
-        "stream_idle_timeout",
-        "breaker_failure_ratio",
-        "breaker_min_requests",
-        "breaker_window",
-        "breaker_open_for",
-        "key_wait_max",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -48,9 +29,12 @@ class ResilienceConfig:
     breaker_failure_ratio: float = 0.5
     breaker_min_requests: int = 10
     breaker_window_s: float = 30.0
-    breaker_open_s: float = 15.0
+    breaker_open_s: float = field(default=15.0, metadata=cp.read_from("breaker_open_for"))
     # How long a request may wait for a key pool to have capacity before failing over / 429.
     key_wait_max_s: float = 10.0
+
+
+_RESILIENCE = cp.keys_of(ResilienceConfig)
 
 
 def parse_resilience(raw: Any) -> ResilienceConfig:

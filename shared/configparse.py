@@ -56,11 +56,27 @@ def interpolate(value: Any, path: str, env: Mapping[str, str] | None = None) -> 
     return value
 
 
+_READ_FROM = "interlock.config_keys"
+
+
+def read_from(*keys: str) -> dict[str, tuple[str, ...]]:
+    """Field metadata, for a field not read from the key of its own name: the key(s) it is
+    read from (`fail_open` from `on_redis_down`; `api_keys` from `api_key` and `api_keys`), or
+    none for a field no key sets (the name a section is filed under, a derived value).
+    Usage: `fail_open: bool = field(metadata=read_from("on_redis_down"))`."""
+    return {_READ_FROM: keys}
+
+
 def keys_of(settings_type: type[Any]) -> frozenset[str]:
     """The keys a config section accepts, taken from the one declaration of its settings: the
     dataclass's field names, a duration's `_s` (seconds) suffix dropped (the field
-    `connect_timeout_s` is read from the key `connect_timeout`)."""
-    return frozenset(f.name.removesuffix("_s") for f in dataclasses.fields(settings_type))
+    `connect_timeout_s` is read from the key `connect_timeout`), or the keys its `read_from`
+    metadata names. Adding a key is adding a field: no second list to keep in step."""
+    return frozenset(
+        key
+        for f in dataclasses.fields(settings_type)
+        for key in f.metadata.get(_READ_FROM, (f.name.removesuffix("_s"),))
+    )
 
 
 def section(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
@@ -73,6 +89,17 @@ def section(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
         if key not in allowed:
             known = ", ".join(sorted(allowed))
             raise ConfigError(f"{path}.{key}: unknown key (known: {known})")
+    return raw
+
+
+def named(raw: Any, path: str, of: str) -> dict[Any, Any]:
+    """A mapping of names to entries (`models`, `aliases`, tiers, tenants ...), empty when
+    absent; `of` says what it maps, for the error (e.g. "model name to targets"). The names
+    are as written: callers that require strings check them."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of {of}")
     return raw
 
 

@@ -13,6 +13,7 @@ from core.providers.adapters.base import ProviderError, Target
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 
 def provider(options: dict[str, Any] | None = None, **extra: Any) -> ProviderConfig:
@@ -31,7 +32,7 @@ def provider(options: dict[str, Any] | None = None, **extra: Any) -> ProviderCon
 
 
 def target(model: str = "claude-sonnet-4-5", **kwargs: Any) -> Target:
-    return Target(provider(**kwargs), model, "sk-ant-test")
+    return Target(provider_of(provider(**kwargs)), model, "sk-ant-test")
 
 
 def build(canonical: dict[str, Any], tgt: Target | None = None) -> dict[str, Any]:

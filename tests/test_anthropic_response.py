@@ -12,9 +12,10 @@ from core.providers.adapters.anthropic import ADAPTER
 from core.providers.adapters.base import ProviderError, Target, openai_code_for
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig("claude", "anthropic", None, ("k",), {}, None, True, {})
-TARGET = Target(PROVIDER, "claude-sonnet-4-5", "k")
+TARGET = Target(provider_of(PROVIDER), "claude-sonnet-4-5", "k")
 
 
 def message(content: list[dict[str, Any]], stop: str = "end_turn", **usage: Any) -> bytes:

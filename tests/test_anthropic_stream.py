@@ -14,9 +14,10 @@ from core.providers.adapters.anthropic import ADAPTER
 from core.providers.adapters.base import ProviderError, Target
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig("claude", "anthropic", None, ("k",), {}, None, True, {})
-TARGET = Target(PROVIDER, "claude-sonnet-4-5", "k")
+TARGET = Target(provider_of(PROVIDER), "claude-sonnet-4-5", "k")
 
 
 def sse(*events: tuple[str, dict[str, Any]], trailing: str = "   ") -> bytes:

@@ -14,6 +14,7 @@ from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 BASE = "https://res.openai.azure.com"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -38,8 +39,9 @@ def provider(
 
 
 def target(model: str = "gpt-4o-deploy", **options: Any) -> Target:
+    """Built as start-up builds it: check_provider has accepted its config."""
     config = provider(options)
-    return Target(config, model, config.api_keys[0])
+    return Target(provider_of(config), model, config.api_keys[0])
 
 
 def body_of(raw: bytes) -> dict[str, Any]:
@@ -66,7 +68,6 @@ def body_of(raw: bytes) -> dict[str, Any]:
 )
 def test_urls(options: dict[str, Any], url: str) -> None:
     t = target(**options)
-    ADAPTER.check_provider(t.provider)
     request = ADAPTER.build_request({"model": "alias", "messages": MESSAGES}, t)
     assert request.url == url
     assert body_of(request.body)["model"] == "gpt-4o-deploy"  # the deployment, on both paths
@@ -97,7 +98,7 @@ def test_resource_named_like_the_path_is_accepted() -> None:
 def test_provider_headers_are_sent() -> None:
     config = provider(headers={"x-ms-client-request-id": "abc"})
     request = ADAPTER.build_request(
-        {"model": "m", "messages": MESSAGES}, Target(config, "d", "azure-key")
+        {"model": "m", "messages": MESSAGES}, Target(provider_of(config), "d", "azure-key")
     )
     assert request.headers["x-ms-client-request-id"] == "abc"
 

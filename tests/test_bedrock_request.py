@@ -13,11 +13,12 @@ from core.providers.adapters.bedrock.request import RESPONSE_TOOL
 from core.wire.eventstream import EventStreamDecoder
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig(
     "aws", "bedrock", None, (), {"x-extra": "1"}, None, False, {"region": "eu-west-3"}
 )
-TARGET = Target(PROVIDER, "anthropic.claude-3-haiku-20240307-v1:0", None)
+TARGET = Target(provider_of(PROVIDER), "anthropic.claude-3-haiku-20240307-v1:0", None)
 PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
     "rkJggg=="
@@ -79,7 +80,9 @@ def test_url_headers_and_the_escaped_model_id() -> None:
     streaming = ADAPTER.build_request(
         {"messages": [{"role": "user", "content": "hi"}], "stream": True},
         Target(
-            PROVIDER, "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.x-v1:0", None
+            provider_of(PROVIDER),
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.x-v1:0",
+            None,
         ),
     )
     assert streaming.url == (
@@ -91,14 +94,22 @@ def test_url_headers_and_the_escaped_model_id() -> None:
 
 def test_base_url_override_and_bearer_api_key() -> None:
     provider = ProviderConfig(
-        "k", "bedrock", "http://127.0.0.1:9", ("bedrock-api-key",), {}, None, False, {}
+        "k",
+        "bedrock",
+        "http://127.0.0.1:9",
+        ("bedrock-api-key",),
+        {},
+        None,
+        False,
+        {"region": "us-east-1"},  # required, as at start-up; the base URL overrides it
     )
     request = ADAPTER.build_request(
-        {"messages": [{"role": "user", "content": "hi"}]}, Target(provider, "m.x-v1:0", "key-1")
+        {"messages": [{"role": "user", "content": "hi"}]},
+        Target(provider_of(provider), "m.x-v1:0", "key-1"),
     )
     assert request.url == "http://127.0.0.1:9/model/m.x-v1:0/converse"
     assert request.headers["authorization"] == "Bearer key-1"
-    assert ADAPTER.make_signer(provider) is None
+    assert ADAPTER.make_signer(ADAPTER.check_provider(provider)) is None
 
 
 def test_full_conversation_golden() -> None:

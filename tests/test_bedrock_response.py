@@ -12,9 +12,10 @@ from core.providers.adapters.bedrock import ADAPTER
 from core.providers.adapters.bedrock.request import RESPONSE_TOOL
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig("aws", "bedrock", None, (), {}, None, False, {"region": "us-east-1"})
-TARGET = Target(PROVIDER, "us.anthropic.claude-sonnet-4-5-v1:0", None)
+TARGET = Target(provider_of(PROVIDER), "us.anthropic.claude-sonnet-4-5-v1:0", None)
 
 
 def parse(payload: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from shared.config import ProviderConfig, parse_config
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
 from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, verify_sigv4
+from tests.support.providers import provider_of
 
 KNOWN = {ACCESS_KEY: (SECRET_KEY, SESSION_TOKEN)}
 OPTIONS = {
@@ -33,9 +34,11 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def signed(provider: ProviderConfig = PROVIDER, model: str = "fake.text-v1:0") -> UpstreamRequest:
-    signer = ADAPTER.make_signer(provider)
+    signer = ADAPTER.make_signer(ADAPTER.check_provider(provider))
     assert signer is not None
-    request = ADAPTER.build_request({"messages": MESSAGES}, Target(provider, model, None))
+    request = ADAPTER.build_request(
+        {"messages": MESSAGES}, Target(provider_of(provider), model, None)
+    )
     return asyncio.run(signer.sign(request))
 
 
@@ -91,7 +94,9 @@ def test_escaped_colon_in_the_model_id_is_signed_as_sent() -> None:
     assert request.url.endswith(path)
     assert verify(request, path=path) is None
     escaped = request.url.replace("v1:0", "v1%3A0")
-    naive = asyncio.run(ADAPTER.make_signer(PROVIDER).sign(replace(request, url=escaped)))  # type: ignore[union-attr]
+    naive = asyncio.run(
+        ADAPTER.make_signer(ADAPTER.check_provider(PROVIDER)).sign(replace(request, url=escaped))  # type: ignore[union-attr]
+    )
     assert verify(naive, path=path)[0] == "InvalidSignatureException"  # type: ignore[index]
 
 
@@ -203,7 +208,9 @@ def test_default_chain_without_credentials_is_an_auth_failure(
 
 def test_static_credentials_need_no_thread() -> None:
     signer = SigV4Signer("us-east-1", StaticCredentials(ACCESS_KEY, SECRET_KEY, None))
-    request = ADAPTER.build_request({"messages": MESSAGES}, Target(PROVIDER, "m.x-v1:0", None))
+    request = ADAPTER.build_request(
+        {"messages": MESSAGES}, Target(provider_of(PROVIDER), "m.x-v1:0", None)
+    )
     result = asyncio.run(signer.sign(request))
     assert "X-Amz-Security-Token" not in result.headers
     no_token = {ACCESS_KEY: (SECRET_KEY, None)}
@@ -252,8 +259,8 @@ def test_options_from_environment_through_the_config_file() -> None:
         "AWS_TEST_SECRET": SECRET_KEY,
     }
     provider = parse_config(raw, "test", env).providers["aws"]
-    ADAPTER.check_provider(provider)
-    assert provider.options["secret_access_key"].reveal() == SECRET_KEY
+    options = ADAPTER.check_provider(provider)
+    assert options.secret_access_key.reveal() == SECRET_KEY  # type: ignore[attr-defined]
     both = replace(provider, api_keys=("k",))
     with pytest.raises(ConfigError, match=r"providers\.aws\.api_key"):
         ADAPTER.check_provider(both)

@@ -12,9 +12,10 @@ from core.providers.adapters.bedrock.request import RESPONSE_TOOL
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.eventstream_encode import encode_message, event_frame, exception_frame
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig("aws", "bedrock", None, (), {}, None, False, {"region": "us-east-1"})
-TARGET = Target(PROVIDER, "us.amazon.nova-micro-v1:0", None)
+TARGET = Target(provider_of(PROVIDER), "us.amazon.nova-micro-v1:0", None)
 START = event_frame("messageStart", {"role": "assistant", "p": "abc"})
 USAGE = {"inputTokens": 20, "outputTokens": 9, "totalTokens": 29}
 

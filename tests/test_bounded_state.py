@@ -10,7 +10,6 @@ from core.observe import context as requestctx
 from core.observe.accounting import _log
 from core.observe.usagelog import MAX_NAME_CHARS, USAGE_LOG, bounded_name
 from core.providers.adapters.base import ProviderError, Target
-from core.providers.mock import MockUpstream
 from core.resilience.circuit import BreakerPolicy, State
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.latency import LatencyTracker
@@ -18,11 +17,12 @@ from core.routing.registry import DYNAMIC_ROUTES, ModelRegistry
 from core.state.store import MemoryStore
 from shared.config import load_config
 from shared.errors import FailureClass
+from tests.support.providers import provider_of, providers_of
 
 
 def _registry() -> ModelRegistry:
     config = load_config(env={})  # embedded defaults: mock with allow_any_model
-    return ModelRegistry(config, {"mock": MockUpstream({}, "providers.mock.options")})
+    return ModelRegistry(config, providers_of(config))
 
 
 def test_dynamic_routes_are_an_lru_and_share_one_health_label() -> None:
@@ -116,7 +116,9 @@ def test_usage_log_lines_have_a_bounded_model_name() -> None:
     try:
         caller = Caller("acme", "default", "req", lambda name: True)
         provider = load_config(env={}).providers["mock"]
-        _log(caller, long_a, Target(provider, long_a, None, True), None, "ok", 0.0, 1, 0)
+        _log(
+            caller, long_a, Target(provider_of(provider), long_a, None, True), None, "ok", 0.0, 1, 0
+        )
     finally:
         USAGE_LOG.enabled, USAGE_LOG.write = enabled, write  # type: ignore[method-assign]
     (line,) = lines

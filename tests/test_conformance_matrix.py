@@ -38,13 +38,12 @@ import orjson
 import pytest
 
 from core.api.messages.request import to_canonical
-from core.providers.adapters import load_adapter
 from core.providers.adapters.base import Capabilities, Target
-from core.providers.mock import MockUpstream
 from core.routing.planning import GATEWAY_PARAMS
 from shared.config import ProviderConfig, parse_config
 from tests.support import fake_anthropic, fake_azure, fake_bedrock, fake_gemini, fake_openai
 from tests.support.fake_server import FakeServer
+from tests.support.providers import provider_of
 from tests.support.stack import Stack, base_config
 
 # ---- requests ---------------------------------------------------------------------------------
@@ -386,13 +385,9 @@ CONFIGS = _provider_configs()
 def declared(provider: str, model: str) -> Capabilities:
     """What the core reads for this target: the adapter's (or the mock's) declaration."""
     config = CONFIGS[provider]
-    target = Target(config, model, config.api_keys[0] if config.api_keys else None)
-    path = f"providers.{provider}"
-    if config.kind == "mock":
-        return MockUpstream(dict(config.options), path).capabilities(target)
-    adapter = load_adapter(config.kind, path)
-    adapter.check_provider(config)
-    return adapter.capabilities(target)
+    built = provider_of(config)
+    target = Target(built, model, config.api_keys[0] if config.api_keys else None)
+    return built.upstream.capabilities(target)
 
 
 # The param a 400 names when a Capabilities flag is missing (core/routing/planning.py's contract).
@@ -443,9 +438,9 @@ class Ctx:
         if self.fake is not None:
             return self.provider.text, *self.provider.usage
         # The mock is deterministic: its own answer for the same request is the oracle.
-        target = Target(self.config, self.scripted, None)
+        target = Target(provider_of(self.config), self.scripted, None)
         answer = asyncio.run(
-            MockUpstream({}, "mock").complete(
+            target.provider.upstream.complete(
                 {"model": self.scripted, "messages": messages}, target
             )
         )
@@ -458,9 +453,9 @@ class Ctx:
 
     def mock_answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The mock is deterministic: its own answer to the same request is the oracle."""
-        target = Target(self.config, self.scripted, None)
+        target = Target(provider_of(self.config), self.scripted, None)
         answer = asyncio.run(
-            MockUpstream({}, "mock").complete({"model": self.scripted, **request}, target)
+            target.provider.upstream.complete({"model": self.scripted, **request}, target)
         )
         message: dict[str, Any] = answer["choices"][0]["message"]
         return message

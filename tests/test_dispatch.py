@@ -11,6 +11,7 @@ from core.routing.planning import plan_chat as plan
 from core.routing.registry import Candidate, ModelRegistry, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
+from tests.support.providers import provider_of
 
 
 class StubUpstream:
@@ -29,7 +30,7 @@ class StubUpstream:
 
 def candidate(name: str, caps: Capabilities) -> Candidate:
     provider = ProviderConfig(name, "stub", None, (), {}, None, False)
-    return Candidate(Target(provider, name, None), StubUpstream(caps), caps)
+    return Candidate(Target(provider_of(provider), name, None), StubUpstream(caps), caps)
 
 
 def route(*candidates: Candidate, strict: bool = True) -> Route:

@@ -24,6 +24,8 @@ from core.routing.registry import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass
+from tests.support.dispatching import run_completion, run_stream
+from tests.support.providers import provider_of
 
 OK: JSON = {"choices": [{"message": {"content": "ok"}}]}
 FAST = ResilienceConfig(backoff_base_s=0.001, backoff_cap_s=0.002, key_wait_max_s=0.0)
@@ -70,7 +72,10 @@ def setup(
     board = BreakerBoard(BreakerPolicy(min_requests=1000), store)
     attempts = [
         Attempt(
-            Target(providers[name], name, providers[name].api_keys[0]), upstream, {"model": "m"}, ()
+            Target(provider_of(providers[name]), name, providers[name].api_keys[0]),
+            upstream,
+            {"model": "m"},
+            (),
         )
         for name, upstream, _ in specs
     ]
@@ -78,7 +83,7 @@ def setup(
 
 
 def run(dispatcher: Dispatcher, attempts: list[Attempt]):  # type: ignore[no-untyped-def]
-    return asyncio.run(dispatcher.complete(attempts))
+    return asyncio.run(run_completion(dispatcher, attempts))
 
 
 def test_failover_to_the_next_target_without_retrying_the_first() -> None:
@@ -157,10 +162,10 @@ def test_no_key_capacity_fails_over_then_429s() -> None:
     async def scenario() -> list[str]:
         served = []
         for _ in range(2):
-            _, outcome = await dispatcher.complete(attempts)
+            _, outcome = await run_completion(dispatcher, attempts)
             served.append(outcome.target.model)
         with pytest.raises(ProviderError) as info:
-            await dispatcher.complete(attempts)
+            await run_completion(dispatcher, attempts)
         assert info.value.status == 429 and info.value.failure_class is FailureClass.RATE_LIMIT
         return served
 
@@ -181,7 +186,7 @@ def test_open_breaker_skips_target_and_fails_fast_when_all_open() -> None:
 
 def _route(strategy: str, weights: tuple[float, ...]) -> Route:
     candidates = tuple(
-        Candidate(Target(provider(n), n, "k"), Scripted([]), Capabilities())
+        Candidate(Target(provider_of(provider(n)), n, "k"), Scripted([]), Capabilities())
         for n in ("a", "b", "c")
     )
     base = ModelRegistry._route("m", candidates, True)
@@ -229,7 +234,9 @@ def test_a_timeout_after_the_upstream_had_the_request_is_not_retried(stream: boo
     only = Slow(1.0)
     dispatcher, attempts = setup(("a", only, ("k",)), policy=TIMEOUTS)
     with pytest.raises(ProviderError) as info:
-        asyncio.run(dispatcher.open_stream(attempts) if stream else dispatcher.complete(attempts))
+        asyncio.run(
+            run_stream(dispatcher, attempts) if stream else run_completion(dispatcher, attempts)
+        )
     assert info.value.status == 504 and info.value.failure_class is FailureClass.TIMEOUT
     assert len(only.keys) == 1 and info.value.attempts == 1
 

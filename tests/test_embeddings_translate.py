@@ -10,17 +10,18 @@ from typing import Any
 import orjson
 import pytest
 
-from core.api.embeddings.bedrock import BedrockEmbeddings, family
-from core.api.embeddings.gemini import GEMINI
-from core.api.embeddings.mock import MOCK, pseudo_embedding
-from core.api.embeddings.openai import AZURE, OPENAI
 from core.api.embeddings.plan import plan_embeddings as plan
 from core.api.embeddings.request import EmbeddingRequest, validate_embeddings
 from core.api.embeddings.response import encode, float32_base64
 from core.providers.adapters.base import Capabilities, ProviderError, Target, UpstreamRequest
+from core.providers.adapters.bedrock.embeddings import BedrockEmbeddings, family
+from core.providers.adapters.gemini.embeddings import GEMINI
+from core.providers.adapters.openai_embeddings import AZURE, OPENAI
+from core.providers.mock_embeddings import MOCK, pseudo_embedding
 from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError
+from tests.support.providers import provider_of
 
 BEDROCK = BedrockEmbeddings()
 
@@ -32,7 +33,7 @@ def provider(kind: str, name: str | None = None, **fields: Any) -> ProviderConfi
         "headers": {},
         "timeout_s": None,
         "allow_any_model": True,
-        "options": {},
+        "options": {"region": "us-east-1"} if kind == "bedrock" else {},  # required there
     }
     values.update(fields)
     return ProviderConfig(name=name or kind, kind=kind, **values)
@@ -40,7 +41,7 @@ def provider(kind: str, name: str | None = None, **fields: Any) -> ProviderConfi
 
 def target(kind: str, model: str, **fields: Any) -> Target:
     config = provider(kind, **fields)
-    return Target(config, model, config.api_keys[0] if config.api_keys else None)
+    return Target(provider_of(config), model, config.api_keys[0] if config.api_keys else None)
 
 
 def request(**body: Any) -> EmbeddingRequest:

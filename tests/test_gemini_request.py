@@ -12,6 +12,7 @@ from core.providers.adapters.gemini import ADAPTER
 from core.providers.adapters.gemini.calls import signature_of, tool_call_id
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 SIGNATURE = "CpwBAXLI2nx+lU6g/sWZ=="
 
@@ -42,7 +43,7 @@ def build(
     canonical: dict[str, Any], model: str = "gemini-2.5-flash", prov: ProviderConfig = STUDIO
 ) -> tuple[UpstreamRequest, dict[str, Any]]:
     request = ADAPTER.build_request(
-        {"model": "alias", **canonical}, Target(prov, model, prov.api_keys[0])
+        {"model": "alias", **canonical}, Target(provider_of(prov), model, prov.api_keys[0])
     )
     body: dict[str, Any] = orjson.loads(request.body)
     return request, body
@@ -521,7 +522,7 @@ def test_response_formats() -> None:
 
 
 def test_capabilities_declare_exactly_the_mapped_params() -> None:
-    caps = ADAPTER.capabilities(Target(STUDIO, "gemini-2.5-flash", "k"))
+    caps = ADAPTER.capabilities(Target(provider_of(STUDIO), "gemini-2.5-flash", "k"))
     assert caps.image_urls is False
     assert caps.params is not None
     assert {

@@ -85,14 +85,14 @@ def test_good_options_pass_and_full_config_loads(tmp_path: Path) -> None:
     )
     for prov in config.providers.values():
         ADAPTER.check_provider(prov)
-    assert ADAPTER.make_signer(config.providers["vertex"]) is None
+    assert ADAPTER.make_signer(ADAPTER.check_provider(config.providers["vertex"])) is None
 
 
 def test_token_file_signer_reads_and_follows_the_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("ya29.first\n")
     prov = provider({"vertex": {"project": "p", "location": "global", "token_file": str(token)}})
-    signer = ADAPTER.make_signer(prov)
+    signer = ADAPTER.make_signer(ADAPTER.check_provider(prov))
     assert isinstance(signer, TokenFileSigner)
 
     async def sign() -> str:

@@ -15,9 +15,10 @@ from core.providers.adapters.gemini import ADAPTER
 from core.providers.adapters.gemini.calls import signature_of, tool_call_id
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 PROVIDER = ProviderConfig("gem", "gemini", None, ("k",), {}, None, True, {})
-TARGET = Target(PROVIDER, "gemini-3-pro-preview", "k")
+TARGET = Target(provider_of(PROVIDER), "gemini-3-pro-preview", "k")
 SIGNATURE = "EpwICpkIAXLI2nxlU6gsWZaZ+HRYkX1orzuM8vSUF/waAt1JRxEC2hJzPAcAu3PWaKz7X+PIyTTqF+ZIQ=="
 
 

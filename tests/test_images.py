@@ -23,6 +23,7 @@ from shared.config import ProviderConfig
 from shared.errors import GatewayError
 from tests.support.fake_images import PNG, ImageServer
 from tests.support.net import free_port
+from tests.support.providers import provider_of
 
 PARAM = "messages[0].content[1].image_url.url"
 
@@ -251,7 +252,11 @@ def test_payload_variants_share_one_fetch() -> None:
     strict_caps = Capabilities(image_urls=False, params=frozenset({"temperature"}))
     full_caps = Capabilities(image_urls=False)
     candidates = [
-        Candidate(Target(ProviderConfig(n, "stub", None, (), {}, None, False), n, None), _Stub(), c)
+        Candidate(
+            Target(provider_of(ProviderConfig(n, "stub", None, (), {}, None, False)), n, None),
+            _Stub(),
+            c,
+        )
         for n, c in [("a", strict_caps), ("b", full_caps)]
     ]
     route = ModelRegistry._route("m", candidates, False)

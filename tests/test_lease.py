@@ -24,6 +24,8 @@ from core.routing.planning import Attempt
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass, GatewayError
+from tests.support.dispatching import run_completion
+from tests.support.providers import provider_of
 
 OK: JSON = {"choices": [{"message": {"content": "ok"}}]}
 OPEN_S = 0.05
@@ -70,14 +72,14 @@ def setup(upstream: Scripted, rpm: int | None = None) -> tuple[Dispatcher, list[
     board = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
     policy = ResilienceConfig(max_retries=0, key_wait_max_s=0.0)
     dispatcher = Dispatcher(policy, board, keys, LatencyTracker(), random.Random(1))
-    attempts = [Attempt(Target(provider, "m", "k"), upstream, {"model": "m"}, ())]
+    attempts = [Attempt(Target(provider_of(provider), "m", "k"), upstream, {"model": "m"}, ())]
     return dispatcher, attempts
 
 
 async def half_open(dispatcher: Dispatcher, attempts: list[Attempt]) -> None:
     """An outage opens the circuit; once its open period is over the next request probes."""
     with pytest.raises(ProviderError):
-        await dispatcher.complete(attempts, tokens=TPM)
+        await run_completion(dispatcher, attempts, tokens=TPM)
     assert dispatcher.breakers.state(LABEL) is State.OPEN
     await asyncio.sleep(OPEN_S * 1.5)
 
@@ -85,7 +87,7 @@ async def half_open(dispatcher: Dispatcher, attempts: list[Attempt]) -> None:
 async def served_after(dispatcher: Dispatcher, attempts: list[Attempt]) -> None:
     """The probe slot is free and the key's tokens are back: the next request is served
     (a leaked reservation would leave the key no capacity: 429 with key_wait_max 0)."""
-    result, outcome = await dispatcher.complete(attempts, tokens=TPM)
+    result, outcome = await run_completion(dispatcher, attempts, tokens=TPM)
     assert result is OK and outcome.attempts == 1
     assert dispatcher.breakers.state(LABEL) is State.CLOSED
 
@@ -99,7 +101,7 @@ def test_a_cancelled_probe_gives_back_its_slot_and_its_key() -> None:
         dispatcher, attempts = setup(upstream)
         await half_open(dispatcher, attempts)
         upstream.started.clear()
-        probe = asyncio.ensure_future(dispatcher.complete(attempts, tokens=TPM))
+        probe = asyncio.ensure_future(run_completion(dispatcher, attempts, tokens=TPM))
         await upstream.started.wait()
         probe.cancel()  # the client hung up during the probe
         with pytest.raises(asyncio.CancelledError):
@@ -119,7 +121,7 @@ def test_a_probe_failing_on_its_own_image_gives_back_its_slot_and_its_key() -> N
         await half_open(dispatcher, attempts)
         with_image = [Attempt(attempts[0].target, upstream, {"model": "m"}, (), True)]
         with pytest.raises(GatewayError) as info:
-            await dispatcher.complete(with_image, unfetchable, tokens=TPM)
+            await run_completion(dispatcher, with_image, unfetchable, tokens=TPM)
         assert info.value.status == 400 and upstream.calls == 1
         await served_after(dispatcher, attempts)
 
@@ -137,7 +139,7 @@ def test_a_client_error_is_neutral_for_the_breaker() -> None:
         dispatcher, attempts = setup(Scripted(_outage, bad_request))
         await half_open(dispatcher, attempts)
         with pytest.raises(ProviderError) as info:
-            await dispatcher.complete(attempts, tokens=TPM)
+            await run_completion(dispatcher, attempts, tokens=TPM)
         assert info.value.failure_class is FailureClass.CLIENT_ERROR
         assert dispatcher.breakers.state(LABEL) is State.HALF_OPEN
         await served_after(dispatcher, attempts)
@@ -151,7 +153,7 @@ def test_a_probe_with_no_free_key_gives_back_its_slot() -> None:
         await half_open(dispatcher, attempts)  # ...which spent the key's one request a minute
         for _ in range(3):  # no capacity each time: a 429, never a wedged `circuit_open`
             with pytest.raises(ProviderError) as info:
-                await dispatcher.complete(attempts, tokens=TPM)
+                await run_completion(dispatcher, attempts, tokens=TPM)
             assert info.value.status == 429 and info.value.code == "rate_limit_exceeded"
         assert dispatcher.breakers.state(LABEL) is State.HALF_OPEN
 
@@ -166,7 +168,7 @@ def test_an_unexpected_exception_gives_back_the_slot_and_the_key() -> None:
         dispatcher, attempts = setup(Scripted(_outage, bug))
         await half_open(dispatcher, attempts)
         with pytest.raises(RuntimeError):
-            await dispatcher.complete(attempts, tokens=TPM)
+            await run_completion(dispatcher, attempts, tokens=TPM)
         await served_after(dispatcher, attempts)
 
     asyncio.run(scenario())
@@ -177,7 +179,7 @@ def test_a_failed_probe_reopens_and_settles_the_key() -> None:
         dispatcher, attempts = setup(Scripted(_outage, _outage))
         await half_open(dispatcher, attempts)
         with pytest.raises(ProviderError) as info:
-            await dispatcher.complete(attempts, tokens=TPM)
+            await run_completion(dispatcher, attempts, tokens=TPM)
         assert info.value.status == 503 and info.value.code != "circuit_open"
         assert dispatcher.breakers.state(LABEL) is State.OPEN
         await asyncio.sleep(OPEN_S * 1.5)

@@ -25,13 +25,14 @@ from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events
 from tests.support.fake_openai import TEXT as OPENAI_TEXT
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.providers import provider_of
 from tests.support.sdk import anthropic_client as client
 from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
 OPERATOR_KEY = "sk-ant-operator-key"
 CLAUDE = ProviderConfig("claude", "anthropic", None, (OPERATOR_KEY,), {}, None, True)
-TARGET = Target(CLAUDE, "claude-x", CLAUDE.api_keys[0])
+TARGET = Target(provider_of(CLAUDE), "claude-x", CLAUDE.api_keys[0])
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from core.routing.planning import Attempt
 from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
 from shared.errors import GatewayError
+from tests.support.providers import provider_of
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -449,7 +450,8 @@ def test_usage_and_ids() -> None:
 
 def candidate(name: str, kind: str, caps: Capabilities | None = None) -> Candidate:
     provider = ProviderConfig(name, kind, None, ("k",), {}, None, False)
-    return Candidate(Target(provider, f"{name}-model", "k"), object(), caps or Capabilities())  # type: ignore[arg-type]
+    target = Target(provider_of(provider), f"{name}-model", "k")
+    return Candidate(target, object(), caps or Capabilities())  # type: ignore[arg-type]
 
 
 def route(*candidates: Candidate, strict: bool = True) -> Route:

@@ -16,6 +16,7 @@ from core.resilience.latency import LatencyTracker
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
 from shared.config import ProviderConfig
+from tests.support.providers import provider_of
 from tests.support.sdk import anthropic_client, client
 from tests.support.stack import Stack
 
@@ -25,7 +26,7 @@ HEAVY, LIGHT = 1_000_000.0, 0.000_001  # the light target is first once in 10^12
 def _route(strategy: str, weights: tuple[float, ...]) -> Route:
     provider = ProviderConfig("p", "mock", None, (), {}, None, False)
     candidates = tuple(
-        Candidate(Target(provider, name, None), object(), Capabilities())  # type: ignore[arg-type]
+        Candidate(Target(provider_of(provider), name, None), object(), Capabilities())  # type: ignore[arg-type]
         for name in ("a", "b", "c")
     )
     return Route("m", candidates, True, True, strategy, weights)

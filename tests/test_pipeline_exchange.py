@@ -14,12 +14,15 @@ from core.resilience.dispatch import Outcome
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig
 from tests.support.pipeline import CountingAccount, FakeApi, FakeRequest, caller, http_request
+from tests.support.providers import provider_of
 
 
 def served(dropped: tuple[str, ...], admission: Admission | None) -> Exchange[Any, Any, Any]:
     x: Any = Exchange(FakeApi(), CountingAccount(), http_request(), caller(), b"{}")
-    provider = ProviderConfig("groq", "openai", None, (), {}, None, False)
-    x.outcome = Outcome(Target(provider, "llama", None), 3, dropped, failovers=1, retries=1)
+    provider = ProviderConfig("groq", "openai", None, ("k",), {}, None, False)
+    x.outcome = Outcome(
+        Target(provider_of(provider), "llama", None), 3, dropped, failovers=1, retries=1
+    )
     x.admission = admission
     x.request = FakeRequest("fast", False)
     return x

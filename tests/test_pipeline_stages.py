@@ -26,6 +26,7 @@ from tests.support.pipeline import (
     core,
     http_request,
 )
+from tests.support.providers import provider_of
 
 
 def exchange(spec: FakeApi | None = None, raw: bytes = b"{}", **fields: Any) -> Any:
@@ -68,7 +69,7 @@ def test_resolve_checks_the_token_then_the_registry() -> None:
 def test_plan_orders_the_route_by_its_strategy_before_the_apis_planner() -> None:
     provider = ProviderConfig("p", "mock", None, (), {}, None, False)
     candidates = tuple(
-        Candidate(Target(provider, name, None), object(), Capabilities())  # type: ignore[arg-type]
+        Candidate(Target(provider_of(provider), name, None), object(), Capabilities())  # type: ignore[arg-type]
         for name in ("slow", "fast")
     )
     route = Route("m", candidates, True, True, "least_latency", (1.0, 1.0))

@@ -52,6 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
 
     overrides = {
         "core": {
+            # The dispatcher's clocks must exceed the connect phase (a start-up check).
+            "connect_timeout": "500ms",
             "resilience": {
                 "first_byte_timeout": "1s",
                 "completion_timeout": "2s",
@@ -63,7 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
                 "breaker_min_requests": 3,
                 "breaker_window": "30s",
                 "breaker_open_for": "30s",
-            }
+            },
         },
         "providers": _providers(fake),
         "models": {

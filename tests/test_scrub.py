@@ -15,10 +15,11 @@ from core.providers.adapters.openai_compat import ADAPTER as OPENAI
 from core.providers.scrub import OVERLOADED, sanitize, scrub
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from tests.support.providers import provider_of
 
 KEY = "plain-operator-key-9"  # no credential shape: only the verbatim rule can catch it
 PROVIDER = ProviderConfig("up", "openai", None, (KEY,), {}, None, False)
-TARGET = Target(PROVIDER, "m", PROVIDER.api_keys[0])
+TARGET = Target(provider_of(PROVIDER), "m", PROVIDER.api_keys[0])
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from core.providers.adapters.openai_compat import ADAPTER as OPENAI
 from core.providers.scrub import sanitize
 from core.resilience.key_pools import KeyPool
 from shared.config import Config, parse_config
+from tests.support.providers import provider_of
 
 OPENAI_KEY = "sk-live-reprtest-0001"
 POOL_KEYS = ("pool-key-alpha-0002", "pool-key-beta-0003")
@@ -58,7 +59,7 @@ def test_config_target_and_key_pool_reprs_hold_no_key() -> None:
     config = _config()
     assert _clean(repr(config)) and _clean(str(config))
     oai, pool = config.providers["oai"], config.providers["pool"]
-    target = Target(oai, "gpt", oai.api_keys[0])
+    target = Target(provider_of(oai), "gpt", oai.api_keys[0])
     assert _clean(repr(target))
     key_pool = KeyPool(pool)
     assert _clean(repr(vars(key_pool)))
@@ -70,7 +71,7 @@ def test_config_target_and_key_pool_reprs_hold_no_key() -> None:
 
 def test_a_provider_error_that_echoed_the_key_holds_no_key() -> None:
     provider = _config().providers["oai"]
-    target = Target(provider, "gpt", provider.api_keys[0])
+    target = Target(provider_of(provider), "gpt", provider.api_keys[0])
     body = orjson.dumps({"error": {"message": f"bad key {OPENAI_KEY} for org", "type": "x"}})
     error = sanitize(OPENAI.parse_error(400, {}, body), target)
     error.target = target
@@ -90,7 +91,7 @@ def test_a_vertex_token_is_held_as_a_secret(tmp_path: Path) -> None:
 def test_a_traceback_logged_with_locals_holds_no_key() -> None:
     config = _config()
     provider = config.providers["pool"]
-    target = Target(provider, "gpt", provider.api_keys[1])
+    target = Target(provider_of(provider), "gpt", provider.api_keys[1])
 
     def failing_call(target: Target) -> None:
         headers = {"note": "built"}  # noqa: F841 - a local the traceback will show

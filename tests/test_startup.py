@@ -1,5 +1,6 @@
 """core/startup.py: provider options are parsed once, at start-up, into typed frozen settings
-that the targets carry; requests never parse them again."""
+on one Provider per configured provider, which the targets carry; requests never parse them
+again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.providers.adapters.bedrock import options as bedrock_options
 from core.providers.adapters.bedrock.options import BedrockOptions
 from core.providers.adapters.gemini.settings import Settings as GeminiSettings
 from core.providers.adapters.openai_settings import OpenAISettings
+from core.providers.mock import MockOptions
 from core.startup import no_session, prepare_core
 from shared.config import ConfigError, parse_config
 
@@ -51,16 +53,16 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def test_every_adapter_provider_gets_typed_frozen_settings_once() -> None:
     parts = prepare_core(parse_config(RAW, "test", {}), no_session)
     for name, kind in TYPES.items():
-        settings = parts.config.providers[name].settings
+        settings = parts.providers[name].settings
         assert isinstance(settings, kind), name
         with pytest.raises(dataclasses.FrozenInstanceError):
             settings.__setattr__(dataclasses.fields(settings)[0].name, None)
         # The targets requests are served from carry those very settings.
         route = parts.registry.resolve(name)
         assert route is not None
-        assert route.candidates[0].target.provider.settings is settings
-    assert parts.config.providers["mock"].settings is None  # the mock upstream parses its own
-    options = parts.config.providers["az"].settings
+        assert route.candidates[0].target.provider is parts.providers[name]
+    assert isinstance(parts.providers["mock"].settings, MockOptions)  # the mock's are typed too
+    options = parts.providers["az"].settings
     assert options == AzureOptions(api_version="2024-06-01", auth="bearer")
 
 

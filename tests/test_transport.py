@@ -26,10 +26,11 @@ from core.resilience.retry import FAIL_OVER
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.net import free_port
+from tests.support.providers import provider_of
 
 KEY = "sk-transport-test-key-0123456789"
 PROVIDER = ProviderConfig("p", "openai", None, (KEY,), {}, None, False)
-TARGET = Target(PROVIDER, "m", PROVIDER.api_keys[0])
+TARGET = Target(provider_of(PROVIDER), "m", PROVIDER.api_keys[0])
 FIRST = b"data: first\n\n"
 SIGNED_PATH = "/model/us.cohere.embed-v4%3A0/invoke"  # yarl alone would send `:` for `%3A`
 

@@ -21,6 +21,7 @@ from core.wire.tokens import MAX_RESERVATION_TOKENS
 from shared.config import ProviderConfig
 from shared.errors import FailureClass, GatewayError
 from shared.names import MAX_MODEL_NAME_LENGTH, model_name_problem
+from tests.support.providers import provider_of
 
 REAL_IDS = [
     "gpt-4o-2024-08-06",
@@ -180,8 +181,8 @@ def test_mock_values_never_crash_or_grow(schema: Any) -> None:
 
 
 def test_translation_crash_is_a_logged_client_error(caplog: pytest.LogCaptureFixture) -> None:
-    provider = ProviderConfig("p", "openai", None, (), {}, None, False)
-    target = Target(provider, "m", None)
+    provider = ProviderConfig("p", "openai", None, ("k",), {}, None, False)
+    target = Target(provider_of(provider), "m", None)
     adapter_input: dict[str, Any] = {}
     with (
         caplog.at_level(logging.ERROR),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from core.providers.adapters.options import check_keys
 from core.providers.mock_schema import schema_instance
 from core.providers.upstream import translating
 from core.wire.tokens import estimate_messages, estimate_text
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of
 
 _SENTENCES = (
     "Interlock routed this request to the built-in mock provider.",
@@ -31,16 +31,29 @@ _SENTENCES = (
 )
 
 
-_OPTIONS = frozenset({"delay_ms", "chunk_delay_ms"})
+@dataclass(frozen=True, slots=True)
+class MockOptions:
+    """`providers.<name>.options` for kind mock, parsed once at start-up."""
+
+    delay_ms: float = 0.0  # before the first byte
+    chunk_delay_ms: float = 0.0  # between stream chunks
+
+
+def parse_mock_options(options: Mapping[str, Any], path: str) -> MockOptions:
+    """The typed options; an unknown key or a bad value is a ConfigError naming it."""
+    check_keys(options, keys_of(MockOptions), path)
+    return MockOptions(
+        delay_ms=_milliseconds(options, "delay_ms", path),
+        chunk_delay_ms=_milliseconds(options, "chunk_delay_ms", path),
+    )
 
 
 class MockUpstream:
-    """Options: `delay_ms` before the first byte, `chunk_delay_ms` between stream chunks."""
+    """Answers in-process, after the delays its options ask for."""
 
-    def __init__(self, options: dict[str, Any], path: str) -> None:
-        self.delay_s = _milliseconds(options, "delay_ms", path) / 1000
-        self.chunk_delay_s = _milliseconds(options, "chunk_delay_ms", path) / 1000
-        check_keys(options, _OPTIONS, path)
+    def __init__(self, options: MockOptions) -> None:
+        self.delay_s = options.delay_ms / 1000
+        self.chunk_delay_s = options.chunk_delay_ms / 1000
 
     def capabilities(self, target: Target) -> Capabilities:
         return Capabilities()  # tools and structured outputs are acted on, see _reply
@@ -165,7 +178,7 @@ def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
     return functions[0] if functions else None
 
 
-def _milliseconds(options: dict[str, Any], key: str, path: str) -> float:
+def _milliseconds(options: Mapping[str, Any], key: str, path: str) -> float:
     value = options.get(key, 0)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{path}.{key}: expected a non-negative number of milliseconds")

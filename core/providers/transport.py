@@ -1,6 +1,6 @@
 """The one way the core sends a request to a provider, whatever the API or the mode.
 
-Chat (core.providers.upstream.HttpUpstream), embeddings (core.api.embeddings.sender) and the
+Chat (core.providers.upstream.HttpUpstream), embeddings (core.providers.embeddings_sender) and the
 Anthropic passthrough (core.api.messages.passthrough) all hand a built UpstreamRequest to a
 provider's Transport, built once at start-up. It owns everything between the pure build and the
 pure parse:

@@ -187,20 +187,6 @@ class Dispatcher:
         """Ordering, then the API's planner: every API's attempts follow the strategy."""
         return planner(self.order(route), request)
 
-    async def complete(
-        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
-    ) -> tuple[JSON, Outcome]:
-        return await self.run(attempts, completion_call(inliner), tokens)
-
-    async def open_stream(
-        self, attempts: list[Attempt], inliner: ImageInliner | None = None, tokens: int = 0
-    ) -> tuple[JSON | None, AsyncIterator[JSON], Outcome]:
-        """The first chunk in hand (or None for an empty stream), the rest, and who serves it."""
-        (first, chunks), outcome = await self.run(
-            attempts, stream_call(inliner), tokens, streaming=True
-        )
-        return first, chunks, outcome
-
     async def run(
         self,
         attempts: Sequence[A],

@@ -9,9 +9,11 @@ marked dynamic so breakers, latency and metrics track them per provider rather t
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core.providers.adapters.base import Capabilities, Target
+from core.providers.provider import Provider
 from core.providers.upstream import Upstream
 from shared.config import Config, ModelConfig, TargetConfig
 
@@ -67,9 +69,9 @@ def _unrestricted(caps: Capabilities) -> bool:
 
 
 class ModelRegistry:
-    def __init__(self, config: Config, upstreams: dict[str, Upstream]) -> None:
+    def __init__(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self._config = config
-        self._upstreams = upstreams
+        self._providers = providers
         self._routes: dict[str, ModelRoutes] = {}
         self._dynamic: OrderedDict[str, Route] = OrderedDict()
         for name, model in config.models.items():
@@ -96,11 +98,10 @@ class ModelRegistry:
         )
 
     def _candidate(self, provider_name: str, model: str, dynamic: bool = False) -> Candidate:
-        provider = self._config.providers[provider_name]
+        provider = self._providers[provider_name]
         key = provider.api_keys[0] if provider.api_keys else None
         target = Target(provider, model, key, dynamic)
-        upstream = self._upstreams[provider_name]
-        return Candidate(target, upstream, upstream.capabilities(target))
+        return Candidate(target, provider.upstream, provider.upstream.capabilities(target))
 
     @staticmethod
     def _route(name: str, candidates: tuple[Candidate, ...], strict: bool) -> Route:
@@ -116,7 +117,7 @@ class ModelRegistry:
             self._dynamic.move_to_end(name)
             return route
         provider_name, sep, model = name.partition("/")
-        provider = self._config.providers.get(provider_name)
+        provider = self._providers.get(provider_name)
         if not sep or not model or provider is None or not provider.allow_any_model:
             return None
         route = self._route(name, (self._candidate(provider_name, model, dynamic=True),), True)
@@ -137,7 +138,7 @@ class ModelRegistry:
         for routes in self._routes.values():
             for route in (routes.default, *routes.tiers.values()):
                 labels.update(c.target.health_label for c in route.candidates)
-        labels.update(f"{n}/*" for n, p in self._config.providers.items() if p.allow_any_model)
+        labels.update(f"{n}/*" for n, p in self._providers.items() if p.allow_any_model)
         return sorted(labels)
 
     def listing(self) -> list[tuple[str, str]]:

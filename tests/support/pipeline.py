@@ -18,7 +18,6 @@ from core.limits.tenant import Settlements, TenantLimiter
 from core.pipeline import Account, Exchange, Pipeline, standard_stages
 from core.pipeline.exchange import json_response, sse_response
 from core.providers.adapters.base import JSON, ProviderError, Target
-from core.providers.mock import MockUpstream
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
@@ -27,6 +26,7 @@ from core.resilience.latency import LatencyTracker
 from core.routing.registry import ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import LimitsConfig, RateLimit, ResilienceConfig, load_config
+from tests.support.providers import providers_of
 
 TPM = 10_000
 ESTIMATE = 100  # the fake API's token estimate: what admission reserves
@@ -138,7 +138,7 @@ def core(tpm: int = TPM, rpm: int | None = None) -> Core:
     config = load_config(env={})  # embedded defaults: the mock provider, model mock-1
     store = MemoryStore()
     settlements = Settlements(store)
-    registry = ModelRegistry(config, {"mock": MockUpstream({}, "providers.mock.options")})
+    registry = ModelRegistry(config, providers_of(config))
     board = BreakerBoard(BreakerPolicy(), store)
     keys = KeyPools(config.providers, store, settlements)
     dispatcher = Dispatcher(FAST, board, keys, LatencyTracker(), random.Random(1))

@@ -1,28 +1,28 @@
 """/v1/embeddings (OpenAI's API): what embeddings bring to the pipeline (core.pipeline).
 
 Its validator (request.py), embeddings planning (plan.py), a call that builds, sends (through
-the provider's transport, sender.py) and parses one translator's requests, and its answer: the
+the provider's transport, core/providers/embeddings_sender.py) and parses one translator's
+requests, and its answer: the
 vectors in the encoding the client asked for. A response whose usage is the gateway's estimate
 (the provider reported none) says so in `x-interlock-usage-estimated: true`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 
 import orjson
 from starlette.responses import Response
 
-from core.api.embeddings.mock import MockEmbeddings
 from core.api.embeddings.plan import Attempt, plan_embeddings
 from core.api.embeddings.request import EmbeddingRequest, estimate_input_tokens, validate_embeddings
-from core.api.embeddings.response import Embedded, encode
-from core.api.embeddings.sender import Sender
+from core.api.embeddings.response import encode
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, json_response
 from core.providers.adapters.base import ProviderError, Target
-from core.providers.transport import Transport
+from core.providers.adapters.embeddings import Embedded
+from core.providers.embeddings_sender import send
+from core.providers.mock_embeddings import MockEmbeddings
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from shared.errors import Api
@@ -35,10 +35,7 @@ EmbeddingsExchange = Exchange[EmbeddingRequest, Attempt, Embedded]
 class EmbeddingsApi:
     """The embeddings API's part of the pipeline (complete answers only)."""
 
-    __slots__ = ("_sender",)
-
-    def __init__(self, transports: Mapping[str, Transport]) -> None:
-        self._sender = Sender(transports)  # the providers' own, shared with chat
+    __slots__ = ()
 
     @property
     def api(self) -> Api:
@@ -65,7 +62,7 @@ class EmbeddingsApi:
             if isinstance(translator, MockEmbeddings):
                 return translator.embed(request, target)
             requests = translator.build(request, target)
-        replies = await self._sender.send(translator, requests, target)
+        replies = await send(translator, requests, target)
         return translator.parse(replies, request, target)
 
     def encode(self, x: EmbeddingsExchange) -> Response:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.api.embeddings.bedrock import BedrockEmbeddings
-from core.api.embeddings.gemini import GEMINI
-from core.api.embeddings.mock import MOCK, MockEmbeddings
-from core.api.embeddings.openai import AZURE, OPENAI
 from core.api.embeddings.request import EmbeddingRequest
-from core.api.embeddings.translate import Problem, Translator
 from core.providers.adapters.base import Target
+from core.providers.adapters.bedrock.embeddings import BedrockEmbeddings
+from core.providers.adapters.embeddings import Problem, Translator
+from core.providers.adapters.gemini.embeddings import GEMINI
+from core.providers.adapters.openai_embeddings import AZURE, OPENAI
+from core.providers.mock_embeddings import MOCK, MockEmbeddings
 from core.routing.registry import Route
 from shared.errors import GatewayError
 

@@ -8,57 +8,20 @@ Other top-level keys are kept for OpenAI-compatible hosts (see plan.py for who m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from core.api.validate import check_param_names, require_model
 from core.providers.adapters.base import JSON
-from core.wire.tokens import MAX_RESERVATION_TOKENS, estimate_text
+from core.providers.adapters.embeddings import (
+    EmbeddingRequest,
+    EncodingFormat,
+    estimate_input_tokens,
+)
 from shared.errors import GatewayError, bad_request
 
+__all__ = ["EmbeddingRequest", "estimate_input_tokens", "validate_embeddings"]
+
 MAX_INPUTS = 2048
-# Always understood by the gateway, whatever the target.
-GATEWAY_PARAMS = frozenset({"model", "input", "encoding_format"})
-
-EncodingFormat = Literal["float", "base64"]
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddingRequest:
-    """A validated request. Exactly one of `texts` / `token_lists` is non-empty."""
-
-    payload: JSON  # the client's body (trimmed of dropped params per attempt)
-    model: str
-    texts: tuple[str, ...]
-    token_lists: tuple[list[int], ...]
-    encoding_format: EncodingFormat
-    dimensions: int | None
-
-    @property
-    def stream(self) -> bool:
-        """Embeddings are always answered whole."""
-        return False
-
-    @property
-    def uses_tokens(self) -> bool:
-        return bool(self.token_lists)
-
-    @property
-    def count(self) -> int:
-        return len(self.token_lists) if self.token_lists else len(self.texts)
-
-    def extra_params(self) -> list[str]:
-        """Top-level params beyond the gateway's own, ignoring explicit nulls."""
-        return [k for k, v in self.payload.items() if k not in GATEWAY_PARAMS and v is not None]
-
-
-def estimate_input_tokens(request: EmbeddingRequest) -> int:
-    """Token ids count exactly; text is estimated (about four characters a token)."""
-    if request.token_lists:
-        total = sum(len(tokens) for tokens in request.token_lists)
-    else:
-        total = sum(estimate_text(text) for text in request.texts)
-    return min(total, MAX_RESERVATION_TOKENS)
 
 
 def _invalid_input(message: str, code: str = "invalid_type") -> GatewayError:

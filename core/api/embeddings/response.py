@@ -1,4 +1,7 @@
-"""The OpenAI embeddings response shape, and the float <-> base64 encoding clients expect.
+"""The float <-> base64 encoding clients expect of an OpenAI embeddings response.
+
+The response shape itself (`Embedded`, `openai_list`) is the translators' contract
+(core/providers/adapters/embeddings.py).
 
 OpenAI's base64 form is the vector as little-endian float32 bytes; the official Python SDK asks
 for it by default (when the caller names no encoding_format) and decodes it with
@@ -10,56 +13,15 @@ from __future__ import annotations
 
 import base64
 import struct
-from dataclasses import dataclass
-from typing import Any
 
-from core.api.embeddings.request import EmbeddingRequest, EncodingFormat, estimate_input_tokens
 from core.providers.adapters.base import JSON
-from shared.errors import invalid_upstream
+from core.providers.adapters.embeddings import EncodingFormat
 
-Vector = list[float] | str  # floats, or base64 float32 already encoded upstream
-
-
-@dataclass(slots=True)
-class Embedded:
-    """A complete OpenAI-shaped body, and whether its usage is our estimate."""
-
-    body: JSON
-    usage_estimated: bool = False
+__all__ = ["encode", "float32_base64"]
 
 
 def float32_base64(values: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
-
-
-def check_vector(value: Any) -> Vector:
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list) or not value:
-        raise invalid_upstream("an embedding that is not a list of numbers")
-    for number in value:
-        if not isinstance(number, int | float) or isinstance(number, bool):
-            raise invalid_upstream("an embedding that is not a list of numbers")
-    return value
-
-
-def usage(prompt_tokens: int) -> JSON:
-    return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-
-
-def openai_list(
-    vectors: list[Vector], model: str, prompt_tokens: int | None, request: EmbeddingRequest
-) -> Embedded:
-    """The OpenAI body for translated providers; usage is estimated when they give none."""
-    if len(vectors) != request.count:
-        raise invalid_upstream(f"{len(vectors)} embeddings for {request.count} inputs")
-    estimated = prompt_tokens is None
-    tokens = estimate_input_tokens(request) if prompt_tokens is None else prompt_tokens
-    data = [
-        {"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)
-    ]
-    body = {"object": "list", "data": data, "model": model, "usage": usage(tokens)}
-    return Embedded(body, estimated)
 
 
 def encode(body: JSON, encoding: EncodingFormat) -> JSON:

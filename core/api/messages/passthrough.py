@@ -32,7 +32,7 @@ from core.providers.adapters.anthropic.errors import TYPE_STATUS, parse_error, s
 from core.providers.adapters.anthropic.response import canonical_usage
 from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
 from core.providers.scrub import sanitize
-from core.providers.transport import Transport, UpstreamBody
+from core.providers.transport import UpstreamBody
 from core.wire.sse import SSEDecoder
 from shared.errors import FailureClass, anthropic_error_body
 
@@ -126,18 +126,14 @@ def build_request(
 
 
 class Passthrough:
-    """Sends through the Anthropic providers' transports (by provider name)."""
-
-    def __init__(self, transports: Mapping[str, Transport]) -> None:
-        self._transports = transports
+    """Sends through the target's provider's transport, like every other call."""
 
     async def complete(
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
     ) -> tuple[bytes, JSON | None]:
         """The upstream's Message bytes and its usage in canonical form (for accounting)."""
         request = build_request(target, payload, raw, client_headers)
-        transport = self._transports[target.provider.name]
-        _, body = await transport.fetch(request, target, parse_upstream_error)
+        _, body = await target.provider.transport.fetch(request, target, parse_upstream_error)
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -152,8 +148,7 @@ class Passthrough:
     ) -> PassthroughStream:
         """Returns once the first event is in hand, so failures before it can still fail over."""
         request = build_request(target, payload, raw, client_headers)
-        transport = self._transports[target.provider.name]
-        body = await transport.open(request, target, parse_upstream_error)
+        body = await target.provider.transport.open(request, target, parse_upstream_error)
         stream = PassthroughStream(body, target)
         try:
             await stream.prime()

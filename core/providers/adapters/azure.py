@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from core.providers.adapters.base import (
@@ -53,6 +53,9 @@ from core.providers.adapters.presets import GENERIC, Preset
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError, keys_of
 from shared.errors import FailureClass, error_payload
+
+if TYPE_CHECKING:
+    from core.providers.provider import Provider
 
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # The first api-version that accepts stream_options (dated versions sort as strings).
@@ -120,13 +123,13 @@ def parse_options(provider: ProviderConfig) -> AzureOptions:
 class AzureAdapter(OpenAICompatAdapter):
     kind = "azure"
 
-    def options(self, provider: ProviderConfig) -> AzureOptions:
-        return settings_of(provider, AzureOptions, parse_options)
+    def options(self, provider: Provider) -> AzureOptions:
+        return settings_of(provider, AzureOptions)
 
     def check_provider(self, provider: ProviderConfig) -> object:
         return parse_options(provider)
 
-    def preset(self, provider: ProviderConfig) -> Preset:
+    def preset(self, provider: Provider) -> Preset:
         return GENERIC  # Azure serves OpenAI's API itself: no host preset applies
 
     def capabilities(self, target: Target) -> Capabilities:

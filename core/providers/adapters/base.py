@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared.config import ProviderConfig
 from shared.errors import ProviderError as ProviderError
@@ -22,6 +22,9 @@ from shared.errors import failure_class_for_status as failure_class_for_status
 from shared.errors import openai_code_for as openai_code_for
 from shared.errors import retry_after_seconds as retry_after_seconds
 from shared.secret import Secret
+
+if TYPE_CHECKING:  # the Provider holds an adapter: imported for annotations only
+    from core.providers.provider import Provider
 
 JSON = dict[str, Any]
 S = TypeVar("S")
@@ -39,7 +42,7 @@ class UpstreamRequest:
 class Target:
     """One concrete place a model can be served: a provider, its model id and a key."""
 
-    provider: ProviderConfig
+    provider: Provider
     model: str
     api_key: Secret | None
     # True for a `provider/<any name>` target a tenant named (allow_any_model): its health is
@@ -122,14 +125,16 @@ class Adapter(Protocol):
         """A fresh stream decoder (SSE for most; AWS event-stream for Bedrock)."""
         ...
 
-    def make_signer(self, provider: ProviderConfig) -> RequestSigner | None:
-        """Built once at start-up; None when requests need no signing."""
-        ...
-
     def check_provider(self, provider: ProviderConfig) -> object:
         """Start-up validation: parses the provider's options (and checks its other settings)
         into the kind's typed, frozen settings, or raises ConfigError naming the key. The
-        core keeps the result on `provider.settings` (core/startup.py)."""
+        core keeps the result on the Provider its targets carry (core/providers/provider.py),
+        where the adapter reads it per request with `settings_of`."""
+        ...
+
+    def make_signer(self, settings: object) -> RequestSigner | None:
+        """From the settings `check_provider` returned, once at start-up; None when requests
+        need no signing."""
         ...
 
     def capabilities(self, target: Target) -> Capabilities: ...
@@ -145,11 +150,18 @@ class Adapter(Protocol):
     ) -> ProviderError: ...
 
 
-def settings_of(provider: ProviderConfig, kind: type[S], parse: Callable[[ProviderConfig], S]) -> S:
-    """A provider's typed settings: those parsed at start-up (core/startup.py), else parsed now
-    for a provider built outside start-up (unit tests, tools such as core/ops/captable.py)."""
-    settings = provider.settings
-    return settings if isinstance(settings, kind) else parse(provider)
+def settings_of(provider: Provider, kind: type[S]) -> S:
+    """A provider's typed settings, parsed once when the Provider was built: never again per
+    request."""
+    return as_settings(provider.settings, kind)
+
+
+def as_settings(settings: object, kind: type[S]) -> S:
+    """`settings` as the kind an adapter's `check_provider` returns. Anything else is a wiring
+    bug (a Provider built without its adapter's settings), not a config error."""
+    if not isinstance(settings, kind):
+        raise TypeError(f"expected {kind.__name__} settings, got {type(settings).__name__}")
+    return settings
 
 
 def stop_sequences(

@@ -20,7 +20,7 @@ Streams are normalised to the canonical contract, so no encoder ever meets a hos
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -47,6 +47,9 @@ from shared.errors import (
     upstream_error,
     upstream_object,
 )
+
+if TYPE_CHECKING:
+    from core.providers.provider import Provider
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
@@ -205,10 +208,10 @@ def _drop_message_keys(messages: Any, keys: frozenset[str]) -> Any:
 class OpenAICompatAdapter:
     kind = "openai"
 
-    def settings(self, provider: ProviderConfig) -> OpenAISettings:
-        return settings_of(provider, OpenAISettings, parse_settings)
+    def settings(self, provider: Provider) -> OpenAISettings:
+        return settings_of(provider, OpenAISettings)
 
-    def preset(self, provider: ProviderConfig) -> Preset:
+    def preset(self, provider: Provider) -> Preset:
         return self.settings(provider).preset
 
     def check_provider(self, provider: ProviderConfig) -> object:
@@ -220,7 +223,7 @@ class OpenAICompatAdapter:
     def decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def make_signer(self, provider: ProviderConfig) -> None:
+    def make_signer(self, settings: object) -> None:
         return None
 
     def url(self, target: Target) -> str:

@@ -7,6 +7,7 @@ translate answers back, errors.py classifies failures, settings.py owns the prov
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -25,6 +26,9 @@ from core.providers.adapters.base import (
 )
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
+
+if TYPE_CHECKING:
+    from core.providers.provider import Provider
 
 __all__ = ["ADAPTER", "AnthropicAdapter", "AnthropicStreamParser"]
 
@@ -50,9 +54,9 @@ MAX_CONTEXT = 200_000
 class AnthropicAdapter:
     kind = "anthropic"
 
-    def settings(self, provider: ProviderConfig) -> Settings:
-        """Parsed once at start-up (core/startup.py) and kept on the provider."""
-        return settings_of(provider, Settings, parse_settings)
+    def settings(self, provider: Provider) -> Settings:
+        """Parsed once at start-up (core/providers/provider.py) and kept on the provider."""
+        return settings_of(provider, Settings)
 
     def check_provider(self, provider: ProviderConfig) -> object:
         return parse_settings(provider)
@@ -70,7 +74,7 @@ class AnthropicAdapter:
     def decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def make_signer(self, provider: ProviderConfig) -> None:
+    def make_signer(self, settings: object) -> None:
         return None
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:

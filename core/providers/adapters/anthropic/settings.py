@@ -13,21 +13,18 @@ Options (all optional) under `providers.<name>.options`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.providers.adapters.options import check_keys
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of, read_from
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 # Anthropic's minimum thinking budget; a smaller one is a 400 upstream.
 MIN_THINKING_BUDGET = 1024
 DEFAULT_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
-_KNOWN = frozenset(
-    {"version", "beta", "default_max_tokens", "structured_outputs", "thinking_budgets"}
-)
 
 # Claude 3 (not 3.5/3.7) models cap output at 4096 tokens; later families allow far more, but a
 # huge default would hold rate-limit capacity for answers that are rarely that long.
@@ -36,11 +33,18 @@ _LEGACY_PREFIXES = ("claude-3-opus", "claude-3-sonnet", "claude-3-haiku")
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    url: str
-    headers: dict[str, str]  # static per provider: content type, version, beta, custom headers
+    """What requests need, resolved once; the options each field is read from are the keys
+    `options` accepts (keys_of)."""
+
+    url: str = field(metadata=read_from())  # from the provider's base_url
+    # Static per provider: content type, version, beta, the provider's custom headers.
+    headers: dict[str, str] = field(metadata=read_from("version", "beta"))
     default_max_tokens: int | None
     structured_outputs: bool
-    budgets: dict[str, int]
+    budgets: dict[str, int] = field(metadata=read_from("thinking_budgets"))
+
+
+_KNOWN = keys_of(Settings)
 
 
 def default_max_tokens(model: str) -> int:

@@ -12,9 +12,10 @@ from core.providers.adapters.base import (
     ProviderError,
     Target,
     UpstreamRequest,
+    as_settings,
 )
 from core.providers.adapters.bedrock.errors import parse_http_error
-from core.providers.adapters.bedrock.options import base_url, options_of, parse_options
+from core.providers.adapters.bedrock.options import BedrockOptions, base_url, parse_options
 from core.providers.adapters.bedrock.request import converse_body, model_url
 from core.providers.adapters.bedrock.response import parse_converse
 from core.providers.adapters.bedrock.signing import SigV4Signer, make_signer
@@ -51,10 +52,11 @@ class BedrockAdapter:
     def decoder(self) -> EventStreamDecoder:
         return EventStreamDecoder()
 
-    def make_signer(self, provider: ProviderConfig) -> SigV4Signer | None:
-        if provider.api_keys:
+    def make_signer(self, settings: object) -> SigV4Signer | None:
+        options = as_settings(settings, BedrockOptions)
+        if options.bearer:
             return None  # a Bedrock API key is a bearer token: no SigV4
-        return make_signer(options_of(provider))
+        return make_signer(options)
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         stream = bool(canonical.get("stream"))

@@ -1,5 +1,9 @@
 """The `options` of a bedrock provider, checked once at start-up.
 
+The credential options (`secret_access_key`, `session_token`) are wrapped as `Secret`s here, as
+they are parsed: the loaded config keeps `options` out of its repr, and only these typed options
+outlive start-up (core/providers/provider.py).
+
 Static keys exist for tests and for operators who inject them from ${ENV}; without them the
 botocore default chain (env, profile, SSO, container, IMDS) is used, resolved off the loop.
 A provider-level `api_key` is a Bedrock API key: sent as a bearer token instead of SigV4.
@@ -8,13 +12,16 @@ A provider-level `api_key` is a Bedrock API key: sent as a bearer token instead 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from core.providers.adapters.base import settings_of
 from core.providers.adapters.options import check_keys
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError, keys_of
+from shared.configparse import ConfigError, keys_of, read_from
+
+if TYPE_CHECKING:
+    from core.providers.provider import Provider
 from shared.secret import Secret
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -27,6 +34,8 @@ class BedrockOptions:
     secret_access_key: Secret | None
     session_token: Secret | None
     profile: str | None
+    # The provider has an `api_key`: a Bedrock API key, sent as a bearer token instead of SigV4.
+    bearer: bool = field(default=False, metadata=read_from())
 
 
 _KNOWN = keys_of(BedrockOptions)
@@ -42,10 +51,7 @@ def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None
 
 
 def _optional_secret(options: dict[str, Any], key: str, path: str) -> Secret | None:
-    """A credential option: ProviderConfig wrapped it at load time; plaintext is wrapped here."""
-    value = options.get(key)
-    if isinstance(value, Secret) and value:
-        return value
+    """A credential option, wrapped as soon as it is read."""
     plain = _optional_string(options, key, path)
     return Secret(plain) if plain is not None else None
 
@@ -75,15 +81,15 @@ def parse_options(provider: ProviderConfig) -> BedrockOptions:
             f"providers.{provider.name}.api_key: a Bedrock API key (bearer) replaces SigV4; "
             "do not combine it with static keys or a profile"
         )
-    return BedrockOptions(region, key_id, secret, token, profile)
+    return BedrockOptions(region, key_id, secret, token, profile, bool(provider.api_keys))
 
 
-def options_of(provider: ProviderConfig) -> BedrockOptions:
-    """The options parsed at start-up (core/startup.py), else parsed now (tests, tools)."""
-    return settings_of(provider, BedrockOptions, parse_options)
+def options_of(provider: Provider) -> BedrockOptions:
+    """The options parsed at start-up (core/providers/provider.py)."""
+    return settings_of(provider, BedrockOptions)
 
 
-def base_url(provider: ProviderConfig) -> str:
+def base_url(provider: Provider) -> str:
     if provider.base_url:
         return provider.base_url
     return f"https://bedrock-runtime.{options_of(provider).region}.amazonaws.com"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -19,6 +20,7 @@ from core.providers.adapters.base import (
     ProviderError,
     Target,
     UpstreamRequest,
+    as_settings,
     settings_of,
 )
 from core.providers.adapters.gemini.errors import parse_error
@@ -30,6 +32,9 @@ from core.providers.adapters.gemini.token_file import TokenFileSigner
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 
+if TYPE_CHECKING:
+    from core.providers.provider import Provider
+
 # Model ids become part of the URL path, and tenants can name any model of a provider that
 # allows it: anything but a plain id (or models/..., tunedModels/...) is refused.
 _MODEL_ID = re.compile(r"^(?:models/|tunedModels/)?[A-Za-z0-9][A-Za-z0-9._@-]*$")
@@ -40,9 +45,9 @@ _CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
 class GeminiAdapter:
     kind = "gemini"
 
-    def settings(self, provider: ProviderConfig) -> Settings:
-        """Parsed once at start-up (core/startup.py) and kept on the provider."""
-        return settings_of(provider, Settings, parse_settings)
+    def settings(self, provider: Provider) -> Settings:
+        """Parsed once at start-up (core/providers/provider.py) and kept on the provider."""
+        return settings_of(provider, Settings)
 
     def check_provider(self, provider: ProviderConfig) -> object:
         return parse_settings(provider)
@@ -53,8 +58,8 @@ class GeminiAdapter:
     def decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def make_signer(self, provider: ProviderConfig) -> TokenFileSigner | None:
-        token_file = self.settings(provider).token_file
+    def make_signer(self, settings: object) -> TokenFileSigner | None:
+        token_file = as_settings(settings, Settings).token_file
         return TokenFileSigner(token_file) if token_file else None
 
     def url(self, target: Target, settings: Settings, stream: bool) -> str:

@@ -19,16 +19,14 @@ AI Studio keys go in the `x-goog-api-key` header, never in the URL (URLs end up 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.providers.adapters.options import check_keys
 from shared.config import ProviderConfig
-from shared.configparse import ConfigError
+from shared.configparse import ConfigError, keys_of, read_from
 
 AI_STUDIO_URL = "https://generativelanguage.googleapis.com"
-_KNOWN = frozenset({"vertex", "api_version", "safety_settings", "include_thoughts"})
-_VERTEX_KNOWN = frozenset({"project", "location", "token_file"})
 _VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
 _TRAILING_VERSION = re.compile(r"/(v\d+(?:(?:alpha|beta)\d*)?)$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:-]*$")
@@ -36,14 +34,31 @@ _LOCATION = re.compile(r"^[a-z0-9-]+$")
 
 
 @dataclass(frozen=True, slots=True)
+class Vertex:
+    """`options.vertex`: call Vertex AI instead of AI Studio."""
+
+    project: str
+    location: str
+    token_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
+    """What requests need, resolved once; the options each field is read from are the keys
+    `options` accepts (keys_of)."""
+
     # Everything before "{model}:generateContent"; models are appended per request.
-    models_url: str
+    models_url: str = field(metadata=read_from("api_version"))
     vertex: bool
-    headers: dict[str, str]  # static per provider: content type plus configured headers
+    # Static per provider: content type plus configured headers.
+    headers: dict[str, str] = field(metadata=read_from())
     safety_settings: tuple[dict[str, Any], ...]
     include_thoughts: bool
-    token_file: str | None
+    token_file: str | None = field(metadata=read_from())  # from options.vertex
+
+
+_KNOWN = keys_of(Settings)
+_VERTEX_KNOWN = keys_of(Vertex)
 
 
 def vertex_host(location: str) -> str:
@@ -60,12 +75,12 @@ def parse_settings(provider: ProviderConfig) -> Settings:
     version = options.get("api_version")
     if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
         raise ConfigError(f"{path}.api_version: expected a version such as v1 or v1beta")
-    token_file = None
-    if vertex is None:
+    on_vertex = None if vertex is None else _vertex(vertex, f"{path}.vertex")
+    if on_vertex is None:
         models_url = _with_version(provider.base_url or AI_STUDIO_URL, version or "v1beta")
         models_url += "/models/"
     else:
-        project, location, token_file = _vertex(vertex, f"{path}.vertex")
+        project, location = on_vertex.project, on_vertex.location
         base = _with_version(provider.base_url or vertex_host(location), version or "v1")
         models_url = f"{base}/projects/{project}/locations/{location}/publishers/google/models/"
     include = options.get("include_thoughts", False)
@@ -77,7 +92,7 @@ def parse_settings(provider: ProviderConfig) -> Settings:
         headers={"content-type": "application/json", **provider.headers},
         safety_settings=_safety(options.get("safety_settings"), f"{path}.safety_settings"),
         include_thoughts=include,
-        token_file=token_file,
+        token_file=on_vertex.token_file if on_vertex else None,
     )
 
 
@@ -87,7 +102,7 @@ def _with_version(base: str, version: str) -> str:
     return base if _TRAILING_VERSION.search(base) else f"{base}/{version}"
 
 
-def _vertex(raw: Any, path: str) -> tuple[str, str, str | None]:
+def _vertex(raw: Any, path: str) -> Vertex:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with project and location")
     check_keys(raw, _VERTEX_KNOWN, path)
@@ -100,7 +115,7 @@ def _vertex(raw: Any, path: str) -> tuple[str, str, str | None]:
     token_file = raw.get("token_file")
     if token_file is not None and (not isinstance(token_file, str) or not token_file.strip()):
         raise ConfigError(f"{path}.token_file: expected a file path")
-    return project, location, token_file
+    return Vertex(project, location, token_file)
 
 
 def _safety(raw: Any, path: str) -> tuple[dict[str, Any], ...]:

@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
-from core.api.embeddings.request import EmbeddingRequest
-from core.api.embeddings.response import Embedded, Vector, check_vector, openai_list
-from core.api.embeddings.translate import Problem, Reply
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.providers.adapters.bedrock.errors import parse_http_error
 from core.providers.adapters.bedrock.options import base_url
 from core.providers.adapters.bedrock.request import model_url
-from shared.errors import invalid_upstream, upstream_object
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Reply,
+    Vector,
+    check_vector,
+    collect,
+)
+from shared.errors import invalid_upstream
 
 COHERE_BATCH = 96
 TOKEN_HEADER = "x-amzn-bedrock-input-token-count"
@@ -59,12 +64,6 @@ def family(model: str) -> tuple[str, int] | None:
 def invoke_url(target: Target) -> str:
     converse = model_url(base_url(target.provider), target.model, False)
     return converse.removesuffix("/converse") + "/invoke"
-
-
-def _loads(body: bytes) -> dict[str, Any]:
-    return upstream_object(
-        body, "a response that is not JSON", "a response that is not a JSON object"
-    )
 
 
 def _dimension_problem(label: str, dimensions: int | None, allowed: tuple[int, ...]) -> Problem:
@@ -122,20 +121,8 @@ class BedrockEmbeddings:
 
     def parse(self, replies: list[Reply], request: EmbeddingRequest, target: Target) -> Embedded:
         kind = family(target.model)
-        vectors: list[Vector] = []
-        tokens: int | None = 0
-        for headers, body in replies:
-            payload = _loads(body)
-            if kind is not None and kind[0] == "cohere":
-                parse_cohere(payload, vectors)
-                count: Any = headers.get(TOKEN_HEADER)
-                count = int(count) if isinstance(count, str) and count.isdigit() else None
-            else:
-                vectors.append(check_vector(payload.get("embedding")))
-                count = payload.get("inputTextTokenCount")
-                count = count if type(count) is int else None
-            tokens = None if tokens is None or count is None else tokens + count
-        return openai_list(vectors, target.model, tokens, request)
+        cohere = kind is not None and kind[0] == "cohere"
+        return collect(replies, request, target.model, parse_cohere if cohere else parse_titan)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return parse_http_error(status, headers, body)
@@ -159,11 +146,21 @@ def cohere_body(texts: tuple[str, ...], request: EmbeddingRequest) -> JSON:
     return body
 
 
-def parse_cohere(payload: JSON, vectors: list[Vector]) -> None:
-    """`embeddings` is a list of vectors, or by type ({"float": [...]}) on newer models."""
+def parse_titan(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
+    """One vector; the tokens counted in the body."""
+    vector = check_vector(payload.get("embedding"))
+    count = payload.get("inputTextTokenCount")
+    return [vector], count if type(count) is int else None
+
+
+def parse_cohere(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
+    """`embeddings` is a list of vectors, or by type ({"float": [...]}) on newer models; the
+    tokens are counted in a header."""
     embeddings = payload.get("embeddings")
     if isinstance(embeddings, dict):
         embeddings = embeddings.get("float")
     if not isinstance(embeddings, list):
         raise invalid_upstream("a response without embeddings")
-    vectors.extend(check_vector(vector) for vector in embeddings)
+    vectors = [check_vector(vector) for vector in embeddings]
+    count = headers.get(TOKEN_HEADER)
+    return vectors, int(count) if isinstance(count, str) and count.isdigit() else None

@@ -18,11 +18,17 @@ from collections.abc import Mapping
 
 import orjson
 
-from core.api.embeddings.request import EmbeddingRequest, estimate_input_tokens
-from core.api.embeddings.response import Embedded, check_vector, usage
-from core.api.embeddings.translate import Problem, Reply
 from core.providers.adapters.azure import ADAPTER as AZURE_ADAPTER
 from core.providers.adapters.base import ProviderError, Target, UpstreamRequest
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Reply,
+    check_vector,
+    estimate_input_tokens,
+    usage,
+)
 from core.providers.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.providers.adapters.openai_compat import OpenAICompatAdapter
 from shared.errors import invalid_upstream

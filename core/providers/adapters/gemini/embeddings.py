@@ -20,18 +20,23 @@ model-id checks, settings and error mapping are the chat adapter's.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
-from core.api.embeddings.request import EmbeddingRequest
-from core.api.embeddings.response import Embedded, Vector, check_vector, openai_list
-from core.api.embeddings.translate import Problem, Reply
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Reply,
+    Vector,
+    check_vector,
+    collect,
+)
 from core.providers.adapters.gemini import ADAPTER as GEMINI_ADAPTER
 from core.providers.adapters.gemini.errors import parse_error
 from core.providers.adapters.gemini.settings import Settings
-from shared.errors import invalid_upstream, upstream_object
+from shared.errors import invalid_upstream
 
 STUDIO_BATCH = 100
 VERTEX_BATCH = 250
@@ -40,12 +45,6 @@ _PARAMS = frozenset({"dimensions"})
 
 def _chunks(texts: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]
-
-
-def _loads(body: bytes) -> dict[str, Any]:
-    return upstream_object(
-        body, "a response that is not JSON", "a response that is not a JSON object"
-    )
 
 
 class GeminiEmbeddings:
@@ -97,18 +96,8 @@ class GeminiEmbeddings:
         return [UpstreamRequest("POST", url, dict(headers), orjson.dumps(b)) for b in bodies]
 
     def parse(self, replies: list[Reply], request: EmbeddingRequest, target: Target) -> Embedded:
-        vectors: list[Vector] = []
-        tokens: int | None = 0
         vertex = self.settings(target).vertex
-        for _, body in replies:
-            payload = _loads(body)
-            if vertex:
-                counted = parse_predictions(payload, vectors)
-                tokens = None if tokens is None or counted is None else tokens + counted
-            else:
-                parse_batch(payload, vectors)
-                tokens = None
-        return openai_list(vectors, target.model, tokens, request)
+        return collect(replies, request, target.model, parse_predictions if vertex else parse_batch)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return parse_error(status, headers, body)
@@ -132,20 +121,24 @@ def vertex_body(texts: tuple[str, ...], dimensions: int | None) -> JSON:
     return body
 
 
-def parse_batch(payload: JSON, vectors: list[Vector]) -> None:
+def parse_batch(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
+    """AI Studio's vectors; it counts no tokens."""
     embeddings = payload.get("embeddings")
     if not isinstance(embeddings, list):
         raise invalid_upstream("a response without embeddings")
+    vectors: list[Vector] = []
     for item in embeddings:
         values = item.get("values") if isinstance(item, dict) else None
         vectors.append(check_vector(values))
+    return vectors, None
 
 
-def parse_predictions(payload: JSON, vectors: list[Vector]) -> int | None:
-    """Appends the vectors; returns the summed token counts, None if any is missing."""
+def parse_predictions(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
+    """Vertex's vectors and the summed token counts, None if any is missing."""
     predictions = payload.get("predictions")
     if not isinstance(predictions, list):
         raise invalid_upstream("a response without predictions")
+    vectors: list[Vector] = []
     total: int | None = 0
     for prediction in predictions:
         embeddings = prediction.get("embeddings") if isinstance(prediction, dict) else None
@@ -158,7 +151,7 @@ def parse_predictions(payload: JSON, vectors: list[Vector]) -> int | None:
             total += int(count)
         else:
             total = None
-    return total
+    return vectors, total
 
 
 GEMINI = GeminiEmbeddings()

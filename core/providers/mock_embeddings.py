@@ -12,10 +12,15 @@ import hashlib
 import math
 import struct
 
-from core.api.embeddings.request import EmbeddingRequest, estimate_input_tokens
-from core.api.embeddings.response import Embedded, Vector, openai_list
-from core.api.embeddings.translate import Problem
 from core.providers.adapters.base import Target
+from core.providers.adapters.embeddings import (
+    Embedded,
+    EmbeddingRequest,
+    Problem,
+    Vector,
+    estimate_input_tokens,
+    openai_list,
+)
 
 DEFAULT_DIMENSIONS = 256
 MAX_DIMENSIONS = 4096

@@ -1,4 +1,4 @@
-"""Sends a translator's requests through the providers' transports (core.providers.transport).
+"""Sends a translator's requests through its target's provider's transport (core.providers).
 
 The I/O half of embeddings is a mode of the one transport: signing, the provider's timeouts,
 transport-error mapping and the scrubbing of upstream errors are the same as chat's, and only
@@ -10,27 +10,23 @@ has failed either way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
-from core.api.embeddings.translate import Reply, Translator
 from core.providers.adapters.base import Target, UpstreamRequest
-from core.providers.transport import Transport
+from core.providers.adapters.embeddings import Reply, Translator
 
 
-class Sender:
-    def __init__(self, transports: Mapping[str, Transport]) -> None:
-        self._transports = transports
+async def send(
+    translator: Translator, requests: list[UpstreamRequest], target: Target
+) -> list[Reply]:
+    """The replies to `requests`, in order, sent by the provider's own transport (chat's)."""
+    transport = target.provider.transport
+    parse_error = translator.parse_error
 
-    async def send(
-        self, translator: Translator, requests: list[UpstreamRequest], target: Target
-    ) -> list[Reply]:
-        transport = self._transports[target.provider.name]
-        parse_error = translator.parse_error
+    async def one(request: UpstreamRequest) -> Reply:
+        return await transport.fetch(request, target, parse_error)
 
-        async def one(request: UpstreamRequest) -> Reply:
-            return await transport.fetch(request, target, parse_error)
-
-        return await bounded(one, requests, translator.parallel)
+    return await bounded(one, requests, translator.parallel)
 
 
 async def bounded(
