@@ -8,9 +8,11 @@ one request tests it; a success returns it to rotation (and resets the doubling)
 ejects it again for longer. A probe whose request never reports (the client left) simply lets
 the window lapse, so no flag can stick.
 
-If every replica of a pool is resting, they are all tried anyway, soonest back first: a guess
-beats a certain 502. State is one small record per configured core URL (bounded by config);
-on Lambda it lives as long as the container, which is what passive detection needs.
+Resting replicas are still tried last, soonest back first, when every replica in rotation
+failed the request (or there is none): a guess beats a certain 502, and during a rolling
+restart the replica that was just restarted is often still resting when the next one goes.
+State is one small record per configured core URL (bounded by config); on Lambda it lives as
+long as the container, which is what passive detection needs.
 """
 
 from __future__ import annotations
@@ -45,13 +47,12 @@ class ReplicaHealth:
         self._clock = clock
 
     def choose(self, urls: Sequence[str]) -> list[str]:
-        """The replicas to try, in the given (rotated) order: those in rotation, plus any whose
-        rest is over (taken here as that replica's probe)."""
+        """The replicas to try, in order: those in rotation in the given (rotated) order, plus
+        any whose rest is over (taken here as that replica's probe); then the resting ones."""
         now = self._clock()
         ready = [url for url in urls if self._ready(self._health[url], now)]
-        if ready:
-            return ready
-        return sorted(urls, key=lambda url: self._health[url].resting_until)
+        resting = [url for url in urls if url not in ready]
+        return ready + sorted(resting, key=lambda url: self._health[url].resting_until)
 
     def _ready(self, health: _Health, now: float) -> bool:
         if health.resting_until > now:

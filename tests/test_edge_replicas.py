@@ -40,10 +40,10 @@ def test_a_replica_failing_in_a_row_rests_and_one_request_probes_it_back() -> No
     replicas.failed(A)
     assert replicas.choose([A, B]) == [A, B]  # one failure is not a pattern
     replicas.failed(A)
-    assert replicas.choose([A, B]) == [B] and replicas.resting() == [A]
+    assert replicas.choose([A, B]) == [B, A] and replicas.resting() == [A]  # A: last resort
     clock.now += 10
     assert replicas.choose([A, B]) == [A, B]  # rest over: this request is the probe...
-    assert replicas.choose([A, B]) == [B]  # ...and no other request probes meanwhile
+    assert replicas.choose([A, B]) == [B, A]  # ...and no other request probes meanwhile
     replicas.succeeded(A)
     assert replicas.choose([A, B]) == [A, B] and replicas.resting() == []
 
@@ -56,7 +56,7 @@ def test_rest_doubles_while_probes_fail_up_to_the_cap_and_a_success_resets_it() 
     rests = []
     for _ in range(3):
         started = clock.now
-        while replicas.choose([A, B]) == [B]:
+        while replicas.choose([A, B]) == [B, A]:
             clock.now += 1
         rests.append(clock.now - started)
         replicas.failed(A)  # the probe failed
@@ -65,7 +65,7 @@ def test_rest_doubles_while_probes_fail_up_to_the_cap_and_a_success_resets_it() 
     replicas.failed(A)
     replicas.failed(A)
     started = clock.now
-    while replicas.choose([A, B]) == [B]:
+    while replicas.choose([A, B]) == [B, A]:
         clock.now += 1
     assert clock.now - started == 10
 
@@ -81,7 +81,7 @@ def test_a_probe_that_never_reports_lets_another_request_probe() -> None:
     assert A in replicas.choose([A, B])
 
 
-def test_when_every_replica_rests_all_are_tried_soonest_back_first() -> None:
+def test_when_every_replica_rests_all_are_still_tried_soonest_back_first() -> None:
     clock = Clock()
     replicas = health(clock)
     for url in (B, B, A, A):
