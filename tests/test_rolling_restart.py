@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.support import raw
+from tests.support import hop_client, raw, sockets
 from tests.support.net import free_port, wait_http
 from tests.support.stack import Cluster, Stack
 
@@ -116,3 +116,43 @@ def test_a_connection_dropped_before_the_core_acknowledged_goes_to_the_other_rep
         dropper.sock.close()
     assert dropper.dropped > 0  # round robin sent some requests to the dropping replica first
     assert statuses == {200: 10}
+
+
+def _direct_request(stack: Stack, sock: socket.socket) -> None:
+    headers, data = hop_client.signed(
+        stack.env["INTERLOCK_HOP_SECRET"],
+        {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: core\r\ncontent-type: application/json\r\n"
+        + f"{head}content-length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+
+
+def test_a_draining_core_closes_idle_connections_and_says_connection_close(
+    tmp_path: Path,
+) -> None:
+    """On SIGTERM the core closes its idle keep-alive connections at once (nobody can send on
+    them any more) and answers a request in flight with `connection: close`."""
+    overrides = {
+        "providers": {
+            "mock": {"kind": "mock", "allow_any_model": True, "options": {"delay_ms": 1500}}
+        }
+    }
+    stack = Stack(tmp_path, overrides).start()
+    try:
+        idle = sockets.connect(stack.core_port)
+        _direct_request(stack, idle)
+        status, headers, _ = sockets.read_response(idle)
+        assert status == 200 and headers.get("connection") != "close"  # kept alive
+        busy = sockets.connect(stack.core_port)
+        _direct_request(stack, busy)
+        time.sleep(0.5)  # in flight in the core
+        stack.processes[0].terminate()  # the core (spawned first)
+        assert sockets.wait_outcome(idle, 3).closed
+        outcome = sockets.wait_outcome(busy, 10)
+        assert outcome.status == 200 and outcome.headers.get("connection") == "close"
+    finally:
+        stack.stop()
