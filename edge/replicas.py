@@ -17,9 +17,12 @@ long as the container, which is what passive detection needs.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger("interlock.edge")
 
 
 @dataclass(slots=True)
@@ -27,6 +30,7 @@ class _Health:
     failures: int = 0  # consecutive failed attempts
     ejections: int = 0  # consecutive ejections (no successful probe between)
     resting_until: float = 0.0  # monotonic time; 0: in rotation
+    probing: bool = False  # a request was let through to test it
 
 
 class ReplicaHealth:
@@ -59,20 +63,38 @@ class ReplicaHealth:
             return False
         if health.failures >= self._eject_after:
             health.resting_until = now + self._probe_window_s  # this request probes it
+            health.probing = True
         return True
 
     def succeeded(self, url: str) -> None:
         health = self._health[url]
+        if health.ejections:
+            log.warning("core replica %s is back in rotation", url)
         health.failures = health.ejections = 0
         health.resting_until = 0.0
+        health.probing = False
 
     def failed(self, url: str) -> None:
+        """One failed attempt. Failures of requests that were already in flight when the
+        replica was rested (or that tried it as a last resort) neither extend nor double its
+        rest: only a failed probe, or failures once the rest is over, count as a repeat."""
         health = self._health[url]
         health.failures += 1
-        if health.failures >= self._eject_after:
-            health.ejections += 1
-            rest = min(self._base_s * 2 ** min(health.ejections - 1, 30), self._max_s)
-            health.resting_until = self._clock() + rest
+        now = self._clock()
+        if health.failures < self._eject_after:
+            return
+        if health.resting_until > now and not health.probing:
+            return
+        health.probing = False
+        health.ejections += 1
+        rest = min(self._base_s * 2 ** min(health.ejections - 1, 30), self._max_s)
+        health.resting_until = now + rest
+        log.warning(
+            "core replica %s rests %.0f s after %d failed attempts in a row",
+            url,
+            rest,
+            health.failures,
+        )
 
     def resting(self) -> list[str]:
         """The replicas out of rotation now (for tests and logs)."""

@@ -70,6 +70,15 @@ def test_rest_doubles_while_probes_fail_up_to_the_cap_and_a_success_resets_it() 
     assert clock.now - started == 10
 
 
+def test_requests_in_flight_when_it_was_rested_do_not_lengthen_the_rest() -> None:
+    clock = Clock()
+    replicas = health(clock)
+    for _ in range(8):  # eight concurrent requests time out on a stopped replica together
+        replicas.failed(A)
+    clock.now += 10
+    assert replicas.choose([A, B]) == [A, B]  # the first rest, not 10 * 2**6 capped at 25
+
+
 def test_a_probe_that_never_reports_lets_another_request_probe() -> None:
     clock = Clock()
     replicas = health(clock)
