@@ -6,13 +6,11 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import contextvars
 import os
 import ssl
-import weakref
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import orjson
@@ -20,11 +18,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive
 
 from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
 from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
+from edge.corecall import CoreCaller, Sent, Unsent, core_session
 from edge.jwks import JwksRefresher, load_public_keys
+from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from shared import hop
@@ -42,45 +43,14 @@ _DROP_RESPONSE_HEADERS = frozenset(
 _FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "idempotency-key")
 
 
-# Whether the connection of the request being sent had served a request before (set by
-# _PoolConnector in the sending task's context, read right after the send fails).
-_REUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("interlock_reused", default=False)
-
-
-class _PoolConnector(aiohttp.TCPConnector):
-    """Tells the sender whether it got a pooled connection: only those may be stale."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._handed_out: weakref.WeakSet[object] = weakref.WeakSet()
-
-    async def connect(
-        self,
-        req: aiohttp.ClientRequest,
-        traces: list[Any],
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
-    ) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
-        protocol = connection.protocol
-        if protocol is not None:
-            _REUSED.set(protocol in self._handed_out)
-            self._handed_out.add(protocol)
-        return connection
-
-
-def _core_session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        trust_env=False,
-        skip_auto_headers=("User-Agent",),
-    )
-
-
 def _core_unavailable() -> GatewayError:
     return GatewayError(
         502, "the gateway core is unavailable; retry shortly", code="core_unavailable"
     )
+
+
+def _core_timeout() -> GatewayError:
+    return GatewayError(504, "the gateway core did not answer in time", code="core_timeout")
 
 
 def _peek_model(body: bytes) -> str:
@@ -115,9 +85,22 @@ class EdgeState:
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None
         self.fresh: aiohttp.ClientSession | None = None
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=5, sock_read=config.edge.core_timeout_s
+        edge = config.edge
+        self.caller = CoreCaller(
+            edge.core_connect_timeout_s,
+            edge.core_ack_timeout_s,
+            edge.core_response_timeout_s,
+            edge.core_timeout_s,
         )
+        self.replicas = ReplicaHealth(
+            {url for urls in edge.pools.values() for url in urls},
+            edge.replica_eject_after,
+            edge.replica_eject_base_s,
+            edge.replica_eject_max_s,
+            # A probe has this long to report before another request may probe instead.
+            probe_window_s=edge.core_connect_timeout_s + edge.core_ack_timeout_s,
+        )
+        self.max_response = edge.max_response_bytes
         self.core_tls = core_tls_context(config.edge)
 
     @contextlib.asynccontextmanager
@@ -125,12 +108,12 @@ class EdgeState:
         # Idle connections are dropped after 15 s, well below the core's keep-alive (75 s by
         # default): the edge, not the core, ends an idle connection, so none is reused mid-close.
         tls: ssl.SSLContext | bool = self.core_tls if self.core_tls is not None else True
-        pool = _PoolConnector(
+        pool = aiohttp.TCPConnector(
             limit=0, ttl_dns_cache=300, enable_cleanup_closed=True, keepalive_timeout=15, ssl=tls
         )
-        self.session = _core_session(pool)
-        # For the rare second attempt: never pooled, so it is always a new connection.
-        self.fresh = _core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
+        self.session = core_session(pool)
+        # For the rare later attempt: never pooled, so it is always a new connection.
+        self.fresh = core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
         await self.jwks.start()
         await self.revocations.start()
         try:
@@ -182,71 +165,121 @@ class EdgeState:
         body: bytes | None,
         request_id: str,
     ) -> Response:
+        """The core's answer, relayed; given up at once if the client leaves first, so the
+        core sees its connection close and can stop the work (a relayed stream is cancelled by
+        Starlette on disconnect the same way)."""
+        sending = asyncio.ensure_future(
+            self._attempts(request, incoming, token, model, body, request_id)
+        )
+        leaving = asyncio.ensure_future(_client_leaves(request.receive))
+        try:
+            await asyncio.wait((sending, leaving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leaving.cancel()
+            if not sending.done():  # the client left: drop the request to the core now
+                sending.cancel()
+                await asyncio.wait((sending,))
+        if sending.cancelled():
+            return Response(status_code=499)  # nobody is listening any more
+        return await _relay(sending.result(), api, self.max_response)
+
+    async def _attempts(
+        self,
+        request: Request,
+        incoming: dict[str, str],
+        token: VerifiedToken,
+        model: str | None,
+        body: bytes | None,
+        request_id: str,
+    ) -> aiohttp.ClientResponse:
+        """The core's response from the first replica that takes the request. A replica is
+        left for the next only while it cannot have acted on the request (edge/corecall.py);
+        a pool of one gets a second try on a new connection (its pooled one may have been
+        closing). Later attempts never reuse pooled connections."""
         path: str = request.scope["path"]
-        headers = self.hop_headers(request, incoming, token, path, request_id, body or b"")
-        session = self.session
-        if session is None:
-            raise _core_unavailable()
-        urls = self.router.urls(self.router.pool_for(model, token.tenant))
-        for url in urls:
+        urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
+        for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
+            session = self.session if attempt == 0 else self.fresh
+            if session is None:
+                break
+            headers = self.hop_headers(request, incoming, token, path, request_id, body or b"")
             try:
-                upstream = await self._send(session, request.method, url + path, body, headers)
-            except aiohttp.ClientConnectorError:
-                continue  # core replica down: the next one in the pool may serve
-            except (aiohttp.ClientError, TimeoutError):
-                raise _core_unavailable() from None
-            return await _relay(upstream, api)
+                upstream = await self.caller.send(
+                    session, request.method, url + path, body, headers
+                )
+            except Unsent:
+                self.replicas.failed(url)
+                continue
+            except Sent as failure:
+                self.replicas.failed(url)
+                raise (_core_timeout() if failure.timed_out else _core_unavailable()) from None
+            self.replicas.succeeded(url)
+            return upstream
         raise _core_unavailable()
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str],
-    ) -> aiohttp.ClientResponse:
-        """One request to the core; sent a second time, on a new connection, only when a pooled
-        connection turned out to be closed before the core sent a single byte of an answer.
-        That is a connection the core was already closing (it restarted, timed it out, or
-        closed it after an error), so the request did not reach the app. Bounded to one more
-        attempt; a new connection that fails, or any failure after a response byte, is never
-        retried: there the core may have acted on the request."""
-        _REUSED.set(False)
-        try:
-            return await session.request(
-                method, url, data=body, headers=headers, timeout=self.timeout
-            )
-        except aiohttp.ClientConnectorError:
-            raise
-        except (
-            aiohttp.ServerDisconnectedError,  # EOF instead of an answer
-            aiohttp.ClientOSError,  # reset while sending or waiting
-            aiohttp.ClientConnectionResetError,  # the transport was already closing
-        ) as exc:
-            partial = isinstance(exc, aiohttp.ServerDisconnectedError) and not isinstance(
-                exc.message, str
-            )  # a partial status line or headers had arrived
-            if partial or not _REUSED.get() or self.fresh is None:
-                raise
-        return await self.fresh.request(
-            method, url, data=body, headers=headers, timeout=self.timeout
-        )
+
+async def _client_leaves(receive: Receive) -> None:
+    """Returns when the client disconnects (the body was already read, so nothing else
+    arrives on this channel)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
-async def _relay(upstream: aiohttp.ClientResponse, api: Api) -> Response:
+# A non-streaming answer up to this size is read whole (one write, no relay task); a larger
+# one is streamed through in chunks, so the edge never holds more than a chunk of it.
+_WHOLE_BODY_BYTES = 256 * 1024
+_CHUNK_BYTES = 64 * 1024
+
+
+async def _relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> Response:
     headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
     if upstream.headers.get("content-type", "").startswith("text/event-stream"):
         return StreamingResponse(
             _stream(upstream, api), status_code=upstream.status, headers=headers
         )
+    length = upstream.content_length
+    if length is not None and length > max_bytes:
+        upstream.close()
+        raise _too_large(max_bytes)
+    if length is not None and length <= _WHOLE_BODY_BYTES:
+        try:
+            body = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raise _core_unavailable() from None
+        finally:
+            upstream.release()
+        return Response(body, status_code=upstream.status, headers=headers)
+    if length is not None:
+        headers["content-length"] = str(length)  # the client still learns the size up front
+    return StreamingResponse(
+        _body(upstream, max_bytes), status_code=upstream.status, headers=headers
+    )
+
+
+def _too_large(max_bytes: int) -> GatewayError:
+    return GatewayError(
+        502,
+        f"the gateway core's answer is larger than edge.max_response_bytes ({max_bytes} bytes)",
+        code="response_too_large",
+    )
+
+
+async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
+    """A large body, chunk by chunk. Once headers are sent nothing can be said in-band: if the
+    core dies or (without a content-length) the body outgrows the cap, the client's connection
+    is cut short, which every HTTP client reports as an error, never as a whole answer."""
+    sent = 0
     try:
-        body = await upstream.read()
+        async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
+            sent += len(chunk)
+            if sent > max_bytes:
+                raise _too_large(max_bytes)
+            yield chunk
+        upstream.release()  # read to the end: the connection may be reused
     except (aiohttp.ClientError, TimeoutError):
         raise _core_unavailable() from None
     finally:
-        upstream.release()
-    return Response(body, status_code=upstream.status, headers=headers)
+        upstream.close()
 
 
 async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:

@@ -80,6 +80,22 @@ class EdgeConfig:
     # Proxies whose X-Forwarded-For is believed (client address for network allowlists).
     trusted_proxies: tuple[claims.Network, ...] = ()
     server: ServerConfig = EDGE_SERVER
+    # Edge -> core timeouts (edge/corecall.py). Connect: a TCP (and TLS) handshake. Ack: until
+    # the core acknowledges a request (100 Continue, before it can act on it; a bodiless GET's
+    # whole answer): past it the next replica is tried. Response: after the ack, until the
+    # response headers, which the core sends after a whole non-streaming answer or a stream's
+    # first chunk: keep it above the core's `total_deadline` (600 s by default).
+    # `core_timeout` bounds each silence after that (between stream chunks).
+    core_connect_timeout_s: float = 3.0
+    core_ack_timeout_s: float = 5.0
+    core_response_timeout_s: float = 630.0
+    # Passive outlier detection (edge/replicas.py): this many failed attempts in a row rest a
+    # replica for replica_eject_base, doubling on each ejection in a row up to replica_eject_max.
+    replica_eject_after: int = 3
+    replica_eject_base_s: float = 10.0
+    replica_eject_max_s: float = 300.0
+    # The largest non-streaming core answer relayed (it is streamed through, never held whole).
+    max_response_bytes: int = 64 * 1024 * 1024
 
 
 _AUTH = cp.keys_of(AuthConfig)
@@ -192,7 +208,36 @@ def parse_edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
         core_client_key=_path(s, "core_client_key"),
         trusted_proxies=networks(s.get("trusted_proxies"), "edge.trusted_proxies"),
         server=parse_server(s.get("server"), "edge.server", EDGE_SERVER),
+        **_core_link(s),
     )
+
+
+_CORE_LINK_DURATIONS = (
+    "core_connect_timeout",
+    "core_ack_timeout",
+    "core_response_timeout",
+    "replica_eject_base",
+    "replica_eject_max",
+)
+
+
+def _core_link(s: dict[str, Any]) -> dict[str, Any]:
+    """Timeouts to the cores, replica ejection and the response cap, checked together."""
+    fields: dict[str, Any] = {}
+    for name in _CORE_LINK_DURATIONS:  # defaults: the dataclass's own
+        fields[name + "_s"] = cp.duration(s, name, "edge", getattr(EdgeConfig, name + "_s"))
+    for key, value in fields.items():
+        if value <= 0:
+            raise ConfigError(f"edge.{key.removesuffix('_s')}: must be positive")
+    if fields["core_response_timeout_s"] < fields["core_ack_timeout_s"]:
+        raise ConfigError("edge.core_response_timeout: must be at least edge.core_ack_timeout")
+    if fields["replica_eject_max_s"] < fields["replica_eject_base_s"]:
+        raise ConfigError("edge.replica_eject_max: must be at least edge.replica_eject_base")
+    after = EdgeConfig.replica_eject_after
+    fields["replica_eject_after"] = cp.integer(s, "replica_eject_after", "edge", after, 1, 1000)
+    cap = EdgeConfig.max_response_bytes
+    fields["max_response_bytes"] = cp.size(s, "max_response_bytes", "edge", cap)
+    return fields
 
 
 def _path(s: dict[str, Any], key: str) -> Path | None:

@@ -128,3 +128,36 @@ def test_the_edge_starts_from_an_edge_only_config(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_core_link_keys_have_defaults_and_read_units() -> None:
+    edge = load_edge_config_from(EDGE_ONLY).edge
+    assert (edge.core_connect_timeout_s, edge.core_ack_timeout_s) == (3.0, 5.0)
+    assert edge.core_response_timeout_s == 630.0 and edge.max_response_bytes == 64 * 1024 * 1024
+    assert (edge.replica_eject_after, edge.replica_eject_base_s, edge.replica_eject_max_s) == (
+        3,
+        10.0,
+        300.0,
+    )
+    keys = {"core_ack_timeout": "500ms", "max_response_bytes": "2MiB", "replica_eject_after": 5}
+    raw = {**EDGE_ONLY, "edge": {**EDGE_ONLY["edge"], **keys}}
+    edge = load_edge_config_from(raw).edge
+    assert (edge.core_ack_timeout_s, edge.max_response_bytes) == (0.5, 2 * 1024 * 1024)
+    assert edge.replica_eject_after == 5
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ({"core_connect_timeout": 0}, "edge.core_connect_timeout"),
+        ({"core_ack_timeout": "soon"}, "edge.core_ack_timeout"),
+        ({"core_ack_timeout": "10s", "core_response_timeout": "5s"}, "edge.core_response_timeout"),
+        ({"replica_eject_after": 0}, "edge.replica_eject_after"),
+        ({"replica_eject_base": "1m", "replica_eject_max": "10s"}, "edge.replica_eject_max"),
+        ({"max_response_bytes": "lots"}, "edge.max_response_bytes"),
+    ],
+)
+def test_a_bad_core_link_key_is_named(keys: dict[str, Any], named: str) -> None:
+    raw = {**EDGE_ONLY, "edge": {**EDGE_ONLY["edge"], **keys}}
+    with pytest.raises(ConfigError, match=named):
+        load_edge_config_from(raw)

@@ -43,6 +43,10 @@ class Recorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 like the core: it answers the edge's `Expect: 100-continue` before the
+            # body is sent (an HTTP/1.0 server never does, and the edge would give up on it).
+            protocol_version = "HTTP/1.1"
+
             def _record(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""

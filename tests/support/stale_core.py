@@ -25,7 +25,12 @@ class StaleCore:
     """`mode` decides what happens to a request that is not the first on its connection:
     "drop" closes without answering, "partial" sends a status line and closes. With
     `answer_only_first` every request after the very first is treated so, on any connection.
-    `answer` is the body of every 200 (a large one tests a client that stops reading)."""
+    `answer` is the body of every 200 (a large one tests a client that stops reading).
+
+    Like any HTTP/1.1 server it answers `Expect: 100-continue` with `100 Continue` before it
+    reads the body, except where it drops the request: a connection that was already closing
+    ends before any byte, 100 included (the edge may resend that elsewhere); "partial" fails
+    after the 100, once the core could have acted on the request."""
 
     def __init__(
         self, mode: str = "drop", answer_only_first: bool = False, answer: bytes = ANSWER
@@ -73,14 +78,21 @@ class StaleCore:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
+                length, expects = 0, False
                 for line in head.split(b"\r\n"):
                     name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
+                    name = name.strip().lower()
+                    if name == b"content-length":
                         length = int(value)
-                await reader.readexactly(length)
+                    expects |= name == b"expect" and value.strip().lower() == b"100-continue"
                 self.requests += 1
-                if not self._answers(answered):
+                answers = self._answers(answered)
+                if expects and not answers and self.mode == "drop":
+                    break  # closing before any byte, 100 included: the body never comes
+                if expects:
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await reader.readexactly(length)
+                if not answers:
                     if self.mode == "partial":
                         writer.write(b"HTTP/1.1 200 OK\r\n")
                         await writer.drain()
