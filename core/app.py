@@ -139,7 +139,13 @@ def create_app(config: Config) -> Starlette:
     stages = standard_stages(state.registry, state.dispatcher, state.limiter)
     chat = Pipeline(ChatApi(state.images.inline), stages)
     embeddings = Pipeline(EmbeddingsApi(state.transports), stages)
-    messages = Pipeline(MessagesApi(Passthrough(state.transports), state.images.inline), stages)
+    messages = Pipeline(
+        MessagesApi(
+            Passthrough(state.transports, config.core.resilience.max_event_bytes),
+            state.images.inline,
+        ),
+        stages,
+    )
 
     models = _models_endpoint(state)
 

@@ -68,7 +68,9 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
             adapter.make_signer(provider),
             config.core.resilience.stream_idle_timeout_s,
         )
-        upstreams[name] = HttpUpstream(adapter, transports[name])
+        upstreams[name] = HttpUpstream(
+            adapter, transports[name], config.core.resilience.max_event_bytes
+        )
     config = dataclasses.replace(config, providers=providers)
     _check_redis_url(config.state.redis_url)
     return CoreParts(

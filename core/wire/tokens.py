@@ -22,8 +22,13 @@ MAX_CHOICES = 128
 MAX_RESERVATION_TOKENS = 2_000_000
 
 
+def estimate_chars(chars: int) -> int:
+    """Tokens for `chars` characters of text (no need to hold the text itself)."""
+    return max(1, (chars + 3) // 4) if chars > 0 else 0
+
+
 def estimate_text(text: str) -> int:
-    return max(1, (len(text) + 3) // 4) if text else 0
+    return estimate_chars(len(text))
 
 
 def estimate_messages(messages: list[Any]) -> int:

@@ -22,6 +22,7 @@ from core.api.embeddings.sender import Sender
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, json_response
 from core.providers.adapters.base import ProviderError, Target
+from core.providers.parsing import parsing
 from core.providers.transport import Transport
 from core.providers.upstream import translating
 from core.routing.registry import Route
@@ -66,7 +67,8 @@ class EmbeddingsApi:
                 return translator.embed(request, target)
             requests = translator.build(request, target)
         replies = await self._sender.send(translator, requests, target)
-        return translator.parse(replies, request, target)
+        with parsing(target):  # a reply a translator cannot read: 502, fails over
+            return translator.parse(replies, request, target)
 
     def encode(self, x: EmbeddingsExchange) -> Response:
         result = x.result

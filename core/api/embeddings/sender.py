@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from core.api.embeddings.translate import Reply, Translator
 from core.providers.adapters.base import Target, UpstreamRequest
+from core.providers.parsing import guarded_error_parser
 from core.providers.transport import Transport
 
 
@@ -25,7 +26,7 @@ class Sender:
         self, translator: Translator, requests: list[UpstreamRequest], target: Target
     ) -> list[Reply]:
         transport = self._transports[target.provider.name]
-        parse_error = translator.parse_error
+        parse_error = guarded_error_parser(translator.parse_error, target)
 
         async def one(request: UpstreamRequest) -> Reply:
             return await transport.fetch(request, target, parse_error)

@@ -34,7 +34,7 @@ from core.providers.adapters.base import (
 )
 from core.providers.adapters.openai_settings import OpenAISettings, parse_settings
 from core.providers.adapters.presets import Preset
-from core.wire.sse import SSEDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 from shared.errors import (
     FailureClass,
@@ -217,8 +217,8 @@ class OpenAICompatAdapter:
     def capabilities(self, target: Target) -> Capabilities:
         return self.settings(target.provider).capabilities
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
 
     def make_signer(self, provider: ProviderConfig) -> None:
         return None

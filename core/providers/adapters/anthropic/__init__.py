@@ -23,7 +23,7 @@ from core.providers.adapters.base import (
     UpstreamRequest,
     settings_of,
 )
-from core.wire.sse import SSEDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 
 __all__ = ["ADAPTER", "AnthropicAdapter", "AnthropicStreamParser"]
@@ -67,8 +67,8 @@ class AnthropicAdapter:
             params=PARAMS,
         )
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
 
     def make_signer(self, provider: ProviderConfig) -> None:
         return None
