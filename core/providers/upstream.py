@@ -105,7 +105,7 @@ class HttpUpstream:
     async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
         """One generator from request to last chunk: the consumer's `aclose` (core.api.relay,
         core.resilience.dispatch) ends it at once, releasing the connection in the `finally`.
-        Chunks are parsed a read at a time and yielded outside the parsing guard, so nothing a
+        Chunks are parsed an event at a time and yielded outside the parsing guard, so nothing a
         consumer throws in is mistaken for the upstream's fault."""
         try:
             with translating(target.label):
@@ -116,20 +116,26 @@ class HttpUpstream:
             try:
                 while raw := await body.read():
                     with parsing(target):
-                        chunks = _parsed(decoder.feed(raw), parser)
-                    for chunk in chunks:
+                        events = decoder.feed(raw)
+                    for chunk in _parsed(events, parser, target):
                         yield chunk
                 with parsing(target):
-                    chunks = _parsed(decoder.finish(), parser)
+                    events = decoder.finish()
+                for chunk in _parsed(events, parser, target):
+                    yield chunk
             finally:
                 body.release()
             with parsing(target):
-                chunks += parser.finish()
+                chunks = parser.finish()
             for chunk in chunks:
                 yield chunk
         except ProviderError as error:
             raise sanitize(error, target) from None
 
 
-def _parsed(events: list[StreamEvent], parser: StreamParser) -> list[JSON]:
-    return [chunk for event in events for chunk in parser.feed(event)]
+def _parsed(events: list[StreamEvent], parser: StreamParser, target: Target) -> Iterator[JSON]:
+    """The chunks of each event in turn: those before a failing event still go out first."""
+    for event in events:
+        with parsing(target):
+            chunks = parser.feed(event)
+        yield from chunks

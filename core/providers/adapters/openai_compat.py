@@ -33,6 +33,7 @@ from core.providers.adapters.base import (
     settings_of,
 )
 from core.providers.adapters.openai_settings import OpenAISettings, parse_settings
+from core.providers.adapters.openai_shape import check_answer
 from core.providers.adapters.presets import Preset
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
@@ -74,6 +75,7 @@ class OpenAIStreamParser:
         choices = chunk.get("choices")
         if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
+        check_answer(chunk, "delta")
         return self.normalize(chunk, choices)
 
     def normalize(self, chunk: JSON, choices: Any) -> list[JSON]:
@@ -276,6 +278,7 @@ class OpenAICompatAdapter:
         payload = upstream_object(body, "a response that is not JSON", "a response without choices")
         if not isinstance(payload.get("choices"), list):
             raise invalid_upstream("a response without choices")
+        check_answer(payload, "message")
         return payload
 
     def stream_parser(self, canonical: JSON, target: Target) -> OpenAIStreamParser:
