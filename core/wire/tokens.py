@@ -20,6 +20,18 @@ MAX_CHOICES = 128
 #   A reservation settles to real usage afterwards; the ceiling only stops one request from
 #   draining a tenant's or a shared provider key's token budget for everyone else.
 MAX_RESERVATION_TOKENS = 2_000_000
+# - one token count an upstream reports: far above any real usage, far below what sums of
+#   counts need to stay a 64-bit integer (the JSON encoders' limit).
+MAX_REPORTED_TOKENS = 10**12
+
+
+def token_count(mapping: Any, key: str) -> int:
+    """An upstream's token count: a non-negative integer up to MAX_REPORTED_TOKENS, else 0
+    (absent, another type, or absurd), so that sums and the usage log stay sane."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    if type(value) is int and 0 <= value <= MAX_REPORTED_TOKENS:
+        return value
+    return 0
 
 
 def estimate_chars(chars: int) -> int:

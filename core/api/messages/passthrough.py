@@ -129,6 +129,15 @@ def build_request(
     return UpstreamRequest("POST", settings.url, headers, body)
 
 
+def message_usage(body: bytes) -> JSON | None:
+    """A relayed Message's usage in canonical form; the body must be a Message to be relayed."""
+    message = upstream_object(body, "a response that is not JSON", "a response without content")
+    if not isinstance(message.get("content"), list):
+        raise invalid_upstream("a response without content")
+    usage = message.get("usage")
+    return canonical_usage(usage) if isinstance(usage, dict) else None
+
+
 class Passthrough:
     """Sends through the Anthropic providers' transports (by provider name)."""
 
@@ -146,11 +155,7 @@ class Passthrough:
         transport = self._transports[target.provider.name]
         _, body = await transport.fetch(request, target, _ERROR_PARSER)
         with parsing(target):
-            message = upstream_object(body, "a response that is not JSON", "not a Message")
-            if not isinstance(message.get("content"), list):
-                raise invalid_upstream("a response without content")
-            usage = message.get("usage")
-            return body, canonical_usage(usage) if isinstance(usage, dict) else None
+            return body, message_usage(body)
 
     async def open_stream(
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]

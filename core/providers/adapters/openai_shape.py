@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.providers.adapters.base import JSON
+from core.wire.tokens import MAX_REPORTED_TOKENS
 from shared.errors import invalid_upstream
 
 _TEXT_FIELDS = ("content", "refusal", "reasoning_content", "role")
@@ -38,6 +39,13 @@ def _check_calls(calls: Any) -> None:
             _optional(function.get("arguments"), str, "function arguments that are not a string")
 
 
+def _check_parts(parts: list[Any]) -> None:
+    for content in parts:
+        if not isinstance(content, dict):
+            raise invalid_upstream("a content part that is not an object")
+        _optional(content.get("text"), str, "a content part whose text is not a string")
+
+
 def _check_message(message: Any, part: str) -> None:
     """A delta (streams) or a message (completions); a message's content may be parts."""
     _optional(message, dict, f"a choice whose {part} is not an object")
@@ -46,6 +54,7 @@ def _check_message(message: Any, part: str) -> None:
     for field in _TEXT_FIELDS:
         value = message.get(field)
         if field == "content" and part == "message" and isinstance(value, list):
+            _check_parts(value)
             continue
         _optional(value, str, f"a {part} whose {field} is not a string")
     _check_calls(message.get("tool_calls"))
@@ -69,7 +78,7 @@ def check_usage(usage: Any) -> None:
     _optional(usage, dict, "usage that is not an object")
     for key in _USAGE_COUNTS if usage else ():
         count = usage.get(key)
-        if count is not None and (type(count) is not int or count < 0):
+        if count is not None and (type(count) is not int or not 0 <= count <= MAX_REPORTED_TOKENS):
             raise invalid_upstream("a usage count that is not a non-negative integer")
 
 
