@@ -22,6 +22,7 @@ from core.api.embeddings.bedrock import BedrockEmbeddings
 from core.api.embeddings.gemini import GEMINI as GEMINI_EMBEDDINGS
 from core.api.embeddings.openai import OPENAI as OPENAI_EMBEDDINGS
 from core.api.embeddings.request import validate_embeddings
+from core.api.embeddings.response import Embedded, encode
 from core.api.messages.passthrough import (
     PassthroughStream,
     message_usage,
@@ -172,7 +173,7 @@ def only_provider_errors(call: Callable[..., object], *args: Any) -> object:
 
 
 # Every JSON type, and the edge values of some: put at every path of every seed in turn.
-WRONG: tuple[Any, ...] = (None, True, 0, -1, 2**64 - 1, 1.5, "", "x", [], [5], {}, {"x": [None]})
+WRONG: tuple[Any, ...] = (None, True, 0, -1, 2**64 - 1, 1.5, 1e308, "", "x", [], [5], {})
 
 
 def wrong_types(seed: Any) -> Iterator[Any]:
@@ -305,6 +306,9 @@ def test_whole_answers_with_a_wrong_type_at_every_path() -> None:
     for seed in EMBEDDINGS:
         for variant in wrong_types(seed):
             test_embeddings_translators.hypothesis.inner_test(orjson.dumps(variant), {})  # type: ignore[attr-defined]
+    for count in ("99999999999999999999999", "12"):
+        header = {"x-amzn-bedrock-input-token-count": count}
+        test_embeddings_translators.hypothesis.inner_test(orjson.dumps(EMBEDDINGS[4]), header)  # type: ignore[attr-defined]
 
 
 @FUZZ
@@ -438,7 +442,9 @@ EMBED_TARGETS = [
 @given(_json(EMBEDDINGS), st.dictionaries(st.just("x-amzn-bedrock-input-token-count"), st.text()))
 def test_embeddings_translators(body: bytes, headers: dict[str, str]) -> None:
     for translator, target in EMBED_TARGETS:
-        only_provider_errors(translator.parse, [(headers, body)], EMBED_REQUEST, target)
+        embedded = only_provider_errors(translator.parse, [(headers, body)], EMBED_REQUEST, target)
+        if isinstance(embedded, Embedded):  # what the endpoint does next
+            orjson.dumps(encode(embedded.body, "base64"))
 
 
 class _Body:

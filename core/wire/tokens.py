@@ -25,13 +25,19 @@ MAX_RESERVATION_TOKENS = 2_000_000
 MAX_REPORTED_TOKENS = 10**12
 
 
+def reported_tokens(value: Any) -> int | None:
+    """An upstream's token count (an integer, or a float with no fraction as some send) from 0
+    to MAX_REPORTED_TOKENS; None when absent, another type, or absurd, so that sums and the
+    usage log stay sane."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value <= MAX_REPORTED_TOKENS else None
+
+
 def token_count(mapping: Any, key: str) -> int:
-    """An upstream's token count: a non-negative integer up to MAX_REPORTED_TOKENS, else 0
-    (absent, another type, or absurd), so that sums and the usage log stay sane."""
-    value = mapping.get(key) if isinstance(mapping, dict) else None
-    if type(value) is int and 0 <= value <= MAX_REPORTED_TOKENS:
-        return value
-    return 0
+    """`reported_tokens` of `mapping[key]`, 0 when there is none."""
+    value = reported_tokens(mapping.get(key)) if isinstance(mapping, dict) else None
+    return value or 0
 
 
 def estimate_chars(chars: int) -> int:

@@ -32,6 +32,7 @@ from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRe
 from core.providers.adapters.bedrock.errors import parse_http_error
 from core.providers.adapters.bedrock.options import base_url
 from core.providers.adapters.bedrock.request import model_url
+from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream, upstream_object
 
 COHERE_BATCH = 96
@@ -128,17 +129,21 @@ class BedrockEmbeddings:
             payload = _loads(body)
             if kind is not None and kind[0] == "cohere":
                 parse_cohere(payload, vectors)
-                count: Any = headers.get(TOKEN_HEADER)
-                count = int(count) if isinstance(count, str) and count.isdigit() else None
+                count = _header_tokens(headers.get(TOKEN_HEADER))
             else:
                 vectors.append(check_vector(payload.get("embedding")))
-                count = payload.get("inputTextTokenCount")
-                count = count if type(count) is int else None
+                count = reported_tokens(payload.get("inputTextTokenCount"))
             tokens = None if tokens is None or count is None else tokens + count
         return openai_list(vectors, target.model, tokens, request)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return parse_http_error(status, headers, body)
+
+
+def _header_tokens(value: str | None) -> int | None:
+    if value is None or not (0 < len(value) <= 15 and value.isascii() and value.isdigit()):
+        return None
+    return reported_tokens(int(value))
 
 
 def titan_body(text: str, dimensions: int | None, v2: bool = True) -> JSON:

@@ -31,6 +31,7 @@ from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRe
 from core.providers.adapters.gemini import ADAPTER as GEMINI_ADAPTER
 from core.providers.adapters.gemini.errors import parse_error
 from core.providers.adapters.gemini.settings import Settings
+from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream, upstream_object
 
 STUDIO_BATCH = 100
@@ -153,11 +154,10 @@ def parse_predictions(payload: JSON, vectors: list[Vector]) -> int | None:
             raise invalid_upstream("a prediction without embeddings")
         vectors.append(check_vector(embeddings.get("values")))
         statistics = embeddings.get("statistics")
-        count = statistics.get("token_count") if isinstance(statistics, dict) else None
-        if isinstance(count, int | float) and not isinstance(count, bool) and total is not None:
-            total += int(count)
-        else:
-            total = None
+        count = (
+            reported_tokens(statistics.get("token_count")) if isinstance(statistics, dict) else None
+        )
+        total = None if total is None or count is None else total + count
     return total
 
 

@@ -17,6 +17,7 @@ from core.api.embeddings.request import EmbeddingRequest, EncodingFormat, estima
 from core.providers.adapters.base import JSON
 from shared.errors import invalid_upstream
 
+FLOAT32_MAX = 3.4028234663852886e38
 Vector = list[float] | str  # floats, or base64 float32 already encoded upstream
 
 
@@ -40,6 +41,8 @@ def check_vector(value: Any) -> Vector:
     for number in value:
         if not isinstance(number, int | float) or isinstance(number, bool):
             raise invalid_upstream("an embedding that is not a list of numbers")
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:  # clients decode float32 (base64)
+            raise invalid_upstream("an embedding value out of the float32 range")
     return value
 
 
