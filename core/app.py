@@ -139,7 +139,8 @@ def create_app(config: Config) -> Starlette:
     stages = standard_stages(state.registry, state.dispatcher, state.limiter)
     chat = Pipeline(ChatApi(state.images.inline), stages)
     embeddings = Pipeline(EmbeddingsApi(), stages)
-    messages = Pipeline(MessagesApi(Passthrough(), state.images.inline), stages)
+    passthrough = Passthrough(config.core.resilience.max_event_bytes)
+    messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages)
 
     models = _models_endpoint(state)
 

@@ -24,13 +24,14 @@ from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
 from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
 from edge.corecall import CoreCaller, Sent, Unsent, core_session
+from edge.events import EventSplitter, EventTooLarge, error_event
 from edge.jwks import JwksRefresher, load_public_keys
 from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from shared import hop
 from shared.config_edge import EdgeTierConfig
-from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_body
+from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
 from shared.traceparent import child_of
@@ -283,29 +284,23 @@ async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterat
 
 
 async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:
-    """Relays whole events only (the core writes whole events, so this adds no delay): if the
-    core dies mid-event, the half event is never sent and the client's parser sees a clean
-    error event in its API's format, never a clean close."""
-    pending = b""
+    """Relays whole events only (edge.events): if the core dies mid-event, the half event is
+    never sent and the client's parser sees a clean error event in its API's format, never a
+    clean close."""
+    splitter = EventSplitter()
     try:
         async for chunk in upstream.content.iter_any():
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(b"\n\n")
-            if cut < 0:
-                pending = data
-                continue
-            pending = data[cut + 2 :]
-            yield data[: cut + 2]
-        if pending:
-            yield pending
+            events = splitter.feed(chunk)
+            if events:
+                yield events
+        rest = splitter.rest()
+        if rest:
+            yield rest
+    except EventTooLarge:
+        yield error_event(api, "the gateway core sent an oversized event", "core_unavailable")
     except (aiohttp.ClientError, TimeoutError):
         message = "the gateway core connection was lost mid-stream"
-        if api == "anthropic":
-            yield (
-                b"event: error\ndata: " + anthropic_error_body(502, message, "api_error") + b"\n\n"
-            )
-        else:
-            yield b"data: " + openai_error_body(502, message, code="core_unavailable") + b"\n\n"
+        yield error_event(api, message, "core_unavailable")
     finally:
         upstream.close()
 

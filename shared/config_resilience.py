@@ -8,6 +8,8 @@ from typing import Any
 from shared import configparse as cp
 from shared.configparse import ConfigError
 
+MIN_EVENT_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class ResilienceConfig:
@@ -32,6 +34,10 @@ class ResilienceConfig:
     breaker_open_s: float = field(default=15.0, metadata=cp.read_from("breaker_open_for"))
     # How long a request may wait for a key pool to have capacity before failing over / 429.
     key_wait_max_s: float = 10.0
+    # The largest single stream event (SSE event or event-stream message) accepted from an
+    # upstream; a bigger one ends the stream as an invalid upstream response. Real events are
+    # a few KB; the cap bounds what one stream can make the core buffer.
+    max_event_bytes: int = 8 * 1024 * 1024
 
 
 _RESILIENCE = cp.keys_of(ResilienceConfig)
@@ -44,6 +50,9 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
     ratio = s.get("breaker_failure_ratio", d.breaker_failure_ratio)
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio <= 1:
         raise ConfigError(f"{path}.breaker_failure_ratio: expected a number in (0, 1]")
+    max_event_bytes = cp.size(s, "max_event_bytes", path, d.max_event_bytes)
+    if max_event_bytes < MIN_EVENT_BYTES:
+        raise ConfigError(f"{path}.max_event_bytes: at least 64KiB (real events can be that big)")
     return ResilienceConfig(
         max_retries=cp.integer(s, "max_retries", path, d.max_retries, 0, 10),
         backoff_base_s=cp.duration(s, "backoff_base", path, d.backoff_base_s),
@@ -61,4 +70,5 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
         breaker_window_s=cp.duration(s, "breaker_window", path, d.breaker_window_s),
         breaker_open_s=cp.duration(s, "breaker_open_for", path, d.breaker_open_s),
         key_wait_max_s=cp.duration(s, "key_wait_max", path, d.key_wait_max_s),
+        max_event_bytes=max_event_bytes,
     )

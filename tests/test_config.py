@@ -31,6 +31,8 @@ def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type:
         (BASE + "edge: {pools: {default: [ftp://x]}}\n", "edge.pools.default"),
         (BASE + "edge: {routes: [{models: ['*'], pool: nope}]}\n", "edge.routes[0].pool"),
         (BASE + "core: {max_body_bytes: lots}\n", "core.max_body_bytes"),
+        (BASE + "core: {resilience: {max_event_bytes: 1KiB}}\n", "core.resilience.max_event_bytes"),
+        (BASE + "core: {resilience: {max_event_bytes: huge}}\n", "core.resilience.max_event_bytes"),
         (BASE + "aliases: {fast: missing}\n", "aliases.fast"),
         (BASE + "aliases: {'my model': m1}\n", "aliases.my model"),  # unreachable by clients
         ("providers: {p: {kind: mock}}\nmodels: {'a/../b': {provider: p}}\n", "models.a/../b"),

@@ -167,3 +167,15 @@ def test_impossible_headers_length_is_rejected() -> None:
     frame[8:12] = __import__("zlib").crc32(bytes(frame[:8])).to_bytes(4, "big")
     with pytest.raises(ProviderError, match="impossible headers length"):
         EventStreamDecoder().feed(bytes(frame))
+
+
+def test_a_message_over_the_cap_is_refused_from_its_prelude() -> None:
+    """The prelude announces the length: a message over `max_event_bytes` is refused before
+    it is buffered (issue 10 item 7), and one under it still decodes."""
+    big = es.encode_message([(":event-type", es.STRING, "chunk")], b"x" * 70_000)
+    decoder = EventStreamDecoder(max_event_bytes=65_536)
+    with pytest.raises(ProviderError) as info:
+        decoder.feed(big[:12])  # the prelude alone is enough to know
+    assert info.value.status == 502 and "larger than 65536 bytes" in info.value.message
+    [event] = EventStreamDecoder(max_event_bytes=128 * 1024).feed(big)
+    assert len(event.data) == 70_000

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from core.providers.adapters.base import JSON, ProviderError
+from core.providers.parsing import INVALID_RESPONSE, parser_crash
 from core.providers.scrub import sanitize
 from core.resilience.dispatch import close
 from core.wire.sse import DONE, encode_data
-from core.wire.tokens import estimate_text
-from shared.errors import GatewayError
+from core.wire.tokens import estimate_chars
+from shared.errors import GatewayError, invalid_upstream
 
 UsageSink = Callable[[dict[str, Any] | None, str], None]
 
@@ -51,32 +52,51 @@ class OpenAIStreamEncoder:
         return b"data: " + error.openai_body() + b"\n\n"
 
 
+def _strings(mapping: JSON, keys: tuple[str, ...]) -> int:
+    return sum(len(value) for key in keys if isinstance(value := mapping.get(key), str))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _streamed_chars(chunk: JSON) -> int:
     """Characters of generated output in a chunk: the basis of a cut stream's usage estimate."""
     total = 0
-    for choice in chunk.get("choices") or ():
+    for choice in _list(chunk.get("choices")):
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
             continue
-        for key in ("content", "reasoning_content", "refusal"):
-            value = delta.get(key)
-            if isinstance(value, str):
-                total += len(value)
-        for call in delta.get("tool_calls") or ():
+        total += _strings(delta, ("content", "reasoning_content", "refusal"))
+        for call in _list(delta.get("tool_calls")):
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
-                total += len(function.get("arguments") or "") + len(function.get("name") or "")
+                total += _strings(function, ("arguments", "name"))
     return total
 
 
 def estimated_usage(prompt_tokens: int, streamed_chars: int) -> dict[str, Any]:
-    completion = estimate_text("x" * streamed_chars) if streamed_chars else 0
+    completion = estimate_chars(streamed_chars)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
         "estimated": True,
     }
+
+
+def _usage_of(chunk: JSON) -> dict[str, Any] | None:
+    usage = chunk.get("usage")
+    return usage if isinstance(usage, dict) and usage else None
+
+
+def _as_provider_error(exc: Exception) -> ProviderError:
+    """What ends a stream: a ProviderError as it is; anything else (an encoder or a chunk
+    source meeting data it cannot handle) as the invalid upstream response it stands for."""
+    if isinstance(exc, ProviderError):
+        return exc
+    parser_crash(exc, None)
+    return invalid_upstream(INVALID_RESPONSE)
 
 
 async def relay(
@@ -87,25 +107,28 @@ async def relay(
     prompt_estimate: int = 0,
 ) -> AsyncIterator[bytes]:
     """When a stream is cut before its usage arrives, the usage recorded is an estimate
-    (prompt estimate + streamed characters), flagged `estimated`, never nothing."""
+    (prompt estimate + streamed characters), flagged `estimated`, never nothing. Whatever goes
+    wrong after the first byte ends the stream with an error event in the client's format and
+    an accounted end, never a broken connection (which the edge's other requests share)."""
     usage: dict[str, Any] | None = None
     outcome = "ok"
     streamed = 0
     try:
         if first is not None:
-            usage = first.get("usage") or usage
+            usage = _usage_of(first) or usage
             streamed += _streamed_chars(first)
             out = encoder.chunk(first)
             if out:
                 yield out
         async for chunk in chunks:
-            usage = chunk.get("usage") or usage
+            usage = _usage_of(chunk) or usage
             streamed += _streamed_chars(chunk)
             out = encoder.chunk(chunk)
             if out:
                 yield out
         yield encoder.done()
-    except ProviderError as error:
+    except Exception as exc:
+        error = _as_provider_error(exc)
         outcome = f"cut:{error.failure_class}"
         # HTTP upstreams scrub their errors already (with the target's keys); this catches any
         # other source of chunks, so nothing unscrubbed ends a stream.

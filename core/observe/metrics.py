@@ -2,7 +2,8 @@
 
 Hand-written text format (no client library on the hot path): shared-state health, Redis
 outages and how many calls fell back to per-process state, which targets' circuits are open,
-how many entries the per-target structures hold, and how often each background job failed.
+how many entries the per-target structures hold, how often each background job failed, and
+how often a target sent data that crashed a parser (core.providers.parsing).
 Label values are configured names only (targets, `<provider>/*` for every tenant-named model
 of a provider, job names fixed by the code), never tenant input, so the page has a size fixed
 by the config.
@@ -10,6 +11,7 @@ by the config.
 
 from __future__ import annotations
 
+from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
 from core.resilience.circuit_board import BreakerBoard
 from core.state.resilient import ResilientStore
@@ -50,6 +52,15 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
     lines += [
         f'interlock_background_job_failures_total{{job="{_escape(job)}"}} {count}'
         for job, count in sorted(failure_counts().items())
+    ]
+    lines += [
+        "# HELP interlock_upstream_parser_crashes_total Upstream data that crashed a parser "
+        "(answered as an invalid upstream response; a gap in the parser's shape checks).",
+        "# TYPE interlock_upstream_parser_crashes_total counter",
+    ]
+    lines += [
+        f'interlock_upstream_parser_crashes_total{{target="{_escape(target)}"}} {count}'
+        for target, count in sorted(crash_counts().items())
     ]
     if entries:
         lines += [

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from core.providers.adapters.base import Target, UpstreamRequest
 from core.providers.adapters.embeddings import Reply, Translator
+from core.providers.parsing import guarded_error_parser
 
 
 async def send(
@@ -21,7 +22,7 @@ async def send(
 ) -> list[Reply]:
     """The replies to `requests`, in order, sent by the provider's own transport (chat's)."""
     transport = target.provider.transport
-    parse_error = translator.parse_error
+    parse_error = guarded_error_parser(translator.parse_error, target)
 
     async def one(request: UpstreamRequest) -> Reply:
         return await transport.fetch(request, target, parse_error)

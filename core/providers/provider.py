@@ -60,7 +60,8 @@ def build_provider(config: ProviderConfig, core: CoreConfig, session: SessionGet
     adapter = load_adapter(config.kind, f"providers.{config.name}.kind")
     settings = adapter.check_provider(config)
     transport = _transport(config, core, session, adapter.make_signer(settings))
-    return _provider(config, settings, adapter, transport, HttpUpstream(adapter, transport))
+    upstream = HttpUpstream(adapter, transport, core.resilience.max_event_bytes)
+    return _provider(config, settings, adapter, transport, upstream)
 
 
 def _transport(

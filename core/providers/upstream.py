@@ -11,9 +11,19 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Protocol
 
-from core.providers.adapters.base import JSON, Adapter, Capabilities, ProviderError, Target
+from core.providers.adapters.base import (
+    JSON,
+    Adapter,
+    Capabilities,
+    ProviderError,
+    StreamEvent,
+    StreamParser,
+    Target,
+)
+from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
 from core.providers.transport import Transport
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES
 from shared.errors import FailureClass
 
 log = logging.getLogger("interlock.core")
@@ -63,14 +73,21 @@ class HttpUpstream:
     """An adapter over its provider's Transport: pure build, send, pure parse.
 
     Every upstream error, before the first chunk or as an in-stream error event, leaves here
-    scrubbed (core.providers.scrub): the adapters' parsers stay pure."""
+    scrubbed (core.providers.scrub): the adapters' parsers stay pure. Whatever the decoder or
+    a parser raises on upstream data leaves as a ProviderError (core.providers.parsing)."""
 
-    __slots__ = ("_parse_error", "_transport", "adapter")
+    __slots__ = ("_max_event_bytes", "_parse_error", "_transport", "adapter")
 
-    def __init__(self, adapter: Adapter, transport: Transport) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        transport: Transport,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self.adapter = adapter
         self._transport = transport
-        self._parse_error = adapter.parse_error  # bound once, not per call
+        self._parse_error = guarded_error_parser(adapter.parse_error)  # bound once, not per call
+        self._max_event_bytes = max_event_bytes
 
     def capabilities(self, target: Target) -> Capabilities:
         return self.adapter.capabilities(target)
@@ -79,28 +96,46 @@ class HttpUpstream:
         with translating(target.label):
             request = self.adapter.build_request(canonical, target)
         _, body = await self._transport.fetch(request, target, self._parse_error)
-        return self.adapter.parse_response(body, target)
+        try:
+            with parsing(target):
+                return self.adapter.parse_response(body, target)
+        except ProviderError as error:
+            raise sanitize(error, target) from None
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
         """One generator from request to last chunk: the consumer's `aclose` (core.api.relay,
-        core.resilience.dispatch) ends it at once, releasing the connection in the `finally`."""
+        core.resilience.dispatch) ends it at once, releasing the connection in the `finally`.
+        Chunks are parsed an event at a time and yielded outside the parsing guard, so nothing a
+        consumer throws in is mistaken for the upstream's fault."""
         try:
             with translating(target.label):
                 request = self.adapter.build_request(canonical, target)
                 parser = self.adapter.stream_parser(canonical, target)
             body = await self._transport.open(request, target, self._parse_error)
-            decoder = self.adapter.decoder()
+            decoder = self.adapter.decoder(self._max_event_bytes)
             try:
                 while raw := await body.read():
-                    for event in decoder.feed(raw):
-                        for chunk in parser.feed(event):
-                            yield chunk
-                for event in decoder.finish():
-                    for chunk in parser.feed(event):
+                    with parsing(target):
+                        events = decoder.feed(raw)
+                    for chunk in _parsed(events, parser, target):
                         yield chunk
+                with parsing(target):
+                    events = decoder.finish()
+                for chunk in _parsed(events, parser, target):
+                    yield chunk
             finally:
                 body.release()
-            for chunk in parser.finish():
+            with parsing(target):
+                chunks = parser.finish()
+            for chunk in chunks:
                 yield chunk
         except ProviderError as error:
             raise sanitize(error, target) from None
+
+
+def _parsed(events: list[StreamEvent], parser: StreamParser, target: Target) -> Iterator[JSON]:
+    """The chunks of each event in turn: those before a failing event still go out first."""
+    for event in events:
+        with parsing(target):
+            chunks = parser.feed(event)
+        yield from chunks

@@ -13,7 +13,7 @@ from struct import unpack_from
 from zlib import crc32
 
 from core.providers.adapters.base import ProviderError, StreamEvent
-from shared.errors import FailureClass
+from shared.errors import FailureClass, invalid_upstream
 
 PRELUDE_LENGTH = 12
 CRC_LENGTH = 4
@@ -92,12 +92,17 @@ def _event_name(headers: dict[str, str]) -> str | None:
 
 class EventStreamDecoder:
     """Bytes in, StreamEvents out: event = :event-type (or :exception-type / :error-code),
-    headers = the string-valued headers (including :message-type), data = the payload."""
+    headers = the string-valued headers (including :message-type), data = the payload.
 
-    __slots__ = ("_buffer",)
+    Linear in the bytes fed: the prelude announces each message's length, so a partial message
+    costs one length check per read, never a re-scan. A message longer than `max_event_bytes`
+    (or than the format allows) is refused from its prelude, before it is buffered."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "_max_length")
+
+    def __init__(self, max_event_bytes: int = MAX_MESSAGE_LENGTH) -> None:
         self._buffer = bytearray()
+        self._max_length = min(max_event_bytes, MAX_MESSAGE_LENGTH)
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
         buffer = self._buffer
@@ -111,6 +116,8 @@ class EventStreamDecoder:
                 raise corrupt("prelude checksum mismatch")
             if not MIN_MESSAGE_LENGTH <= total <= MAX_MESSAGE_LENGTH:
                 raise corrupt("impossible message length")
+            if total > self._max_length:
+                raise invalid_upstream(f"a stream event larger than {self._max_length} bytes")
             if headers_length > min(MAX_HEADERS_LENGTH, total - MIN_MESSAGE_LENGTH):
                 raise corrupt("impossible headers length")
             if available - start < total:

@@ -20,10 +20,33 @@ MAX_CHOICES = 128
 #   A reservation settles to real usage afterwards; the ceiling only stops one request from
 #   draining a tenant's or a shared provider key's token budget for everyone else.
 MAX_RESERVATION_TOKENS = 2_000_000
+# - one token count an upstream reports: far above any real usage, far below what sums of
+#   counts need to stay a 64-bit integer (the JSON encoders' limit).
+MAX_REPORTED_TOKENS = 10**12
+
+
+def reported_tokens(value: Any) -> int | None:
+    """An upstream's token count (an integer, or a float with no fraction as some send) from 0
+    to MAX_REPORTED_TOKENS; None when absent, another type, or absurd, so that sums and the
+    usage log stay sane."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    return value if type(value) is int and 0 <= value <= MAX_REPORTED_TOKENS else None
+
+
+def token_count(mapping: Any, key: str) -> int:
+    """`reported_tokens` of `mapping[key]`, 0 when there is none."""
+    value = reported_tokens(mapping.get(key)) if isinstance(mapping, dict) else None
+    return value or 0
+
+
+def estimate_chars(chars: int) -> int:
+    """Tokens for `chars` characters of text (no need to hold the text itself)."""
+    return max(1, (chars + 3) // 4) if chars > 0 else 0
 
 
 def estimate_text(text: str) -> int:
-    return max(1, (len(text) + 3) // 4) if text else 0
+    return estimate_chars(len(text))
 
 
 def estimate_messages(messages: list[Any]) -> int:

@@ -12,10 +12,13 @@ Kinds (arg in brackets):
   stall [s]           silence before the headers (default 30 s)
   stall-mid [s]       a stream: two chunks, then silence (default 30 s)
   cut                 a stream: two chunks, then the connection drops (no [DONE])
-  garbage             200, then bytes that are not the wire format (a non-JSON body; a stream
-                      event whose data is not JSON)
-  malformed           200 with well-formed JSON of the wrong shape (`"choices": 5`), complete
-                      or as a stream chunk after a good first chunk
+  garbage [first]     200, then bytes that are not the wire format (a non-JSON body; a stream
+                      event whose data is not JSON, after two good chunks, or as the stream's
+                      first event with `first`)
+  malformed [first]   200 with well-formed JSON of the wrong shape (`"choices": 5`), complete
+                      or as a stream chunk after two good chunks (first, with `first`)
+  bigevent [mb]       a stream: a good first chunk, then one event of `mb` MB (default 16) on a
+                      single line, then a normal end; not streaming, a normal answer
   drip [s]            a stream that sends one small chunk every `s` seconds (default 0.5),
                       forever: never idle, never done
   huge [mb]           a complete answer whose content is `mb` MB (default 50), or a stream of
@@ -53,6 +56,7 @@ KINDS = (
     "drip",
     "huge",
     "slow",
+    "bigevent",
 )
 
 
@@ -107,6 +111,12 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict
 def _event(payload: dict[str, Any] | bytes) -> bytes:
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return b"data: " + data + b"\n\n"
+
+
+_BAD_EVENTS = {
+    "garbage": b"data: {{{ not json at all\n\n",
+    "malformed": _event({"id": "x", "object": "chat.completion.chunk", "choices": 5}),
+}
 
 
 class FakeFaults(FakeServer):
@@ -183,7 +193,13 @@ class FakeFaults(FakeServer):
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         kind = fault.kind
+        if kind in ("garbage", "malformed") and fault.arg == "first":
+            await response.write(_BAD_EVENTS[kind])
+            return response
         await response.write(_event(_chunk(model, {"role": "assistant", "content": ""})))
+        if kind == "bigevent":
+            size = int(fault.number(16) * 1024 * 1024)
+            await response.write(_event(_chunk(model, {"content": "x" * size})))
         await response.write(_event(_chunk(model, {"content": "Hello"})))
         if kind == "stall-mid":
             await asyncio.sleep(fault.number(30))
@@ -192,12 +208,8 @@ class FakeFaults(FakeServer):
             assert request.transport is not None
             request.transport.abort()
             return response
-        if kind == "garbage":
-            await response.write(b"data: {{{ not json at all\n\n")
-        elif kind == "malformed":
-            await response.write(
-                _event({"id": "x", "object": "chat.completion.chunk", "choices": 5})
-            )
+        if kind in _BAD_EVENTS:
+            await response.write(_BAD_EVENTS[kind])
         elif kind == "drip":
             while True:
                 await asyncio.sleep(fault.number(0.5))

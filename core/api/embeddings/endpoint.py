@@ -23,6 +23,7 @@ from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.embeddings import Embedded
 from core.providers.embeddings_sender import send
 from core.providers.mock_embeddings import MockEmbeddings
+from core.providers.parsing import parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from shared.errors import Api
@@ -63,7 +64,8 @@ class EmbeddingsApi:
                 return translator.embed(request, target)
             requests = translator.build(request, target)
         replies = await send(translator, requests, target)
-        return translator.parse(replies, request, target)
+        with parsing(target):  # a reply a translator cannot read: 502, fails over
+            return translator.parse(replies, request, target)
 
     def encode(self, x: EmbeddingsExchange) -> Response:
         result = x.result

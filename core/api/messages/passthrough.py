@@ -31,10 +31,11 @@ from core.providers.adapters.anthropic import ADAPTER
 from core.providers.adapters.anthropic.errors import TYPE_STATUS, parse_error, stream_error
 from core.providers.adapters.anthropic.response import canonical_usage
 from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
+from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
 from core.providers.transport import UpstreamBody
-from core.wire.sse import SSEDecoder
-from shared.errors import FailureClass, anthropic_error_body
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from shared.errors import FailureClass, anthropic_error_body, invalid_upstream, upstream_object
 
 
 class RelayedError(ProviderError):
@@ -94,6 +95,9 @@ def parse_upstream_error(status: int, headers: Mapping[str, str], body: bytes) -
     )
 
 
+_ERROR_PARSER = guarded_error_parser(parse_upstream_error)
+
+
 def upstream_error(
     status: int, headers: Mapping[str, str], body: bytes, target: Target
 ) -> ProviderError:
@@ -125,31 +129,38 @@ def build_request(
     return UpstreamRequest("POST", settings.url, headers, body)
 
 
+def message_usage(body: bytes) -> JSON | None:
+    """A relayed Message's usage in canonical form; the body must be a Message to be relayed."""
+    message = upstream_object(body, "a response that is not JSON", "a response without content")
+    if not isinstance(message.get("content"), list):
+        raise invalid_upstream("a response without content")
+    usage = message.get("usage")
+    return canonical_usage(usage) if isinstance(usage, dict) else None
+
+
 class Passthrough:
-    """Sends through the target's provider's transport, like every other call."""
+    """Sends through the target's provider's transport, like every other call; stream events
+    are capped at `max_event_bytes` (core.resilience.max_event_bytes)."""
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
 
     async def complete(
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
     ) -> tuple[bytes, JSON | None]:
         """The upstream's Message bytes and its usage in canonical form (for accounting)."""
         request = build_request(target, payload, raw, client_headers)
-        _, body = await target.provider.transport.fetch(request, target, parse_upstream_error)
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProviderError(
-                502, "upstream returned a response that is not JSON", FailureClass.TRANSIENT
-            ) from None
-        usage = message.get("usage") if isinstance(message, dict) else None
-        return body, canonical_usage(usage) if isinstance(usage, dict) else None
+        _, body = await target.provider.transport.fetch(request, target, _ERROR_PARSER)
+        with parsing(target):
+            return body, message_usage(body)
 
     async def open_stream(
         self, target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
     ) -> PassthroughStream:
         """Returns once the first event is in hand, so failures before it can still fail over."""
         request = build_request(target, payload, raw, client_headers)
-        body = await target.provider.transport.open(request, target, parse_upstream_error)
-        stream = PassthroughStream(body, target)
+        body = await target.provider.transport.open(request, target, _ERROR_PARSER)
+        stream = PassthroughStream(body, target, SSEDecoder(self._max_event_bytes))
         try:
             await stream.prime()
         except BaseException:
@@ -159,12 +170,17 @@ class Passthrough:
 
 
 class PassthroughStream:
+    """Upstream data that is not the wire format (core.providers.parsing) fails over before the
+    first event and ends the relay with an error event after it, like a cut."""
+
     __slots__ = ("_body", "_decoder", "_ended", "_error", "_first", "_target", "usage")
 
-    def __init__(self, body: UpstreamBody, target: Target) -> None:
+    def __init__(
+        self, body: UpstreamBody, target: Target, decoder: SSEDecoder | None = None
+    ) -> None:
         self._body = body
         self._target = target
-        self._decoder = SSEDecoder()
+        self._decoder = decoder or SSEDecoder()
         self._first: list[StreamEvent] = []
         self._ended = False  # message_stop seen
         self._error: ProviderError | None = None  # an upstream `error` event was relayed
@@ -173,45 +189,46 @@ class PassthroughStream:
     async def prime(self) -> None:
         """Reads to the first event; raises ProviderError (scrubbed) if it is an error or the
         upstream fails first: the dispatcher can still fail over."""
-        while not self._first:
-            raw = await self._body.read()
-            if not raw:
-                self._first = self._decoder.finish()
-                if not self._first:
-                    raise ProviderError(
-                        502,
-                        "the upstream closed the stream before sending an event",
-                        FailureClass.TRANSIENT,
-                    )
-                break
-            self._first = self._decoder.feed(raw)
-        first = self._first[0]
-        if first.event == "error":  # e.g. overloaded right after the 200: still fail over
-            raise sanitize(stream_error(_loads(first.data)), self._target)
+        try:
+            with parsing(self._target):
+                while not self._first:
+                    raw = await self._body.read()
+                    if not raw:
+                        self._first = self._decoder.finish()
+                        if not self._first:
+                            raise ProviderError(
+                                502,
+                                "the upstream closed the stream before sending an event",
+                                FailureClass.TRANSIENT,
+                            )
+                        break
+                    self._first = self._decoder.feed(raw)
+                first = self._first[0]
+                if first.event == "error":  # e.g. overloaded right after the 200: fail over
+                    raise stream_error(_loads(first.data))
+        except ProviderError as error:
+            raise sanitize(error, self._target) from None
 
     async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
         outcome = "client_closed"
         try:
+            events: list[StreamEvent] | None
             events, self._first = self._first, []
-            while True:
-                out = self._frame(events)
+            while events is not None:
+                out = self._framed(events)
                 if out:
                     yield out
                 if self._ended or self._error is not None:
                     break
                 try:
                     raw = await self._body.read()
-                except ProviderError as error:  # cut, reset, stalled (idle timeout), timed out
-                    self._error = sanitize(error, self._target)
-                    yield error_event(self._error)
+                    with parsing(self._target):
+                        events = self._decoder.feed(raw) if raw else None
+                except ProviderError as error:  # cut, reset, stalled, timed out, invalid
+                    yield self._fail(error)
                     break
-                if raw:
-                    events = self._decoder.feed(raw)
-                    continue
-                tail = self._tail()
-                if tail:
-                    yield tail
-                break
+            else:
+                yield self._framed_tail()
             outcome = "ok" if self._error is None else f"cut:{self._error.failure_class}"
         finally:
             if self._ended:
@@ -220,17 +237,33 @@ class PassthroughStream:
                 self._body.close()
             on_end(canonical_usage(self.usage) if self.usage else None, outcome)
 
-    def _tail(self) -> bytes:
+    def _fail(self, error: ProviderError) -> bytes:
+        self._error = sanitize(error, self._target)
+        return error_event(self._error)
+
+    def _framed(self, events: list[StreamEvent]) -> bytes:
+        try:
+            with parsing(self._target):
+                return self._frame(events)
+        except ProviderError as error:
+            return self._fail(error)
+
+    def _framed_tail(self) -> bytes:
         """At EOF: an event left without its blank line counts only if it is whole JSON (a cut
         can leave half an event, which must not reach the client); then, unless the message
         ended, the error event that says the stream was cut."""
-        tail = [e for e in self._decoder.finish() if _loads(e.data) is not None]
-        out = self._frame(tail)
+        try:
+            with parsing(self._target):
+                tail = [e for e in self._decoder.finish() if _loads(e.data) is not None]
+        except ProviderError as error:
+            return self._fail(error)
+        out = self._framed(tail)
         if not self._ended and self._error is None:
-            self._error = ProviderError(
-                502, "the upstream stream ended before completion", FailureClass.TRANSIENT
+            out += self._fail(
+                ProviderError(
+                    502, "the upstream stream ended before completion", FailureClass.TRANSIENT
+                )
             )
-            out += error_event(self._error)
         return out
 
     def _frame(self, events: list[StreamEvent]) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from core.providers.adapters.base import JSON
+from core.wire.tokens import token_count
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -21,20 +22,15 @@ STOP_REASONS = {
 }
 
 
-def _count(mapping: Any, key: str) -> int:
-    value = mapping.get(key) if isinstance(mapping, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def anthropic_usage(usage: Any) -> JSON:
     details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-    cached = _count(details, "cached_tokens")
-    created = _count(details, "cache_creation_tokens")
+    cached = token_count(details, "cached_tokens")
+    created = token_count(details, "cache_creation_tokens")
     return {
-        "input_tokens": max(0, _count(usage, "prompt_tokens") - cached - created),
+        "input_tokens": max(0, token_count(usage, "prompt_tokens") - cached - created),
         "cache_creation_input_tokens": created,
         "cache_read_input_tokens": cached,
-        "output_tokens": _count(usage, "completion_tokens"),
+        "output_tokens": token_count(usage, "completion_tokens"),
     }
 
 
@@ -93,7 +89,9 @@ def to_message(
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
     text = message.get("content")
     if isinstance(text, list):  # some hosts answer with content parts
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
+        text = "".join(
+            p["text"] for p in text if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
     refusal = message.get("refusal")

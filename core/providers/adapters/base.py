@@ -121,8 +121,9 @@ class Adapter(Protocol):
 
     kind: str
 
-    def decoder(self) -> EventDecoder:
-        """A fresh stream decoder (SSE for most; AWS event-stream for Bedrock)."""
+    def decoder(self, max_event_bytes: int) -> EventDecoder:
+        """A fresh stream decoder (SSE for most; AWS event-stream for Bedrock) that refuses
+        any event larger than `max_event_bytes` (core.resilience.max_event_bytes)."""
         ...
 
     def check_provider(self, provider: ProviderConfig) -> object:

@@ -75,6 +75,9 @@ class Embedded:
     usage_estimated: bool = False
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def check_vector(value: Any) -> Vector:
     if isinstance(value, str):
         return value
@@ -83,6 +86,8 @@ def check_vector(value: Any) -> Vector:
     for number in value:
         if not isinstance(number, int | float) or isinstance(number, bool):
             raise invalid_upstream("an embedding that is not a list of numbers")
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:  # clients decode float32 (base64)
+            raise invalid_upstream("an embedding value out of the float32 range")
     return value
 
 

@@ -33,8 +33,9 @@ from core.providers.adapters.base import (
     settings_of,
 )
 from core.providers.adapters.openai_settings import OpenAISettings, parse_settings
+from core.providers.adapters.openai_shape import check_answer
 from core.providers.adapters.presets import Preset
-from core.wire.sse import SSEDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 from shared.errors import (
     FailureClass,
@@ -77,6 +78,7 @@ class OpenAIStreamParser:
         choices = chunk.get("choices")
         if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
+        check_answer(chunk, "delta")
         return self.normalize(chunk, choices)
 
     def normalize(self, chunk: JSON, choices: Any) -> list[JSON]:
@@ -220,8 +222,8 @@ class OpenAICompatAdapter:
     def capabilities(self, target: Target) -> Capabilities:
         return self.settings(target.provider).capabilities
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
 
     def make_signer(self, settings: object) -> None:
         return None
@@ -279,6 +281,7 @@ class OpenAICompatAdapter:
         payload = upstream_object(body, "a response that is not JSON", "a response without choices")
         if not isinstance(payload.get("choices"), list):
             raise invalid_upstream("a response without choices")
+        check_answer(payload, "message")
         return payload
 
     def stream_parser(self, canonical: JSON, target: Target) -> OpenAIStreamParser:

@@ -31,6 +31,7 @@ from core.providers.adapters.embeddings import (
 )
 from core.providers.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.providers.adapters.openai_compat import OpenAICompatAdapter
+from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream
 
 NO_EMBEDDINGS = frozenset({"deepseek", "groq"})
@@ -56,9 +57,10 @@ def parse_openai_body(body: bytes, request: EmbeddingRequest) -> Embedded:
             raise invalid_upstream("a malformed embedding")
         item["embedding"] = check_vector(item.get("embedding"))
     tokens = payload.get("usage")
-    if isinstance(tokens, dict) and type(tokens.get("prompt_tokens")) is int:
-        if type(tokens.get("total_tokens")) is not int:
-            tokens["total_tokens"] = tokens["prompt_tokens"]
+    prompt = reported_tokens(tokens.get("prompt_tokens")) if isinstance(tokens, dict) else None
+    if prompt is not None:
+        payload["usage"] = {**tokens, "prompt_tokens": prompt}
+        payload["usage"]["total_tokens"] = reported_tokens(tokens.get("total_tokens")) or prompt
         return Embedded(payload)
     payload["usage"] = usage(estimate_input_tokens(request))
     return Embedded(payload, usage_estimated=True)

@@ -24,7 +24,7 @@ from core.providers.adapters.base import (
     UpstreamRequest,
     settings_of,
 )
-from core.wire.sse import SSEDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class AnthropicAdapter:
             params=PARAMS,
         )
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
 
     def make_signer(self, settings: object) -> None:
         return None

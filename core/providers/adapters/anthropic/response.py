@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from core.providers.adapters.base import JSON, Target
+from core.wire.tokens import token_count
 from shared.errors import invalid_upstream, upstream_object
 
 FINISH_REASONS = {
@@ -30,16 +31,11 @@ def finish_reason(stop_reason: Any) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _count(usage: JSON, key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def canonical_usage(usage: JSON) -> JSON:
-    read = _count(usage, "cache_read_input_tokens")
-    created = _count(usage, "cache_creation_input_tokens")
-    prompt = _count(usage, "input_tokens") + read + created
-    completion = _count(usage, "output_tokens")
+    read = token_count(usage, "cache_read_input_tokens")
+    created = token_count(usage, "cache_creation_input_tokens")
+    prompt = token_count(usage, "input_tokens") + read + created
+    completion = token_count(usage, "output_tokens")
     out: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -47,19 +43,30 @@ def canonical_usage(usage: JSON) -> JSON:
         "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": created},
     }
     details = usage.get("output_tokens_details")
-    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
-    if isinstance(thinking, int):
-        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    if isinstance(details, dict) and "thinking_tokens" in details:
+        out["completion_tokens_details"] = {
+            "reasoning_tokens": token_count(details, "thinking_tokens")
+        }
     return out
+
+
+def text_of(block: JSON, key: str) -> str:
+    """A block's text field: "" when absent, else it must be a string (the wire format)."""
+    value = block.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid_upstream(f"a content block whose {key} is not a string")
+    return value
 
 
 def tool_call(block: JSON) -> JSON:
     arguments = block.get("input")
     return {
-        "id": block.get("id") or "",
+        "id": text_of(block, "id"),
         "type": "function",
         "function": {
-            "name": block.get("name") or "",
+            "name": text_of(block, "name"),
             "arguments": orjson.dumps(arguments if arguments is not None else {}).decode(),
         },
     }
@@ -76,20 +83,18 @@ def parse_message(body: bytes, target: Target) -> JSON:
     for block in payload["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(block.get("text") or "")
+            texts.append(text_of(block, "text"))
         elif kind == "tool_use":
             calls.append(tool_call(block))
         elif kind == "thinking":
-            reasoning.append(block.get("thinking") or "")
+            thinking = text_of(block, "thinking")
+            reasoning.append(thinking)
+            signature = text_of(block, "signature")
             thinking_blocks.append(
-                {
-                    "type": "thinking",
-                    "thinking": block.get("thinking") or "",
-                    "signature": block.get("signature") or "",
-                }
+                {"type": "thinking", "thinking": thinking, "signature": signature}
             )
         elif kind == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+            thinking_blocks.append({"type": "redacted_thinking", "data": text_of(block, "data")})
         # Server-tool blocks (web search results and the like) have no chat-completions form.
     text = "".join(texts)
     message: JSON = {

@@ -17,6 +17,7 @@ from core.providers.adapters.anthropic.errors import stream_error
 from core.providers.adapters.anthropic.response import (
     canonical_usage,
     finish_reason,
+    text_of,
 )
 from core.providers.adapters.base import JSON, StreamEvent, Target
 from shared.errors import invalid_upstream, stream_incomplete, upstream_object
@@ -130,18 +131,18 @@ class AnthropicStreamParser:
             state.start_input = block.get("input")
             call = {
                 "index": state.tool_index,
-                "id": block.get("id") or "",
+                "id": text_of(block, "id"),
                 "type": "function",
-                "function": {"name": block.get("name") or "", "arguments": ""},
+                "function": {"name": text_of(block, "name"), "arguments": ""},
             }
             out.append(self._chunk({"tool_calls": [call]}))
-        elif kind == "text" and block.get("text"):
-            out.append(self._chunk({"content": block["text"]}))
-        elif kind == "thinking" and block.get("thinking"):
-            state.thinking.append(block["thinking"])
-            out.append(self._chunk({"reasoning_content": block["thinking"]}))
+        elif kind == "text" and (text := text_of(block, "text")):
+            out.append(self._chunk({"content": text}))
+        elif kind == "thinking" and (thinking := text_of(block, "thinking")):
+            state.thinking.append(thinking)
+            out.append(self._chunk({"reasoning_content": thinking}))
         elif kind == "redacted_thinking":
-            redacted = {"type": "redacted_thinking", "data": block.get("data") or ""}
+            redacted = {"type": "redacted_thinking", "data": text_of(block, "data")}
             out.append(self._chunk({"thinking_blocks": [redacted]}))
 
     def _block(self, payload: JSON) -> _Block | None:
@@ -155,22 +156,22 @@ class AnthropicStreamParser:
             raise invalid_upstream("a content_block_delta for an unknown block")
         kind = delta.get("type")
         if kind == "text_delta":
-            text = delta.get("text")
+            text = text_of(delta, "text")
             if text:
                 out.append(self._chunk({"content": text}))
         elif kind == "input_json_delta":
-            fragment = delta.get("partial_json")
+            fragment = text_of(delta, "partial_json")
             if fragment and state.kind == "tool_use":
                 state.sent_arguments = True
                 call = {"index": state.tool_index, "function": {"arguments": fragment}}
                 out.append(self._chunk({"tool_calls": [call]}))
         elif kind == "thinking_delta":
-            thinking = delta.get("thinking")
+            thinking = text_of(delta, "thinking")
             if thinking:
                 state.thinking.append(thinking)
                 out.append(self._chunk({"reasoning_content": thinking}))
         elif kind == "signature_delta":
-            state.signature += delta.get("signature") or ""
+            state.signature += text_of(delta, "signature")
         # citations_delta and future delta types have no chat-completions form.
 
     def _block_stop(self, payload: JSON, out: list[JSON]) -> None:

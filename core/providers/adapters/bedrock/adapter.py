@@ -21,6 +21,7 @@ from core.providers.adapters.bedrock.response import parse_converse
 from core.providers.adapters.bedrock.signing import SigV4Signer, make_signer
 from core.providers.adapters.bedrock.stream import ConverseStreamParser
 from core.wire.eventstream import EventStreamDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES
 from shared.config import ProviderConfig
 
 # Every top-level OpenAI param this adapter maps; the core rejects or drops the rest.
@@ -49,8 +50,8 @@ class BedrockAdapter:
     def capabilities(self, target: Target) -> Capabilities:
         return CAPABILITIES
 
-    def decoder(self) -> EventStreamDecoder:
-        return EventStreamDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> EventStreamDecoder:
+        return EventStreamDecoder(max_event_bytes)
 
     def make_signer(self, settings: object) -> SigV4Signer | None:
         options = as_settings(settings, BedrockOptions)

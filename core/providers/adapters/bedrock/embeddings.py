@@ -37,6 +37,7 @@ from core.providers.adapters.embeddings import (
     check_vector,
     collect,
 )
+from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream
 
 COHERE_BATCH = 96
@@ -128,6 +129,12 @@ class BedrockEmbeddings:
         return parse_http_error(status, headers, body)
 
 
+def _header_tokens(value: str | None) -> int | None:
+    if value is None or not (0 < len(value) <= 15 and value.isascii() and value.isdigit()):
+        return None
+    return reported_tokens(int(value))
+
+
 def titan_body(text: str, dimensions: int | None, v2: bool = True) -> JSON:
     """v2 normalizes by default; it is asked explicitly, as OpenAI's vectors are unit length."""
     if not v2:
@@ -149,8 +156,7 @@ def cohere_body(texts: tuple[str, ...], request: EmbeddingRequest) -> JSON:
 def parse_titan(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
     """One vector; the tokens counted in the body."""
     vector = check_vector(payload.get("embedding"))
-    count = payload.get("inputTextTokenCount")
-    return [vector], count if type(count) is int else None
+    return [vector], reported_tokens(payload.get("inputTextTokenCount"))
 
 
 def parse_cohere(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector], int | None]:
@@ -162,5 +168,4 @@ def parse_cohere(headers: Mapping[str, str], payload: JSON) -> tuple[list[Vector
     if not isinstance(embeddings, list):
         raise invalid_upstream("a response without embeddings")
     vectors = [check_vector(vector) for vector in embeddings]
-    count = headers.get(TOKEN_HEADER)
-    return vectors, int(count) if isinstance(count, str) and count.isdigit() else None
+    return vectors, _header_tokens(headers.get(TOKEN_HEADER))

@@ -14,6 +14,7 @@ import orjson
 
 from core.providers.adapters.base import JSON
 from core.providers.adapters.bedrock.request import RESPONSE_TOOL
+from core.wire.tokens import token_count
 from shared.errors import invalid_upstream
 
 FINISH_REASONS = {
@@ -39,17 +40,12 @@ def finish_reason(stop_reason: Any, real_tool_calls: bool) -> str:
     return reason
 
 
-def _count(usage: JSON, key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def convert_usage(usage: Any) -> JSON:
     usage = usage if isinstance(usage, dict) else {}
-    cache_read = _count(usage, "cacheReadInputTokens")
-    cache_write = _count(usage, "cacheWriteInputTokens")
-    prompt = _count(usage, "inputTokens") + cache_read + cache_write
-    completion = _count(usage, "outputTokens")
+    cache_read = token_count(usage, "cacheReadInputTokens")
+    cache_write = token_count(usage, "cacheWriteInputTokens")
+    prompt = token_count(usage, "inputTokens") + cache_read + cache_write
+    completion = token_count(usage, "outputTokens")
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -61,6 +57,16 @@ def convert_usage(usage: Any) -> JSON:
     }
 
 
+def string(mapping: JSON, key: str) -> str:
+    """A field the wire format says is a string: "" when absent, invalid when another type."""
+    value = mapping.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid_upstream(f"a {key} that is not a string")
+    return value
+
+
 def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -70,7 +76,8 @@ def parse_converse(body: bytes, model: str) -> JSON:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise invalid_upstream("a response that is not JSON") from None
-    message = payload.get("output", {}).get("message") if isinstance(payload, dict) else None
+    output = payload.get("output") if isinstance(payload, dict) else None
+    message = output.get("message") if isinstance(output, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
         raise invalid_upstream("a response without output.message.content")
     texts: list[str] = []
@@ -88,13 +95,17 @@ def parse_converse(body: bytes, model: str) -> JSON:
                 continue
             tool_calls.append(
                 {
-                    "id": use.get("toolUseId"),
+                    "id": string(use, "toolUseId"),
                     "type": "function",
-                    "function": {"name": use.get("name"), "arguments": json_text(use.get("input"))},
+                    "function": {
+                        "name": string(use, "name"),
+                        "arguments": json_text(use.get("input")),
+                    },
                 }
             )
         elif isinstance(block.get("reasoningContent"), dict):
-            text = (block["reasoningContent"].get("reasoningText") or {}).get("text")
+            reasoning_text = block["reasoningContent"].get("reasoningText")
+            text = reasoning_text.get("text") if isinstance(reasoning_text, dict) else None
             if isinstance(text, str):
                 reasoning.append(text)
     canonical_message: JSON = {

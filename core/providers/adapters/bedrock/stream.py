@@ -18,6 +18,7 @@ from core.providers.adapters.bedrock.response import (
     completion_id,
     convert_usage,
     finish_reason,
+    string,
 )
 from shared.errors import stream_incomplete, upstream_object
 
@@ -78,7 +79,8 @@ class ConverseStreamParser:
         return out  # contentBlockStop and unknown events carry nothing for the client
 
     def _block_start(self, payload: JSON, out: list[JSON]) -> None:
-        use = (payload.get("start") or {}).get("toolUse")
+        start = payload.get("start")
+        use = start.get("toolUse") if isinstance(start, dict) else None
         block = payload.get("contentBlockIndex")
         if not isinstance(use, dict) or not isinstance(block, int):
             return
@@ -90,9 +92,9 @@ class ConverseStreamParser:
         self._blocks[block] = index
         call = {
             "index": index,
-            "id": use.get("toolUseId"),
+            "id": string(use, "toolUseId"),
             "type": "function",
-            "function": {"name": use.get("name"), "arguments": ""},
+            "function": {"name": string(use, "name"), "arguments": ""},
         }
         out.append(self._chunk({"tool_calls": [call]}))
 
@@ -108,7 +110,8 @@ class ConverseStreamParser:
         use = delta.get("toolUse")
         if isinstance(use, dict):
             fragment = use.get("input")
-            index = self._blocks.get(payload.get("contentBlockIndex"))  # type: ignore[arg-type]
+            block = payload.get("contentBlockIndex")
+            index = self._blocks.get(block) if isinstance(block, int) else None
             if not isinstance(fragment, str) or not fragment or index is None:
                 return
             if index == _RESPONSE_BLOCK:

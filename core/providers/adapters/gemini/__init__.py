@@ -29,7 +29,7 @@ from core.providers.adapters.gemini.response import parse_response
 from core.providers.adapters.gemini.settings import Settings, parse_settings
 from core.providers.adapters.gemini.stream import GeminiStreamParser
 from core.providers.adapters.gemini.token_file import TokenFileSigner
-from core.wire.sse import SSEDecoder
+from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class GeminiAdapter:
     def capabilities(self, target: Target) -> Capabilities:
         return _CAPABILITIES
 
-    def decoder(self) -> SSEDecoder:
-        return SSEDecoder()
+    def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
 
     def make_signer(self, settings: object) -> TokenFileSigner | None:
         token_file = as_settings(settings, Settings).token_file

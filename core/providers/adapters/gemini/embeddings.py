@@ -36,6 +36,7 @@ from core.providers.adapters.embeddings import (
 from core.providers.adapters.gemini import ADAPTER as GEMINI_ADAPTER
 from core.providers.adapters.gemini.errors import parse_error
 from core.providers.adapters.gemini.settings import Settings
+from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream
 
 STUDIO_BATCH = 100
@@ -146,11 +147,10 @@ def parse_predictions(headers: Mapping[str, str], payload: JSON) -> tuple[list[V
             raise invalid_upstream("a prediction without embeddings")
         vectors.append(check_vector(embeddings.get("values")))
         statistics = embeddings.get("statistics")
-        count = statistics.get("token_count") if isinstance(statistics, dict) else None
-        if isinstance(count, int | float) and not isinstance(count, bool) and total is not None:
-            total += int(count)
-        else:
-            total = None
+        count = (
+            reported_tokens(statistics.get("token_count")) if isinstance(statistics, dict) else None
+        )
+        total = None if total is None or count is None else total + count
     return vectors, total
 
 

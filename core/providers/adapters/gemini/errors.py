@@ -58,7 +58,10 @@ def error_from_payload(status: int, headers: Mapping[str, str], payload: Any) ->
         status = 500
     grpc_status = _string(error.get("status"))
     message = _string(error.get("message"))
-    details = [d for d in error.get("details") or () if isinstance(d, dict)]
+    raw_details = error.get("details")
+    details = (
+        [d for d in raw_details if isinstance(d, dict)] if isinstance(raw_details, list) else []
+    )
     failure = _STATUS_CLASSES.get(grpc_status) or failure_class_for_status(status)
     if _is_key_problem(details, message, status):
         failure = FailureClass.AUTH
@@ -87,7 +90,8 @@ def _is_key_problem(details: list[dict[str, Any]], message: str, status: int) ->
 
 def _daily_quota(details: list[dict[str, Any]]) -> bool:
     for detail in details:
-        for violation in detail.get("violations") or ():
+        violations = detail.get("violations")
+        for violation in violations if isinstance(violations, list) else ():
             quota_id = violation.get("quotaId") if isinstance(violation, dict) else None
             if isinstance(quota_id, str) and "PerDay" in quota_id:
                 return True

@@ -18,6 +18,7 @@ import orjson
 
 from core.providers.adapters.base import JSON
 from core.providers.adapters.gemini.calls import tool_call_id
+from core.wire.tokens import token_count
 from shared.errors import FailureClass, ProviderError, invalid_upstream, upstream_object
 
 FILTERED = "content_filter"
@@ -68,22 +69,17 @@ def block_reason(payload: JSON) -> str | None:
 def usage(meta: Any) -> JSON:
     """Gemini's promptTokenCount already includes cached tokens, as OpenAI's prompt_tokens do."""
     meta = meta if isinstance(meta, dict) else {}
-    prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
-    thoughts = _count(meta, "thoughtsTokenCount")
-    completion = _count(meta, "candidatesTokenCount") + thoughts
-    total = _count(meta, "totalTokenCount") or prompt + completion
+    prompt = token_count(meta, "promptTokenCount") + token_count(meta, "toolUsePromptTokenCount")
+    thoughts = token_count(meta, "thoughtsTokenCount")
+    completion = token_count(meta, "candidatesTokenCount") + thoughts
+    total = token_count(meta, "totalTokenCount") or prompt + completion
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": total,
-        "prompt_tokens_details": {"cached_tokens": _count(meta, "cachedContentTokenCount")},
+        "prompt_tokens_details": {"cached_tokens": token_count(meta, "cachedContentTokenCount")},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     }
-
-
-def _count(meta: JSON, key: str) -> int:
-    value = meta.get(key)
-    return value if isinstance(value, int) else 0
 
 
 def response_seed(payload: JSON) -> str:
@@ -101,6 +97,16 @@ def arguments_text(call: JSON) -> str:
     return orjson.dumps(args if isinstance(args, dict) else {}).decode()
 
 
+def candidates_of(payload: JSON) -> list[JSON]:
+    """The candidate objects; `candidates` absent means none (a blocked prompt)."""
+    candidates = payload.get("candidates")
+    if candidates is None:
+        return []
+    if not isinstance(candidates, list):
+        raise invalid_upstream("candidates that are not a list")
+    return [c for c in candidates if isinstance(c, dict)]
+
+
 def candidate_parts(candidate: JSON) -> list[JSON]:
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, dict) else None
@@ -109,7 +115,7 @@ def candidate_parts(candidate: JSON) -> list[JSON]:
 
 def parse_response(body: bytes, model: str) -> JSON:
     payload = upstream_object(body, "a response that is not JSON")
-    candidates = [c for c in payload.get("candidates") or () if isinstance(c, dict)]
+    candidates = candidates_of(payload)
     seed = response_seed(payload)
     choices = []
     if not candidates:

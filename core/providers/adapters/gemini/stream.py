@@ -19,6 +19,7 @@ from core.providers.adapters.gemini.response import (
     arguments_text,
     block_reason,
     candidate_parts,
+    candidates_of,
     completion_id,
     finish_reason,
     response_seed,
@@ -57,7 +58,7 @@ class GeminiStreamParser:
         if isinstance(payload.get("usageMetadata"), dict):
             self._usage = payload["usageMetadata"]
         out: list[JSON] = []
-        candidates = [c for c in payload.get("candidates") or () if isinstance(c, dict)]
+        candidates = candidates_of(payload)
         if not candidates:
             if block_reason(payload) is not None:
                 self._candidate(0, out).finished = True
