@@ -181,7 +181,41 @@ def test_a_request_cancelled_during_dispatch_is_accounted_once() -> None:
             await task
 
     asyncio.run(scenario())
-    assert account.calls == [("released", "")]
+    assert account.calls == [("cancelled", "")]
+    assert parts.pending_tokens() == -ESTIMATE
+
+
+def test_a_client_that_leaves_during_dispatch_cancels_it() -> None:
+    """The client disconnects while the upstream call is in flight: the call is cancelled,
+    the request accounted once as cancelled with its reservation given back, and the answer
+    nobody will read is a 499."""
+    started, left = asyncio.Event(), asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def hangs(step: FakeStep, target: Target) -> Any:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    parts, account = core(), CountingAccount()
+    pipeline = parts.pipeline(FakeApi(call_with=hangs), account)
+
+    async def scenario() -> Response:
+        task = asyncio.ensure_future(pipeline(http_request(receive), caller(), body()))
+        await started.wait()
+        left.set()
+        return await asyncio.wait_for(task, 5)
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 499 and cancelled == [True]
+    assert account.calls == [("cancelled", "")]
     assert parts.pending_tokens() == -ESTIMATE
 
 

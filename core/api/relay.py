@@ -17,7 +17,8 @@ from core.wire.sse import DONE, encode_data
 from core.wire.tokens import estimate_text
 from shared.errors import GatewayError
 
-UsageSink = Callable[[dict[str, Any] | None, str], None]
+# A stream's end: its usage, its outcome (ok, cut:<class>, cancelled) and, for a cut, the error.
+UsageSink = Callable[[dict[str, Any] | None, str, ProviderError | None], None]
 
 
 class StreamEncoder(Protocol):
@@ -90,6 +91,7 @@ async def relay(
     (prompt estimate + streamed characters), flagged `estimated`, never nothing."""
     usage: dict[str, Any] | None = None
     outcome = "ok"
+    failure: ProviderError | None = None
     streamed = 0
     try:
         if first is not None:
@@ -106,7 +108,7 @@ async def relay(
                 yield out
         yield encoder.done()
     except ProviderError as error:
-        outcome = f"cut:{error.failure_class}"
+        outcome, failure = f"cut:{error.failure_class}", error
         # HTTP upstreams scrub their errors already (with the target's keys); this catches any
         # other source of chunks, so nothing unscrubbed ends a stream.
         yield encoder.error(sanitize(error, None))
@@ -117,4 +119,4 @@ async def relay(
         await close(chunks)
         if usage is None and (outcome != "ok" or streamed):
             usage = estimated_usage(prompt_estimate, streamed)
-        on_end(usage, outcome)
+        on_end(usage, outcome, failure)

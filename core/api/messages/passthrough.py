@@ -195,7 +195,7 @@ class PassthroughStream:
             raise sanitize(stream_error(_loads(first.data)), self._target)
 
     async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
-        outcome = "client_closed"
+        outcome = "cancelled"
         try:
             events, self._first = self._first, []
             while True:
@@ -223,7 +223,7 @@ class PassthroughStream:
                 self._body.release()
             else:
                 self._body.close()
-            on_end(canonical_usage(self.usage) if self.usage else None, outcome)
+            on_end(canonical_usage(self.usage) if self.usage else None, outcome, self._error)
 
     def _tail(self) -> bytes:
         """At EOF: an event left without its blank line counts only if it is whole JSON (a cut
