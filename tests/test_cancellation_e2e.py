@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support import hop_client, sockets
+from tests.support import hop_client
 from tests.support.fake_faults import FakeFaults
 from tests.support.stack import Stack
 
@@ -68,20 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Iterato
 
 
 def leave_after(stack: Stack, body: dict[str, Any], seconds: float, tenant: str) -> float:
-    """Sends `body` to the core as the edge would, for `tenant`, closes the connection after
-    `seconds` without reading anything, and returns when (time.monotonic()) it did."""
     secret = stack.env["INTERLOCK_HOP_SECRET"]
-    headers, data = hop_client.signed(secret, body, tenant=tenant)
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    request = (
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: core\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(data)}\r\n{head}\r\n"
-    )
-    sock = sockets.connect(stack.core_port)
-    sock.sendall(request.encode() + data)
-    time.sleep(seconds)
-    sock.close()
-    return time.monotonic()
+    return hop_client.leave_after(stack.core_port, secret, body, seconds, tenant)
 
 
 def usage_line(stack: Stack, tenant: str) -> dict[str, Any]:
