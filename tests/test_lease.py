@@ -229,3 +229,30 @@ def test_a_streams_verdict_waits_for_its_end() -> None:
         assert dispatcher.breakers.state(LABEL) is State.OPEN  # the probe's stream failed
 
     asyncio.run(scenario())
+
+
+def test_sync_never_holds_a_circuit_past_the_shared_decision() -> None:
+    """One replica's open decision reaches the other; once its period is over, neither
+    replica's sync re-opens the circuit from the expired decision, and each one's probe
+    closes it."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        here = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
+        there = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
+        there.register([LABEL])  # a configured target: learned before it is used
+        here.record(LABEL, ProviderError(503, "down", FailureClass.TRANSIENT, upstream_status=503))
+        await here.sync()  # published...
+        await there.sync()  # ...and learned
+        assert there.state(LABEL) is State.OPEN
+        await asyncio.sleep(OPEN_S * 1.5)
+        for board in (here, there):
+            await board.sync()
+            probe = board.permit(LABEL)
+            assert probe and board.state(LABEL) is State.HALF_OPEN
+            await board.sync()  # nothing shared is open any more: the probe keeps its slot
+            board.record(LABEL, None, probe)
+            await board.sync()
+            assert board.state(LABEL) is State.CLOSED
+
+    asyncio.run(scenario())

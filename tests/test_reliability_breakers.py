@@ -3,7 +3,8 @@
 Item 1: whatever ends a half-open probe (no key capacity under `key_rpm`, an unexpected failure,
 the client leaving), the circuit heals: once the open period is over, the next request probes
 and, the target being healthy again, is served. Item 2: a target that fails its streams after
-their first chunk (cut, stalled) opens its circuit, so later streams go to the healthy fallback.
+their first chunk (cut, stalled, garbage) opens its circuit, so later streams go to the healthy
+fallback.
 
 Requests are sent to the core directly, signed as the edge signs them (tests/support/hop_client).
 """
@@ -85,6 +86,7 @@ def midstream(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Ite
         **{
             "mid-cut": [to("faults", "fault/cut"), to("faults", "fault/ok")],
             "mid-stall": [to("faults", "fault/stall-mid/5"), to("faults", "fault/ok")],
+            "mid-garbage": [to("faults", "fault/garbage"), to("faults", "fault/ok")],
         },
     )
     yield running
@@ -159,7 +161,10 @@ def test_a_probe_the_client_leaves_does_not_wedge_the_circuit(
     heals(healing, fake)
 
 
-@pytest.mark.parametrize(("model", "failing"), [("mid-cut", "cut"), ("mid-stall", "stall-mid")])
+@pytest.mark.parametrize(
+    ("model", "failing"),
+    [("mid-cut", "cut"), ("mid-stall", "stall-mid"), ("mid-garbage", "garbage")],
+)
 def test_streams_failing_after_their_first_chunk_open_the_circuit(
     midstream: Stack, fake: FakeFaults, model: str, failing: str
 ) -> None:
