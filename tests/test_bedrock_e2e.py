@@ -67,6 +67,9 @@ def fake() -> Iterator[FakeBedrock]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeBedrock) -> Iterator[Stack]:
     overrides = {
+        # Many tests here make `bedrock/*` fail on purpose, before and after the first chunk;
+        # a stream's failure counts against its breaker, so keep it out of their way.
+        "core": {"resilience": {"breaker_min_requests": 1000}},
         "providers": {
             "bedrock": _provider(fake),
             "bedrock-wrong": _provider(fake, options={"secret_access_key": "not-the-secret"}),

@@ -108,3 +108,51 @@ def test_a_probe_slot_given_back_frees_only_that_slot() -> None:
     breaker.release(second)  # open again: nothing to give back
     assert breaker.state is State.OPEN and breaker.permit(6.0) is None
     assert Breaker(POLICY).permit(0.0) == 0  # closed: let through, no slot to give back
+
+
+def test_in_half_open_only_the_probes_own_outcome_counts() -> None:
+    """A stream begun before the circuit opened may end during half-open: its outcome is a
+    straggler's, and neither closes the circuit nor frees the probe's slot."""
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    probe = breaker.permit(5.0)
+    assert probe
+    breaker.record(True, 5.1, probe=0)  # a straggler's success
+    assert breaker.state is State.HALF_OPEN and breaker.permit(5.2) is None
+    breaker.record(False, 5.3, probe=0)  # a straggler's failure
+    assert breaker.state is State.HALF_OPEN
+    breaker.record(True, 5.4, probe=probe)
+    assert breaker.state is State.CLOSED
+
+
+def test_a_probe_stream_closes_the_circuit_on_probation() -> None:
+    """Its first chunk closes the circuit (a long stream does not hold it half-open); its own
+    failure at the end re-opens it at once, its clean end leaves it closed."""
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    probe = breaker.permit(5.0)
+    assert probe
+    breaker.pass_probe(probe)
+    assert breaker.state is State.CLOSED and breaker.permit(5.1) == 0
+    breaker.record(False, 6.0, probe=probe)  # the probe's stream was cut
+    assert breaker.state is State.OPEN and breaker.permit(10.9) is None
+    again = breaker.permit(11.1)
+    assert again
+    breaker.pass_probe(again)
+    breaker.record(True, 12.0, probe=again)
+    breaker.record(False, 12.1, probe=again)  # recorded once: a second outcome is a plain one
+    assert breaker.state is State.CLOSED
+
+
+def test_a_trip_ends_probation() -> None:
+    breaker = Breaker(POLICY)
+    breaker.trip(0.0)
+    probe = breaker.permit(5.0)
+    assert probe
+    breaker.pass_probe(probe)
+    breaker.trip(6.0)  # e.g. another replica's decision
+    later = breaker.permit(11.1)
+    assert later
+    breaker.record(True, 11.2, probe=later)
+    breaker.record(False, 11.3, probe=probe)  # the old probe's stream ends: a plain failure
+    assert breaker.state is State.CLOSED

@@ -208,3 +208,53 @@ def test_sync_reopens_a_half_open_breaker_another_replica_opened() -> None:
         assert here.state(LABEL) is State.OPEN and here.retry_after(LABEL) > 20
 
     asyncio.run(scenario())
+
+
+def test_a_streams_verdict_waits_for_its_end() -> None:
+    """A stream's first chunk records nothing but its latency; its end does, once: a cut is
+    the target's failure (here, enough to open the circuit), a clean end a success."""
+    from core.resilience.dispatch import stream_call
+
+    async def scenario() -> None:
+        dispatcher, attempts = setup(Scripted())
+        cut = ProviderError(502, "the stream was cut", FailureClass.TRANSIENT)
+        _, outcome = await dispatcher.run(attempts, stream_call(None), TPM, streaming=True)
+        assert dispatcher.breakers.state(LABEL) is State.CLOSED and len(dispatcher.latency) == 1
+        outcome.settle(cut, clean=False)
+        outcome.settle(None, clean=True)  # settled once: the second end changes nothing
+        assert dispatcher.breakers.state(LABEL) is State.OPEN and outcome.lease
+        outcome.lease.settle(0)  # as accounting does: the key's tokens are back
+        await asyncio.sleep(OPEN_S * 1.5)
+        _, probe = await dispatcher.run(attempts, stream_call(None), TPM, streaming=True)
+        assert dispatcher.breakers.state(LABEL) is State.CLOSED  # on probation
+        probe.settle(cut, clean=False)
+        assert dispatcher.breakers.state(LABEL) is State.OPEN  # the probe's stream failed
+
+    asyncio.run(scenario())
+
+
+def test_sync_never_holds_a_circuit_past_the_shared_decision() -> None:
+    """One replica's open decision reaches the other; once its period is over, neither
+    replica's sync re-opens the circuit from the expired decision, and each one's probe
+    closes it."""
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        here = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
+        there = BreakerBoard(BreakerPolicy(min_requests=1, open_s=OPEN_S), store)
+        there.register([LABEL])  # a configured target: learned before it is used
+        here.record(LABEL, ProviderError(503, "down", FailureClass.TRANSIENT, upstream_status=503))
+        await here.sync()  # published...
+        await there.sync()  # ...and learned
+        assert there.state(LABEL) is State.OPEN
+        await asyncio.sleep(OPEN_S * 1.5)
+        for board in (here, there):
+            await board.sync()
+            probe = board.permit(LABEL)
+            assert probe and board.state(LABEL) is State.HALF_OPEN
+            await board.sync()  # nothing shared is open any more: the probe keeps its slot
+            board.record(LABEL, None, probe)
+            await board.sync()
+            assert board.state(LABEL) is State.CLOSED
+
+    asyncio.run(scenario())

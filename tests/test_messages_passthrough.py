@@ -384,7 +384,7 @@ def relay_scripted(
 
     async def run() -> bytes:
         await stream.prime()
-        return b"".join([part async for part in stream.relay(lambda u, s: ended.append((u, s)))])
+        return b"".join([part async for part in stream.relay(lambda u, s, e: ended.append((u, s)))])
 
     return asyncio.run(run()), ended, response
 

@@ -51,7 +51,7 @@ def test_streams_are_neither_cached_nor_buffered_by_proxies() -> None:
     async def events() -> AsyncIterator[bytes]:
         yield b"data: {}\n\n"
 
-    response = sse_response(events(), {"x-request-id": "req_1"})
+    response = sse_response(served((), None), events(), {"x-request-id": "req_1"})
     assert response.headers["cache-control"] == "no-cache"
     assert response.headers["x-accel-buffering"] == "no"
     assert response.headers["content-type"].startswith("text/event-stream")

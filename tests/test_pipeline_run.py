@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from core.pipeline import Exchange, Pipeline, standard_stages
@@ -181,7 +182,41 @@ def test_a_request_cancelled_during_dispatch_is_accounted_once() -> None:
             await task
 
     asyncio.run(scenario())
-    assert account.calls == [("released", "")]
+    assert account.calls == [("cancelled", "")]
+    assert parts.pending_tokens() == -ESTIMATE
+
+
+def test_a_client_that_leaves_during_dispatch_cancels_it() -> None:
+    """The client disconnects while the upstream call is in flight: the call is cancelled,
+    the request accounted once as cancelled with its reservation given back, and the answer
+    nobody will read is a 499."""
+    started, left = asyncio.Event(), asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def hangs(step: FakeStep, target: Target) -> Any:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    parts, account = core(), CountingAccount()
+    pipeline = parts.pipeline(FakeApi(call_with=hangs), account)
+
+    async def scenario() -> Response:
+        task = asyncio.ensure_future(pipeline(http_request(receive), caller(), body()))
+        await started.wait()
+        left.set()
+        return await asyncio.wait_for(task, 5)
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 499 and cancelled == [True]
+    assert account.calls == [("cancelled", "")]
     assert parts.pending_tokens() == -ESTIMATE
 
 
@@ -208,3 +243,28 @@ def test_a_stage_that_answers_ends_the_list() -> None:
     assert account.calls == []
     served = asyncio.run(parts.pipeline(FakeApi())(http_request(), caller(), body()))
     assert served.status_code == 200
+
+
+def test_a_stream_whose_body_never_started_is_accounted_as_cancelled() -> None:
+    """The client left between dispatch and the first byte: the server fails to send the
+    response start, so the relay (whose end accounts the stream) never runs. The response
+    accounts the request itself, once, giving back the reservation."""
+
+    async def gone(message: Any) -> None:
+        raise OSError("the client has gone")
+
+    async def never(message: Any = None) -> dict[str, Any]:
+        raise AssertionError("not read on ASGI 2.4")
+
+    parts, account = core(), CountingAccount()
+    pipeline = parts.pipeline(FakeApi(), account)
+
+    async def scenario() -> None:
+        response = await pipeline(http_request(), caller(), body(stream=True))
+        scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+        with pytest.raises(ClientDisconnect):
+            await response(scope, never, gone)
+
+    asyncio.run(scenario())
+    assert account.calls == [("served", "cancelled")]
+    assert parts.pending_tokens() == -ESTIMATE

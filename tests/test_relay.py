@@ -32,7 +32,7 @@ def _run(chunks: AsyncIterator[JSON], encoder: StreamEncoder) -> tuple[list[byte
     ended: list[Any] = []
 
     async def collect() -> list[bytes]:
-        sink = lambda usage, outcome: ended.append((usage, outcome))  # noqa: E731
+        sink = lambda usage, outcome, error: ended.append((usage, outcome))  # noqa: E731
         return [part async for part in relay(None, chunks, encoder, sink, prompt_estimate=12)]
 
     return asyncio.run(collect()), ended

@@ -72,7 +72,7 @@ class ChatApi:
         first, chunks = result
         encoder = OpenAIStreamEncoder(request.include_usage)
         body = relay(first, chunks, encoder, x.finish, prompt_estimate(request.payload))
-        return sse_response(body, x.headers())
+        return sse_response(x, body, x.headers())
 
     def relayed(self, x: ChatExchange, error: ProviderError) -> Response | None:
         return None

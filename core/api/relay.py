@@ -18,7 +18,8 @@ from core.wire.sse import DONE, encode_data
 from core.wire.tokens import estimate_chars
 from shared.errors import GatewayError, invalid_upstream
 
-UsageSink = Callable[[dict[str, Any] | None, str], None]
+# A stream's end: its usage, its outcome (ok, cut:<class>, cancelled) and, for a cut, the error.
+UsageSink = Callable[[dict[str, Any] | None, str, ProviderError | None], None]
 
 
 class StreamEncoder(Protocol):
@@ -112,6 +113,7 @@ async def relay(
     an accounted end, never a broken connection (which the edge's other requests share)."""
     usage: dict[str, Any] | None = None
     outcome = "ok"
+    failure: ProviderError | None = None
     streamed = 0
     try:
         if first is not None:
@@ -128,11 +130,11 @@ async def relay(
                 yield out
         yield encoder.done()
     except Exception as exc:
-        error = _as_provider_error(exc)
-        outcome = f"cut:{error.failure_class}"
+        failure = _as_provider_error(exc)
+        outcome = f"cut:{failure.failure_class}"
         # HTTP upstreams scrub their errors already (with the target's keys); this catches any
         # other source of chunks, so nothing unscrubbed ends a stream.
-        yield encoder.error(sanitize(error, None))
+        yield encoder.error(sanitize(failure, None))
     except (GeneratorExit, asyncio.CancelledError):
         outcome = "cancelled"  # the client went away: still settled, from what was streamed
         raise
@@ -140,4 +142,4 @@ async def relay(
         await close(chunks)
         if usage is None and (outcome != "ok" or streamed):
             usage = estimated_usage(prompt_estimate, streamed)
-        on_end(usage, outcome)
+        on_end(usage, outcome, failure)

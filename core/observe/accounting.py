@@ -2,6 +2,11 @@
 
 Every request ends here exactly once, which is also where its token reservations (the
 tenant's and the provider key's) are settled against actual usage.
+
+`outcome` on the line: `ok`; `cut:<failure class>` (a stream that failed after its first byte);
+`cancelled` (the client left: before the answer started, nothing was used and nothing is billed;
+during a stream, what was streamed is, from the upstream's usage or an estimate); or the failure
+class of a request no target served (`timeout` for the request's deadline, too).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from core.limits.tenant import Admission
 from core.observe.usagelog import USAGE_LOG, bounded_name
 from core.providers.adapters.base import ProviderError
 from shared.errors import UpstreamTarget
+
+# The usage line's outcome for a request whose client left (core.api.relay writes the same).
+CANCELLED = "cancelled"
 
 if TYPE_CHECKING:
     from core.resilience.dispatch import Outcome
@@ -71,6 +79,15 @@ def record_failure(
     )
 
 
+def record_cancelled(
+    caller: Caller, requested_model: str, started: float, admission: Admission | None
+) -> None:
+    """The client left before any answer: the upstream work was cancelled, nothing billed."""
+    if admission is not None:
+        admission.settle(0)
+    _log(caller, requested_model, None, None, CANCELLED, started, None, None)
+
+
 def _log(
     caller: Caller,
     requested_model: str,
@@ -78,7 +95,7 @@ def _log(
     usage: dict[str, Any] | None,
     status: str,
     started: float,
-    attempts: int,
+    attempts: int | None,
     failovers: int | None,
 ) -> None:
     if not USAGE_LOG.enabled:

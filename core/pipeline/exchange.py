@@ -5,6 +5,11 @@ request); stages fill it in order, so a stage reads only what an earlier one wro
 (read), `request` (validate), `route` (resolve), `steps` (plan), `tokens` and `admission`
 (admit), `result` and `outcome` (dispatch), `response` and, for a complete answer, `usage`
 (encode). Headers every API sends on success are built here from it, once.
+
+A stream's response (`sse_response`) is accounted however it ends: by the relay when the stream
+ends, and, if the client left before it started (so its body never ran), by the response itself
+as `cancelled`, so neither the tenant's reservation nor the target's breaker verdict is left
+pending.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from core.api.identity import Caller
 from core.limits.tenant import Admission
 from core.pipeline.api import Q, R, S
-from core.providers.adapters.base import JSON
-from core.resilience.dispatch import Outcome
+from core.providers.adapters.base import JSON, ProviderError
+from core.resilience.dispatch import Outcome, close
 from core.routing.registry import Route
 
 if TYPE_CHECKING:
@@ -75,10 +81,13 @@ class Exchange(Generic[Q, S, R]):
         self.usage: dict[str, Any] | None = None
         self.response: Response | None = None
 
-    def finish(self, usage: dict[str, Any] | None, status: str) -> None:
-        """A stream's end (core.api.relay's UsageSink): ok, cut by the upstream or cancelled by
-        the client, it is accounted with what it used."""
-        self.account.served(self, usage, status)
+    def finish(
+        self, usage: dict[str, Any] | None, status: str, error: ProviderError | None = None
+    ) -> None:
+        """A stream's end (core.api.relay's UsageSink): ok, cut by the upstream (`error`) or
+        cancelled by the client, it is accounted with what it used and settles the target's
+        breaker verdict."""
+        self.account.served(self, usage, status, error)
 
     def headers(self) -> dict[str, str]:
         """What served the request (x-request-id, x-interlock-*) and the tenant's
@@ -104,6 +113,35 @@ def json_response(body: bytes, headers: dict[str, str]) -> Response:
 
 
 def sse_response(
-    body: AsyncIterator[bytes], headers: dict[str, str], media_type: str = "text/event-stream"
+    x: Exchange[Any, Any, Any],
+    body: AsyncIterator[bytes],
+    headers: dict[str, str],
+    media_type: str = "text/event-stream",
 ) -> StreamingResponse:
-    return StreamingResponse(body, media_type=media_type, headers={**SSE_HEADERS, **headers})
+    return AccountedStream(x, body, {**SSE_HEADERS, **headers}, media_type)
+
+
+class AccountedStream(StreamingResponse):
+    """A stream whose request is accounted even if its body never ran: a client that left
+    between dispatch and the first byte (the server then never starts the body, so its own
+    end-of-stream accounting never runs)."""
+
+    def __init__(
+        self,
+        x: Exchange[Any, Any, Any],
+        body: AsyncIterator[bytes],
+        headers: dict[str, str],
+        media_type: str,
+    ) -> None:
+        super().__init__(body, media_type=media_type, headers=headers)
+        self._body = body
+        self._exchange = x
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A body left suspended mid-stream ends now (its own accounting runs, from what
+            # was streamed); then, if it never started, the request is accounted here.
+            await close(self._body)
+            self._exchange.finish(None, "cancelled")  # a no-op once accounted

@@ -22,7 +22,7 @@ from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.pipeline.exchange import Exchange
 from core.providers.adapters.base import ProviderError
-from core.resilience.dispatch import Dispatcher
+from core.resilience.dispatch import Dispatcher, Outcome
 from core.routing.registry import ModelRegistry
 from shared.errors import GatewayError
 
@@ -133,14 +133,23 @@ class Account:
     """Closes an admitted request exactly once: one usage line (never any content), and its
     token reservations (the tenant's, the key's) settled to what was used. A complete answer
     is accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
-    leaves; a request that ended before admission has nothing to account."""
+    leaves; a request that ended before admission has nothing to account. A stream's end also
+    settles the serving target's breaker verdict (core.resilience.lease): its outcome is known
+    only then."""
 
     name = "account"
 
-    def served(self, x: AnyExchange, usage: dict[str, Any] | None, status: str) -> None:
+    def served(
+        self,
+        x: AnyExchange,
+        usage: dict[str, Any] | None,
+        status: str,
+        error: ProviderError | None = None,
+    ) -> None:
         if x.accounted:
             return
         x.accounted = True
+        x.outcome.settle(error, clean=status == "ok")
         accounting.record(
             x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission
         )
@@ -155,13 +164,36 @@ class Account:
         error.headers["x-interlock-attempts"] = str(error.attempts)
         error.headers.update(x.admission.headers)
 
+    def cancelled(self, x: AnyExchange) -> None:
+        """The client left before the answer started: the upstream work was cancelled, so
+        nothing was used; the usage line says `cancelled` and the reservation is given back."""
+        if x.admission is None or x.accounted:
+            return
+        outcome = _served_by(x)
+        if outcome is not None:  # served, but the client left before the answer was sent
+            self.served(x, None, "cancelled")
+            return
+        x.accounted = True
+        accounting.record_cancelled(x.caller, x.request.model, x.started, x.admission)
+
     def released(self, x: AnyExchange) -> None:
-        """Ended by something else (an image that could not be fetched, the client gone):
-        nothing was used, so the reservation is given back whole."""
+        """Ended by something else (an image that could not be fetched, a bug): nothing was
+        used, so the reservation is given back whole."""
         if x.admission is None or x.accounted:
             return
         x.accounted = True
         x.admission.settle(0)
+        outcome = _served_by(x)
+        if outcome is not None:
+            outcome.settle(None, clean=False)
+            if outcome.lease is not None:
+                outcome.lease.settle(0)
+
+
+def _served_by(x: AnyExchange) -> Outcome | None:
+    """Who served the request, once dispatch has (its slot is unset before)."""
+    outcome: Outcome | None = getattr(x, "outcome", None)
+    return outcome
 
 
 def standard_stages(

@@ -14,7 +14,14 @@ failure neither closes nor reopens: the probe slot is released for another reque
 
 Probe slots are numbered (`permit` returns the number) so that an attempt that ends with no
 outcome to record (cancelled, the request's own error, no key: see core.resilience.lease) can give
-its slot back with `release` without freeing a slot another request took since.
+its slot back with `release` without freeing a slot another request took since, and so that an
+outcome recorded in half-open is the probe's own: a straggler (a stream begun before the circuit
+opened, ending now) neither closes nor re-opens it.
+
+A stream's outcome is known only when it ends, which may be minutes after its first chunk. A probe
+stream does not hold the circuit half-open that long: its first chunk closes the circuit *on
+probation* (`pass_probe`), and if the same stream then fails for the target's own reasons, the
+circuit re-opens at once, as a failed probe would have.
 
 The state machine is pure (time is passed in); core.resilience.circuit_board shares open decisions
 across replicas through the Store and keeps working locally when the Store is down.
@@ -67,6 +74,7 @@ class Breaker:
         "_current_start",
         "_open_until",
         "_previous",
+        "_probation",
         "_probe",
         "_probe_in_flight",
         "policy",
@@ -79,6 +87,7 @@ class Breaker:
         self._open_until = 0.0
         self._probe_in_flight = False
         self._probe = 0  # the number of the latest probe slot handed out
+        self._probation = 0  # the probe whose stream closed the circuit and has not ended
         self._current = _Half()
         self._previous = _Half()
         self._current_start = 0.0
@@ -131,16 +140,38 @@ class Breaker:
         if probe and probe == self._probe and self.state is State.HALF_OPEN:
             self._probe_in_flight = False
 
-    def record(self, success: bool, now: float, attributable_to: str | None = None) -> None:
+    def pass_probe(self, probe: int) -> None:
+        """Probe `probe` is answering (a stream's first chunk is in hand): close the circuit
+        now, on probation until that stream's own outcome is recorded."""
+        if probe and probe == self._probe and self.state is State.HALF_OPEN:
+            self._close()
+            self._probation = probe
+
+    def record(
+        self,
+        success: bool,
+        now: float,
+        attributable_to: str | None = None,
+        probe: int | None = None,
+    ) -> None:
         """One outcome. `attributable_to`: the tenant whose request may have caused this
-        failure (None: the failure is the target's own)."""
+        failure (None: the failure is the target's own). `probe`: the slot `permit` gave the
+        attempt (0: let through closed); None for a caller that does not track slots, whose
+        outcome in half-open is taken as the probe's."""
         if self.state is State.HALF_OPEN:
+            if probe is not None and probe != self._probe:
+                return  # a straggler, not the probe: says nothing about the probe
             self._probe_in_flight = False
             if success:
                 self._close()
             elif attributable_to is None:
                 self.trip(now)
             return
+        if probe and probe == self._probation:
+            self._probation = 0
+            if not success and attributable_to is None:
+                self.trip(now)  # the probe's stream failed after all
+                return
         if self.state is State.OPEN:
             return  # a straggler from before the breaker opened
         self._roll(now)
@@ -159,6 +190,7 @@ class Breaker:
         self.state = State.OPEN
         self._open_until = until if until is not None else now + self.policy.open_s
         self._probe_in_flight = False
+        self._probation = 0
 
     @property
     def open_until(self) -> float:

@@ -94,13 +94,19 @@ class BreakerBoard:
         if probe:
             self._get(label).release(probe)
 
-    def record(self, label: str, error: ProviderError | None) -> None:
-        """One attempt's outcome: None for a success, else the error it ended with."""
+    def pass_probe(self, label: str, probe: int) -> None:
+        """A probe stream's first chunk: the circuit closes, on probation (see circuit.py)."""
+        if probe:
+            self._get(label).pass_probe(probe)
+
+    def record(self, label: str, error: ProviderError | None, probe: int | None = None) -> None:
+        """One attempt's outcome: None for a success, else the error it ended with. `probe`:
+        the slot `permit` gave the attempt (None: untracked, see Breaker.record)."""
         breaker = self._get(label)
         if error is None or error.failure_class not in UNHEALTHY:
-            breaker.record(True, time.monotonic())
+            breaker.record(True, time.monotonic(), probe=probe)
         else:
-            breaker.record(False, time.monotonic(), attribution(error))
+            breaker.record(False, time.monotonic(), attribution(error), probe)
 
     def retry_after(self, label: str) -> float:
         return max(0.0, self._get(label).open_until - time.monotonic())

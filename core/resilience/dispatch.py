@@ -15,6 +15,12 @@ total timeout, so this clock fires first). When this clock fires the upstream ha
 on the same target unless `retry_timeouts` is set: it may still be running, and billed, there.
 Failing over to another target after a timeout is allowed (another provider or deployment).
 Streams may do all this until their first chunk is in hand, never after.
+
+The request's total deadline bounds all of it, the attempt in flight included
+(core.resilience.deadline): when it runs out the request ends with a 504 naming it, not
+retried. When the client leaves, the pipeline cancels the task running this loop: the attempt in
+flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
+nothing more is tried.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from typing import Any, Protocol, TypeVar
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
+from core.resilience.deadline import DeadlineExceeded
 from core.resilience.key_pools import KeyLease, KeyPools
 from core.resilience.latency import LatencyTracker
-from core.resilience.lease import AttemptLeases, Unavailable
+from core.resilience.lease import AttemptLeases, Unavailable, Verdict
 from core.resilience.retry import (
     FAIL_OVER,
     ROTATE_KEY,
@@ -88,6 +95,22 @@ class Outcome:
     failovers: int = 0
     retries: int = 0
     lease: KeyLease | None = None
+    # A stream's breaker verdict, pending until the stream ends (core.resilience.lease).
+    verdict: Verdict | None = None
+
+    def settle(self, error: ProviderError | None, clean: bool) -> None:
+        """The stream has ended: with `error` (the target's failure, or neutral if it is the
+        request's own), cleanly, or neither (the client left). A no-op after the first call
+        and for answers whose verdict was recorded when they arrived."""
+        verdict = self.verdict
+        if verdict is None:
+            return
+        if error is not None:
+            verdict.failed(error)
+        elif clean:
+            verdict.succeeded()
+        else:
+            verdict.withdrawn()
 
 
 class _Payloads:
@@ -223,11 +246,13 @@ class Dispatcher:
         same_target_retries = 0
         while True:
             now = time.monotonic()
+            if now >= run.deadline:
+                raise self._deadline_exceeded(run, attempt.target)
             wait_until = min(run.deadline, now + self.policy.key_wait_max_s) if is_last else now
-            leased = run.leases.attempt(attempt.target, wait_until)
+            leased = run.leases.attempt(attempt.target, wait_until, streaming)
             try:
                 async with leased:
-                    result = await self._timed(call, attempt, leased.target, streaming)
+                    result = await self._timed(call, attempt, leased.target, streaming, run)
             except Unavailable as refused:
                 refused.error.attempts = max(run.leases.tries, 1)
                 refused.error.target = attempt.target
@@ -236,6 +261,8 @@ class Dispatcher:
             except ProviderError as error:
                 error.attempts, error.target = run.leases.tries, leased.target
                 run.last_error = error
+                if isinstance(error, DeadlineExceeded):
+                    raise
                 failure = error.failure_class
                 pool = self.keys.pool(attempt.target.provider.name)
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
@@ -251,9 +278,20 @@ class Dispatcher:
             leases = run.leases
             failovers = leases.targets - 1
             served = Outcome(
-                leased.target, leases.tries, attempt.dropped, failovers, run.retries, leased.lease
+                leased.target,
+                leases.tries,
+                attempt.dropped,
+                failovers,
+                run.retries,
+                leased.lease,
+                leased.verdict,
             )
             return result, served
+
+    def _deadline_exceeded(self, run: _Run, target: Target) -> DeadlineExceeded:
+        error = DeadlineExceeded(self.policy.total_deadline_s)
+        error.attempts, error.target = run.leases.tries, target
+        return error
 
     async def _backoff(self, run: _Run, error: ProviderError, retries_so_far: int) -> bool:
         """Waits before another try on the same target; False when none is allowed."""
@@ -270,20 +308,30 @@ class Dispatcher:
         return True
 
     async def _timed(
-        self, call: Callable[[A, Target], Awaitable[T]], attempt: A, target: Target, streaming: bool
+        self,
+        call: Callable[[A, Target], Awaitable[T]],
+        attempt: A,
+        target: Target,
+        streaming: bool,
+        run: _Run,
     ) -> T:
-        """One call under the timeout for its kind; every failure leaves as a ProviderError
-        scrubbed for the tenant."""
+        """One call under the timeout for its kind, the provider's and the request's deadline,
+        whichever ends first; every failure leaves as a ProviderError scrubbed for the tenant."""
         limit = self.policy.first_byte_timeout_s if streaming else self.policy.completion_timeout_s
         limit = min(limit, target.provider.timeout_s or self._upstream_timeout_s)
-        timer = asyncio.timeout(limit)
+        left = run.deadline - time.monotonic()
+        timer = asyncio.timeout(min(limit, left))
         try:
             async with timer:
                 return await call(attempt, target)
         except TimeoutError:
-            if timer.expired():
-                raise UpstreamTimeout(streaming) from None
-            raise ProviderError(504, "upstream provider timed out", FailureClass.TIMEOUT) from None
+            if not timer.expired():
+                raise ProviderError(
+                    504, "upstream provider timed out", FailureClass.TIMEOUT
+                ) from None
+            if left < limit:
+                raise DeadlineExceeded(self.policy.total_deadline_s) from None
+            raise UpstreamTimeout(streaming) from None
         except ProviderError as caught:
             raise sanitize(caught, target) from None
 

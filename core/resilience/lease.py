@@ -5,9 +5,10 @@ may hold the single probe slot) and the provider's key pool must lend it a key (
 reservation against the key's TPM). `AttemptLeases.attempt` takes both on entry and settles both
 on exit, whatever ended the try; the Dispatcher runs every API's attempts through it.
 
-On exit                    breaker                               key lease
-  success                  success recorded                      handed to the Outcome (settled
-                                                                 by accounting with real usage)
+On exit                    breaker (a Verdict, recorded once)    key lease
+  success                  success recorded; for a stream, kept  handed to the Outcome (settled
+                           pending on the Outcome until the      by accounting with real usage)
+                           stream ends (see below)
   target failure (rate     failure recorded, once per request    refunded; the key rests
   limit, 5xx, timeout)     and target (core.resilience.circuit_board attributes)
   target answered (auth,   success recorded (the target is up)   refunded; the key rests
@@ -15,17 +16,26 @@ On exit                    breaker                               key lease
   neutral: the request's   nothing recorded; a held probe slot   refunded
   own error (client_error, is given back
   content filter, context
-  length), a GatewayError
+  length), the request's
+  deadline, a GatewayError
   (an image that cannot be
   fetched), cancellation
   (the client left), any
   unexpected exception
 
+A stream's outcome is known when it ends, not at its first chunk: a target that cuts, stalls or
+garbles its streams mid-way is failing. So a stream's try leaves its Verdict on the Outcome, and
+the pipeline settles it where the stream's end is accounted (core.pipeline.stages.Account): a
+clean end is a success, a cut/stall/invalid data the target's failure, a client that left
+neutral. Latency is still observed at the first chunk. A half-open probe stream closes the
+circuit at its first chunk, on probation (core.resilience.circuit): a long healthy stream does
+not hold every other request behind `circuit_open`.
+
 On entry, an open circuit or no key capacity raises `Unavailable` holding nothing (a probe slot
 taken before the key wait is given back): the Dispatcher moves on to the next target.
 
-A request admitted to a target keeps that admission for its retries on it (like its failures,
-which count once), so only its first try there asks the breaker.
+A request admitted to a target keeps that admission (and its probe slot) for its retries on it
+(like its failures, which count once), so only its first try there asks the breaker.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from types import TracebackType
 
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.circuit_board import REQUESTS_OWN, UNHEALTHY, BreakerBoard
+from core.resilience.deadline import DeadlineExceeded
 from core.resilience.key_pools import KeyLease, KeyPools
 from core.resilience.latency import LatencyTracker
 from shared.errors import FailureClass
@@ -73,7 +84,7 @@ class AttemptLeases:
         self.latency = latency
         self.tokens = tokens
         self.tries = 0
-        self._admitted: set[str] = set()
+        self._admitted: dict[str, int] = {}  # label -> the probe slot its first try took
         self._charged: set[str] = set()
 
     @property
@@ -81,45 +92,102 @@ class AttemptLeases:
         """Targets the breakers let this request try."""
         return len(self._admitted)
 
-    def attempt(self, target: Target, wait_until: float) -> LeasedAttempt:
-        """One try at `target`, waiting for key capacity until `wait_until` (monotonic)."""
-        return LeasedAttempt(self, target, wait_until)
+    def attempt(self, target: Target, wait_until: float, streaming: bool = False) -> LeasedAttempt:
+        """One try at `target`, waiting for key capacity until `wait_until` (monotonic);
+        `streaming`: a success leaves its breaker verdict pending until the stream ends."""
+        return LeasedAttempt(self, target, wait_until, streaming)
 
     def admit(self, label: str) -> int:
-        """The breaker's permit for a first try at `label` (0 on retries); raises
-        Unavailable when the circuit refuses."""
+        """The breaker's permit for a first try at `label` (retries keep it and its probe
+        slot); raises Unavailable when the circuit refuses."""
         if label in self._admitted:
-            return 0
+            return self._admitted[label]
         probe = self.board.permit(label)
         if probe is None:
             raise Unavailable(circuit_open(label, self.board.retry_after(label)))
-        self._admitted.add(label)
+        self._admitted[label] = probe
         return probe
 
-    def charge(self, label: str, error: ProviderError) -> bool:
+    def charge(self, label: str, error: ProviderError, probe: int) -> bool:
         """A failure the target answered for: recorded once per request and target
         (False when it was not recorded)."""
         if label in self._charged:
             return False
-        self.board.record(label, error)
+        self.board.record(label, error, probe)
         if error.failure_class in UNHEALTHY:
             self._charged.add(label)
         return True
 
 
+class Verdict:
+    """What one try says about its target's health, recorded on its breaker exactly once:
+    when the try ends, or for a stream when the stream ends (core.pipeline settles it)."""
+
+    __slots__ = ("_label", "_leases", "_probe", "settled")
+
+    def __init__(self, leases: AttemptLeases, label: str, probe: int) -> None:
+        self._leases = leases
+        self._label = label
+        self._probe = probe
+        self.settled = False
+
+    def succeeded(self) -> None:
+        if self._settle():
+            self._leases.board.record(self._label, None, self._probe)
+
+    def failed(self, error: ProviderError) -> bool:
+        """The try (or its stream) ended with `error`: True if that speaks for the target
+        (recorded, once per request and target), False if it was neutral."""
+        if not self._settle():
+            return False
+        if error.failure_class in REQUESTS_OWN or isinstance(error, DeadlineExceeded):
+            self._leases.board.release(self._label, self._probe)
+            return False
+        if not self._leases.charge(self._label, error, self._probe):
+            self._leases.board.release(self._label, self._probe)
+        return True
+
+    def withdrawn(self) -> None:
+        """Neutral (cancelled, the client left, an unexpected exception): nothing recorded,
+        a held probe slot given back."""
+        if self._settle():
+            self._leases.board.release(self._label, self._probe)
+
+    def _settle(self) -> bool:
+        if self.settled:
+            return False
+        self.settled = True
+        return True
+
+
 class LeasedAttempt:
-    """The async context manager for one try; `target` carries the leased key."""
+    """The async context manager for one try; `target` carries the leased key, `verdict`
+    (after a streaming success) the breaker outcome still to settle."""
 
-    __slots__ = ("_leases", "_probe", "_started", "_wait_until", "label", "lease", "target")
+    __slots__ = (
+        "_leases",
+        "_probe",
+        "_started",
+        "_streaming",
+        "_wait_until",
+        "label",
+        "lease",
+        "target",
+        "verdict",
+    )
 
-    def __init__(self, leases: AttemptLeases, target: Target, wait_until: float) -> None:
+    def __init__(
+        self, leases: AttemptLeases, target: Target, wait_until: float, streaming: bool
+    ) -> None:
         self._leases = leases
         self._wait_until = wait_until
+        self._streaming = streaming
         self._probe = 0
         self._started = 0.0
         self.label = target.health_label
         self.target = target
         self.lease = KeyLease()
+        self.verdict: Verdict | None = None
 
     async def __aenter__(self) -> LeasedAttempt:
         leases = self._leases
@@ -146,15 +214,18 @@ class LeasedAttempt:
         traceback: TracebackType | None,
     ) -> None:
         leases = self._leases
+        verdict = Verdict(leases, self.label, self._probe)
         if exc is None:
-            leases.board.record(self.label, None)
             leases.latency.observe(self.label, time.monotonic() - self._started)
-            return  # the key lease now belongs to the Outcome
-        self.lease.settle(0)
-        if not isinstance(exc, ProviderError) or exc.failure_class in REQUESTS_OWN:
-            leases.board.release(self.label, self._probe)  # neutral
+            if self._streaming:  # settled when the stream ends; the key lease, too
+                leases.board.pass_probe(self.label, self._probe)
+                self.verdict = verdict
+            else:
+                verdict.succeeded()
             return
-        if not leases.charge(self.label, exc):
-            leases.board.release(self.label, self._probe)
-        pool = leases.keys.pool(self.target.provider.name)
-        pool.rest(self.lease.key, exc, time.monotonic())
+        self.lease.settle(0)
+        if not isinstance(exc, ProviderError):
+            verdict.withdrawn()
+        elif verdict.failed(exc):
+            pool = leases.keys.pool(self.target.provider.name)
+            pool.rest(self.lease.key, exc, time.monotonic())

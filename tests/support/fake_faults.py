@@ -26,8 +26,10 @@ Kinds (arg in brackets):
   slow [s]            a normal answer after `s` seconds (default 1)
 
 `calls` counts requests by kind; `active` is how many are being answered now; `received`
-records every request (FakeServer). Usage in every good answer: 12 prompt + 7 completion
-tokens (huge answers report their real size in completion tokens / 4 bytes).
+records every request (FakeServer); `left` records (kind, time.monotonic()) for each request whose
+client closed its connection while the fake was waiting (stall, stall-mid, slow): what a test
+reads to see that the gateway cancelled upstream work. Usage in every good answer: 12 prompt +
+7 completion tokens (huge answers report their real size in completion tokens / 4 bytes).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class FakeFaults(FakeServer):
         self.fault_rate = fault_rate
         self.mix = mix
         self.active = 0
+        self.left: list[tuple[str, float]] = []
         self._rng = random.Random(seed)
 
     def choose(self, model: str) -> Fault:
@@ -170,10 +173,9 @@ class FakeFaults(FakeServer):
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
-        if kind == "stall":
-            await asyncio.sleep(fault.number(30))
-        if kind == "slow":
-            await asyncio.sleep(fault.number(1))
+        waits = fault.number(30 if kind == "stall" else 1)
+        if kind in ("stall", "slow") and not await self._wait(request, kind, waits):
+            return web.Response()  # the client is gone: nobody to answer
         if kind == "huge":
             return await self._huge(request, model, stream, int(fault.number(50)))
         if not stream:
@@ -202,7 +204,7 @@ class FakeFaults(FakeServer):
             await response.write(_event(_chunk(model, {"content": "x" * size})))
         await response.write(_event(_chunk(model, {"content": "Hello"})))
         if kind == "stall-mid":
-            await asyncio.sleep(fault.number(30))
+            await self._wait(request, kind, fault.number(30))
             return response
         if kind == "cut":
             assert request.transport is not None
@@ -218,6 +220,19 @@ class FakeFaults(FakeServer):
         await response.write(_event({**_chunk(model, {}), "choices": [], "usage": _usage()}))
         await response.write(b"data: [DONE]\n\n")
         return response
+
+    async def _wait(self, request: web.Request, kind: str, seconds: float) -> bool:
+        """Sleeps `seconds` unless the client closes the connection first (then False, and
+        recorded in `left`)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (now := loop.time()) < end:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.left.append((kind, time.monotonic()))
+                return False
+            await asyncio.sleep(min(0.02, end - now))
+        return True
 
     async def _huge(
         self, request: web.Request, model: str, stream: bool, megabytes: int

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from core.api.identity import Caller
 from core.api.relay import OpenAIStreamEncoder, relay
@@ -92,7 +93,8 @@ class FakeApi:
             x.usage = x.result["usage"]
             return json_response(b"{}", x.headers())
         first, rest = x.result
-        return sse_response(relay(first, rest, OpenAIStreamEncoder(False), x.finish), x.headers())
+        events = relay(first, rest, OpenAIStreamEncoder(False), x.finish)
+        return sse_response(x, events, x.headers())
 
     def relayed(self, x: Exchange[Any, Any, Any], error: ProviderError) -> Response | None:
         return self.relays
@@ -104,13 +106,23 @@ class CountingAccount(Account):
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def served(self, x: Exchange[Any, Any, Any], usage: dict[str, Any] | None, status: str) -> None:
+    def served(
+        self,
+        x: Exchange[Any, Any, Any],
+        usage: dict[str, Any] | None,
+        status: str,
+        error: ProviderError | None = None,
+    ) -> None:
         self.calls.append(("served", status))
-        super().served(x, usage, status)
+        super().served(x, usage, status, error)
 
     def failed(self, x: Exchange[Any, Any, Any], error: ProviderError) -> None:
         self.calls.append(("failed", error.failure_class.value))
         super().failed(x, error)
+
+    def cancelled(self, x: Exchange[Any, Any, Any]) -> None:
+        self.calls.append(("cancelled", ""))
+        super().cancelled(x)
 
     def released(self, x: Exchange[Any, Any, Any]) -> None:
         self.calls.append(("released", ""))
@@ -146,8 +158,10 @@ def core(tpm: int = TPM, rpm: int | None = None) -> Core:
     return Core(registry, dispatcher, TenantLimiter(limits, store, settlements))
 
 
-def http_request() -> Request:
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+def http_request(receive: Receive | None = None) -> Request:
+    """A request as the stages see it; `receive`: its ASGI receive channel (none by default)."""
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    return Request(scope) if receive is None else Request(scope, receive)
 
 
 def caller(allowed: Callable[[str], bool] = lambda model: True) -> Caller:

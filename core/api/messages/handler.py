@@ -105,7 +105,7 @@ class MessagesApi:
         headers = x.headers()
         headers["request-id"] = x.caller.request_id
         if request.stream:
-            return sse_response(self._events(x, cast(Streamed, x.result)), headers, SSE_MEDIA)
+            return sse_response(x, self._events(x, cast(Streamed, x.result)), headers, SSE_MEDIA)
         result = cast(Completed, x.result)
         if isinstance(result, tuple):  # passthrough: the upstream's own Message bytes
             body, x.usage = result

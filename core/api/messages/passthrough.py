@@ -210,7 +210,7 @@ class PassthroughStream:
             raise sanitize(error, self._target) from None
 
     async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
-        outcome = "client_closed"
+        outcome = "cancelled"
         try:
             events: list[StreamEvent] | None
             events, self._first = self._first, []
@@ -235,7 +235,7 @@ class PassthroughStream:
                 self._body.release()
             else:
                 self._body.close()
-            on_end(canonical_usage(self.usage) if self.usage else None, outcome)
+            on_end(canonical_usage(self.usage) if self.usage else None, outcome, self._error)
 
     def _fail(self, error: ProviderError) -> bytes:
         self._error = sanitize(error, self._target)
