@@ -19,7 +19,7 @@ import aiohttp
 
 from core.providers.adapters import load_adapter
 from core.providers.mock import MockUpstream
-from core.providers.transport import Transport
+from core.providers.transport import BodyLimits, Transport
 from core.providers.upstream import HttpUpstream, Upstream
 from core.routing.registry import ModelRegistry
 from core.state.redis_url import parse_endpoint
@@ -46,6 +46,13 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
     providers: dict[str, ProviderConfig] = {}
     upstreams: dict[str, Upstream] = {}
     transports: dict[str, Transport] = {}
+    resilience = config.core.resilience
+    limits = BodyLimits(
+        idle_timeout_s=resilience.stream_idle_timeout_s,
+        min_bytes=resilience.stream_min_bytes,
+        window_s=resilience.stream_throughput_window_s,
+        max_response_bytes=config.core.max_response_bytes,
+    )
     for name, provider in config.providers.items():
         path = f"providers.{name}"
         if provider.kind == "mock":
@@ -62,12 +69,7 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
             total=(provider.timeout_s or config.core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
             sock_connect=config.core.connect_timeout_s,
         )
-        transports[name] = Transport(
-            session,
-            timeout,
-            adapter.make_signer(provider),
-            config.core.resilience.stream_idle_timeout_s,
-        )
+        transports[name] = Transport(session, timeout, adapter.make_signer(provider), limits)
         upstreams[name] = HttpUpstream(adapter, transports[name])
     config = dataclasses.replace(config, providers=providers)
     _check_redis_url(config.state.redis_url)

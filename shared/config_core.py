@@ -28,6 +28,9 @@ class CoreConfig:
     connect_timeout_s: float
     upstream_timeout_s: float
     pool_size: int
+    # One whole upstream answer (non-streaming chat, passthrough, embeddings); bigger ones fail
+    # over as "upstream response too large" instead of growing the core's memory.
+    max_response_bytes: int = 32 * 1024 * 1024
     # Remote images fetched for providers that need bytes (SSRF-guarded, core/images/fetcher.py).
     image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
     image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
@@ -119,6 +122,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         connect_timeout_s=cp.duration(s, "connect_timeout", "core", 10),
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
+        max_response_bytes=cp.size(s, "max_response_bytes", "core", 32 * 1024 * 1024),
         image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
         image_max_total_bytes=cp.size(s, "image_max_total_bytes", "core", 15 * 1024 * 1024),
         image_max_count=cp.integer(s, "image_max_count", "core", 16, 1, 1000),
