@@ -62,16 +62,25 @@ __all__ = [
 ]
 
 
+DEFAULT_BURST = 0.1
+
+
 @dataclass(frozen=True)
 class StateConfig:
     redis_url: str | None  # None: in-memory (single process)
     fail_open: bool  # when Redis is unreachable: per-process limits (True) or 503 (False)
+    # Core replicas sharing the Redis: in a fail-open outage each one's local buckets get
+    # 1/replicas of every shared limit, so together they stay near it.
+    replicas: int = 1
 
 
 @dataclass(frozen=True)
 class RateLimit:
     rpm: int | None  # requests per minute
     tpm: int | None  # tokens per minute (prompt estimate + max output, settled to actual)
+    # How much of a minute's limit may be spent at once (the buckets' capacity, as a fraction
+    # of rpm/tpm): any 60-second window admits at most limit x (1 + burst), rounded up.
+    burst: float = DEFAULT_BURST
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ class Config(EdgeTierConfig):
     limits: LimitsConfig = LimitsConfig({}, {})
 
 
-_STATE = frozenset({"redis_url", "on_redis_down"})
+_STATE = frozenset({"redis_url", "on_redis_down", "replicas"})
 _LIMITS = cp.keys_of(LimitsConfig)
 _RATE = cp.keys_of(RateLimit)
 
@@ -178,7 +187,8 @@ def _state(raw: Any, env: dict[str, str]) -> StateConfig:
     mode = cp.string(s, "on_redis_down", "state", "fail_open")
     if mode not in ("fail_open", "fail_closed"):
         raise ConfigError("state.on_redis_down: expected fail_open or fail_closed")
-    return StateConfig(redis_url=url, fail_open=mode == "fail_open")
+    replicas = cp.integer(s, "replicas", "state", 1, 1, 10_000)
+    return StateConfig(redis_url=url, fail_open=mode == "fail_open", replicas=replicas)
 
 
 def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
@@ -193,7 +203,10 @@ def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:
         values = [
             cp.integer(s, key, where, 1, 1, 10**12) if key in s else None for key in ("rpm", "tpm")
         ]
-        out[str(name)] = RateLimit(rpm=values[0], tpm=values[1])
+        burst = s.get("burst", DEFAULT_BURST)
+        if not isinstance(burst, int | float) or isinstance(burst, bool) or not 0 < burst <= 1:
+            raise ConfigError(f"{where}.burst: expected a fraction of the limit in (0, 1]")
+        out[str(name)] = RateLimit(rpm=values[0], tpm=values[1], burst=float(burst))
     return out
 
 
