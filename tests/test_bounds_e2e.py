@@ -90,7 +90,10 @@ def test_an_answer_over_the_cap_without_fallback_is_a_502_naming_it(
     response = chat(stack, "faults/fault/huge/16")
     assert response.status == 502
     error = response.json()["error"]
-    assert (error["message"], error["code"]) == ("upstream response too large", "response_too_large")
+    assert (error["message"], error["code"]) == (
+        "upstream response too large",
+        "response_too_large",
+    )
     assert faults.calls["huge"] == 1
 
 

@@ -31,7 +31,9 @@ class ClockedStore(MemoryStore):
         return take(self._buckets, specs, self.now)
 
 
-async def admitted_at(limiter: TenantLimiter, store: ClockedStore, times: list[float]) -> list[float]:
+async def admitted_at(
+    limiter: TenantLimiter, store: ClockedStore, times: list[float]
+) -> list[float]:
     """The times (of `times`, in order) at which a request was admitted."""
     admitted = []
     for at in times:
@@ -106,4 +108,3 @@ def test_fail_open_gives_each_replica_its_share_of_the_limit() -> None:
 
     # 60 shared (10% of 600) -> 30 per replica, plus the refill during the loop (10/s / 2).
     assert 30 <= asyncio.run(burst_on_one_replica()) <= 31
-

@@ -341,7 +341,7 @@ def test_a_stream_that_keeps_its_minimum_is_never_cut() -> None:
 
 def test_a_connect_timeout_is_named_and_the_only_timeout_retried_on_the_same_target() -> None:
     connect = transport_error(aiohttp.ConnectionTimeoutError())
-    total = transport_error(asyncio.TimeoutError())
+    total = transport_error(TimeoutError())
     assert (connect.code, total.code) == ("timeout_connect", "timeout_total")
     assert "(connect timeout)" in connect.message
     assert retries_same_target(connect, retry_timeouts=False)
