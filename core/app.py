@@ -53,7 +53,9 @@ class CoreState:
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
         self.store: Store = (
-            ResilientStore(RedisStore(config.state.redis_url), config.state.fail_open)
+            ResilientStore(
+                RedisStore(config.state.redis_url), config.state.fail_open, config.state.replicas
+            )
             if config.state.redis_url
             else MemoryStore()
         )
@@ -181,14 +183,22 @@ async def _healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
+def _not_ready(body: bytes) -> Response:
+    return Response(body, status_code=503, media_type="application/json")
+
+
 def _admin_routes(state: CoreState) -> list[Route]:
     """The admin listener's routes: liveness, readiness and Prometheus text, never public."""
 
     async def readyz(request: Request) -> Response:
+        """Not ready while starting or stopping, and while shared state is down under
+        `fail_closed`: every request would be a 503, so the balancer should send none. Asks
+        the store itself (one PING), since a replica out of rotation sees no traffic that
+        would tell it the store is back."""
         if not state.ready:
-            return Response(
-                b'{"status":"starting"}', status_code=503, media_type="application/json"
-            )
+            return _not_ready(b'{"status":"starting"}')
+        if not state.config.state.fail_open and not await state.store.ping():
+            return _not_ready(b'{"status":"state_unavailable"}')
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     async def metrics(request: Request) -> Response:

@@ -68,6 +68,9 @@ class StateConfig:
     redis_url: str | None  # None: in-memory (single process)
     # When Redis is unreachable: per-process limits (True, fail_open) or 503 (fail_closed).
     fail_open: bool = field(metadata=cp.read_from("on_redis_down"))
+    # Core replicas sharing the Redis: in a fail-open outage each one's local buckets get
+    # 1/replicas of every shared limit, so together they stay near it.
+    replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,8 @@ def _state(raw: Any, env: dict[str, str]) -> StateConfig:
     mode = cp.string(s, "on_redis_down", "state", "fail_open")
     if mode not in ("fail_open", "fail_closed"):
         raise ConfigError("state.on_redis_down: expected fail_open or fail_closed")
-    return StateConfig(redis_url=url, fail_open=mode == "fail_open")
+    replicas = cp.integer(s, "replicas", "state", 1, 1, 10_000)
+    return StateConfig(redis_url=url, fail_open=mode == "fail_open", replicas=replicas)
 
 
 def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:

@@ -28,6 +28,9 @@ class CoreConfig:
     connect_timeout_s: float
     upstream_timeout_s: float
     pool_size: int
+    # One whole upstream answer (non-streaming chat, passthrough, embeddings); bigger ones fail
+    # over as "upstream response too large" instead of growing the core's memory.
+    max_response_bytes: int = 32 * 1024 * 1024
     # Remote images fetched for providers that need bytes (SSRF-guarded, core/images/fetcher.py).
     image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
     image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
@@ -45,10 +48,16 @@ class CoreConfig:
     admin_port: int = DEFAULT_CORE_ADMIN_PORT
 
 
+DEFAULT_BURST = 0.1
+
+
 @dataclass(frozen=True)
 class RateLimit:
     rpm: int | None  # requests per minute
     tpm: int | None  # tokens per minute (prompt estimate + max output, settled to actual)
+    # How much of a minute's limit may be spent at once (the buckets' capacity, as a fraction
+    # of rpm/tpm): any 60-second window admits at most limit x (1 + burst), rounded up.
+    burst: float = DEFAULT_BURST
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,10 @@ def parse_rate_limit(raw: Any, path: str) -> RateLimit:
     """{rpm, tpm}, each optional: a tier's or tenant's limits, or a provider's per key."""
     s = cp.section(raw, path, _RATE)
     rpm, tpm = (cp.integer(s, k, path, 1, 1, 10**12) if k in s else None for k in ("rpm", "tpm"))
-    return RateLimit(rpm=rpm, tpm=tpm)
+    burst = s.get("burst", DEFAULT_BURST)
+    if not isinstance(burst, int | float) or isinstance(burst, bool) or not 0 < burst <= 1:
+        raise ConfigError(f"{path}.burst: expected a fraction of the limit in (0, 1]")
+    return RateLimit(rpm=rpm, tpm=tpm, burst=float(burst))
 
 
 def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
@@ -110,6 +122,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         connect_timeout_s=connect_timeout_s,
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
+        max_response_bytes=cp.size(s, "max_response_bytes", "core", 32 * 1024 * 1024),
         image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
         image_max_total_bytes=cp.size(s, "image_max_total_bytes", "core", 15 * 1024 * 1024),
         image_max_count=cp.integer(s, "image_max_count", "core", 16, 1, 1000),

@@ -28,6 +28,12 @@ class ResilienceConfig:
     # always allowed.
     retry_timeouts: bool = False
     stream_idle_timeout_s: float = 120.0
+    # After a stream's first byte, at least stream_min_bytes in every window (0: no guard).
+    # Lenient by default, so it never cuts a real slow model: any keep-alive (an 8-byte SSE
+    # comment every 30 s is 80 bytes per 5 min) satisfies it, and any token chunk is bigger.
+    # The window is longer than the idle timeout, so a silent stall is named idle.
+    stream_min_bytes: int = 64
+    stream_throughput_window_s: float = 300.0
     breaker_failure_ratio: float = 0.5
     breaker_min_requests: int = 10
     breaker_window_s: float = 30.0
@@ -53,6 +59,9 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
     max_event_bytes = cp.size(s, "max_event_bytes", path, d.max_event_bytes)
     if max_event_bytes < MIN_EVENT_BYTES:
         raise ConfigError(f"{path}.max_event_bytes: at least 64KiB (real events can be that big)")
+    window = cp.duration(s, "stream_throughput_window", path, d.stream_throughput_window_s)
+    if window <= 0:
+        raise ConfigError(f"{path}.stream_throughput_window: must be positive")
     return ResilienceConfig(
         max_retries=cp.integer(s, "max_retries", path, d.max_retries, 0, 10),
         backoff_base_s=cp.duration(s, "backoff_base", path, d.backoff_base_s),
@@ -63,6 +72,8 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
         completion_timeout_s=cp.duration(s, "completion_timeout", path, d.completion_timeout_s),
         retry_timeouts=cp.boolean(s, "retry_timeouts", path, d.retry_timeouts),
         stream_idle_timeout_s=cp.duration(s, "stream_idle_timeout", path, d.stream_idle_timeout_s),
+        stream_min_bytes=cp.integer(s, "stream_min_bytes", path, d.stream_min_bytes, 0, 2**30),
+        stream_throughput_window_s=window,
         breaker_failure_ratio=float(ratio),
         breaker_min_requests=cp.integer(
             s, "breaker_min_requests", path, d.breaker_min_requests, 1, 10**6

@@ -15,9 +15,13 @@ from shared.config import LimitsConfig, RateLimit
 from shared.errors import GatewayError
 from tests.support.redis_server import RedisServer
 
+# A full minute's burst (burst 1): these tests take whole buckets at once.
 LIMITS = LimitsConfig(
-    tiers={"free": RateLimit(rpm=3, tpm=None), "paid": RateLimit(rpm=None, tpm=1000)},
-    tenants={"vip": RateLimit(rpm=1000, tpm=None)},
+    tiers={
+        "free": RateLimit(rpm=3, tpm=None, burst=1.0),
+        "paid": RateLimit(rpm=None, tpm=1000, burst=1.0),
+    },
+    tenants={"vip": RateLimit(rpm=1000, tpm=None, burst=1.0)},
 )
 
 

@@ -23,7 +23,14 @@ def limited(
     overrides = {
         "state": {"redis_url": redis_url, "on_redis_down": "fail_open"},
         # "paid" is configured without limits: an explicit choice, unlike an unknown tier.
-        "limits": {"tiers": {"free": {"rpm": 2}, "metered": {"tpm": 5000}, "paid": {}}},
+        # burst 1 (a whole minute at once): these tests spend a tier's limit back to back.
+        "limits": {
+            "tiers": {
+                "free": {"rpm": 2, "burst": 1},
+                "metered": {"tpm": 5000, "burst": 1},
+                "paid": {},
+            }
+        },
         "core": {"image_allow_private_networks": True},
         "providers": {
             "mock": {"kind": "mock", "allow_any_model": True},

@@ -72,12 +72,16 @@ def assert_policy_applies(stack: Stack, mode: str, cause: str) -> None:
         error = during[0].json()["error"]
         assert error["code"] == "state_unavailable" and during[0].headers["retry-after"] == "1"
     stack.wait_for_log(f"redis unreachable ({cause}")
+    # fail-closed can only answer 503: out of the balancer's rotation until Redis is back.
+    ready = raw.request("GET", f"{stack.core_admin_url}/readyz").status
+    assert ready == (200 if mode == "fail_open" else 503)
     page = metrics(stack)
     assert "interlock_redis_up 0" in page and "interlock_redis_outages_total 1" in page
 
 
 def assert_recovers(stack: Stack) -> None:
     assert until_status(stack, 200).status == 200  # recovers by itself, no restart
+    assert raw.request("GET", f"{stack.core_admin_url}/readyz").status == 200
     stack.wait_for_log("redis reachable again")
     assert "interlock_redis_up 1" in metrics(stack)
 

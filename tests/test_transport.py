@@ -21,8 +21,8 @@ from core.providers.adapters.base import (
     UpstreamRequest,
     failure_class_for_status,
 )
-from core.providers.transport import Transport, UpstreamBody
-from core.resilience.retry import FAIL_OVER
+from core.providers.transport import BodyLimits, Transport, UpstreamBody, transport_error
+from core.resilience.retry import FAIL_OVER, retries_same_target
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.net import free_port
@@ -72,8 +72,38 @@ async def failing(request: web.Request) -> web.Response:
     )
 
 
+BIG = 256 * 1024
+
+
+async def big(request: web.Request) -> web.StreamResponse:
+    """BIG bytes (with `?status`); `?chunked` leaves out Content-Length, so only counting can
+    catch it."""
+    if "chunked" not in request.query:
+        status = int(request.query.get("status", "200"))
+        return web.Response(status=status, body=b"x" * BIG, content_type="application/json")
+    response = web.StreamResponse(headers={"content-type": "application/json"})
+    await response.prepare(request)
+    for _ in range(BIG // 4096):
+        await response.write(b"x" * 4096)
+    return response
+
+
+async def drip(request: web.Request) -> web.StreamResponse:
+    """FIRST, then `?size` bytes every 0.1 s for 5 s: never idle, never done quickly."""
+    size = int(request.query.get("size", "1"))
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(FIRST)
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        await response.write(b":" * size)
+    return response
+
+
 def app() -> web.Application:
     application = web.Application()
+    application.router.add_post("/big", big)
+    application.router.add_post("/drip", drip)
     application.router.add_post("/echo", echo)
     application.router.add_post(SIGNED_PATH.replace("%3A", ":"), echo)
     application.router.add_post("/stall", stalled_stream)
@@ -122,11 +152,13 @@ def run(
     total: float = 10,
     idle: float | None = None,
     signer: Signer | None = None,
+    limits: BodyLimits | None = None,
 ) -> Any:
     async def main() -> Any:
         async with serving() as url, aiohttp.ClientSession() as session:
             timeout = aiohttp.ClientTimeout(total=total, sock_connect=2)
-            return await test(Transport(lambda: session, timeout, signer, idle), url)
+            bounds = limits or BodyLimits(idle_timeout_s=idle)
+            return await test(Transport(lambda: session, timeout, signer, bounds), url)
 
     return asyncio.run(main())
 
@@ -195,7 +227,7 @@ def test_the_total_timeout_is_a_timeout(mode: str) -> None:
         run(test, total=0.3)
     assert time.monotonic() - started < 3
     assert (info.value.status, info.value.failure_class) == (504, FailureClass.TIMEOUT)
-    assert info.value.message == "upstream provider timed out"
+    assert info.value.code == "timeout_total" and "(total timeout)" in info.value.message
 
 
 async def read_all(body: UpstreamBody, into: list[bytes]) -> None:
@@ -220,6 +252,7 @@ def test_a_stream_that_stalls_mid_way_ends_at_the_idle_timeout() -> None:
     assert received == [FIRST]  # what came before the stall was read
     assert (info.value.status, info.value.failure_class) == (504, FailureClass.TIMEOUT)
     assert info.value.message == "the upstream stream stalled (idle timeout)"
+    assert info.value.code == "timeout_idle"
 
 
 def test_a_stream_past_the_total_timeout_is_a_timeout_not_a_stall() -> None:
@@ -230,7 +263,7 @@ def test_a_stream_past_the_total_timeout_is_a_timeout_not_a_stall() -> None:
     with pytest.raises(ProviderError) as info:
         run(test, total=0.5, idle=3)
     assert info.value.failure_class is FailureClass.TIMEOUT
-    assert info.value.message == "upstream provider timed out"
+    assert info.value.code == "timeout_total"
 
 
 def test_a_stream_cut_mid_way_is_transient() -> None:
@@ -245,3 +278,73 @@ def test_a_stream_cut_mid_way_is_transient() -> None:
     assert received == [FIRST]
     assert info.value.failure_class is FailureClass.TRANSIENT
     assert info.value.message == "the upstream provider closed the connection"
+
+
+# A success of `fetch`, or an error body (read whole by both modes); a successful `open` is a
+# stream, capped per event by its decoder.
+WHOLE = [("fetch", "/big"), ("fetch", "/big?chunked"), ("fetch", "/big?status=500")]
+
+
+@pytest.mark.parametrize(("mode", "path"), [*WHOLE, ("open", "/big?status=500")])
+def test_a_whole_answer_over_the_cap_is_refused_and_fails_over(mode: str, path: str) -> None:
+    async def test(transport: Transport, url: str) -> Any:
+        call = transport.fetch if mode == "fetch" else transport.open
+        return await call(post(f"{url}{path}"), TARGET, parser([]))
+
+    with pytest.raises(ProviderError) as info:
+        run(test, limits=BodyLimits(max_response_bytes=BIG - 1))
+    error = info.value
+    assert (error.status, error.message, error.code) == (
+        502,
+        "upstream response too large",
+        "response_too_large",
+    )
+    assert error.failure_class in FAIL_OVER
+    assert not retries_same_target(error, retry_timeouts=True)
+
+
+def test_a_whole_answer_at_the_cap_is_read() -> None:
+    async def test(transport: Transport, url: str) -> Any:
+        return await transport.fetch(post(f"{url}/big?chunked"), TARGET, parser([]))
+
+    _, body = run(test, limits=BodyLimits(max_response_bytes=BIG))
+    assert len(body) == BIG
+
+
+async def read_for(transport: Transport, url: str, received: list[bytes]) -> None:
+    body = await transport.open(post(url), TARGET, parser([]))
+    await read_all(body, received)
+
+
+def test_a_stream_that_trickles_ends_at_the_throughput_window() -> None:
+    """10 bytes every 0.1 s is never idle; under 1000 bytes a 0.5 s window is a throughput
+    timeout, named as such (it was reported as idle, or ran to the total timeout)."""
+    received: list[bytes] = []
+    limits = BodyLimits(idle_timeout_s=3, min_bytes=1000, window_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        run(lambda t, url: read_for(t, f"{url}/drip?size=10", received), limits=limits)
+    assert time.monotonic() - started < 3  # the drip lasts 5 s
+    assert received[0] == FIRST and len(received) > 1  # the trickle was read until then
+    error = info.value
+    assert (error.status, error.code) == (504, "timeout_throughput")
+    assert "(throughput timeout)" in error.message
+    assert not retries_same_target(error, retry_timeouts=False)
+
+
+def test_a_stream_that_keeps_its_minimum_is_never_cut() -> None:
+    """Keep-alive pings count: 10 bytes every 0.1 s meets 20 bytes per 0.5 s to the end."""
+    received: list[bytes] = []
+    limits = BodyLimits(idle_timeout_s=3, min_bytes=20, window_s=0.5)
+    run(lambda t, url: read_for(t, f"{url}/drip?size=10", received), limits=limits)
+    assert len(b"".join(received)) == len(FIRST) + 500
+
+
+def test_a_connect_timeout_is_named_and_the_only_timeout_retried_on_the_same_target() -> None:
+    connect = transport_error(aiohttp.ConnectionTimeoutError())
+    total = transport_error(TimeoutError())
+    assert (connect.code, total.code) == ("timeout_connect", "timeout_total")
+    assert "(connect timeout)" in connect.message
+    assert retries_same_target(connect, retry_timeouts=False)
+    assert not retries_same_target(total, retry_timeouts=False)
+    assert retries_same_target(total, retry_timeouts=True)

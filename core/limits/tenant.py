@@ -1,5 +1,10 @@
 """Per-tenant rate limits: requests and tokens per minute, enforced across replicas.
 
+`rpm: N` promises at most N x (1 + burst) requests in any 60-second window (`burst`, default
+0.1, is the share of a minute's limit that may be spent at once: see burst_capacity), and N a
+minute sustained; `tpm` the same in tokens, plus at most one request's overshoot (a request
+costing more than the bucket holds is admitted from a full bucket, into debt).
+
 Each request costs one atomic take from the tenant's two buckets (one Redis call). Tokens are
 reserved from an estimate (prompt + max output) and settled from actual usage afterwards: the
 settlement rides along with the tenant's next take on this replica, and a background flush
@@ -26,6 +31,13 @@ DEFAULT_OUTPUT_ESTIMATE = 1024
 FLUSH_INTERVAL_S = 0.1
 
 
+def burst_capacity(per_minute: int, burst: float) -> int:
+    """A limit's bucket: `burst` of a minute's allowance, refilled at per_minute / 60 a second.
+    Any 60-second window then admits at most capacity + per_minute, i.e. per_minute x
+    (1 + burst) rounded up; a full minute's capacity (burst 1) would admit twice the limit."""
+    return max(1, math.ceil(per_minute * burst))
+
+
 def _reset(capacity: float, remaining: float, rate: float) -> str:
     seconds = max(0.0, (capacity - remaining) / rate) if rate > 0 else 0.0
     return f"{seconds:.3g}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60)}s"
@@ -33,25 +45,31 @@ def _reset(capacity: float, remaining: float, rate: float) -> str:
 
 class Settlements:
     """Unsettled token usage per bucket. A bucket's pending delta rides along with the next
-    take on it from this replica; the background flush settles buckets that go quiet."""
+    take on it from this replica; the background flush settles buckets that go quiet. A bucket
+    is its key, capacity and refill rate (units a second; None: capacity / 60, a bucket that
+    holds a full minute, as the key pools' are)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: dict[tuple[str, int], float] = defaultdict(float)
+        self._pending: dict[tuple[str, float, float], float] = defaultdict(float)
         self._periodic = Periodic("token_settlement", FLUSH_INTERVAL_S, self.flush)
 
-    def defer(self, key: str, delta: float, capacity: int) -> None:
-        self._pending[(key, capacity)] += delta
+    def defer(self, key: str, delta: float, capacity: float, rate: float | None = None) -> None:
+        self._pending[(key, capacity, capacity / 60 if rate is None else rate)] += delta
 
-    def pop(self, key: str, capacity: int) -> float:
-        return self._pending.pop((key, capacity), 0.0)
+    def pop(self, key: str, capacity: float, rate: float | None = None) -> float:
+        return self._pending.pop((key, capacity, capacity / 60 if rate is None else rate), 0.0)
+
+    def owed(self, key: str) -> float:
+        """What this replica has not yet settled on bucket `key`, whatever its shape."""
+        return sum(delta for (name, _, _), delta in self._pending.items() if name == key)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, defaultdict(float)
-        for (key, capacity), delta in pending.items():
+        for (key, capacity, rate), delta in pending.items():
             if delta:
                 try:
-                    await self._store.adjust(key, delta, capacity, capacity / 60)
+                    await self._store.adjust(key, delta, capacity, rate)
                 except GatewayError:
                     log.warning("could not settle token usage: shared state unavailable")
 
@@ -65,19 +83,22 @@ class Settlements:
 
 @dataclass(slots=True)
 class Reservation:
-    """Tokens reserved from an estimate; settle() with the real count once it is known."""
+    """Tokens reserved from an estimate; settle() with the real count once it is known. The
+    bucket refills at tpm / 60 a second and holds `tokens_capacity` (None: a full minute)."""
 
     settlements: Settlements | None = None
     tokens_key: str | None = None
     tpm: int | None = None
     reserved: int = 0
+    tokens_capacity: float | None = None
 
     def settle(self, actual_tokens: int | None) -> None:
         if self.settlements is None or self.tokens_key is None or self.tpm is None:
             return
         used = self.reserved if actual_tokens is None else actual_tokens
         if used != self.reserved:
-            self.settlements.defer(self.tokens_key, used - self.reserved, self.tpm)
+            capacity = self.tpm if self.tokens_capacity is None else self.tokens_capacity
+            self.settlements.defer(self.tokens_key, used - self.reserved, capacity, self.tpm / 60)
 
 
 @dataclass(slots=True)
@@ -124,13 +145,18 @@ class TenantLimiter:
         result = await self._store.take(specs)
         headers = {}
         for spec, kind, remaining in zip(specs, kinds, result.remaining, strict=True):
-            headers[f"x-ratelimit-limit-{kind}"] = str(int(spec.capacity))
+            per_minute = limit.rpm if kind == "requests" else limit.tpm
+            headers[f"x-ratelimit-limit-{kind}"] = str(per_minute)
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
             headers[f"x-ratelimit-reset-{kind}"] = _reset(spec.capacity, remaining, spec.rate)
         if not result.allowed:
             raise self._refusal(specs, kinds, result.remaining, result.retry_after_s, headers)
-        tokens_key = specs[kinds.index("tokens")].key if "tokens" in kinds else None
-        return Admission(self.settlements, tokens_key, limit.tpm, estimated_tokens, headers)
+        if "tokens" not in kinds:
+            return Admission(headers=headers)
+        tokens = specs[kinds.index("tokens")]
+        return Admission(
+            self.settlements, tokens.key, limit.tpm, estimated_tokens, tokens.capacity, headers
+        )
 
     def _specs(
         self, tenant: str, limit: RateLimit, tokens: int
@@ -138,13 +164,15 @@ class TenantLimiter:
         # One hash tag per tenant: both buckets share a cluster slot, so one Lua call suffices.
         specs, kinds = [], []
         if limit.rpm is not None:
-            specs.append(BucketSpec(f"il:{{t:{tenant}}}:rpm", limit.rpm, limit.rpm / 60, 1))
+            key = f"il:{{t:{tenant}}}:rpm"
+            specs.append(BucketSpec(key, burst_capacity(limit.rpm, limit.burst), limit.rpm / 60, 1))
             kinds.append("requests")
         if limit.tpm is not None:
             key = f"il:{{t:{tenant}}}:tpm"
+            capacity, rate = burst_capacity(limit.tpm, limit.burst), limit.tpm / 60
             # This replica's unsettled usage for the tenant rides along with the take.
-            settle = self.settlements.pop(key, limit.tpm)
-            specs.append(BucketSpec(key, limit.tpm, limit.tpm / 60, tokens, settle))
+            settle = self.settlements.pop(key, capacity, rate)
+            specs.append(BucketSpec(key, capacity, rate, tokens, settle))
             kinds.append("tokens")
         return specs, kinds
 

@@ -5,6 +5,11 @@ path that is several percent of the core's CPU. Lines are built with orjson, buf
 flushed every 100 ms by the core's lifespan (written through at once when no flusher runs).
 They never contain prompt or completion text, and tenant-chosen names (the requested model) are
 cut to MAX_NAME_CHARS with a digest of the whole, so a line has a bounded size.
+
+What a stop can lose (tests/test_usage_durability_e2e.py): SIGTERM nothing (the server drains
+requests in flight, streams included, before the lifespan's final flush); SIGKILL at most the
+requests in flight (their lines are written as they end) and the lines of the last
+FLUSH_INTERVAL_S, since every flush hands its lines to the OS at once.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import aiohttp
 from core.providers.adapters import load_adapter
 from core.providers.adapters.base import Adapter, RequestSigner
 from core.providers.mock import MockUpstream, parse_mock_options
-from core.providers.transport import Transport
+from core.providers.transport import BodyLimits, Transport
 from core.providers.upstream import HttpUpstream, Upstream
 from shared.config import CoreConfig, ProviderConfig
 from shared.secret import Secret
@@ -71,7 +71,14 @@ def _transport(
         total=(config.timeout_s or core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
         sock_connect=core.connect_timeout_s,
     )
-    return Transport(session, timeout, signer, core.resilience.stream_idle_timeout_s)
+    resilience = core.resilience
+    limits = BodyLimits(
+        idle_timeout_s=resilience.stream_idle_timeout_s,
+        min_bytes=resilience.stream_min_bytes,
+        window_s=resilience.stream_throughput_window_s,
+        max_response_bytes=core.max_response_bytes,
+    )
+    return Transport(session, timeout, signer, limits)
 
 
 def _provider(

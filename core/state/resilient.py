@@ -1,7 +1,9 @@
 """What happens when Redis is unreachable: an explicit operator choice, never a crash.
 
-fail_open: serve from per-process state (limits become per replica) until Redis answers again;
-fail_closed: refuse with 503. Either way one log line per outage and a counter for metrics.
+fail_open: serve from per-process state until Redis answers again, each replica's local buckets
+holding 1/`replicas` of every shared bucket (capacity and refill), so N replicas together stay
+near the shared limit instead of admitting N times it; fail_closed: refuse with 503 (and the
+core's /readyz says not ready). Either way one log line per outage and a counter for metrics.
 Redis is retried after a short pause, so recovery needs no restart. "Unreachable" is every
 failure in core/state/errors.py's table: no connection, no reply in time, and the replies
 that say the server cannot serve us now (a wrong password, LOADING, READONLY, MASTERDOWN...).
@@ -9,6 +11,7 @@ that say the server cannot serve us now (a wrong password, LOADING, READONLY, MA
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +29,11 @@ RETRY_AFTER_OUTAGE_S = 1.0
 
 
 class ResilientStore:
-    def __init__(self, primary: Store, fail_open: bool) -> None:
+    def __init__(self, primary: Store, fail_open: bool, replicas: int = 1) -> None:
         self.primary = primary
         self.fallback = MemoryStore()
         self.fail_open = fail_open
+        self.replicas = replicas
         self.down_since: float | None = None
         self._retry_at = 0.0
         self.outages = 0  # exported as a metric
@@ -70,18 +74,29 @@ class ResilientStore:
         self.fallback_calls += 1
         return await fallback()
 
+    def _share(self, specs: list[BucketSpec]) -> list[BucketSpec]:
+        """This replica's share of shared buckets, for the local fallback."""
+        if self.replicas == 1:
+            return specs
+        n = self.replicas
+        return [dataclasses.replace(s, capacity=s.capacity / n, rate=s.rate / n) for s in specs]
+
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
-        return await self._call(lambda: self.primary.take(specs), lambda: self.fallback.take(specs))
+        return await self._call(
+            lambda: self.primary.take(specs), lambda: self.fallback.take(self._share(specs))
+        )
 
     async def take_first(self, groups: list[list[BucketSpec]]) -> tuple[int, TakeResult]:
         return await self._call(
-            lambda: self.primary.take_first(groups), lambda: self.fallback.take_first(groups)
+            lambda: self.primary.take_first(groups),
+            lambda: self.fallback.take_first([self._share(specs) for specs in groups]),
         )
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
+        n = self.replicas
         await self._call(
             lambda: self.primary.adjust(key, delta, capacity, rate),
-            lambda: self.fallback.adjust(key, delta, capacity, rate),
+            lambda: self.fallback.adjust(key, delta, capacity / n, rate / n),
         )
 
     async def get(self, key: str) -> bytes | None:

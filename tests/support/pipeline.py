@@ -143,7 +143,7 @@ class Core:
 
     def pending_tokens(self) -> float:
         """Token usage settled against the tenant's reservation and not yet flushed."""
-        return self.limiter.settlements.pop(TPM_KEY, TPM)
+        return self.limiter.settlements.owed(TPM_KEY)
 
 
 def core(tpm: int = TPM, rpm: int | None = None) -> Core:
@@ -154,7 +154,8 @@ def core(tpm: int = TPM, rpm: int | None = None) -> Core:
     board = BreakerBoard(BreakerPolicy(), store)
     keys = KeyPools(config.providers, store, settlements)
     dispatcher = Dispatcher(FAST, board, keys, LatencyTracker(), random.Random(1))
-    limits = LimitsConfig({"free": RateLimit(rpm=rpm, tpm=tpm)}, {})
+    # A full minute's burst: these tests count reservations and refusals, not the burst.
+    limits = LimitsConfig({"free": RateLimit(rpm=rpm, tpm=tpm, burst=1.0)}, {})
     return Core(registry, dispatcher, TenantLimiter(limits, store, settlements))
 
 

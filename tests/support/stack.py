@@ -117,7 +117,9 @@ class Stack:
             if self.core_tls:
                 wait_port(self.core_admin_port)  # uvicorn listens once its lifespan has started
             else:
-                wait_http(f"{self.core_admin_url}/readyz", process=core)
+                # Up once the lifespan has started; not /readyz, which also says whether shared
+                # state is usable, and a test may start a core whose Redis is down.
+                wait_http(f"{self.core_admin_url}/healthz", process=core)
             wait_http(f"{self.edge_url}/healthz", process=edge)
         except Exception as exc:
             self.stop()
@@ -199,7 +201,7 @@ class Cluster(Stack):
         edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]
         try:
             for port, process in zip(admin, cores, strict=True):
-                wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
+                wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
             for port, process in zip(self.edge_ports, edges, strict=True):
                 wait_http(f"http://127.0.0.1:{port}/healthz", process=process)
         except Exception as exc:
