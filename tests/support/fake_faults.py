@@ -12,10 +12,11 @@ Kinds (arg in brackets):
   stall [s]           silence before the headers (default 30 s)
   stall-mid [s]       a stream: two chunks, then silence (default 30 s)
   cut                 a stream: two chunks, then the connection drops (no [DONE])
-  garbage             200, then bytes that are not the wire format (a non-JSON body; a stream
-                      event whose data is not JSON)
-  malformed           200 with well-formed JSON of the wrong shape (`"choices": 5`), complete
-                      or as a stream chunk after a good first chunk
+  garbage [first]     200, then bytes that are not the wire format (a non-JSON body; a stream
+                      event whose data is not JSON, after two good chunks, or before any with
+                      the arg `first`)
+  malformed [first]   200 with well-formed JSON of the wrong shape (`"choices": 5`), complete
+                      or as a stream chunk (after two good chunks, or first with `first`)
   drip [s]            a stream that sends one small chunk every `s` seconds (default 0.5),
                       forever: never idle, never done
   huge [mb]           a complete answer whose content is `mb` MB (default 50), or a stream of
@@ -54,6 +55,12 @@ KINDS = (
     "huge",
     "slow",
 )
+
+
+BAD_EVENTS = {
+    "garbage": b"data: {{{ not json at all\n\n",
+    "malformed": b'data: {"id": "x", "object": "chat.completion.chunk", "choices": 5}\n\n',
+}
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,9 @@ class FakeFaults(FakeServer):
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         kind = fault.kind
+        if kind in ("garbage", "malformed") and fault.arg == "first":
+            await response.write(BAD_EVENTS[kind])
+            return response
         await response.write(_event(_chunk(model, {"role": "assistant", "content": ""})))
         await response.write(_event(_chunk(model, {"content": "Hello"})))
         if kind == "stall-mid":
@@ -192,12 +202,8 @@ class FakeFaults(FakeServer):
             assert request.transport is not None
             request.transport.abort()
             return response
-        if kind == "garbage":
-            await response.write(b"data: {{{ not json at all\n\n")
-        elif kind == "malformed":
-            await response.write(
-                _event({"id": "x", "object": "chat.completion.chunk", "choices": 5})
-            )
+        if kind in BAD_EVENTS:
+            await response.write(BAD_EVENTS[kind])
         elif kind == "drip":
             while True:
                 await asyncio.sleep(fault.number(0.5))
