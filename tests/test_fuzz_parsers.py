@@ -345,7 +345,7 @@ def test_passthrough_stream(data: bytes, cuts: list[int]) -> None:
         except ProviderError:
             return
         ended: list[str] = []
-        async for _ in stream.relay(lambda usage, outcome: ended.append(outcome)):
+        async for _ in stream.relay(lambda usage, outcome, error: ended.append(outcome)):
             pass
         assert len(ended) == 1
 
