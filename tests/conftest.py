@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
@@ -16,6 +17,15 @@ from tests.support.stack import Stack
 @pytest.fixture(scope="session")
 def fake_openai() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[FakeFaults]:
+    """The fault-injecting fake (tests/support/fake_faults.py), one per test module."""
+    server = FakeFaults()
+    server.start()
     yield server
     server.stop()
 

@@ -1,63 +1,40 @@
 """Bounds on what an upstream can make the core hold (issue 10, items 6 and 10), through the
-real edge and core against the fault-injecting fake: a whole answer over
+real edge and core against the fault-injecting faults: a whole answer over
 `core.max_response_bytes` fails over (never retried on the same target), and every timeout that
 ends a stream names itself: a trickle is a throughput timeout, a stall an idle timeout."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import raw
 from tests.support.fake_faults import FakeFaults
+from tests.support.fault_stack import ANY_MODEL, fault_stack, to_faults
 from tests.support.stack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-def faults() -> Iterator[FakeFaults]:
-    server = FakeFaults().start()
-    assert isinstance(server, FakeFaults)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, faults: FakeFaults) -> Iterator[Stack]:
-    def faulty(model: str) -> dict[str, str]:
-        return {"provider": "faults", "model": model}
-
-    overrides = {
-        "core": {
-            "max_response_bytes": "8MiB",
-            "resilience": {
-                # fault/drip/0.5 sends ~150 bytes every 0.5 s: never idle, under 4096 per 2 s;
-                # a stall is idle first (the window is longer than the idle timeout).
-                "stream_idle_timeout": "1500ms",
-                "stream_min_bytes": 4096,
-                "stream_throughput_window": "2s",
-                "max_retries": 2,
-                "backoff_base": "10ms",
-                "backoff_cap": "50ms",
-            },
-        },
-        "providers": {
-            "faults": {
-                "kind": "openai",
-                "base_url": f"{faults.url}/v1",
-                "api_key": "sk-faults",
-                "allow_any_model": True,
-            }
-        },
-        "models": {"huge-fallback": {"targets": [faulty("fault/huge/16"), faulty("fault/ok")]}},
+    resilience = {
+        # fault/drip/0.5 sends ~150 bytes every 0.5 s: never idle, under 4096 per 2 s;
+        # a stall is idle first (the window is longer than the idle timeout).
+        "stream_idle_timeout": "1500ms",
+        "stream_min_bytes": 4096,
+        "stream_throughput_window": "2s",
+        "max_retries": 2,
+        "backoff_base": "10ms",
+        "backoff_cap": "50ms",
     }
-    running = Stack(Path(tmp_path_factory.mktemp("bounds")), overrides).start()
-    yield running
-    running.stop()
+    models = {"huge-fallback": {"targets": [to_faults("fault/huge/16"), to_faults("fault/ok")]}}
+    core = {"max_response_bytes": "8MiB"}
+    workdir = tmp_path_factory.mktemp("bounds")
+    with fault_stack(workdir, faults, resilience, models, core, ANY_MODEL) as running:
+        yield running
 
 
 def chat(stack: Stack, model: str, stream: bool = False) -> raw.RawResponse:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ import pytest
 
 from tests.support import hop_client
 from tests.support.fake_faults import FakeFaults
+from tests.support.fault_stack import fault_stack, to_faults
 from tests.support.stack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -33,39 +33,20 @@ WATCH_S = 2.5
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeFaults]:
-    server = FakeFaults().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Iterator[Stack]:
-    def to(model: str) -> dict[str, str]:
-        return {"provider": "faults", "model": model}
-
-    overrides = {
-        "core": {
-            "connect_timeout": "500ms",
-            "resilience": {
-                "first_byte_timeout": "2s",
-                "completion_timeout": "2s",
-                "max_retries": 2,
-                "retry_after_cap": "5s",
-            },
-        },
-        "providers": {
-            "faults": {"kind": "openai", "base_url": f"{fake.url}/v1", "api_key": "sk-test"}
-        },
-        "models": {
-            "slow-then-fallback": {"targets": [to("fault/slow/4"), to("fault/ok")]},
-            "stall-then-fallback": {"targets": [to("fault/stall/4"), to("fault/ok")]},
-            "retried": {"targets": [to("fault/status/429")]},
-        },
+def stack(tmp_path_factory: pytest.TempPathFactory, faults: FakeFaults) -> Iterator[Stack]:
+    resilience = {
+        "first_byte_timeout": "2s",
+        "completion_timeout": "2s",
+        "max_retries": 2,
+        "retry_after_cap": "5s",
     }
-    running = Stack(Path(tmp_path_factory.mktemp("cancel")), overrides).start()
-    yield running
-    running.stop()
+    models = {
+        "slow-then-fallback": {"targets": [to_faults("fault/slow/4"), to_faults("fault/ok")]},
+        "stall-then-fallback": {"targets": [to_faults("fault/stall/4"), to_faults("fault/ok")]},
+        "retried": {"targets": [to_faults("fault/status/429")]},
+    }
+    with fault_stack(tmp_path_factory.mktemp("cancel"), faults, resilience, models) as running:
+        yield running
 
 
 def leave_after(stack: Stack, body: dict[str, Any], seconds: float, tenant: str) -> float:
@@ -80,12 +61,12 @@ def usage_line(stack: Stack, tenant: str) -> dict[str, Any]:
     return parsed
 
 
-def cancelled_within_bound(fake: FakeFaults, kind: str, left_at: float) -> None:
+def cancelled_within_bound(faults: FakeFaults, kind: str, left_at: float) -> None:
     deadline = time.monotonic() + 5
-    while not any(k == kind and t >= left_at - LEAVE_AFTER_S for k, t in fake.left):
+    while not any(k == kind and t >= left_at - LEAVE_AFTER_S for k, t in faults.left):
         assert time.monotonic() < deadline, "the upstream request was never cancelled"
         time.sleep(0.02)
-    seen = max(t for k, t in fake.left if k == kind)
+    seen = max(t for k, t in faults.left if k == kind)
     assert seen - left_at < CANCEL_BOUND_S
 
 
@@ -94,25 +75,25 @@ def cancelled_within_bound(fake: FakeFaults, kind: str, left_at: float) -> None:
     [("slow-then-fallback", "slow", False), ("stall-then-fallback", "stall", True)],
 )
 def test_leaving_during_a_slow_upstream_cancels_it_and_fails_over_nowhere(
-    stack: Stack, fake: FakeFaults, model: str, kind: str, stream: bool
+    stack: Stack, faults: FakeFaults, model: str, kind: str, stream: bool
 ) -> None:
     tenant = f"leaver-{uuid.uuid4().hex[:8]}"
-    served_before = fake.calls["ok"]
+    served_before = faults.calls["ok"]
     body = {"model": model, "messages": MESSAGES, "stream": stream}
     left_at = leave_after(stack, body, LEAVE_AFTER_S, tenant)
-    cancelled_within_bound(fake, kind, left_at)
+    cancelled_within_bound(faults, kind, left_at)
     time.sleep(WATCH_S)  # the old core failed over at the 2 s timeout and paid for an answer
-    assert fake.calls["ok"] == served_before
+    assert faults.calls["ok"] == served_before
     line = usage_line(stack, tenant)
     assert line["outcome"] == "cancelled" and line["model"] == model
 
 
-def test_leaving_during_a_backoff_sleep_stops_the_retries(stack: Stack, fake: FakeFaults) -> None:
+def test_leaving_during_a_backoff_sleep_stops_the_retries(stack: Stack, faults: FakeFaults) -> None:
     """A 429 with Retry-After: 1 on the only target: the core sleeps before retrying. The
     client leaves during the sleep: no retry is sent."""
-    before = fake.calls["status"]
+    before = faults.calls["status"]
     tenant = f"leaver-{uuid.uuid4().hex[:8]}"
     leave_after(stack, {"model": "retried", "messages": MESSAGES}, LEAVE_AFTER_S, tenant)
     assert usage_line(stack, tenant)["outcome"] == "cancelled"
     time.sleep(WATCH_S)
-    assert fake.calls["status"] == before + 1
+    assert faults.calls["status"] == before + 1

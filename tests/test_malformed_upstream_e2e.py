@@ -15,7 +15,6 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -25,6 +24,7 @@ import pytest
 
 from tests.support import raw
 from tests.support.fake_faults import TEXT, FakeFaults
+from tests.support.fault_stack import ANY_MODEL, fault_stack, to_faults
 from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -33,40 +33,19 @@ STREAMED = "Hello world"  # what the fault fake streams (its complete answers sa
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeFaults]:
-    server = FakeFaults().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Iterator[Stack]:
-    def to(model: str) -> dict[str, str]:
-        return {"provider": "faults", "model": model}
-
-    overrides = {
-        "core": {
-            "resilience": {
-                "max_retries": 0,
-                "breaker_min_requests": 1000,  # these tests count failures, not circuits
-                "max_event_bytes": "1MiB",
-            }
-        },
-        "providers": {
-            "faults": {
-                "kind": "openai",
-                "base_url": f"{fake.url}/v1",
-                "api_key": "sk-test",
-                "allow_any_model": True,
-            }
-        },
-        "models": {
-            f"{kind}-fallback": {"targets": [to(f"fault/{kind}/first"), to("ok")]} for kind in KINDS
-        },
+def stack(tmp_path_factory: pytest.TempPathFactory, faults: FakeFaults) -> Iterator[Stack]:
+    resilience = {
+        "max_retries": 0,
+        "breaker_min_requests": 1000,  # these tests count failures, not circuits
+        "max_event_bytes": "1MiB",
     }
-    running = Stack(Path(tmp_path_factory.mktemp("malformed")), overrides).start()
-    yield running
-    running.stop()
+    models = {
+        f"{kind}-fallback": {"targets": [to_faults(f"fault/{kind}/first"), to_faults("ok")]}
+        for kind in KINDS
+    }
+    workdir = tmp_path_factory.mktemp("malformed")
+    with fault_stack(workdir, faults, resilience, models, provider=ANY_MODEL) as running:
+        yield running
 
 
 def _tenant() -> str:
@@ -170,7 +149,7 @@ def _error_of(frame: bytes, api: str) -> dict[str, Any]:
 @pytest.mark.parametrize("fault", ["fault/malformed", "fault/garbage", "fault/malformed/first"])
 @pytest.mark.parametrize("api", ["chat", "messages"])
 def test_after_the_first_byte_the_stream_ends_with_an_error_event(
-    stack: Stack, fake: FakeFaults, api: str, fault: str
+    stack: Stack, faults: FakeFaults, api: str, fault: str
 ) -> None:
     """Mid-stream faults, even with a fallback configured (the first byte is out); `/first`
     without a fallback fails before any byte: a 502 envelope, checked above for complete

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support import hop_client, raw
 from tests.support.fake_faults import FakeFaults, Fault
+from tests.support.fault_stack import faults_provider
 from tests.support.stack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -28,19 +29,12 @@ OPEN_S = 1.0
 HEAL_WITHIN_S = 15.0  # the key's next request (5 s at key_rpm 12), on a loaded machine
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeFaults]:
-    server = FakeFaults().start()
-    yield server
-    server.stop()
-
-
 def to(provider: str, model: str) -> dict[str, str]:
     return {"provider": provider, "model": model}
 
 
-def start(workdir: Path, fake: FakeFaults, resilience: dict[str, Any], **models: Any) -> Stack:
-    at_fake = {"kind": "openai", "base_url": f"{fake.url}/v1", "api_key": "sk-test"}
+def start(workdir: Path, faults: FakeFaults, resilience: dict[str, Any], **models: Any) -> Stack:
+    at_fake = faults_provider(faults)
     overrides = {
         "core": {
             "connect_timeout": "500ms",
@@ -53,7 +47,7 @@ def start(workdir: Path, fake: FakeFaults, resilience: dict[str, Any], **models:
 
 
 @pytest.fixture(scope="module")
-def healing(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Iterator[Stack]:
+def healing(tmp_path_factory: pytest.TempPathFactory, faults: FakeFaults) -> Iterator[Stack]:
     """One failure opens a circuit for 1 s; the `flaky` targets answer as the fake's default
     says, `flaky-limited` and `steady` share a key limited to 12 requests a minute."""
     resilience = {
@@ -64,7 +58,7 @@ def healing(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Itera
     }
     running = start(
         Path(tmp_path_factory.mktemp("healing")),
-        fake,
+        faults,
         resilience,
         flaky=[to("faults", "m")],
         **{"flaky-limited": [to("limited", "m")]},
@@ -75,7 +69,7 @@ def healing(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Itera
 
 
 @pytest.fixture(scope="module")
-def midstream(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Iterator[Stack]:
+def midstream(tmp_path_factory: pytest.TempPathFactory, faults: FakeFaults) -> Iterator[Stack]:
     """Three failures in the window open a circuit for a minute; streams idle 1 s are stalled."""
     resilience = {
         "breaker_min_requests": 3,
@@ -84,7 +78,7 @@ def midstream(tmp_path_factory: pytest.TempPathFactory, fake: FakeFaults) -> Ite
     }
     running = start(
         Path(tmp_path_factory.mktemp("midstream")),
-        fake,
+        faults,
         resilience,
         **{
             "mid-cut": [to("faults", "fault/cut"), to("faults", "fault/ok")],
@@ -105,19 +99,19 @@ def code(response: raw.RawResponse) -> Any:
     return response.json()["error"].get("code") if response.status >= 400 else None
 
 
-def open_circuit(stack: Stack, fake: FakeFaults, model: str = "flaky") -> None:
+def open_circuit(stack: Stack, faults: FakeFaults, model: str = "flaky") -> None:
     """A 503 opens `model`'s circuit; once the open period is over, the next request probes."""
-    fake.default = Fault("status", "503")
+    faults.default = Fault("status", "503")
     assert send(stack, model).status == 503
     refused = send(stack, model)
     assert refused.status == 503 and code(refused) == "circuit_open"
     time.sleep(OPEN_S * 1.3)
 
 
-def heals(stack: Stack, fake: FakeFaults, model: str = "flaky") -> list[raw.RawResponse]:
+def heals(stack: Stack, faults: FakeFaults, model: str = "flaky") -> list[raw.RawResponse]:
     """With the target healthy again, `model` is served within the bound; what it answered
     on the way."""
-    fake.default = Fault("ok")
+    faults.default = Fault("ok")
     answers: list[raw.RawResponse] = []
     deadline = time.monotonic() + HEAL_WITHIN_S
     while time.monotonic() < deadline:
@@ -130,38 +124,38 @@ def heals(stack: Stack, fake: FakeFaults, model: str = "flaky") -> list[raw.RawR
 
 
 def test_a_probe_that_finds_the_key_pool_at_its_limit_does_not_wedge_the_circuit(
-    healing: Stack, fake: FakeFaults
+    healing: Stack, faults: FakeFaults
 ) -> None:
-    open_circuit(healing, fake, "flaky-limited")
+    open_circuit(healing, faults, "flaky-limited")
     for _ in range(24):  # the key's minute of requests is spent (12 a minute)
         if code(send(healing, "steady")) == "rate_limit_exceeded":
             break
     else:
         raise AssertionError("the key pool never reached its limit")
-    answers = heals(healing, fake, "flaky-limited")
+    answers = heals(healing, faults, "flaky-limited")
     # The probe met the key limit (429) before the key had capacity again; never circuit_open.
     assert code(answers[0]) == "rate_limit_exceeded"
     assert "circuit_open" not in [code(a) for a in answers]
 
 
 def test_a_probe_ended_by_an_unexpected_failure_does_not_wedge_the_circuit(
-    healing: Stack, fake: FakeFaults
+    healing: Stack, faults: FakeFaults
 ) -> None:
-    open_circuit(healing, fake)
-    fake.default = Fault("malformed")  # `"choices": 5`: a parser failure, not an upstream error
+    open_circuit(healing, faults)
+    faults.default = Fault("malformed")  # `"choices": 5`: a parser failure, not an upstream error
     assert send(healing, "flaky").status >= 500
-    heals(healing, fake)
+    heals(healing, faults)
 
 
 def test_a_probe_the_client_leaves_does_not_wedge_the_circuit(
-    healing: Stack, fake: FakeFaults
+    healing: Stack, faults: FakeFaults
 ) -> None:
-    open_circuit(healing, fake)
-    fake.default = Fault("slow", "3")
+    open_circuit(healing, faults)
+    faults.default = Fault("slow", "3")
     body = {"model": "flaky", "messages": MESSAGES}
     secret, tenant = healing.env["INTERLOCK_HOP_SECRET"], f"t-{uuid.uuid4().hex}"
     hop_client.leave_after(healing.core_port, secret, body, 0.3, tenant)
-    heals(healing, fake)
+    heals(healing, faults)
 
 
 @pytest.mark.parametrize(
@@ -169,9 +163,9 @@ def test_a_probe_the_client_leaves_does_not_wedge_the_circuit(
     [("mid-cut", "cut"), ("mid-stall", "stall-mid"), ("mid-garbage", "garbage")],
 )
 def test_streams_failing_after_their_first_chunk_open_the_circuit(
-    midstream: Stack, fake: FakeFaults, model: str, failing: str
+    midstream: Stack, faults: FakeFaults, model: str, failing: str
 ) -> None:
-    before = fake.calls[failing]
+    before = faults.calls[failing]
     for _ in range(3):  # each stream starts, then fails: an error event ends it
         cut = send(midstream, model, stream=True)
         assert cut.status == 200 and cut.headers["x-interlock-model"].startswith(f"fault/{failing}")
@@ -180,4 +174,4 @@ def test_streams_failing_after_their_first_chunk_open_the_circuit(
         served = send(midstream, model, stream=True)
         assert served.headers["x-interlock-model"] == "fault/ok"
         assert served.body.endswith(b"data: [DONE]\n\n")
-    assert fake.calls[failing] == before + 3
+    assert faults.calls[failing] == before + 3
