@@ -1,0 +1,33 @@
+"""One ledger record per request outcome: what the ledger stores and the usage API reads.
+
+Never any prompt or completion content, never a key (only the key's id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.spend.usage import UsageSplit
+
+Tags = tuple[tuple[str, str], ...]  # sorted (key, value) pairs, validated and bounded
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    request_id: str
+    ts: float  # unix seconds, when the outcome was known
+    tenant: str
+    tags: Tags
+    api: str  # "openai" (chat, embeddings) or "anthropic" (messages)
+    requested_model: str  # bounded (core.observe.usagelog.bounded_name)
+    served_model: str | None
+    provider: str | None
+    key_id: str | None  # a stable id of the provider key (a digest), never the key
+    usage: UsageSplit
+    cost_micros: int
+    price_version: str | None
+    unpriced: bool
+    outcome: str  # ok, cancelled, cut:<class>, or the failure class when no target served
+    attempts: int
+    latency_ms: float
+    ttft_ms: float | None  # streams: time to the first chunk

@@ -1,0 +1,1 @@
+"""Spend: prices, cost per request and budgets (README: Spend)."""
