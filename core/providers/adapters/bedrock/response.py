@@ -80,34 +80,7 @@ def parse_converse(body: bytes, model: str) -> JSON:
     message = output.get("message") if isinstance(output, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
         raise invalid_upstream("a response without output.message.content")
-    texts: list[str] = []
-    reasoning: list[str] = []
-    tool_calls: list[JSON] = []
-    for block in message["content"]:
-        if not isinstance(block, dict):
-            continue
-        if isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif isinstance(block.get("toolUse"), dict):
-            use = block["toolUse"]
-            if use.get("name") == RESPONSE_TOOL:
-                texts.append(json_text(use.get("input")))
-                continue
-            tool_calls.append(
-                {
-                    "id": string(use, "toolUseId"),
-                    "type": "function",
-                    "function": {
-                        "name": string(use, "name"),
-                        "arguments": json_text(use.get("input")),
-                    },
-                }
-            )
-        elif isinstance(block.get("reasoningContent"), dict):
-            reasoning_text = block["reasoningContent"].get("reasoningText")
-            text = reasoning_text.get("text") if isinstance(reasoning_text, dict) else None
-            if isinstance(text, str):
-                reasoning.append(text)
+    texts, reasoning, tool_calls = _content_parts(message["content"])
     canonical_message: JSON = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -132,3 +105,37 @@ def parse_converse(body: bytes, model: str) -> JSON:
         ],
         "usage": convert_usage(payload.get("usage")),
     }
+
+
+def _content_parts(blocks: list[Any]) -> tuple[list[str], list[str], list[JSON]]:
+    """The texts, reasoning texts and tool calls of Converse content blocks (the forced
+    response-format tool's input is text: it carries the JSON answer)."""
+    texts: list[str] = []
+    reasoning: list[str] = []
+    tool_calls: list[JSON] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("toolUse"), dict):
+            use = block["toolUse"]
+            if use.get("name") == RESPONSE_TOOL:
+                texts.append(json_text(use.get("input")))
+                continue
+            tool_calls.append(
+                {
+                    "id": string(use, "toolUseId"),
+                    "type": "function",
+                    "function": {
+                        "name": string(use, "name"),
+                        "arguments": json_text(use.get("input")),
+                    },
+                }
+            )
+        elif isinstance(block.get("reasoningContent"), dict):
+            reasoning_text = block["reasoningContent"].get("reasoningText")
+            text = reasoning_text.get("text") if isinstance(reasoning_text, dict) else None
+            if isinstance(text, str):
+                reasoning.append(text)
+    return texts, reasoning, tool_calls
