@@ -6,7 +6,6 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import ssl
@@ -18,7 +17,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive
 
 from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
 from edge.clientaddr import NetworkPolicy
@@ -30,6 +28,7 @@ from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from shared import hop
+from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
@@ -169,20 +168,11 @@ class EdgeState:
         """The core's answer, relayed; given up at once if the client leaves first, so the
         core sees its connection close and can stop the work (a relayed stream is cancelled by
         Starlette on disconnect the same way)."""
-        sending = asyncio.ensure_future(
-            self._attempts(request, incoming, token, model, body, request_id)
-        )
-        leaving = asyncio.ensure_future(_client_leaves(request.receive))
-        try:
-            await asyncio.wait((sending, leaving), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            leaving.cancel()
-            if not sending.done():  # the client left: drop the request to the core now
-                sending.cancel()
-                await asyncio.wait((sending,))
-        if sending.cancelled():
+        attempts = self._attempts(request, incoming, token, model, body, request_id)
+        upstream = await watched(request.receive, attempts, _nobody_listening)
+        if upstream is None:
             return Response(status_code=499)  # nobody is listening any more
-        return await _relay(sending.result(), api, self.max_response)
+        return await _relay(upstream, api, self.max_response)
 
     async def _attempts(
         self,
@@ -219,11 +209,9 @@ class EdgeState:
         raise _core_unavailable()
 
 
-async def _client_leaves(receive: Receive) -> None:
-    """Returns when the client disconnects (the body was already read, so nothing else
-    arrives on this channel)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def _nobody_listening() -> None:
+    """The client left before the core answered: the request to the core was dropped."""
+    return None
 
 
 # A non-streaming answer up to this size is read whole (one write, no relay task); a larger

@@ -11,9 +11,8 @@ settles the reservation to zero. A complete answer is accounted once encoded; a 
 ends, however it ends (`Exchange.finish`).
 
 A client that leaves cancels the work done for it, whatever the API and wherever the request is:
-while the stages run, a watcher on the ASGI receive channel (the body is read by then, so the
-next message can only be `http.disconnect`; started only once the request has taken
-`WATCH_AFTER_S`, so fast answers cost no task) cancels the task running them, which cancels the
+while the stages run, a watcher on the ASGI receive channel (shared/client_watch.py, the edge's
+too) cancels the task running them, which cancels the
 attempt in flight (its upstream connection is closed), a backoff sleep or a key wait, and no
 further target is tried. Once a stream's response is returned, the server's own disconnect
 handling cancels the relay, which closes the upstream stream (core.api.relay).
@@ -29,13 +28,13 @@ from typing import Generic
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive
 
 from core.api.identity import Caller
 from core.pipeline.api import ApiSpec, Q, R, S
 from core.pipeline.exchange import Exchange
 from core.pipeline.stages import Account, Stage
 from core.providers.adapters.base import ProviderError
+from shared.client_watch import watched
 from shared.errors import Api
 
 # The status of an answer nobody will read (the client has gone), as nginx logs it.
@@ -65,18 +64,7 @@ class Pipeline(Generic[Q, S, R]):
 
     async def __call__(self, http: Request, caller: Caller, body: bytes) -> Response:
         x: Exchange[Q, S, R] = Exchange(self._spec, self._account, http, caller, body)
-        watch = ClientWatch(http.receive)
-        try:
-            return await self._run(x)
-        except asyncio.CancelledError:
-            if not watch.left:
-                raise  # cancelled from elsewhere (shutdown): not ours to swallow
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            return Response(status_code=CLIENT_CLOSED)
-        finally:
-            watch.stop()
+        return await watched(http.receive, self._run(x), _client_closed)
 
     async def _run(self, x: Exchange[Q, S, R]) -> Response:
         try:
@@ -108,42 +96,5 @@ class Pipeline(Generic[Q, S, R]):
         return response
 
 
-# Requests answered sooner than this never start a watcher: most of a fast request's cost would
-# be the watcher itself, while a client leaving is noticed at most this much later.
-WATCH_AFTER_S = 0.05
-
-
-class ClientWatch:
-    """Cancels the current task if the client disconnects before `stop`. The watcher (a small
-    task parked on the receive channel) starts only once the request has run `WATCH_AFTER_S`:
-    a request answered sooner costs one timer handle instead of a task."""
-
-    __slots__ = ("_stopped", "_task", "_timer", "_watcher", "left")
-
-    def __init__(self, receive: Receive) -> None:
-        self.left = False
-        self._stopped = False
-        self._task = asyncio.current_task()
-        self._watcher: asyncio.Future[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(WATCH_AFTER_S, self._start, receive)
-
-    def _start(self, receive: Receive) -> None:
-        self._watcher = asyncio.ensure_future(self._watch(receive))
-
-    async def _watch(self, receive: Receive) -> None:
-        try:
-            while (await receive())["type"] != "http.disconnect":
-                pass  # the body's end (read already): keep listening
-        except Exception:
-            return  # no receive channel (a request built in a test): nothing to watch
-        if self._task is not None and not self._stopped:
-            self.left = True
-            self._task.cancel()
-
-    def stop(self) -> None:
-        """The stages are done (the answer is the server's to send now): stop watching."""
-        self._stopped = True
-        self._timer.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
+def _client_closed() -> Response:
+    return Response(status_code=CLIENT_CLOSED)  # nobody is listening any more

@@ -1,0 +1,75 @@
+"""Work done for a client stops when the client leaves: one watcher for both tiers.
+
+The edge (waiting for a core) and the core (running the pipeline's stages) each run the work
+for one request in the request's own task and give it to `watched`. Once the request has run
+`WATCH_AFTER_S`, a small task parks on the ASGI receive channel (the body was read already, so
+the next message can only be `http.disconnect`) and cancels the request's task when the client
+leaves; the cancellation is absorbed and `left()` answers instead. Requests answered sooner
+cost one timer handle, never a task: most requests are fast, and a task each was most of the
+watching cost (measured: about 20 µs against 4 µs a request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from starlette.types import Receive
+
+T = TypeVar("T")
+L = TypeVar("L")
+
+# A client leaving is noticed at most this much later; requests answered sooner start no task.
+WATCH_AFTER_S = 0.05
+
+
+class ClientWatch:
+    """Cancels the current task if the client disconnects before `stop`."""
+
+    __slots__ = ("_stopped", "_task", "_timer", "_watcher", "left")
+
+    def __init__(self, receive: Receive) -> None:
+        self.left = False
+        self._stopped = False
+        self._task = asyncio.current_task()
+        self._watcher: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(WATCH_AFTER_S, self._start, receive)
+
+    def _start(self, receive: Receive) -> None:
+        self._watcher = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass  # the body's end (read already): keep listening
+        except Exception:
+            return  # no receive channel (a request built in a test): nothing to watch
+        if self._task is not None and not self._stopped:
+            self.left = True
+            self._task.cancel()
+
+    def stop(self) -> None:
+        """The work is done (the answer is the server's to send now): stop watching."""
+        self._stopped = True
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+async def watched(receive: Receive, work: Awaitable[T], left: Callable[[], L]) -> T | L:
+    """`work`, awaited in this task; `left()` if the client disconnected first (the work was
+    cancelled where it stood). A cancellation from elsewhere (shutdown) propagates."""
+    watch = ClientWatch(receive)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not watch.left:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return left()
+    finally:
+        watch.stop()
