@@ -104,7 +104,7 @@ class Config(EdgeTierConfig):
     aliases: dict[str, str]
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
-    prices: PricesConfig = PricesConfig()
+    prices: PricesConfig = field(default_factory=PricesConfig)
 
 
 _STATE = cp.keys_of(StateConfig)

@@ -119,15 +119,16 @@ def parse_entry(raw: Any, path: str, money: MoneyReader) -> PriceEntry:
     s = cp.section(raw, path, _ENTRY)
     if not s:
         raise ConfigError(f"{path}: expected a mapping of prices")
-    prices = {key: money(s[key], f"{path}.{key}") for key in (*_RATES, *_UNIT_PRICES) if key in s}
-    texts = {key: str(s[key]) for key in _TEXT if s.get(key) is not None}
+    given: dict[str, Any] = {
+        key: money(s[key], f"{path}.{key}") for key in (*_RATES, *_UNIT_PRICES) if key in s
+    }
+    given.update((key, str(s[key])) for key in _TEXT if s.get(key) is not None)
     unpriced = s.get("unpriced")
     if unpriced is not None and unpriced not in UNPRICED_POLICIES:
         raise ConfigError(f"{path}.unpriced: expected reserve or refuse")
     reserve = s.get("unpriced_reserve")
     entry = PriceEntry(
-        **prices,
-        **texts,
+        **given,
         long_context=_long_context(s.get("long_context"), f"{path}.long_context", money),
         max_output=cp.integer(s, "max_output", path, 0, 0, 10**9) or None,
         unpriced=unpriced,
