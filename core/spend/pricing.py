@@ -87,6 +87,7 @@ class Price:
     threshold: int  # prompt tokens above which `long` applies (0: no tier)
     max_output: int | None
     overridden: bool = False
+    source: str = ""
     refuse: bool = False  # unpriced and refused
     reserve: int = 0  # unpriced: the fixed charge, micro-dollars
 
@@ -111,6 +112,7 @@ def priced(entry: PriceEntry, version: str, overridden: bool) -> Price:
         threshold=tier.threshold if tier is not None else 0,
         max_output=entry.max_output,
         overridden=overridden,
+        source=entry.source or "interlock.yaml",
     )
 
 
@@ -128,13 +130,20 @@ class CataloguePricing:
             self._prices[provider.name, model] = self._resolve(provider, model)
 
     def price(self, target: Target) -> Price:
-        key = (target.provider.name, target.model)
+        return self.price_of(target.provider, target.model)
+
+    def price_of(self, provider: Provider, model: str) -> Price:
+        key = (provider.name, model)
         found = self._prices.get(key)
         if found is None:
-            found = self._resolve(target.provider, target.model)
+            found = self._resolve(provider, model)
             if len(self._prices) < DYNAMIC_PRICES:
                 self._prices[key] = found
         return found
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
 
     def cost(self, target: Target, usage: UsageSplit) -> Cost:
         price = self.price(target)
