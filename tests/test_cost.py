@@ -144,7 +144,11 @@ def test_gemini_pro_long_context_tier_applies_above_200k() -> None:
     # at the threshold: 200000*1.25 + 1000*10 = 250000 + 10000
     assert cost(pro, short).micros == 260_000
     long = gemini_usage(
-        {"promptTokenCount": 250_000, "cachedContentTokenCount": 50_000, "candidatesTokenCount": 1000}
+        {
+            "promptTokenCount": 250_000,
+            "cachedContentTokenCount": 50_000,
+            "candidatesTokenCount": 1000,
+        }
     )
     # above it: 200000*2.50 + 50000*0.25 + 1000*15 = 500000 + 12500 + 15000
     assert cost(pro, long).micros == 527_500

@@ -56,9 +56,7 @@ def micros(dollars: str) -> int:
 
 
 def test_chat_completion_carries_its_cost_header(stack: Stack) -> None:
-    raw = client(stack).chat.completions.with_raw_response.create(
-        model="mock-1", messages=MESSAGES
-    )
+    raw = client(stack).chat.completions.with_raw_response.create(model="mock-1", messages=MESSAGES)
     usage = raw.parse().usage
     assert usage is not None and usage.prompt_tokens > 0
     expected = usage.prompt_tokens * 1 + usage.completion_tokens * 2
