@@ -48,7 +48,7 @@ class OpenAIStreamEncoder:
                 if not self.include_usage:
                     return None
                 if isinstance(usage, dict) and usage:
-                    chunk = {**chunk, "usage": with_cost(usage, self.cost_of)}
+                    chunk = {**chunk, "usage": with_cost(usage, usage, self.cost_of)}
                 return encode_data(chunk)
             if not self.include_usage:
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}

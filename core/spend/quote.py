@@ -16,6 +16,8 @@ from typing import Any
 
 from core.spend.cost import Cost
 
+JSON = dict[str, Any]
+
 COST_HEADER = "x-interlock-cost"
 COST_ESTIMATED_HEADER = "x-interlock-cost-estimated"
 COST_FIELD = "interlock_cost"
@@ -33,7 +35,8 @@ def cost_headers(cost: Cost | None) -> dict[str, str]:
     return headers
 
 
-def with_cost(usage: dict[str, Any], cost_of: CostOf | None) -> dict[str, Any]:
-    """A stream's final usage with its cost (as the client reads it)."""
+def with_cost(shown: dict[str, Any], usage: dict[str, Any], cost_of: CostOf | None) -> JSON:
+    """A stream's final usage as the client reads it (`shown`, in its API's shape) with the
+    cost of the canonical `usage` it shows."""
     cost = cost_of(usage) if cost_of is not None else None
-    return usage if cost is None else {**usage, COST_FIELD: cost.dollars}
+    return shown if cost is None else {**shown, COST_FIELD: cost.dollars}

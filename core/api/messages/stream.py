@@ -144,10 +144,10 @@ class AnthropicStreamEncoder:
 
     def _final_usage(self) -> JSON:
         """message_delta's usage, with the cost when the upstream reported usage."""
-        usage = anthropic_usage(self._usage)
+        shown = anthropic_usage(self._usage)
         if not isinstance(self._usage, dict) or not self._usage:
-            return usage
-        return with_cost(usage, lambda _: self._cost_of(self._usage) if self._cost_of else None)
+            return shown
+        return with_cost(shown, self._usage, self._cost_of)
 
     def error(self, error: GatewayError) -> bytes:
         return error_event(error)
