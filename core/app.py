@@ -52,6 +52,7 @@ class CoreState:
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
+        self.pricing = parts.pricing  # prices and costs (core.spend), built once
         self.store: Store = (
             ResilientStore(
                 RedisStore(config.state.redis_url), config.state.fail_open, config.state.replicas
@@ -138,7 +139,7 @@ def create_app(config: Config) -> Starlette:
         return endpoint
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
-    stages = standard_stages(state.registry, state.dispatcher, state.limiter)
+    stages = standard_stages(state.registry, state.dispatcher, state.limiter, state.pricing)
     chat = Pipeline(ChatApi(state.images.inline), stages)
     embeddings = Pipeline(EmbeddingsApi(), stages)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)

@@ -17,6 +17,7 @@ import aiohttp
 
 from core.providers.provider import Provider, SessionGetter, build_provider
 from core.routing.registry import ModelRegistry
+from core.spend.pricing import CataloguePricing, build_pricing
 from core.state.redis_url import parse_endpoint
 from shared import hop
 from shared.config import Config
@@ -29,6 +30,7 @@ class CoreParts:
     providers: dict[str, Provider]  # by name, each built once; targets carry them
     registry: ModelRegistry
     hop_secret: bytes
+    pricing: CataloguePricing  # the catalogue under the operator's `prices` (core.spend)
 
 
 def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
@@ -43,6 +45,7 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
         providers=providers,
         registry=ModelRegistry(config, providers),
         hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
+        pricing=build_pricing(config, providers),
     )
 
 

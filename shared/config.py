@@ -36,6 +36,7 @@ from shared.config_edge import (
 )
 from shared.config_file import PathLike, read_config_file
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
+from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
 from shared.config_server import ServerConfig
 from shared.configparse import ConfigError
@@ -103,6 +104,7 @@ class Config(EdgeTierConfig):
     aliases: dict[str, str]
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
+    prices: PricesConfig = field(default_factory=PricesConfig)
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -165,6 +167,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         aliases=parse_aliases(core.get("aliases"), models),
         state=_state(core.get("state"), env),
         limits=_limits(core.get("limits")),
+        prices=parse_prices(core.get("prices")),
     )
 
 

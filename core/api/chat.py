@@ -70,7 +70,7 @@ class ChatApi:
             x.usage = result.get("usage")
             return json_response(orjson.dumps(result), x.headers())
         first, chunks = result
-        encoder = OpenAIStreamEncoder(request.include_usage)
+        encoder = OpenAIStreamEncoder(request.include_usage, x.cost_of)
         body = relay(first, chunks, encoder, x.finish, prompt_estimate(request.payload))
         return sse_response(x, body, x.headers())
 

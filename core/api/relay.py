@@ -14,6 +14,7 @@ from core.providers.adapters.base import JSON, ProviderError
 from core.providers.parsing import INVALID_RESPONSE, parser_crash
 from core.providers.scrub import sanitize
 from core.resilience.dispatch import close
+from core.spend.quote import CostOf, with_cost
 from core.wire.sse import DONE, encode_data
 from core.wire.tokens import estimate_chars
 from shared.errors import GatewayError, invalid_upstream
@@ -31,17 +32,24 @@ class StreamEncoder(Protocol):
 
 
 class OpenAIStreamEncoder:
-    """The usage chunk (empty choices) is always requested upstream, shown only if asked."""
+    """The usage chunk (empty choices) is always requested upstream, shown only if asked, with
+    its cost (core.spend.quote)."""
 
-    __slots__ = ("include_usage",)
+    __slots__ = ("cost_of", "include_usage")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, cost_of: CostOf | None = None) -> None:
         self.include_usage = include_usage
+        self.cost_of = cost_of
 
     def chunk(self, chunk: JSON) -> bytes | None:
-        if chunk.get("usage") is not None:
+        usage = chunk.get("usage")
+        if usage is not None:
             if not chunk.get("choices"):
-                return encode_data(chunk) if self.include_usage else None
+                if not self.include_usage:
+                    return None
+                if isinstance(usage, dict) and usage:
+                    chunk = {**chunk, "usage": with_cost(usage, usage, self.cost_of)}
+                return encode_data(chunk)
             if not self.include_usage:
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
         return encode_data(chunk)

@@ -6,6 +6,7 @@ interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
 interlock check-config            # run the core's start-up checks on interlock.yaml, exit
+interlock prices [--catalogue] [--check]  # target prices; --check: exit 1 if one is unpriced
 """
 
 from __future__ import annotations
@@ -244,6 +245,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     return code if code > 0 else 0
 
 
+def cmd_prices(args: argparse.Namespace) -> int:
+    from core.ops.prices import report  # builds providers: only for this command
+
+    text, unpriced = report(_config(args), args.catalogue)
+    print(text)
+    return 1 if args.check and unpriced else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interlock", description="interlock LLM gateway")
     parser.add_argument(
@@ -295,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("capabilities", help="print the provider x feature table").set_defaults(
         func=cmd_capabilities
     )
+    prices = sub.add_parser("prices", help="what each configured target costs")
+    prices.add_argument("--catalogue", action="store_true", help="also list the catalogue")
+    prices.add_argument("--check", action="store_true", help="exit 1 if a target is unpriced")
+    prices.set_defaults(func=cmd_prices)
     return parser
 
 

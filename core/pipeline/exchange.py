@@ -4,7 +4,7 @@ An `Exchange` is the only per-request object the pipeline adds (slotted, built o
 request); stages fill it in order, so a stage reads only what an earlier one wrote: `payload`
 (read), `request` (validate), `route` (resolve), `steps` (plan), `tokens` and `admission`
 (admit), `result` and `outcome` (dispatch), `response` and, for a complete answer, `usage`
-(encode). Headers every API sends on success are built here from it, once.
+and `cost` (encode). Headers every API sends on success are built here from it, once.
 
 A stream's response (`sse_response`) is accounted however it ends: by the relay when the stream
 ends, and, if the client left before it started (so its body never ran), by the response itself
@@ -28,6 +28,8 @@ from core.pipeline.api import Q, R, S
 from core.providers.adapters.base import JSON, ProviderError
 from core.resilience.dispatch import Outcome, close
 from core.routing.registry import Route
+from core.spend.cost import Cost, Pricing
+from core.spend.usage import UsageSplit
 
 if TYPE_CHECKING:
     from core.pipeline.api import ApiSpec
@@ -46,9 +48,11 @@ class Exchange(Generic[Q, S, R]):
         "admission",
         "body",
         "caller",
+        "cost",
         "http",
         "outcome",
         "payload",
+        "pricing",
         "request",
         "response",
         "result",
@@ -80,6 +84,15 @@ class Exchange(Generic[Q, S, R]):
         self.accounted = False  # the account stage has run (it runs at most once)
         self.usage: dict[str, Any] | None = None
         self.response: Response | None = None
+        self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)
+        self.cost: Cost | None = None  # what the answer cost, once priced
+
+    def cost_of(self, usage: dict[str, Any] | None) -> Cost | None:
+        """The serving target's price of `usage` (kept as `cost`: account can reuse it)."""
+        if self.pricing is None or usage is None:
+            return None
+        self.cost = self.pricing.cost(self.outcome.target, UsageSplit.from_usage(usage))
+        return self.cost
 
     def finish(
         self, usage: dict[str, Any] | None, status: str, error: ProviderError | None = None

@@ -24,6 +24,9 @@ from core.pipeline.exchange import Exchange
 from core.providers.adapters.base import ProviderError
 from core.resilience.dispatch import Dispatcher, Outcome
 from core.routing.registry import ModelRegistry
+from core.spend.cost import Pricing
+from core.spend.quote import cost_headers
+from core.spend.refusal import priced_steps
 from shared.errors import GatewayError
 
 AnyExchange = Exchange[Any, Any, Any]
@@ -81,15 +84,19 @@ class Resolve:
 
 
 class Plan:
-    """The route's candidates in its strategy's order, then the API's planner."""
+    """The route's candidates in its strategy's order, then the API's planner; targets the
+    operator refuses to serve without a price are left out (core.spend.refusal)."""
 
     name = "plan"
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, pricing: Pricing | None = None) -> None:
         self._dispatcher = dispatcher
+        self._pricing = pricing
 
     async def __call__(self, x: AnyExchange) -> None:
         x.steps = self._dispatcher.plan(x.route, x.request, x.spec.plan)
+        if self._pricing is not None:
+            x.steps = priced_steps(x.steps, self._pricing)
 
 
 class Admit:
@@ -121,12 +128,20 @@ class Dispatch:
 
 
 class Encode:
-    """The answer in the API's format, complete or streamed."""
+    """The answer in the API's format, complete or streamed, with what it cost: a complete
+    answer's cost header is set here for every API; a stream's encoder prices its final
+    usage through `x.cost_of` (core.spend.quote)."""
 
     name = "encode"
 
+    def __init__(self, pricing: Pricing | None = None) -> None:
+        self._pricing = pricing
+
     async def __call__(self, x: AnyExchange) -> None:
-        x.response = x.spec.encode(x)
+        x.pricing = self._pricing
+        x.response = response = x.spec.encode(x)
+        if x.usage is not None:  # a complete answer (a stream's usage comes at its end)
+            response.headers.update(cost_headers(x.cost_of(x.usage)))
 
 
 class Account:
@@ -197,16 +212,19 @@ def _served_by(x: AnyExchange) -> Outcome | None:
 
 
 def standard_stages(
-    registry: ModelRegistry, dispatcher: Dispatcher, limiter: TenantLimiter | None
+    registry: ModelRegistry,
+    dispatcher: Dispatcher,
+    limiter: TenantLimiter | None,
+    pricing: Pricing | None = None,
 ) -> tuple[Stage, ...]:
     """Every API's stages, in order (account is the runner's, after them)."""
     return (
         Read(),
         Validate(),
         Resolve(registry),
-        Plan(dispatcher),
+        Plan(dispatcher, pricing),
         # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
         Admit(limiter),  # budget reservation belongs beside the rate-limit reservation
         Dispatch(dispatcher),
-        Encode(),
+        Encode(pricing),
     )  # then Account (the runner's), where cost joins the usage record

@@ -119,7 +119,8 @@ class MessagesApi:
         if isinstance(opened, PassthroughStream):
             return opened.relay(x.finish)
         first, chunks = opened
-        encoder = AnthropicStreamEncoder(_message_id(x), x.outcome.target.model, x.request.stop)
+        target = x.outcome.target
+        encoder = AnthropicStreamEncoder(_message_id(x), target.model, x.request.stop, x.cost_of)
         return relay(first, chunks, encoder, x.finish, prompt_estimate(x.request.payload))
 
     def relayed(self, x: MessagesExchange, error: ProviderError) -> Response | None:

@@ -21,6 +21,7 @@ import orjson
 
 from core.api.messages.response import anthropic_usage, message_id, reasoning_text, stop_reason
 from core.providers.adapters.base import JSON, ProviderError
+from core.spend.quote import CostOf, with_cost
 from core.wire.sse import encode_event
 from shared.errors import FailureClass, GatewayError, anthropic_error_body
 
@@ -66,6 +67,7 @@ class AnthropicStreamEncoder:
 
     __slots__ = (
         "_calls",
+        "_cost_of",
         "_deferred",
         "_id",
         "_index",
@@ -80,7 +82,14 @@ class AnthropicStreamEncoder:
         "_usage",
     )
 
-    def __init__(self, fallback_id: str, model: str, stop_sequences: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        fallback_id: str,
+        model: str,
+        stop_sequences: tuple[str, ...] = (),
+        cost_of: CostOf | None = None,
+    ) -> None:
+        self._cost_of = cost_of
         self._id = fallback_id  # for upstreams whose chunks carry no id
         self._model = model
         self._stop_sequences = stop_sequences
@@ -127,11 +136,18 @@ class AnthropicStreamEncoder:
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": anthropic_usage(self._usage),
+            "usage": self._final_usage(),
         }
         out.append(encode_event("message_delta", delta))
         out.append(_MESSAGE_STOP)
         return b"".join(out)
+
+    def _final_usage(self) -> JSON:
+        """message_delta's usage, with the cost when the upstream reported usage."""
+        shown = anthropic_usage(self._usage)
+        if not isinstance(self._usage, dict) or not self._usage:
+            return shown
+        return with_cost(shown, self._usage, self._cost_of)
 
     def error(self, error: GatewayError) -> bytes:
         return error_event(error)

@@ -2,7 +2,8 @@
 
 Usage is the trap here: Anthropic's input_tokens exclude cache reads and writes, while OpenAI's
 prompt_tokens include cached tokens, so both cache counts are added back and also reported in
-prompt_tokens_details (cache_creation_tokens is interlock's extension for cache writes).
+prompt_tokens_details (cache_creation_tokens is interlock's extension for cache writes, all TTLs;
+cache_creation_1h_tokens the part of them written for an hour).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def canonical_usage(usage: JSON) -> JSON:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": created},
     }
+    # 1h cache writes cost more than 5m ones: their part of the writes, for pricing.
+    creation = usage.get("cache_creation")
+    if isinstance(creation, dict) and "ephemeral_1h_input_tokens" in creation:
+        write_1h = min(created, token_count(creation, "ephemeral_1h_input_tokens"))
+        out["prompt_tokens_details"]["cache_creation_1h_tokens"] = write_1h
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and "thinking_tokens" in details:
         out["completion_tokens_details"] = {

@@ -1,0 +1,218 @@
+"""The `Pricing` the core runs with: the shipped catalogue under the operator's entries.
+
+Built once at start-up (core.startup). A target's price is resolved the first time it is priced
+and kept per (provider, model): configured targets are resolved at start-up, and the names
+tenants choose (`provider/<any>`) are cached up to DYNAMIC_PRICES entries, then resolved each
+time (a few dictionary lookups), so the cache stays bounded. Per request: two lookups and
+integer arithmetic.
+
+Rounding: each part is tokens x (micro-dollars per million tokens), summed exactly as integers,
+then divided by one million once, rounding half up. No float ever touches money.
+
+Lookup order: the operator's `<provider>/<model>` entry, its `<provider>/*` entry, the
+catalogue entry of the provider's family (core.spend.catalogue), else unpriced, with the
+operator's policy for that model, that provider, or the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from core.providers.adapters.base import Target
+from core.providers.provider import Provider
+from core.spend.catalogue import Catalogue, family_of, find, load_catalogue
+from core.spend.cost import Cost
+from core.spend.usage import UsageSplit
+from shared.config import Config
+from shared.config_prices import LongContext, PriceEntry, PricesConfig, Rates
+from shared.configparse import ConfigError
+
+DYNAMIC_PRICES = 4096
+DEFAULT_ESTIMATE_OUTPUT = 4096  # output tokens an estimate assumes when nothing bounds it
+
+
+@dataclass(frozen=True, slots=True)
+class PartRates:
+    """Every part's price, derivations applied (micro-dollars per million tokens)."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+    reasoning: int
+
+    @classmethod
+    def of(cls, rates: Rates, base: PartRates | None = None) -> PartRates:
+        """`rates` completed: a missing part is the base tier's, else the price it derives
+        from (reads and writes from input, 1h writes from 5m writes, reasoning from output)."""
+
+        def pick(own: int | None, inherited: int | None, derived: int) -> int:
+            return own if own is not None else inherited if inherited is not None else derived
+
+        b = base
+        input_ = pick(rates.input, b.input if b else None, 0)
+        output = pick(rates.output, b.output if b else None, 0)
+        write_5m = pick(rates.cache_write_5m, b.cache_write_5m if b else None, input_)
+        return cls(
+            input=input_,
+            output=output,
+            cache_read=pick(rates.cache_read, b.cache_read if b else None, input_),
+            cache_write_5m=write_5m,
+            cache_write_1h=pick(rates.cache_write_1h, b.cache_write_1h if b else None, write_5m),
+            reasoning=pick(rates.reasoning, b.reasoning if b else None, output),
+        )
+
+    def micro_millions(self, usage: UsageSplit) -> int:
+        """The usage's cost in micro-dollars x 10^6 (exact)."""
+        reasoning = min(usage.reasoning, usage.output)
+        return (
+            usage.input * self.input
+            + usage.cache_read * self.cache_read
+            + usage.cache_write_5m * self.cache_write_5m
+            + usage.cache_write_1h * self.cache_write_1h
+            + (usage.output - reasoning) * self.output
+            + reasoning * self.reasoning
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A target's resolved price (or its unpriced policy)."""
+
+    version: str | None  # "<family or config:provider>/<model>@<effective>"; None: unpriced
+    base: PartRates | None
+    long: PartRates | None
+    threshold: int  # prompt tokens above which `long` applies (0: no tier)
+    max_output: int | None
+    overridden: bool = False
+    source: str = ""
+    refuse: bool = False  # unpriced and refused
+    reserve: int = 0  # unpriced: the fixed charge, micro-dollars
+
+    def rates(self, prompt_tokens: int) -> PartRates | None:
+        if self.long is not None and prompt_tokens > self.threshold:
+            return self.long
+        return self.base
+
+
+def _round(micro_millions: int) -> int:
+    """Micro-dollars, rounded half up (the one rounding of a cost)."""
+    return (micro_millions + 500_000) // 1_000_000
+
+
+def priced(entry: PriceEntry, version: str, overridden: bool) -> Price:
+    base = PartRates.of(entry)
+    tier: LongContext | None = entry.long_context
+    return Price(
+        version=version,
+        base=base,
+        long=PartRates.of(tier, base) if tier is not None else None,
+        threshold=tier.threshold if tier is not None else 0,
+        max_output=entry.max_output,
+        overridden=overridden,
+        source=entry.source or "interlock.yaml",
+    )
+
+
+class CataloguePricing:
+    """`core.spend.cost.Pricing` over the catalogue and the operator's `prices` section."""
+
+    def __init__(self, config: PricesConfig, catalogue: Catalogue | None = None) -> None:
+        self._config = config
+        self._catalogue = catalogue if catalogue is not None else load_catalogue()
+        self._prices: dict[tuple[str, str], Price] = {}
+
+    def prime(self, targets: Iterable[tuple[Provider, str]]) -> None:
+        """Resolve the configured targets at start-up, so their lookups never miss."""
+        for provider, model in targets:
+            self._prices[provider.name, model] = self._resolve(provider, model)
+
+    def price(self, target: Target) -> Price:
+        return self.price_of(target.provider, target.model)
+
+    def price_of(self, provider: Provider, model: str) -> Price:
+        key = (provider.name, model)
+        found = self._prices.get(key)
+        if found is None:
+            found = self._resolve(provider, model)
+            if len(self._prices) < DYNAMIC_PRICES:
+                self._prices[key] = found
+        return found
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    def cost(self, target: Target, usage: UsageSplit) -> Cost:
+        price = self.price(target)
+        rates = price.rates(usage.input_total)
+        if rates is None:
+            return Cost(price.reserve, None, unpriced=True, estimated=usage.estimated)
+        micros = _round(rates.micro_millions(usage))
+        return Cost(micros, price.version, estimated=usage.estimated)
+
+    def estimate(self, target: Target, input_tokens: int, max_output_tokens: int | None) -> Cost:
+        price = self.price(target)
+        rates = price.rates(input_tokens)
+        if rates is None:
+            return Cost(price.reserve, None, unpriced=True, estimated=True)
+        limits = [n for n in (max_output_tokens, price.max_output) if n is not None]
+        output = min(limits) if limits else DEFAULT_ESTIMATE_OUTPUT
+        usage = UsageSplit(input=max(0, input_tokens), output=max(0, output))
+        return Cost(_round(rates.micro_millions(usage)), price.version, estimated=True)
+
+    def refuses(self, target: Target) -> bool:
+        return self.price(target).refuse
+
+    def _resolve(self, provider: Provider, model: str) -> Price:
+        entries = self._config.models
+        for key in (f"{provider.name}/{model}", f"{provider.name}/*"):
+            entry = entries.get(key)
+            if entry is not None and entry.priced:
+                return priced(entry, _version(f"config:{key}", entry), True)
+        listed = find(self._catalogue, family_of(provider), model)
+        if listed is not None:
+            name = f"{listed.family}/{listed.model}"
+            return priced(listed.entry, _version(name, listed.entry), False)
+        return self._unpriced(provider.name, model)
+
+    def _unpriced(self, provider: str, model: str) -> Price:
+        policy, reserve = self._config.unpriced, self._config.unpriced_reserve
+        for key in (f"{provider}/*", f"{provider}/{model}"):  # the model's own entry wins
+            entry = self._config.models.get(key)
+            if entry is not None:
+                policy = entry.unpriced or policy
+                reserve = entry.unpriced_reserve if entry.unpriced_reserve is not None else reserve
+        return Price(None, None, None, 0, None, refuse=policy == "refuse", reserve=reserve)
+
+
+def _version(name: str, entry: PriceEntry) -> str:
+    return f"{name}@{entry.effective}" if entry.effective else name
+
+
+def check_providers(config: PricesConfig, providers: Iterable[str]) -> None:
+    """Every operator entry names a configured provider (a typo would price nothing)."""
+    known = set(providers)
+    for key in config.models:
+        if key.partition("/")[0] not in known:
+            raise ConfigError(f"prices.models.{key}: no provider named '{key.partition('/')[0]}'")
+
+
+def configured_targets(config: Config) -> list[tuple[str, str]]:
+    """Every (provider, model) the config routes to, in order, once each."""
+    seen: dict[tuple[str, str], None] = {}
+    for model in config.models.values():
+        for targets in (model.targets, *model.tiers.values()):
+            for target in targets:
+                seen[target.provider, target.model] = None
+    return list(seen)
+
+
+def build_pricing(config: Config, providers: Mapping[str, Provider]) -> CataloguePricing:
+    """The core's Pricing: checked against the providers, its configured targets resolved."""
+    check_providers(config.prices, providers)
+    pricing = CataloguePricing(config.prices)
+    pricing.prime((providers[p], model) for p, model in configured_targets(config))
+    return pricing
