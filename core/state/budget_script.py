@@ -22,8 +22,8 @@ local function purge(h, x, now)
       local amounts = redis.call('HGET', h, member)
       if amounts then
         local c, t = string.match(amounts, '(%d+) (%d+)')
-        redis.call('HINCRBY', h, 'r', -tonumber(c))
-        redis.call('HINCRBY', h, 'q', -tonumber(t))
+        redis.call('HINCRBY', h, 'r', 0 - tonumber(c))
+        redis.call('HINCRBY', h, 'q', 0 - tonumber(t))
         redis.call('HDEL', h, member)
       end
     end
@@ -88,8 +88,8 @@ for i = 1, #KEYS / 2 do
     local amounts = redis.call('HGET', h, 'h:' .. rid)
     if amounts then
       local c, q = string.match(amounts, '(%d+) (%d+)')
-      redis.call('HINCRBY', h, 'r', -tonumber(c))
-      redis.call('HINCRBY', h, 'q', -tonumber(q))
+      redis.call('HINCRBY', h, 'r', 0 - tonumber(c))
+      redis.call('HINCRBY', h, 'q', 0 - tonumber(q))
       redis.call('HDEL', h, 'h:' .. rid)
       redis.call('ZREM', x, 'h:' .. rid)
     end
