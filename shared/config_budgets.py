@@ -15,6 +15,7 @@ budgets:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -26,6 +27,8 @@ PERIODS = ("day", "week", "month")
 ACTIONS = ("block", "downgrade", "warn")
 MAX_LIMIT_MICROS = 10**15  # a billion dollars: beyond any real cap, within exact floats
 MAX_BUDGETS = 256
+# Names go into response headers, store keys and metric labels: a safe alphabet only.
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def parse_budgets(raw: Any, models: frozenset[str]) -> tuple[BudgetConfig, ...]:
 
 def _budget(name: str, raw: Any, models: frozenset[str]) -> BudgetConfig:
     path = f"budgets.{name}"
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{path}: a budget name is 1-64 of A-Z a-z 0-9 . _ -")
     s = cp.section(raw, path, _BUDGET)
     period = cp.string(s, "period", path, "day")
     if period not in PERIODS:

@@ -30,6 +30,7 @@ local function purge(h, x, now)
   end
   if #gone > 0 then redis.call('ZREMRANGEBYSCORE', x, '-inf', now) end
 end
+-- Amounts are negated as 0 - x: Lua's -x of 0 is -0, which HINCRBY refuses as "-0".
 local function num(v) return tonumber(v) or 0 end
 """
 
