@@ -116,7 +116,7 @@ class Dispatch:
 
     name = "dispatch"
 
-    def __init__(self, dispatcher: Dispatcher, registry: ModelRegistry) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: ModelRegistry | None = None) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
 
@@ -129,7 +129,7 @@ class Dispatch:
         try:
             await self._run(x, ask)
         except BudgetDowngrade as downgrade:
-            if ask is None:  # only a try with a budget ask downgrades
+            if ask is None or self._registry is None:  # nothing to re-route with
                 raise
             route = self._registry.resolve(downgrade.model, x.caller.tier)
             if route is None:
