@@ -18,6 +18,9 @@ from core.api.identity import Caller, HopVerifier
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
+from core.budgets.alerts import Alerts
+from core.budgets.enforce import Budgets
+from core.budgets.settle import BudgetSettler
 from core.images.fetcher import ImageFetcher
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
@@ -29,6 +32,7 @@ from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
 from core.resilience.key_pools import KeyPools
+from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
@@ -44,7 +48,7 @@ Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
 class CoreState:
     """Everything built once per process at start-up."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, pricing: Pricing | None = None) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         parts = prepare_core(config, self.client)
@@ -52,7 +56,8 @@ class CoreState:
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
-        self.pricing = parts.pricing  # prices and costs (core.spend), built once
+        # Prices and costs (core.spend), built once; a test may hand in its own Pricing.
+        self.pricing: Pricing = pricing or parts.pricing
         self.store: Store = (
             ResilientStore(
                 RedisStore(config.state.redis_url), config.state.fail_open, config.state.replicas
@@ -74,11 +79,15 @@ class CoreState:
             self.store,
         )
         self.breakers.register(self.registry.target_labels())
+        # Budgets (core.budgets): reserved per attempt at the same prices the client is shown.
+        self.budget_settler = BudgetSettler(self.store, Alerts(self.store))
+        budgets = Budgets(config.budgets, self.store, self.pricing, self.budget_settler)
         self.dispatcher = Dispatcher(
             policy,
             self.breakers,
             KeyPools(config.providers, self.store, self.settlements),
             upstream_timeout_s=config.core.upstream_timeout_s,
+            budgets=budgets,
         )
         self.images = ImageFetcher.from_config(config.core)
 
@@ -104,6 +113,7 @@ class CoreState:
         await self.images.start()
         USAGE_LOG.start()
         self.settlements.start()
+        self.budget_settler.start()
         self.breakers.start()
         self.ready = True
         try:
@@ -112,6 +122,7 @@ class CoreState:
             self.ready = False
             await self.breakers.stop()
             await self.settlements.stop()
+            await self.budget_settler.stop()
             await USAGE_LOG.stop()
             await self.images.close()
             await self.store.close()
@@ -119,8 +130,8 @@ class CoreState:
             self.session = None
 
 
-def create_app(config: Config) -> Starlette:
-    state = CoreState(config)
+def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
+    state = CoreState(config, pricing)
     max_body = config.core.max_body_bytes
 
     def authenticated(

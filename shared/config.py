@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
+from shared.config_budgets import BudgetConfig, parse_budgets
 from shared.config_core import (
     DEFAULT_CORE_ADMIN_PORT,
     CoreConfig,
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_CORE_PORT",
     "DEFAULT_EDGE_PORT",
     "AuthConfig",
+    "BudgetConfig",
     "Config",
     "ConfigError",
     "CoreConfig",
@@ -105,6 +107,7 @@ class Config(EdgeTierConfig):
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
     prices: PricesConfig = field(default_factory=PricesConfig)
+    budgets: tuple[BudgetConfig, ...] = ()
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -158,16 +161,18 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
     core = {key: cp.interpolate(top[key], key, env) for key in CORE_SECTIONS if key in top}
     providers = parse_providers(core.get("providers"))
     models = parse_models(core.get("models"), set(providers))
+    aliases = parse_aliases(core.get("aliases"), models)
     return Config(
         **edge,
         source=source,
         core=parse_core(core.get("core"), env),
         providers=providers,
         models=models,
-        aliases=parse_aliases(core.get("aliases"), models),
+        aliases=aliases,
         state=_state(core.get("state"), env),
         limits=_limits(core.get("limits")),
         prices=parse_prices(core.get("prices")),
+        budgets=parse_budgets(core.get("budgets"), frozenset((*models, *aliases))),
     )
 
 

@@ -46,6 +46,8 @@ def record(
         admission.settle(total)
     if outcome.lease is not None:
         outcome.lease.settle(total)
+    if outcome.budget is not None:  # the budget hold, settled at the actual cost
+        outcome.budget.settle(usage)
     _log(
         caller,
         requested_model,

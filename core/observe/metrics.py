@@ -11,6 +11,8 @@ by the config.
 
 from __future__ import annotations
 
+from core.budgets.alerts import alerts_total
+from core.budgets.enforce import warnings_total
 from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
 from core.resilience.circuit_board import BreakerBoard
@@ -62,6 +64,7 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         f'interlock_upstream_parser_crashes_total{{target="{_escape(target)}"}} {count}'
         for target, count in sorted(crash_counts().items())
     ]
+    lines += _budget_lines()
     if entries:
         lines += [
             "# HELP interlock_state_entries Entries held by a bounded per-target structure.",
@@ -69,3 +72,24 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         ]
         lines += [f'interlock_state_entries{{kind="{k}"}} {v}' for k, v in sorted(entries.items())]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _budget_lines() -> list[str]:
+    """Budget alerts fired and warn-budget overruns; labels are configured budget names."""
+    lines = [
+        "# HELP interlock_budget_alerts_total Budget thresholds reached (fired once per period).",
+        "# TYPE interlock_budget_alerts_total counter",
+    ]
+    lines += [
+        f'interlock_budget_alerts_total{{budget="{_escape(name)}",percent="{pct}"}} {n}'
+        for (name, pct), n in sorted(alerts_total.items())
+    ]
+    lines += [
+        "# HELP interlock_budget_over_total Requests served over a warn-only budget.",
+        "# TYPE interlock_budget_over_total counter",
+    ]
+    lines += [
+        f'interlock_budget_over_total{{budget="{_escape(name)}"}} {n}'
+        for name, n in sorted(warnings_total.items())
+    ]
+    return lines

@@ -116,6 +116,7 @@ class Exchange(Generic[Q, S, R]):
         }
         if outcome.dropped:
             headers["x-interlock-dropped-params"] = ",".join(outcome.dropped)
+        headers.update(outcome.budget_headers())
         if self.admission is not None:
             headers.update(self.admission.headers)
         return headers

@@ -14,9 +14,12 @@ Dispatcher, the limiter) and called with the request's Exchange; the API's part 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 from core.api.validate import parse_json_object
+from core.budgets.ask import TAGS_HEADER, BudgetAsk, budget_ask
+from core.budgets.enforce import BudgetDowngrade
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
@@ -114,16 +117,42 @@ class Admit:
 
 class Dispatch:
     """The planned steps with leased keys and breakers, retries and failover, in the API's
-    mode (a stream is dispatched until its first chunk is in hand)."""
+    mode (a stream is dispatched until its first chunk is in hand). Every try reserves on the
+    budgets that apply to it; a downgrade budget without room re-routes the request, once, to
+    its cheaper model (core.budgets.enforce)."""
 
     name = "dispatch"
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: ModelRegistry | None = None) -> None:
         self._dispatcher = dispatcher
+        self._registry = registry
 
     async def __call__(self, x: AnyExchange) -> None:
+        ask = None
+        if self._dispatcher.budgets is not None and self._dispatcher.budgets.enabled:
+            tags = x.http.headers.get(TAGS_HEADER)
+            model = x.request.model
+            ask = budget_ask(x.caller.tenant, x.caller.request_id, model, x.payload, x.tokens, tags)
+        try:
+            await self._run(x, ask)
+        except BudgetDowngrade as downgrade:
+            if ask is None or self._registry is None:  # nothing to re-route with
+                raise
+            route = self._registry.resolve(downgrade.model, x.caller.tier)
+            if route is None:
+                raise GatewayError(
+                    503,
+                    f"the budget '{downgrade.budget.name}' downgrades to an unavailable model",
+                    code="budget_downgrade_unavailable",
+                ) from None
+            x.route = route
+            x.steps = self._dispatcher.plan(route, x.request, x.spec.plan)
+            await self._run(x, replace(ask, downgraded_from=ask.model))
+            x.outcome.downgraded_from = ask.model
+
+    async def _run(self, x: AnyExchange, ask: BudgetAsk | None) -> None:
         x.result, x.outcome = await self._dispatcher.run(
-            x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream
+            x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream, budget=ask
         )
 
 
@@ -203,6 +232,8 @@ class Account:
             outcome.settle(None, clean=False)
             if outcome.lease is not None:
                 outcome.lease.settle(0)
+            if outcome.budget is not None:
+                outcome.budget.release()
 
 
 def _served_by(x: AnyExchange) -> Outcome | None:
@@ -225,6 +256,6 @@ def standard_stages(
         Plan(dispatcher, pricing),
         # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
         Admit(limiter),  # budget reservation belongs beside the rate-limit reservation
-        Dispatch(dispatcher),
+        Dispatch(dispatcher, registry),
         Encode(pricing),
     )  # then Account (the runner's), where cost joins the usage record

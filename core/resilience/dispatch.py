@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from core.budgets.ask import BudgetAsk
+from core.budgets.enforce import BudgetHold, Budgets
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -97,6 +99,16 @@ class Outcome:
     lease: KeyLease | None = None
     # A stream's breaker verdict, pending until the stream ends (core.resilience.lease).
     verdict: Verdict | None = None
+    # The serving try's budget hold, settled by accounting at the actual cost.
+    budget: BudgetHold | None = None
+    downgraded_from: str | None = None  # the model a downgrade budget re-routed away from
+
+    def budget_headers(self) -> dict[str, str]:
+        """x-interlock-budget* for the budget with least room, and the downgrade, if any."""
+        headers = dict(self.budget.headers) if self.budget is not None else {}
+        if self.downgraded_from is not None:
+            headers["x-interlock-downgraded-from"] = self.downgraded_from
+        return headers
 
     def settle(self, error: ProviderError | None, clean: bool) -> None:
         """The stream has ended: with `error` (the target's failure, or neutral if it is the
@@ -188,8 +200,10 @@ class Dispatcher:
         latency: LatencyTracker | None = None,
         rng: random.Random | None = None,
         upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
+        budgets: Budgets | None = None,
     ) -> None:
         self.policy = policy
+        self.budgets = budgets
         self.retry = RetryPolicy(
             policy.max_retries,
             policy.backoff_base_s,
@@ -217,11 +231,13 @@ class Dispatcher:
         tokens: int = 0,
         *,
         streaming: bool = False,
+        budget: BudgetAsk | None = None,
     ) -> tuple[T, Outcome]:
         """Try `call(attempt, target)` over the attempts with leased keys and breakers,
         retries and failover. `target` is the attempt's target with the leased key;
-        `streaming` picks the timeout (first byte, else completion)."""
-        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens)
+        `streaming` picks the timeout (first byte, else completion); `budget`: what each
+        try's budget reservation prices (core.budgets)."""
+        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens, self.budgets, budget)
         run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1
@@ -285,6 +301,7 @@ class Dispatcher:
                 run.retries,
                 leased.lease,
                 leased.verdict,
+                leased.budget,
             )
             return result, served
 

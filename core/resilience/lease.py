@@ -34,6 +34,12 @@ not hold every other request behind `circuit_open`.
 On entry, an open circuit or no key capacity raises `Unavailable` holding nothing (a probe slot
 taken before the key wait is given back): the Dispatcher moves on to the next target.
 
+Third, the attempt's budget reservation (core.budgets.enforce), priced for this target and key:
+a budget without room refuses the target like an open circuit (Unavailable, holding nothing),
+or, for a downgrade budget, raises BudgetDowngrade for the dispatch stage to re-route. The hold
+follows the key lease: released when the try fails, handed to the Outcome on success (settled
+by accounting at the actual cost).
+
 A request admitted to a target keeps that admission (and its probe slot) for its retries on it
 (like its failures, which count once), so only its first try there asks the breaker.
 """
@@ -44,6 +50,8 @@ import time
 from dataclasses import replace
 from types import TracebackType
 
+from core.budgets.ask import BudgetAsk
+from core.budgets.enforce import BudgetHold, Budgets
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.circuit_board import REQUESTS_OWN, UNHEALTHY, BreakerBoard
 from core.resilience.deadline import DeadlineExceeded
@@ -74,15 +82,33 @@ class AttemptLeases:
     """One request's leases: counts its tries and the targets it was admitted to, and
     remembers which targets its failures were already charged to."""
 
-    __slots__ = ("_admitted", "_charged", "board", "keys", "latency", "tokens", "tries")
+    __slots__ = (
+        "_admitted",
+        "_charged",
+        "ask",
+        "board",
+        "budgets",
+        "keys",
+        "latency",
+        "tokens",
+        "tries",
+    )
 
     def __init__(
-        self, board: BreakerBoard, keys: KeyPools, latency: LatencyTracker, tokens: int
+        self,
+        board: BreakerBoard,
+        keys: KeyPools,
+        latency: LatencyTracker,
+        tokens: int,
+        budgets: Budgets | None = None,
+        ask: BudgetAsk | None = None,
     ) -> None:
         self.board = board
         self.keys = keys
         self.latency = latency
         self.tokens = tokens
+        self.budgets = budgets if budgets is not None and budgets.enabled else None
+        self.ask = ask
         self.tries = 0
         self._admitted: dict[str, int] = {}  # label -> the probe slot its first try took
         self._charged: set[str] = set()
@@ -107,6 +133,12 @@ class AttemptLeases:
             raise Unavailable(circuit_open(label, self.board.retry_after(label)))
         self._admitted[label] = probe
         return probe
+
+    async def reserve(self, target: Target, lease: KeyLease) -> BudgetHold | None:
+        """The try's budget reservation (None when no budget applies)."""
+        if self.budgets is None or self.ask is None:
+            return None
+        return await self.budgets.reserve(self.ask, target, lease.key)
 
     def charge(self, label: str, error: ProviderError, probe: int) -> bool:
         """A failure the target answered for: recorded once per request and target
@@ -170,6 +202,7 @@ class LeasedAttempt:
         "_started",
         "_streaming",
         "_wait_until",
+        "budget",
         "label",
         "lease",
         "target",
@@ -187,6 +220,7 @@ class LeasedAttempt:
         self.label = target.health_label
         self.target = target
         self.lease = KeyLease()
+        self.budget: BudgetHold | None = None
         self.verdict: Verdict | None = None
 
     async def __aenter__(self) -> LeasedAttempt:
@@ -200,6 +234,14 @@ class LeasedAttempt:
             raise Unavailable(no_capacity) from None
         except BaseException:
             leases.board.release(self.label, self._probe)
+            raise
+        try:
+            self.budget = await leases.reserve(self.target, self.lease)
+        except BaseException as refused:
+            self.lease.settle(0)
+            leases.board.release(self.label, self._probe)
+            if isinstance(refused, ProviderError):
+                raise Unavailable(refused) from None
             raise
         if self.lease.key != self.target.api_key:
             self.target = replace(self.target, api_key=self.lease.key)
@@ -224,6 +266,8 @@ class LeasedAttempt:
                 verdict.succeeded()
             return
         self.lease.settle(0)
+        if self.budget is not None:
+            self.budget.release()
         if not isinstance(exc, ProviderError):
             verdict.withdrawn()
         elif verdict.failed(exc):

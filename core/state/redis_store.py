@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from core.state import budget_script
 from core.state.buckets import BucketSpec, TakeResult
+from core.state.budget_accounts import BudgetLine, BudgetReply
 from core.state.resp import RespClient
 
 # Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
@@ -109,7 +112,7 @@ class Script:
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, keys: list[str], args: list[float]) -> Any:
+    async def __call__(self, keys: list[str], args: Sequence[float | str]) -> Any:
         try:
             return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -122,6 +125,8 @@ class RedisStore:
         self._client = RespClient(url)
         self._take_first = Script(self._client, _TAKE_FIRST)
         self._adjust = Script(self._client, _ADJUST)
+        self._budget_reserve = Script(self._client, budget_script.RESERVE)
+        self._budget_settle = Script(self._client, budget_script.SETTLE)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -144,6 +149,16 @@ class RedisStore:
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         await self._adjust([key], [delta, capacity, rate])
+
+    async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
+        keys, args = budget_script.reserve_args(lines, rid, ttl_s)
+        return budget_script.reserve_reply(await self._budget_reserve(keys, args))
+
+    async def budget_settle(
+        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
+    ) -> tuple[int, ...]:
+        keys, args = budget_script.settle_args(accounts, rid, cost, tokens, ttl_s)
+        return tuple(int(budget_script.text(v)) for v in await self._budget_settle(keys, args))
 
     async def get(self, key: str) -> bytes | None:
         value = await self._client.call("GET", key)

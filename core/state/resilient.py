@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from core.state.buckets import BucketSpec, TakeResult
+from core.state.budget_accounts import BudgetLine, BudgetReply
 from core.state.errors import UNAVAILABLE
 from core.state.store import MemoryStore, Store
 from shared.errors import GatewayError
@@ -97,6 +98,30 @@ class ResilientStore:
         await self._call(
             lambda: self.primary.adjust(key, delta, capacity, rate),
             lambda: self.fallback.adjust(key, delta, capacity / n, rate / n),
+        )
+
+    async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
+        """fail_open: each replica holds 1/`replicas` of every budget while Redis is down."""
+        n = self.replicas
+        shared = (
+            [
+                dataclasses.replace(x, limit=x.limit // n, limit_tokens=x.limit_tokens // n)
+                for x in lines
+            ]
+            if n > 1
+            else lines
+        )
+        return await self._call(
+            lambda: self.primary.budget_reserve(lines, rid, ttl_s),
+            lambda: self.fallback.budget_reserve(shared, rid, ttl_s),
+        )
+
+    async def budget_settle(
+        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
+    ) -> tuple[int, ...]:
+        return await self._call(
+            lambda: self.primary.budget_settle(accounts, rid, cost, tokens, ttl_s),
+            lambda: self.fallback.budget_settle(accounts, rid, cost, tokens, ttl_s),
         )
 
     async def get(self, key: str) -> bytes | None:

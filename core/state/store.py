@@ -6,6 +6,7 @@ import time
 from typing import Protocol
 
 from core.state.buckets import BucketSpec, TakeResult, adjust, take, take_first
+from core.state.budget_accounts import BudgetLine, BudgetReply, MemoryAccounts
 
 
 class Store(Protocol):
@@ -19,6 +20,16 @@ class Store(Protocol):
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         """Settle a reservation: charge (delta > 0) or refund (delta < 0)."""
+        ...
+
+    async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
+        """Reserve on every budget line or none (core.state.budget_accounts): one atomic call."""
+        ...
+
+    async def budget_settle(
+        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
+    ) -> tuple[int, ...]:
+        """Settle reservation `rid` at its actual amount, once: the settled spend per account."""
         ...
 
     async def get(self, key: str) -> bytes | None: ...
@@ -50,6 +61,7 @@ class MemoryStore:
         self._claims: dict[str, float] = {}
         self._max_claims = max_claims
         self._claims_floor = 0.0
+        self._budgets = MemoryAccounts()
 
     def _bound(self, mapping: dict[str, object]) -> None:
         if len(mapping) >= self._max_keys:
@@ -65,6 +77,14 @@ class MemoryStore:
 
     async def adjust(self, key: str, delta: float, capacity: float, rate: float) -> None:
         adjust(self._buckets, key, delta, capacity, rate, time.monotonic())
+
+    async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
+        return self._budgets.reserve(lines, rid, ttl_s, time.time())
+
+    async def budget_settle(
+        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
+    ) -> tuple[int, ...]:
+        return self._budgets.settle(accounts, rid, cost, tokens, ttl_s, time.time())
 
     async def get(self, key: str) -> bytes | None:
         entry = self._values.get(key)

@@ -192,10 +192,11 @@ class Cluster(Stack):
         merged = {**overrides, "edge": {**overrides.get("edge", {}), "pools": pools}}
         super().__init__(workdir, merged, self.core_ports[0], self.edge_ports[0])
 
-    def start(self) -> Cluster:
+    def start(self, core_app: str | None = None) -> Cluster:
+        """Every tier; `core_app` (module:factory) runs a wrapped core app in each core."""
         admin = self.core_admin_ports
         cores = [
-            self._spawn("core", port, f"core{i}", admin_port)
+            self._spawn("core", port, f"core{i}", admin_port, core_app)
             for i, (port, admin_port) in enumerate(zip(self.core_ports, admin, strict=True))
         ]
         edges = [self._spawn("edge", port, f"edge{i}") for i, port in enumerate(self.edge_ports)]

@@ -1,0 +1,222 @@
+"""Budget enforcement per attempt: reserve-then-settle, across replicas.
+
+Before every try at a target (core.resilience.lease, beside the breaker permit and the key
+lease), `Budgets.reserve` prices the attempt for that target (Pricing.estimate: the input
+estimate plus the smaller of max_tokens and the model's output limit) and reserves it on every
+budget that applies, in one atomic store call (a Lua script with Redis). A fallback is
+re-checked at its own price, so a cheap model with an expensive fallback cannot escape a cap.
+The hold is settled to the actual cost when the request is accounted (`BudgetHold.settle`), or
+given back when the try fails (`release`); reservations expire on their own (RESERVATION_TTL_S)
+if a core dies, and settling is idempotent on the hold's id.
+
+When a budget has no room for the reservation its action decides: `block` refuses the target
+(a 429 `budget_exceeded` naming the budget and its reset, if no other target can serve),
+`downgrade` re-routes the request to the budget's cheaper model (`BudgetDowngrade`, handled by
+the dispatch stage), `warn` never refuses (the reservation is counted; a log line and a metric
+say the budget is over).
+
+Overshoot bound: a reservation is admitted only if settled spend plus live reservations plus it
+fit the limit, so settled spend exceeds a limit only by what requests used beyond their
+reservation: at most the sum, over requests in flight at once, of (actual - estimate) when
+positive (an input estimate below the provider's count; a price above the estimate's), plus any
+hold that expired before it was settled (a request longer than RESERVATION_TTL_S).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Sequence
+
+from core.budgets.ask import BudgetAsk
+from core.budgets.periods import Window, window
+from core.budgets.settle import BudgetSettler, Settlement
+from core.providers.adapters.base import ProviderError, Target
+from core.resilience.key_pools import key_id
+from core.spend.cost import Cost, Pricing
+from core.spend.usage import UsageSplit
+from core.state.budget_accounts import BudgetLine
+from core.state.store import Store
+from shared.config import BudgetConfig
+from shared.errors import FailureClass
+from shared.secret import Secret
+
+log = logging.getLogger("interlock.budgets")
+
+RESERVATION_TTL_S = 1800.0  # longer than any request the gateway lets run (total deadline)
+ORDER = {"block": 0, "downgrade": 1, "warn": 2}  # a blocking budget speaks first
+warnings_total: dict[str, int] = {}  # budget -> reservations a warn budget had no room for
+
+
+def dollars(micros: int) -> str:
+    return Cost(max(0, micros), None).dollars
+
+
+class BudgetDowngrade(Exception):
+    """A downgrade budget has no room: the request goes to `model` for the rest of the period."""
+
+    def __init__(self, budget: BudgetConfig, model: str) -> None:
+        super().__init__(budget.name)
+        self.budget = budget
+        self.model = model
+
+
+class BudgetHold:
+    """One attempt's reservation on the budgets that apply to it: settled once."""
+
+    __slots__ = ("_pricing", "_settlement", "_settler", "estimate", "headers", "target")
+
+    def __init__(
+        self,
+        settler: BudgetSettler,
+        pricing: Pricing,
+        target: Target,
+        settlement: Settlement,
+        headers: dict[str, str],
+    ) -> None:
+        self._settler = settler
+        self._pricing = pricing
+        self._settlement: Settlement | None = settlement
+        self.target = target
+        self.estimate = settlement.cost
+        self.headers = headers  # x-interlock-budget*: the applying budget with least room
+
+    def settle(self, usage: dict[str, object] | None) -> None:
+        """The request is accounted: its actual cost (from `usage`; none known, the estimate)."""
+        if usage is None:
+            self.settle_cost(None, None)
+            return
+        split = UsageSplit.from_usage(usage)
+        cost = self._pricing.cost(self.target, split)
+        self.settle_cost(cost.micros, split.input_total + split.output)
+
+    def settle_cost(self, micros: int | None, tokens: int | None) -> None:
+        """Settles at `micros` (None: the estimate), once; later calls do nothing."""
+        settlement, self._settlement = self._settlement, None
+        if settlement is not None:
+            self._settler.defer(settlement.at(micros, tokens))
+
+    def release(self) -> None:
+        """The try failed: nothing is kept."""
+        self.settle_cost(0, 0)
+
+
+class Budgets:
+    def __init__(
+        self,
+        configs: Sequence[BudgetConfig],
+        store: Store,
+        pricing: Pricing | None,
+        settler: BudgetSettler,
+    ) -> None:
+        self._configs = tuple(sorted(configs, key=lambda b: ORDER[b.action]))
+        self._store = store
+        self._pricing = pricing
+        self.settler = settler
+
+    @property
+    def enabled(self) -> bool:
+        """Budgets are enforced once they are configured and prices exist to count them."""
+        return bool(self._configs) and self._pricing is not None
+
+    def applying(self, ask: BudgetAsk, target: Target, key: Secret | None) -> list[BudgetConfig]:
+        """The budgets whose every scope field matches this attempt."""
+        key_name = key_id(key) if key is not None else None
+        tags = set(ask.tags)
+        return [
+            b
+            for b in self._configs
+            if (b.tenant is None or b.tenant == ask.tenant)
+            and (b.provider is None or b.provider == target.provider.name)
+            and (b.model is None or b.model in (ask.model, target.model))
+            and (b.key is None or b.key == key_name)
+            and tags.issuperset(b.tags)
+        ]
+
+    async def reserve(
+        self, ask: BudgetAsk, target: Target, key: Secret | None
+    ) -> BudgetHold | None:
+        """Reserves this attempt's estimate on every applying budget (None when none applies);
+        raises ProviderError (429, block) or BudgetDowngrade when one has no room."""
+        pricing = self._pricing
+        applying = self.applying(ask, target, key) if pricing is not None else []
+        if pricing is None or not applying:
+            return None
+        estimate = pricing.estimate(target, ask.input_tokens, ask.max_output_tokens).micros
+        now = time.time()
+        windows = [window(b.period, now) for b in applying]
+        lines = [
+            BudgetLine(
+                _account(b, w),
+                b.limit_micros,
+                b.limit_tokens or 0,
+                estimate,
+                ask.tokens,
+                b.action != "warn",
+                w.end + RESERVATION_TTL_S,
+            )
+            for b, w in zip(applying, windows, strict=True)
+        ]
+        rid = f"{ask.request_id[:64]}.{secrets.token_hex(4)}"
+        reply = await self._store.budget_reserve(lines, rid, RESERVATION_TTL_S)
+        if reply.refused >= 0:
+            budget, w = applying[reply.refused], windows[reply.refused]
+            headers = _headers(budget, reply.used[reply.refused], w, now)
+            if budget.action == "downgrade" and budget.downgrade_to and not ask.downgraded_from:
+                raise BudgetDowngrade(budget, budget.downgrade_to)
+            raise exhausted(budget, w, now, headers)
+        self._warn(applying, reply.used)
+        accounts = [(line.key, line.expire_at) for line in lines]
+        settlement = Settlement(accounts, rid, estimate, ask.tokens, tuple(applying), windows)
+        return BudgetHold(
+            self.settler, pricing, target, settlement, _tightest(applying, reply.used, windows, now)
+        )
+
+    @staticmethod
+    def _warn(applying: list[BudgetConfig], used: tuple[int, ...]) -> None:
+        for budget, level in zip(applying, used, strict=True):
+            if budget.action == "warn" and level > budget.limit_micros:
+                warnings_total[budget.name] = warnings_total.get(budget.name, 0) + 1
+                log.warning("budget %s is over its limit (warn only): served", budget.name)
+
+
+def _account(budget: BudgetConfig, w: Window) -> str:
+    """The store key of a budget's period (one hash tag: every budget in one cluster slot,
+    so one script call covers them all)."""
+    return f"il:{{budgets}}:{budget.name}:{w.id}"
+
+
+def _headers(budget: BudgetConfig, used: int, w: Window, now: float) -> dict[str, str]:
+    return {
+        "x-interlock-budget": budget.name,
+        "x-interlock-budget-remaining": dollars(budget.limit_micros - used),
+        "x-interlock-budget-reset": str(max(1, math.ceil(w.end - now))),
+    }
+
+
+def _tightest(
+    applying: list[BudgetConfig], used: tuple[int, ...], windows: list[Window], now: float
+) -> dict[str, str]:
+    room = [b.limit_micros - level for b, level in zip(applying, used, strict=True)]
+    index = room.index(min(room))
+    return _headers(applying[index], used[index], windows[index], now)
+
+
+def exhausted(
+    budget: BudgetConfig, w: Window, now: float, headers: dict[str, str]
+) -> ProviderError:
+    """The 429 a blocking budget answers: which budget, and when it resets."""
+    wait = max(1.0, w.end - now)
+    resets = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.end))
+    error = ProviderError(
+        429,
+        f"the budget '{budget.name}' is exhausted for this {budget.period}; "
+        f"it resets at {resets} (in {math.ceil(wait)}s)",
+        FailureClass.QUOTA_EXHAUSTED,
+        code="budget_exceeded",
+        retry_after_s=wait,
+    )
+    error.headers.update(headers)
+    return error

@@ -1,0 +1,101 @@
+"""Settling budget holds off the request path: the account step (sync) hands each settlement
+here, a background job sends them (one script call each, idempotent on the hold's id, so a
+retry after a failure never counts twice) and checks the alert thresholds on the settled
+spend each call returns. Bounded: when the store stays down and the queue is full, the oldest
+settlement is dropped (its reservation then expires on its own, uncounted), with a log line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, replace
+
+from core.budgets.alerts import Alerts
+from core.budgets.periods import Window
+from core.state.errors import UNAVAILABLE
+from core.state.store import Store
+from shared.config import BudgetConfig
+from shared.errors import GatewayError
+from shared.periodic import Periodic
+
+log = logging.getLogger("interlock.budgets")
+
+FLUSH_INTERVAL_S = 0.05
+MAX_PENDING = 100_000
+SETTLED_MEMORY_S = 1800.0  # how long a settled id is remembered (repeats are no-ops)
+CONCURRENT_CALLS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    accounts: list[tuple[str, float]]  # (store key, expire_at) per applying budget
+    rid: str
+    cost: int  # micro-dollars: the reserved estimate until settled at the actual cost
+    tokens: int
+    budgets: tuple[BudgetConfig, ...]
+    windows: list[Window]
+
+    def at(self, cost: int | None, tokens: int | None) -> Settlement:
+        """This settlement at the actual amounts (None: keep the estimate)."""
+        return replace(
+            self,
+            cost=self.cost if cost is None else cost,
+            tokens=self.tokens if tokens is None else tokens,
+        )
+
+
+def _retry(result: object) -> bool:
+    """A settlement to send again: the store was unavailable (idempotent, so safe). Anything
+    else unexpected is logged (by type only) and dropped rather than retried forever."""
+    if result is None:
+        return False
+    if isinstance(result, (GatewayError, *UNAVAILABLE)):
+        return True
+    log.error("budget settlement failed: %s", type(result).__name__)
+    return False
+
+
+class BudgetSettler:
+    def __init__(self, store: Store, alerts: Alerts) -> None:
+        self._store = store
+        self.alerts = alerts
+        self._pending: deque[Settlement] = deque()
+        self.dropped = 0
+        self._periodic = Periodic("budget_settlement", FLUSH_INTERVAL_S, self.flush)
+
+    def defer(self, settlement: Settlement) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()
+            self.dropped += 1
+            log.warning("budget settlements backed up: dropped the oldest (it will expire)")
+        self._pending.append(settlement)
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, deque()
+        while batch:
+            chunk = [batch.popleft() for _ in range(min(CONCURRENT_CALLS, len(batch)))]
+            results = await asyncio.gather(
+                *(self._settle(s) for s in chunk), return_exceptions=True
+            )
+            failed = [s for s, r in zip(chunk, results, strict=True) if _retry(r)]
+            if failed:  # the store is down: keep them (and what is left) for the next flush
+                log.warning("could not settle budgets: shared state unavailable")
+                self._pending.extendleft(reversed([*failed, *batch]))
+                return
+
+    async def _settle(self, s: Settlement) -> None:
+        spent = await self._store.budget_settle(
+            s.accounts, s.rid, s.cost, s.tokens, SETTLED_MEMORY_S
+        )
+        for budget, w, level in zip(s.budgets, s.windows, spent, strict=True):
+            await self.alerts.check(budget, w, level)
+
+    def start(self) -> None:
+        self._periodic.start()
+        self.alerts.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
+        await self.flush()
+        await self.alerts.stop()

@@ -1,0 +1,89 @@
+"""The `budgets` section: money as exact micro-dollars, scopes, periods, actions and alerts,
+and every bad value a ConfigError naming its key. Plus the pure parts budgets rest on:
+UTC periods and which budgets apply to an attempt."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from core.budgets.ask import budget_ask, request_tags
+from core.budgets.periods import window
+from shared.config import ConfigError, parse_config
+
+BASE: dict[str, Any] = {
+    "providers": {"mock": {"kind": "mock", "allow_any_model": True}},
+    "models": {"big": {"provider": "mock", "model": "big"}, "small": {"provider": "mock"}},
+}
+
+
+def budgets(entries: dict[str, Any]) -> Any:
+    return parse_config({**BASE, "budgets": entries}, "test", {}).budgets
+
+
+def test_a_full_budget() -> None:
+    (budget,) = budgets(
+        {
+            "anthropic-low": {
+                "provider": "mock",
+                "tags": {"priority": "low"},
+                "period": "week",
+                "limit": "200.10",
+                "limit_tokens": 1000,
+                "action": "downgrade",
+                "downgrade_to": "small",
+                "alerts": [100, 50, 80],
+                "webhook": "https://ops.example/hook",
+            }
+        }
+    )
+    assert budget.limit_micros == 200_100_000
+    assert budget.tags == (("priority", "low"),)
+    assert budget.alerts == (50, 80, 100)
+    assert (budget.period, budget.action, budget.downgrade_to) == ("week", "downgrade", "small")
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"limit": "abc"}, "budgets.b.limit"),
+        ({"limit": 0}, "budgets.b.limit"),
+        ({"limit": "0.0000001"}, "budgets.b.limit"),
+        ({"limit": True}, "budgets.b.limit"),
+        ({"limit": 1, "period": "year"}, "budgets.b.period"),
+        ({"limit": 1, "action": "pray"}, "budgets.b.action"),
+        ({"limit": 1, "action": "downgrade"}, "budgets.b.downgrade_to"),
+        ({"limit": 1, "action": "downgrade", "downgrade_to": "nope"}, "budgets.b.downgrade_to"),
+        ({"limit": 1, "alerts": [0]}, "budgets.b.alerts"),
+        ({"limit": 1, "webhook": "ftp://x"}, "budgets.b.webhook"),
+        ({"limit": 1, "limt": 2}, "budgets.b.limt"),
+    ],
+)
+def test_bad_values_name_their_key(entry: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        budgets({"b": entry})
+
+
+def test_names_are_header_safe() -> None:
+    with pytest.raises(ConfigError, match="budget name"):
+        budgets({"spend\r\nx-evil": {"limit": 1}})
+
+
+def test_periods_are_calendar_aligned_in_utc() -> None:
+    now = datetime(2026, 12, 31, 23, 59, tzinfo=UTC).timestamp()
+    day, week, month = window("day", now), window("week", now), window("month", now)
+    assert day.id == "2026-12-31" and day.end == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    assert week.id == "2026-W53" and week.start == datetime(2026, 12, 28, tzinfo=UTC).timestamp()
+    assert month.id == "2026-12" and month.end == day.end
+
+
+def test_tags_and_the_estimate_a_reservation_prices() -> None:
+    payload = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, "n": 2}
+    ask = budget_ask("t", "req", "big", payload, 120, "project=search, env=prod,junk")
+    assert ask.tags == (("env", "prod"), ("project", "search"))
+    assert ask.max_output_tokens == 100 and ask.input_tokens > 0
+    assert budget_ask("t", "r", "e", {"input": "x"}, 7, None).max_output_tokens == 0
+    many = {f"k{i}": "v" for i in range(40)}
+    assert len(request_tags({"metadata": many}, None)) == 16
