@@ -35,6 +35,7 @@ from shared.config_edge import (
     load_edge_config,
 )
 from shared.config_file import PathLike, read_config_file
+from shared.config_ledger import LedgerConfig, parse_ledger
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_resilience import ResilienceConfig
 from shared.config_server import ServerConfig
@@ -103,6 +104,8 @@ class Config(EdgeTierConfig):
     aliases: dict[str, str]
     state: StateConfig = StateConfig(None, True)
     limits: LimitsConfig = LimitsConfig({}, {})
+    # Off for a Config built by hand; parse_config reads the `ledger:` section (on by default).
+    ledger: LedgerConfig = field(default_factory=lambda: LedgerConfig(enabled=False))
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -165,6 +168,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         aliases=parse_aliases(core.get("aliases"), models),
         state=_state(core.get("state"), env),
         limits=_limits(core.get("limits")),
+        ledger=parse_ledger(core.get("ledger"), edge["state_dir"]),
     )
 
 

@@ -248,7 +248,7 @@ def _path(s: dict[str, Any], key: str) -> Path | None:
 # interlock.yaml's top-level keys by the tier that reads them. Both loaders refuse any other
 # key (a typo is an error); the edge accepts the core's sections and never reads them.
 EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge")
-CORE_SECTIONS = ("core", "providers", "models", "aliases", "state", "limits")
+CORE_SECTIONS = ("core", "providers", "models", "aliases", "state", "limits", "ledger")
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 
 
