@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from core.ledger.record import Tags
 from core.state.store import Store
 from shared import hop
 from shared.errors import GatewayError
@@ -33,6 +34,9 @@ class Caller:
     tier: str
     request_id: str
     allows: Callable[[str], bool]
+    # Billing tags (sorted key=value pairs, validated and bounded) the ledger records: one
+    # tenant key billed per project, department or end customer.
+    tags: Tags = ()
 
 
 def _unauthorized() -> GatewayError:

@@ -2,7 +2,7 @@
 
 A partition is an integer: days or months since the epoch, so both stores name, create and
 drop the same periods, and a record's period follows from its own timestamp (a replayed record
-lands in the partition it was first written to).
+lands in the partition it was first written to). A period ends where the next begins.
 """
 
 from __future__ import annotations
@@ -18,14 +18,6 @@ def period_of(ts: float, partition: str) -> int:
         return int(ts // _DAY)
     moment = dt.datetime.fromtimestamp(ts, dt.UTC)
     return (moment.year - 1970) * 12 + moment.month - 1
-
-
-def period_start(period: int, partition: str) -> float:
-    """The first second of a period (its end is the next period's start)."""
-    if partition == "day":
-        return float(period * _DAY)
-    year, month = divmod(period, 12)
-    return dt.datetime(1970 + year, month + 1, 1, tzinfo=dt.UTC).timestamp()
 
 
 def bucket(ts: float, grain_s: int) -> int:

@@ -14,9 +14,11 @@ Dispatcher, the limiter) and called with the request's Exchange; the API's part 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from core.api.validate import parse_json_object
+from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
@@ -24,7 +26,8 @@ from core.pipeline.exchange import Exchange
 from core.providers.adapters.base import ProviderError
 from core.resilience.dispatch import Dispatcher, Outcome
 from core.routing.registry import ModelRegistry
-from shared.errors import GatewayError
+from core.spend.cost import Pricing
+from shared.errors import GatewayError, UpstreamTarget
 
 AnyExchange = Exchange[Any, Any, Any]
 
@@ -118,6 +121,8 @@ class Dispatch:
         x.result, x.outcome = await self._dispatcher.run(
             x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream
         )
+        if x.request.stream:  # dispatched until the first chunk is in hand: the ledger's TTFT
+            x.first_chunk = time.perf_counter()
 
 
 class Encode:
@@ -130,14 +135,44 @@ class Encode:
 
 
 class Account:
-    """Closes an admitted request exactly once: one usage line (never any content), and its
-    token reservations (the tenant's, the key's) settled to what was used. A complete answer
-    is accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
+    """Closes an admitted request exactly once: one usage line (never any content), one ledger
+    record (with its cost, from the `pricing` built at start-up; core.ledger), and its token
+    reservations (the tenant's, the key's) settled to what was used. A complete answer is
+    accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
     leaves; a request that ended before admission has nothing to account. A stream's end also
     settles the serving target's breaker verdict (core.resilience.lease): its outcome is known
     only then."""
 
     name = "account"
+
+    def __init__(self, ledger: Ledger | None = None, pricing: Pricing | None = None) -> None:
+        self._ledger = ledger
+        self._pricing = pricing
+
+    def _record(
+        self,
+        x: AnyExchange,
+        target: UpstreamTarget | None,
+        attempts: int,
+        usage: dict[str, Any] | None,
+        status: str,
+    ) -> None:
+        """The request's ledger record, handed to the writer (a deque append, no I/O)."""
+        if self._ledger is None:
+            return
+        timing = (x.started, x.first_chunk)
+        self._ledger.append(
+            accounting.ledger_record(
+                x.caller,
+                x.spec.api,
+                x.request.model,
+                (target, attempts),
+                usage,
+                status,
+                timing,
+                self._pricing,
+            )
+        )
 
     def served(
         self,
@@ -153,6 +188,7 @@ class Account:
         accounting.record(
             x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission
         )
+        self._record(x, x.outcome.target, x.outcome.attempts, usage, status)
 
     def failed(self, x: AnyExchange, error: ProviderError) -> None:
         """No target served: the failure is logged and nothing reserved is kept. The error
@@ -161,6 +197,7 @@ class Account:
             return
         x.accounted = True
         accounting.record_failure(x.caller, x.request.model, error, x.started, x.admission)
+        self._record(x, error.target, error.attempts, None, error.failure_class)
         error.headers["x-interlock-attempts"] = str(error.attempts)
         error.headers.update(x.admission.headers)
 
@@ -175,6 +212,7 @@ class Account:
             return
         x.accounted = True
         accounting.record_cancelled(x.caller, x.request.model, x.started, x.admission)
+        self._record(x, None, 0, None, accounting.CANCELLED)
 
     def released(self, x: AnyExchange) -> None:
         """Ended by something else (an image that could not be fetched, a bug): nothing was
@@ -188,6 +226,15 @@ class Account:
             outcome.settle(None, clean=False)
             if outcome.lease is not None:
                 outcome.lease.settle(0)
+        if outcome is None:
+            self._record(x, None, 0, None, RELEASED)
+        else:
+            self._record(x, outcome.target, outcome.attempts, None, RELEASED)
+
+
+# The ledger's outcome for a request ended by something other than an upstream (an image that
+# could not be fetched): nothing was used or billed.
+RELEASED = "error"
 
 
 def _served_by(x: AnyExchange) -> Outcome | None:
