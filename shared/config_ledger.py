@@ -23,7 +23,7 @@ class LedgerConfig:
     enabled: bool = True
     # sqlite:///<path> or a bare path (embedded), or postgresql://... (several replicas).
     url: str = field(default="", repr=False)
-    batch_size: int = 500  # records per store write (one transaction)
+    batch_size: int = 2000  # at most this many records per store write (one transaction)
     flush_interval_s: float = 0.2  # how long a record may wait in memory before a write
     # Records held in memory while the database is down or slow; beyond it they spill to disk.
     queue_max: int = 50_000

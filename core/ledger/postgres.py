@@ -7,8 +7,8 @@ delete, no bloat). A partitioned table's primary key must include the partition 
 idempotence is on (request_id, period): a record always carries the timestamp it was first
 built with, so a replay lands in the same partition and conflicts there.
 
-A batch is one transaction: the rows go in with one `INSERT ... SELECT FROM unnest(...)
-ON CONFLICT DO NOTHING RETURNING request_id`, and the rollups of exactly the returned rows are
+A batch is one transaction: the rows are COPYed into a staging table and moved with one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING request_id`, and the rollups of exactly the returned rows are
 upserted in the same transaction, so a replayed batch never counts twice.
 """
 
@@ -71,8 +71,12 @@ def _unnest_insert(table: str, types: list[tuple[str, str]]) -> str:
     return f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"
 
 
+# A batch is COPYed (binary) into a per-connection staging table, then moved in one INSERT.
+_STAGE = "CREATE TEMP TABLE IF NOT EXISTS ledger_stage (LIKE ledger_records) ON COMMIT DELETE ROWS"
+_NAMES = [c for c, _ in _RECORD_TYPES]
 _INSERT = (
-    _unnest_insert("ledger_records", _RECORD_TYPES) + " ON CONFLICT DO NOTHING RETURNING request_id"
+    f"INSERT INTO ledger_records ({', '.join(_NAMES)}) SELECT {', '.join(_NAMES)} "
+    "FROM ledger_stage ON CONFLICT DO NOTHING RETURNING request_id"
 )
 _UPSERT = (
     _unnest_insert("ledger_rollups", _ROLLUP_TYPES)
@@ -137,7 +141,9 @@ class PostgresStore:
         rows = [(r.request_id, period_of(r.ts, self._partition), *row(r)) for r in records]
         await self._ensure(pool, {values[1] for values in rows})
         async with pool.acquire() as con, con.transaction():
-            returned = await con.fetch(_INSERT, *_transpose(rows, len(_RECORD_TYPES)))
+            await con.execute(_STAGE)
+            await con.copy_records_to_table("ledger_stage", records=rows, columns=_NAMES)
+            returned = await con.fetch(_INSERT)
             ids = {record["request_id"] for record in returned}
             inserted: dict[str, LedgerRecord] = {}
             for r in records:

@@ -22,20 +22,33 @@ NO_TAG = ("", "")
 
 
 def deltas(records: Iterable[LedgerRecord]) -> list[tuple[RollupKey, Totals]]:
-    sums: dict[RollupKey, Totals] = {}
+    """Summed per minute first (records of one minute share their keys), then the minute rows
+    summed into hours and days: the per-record work is one key per tag, not three."""
+    minutes: dict[tuple[int, str, str, str, str, str, str], Totals] = {}
     for r in records:
         u = r.usage
-        values = (1, u.input, u.cache_read, u.cache_write_5m + u.cache_write_1h, u.output)
+        minute = int(r.ts // 60) * 60
         model, provider, served = r.requested_model, r.provider or "", r.served_model or ""
+        for tag_key, tag_value in (NO_TAG, *r.tags):
+            key = (minute, r.tenant, tag_key, tag_value, model, provider, served)
+            total = minutes.get(key)
+            if total is None:
+                total = minutes[key] = [0, 0, 0, 0, 0, 0]
+            total[0] += 1
+            total[1] += u.input
+            total[2] += u.cache_read
+            total[3] += u.cache_write_5m + u.cache_write_1h
+            total[4] += u.output
+            total[5] += r.cost_micros
+    sums: dict[RollupKey, Totals] = {}
+    for (minute, tenant, tag_key, tag_value, model, provider, served), totals in minutes.items():
         for grain, seconds in GRAINS.items():
-            start = bucket(r.ts, seconds)
-            for tag_key, tag_value in (NO_TAG, *r.tags):
-                key = (grain, start, r.tenant, tag_key, tag_value, model, provider, served)
-                total = sums.get(key)
-                if total is None:
-                    sums[key] = [*values, r.cost_micros]
-                else:
-                    for i, value in enumerate(values):
-                        total[i] += value
-                    total[5] += r.cost_micros
+            rollup = (grain, bucket(minute, seconds), tenant, tag_key, tag_value, model)
+            row_key: RollupKey = (*rollup, provider, served)
+            row = sums.get(row_key)
+            if row is None:
+                sums[row_key] = list(totals)
+            else:
+                for i, value in enumerate(totals):
+                    row[i] += value
     return sorted(sums.items())
