@@ -8,8 +8,9 @@ idempotence is on (request_id, period): a record always carries the timestamp it
 built with, so a replay lands in the same partition and conflicts there.
 
 A batch is one transaction: the rows are COPYed into a staging table and moved with one
-`INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING request_id`, and the rollups of exactly the returned rows are
-upserted in the same transaction, so a replayed batch never counts twice.
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING request_id`, and the rollups of
+exactly the returned rows are upserted in the same transaction, so a replayed batch never
+counts twice.
 """
 
 from __future__ import annotations
