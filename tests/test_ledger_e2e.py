@@ -6,6 +6,7 @@ served (spill to disk, replay), or when the core is stopped (SIGTERM) under load
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,19 @@ def test_every_admitted_outcome_is_one_record_in_the_sqlite_default(tmp_path: Pa
     try:
         sdk = client(stack)
         messages = [{"role": "user", "content": "hello"}]
-        sdk.chat.completions.create(model="mock-1", messages=messages)  # type: ignore[arg-type]
+        tags = {"x-interlock-tags": "project=search, env=prod"}
+        sdk.chat.completions.create(
+            model="mock-1",
+            messages=messages,  # type: ignore[arg-type]
+            extra_headers=tags,
+        )
+        with pytest.raises(openai.BadRequestError) as refused:  # never admitted: no record
+            sdk.chat.completions.create(
+                model="mock-1",
+                messages=messages,  # type: ignore[arg-type]
+                extra_headers={"x-interlock-tags": "Project=search"},
+            )
+        assert refused.value.param == "x-interlock-tags"  # type: ignore[attr-defined]
         stream = sdk.chat.completions.create(
             model="mock-1",
             messages=messages,  # type: ignore[arg-type]
@@ -73,6 +86,8 @@ def test_every_admitted_outcome_is_one_record_in_the_sqlite_default(tmp_path: Pa
         assert (row["tenant"], row["outcome"], row["provider"]) == ("acme", "ok", "mock")
         assert row["input"] > 0 and row["output"] > 0 and row["unpriced"] == 1
     assert plain["ttft_ms"] is None and streamed["ttft_ms"] is not None
+    assert json.loads(plain["tags"]) == {"env": "prod", "project": "search"}
+    assert json.loads(streamed["tags"]) == {}
     assert failed["provider"] == "down" and failed["outcome"] != "ok"
     assert failed["key_id"].startswith("k_") and "sk-down" not in failed["key_id"]
     assert (failed["input"], failed["output"], failed["cost_micros"]) == (0, 0, 0)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from core.api.tags import HEADER as TAGS_HEADER
+from core.api.tags import parse_tags
 from core.ledger.record import Tags
 from core.state.store import Store
 from shared import hop
@@ -94,6 +96,7 @@ class HopVerifier:
             tier=identity.tier,
             request_id=request_id,
             allows=self._matcher(identity.models),
+            tags=parse_tags(headers.get(TAGS_HEADER)),
         )
         return caller, body
 
