@@ -22,11 +22,13 @@ from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.settle import BudgetSettler
 from core.images.fetcher import ImageFetcher
+from core.ledger import store_for
+from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
 from core.observe.metrics import render as render_metrics
 from core.observe.usagelog import USAGE_LOG
-from core.pipeline import Pipeline, standard_stages
+from core.pipeline import Account, Pipeline, standard_stages
 from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
@@ -90,6 +92,11 @@ class CoreState:
             budgets=budgets,
         )
         self.images = ImageFetcher.from_config(config.core)
+        # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
+        ledger = config.ledger
+        self.ledger = (
+            Ledger(store_for(ledger.url, ledger.partition), ledger) if ledger.enabled else None
+        )
 
     def entries(self) -> dict[str, int]:
         """Sizes of the per-target structures, for /metrics (each is bounded)."""
@@ -115,11 +122,15 @@ class CoreState:
         self.settlements.start()
         self.budget_settler.start()
         self.breakers.start()
+        if self.ledger is not None:
+            self.ledger.start()
         self.ready = True
         try:
             yield
         finally:
             self.ready = False
+            if self.ledger is not None:
+                await self.ledger.stop()  # writes what it holds, else spills it to disk
             await self.breakers.stop()
             await self.settlements.stop()
             await self.budget_settler.stop()
@@ -151,10 +162,11 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(state.registry, state.dispatcher, state.limiter, state.pricing)
-    chat = Pipeline(ChatApi(state.images.inline), stages)
-    embeddings = Pipeline(EmbeddingsApi(), stages)
+    account = Account(state.ledger, state.pricing)
+    chat = Pipeline(ChatApi(state.images.inline), stages, account)
+    embeddings = Pipeline(EmbeddingsApi(), stages, account)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
-    messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages)
+    messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages, account)
 
     models = _models_endpoint(state)
 
@@ -214,10 +226,10 @@ def _admin_routes(state: CoreState) -> list[Route]:
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     async def metrics(request: Request) -> Response:
-        return Response(
-            render_metrics(state.store, state.breakers, state.entries()),
-            media_type="text/plain; version=0.0.4",
-        )
+        text = render_metrics(state.store, state.breakers, state.entries())
+        if state.ledger is not None:
+            text += ("\n".join(state.ledger.metrics()) + "\n").encode()
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     return [
         Route("/healthz", _healthz, methods=["GET"]),

@@ -40,7 +40,12 @@ _DROP_RESPONSE_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 )
 # Client headers that carry API semantics the core needs; nothing else crosses the hop.
-_FORWARD_REQUEST_HEADERS = ("anthropic-version", "anthropic-beta", "idempotency-key")
+_FORWARD_REQUEST_HEADERS = (
+    "anthropic-version",
+    "anthropic-beta",
+    "idempotency-key",
+    "x-interlock-tags",  # billing tags: the core validates them and the ledger records them
+)
 
 
 def _core_unavailable() -> GatewayError:

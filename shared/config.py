@@ -36,6 +36,7 @@ from shared.config_edge import (
     load_edge_config,
 )
 from shared.config_file import PathLike, read_config_file
+from shared.config_ledger import LedgerConfig, parse_ledger
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
@@ -108,6 +109,8 @@ class Config(EdgeTierConfig):
     limits: LimitsConfig = LimitsConfig({}, {})
     prices: PricesConfig = field(default_factory=PricesConfig)
     budgets: tuple[BudgetConfig, ...] = ()
+    # Off for a Config built by hand; parse_config reads the `ledger:` section (on by default).
+    ledger: LedgerConfig = field(default_factory=lambda: LedgerConfig(enabled=False))
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -173,6 +176,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         limits=_limits(core.get("limits")),
         prices=parse_prices(core.get("prices")),
         budgets=parse_budgets(core.get("budgets"), frozenset((*models, *aliases))),
+        ledger=parse_ledger(core.get("ledger"), edge["state_dir"]),
     )
 
 

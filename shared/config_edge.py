@@ -257,6 +257,7 @@ CORE_SECTIONS = (
     "limits",
     "prices",
     "budgets",
+    "ledger",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

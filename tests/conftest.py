@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
@@ -38,6 +39,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the session; `postgres.database()` gives a test its own DB."""
+    server = PostgresServer().start()
+    yield server
+    server.remove()
 
 
 def gateway_overrides(fake: FakeOpenAI, closed_port: int) -> dict[str, object]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import ConfigError, load_config
+from shared.config_ledger import parse_ledger
 
 BASE = """
 providers:
@@ -156,3 +157,23 @@ def test_the_documented_example_config_is_valid() -> None:
     config = load_config(example, env={"INTERLOCK_HOP_SECRET": "s" * 40, "OPENAI_API_KEY": "sk-x"})
     assert config.models["gpt-4o-mini"].tiers["free"][0].provider == "mock"
     create_app(config)
+
+
+def test_the_ledger_section_defaults_to_sqlite_under_the_state_dir_and_names_bad_keys(
+    tmp_path: Path,
+) -> None:
+    ledger = parse_ledger(None, tmp_path)
+    assert ledger.enabled and ledger.url == f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    assert ledger.spill_dir == str(tmp_path / "ledger-spill")
+    secret = parse_ledger({"url": "postgresql://u:hunter2@db/x"}, tmp_path)
+    assert "hunter2" not in repr(secret)
+    for raw, key in [
+        ({"url": "mysql://db"}, "ledger.url"),
+        ({"partition": "week"}, "ledger.partition"),
+        ({"retention": "2h"}, "ledger.retention"),
+        ({"flush_interval": "0s"}, "ledger.flush_interval"),
+        ({"queue_max": 0}, "ledger.queue_max"),
+        ({"batch_sise": 10}, "ledger.batch_sise"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            parse_ledger(raw, tmp_path)

@@ -126,6 +126,8 @@ def test_unpriced_models_reserve_by_default_and_are_marked() -> None:
     assert not pricing.refuses(unknown)
     assert pricing.cost(unknown, UsageSplit(input=10**6)) == Cost(10_000, None, unpriced=True)
     assert pricing.estimate(unknown, 10, 10) == Cost(10_000, None, unpriced=True, estimated=True)
+    # The fixed charge is for work done: a request that used nothing (failed) costs nothing.
+    assert pricing.cost(unknown, UsageSplit()) == Cost(0, None, unpriced=True)
 
 
 def test_unpriced_policy_per_provider_and_per_model() -> None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from core.api.tags import HEADER as TAGS_HEADER
+from core.api.tags import parse_tags
+from core.ledger.record import Tags
 from core.state.store import Store
 from shared import hop
 from shared.errors import GatewayError
@@ -33,6 +36,9 @@ class Caller:
     tier: str
     request_id: str
     allows: Callable[[str], bool]
+    # Billing tags (sorted key=value pairs, validated and bounded) the ledger records: one
+    # tenant key billed per project, department or end customer.
+    tags: Tags = ()
 
 
 def _unauthorized() -> GatewayError:
@@ -90,6 +96,7 @@ class HopVerifier:
             tier=identity.tier,
             request_id=request_id,
             allows=self._matcher(identity.models),
+            tags=parse_tags(headers.get(TAGS_HEADER)),
         )
         return caller, body
 

@@ -11,13 +11,17 @@ class of a request no target served (`timeout` for the request's deadline, too).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from core.api.identity import Caller
+from core.ledger.record import LedgerRecord
 from core.limits.tenant import Admission
 from core.observe.usagelog import USAGE_LOG, bounded_name
-from core.providers.adapters.base import ProviderError
+from core.providers.adapters.base import ProviderError, Target
+from core.spend.cost import Cost, Pricing
+from core.spend.usage import UsageSplit
 from shared.errors import UpstreamTarget
 
 # The usage line's outcome for a request whose client left (core.api.relay writes the same).
@@ -119,3 +123,60 @@ def _log(
         "ts": round(time.time(), 3),
     }
     USAGE_LOG.write(line)
+
+
+def key_id(target: UpstreamTarget | None) -> str | None:
+    """A stable id of the provider key that served (a short digest, never the key): which key
+    was billed, for reconciling against a provider's invoice."""
+    key = getattr(target, "api_key", None)
+    if not key:
+        return None
+    return "k_" + hashlib.sha256(key.reveal().encode()).hexdigest()[:16]
+
+
+def cost_of(pricing: Pricing | None, target: UpstreamTarget | None, usage: UsageSplit) -> Cost:
+    """What the request cost; never a silent $0: without a pricing (or a target that can be
+    priced) the record says `unpriced`."""
+    if pricing is None:
+        return Cost(0, None, unpriced=True)
+    if not isinstance(target, Target):
+        return Cost(0, None, unpriced=usage.input_total + usage.output > 0)
+    return pricing.cost(target, usage)
+
+
+def ledger_record(
+    caller: Caller,
+    api: str,
+    requested_model: str,
+    served: tuple[UpstreamTarget | None, int],
+    usage: dict[str, Any] | None,
+    status: str,
+    timing: tuple[float, float | None],
+    pricing: Pricing | None,
+) -> LedgerRecord:
+    """The request's one ledger record. `served`: the target (None when none answered) and
+    the attempts made; `timing`: when the request started and, for a stream, when its first
+    chunk was in hand (perf_counter seconds)."""
+    target, attempts = served
+    started, first_chunk = timing
+    split = UsageSplit.from_usage(usage)
+    cost = cost_of(pricing, target, split)
+    return LedgerRecord(
+        request_id=caller.request_id,
+        ts=time.time(),
+        tenant=caller.tenant,
+        tags=caller.tags,
+        api=api,
+        requested_model=bounded_name(requested_model) or "",
+        served_model=bounded_name(target.model) if target else None,
+        provider=target.provider.name if target else None,
+        key_id=key_id(target),
+        usage=split,
+        cost_micros=cost.micros,
+        price_version=cost.price_version,
+        unpriced=cost.unpriced,
+        outcome=status,
+        attempts=attempts,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        ttft_ms=round((first_chunk - started) * 1000, 2) if first_chunk is not None else None,
+    )

@@ -49,6 +49,7 @@ class Exchange(Generic[Q, S, R]):
         "body",
         "caller",
         "cost",
+        "first_chunk",
         "http",
         "outcome",
         "payload",
@@ -82,6 +83,7 @@ class Exchange(Generic[Q, S, R]):
         self.started = time.perf_counter()  # the usage log's duration_ms counts from here
         self.admission: Admission | None = None  # set once admitted: from then on, accounted
         self.accounted = False  # the account stage has run (it runs at most once)
+        self.first_chunk: float | None = None  # a stream's first chunk in hand (perf_counter)
         self.usage: dict[str, Any] | None = None
         self.response: Response | None = None
         self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)

@@ -14,12 +14,14 @@ Dispatcher, the limiter) and called with the request's Exchange; the API's part 
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any, Protocol
 
 from core.api.validate import parse_json_object
-from core.budgets.ask import TAGS_HEADER, BudgetAsk, budget_ask
+from core.budgets.ask import BudgetAsk, budget_ask
 from core.budgets.enforce import BudgetDowngrade
+from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
@@ -30,7 +32,7 @@ from core.routing.registry import ModelRegistry
 from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
-from shared.errors import GatewayError
+from shared.errors import GatewayError, UpstreamTarget
 
 AnyExchange = Exchange[Any, Any, Any]
 
@@ -130,9 +132,10 @@ class Dispatch:
     async def __call__(self, x: AnyExchange) -> None:
         ask = None
         if self._dispatcher.budgets is not None and self._dispatcher.budgets.enabled:
-            tags = x.http.headers.get(TAGS_HEADER)
-            model = x.request.model
-            ask = budget_ask(x.caller.tenant, x.caller.request_id, model, x.payload, x.tokens, tags)
+            caller, model = x.caller, x.request.model
+            ask = budget_ask(
+                caller.tenant, caller.request_id, model, x.payload, x.tokens, caller.tags
+            )
         try:
             await self._run(x, ask)
         except BudgetDowngrade as downgrade:
@@ -154,6 +157,8 @@ class Dispatch:
         x.result, x.outcome = await self._dispatcher.run(
             x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream, budget=ask
         )
+        if x.request.stream:  # dispatched until the first chunk is in hand: the ledger's TTFT
+            x.first_chunk = time.perf_counter()
 
 
 class Encode:
@@ -174,14 +179,44 @@ class Encode:
 
 
 class Account:
-    """Closes an admitted request exactly once: one usage line (never any content), and its
-    token reservations (the tenant's, the key's) settled to what was used. A complete answer
-    is accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
+    """Closes an admitted request exactly once: one usage line (never any content), one ledger
+    record (with its cost, from the `pricing` built at start-up; core.ledger), and its token
+    reservations (the tenant's, the key's) settled to what was used. A complete answer is
+    accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
     leaves; a request that ended before admission has nothing to account. A stream's end also
     settles the serving target's breaker verdict (core.resilience.lease): its outcome is known
     only then."""
 
     name = "account"
+
+    def __init__(self, ledger: Ledger | None = None, pricing: Pricing | None = None) -> None:
+        self._ledger = ledger
+        self._pricing = pricing
+
+    def _record(
+        self,
+        x: AnyExchange,
+        target: UpstreamTarget | None,
+        attempts: int,
+        usage: dict[str, Any] | None,
+        status: str,
+    ) -> None:
+        """The request's ledger record, handed to the writer (a deque append, no I/O)."""
+        if self._ledger is None:
+            return
+        timing = (x.started, x.first_chunk)
+        self._ledger.append(
+            accounting.ledger_record(
+                x.caller,
+                x.spec.api,
+                x.request.model,
+                (target, attempts),
+                usage,
+                status,
+                timing,
+                self._pricing,
+            )
+        )
 
     def served(
         self,
@@ -197,6 +232,7 @@ class Account:
         accounting.record(
             x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission
         )
+        self._record(x, x.outcome.target, x.outcome.attempts, usage, status)
 
     def failed(self, x: AnyExchange, error: ProviderError) -> None:
         """No target served: the failure is logged and nothing reserved is kept. The error
@@ -205,6 +241,7 @@ class Account:
             return
         x.accounted = True
         accounting.record_failure(x.caller, x.request.model, error, x.started, x.admission)
+        self._record(x, error.target, error.attempts, None, error.failure_class)
         error.headers["x-interlock-attempts"] = str(error.attempts)
         error.headers.update(x.admission.headers)
 
@@ -219,6 +256,7 @@ class Account:
             return
         x.accounted = True
         accounting.record_cancelled(x.caller, x.request.model, x.started, x.admission)
+        self._record(x, None, 0, None, accounting.CANCELLED)
 
     def released(self, x: AnyExchange) -> None:
         """Ended by something else (an image that could not be fetched, a bug): nothing was
@@ -234,6 +272,15 @@ class Account:
                 outcome.lease.settle(0)
             if outcome.budget is not None:
                 outcome.budget.release()
+        if outcome is None:
+            self._record(x, None, 0, None, RELEASED)
+        else:
+            self._record(x, outcome.target, outcome.attempts, None, RELEASED)
+
+
+# The ledger's outcome for a request ended by something other than an upstream (an image that
+# could not be fetched): nothing was used or billed.
+RELEASED = "error"
 
 
 def _served_by(x: AnyExchange) -> Outcome | None:

@@ -148,8 +148,9 @@ class CataloguePricing:
     def cost(self, target: Target, usage: UsageSplit) -> Cost:
         price = self.price(target)
         rates = price.rates(usage.input_total)
-        if rates is None:
-            return Cost(price.reserve, None, unpriced=True, estimated=usage.estimated)
+        if rates is None:  # the operator's fixed charge, for work done: a failure costs nothing
+            charge = price.reserve if usage.input_total or usage.output else 0
+            return Cost(charge, None, unpriced=True, estimated=usage.estimated)
         micros = _round(rates.micro_millions(usage))
         return Cost(micros, price.version, estimated=usage.estimated)
 

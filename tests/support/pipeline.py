@@ -15,6 +15,7 @@ from starlette.types import Receive
 
 from core.api.identity import Caller
 from core.api.relay import OpenAIStreamEncoder, relay
+from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.pipeline import Account, Exchange, Pipeline, standard_stages
 from core.pipeline.exchange import json_response, sse_response
@@ -25,6 +26,7 @@ from core.resilience.dispatch import Dispatcher
 from core.resilience.key_pools import KeyPools
 from core.resilience.latency import LatencyTracker
 from core.routing.registry import ModelRegistry, Route
+from core.spend.cost import Pricing
 from core.state.store import MemoryStore
 from shared.config import LimitsConfig, RateLimit, ResilienceConfig, load_config
 from tests.support.providers import providers_of
@@ -103,7 +105,8 @@ class FakeApi:
 class CountingAccount(Account):
     """The real account stage, recording every call made to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None, pricing: Pricing | None = None) -> None:
+        super().__init__(ledger, pricing)
         self.calls: list[tuple[str, str]] = []
 
     def served(

@@ -1,0 +1,24 @@
+"""Time partitions of the raw records (a day or a calendar month, UTC) and the rollup grains.
+
+A partition is an integer: days or months since the epoch, so both stores name, create and
+drop the same periods, and a record's period follows from its own timestamp (a replayed record
+lands in the partition it was first written to). A period ends where the next begins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+GRAINS = {"minute": 60, "hour": 3600, "day": 86400}  # rollup grains, in seconds
+_DAY = 86400
+
+
+def period_of(ts: float, partition: str) -> int:
+    if partition == "day":
+        return int(ts // _DAY)
+    moment = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return (moment.year - 1970) * 12 + moment.month - 1
+
+
+def bucket(ts: float, grain_s: int) -> int:
+    return int(ts // grain_s) * grain_s

@@ -1,0 +1,132 @@
+"""The embedded ledger store: one SQLite file (the default; `make run` uses it).
+
+sqlite3 blocks, so every call runs on one dedicated thread that owns the connection (never
+on the event loop). Partitioning: a `period` column (day or month number, core.ledger.periods)
+with an index; retention deletes whole periods at once. One table per period would make a
+query over a range a UNION of tables; a column keeps one table and the same SQL as PostgreSQL
+(core.ledger.query), and a whole-period delete is one indexed range delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.ledger import query as q
+from core.ledger.codec import COLUMNS, row
+from core.ledger.periods import period_of
+from core.ledger.record import LedgerRecord
+from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
+from core.ledger.store import UsagePage, UsageQuery
+
+T = TypeVar("T")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS ledger_records (
+    request_id TEXT PRIMARY KEY, period INTEGER NOT NULL, {", ".join(COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS ledger_records_period ON ledger_records (period);
+CREATE INDEX IF NOT EXISTS ledger_records_tenant_ts ON ledger_records (tenant, ts);
+CREATE TABLE IF NOT EXISTS ledger_rollups (
+    {", ".join(f"{c} {'INTEGER' if c == 'bucket' else 'TEXT'} NOT NULL" for c in KEY_COLUMNS)},
+    {", ".join(f"{c} INTEGER NOT NULL" for c in SUM_COLUMNS)},
+    PRIMARY KEY ({", ".join(KEY_COLUMNS)})
+) WITHOUT ROWID;
+"""
+_INSERT = (
+    f"INSERT INTO ledger_records (request_id, period, {', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (request_id) DO NOTHING"
+)
+_UPSERT = (
+    f"INSERT INTO ledger_rollups ({', '.join(KEY_COLUMNS + SUM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(SUM_COLUMNS)))}) "
+    f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+)
+DIALECT = q.Dialect(param=lambda i, kind: "?", floor_int=lambda e: f"CAST({e} AS INTEGER)")
+
+
+class SqliteStore:
+    def __init__(self, path: Path, partition: str = "day") -> None:
+        self._path = path
+        self._partition = partition
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._db is None:
+                raise RuntimeError("the ledger store is not open")
+            return fn(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            if self._db is not None:
+                return
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def write(self, records: Sequence[LedgerRecord]) -> int:
+        partition = self._partition
+
+        def write(db: sqlite3.Connection) -> int:
+            inserted = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for r in records:
+                    cursor = db.execute(
+                        _INSERT, (r.request_id, period_of(r.ts, partition), *row(r))
+                    )
+                    if cursor.rowcount == 1:
+                        inserted.append(r)
+                db.executemany(_UPSERT, [(*key, *sums) for key, sums in deltas(inserted)])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return len(inserted)
+
+        return await self._call(write)
+
+    async def usage(self, query: UsageQuery) -> UsagePage:
+        sql = q.build(query, DIALECT)
+
+        def fetch(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return db.execute(sql.text, sql.args).fetchall()
+
+        page, cursor = q.rows(sql, await self._call(fetch), query.limit)
+        return UsagePage(page, cursor)
+
+    async def drop_before(self, cutoff: float) -> int:
+        """Deletes the periods that end at or before `cutoff`; returns how many there were."""
+        # Every period before the cutoff's own ends at or before the cutoff.
+        last = period_of(cutoff, self._partition)
+
+        def drop(db: sqlite3.Connection) -> int:
+            sql = "SELECT COUNT(DISTINCT period) FROM ledger_records WHERE period < ?"
+            (count,) = db.execute(sql, (last,)).fetchone()
+            db.execute("DELETE FROM ledger_records WHERE period < ?", (last,))
+            return int(count)
+
+        return await self._call(drop)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)
