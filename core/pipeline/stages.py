@@ -3,13 +3,14 @@ dispatch, encode; then account, which closes every admitted request exactly once
 
 Each stage is an object built once at start-up (holding what it needs: the registry, the
 Dispatcher, the limiter) and called with the request's Exchange; the API's part comes from
-`x.spec` (core.pipeline.api). Where later concerns join, each in one place for every API:
+`x.spec` (core.pipeline.api). Each concern joins in one place for every API:
 
-- a response cache and request coalescing: a stage between plan and admit (a hit needs no
-  admission and no upstream);
-- budget reservation: at admit, beside the rate-limit reservation, settled by account;
-- cost: at account, from the usage and the target that served;
-- spans: around each stage, in the runner's loop (core.pipeline.run).
+- spend: unpriced targets dropped at plan (core.spend.refusal), budgets reserved per attempt in
+  dispatch (core.budgets, through the leased attempt), the cost to the client at encode
+  (core.spend.quote), the ledger record and every settlement at account (core.ledger);
+- still to come: a response cache and request coalescing as a stage between plan and admit (a
+  hit needs no admission and no upstream), and spans around each stage in the runner's loop
+  (core.pipeline.run).
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ def standard_stages(
         Resolve(registry),
         Plan(dispatcher, pricing),
         # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
-        Admit(limiter),  # budget reservation belongs beside the rate-limit reservation
-        Dispatch(dispatcher, registry),
+        Admit(limiter),
+        Dispatch(dispatcher, registry),  # budgets: reserved per attempt, downgrades re-routed
         Encode(pricing),
-    )  # then Account (the runner's), where cost joins the usage record
+    )  # then Account (the runner's): usage line, ledger record, settlements
