@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -74,33 +75,13 @@ def dumps(r: LedgerRecord) -> bytes:
     return orjson.dumps(values) + b"\n"
 
 
+# The spill line's keys are the dataclasses' field names: read back by name, written once.
+_USAGE_FIELDS = tuple(f.name for f in fields(UsageSplit))
+_RECORD_FIELDS = tuple(f.name for f in fields(LedgerRecord) if f.name not in ("usage", "tags"))
+
+
 def loads(line: bytes) -> LedgerRecord:
     v = orjson.loads(line)
-    usage = UsageSplit(
-        input=v["input"],
-        cache_read=v["cache_read"],
-        cache_write_5m=v["cache_write_5m"],
-        cache_write_1h=v["cache_write_1h"],
-        output=v["output"],
-        reasoning=v["reasoning"],
-        estimated=v["estimated"],
-    )
-    return LedgerRecord(
-        request_id=v["request_id"],
-        ts=v["ts"],
-        tenant=v["tenant"],
-        tags=tuple((str(k), str(val)) for k, val in v["tags"]),
-        api=v["api"],
-        requested_model=v["requested_model"],
-        served_model=v["served_model"],
-        provider=v["provider"],
-        key_id=v["key_id"],
-        usage=usage,
-        cost_micros=v["cost_micros"],
-        price_version=v["price_version"],
-        unpriced=v["unpriced"],
-        outcome=v["outcome"],
-        attempts=v["attempts"],
-        latency_ms=v["latency_ms"],
-        ttft_ms=v["ttft_ms"],
-    )
+    usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS})
+    tags = tuple((str(k), str(val)) for k, val in v["tags"])
+    return LedgerRecord(usage=usage, tags=tags, **{name: v[name] for name in _RECORD_FIELDS})
