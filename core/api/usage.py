@@ -105,23 +105,24 @@ def _limit(value: str | None) -> int:
     return int(value)
 
 
-def _tenant(caller: Caller, requested: str | None) -> str | None:
-    """The tenant the query is scoped to: the caller's own for a tenant token (naming any
-    other is a 403), the requested one or every tenant (None) for an operator."""
-    if caller.admin:
+def _tenant(own: str | None, requested: str | None) -> str | None:
+    """The tenant the query is scoped to: the caller's `own` for a tenant token (naming any
+    other is a 403), the requested one or every tenant (None) for an operator (`own` None)."""
+    if own is None:
         return requested
-    if requested is not None and requested != caller.tenant:
+    if requested is not None and requested != own:
         raise GatewayError(
             403,
             "tenant: a tenant token reads only its own tenant's usage",
             param="tenant",
             code="cross_tenant_forbidden",
         )
-    return caller.tenant
+    return own
 
 
-def parse_query(params: Mapping[str, str], caller: Caller, now: float) -> UsageQuery:
-    """The UsageQuery the parameters ask for, or a 400/403 naming the parameter."""
+def parse_query(params: Mapping[str, str], own: str | None, now: float) -> UsageQuery:
+    """The UsageQuery the parameters ask for, or a 400/403 naming the parameter. `own`: the
+    tenant token's tenant, or None for an operator (admin token, or the CLI)."""
     for name, value in params.items():
         if name not in PARAMS:
             raise invalid(name, "unknown parameter")
@@ -134,7 +135,7 @@ def parse_query(params: Mapping[str, str], caller: Caller, now: float) -> UsageQ
     query = UsageQuery(
         start=start,
         end=end,
-        tenant=_tenant(caller, params.get("tenant")),
+        tenant=_tenant(own, params.get("tenant")),
         group_by=_group_by(params.get("group_by")),
         filters=_filters(params),
         limit=_limit(params.get("limit")),
@@ -243,7 +244,7 @@ class UsageApi:
         if len(params) != len(request.query_params.multi_items()):
             name = _repeated(request.query_params.multi_items())
             raise invalid(name, "given more than once")
-        query = parse_query(params, caller, time.time())
+        query = parse_query(params, None if caller.admin else caller.tenant, time.time())
         wants_csv = _wants_csv(request, params)
         page, totals = await self._read(query)
         headers = {"x-request-id": caller.request_id}
