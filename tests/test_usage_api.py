@@ -6,6 +6,7 @@ tenant and exports CSV, totals equal the raw records, and bad parameters are 400
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sqlite3
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 import pytest
 
 from core.ops.cli import main
-from core.ops.keys import issue_token
+from core.ops.keys import load_signing_key
 from tests.support import hop_client, raw
 from tests.support.ledger_load import sqlite_rows
 from tests.support.sdk import client
@@ -72,7 +74,12 @@ def usage(stack: Stack, token: str, accept: str = "", **params: Any) -> raw.RawR
 
 
 def admin_token(stack: Stack) -> str:
-    return issue_token(stack.config.auth, "ops", 600, admin=True)
+    """An operator token, as an operator gets one: `interlock token issue --admin`."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        args = ["--tenant", "ops", "--models", "*", "--ttl", "10m", "--admin"]
+        assert main(["--config", str(stack.config_path), "token", "issue", *args]) == 0
+    return out.getvalue().strip()
 
 
 def sums(rows: list[sqlite3.Row]) -> dict[str, int]:
@@ -229,3 +236,21 @@ def test_the_cli_prints_the_same_report_from_the_sqlite_file(
     ]
     assert main([*config, "usage", "--group-by", "week"]) == 2
     assert "--group-by" in capsys.readouterr().err
+
+
+def test_an_admin_claim_that_is_not_true_or_false_is_refused(stack: Stack) -> None:
+    """Only a boolean `admin` claim counts: a truthy string is a 401, never an operator."""
+    private, alg, kid = load_signing_key(stack.config.auth)
+    now = int(time.time())
+    claims = {
+        "iss": stack.config.auth.issuer,
+        "aud": stack.config.auth.audience,
+        "sub": B,
+        "iat": now,
+        "exp": now + 300,
+        "jti": "forged-admin",
+        "admin": "true",
+    }
+    token = jwt.encode(claims, private, algorithm=alg, headers={"kid": kid})
+    answer = usage(stack, token, group_by="tenant")
+    assert answer.status == 401 and b"admin" in answer.body

@@ -1,7 +1,7 @@
 """`interlock`: keys, tenant tokens, and running the stack.
 
 interlock keys init [--alg ES256|EdDSA] [--force]
-interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs 10.0.0.0/8]
+interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs ...] [--admin]
 interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
@@ -76,7 +76,10 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     models = _list(args.models, "--models")
     _check_tier(config.limits, args.tenant, args.tier)
     cidrs = _list(args.cidrs, "--cidrs")
-    print(issue_token(config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs))
+    token = issue_token(
+        config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs, admin=args.admin
+    )
+    print(token)
     return 0
 
 
@@ -309,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--tier", help="rate-limit/budget tier (one of limits.tiers)")
     issue.add_argument("--cidrs", help="comma-separated client networks, e.g. 10.0.0.0/8")
+    issue.add_argument(
+        "--admin", action="store_true", help="an operator token: reads every tenant's usage"
+    )
     issue.set_defaults(func=cmd_token_issue)
 
     revoke = token.add_parser("revoke", help="revoke one token (jti) or a tenant's tokens")
