@@ -191,6 +191,8 @@ def test_an_operator_sees_every_tenant_filters_by_one_and_exports_csv(stack: Sta
         ({"group_by": "tag:a,tag:b"}, "group_by"),
         ({"limit": "0"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "\u00b2"}, "limit"),
+        ({"start": "0001-01-01T00:00:00+01:00"}, "start"),
         ({"cursor": "not-a-cursor", "group_by": "model"}, "cursor"),
         ({"tag": "project"}, "tag"),
         ({"format": "xml"}, "format"),

@@ -100,7 +100,7 @@ def _filters(params: Mapping[str, str]) -> dict[str, str]:
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit(), but int() refuses it
         raise invalid("limit", "expected a whole number from 1 to 1000")
     return int(value)
 
@@ -125,7 +125,7 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     tenant token's tenant, or None for an operator (admin token, or the CLI)."""
     for name, value in params.items():
         if name not in PARAMS:
-            raise invalid(name, "unknown parameter")
+            raise invalid(name[:64], "unknown parameter")
         if len(value) > MAX_VALUE_CHARS:
             raise invalid(name, f"longer than {MAX_VALUE_CHARS} characters")
     day = now // _DAY_S * _DAY_S
