@@ -256,3 +256,8 @@ def test_an_admin_claim_that_is_not_true_or_false_is_refused(stack: Stack) -> No
     token = jwt.encode(claims, private, algorithm=alg, headers={"kid": kid})
     answer = usage(stack, token, group_by="tenant")
     assert answer.status == 401 and b"admin" in answer.body
+
+
+def test_an_oversized_query_string_is_refused_at_the_edge(stack: Stack) -> None:
+    answer = usage(stack, stack.token(A), group_by="model", tag="k:" + "v" * 5000)
+    assert answer.status == 400 and answer.json()["error"]["code"] == "query_too_long"
