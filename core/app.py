@@ -18,6 +18,7 @@ from core.api.identity import Caller, HopVerifier
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
+from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.settle import BudgetSettler
@@ -94,9 +95,9 @@ class CoreState:
         self.images = ImageFetcher.from_config(config.core)
         # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
         ledger = config.ledger
-        self.ledger = (
-            Ledger(store_for(ledger.url, ledger.partition), ledger) if ledger.enabled else None
-        )
+        # The writer owns the store; the usage API (core.api.usage) only reads from it.
+        self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
+        self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
 
     def entries(self) -> dict[str, int]:
         """Sizes of the per-target structures, for /metrics (each is bounded)."""
@@ -169,12 +170,14 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages, account)
 
     models = _models_endpoint(state)
+    usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
 
     public = [
         Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
         Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
         Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
+        Route("/v1/usage", authenticated(usage), methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
+import yarl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -45,6 +46,7 @@ _FORWARD_REQUEST_HEADERS = (
     "anthropic-beta",
     "idempotency-key",
     "x-interlock-tags",  # billing tags: the core validates them and the ledger records them
+    "accept",  # GET /v1/usage answers CSV for Accept: text/csv
 )
 
 
@@ -146,6 +148,7 @@ class EdgeState:
             token.tier,
             token.models,
             hop.expires_at(token.expires_at, self.token_leeway_s),
+            token.admin,
         )
         credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
         headers = {
@@ -192,7 +195,7 @@ class EdgeState:
         left for the next only while it cannot have acted on the request (edge/corecall.py);
         a pool of one gets a second try on a new connection (its pooled one may have been
         closing). Later attempts never reuse pooled connections."""
-        path: str = request.scope["path"]
+        path = request.scope["path"] + _forwarded_query(request)
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             session = self.session if attempt == 0 else self.fresh
@@ -212,6 +215,26 @@ class EdgeState:
             self.replicas.succeeded(url)
             return upstream
         raise _core_unavailable()
+
+
+# The usage API's parameters are short; a longer query string is refused, never relayed.
+MAX_QUERY_CHARS = 4096
+
+
+def _forwarded_query(request: Request) -> str:
+    """The client's query string (GET routes only, e.g. /v1/usage), canonically re-encoded
+    (yarl's quoting, the same aiohttp applies when it sends the URL), so the bytes the core
+    receives are the ones the hop credential was signed over; "" when there is none."""
+    if request.method != "GET" or not request.scope.get("query_string"):
+        return ""
+    if len(request.scope["query_string"]) > MAX_QUERY_CHARS:
+        raise GatewayError(
+            400,
+            f"the query string is longer than {MAX_QUERY_CHARS} characters",
+            code="query_too_long",
+        )
+    query = yarl.URL("/").with_query(list(request.query_params.multi_items())).raw_query_string
+    return f"?{query}" if query else ""
 
 
 def _nobody_listening() -> None:
@@ -338,6 +361,7 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
         Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
+        Route("/v1/usage", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)

@@ -38,6 +38,7 @@ class VerifiedToken:
     token_id: str  # jti and iat: what the revocation list is checked against, every request
     issued_at: float
     cidrs: tuple[claims.Network, ...] | None  # the `cidrs` claim; None = any address
+    admin: bool = False  # the `admin` claim: an operator (sees every tenant's usage)
 
 
 def _denied(message: str, code: str = "invalid_api_key") -> GatewayError:
@@ -201,6 +202,9 @@ class TokenVerifier:
         if not claims.valid_name(tier, claims.MAX_TIER_LENGTH):
             raise _denied("the token's tier claim is invalid")
         patterns = _models(payload.get(claims.MODELS))
+        admin = payload.get(claims.ADMIN, False)
+        if not isinstance(admin, bool):  # strictly true or false: never a truthy string
+            raise _denied("the token's admin claim must be true or false")
         return VerifiedToken(
             tenant=tenant,
             tier=tier,
@@ -210,6 +214,7 @@ class TokenVerifier:
             token_id=token_id,
             issued_at=float(iat),
             cidrs=_cidrs(payload.get(claims.CIDRS)),
+            admin=admin,
         )
 
 

@@ -21,6 +21,8 @@ TOKEN_ID = "jti"
 MODELS = "models"  # list of allowed model names or glob patterns; absent = all models
 TIER = "tier"  # rate/budget tier name; absent = "default"
 CIDRS = "cidrs"  # optional list of client networks (CIDR) the token may be used from
+# true: an operator token (`interlock token issue --admin`): reads every tenant's usage.
+ADMIN = "admin"
 
 REQUIRED = (EXPIRES, ISSUED_AT, ISSUER, AUDIENCE, SUBJECT, TOKEN_ID)
 

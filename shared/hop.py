@@ -3,12 +3,13 @@
 The core must never trust tenant identity from plain headers: a client could send them. The edge
 sends the identity in ONE header, `x-interlock-hop: v2.<payload>.<mac>`:
 
-- `payload` is base64url(orjson({tenant, tier, models, exp, iat, nonce, body})). Encoding the
+- `payload` is base64url(orjson({tenant, tier, models, exp, admin, iat, nonce, body})). Encoding the
   identity as JSON inside base64url means any `sub`/`tier` string the token may carry (any
   Unicode, spaces, CR, NUL, DEL) crosses the hop byte-exact; raw header values could not (aiohttp
   refuses control characters, the core decodes headers as latin-1 and strips spaces).
 - `mac` is base64url(HMAC-SHA256(secret, "v2\\n" method "\\n" path "\\n" request-id "\\n"
-  payload)): the credential is bound to the method, the path, the request id (kept in its own
+  payload)): the credential is bound to the method, the path (with its query string, if
+  any: `/v1/usage?...`), the request id (kept in its own
   `x-request-id` header), the token's expiry, the time it was signed, a random nonce and the
   sha256 of the exact body bytes. The core checks all of them, then claims the nonce once in
   the state store, so a captured credential cannot be replayed, not even with the same body.
@@ -58,6 +59,7 @@ class HopIdentity:
     tier: str
     models: str  # comma-separated allowed-model patterns from the token; "*" = any
     expires_at: int  # the edge's last second of trust in the token (exp + its leeway)
+    admin: bool = False  # an operator token (the usage API's every-tenant view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ def sign(
         "tier": identity.tier,
         "models": identity.models,
         "exp": identity.expires_at,
+        "admin": identity.admin,
         "iat": int(time.time() if now is None else now),
         "nonce": nonce or os.urandom(_NONCE_CHARS // 2).hex(),
         "body": body_digest(body),
@@ -173,7 +176,10 @@ def _claims(raw: Any) -> HopClaims | None:
         return None
     if not (isinstance(digest, str) and len(digest) == _DIGEST_CHARS):
         return None
-    return HopClaims(HopIdentity(tenant, tier, models, exp), iat, nonce, digest)
+    admin = raw.get("admin", False)
+    if not isinstance(admin, bool):
+        return None
+    return HopClaims(HopIdentity(tenant, tier, models, exp, admin), iat, nonce, digest)
 
 
 def _time(value: Any) -> TypeGuard[int]:

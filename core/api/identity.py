@@ -39,6 +39,7 @@ class Caller:
     # Billing tags (sorted key=value pairs, validated and bounded) the ledger records: one
     # tenant key billed per project, department or end customer.
     tags: Tags = ()
+    admin: bool = False  # an operator token: the usage API's every-tenant view
 
 
 def _unauthorized() -> GatewayError:
@@ -47,6 +48,14 @@ def _unauthorized() -> GatewayError:
         "missing or invalid hop credential: call the gateway through its edge",
         code="invalid_hop_credential",
     )
+
+
+def signed_path(request: Request) -> str:
+    """What the hop credential is bound to: the path and, when there is one, the raw query
+    string (the usage API's parameters), so no parameter can be changed in transit."""
+    query: bytes = request.scope.get("query_string", b"")
+    path: str = request.scope["path"]
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def _deny_all(name: str) -> bool:
@@ -68,11 +77,7 @@ class HopVerifier:
         if request_id is None or not hop.valid_request_id(request_id):
             raise _unauthorized()
         claims = hop.authenticate(
-            self._key,
-            headers.get(hop.HOP_HEADER),
-            request.method,
-            request.scope["path"],
-            request_id,
+            self._key, headers.get(hop.HOP_HEADER), request.method, signed_path(request), request_id
         )
         if claims is None:
             raise _unauthorized()
@@ -97,6 +102,7 @@ class HopVerifier:
             request_id=request_id,
             allows=self._matcher(identity.models),
             tags=parse_tags(headers.get(TAGS_HEADER)),
+            admin=identity.admin,
         )
         return caller, body
 

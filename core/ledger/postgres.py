@@ -15,6 +15,7 @@ counts twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -100,13 +101,18 @@ class PostgresStore:
         self._partition = partition
         self._pool: asyncpg.Pool | None = None
         self._periods: set[int] = set()  # partitions known to exist
+        # The writer and the usage API may both open the store: one pool, never two.
+        self._opening = asyncio.Lock()
 
     def __repr__(self) -> str:  # the DSN may carry a password
         return "PostgresStore()"
 
     async def open(self) -> None:
-        if self._pool is not None:
-            return
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await self._connect()
+
+    async def _connect(self) -> asyncpg.Pool:
         pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4, timeout=5)
         try:
             async with pool.acquire() as con, con.transaction():
@@ -117,7 +123,7 @@ class PostgresStore:
         except BaseException:
             await pool.close()
             raise
-        self._pool = pool
+        return pool
 
     def _ready(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -45,7 +45,8 @@ class UsagePage:
 
 class LedgerStore(Protocol):
     async def open(self) -> None:
-        """Connect and create or migrate the schema."""
+        """Connect and create or migrate the schema; idempotent, and safe to call concurrently
+        (the writer opens the store at its first flush, the usage API at its first query)."""
         ...
 
     async def write(self, records: Sequence[LedgerRecord]) -> int:

@@ -1,12 +1,13 @@
 """`interlock`: keys, tenant tokens, and running the stack.
 
 interlock keys init [--alg ES256|EdDSA] [--force]
-interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs 10.0.0.0/8]
+interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs ...] [--admin]
 interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
 interlock check-config            # run the core's start-up checks on interlock.yaml, exit
 interlock prices [--catalogue] [--check]  # target prices; --check: exit 1 if one is unpriced
+interlock usage [--start T] [--end T] [--group-by day,model] [--tenant T] [--csv]  # the ledger
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core.ops.keys import ensure_hop_secret, init_keys, issue_token, secure_state_dir, write_private
 from core.ops.revoke import revoke_tenant, revoke_token
@@ -74,7 +76,10 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     models = _list(args.models, "--models")
     _check_tier(config.limits, args.tenant, args.tier)
     cidrs = _list(args.cidrs, "--cidrs")
-    print(issue_token(config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs))
+    token = issue_token(
+        config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs, admin=args.admin
+    )
+    print(token)
     return 0
 
 
@@ -253,6 +258,31 @@ def cmd_prices(args: argparse.Namespace) -> int:
     return 1 if args.check and unpriced else 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    from core.ops.usage import OPTIONS, report  # opens the ledger store: only this command
+
+    params = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    params["limit"] = str(args.page_size)
+    print(report(_config(args), params, args.csv))
+    return 0
+
+
+def _usage_parser(sub: Any) -> None:
+    usage = sub.add_parser("usage", help="spend and tokens from the ledger (every tenant)")
+    usage.add_argument("--start", help="epoch s or RFC 3339 (default: today 00:00 UTC)")
+    usage.add_argument("--end", help="epoch s or RFC 3339, exclusive (default: tomorrow)")
+    usage.add_argument(
+        "--group-by",
+        help="comma list: minute|hour|day, tenant, model, provider, served_model, tag:<key>",
+    )
+    for name in ("tenant", "model", "provider", "served-model"):
+        usage.add_argument(f"--{name}", help=f"only this {name}")
+    usage.add_argument("--tag", help="only records tagged <key>:<value>")
+    usage.add_argument("--page-size", type=int, default=1000, help=argparse.SUPPRESS)
+    usage.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    usage.set_defaults(func=cmd_usage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="interlock", description="interlock LLM gateway")
     parser.add_argument(
@@ -282,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--tier", help="rate-limit/budget tier (one of limits.tiers)")
     issue.add_argument("--cidrs", help="comma-separated client networks, e.g. 10.0.0.0/8")
+    issue.add_argument(
+        "--admin", action="store_true", help="an operator token: reads every tenant's usage"
+    )
     issue.set_defaults(func=cmd_token_issue)
 
     revoke = token.add_parser("revoke", help="revoke one token (jti) or a tenant's tokens")
@@ -308,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--catalogue", action="store_true", help="also list the catalogue")
     prices.add_argument("--check", action="store_true", help="exit 1 if a target is unpriced")
     prices.set_defaults(func=cmd_prices)
+    _usage_parser(sub)
     return parser
 
 

@@ -156,9 +156,10 @@ def issue_token(
     tier: str | None = None,
     now: float | None = None,
     cidrs: list[str] | None = None,
+    admin: bool = False,
 ) -> str:
     """A signed tenant token. models None: every model (the claim is omitted); an empty list
-    is refused, never widened."""
+    is refused, never widened. `admin`: an operator token (the usage API's every-tenant view)."""
     if ttl_s <= 0 or ttl_s > auth.max_ttl_s:
         raise ValueError(f"ttl must be between 1 s and auth.max_ttl ({int(auth.max_ttl_s)} s)")
     _check_claims(tenant, models, tier, cidrs)
@@ -179,6 +180,8 @@ def issue_token(
         payload[claims.TIER] = tier
     if cidrs is not None:
         payload[claims.CIDRS] = cidrs
+    if admin:
+        payload[claims.ADMIN] = True
     return jwt.encode(payload, private, algorithm=alg, headers={"kid": kid})
 
 
