@@ -1,7 +1,7 @@
 """Billing tags through a real edge and core into the SQLite ledger, with the official SDKs:
 a token's `tags` claim (`interlock token issue --tag`) wins over the request's header and body,
 OpenAI's metadata/user and Anthropic's metadata.user_id become tags, and a token whose tags
-claim is malformed is a 401 at the edge."""
+claim is malformed is a 401 at the edge; `interlock token issue --tag` signs only valid tags."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import anthropic
 import jwt
@@ -18,6 +19,7 @@ import pytest
 from core.ops.keys import issue_token, load_signing_key
 from tests.support.ledger_load import sqlite_rows
 from tests.support.stack import Stack
+from tests.test_token_cli import claims_of, config_file, issue
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -99,3 +101,15 @@ def test_a_malformed_tags_claim_is_a_401_at_the_edge(stack: Stack, tags: object)
     with pytest.raises(openai.AuthenticationError) as error:
         sdk.chat.completions.create(model="mock-1", messages=MESSAGES)  # type: ignore[arg-type]
     assert "tags claim" in str(error.value)
+
+
+def test_the_cli_signs_repeated_tags_and_refuses_what_the_edge_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path)
+    assert issue(path, "--models", "*", "--tag", "project=search", "--tag", "env=prod") == 0
+    assert claims_of(capsys.readouterr().out)["tags"] == {"project": "search", "env": "prod"}
+    too_many = [f"k{i}=v" for i in range(11)]
+    for bad in (["Project=x"], ["project"], ["a=1", "a=2"], ["a=x,y"], too_many):
+        tags = [arg for pair in bad for arg in ("--tag", pair)]
+        assert issue(path, "--models", "*", *tags) == 2
