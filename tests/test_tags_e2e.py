@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from core.ops.keys import issue_token, load_signing_key
+from tests.support.budget_core import BUDGET_CORE
 from tests.support.ledger_load import sqlite_rows
 from tests.support.stack import Stack
 from tests.test_token_cli import claims_of, config_file, issue
@@ -113,3 +114,26 @@ def test_the_cli_signs_repeated_tags_and_refuses_what_the_edge_would(
     for bad in (["Project=x"], ["project"], ["a=1", "a=2"], ["a=x,y"], too_many):
         tags = [arg for pair in bad for arg in ("--tag", pair)]
         assert issue(path, "--models", "*", *tags) == 2
+
+
+def test_a_budget_scoped_by_a_tag_matches_the_token_claim_over_the_header(
+    tmp_path: Path,
+) -> None:
+    budgets = {"billing": {"tags": {"project": "billing"}, "limit": "0.000001"}}
+    budgeted = Stack(tmp_path, {"budgets": budgets}).start(core_app=BUDGET_CORE)
+    try:
+        claimed = tagged_token(budgeted, {"project": "billing"})
+        sdk = openai.OpenAI(base_url=f"{budgeted.edge_url}/v1", api_key=claimed, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as caught:
+            sdk.chat.completions.create(
+                model="mock-1",
+                messages=MESSAGES,  # type: ignore[arg-type]
+                extra_headers={"x-interlock-tags": "project=elsewhere"},
+            )
+        assert caught.value.code == "budget_exceeded"
+        untagged = openai.OpenAI(
+            base_url=f"{budgeted.edge_url}/v1", api_key=budgeted.token(), max_retries=0
+        )
+        untagged.chat.completions.create(model="mock-1", messages=MESSAGES)  # type: ignore[arg-type]
+    finally:
+        budgeted.stop()
