@@ -149,6 +149,7 @@ class EdgeState:
             token.models,
             hop.expires_at(token.expires_at, self.token_leeway_s),
             token.admin,
+            token.tags,
         )
         credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
         headers = {

@@ -39,6 +39,7 @@ class VerifiedToken:
     issued_at: float
     cidrs: tuple[claims.Network, ...] | None  # the `cidrs` claim; None = any address
     admin: bool = False  # the `admin` claim: an operator (sees every tenant's usage)
+    tags: tuple[tuple[str, str], ...] = ()  # the `tags` claim: billing tags, sorted pairs
 
 
 def _denied(message: str, code: str = "invalid_api_key") -> GatewayError:
@@ -205,6 +206,12 @@ class TokenVerifier:
         admin = payload.get(claims.ADMIN, False)
         if not isinstance(admin, bool):  # strictly true or false: never a truthy string
             raise _denied("the token's admin claim must be true or false")
+        tags = claims.parse_tags_claim(payload.get(claims.TAGS, {}))
+        if tags is None:
+            raise _denied(
+                f"the token's tags claim must be an object of at most {claims.MAX_TAGS} tags, "
+                f"{claims.TAG_RULES}"
+            )
         return VerifiedToken(
             tenant=tenant,
             tier=tier,
@@ -215,6 +222,7 @@ class TokenVerifier:
             issued_at=float(iat),
             cidrs=_cidrs(payload.get(claims.CIDRS)),
             admin=admin,
+            tags=tags,
         )
 
 

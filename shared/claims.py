@@ -23,6 +23,9 @@ TIER = "tier"  # rate/budget tier name; absent = "default"
 CIDRS = "cidrs"  # optional list of client networks (CIDR) the token may be used from
 # true: an operator token (`interlock token issue --admin`): reads every tenant's usage.
 ADMIN = "admin"
+# {"key": "value", ...}: billing tags (`interlock token issue --tag k=v`) the ledger records on
+# every request of the token; they win over the same key sent with the request.
+TAGS = "tags"
 
 REQUIRED = (EXPIRES, ISSUED_AT, ISSUER, AUDIENCE, SUBJECT, TOKEN_ID)
 
@@ -45,6 +48,14 @@ MAX_MODELS = 256  # entries in the models claim
 MAX_MODEL_PATTERN_LENGTH = 256
 MAX_CIDRS = 64
 
+# Billing tags (the token's claim, the x-interlock-tags header, the request body): they become
+# ledger and rollup rows, so the same rules and bound everywhere. A value has no comma, since the
+# header separates tags with commas.
+MAX_TAGS = 10
+_TAG_KEY = re.compile(r"[a-z0-9_.-]{1,64}")
+_TAG_VALUE = re.compile(r"[\x20-\x2b\x2d-\x7e]{1,128}")  # printable ASCII but ','
+TAG_RULES = "keys of 1-64 characters [a-z0-9_.-], values of 1-128 printable ASCII but ','"
+
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -62,6 +73,28 @@ def valid_name(value: object, max_length: int) -> bool:
 def valid_model_pattern(value: object) -> bool:
     """One entry of the models claim: a name or glob; commas would split it on the hop."""
     return valid_name(value, MAX_MODEL_PATTERN_LENGTH) and "," not in str(value)
+
+
+def valid_tag(key: object, value: object) -> bool:
+    """One billing tag: a key of 1-64 [a-z0-9_.-], a value of 1-128 printable ASCII but ','
+    and without surrounding spaces (the header strips them, so they would not round-trip)."""
+    return (
+        isinstance(key, str)
+        and isinstance(value, str)
+        and _TAG_KEY.fullmatch(key) is not None
+        and _TAG_VALUE.fullmatch(value) is not None
+        and value == value.strip()
+    )
+
+
+def parse_tags_claim(raw: object) -> tuple[tuple[str, str], ...] | None:
+    """The `tags` claim (an object of at most MAX_TAGS valid tags) as sorted pairs; None if it
+    is anything else, so a malformed claim is refused, never partly taken."""
+    if not isinstance(raw, dict) or len(raw) > MAX_TAGS:
+        return None
+    if not all(valid_tag(key, value) for key, value in raw.items()):
+        return None
+    return tuple(sorted(raw.items()))
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

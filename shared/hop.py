@@ -3,10 +3,11 @@
 The core must never trust tenant identity from plain headers: a client could send them. The edge
 sends the identity in ONE header, `x-interlock-hop: v2.<payload>.<mac>`:
 
-- `payload` is base64url(orjson({tenant, tier, models, exp, admin, iat, nonce, body})). Encoding the
-  identity as JSON inside base64url means any `sub`/`tier` string the token may carry (any
-  Unicode, spaces, CR, NUL, DEL) crosses the hop byte-exact; raw header values could not (aiohttp
-  refuses control characters, the core decodes headers as latin-1 and strips spaces).
+- `payload` is base64url(orjson({tenant, tier, models, exp, admin, tags, iat, nonce, body})).
+  Encoding the identity as JSON inside base64url means any `sub`/`tier` string the token may
+  carry (any Unicode, spaces, CR, NUL, DEL) crosses the hop byte-exact; raw header values could
+  not (aiohttp refuses control characters, the core decodes headers as latin-1 and strips
+  spaces).
 - `mac` is base64url(HMAC-SHA256(secret, "v2\\n" method "\\n" path "\\n" request-id "\\n"
   payload)): the credential is bound to the method, the path (with its query string, if
   any: `/v1/usage?...`), the request id (kept in its own
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 import orjson
+
+from shared import claims
 
 HOP_HEADER = "x-interlock-hop"
 REQUEST_ID_HEADER = "x-request-id"
@@ -60,6 +63,9 @@ class HopIdentity:
     models: str  # comma-separated allowed-model patterns from the token; "*" = any
     expires_at: int  # the edge's last second of trust in the token (exp + its leeway)
     admin: bool = False  # an operator token (the usage API's every-tenant view)
+    # The token's billing tags (sorted pairs, checked by shared.claims.parse_tags_claim): signed
+    # here so the core can let them win over the request's own tags.
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ def sign(
         "models": identity.models,
         "exp": identity.expires_at,
         "admin": identity.admin,
+        "tags": dict(identity.tags),
         "iat": int(time.time() if now is None else now),
         "nonce": nonce or os.urandom(_NONCE_CHARS // 2).hex(),
         "body": body_digest(body),
@@ -177,9 +184,10 @@ def _claims(raw: Any) -> HopClaims | None:
     if not (isinstance(digest, str) and len(digest) == _DIGEST_CHARS):
         return None
     admin = raw.get("admin", False)
-    if not isinstance(admin, bool):
+    tags = claims.parse_tags_claim(raw.get("tags", {}))
+    if not isinstance(admin, bool) or tags is None:
         return None
-    return HopClaims(HopIdentity(tenant, tier, models, exp, admin), iat, nonce, digest)
+    return HopClaims(HopIdentity(tenant, tier, models, exp, admin, tags), iat, nonce, digest)
 
 
 def _time(value: Any) -> TypeGuard[int]:

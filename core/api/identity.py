@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from core.api.tags import HEADER as TAGS_HEADER
-from core.api.tags import parse_tags
+from core.api.tags import with_header
 from core.ledger.record import Tags
 from core.state.store import Store
 from shared import hop
@@ -101,7 +101,7 @@ class HopVerifier:
             tier=identity.tier,
             request_id=request_id,
             allows=self._matcher(identity.models),
-            tags=parse_tags(headers.get(TAGS_HEADER)),
+            tags=with_header(identity.tags, headers.get(TAGS_HEADER)),
             admin=identity.admin,
         )
         return caller, body

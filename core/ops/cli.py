@@ -2,6 +2,7 @@
 
 interlock keys init [--alg ES256|EdDSA] [--force]
 interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--cidrs ...] [--admin]
+                      [--tag k=v ...]
 interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
@@ -77,10 +78,30 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     _check_tier(config.limits, args.tenant, args.tier)
     cidrs = _list(args.cidrs, "--cidrs")
     token = issue_token(
-        config.auth, args.tenant, ttl, models, args.tier, cidrs=cidrs, admin=args.admin
+        config.auth,
+        args.tenant,
+        ttl,
+        models,
+        args.tier,
+        cidrs=cidrs,
+        admin=args.admin,
+        tags=_tags(args.tag),
     )
     print(token)
     return 0
+
+
+def _tags(pairs: list[str] | None) -> dict[str, str] | None:
+    """Repeated --tag k=v, each key once (issue_token checks the rules and the bound)."""
+    if not pairs:
+        return None
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key in tags:
+            raise ValueError(f"--tag {pair!r}: expected key=value, each key once")
+        tags[key] = value
+    return tags
 
 
 def _time(value: str | None, flag: str) -> float | None:
@@ -314,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--cidrs", help="comma-separated client networks, e.g. 10.0.0.0/8")
     issue.add_argument(
         "--admin", action="store_true", help="an operator token: reads every tenant's usage"
+    )
+    issue.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a billing tag on every request of the token (repeatable; wins over the request's)",
     )
     issue.set_defaults(func=cmd_token_issue)
 

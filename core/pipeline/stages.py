@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any, Protocol
 
+from core.api.tags import with_body
 from core.api.validate import parse_json_object
 from core.budgets.ask import BudgetAsk, budget_ask
 from core.budgets.enforce import BudgetDowngrade
@@ -56,12 +57,17 @@ class Read:
 
 
 class Validate:
-    """The API's validator: its request, or a 400 naming the field."""
+    """The API's validator: its request, or a 400 naming the field. The body's billing tags
+    (OpenAI's metadata and user, Anthropic's metadata.user_id) join the caller's here, once
+    for every API, after the token's and the header's (core.api.tags)."""
 
     name = "validate"
 
     async def __call__(self, x: AnyExchange) -> None:
         x.request = x.spec.validate(x)
+        tags = with_body(x.caller.tags, x.spec.api, x.payload)
+        if tags is not x.caller.tags:
+            x.caller = replace(x.caller, tags=tags)
 
 
 class Resolve:
