@@ -44,14 +44,20 @@ def record(
     status: str,
     started: float,
     admission: Admission | None = None,
+    priced: Priced | None = None,
 ) -> None:
+    """`priced`: the usage split and cost account computed once (the budgets settle at it)."""
     total = _total(usage)
     if admission is not None:
         admission.settle(total)
     if outcome.lease is not None:
         outcome.lease.settle(total)
     if outcome.budget is not None:  # the budget hold, settled at the actual cost
-        outcome.budget.settle(usage)
+        if usage is None or priced is None:
+            outcome.budget.settle(usage)
+        else:
+            split, cost = priced
+            outcome.budget.settle_cost(cost.micros, split.input_total + split.output)
     _log(
         caller,
         requested_model,
@@ -134,6 +140,10 @@ def key_id(target: UpstreamTarget | None) -> str | None:
     return "k_" + hashlib.sha256(key.reveal().encode()).hexdigest()[:16]
 
 
+# A request's usage split and what it cost: computed once at account, for the ledger and budgets.
+Priced = tuple[UsageSplit, Cost]
+
+
 def cost_of(pricing: Pricing | None, target: UpstreamTarget | None, usage: UsageSplit) -> Cost:
     """What the request cost; never a silent $0: without a pricing (or a target that can be
     priced) the record says `unpriced`."""
@@ -149,18 +159,16 @@ def ledger_record(
     api: str,
     requested_model: str,
     served: tuple[UpstreamTarget | None, int],
-    usage: dict[str, Any] | None,
     status: str,
     timing: tuple[float, float | None],
-    pricing: Pricing | None,
+    priced: Priced,
 ) -> LedgerRecord:
     """The request's one ledger record. `served`: the target (None when none answered) and
     the attempts made; `timing`: when the request started and, for a stream, when its first
-    chunk was in hand (perf_counter seconds)."""
+    chunk was in hand (perf_counter seconds); `priced`: the usage split and its cost."""
     target, attempts = served
     started, first_chunk = timing
-    split = UsageSplit.from_usage(usage)
-    cost = cost_of(pricing, target, split)
+    split, cost = priced
     return LedgerRecord(
         request_id=caller.request_id,
         ts=time.time(),

@@ -53,6 +53,7 @@ class Exchange(Generic[Q, S, R]):
         "http",
         "outcome",
         "payload",
+        "priced",
         "pricing",
         "request",
         "response",
@@ -88,12 +89,16 @@ class Exchange(Generic[Q, S, R]):
         self.response: Response | None = None
         self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)
         self.cost: Cost | None = None  # what the answer cost, once priced
+        self.priced: dict[str, Any] | None = None  # the usage `cost` was computed from
 
     def cost_of(self, usage: dict[str, Any] | None) -> Cost | None:
-        """The serving target's price of `usage` (kept as `cost`: account can reuse it)."""
+        """The serving target's price of `usage`, computed once per usage object (encode prices
+        the answer it sends; account reuses that price for the ledger and the budgets)."""
         if self.pricing is None or usage is None:
             return None
-        self.cost = self.pricing.cost(self.outcome.target, UsageSplit.from_usage(usage))
+        if self.priced is not usage:
+            self.cost = self.pricing.cost(self.outcome.target, UsageSplit.from_usage(usage))
+            self.priced = usage
         return self.cost
 
     def finish(

@@ -27,13 +27,15 @@ from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
+from core.observe.accounting import Priced
 from core.pipeline.exchange import Exchange
-from core.providers.adapters.base import ProviderError
+from core.providers.adapters.base import ProviderError, Target
 from core.resilience.dispatch import Dispatcher, Outcome
 from core.routing.registry import ModelRegistry
 from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
+from core.spend.usage import UsageSplit
 from shared.errors import GatewayError, UpstreamTarget
 
 AnyExchange = Exchange[Any, Any, Any]
@@ -200,30 +202,32 @@ class Account:
         self._ledger = ledger
         self._pricing = pricing
 
+    def _priced(
+        self, x: AnyExchange, target: UpstreamTarget | None, usage: dict[str, Any] | None
+    ) -> Priced:
+        """The request's usage split and cost, computed once: the price encode already put on
+        the answer when it is the same usage, else priced here."""
+        split = UsageSplit.from_usage(usage)
+        cost = x.cost_of(usage) if x.pricing is not None and isinstance(target, Target) else None
+        return split, cost or accounting.cost_of(self._pricing, target, split)
+
     def _record(
         self,
         x: AnyExchange,
         target: UpstreamTarget | None,
         attempts: int,
-        usage: dict[str, Any] | None,
         status: str,
+        priced: Priced,
     ) -> None:
         """The request's ledger record, handed to the writer (a deque append, no I/O)."""
         if self._ledger is None:
             return
         timing = (x.started, x.first_chunk)
-        self._ledger.append(
-            accounting.ledger_record(
-                x.caller,
-                x.spec.api,
-                x.request.model,
-                (target, attempts),
-                usage,
-                status,
-                timing,
-                self._pricing,
-            )
+        served = (target, attempts)
+        record = accounting.ledger_record(
+            x.caller, x.spec.api, x.request.model, served, status, timing, priced
         )
+        self._ledger.append(record)
 
     def served(
         self,
@@ -236,10 +240,11 @@ class Account:
             return
         x.accounted = True
         x.outcome.settle(error, clean=status == "ok")
+        priced = self._priced(x, x.outcome.target, usage)
         accounting.record(
-            x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission
+            x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission, priced
         )
-        self._record(x, x.outcome.target, x.outcome.attempts, usage, status)
+        self._record(x, x.outcome.target, x.outcome.attempts, status, priced)
 
     def failed(self, x: AnyExchange, error: ProviderError) -> None:
         """No target served: the failure is logged and nothing reserved is kept. The error
@@ -248,7 +253,9 @@ class Account:
             return
         x.accounted = True
         accounting.record_failure(x.caller, x.request.model, error, x.started, x.admission)
-        self._record(x, error.target, error.attempts, None, error.failure_class)
+        self._record(
+            x, error.target, error.attempts, error.failure_class, self._priced(x, None, None)
+        )
         error.headers["x-interlock-attempts"] = str(error.attempts)
         error.headers.update(x.admission.headers)
 
@@ -263,7 +270,7 @@ class Account:
             return
         x.accounted = True
         accounting.record_cancelled(x.caller, x.request.model, x.started, x.admission)
-        self._record(x, None, 0, None, accounting.CANCELLED)
+        self._record(x, None, 0, accounting.CANCELLED, self._priced(x, None, None))
 
     def released(self, x: AnyExchange) -> None:
         """Ended by something else (an image that could not be fetched, a bug): nothing was
@@ -280,9 +287,10 @@ class Account:
             if outcome.budget is not None:
                 outcome.budget.release()
         if outcome is None:
-            self._record(x, None, 0, None, RELEASED)
+            self._record(x, None, 0, RELEASED, self._priced(x, None, None))
         else:
-            self._record(x, outcome.target, outcome.attempts, None, RELEASED)
+            nothing = self._priced(x, outcome.target, None)
+            self._record(x, outcome.target, outcome.attempts, RELEASED, nothing)
 
 
 # The ledger's outcome for a request ended by something other than an upstream (an image that
