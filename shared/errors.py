@@ -367,6 +367,19 @@ def upstream_object(data: bytes, what: str, not_an_object: str | None = None) ->
     return payload
 
 
+def upstream_string(
+    mapping: dict[str, Any], key: str, what: str = "a {} that is not a string"
+) -> str:
+    """A field the wire format says is a string: "" when absent, else `invalid_upstream(what)`
+    (`{}` in `what` names the key; formatted only on the error path)."""
+    value = mapping.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid_upstream(what.format(key))
+    return value
+
+
 def stream_incomplete() -> ProviderError:
     """A stream that ended without the provider's closing event."""
     return ProviderError(502, "upstream stream ended before completion", FailureClass.TRANSIENT)

@@ -15,7 +15,7 @@ import orjson
 
 from core.providers.adapters.base import JSON, Target
 from core.wire.tokens import token_count
-from shared.errors import invalid_upstream, upstream_object
+from shared.errors import invalid_upstream, upstream_object, upstream_string
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -58,12 +58,7 @@ def canonical_usage(usage: JSON) -> JSON:
 
 def text_of(block: JSON, key: str) -> str:
     """A block's text field: "" when absent, else it must be a string (the wire format)."""
-    value = block.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise invalid_upstream(f"a content block whose {key} is not a string")
-    return value
+    return upstream_string(block, key, "a content block whose {} is not a string")
 
 
 def tool_call(block: JSON) -> JSON:

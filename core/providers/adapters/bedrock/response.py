@@ -15,7 +15,7 @@ import orjson
 from core.providers.adapters.base import JSON
 from core.providers.adapters.bedrock.request import RESPONSE_TOOL
 from core.wire.tokens import token_count
-from shared.errors import invalid_upstream
+from shared.errors import invalid_upstream, upstream_string
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -59,12 +59,7 @@ def convert_usage(usage: Any) -> JSON:
 
 def string(mapping: JSON, key: str) -> str:
     """A field the wire format says is a string: "" when absent, invalid when another type."""
-    value = mapping.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise invalid_upstream(f"a {key} that is not a string")
-    return value
+    return upstream_string(mapping, key)
 
 
 def json_text(value: Any) -> str:
