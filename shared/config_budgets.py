@@ -4,7 +4,9 @@ budgets:
   anthropic-daily:
     provider: anthropic          # scope: any of tenant, tags, provider, model, key
     tags: {priority: low}        # all given scope fields must match the request
-    period: day                  # day | week | month, calendar-aligned in UTC
+    period: day                  # day | week | month (calendar-aligned) | rolling
+    timezone: Europe/Berlin      # calendar periods only; default UTC
+    window: 24h                  # rolling only: whole minutes, 1m to 90d
     limit: "200.00"              # dollars, exact decimal (stored as micro-dollars)
     limit_tokens: 5000000        # optional, every token the attempts used
     action: downgrade            # block | downgrade | warn
@@ -16,6 +18,7 @@ budgets:
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,7 +26,8 @@ from typing import Any
 from shared import configparse as cp
 from shared.configparse import ConfigError
 
-PERIODS = ("day", "week", "month")
+PERIODS = ("day", "week", "month", "rolling")
+MAX_WINDOW_S = 90 * 86400
 ACTIONS = ("block", "downgrade", "warn")
 MAX_LIMIT_MICROS = 10**15  # a billion dollars: beyond any real cap, within exact floats
 MAX_BUDGETS = 256
@@ -41,6 +45,8 @@ class BudgetConfig:
     model: str | None = None  # the model the client asked for, or a target's model id
     key: str | None = None  # a provider key's id (core.resilience.key_pools.key_id)
     period: str = "day"
+    timezone: str = "UTC"  # calendar periods: where a day, week or month starts
+    window_s: int = field(default=0, metadata=cp.read_from("window"))  # rolling periods only
     limit_tokens: int | None = None
     action: str = "block"
     downgrade_to: str | None = None
@@ -67,6 +73,7 @@ def _budget(name: str, raw: Any, models: frozenset[str]) -> BudgetConfig:
     period = cp.string(s, "period", path, "day")
     if period not in PERIODS:
         raise ConfigError(f"{path}.period: expected one of {', '.join(PERIODS)}")
+    timezone, window_s = _period_shape(s, period, path)
     action = cp.string(s, "action", path, "block")
     if action not in ACTIONS:
         raise ConfigError(f"{path}.action: expected one of {', '.join(ACTIONS)}")
@@ -91,6 +98,8 @@ def _budget(name: str, raw: Any, models: frozenset[str]) -> BudgetConfig:
         model=cp.optional_string(s, "model", path),
         key=cp.optional_string(s, "key", path),
         period=period,
+        timezone=timezone,
+        window_s=window_s,
         limit_tokens=None
         if tokens is None
         else cp.integer(s, "limit_tokens", path, 0, 1, MAX_LIMIT_MICROS),
@@ -99,6 +108,27 @@ def _budget(name: str, raw: Any, models: frozenset[str]) -> BudgetConfig:
         alerts=_alerts(s.get("alerts"), f"{path}.alerts"),
         webhook=webhook,
     )
+
+
+def _period_shape(s: dict[str, Any], period: str, path: str) -> tuple[str, int]:
+    """A calendar period's timezone, or a rolling period's window (whole minutes)."""
+    timezone = cp.string(s, "timezone", path, "UTC")
+    if period == "rolling":
+        if "timezone" in s:
+            raise ConfigError(f"{path}.timezone: applies to day, week and month periods only")
+        if "window" not in s:
+            raise ConfigError(f"{path}.window: required with period rolling (e.g. 24h)")
+        window = cp.duration(s, "window", path, 0.0)
+        if window != int(window) or int(window) % 60 or not 60 <= window <= MAX_WINDOW_S:
+            raise ConfigError(f"{path}.window: whole minutes from 1m to 90d")
+        return "UTC", int(window)
+    if "window" in s:
+        raise ConfigError(f"{path}.window: applies to period rolling only")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"{path}.timezone: no time zone named {timezone!r}") from None
+    return timezone, 0
 
 
 def _dollars(value: Any, path: str) -> int:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.budgets.ask import budget_ask
-from core.budgets.periods import window
+from core.budgets.periods import PeriodClock, window
 from shared.config import ConfigError, parse_config
 
 BASE: dict[str, Any] = {
@@ -59,6 +60,16 @@ def test_a_full_budget() -> None:
         ({"limit": 1, "alerts": [0]}, "budgets.b.alerts"),
         ({"limit": 1, "webhook": "ftp://x"}, "budgets.b.webhook"),
         ({"limit": 1, "limt": 2}, "budgets.b.limt"),
+        ({"limit": 1, "timezone": "Mars/Olympus"}, "budgets.b.timezone"),
+        ({"limit": 1, "timezone": "../../etc/passwd"}, "budgets.b.timezone"),
+        ({"limit": 1, "window": "1h"}, "budgets.b.window"),
+        ({"limit": 1, "period": "rolling"}, "budgets.b.window"),
+        ({"limit": 1, "period": "rolling", "window": "90s"}, "budgets.b.window"),
+        ({"limit": 1, "period": "rolling", "window": "91d"}, "budgets.b.window"),
+        (
+            {"limit": 1, "period": "rolling", "window": "1h", "timezone": "UTC"},
+            "budgets.b.timezone",
+        ),
     ],
 )
 def test_bad_values_name_their_key(entry: dict[str, Any], key: str) -> None:
@@ -77,6 +88,42 @@ def test_periods_are_calendar_aligned_in_utc() -> None:
     assert day.id == "2026-12-31" and day.end == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
     assert week.id == "2026-W53" and week.start == datetime(2026, 12, 28, tzinfo=UTC).timestamp()
     assert month.id == "2026-12" and month.end == day.end
+
+
+def test_calendar_periods_in_a_timezone_follow_its_wall_clock() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    # 2026-10-25: the clocks go back an hour; the day is 25 hours long.
+    now = datetime(2026, 10, 25, 12, tzinfo=berlin).timestamp()
+    day = window("day", now, berlin)
+    assert day.id == "2026-10-25" and day.end - day.start == 25 * 3600
+    assert day.start == datetime(2026, 10, 24, 22, tzinfo=UTC).timestamp()
+    # Just before Berlin's midnight is already the next day in UTC, not yet in Berlin.
+    late = datetime(2026, 12, 31, 23, 30, tzinfo=berlin).timestamp()
+    assert window("day", late, berlin).id == "2026-12-31"
+    assert window("day", late).id == "2026-12-31"
+    assert window("month", late + 3600, berlin).id == "2027-01"
+    assert window("month", late + 3600).id == "2026-12"
+    week = window("week", now, berlin)
+    assert week.id == "2026-W43" and week.end - week.start == (7 * 24 + 1) * 3600
+
+
+def test_a_rolling_window_is_kept_in_sixty_slots() -> None:
+    (budget,) = budgets({"b": {"limit": 1, "period": "rolling", "window": "24h"}})
+    assert (budget.period, budget.window_s, budget.timezone) == ("rolling", 86400, "UTC")
+    now = datetime(2026, 12, 2, 10, 5, tzinfo=UTC).timestamp()
+    w = window("rolling", now, window_s=86400)
+    assert w.slot_ms == 24 * 60 * 1000 and w.account == "r86400"
+    assert w.valid_from <= now < w.end and w.end - w.valid_from == 24 * 60
+    assert w.end - w.start == 86400
+
+
+def test_a_period_clock_reuses_its_window_until_it_ends() -> None:
+    (budget,) = budgets({"b": {"limit": 1, "period": "day", "timezone": "Asia/Tokyo"}})
+    clock = PeriodClock(budget)
+    now = datetime(2026, 12, 2, 14, 59, 59, tzinfo=UTC).timestamp()  # 23:59:59 in Tokyo
+    first = clock.at(now)
+    assert clock.at(now + 0.5) is first and first.id == "2026-12-02"
+    assert clock.at(now + 1).id == "2026-12-03"
 
 
 def test_tags_and_the_estimate_a_reservation_prices() -> None:

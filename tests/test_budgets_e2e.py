@@ -42,6 +42,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, hook: FakeServer) -> Iterato
                 "downgrade_to": "cheap",
             },
             "closed-tenant": {"tenant": "closed", "limit": "0.000001", "period": "month"},
+            "rolling-hour": {
+                "tenant": "rolling",
+                "limit": "0.000001",
+                "period": "rolling",
+                "window": "1h",
+            },
             "watched": {
                 "tenant": "watched",
                 "limit": "0.01",
@@ -77,6 +83,17 @@ def test_block_is_a_429_in_the_openai_envelope(stack: Stack) -> None:
     assert int(error.response.headers["retry-after"]) >= 1
     assert error.response.headers["x-interlock-budget"] == "closed-tenant"
     assert error.response.headers["x-interlock-budget-remaining"] == "0.000001"
+
+
+def test_a_rolling_budget_says_when_room_frees(stack: Stack) -> None:
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(openai_for(stack, "rolling"), "mock-1")
+    error = caught.value
+    assert error.code == "budget_exceeded"
+    assert "rolling-hour" in error.message and "rolling 1h window" in error.message
+    # Spend ages out a slot (a 60th of the window, here a minute) at a time.
+    assert 1 <= int(error.response.headers["retry-after"]) <= 60
+    assert 1 <= int(error.response.headers["x-interlock-budget-reset"]) <= 60
 
 
 def test_block_is_a_429_in_the_anthropic_envelope(stack: Stack) -> None:

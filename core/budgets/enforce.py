@@ -24,6 +24,7 @@ hold that expired before it was settled (a request longer than RESERVATION_TTL_S
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
@@ -31,13 +32,13 @@ import time
 from collections.abc import Sequence
 
 from core.budgets.ask import BudgetAsk
-from core.budgets.periods import Window, window
+from core.budgets.periods import PeriodClock, Window
 from core.budgets.settle import BudgetSettler, Settlement
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.key_pools import key_id
 from core.spend.cost import Cost, Pricing
 from core.spend.usage import UsageSplit
-from core.state.budget_accounts import BudgetLine
+from core.state.budget_accounts import Account, BudgetCharge, BudgetLine
 from core.state.store import Store
 from shared.config import BudgetConfig
 from shared.errors import FailureClass
@@ -48,6 +49,9 @@ log = logging.getLogger("interlock.budgets")
 RESERVATION_TTL_S = 1800.0  # longer than any request the gateway lets run (total deadline)
 ORDER = {"block": 0, "downgrade": 1, "warn": 2}  # a blocking budget speaks first
 warnings_total: dict[str, int] = {}  # budget -> reservations a warn budget had no room for
+# Reservation ids: unique across replicas (a random prefix per process) without a random draw
+# per attempt; the request id is the client's to choose, so it cannot be the key.
+_IDS = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count())
 
 
 def dollars(micros: int) -> str:
@@ -80,7 +84,7 @@ class BudgetHold:
         self._pricing = pricing
         self._settlement: Settlement | None = settlement
         self.target = target
-        self.estimate = settlement.cost
+        self.estimate = settlement.charge.cost
         self.headers = headers  # x-interlock-budget*: the applying budget with least room
 
     def settle(self, usage: dict[str, object] | None) -> None:
@@ -112,6 +116,7 @@ class Budgets:
         settler: BudgetSettler,
     ) -> None:
         self._configs = tuple(sorted(configs, key=lambda b: ORDER[b.action]))
+        self._clocks = {b.name: PeriodClock(b) for b in configs}
         self._store = store
         self._pricing = pricing
         self.settler = settler
@@ -146,20 +151,20 @@ class Budgets:
             return None
         estimate = pricing.estimate(target, ask.input_tokens, ask.max_output_tokens).micros
         now = time.time()
-        windows = [window(b.period, now) for b in applying]
+        windows = tuple(self._clocks[b.name].at(now) for b in applying)
+        accounts = tuple(_account(b, w, now) for b, w in zip(applying, windows, strict=True))
         lines = [
             BudgetLine(
-                _account(b, w),
+                account,
                 b.limit_micros,
                 b.limit_tokens or 0,
                 estimate,
                 ask.tokens,
                 b.action != "warn",
-                w.end + RESERVATION_TTL_S,
             )
-            for b, w in zip(applying, windows, strict=True)
+            for b, account in zip(applying, accounts, strict=True)
         ]
-        rid = f"{ask.request_id[:64]}.{secrets.token_hex(4)}"
+        rid = next(_IDS)
         reply = await self._store.budget_reserve(lines, rid, RESERVATION_TTL_S)
         if reply.refused >= 0:
             budget, w = applying[reply.refused], windows[reply.refused]
@@ -168,8 +173,8 @@ class Budgets:
                 raise BudgetDowngrade(budget, budget.downgrade_to)
             raise exhausted(budget, w, now, headers)
         self._warn(applying, reply.used)
-        accounts = [(line.key, line.expire_at) for line in lines]
-        settlement = Settlement(accounts, rid, estimate, ask.tokens, tuple(applying), windows)
+        charge = BudgetCharge(rid, estimate, ask.tokens, accounts)
+        settlement = Settlement(charge, tuple(applying), windows)
         return BudgetHold(
             self.settler, pricing, target, settlement, _tightest(applying, reply.used, windows, now)
         )
@@ -182,10 +187,13 @@ class Budgets:
                 log.warning("budget %s is over its limit (warn only): served", budget.name)
 
 
-def _account(budget: BudgetConfig, w: Window) -> str:
-    """The store key of a budget's period (one hash tag: every budget in one cluster slot,
-    so one script call covers them all)."""
-    return f"il:{{budgets}}:{budget.name}:{w.id}"
+def _account(budget: BudgetConfig, w: Window, now: float) -> Account:
+    """Where a budget's period is kept (one hash tag: every budget in one cluster slot, so one
+    script call covers them all), until its end (a rolling window: a window after this call)
+    plus the reservation TTL."""
+    until = now + budget.window_s if w.slot_ms else w.end
+    key = f"il:{{budgets}}:{budget.name}:{w.account}"
+    return Account(key, until + RESERVATION_TTL_S, w.slot_ms)
 
 
 def _headers(budget: BudgetConfig, used: int, w: Window, now: float) -> dict[str, str]:
@@ -197,7 +205,7 @@ def _headers(budget: BudgetConfig, used: int, w: Window, now: float) -> dict[str
 
 
 def _tightest(
-    applying: list[BudgetConfig], used: tuple[int, ...], windows: list[Window], now: float
+    applying: list[BudgetConfig], used: tuple[int, ...], windows: tuple[Window, ...], now: float
 ) -> dict[str, str]:
     room = [b.limit_micros - level for b, level in zip(applying, used, strict=True)]
     index = room.index(min(room))
@@ -210,13 +218,25 @@ def exhausted(
     """The 429 a blocking budget answers: which budget, and when it resets."""
     wait = max(1.0, w.end - now)
     resets = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.end))
+    if w.slot_ms:
+        what = f"in its rolling {_span(budget.window_s)} window; room frees as spend ages out"
+        when = f"next at {resets}"
+    else:
+        what, when = f"for this {budget.period}", f"it resets at {resets}"
     error = ProviderError(
         429,
-        f"the budget '{budget.name}' is exhausted for this {budget.period}; "
-        f"it resets at {resets} (in {math.ceil(wait)}s)",
+        f"the budget '{budget.name}' is exhausted {what}; {when} (in {math.ceil(wait)}s)",
         FailureClass.QUOTA_EXHAUSTED,
         code="budget_exceeded",
         retry_after_s=wait,
     )
     error.headers.update(headers)
     return error
+
+
+def _span(seconds: int) -> str:
+    """A window's length as written in config: 90m, 24h, 7d."""
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 60}m"

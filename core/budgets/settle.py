@@ -1,18 +1,20 @@
 """Settling budget holds off the request path: the account step (sync) hands each settlement
-here, a background job sends them (one script call each, idempotent on the hold's id, so a
-retry after a failure never counts twice) and checks the alert thresholds on the settled
-spend each call returns. Bounded: when the store stays down and the queue is full, the oldest
-settlement is dropped (its reservation then expires on its own, uncounted), with a log line."""
+here, a background job sends them in batches (one script call settles up to BATCH of them,
+idempotent on each hold's id, so a retry after a failure never counts twice) and checks the
+alert thresholds on the settled spend each call returns. Bounded: when the store stays down
+and the queue is full, the oldest settlement is dropped (its reservation then expires on its
+own, uncounted), with a log line."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from core.budgets.alerts import Alerts
 from core.budgets.periods import Window
+from core.state.budget_accounts import BudgetCharge
 from core.state.errors import UNAVAILABLE
 from core.state.store import Store
 from shared.config import BudgetConfig
@@ -24,24 +26,30 @@ log = logging.getLogger("interlock.budgets")
 FLUSH_INTERVAL_S = 0.05
 MAX_PENDING = 100_000
 SETTLED_MEMORY_S = 1800.0  # how long a settled id is remembered (repeats are no-ops)
-CONCURRENT_CALLS = 32
+BATCH = 128  # settlements per script call
+CONCURRENT_CALLS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    accounts: list[tuple[str, float]]  # (store key, expire_at) per applying budget
-    rid: str
-    cost: int  # micro-dollars: the reserved estimate until settled at the actual cost
-    tokens: int
+    """A hold's reservation on its budgets: settled (`at`) to the amounts actually used."""
+
+    charge: BudgetCharge  # the reserved estimate until settled at the actual cost
     budgets: tuple[BudgetConfig, ...]
-    windows: list[Window]
+    windows: tuple[Window, ...]
 
     def at(self, cost: int | None, tokens: int | None) -> Settlement:
         """This settlement at the actual amounts (None: keep the estimate)."""
-        return replace(
-            self,
-            cost=self.cost if cost is None else cost,
-            tokens=self.tokens if tokens is None else tokens,
+        charge = self.charge
+        return Settlement(
+            BudgetCharge(
+                charge.rid,
+                charge.cost if cost is None else cost,
+                charge.tokens if tokens is None else tokens,
+                charge.accounts,
+            ),
+            self.budgets,
+            self.windows,
         )
 
 
@@ -74,22 +82,26 @@ class BudgetSettler:
     async def flush(self) -> None:
         batch, self._pending = self._pending, deque()
         while batch:
-            chunk = [batch.popleft() for _ in range(min(CONCURRENT_CALLS, len(batch)))]
+            chunks: list[list[Settlement]] = []
+            while batch and len(chunks) < CONCURRENT_CALLS:
+                chunks.append([batch.popleft() for _ in range(min(BATCH, len(batch)))])
             results = await asyncio.gather(
-                *(self._settle(s) for s in chunk), return_exceptions=True
+                *(self._settle(chunk) for chunk in chunks), return_exceptions=True
             )
-            failed = [s for s, r in zip(chunk, results, strict=True) if _retry(r)]
+            failed = [s for c, r in zip(chunks, results, strict=True) if _retry(r) for s in c]
             if failed:  # the store is down: keep them (and what is left) for the next flush
                 log.warning("could not settle budgets: shared state unavailable")
                 self._pending.extendleft(reversed([*failed, *batch]))
                 return
 
-    async def _settle(self, s: Settlement) -> None:
-        spent = await self._store.budget_settle(
-            s.accounts, s.rid, s.cost, s.tokens, SETTLED_MEMORY_S
-        )
-        for budget, w, level in zip(s.budgets, s.windows, spent, strict=True):
-            await self.alerts.check(budget, w, level)
+    async def _settle(self, chunk: list[Settlement]) -> None:
+        spent = await self._store.budget_settle([s.charge for s in chunk], SETTLED_MEMORY_S)
+        seen: dict[str, tuple[BudgetConfig, Window]] = {}
+        for s in chunk:
+            for account, budget, w in zip(s.charge.accounts, s.budgets, s.windows, strict=True):
+                seen[account.key] = (budget, w)
+        for key, (budget, w) in seen.items():
+            await self.alerts.check(budget, w, spent[key])
 
     def start(self) -> None:
         self._periodic.start()

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from core.state import budget_script
 from core.state.buckets import BucketSpec, TakeResult
-from core.state.budget_accounts import BudgetLine, BudgetReply
+from core.state.budget_accounts import BudgetCharge, BudgetLine, BudgetReply
 from core.state.resp import RespClient
 
 # Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
@@ -154,11 +154,10 @@ class RedisStore:
         keys, args = budget_script.reserve_args(lines, rid, ttl_s)
         return budget_script.reserve_reply(await self._budget_reserve(keys, args))
 
-    async def budget_settle(
-        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
-    ) -> tuple[int, ...]:
-        keys, args = budget_script.settle_args(accounts, rid, cost, tokens, ttl_s)
-        return tuple(int(budget_script.text(v)) for v in await self._budget_settle(keys, args))
+    async def budget_settle(self, charges: list[BudgetCharge], ttl_s: float) -> dict[str, int]:
+        keys, args, order = budget_script.settle_args(charges, ttl_s)
+        reply = await self._budget_settle(keys, args)
+        return {key: int(budget_script.text(v)) for key, v in zip(order, reply, strict=True)}
 
     async def get(self, key: str) -> bytes | None:
         value = await self._client.call("GET", key)

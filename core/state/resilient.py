@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from core.state.buckets import BucketSpec, TakeResult
-from core.state.budget_accounts import BudgetLine, BudgetReply
+from core.state.budget_accounts import BudgetCharge, BudgetLine, BudgetReply
 from core.state.errors import UNAVAILABLE
 from core.state.store import MemoryStore, Store
 from shared.errors import GatewayError
@@ -116,12 +116,10 @@ class ResilientStore:
             lambda: self.fallback.budget_reserve(shared, rid, ttl_s),
         )
 
-    async def budget_settle(
-        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
-    ) -> tuple[int, ...]:
+    async def budget_settle(self, charges: list[BudgetCharge], ttl_s: float) -> dict[str, int]:
         return await self._call(
-            lambda: self.primary.budget_settle(accounts, rid, cost, tokens, ttl_s),
-            lambda: self.fallback.budget_settle(accounts, rid, cost, tokens, ttl_s),
+            lambda: self.primary.budget_settle(charges, ttl_s),
+            lambda: self.fallback.budget_settle(charges, ttl_s),
         )
 
     async def get(self, key: str) -> bytes | None:

@@ -6,7 +6,7 @@ import time
 from typing import Protocol
 
 from core.state.buckets import BucketSpec, TakeResult, adjust, take, take_first
-from core.state.budget_accounts import BudgetLine, BudgetReply, MemoryAccounts
+from core.state.budget_accounts import BudgetCharge, BudgetLine, BudgetReply, MemoryAccounts
 
 
 class Store(Protocol):
@@ -26,10 +26,9 @@ class Store(Protocol):
         """Reserve on every budget line or none (core.state.budget_accounts): one atomic call."""
         ...
 
-    async def budget_settle(
-        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
-    ) -> tuple[int, ...]:
-        """Settle reservation `rid` at its actual amount, once: the settled spend per account."""
+    async def budget_settle(self, charges: list[BudgetCharge], ttl_s: float) -> dict[str, int]:
+        """Settle each reservation at its actual amount, once per id, in one atomic call: the
+        settled spend per account key once the batch is in."""
         ...
 
     async def get(self, key: str) -> bytes | None: ...
@@ -81,10 +80,8 @@ class MemoryStore:
     async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
         return self._budgets.reserve(lines, rid, ttl_s, time.time())
 
-    async def budget_settle(
-        self, accounts: list[tuple[str, float]], rid: str, cost: int, tokens: int, ttl_s: float
-    ) -> tuple[int, ...]:
-        return self._budgets.settle(accounts, rid, cost, tokens, ttl_s, time.time())
+    async def budget_settle(self, charges: list[BudgetCharge], ttl_s: float) -> dict[str, int]:
+        return self._budgets.settle(charges, ttl_s, time.time())
 
     async def get(self, key: str) -> bytes | None:
         entry = self._values.get(key)
