@@ -21,6 +21,7 @@ from core.api.messages.passthrough import Passthrough
 from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
+from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -83,7 +84,8 @@ class CoreState:
         )
         self.breakers.register(self.registry.target_labels())
         # Budgets (core.budgets): reserved per attempt at the same prices the client is shown.
-        self.budget_settler = BudgetSettler(self.store, Alerts(self.store))
+        levels = BudgetLevels(config.budgets)
+        self.budget_settler = BudgetSettler(self.store, Alerts(self.store), levels)
         budgets = Budgets(config.budgets, self.store, self.pricing, self.budget_settler)
         self.dispatcher = Dispatcher(
             policy,

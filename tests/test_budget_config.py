@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.budgets.ask import budget_ask
+from core.budgets.levels import BudgetLevels
 from core.budgets.periods import PeriodClock, window
 from shared.config import ConfigError, parse_config
 
@@ -133,3 +134,22 @@ def test_tags_and_the_estimate_a_reservation_prices() -> None:
     assert ask.tags == tags
     assert ask.max_output_tokens == 100 and ask.input_tokens > 0
     assert budget_ask("t", "r", "e", {"input": "x"}, 7, ()).max_output_tokens == 0
+
+
+def test_budget_levels_read_what_the_store_last_said() -> None:
+    day, rolling = budgets(
+        {
+            "day": {"limit": "1.00"},
+            "roll": {"limit": "2.00", "period": "rolling", "window": "1h"},
+        }
+    )
+    levels = BudgetLevels([day, rolling])
+    now = datetime(2026, 12, 2, 23, 0, tzinfo=UTC).timestamp()
+    assert levels.used_share("day", now) is None and levels.used_share("nope", now) is None
+    levels.saw(day, window("day", now), 800_000)
+    levels.saw(rolling, window("rolling", now, window_s=3600), 500_000)
+    assert levels.used_share("day", now) == 0.8
+    assert levels.used_share("roll", now) == 0.25
+    tomorrow = now + 3600
+    assert levels.used_share("day", tomorrow) == 0.0  # a new day starts empty
+    assert levels.used_share("roll", tomorrow) == 0.25  # a rolling window keeps its reading

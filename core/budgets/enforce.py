@@ -166,6 +166,8 @@ class Budgets:
         ]
         rid = next(_IDS)
         reply = await self._store.budget_reserve(lines, rid, RESERVATION_TTL_S)
+        for budget, w, level in zip(applying, windows, reply.used, strict=True):
+            self.settler.levels.saw(budget, w, level)
         if reply.refused >= 0:
             budget, w = applying[reply.refused], windows[reply.refused]
             headers = _headers(budget, reply.used[reply.refused], w, now)

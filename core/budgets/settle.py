@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from core.budgets.alerts import Alerts
+from core.budgets.levels import BudgetLevels
 from core.budgets.periods import Window
 from core.state.budget_accounts import BudgetCharge
 from core.state.errors import UNAVAILABLE
@@ -65,9 +66,10 @@ def _retry(result: object) -> bool:
 
 
 class BudgetSettler:
-    def __init__(self, store: Store, alerts: Alerts) -> None:
+    def __init__(self, store: Store, alerts: Alerts, levels: BudgetLevels) -> None:
         self._store = store
         self.alerts = alerts
+        self.levels = levels
         self._pending: deque[Settlement] = deque()
         self.dropped = 0
         self._periodic = Periodic("budget_settlement", FLUSH_INTERVAL_S, self.flush)
@@ -101,6 +103,7 @@ class BudgetSettler:
             for account, budget, w in zip(s.charge.accounts, s.budgets, s.windows, strict=True):
                 seen[account.key] = (budget, w)
         for key, (budget, w) in seen.items():
+            self.levels.saw(budget, w, spent[key])
             await self.alerts.check(budget, w, spent[key])
 
     def start(self) -> None:
