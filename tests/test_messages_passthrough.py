@@ -67,6 +67,18 @@ def stack(
             },
             "fake": {"kind": "openai", "base_url": openai_like.base_url, "api_key": "sk-o"},
         },
+        # Sonnet-like prices for the fake's `cache` script (passthrough streams carry the cost).
+        "prices": {
+            "models": {
+                "claude/cache": {
+                    "input": 3,
+                    "output": 15,
+                    "cache_read": "0.30",
+                    "cache_write_5m": "3.75",
+                    "source": "test contract",
+                }
+            }
+        },
         "models": {
             "mock-1": {"provider": "mock", "model": "mock-1"},
             "claude-fake": {"provider": "claude", "model": "claude-test"},
@@ -186,7 +198,11 @@ def test_stream_events_are_relayed_unchanged(stack: Stack, claude: FakeAnthropic
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     expected = stream_events(message("tool-use", claude.received[0].json))
-    assert events(response.body) == expected  # incl. ping, in order, nothing added or lost
+    got = events(response.body)
+    # The one addition: message_delta's usage carries the cost (an unpriced model: the reserve).
+    [delta] = [payload for name, payload in got if name == "message_delta"]
+    assert delta["usage"].pop("interlock_cost") == "0.010000"
+    assert got == expected  # incl. ping, in order, nothing else added or lost
 
 
 def test_sdk_streaming_equals_non_streaming(stack: Stack) -> None:
@@ -211,6 +227,44 @@ def test_usage_with_cache_tokens_is_accounted(stack: Stack, streaming: bool) -> 
     assert line["prompt_tokens"] == 3 + 1111 + 418
     assert line["completion_tokens"] > 0 and line["outcome"] == "ok"
     assert line["provider"] == "claude" and line["upstream_model"] == "cache"
+
+
+def cache_cost(output_tokens: int) -> int:
+    """The `cache` script's usage at the stack's prices, in micro-dollars: 3 input at $3,
+    418 5m writes at $3.75, 1111 reads at $0.30 and the output at $15 per million tokens."""
+    exact = 3 * 3_000_000 + 418 * 3_750_000 + 1111 * 300_000 + output_tokens * 15_000_000
+    return (exact + 500_000) // 1_000_000
+
+
+def test_passthrough_stream_carries_the_cost_like_translated_streams(stack: Stack) -> None:
+    response = post(stack, {**BODY, "model": "claude/cache", "stream": True})
+    assert response.status == 200
+    got = events(response.body)
+    [usage] = [payload["usage"] for name, payload in got if name == "message_delta"]
+    # BODY enables thinking: 15 output tokens. 9 + 1567.5 + 333.3 + 15 * 15 = 2134.8 -> 2135
+    assert usage["output_tokens"] == 15 and cache_cost(15) == 2135
+    assert usage["interlock_cost"] == "0.002135"
+    # The rest of the event is the upstream's own; the complete answer's header agrees.
+    assert {k: v for k, v in usage.items() if k != "interlock_cost"} == {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 418,
+        "cache_read_input_tokens": 1111,
+        "output_tokens": 15,
+    }
+    whole = post(stack, {**BODY, "model": "claude/cache"})
+    assert whole.headers["x-interlock-cost"] == "0.002135"
+
+
+def test_passthrough_stream_cost_is_readable_through_the_sdk(stack: Stack) -> None:
+    with client(stack).messages.stream(
+        model="claude/cache", max_tokens=50, messages=MESSAGES
+    ) as stream:
+        streamed = list(stream)
+        final = stream.get_final_message()
+    [delta] = [event for event in streamed if event.type == "message_delta"]
+    extra = delta.usage.model_extra or {}
+    cost = cache_cost(final.usage.output_tokens)
+    assert extra["interlock_cost"] == f"0.{cost:06d}"
 
 
 @pytest.mark.parametrize("streaming", [False, True])
