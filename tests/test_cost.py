@@ -15,12 +15,14 @@ import pytest
 
 from core.providers.adapters.anthropic import ADAPTER as ANTHROPIC
 from core.providers.adapters.anthropic.response import canonical_usage
-from core.providers.adapters.base import Target
+from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.bedrock.response import convert_usage
 from core.providers.adapters.gemini.response import usage as gemini_usage
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
 from core.spend.cost import Cost
 from core.spend.pricing import DEFAULT_ESTIMATE_OUTPUT, CataloguePricing
 from core.spend.usage import UsageSplit
+from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.config_prices import PricesConfig
 from tests.support.providers import provider_of
@@ -317,3 +319,92 @@ def test_bedrock_nova_recorded_stream_usage() -> None:
         }
     )
     assert cost(micro, cached).micros == 30
+
+
+DEEPSEEK = target("openai", "deepseek-chat", preset="deepseek")
+# DeepSeek's usage shape (api-docs.deepseek.com, "context caching"): prompt_tokens is the sum
+# of prompt_cache_hit_tokens and prompt_cache_miss_tokens. No recorded DeepSeek exchange is at
+# hand: the numbers are ours, in that shape.
+DEEPSEEK_USAGE: dict[str, Any] = {
+    "prompt_tokens": 1800,
+    "completion_tokens": 120,
+    "total_tokens": 1920,
+    "prompt_cache_hit_tokens": 1536,
+    "prompt_cache_miss_tokens": 264,
+}
+# deepseek-chat: $0.28 a miss, $0.028 a hit, $0.42 out:
+# 264*0.28 + 1536*0.028 + 120*0.42 = 73.92 + 43.008 + 50.4 = 167.328 -> 167
+# (554 if the hits were billed as misses: 1800*0.28 + 50.4 = 554.4)
+DEEPSEEK_COST = Cost(167, "deepseek/deepseek-chat@2025-09-29")
+
+
+def _deepseek_completion(usage: dict[str, Any]) -> bytes:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hi"},
+        "finish_reason": "stop",
+    }
+    return orjson.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "model": "deepseek-chat",
+            "choices": [choice],
+            "usage": usage,
+        }
+    )
+
+
+def test_deepseek_cache_hits_are_priced_as_cache_reads() -> None:
+    answer = OPENAI.parse_response(_deepseek_completion(DEEPSEEK_USAGE), DEEPSEEK)
+    usage = answer["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 1536}  # the canonical reads
+    assert usage["prompt_cache_hit_tokens"] == 1536  # DeepSeek's own fields stay
+    assert UsageSplit.from_usage(usage) == UsageSplit(input=264, cache_read=1536, output=120)
+    assert cost(DEEPSEEK, usage) == DEEPSEEK_COST
+
+
+def test_deepseek_cache_hits_in_a_stream_usage_chunk() -> None:
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "deepseek-chat"}
+    data = (
+        b"".join(
+            b"data: " + orjson.dumps(c) + b"\n\n"
+            for c in (
+                {
+                    **chunk,
+                    "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}],
+                },
+                {**chunk, "choices": [], "usage": DEEPSEEK_USAGE},
+            )
+        )
+        + b"data: [DONE]\n\n"
+    )
+    parser = OPENAI.stream_parser({}, DEEPSEEK)
+    chunks = [c for event in SSEDecoder().feed(data) for c in parser.feed(event)]
+    [usage] = [c["usage"] for c in chunks if c.get("usage")]
+    assert cost(DEEPSEEK, usage) == DEEPSEEK_COST
+
+
+def test_deepseek_reasoner_hits_fill_an_empty_cached_count() -> None:
+    # Newer DeepSeek answers may also carry prompt_tokens_details with cached_tokens 0 beside
+    # the hit count; reasoning is output at the output price.
+    usage = {
+        **DEEPSEEK_USAGE,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 100},
+    }
+    reasoner = target("openai", "deepseek-reasoner", preset="deepseek")
+    answer = OPENAI.parse_response(_deepseek_completion(usage), reasoner)
+    assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] == 1536
+    assert cost(reasoner, answer["usage"]).micros == 167  # same prices as deepseek-chat
+    # An OpenAI-style count that is already there wins over the host's own fields.
+    both = {**DEEPSEEK_USAGE, "prompt_tokens_details": {"cached_tokens": 1000}}
+    answer = OPENAI.parse_response(_deepseek_completion(both), DEEPSEEK)
+    assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] == 1000
+
+
+def test_a_cache_hit_count_that_is_not_a_count_is_an_invalid_upstream_answer() -> None:
+    bad = {**DEEPSEEK_USAGE, "prompt_cache_hit_tokens": "1536"}
+    with pytest.raises(ProviderError) as info:
+        OPENAI.parse_response(_deepseek_completion(bad), DEEPSEEK)
+    assert info.value.status == 502
