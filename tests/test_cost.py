@@ -164,13 +164,22 @@ def test_bedrock_cache_read_and_write_with_region_prefix_and_arn() -> None:
     # cache_point_nonstream (writes).
     read = convert_usage({"inputTokens": 13, "cacheReadInputTokens": 1504, "outputTokens": 5})
     haiku = target("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
-    # 13*1 + 1504*0.10 + 5*5 = 13 + 150.4 + 25 = 188.4 -> 188
-    assert cost(haiku, read) == Cost(188, "bedrock/anthropic.claude-haiku-4-5@2025-10-15")
+    # A geographic profile of Haiku 4.5: the list price + 10%, $1.10 in, $0.11 read, $5.50 out:
+    # 13*1.1 + 1504*0.11 + 5*5.5 = 14.3 + 165.44 + 27.5 = 207.24 -> 207
+    assert cost(haiku, read) == Cost(207, "bedrock/anthropic.claude-haiku-4-5@2025-10-15")
+    # Through the global profile, the list price: 13*1 + 1504*0.10 + 5*5 = 188.4 -> 188
+    global_haiku = target("bedrock", "global.anthropic.claude-haiku-4-5-20251001-v1:0")
+    assert cost(global_haiku, read) == Cost(
+        188, "bedrock/global.anthropic.claude-haiku-4-5@2025-10-15"
+    )
     write = convert_usage({"inputTokens": 14, "cacheWriteInputTokens": 1503, "outputTokens": 5})
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
     sonnet = target("bedrock", arn + "global.anthropic.claude-sonnet-4-5-20250929-v1:0")
     # 14*3 + 1503*3.75 + 5*15 = 42 + 5636.25 + 75 = 5753.25 -> 5753
     assert cost(sonnet, write).micros == 5753
+    # Models before 4.5 cost the same through every profile: Sonnet 4 via `eu.` is $3 / $15.
+    old = target("bedrock", "eu.anthropic.claude-sonnet-4-20250514-v1:0")
+    assert cost(old, write) == Cost(5753, "bedrock/anthropic.claude-sonnet-4@2025-05-22")
 
 
 def test_bedrock_embeddings() -> None:
