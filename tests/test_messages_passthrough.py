@@ -19,6 +19,7 @@ from core.api.messages.passthrough import PassthroughStream, RelayedError, upstr
 from core.providers.adapters.base import ProviderError, Target
 from core.providers.transport import UpstreamBody
 from core.resilience.dispatch import FAILOVER_CLASSES
+from core.spend.cost import Cost
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from tests.support import raw
@@ -481,6 +482,31 @@ def test_relay_stops_after_message_stop_and_counts_cumulative_usage() -> None:
     assert body == START + delta + stop
     assert ended[0][0]["completion_tokens"] == 12 and ended[0][1] == "ok"
     assert response.released
+
+
+def test_message_delta_shows_the_cost_and_accounting_gets_the_usage_it_priced() -> None:
+    delta = b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":12}}\n\n'
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    priced: list[Any] = []
+
+    def cost_of(usage: dict[str, Any] | None) -> Cost:
+        priced.append(usage)
+        return Cost(1234, "test@2026-01-01")
+
+    stream = PassthroughStream(UpstreamBody(_Response([START + delta + stop])), TARGET)  # type: ignore[arg-type]
+    ended: list[Any] = []
+
+    async def run() -> bytes:
+        await stream.prime()
+        parts = stream.relay(lambda u, s, e: ended.append(u), cost_of)
+        return b"".join([part async for part in parts])
+
+    body = asyncio.run(run())
+    shown = b'{"type":"message_delta","usage":{"output_tokens":12,"interlock_cost":"0.001234"}}'
+    assert body == START + b"event: message_delta\ndata: " + shown + b"\n\n" + stop
+    # priced once, on the cumulative usage; the stream's end hands accounting that same object
+    assert len(priced) == 1 and priced[0]["completion_tokens"] == 12
+    assert ended == priced and ended[0] is priced[0]
 
 
 def test_an_error_as_the_first_event_can_still_fail_over() -> None:
