@@ -15,12 +15,14 @@ import pytest
 
 from core.providers.adapters.anthropic import ADAPTER as ANTHROPIC
 from core.providers.adapters.anthropic.response import canonical_usage
-from core.providers.adapters.base import Target
+from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.bedrock.response import convert_usage
 from core.providers.adapters.gemini.response import usage as gemini_usage
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
 from core.spend.cost import Cost
 from core.spend.pricing import DEFAULT_ESTIMATE_OUTPUT, CataloguePricing
 from core.spend.usage import UsageSplit
+from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from shared.config_prices import PricesConfig
 from tests.support.providers import provider_of
@@ -41,7 +43,8 @@ def cost(target: Target, usage: dict[str, Any]) -> Cost:
 
 
 def test_anthropic_cache_read_and_5m_write() -> None:
-    # A non-streamed Message with a cache read and a 5-minute cache write.
+    # A non-streamed Message with a cache read and a 5-minute cache write: the usage recorded
+    # from the real API (claude-sonnet-4-5-20250929, the cache_read_nonstream exchange).
     usage = canonical_usage(
         {
             "input_tokens": 3,
@@ -71,6 +74,7 @@ def _anthropic_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_anthropic_1h_cache_writes_from_a_stream() -> None:
     # message_start reports the 1h writes; message_delta repeats the totals without the split.
+    # Recorded from the real API (claude-sonnet-4-6, the cache_control_ttl_1h exchange).
     start_usage = {
         "input_tokens": 13,
         "cache_creation_input_tokens": 3913,
@@ -98,6 +102,7 @@ def test_anthropic_1h_cache_writes_from_a_stream() -> None:
 
 
 def test_anthropic_reasoning_is_billed_as_output_and_estimates_are_marked() -> None:
+    # The recorded thinking stream's totals (claude-haiku-4-5-20251001, thinking_stream).
     usage = {
         "prompt_tokens": 44,
         "completion_tokens": 46,
@@ -155,15 +160,26 @@ def test_gemini_pro_long_context_tier_applies_above_200k() -> None:
 
 
 def test_bedrock_cache_read_and_write_with_region_prefix_and_arn() -> None:
+    # Converse usage recorded from bedrock-runtime: converse_cache_read (reads) and
+    # cache_point_nonstream (writes).
     read = convert_usage({"inputTokens": 13, "cacheReadInputTokens": 1504, "outputTokens": 5})
     haiku = target("bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
-    # 13*1 + 1504*0.10 + 5*5 = 13 + 150.4 + 25 = 188.4 -> 188
-    assert cost(haiku, read) == Cost(188, "bedrock/anthropic.claude-haiku-4-5@2025-10-15")
+    # A geographic profile of Haiku 4.5: the list price + 10%, $1.10 in, $0.11 read, $5.50 out:
+    # 13*1.1 + 1504*0.11 + 5*5.5 = 14.3 + 165.44 + 27.5 = 207.24 -> 207
+    assert cost(haiku, read) == Cost(207, "bedrock/anthropic.claude-haiku-4-5@2025-10-15")
+    # Through the global profile, the list price: 13*1 + 1504*0.10 + 5*5 = 188.4 -> 188
+    global_haiku = target("bedrock", "global.anthropic.claude-haiku-4-5-20251001-v1:0")
+    assert cost(global_haiku, read) == Cost(
+        188, "bedrock/global.anthropic.claude-haiku-4-5@2025-10-15"
+    )
     write = convert_usage({"inputTokens": 14, "cacheWriteInputTokens": 1503, "outputTokens": 5})
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
     sonnet = target("bedrock", arn + "global.anthropic.claude-sonnet-4-5-20250929-v1:0")
     # 14*3 + 1503*3.75 + 5*15 = 42 + 5636.25 + 75 = 5753.25 -> 5753
     assert cost(sonnet, write).micros == 5753
+    # Models before 4.5 cost the same through every profile: Sonnet 4 via `eu.` is $3 / $15.
+    old = target("bedrock", "eu.anthropic.claude-sonnet-4-20250514-v1:0")
+    assert cost(old, write) == Cost(5753, "bedrock/anthropic.claude-sonnet-4@2025-05-22")
 
 
 def test_bedrock_embeddings() -> None:
@@ -175,7 +191,8 @@ def test_bedrock_embeddings() -> None:
 
 def test_openai_uncached_cached_and_reasoning() -> None:
     mini = target("openai", "gpt-4o-mini-2024-07-18")
-    # The include_usage chunk's usage: 78*0.15 + 9*0.60 = 11.7 + 5.4 = 17.1 -> 17
+    # The usage chunk recorded from api.openai.com (gpt-4o-mini-2024-07-18,
+    # include_usage_stream): 78*0.15 + 9*0.60 = 11.7 + 5.4 = 17.1 -> 17
     plain = {"prompt_tokens": 78, "completion_tokens": 9, "prompt_tokens_details": {}}
     assert cost(mini, plain) == Cost(17, "openai/gpt-4o-mini@2024-10-01")
     reasoning = {
@@ -236,3 +253,167 @@ def test_dated_ids_find_their_model(model: str) -> None:
 def test_a_longer_name_never_falls_back_to_a_shorter_model() -> None:
     assert PRICING.price(target("openai", "gpt-4o-mini")).version == "openai/gpt-4o-mini@2024-10-01"
     assert PRICING.price(target("openai", "gpt-4o-unknown-variant")).version is None
+
+
+def test_openai_recorded_tool_call_stream() -> None:
+    # The usage chunk recorded from api.openai.com (gpt-4o-2024-08-06, parallel_tool_calls_stream)
+    usage = {
+        "prompt_tokens": 149,
+        "completion_tokens": 60,
+        "total_tokens": 209,
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+    # gpt-4o: $2.50 in, $10 out: 149*2.5 + 60*10 = 372.5 + 600 = 972.5 -> 973 (half up)
+    assert cost(target("openai", "gpt-4o-2024-08-06"), usage) == Cost(
+        973, "openai/gpt-4o@2024-10-01"
+    )
+    # Azure bills the deployment's model at OpenAI's list price (its recorded stream,
+    # prompt_filter_stream from gpt-4o-2024-11-20, reports no usage: the same counts here).
+    assert cost(target("azure", "gpt-4o-2024-11-20"), usage).micros == 973
+
+
+def test_gemini_3_pro_recorded_thinking_stream() -> None:
+    # usageMetadata recorded from the Gemini API (gemini-3-pro-preview, function_call_stream)
+    usage = gemini_usage(
+        {"promptTokenCount": 29, "candidatesTokenCount": 10, "thoughtsTokenCount": 202}
+    )
+    # $2 in, $12 out (thinking included): 29*2 + (10 + 202)*12 = 58 + 2544 = 2602
+    got = cost(target("gemini", "gemini-3-pro-preview"), usage)
+    assert got == Cost(2602, "gemini/gemini-3-pro-preview@2025-11-18")
+
+
+def test_gemini_3_pro_long_context_tier_with_cache_reads() -> None:
+    pro = target("gemini", "models/gemini-3-pro-preview")
+    long = gemini_usage(
+        {
+            "promptTokenCount": 300_000,
+            "cachedContentTokenCount": 100_000,
+            "candidatesTokenCount": 2_000,
+            "thoughtsTokenCount": 1_000,
+        }
+    )
+    # above 200k: $4 in, $0.40 cached, $18 out:
+    # 200000*4 + 100000*0.40 + 3000*18 = 800000 + 40000 + 54000
+    assert cost(pro, long).micros == 894_000
+    short = gemini_usage({"promptTokenCount": 200_000, "cachedContentTokenCount": 100_000})
+    # at the threshold, the base tier: 100000*2 + 100000*0.20 = 220000
+    assert cost(pro, short).micros == 220_000
+
+
+def test_gemini_2_5_flash_cache_reads_at_their_price() -> None:
+    # Recorded shape of the text_stream exchange, with a context-cache hit added (its own
+    # recording, gemini-2.0-flash-exp, used no cache): 2.5 Flash reads at $0.03, not $0.30.
+    usage = gemini_usage(
+        {"promptTokenCount": 10_013, "cachedContentTokenCount": 10_000, "candidatesTokenCount": 8}
+    )
+    # 13*0.30 + 10000*0.03 + 8*2.50 = 3.9 + 300 + 20 = 323.9 -> 324
+    assert cost(target("gemini", "gemini-2.5-flash"), usage).micros == 324
+
+
+def test_bedrock_nova_recorded_stream_usage() -> None:
+    # The metadata frame recorded from bedrock-runtime (us.amazon.nova-micro-v1:0,
+    # tool_use_stream): Nova Micro $0.035 in, $0.14 out.
+    usage = convert_usage({"inputTokens": 471, "outputTokens": 91, "totalTokens": 562})
+    micro = target("bedrock", "us.amazon.nova-micro-v1:0")
+    # 471*0.035 + 91*0.14 = 16.485 + 12.74 = 29.225 -> 29
+    assert cost(micro, usage) == Cost(29, "bedrock/amazon.nova-micro-v1@2024-12-03")
+    # The same stream with cache reads (cache_point_stream, derived from that recording):
+    # 12*0.035 + 1979*0.00875 + 91*0.14 = 0.42 + 17.31625 + 12.74 = 30.47625 -> 30
+    cached = convert_usage(
+        {
+            "cacheReadInputTokens": 1979,
+            "cacheWriteInputTokens": 0,
+            "inputTokens": 12,
+            "outputTokens": 91,
+        }
+    )
+    assert cost(micro, cached).micros == 30
+
+
+DEEPSEEK = target("openai", "deepseek-chat", preset="deepseek")
+# DeepSeek's usage shape (api-docs.deepseek.com, "context caching"): prompt_tokens is the sum
+# of prompt_cache_hit_tokens and prompt_cache_miss_tokens. No recorded DeepSeek exchange is at
+# hand: the numbers are ours, in that shape.
+DEEPSEEK_USAGE: dict[str, Any] = {
+    "prompt_tokens": 1800,
+    "completion_tokens": 120,
+    "total_tokens": 1920,
+    "prompt_cache_hit_tokens": 1536,
+    "prompt_cache_miss_tokens": 264,
+}
+# deepseek-chat: $0.28 a miss, $0.028 a hit, $0.42 out:
+# 264*0.28 + 1536*0.028 + 120*0.42 = 73.92 + 43.008 + 50.4 = 167.328 -> 167
+# (554 if the hits were billed as misses: 1800*0.28 + 50.4 = 554.4)
+DEEPSEEK_COST = Cost(167, "deepseek/deepseek-chat@2025-09-29")
+
+
+def _deepseek_completion(usage: dict[str, Any]) -> bytes:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hi"},
+        "finish_reason": "stop",
+    }
+    return orjson.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "model": "deepseek-chat",
+            "choices": [choice],
+            "usage": usage,
+        }
+    )
+
+
+def test_deepseek_cache_hits_are_priced_as_cache_reads() -> None:
+    answer = OPENAI.parse_response(_deepseek_completion(DEEPSEEK_USAGE), DEEPSEEK)
+    usage = answer["usage"]
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 1536}  # the canonical reads
+    assert usage["prompt_cache_hit_tokens"] == 1536  # DeepSeek's own fields stay
+    assert UsageSplit.from_usage(usage) == UsageSplit(input=264, cache_read=1536, output=120)
+    assert cost(DEEPSEEK, usage) == DEEPSEEK_COST
+
+
+def test_deepseek_cache_hits_in_a_stream_usage_chunk() -> None:
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "deepseek-chat"}
+    data = (
+        b"".join(
+            b"data: " + orjson.dumps(c) + b"\n\n"
+            for c in (
+                {
+                    **chunk,
+                    "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}],
+                },
+                {**chunk, "choices": [], "usage": DEEPSEEK_USAGE},
+            )
+        )
+        + b"data: [DONE]\n\n"
+    )
+    parser = OPENAI.stream_parser({}, DEEPSEEK)
+    chunks = [c for event in SSEDecoder().feed(data) for c in parser.feed(event)]
+    [usage] = [c["usage"] for c in chunks if c.get("usage")]
+    assert cost(DEEPSEEK, usage) == DEEPSEEK_COST
+
+
+def test_deepseek_reasoner_hits_fill_an_empty_cached_count() -> None:
+    # Newer DeepSeek answers may also carry prompt_tokens_details with cached_tokens 0 beside
+    # the hit count; reasoning is output at the output price.
+    usage = {
+        **DEEPSEEK_USAGE,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 100},
+    }
+    reasoner = target("openai", "deepseek-reasoner", preset="deepseek")
+    answer = OPENAI.parse_response(_deepseek_completion(usage), reasoner)
+    assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] == 1536
+    assert cost(reasoner, answer["usage"]).micros == 167  # same prices as deepseek-chat
+    # An OpenAI-style count that is already there wins over the host's own fields.
+    both = {**DEEPSEEK_USAGE, "prompt_tokens_details": {"cached_tokens": 1000}}
+    answer = OPENAI.parse_response(_deepseek_completion(both), DEEPSEEK)
+    assert answer["usage"]["prompt_tokens_details"]["cached_tokens"] == 1000
+
+
+def test_a_cache_hit_count_that_is_not_a_count_is_an_invalid_upstream_answer() -> None:
+    bad = {**DEEPSEEK_USAGE, "prompt_cache_hit_tokens": "1536"}
+    with pytest.raises(ProviderError) as info:
+        OPENAI.parse_response(_deepseek_completion(bad), DEEPSEEK)
+    assert info.value.status == 502

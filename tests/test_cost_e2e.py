@@ -4,7 +4,8 @@ usage; and the operator's refusal of unpriced models.
 
 The built-in mock is priced in the shipped catalogue (mock-1: $1 in, $2 out per million tokens,
 so p prompt and c completion tokens cost p + 2c micro-dollars), and an operator entry prices
-mock-large at $10 / $20.
+mock-large at $10 / $20. A DeepSeek provider (the deepseek preset on tests/support/fake_openai)
+reports its cache hits in DeepSeek's own usage fields.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.support.fake_openai import DEEPSEEK_USAGE, FakeOpenAI
 from tests.support.sdk import anthropic_client, client
 from tests.support.stack import Stack
 
@@ -23,10 +25,27 @@ MESSAGES = [{"role": "user", "content": "Say hello to the cost of things"}]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def deepseek() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, deepseek: FakeOpenAI) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("cost")
     overrides = {
+        "providers": {
+            "deepseek": {
+                "kind": "openai",
+                "base_url": deepseek.base_url,
+                "api_key": "sk-deepseek",
+                "options": {"preset": "deepseek"},
+            }
+        },
         "models": {
+            "ds": {"provider": "deepseek", "model": "deepseek-chat"},
             "mock-1": {"provider": "mock", "model": "mock-1"},
             "mock-large": {"provider": "mock", "model": "mock-large"},
             "secret": {"provider": "mock", "model": "secret-model"},
@@ -144,3 +163,35 @@ def test_a_refused_target_fails_over_to_a_priced_one(stack: Stack) -> None:
     assert raw.headers["x-interlock-model"] == "mock-1"
     assert raw.headers["x-interlock-attempts"] == "1"
     assert micros(raw.headers["x-interlock-cost"]) > 0
+
+
+# The fake's DeepSeek usage: 1800 prompt tokens of which 1536 cache hits, 120 completion tokens.
+# deepseek-chat: 264*0.28 + 1536*0.028 + 120*0.42 = 73.92 + 43.008 + 50.4 = 167.328 -> 167
+# (554 if the hits were billed as misses).
+DEEPSEEK_MICROS = 167
+
+
+def test_deepseek_cache_hits_are_priced_as_reads(stack: Stack) -> None:
+    assert DEEPSEEK_USAGE["prompt_cache_hit_tokens"] == 1536
+    raw = client(stack).chat.completions.with_raw_response.create(model="ds", messages=MESSAGES)
+    usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 1536  # OpenAI's field, for every client
+    assert micros(raw.headers["x-interlock-cost"]) == DEEPSEEK_MICROS
+
+
+def test_deepseek_stream_usage_chunk_prices_the_hits(stack: Stack) -> None:
+    stream = client(stack).chat.completions.create(
+        model="ds", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    [usage] = [chunk.usage for chunk in stream if chunk.usage is not None]
+    assert micros((usage.model_extra or {})["interlock_cost"]) == DEEPSEEK_MICROS
+
+
+def test_deepseek_hits_reach_anthropic_clients_as_cache_reads(stack: Stack) -> None:
+    raw = anthropic_client(stack).messages.with_raw_response.create(
+        model="ds", max_tokens=50, messages=MESSAGES
+    )
+    usage = raw.parse().usage
+    assert usage.cache_read_input_tokens == 1536 and usage.input_tokens == 264
+    assert micros(raw.headers["x-interlock-cost"]) == DEEPSEEK_MICROS

@@ -19,6 +19,7 @@ from core.api.messages.passthrough import PassthroughStream, RelayedError, upstr
 from core.providers.adapters.base import ProviderError, Target
 from core.providers.transport import UpstreamBody
 from core.resilience.dispatch import FAILOVER_CLASSES
+from core.spend.cost import Cost
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
 from tests.support import raw
@@ -66,6 +67,18 @@ def stack(
                 "allow_any_model": True,
             },
             "fake": {"kind": "openai", "base_url": openai_like.base_url, "api_key": "sk-o"},
+        },
+        # Sonnet-like prices for the fake's `cache` script (passthrough streams carry the cost).
+        "prices": {
+            "models": {
+                "claude/cache": {
+                    "input": 3,
+                    "output": 15,
+                    "cache_read": "0.30",
+                    "cache_write_5m": "3.75",
+                    "source": "test contract",
+                }
+            }
         },
         "models": {
             "mock-1": {"provider": "mock", "model": "mock-1"},
@@ -186,7 +199,11 @@ def test_stream_events_are_relayed_unchanged(stack: Stack, claude: FakeAnthropic
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     expected = stream_events(message("tool-use", claude.received[0].json))
-    assert events(response.body) == expected  # incl. ping, in order, nothing added or lost
+    got = events(response.body)
+    # The one addition: message_delta's usage carries the cost (an unpriced model: the reserve).
+    [delta] = [payload for name, payload in got if name == "message_delta"]
+    assert delta["usage"].pop("interlock_cost") == "0.010000"
+    assert got == expected  # incl. ping, in order, nothing else added or lost
 
 
 def test_sdk_streaming_equals_non_streaming(stack: Stack) -> None:
@@ -211,6 +228,44 @@ def test_usage_with_cache_tokens_is_accounted(stack: Stack, streaming: bool) -> 
     assert line["prompt_tokens"] == 3 + 1111 + 418
     assert line["completion_tokens"] > 0 and line["outcome"] == "ok"
     assert line["provider"] == "claude" and line["upstream_model"] == "cache"
+
+
+def cache_cost(output_tokens: int) -> int:
+    """The `cache` script's usage at the stack's prices, in micro-dollars: 3 input at $3,
+    418 5m writes at $3.75, 1111 reads at $0.30 and the output at $15 per million tokens."""
+    exact = 3 * 3_000_000 + 418 * 3_750_000 + 1111 * 300_000 + output_tokens * 15_000_000
+    return (exact + 500_000) // 1_000_000
+
+
+def test_passthrough_stream_carries_the_cost_like_translated_streams(stack: Stack) -> None:
+    response = post(stack, {**BODY, "model": "claude/cache", "stream": True})
+    assert response.status == 200
+    got = events(response.body)
+    [usage] = [payload["usage"] for name, payload in got if name == "message_delta"]
+    # BODY enables thinking: 15 output tokens. 9 + 1567.5 + 333.3 + 15 * 15 = 2134.8 -> 2135
+    assert usage["output_tokens"] == 15 and cache_cost(15) == 2135
+    assert usage["interlock_cost"] == "0.002135"
+    # The rest of the event is the upstream's own; the complete answer's header agrees.
+    assert {k: v for k, v in usage.items() if k != "interlock_cost"} == {
+        "input_tokens": 3,
+        "cache_creation_input_tokens": 418,
+        "cache_read_input_tokens": 1111,
+        "output_tokens": 15,
+    }
+    whole = post(stack, {**BODY, "model": "claude/cache"})
+    assert whole.headers["x-interlock-cost"] == "0.002135"
+
+
+def test_passthrough_stream_cost_is_readable_through_the_sdk(stack: Stack) -> None:
+    with client(stack).messages.stream(
+        model="claude/cache", max_tokens=50, messages=MESSAGES
+    ) as stream:
+        streamed = list(stream)
+        final = stream.get_final_message()
+    [delta] = [event for event in streamed if event.type == "message_delta"]
+    extra = delta.usage.model_extra or {}
+    cost = cache_cost(final.usage.output_tokens)
+    assert extra["interlock_cost"] == f"0.{cost:06d}"
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -427,6 +482,31 @@ def test_relay_stops_after_message_stop_and_counts_cumulative_usage() -> None:
     assert body == START + delta + stop
     assert ended[0][0]["completion_tokens"] == 12 and ended[0][1] == "ok"
     assert response.released
+
+
+def test_message_delta_shows_the_cost_and_accounting_gets_the_usage_it_priced() -> None:
+    delta = b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":12}}\n\n'
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    priced: list[Any] = []
+
+    def cost_of(usage: dict[str, Any] | None) -> Cost:
+        priced.append(usage)
+        return Cost(1234, "test@2026-01-01")
+
+    stream = PassthroughStream(UpstreamBody(_Response([START + delta + stop])), TARGET)  # type: ignore[arg-type]
+    ended: list[Any] = []
+
+    async def run() -> bytes:
+        await stream.prime()
+        parts = stream.relay(lambda u, s, e: ended.append(u), cost_of)
+        return b"".join([part async for part in parts])
+
+    body = asyncio.run(run())
+    shown = b'{"type":"message_delta","usage":{"output_tokens":12,"interlock_cost":"0.001234"}}'
+    assert body == START + b"event: message_delta\ndata: " + shown + b"\n\n" + stop
+    # priced once, on the cumulative usage; the stream's end hands accounting that same object
+    assert len(priced) == 1 and priced[0]["completion_tokens"] == 12
+    assert ended == priced and ended[0] is priced[0]
 
 
 def test_an_error_as_the_first_event_can_still_fail_over() -> None:

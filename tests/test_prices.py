@@ -50,7 +50,11 @@ def test_anthropic_cache_prices_follow_the_published_multipliers() -> None:
     for family in ("anthropic", "bedrock"):
         for listed in CATALOGUE[family].values():
             entry = listed.entry
-            if not listed.model.removeprefix("anthropic.").startswith("claude"):
+            if (
+                not listed.model.removeprefix("global.")
+                .removeprefix("anthropic.")
+                .startswith("claude")
+            ):
                 continue
             assert entry.input is not None
             assert entry.cache_write_5m == entry.input * 5 // 4, listed

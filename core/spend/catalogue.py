@@ -8,7 +8,8 @@ arrive in many spellings of one model: dated snapshots (`claude-sonnet-4-5-20250
 (`anthropic.claude-sonnet-4-5-20250929-v1:0`), a cross-region prefix (`us.`, `eu.`, `global.`)
 or a whole ARN. `candidates` yields the id and then shorter forms, stripping only such
 date/version/region decorations (never a word that names another model: `gpt-4o-mini` never
-becomes `gpt-4o`), so the most specific entry wins.
+becomes `gpt-4o`), so the most specific entry wins (`global.anthropic.claude-sonnet-4-5`, billed
+at the list price, before `anthropic.claude-sonnet-4-5`, billed 10% above it).
 
 Read once at start-up (core.spend.pricing builds the lookup from it); nothing here runs per
 request except `candidates`, and only the first time a target is priced.
@@ -83,14 +84,22 @@ def family_of(provider: Provider) -> str | None:
 
 
 def candidates(model: str) -> Iterator[str]:
-    """The model id, then shorter forms without its decorations (lower case)."""
+    """The model id, then shorter forms without its decorations (lower case). A Bedrock
+    cross-region profile (`global.`, `us.`, ...) is tried with its prefix first, then without:
+    AWS bills Claude 4.5 and later at the list price only through `global.` profiles, and 10%
+    more through geographic and in-region ones, so `global.<model>` has its own entry."""
     name = model.strip().lower()
     if name.startswith("arn:"):  # arn:aws:bedrock:<region>:<account>:<type>/<id>
         name = name.rpartition("/")[2]
     name = name.removeprefix("models/")  # Gemini's resource names
     head, dot, rest = name.partition(".")
     if dot and head in _BEDROCK_GEO and "." in rest:
+        yield from _shorter(name)
         name = rest
+    yield from _shorter(name)
+
+
+def _shorter(name: str) -> Iterator[str]:
     yield name
     while (match := _SUFFIX.search(name)) is not None and match.start() > 0:
         name = name[: match.start()]

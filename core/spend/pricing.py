@@ -44,24 +44,26 @@ class PartRates:
     reasoning: int
 
     @classmethod
-    def of(cls, rates: Rates, base: PartRates | None = None) -> PartRates:
-        """`rates` completed: a missing part is the base tier's, else the price it derives
-        from (reads and writes from input, 1h writes from 5m writes, reasoning from output)."""
+    def of(cls, rates: Rates, base: Rates | None = None) -> PartRates:
+        """`rates` completed: a missing part is the price the base tier lists for it, else the
+        price it derives from in `rates`' own tier (reads and writes from input, 1h writes
+        from 5m writes, reasoning from output). A long-context tier never inherits a derived
+        base price: thinking above Gemini's 200k threshold is billed at the tier's output."""
 
-        def pick(own: int | None, inherited: int | None, derived: int) -> int:
-            return own if own is not None else inherited if inherited is not None else derived
+        def pick(own: int | None, listed: int | None, derived: int) -> int:
+            return own if own is not None else listed if listed is not None else derived
 
-        b = base
-        input_ = pick(rates.input, b.input if b else None, 0)
-        output = pick(rates.output, b.output if b else None, 0)
-        write_5m = pick(rates.cache_write_5m, b.cache_write_5m if b else None, input_)
+        b = base or Rates()
+        input_ = pick(rates.input, b.input, 0)
+        output = pick(rates.output, b.output, 0)
+        write_5m = pick(rates.cache_write_5m, b.cache_write_5m, input_)
         return cls(
             input=input_,
             output=output,
-            cache_read=pick(rates.cache_read, b.cache_read if b else None, input_),
+            cache_read=pick(rates.cache_read, b.cache_read, input_),
             cache_write_5m=write_5m,
-            cache_write_1h=pick(rates.cache_write_1h, b.cache_write_1h if b else None, write_5m),
-            reasoning=pick(rates.reasoning, b.reasoning if b else None, output),
+            cache_write_1h=pick(rates.cache_write_1h, b.cache_write_1h, write_5m),
+            reasoning=pick(rates.reasoning, b.reasoning, output),
         )
 
     def micro_millions(self, usage: UsageSplit) -> int:
@@ -108,7 +110,7 @@ def priced(entry: PriceEntry, version: str, overridden: bool) -> Price:
     return Price(
         version=version,
         base=base,
-        long=PartRates.of(tier, base) if tier is not None else None,
+        long=PartRates.of(tier, entry) if tier is not None else None,
         threshold=tier.threshold if tier is not None else 0,
         max_output=entry.max_output,
         overridden=overridden,

@@ -19,6 +19,8 @@ Scripted by the requested model name:
   json                 -> JSON_ANSWER as the content when response_format is json_schema,
                           else the normal answer
   cache                -> the normal answer with usage 1200 prompt tokens (1024 cached) / 7
+  deepseek-chat        -> the normal answer with DeepSeek's usage shape: DEEPSEEK_USAGE, whose
+                          cache reads are prompt_cache_hit_tokens (no prompt_tokens_details)
   crlf                 -> stream framed with \\r\\n line endings
   fail-529             -> 529 overloaded
   stall-headers        -> waits 5 s before sending headers (first-byte timeouts)
@@ -47,6 +49,14 @@ TEXT = "Hello from the fake upstream."
 POISON = "poison-500"
 JSON_ANSWER = {"answer": "forty-two", "confidence": 0.9}
 CACHED_PROMPT, CACHED = 1200, 1024
+# DeepSeek's usage: prompt_tokens = cache hits + misses, no prompt_tokens_details.
+DEEPSEEK_USAGE = {
+    "prompt_tokens": 1800,
+    "completion_tokens": 120,
+    "total_tokens": 1920,
+    "prompt_cache_hit_tokens": 1536,
+    "prompt_cache_miss_tokens": 264,
+}
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c63f8cfc0f01f0005000200"
@@ -114,6 +124,8 @@ def _answer(model: str, body: dict[str, Any]) -> tuple[bool, str, dict[str, Any]
         return False, orjson.dumps(JSON_ANSWER).decode(), _usage()
     if model == "cache":
         return False, TEXT, _usage(CACHED_PROMPT, 7, CACHED)
+    if model == "deepseek-chat":
+        return False, TEXT, dict(DEEPSEEK_USAGE)
     return False, TEXT, _usage()
 
 

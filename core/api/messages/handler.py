@@ -117,7 +117,7 @@ class MessagesApi:
 
     def _events(self, x: MessagesExchange, opened: Streamed) -> AsyncIterator[bytes]:
         if isinstance(opened, PassthroughStream):
-            return opened.relay(x.finish)
+            return opened.relay(x.finish, x.cost_of)
         first, chunks = opened
         target = x.outcome.target
         encoder = AnthropicStreamEncoder(_message_id(x), target.model, x.request.stop, x.cost_of)

@@ -5,6 +5,9 @@ as they come; SSE events are decoded on the side to account usage and to notice 
 `error` event or a cut stream, which then ends with an Anthropic `event: error` instead of a
 clean close. Events are re-framed whole (name and data bytes unchanged) rather than relayed as
 raw writes, so an error appended after a cut never lands in the middle of a half-sent event.
+The one event whose data changes is `message_delta`: its usage gains `interlock_cost`, the
+price of the stream's cumulative usage, exactly as translated streams carry it
+(core.spend.quote.with_cost, the one implementation for every stream).
 
 Upstream errors keep their status and Anthropic error type, but never their words verbatim:
 the envelope is re-written by the gateway with the message from core.providers.scrub (a fixed
@@ -34,6 +37,7 @@ from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Targe
 from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
 from core.providers.transport import UpstreamBody
+from core.spend.quote import CostOf, with_cost
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.errors import FailureClass, anthropic_error_body, invalid_upstream, upstream_object
 
@@ -173,7 +177,17 @@ class PassthroughStream:
     """Upstream data that is not the wire format (core.providers.parsing) fails over before the
     first event and ends the relay with an error event after it, like a cut."""
 
-    __slots__ = ("_body", "_decoder", "_ended", "_error", "_first", "_target", "usage")
+    __slots__ = (
+        "_body",
+        "_canonical",
+        "_cost_of",
+        "_decoder",
+        "_ended",
+        "_error",
+        "_first",
+        "_target",
+        "usage",
+    )
 
     def __init__(
         self, body: UpstreamBody, target: Target, decoder: SSEDecoder | None = None
@@ -185,6 +199,10 @@ class PassthroughStream:
         self._ended = False  # message_stop seen
         self._error: ProviderError | None = None  # an upstream `error` event was relayed
         self.usage: JSON = {}  # Anthropic-shaped, cumulative
+        self._cost_of: CostOf | None = None
+        # `usage` in canonical form, as last priced (None once `usage` changes): the stream's
+        # end hands this same object to accounting, which then reuses the price shown.
+        self._canonical: JSON | None = None
 
     async def prime(self) -> None:
         """Reads to the first event; raises ProviderError (scrubbed) if it is an error or the
@@ -209,7 +227,9 @@ class PassthroughStream:
         except ProviderError as error:
             raise sanitize(error, self._target) from None
 
-    async def relay(self, on_end: UsageSink) -> AsyncIterator[bytes]:
+    async def relay(self, on_end: UsageSink, cost_of: CostOf | None = None) -> AsyncIterator[bytes]:
+        """The events, re-framed; `cost_of` prices the usage message_delta shows."""
+        self._cost_of = cost_of
         outcome = "cancelled"
         try:
             events: list[StreamEvent] | None
@@ -235,7 +255,12 @@ class PassthroughStream:
                 self._body.release()
             else:
                 self._body.close()
-            on_end(canonical_usage(self.usage) if self.usage else None, outcome, self._error)
+            on_end(self._canonical_usage(), outcome, self._error)
+
+    def _canonical_usage(self) -> JSON | None:
+        if self._canonical is None and self.usage:
+            self._canonical = canonical_usage(self.usage)
+        return self._canonical
 
     def _fail(self, error: ProviderError) -> bytes:
         self._error = sanitize(error, self._target)
@@ -274,28 +299,37 @@ class PassthroughStream:
                 self._error = sanitize(stream_error(_loads(event.data)), self._target)
                 parts.append(error_event(self._error))
                 break
+            data = event.data
+            if name in ("message_start", "message_delta"):
+                data = self._observe(name, data)
             if name is not None:
                 parts.append(b"event: " + name.encode() + b"\n")
-            for line in event.data.split(b"\n"):
+            for line in data.split(b"\n"):
                 parts.append(b"data: " + line + b"\n")
             parts.append(b"\n")
-            if name in ("message_start", "message_delta"):
-                self._observe(name, event.data)
-            elif name == "message_stop":
+            if name == "message_stop":
                 self._ended = True
             if self._ended or self._error is not None:
                 break  # nothing after a terminal event reaches the client
         return b"".join(parts)
 
-    def _observe(self, name: str, data: bytes) -> None:
+    def _observe(self, name: str, data: bytes) -> bytes:
+        """Adds the event's usage to the stream's; returns the data to relay (message_delta's
+        with the cost of the usage so far, when priced)."""
         payload = _loads(data)
         if name == "message_start":
             message = payload.get("message") if isinstance(payload, dict) else None
             usage = message.get("usage") if isinstance(message, dict) else None
         else:
             usage = payload.get("usage") if isinstance(payload, dict) else None
-        if isinstance(usage, dict):
-            self.usage.update((k, v) for k, v in usage.items() if v is not None)
+        if not isinstance(usage, dict):
+            return data
+        self.usage.update((k, v) for k, v in usage.items() if v is not None)
+        self._canonical = None
+        if name != "message_delta" or self._cost_of is None:
+            return data
+        shown = with_cost(usage, self._canonical_usage() or {}, self._cost_of)
+        return data if shown is usage else orjson.dumps({**payload, "usage": shown})
 
 
 def _loads(data: bytes) -> Any:

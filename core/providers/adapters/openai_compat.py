@@ -33,7 +33,7 @@ from core.providers.adapters.base import (
     settings_of,
 )
 from core.providers.adapters.openai_settings import OpenAISettings, parse_settings
-from core.providers.adapters.openai_shape import check_answer
+from core.providers.adapters.openai_shape import adopt_cache_hits, check_answer
 from core.providers.adapters.presets import Preset
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
@@ -79,6 +79,7 @@ class OpenAIStreamParser:
         if "error" in chunk and choices is None:
             raise error_from_payload(502, {}, chunk)
         check_answer(chunk, "delta")
+        adopt_cache_hits(chunk)
         return self.normalize(chunk, choices)
 
     def normalize(self, chunk: JSON, choices: Any) -> list[JSON]:
@@ -282,6 +283,7 @@ class OpenAICompatAdapter:
         if not isinstance(payload.get("choices"), list):
             raise invalid_upstream("a response without choices")
         check_answer(payload, "message")
+        adopt_cache_hits(payload)
         return payload
 
     def stream_parser(self, canonical: JSON, target: Target) -> OpenAIStreamParser:

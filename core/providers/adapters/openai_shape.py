@@ -17,7 +17,14 @@ from core.wire.tokens import MAX_REPORTED_TOKENS
 from shared.errors import invalid_upstream
 
 _TEXT_FIELDS = ("content", "refusal", "reasoning_content", "role")
-_USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+# DeepSeek's prompt-cache split is counted too: its hits become the canonical cache reads.
+_USAGE_COUNTS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_cache_hit_tokens",
+    "prompt_cache_miss_tokens",
+)
 
 
 def _optional(value: Any, kind: type | tuple[type, ...], what: str) -> None:
@@ -90,3 +97,21 @@ def check_answer(payload: JSON, part: str) -> None:
     if choices is not None or part == "message":
         check_choices(choices, part)
     check_usage(payload.get("usage"))
+
+
+def adopt_cache_hits(payload: JSON) -> None:
+    """DeepSeek reports its prompt cache as `prompt_cache_hit_tokens` and
+    `prompt_cache_miss_tokens` (their sum is `prompt_tokens`), not always as OpenAI's
+    `prompt_tokens_details.cached_tokens`: the hits become the canonical cache reads (in place,
+    on a checked answer), so pricing (core.spend.usage), the ledger and the Anthropic encoders
+    read one field. OpenAI's own field wins when it counts any."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return
+    hits = usage.get("prompt_cache_hit_tokens")
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    cached = details.get("cached_tokens")
+    if type(hits) is not int or hits <= 0 or (type(cached) is int and cached > 0):
+        return
+    payload["usage"] = {**usage, "prompt_tokens_details": {**details, "cached_tokens": hits}}
