@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.support import raw
 from tests.support.budget_core import BUDGET_CORE
 from tests.support.fake_server import FakeServer
 from tests.support.stack import Stack
@@ -128,6 +129,27 @@ def test_downgrade_switches_to_the_cheap_model_for_the_rest_of_the_period(stack:
     assert first_cheap >= 3  # the expensive model served while the budget had room
     assert all(s == ("mock-pricey", None) for s in served[:first_cheap])
     assert all(s == ("mock-cheap", "pricey") for s in served[first_cheap:])
+    # The ledger shows both: the requests the expensive model served, then the cheap one's.
+    assert served_in_ledger(stack, "acme", len(served)) == {
+        "mock-pricey": first_cheap,
+        "mock-cheap": len(served) - first_cheap,
+    }
+
+
+def served_in_ledger(stack: Stack, tenant: str, expected: int) -> dict[str, int]:
+    """Requests per served model in the tenant's usage (GET /v1/usage), once all are written
+    (the ledger writes in batches, off the request path)."""
+    deadline = time.monotonic() + 10
+    while True:
+        answer = raw.request(
+            "GET",
+            f"{stack.edge_url}/v1/usage?group_by=served_model",
+            headers={"authorization": f"Bearer {stack.token(tenant)}"},
+        )
+        rows = {row["served_model"]: row["requests"] for row in answer.json()["data"]}
+        if sum(rows.values()) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
 
 
 def test_alerts_fire_once_per_threshold_with_retries(stack: Stack, hook: FakeServer) -> None:
