@@ -1,5 +1,6 @@
-"""GET /v1/usage through a real stack (edge + core subprocesses, the SQLite ledger), and
-`interlock usage` against the same file: a tenant sees exactly its own ledger rows, tenant B
+"""GET /v1/usage through a real stack (edge + core subprocesses), on each ledger store (the
+embedded SQLite file and a private PostgreSQL), and `interlock usage` against the same store:
+a tenant sees exactly its own ledger rows, tenant B
 can never read tenant A's usage through any parameter, an operator (admin token) sees every
 tenant and exports CSV, totals equal the raw records, and bad parameters are 400s naming them.
 """
@@ -9,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +21,8 @@ import pytest
 from core.ops.cli import main
 from core.ops.keys import load_signing_key
 from tests.support import hop_client, raw
-from tests.support.ledger_load import sqlite_rows
+from tests.support.ledger_load import ledger_rows
+from tests.support.postgres_server import PostgresServer
 from tests.support.sdk import client
 from tests.support.stack import Stack
 
@@ -36,14 +36,25 @@ TRAFFIC = [
 ]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+Row = Mapping[str, Any]  # a raw ledger record, read straight from the store's database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The same stack and traffic on each store: SQLite (the default) or PostgreSQL."""
     models = {
         "mock-1": {"provider": "mock", "model": "mock-1"},
         "mock-2": {"provider": "mock", "model": "mock-2"},
     }
-    overrides = {"models": models, "ledger": {"flush_interval": "50ms"}}
-    stack = Stack(tmp_path_factory.mktemp("usage"), overrides).start()
+    ledger: dict[str, str] = {"flush_interval": "50ms"}
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        ledger["url"] = server.database()
+    overrides = {"models": models, "ledger": ledger}
+    stack = Stack(tmp_path_factory.mktemp(f"usage-{request.param}"), overrides).start()
+    assert stack.config.ledger.url.startswith(ledger.get("url", "sqlite:///"))
     try:
         for tenant, model, tags in TRAFFIC:
             sdk = client(stack).with_options(api_key=stack.token(tenant))
@@ -52,18 +63,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 messages=[{"role": "user", "content": f"hello from {tenant}"}],
                 extra_headers={"x-interlock-tags": tags},
             )
-        assert len(sqlite_rows(ledger_file(stack), len(TRAFFIC))) == len(TRAFFIC)  # flushed
+        assert len(ledger_rows(stack.config.ledger.url, len(TRAFFIC))) == len(TRAFFIC)  # flushed
         yield stack
     finally:
         stack.stop()
 
 
-def ledger_file(stack: Stack) -> Path:
-    return stack.workdir / "state" / "ledger.sqlite3"
-
-
-def records(stack: Stack, tenant: str | None = None) -> list[sqlite3.Row]:
-    rows = sqlite_rows(ledger_file(stack), len(TRAFFIC))
+def records(stack: Stack, tenant: str | None = None) -> list[Row]:
+    rows = ledger_rows(stack.config.ledger.url, len(TRAFFIC))
     return [row for row in rows if tenant is None or row["tenant"] == tenant]
 
 
@@ -82,7 +89,7 @@ def admin_token(stack: Stack) -> str:
     return out.getvalue().strip()
 
 
-def sums(rows: list[sqlite3.Row]) -> dict[str, int]:
+def sums(rows: list[Row]) -> dict[str, int]:
     return {
         "requests": len(rows),
         "input_tokens": sum(r["input"] for r in rows),
@@ -221,7 +228,7 @@ def test_the_query_string_is_bound_into_the_hop_credential(stack: Stack) -> None
     assert honest.status == 200 and honest.json()["totals"]["requests"] == 1
 
 
-def test_the_cli_prints_the_same_report_from_the_sqlite_file(
+def test_the_cli_prints_the_same_report_from_the_store(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = ["--config", str(stack.config_path)]
