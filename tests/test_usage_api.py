@@ -189,6 +189,34 @@ def test_an_operator_sees_every_tenant_filters_by_one_and_exports_csv(stack: Sta
         assert sum(int(row["cost_micros"]) for row in rows) == sums(records(stack))["cost_micros"]
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_csv_pages_follow_the_cursor_header_across_the_boundary(stack: Stack, limit: int) -> None:
+    """Three groups in pages of 1, 2 or 3: every page has the header row and at most `limit`
+    rows, the cursor header is there exactly while rows remain (none when the last page is
+    exactly full), and the pages together are the JSON report's rows, in order."""
+    token = admin_token(stack)
+    params = {"group_by": "tenant,model", "format": "csv", "limit": str(limit)}
+    whole = usage(stack, token, group_by="tenant,model").json()["data"]
+    assert len(whole) == 3
+    rows: list[dict[str, str]] = []
+    cursor: str | None = None
+    for _ in range(4):
+        answer = usage(stack, token, **params, **({"cursor": cursor} if cursor else {}))
+        assert answer.status == 200, answer.body.decode()
+        text = answer.body.decode()
+        assert text.startswith("tenant,model,requests,")
+        page = list(csv.DictReader(io.StringIO(text)))
+        assert 1 <= len(page) <= limit
+        rows += page
+        cursor = answer.headers.get("x-interlock-next-cursor")
+        assert (cursor is None) == (len(rows) == len(whole))
+        if cursor is None:
+            break
+    assert [(r["tenant"], r["model"], int(r["requests"])) for r in rows] == [
+        (w["tenant"], w["model"], w["requests"]) for w in whole
+    ]
+
+
 @pytest.mark.parametrize(
     ("params", "param"),
     [
