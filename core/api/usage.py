@@ -126,6 +126,10 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     """The UsageQuery the parameters ask for, or a 400/403 naming the parameter. `own`: the
     tenant token's tenant, or None for an operator (admin token, or the CLI)."""
     for name, value in params.items():
+        if not name:
+            raise GatewayError(
+                400, "a parameter has no name", param="", code="invalid_usage_parameter"
+            )
         if name not in PARAMS:
             raise invalid(name[:64], "unknown parameter")
         if len(value) > MAX_VALUE_CHARS:
