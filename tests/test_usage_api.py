@@ -1,21 +1,16 @@
-"""GET /v1/usage through a real stack (edge + core subprocesses), on each ledger store (the
-embedded SQLite file and a private PostgreSQL), and `interlock usage` against the same store:
-a tenant sees exactly its own ledger rows, tenant B
-can never read tenant A's usage through any parameter, an operator (admin token) sees every
-tenant and exports CSV, totals equal the raw records, and bad parameters are 400s naming them.
+"""GET /v1/usage through a real stack (edge + core subprocesses, tests/support/usage_stack.py)
+on each ledger store (the embedded SQLite file and a private PostgreSQL), and `interlock usage`
+against the same store: a tenant sees exactly its own ledger rows, tenant B can never read
+tenant A's usage through any parameter, an operator (admin token) sees every tenant and exports
+CSV (page by page), and totals equal the raw records. Parameters: test_usage_api_params.py.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import csv
 import io
-import json
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -23,87 +18,26 @@ import pytest
 from core.ops.cli import main
 from core.ops.keys import load_signing_key
 from tests.support import hop_client, raw
-from tests.support.ledger_load import ledger_rows
-from tests.support.postgres_server import PostgresServer
-from tests.support.sdk import client
 from tests.support.stack import Stack
+from tests.support.usage_stack import (
+    STORES,
+    TRAFFIC,
+    A,
+    B,
+    admin_token,
+    picked,
+    records,
+    sums,
+    usage,
+    usage_stack,
+)
 
-A, B = "acme", "beta"
-# (tenant, model, tags) per request made through the official SDK.
-TRAFFIC = [
-    (A, "mock-1", "project=search"),
-    (A, "mock-1", "project=search"),
-    (A, "mock-2", "project=ads"),
-    (B, "mock-1", "project=search"),
-]
 
-
-Row = Mapping[str, Any]  # a raw ledger record, read straight from the store's database
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=STORES)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """The same stack and traffic on each store: SQLite (the default) or PostgreSQL."""
-    models = {
-        "mock-1": {"provider": "mock", "model": "mock-1"},
-        "mock-2": {"provider": "mock", "model": "mock-2"},
-    }
-    ledger: dict[str, str] = {"flush_interval": "50ms"}
-    if request.param == "postgres":
-        server: PostgresServer = request.getfixturevalue("postgres")
-        ledger["url"] = server.database()
-    overrides = {"models": models, "ledger": ledger}
-    stack = Stack(tmp_path_factory.mktemp(f"usage-{request.param}"), overrides).start()
-    assert stack.config.ledger.url.startswith(ledger.get("url", "sqlite:///"))
-    try:
-        for tenant, model, tags in TRAFFIC:
-            sdk = client(stack).with_options(api_key=stack.token(tenant))
-            sdk.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": f"hello from {tenant}"}],
-                extra_headers={"x-interlock-tags": tags},
-            )
-        assert len(ledger_rows(stack.config.ledger.url, len(TRAFFIC))) == len(TRAFFIC)  # flushed
-        yield stack
-    finally:
-        stack.stop()
-
-
-def records(stack: Stack, tenant: str | None = None) -> list[Row]:
-    rows = ledger_rows(stack.config.ledger.url, len(TRAFFIC))
-    return [row for row in rows if tenant is None or row["tenant"] == tenant]
-
-
-def usage(stack: Stack, token: str, accept: str = "", **params: Any) -> raw.RawResponse:
-    headers = {"authorization": f"Bearer {token}", **({"accept": accept} if accept else {})}
-    query = urlencode(params, doseq=True)
-    return raw.request("GET", f"{stack.edge_url}/v1/usage?{query}", headers=headers)
-
-
-def admin_token(stack: Stack) -> str:
-    """An operator token, as an operator gets one: `interlock token issue --admin`."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        args = ["--tenant", "ops", "--models", "*", "--ttl", "10m", "--admin"]
-        assert main(["--config", str(stack.config_path), "token", "issue", *args]) == 0
-    return out.getvalue().strip()
-
-
-def sums(rows: list[Row]) -> dict[str, int]:
-    return {
-        "requests": len(rows),
-        "input_tokens": sum(r["input"] for r in rows),
-        "output_tokens": sum(r["output"] for r in rows),
-        "cost_micros": sum(r["cost_micros"] for r in rows),
-    }
-
-
-def picked(fields: dict[str, Any]) -> dict[str, int]:
-    return {name: fields[name] for name in ("requests", "input_tokens", "output_tokens")} | {
-        "cost_micros": fields["cost_micros"]
-    }
+    yield from usage_stack(request, tmp_path_factory)
 
 
 def test_a_tenant_sees_exactly_its_ledger_rows_and_totals_equal_the_raw_records(
@@ -217,64 +151,6 @@ def test_csv_pages_follow_the_cursor_header_across_the_boundary(stack: Stack, li
     ]
 
 
-@pytest.mark.parametrize(
-    ("params", "param"),
-    [
-        ({"start": "yesterday"}, "start"),
-        ({"start": "nan"}, "start"),
-        ({"start": "100", "end": "50"}, "end"),
-        ({"group_by": "week"}, "group_by"),
-        ({"group_by": "model,model"}, "group_by"),
-        ({"group_by": "tag:a,tag:b"}, "group_by"),
-        ({"limit": "0"}, "limit"),
-        ({"limit": "ten"}, "limit"),
-        ({"limit": "\u00b2"}, "limit"),
-        ({"start": "0001-01-01T00:00:00+01:00"}, "start"),
-        ({"cursor": "not-a-cursor", "group_by": "model"}, "cursor"),
-        ({"tag": "project"}, "tag"),
-        ({"format": "xml"}, "format"),
-        ({"modle": "mock-1"}, "modle"),
-        ({"model": "m" * 600}, "model"),
-    ],
-)
-def test_bad_parameters_are_400s_naming_them(
-    stack: Stack, params: dict[str, str], param: str
-) -> None:
-    answer = usage(stack, stack.token(A), **params)
-    assert answer.status == 400, answer.body.decode()
-    error = answer.json()["error"]
-    assert error["param"] == param and error["type"] == "invalid_request_error"
-
-
-DAY = 86400
-
-
-@pytest.mark.parametrize(
-    ("params", "longest", "step"),
-    [
-        ({"start": "100.5"}, 7 * DAY, 1),  # raw records
-        ({"start": str(DAY), "group_by": "minute"}, 7 * DAY, 60),  # minute rollups
-        ({"start": str(DAY + 60)}, 7 * DAY, 60),  # minute rollups (range on whole minutes)
-        ({"start": str(DAY), "group_by": "hour"}, 92 * DAY, 3600),
-        ({"start": str(DAY), "group_by": "model"}, 3660 * DAY, DAY),  # day rollups
-    ],
-)
-def test_the_range_is_bounded_by_what_it_reads(
-    stack: Stack, params: dict[str, str], longest: int, step: int
-) -> None:
-    """The longest range (core.ledger.query.MAX_SPAN_S) is answered; one step of its grain
-    more is a 400 naming `end`, whose message says how long it may be."""
-    start = float(params["start"])
-    token = stack.token(A)
-    at_most = usage(stack, token, **params, end=str(start + longest))
-    assert at_most.status == 200, at_most.body.decode()
-    beyond = usage(stack, token, **params, end=str(start + longest + step))
-    assert beyond.status == 400
-    error = beyond.json()["error"]
-    assert error["param"] == "end" and f"at most {longest // DAY} days" in error["message"]
-    assert usage(stack, token, limit="1001").json()["error"]["param"] == "limit"
-
-
 def test_the_query_string_is_bound_into_the_hop_credential(stack: Stack) -> None:
     """A hop credential signed for B's query cannot be replayed with another query."""
     secret = stack.env["INTERLOCK_HOP_SECRET"]
@@ -322,88 +198,3 @@ def test_an_admin_claim_that_is_not_true_or_false_is_refused(stack: Stack) -> No
     token = jwt.encode(claims, private, algorithm=alg, headers={"kid": kid})
     answer = usage(stack, token, group_by="tenant")
     assert answer.status == 401 and b"admin" in answer.body
-
-
-def test_an_oversized_query_string_is_refused_at_the_edge(stack: Stack) -> None:
-    answer = usage(stack, stack.token(A), group_by="model", tag="k:" + "v" * 5000)
-    assert answer.status == 400 and answer.json()["error"]["code"] == "query_too_long"
-
-
-def _cursor(data: object) -> str:
-    """A forged cursor (json, not orjson: it must carry integers beyond 64 bits)."""
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-ODD_QUERIES = [
-    "start=1e400",
-    "start=-1",
-    "start=" + "9" * 400,
-    "start=2026-02-30",
-    "start=2026-01-01T25:00",
-    "start=%00",
-    "start=%F0%9F%98%80",
-    "start=0x10",
-    "start=1_780_000_000",
-    "start=-infinity",
-    "end=1e-9",
-    "start=1780000000&end=1780000000.0000001",
-    "start=0&end=253402300799",
-    "start=0001-01-01T00:00:00-23:59",
-    "start=9999-12-31T23:59:59-23:59",
-    "start=2026-01-01T00:00:00.1234567890123Z",
-    "start=2026-W01-1",
-    "start=%E2%80%8B1780000000",
-    "start=%EF%BC%91%EF%BC%97",
-    "start=1780000000&end=1780000000",
-    "limit=" + "9" * 400,
-    "limit=-1",
-    "limit=1.5",
-    "limit=%EF%BC%91",
-    "limit=",
-    "model=%00",
-    "model=%FF%FE",
-    "model=%ED%A0%80",
-    "model=%C3%A9%F0%9F%98%80",
-    "tag=k:%00",
-    "tag=%00:v",
-    "group_by=tag:%00",
-    "group_by=tag:%C3%A9&tag=%C3%A9:%00",
-    "group_by=%2C%2C",
-    "group_by=",
-    "cursor=",
-    "cursor=%00&group_by=model",
-    "format=CSV",
-    "limit=1&limit=2",
-    "%C3%A9=1",
-    "%ZZ=%ZZ",
-    "model=%E0%A4%A",
-    "=1&&&;",
-    "group_by=model;limit=1",
-    "group_by=+model+",
-    "tag=%3A%3A%3A",
-    "tag=k:v:w&group_by=tag:k",
-    "%00=1",
-    "tenant=%00",
-    "served_model=" + "%F0%9F%98%80" * 128,
-    "group_by=day&cursor=" + _cursor({"g": ["day"], "v": [2**70]}),
-    "group_by=day&cursor=" + _cursor({"g": ["day"], "v": [2**63]}),
-    "group_by=day&cursor=" + _cursor({"g": ["day"], "v": [-(2**63)]}),
-    "group_by=day&cursor=" + _cursor({"g": ["day"], "v": [True]}),
-    "group_by=model&cursor=" + _cursor({"g": ["model"], "v": ["\x00"]}),
-    "group_by=model&cursor=" + _cursor({"g": ["model"], "v": ["x" * 400]}),
-    "group_by=model&cursor=eyJnIjpbIm1vZGVsIl0sInYiOlsiXHVkODAwIl19",  # a lone surrogate
-]
-
-
-@pytest.mark.parametrize("admin", [False, True], ids=["tenant", "admin"])
-def test_no_query_string_makes_a_5xx(stack: Stack, admin: bool) -> None:
-    """Odd input in every parameter is a 200, or a 4xx whose JSON names the parameter (""
-    for one with no name)."""
-    token = admin_token(stack) if admin else stack.token(A)
-    headers = {"authorization": f"Bearer {token}"}
-    for query in ODD_QUERIES:
-        answer = raw.request("GET", f"{stack.edge_url}/v1/usage?{query}", headers=headers)
-        assert answer.status < 500, (query, answer.body[:300])
-        if answer.status != 200:
-            error = answer.json()["error"]
-            assert error["param"] or query.startswith("="), (query, error)
