@@ -11,6 +11,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from core.ops.cli import main
 from core.ops.keys import load_signing_key
 from tests.support import hop_client, raw
+from tests.support.net import free_port
+from tests.support.postgres_server import PostgresServer
 from tests.support.stack import Stack
 from tests.support.usage_stack import (
     STORES,
@@ -180,6 +183,29 @@ def test_the_cli_prints_the_same_report_from_the_store(
     ]
     assert main([*config, "usage", "--group-by", "week"]) == 2
     assert "--group-by" in capsys.readouterr().err
+    # Every page is followed: pages of one row print the same report.
+    whole = ["usage", "--group-by", "tenant,model", "--csv"]
+    assert main([*config, *whole]) == 0
+    one = capsys.readouterr().out
+    assert main([*config, *whole, "--page-size", "1"]) == 0
+    assert capsys.readouterr().out == one and len(one.splitlines()) == 4  # header, 3 groups
+    # The store's own rules name the option too (a tag needs whole minutes).
+    tagged = ["usage", "--tag", "project:search", "--start", "100.5", "--end", "200"]
+    assert main([*config, *tagged]) == 2
+    assert capsys.readouterr().err.startswith("interlock: --start: ")
+
+
+def test_the_cli_says_when_the_store_is_unreachable_and_never_prints_its_url(
+    tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = f"postgresql://postgres:pw-secret-1@127.0.0.1:{free_port()}/ledger"
+    missing = postgres.url.replace("postgres@", "postgres:pw-secret-1@") + "_no_such_db"
+    for n, url in enumerate((closed, missing)):
+        config = Stack(tmp_path / str(n), {"ledger": {"url": url}}).config_path
+        assert main(["--config", str(config), "usage"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("interlock: the ledger store is unavailable (")
+        assert "pw-secret" not in err and "Traceback" not in err
 
 
 def test_an_admin_claim_that_is_not_true_or_false_is_refused(stack: Stack) -> None:

@@ -152,11 +152,11 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     try:
         check(query)  # the store's own rules, checked before any database is asked
     except ValueError as error:
-        raise _from_store_error(error) or invalid("group_by", str(error)) from None
+        raise from_store_error(error) or invalid("group_by", str(error)) from None
     return query
 
 
-def _from_store_error(error: ValueError) -> GatewayError | None:
+def from_store_error(error: ValueError) -> GatewayError | None:
     """The store's own checks (core.ledger.query) say "<param>: why"; None if not one."""
     param, sep, _ = str(error).partition(":")
     if sep and param in {"start", "end", "group_by", "limit", "cursor"}:
@@ -274,7 +274,7 @@ class UsageApi:
                 await self._open(store)
                 return await read_usage(store, query)
         except ValueError as error:
-            known = _from_store_error(error)
+            known = from_store_error(error)
             if known is None:
                 raise _unavailable() from None
             raise known from None
