@@ -9,10 +9,9 @@ batch leaves memory only once it is written or spilled: a write cancelled half-w
 again, and the store's idempotence on request id keeps it once. Shutdown (the core's lifespan,
 i.e. SIGTERM) writes everything held, or spills it if the store cannot take it.
 
-A record whose raw partition retention drops (older than the start of the partition that
-holds now - `retention`) is never written: its partition may be gone, and the store's
-idempotence lives in the raw rows, so a replay (from the spill file, or a queue held past the
-horizon) would count it in the rollups a second time. It is counted (`expired`) and logged.
+A record older than the retained horizon (its raw partition already dropped by retention:
+a replay, or a queue held that long) is skipped by the store, since writing it again would
+count it twice in the rollups (core.ledger.store); `interlock_ledger_expired_total` counts it.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TypeVar
 
-from core.ledger.periods import period_of
 from core.ledger.record import LedgerRecord
 from core.ledger.spill import SpillFile
 from core.ledger.store import LedgerStore
@@ -44,12 +42,9 @@ class StoreUnavailable(Exception):
 
 
 class Ledger:
-    def __init__(
-        self, store: LedgerStore, config: LedgerConfig, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, store: LedgerStore, config: LedgerConfig) -> None:
         self._store = store
         self._config = config
-        self._clock = clock  # wall-clock unix seconds (records' times are too)
         self._queue: deque[LedgerRecord] = deque()
         self._spill = SpillFile(Path(config.spill_dir))
         self._opened = False
@@ -58,7 +53,6 @@ class Ledger:
         self.written = 0  # records the store took as new
         self.spilled = 0  # records that went to the spill file
         self.failures = 0  # store calls that failed or timed out
-        self.expired = 0  # records skipped: older than the retention horizon
         self.up = False  # the last store call succeeded
 
     def append(self, record: LedgerRecord) -> None:
@@ -122,26 +116,7 @@ class Ledger:
                 return
 
     async def _write(self, batch: list[LedgerRecord]) -> None:
-        live = self._unexpired(batch)
-        if live:
-            self.written += await self._call(self._store.write(live))
-
-    def _unexpired(self, batch: list[LedgerRecord]) -> list[LedgerRecord]:
-        """The records whose raw partition retention keeps; the others are counted and
-        logged (how many, never what), since writing them could count them twice."""
-        cutoff = self._clock() - self._config.retention_s
-        partition = self._config.partition
-        horizon = period_of(cutoff, partition)
-        live = [r for r in batch if r.ts >= cutoff or period_of(r.ts, partition) >= horizon]
-        if len(live) < len(batch):
-            skipped = len(batch) - len(live)
-            self.expired += skipped
-            log.warning(
-                "the ledger skipped %d records older than its retention horizon: their raw "
-                "partition is dropped, so writing them could count them twice",
-                skipped,
-            )
-        return live
+        self.written += await self._call(self._store.write(batch))
 
     async def _call(self, call: Coroutine[object, object, T]) -> T:
         """A store call bounded by `write_timeout`; any failure is StoreUnavailable."""
@@ -186,7 +161,7 @@ class Ledger:
     async def retain(self) -> None:
         """Retention: raw partitions older than `retention` are dropped whole."""
         if self._opened:
-            cutoff = self._clock() - self._config.retention_s
+            cutoff = time.time() - self._config.retention_s
             await self._call(self._store.drop_before(cutoff))
 
     def metrics(self) -> list[str]:
@@ -206,7 +181,7 @@ class Ledger:
             f"interlock_ledger_spilled_total {self.spilled}",
             "# HELP interlock_ledger_expired_total Ledger records skipped, older than retention.",
             "# TYPE interlock_ledger_expired_total counter",
-            f"interlock_ledger_expired_total {self.expired}",
+            f"interlock_ledger_expired_total {self._store.expired}",
             "# HELP interlock_ledger_store_failures_total Ledger store calls that failed.",
             "# TYPE interlock_ledger_store_failures_total counter",
             f"interlock_ledger_store_failures_total {self.failures}",
