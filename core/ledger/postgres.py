@@ -110,6 +110,9 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._periods: set[int] = set()  # partitions known to exist
         self.expired = 0
+        # The retained horizon as last read: which partitions a batch may need to create.
+        # Another replica's drop may have moved it on; the batch's transaction reads it again.
+        self._horizon: float | None = None
         # The writer and the usage API may both open the store: one pool, never two.
         self._opening = asyncio.Lock()
 
@@ -127,6 +130,7 @@ class PostgresStore:
             async with pool.acquire() as con, con.transaction():
                 await con.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await con.execute(_SCHEMA)
+                self._horizon = await con.fetchval(_HORIZON)
             now = period_of(time.time(), self._partition)
             await self._ensure(pool, range(now - 1, now + AHEAD + 1))
         except BaseException:
@@ -154,11 +158,12 @@ class PostgresStore:
 
     async def write(self, records: Sequence[LedgerRecord]) -> int:
         pool = self._ready()
-        kept = unexpired(records, await pool.fetchval(_HORIZON))  # no partition made for them
+        kept = unexpired(records, self._horizon)  # no partition is made for the others
         await self._ensure(pool, {period_of(r.ts, self._partition) for r in kept})
         async with pool.acquire() as con, con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock_shared($1)", _LOCK)
-            kept = unexpired(kept, await con.fetchval(_HORIZON))  # after any drop since
+            self._horizon = await con.fetchval(_HORIZON)  # after every drop before this batch
+            kept = unexpired(kept, self._horizon)
             new = await self._insert(con, kept)
         self.expired += len(records) - len(kept)
         note_expired(len(records) - len(kept))
@@ -195,6 +200,7 @@ class PostgresStore:
         async with self._ready().acquire() as con, con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             await con.execute(_SET_HORIZON, period_start(last, self._partition))
+            horizon = await con.fetchval(_HORIZON)
             names = await con.fetch(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'ledger_records'"
@@ -204,6 +210,7 @@ class PostgresStore:
             for p in old:
                 await con.execute(f"DROP TABLE {_PARTITION_PREFIX}{p}")
         self._periods.difference_update(old)
+        self._horizon = horizon  # once committed: a rolled-back drop moves nothing
         return len(old)
 
     async def close(self) -> None:
