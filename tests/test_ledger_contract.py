@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from core.ledger.periods import period_of, period_start
 from core.ledger.postgres import PostgresStore
 from core.ledger.sqlite import SqliteStore
 from core.ledger.store import LedgerStore, UsageQuery
@@ -180,6 +181,36 @@ def test_retention_drops_whole_partitions(make_store: StoreFactory) -> None:
     run(make_store, body)
 
 
+def test_no_store_writes_a_record_of_a_dropped_partition_again(make_store: StoreFactory) -> None:
+    """Idempotence lives in the raw rows: a record of a dropped partition written again would
+    count twice in the rollups. The retained horizon is in the database, so another replica
+    (which wrote to that partition before the drop) and a restarted store skip it too."""
+    old, kept = record("x-old", T0 + 10), record("x-kept", T0 + 2 * DAY + 1)
+    late = record("x-late", T0 + 20)  # first seen after its partition was dropped
+
+    async def body(store: LedgerStore) -> None:
+        other = make_store()
+        await other.open()
+        try:
+            assert await other.write([old, kept]) == 2
+            assert await store.drop_before(T0 + 2 * DAY + 5) >= 1
+            assert await store.drop_before(T0) == 0  # an earlier cutoff: the horizon stays
+            assert await other.write([old, late, kept]) == 0
+            assert await store.write([old]) == 0
+            assert (other.expired, store.expired) == (2, 1)
+        finally:
+            await other.close()
+        restarted = make_store()
+        await restarted.open()
+        assert await restarted.write([old]) == 0 and restarted.expired == 1
+        await restarted.close()
+        (row,) = (await store.usage(UsageQuery(T0, T0 + DAY, "acme"))).rows
+        assert row.requests == 1  # the rollups count it once
+        assert (await store.usage(UsageQuery(T0 + 0.5, T0 + DAY, "acme"))).rows == []
+
+    run(make_store, body)
+
+
 def test_tags_group_and_filter_and_are_bounded_to_one_key_per_query(
     make_store: StoreFactory,
 ) -> None:
@@ -209,3 +240,12 @@ def test_tags_group_and_filter_and_are_bounded_to_one_key_per_query(
                 await store.usage(bad)
 
     run(make_store, body)
+
+
+@pytest.mark.parametrize("partition", ["day", "month"])
+def test_a_period_starts_where_period_of_says(partition: str) -> None:
+    """The retained horizon is the start of a period: exactly where its first second is."""
+    for ts in (0.0, T0 + 123.5, 951_782_400.0, 951_868_799.0, 4_102_444_799.0):
+        p = period_of(ts, partition)
+        assert period_start(p, partition) <= ts < period_start(p + 1, partition)
+        assert period_of(period_start(p, partition), partition) == p

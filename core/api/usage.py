@@ -11,7 +11,10 @@ report): `start`, `end` (unix seconds or RFC 3339; default the current UTC day),
 (comma list of minute|hour|day, tenant, model, provider, served_model, tag:<key>), the filters
 `model`, `provider`, `served_model`, `tag=<key>:<value>`, `tenant` (operators), `limit`
 (1-1000), `cursor` (the previous page's `next_cursor`), `format=json|csv` (or Accept:
-text/csv). The parsing and rendering here are shared with `interlock usage` (core.ops.usage).
+text/csv). The range is bounded by what it reads (core.ledger.query.MAX_SPAN_S: 7 days of raw
+records or minute rollups, 92 of hour rollups, 3660 of day rollups); a longer one is a 400
+naming `end`. The parsing and rendering here are shared with `interlock usage`
+(core.ops.usage).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.api.identity import Caller
-from core.ledger.query import check
+from core.ledger.query import MAX_TEXT, MAX_TIME, check
 from core.ledger.store import TIME_BUCKETS, LedgerStore, UsagePage, UsageQuery, UsageRow
 from shared.errors import GatewayError
 
@@ -48,9 +51,8 @@ METRICS = (
     "cost_micros",
 )
 DEFAULT_LIMIT = 100
-MAX_VALUE_CHARS = 512  # any one parameter's value: far above a real model name or tag
+MAX_VALUE_CHARS = MAX_TEXT  # any one parameter's value: far above a real model name or tag
 _DAY_S = 86400
-_MAX_TIME = 253402300800  # 10000-01-01: beyond it RFC 3339 has no year
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -70,7 +72,7 @@ def parse_time(value: str, param: str) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         seconds = moment.timestamp()
-    if not (math.isfinite(seconds) and 0 <= seconds < _MAX_TIME):
+    if not (math.isfinite(seconds) and 0 <= seconds < MAX_TIME):
         raise invalid(param, "out of range")
     return seconds
 
@@ -124,10 +126,16 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     """The UsageQuery the parameters ask for, or a 400/403 naming the parameter. `own`: the
     tenant token's tenant, or None for an operator (admin token, or the CLI)."""
     for name, value in params.items():
+        if not name:
+            raise GatewayError(
+                400, "a parameter has no name", param="", code="invalid_usage_parameter"
+            )
         if name not in PARAMS:
             raise invalid(name[:64], "unknown parameter")
         if len(value) > MAX_VALUE_CHARS:
             raise invalid(name, f"longer than {MAX_VALUE_CHARS} characters")
+        if "\x00" in value:  # PostgreSQL's text cannot hold it: refused on either store
+            raise invalid(name, "contains a NUL character")
     day = now // _DAY_S * _DAY_S
     start = parse_time(params["start"], "start") if "start" in params else day
     end = parse_time(params["end"], "end") if "end" in params else day + _DAY_S
@@ -144,11 +152,11 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     try:
         check(query)  # the store's own rules, checked before any database is asked
     except ValueError as error:
-        raise _from_store_error(error) or invalid("group_by", str(error)) from None
+        raise from_store_error(error) or invalid("group_by", str(error)) from None
     return query
 
 
-def _from_store_error(error: ValueError) -> GatewayError | None:
+def from_store_error(error: ValueError) -> GatewayError | None:
     """The store's own checks (core.ledger.query) say "<param>: why"; None if not one."""
     param, sep, _ = str(error).partition(":")
     if sep and param in {"start", "end", "group_by", "limit", "cursor"}:
@@ -266,7 +274,7 @@ class UsageApi:
                 await self._open(store)
                 return await read_usage(store, query)
         except ValueError as error:
-            known = _from_store_error(error)
+            known = from_store_error(error)
             if known is None:
                 raise _unavailable() from None
             raise known from None

@@ -20,5 +20,13 @@ def period_of(ts: float, partition: str) -> int:
     return (moment.year - 1970) * 12 + moment.month - 1
 
 
+def period_start(period: int, partition: str) -> float:
+    """Where `period` begins, in unix seconds (the inverse of period_of at a boundary)."""
+    if partition == "day":
+        return float(period * _DAY)
+    years, month = divmod(period, 12)
+    return dt.datetime(1970 + years, month + 1, 1, tzinfo=dt.UTC).timestamp()
+
+
 def bucket(ts: float, grain_s: int) -> int:
     return int(ts // grain_s) * grain_s

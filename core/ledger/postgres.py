@@ -10,7 +10,9 @@ built with, so a replay lands in the same partition and conflicts there.
 A batch is one transaction: the rows are COPYed into a staging table and moved with one
 `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING request_id`, and the rollups of
 exactly the returned rows are upserted in the same transaction, so a replayed batch never
-counts twice.
+counts twice. A batch holds the partition lock (an advisory lock) shared while it writes, and
+drops hold it exclusive, so a batch reads the retained horizon (core.ledger.store) after any
+drop that ran before it and never lands in a partition being dropped.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import asyncpg
 
 from core.ledger import query as q
 from core.ledger.codec import COLUMNS, row
-from core.ledger.periods import period_of
+from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
-from core.ledger.store import UsagePage, UsageQuery
+from core.ledger.store import UsagePage, UsageQuery, note_expired, unexpired
 
 _TYPES = {
     "ts": "float8",
@@ -60,6 +62,7 @@ CREATE TABLE IF NOT EXISTS ledger_records (
     {_columns(_RECORD_TYPES, {"request_id", "period"})}, PRIMARY KEY (request_id, period)
 ) PARTITION BY RANGE (period);
 CREATE INDEX IF NOT EXISTS ledger_records_tenant_ts ON ledger_records (tenant, ts);
+CREATE TABLE IF NOT EXISTS ledger_meta (name text PRIMARY KEY, value float8 NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_rollups (
     {_columns(_ROLLUP_TYPES, set(KEY_COLUMNS + SUM_COLUMNS))},
     PRIMARY KEY ({", ".join(KEY_COLUMNS)})
@@ -85,6 +88,11 @@ _UPSERT = (
     + f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
     + ", ".join(f"{c} = ledger_rollups.{c} + excluded.{c}" for c in SUM_COLUMNS)
 )
+_HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
+_SET_HORIZON = (
+    "INSERT INTO ledger_meta (name, value) VALUES ('horizon', $1) "
+    "ON CONFLICT (name) DO UPDATE SET value = GREATEST(ledger_meta.value, excluded.value)"
+)
 _CASTS = {"int": "::int8", "float": "::float8", "text": "::text"}
 DIALECT = q.Dialect(
     param=lambda i, kind: f"${i}{_CASTS[kind]}", floor_int=lambda e: f"floor({e})::int8"
@@ -101,6 +109,10 @@ class PostgresStore:
         self._partition = partition
         self._pool: asyncpg.Pool | None = None
         self._periods: set[int] = set()  # partitions known to exist
+        self.expired = 0
+        # The retained horizon as last read: which partitions a batch may need to create.
+        # Another replica's drop may have moved it on; the batch's transaction reads it again.
+        self._horizon: float | None = None
         # The writer and the usage API may both open the store: one pool, never two.
         self._opening = asyncio.Lock()
 
@@ -118,6 +130,7 @@ class PostgresStore:
             async with pool.acquire() as con, con.transaction():
                 await con.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await con.execute(_SCHEMA)
+                self._horizon = await con.fetchval(_HORIZON)
             now = period_of(time.time(), self._partition)
             await self._ensure(pool, range(now - 1, now + AHEAD + 1))
         except BaseException:
@@ -145,20 +158,33 @@ class PostgresStore:
 
     async def write(self, records: Sequence[LedgerRecord]) -> int:
         pool = self._ready()
-        rows = [(r.request_id, period_of(r.ts, self._partition), *row(r)) for r in records]
-        await self._ensure(pool, {values[1] for values in rows})
+        kept = unexpired(records, self._horizon)  # no partition is made for the others
+        await self._ensure(pool, {period_of(r.ts, self._partition) for r in kept})
         async with pool.acquire() as con, con.transaction():
-            await con.execute(_STAGE)
-            await con.copy_records_to_table("ledger_stage", records=rows, columns=_NAMES)
-            returned = await con.fetch(_INSERT)
-            ids = {record["request_id"] for record in returned}
-            inserted: dict[str, LedgerRecord] = {}
-            for r in records:
-                if r.request_id in ids:
-                    inserted.setdefault(r.request_id, r)
-            sums = [(*key, *totals) for key, totals in deltas(inserted.values())]
-            if sums:
-                await con.execute(_UPSERT, *_transpose(sums, len(_ROLLUP_TYPES)))
+            await con.execute("SELECT pg_advisory_xact_lock_shared($1)", _LOCK)
+            self._horizon = await con.fetchval(_HORIZON)  # after every drop before this batch
+            kept = unexpired(kept, self._horizon)
+            new = await self._insert(con, kept)
+        self.expired += len(records) - len(kept)
+        note_expired(len(records) - len(kept))
+        return new
+
+    async def _insert(self, con: asyncpg.Connection, records: list[LedgerRecord]) -> int:
+        """The batch's new rows and their rollups, inside the caller's transaction."""
+        if not records:
+            return 0
+        rows = [(r.request_id, period_of(r.ts, self._partition), *row(r)) for r in records]
+        await con.execute(_STAGE)
+        await con.copy_records_to_table("ledger_stage", records=rows, columns=_NAMES)
+        returned = await con.fetch(_INSERT)
+        ids = {record["request_id"] for record in returned}
+        inserted: dict[str, LedgerRecord] = {}
+        for r in records:
+            if r.request_id in ids:
+                inserted.setdefault(r.request_id, r)
+        sums = [(*key, *totals) for key, totals in deltas(inserted.values())]
+        if sums:
+            await con.execute(_UPSERT, *_transpose(sums, len(_ROLLUP_TYPES)))
         return len(inserted)
 
     async def usage(self, query: UsageQuery) -> UsagePage:
@@ -173,6 +199,8 @@ class PostgresStore:
         last = period_of(cutoff, self._partition)
         async with self._ready().acquire() as con, con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            await con.execute(_SET_HORIZON, period_start(last, self._partition))
+            horizon = await con.fetchval(_HORIZON)
             names = await con.fetch(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'ledger_records'"
@@ -182,6 +210,7 @@ class PostgresStore:
             for p in old:
                 await con.execute(f"DROP TABLE {_PARTITION_PREFIX}{p}")
         self._periods.difference_update(old)
+        self._horizon = horizon  # once committed: a rolled-back drop moves nothing
         return len(old)
 
     async def close(self) -> None:

@@ -24,7 +24,25 @@ import orjson
 from core.ledger.periods import GRAINS
 from core.ledger.store import DIMENSIONS, TIME_BUCKETS, UsageQuery, UsageRow
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # rows per page
+MAX_TIME = 253402300800  # 10000-01-01: no bucket, cursor or range reaches it
+MAX_TEXT = 512  # a cursor's text value: as long as a parameter's value may be
+_DAY_S = 86400
+# The longest range one query may span, by what it reads (None: raw records). Raw records
+# and minute rollups are read row by row; coarser rollups have one row per hour or day per
+# group, so an hour-aligned range may be longer and a day-aligned one longer still.
+MAX_SPAN_S: dict[str | None, int] = {
+    None: 7 * _DAY_S,
+    "minute": 7 * _DAY_S,
+    "hour": 92 * _DAY_S,
+    "day": 3660 * _DAY_S,
+}
+_SPAN_READS = {
+    None: "that does not start and end on whole minutes",
+    "minute": "on whole minutes (or grouped by minute)",
+    "hour": "on whole hours (or grouped by hour)",
+    "day": "",
+}
 TAG = "tag:"
 _RAW_COLUMNS = {
     "tenant": "tenant",
@@ -67,6 +85,7 @@ def check(query: UsageQuery) -> str | None:
         raise ValueError(f"limit: expected 1 to {MAX_LIMIT}")
     if query.end <= query.start:
         raise ValueError("end: must be after start")
+    _check_span(query)
     tag_keys = set()
     for field, names, allowed in (
         ("group_by", query.group_by, (*TIME_BUCKETS, *DIMENSIONS)),
@@ -82,6 +101,15 @@ def check(query: UsageQuery) -> str | None:
     if len(tag_keys) > 1:
         raise ValueError("group_by: at most one tag key per query")
     return tag_keys.pop() if tag_keys else None
+
+
+def _check_span(query: UsageQuery) -> None:
+    """A range longer than what it reads allows (MAX_SPAN_S) is refused, naming `end`."""
+    grain = _grain(query)
+    days = MAX_SPAN_S[grain] // _DAY_S
+    if query.end - query.start > MAX_SPAN_S[grain]:
+        what = " ".join(("a range", _SPAN_READS[grain])).strip()
+        raise ValueError(f"end: {what} spans at most {days} days; ask for a shorter range")
 
 
 def _grain(query: UsageQuery) -> str | None:
@@ -175,9 +203,14 @@ def decode_cursor(cursor: str, group_by: tuple[str, ...]) -> list[Any]:
         same = data["g"] == list(group_by) and len(values) == len(group_by)
     except (binascii.Error, ValueError, TypeError, KeyError):
         raise ValueError("cursor: not a cursor from this query") from None
-    if not same or not all(
-        isinstance(v, int) if name in TIME_BUCKETS else isinstance(v, str)
-        for name, v in zip(group_by, values, strict=True)
-    ):
+    if not same or not all(map(_cursor_value, group_by, values)):
         raise ValueError("cursor: not a cursor from this query")
     return list(values)
+
+
+def _cursor_value(name: str, value: Any) -> bool:
+    """A value a page of this grouping could have ended on: a bucket's unix seconds, or a
+    text without NUL (PostgreSQL's text cannot hold one) no longer than any parameter."""
+    if name in TIME_BUCKETS:
+        return type(value) is int and 0 <= value < MAX_TIME
+    return isinstance(value, str) and len(value) <= MAX_TEXT and "\x00" not in value

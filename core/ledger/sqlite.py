@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from core.ledger import query as q
 from core.ledger.codec import COLUMNS, row
-from core.ledger.periods import period_of
+from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
-from core.ledger.store import UsagePage, UsageQuery
+from core.ledger.store import UsagePage, UsageQuery, note_expired, unexpired
 
 T = TypeVar("T")
 
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS ledger_records (
 );
 CREATE INDEX IF NOT EXISTS ledger_records_period ON ledger_records (period);
 CREATE INDEX IF NOT EXISTS ledger_records_tenant_ts ON ledger_records (tenant, ts);
+CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_rollups (
     {", ".join(f"{c} {'INTEGER' if c == 'bucket' else 'TEXT'} NOT NULL" for c in KEY_COLUMNS)},
     {", ".join(f"{c} INTEGER NOT NULL" for c in SUM_COLUMNS)},
@@ -47,6 +48,11 @@ _UPSERT = (
     f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
 )
+_HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
+_SET_HORIZON = (
+    "INSERT INTO ledger_meta (name, value) VALUES ('horizon', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)"
+)
 DIALECT = q.Dialect(param=lambda i, kind: "?", floor_int=lambda e: f"CAST({e} AS INTEGER)")
 
 
@@ -56,6 +62,7 @@ class SqliteStore:
         self._partition = partition
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
         self._db: sqlite3.Connection | None = None
+        self.expired = 0
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -81,11 +88,12 @@ class SqliteStore:
     async def write(self, records: Sequence[LedgerRecord]) -> int:
         partition = self._partition
 
-        def write(db: sqlite3.Connection) -> int:
+        def write(db: sqlite3.Connection) -> tuple[int, int]:
             inserted = []
             db.execute("BEGIN IMMEDIATE")
             try:
-                for r in records:
+                kept = unexpired(records, _horizon(db))
+                for r in kept:
                     cursor = db.execute(
                         _INSERT, (r.request_id, period_of(r.ts, partition), *row(r))
                     )
@@ -96,9 +104,12 @@ class SqliteStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return len(inserted)
+            return len(inserted), len(records) - len(kept)
 
-        return await self._call(write)
+        new, expired = await self._call(write)
+        self.expired += expired
+        note_expired(expired)
+        return new
 
     async def usage(self, query: UsageQuery) -> UsagePage:
         sql = q.build(query, DIALECT)
@@ -116,8 +127,15 @@ class SqliteStore:
 
         def drop(db: sqlite3.Connection) -> int:
             sql = "SELECT COUNT(DISTINCT period) FROM ledger_records WHERE period < ?"
-            (count,) = db.execute(sql, (last,)).fetchone()
-            db.execute("DELETE FROM ledger_records WHERE period < ?", (last,))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (count,) = db.execute(sql, (last,)).fetchone()
+                db.execute("DELETE FROM ledger_records WHERE period < ?", (last,))
+                db.execute(_SET_HORIZON, (period_start(last, self._partition),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             return int(count)
 
         return await self._call(drop)
@@ -130,3 +148,8 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=False)
+
+
+def _horizon(db: sqlite3.Connection) -> float | None:
+    found = db.execute(_HORIZON).fetchone()
+    return None if found is None else float(found[0])

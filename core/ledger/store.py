@@ -1,14 +1,25 @@
 """The ledger's storage seam: two implementations (SQLite embedded, PostgreSQL for several
 replicas) behind one contract, checked by the same contract tests on both.
+
+The retained horizon: retention drops whole raw partitions, and idempotence on request id
+lives in the raw rows, so a record of a dropped partition written again (replayed from a spill
+file, or held in a queue past retention) would be counted in the rollups a second time. Each
+store keeps the start of its oldest kept partition in the database (set by `drop_before` in
+the drop's own transaction, read by `write` in the batch's, serialized with drops), so every
+replica and every restart agrees, whatever its clock or retention setting, and `write` skips
+records older than it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from core.ledger.record import LedgerRecord
+
+log = logging.getLogger("interlock.ledger")
 
 # What a usage query may group by: a time bucket, a dimension, or one tag key ("tag:<key>").
 TIME_BUCKETS = ("minute", "hour", "day")
@@ -43,7 +54,25 @@ class UsagePage:
     next_cursor: str | None
 
 
+def unexpired(records: Sequence[LedgerRecord], horizon: float | None) -> list[LedgerRecord]:
+    """The records at or after the retained horizon (None: nothing dropped yet)."""
+    if horizon is None:
+        return list(records)
+    return [r for r in records if r.ts >= horizon]
+
+
+def note_expired(count: int) -> None:
+    if count:
+        log.warning(
+            "the ledger skipped %d records older than its retained horizon: their raw "
+            "partition was dropped, so writing them could count them twice",
+            count,
+        )
+
+
 class LedgerStore(Protocol):
+    expired: int  # records `write` skipped as older than the retained horizon
+
     async def open(self) -> None:
         """Connect and create or migrate the schema; idempotent, and safe to call concurrently
         (the writer opens the store at its first flush, the usage API at its first query)."""
@@ -52,7 +81,8 @@ class LedgerStore(Protocol):
     async def write(self, records: Sequence[LedgerRecord]) -> int:
         """Append a batch in one transaction, idempotent on request_id (a record written twice
         is stored once), updating the rollups for the rows actually inserted; returns how many
-        were new. Raises on a database failure (the writer queues and retries)."""
+        were new. Records older than the retained horizon are skipped (counted in `expired`,
+        logged). Raises on a database failure (the writer queues and retries)."""
         ...
 
     async def usage(self, query: UsageQuery) -> UsagePage:
@@ -60,7 +90,8 @@ class LedgerStore(Protocol):
         ...
 
     async def drop_before(self, cutoff: float) -> int:
-        """Retention: drops whole time partitions of raw records older than `cutoff`."""
+        """Retention: drops whole time partitions of raw records older than `cutoff`, and
+        moves the retained horizon to the start of the oldest partition kept."""
         ...
 
     async def close(self) -> None: ...

@@ -8,6 +8,10 @@ is replayed first when the store answers again, so records land in the order the
 batch leaves memory only once it is written or spilled: a write cancelled half-way is written
 again, and the store's idempotence on request id keeps it once. Shutdown (the core's lifespan,
 i.e. SIGTERM) writes everything held, or spills it if the store cannot take it.
+
+A record older than the retained horizon (its raw partition already dropped by retention:
+a replay, or a queue held that long) is skipped by the store, since writing it again would
+count it twice in the rollups (core.ledger.store); `interlock_ledger_expired_total` counts it.
 """
 
 from __future__ import annotations
@@ -175,6 +179,9 @@ class Ledger:
             "# HELP interlock_ledger_spilled_total Ledger records spilled to disk.",
             "# TYPE interlock_ledger_spilled_total counter",
             f"interlock_ledger_spilled_total {self.spilled}",
+            "# HELP interlock_ledger_expired_total Ledger records skipped, older than retention.",
+            "# TYPE interlock_ledger_expired_total counter",
+            f"interlock_ledger_expired_total {self._store.expired}",
             "# HELP interlock_ledger_store_failures_total Ledger store calls that failed.",
             "# TYPE interlock_ledger_store_failures_total counter",
             f"interlock_ledger_store_failures_total {self.failures}",

@@ -11,7 +11,14 @@ import asyncio
 import time
 from dataclasses import replace
 
-from core.api.usage import METRICS, parse_query, read_usage, row_fields, to_csv
+from core.api.usage import (
+    METRICS,
+    from_store_error,
+    parse_query,
+    read_usage,
+    row_fields,
+    to_csv,
+)
 from core.ledger import store_for
 from core.ledger.store import UsagePage, UsageQuery, UsageRow
 from core.ops.prices import table
@@ -36,15 +43,27 @@ async def _read_all(config: Config, query: UsageQuery) -> tuple[UsagePage, Usage
         await store.close()
 
 
+def _option(message: str, param: str) -> str:
+    """An API error message ("<param>: why") as the CLI's ("--<option>: why")."""
+    return "--" + param.replace("_", "-") + message.removeprefix(param)
+
+
 def report(config: Config, params: dict[str, str], as_csv: bool) -> str:
-    """The report; ValueError (the CLI's exit 2) naming the option that is wrong."""
+    """The report; ValueError (the CLI's exit 2) naming the option that is wrong, or
+    ConnectionError (exit 2 too) when the store cannot answer: its class only, since a
+    driver's message may quote the URL, which may carry a password."""
     try:
         query = parse_query(params, None, time.time())
     except GatewayError as error:
-        param = error.param or ""
-        option = "--" + param.replace("_", "-")
-        raise ValueError(option + error.message.removeprefix(param)) from None
-    page, totals = asyncio.run(_read_all(config, query))
+        raise ValueError(_option(error.message, error.param or "")) from None
+    try:
+        page, totals = asyncio.run(_read_all(config, query))
+    except Exception as error:
+        known = from_store_error(error) if isinstance(error, ValueError) else None
+        if known is not None:  # the store's own query rules, e.g. a tag on a raw range
+            raise ValueError(_option(known.message, known.param or "")) from None
+        why = type(error).__name__
+        raise ConnectionError(f"the ledger store is unavailable ({why})") from None
     if as_csv:
         return to_csv(query, page).rstrip("\n")
     header = [*query.group_by, *METRICS]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import openai
@@ -95,6 +96,30 @@ def sqlite_rows(path: Path, count: int, timeout: float = 15.0) -> list[sqlite3.R
             except sqlite3.OperationalError:
                 rows = []  # the schema is not there yet
             db.close()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+async def _postgres_rows(url: str) -> list[Mapping[str, Any]]:
+    con = await asyncpg.connect(url)
+    try:
+        return list(await con.fetch("SELECT * FROM ledger_records ORDER BY ts"))
+    except asyncpg.UndefinedTableError:
+        return []  # the core has not reached the database yet
+    finally:
+        await con.close()
+
+
+def ledger_rows(url: str, count: int, timeout: float = 15.0) -> list[Mapping[str, Any]]:
+    """The raw records of the ledger `url` names (sqlite:///<path> or postgresql://) once
+    there are `count` of them, read straight from the database, oldest first."""
+    if url.startswith("sqlite:///"):
+        found = sqlite_rows(Path(url.removeprefix("sqlite:///")), count, timeout)
+        return [dict(zip(row.keys(), tuple(row), strict=True)) for row in found]
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = asyncio.run(_postgres_rows(url))
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
