@@ -258,6 +258,7 @@ CORE_SECTIONS = (
     "prices",
     "budgets",
     "ledger",
+    "routing",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 
