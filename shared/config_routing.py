@@ -93,10 +93,7 @@ def parse_routing(
     """The section, checked: `models` are the names a rewrite may name (models and aliases),
     `budgets` the budgets a condition may read."""
     s = cp.section(raw, "routing", _ROUTING)
-    headers = frozenset(h.lower() for h in cp.string_list(s, "headers", "routing"))
-    for header in headers:
-        if not _HEADER.fullmatch(header):
-            raise ConfigError(f"routing.headers: {header!r} is not a header name")
+    headers = frozenset(policy_headers(s))
     timezone = cp.string(s, "timezone", "routing", "UTC")
     try:
         zoneinfo.ZoneInfo(timezone)
@@ -107,6 +104,18 @@ def parse_routing(
     scope = Scope("", headers, budgets, chars > 0)
     rules = _rules(s.get("rules"), scope, frozenset(routes), models)
     return RoutingConfig(routes, rules, headers, timezone, chars)
+
+
+def policy_headers(routing: Any) -> tuple[str, ...]:
+    """`routing.headers`, lower-cased: the request headers rules may read, which the edge
+    relays to the core (it reads only this key of the section)."""
+    if not isinstance(routing, dict):
+        return ()
+    headers = tuple(dict.fromkeys(h.lower() for h in cp.string_list(routing, "headers", "routing")))
+    for header in headers:
+        if not _HEADER.fullmatch(header):
+            raise ConfigError(f"routing.headers: {header!r} is not a header name")
+    return headers
 
 
 def _routes(raw: Any, providers: set[str]) -> dict[str, NamedRouteConfig]:
