@@ -7,7 +7,8 @@ about prompt tokens, images, time or content never pays for them:
 - `prompt_tokens`: the API's own estimate (chat and messages: the prompt; embeddings: the
   input), the same the admission step reserves;
 - `images`: an image part in any message (OpenAI `image_url`, Anthropic `image`);
-- `content`: the last user message's text, cut at `content_max_chars`;
+- `content`: the last user message's text, cut at `content_max_chars` (and lower-cased, for
+  keywords);
 - `hour`, `weekday`, `time`: the clock, in the policy's time zone, read once;
 - `budget`: the share of a budget used, from the `BudgetGauge` (None: unknown, never matches).
 """
@@ -57,6 +58,7 @@ class Facts:
         "_clock",
         "_content",
         "_images",
+        "_lowered",
         "_prompt",
         "_prompt_tokens",
         "_tags",
@@ -99,6 +101,7 @@ class Facts:
         self._tags: dict[str, str] | None = None
         self._images: bool | None = None
         self._content: str | None = None
+        self._lowered: str | None = None
         self._clock: datetime | None = None
 
     @property
@@ -167,6 +170,14 @@ class Facts:
             text = _last_user_text(self.payload, self.setting.content_chars)
             self._content = text[: self.setting.content_chars]
         return self._content
+
+    @property
+    def content_lower(self) -> str:
+        """`content` lower-cased, once: keywords are plain substring tests on it (a
+        case-insensitive regex alternation is ten times slower on 2,000 characters)."""
+        if self._lowered is None:
+            self._lowered = self.content.lower()
+        return self._lowered
 
 
 def _has_images(messages: Any) -> bool:
