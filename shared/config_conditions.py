@@ -213,7 +213,42 @@ def _pattern(value: Any, op: str, path: str, scope: Scope) -> str:
             re.compile(value)
         except re.error as exc:
             raise fail(path, f"not a valid regex ({exc})", scope) from None
+        if nested_repetition(value):
+            why = "a repeated group that itself repeats, e.g. (a+)+, can take exponential time"
+            raise fail(path, why, scope)
     return value
+
+
+def nested_repetition(pattern: str) -> bool:
+    """Whether a group holding an unbounded repeat (`*`, `+`, `{n,}`) is itself repeated:
+    the classic catastrophic-backtracking shape, refused at start-up (Python's re has no
+    time limit; the searched text is also capped, see routing.content_max_chars)."""
+    groups: list[bool] = []  # per open group: does it hold an unbounded repeat?
+    closed_repeats = False  # the group just closed held one
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        unbounded = char in "*+" or (char == "{" and bool(re.match(r"\{\d*,\}", pattern[i:])))
+        if unbounded and closed_repeats:
+            return True
+        closed_repeats = False
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":  # a class: skip to its end
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] == "]" else i + 1)
+            i = n if end < 0 else end + 1
+            continue
+        if char == "(":
+            groups.append(False)
+        elif char == ")" and groups:
+            closed_repeats = groups.pop()
+            if closed_repeats and groups:
+                groups[-1] = True
+        elif unbounded and groups:
+            groups[-1] = True
+        i += 1
+    return False
 
 
 def _budget(value: Any, path: str, scope: Scope) -> Test:

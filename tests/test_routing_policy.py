@@ -15,7 +15,7 @@ from core.routing.policy.facts import Facts, Setting
 from core.routing.policy.rules import build_policy
 from core.routing.registry import Route
 from shared.config import parse_config
-from shared.config_conditions import Scope, parse_when
+from shared.config_conditions import Scope, nested_repetition, parse_when
 from shared.config_routing import RoutingConfig
 from shared.configparse import ConfigError
 
@@ -258,6 +258,10 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
         "routing.rules[0].when.model.regex: expected a regex pattern of 1 to 256",
     ),
     (
+        {"rules": [{"id": "a", "when": {"model": {"regex": "^(a+)+$"}}, "model": "m"}]},
+        "routing.rules[0].when.model.regex: a repeated group that itself repeats",
+    ),
+    (
         {"rules": [{"id": "a", "when": {"header.x-secret": "1"}, "model": "m"}]},
         "routing.rules[0].when.header.x-secret: this header is not listed in routing.headers",
     ),
@@ -342,6 +346,26 @@ def test_startup_errors_name_the_key_and_the_rule(routing: dict[str, Any], messa
     assert text.startswith(message), text
     if ".rules[" in message and ".id:" not in message:
         assert text.endswith("(rule 'a')"), text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "nested"),
+    [
+        ("(a+)+", True),
+        ("(a*)*", True),
+        ("(?:ab+)+$", True),
+        ("((a+))+", True),
+        ("(x+){2,}", True),
+        ("(a|b)*", False),
+        ("[(a+)]+", False),
+        (r"\(a+\)+", False),
+        ("(a+)?", False),
+        ("(a+)b+", False),
+        (r"def \w+\(", False),
+    ],
+)
+def test_catastrophic_regex_shapes_are_refused(pattern: str, nested: bool) -> None:
+    assert nested_repetition(pattern) is nested
 
 
 def test_a_rewrite_to_a_provider_model_must_resolve() -> None:

@@ -2,7 +2,8 @@
 
 Nothing is interpreted per request: each test becomes a function that reads its one fact and
 compares it with a value prepared at start-up (a frozenset for `in`, a compiled pattern for
-`regex`, `glob` and content keywords). A missing fact (None) fails every test but ne/not_in.
+`regex` and `glob`). A missing fact (None) fails every test but ne/not_in. Patterns read at
+most MAX_MATCHED characters of a string fact, content tests routing.content_max_chars.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ Getter = Callable[[Facts], Any]
 
 # Fields read as attributes of Facts (`time` is its minutes since midnight).
 _ATTRIBUTES = {"time": "minutes"}
+# Characters of a string fact a regex or glob reads (a header value may be kilobytes long).
+MAX_MATCHED = 1024
 _ORDER = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 
 
@@ -108,7 +111,9 @@ def _test(test: Test) -> Predicate:
 
     def matches(facts: Facts) -> bool:
         actual = get(facts)
-        return isinstance(actual, str) and match(actual) is not None
+        if not isinstance(actual, str):
+            return False
+        return match(actual[:MAX_MATCHED]) is not None
 
     return matches
 
