@@ -156,6 +156,9 @@ def test_facts_the_request_lacks_and_lazy_facts() -> None:
     assert holds({"images": True, "structured_output": True, "tools": True}, f)
     assert holds({"max_tokens": 7}, f)
     assert not holds({"content": {"keywords": ["def"]}}, f)  # no text at all
+    anthropic = {"model": "m", "messages": [], "output_config": {"format": {"type": "x"}}}
+    assert holds({"structured_output": True}, facts(anthropic, api="messages"))
+    assert holds({"structured_output": False}, facts({"model": "m", "response_format": "text"}))
 
 
 def test_content_is_cut_at_the_configured_length() -> None:

@@ -122,9 +122,16 @@ class Facts:
 
     @property
     def structured_output(self) -> bool:
-        fmt = self.payload.get("response_format")
-        kind = fmt.get("type") if isinstance(fmt, dict) else None
-        return kind in ("json_schema", "json_object") or bool(self.payload.get("output_format"))
+        """OpenAI's response_format (json_schema, json_object); Anthropic's
+        output_config.format (or the beta's output_format)."""
+        payload = self.payload
+        fmt = payload.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+            return True
+        config = payload.get("output_config")
+        return bool(payload.get("output_format")) or (
+            isinstance(config, dict) and bool(config.get("format"))
+        )
 
     @property
     def images(self) -> bool:
