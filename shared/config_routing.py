@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
+from shared import hop
 from shared.config_conditions import Cond, Scope, fail, parse_when
 from shared.config_models import STRATEGIES, TargetConfig, _targets
 from shared.configparse import ConfigError
@@ -52,6 +53,24 @@ NO_RULE = "default"  # x-interlock-route when no rule matched: no rule may take 
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEADER = re.compile(r"[a-z0-9-]{1,64}")
 _CAP = frozenset(("max_tokens",))
+# Headers rules may never read: the edge would relay them to the core (credentials, the hop
+# credential and request id it sets itself, framing). Billing tags are `tags.<key>` facts.
+RESERVED_HEADERS = frozenset(
+    (
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "cookie",
+        hop.HOP_HEADER,
+        hop.REQUEST_ID_HEADER,
+        hop.TRACEPARENT_HEADER,
+        "host",
+        "connection",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,8 @@ def policy_headers(routing: Any) -> tuple[str, ...]:
     for header in headers:
         if not _HEADER.fullmatch(header):
             raise ConfigError(f"routing.headers: {header!r} is not a header name")
+        if header in RESERVED_HEADERS or header.startswith("x-interlock-"):
+            raise ConfigError(f"routing.headers: {header!r} is not for rules to read")
     return headers
 
 

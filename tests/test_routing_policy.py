@@ -338,6 +338,8 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"timezone": "Mars/Olympus"}, "routing.timezone: unknown time zone"),
     ({"headers": ["X Bad"]}, "routing.headers: 'x bad' is not a header name"),
     ({"rulez": []}, "routing.rulez: unknown key"),
+    ({"headers": ["Authorization"]}, "routing.headers: 'authorization' is not for rules to read"),
+    ({"headers": ["x-interlock-hop"]}, "routing.headers: 'x-interlock-hop' is not for rules"),
 ]
 
 
