@@ -206,6 +206,10 @@ def test_messages_actions(stack: Stack) -> None:
     assert_routed(raw.headers, "cap")
     message = raw.parse()
     assert message.usage.output_tokens == 3 and message.stop_reason == "max_tokens"
+    raw = sdk.with_raw_response.create(
+        model="mock-1", max_tokens=50, messages=MESSAGES, extra_headers=via("ceiling")
+    )
+    assert_routed(raw.headers, "ceiling")
     with pytest.raises(anthropic.PermissionDeniedError) as refused:
         sdk.create(model="mock-1", max_tokens=50, messages=MESSAGES, extra_headers=via("refuse"))
     assert refused.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
@@ -255,6 +259,8 @@ def test_embeddings_actions(stack: Stack) -> None:
     raw = sdk.with_raw_response.create(model="mock-1", input="hello", extra_headers=via("cap"))
     assert_routed(raw.headers, "cap")  # nothing to cap in an embeddings request: served
     assert len(raw.parse().data) == 1
+    raw = sdk.with_raw_response.create(model="mock-1", input="hello", extra_headers=via("ceiling"))
+    assert_routed(raw.headers, "ceiling")
     with pytest.raises(openai.PermissionDeniedError) as refused:
         sdk.create(model="mock-1", input="hello", extra_headers=via("refuse"))
     assert refused.value.code == "policy_refused"
