@@ -60,6 +60,9 @@ class CoreState:
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
+        # routing.rules, compiled once (core.routing.policy); budget conditions read a gauge
+        # attached with `policy.attach` (none yet: they never match without one).
+        self.policy = parts.policy
         # Prices and costs (core.spend), built once; a test may hand in its own Pricing.
         self.pricing: Pricing = pricing or parts.pricing
         self.store: Store = (
@@ -164,7 +167,9 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         return endpoint
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
-    stages = standard_stages(state.registry, state.dispatcher, state.limiter, state.pricing)
+    stages = standard_stages(
+        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy
+    )
     account = Account(state.ledger, state.pricing)
     chat = Pipeline(ChatApi(state.images.inline), stages, account)
     embeddings = Pipeline(EmbeddingsApi(), stages, account)

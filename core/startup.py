@@ -3,7 +3,8 @@
 Each configured provider becomes one `Provider` (core/providers/provider.py): its adapter
 resolved from the kind, its options parsed once into the kind's typed, frozen settings, its
 Transport (timeouts, signer) and Upstream built. The model registry resolves every model's
-targets to those Providers, and the hop secret is found. `CoreState` (core/app.py) and
+targets to those Providers (and builds `routing.routes`), the routing rules are compiled
+(core.routing.policy), and the hop secret is found. `CoreState` (core/app.py) and
 `interlock check-config` (core/ops/cli.py) both call `prepare_core`: the CLI approves exactly the
 configs the core starts with. Nothing here opens a socket, reads from the network or starts a
 task; the HTTP session is only reached through `session`, when a request is sent.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from core.providers.provider import Provider, SessionGetter, build_provider
+from core.routing.policy.rules import Policy, build_policy
 from core.routing.registry import ModelRegistry
 from core.spend.pricing import CataloguePricing, build_pricing
 from core.state.redis_url import parse_endpoint
@@ -31,6 +33,7 @@ class CoreParts:
     registry: ModelRegistry
     hop_secret: bytes
     pricing: CataloguePricing  # the catalogue under the operator's `prices` (core.spend)
+    policy: Policy  # routing.rules compiled (core.routing.policy); empty without rules
 
 
 def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
@@ -40,10 +43,15 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
         for name, provider in config.providers.items()
     }
     _check_redis_url(config.state.redis_url)
+    registry = ModelRegistry(config, providers)
+    policy = build_policy(
+        config.routing, registry.named, lambda model: registry.resolve(model) is not None
+    )
     return CoreParts(
         config=config,
         providers=providers,
-        registry=ModelRegistry(config, providers),
+        registry=registry,
+        policy=policy,
         hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
         pricing=build_pricing(config, providers),
     )

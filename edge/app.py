@@ -40,7 +40,8 @@ from shared.traceparent import child_of
 _DROP_RESPONSE_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
 )
-# Client headers that carry API semantics the core needs; nothing else crosses the hop.
+# Client headers that carry API semantics the core needs; nothing else crosses the hop but
+# the headers the operator lets routing rules read (routing.headers).
 _FORWARD_REQUEST_HEADERS = (
     "anthropic-version",
     "anthropic-beta",
@@ -158,7 +159,7 @@ class EdgeState:
             hop.REQUEST_ID_HEADER: request_id,
             hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
         }
-        for name in _FORWARD_REQUEST_HEADERS:
+        for name in (*_FORWARD_REQUEST_HEADERS, *self.config.policy_headers):
             value = incoming.get(name)
             if value is not None:
                 headers[name] = value

@@ -40,6 +40,7 @@ from shared.config_ledger import LedgerConfig, parse_ledger
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
+from shared.config_routing import RoutingConfig, parse_routing
 from shared.config_server import ServerConfig
 from shared.configparse import ConfigError
 
@@ -60,6 +61,7 @@ __all__ = [
     "RateLimit",
     "ResilienceConfig",
     "RouteConfig",
+    "RoutingConfig",
     "ServerConfig",
     "TargetConfig",
     "load_config",
@@ -111,6 +113,8 @@ class Config(EdgeTierConfig):
     budgets: tuple[BudgetConfig, ...] = ()
     # Off for a Config built by hand; parse_config reads the `ledger:` section (on by default).
     ledger: LedgerConfig = field(default_factory=lambda: LedgerConfig(enabled=False))
+    # Named routes and the policy rules that pick one per request (core.routing.policy).
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -165,6 +169,9 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
     providers = parse_providers(core.get("providers"))
     models = parse_models(core.get("models"), set(providers))
     aliases = parse_aliases(core.get("aliases"), models)
+    names = frozenset((*models, *aliases))
+    budgets = parse_budgets(core.get("budgets"), names)
+    budget_names = frozenset(b.name for b in budgets)
     return Config(
         **edge,
         source=source,
@@ -175,8 +182,9 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         state=_state(core.get("state"), env),
         limits=_limits(core.get("limits")),
         prices=parse_prices(core.get("prices")),
-        budgets=parse_budgets(core.get("budgets"), frozenset((*models, *aliases))),
+        budgets=budgets,
         ledger=parse_ledger(core.get("ledger"), edge["state_dir"]),
+        routing=parse_routing(core.get("routing"), set(providers), names, budget_names),
     )
 
 

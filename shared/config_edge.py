@@ -18,6 +18,7 @@ from shared import claims
 from shared import configparse as cp
 from shared.config_auth import networks, revocation_settings, tenant_cidrs
 from shared.config_file import PathLike, read_config_file
+from shared.config_routing import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
@@ -258,6 +259,7 @@ CORE_SECTIONS = (
     "prices",
     "budgets",
     "ledger",
+    "routing",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 
@@ -271,6 +273,8 @@ class EdgeTierConfig:
     hop: HopConfig
     edge: EdgeConfig
     source: str  # the file it came from, or "embedded defaults"
+    # routing.headers: client headers the core's routing rules read, relayed by the edge.
+    policy_headers: tuple[str, ...]
 
 
 def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -283,7 +287,15 @@ def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         "auth": parse_auth(own.get("auth"), state_dir),
         "hop": parse_hop(own.get("hop")),
         "edge": parse_edge(own.get("edge"), env),
+        "policy_headers": _policy_headers(top.get("routing"), env),
     }
+
+
+def _policy_headers(routing: Any, env: dict[str, str]) -> tuple[str, ...]:
+    """Only `routing.headers` is read (and interpolated) here: the rest is the core's."""
+    if not isinstance(routing, dict):
+        return ()
+    return policy_headers({"headers": cp.interpolate(routing.get("headers"), "routing", env)})
 
 
 def parse_edge_config(raw: Any, source: str, env: dict[str, str]) -> EdgeTierConfig:

@@ -7,6 +7,7 @@ interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
 interlock check-config            # run the core's start-up checks on interlock.yaml, exit
+                                  # (and warn of routing rules that can never match)
 interlock prices [--catalogue] [--check]  # target prices; --check: exit 1 if one is unpriced
 interlock usage [--start T] [--end T] [--group-by day,model] [--tenant T] [--csv]  # the ledger
 """
@@ -154,13 +155,17 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """The core's own start-up checks (core/startup.py: adapters, typed provider options,
     models, the hop secret), run without opening a socket: approved here means it starts."""
+    from core.routing.policy.shadow import shadowed_rules
     from core.startup import no_session, prepare_core  # the adapters: only this command
 
     config = prepare_core(_config(args), no_session).config
     print(
         f"config OK ({config.source}): {len(config.providers)} providers, "
-        f"{len(config.models)} models, {len(config.aliases)} aliases"
+        f"{len(config.models)} models, {len(config.aliases)} aliases, "
+        f"{len(config.routing.rules)} routing rules"
     )
+    for shadowed in shadowed_rules(config.routing.rules):  # it starts, but the rule is dead
+        print(f"warning: {shadowed}")
     return 0
 
 

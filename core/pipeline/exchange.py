@@ -2,9 +2,10 @@
 
 An `Exchange` is the only per-request object the pipeline adds (slotted, built once per
 request); stages fill it in order, so a stage reads only what an earlier one wrote: `payload`
-(read), `request` (validate), `route` (resolve), `steps` (plan), `tokens` and `admission`
-(admit), `result` and `outcome` (dispatch), `response` and, for a complete answer, `usage`
-and `cost` (encode). Headers every API sends on success are built here from it, once.
+(read), `request` (validate), `route`, `rule` and `latency_ceiling_s` (resolve), `steps`
+(plan), `tokens` and `admission` (admit), `result` and `outcome` (dispatch), `response`
+and, for a complete answer, `usage` and `cost` (encode). Headers every API sends on success
+are built here from it, once.
 
 A stream's response (`sse_response`) is accounted however it ends: by the relay when the stream
 ends, and, if the client left before it started (so its body never ran), by the response itself
@@ -51,6 +52,7 @@ class Exchange(Generic[Q, S, R]):
         "cost",
         "first_chunk",
         "http",
+        "latency_ceiling_s",
         "outcome",
         "payload",
         "priced",
@@ -59,6 +61,7 @@ class Exchange(Generic[Q, S, R]):
         "response",
         "result",
         "route",
+        "rule",
         "spec",
         "started",
         "steps",
@@ -90,6 +93,20 @@ class Exchange(Generic[Q, S, R]):
         self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)
         self.cost: Cost | None = None  # what the answer cost, once priced
         self.priced: dict[str, Any] | None = None  # the usage `cost` was computed from
+        # Set by resolve (core.pipeline.route_policy): the routing rule that decided (or
+        # "default"), and the latency ceiling it set for the route's strategy, if any.
+        self.rule: str | None = None
+        self.latency_ceiling_s: float | None = None
+
+    def route_headers(self) -> dict[str, str]:
+        """x-interlock-route (the rule id, or "default") and x-interlock-strategy (the route's,
+        or "none" when no route was chosen: a refusal, an unknown model), on every response
+        once resolve has decided, errors included; none before."""
+        if self.rule is None:
+            return {}
+        route: Route | None = getattr(self, "route", None)
+        strategy = route.strategy if route is not None else "none"
+        return {"x-interlock-route": self.rule, "x-interlock-strategy": strategy}
 
     def cost_of(self, usage: dict[str, Any] | None) -> Cost | None:
         """The serving target's price of `usage`, computed once per usage object (encode prices
@@ -124,6 +141,7 @@ class Exchange(Generic[Q, S, R]):
         if outcome.dropped:
             headers["x-interlock-dropped-params"] = ",".join(outcome.dropped)
         headers.update(outcome.budget_headers())
+        headers.update(self.route_headers())
         if self.admission is not None:
             headers.update(self.admission.headers)
         return headers

@@ -35,7 +35,7 @@ from core.pipeline.exchange import Exchange
 from core.pipeline.stages import Account, Stage
 from core.providers.adapters.base import ProviderError
 from shared.client_watch import watched
-from shared.errors import Api
+from shared.errors import Api, GatewayError
 
 # The status of an answer nobody will read (the client has gone), as nginx logs it.
 CLIENT_CLOSED = 499
@@ -64,7 +64,11 @@ class Pipeline(Generic[Q, S, R]):
 
     async def __call__(self, http: Request, caller: Caller, body: bytes) -> Response:
         x: Exchange[Q, S, R] = Exchange(self._spec, self._account, http, caller, body)
-        return await watched(http.receive, self._run(x), _client_closed)
+        try:
+            return await watched(http.receive, self._run(x), _client_closed)
+        except GatewayError as error:  # after resolve, errors say which rule routed too
+            error.headers.update(x.route_headers())
+            raise
 
     async def _run(self, x: Exchange[Q, S, R]) -> Response:
         try:
@@ -82,6 +86,7 @@ class Pipeline(Generic[Q, S, R]):
             relayed = self._spec.relayed(x, error)
             if relayed is None:
                 raise
+            relayed.headers.update(x.route_headers())
             return relayed
         except asyncio.CancelledError:
             if x.admission is not None:

@@ -29,13 +29,16 @@ from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.observe.accounting import Priced
 from core.pipeline.exchange import Exchange
+from core.pipeline.route_policy import apply_rule, facts_of
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.dispatch import Dispatcher, Outcome
+from core.routing.policy.rules import Policy
 from core.routing.registry import ModelRegistry
 from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
 from core.spend.usage import UsageSplit
+from shared.config_routing import NO_RULE
 from shared.errors import GatewayError, UpstreamTarget
 
 AnyExchange = Exchange[Any, Any, Any]
@@ -73,12 +76,15 @@ class Validate:
 
 
 class Resolve:
-    """The route for the model: the token must allow it, the registry must know it."""
+    """The route for the model: the token must allow it; then the first routing rule that
+    holds decides (core.routing.policy: refuse, cap, latency ceiling, a named route or a
+    rewrite; core.pipeline.route_policy applies it), else the registry must know the model."""
 
     name = "resolve"
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, policy: Policy | None = None) -> None:
         self._registry = registry
+        self._policy = policy if policy is not None and policy.rules else None
 
     async def __call__(self, x: AnyExchange) -> None:
         model: str = x.request.model
@@ -89,6 +95,16 @@ class Resolve:
                 param="model",
                 code="model_not_allowed",
             )
+        x.rule = NO_RULE
+        policy = self._policy
+        if policy is not None:
+            rule = policy.decide(facts_of(x, policy.setting))
+            if rule is not None:
+                x.rule = rule.id
+                chosen = apply_rule(rule, x, self._registry)
+                if chosen is not None:
+                    x.route = chosen
+                    return
         route = self._registry.resolve(model, x.caller.tier)
         if route is None:
             raise GatewayError(
@@ -309,12 +325,13 @@ def standard_stages(
     dispatcher: Dispatcher,
     limiter: TenantLimiter | None,
     pricing: Pricing | None = None,
+    policy: Policy | None = None,
 ) -> tuple[Stage, ...]:
     """Every API's stages, in order (account is the runner's, after them)."""
     return (
         Read(),
         Validate(),
-        Resolve(registry),
+        Resolve(registry, policy),  # routing rules: one place for every API
         Plan(dispatcher, pricing),
         # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
         Admit(limiter),

@@ -81,19 +81,30 @@ class ModelRegistry:
             )
         for alias, model_name in config.aliases.items():
             self._routes[alias] = self._routes[model_name]
+        # routing.routes: what policy rules route to by name (core.routing.policy).
+        self.named: dict[str, Route] = {
+            name: self._configured_route(name, r.targets, r.params, r.strategy)
+            for name, r in config.routing.routes.items()
+        }
         self.created = 1_700_000_000
 
     def _model_route(
         self, name: str, model: ModelConfig, targets: tuple[TargetConfig, ...]
     ) -> Route:
+        return self._configured_route(name, targets, model.params, model.strategy)
+
+    def _configured_route(
+        self, name: str, targets: tuple[TargetConfig, ...], params: str, strategy: str
+    ) -> Route:
+        """A model's (or a tier's, or a named) route: its targets, strategy and weights."""
         candidates = tuple(self._candidate(t.provider, t.model) for t in targets)
-        route = self._route(name, candidates, model.params == "strict")
+        route = self._route(name, candidates, params == "strict")
         return Route(
             route.name,
             route.candidates,
             route.strict_params,
             route.unrestricted,
-            model.strategy,
+            strategy,
             tuple(t.weight for t in targets),
         )
 
@@ -138,6 +149,8 @@ class ModelRegistry:
         for routes in self._routes.values():
             for route in (routes.default, *routes.tiers.values()):
                 labels.update(c.target.health_label for c in route.candidates)
+        for route in self.named.values():
+            labels.update(c.target.health_label for c in route.candidates)
         labels.update(f"{n}/*" for n, p in self._providers.items() if p.allow_any_model)
         return sorted(labels)
 

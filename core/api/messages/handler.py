@@ -57,6 +57,11 @@ class MessagesRequest:
         stop = payload.get("stop_sequences")
         self.stop = tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else ()
 
+    def payload_changed(self) -> None:
+        """A routing rule changed the payload (a cap): passthrough sends it, not the client's
+        bytes (core.pipeline.route_policy)."""
+        self.raw = orjson.dumps(self.payload)
+
 
 MessagesExchange = Exchange[MessagesRequest, Step, Completed | Streamed]
 
