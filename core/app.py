@@ -36,6 +36,7 @@ from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
 from core.resilience.key_pools import KeyPools
+from core.resilience.stats_sync import StatsSync
 from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
@@ -93,7 +94,11 @@ class CoreState:
             KeyPools(config.providers, self.store, self.settlements),
             upstream_timeout_s=config.core.upstream_timeout_s,
             budgets=budgets,
+            pricing=self.pricing,
         )
+        # Latency and error estimates, shared with the other replicas (core.resilience.stats_sync).
+        self.dispatcher.latency.track(self.registry.target_labels())
+        self.stats_sync = StatsSync(self.dispatcher.latency, self.store)
         self.images = ImageFetcher.from_config(config.core)
         # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
         ledger = config.ledger
@@ -125,6 +130,7 @@ class CoreState:
         self.settlements.start()
         self.budget_settler.start()
         self.breakers.start()
+        self.stats_sync.start()
         if self.ledger is not None:
             self.ledger.start()
         self.ready = True
@@ -135,6 +141,7 @@ class CoreState:
             if self.ledger is not None:
                 await self.ledger.stop()  # writes what it holds, else spills it to disk
             await self.breakers.stop()
+            await self.stats_sync.stop()
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()

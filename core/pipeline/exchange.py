@@ -51,6 +51,7 @@ class Exchange(Generic[Q, S, R]):
         "cost",
         "first_chunk",
         "http",
+        "latency_ceiling_s",
         "outcome",
         "payload",
         "priced",
@@ -90,6 +91,8 @@ class Exchange(Generic[Q, S, R]):
         self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)
         self.cost: Cost | None = None  # what the answer cost, once priced
         self.priced: dict[str, Any] | None = None  # the usage `cost` was computed from
+        # A routing rule's latency ceiling (resolve); wins over the route's (core.routing).
+        self.latency_ceiling_s: float | None = None
 
     def cost_of(self, usage: dict[str, Any] | None) -> Cost | None:
         """The serving target's price of `usage`, computed once per usage object (encode prices

@@ -16,6 +16,7 @@ from core.providers.adapters.base import Capabilities, Target
 from core.providers.provider import Provider
 from core.providers.upstream import Upstream
 from shared.config import Config, ModelConfig, TargetConfig
+from shared.config_strategy import DEFAULT_WEIGHTS, ScoreWeights
 
 DYNAMIC_ROUTES = 1024
 # Longer names are served (if the request validator lets them through) but never cached, so
@@ -37,8 +38,10 @@ class Route:
     strict_params: bool
     # True when every candidate serves every feature and param: planning can be skipped.
     unrestricted: bool
-    strategy: str = "fallback"
+    strategy: str = "fallback"  # core.routing.ordering
     weights: tuple[float, ...] = ()
+    ceiling_s: float | None = None  # latency_ceiling_ms, in seconds
+    score_weights: ScoreWeights = DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ class ModelRegistry:
             route.unrestricted,
             model.strategy,
             tuple(t.weight for t in targets),
+            model.routing.latency_ceiling_s,
+            model.routing.score_weights,
         )
 
     def _candidate(self, provider_name: str, model: str, dynamic: bool = False) -> Candidate:
