@@ -86,23 +86,29 @@ class LatencyTracker:
             self._stats.move_to_end(label)
         return stats
 
-    def _sample(self, label: str, kind: str, sample: float, alpha: float) -> None:
-        now = time.monotonic()
-        stats = self._entry(label)
-        ewma = stats.own.get(kind)
-        if ewma is None:
-            stats.own[kind] = Ewma(sample, now)
-        else:
-            ewma.update(sample, alpha, now, self.explore_after_s)
-        stats.dirty = True
-
     def observe(self, label: str, seconds: float, streaming: bool = False) -> None:
         """A served try: time to its first chunk (streams) or to its whole answer."""
-        self._sample(label, "ttft" if streaming else "total", seconds, ALPHA)
+        now = time.monotonic()
+        stats = self._entry(label)
+        kind = "ttft" if streaming else "total"
+        ewma = stats.own.get(kind)
+        if ewma is None:
+            stats.own[kind] = Ewma(seconds, now)
+        else:
+            ewma.update(seconds, ALPHA, now, self.explore_after_s)
+        stats.dirty = True
 
     def outcome(self, label: str, failed: bool) -> None:
-        """A try's verdict on its target: failed (the target's fault) or succeeded."""
-        self._sample(label, "errors", 1.0 if failed else 0.0, ERROR_ALPHA)
+        """A try's verdict on its target: failed (the target's fault) or succeeded. The rate
+        starts at 0 (one failure is not a 100% rate) and decays with time between tries."""
+        now = time.monotonic()
+        stats = self._entry(label)
+        ewma = stats.own.get("errors")
+        if ewma is None:
+            ewma = stats.own["errors"] = Ewma(0.0, now)
+        ewma.value *= math.pow(0.5, (now - ewma.at) / ERROR_HALF_LIFE_S)
+        ewma.update(1.0 if failed else 0.0, ERROR_ALPHA, now, math.inf)
+        stats.dirty = True
 
     def estimate(self, label: str, streaming: bool = False) -> float:
         """Expected seconds (0.0 when unseen: explored first)."""
