@@ -35,6 +35,7 @@ from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
+from core.resilience.health_checks import HealthChecks
 from core.resilience.key_pools import KeyPools
 from core.resilience.stats_sync import StatsSync
 from core.spend.cost import Pricing
@@ -99,6 +100,8 @@ class CoreState:
         # Latency and error estimates, shared with the other replicas (core.resilience.stats_sync).
         self.dispatcher.latency.track(self.registry.target_labels())
         self.stats_sync = StatsSync(self.dispatcher.latency, self.store)
+        # Off unless a route sets health_check_interval (core.resilience.health_checks).
+        self.health_checks = HealthChecks(self.registry.health_checked(), self.dispatcher.latency)
         self.images = ImageFetcher.from_config(config.core)
         # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
         ledger = config.ledger
@@ -131,6 +134,7 @@ class CoreState:
         self.budget_settler.start()
         self.breakers.start()
         self.stats_sync.start()
+        self.health_checks.start()
         if self.ledger is not None:
             self.ledger.start()
         self.ready = True
@@ -142,6 +146,7 @@ class CoreState:
                 await self.ledger.stop()  # writes what it holds, else spills it to disk
             await self.breakers.stop()
             await self.stats_sync.stop()
+            await self.health_checks.stop()
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
-from shared.config_strategy import STRATEGIES, StrategyConfig, parse_strategy
+from shared.config_strategy import STRATEGIES, STRATEGY_KEYS, StrategyConfig, parse_strategy
 from shared.configparse import ConfigError
 from shared.names import model_name_problem
 
@@ -41,7 +41,7 @@ class ModelConfig:
     # (shared.config_strategy, which also reads latency_ceiling_ms and score_weights).
     strategy: str = field(
         default="fallback",
-        metadata=cp.read_from("strategy", "latency_ceiling_ms", "score_weights"),
+        metadata=cp.read_from(*STRATEGY_KEYS),
     )
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
     routing: StrategyConfig = field(default=StrategyConfig(), metadata=cp.read_from())

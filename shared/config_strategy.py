@@ -6,6 +6,7 @@ routing policy), so the keys and their errors are the same everywhere:
   strategy: fallback | weighted | latency (least_latency, its old name) | cost | score
   latency_ceiling_ms: 800        # targets expected slower are tried only when nothing else is
   score_weights: {cost: 1, latency: 1, errors: 1, affinity: 0}   # strategy: score only
+  health_check_interval: 60s     # off by default: a 1-token request to each target idle this long
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared import configparse as cp
 from shared.configparse import ConfigError
 
 STRATEGIES = ("fallback", "weighted", "latency", "least_latency", "cost", "score")
 ALIASES = {"least_latency": "latency"}
-STRATEGY_KEYS = frozenset({"strategy", "latency_ceiling_ms", "score_weights"})
+STRATEGY_KEYS = ("strategy", "latency_ceiling_ms", "score_weights", "health_check_interval")
 MAX_CEILING_MS = 3_600_000.0
+MIN_HEALTH_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class StrategyConfig:
     strategy: str = "fallback"  # canonical name (aliases resolved)
     latency_ceiling_s: float | None = None
     score_weights: ScoreWeights = DEFAULT_WEIGHTS
+    health_check_s: float | None = None  # active checks of idle targets; None: off
 
 
 def parse_strategy(s: dict[str, Any], path: str) -> StrategyConfig:
@@ -62,7 +66,14 @@ def parse_strategy(s: dict[str, Any], path: str) -> StrategyConfig:
         if strategy != "score":
             raise ConfigError(f"{path}.score_weights: only used with strategy: score")
         weights = _weights(s["score_weights"], f"{path}.score_weights")
-    return StrategyConfig(strategy, float(ceiling) / 1000 if ceiling is not None else None, weights)
+    check = None
+    if s.get("health_check_interval") is not None:
+        check = cp.duration(s, "health_check_interval", path, 0.0)
+        if check < MIN_HEALTH_CHECK_S:
+            raise ConfigError(f"{path}.health_check_interval: at least 1s (it sends requests)")
+    return StrategyConfig(
+        strategy, float(ceiling) / 1000 if ceiling is not None else None, weights, check
+    )
 
 
 def _weights(raw: Any, path: str) -> ScoreWeights:

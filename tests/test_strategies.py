@@ -12,9 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from core.providers.adapters.base import Capabilities, ProviderError, Target
+from core.resilience import health_checks
 from core.resilience import latency as latency_module
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
+from core.resilience.health_checks import HealthChecks
 from core.resilience.latency import LatencyTracker
 from core.resilience.stats_sync import StatsSync
 from core.routing.ordering import order
@@ -45,6 +47,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     fake = Clock()
     monkeypatch.setattr(latency_module, "time", fake)
+    monkeypatch.setattr(health_checks, "time", fake)
     yield fake
 
 
@@ -332,3 +335,44 @@ def test_strategy_config_values() -> None:
     )
     assert parsed.latency_ceiling_s == 0.25
     assert parsed.score_weights == ScoreWeights(2.0, 0.0, 0.0, 0.0)
+
+
+# --- active health checks -----------------------------------------------------------------
+
+
+class Upstream:
+    def __init__(self, error: ProviderError | None = None) -> None:
+        self.error = error
+        self.sent: list[dict[str, object]] = []
+
+    async def complete(self, canonical: dict[str, object], target: Target) -> dict[str, object]:
+        self.sent.append(canonical)
+        if self.error is not None:
+            raise self.error
+        return {}
+
+
+def test_health_checks_probe_idle_targets_once_per_interval_and_feed_the_estimates(
+    clock: Clock,
+) -> None:
+    tracker = LatencyTracker()
+    up, down = Upstream(), Upstream(DOWN)
+    busy, idle, failing = (c for c in route("latency", "busy", "idle", "failing").candidates)
+    targets = [
+        (Candidate(busy.target, up, Capabilities()), 5.0),  # type: ignore[arg-type]
+        (Candidate(idle.target, up, Capabilities()), 5.0),  # type: ignore[arg-type]
+        (Candidate(failing.target, down, Capabilities()), 5.0),  # type: ignore[arg-type]
+    ]
+    checks = HealthChecks(targets, tracker)
+    tracker.observe("p/busy", 0.2)  # traffic: no check needed
+    asyncio.run(checks.run())
+    assert [c["model"] for c in up.sent] == ["idle"] and len(down.sent) == 1
+    assert up.sent[0]["max_tokens"] == 1
+    assert tracker.expected("p/idle") is not None and tracker.expected("p/idle", True) is not None
+    assert tracker.error_rate("p/failing") > 0 and tracker.error_rate("p/idle") == 0
+    clock.now += 4  # within the interval: nothing again
+    asyncio.run(checks.run())
+    assert checks.sent == 2
+    clock.now += 2  # busy's traffic is now 6 s old, the others' checks too
+    asyncio.run(checks.run())
+    assert checks.sent == 5

@@ -186,3 +186,28 @@ def test_two_replicas_share_the_estimate_through_redis(
         a.stop()
         b.stop()
         one.default, two.default = FAST, MEDIUM
+
+
+# --- active health checks -----------------------------------------------------------------
+
+
+def test_health_checks_feed_the_estimates_of_idle_targets(
+    tmp_path: Path, one: FakeFaults, two: FakeFaults
+) -> None:
+    """m2 (50 ms) is listed first: unseen, it would be explored first. Checks every second
+    measure both while no request is sent, so the first request goes to the faster m1."""
+    one.default, two.default = FAST, MEDIUM
+    overrides = _latency_overrides(one, two, "60s")
+    quick = overrides["models"]["quick"]
+    quick["targets"].reverse()
+    quick["health_check_interval"] = "1s"
+    received = len(two.received)
+    stack = Stack(tmp_path, overrides).start()
+    try:
+        time.sleep(2.5)
+        checks = [r.json for r in two.received[received:]]
+        assert 1 <= len(checks) <= 3, checks  # at most one per interval while idle
+        assert all(c["max_tokens"] == 1 and c["model"] == "m2" for c in checks), checks
+        assert [served(stack, "quick") for _ in range(3)] == ["m1"] * 3
+    finally:
+        stack.stop()

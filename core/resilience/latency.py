@@ -133,6 +133,13 @@ class LatencyTracker:
         age = now - _newest(stats, "errors")
         return max(0.0, min(1.0, rate * math.pow(0.5, age / ERROR_HALF_LIFE_S)))
 
+    def last_seen(self, label: str) -> float:
+        """When (monotonic) any replica last observed the label's latency; -inf if never."""
+        stats = self._stats.get(label)
+        if stats is None:
+            return -math.inf
+        return max(_newest(stats, "ttft"), _newest(stats, "total"))
+
     def claim_probe(self, label: str, streaming: bool = False) -> bool:
         """True for one request per `explore_after_s` when the label's estimate is stale
         (no replica observed it lately): that request tries it first."""

@@ -146,6 +146,22 @@ class ModelRegistry:
         labels.update(f"{n}/*" for n, p in self._providers.items() if p.allow_any_model)
         return sorted(labels)
 
+    def health_checked(self) -> list[tuple[Candidate, float]]:
+        """Each target of a route with `health_check_interval`, once, at the shortest
+        interval any of its routes asks for."""
+        found: dict[str, tuple[Candidate, float]] = {}
+        for name, model in self._config.models.items():
+            interval = model.routing.health_check_s
+            if interval is None:
+                continue
+            routes = self._routes[name]
+            for route in (routes.default, *routes.tiers.values()):
+                for candidate in route.candidates:
+                    label = candidate.target.health_label
+                    if label not in found or interval < found[label][1]:
+                        found[label] = (candidate, interval)
+        return list(found.values())
+
     def listing(self) -> list[tuple[str, str]]:
         """(model id, owner) for every configured model and alias."""
         out = []
