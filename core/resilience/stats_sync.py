@@ -55,8 +55,8 @@ class StatsSync:
             entries.append((_key(label), orjson.dumps(own) if own is not None else None))
         try:
             records = await self._store.share(entries, self.replica, STALE_AFTER_S)
-        except GatewayError:
-            return  # store unavailable (fail-closed): stay local this round
+        except (GatewayError, ValueError):
+            return  # store unavailable (fail-closed) or garbage: stay local this round
         for label, record in zip(labels, records, strict=True):
             others = {}
             for member, (age, raw) in record.items():
