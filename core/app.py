@@ -38,6 +38,7 @@ from core.resilience.dispatch import Dispatcher
 from core.resilience.health_checks import HealthChecks
 from core.resilience.key_pools import KeyPools
 from core.resilience.stats_sync import StatsSync
+from core.resilience.stats_sync import metrics as estimate_metrics
 from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
@@ -244,6 +245,8 @@ def _admin_routes(state: CoreState) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         text = render_metrics(state.store, state.breakers, state.entries())
+        estimates = estimate_metrics(state.dispatcher.latency, state.health_checks.sent)
+        text += ("\n".join(estimates) + "\n").encode()
         if state.ledger is not None:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")

@@ -19,6 +19,7 @@ from core.resilience.circuit_board import BreakerBoard
 from core.resilience.health_checks import HealthChecks
 from core.resilience.latency import LatencyTracker
 from core.resilience.stats_sync import StatsSync
+from core.resilience.stats_sync import metrics as stats_metrics
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
 from core.routing.signals import NO_DEMAND, Demand, Signals, explain
@@ -376,3 +377,29 @@ def test_health_checks_probe_idle_targets_once_per_interval_and_feed_the_estimat
     clock.now += 2  # busy's traffic is now 6 s old, the others' checks too
     asyncio.run(checks.run())
     assert checks.sent == 5
+
+
+def test_metrics_show_the_blended_estimates_and_checks(clock: Clock) -> None:
+    tracker = LatencyTracker()
+    tracker.track(["p/a", "p/b"])
+    tracker.observe("p/a", 0.25)
+    tracker.observe("p/a", 0.05, streaming=True)
+    tracker.outcome("p/a", failed=True)
+    lines = stats_metrics(tracker, 7)
+    assert 'interlock_target_latency_seconds{target="p/a",kind="total"} 0.250000' in lines
+    assert 'interlock_target_latency_seconds{target="p/a",kind="ttft"} 0.050000' in lines
+    assert 'interlock_target_error_rate{target="p/a"} 0.100000' in lines
+    assert 'interlock_target_error_rate{target="p/b"} 0.000000' in lines
+    assert not any('target="p/b",kind' in line for line in lines)  # unseen: no estimate
+    assert "interlock_health_checks_total 7" in lines
+
+
+def test_other_replicas_kept_per_label_are_bounded_to_the_freshest(clock: Clock) -> None:
+    tracker = LatencyTracker()
+    tracker.track(["p/a"])
+    replicas = {f"r{i}": {"total": (float(i), float(i))} for i in range(200)}
+    tracker.merge_remote("p/a", replicas)
+    # Only r0..r63 (the youngest) are kept: the blend never sees r64's value or later.
+    assert tracker.expected("p/a") is not None and tracker.expected("p/a") < 64  # type: ignore[operator]
+    stats = tracker._stats["p/a"]
+    assert sorted(stats.remote, key=lambda r: int(r[1:])) == [f"r{i}" for i in range(64)]

@@ -21,7 +21,7 @@ the target being fast.
 
 Bounded: keys are health labels (configured targets and one `<provider>/*` per provider), and
 the table is an LRU with a hard cap besides, so tenant-chosen model names can never grow it;
-remote values are kept only for labels present here.
+remote values are kept only for labels present here, from at most MAX_REPLICAS replicas.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ ERROR_HALF_LIFE_S = 30.0
 FRESHNESS_HALF_LIFE_S = 2.0
 EXPLORE_AFTER_S = 10.0
 MAX_ENTRIES = 1024
+MAX_REPLICAS = 64  # other replicas' values kept per label (the freshest)
 KINDS = ("ttft", "total", "errors")
 
 
@@ -177,9 +178,10 @@ class LatencyTracker:
         if stats is None:
             return
         now = time.monotonic()
+        freshest = sorted(replicas.items(), key=lambda item: _youngest(item[1]))
         stats.remote = {
             replica: {kind: Ewma(value, now - age) for kind, (value, age) in kinds.items()}
-            for replica, kinds in replicas.items()
+            for replica, kinds in freshest[:MAX_REPLICAS]
         }
 
     def track(self, labels: list[str]) -> None:
@@ -190,6 +192,10 @@ class LatencyTracker:
 
     def __len__(self) -> int:
         return len(self._stats)
+
+
+def _youngest(kinds: dict[str, tuple[float, float]]) -> float:
+    return min((age for _, age in kinds.values()), default=math.inf)
 
 
 def _estimates(stats: TargetStats, kind: str) -> list[Ewma]:
