@@ -83,6 +83,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "strategy": "least_latency",
                 "targets": [target("slowmock", "slow"), target("mock", "quick")],
             },
+            "cheapest": {
+                "strategy": "cost",
+                "targets": [target("mock", "dear"), target("mock", "cheap")],
+            },
+        },
+        "prices": {
+            "models": {
+                "mock/dear": {"input": "5.00", "output": "15.00"},
+                "mock/cheap": {"input": "0.10", "output": "0.40"},
+            }
         },
     }
     running = Stack(Path(tmp_path_factory.mktemp("ordering")), overrides).start()
@@ -115,6 +125,11 @@ API = [_chat, _messages, _embeddings]
 @pytest.mark.parametrize("call", API, ids=["chat", "messages", "embeddings"])
 def test_weighted_strategy_is_honoured(stack: Stack, call: Callable[[Stack, str], str]) -> None:
     assert [call(stack, "weighted") for _ in range(3)] == ["heavy"] * 3
+
+
+@pytest.mark.parametrize("call", API, ids=["chat", "messages", "embeddings"])
+def test_cost_strategy_is_honoured(stack: Stack, call: Callable[[Stack, str], str]) -> None:
+    assert [call(stack, "cheapest") for _ in range(3)] == ["cheap"] * 3
 
 
 def test_least_latency_strategy_is_honoured_on_every_api(stack: Stack) -> None:
