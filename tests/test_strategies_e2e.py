@@ -7,7 +7,7 @@ Stated bounds, checked here:
   second config) moves it.
 - `latency`: after a target slows down from ~5 ms to 1.5 s, with the other at 50 ms, at most
   ONE more request goes to it (one 1.5 s sample lifts its estimate to ~0.3 s). After it
-  recovers, traffic is back on it within `latency_explore_after` (1 s here) plus one request:
+  recovers, traffic is back on it within `latency_explore_after` (2 s here) plus one request:
   the first request after the estimate went stale probes it and the probe's time replaces it.
 - two core replicas with one Redis: a slowdown one replica observed steers the other, which has
   never seen it, within the sync's staleness bound (2 x 1 s).
@@ -146,7 +146,7 @@ def test_latency_moves_away_from_a_slowed_target_and_back_after_it_recovers(
     tmp_path: Path, one: FakeFaults, two: FakeFaults
 ) -> None:
     one.default, two.default = FAST, MEDIUM
-    stack = Stack(tmp_path, _latency_overrides(one, two, "1s")).start()
+    stack = Stack(tmp_path, _latency_overrides(one, two, "2s")).start()
     try:
         # Unseen targets are explored first, then the fast one keeps the traffic.
         assert sorted(served(stack, "quick") for _ in range(2)) == ["m1", "m2"]
@@ -158,10 +158,10 @@ def test_latency_moves_away_from_a_slowed_target_and_back_after_it_recovers(
         assert after[0] == "m2" and after.count("m1") <= 1, after
         one.default = FAST
         started, back = time.monotonic(), list[str]()
-        while time.monotonic() - started < 3 and back[-3:] != ["m1"] * 3:
+        while time.monotonic() - started < 6 and back[-3:] != ["m1"] * 3:
             back.append(served(stack, "quick"))
         assert back[-3:] == ["m1"] * 3, back
-        assert len(back) <= 1.0 / 0.05 + 4, back  # stale after 1 s of 50 ms answers, + probe
+        assert len(back) <= 2.0 / 0.05 + 4, back  # stale after 2 s of 50 ms answers, + probe
     finally:
         stack.stop()
         one.default, two.default = FAST, MEDIUM
@@ -182,7 +182,7 @@ def test_two_replicas_share_the_estimate_through_redis(
         one.default = SLOW
         assert served(a, "quick") == "m1"
         assert served(a, "quick") == "m2"  # a has moved away
-        time.sleep(2.5)  # the staleness bound: 2 x the 1 s sync interval, and a margin
+        time.sleep(3)  # the staleness bound (2 x the 1 s sync interval), and a margin
         assert [served(b, "quick") for _ in range(3)] == ["m2"] * 3  # b follows, unprompted
     finally:
         a.stop()
@@ -203,12 +203,13 @@ def test_health_checks_feed_the_estimates_of_idle_targets(
     quick = overrides["models"]["quick"]
     quick["targets"].reverse()
     quick["health_check_interval"] = "1s"
-    received = len(two.received)
+    received, started = len(two.received), time.monotonic()
     stack = Stack(tmp_path, overrides).start()
     try:
         time.sleep(2.5)
         checks = [r.json for r in two.received[received:]]
-        assert 1 <= len(checks) <= 3, checks  # at most one per interval while idle
+        most = int(time.monotonic() - started) + 1  # one per interval while idle
+        assert 1 <= len(checks) <= most, checks
         assert all(c["max_tokens"] == 1 and c["model"] == "m2" for c in checks), checks
         assert [served(stack, "quick") for _ in range(3)] == ["m1"] * 3
         page = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
