@@ -20,6 +20,7 @@ from core.resilience.health_checks import HealthChecks
 from core.resilience.latency import LatencyTracker
 from core.resilience.stats_sync import StatsSync
 from core.resilience.stats_sync import metrics as stats_metrics
+from core.routing.demand import demand_of
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
 from core.routing.signals import NO_DEMAND, Demand, Signals, explain
@@ -403,3 +404,13 @@ def test_other_replicas_kept_per_label_are_bounded_to_the_freshest(clock: Clock)
     assert tracker.expected("p/a") is not None and tracker.expected("p/a") < 64  # type: ignore[operator]
     stats = tracker._stats["p/a"]
     assert sorted(stats.remote, key=lambda r: int(r[1:])) == [f"r{i}" for i in range(64)]
+
+
+def test_demand_prices_the_prompt_and_the_output_cap_times_n() -> None:
+    chat = {"messages": [{"role": "user", "content": "hello " * 40}], "max_tokens": 50, "n": 3}
+    demand = demand_of(chat, True, 0.5, lambda: 999)
+    assert demand.input_tokens > 0 and demand.input_tokens != 999
+    assert (demand.max_output_tokens, demand.streaming, demand.ceiling_s) == (150, True, 0.5)
+    assert demand_of({"messages": []}, False, None, lambda: 1).max_output_tokens is None
+    embeddings = demand_of({"input": "hi"}, False, None, lambda: 7)
+    assert (embeddings.input_tokens, embeddings.max_output_tokens) == (7, 0)

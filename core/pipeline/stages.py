@@ -103,11 +103,9 @@ def demand(x: AnyExchange, route: Route) -> Demand:
     """What the route's strategy weighs of this request (core.routing.demand); a latency
     ceiling a routing rule set on the exchange wins over the route's."""
     streaming = bool(getattr(x.request, "stream", False))
-    if route.strategy not in PRICED:  # nothing to estimate
+    if route.strategy not in PRICED or len(route.candidates) < 2:  # nothing to estimate
         return Demand(0, None, streaming, x.latency_ceiling_s)
-    return demand_of(
-        route, x.payload, streaming, x.latency_ceiling_s, lambda: x.spec.estimate(x.request)
-    )
+    return demand_of(x.payload, streaming, x.latency_ceiling_s, lambda: x.spec.estimate(x.request))
 
 
 class Plan:

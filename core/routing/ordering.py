@@ -41,6 +41,7 @@ from core.routing.signals import (
 )
 
 MIN_SHARE = 0.01  # the least fraction of its weight a failing target keeps
+PRICED = frozenset({"cost", "score"})  # the strategies that weigh cost
 
 
 def order(route: Route, signals: Signals, rng: random.Random, demand: Demand = NO_DEMAND) -> Route:
@@ -55,13 +56,13 @@ def order(route: Route, signals: Signals, rng: random.Random, demand: Demand = N
     elif strategy == "fallback":
         indices = list(range(count))
     else:
-        rows = assess(route, signals, demand)
+        rows = assess(route, signals, demand, with_cost=strategy in PRICED)
         indices = _ranked(route, signals, rows, demand)
         if ceiling is not None:
             indices = _under_ceiling(indices, rows)
         return _reordered(route, indices)
     if ceiling is not None:
-        indices = _under_ceiling(indices, assess(route, signals, demand))
+        indices = _under_ceiling(indices, assess(route, signals, demand, with_cost=False))
     return _reordered(route, indices)
 
 

@@ -84,9 +84,13 @@ def expected_latency(latency_s: float | None, error_rate: float) -> float | None
     return latency_s / max(0.05, 1.0 - error_rate)
 
 
-def assess(route: Route, signals: Signals, demand: Demand = NO_DEMAND) -> list[CandidateView]:
-    """Every candidate's numbers for this request, in the route's configured order."""
-    tracker, pricing, breakers = signals.latency, signals.pricing, signals.breakers
+def assess(
+    route: Route, signals: Signals, demand: Demand = NO_DEMAND, with_cost: bool = True
+) -> list[CandidateView]:
+    """Every candidate's numbers for this request, in the route's configured order;
+    `with_cost=False` skips pricing (the ordering of strategies that do not weigh cost)."""
+    tracker, breakers = signals.latency, signals.breakers
+    pricing = signals.pricing if with_cost else None
     rows = []
     for candidate in route.candidates:
         target = candidate.target
@@ -117,7 +121,8 @@ def assess(route: Route, signals: Signals, demand: Demand = NO_DEMAND) -> list[C
 
 
 def explain(route: Route, signals: Signals, demand: Demand = NO_DEMAND) -> list[CandidateView]:
-    """The candidate details an explain command shows: pure (no probe is claimed)."""
+    """The candidate details an explain command shows: pure (no probe is claimed). Costs are
+    priced for `demand`'s tokens whatever the strategy (give it the request's estimate)."""
     return assess(route, signals, demand)
 
 
