@@ -35,7 +35,10 @@ from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.resilience.dispatch import Dispatcher
+from core.resilience.health_checks import HealthChecks
 from core.resilience.key_pools import KeyPools
+from core.resilience.stats_sync import StatsSync
+from core.resilience.stats_sync import metrics as estimate_metrics
 from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
@@ -60,8 +63,8 @@ class CoreState:
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
-        # routing.rules, compiled once (core.routing.policy); budget conditions read a gauge
-        # attached with `policy.attach` (none yet: they never match without one).
+        # routing.rules, compiled once (core.routing.policy); budget conditions read the
+        # budgets' levels, attached below.
         self.policy = parts.policy
         # Prices and costs (core.spend), built once; a test may hand in its own Pricing.
         self.pricing: Pricing = pricing or parts.pricing
@@ -88,6 +91,7 @@ class CoreState:
         self.breakers.register(self.registry.target_labels())
         # Budgets (core.budgets): reserved per attempt at the same prices the client is shown.
         levels = BudgetLevels(config.budgets)
+        self.policy.attach(levels)
         self.budget_settler = BudgetSettler(self.store, Alerts(self.store), levels)
         budgets = Budgets(config.budgets, self.store, self.pricing, self.budget_settler)
         self.dispatcher = Dispatcher(
@@ -96,7 +100,13 @@ class CoreState:
             KeyPools(config.providers, self.store, self.settlements),
             upstream_timeout_s=config.core.upstream_timeout_s,
             budgets=budgets,
+            pricing=self.pricing,
         )
+        # Latency and error estimates, shared with the other replicas (core.resilience.stats_sync).
+        self.dispatcher.latency.track(self.registry.target_labels())
+        self.stats_sync = StatsSync(self.dispatcher.latency, self.store)
+        # Off unless a route sets health_check_interval (core.resilience.health_checks).
+        self.health_checks = HealthChecks(self.registry.health_checked(), self.dispatcher.latency)
         self.images = ImageFetcher.from_config(config.core)
         # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
         ledger = config.ledger
@@ -128,6 +138,8 @@ class CoreState:
         self.settlements.start()
         self.budget_settler.start()
         self.breakers.start()
+        self.stats_sync.start()
+        self.health_checks.start()
         if self.ledger is not None:
             self.ledger.start()
         self.ready = True
@@ -138,6 +150,8 @@ class CoreState:
             if self.ledger is not None:
                 await self.ledger.stop()  # writes what it holds, else spills it to disk
             await self.breakers.stop()
+            await self.stats_sync.stop()
+            await self.health_checks.stop()
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
@@ -237,6 +251,8 @@ def _admin_routes(state: CoreState) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         text = render_metrics(state.store, state.breakers, state.entries())
+        estimates = estimate_metrics(state.dispatcher.latency, state.health_checks.sent)
+        text += ("\n".join(estimates) + "\n").encode()
         if state.ledger is not None:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
+from shared.config_strategy import STRATEGIES, STRATEGY_KEYS, StrategyConfig, parse_strategy
 from shared.configparse import ConfigError
 from shared.names import model_name_problem
 
-STRATEGIES = ("fallback", "weighted", "least_latency")
+__all__ = ["STRATEGIES", "ModelConfig", "TargetConfig", "parse_aliases", "parse_models"]
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,15 @@ class ModelConfig:
     # strict: a param no target can honour is a 400 naming it; lenient: dropped and reported
     # in the x-interlock-dropped-params response header.
     params: str = "strict"
-    # fallback: in order; weighted: random by weight; least_latency: fastest observed first.
-    strategy: str = "fallback"
+    # fallback: in order; weighted: random by weight; latency: fastest expected first; cost:
+    # cheapest for the request first; score: weighted cost/latency/errors/affinity
+    # (shared.config_strategy, which also reads latency_ceiling_ms and score_weights).
+    strategy: str = field(
+        default="fallback",
+        metadata=cp.read_from(*STRATEGY_KEYS),
+    )
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
+    routing: StrategyConfig = field(default=StrategyConfig(), metadata=cp.read_from())
 
 
 _MODEL = cp.keys_of(ModelConfig)
@@ -83,15 +90,13 @@ def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
         params = cp.string(s, "params", path, "strict")
         if params not in ("strict", "lenient"):
             raise ConfigError(f"{path}.params: expected strict or lenient")
-        strategy = cp.string(s, "strategy", path, "fallback")
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"{path}.strategy: expected one of {', '.join(STRATEGIES)}")
+        routing = parse_strategy(s, path)
         tiers_raw = cp.named(s.get("tiers") or None, f"{path}.tiers", "tier name to targets")
         tiers = {
             str(tier): _targets(value, f"{path}.tiers.{tier}", str(name), providers)
             for tier, value in tiers_raw.items()
         }
-        out[str(name)] = ModelConfig(str(name), targets, params, strategy, tiers)
+        out[str(name)] = ModelConfig(str(name), targets, params, routing.strategy, tiers, routing)
     return out
 
 

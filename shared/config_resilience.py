@@ -44,6 +44,9 @@ class ResilienceConfig:
     # upstream; a bigger one ends the stream as an invalid upstream response. Real events are
     # a few KB; the cap bounds what one stream can make the core buffer.
     max_event_bytes: int = 8 * 1024 * 1024
+    # The latency and score strategies: an estimate no replica refreshed for this long is
+    # stale, and one request per period probes its target (core.resilience.latency).
+    latency_explore_after_s: float = 10.0
 
 
 _RESILIENCE = cp.keys_of(ResilienceConfig)
@@ -82,4 +85,12 @@ def parse_resilience(raw: Any) -> ResilienceConfig:
         breaker_open_s=cp.duration(s, "breaker_open_for", path, d.breaker_open_s),
         key_wait_max_s=cp.duration(s, "key_wait_max", path, d.key_wait_max_s),
         max_event_bytes=max_event_bytes,
+        latency_explore_after_s=_explore_after(s, path, d.latency_explore_after_s),
     )
+
+
+def _explore_after(s: dict[str, Any], path: str, default: float) -> float:
+    value = cp.duration(s, "latency_explore_after", path, default)
+    if value <= 0:
+        raise ConfigError(f"{path}.latency_explore_after: must be positive")
+    return value

@@ -43,7 +43,8 @@ from typing import Any
 from shared import configparse as cp
 from shared import hop
 from shared.config_conditions import Cond, Scope, fail, parse_when
-from shared.config_models import STRATEGIES, TargetConfig, _targets
+from shared.config_models import TargetConfig, _targets
+from shared.config_strategy import STRATEGY_KEYS, StrategyConfig, parse_strategy
 from shared.configparse import ConfigError
 
 MAX_RULES = 256
@@ -77,7 +78,8 @@ RESERVED_HEADERS = frozenset(
 class NamedRouteConfig:
     name: str = field(metadata=cp.read_from())  # the key it is filed under in `routes`
     targets: tuple[TargetConfig, ...]
-    strategy: str = "fallback"
+    # The route's strategy and its options, as a model's (shared.config_strategy).
+    routing: StrategyConfig = field(default=StrategyConfig(), metadata=cp.read_from(*STRATEGY_KEYS))
     params: str = "strict"
 
 
@@ -147,13 +149,11 @@ def _routes(raw: Any, providers: set[str]) -> dict[str, NamedRouteConfig]:
             raise ConfigError(f"{path}: a route name is 1-64 of A-Z a-z 0-9 . _ -")
         s = cp.section(entry, path, _ROUTE)
         targets = _targets(s.get("targets"), f"{path}.targets", name, providers)
-        strategy = cp.string(s, "strategy", path, "fallback")
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"{path}.strategy: expected one of {', '.join(STRATEGIES)}")
+        routing = parse_strategy(s, path)
         params = cp.string(s, "params", path, "strict")
         if params not in ("strict", "lenient"):
             raise ConfigError(f"{path}.params: expected strict or lenient")
-        out[name] = NamedRouteConfig(name, targets, strategy, params)
+        out[name] = NamedRouteConfig(name, targets, routing, params)
     return out
 
 

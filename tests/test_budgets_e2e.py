@@ -34,6 +34,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, hook: FakeServer) -> Iterato
             "pricey": {"provider": "mock", "model": "mock-pricey"},
             "cheap": {"provider": "mock", "model": "mock-cheap"},
             "mock-1": {"provider": "mock", "model": "mock-1"},
+            "pressured": {"provider": "mock", "model": "mock-pressured"},
+        },
+        "routing": {
+            "rules": [
+                {
+                    "id": "relieve",
+                    "when": {"model": "pressured", "budget": {"name": "pressure", "above": 50}},
+                    "model": "cheap",
+                }
+            ]
         },
         "budgets": {
             "pricey-daily": {
@@ -43,6 +53,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, hook: FakeServer) -> Iterato
                 "downgrade_to": "cheap",
             },
             "closed-tenant": {"tenant": "closed", "limit": "0.000001", "period": "month"},
+            "pressure": {
+                "model": "mock-pressured",
+                "limit": "0.03",
+                "action": "warn",
+            },
             "rolling-hour": {
                 "tenant": "rolling",
                 "limit": "0.000001",
@@ -134,6 +149,24 @@ def test_downgrade_switches_to_the_cheap_model_for_the_rest_of_the_period(stack:
         "mock-pricey": first_cheap,
         "mock-cheap": len(served) - first_cheap,
     }
+
+
+def test_a_rule_on_budget_pressure_moves_traffic_once_the_budget_is_half_used(
+    stack: Stack,
+) -> None:
+    client = openai_for(stack, "acme")
+    served = []
+    for _ in range(30):
+        raw_answer = ask(client, "pressured")
+        served.append(
+            (raw_answer.headers["x-interlock-model"], raw_answer.headers["x-interlock-route"])
+        )
+    moved = served.index(("mock-cheap", "relieve"))
+    # The pricey model served until the budget was past half (each request costs about 1/8
+    # of it: see the downgrade test), then the rule sent every request to the cheap one.
+    assert 2 <= moved <= 8
+    assert all(s == ("mock-pressured", "default") for s in served[:moved])
+    assert all(s == ("mock-cheap", "relieve") for s in served[moved:])
 
 
 def served_in_ledger(stack: Stack, tenant: str, expected: int) -> dict[str, int]:

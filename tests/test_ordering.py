@@ -15,6 +15,7 @@ from core.providers.adapters.base import Capabilities, Target
 from core.resilience.latency import LatencyTracker
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
+from core.routing.signals import Signals
 from shared.config import ProviderConfig
 from tests.support.providers import provider_of
 from tests.support.sdk import anthropic_client, client
@@ -34,12 +35,12 @@ def _route(strategy: str, weights: tuple[float, ...]) -> Route:
 
 def test_fallback_keeps_the_configured_order() -> None:
     route = _route("fallback", (1.0, 5.0, 9.0))
-    assert order(route, LatencyTracker(), random.Random(1)) is route
+    assert order(route, Signals(LatencyTracker()), random.Random(1)) is route
 
 
 def test_weighted_draws_heavier_targets_first_and_keeps_weights_aligned() -> None:
     route = _route("weighted", (8.0, 1.0, 1.0))
-    rng, latency = random.Random(3), LatencyTracker()
+    rng, latency = random.Random(3), Signals(LatencyTracker())
     firsts: Counter[str] = Counter()
     for _ in range(2000):
         ordered = order(route, latency, rng)
@@ -55,7 +56,7 @@ def test_least_latency_puts_the_fastest_observed_first_and_unseen_ones_before_it
     latency = LatencyTracker()
     for label, seconds in (("p/a", 0.9), ("p/c", 0.5)):
         latency.observe(label, seconds)
-    ordered = order(_route("least_latency", (1.0, 1.0, 1.0)), latency, random.Random(1))
+    ordered = order(_route("least_latency", (1.0, 1.0, 1.0)), Signals(latency), random.Random(1))
     assert [c.target.model for c in ordered.candidates] == ["b", "c", "a"]
 
 
@@ -82,6 +83,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "strategy": "least_latency",
                 "targets": [target("slowmock", "slow"), target("mock", "quick")],
             },
+            "cheapest": {
+                "strategy": "cost",
+                "targets": [target("mock", "dear"), target("mock", "cheap")],
+            },
+        },
+        "prices": {
+            "models": {
+                "mock/dear": {"input": "5.00", "output": "15.00"},
+                "mock/cheap": {"input": "0.10", "output": "0.40"},
+            }
         },
     }
     running = Stack(Path(tmp_path_factory.mktemp("ordering")), overrides).start()
@@ -114,6 +125,11 @@ API = [_chat, _messages, _embeddings]
 @pytest.mark.parametrize("call", API, ids=["chat", "messages", "embeddings"])
 def test_weighted_strategy_is_honoured(stack: Stack, call: Callable[[Stack, str], str]) -> None:
     assert [call(stack, "weighted") for _ in range(3)] == ["heavy"] * 3
+
+
+@pytest.mark.parametrize("call", API, ids=["chat", "messages", "embeddings"])
+def test_cost_strategy_is_honoured(stack: Stack, call: Callable[[Stack, str], str]) -> None:
+    assert [call(stack, "cheapest") for _ in range(3)] == ["cheap"] * 3
 
 
 def test_least_latency_strategy_is_honoured_on_every_api(stack: Stack) -> None:

@@ -137,6 +137,28 @@ def test_get_many_reads_keys_of_different_hash_tags_in_order(run: Runner) -> Non
     assert run(scenario) == ([b"a", None, b"c"], [])
 
 
+def test_share_keeps_each_members_value_with_its_age_and_drops_stale_members(run: Runner) -> None:
+    keys = [f"il:{{l:{unique('s')}}}:stats" for _ in range(2)]
+
+    async def scenario(store: Store) -> list[Any]:
+        first = await store.share([(keys[0], b"a1"), (keys[1], None)], "a", 0.3)
+        second = await store.share([(keys[0], b"b1"), (keys[1], b"b2")], "b", 0.3)
+        await asyncio.sleep(0.2)
+        refreshed = await store.share([(keys[0], b"b3")], "b", 0.3)
+        await asyncio.sleep(0.15)  # a's value is now older than the ttl: gone
+        read = await store.share([(keys[0], None), (keys[1], None)], "c", 0.3)
+        return [first, second, refreshed, read]
+
+    first, second, refreshed, read = run(scenario)
+    assert first[1] == {} and set(first[0]) == {"a"} and first[0]["a"][1] == b"a1"
+    assert {m: v for m, (_, v) in second[0].items()} == {"a": b"a1", "b": b"b1"}
+    assert {m: v for m, (_, v) in refreshed[0].items()} == {"a": b"a1", "b": b"b3"}
+    assert 0.15 <= refreshed[0]["a"][0] < 0.3 and refreshed[0]["b"][0] < 0.05
+    assert {m: v for m, (_, v) in read[0].items()} == {"b": b"b3"}
+    assert 0.1 <= read[0]["b"][0] < 0.3
+    assert read[1] == {}  # b2 was written 0.35 s ago
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     capacity=st.integers(1, 50),

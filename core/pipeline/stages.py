@@ -32,8 +32,10 @@ from core.pipeline.exchange import Exchange
 from core.pipeline.route_policy import apply_rule, facts_of
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.dispatch import Dispatcher, Outcome
+from core.routing.demand import PRICED, demand_of
 from core.routing.policy.rules import Policy
-from core.routing.registry import ModelRegistry
+from core.routing.registry import ModelRegistry, Route
+from core.routing.signals import Demand
 from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
@@ -113,6 +115,15 @@ class Resolve:
         x.route = route
 
 
+def demand(x: AnyExchange, route: Route) -> Demand:
+    """What the route's strategy weighs of this request (core.routing.demand); a latency
+    ceiling a routing rule set on the exchange wins over the route's."""
+    streaming = bool(getattr(x.request, "stream", False))
+    if route.strategy not in PRICED or len(route.candidates) < 2:  # nothing to estimate
+        return Demand(0, None, streaming, x.latency_ceiling_s)
+    return demand_of(x.payload, streaming, x.latency_ceiling_s, lambda: x.spec.estimate(x.request))
+
+
 class Plan:
     """The route's candidates in its strategy's order, then the API's planner; targets the
     operator refuses to serve without a price are left out (core.spend.refusal)."""
@@ -124,7 +135,7 @@ class Plan:
         self._pricing = pricing
 
     async def __call__(self, x: AnyExchange) -> None:
-        x.steps = self._dispatcher.plan(x.route, x.request, x.spec.plan)
+        x.steps = self._dispatcher.plan(x.route, x.request, x.spec.plan, demand(x, x.route))
         if self._pricing is not None:
             x.steps = priced_steps(x.steps, self._pricing)
 
@@ -174,7 +185,7 @@ class Dispatch:
                     code="budget_downgrade_unavailable",
                 ) from None
             x.route = route
-            x.steps = self._dispatcher.plan(route, x.request, x.spec.plan)
+            x.steps = self._dispatcher.plan(route, x.request, x.spec.plan, demand(x, route))
             await self._run(x, replace(ask, downgraded_from=ask.model))
             x.outcome.downgraded_from = ask.model
 

@@ -53,6 +53,8 @@ from core.resilience.retry import (
 from core.routing.ordering import order
 from core.routing.planning import Attempt, ImageInliner
 from core.routing.registry import Route
+from core.routing.signals import NO_DEMAND, Demand, Signals
+from core.spend.cost import Pricing
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
@@ -201,6 +203,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         upstream_timeout_s: float = DEFAULT_UPSTREAM_TIMEOUT_S,
         budgets: Budgets | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.policy = policy
         self.budgets = budgets
@@ -212,17 +215,24 @@ class Dispatcher:
         )
         self.breakers = breakers
         self.keys = keys
-        self.latency = latency or LatencyTracker()
+        self.latency = latency or LatencyTracker(explore_after_s=policy.latency_explore_after_s)
+        self.signals = Signals(self.latency, breakers, pricing)
         self._rng = rng or random.Random()
         self._upstream_timeout_s = upstream_timeout_s
 
-    def order(self, route: Route) -> Route:
+    def order(self, route: Route, demand: Demand = NO_DEMAND) -> Route:
         """The route with its candidates in the order its strategy gives this request."""
-        return order(route, self.latency, self._rng)
+        return order(route, self.signals, self._rng, demand)
 
-    def plan(self, route: Route, request: R, planner: Callable[[Route, R], P]) -> P:
+    def plan(
+        self,
+        route: Route,
+        request: R,
+        planner: Callable[[Route, R], P],
+        demand: Demand = NO_DEMAND,
+    ) -> P:
         """Ordering, then the API's planner: every API's attempts follow the strategy."""
-        return planner(self.order(route), request)
+        return planner(self.order(route, demand), request)
 
     async def run(
         self,

@@ -166,6 +166,7 @@ class Verdict:
     def succeeded(self) -> None:
         if self._settle():
             self._leases.board.record(self._label, None, self._probe)
+            self._leases.latency.outcome(self._label, failed=False)
 
     def failed(self, error: ProviderError) -> bool:
         """The try (or its stream) ended with `error`: True if that speaks for the target
@@ -177,6 +178,8 @@ class Verdict:
             return False
         if not self._leases.charge(self._label, error, self._probe):
             self._leases.board.release(self._label, self._probe)
+        elif error.failure_class in UNHEALTHY:  # the error rate the strategies read
+            self._leases.latency.outcome(self._label, failed=True)
         return True
 
     def withdrawn(self) -> None:
@@ -258,7 +261,8 @@ class LeasedAttempt:
         leases = self._leases
         verdict = Verdict(leases, self.label, self._probe)
         if exc is None:
-            leases.latency.observe(self.label, time.monotonic() - self._started)
+            elapsed = time.monotonic() - self._started
+            leases.latency.observe(self.label, elapsed, self._streaming)
             if self._streaming:  # settled when the stream ends; the key lease, too
                 leases.board.pass_probe(self.label, self._probe)
                 self.verdict = verdict

@@ -1,12 +1,27 @@
 """Ordering by strategy: the order in which one request tries a route's candidates.
 
-`fallback` keeps the configured order; `weighted` draws a random permutation, heavier targets
-more likely earlier (each next target picked in proportion to its weight among those left);
-`least_latency` puts the fastest observed first (unseen targets count as fastest, so each gets
-explored). The route itself is reordered, before any API's planner runs, so chat, messages and
-embeddings all follow the same strategy, and a planner only has to keep route order. Since a
-weighted permutation restricted to any subset is again a weighted permutation of that subset,
-ordering before planning skips nothing the planner would have drawn differently.
+- `fallback` keeps the configured order.
+- `weighted` draws a random permutation, heavier targets more likely earlier (each next target
+  picked in proportion to its weight among those left); a target's weight is scaled by
+  (1 - its error rate)^2, so one failing often gets less traffic before its breaker opens.
+- `latency` (alias `least_latency`) puts the lowest expected latency first: time to first
+  chunk for streams, the whole answer otherwise, divided by (1 - error rate) (the tries it
+  takes per answer). Unseen targets count as fastest, so each gets explored; a target whose
+  estimate went stale (no replica observed it for `explore_after`) is probed by one request
+  per period (core.resilience.latency), so a recovered target is noticed again.
+- `cost` puts the cheapest for this request's estimated tokens first (core.routing.signals),
+  ties broken by health (circuit open last, then lower error rate); unpriced targets go last.
+- `score` sorts by a weighted sum of normalised cost, latency, error rate and prompt-cache
+  affinity (weights from the route's `score_weights`); stale targets are probed as for latency.
+
+Then the latency ceiling (the request's, set by a routing rule, else the route's
+`latency_ceiling_ms`): candidates expected slower are moved behind every other, so they are
+tried only when nothing else is left (none is moved when all of them are slower).
+
+The route itself is reordered, before any API's planner runs, so chat, messages and embeddings
+all follow the same strategy, and a planner only has to keep route order. Since a weighted
+permutation restricted to any subset is again a weighted permutation of that subset, ordering
+before planning skips nothing the planner would have drawn differently.
 """
 
 from __future__ import annotations
@@ -14,26 +29,96 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from core.resilience.latency import LatencyTracker
 from core.routing.registry import Route
+from core.routing.signals import (
+    NO_DEMAND,
+    CandidateView,
+    Demand,
+    Signals,
+    assess,
+    ceiling_of,
+    expected_latency,
+)
+
+MIN_SHARE = 0.01  # the least fraction of its weight a failing target keeps
+PRICED = frozenset({"cost", "score"})  # the strategies that weigh cost
 
 
-def order(route: Route, latency: LatencyTracker, rng: random.Random) -> Route:
+def order(route: Route, signals: Signals, rng: random.Random, demand: Demand = NO_DEMAND) -> Route:
     """`route` with its candidates (and their weights) in this request's order."""
     count = len(route.candidates)
-    if count < 2 or route.strategy == "fallback":
+    strategy = route.strategy
+    ceiling = ceiling_of(route, demand)
+    if count < 2 or (strategy == "fallback" and ceiling is None):
         return route
-    weights = route.weights or (1.0,) * count
-    if route.strategy == "least_latency":
-        labels = [c.target.health_label for c in route.candidates]
-        indices = sorted(range(count), key=lambda i: latency.estimate(labels[i]))
+    if strategy == "weighted":
+        indices = _weighted(route, signals, rng)
+    elif strategy == "fallback":
+        indices = list(range(count))
     else:
-        remaining, indices = list(range(count)), []
-        while remaining:
-            pick = rng.choices(range(len(remaining)), [weights[i] for i in remaining])[0]
-            indices.append(remaining.pop(pick))
+        rows = assess(route, signals, demand, with_cost=strategy in PRICED)
+        indices = _ranked(route, signals, rows, demand)
+        if ceiling is not None:
+            indices = _under_ceiling(indices, rows)
+        return _reordered(route, indices)
+    if ceiling is not None:
+        indices = _under_ceiling(indices, assess(route, signals, demand, with_cost=False))
+    return _reordered(route, indices)
+
+
+def _reordered(route: Route, indices: list[int]) -> Route:
+    if indices == list(range(len(route.candidates))):
+        return route
+    weights = route.weights or (1.0,) * len(route.candidates)
     return replace(
         route,
         candidates=tuple(route.candidates[i] for i in indices),
         weights=tuple(weights[i] for i in indices),
     )
+
+
+def _weighted(route: Route, signals: Signals, rng: random.Random) -> list[int]:
+    count = len(route.candidates)
+    weights = route.weights or (1.0,) * count
+    tracker = signals.latency
+    shares = [
+        w * max(MIN_SHARE, (1.0 - tracker.error_rate(c.target.health_label)) ** 2)
+        for w, c in zip(weights, route.candidates, strict=True)
+    ]
+    remaining, indices = list(range(count)), []
+    while remaining:
+        pick = rng.choices(range(len(remaining)), [shares[i] for i in remaining])[0]
+        indices.append(remaining.pop(pick))
+    return indices
+
+
+def _ranked(route: Route, signals: Signals, rows: list[CandidateView], demand: Demand) -> list[int]:
+    """latency, cost and score: a sort by the assessed numbers (stable: configured order
+    breaks remaining ties), a claimed probe first."""
+    count = len(rows)
+    if route.strategy == "cost":
+        return sorted(
+            range(count),
+            key=lambda i: (
+                rows[i].unpriced,
+                rows[i].cost_micros or 0,
+                rows[i].skip == "circuit_open",
+                rows[i].error_rate,
+            ),
+        )
+    if route.strategy == "score":
+        indices = sorted(range(count), key=lambda i: rows[i].score or 0.0)
+    else:  # latency
+        expected = [expected_latency(r.latency_s, r.error_rate) or 0.0 for r in rows]
+        indices = sorted(range(count), key=lambda i: expected[i])
+    tracker = signals.latency
+    for position, i in enumerate(indices):
+        if position and tracker.claim_probe(rows[i].label, demand.streaming):
+            return [i, *indices[:position], *indices[position + 1 :]]
+    return indices
+
+
+def _under_ceiling(indices: list[int], rows: list[CandidateView]) -> list[int]:
+    """Candidates marked `ceiling` (core.routing.signals) after every other, order kept."""
+    within = [i for i in indices if rows[i].skip != "ceiling"]
+    return within + [i for i in indices if rows[i].skip == "ceiling"]

@@ -16,6 +16,7 @@ from core.providers.adapters.base import Capabilities, Target
 from core.providers.provider import Provider
 from core.providers.upstream import Upstream
 from shared.config import Config, ModelConfig, TargetConfig
+from shared.config_strategy import DEFAULT_WEIGHTS, ScoreWeights, StrategyConfig
 
 DYNAMIC_ROUTES = 1024
 # Longer names are served (if the request validator lets them through) but never cached, so
@@ -37,8 +38,10 @@ class Route:
     strict_params: bool
     # True when every candidate serves every feature and param: planning can be skipped.
     unrestricted: bool
-    strategy: str = "fallback"
+    strategy: str = "fallback"  # core.routing.ordering
     weights: tuple[float, ...] = ()
+    ceiling_s: float | None = None  # latency_ceiling_ms, in seconds
+    score_weights: ScoreWeights = DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ class ModelRegistry:
             self._routes[alias] = self._routes[model_name]
         # routing.routes: what policy rules route to by name (core.routing.policy).
         self.named: dict[str, Route] = {
-            name: self._configured_route(name, r.targets, r.params, r.strategy)
+            name: self._configured_route(name, r.targets, r.params, r.routing)
             for name, r in config.routing.routes.items()
         }
         self.created = 1_700_000_000
@@ -91,10 +94,10 @@ class ModelRegistry:
     def _model_route(
         self, name: str, model: ModelConfig, targets: tuple[TargetConfig, ...]
     ) -> Route:
-        return self._configured_route(name, targets, model.params, model.strategy)
+        return self._configured_route(name, targets, model.params, model.routing)
 
     def _configured_route(
-        self, name: str, targets: tuple[TargetConfig, ...], params: str, strategy: str
+        self, name: str, targets: tuple[TargetConfig, ...], params: str, routing: StrategyConfig
     ) -> Route:
         """A model's (or a tier's, or a named) route: its targets, strategy and weights."""
         candidates = tuple(self._candidate(t.provider, t.model) for t in targets)
@@ -104,8 +107,10 @@ class ModelRegistry:
             route.candidates,
             route.strict_params,
             route.unrestricted,
-            strategy,
+            routing.strategy,
             tuple(t.weight for t in targets),
+            routing.latency_ceiling_s,
+            routing.score_weights,
         )
 
     def _candidate(self, provider_name: str, model: str, dynamic: bool = False) -> Candidate:
@@ -153,6 +158,28 @@ class ModelRegistry:
             labels.update(c.target.health_label for c in route.candidates)
         labels.update(f"{n}/*" for n, p in self._providers.items() if p.allow_any_model)
         return sorted(labels)
+
+    def health_checked(self) -> list[tuple[Candidate, float]]:
+        """Each target of a route with `health_check_interval` (models, their tiers and the
+        routing policy's named routes), once, at the shortest interval any route asks for."""
+        found: dict[str, tuple[Candidate, float]] = {}
+        configured = [
+            (model.routing.health_check_s, (r.default, *r.tiers.values()))
+            for r, model in ((self._routes[n], m) for n, m in self._config.models.items())
+        ]
+        configured += [
+            (self._config.routing.routes[name].routing.health_check_s, (route,))
+            for name, route in self.named.items()
+        ]
+        for interval, routes in configured:
+            if interval is None:
+                continue
+            for route in routes:
+                for candidate in route.candidates:
+                    label = candidate.target.health_label
+                    if label not in found or interval < found[label][1]:
+                        found[label] = (candidate, interval)
+        return list(found.values())
 
     def listing(self) -> list[tuple[str, str]]:
         """(model id, owner) for every configured model and alias."""

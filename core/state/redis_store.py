@@ -103,6 +103,36 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return tostring(level)
 """
 
+# A shared record (core.resilience.stats_sync): a hash of member -> "<ms written> <value>",
+# timed by the Redis server's clock. ARGV: member, value ('' to only read), ttl in ms.
+# Returns member, age in ms, value, ... for every member refreshed within the ttl; older
+# members are deleted, so the hash holds at most the replicas alive in the last ttl.
+_SHARE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], tostring(now) .. ' ' .. ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local space = string.find(v, ' ', 1, true)
+  local at = nil
+  if space then at = tonumber(string.sub(v, 1, space - 1)) end
+  if at == nil or now - at > ttl then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    out[#out + 1] = all[i]
+    out[#out + 1] = tostring(now - at)
+    out[#out + 1] = string.sub(v, space + 1)
+  end
+end
+return out
+"""
+
 
 class Script:
     """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis)."""
@@ -112,7 +142,7 @@ class Script:
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, keys: list[str], args: Sequence[float | str]) -> Any:
+    async def __call__(self, keys: list[str], args: Sequence[float | str | bytes]) -> Any:
         try:
             return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -127,6 +157,7 @@ class RedisStore:
         self._adjust = Script(self._client, _ADJUST)
         self._budget_reserve = Script(self._client, budget_script.RESERVE)
         self._budget_settle = Script(self._client, budget_script.SETTLE)
+        self._share = Script(self._client, _SHARE)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -177,8 +208,28 @@ class RedisStore:
         reply = await self._client.call("SET", key, b"1", "NX", "PX", ttl_ms)
         return reply is not None  # "OK" when set; nil when the key already exists
 
+    async def share(
+        self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
+    ) -> list[dict[str, tuple[float, bytes]]]:
+        """One script call per record (each key has its own hash tag, so a cluster may hold
+        them on different nodes), issued together: they leave in one write."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        replies = await asyncio.gather(
+            *(self._share([key], [member, value or b"", ttl_ms]) for key, value in entries)
+        )
+        return [_members(reply) for reply in replies]
+
     async def ping(self) -> bool:
         return bool(await self._client.call("PING") == "PONG")
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _members(reply: Any) -> dict[str, tuple[float, bytes]]:
+    """The script's flat reply (member, age in ms, value, ...) as member -> (age s, value)."""
+    items = [item if isinstance(item, bytes) else str(item).encode() for item in reply or ()]
+    return {
+        items[i].decode(): (float(items[i + 1]) / 1000, items[i + 2])
+        for i in range(0, len(items) - 2, 3)
+    }

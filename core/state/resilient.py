@@ -143,6 +143,15 @@ class ResilientStore:
             lambda: self.primary.claim(key, ttl_s), lambda: self.fallback.claim(key, ttl_s)
         )
 
+    async def share(
+        self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
+    ) -> list[dict[str, tuple[float, bytes]]]:
+        """fail_open: shared only within this process while Redis is down."""
+        return await self._call(
+            lambda: self.primary.share(entries, member, ttl_s),
+            lambda: self.fallback.share(entries, member, ttl_s),
+        )
+
     async def ping(self) -> bool:
         try:
             return await self.primary.ping()

@@ -44,6 +44,15 @@ class Store(Protocol):
         the first claim, False while the key lives. Single-use tokens (hop nonces) use it."""
         ...
 
+    async def share(
+        self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
+    ) -> list[dict[str, tuple[float, bytes]]]:
+        """For each (key, value), in one round trip: `member`'s value in the shared record
+        `key` is set (unless None), members not refreshed within `ttl_s` are dropped, and
+        every member's (age in seconds, value) is returned. Replicas exchange what each
+        observed this way (core.resilience.stats_sync); ages come from one clock."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -61,6 +70,7 @@ class MemoryStore:
         self._max_claims = max_claims
         self._claims_floor = 0.0
         self._budgets = MemoryAccounts()
+        self._shared: dict[str, dict[str, tuple[float, bytes]]] = {}
 
     def _bound(self, mapping: dict[str, object]) -> None:
         if len(mapping) >= self._max_keys:
@@ -121,6 +131,23 @@ class MemoryStore:
             self._claims_floor = max(self._claims_floor, claims.pop(oldest))
         claims[key] = expiry
         return True
+
+    async def share(
+        self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
+    ) -> list[dict[str, tuple[float, bytes]]]:
+        now = time.monotonic()
+        out = []
+        for key, value in entries:
+            record = self._shared.get(key)
+            if record is None:
+                self._bound(self._shared)  # type: ignore[arg-type]
+                record = self._shared[key] = {}
+            if value is not None:
+                record[member] = (now, value)
+            for stale in [m for m, (at, _) in record.items() if now - at > ttl_s]:
+                del record[stale]
+            out.append({m: (now - at, v) for m, (at, v) in record.items()})
+        return out
 
     async def ping(self) -> bool:
         return True

@@ -10,6 +10,7 @@ from core.spend.usage import UsageSplit
 # model id -> (input micros per token, output micros per token, output limit in tokens)
 PRICES: dict[str, tuple[int, int, int]] = {
     "mock-pricey": (100, 400, 64),
+    "mock-pressured": (100, 400, 64),
     "mock-cheap": (10, 40, 64),
     "mock-1": (1, 4, 4096),
     "dead-cheap": (10, 40, 64),
