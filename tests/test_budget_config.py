@@ -13,6 +13,7 @@ import pytest
 from core.budgets.ask import budget_ask
 from core.budgets.levels import BudgetLevels
 from core.budgets.periods import PeriodClock, window
+from core.limits.admission import prompt_estimate
 from shared.config import ConfigError, parse_config
 
 BASE: dict[str, Any] = {
@@ -130,10 +131,10 @@ def test_a_period_clock_reuses_its_window_until_it_ends() -> None:
 def test_tags_and_the_estimate_a_reservation_prices() -> None:
     payload = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, "n": 2}
     tags = (("env", "prod"), ("project", "search"))
-    ask = budget_ask("t", "req", "big", payload, 120, tags)
+    ask = budget_ask("t", "req", "big", payload, 120, tags, prompt_estimate(payload))
     assert ask.tags == tags
     assert ask.max_output_tokens == 100 and ask.input_tokens > 0
-    assert budget_ask("t", "r", "e", {"input": "x"}, 7, ()).max_output_tokens == 0
+    assert budget_ask("t", "r", "e", {"input": "x"}, 7, (), 7).max_output_tokens == 0
 
 
 def test_budget_levels_read_what_the_store_last_said() -> None:

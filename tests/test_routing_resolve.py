@@ -40,7 +40,7 @@ class InputApi(FakeApi):
     """Its estimate stands for an embeddings request's input tokens: what the policy reads
     as `prompt_tokens` for embeddings."""
 
-    def estimate(self, request: FakeRequest) -> int:
+    def prompt(self, request: FakeRequest) -> int:
         return 5000
 
 

@@ -56,8 +56,11 @@ class ChatApi:
     def plan(self, route: Route, request: ChatRequest) -> list[Attempt]:
         return plan_chat(route, request.payload)
 
-    def estimate(self, request: ChatRequest) -> int:
-        return estimate_tokens(request.payload)
+    def prompt(self, request: ChatRequest) -> int:
+        return prompt_estimate(request.payload)
+
+    def estimate(self, request: ChatRequest, prompt: int) -> int:
+        return estimate_tokens(request.payload, prompt)
 
     def call(self, x: ChatExchange) -> Call[Attempt, JSON | Opened]:
         if x.request.stream:
@@ -71,7 +74,7 @@ class ChatApi:
             return json_response(orjson.dumps(result), x.headers())
         first, chunks = result
         encoder = OpenAIStreamEncoder(request.include_usage, x.cost_of)
-        body = relay(first, chunks, encoder, x.finish, prompt_estimate(request.payload))
+        body = relay(first, chunks, encoder, x.finish, x.prompt_tokens())
         return sse_response(x, body, x.headers())
 
     def relayed(self, x: ChatExchange, error: ProviderError) -> Response | None:

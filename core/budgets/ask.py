@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.ledger.record import Tags
-from core.limits.admission import prompt_estimate
 from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
 
 
@@ -30,11 +29,12 @@ def budget_ask(
     payload: dict[str, Any],
     tokens: int,
     tags: Tags,
+    prompt: int,
 ) -> BudgetAsk:
-    """`tokens`: the API's token estimate (admission's); embeddings have no output. `tags`: the
-    caller's billing tags (core/api/tags.py, validated and bounded: the ledger's too)."""
+    """`tokens`: the API's token estimate (admission's); embeddings have no output. `prompt`:
+    the request's input estimate (Exchange.prompt_tokens). `tags`: the caller's billing tags
+    (core/api/tags.py, validated and bounded: the ledger's too)."""
     has_messages = "messages" in payload
-    prompt = prompt_estimate(payload) if has_messages else tokens
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
     choices = payload.get("n")
     output = _count(limit, MAX_OUTPUT_TOKENS) if has_messages else 0

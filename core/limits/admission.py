@@ -37,10 +37,12 @@ def _bounded(value: Any, default: int, highest: int) -> int:
     return min(value, highest)
 
 
-def estimate_tokens(payload: dict[str, Any]) -> int:
-    """Prompt estimate plus the output the request allows: what a reservation must cover,
-    never more than MAX_RESERVATION_TOKENS (an estimate of 8.5e37 once starved a shared key)."""
-    prompt = prompt_estimate(payload)
+def estimate_tokens(payload: dict[str, Any], prompt: int | None = None) -> int:
+    """Prompt estimate (`prompt`, if the caller has it already) plus the output the request
+    allows: what a reservation must cover, never more than MAX_RESERVATION_TOKENS (an estimate
+    of 8.5e37 once starved a shared key)."""
+    if prompt is None:
+        prompt = prompt_estimate(payload)
     limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
     output = _bounded(limit, DEFAULT_OUTPUT_ESTIMATE, MAX_OUTPUT_TOKENS)
     choices = _bounded(payload.get("n"), 1, MAX_CHOICES)

@@ -65,8 +65,14 @@ class ApiSpec(Protocol[Q, S, R]):
         """The steps that can serve the request, in the (already ordered) route's order."""
         ...
 
-    def estimate(self, request: Q) -> int:
-        """Tokens the request may use: what admission and key pools reserve."""
+    def prompt(self, request: Q) -> int:
+        """Input tokens, estimated (the messages and system prompt; an embedding's input).
+        Read once per request through `Exchange.prompt_tokens`."""
+        ...
+
+    def estimate(self, request: Q, prompt: int) -> int:
+        """Tokens the request may use (its `prompt` estimate plus the output it allows): what
+        admission and key pools reserve."""
         ...
 
     def call(self, x: Exchange[Q, S, R]) -> Call[S, R]:

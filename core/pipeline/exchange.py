@@ -57,6 +57,7 @@ class Exchange(Generic[Q, S, R]):
         "payload",
         "priced",
         "pricing",
+        "prompt",
         "request",
         "response",
         "result",
@@ -97,6 +98,15 @@ class Exchange(Generic[Q, S, R]):
         # "default"), and the latency ceiling it set for the route's strategy, if any.
         self.rule: str | None = None
         self.latency_ceiling_s: float | None = None
+        self.prompt: int | None = None  # see prompt_tokens
+
+    def prompt_tokens(self) -> int:
+        """The request's input tokens, estimated once (after validate) for every stage that
+        weighs them: routing rules, the cost strategies, admission, budgets, cut streams."""
+        prompt = self.prompt
+        if prompt is None:
+            prompt = self.prompt = self.spec.prompt(self.request)
+        return prompt
 
     def route_headers(self) -> dict[str, str]:
         """x-interlock-route (the rule id, or "default") and x-interlock-strategy (the route's,

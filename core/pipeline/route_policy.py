@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from core.limits.admission import prompt_estimate
 from core.pipeline.exchange import Exchange
 from core.routing.policy.facts import Facts, Setting
 from core.routing.policy.rules import Rule
@@ -44,11 +43,7 @@ def facts_of(x: AnyExchange, setting: Setting) -> Facts:
     """The request's facts; the prompt is estimated only if a rule asks (as admission will)."""
     api = api_of(x)
     request, payload = x.request, x.payload
-    prompt: Callable[[], int]
-    if api == "embeddings":  # the API's own estimate is the input's tokens
-        prompt = lambda: int(x.spec.estimate(request))  # noqa: E731
-    else:
-        prompt = lambda: prompt_estimate(payload)  # noqa: E731
+    prompt: Callable[[], int] = x.prompt_tokens  # estimated once, only if a rule asks
     caller = x.caller
     return Facts(
         setting,

@@ -121,7 +121,7 @@ def demand(x: AnyExchange, route: Route) -> Demand:
     streaming = bool(getattr(x.request, "stream", False))
     if route.strategy not in PRICED or len(route.candidates) < 2:  # nothing to estimate
         return Demand(0, None, streaming, x.latency_ceiling_s)
-    return demand_of(x.payload, streaming, x.latency_ceiling_s, lambda: x.spec.estimate(x.request))
+    return demand_of(x.payload, streaming, x.latency_ceiling_s, x.prompt_tokens)
 
 
 class Plan:
@@ -149,7 +149,7 @@ class Admit:
         self._limiter = limiter
 
     async def __call__(self, x: AnyExchange) -> None:
-        x.tokens = x.spec.estimate(x.request)
+        x.tokens = x.spec.estimate(x.request, x.prompt_tokens())
         x.admission = await admit(self._limiter, x.caller, x.payload, x.tokens)
 
 
@@ -170,7 +170,13 @@ class Dispatch:
         if self._dispatcher.budgets is not None and self._dispatcher.budgets.enabled:
             caller, model = x.caller, x.request.model
             ask = budget_ask(
-                caller.tenant, caller.request_id, model, x.payload, x.tokens, caller.tags
+                caller.tenant,
+                caller.request_id,
+                model,
+                x.payload,
+                x.tokens,
+                caller.tags,
+                x.prompt_tokens(),
             )
         try:
             await self._run(x, ask)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.limits.admission import prompt_estimate
 from core.routing.ordering import PRICED
 from core.routing.signals import Demand
 from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
@@ -24,18 +23,18 @@ def demand_of(
     payload: dict[str, Any],
     streaming: bool,
     ceiling_s: float | None,
-    estimate: Callable[[], int],
+    prompt: Callable[[], int],
 ) -> Demand:
-    """`estimate`: the API's own token estimate, for payloads without messages (embeddings).
-    Always estimates (an explain command prices every route); the plan stage calls it only
-    for routes whose strategy is in PRICED."""
-    if "messages" not in payload:
-        return Demand(estimate(), 0, streaming, ceiling_s)
+    """`prompt`: the request's input estimate (Exchange.prompt_tokens: computed once per
+    request). Always estimates (an explain command prices every route); the plan stage calls
+    it only for routes whose strategy is in PRICED."""
+    if "messages" not in payload:  # embeddings: the input is all they use
+        return Demand(prompt(), 0, streaming, ceiling_s)
     cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
     limit = _count(cap, MAX_OUTPUT_TOKENS)
     if limit is not None:
         limit *= _count(payload.get("n"), MAX_CHOICES) or 1
-    return Demand(prompt_estimate(payload), limit, streaming, ceiling_s)
+    return Demand(prompt(), limit, streaming, ceiling_s)
 
 
 def _count(value: object, highest: int) -> int | None:

@@ -82,8 +82,11 @@ class FakeApi:
         self.planned.append(route)
         return [FakeStep(c.target) for c in route.candidates]
 
-    def estimate(self, request: FakeRequest) -> int:
+    def prompt(self, request: FakeRequest) -> int:
         return ESTIMATE
+
+    def estimate(self, request: FakeRequest, prompt: int) -> int:
+        return prompt
 
     def call(self, x: Exchange[Any, Any, Any]) -> Callable[[FakeStep, Target], Awaitable[Any]]:
         if self.call_with is not None:

@@ -48,8 +48,11 @@ class EmbeddingsApi:
     def plan(self, route: Route, request: EmbeddingRequest) -> list[Attempt]:
         return plan_embeddings(route, request)
 
-    def estimate(self, request: EmbeddingRequest) -> int:
+    def prompt(self, request: EmbeddingRequest) -> int:
         return estimate_input_tokens(request)
+
+    def estimate(self, request: EmbeddingRequest, prompt: int) -> int:
+        return prompt  # embeddings produce no tokens: the input is all they use
 
     def call(self, x: EmbeddingsExchange) -> Call[Attempt, Embedded]:
         return self._call_with_key

@@ -85,8 +85,11 @@ class MessagesApi:
     def plan(self, route: Route, request: MessagesRequest) -> list[Step]:
         return plan_messages(route, request.payload)
 
-    def estimate(self, request: MessagesRequest) -> int:
-        return estimate_tokens(request.payload)
+    def prompt(self, request: MessagesRequest) -> int:
+        return prompt_estimate(request.payload)
+
+    def estimate(self, request: MessagesRequest, prompt: int) -> int:
+        return estimate_tokens(request.payload, prompt)
 
     def call(self, x: MessagesExchange) -> Call[Step, Completed | Streamed]:
         """Passthrough steps send the client's own request; translated ones the canonical."""
@@ -126,7 +129,7 @@ class MessagesApi:
         first, chunks = opened
         target = x.outcome.target
         encoder = AnthropicStreamEncoder(_message_id(x), target.model, x.request.stop, x.cost_of)
-        return relay(first, chunks, encoder, x.finish, prompt_estimate(x.request.payload))
+        return relay(first, chunks, encoder, x.finish, x.prompt_tokens())
 
     def relayed(self, x: MessagesExchange, error: ProviderError) -> Response | None:
         if not isinstance(error, RelayedError):
