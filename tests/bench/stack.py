@@ -149,9 +149,11 @@ def bench_config(
     """THE place to switch hot-path features on: the benchmark must pay for everything a user
     would run. Today: real JWT verification (ES256, models claim checked), HMAC hop credential,
     usage accounting at INFO (env below), tenant rate limits in Redis (limits far above what
-    the bench can reach: it measures the cost of the check, never a rejection). Add caching in
-    bypass mode, telemetry ... here as they land, so `make bench` keeps measuring the full
-    hot path.
+    the bench can reach: it measures the cost of the check, never a rejection), the ledger
+    (SQLite, the default), prices for the bench models, one budget that applies to every
+    request (never reached), and ten routing rules that every request evaluates and none
+    matches (issue 12's "ten rules" figure). Add caching in bypass mode, telemetry ... here as
+    they land, so `make bench` keeps measuring the full hot path.
     """
     return {
         "state_dir": str(state_dir),
@@ -178,7 +180,33 @@ def bench_config(
         },
         "models": {name: {"provider": "bench", "model": name} for name in MODELS},
         "limits": {"tiers": {TIER: {"rpm": 10**11, "tpm": 10**12}}},
+        "prices": {"models": {"bench/*": {"input": "0.15", "output": "0.60"}}},
+        "budgets": {"bench-monthly": {"limit": "100000000", "period": "month"}},
+        "routing": BENCH_ROUTING,
     }
+
+
+# Ten rules of every kind of condition, none of which the bench's requests match: each
+# request pays for evaluating all ten, then takes its model's own route.
+BENCH_ROUTING: dict[str, Any] = {
+    "headers": ["x-priority"],
+    "rules": [
+        {"id": "long", "when": {"prompt_tokens": {"gt": 100_000}}, "refuse": "too long"},
+        {"id": "free", "when": {"tier": "free"}, "cap": {"max_tokens": 64}},
+        {"id": "rt", "when": {"header.x-priority": "realtime"}, "latency_ceiling_ms": 200},
+        {"id": "batch", "when": {"tags.kind": "batch"}, "refuse": "no batch"},
+        {"id": "huge", "when": {"max_tokens": {"gt": 100_000}}, "cap": {"max_tokens": 4096}},
+        {"id": "tools", "when": {"tools": True, "model": "slow50"}, "model": "fast"},
+        {"id": "images", "when": {"images": True}, "model": "fast"},
+        {"id": "claude", "when": {"model": {"glob": "claude-*"}}, "model": "fast"},
+        {"id": "tenant", "when": {"tenant": {"in": ["blocked-a", "blocked-b"]}}, "refuse": "no"},
+        {
+            "id": "night",
+            "when": {"all": [{"hour": {"lt": 0}}, {"stream": True}]},
+            "refuse": "never",
+        },
+    ],
+}
 
 
 def bench_env(config_path: Path, redis_url: str) -> dict[str, str]:
