@@ -18,6 +18,7 @@ from core.api.identity import Caller, HopVerifier
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
+from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
@@ -31,6 +32,7 @@ from core.observe import context as requestctx
 from core.observe.metrics import render as render_metrics
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
+from core.pipeline.explain import AnySpec, RouteExplainer
 from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
@@ -185,10 +187,17 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         state.registry, state.dispatcher, state.limiter, state.pricing, state.policy
     )
     account = Account(state.ledger, state.pricing)
-    chat = Pipeline(ChatApi(state.images.inline), stages, account)
-    embeddings = Pipeline(EmbeddingsApi(), stages, account)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
-    messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages, account)
+    specs: dict[str, AnySpec] = {
+        "chat": ChatApi(state.images.inline),
+        "embeddings": EmbeddingsApi(),
+        "messages": MessagesApi(passthrough, state.images.inline),
+    }
+    chat = Pipeline(specs["chat"], stages, account)
+    embeddings = Pipeline(specs["embeddings"], stages, account)
+    messages = Pipeline(specs["messages"], stages, account)
+    # The admin listener's route explanation runs the same specs, registry, policy and signals.
+    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
@@ -203,6 +212,8 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     ]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
     admin = _admin_routes(state)
+    explain = explain_endpoint(explainer, max_body)
+    admin.append(Route("/admin/route/explain", explain, methods=["POST"]))
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app
