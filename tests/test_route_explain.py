@@ -102,6 +102,9 @@ def test_the_matched_rule_and_every_candidate_with_its_numbers(state: CoreState)
     assert rows["mock-1"]["latency_ms"] == 250.0
     assert rows["mock-cheap"]["latency_ms"] is None
     assert body["estimate"]["max_output_tokens"] == 10
+    # The cost strategy's order (FlatPricing: claude-test at the default 1/1 is cheapest here).
+    ranks = {model: row["order"] for model, row in rows.items()}
+    assert ranks == {"claude-test": 1, "mock-1": 2, "mock-cheap": 3, "mock-pricey": 4}
 
 
 def test_no_rule_is_the_default_route(state: CoreState) -> None:
@@ -121,6 +124,9 @@ def test_capability_skip_names_what_the_target_cannot_serve(state: CoreState) ->
     claude = found.candidates[0]
     assert claude.skip == "capability"
     assert claude.why is not None and "response_format" in claude.why
+    assert claude.rank is None  # never tried
+    # Uncapped output: mock-cheap (64 output tokens at most) is cheaper than mock-1 (4096).
+    assert [c.rank for c in found.candidates[1:]] == [3, 1, 2]
     assert all(c.skip is None for c in found.candidates[1:])
 
 
@@ -153,6 +159,8 @@ def test_ceiling_skip_from_the_rules_latency_ceiling(state: CoreState) -> None:
     assert (found.rule, found.ceiling_s) == ("fast", 0.5)
     assert skips(found)["mock-cheap"] == "ceiling"
     assert skips(found)["mock-1"] is None
+    last = max(c.rank or 0 for c in found.candidates)
+    assert next(c.rank for c in found.candidates if c.view.model == "mock-cheap") == last
 
 
 def test_explaining_reserves_and_claims_nothing(state: CoreState) -> None:

@@ -93,6 +93,7 @@ def test_the_endpoint_shows_the_rule_the_candidates_and_the_skips(stack: Stack) 
     # The cost strategy served the cheapest, and its latency is now estimated.
     assert served.headers["x-interlock-model"] == "cheap"
     assert rows["mock/cheap"]["latency_ms"] is not None
+    assert (rows["mock/cheap"]["order"], rows["mock/dear"]["order"]) == (1, 2)
 
 
 def test_a_refusal_and_the_default_route(stack: Stack) -> None:
@@ -138,8 +139,8 @@ def test_the_cli_prints_a_table_and_the_json(
     assert main(args) == 0  # the admin port from the config
     text = capsys.readouterr().out
     assert "rule:     mixed" in text and "strategy: cost" in text
-    claude = next(line for line in text.splitlines() if line.startswith("claude/claude-test"))
-    assert "skipped: capability" in claude
+    claude = next(line for line in text.splitlines() if "claude/claude-test" in line)
+    assert "skipped: capability" in claude and claude.startswith("-")
     assert main([*args, "--json", "--core", stack.core_admin_url]) == 0
     assert json.loads(capsys.readouterr().out)["route"] == "mixed"
     assert main([*base, "--model", "nope"]) == 2

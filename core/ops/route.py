@@ -141,17 +141,23 @@ def render(answer: dict[str, Any]) -> str:
         f"strategy: {answer['strategy']}"
         + (f" (latency ceiling {ceiling:g} ms)" if ceiling is not None else ""),
         f"estimate: {answer['estimate']['input_tokens']} input tokens, "
-        f"{_cell(answer['estimate']['max_output_tokens'])} output tokens at most",
+        f"{_output(answer['estimate']['max_output_tokens'])}",
         "",
     ]
-    rows = [["target", "cost ($)", "latency (ms)", "error rate", "score", "status"]]
+    rows = [["order", "target", "cost ($)", "latency (ms)", "error rate", "score", "status"]]
     for c in answer["candidates"]:
         cost = "unpriced" if c["unpriced"] else _cell(c["cost_usd"])
         status = "ok" if c["skipped"] is None else f"skipped: {c['skipped']}"
         if c["why"]:
             status += f" ({c['why']})"
         latency = _cell(c["latency_ms"], "{:.1f}")
-        rows.append(
-            [c["target"], cost, latency, f"{c['error_rate']:.3f}", _cell(c["score"]), status]
-        )
-    return "\n".join(lines) + "\n" + table(rows)
+        numbers = [cost, latency, f"{c['error_rate']:.3f}", _cell(c["score"]), status]
+        rows.append([_cell(c["order"]), c["target"], *numbers])
+    text = "\n".join(lines) + "\n" + table(rows)
+    if answer["strategy"] == "weighted" and len(rows) > 2:
+        text += "\n(weighted: each request draws its own order, by weight)"
+    return text
+
+
+def _output(tokens: int | None) -> str:
+    return "output uncapped" if tokens is None else f"at most {tokens} output tokens"

@@ -17,11 +17,13 @@ per candidate, why it would be passed over:
 Nothing is sent, reserved or claimed: no admission, no key lease, no budget hold, no breaker
 probe, no exploration probe (the ordering's probe claim is not run), so an explanation never
 changes what the next real request does. Candidates are listed in the route's configured
-order with their score; the strategy orders the unskipped ones by these numbers.
+order, each with its place in the order the strategy would try them (the ordering itself, run
+without claiming an exploration probe; none for `weighted`, a fresh draw per request).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,9 +39,10 @@ from core.pipeline.route_policy import APIS
 from core.pipeline.stages import Account, Read, Resolve, Validate, ask_of
 from core.resilience.dispatch import Dispatcher
 from core.routing.demand import demand_of
+from core.routing.ordering import order
 from core.routing.policy.rules import Policy
 from core.routing.registry import Candidate, ModelRegistry, Route
-from core.routing.signals import CandidateView, explain
+from core.routing.signals import CandidateView, Demand, explain
 from core.spend.cost import Pricing
 from shared.errors import GatewayError
 
@@ -47,6 +50,8 @@ AnySpec = ApiSpec[Any, Any, Any]
 AnyExchange = Exchange[Any, Any, Any]
 PATHS = {api: path for path, api in APIS.items()}  # chat -> /v1/chat/completions, ...
 REQUEST_ID = "route-explain"
+# Skips after which a candidate is still tried: `ceiling` only moves it behind the others.
+UNTRIED_OK = frozenset({None, "ceiling"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class CandidateReport:
     view: CandidateView
     skip: str | None  # capability, unpriced, budget, circuit_open, ceiling
     why: str | None  # the planner's message, the budget's name
+    weight: float
+    rank: int | None = None  # its place in the order tried (1 first); None when never tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,8 @@ def _candidate_json(report: CandidateReport) -> dict[str, Any]:
         "error_rate": round(view.error_rate, 6),
         "affinity": view.affinity,
         "score": view.score,
+        "weight": report.weight,
+        "order": report.rank,
         "skipped": report.skip,
         "why": report.why,
     }
@@ -171,7 +180,8 @@ class RouteExplainer:
         budgets = self._dispatcher.budgets
         ask = ask_of(x) if budgets is not None and budgets.enabled else None
         reports = []
-        for candidate, view in zip(route.candidates, views, strict=True):
+        weights = route.weights or (1.0,) * len(route.candidates)
+        for candidate, view, weight in zip(route.candidates, views, weights, strict=True):
             skip, why = self._capability(x, route, candidate)
             target = candidate.target
             if skip is None and self._pricing is not None and self._pricing.refuses(target):
@@ -182,7 +192,8 @@ class RouteExplainer:
                     skip, why = "budget", _budget_why(short.name, short.action)
             if skip is None:
                 skip = view.skip
-            reports.append(CandidateReport(view, skip, why))
+            reports.append(CandidateReport(view, skip, why, weight))
+        ranked = self._ranked(route, demand, reports)
         ceiling = demand.ceiling_s if demand.ceiling_s is not None else route.ceiling_s
         return Explanation(
             x.request.model,
@@ -193,8 +204,29 @@ class RouteExplainer:
             demand.input_tokens,
             demand.max_output_tokens,
             None,
-            tuple(reports),
+            ranked,
         )
+
+    def _ranked(
+        self, route: Route, demand: Demand, reports: list[CandidateReport]
+    ) -> tuple[CandidateReport, ...]:
+        """Each candidate's place in the strategy's order (core.routing.ordering, claiming no
+        probe), counting only those the dispatcher would try; none for `weighted`, whose order
+        is a fresh weighted draw per request."""
+        if route.strategy == "weighted" and len(route.candidates) > 1:
+            return tuple(reports)
+        signals = self._dispatcher.signals
+        ordered = order(route, signals, random.Random(0), demand, explore=False)
+        position = {id(c): i for i, c in enumerate(ordered.candidates)}
+        tried = sorted(
+            (position[id(c)], i)
+            for i, (c, r) in enumerate(zip(route.candidates, reports, strict=True))
+            if r.skip in UNTRIED_OK
+        )
+        out = list(reports)
+        for rank, (_, i) in enumerate(tried, start=1):
+            out[i] = replace(out[i], rank=rank)
+        return tuple(out)
 
     @staticmethod
     def _capability(
