@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.api.chat import ChatApi
 from core.api.embeddings import EmbeddingsApi
@@ -20,10 +22,11 @@ from core.app import CoreState
 from core.budgets.enforce import dollars
 from core.budgets.periods import PeriodClock
 from core.pipeline.explain import Explanation, RouteExplainer
-from core.providers.adapters.base import ProviderError
+from core.providers.adapters.base import ProviderError, Target
 from shared.config import parse_config
 from shared.errors import FailureClass, GatewayError
 from tests.support.flat_pricing import FlatPricing
+from tests.support.fuzz import mutated
 
 DOWN = ProviderError(503, "down", FailureClass.TRANSIENT, upstream_status=503)
 HI: Any = [{"role": "user", "content": "hi"}]
@@ -200,3 +203,41 @@ def test_bad_explain_input_is_a_400_naming_the_field(body: bytes, param: str) ->
     with pytest.raises(GatewayError) as caught:
         parse_ask(body)
     assert (caught.value.status, caught.value.param) == (400, param)
+
+
+class Refusing(FlatPricing):
+    """Refuses mock-pricey as unpriced (`prices.unpriced: refuse`)."""
+
+    def refuses(self, target: Target) -> bool:
+        return target.model == "mock-pricey"
+
+
+def test_unpriced_skip_when_the_operator_refuses_unpriced_models() -> None:
+    state = CoreState(parse_config(RAW, "test", {}), Refusing())
+    found = run(state, ask({"model": "mock-1", "messages": HI}))
+    assert skips(found)["mock-pricey"] == "unpriced"
+    assert next(c.rank for c in found.candidates if c.view.model == "mock-pricey") is None
+
+
+SEEDS: list[dict[str, Any]] = [
+    ask({"model": "mock-1", "messages": HI, "max_tokens": 10, "tools": []}),
+    ask({"model": "mock-1", "input": ["a", "b"]}, api="embeddings"),
+    ask({"model": "mock-1", "messages": HI, "max_tokens": 5}, api="messages", tier="paid"),
+    {"tenant": "t", "tags": {"team": "a"}, "request": {"model": "mock-1", "messages": HI}},
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_no_explain_input_is_a_5xx(data: st.DataObject) -> None:
+    """Mutated explain bodies (tests/support/fuzz.py): an explanation or a 4xx naming a field;
+    no other exception leaves (the endpoint would answer it with a 500)."""
+    state = _FUZZ_STATE
+    body = data.draw(mutated(SEEDS), label="body")
+    try:
+        asyncio.run(explainer(state).explain(parse_ask(orjson.dumps(body))))
+    except GatewayError as error:
+        assert 400 <= error.status < 500 or error.code == "policy_route", error.message
+
+
+_FUZZ_STATE = CoreState(parse_config(RAW, "test", {}), FlatPricing())
