@@ -196,8 +196,6 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     chat = Pipeline(specs["chat"], stages, account)
     embeddings = Pipeline(specs["embeddings"], stages, account)
     messages = Pipeline(specs["messages"], stages, account)
-    # The admin listener's route explanation runs the same specs, registry, policy and signals.
-    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
@@ -211,9 +209,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
-    admin = _admin_routes(state)
-    explain = explain_endpoint(explainer, max_body)
-    admin.append(Route("/admin/route/explain", explain, methods=["POST"]))
+    admin = _admin_routes(state, specs)
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app
@@ -246,8 +242,10 @@ def _not_ready(body: bytes) -> Response:
     return Response(body, status_code=503, media_type="application/json")
 
 
-def _admin_routes(state: CoreState) -> list[Route]:
-    """The admin listener's routes: liveness, readiness and Prometheus text, never public."""
+def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
+    """The admin listener's routes: liveness, readiness, Prometheus text and the route
+    explanation (core.api.route_explain: the pipeline's own specs, registry, policy and
+    signals), never public."""
 
     async def readyz(request: Request) -> Response:
         """Not ready while starting or stopping, and while shared state is down under
@@ -268,8 +266,11 @@ def _admin_routes(state: CoreState) -> list[Route]:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
+    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
+    max_body = state.config.core.max_body_bytes
     return [
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/route/explain", explain_endpoint(explainer, max_body), methods=["POST"]),
     ]
