@@ -18,6 +18,7 @@ from core.api.identity import Caller, HopVerifier
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
+from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
@@ -31,6 +32,7 @@ from core.observe import context as requestctx
 from core.observe.metrics import render as render_metrics
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
+from core.pipeline.explain import AnySpec, RouteExplainer
 from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
@@ -185,10 +187,15 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         state.registry, state.dispatcher, state.limiter, state.pricing, state.policy
     )
     account = Account(state.ledger, state.pricing)
-    chat = Pipeline(ChatApi(state.images.inline), stages, account)
-    embeddings = Pipeline(EmbeddingsApi(), stages, account)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
-    messages = Pipeline(MessagesApi(passthrough, state.images.inline), stages, account)
+    specs: dict[str, AnySpec] = {
+        "chat": ChatApi(state.images.inline),
+        "embeddings": EmbeddingsApi(),
+        "messages": MessagesApi(passthrough, state.images.inline),
+    }
+    chat = Pipeline(specs["chat"], stages, account)
+    embeddings = Pipeline(specs["embeddings"], stages, account)
+    messages = Pipeline(specs["messages"], stages, account)
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
@@ -202,7 +209,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
-    admin = _admin_routes(state)
+    admin = _admin_routes(state, specs)
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app
@@ -235,8 +242,10 @@ def _not_ready(body: bytes) -> Response:
     return Response(body, status_code=503, media_type="application/json")
 
 
-def _admin_routes(state: CoreState) -> list[Route]:
-    """The admin listener's routes: liveness, readiness and Prometheus text, never public."""
+def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
+    """The admin listener's routes: liveness, readiness, Prometheus text and the route
+    explanation (core.api.route_explain: the pipeline's own specs, registry, policy and
+    signals), never public."""
 
     async def readyz(request: Request) -> Response:
         """Not ready while starting or stopping, and while shared state is down under
@@ -257,8 +266,11 @@ def _admin_routes(state: CoreState) -> list[Route]:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
+    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
+    max_body = state.config.core.max_body_bytes
     return [
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/route/explain", explain_endpoint(explainer, max_body), methods=["POST"]),
     ]

@@ -181,6 +181,22 @@ class Budgets:
             self.settler, pricing, target, settlement, _tightest(applying, reply.used, windows, now)
         )
 
+    def short_of(self, ask: BudgetAsk, target: Target) -> BudgetConfig | None:
+        """The first budget, in the order `reserve` checks them, that would refuse this
+        target's estimate (block or downgrade) as this replica last saw its level
+        (BudgetLevels): what a route explanation reports, reserving nothing. A budget whose
+        level is unknown here, or scoped to a key (the key is leased per try), is not judged."""
+        pricing = self._pricing
+        if pricing is None:
+            return None
+        estimate = pricing.estimate(target, ask.input_tokens, ask.max_output_tokens).micros
+        levels = self.settler.levels
+        for budget in self.applying(ask, target, None):
+            share = levels.used_share(budget.name) if budget.action != "warn" else None
+            if share is not None and share * budget.limit_micros + estimate > budget.limit_micros:
+                return budget
+        return None
+
     @staticmethod
     def _warn(applying: list[BudgetConfig], used: tuple[int, ...]) -> None:
         for budget, level in zip(applying, used, strict=True):

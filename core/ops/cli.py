@@ -10,6 +10,7 @@ interlock check-config            # run the core's start-up checks on interlock.
                                   # (and warn of routing rules that can never match)
 interlock prices [--catalogue] [--check]  # target prices; --check: exit 1 if one is unpriced
 interlock usage [--start T] [--end T] [--group-by day,model] [--tenant T] [--csv]  # the ledger
+interlock route explain --tenant T --model M [request.json]  # a running core's routing decision
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from core.ops.keys import ensure_hop_secret, init_keys, issue_token, secure_state_dir, write_private
 from core.ops.revoke import revoke_tenant, revoke_token
+from core.ops.route import add_parser as route_parser
 from shared import claims
 from shared.config import Config, LimitsConfig, load_config, load_edge_config
 from shared.configparse import ConfigError, duration
@@ -374,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--check", action="store_true", help="exit 1 if a target is unpriced")
     prices.set_defaults(func=cmd_prices)
     _usage_parser(sub)
+    route_parser(sub)
     return parser
 
 

@@ -124,6 +124,21 @@ def demand(x: AnyExchange, route: Route) -> Demand:
     return demand_of(x.payload, streaming, x.latency_ceiling_s, x.prompt_tokens)
 
 
+def ask_of(x: AnyExchange) -> BudgetAsk:
+    """What the request asks of the budgets (needs `x.tokens`, admission's estimate): the
+    dispatch stage reserves it per try, a route explanation checks it against the levels."""
+    caller = x.caller
+    return budget_ask(
+        caller.tenant,
+        caller.request_id,
+        x.request.model,
+        x.payload,
+        x.tokens,
+        caller.tags,
+        x.prompt_tokens(),
+    )
+
+
 class Plan:
     """The route's candidates in its strategy's order, then the API's planner; targets the
     operator refuses to serve without a price are left out (core.spend.refusal)."""
@@ -166,18 +181,8 @@ class Dispatch:
         self._registry = registry
 
     async def __call__(self, x: AnyExchange) -> None:
-        ask = None
-        if self._dispatcher.budgets is not None and self._dispatcher.budgets.enabled:
-            caller, model = x.caller, x.request.model
-            ask = budget_ask(
-                caller.tenant,
-                caller.request_id,
-                model,
-                x.payload,
-                x.tokens,
-                caller.tags,
-                x.prompt_tokens(),
-            )
+        budgets = self._dispatcher.budgets
+        ask = ask_of(x) if budgets is not None and budgets.enabled else None
         try:
             await self._run(x, ask)
         except BudgetDowngrade as downgrade:

@@ -44,8 +44,15 @@ MIN_SHARE = 0.01  # the least fraction of its weight a failing target keeps
 PRICED = frozenset({"cost", "score"})  # the strategies that weigh cost
 
 
-def order(route: Route, signals: Signals, rng: random.Random, demand: Demand = NO_DEMAND) -> Route:
-    """`route` with its candidates (and their weights) in this request's order."""
+def order(
+    route: Route,
+    signals: Signals,
+    rng: random.Random,
+    demand: Demand = NO_DEMAND,
+    explore: bool = True,
+) -> Route:
+    """`route` with its candidates (and their weights) in this request's order. `explore=False`
+    claims no exploration probe (a route explanation: the order without side effects)."""
     count = len(route.candidates)
     strategy = route.strategy
     ceiling = ceiling_of(route, demand)
@@ -57,7 +64,7 @@ def order(route: Route, signals: Signals, rng: random.Random, demand: Demand = N
         indices = list(range(count))
     else:
         rows = assess(route, signals, demand, with_cost=strategy in PRICED)
-        indices = _ranked(route, signals, rows, demand)
+        indices = _ranked(route, signals, rows, demand, explore)
         if ceiling is not None:
             indices = _under_ceiling(indices, rows)
         return _reordered(route, indices)
@@ -92,7 +99,9 @@ def _weighted(route: Route, signals: Signals, rng: random.Random) -> list[int]:
     return indices
 
 
-def _ranked(route: Route, signals: Signals, rows: list[CandidateView], demand: Demand) -> list[int]:
+def _ranked(
+    route: Route, signals: Signals, rows: list[CandidateView], demand: Demand, explore: bool
+) -> list[int]:
     """latency, cost and score: a sort by the assessed numbers (stable: configured order
     breaks remaining ties), a claimed probe first."""
     count = len(rows)
@@ -112,6 +121,8 @@ def _ranked(route: Route, signals: Signals, rows: list[CandidateView], demand: D
         expected = [expected_latency(r.latency_s, r.error_rate) or 0.0 for r in rows]
         indices = sorted(range(count), key=lambda i: expected[i])
     tracker = signals.latency
+    if not explore:
+        return indices
     for position, i in enumerate(indices):
         if position and tracker.claim_probe(rows[i].label, demand.streaming):
             return [i, *indices[:position], *indices[position + 1 :]]
