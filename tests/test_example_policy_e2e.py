@@ -12,6 +12,7 @@ of general chat (OpenAI) answers 503 throughout, so the tier fallbacks are seen 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -67,13 +68,24 @@ class DownOpenAI(FakeServer):
         return web.json_response({"error": {**error, "param": None, "code": None}}, status=503)
 
 
+class SlowSmall(FakeOpenAI):
+    """Mistral whose Small model answers `slow_s` late (a congested deployment)."""
+
+    slow_s = 0.0
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if self.slow_s and (await request.json()).get("model") == "mistral-small-latest":
+            await asyncio.sleep(self.slow_s)
+        return await super().chat(request)
+
+
 class Fakes:
     def __init__(self) -> None:
         self.openai = DownOpenAI()
         self.anthropic = FakeAnthropic()
         self.gemini = FakeGemini()
         self.deepseek = FakeOpenAI()
-        self.mistral = FakeOpenAI()
+        self.mistral = SlowSmall()
         self.groq = FakeOpenAI()
         self.all: dict[str, FakeServer] = {
             "openai": self.openai,
@@ -187,9 +199,18 @@ def test_code_generation_goes_to_claude(stack: Stack, fakes: Fakes) -> None:
 
 
 def test_realtime_chat_goes_to_mistral_under_a_latency_ceiling(stack: Stack, fakes: Fakes) -> None:
-    answer = ask(stack, SHORT, extra_headers={"x-task": "realtime"})
-    served(answer, "realtime-chat", "latency", "mistral", "mistral-small-latest")
-    assert models_called(fakes.mistral) == ["mistral-small-latest"]
+    """Mistral Small serves until it has been seen slower than the rule's 200 ms ceiling;
+    the next real-time request goes to the route's other Mistral target."""
+    fakes.mistral.slow_s = 0.3
+    try:
+        first = ask(stack, SHORT, extra_headers={"x-task": "realtime"})
+        second = ask(stack, SHORT, extra_headers={"x-task": "realtime"})
+    finally:
+        fakes.mistral.slow_s = 0.0
+    served(first, "realtime-chat", "fallback", "mistral", "mistral-small-latest")
+    served(second, "realtime-chat", "fallback", "mistral", "mistral-medium-latest")
+    assert second.headers["x-interlock-failovers"] == "0"  # skipped, not tried and failed
+    assert models_called(fakes.mistral) == ["mistral-small-latest", "mistral-medium-latest"]
 
 
 def test_simple_classification_goes_to_the_cheapest_model(stack: Stack, fakes: Fakes) -> None:
