@@ -257,7 +257,7 @@ def test_research_is_downgraded_past_80_percent_of_its_budget(stack: Stack) -> N
     from the first request after it. The core reads a budget's level from its reservations
     (holds at the estimate) and settlements (batched every 50 ms, core.budgets.levels), so the
     requests are paced for the settlements to land; in a burst the rule sees the crossing a few
-    requests late (NOTES: about 8 at 7 ms a request). Last: it sends the most requests."""
+    requests late (up to 3 here unpaced, NOTES-FOR-LEAD). Last: it sends the most requests."""
     research = {"x-interlock-tags": "team=research"}
     client = chat(stack, tenant="lab")
     served_by: list[tuple[str, str]] = []
