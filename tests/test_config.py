@@ -154,8 +154,11 @@ def test_the_documented_example_config_is_valid() -> None:
     from core.app import create_app
 
     example = Path(__file__).resolve().parents[1] / "infra" / "interlock.example.yaml"
-    config = load_config(example, env={"INTERLOCK_HOP_SECRET": "s" * 40, "OPENAI_API_KEY": "sk-x"})
+    keys = ("OPENAI", "ANTHROPIC", "GEMINI", "DEEPSEEK", "MISTRAL", "GROQ")  # its providers
+    env = {"INTERLOCK_HOP_SECRET": "s" * 40, **{f"{k}_API_KEY": "sk-x" for k in keys}}
+    config = load_config(example, env=env)
     assert config.models["gpt-4o-mini"].tiers["free"][0].provider == "mock"
+    assert config.routing.rules  # the example policy (tests/test_example_policy_e2e.py)
     create_app(config)
 
 

@@ -87,7 +87,8 @@ def test_the_edges_own_sections_are_still_checked(raw: Any, key: str) -> None:
 
 
 def test_a_full_stack_config_loads_in_both_tiers_with_the_same_edge_settings() -> None:
-    core_env = {"INTERLOCK_HOP_SECRET": HOP_SECRET, "OPENAI_API_KEY": "sk-core-only"}
+    keys = ("OPENAI", "ANTHROPIC", "GEMINI", "DEEPSEEK", "MISTRAL", "GROQ")  # the example's
+    core_env = {"INTERLOCK_HOP_SECRET": HOP_SECRET, **{f"{k}_API_KEY": "sk-core" for k in keys}}
     edge_env = {"INTERLOCK_HOP_SECRET": HOP_SECRET}  # no provider key on the edge
     full = load_config(EXAMPLE, env=core_env)
     edge = load_edge_config(EXAMPLE, env=edge_env)

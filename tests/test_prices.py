@@ -204,3 +204,17 @@ def test_cli_check_passes_once_the_operator_prices_it(
     assert lab.split()[:4] == ["lab", "my-finetune", "0.20", "0.60"]
     assert lab.endswith("overridden")
     assert "claude-sonnet-4-5" in out and "https://docs.anthropic.com" in out  # the catalogue
+
+
+def test_check_covers_the_targets_of_named_routes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target only a routing policy's named route reaches is priced and checked like a
+    model's (the cost strategy orders by those prices)."""
+    prices = {"models": {"lab/my-finetune": {"input": 0.2, "output": "0.6", "source": "at cost"}}}
+    routes = {"routes": {"side": {"targets": [{"provider": "lab", "model": "route-only"}]}}}
+    path = _config_file(tmp_path, {"prices": prices, "routing": routes})
+    assert main(["--config", str(path), "prices", "--check"]) == 1
+    out = capsys.readouterr().out
+    [lab] = [line for line in out.splitlines() if line.startswith("lab ") and "route-only" in line]
+    assert lab.endswith("UNPRICED: reserve $0.01")

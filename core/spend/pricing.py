@@ -204,12 +204,15 @@ def check_providers(config: PricesConfig, providers: Iterable[str]) -> None:
 
 
 def configured_targets(config: Config) -> list[tuple[str, str]]:
-    """Every (provider, model) the config routes to, in order, once each."""
+    """Every (provider, model) the config routes to, in order, once each: models' targets
+    (per tier too) and the routing policy's named routes (which a rule may send any request
+    to, so `interlock prices --check` must see them)."""
     seen: dict[tuple[str, str], None] = {}
-    for model in config.models.values():
-        for targets in (model.targets, *model.tiers.values()):
-            for target in targets:
-                seen[target.provider, target.model] = None
+    lists = [t for model in config.models.values() for t in (model.targets, *model.tiers.values())]
+    lists += [route.targets for route in config.routing.routes.values()]
+    for targets in lists:
+        for target in targets:
+            seen[target.provider, target.model] = None
     return list(seen)
 
 
