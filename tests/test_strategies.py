@@ -243,6 +243,28 @@ def test_targets_over_the_ceiling_are_tried_only_after_every_other(clock: Clock)
     assert ordered(route("latency", "a", "b", "c", ceiling_s=0.1), signals) == ["b", "c", "a"]
 
 
+@pytest.mark.parametrize("strategy", ["fallback", "weighted", "cost", "latency"])
+def test_a_target_the_ceiling_shuns_is_probed_once_its_estimate_is_stale(
+    clock: Clock, strategy: str
+) -> None:
+    """The ceiling keeps a slow target from traffic, so nothing would measure it again: once
+    its estimate is stale it gets its one probe per period, whatever the strategy."""
+    tracker = LatencyTracker(explore_after_s=10)
+    signals = Signals(tracker, pricing=FlatPricing())
+    r = route(strategy, "slow", "fast", ceiling_s=0.2)
+    tracker.observe("p/slow", 0.9)
+    tracker.observe("p/fast", 0.1)
+    for _ in range(11):  # fast serves; slow's estimate ages
+        assert ordered(r, signals)[0] == "fast"
+        clock.now += 1
+        tracker.observe("p/fast", 0.1)
+    assert ordered(r, signals)[0] == "slow"  # the probe
+    assert ordered(r, signals)[0] == "fast"  # one per period
+    tracker.observe("p/slow", 0.05)  # it recovered: within the ceiling, first again
+    if strategy != "weighted":  # (weighted draws its order)
+        assert ordered(r, signals)[0] == "slow"
+
+
 def test_explain_lists_every_candidate_with_its_numbers_and_skip_reason(clock: Clock) -> None:
     tracker = LatencyTracker()
     board = BreakerBoard(BreakerPolicy(0.5, 1, 30.0, 60.0), MemoryStore())

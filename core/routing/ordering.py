@@ -58,19 +58,23 @@ def order(
     ceiling = ceiling_of(route, demand)
     if count < 2 or (strategy == "fallback" and ceiling is None):
         return route
+    rows: list[CandidateView] | None = None
     if strategy == "weighted":
         indices = _weighted(route, signals, rng)
     elif strategy == "fallback":
         indices = list(range(count))
     else:
         rows = assess(route, signals, demand, with_cost=strategy in PRICED)
-        indices = _ranked(route, signals, rows, demand, explore)
-        if ceiling is not None:
-            indices = _under_ceiling(indices, rows)
-        return _reordered(route, indices)
+        indices = _ranked(route, rows)
     if ceiling is not None:
-        indices = _under_ceiling(indices, assess(route, signals, demand, with_cost=False))
+        rows = rows or assess(route, signals, demand, with_cost=False)
+        indices = _under_ceiling(indices, rows)
+    if explore and rows is not None:
+        indices = _probe_first(indices, rows, signals, demand, strategy in ESTIMATED)
     return _reordered(route, indices)
+
+
+ESTIMATED = ("latency", "score")  # strategies that rank by the latency estimate
 
 
 def _reordered(route: Route, indices: list[int]) -> Route:
@@ -99,11 +103,9 @@ def _weighted(route: Route, signals: Signals, rng: random.Random) -> list[int]:
     return indices
 
 
-def _ranked(
-    route: Route, signals: Signals, rows: list[CandidateView], demand: Demand, explore: bool
-) -> list[int]:
+def _ranked(route: Route, rows: list[CandidateView]) -> list[int]:
     """latency, cost and score: a sort by the assessed numbers (stable: configured order
-    breaks remaining ties), a claimed probe first."""
+    breaks remaining ties)."""
     count = len(rows)
     if route.strategy == "cost":
         return sorted(
@@ -116,15 +118,27 @@ def _ranked(
             ),
         )
     if route.strategy == "score":
-        indices = sorted(range(count), key=lambda i: rows[i].score or 0.0)
-    else:  # latency
-        expected = [expected_latency(r.latency_s, r.error_rate) or 0.0 for r in rows]
-        indices = sorted(range(count), key=lambda i: expected[i])
+        return sorted(range(count), key=lambda i: rows[i].score or 0.0)
+    expected = [expected_latency(r.latency_s, r.error_rate) or 0.0 for r in rows]
+    return sorted(range(count), key=lambda i: expected[i])
+
+
+def _probe_first(
+    indices: list[int],
+    rows: list[CandidateView],
+    signals: Signals,
+    demand: Demand,
+    ranked_by_latency: bool,
+) -> list[int]:
+    """A claimed exploration probe first: a target whose latency estimate went stale gets one
+    request per `explore_after`, so a recovered target is noticed again. Under latency and
+    score any later candidate may be probed; under the other strategies only one the latency
+    ceiling moved back (its estimate is all that keeps it from traffic, and nothing else would
+    ever measure it again)."""
     tracker = signals.latency
-    if not explore:
-        return indices
     for position, i in enumerate(indices):
-        if position and tracker.claim_probe(rows[i].label, demand.streaming):
+        eligible = ranked_by_latency or rows[i].skip == "ceiling"
+        if position and eligible and tracker.claim_probe(rows[i].label, demand.streaming):
             return [i, *indices[:position], *indices[position + 1 :]]
     return indices
 
