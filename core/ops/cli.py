@@ -311,22 +311,8 @@ def _usage_parser(sub: Any) -> None:
     usage.set_defaults(func=cmd_usage)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interlock", description="interlock LLM gateway")
-    parser.add_argument(
-        "--config",
-        help="path to interlock.yaml (default: $INTERLOCK_CONFIG, ./interlock.yaml, built-in)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    init = keys.add_parser("init", help="create a signing key pair and public JWKS")
-    init.add_argument("--alg", choices=["ES256", "EdDSA"])
-    init.add_argument("--force", action="store_true", help="replace existing keys")
-    init.set_defaults(func=cmd_keys_init)
-
+def _token_parser(sub: Any) -> None:
+    """`interlock token issue | revoke`."""
     token = sub.add_parser("token", help="tenant tokens").add_subparsers(
         dest="token_command", required=True
     )
@@ -360,6 +346,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", help="with --tenant: tokens issued before this time (default: now)"
     )
     revoke.set_defaults(func=cmd_token_revoke)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interlock", description="interlock LLM gateway")
+    parser.add_argument(
+        "--config",
+        help="path to interlock.yaml (default: $INTERLOCK_CONFIG, ./interlock.yaml, built-in)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    init = keys.add_parser("init", help="create a signing key pair and public JWKS")
+    init.add_argument("--alg", choices=["ES256", "EdDSA"])
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.set_defaults(func=cmd_keys_init)
+
+    _token_parser(sub)
 
     sub.add_parser("up", help="run edge and core on loopback").set_defaults(func=cmd_up)
     serve = sub.add_parser("serve", help="run one tier in the foreground")
