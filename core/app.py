@@ -24,6 +24,8 @@ from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
+from core.cache.backend import Backend, MemoryBackend, StoreBackend
+from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
 from core.ledger.writer import Ledger
@@ -115,6 +117,16 @@ class CoreState:
         # The writer owns the store; the usage API (core.api.usage) only reads from it.
         self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
+        # The response cache (core.cache): Redis itself when there is one (an outage is a
+        # miss), else this process's memory, bounded by cache.max_bytes.
+        self.cache: ResponseCache | None = None
+        if config.cache.used:
+            backend: Backend = (
+                StoreBackend(self.store.primary)
+                if isinstance(self.store, ResilientStore)
+                else MemoryBackend(config.cache.max_bytes)
+            )
+            self.cache = ResponseCache(config.cache, backend, self.limiter, self.ledger)
 
     def entries(self) -> dict[str, int]:
         """Sizes of the per-target structures, for /metrics (each is bounded)."""
@@ -184,7 +196,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(
-        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy
+        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy, state.cache
     )
     account = Account(state.ledger, state.pricing)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)

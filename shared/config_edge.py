@@ -260,6 +260,7 @@ CORE_SECTIONS = (
     "budgets",
     "ledger",
     "routing",
+    "cache",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

@@ -100,6 +100,14 @@ def record_cancelled(
     _log(caller, requested_model, None, None, CANCELLED, started, None, None)
 
 
+def record_cache_hit(
+    caller: Caller, requested_model: str, started: float, saved: dict[str, Any] | None
+) -> None:
+    """Answered by the response cache: nothing used, nothing billed. The usage line's tokens
+    are the ones the hit saved (`outcome: cache_hit` says they were not used)."""
+    _log(caller, requested_model, None, saved, "cache_hit", started, 0, 0)
+
+
 def _log(
     caller: Caller,
     requested_model: str,
