@@ -25,6 +25,7 @@ from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
+from core.cache.idempotency import Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -212,10 +213,15 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
 
+    def once(handler: Handler) -> Handler:
+        """Idempotency-Key semantics around an API (core.cache.idempotency)."""
+        deadline = config.core.resilience.total_deadline_s
+        return Idempotent(handler, state.store, config.idempotency, deadline)
+
     public = [
-        Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
-        Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
-        Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
+        Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
+        Route("/v1/embeddings", authenticated(once(embeddings), embeddings.api), methods=["POST"]),
+        Route("/v1/messages", authenticated(once(messages), messages.api), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/v1/usage", authenticated(usage), methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared import configparse as cp
 from shared.config_budgets import BudgetConfig, parse_budgets
-from shared.config_cache import CacheConfig, parse_cache
+from shared.config_cache import CacheConfig, IdempotencyConfig, parse_cache, parse_idempotency
 from shared.config_core import (
     DEFAULT_CORE_ADMIN_PORT,
     CoreConfig,
@@ -117,6 +117,7 @@ class Config(EdgeTierConfig):
     # Named routes and the policy rules that pick one per request (core.routing.policy).
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)  # core.cache
+    idempotency: IdempotencyConfig = field(default_factory=IdempotencyConfig)
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -189,6 +190,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         ledger=parse_ledger(core.get("ledger"), edge["state_dir"]),
         routing=routing,
         cache=parse_cache(core.get("cache"), names, frozenset(routing.routes)),
+        idempotency=parse_idempotency(core.get("idempotency")),
     )
 
 

@@ -109,3 +109,36 @@ def parse_cache(raw: Any, models: frozenset[str], routes: frozenset[str] | None)
         routes=_rules(s.get("routes"), f"{path}.routes", routes),
         tenants=_rules(s.get("tenants"), f"{path}.tenants", None),
     )
+
+
+@dataclass(frozen=True)
+class IdempotencyConfig:
+    """`idempotency`: how long a request's result answers retries carrying its
+    Idempotency-Key (core.cache.idempotency), and how long its in-flight marker may outlive a
+    replica that died holding it."""
+
+    enabled: bool = True
+    ttl_s: float = _DAY_S
+    in_flight_ttl_s: float = 600.0
+    max_bytes: int = 8 * 1024 * 1024  # a larger result is not kept (a retry runs again)
+
+
+_IDEMPOTENCY_KEYS = frozenset(("enabled", "ttl", "in_flight_ttl", "max_bytes"))
+
+
+def parse_idempotency(raw: Any) -> IdempotencyConfig:
+    path = "idempotency"
+    s = cp.section(raw, path, _IDEMPOTENCY_KEYS)
+    d = IdempotencyConfig()
+    ttl = cp.duration(s, "ttl", path, d.ttl_s)
+    if not 1 <= ttl <= 30 * _DAY_S:
+        raise ConfigError(f"{path}.ttl: expected a duration from 1s to 30d")
+    in_flight = cp.duration(s, "in_flight_ttl", path, d.in_flight_ttl_s)
+    if not 1 <= in_flight <= _DAY_S:
+        raise ConfigError(f"{path}.in_flight_ttl: expected a duration from 1s to 1d")
+    return IdempotencyConfig(
+        enabled=cp.boolean(s, "enabled", path, d.enabled),
+        ttl_s=ttl,
+        in_flight_ttl_s=in_flight,
+        max_bytes=cp.size(s, "max_bytes", path, d.max_bytes),
+    )

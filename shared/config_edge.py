@@ -261,6 +261,7 @@ CORE_SECTIONS = (
     "ledger",
     "routing",
     "cache",
+    "idempotency",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

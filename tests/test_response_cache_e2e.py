@@ -59,6 +59,7 @@ def cache_overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
         "models": {
             "gpt-fake": {"provider": "fake", "model": "gpt-fake"},
             "gpt-uncached": {"provider": "fake", "model": "gpt-fake"},
+            "gpt-slow": {"provider": "fake", "model": "slow-400"},
             "claude-fake": {"provider": "claude", "model": "claude-fake"},
         },
         "limits": {
