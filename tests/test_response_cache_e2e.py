@@ -273,6 +273,12 @@ def test_ledger_records_a_free_hit(stack: Stack) -> None:
     assert row["outcome"] == "cache_hit"
     assert row["cost_micros"] == 0
     assert row["input"] == 0 and row["output"] == 0
+    usage = hit.parse().usage
+    assert (row["saved_input"], row["saved_output"]) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+    assert row["saved_input"] + row["saved_output"] == 19
     assert row["tenant"] == "ledgered"
 
 

@@ -182,7 +182,8 @@ class ResponseCache:
         accounting.record_cache_hit(x.caller, x.request.model, x.started, entry.usage)
         if self._ledger is not None:
             timing, priced = (x.started, None), (UsageSplit(), _FREE)
+            saved = UsageSplit.from_usage(entry.usage)
             record = accounting.ledger_record(
-                x.caller, x.spec.api, x.request.model, (None, 0), CACHE_HIT, timing, priced
+                x.caller, x.spec.api, x.request.model, (None, 0), CACHE_HIT, timing, priced, saved
             )
             self._ledger.append(record)
