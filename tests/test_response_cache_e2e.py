@@ -60,6 +60,8 @@ def cache_overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
             "gpt-fake": {"provider": "fake", "model": "gpt-fake"},
             "gpt-uncached": {"provider": "fake", "model": "gpt-fake"},
             "gpt-slow": {"provider": "fake", "model": "slow-400"},
+            "gpt-cut": {"provider": "fake", "model": "error-after-200"},
+            "gpt-tools": {"provider": "fake", "model": "tool-calls"},
             "claude-fake": {"provider": "claude", "model": "claude-fake"},
         },
         "limits": {
@@ -293,3 +295,51 @@ def test_a_hit_takes_a_request_not_tokens(stack: Stack) -> None:
     chat(stack, messages, "limited")
     with pytest.raises(openai.RateLimitError):
         chat(stack, messages, "limited")  # the fourth request in the minute, hit or not
+
+
+def test_messages_translated_both_ways(stack: Stack, fake: FakeOpenAI) -> None:
+    """Messages served by an OpenAI-shaped target (translated, not passthrough)."""
+    prompt = unique()
+    before = calls(fake)
+    with ant(stack).messages.stream(model="gpt-fake", max_tokens=64, messages=prompt) as s:
+        streamed = s.get_final_message()
+        assert s.response.headers["x-interlock-cache"] == "miss"
+    hit = ant(stack).messages.with_raw_response.create(
+        model="gpt-fake", max_tokens=64, messages=prompt
+    )
+    assert hit.headers["x-interlock-cache"] == "hit"
+    assert texts(hit.parse()) == texts(streamed) == [TEXT]
+    with ant(stack).messages.stream(model="gpt-fake", max_tokens=64, messages=prompt) as s:
+        again = s.get_final_message()
+        assert s.response.headers["x-interlock-cache"] == "hit"
+    assert texts(again) == [TEXT]
+    assert again.usage.output_tokens == streamed.usage.output_tokens
+    assert calls(fake) == before + 1
+    # The same prompt through chat is another entry (another API's answer).
+    assert chat(stack, prompt).headers["x-interlock-cache"] == "miss"
+
+
+def test_only_complete_successful_answers_are_stored(stack: Stack, fake: FakeOpenAI) -> None:
+    messages = unique()
+    for _ in range(2):  # a stream that ends in an error is replayed never
+        stream = oai(stack).chat.completions.create(model="gpt-cut", messages=messages, stream=True)
+        with pytest.raises(openai.APIError):
+            for _chunk in stream:
+                pass
+    assert sum(1 for r in fake.received if r.json and r.json["model"] == "error-after-200") == 2
+
+
+def test_tool_calls_are_cached_and_replayed_as_a_stream(stack: Stack, fake: FakeOpenAI) -> None:
+    messages = unique()
+    first = chat(stack, messages, model="gpt-tools", stream=False)
+    calls_first = first.parse().choices[0].message.tool_calls
+    assert calls_first
+    before = calls(fake)
+    stream = oai(stack).chat.completions.create(model="gpt-tools", messages=messages, stream=True)
+    arguments: dict[int, str] = {}
+    for chunk in stream:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            part = call.function.arguments if call.function else None
+            arguments[call.index] = arguments.get(call.index, "") + (part or "")
+    assert calls(fake) == before
+    assert [arguments[k] for k in sorted(arguments)] == [c.function.arguments for c in calls_first]
