@@ -282,6 +282,8 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
         text += ("\n".join(estimates) + "\n").encode()
         if state.ledger is not None:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
+        if state.cache is not None:
+            text += ("\n".join(state.cache.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
     explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -343,3 +344,18 @@ def test_tool_calls_are_cached_and_replayed_as_a_stream(stack: Stack, fake: Fake
             arguments[call.index] = arguments.get(call.index, "") + (part or "")
     assert calls(fake) == before
     assert [arguments[k] for k in sorted(arguments)] == [c.function.arguments for c in calls_first]
+
+
+def test_metrics_count_the_outcomes(stack: Stack) -> None:
+    messages = unique()
+    chat(stack, messages)
+    chat(stack, messages)
+    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    counts = {
+        line.split('"')[1]: int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("interlock_response_cache_total{")
+    }
+    assert counts["hit"] >= 1 and counts["miss"] >= 1 and "bypass" in counts
+    assert any(line.startswith("interlock_response_cache_bytes ") for line in text.splitlines())

@@ -20,7 +20,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from core.cache import assemble, replay
-from core.cache.backend import Backend, Entry
+from core.cache.backend import Backend, Entry, MemoryBackend
 from core.cache.key import Directives, cache_key, directives
 from core.ledger.writer import Ledger
 from core.limits.admission import admit
@@ -121,6 +121,24 @@ class ResponseCache:
         self._backend = backend
         self._limiter = limiter
         self._ledger = ledger
+        self.outcomes = {"hit": 0, "miss": 0, "bypass": 0}  # for /metrics
+
+    def metrics(self) -> list[str]:
+        """Prometheus lines: lookups by outcome and, in memory, the entries' size."""
+        lines = [
+            "# HELP interlock_response_cache_total Requests the response cache saw, by outcome.",
+            "# TYPE interlock_response_cache_total counter",
+        ]
+        lines += [
+            f'interlock_response_cache_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
+        ]
+        if isinstance(self._backend, MemoryBackend):
+            lines += [
+                "# HELP interlock_response_cache_bytes Bytes held by the in-memory cache.",
+                "# TYPE interlock_response_cache_bytes gauge",
+                f"interlock_response_cache_bytes {self._backend.size}",
+            ]
+        return lines
 
     async def __call__(self, x: AnyExchange) -> None:
         kind = _kind(x)
@@ -133,8 +151,10 @@ class ResponseCache:
         if policy.enabled and not asked.no_store:
             key = cache_key(x.caller.tenant, kind, x.route.name, x.payload, headers)
             if not asked.no_cache and await self._lookup(x, kind, key, asked, policy.ttl_s):
+                self.outcomes["hit"] += 1
                 return
         status = "miss" if key else "bypass"
+        self.outcomes[status] += 1
         x.cache_fill = Fill(self._backend, key, kind, policy.ttl_s, policy.max_entry_bytes, status)
 
     async def _lookup(
