@@ -192,3 +192,16 @@ def test_two_cores_sharing_redis(cluster: Cluster, fake: FakeOpenAI) -> None:
     second = client.chat.completions.with_raw_response.create(model="gpt-fake", messages=messages)
     assert first.headers["x-interlock-cache"] == "miss"
     assert second.headers["x-interlock-cache"] == "hit"
+
+
+def test_a_failed_first_request_is_not_kept(stack: Stack, fake: FakeOpenAI) -> None:
+    """A 5xx settles nothing: the claim is released and a retry runs again."""
+    headers = key()
+    counts = []
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as caught:
+            create(stack, headers, model="gpt-500")
+        assert caught.value.status_code >= 500
+        assert "x-interlock-idempotent-replay" not in caught.value.response.headers
+        counts.append(upstream(fake, "fail-500"))
+    assert counts[1] > counts[0] > 0

@@ -62,6 +62,7 @@ def cache_overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
             "gpt-uncached": {"provider": "fake", "model": "gpt-fake"},
             "gpt-slow": {"provider": "fake", "model": "slow-400"},
             "gpt-cut": {"provider": "fake", "model": "error-after-200"},
+            "gpt-500": {"provider": "fake", "model": "fail-500"},
             "gpt-tools": {"provider": "fake", "model": "tool-calls"},
             "claude-fake": {"provider": "claude", "model": "claude-fake"},
         },
