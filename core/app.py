@@ -24,6 +24,9 @@ from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
+from core.cache.backend import Backend, MemoryBackend, StoreBackend
+from core.cache.idempotency import Idempotent
+from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
 from core.ledger.writer import Ledger
@@ -115,6 +118,16 @@ class CoreState:
         # The writer owns the store; the usage API (core.api.usage) only reads from it.
         self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
+        # The response cache (core.cache): Redis itself when there is one (an outage is a
+        # miss), else this process's memory, bounded by cache.max_bytes.
+        self.cache: ResponseCache | None = None
+        if config.cache.used:
+            backend: Backend = (
+                StoreBackend(self.store.primary)
+                if isinstance(self.store, ResilientStore)
+                else MemoryBackend(config.cache.max_bytes)
+            )
+            self.cache = ResponseCache(config.cache, backend, self.limiter, self.ledger)
 
     def entries(self) -> dict[str, int]:
         """Sizes of the per-target structures, for /metrics (each is bounded)."""
@@ -184,7 +197,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(
-        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy
+        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy, state.cache
     )
     account = Account(state.ledger, state.pricing)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
@@ -200,10 +213,15 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
 
+    def once(handler: Handler) -> Handler:
+        """Idempotency-Key semantics around an API (core.cache.idempotency)."""
+        deadline = config.core.resilience.total_deadline_s
+        return Idempotent(handler, state.store, config.idempotency, deadline)
+
     public = [
-        Route("/v1/chat/completions", authenticated(chat, chat.api), methods=["POST"]),
-        Route("/v1/embeddings", authenticated(embeddings, embeddings.api), methods=["POST"]),
-        Route("/v1/messages", authenticated(messages, messages.api), methods=["POST"]),
+        Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
+        Route("/v1/embeddings", authenticated(once(embeddings), embeddings.api), methods=["POST"]),
+        Route("/v1/messages", authenticated(once(messages), messages.api), methods=["POST"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/v1/usage", authenticated(usage), methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
@@ -264,6 +282,8 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
         text += ("\n".join(estimates) + "\n").encode()
         if state.ledger is not None:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
+        if state.cache is not None:
+            text += ("\n".join(state.cache.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
     explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)

@@ -46,6 +46,7 @@ _FORWARD_REQUEST_HEADERS = (
     "anthropic-version",
     "anthropic-beta",
     "idempotency-key",
+    "cache-control",  # the response cache's per-request directives (core.cache)
     "x-interlock-tags",  # billing tags: the core validates them and the ledger records them
     "accept",  # GET /v1/usage answers CSV for Accept: text/csv
 )

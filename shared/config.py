@@ -13,6 +13,7 @@ from typing import Any
 
 from shared import configparse as cp
 from shared.config_budgets import BudgetConfig, parse_budgets
+from shared.config_cache import CacheConfig, IdempotencyConfig, parse_cache, parse_idempotency
 from shared.config_core import (
     DEFAULT_CORE_ADMIN_PORT,
     CoreConfig,
@@ -115,6 +116,8 @@ class Config(EdgeTierConfig):
     ledger: LedgerConfig = field(default_factory=lambda: LedgerConfig(enabled=False))
     # Named routes and the policy rules that pick one per request (core.routing.policy).
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)  # core.cache
+    idempotency: IdempotencyConfig = field(default_factory=IdempotencyConfig)
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -172,6 +175,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
     names = frozenset((*models, *aliases))
     budgets = parse_budgets(core.get("budgets"), names)
     budget_names = frozenset(b.name for b in budgets)
+    routing = parse_routing(core.get("routing"), set(providers), names, budget_names)
     return Config(
         **edge,
         source=source,
@@ -184,7 +188,9 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         prices=parse_prices(core.get("prices")),
         budgets=budgets,
         ledger=parse_ledger(core.get("ledger"), edge["state_dir"]),
-        routing=parse_routing(core.get("routing"), set(providers), names, budget_names),
+        routing=routing,
+        cache=parse_cache(core.get("cache"), names, frozenset(routing.routes)),
+        idempotency=parse_idempotency(core.get("idempotency")),
     )
 
 

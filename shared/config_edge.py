@@ -260,6 +260,8 @@ CORE_SECTIONS = (
     "budgets",
     "ledger",
     "routing",
+    "cache",
+    "idempotency",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

@@ -201,3 +201,19 @@ def test_take_first_admits_the_first_group_with_capacity(run: Runner) -> None:
 
     # key a once, then key b twice, then nothing: -1 with the shortest wait
     assert run(scenario) == [0, 1, 1, -1, -1]
+
+
+def test_a_released_claim_can_be_claimed_again(run: Runner) -> None:
+    """The Idempotency-Key in-flight marker (core.cache.idempotency): released when the first
+    request failed, so a retry may claim it; releasing an unknown key is harmless."""
+    key = unique("claim")
+
+    async def scenario(store: Store) -> list[bool]:
+        first = await store.claim(key, 60)
+        held = await store.claim(key, 60)
+        await store.release(key)
+        again = await store.claim(key, 60)
+        await store.release(unique("never-claimed"))
+        return [first, held, again]
+
+    assert run(scenario) == [True, False, True]

@@ -34,7 +34,14 @@ COLUMNS = (
     "attempts",
     "latency_ms",
     "ttft_ms",
+    # Added after the first release: last, so a table migrated by ALTER TABLE ... ADD COLUMN
+    # (core.ledger.sqlite, core.ledger.postgres: MIGRATIONS) has the same column order.
+    "saved_input",
+    "saved_output",
 )
+# Columns added after the first release, with their SQL default: each store adds the missing
+# ones to an existing table when it opens it.
+MIGRATIONS = (("saved_input", "0"), ("saved_output", "0"))
 
 
 def row(r: LedgerRecord) -> tuple[Any, ...]:
@@ -64,6 +71,8 @@ def row(r: LedgerRecord) -> tuple[Any, ...]:
         r.attempts,
         r.latency_ms,
         r.ttft_ms,
+        r.saved_input,
+        r.saved_output,
     )
 
 
@@ -84,4 +93,6 @@ def loads(line: bytes) -> LedgerRecord:
     v = orjson.loads(line)
     usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS})
     tags = tuple((str(k), str(val)) for k, val in v["tags"])
-    return LedgerRecord(usage=usage, tags=tags, **{name: v[name] for name in _RECORD_FIELDS})
+    added = {name for name, _ in MIGRATIONS}  # a spill line written before they existed
+    values = {name: v[name] if name not in added else v.get(name, 0) for name in _RECORD_FIELDS}
+    return LedgerRecord(usage=usage, tags=tags, **values)

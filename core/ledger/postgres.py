@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from core.ledger import query as q
-from core.ledger.codec import COLUMNS, row
+from core.ledger.codec import COLUMNS, MIGRATIONS, row
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
@@ -40,7 +40,7 @@ _TYPES = {
     "attempts": "int4",
     "cost_micros": "int8",
     **{c: "int8" for c in ("input", "cache_read", "cache_write_5m", "cache_write_1h")},
-    **{c: "int8" for c in ("output", "reasoning")},
+    **{c: "int8" for c in ("output", "reasoning", "saved_input", "saved_output")},
 }
 _NOT_NULL = {"ts", "tenant", "tags", "api", "requested_model", "outcome", "attempts"}
 _RECORD_TYPES = [("request_id", "text"), ("period", "int4")]
@@ -88,6 +88,12 @@ _UPSERT = (
     + f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
     + ", ".join(f"{c} = ledger_rollups.{c} + excluded.{c}" for c in SUM_COLUMNS)
 )
+# Columns added since a table was created (codec.MIGRATIONS): a partitioned table's ALTER
+# reaches every partition.
+_MIGRATE = "; ".join(
+    f"ALTER TABLE ledger_records ADD COLUMN IF NOT EXISTS {name} {_TYPES[name]} DEFAULT {default}"
+    for name, default in MIGRATIONS
+)
 _HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
 _SET_HORIZON = (
     "INSERT INTO ledger_meta (name, value) VALUES ('horizon', $1) "
@@ -130,6 +136,7 @@ class PostgresStore:
             async with pool.acquire() as con, con.transaction():
                 await con.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
                 await con.execute(_SCHEMA)
+                await con.execute(_MIGRATE)
                 self._horizon = await con.fetchval(_HORIZON)
             now = period_of(time.time(), self._partition)
             await self._ensure(pool, range(now - 1, now + AHEAD + 1))

@@ -31,3 +31,7 @@ class LedgerRecord:
     attempts: int
     latency_ms: float
     ttft_ms: float | None  # streams: time to the first chunk
+    # A response-cache hit (outcome cache_hit): the tokens it saved, kept apart from `usage`
+    # (which is what was billed: nothing). Zero for every other outcome.
+    saved_input: int = 0
+    saved_output: int = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.ledger import query as q
-from core.ledger.codec import COLUMNS, row
+from core.ledger.codec import COLUMNS, MIGRATIONS, row
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
@@ -56,6 +56,14 @@ _SET_HORIZON = (
 DIALECT = q.Dialect(param=lambda i, kind: "?", floor_int=lambda e: f"CAST({e} AS INTEGER)")
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since a table was created (codec.MIGRATIONS), added in place."""
+    have = {info[1] for info in db.execute("PRAGMA table_info(ledger_records)")}
+    for name, default in MIGRATIONS:
+        if name not in have:
+            db.execute(f"ALTER TABLE ledger_records ADD COLUMN {name} INTEGER DEFAULT {default}")
+
+
 class SqliteStore:
     def __init__(self, path: Path, partition: str = "day") -> None:
         self._path = path
@@ -81,6 +89,7 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._thread, connect)

@@ -100,6 +100,14 @@ def record_cancelled(
     _log(caller, requested_model, None, None, CANCELLED, started, None, None)
 
 
+def record_cache_hit(
+    caller: Caller, requested_model: str, started: float, saved: dict[str, Any] | None
+) -> None:
+    """Answered by the response cache: nothing used, nothing billed. The usage line's tokens
+    are the ones the hit saved (`outcome: cache_hit` says they were not used)."""
+    _log(caller, requested_model, None, saved, "cache_hit", started, 0, 0)
+
+
 def _log(
     caller: Caller,
     requested_model: str,
@@ -162,10 +170,12 @@ def ledger_record(
     status: str,
     timing: tuple[float, float | None],
     priced: Priced,
+    saved: UsageSplit | None = None,
 ) -> LedgerRecord:
     """The request's one ledger record. `served`: the target (None when none answered) and
     the attempts made; `timing`: when the request started and, for a stream, when its first
-    chunk was in hand (perf_counter seconds); `priced`: the usage split and its cost."""
+    chunk was in hand (perf_counter seconds); `priced`: the usage split and its cost;
+    `saved`: what a response-cache hit saved (kept apart from the billed usage)."""
     target, attempts = served
     started, first_chunk = timing
     split, cost = priced
@@ -187,4 +197,6 @@ def ledger_record(
         attempts=attempts,
         latency_ms=round((time.perf_counter() - started) * 1000, 2),
         ttft_ms=round((first_chunk - started) * 1000, 2) if first_chunk is not None else None,
+        saved_input=saved.input_total if saved is not None else 0,
+        saved_output=saved.output if saved is not None else 0,
     )

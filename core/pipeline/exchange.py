@@ -33,6 +33,7 @@ from core.spend.cost import Cost, Pricing
 from core.spend.usage import UsageSplit
 
 if TYPE_CHECKING:
+    from core.cache.stage import Fill
     from core.pipeline.api import ApiSpec
     from core.pipeline.stages import Account
 
@@ -48,8 +49,10 @@ class Exchange(Generic[Q, S, R]):
         "accounted",
         "admission",
         "body",
+        "cache_fill",
         "caller",
         "cost",
+        "final_usage",
         "first_chunk",
         "http",
         "latency_ceiling_s",
@@ -99,6 +102,10 @@ class Exchange(Generic[Q, S, R]):
         self.rule: str | None = None
         self.latency_ceiling_s: float | None = None
         self.prompt: int | None = None  # see prompt_tokens
+        # Set by the response cache on a miss (core.cache.stage.Fill): encode hands it the
+        # answer to store; a stream's store needs the usage its end reported (final_usage).
+        self.cache_fill: Fill | None = None
+        self.final_usage: dict[str, Any] | None = None
 
     def prompt_tokens(self) -> int:
         """The request's input tokens, estimated once (after validate) for every stage that
@@ -134,6 +141,8 @@ class Exchange(Generic[Q, S, R]):
         """A stream's end (core.api.relay's UsageSink): ok, cut by the upstream (`error`) or
         cancelled by the client, it is accounted with what it used and settles the target's
         breaker verdict."""
+        if status == "ok":
+            self.final_usage = usage
         self.account.served(self, usage, status, error)
 
     def headers(self) -> dict[str, str]:

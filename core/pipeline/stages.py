@@ -8,8 +8,8 @@ Dispatcher, the limiter) and called with the request's Exchange; the API's part 
 - spend: unpriced targets dropped at plan (core.spend.refusal), budgets reserved per attempt in
   dispatch (core.budgets, through the leased attempt), the cost to the client at encode
   (core.spend.quote), the ledger record and every settlement at account (core.ledger);
-- still to come: a response cache and request coalescing as a stage between plan and admit (a
-  hit needs no admission and no upstream), and spans around each stage in the runner's loop
+- the response cache (core.cache.stage) between resolve and plan: a hit answers alone;
+- still to come: request coalescing, and spans around each stage in the runner's loop
   (core.pipeline.run).
 """
 
@@ -223,6 +223,8 @@ class Encode:
         x.response = response = x.spec.encode(x)
         if x.usage is not None:  # a complete answer (a stream's usage comes at its end)
             response.headers.update(cost_headers(x.cost_of(x.usage)))
+        if x.cache_fill is not None:  # a response-cache miss: stored once complete
+            await x.cache_fill.encoded(x, response)
 
 
 class Account:
@@ -348,14 +350,17 @@ def standard_stages(
     limiter: TenantLimiter | None,
     pricing: Pricing | None = None,
     policy: Policy | None = None,
+    cache: Stage | None = None,
 ) -> tuple[Stage, ...]:
-    """Every API's stages, in order (account is the runner's, after them)."""
+    """Every API's stages, in order (account is the runner's, after them). `cache`: the
+    response cache (core.cache.stage), when configured: a hit needs no plan, no upstream."""
     return (
         Read(),
         Validate(),
         Resolve(registry, policy),  # routing rules: one place for every API
+        *((cache,) if cache is not None else ()),
         Plan(dispatcher, pricing),
-        # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
+        # The seam for request coalescing: a hit needs no admission, no upstream.
         Admit(limiter),
         Dispatch(dispatcher, registry),  # budgets: reserved per attempt, downgrades re-routed
         Encode(pricing),

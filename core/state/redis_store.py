@@ -208,6 +208,9 @@ class RedisStore:
         reply = await self._client.call("SET", key, b"1", "NX", "PX", ttl_ms)
         return reply is not None  # "OK" when set; nil when the key already exists
 
+    async def release(self, key: str) -> None:
+        await self._client.call("DEL", key)
+
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
     ) -> list[dict[str, tuple[float, bytes]]]:

@@ -143,6 +143,9 @@ class ResilientStore:
             lambda: self.primary.claim(key, ttl_s), lambda: self.fallback.claim(key, ttl_s)
         )
 
+    async def release(self, key: str) -> None:
+        await self._call(lambda: self.primary.release(key), lambda: self.fallback.release(key))
+
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
     ) -> list[dict[str, tuple[float, bytes]]]:

@@ -44,6 +44,11 @@ class Store(Protocol):
         the first claim, False while the key lives. Single-use tokens (hop nonces) use it."""
         ...
 
+    async def release(self, key: str) -> None:
+        """End a claim early (DEL): the work it guarded failed, so a retry may claim again
+        (an Idempotency-Key's in-flight marker, core.cache.idempotency)."""
+        ...
+
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
     ) -> list[dict[str, tuple[float, bytes]]]:
@@ -131,6 +136,9 @@ class MemoryStore:
             self._claims_floor = max(self._claims_floor, claims.pop(oldest))
         claims[key] = expiry
         return True
+
+    async def release(self, key: str) -> None:
+        self._claims.pop(key, None)
 
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float

@@ -4,6 +4,13 @@
     python -m tests.bench.interleaved --stack base=/path/to/other/checkout --stack head
     python -m tests.bench.interleaved --stack 'off:{"ledger": {"enabled": false}}' --stack on
 
+The response cache, hits against misses (every request of a `--unique` stack has a new prompt,
+so it misses; the others repeat one prompt, so they hit after the first), and a stack without
+the cache, to see what the lookup on a miss costs:
+
+    python -m tests.bench.interleaved --unique off --unique miss --stack off \
+        --stack 'miss:{"cache": {"enabled": true}}' --stack 'hit:{"cache": {"enabled": true}}'
+
 On a shared VM, whole `make bench` runs minutes apart differ by up to ~25%. Here every stack
 runs at once (one fake upstream, one Redis) and the load goes to each in turn, in short `wrk`
 bursts whose order alternates every round, so drift hits all stacks alike; each stack's CPU per
@@ -37,6 +44,7 @@ class Variant:
     name: str
     tree: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    unique: bool = False  # a new prompt per request (tests.bench.load.unique_chat_body)
     cpu: dict[str, list[float]] = field(default_factory=dict)
     p50: list[float] = field(default_factory=list)
 
@@ -64,7 +72,8 @@ def _start(variant: Variant, workdir: Path, upstream: str, redis: str) -> tuple[
         spawn = procs.spawn
         procs.spawn = lambda name, argv, env, cwd=tree: spawn(name, argv, env, cwd)  # type: ignore[method-assign]
     interlock.start()
-    script = load.write_script(workdir / "chat.lua", load.chat_body("fast"), interlock.token)
+    body = load.unique_chat_body("fast") if variant.unique else load.chat_body("fast")
+    script = load.write_script(workdir / "chat.lua", body, interlock.token, variant.unique)
     return interlock, script
 
 
@@ -98,8 +107,13 @@ def main() -> None:
     parser.add_argument("--stack", action="append", required=True, help="name[=tree|:json]")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--burst", type=int, default=2, help="seconds of c=20 load per turn")
+    parser.add_argument(
+        "--unique", action="append", default=[], help="a stack whose prompts never repeat"
+    )
     args = parser.parse_args()
     variants = [Variant.parse(spec) for spec in args.stack]
+    for variant in variants:
+        variant.unique = variant.name in args.unique
     workdir = Path(tempfile.mkdtemp(prefix="interleaved-"))
     procs = bs.Processes(workdir)
     try:

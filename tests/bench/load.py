@@ -88,9 +88,37 @@ end
 """
 
 
-def write_script(path: Path, body: bytes, token: str | None) -> Path:
+# Every request a new prompt (UNIQUE in the body replaced by the run's start second, the
+# thread and a counter): response-cache misses, never hits (tests.bench.interleaved --unique).
+UNIQUE = "@UNIQUE@"
+_LUA_UNIQUE = """
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local counter = 0
+local started = tostring(os.time())
+request = function()
+  counter = counter + 1
+  local tag = started .. "-" .. tostring(tid) .. "-" .. tostring(counter)
+  return wrk.format(nil, nil, nil, (string.gsub(wrk.body, "{marker}", tag)))
+end
+"""
+
+
+def unique_chat_body(model: str) -> bytes:
+    """A chat body whose prompt `write_script(..., unique=True)` makes new for every request."""
+    messages = [{"role": "user", "content": f"Benchmark prompt {UNIQUE}: say hello"}]
+    return orjson.dumps({"model": model, "messages": messages, "max_tokens": 64})
+
+
+def write_script(path: Path, body: bytes, token: str | None, unique: bool = False) -> Path:
     auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
-    path.write_text(_LUA.format(body=body.decode(), auth=auth), encoding="utf-8")
+    script = _LUA.format(body=body.decode(), auth=auth)
+    if unique:
+        script += _LUA_UNIQUE.replace("{marker}", UNIQUE)
+    path.write_text(script, encoding="utf-8")
     return path
 
 

@@ -1,0 +1,111 @@
+"""Where entries live: in process (the embedded default) or in the state store (Redis).
+
+An entry is bytes: a one-line JSON header (when it was stored, the canonical usage it saved)
+then the client's response body, so a complete hit sends the stored bytes as they are. Both
+backends are bounded: the memory one by total bytes (least recently used first) and by TTL,
+Redis by each entry's TTL and its own maxmemory policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from core.state.errors import UNAVAILABLE
+from core.state.store import Store
+
+log = logging.getLogger("interlock.cache")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stored_at: float  # unix seconds
+    usage: dict[str, Any] | None  # the canonical usage of the answer (what a hit saves)
+    body: bytes  # the response body, in the API's complete (non-streamed) form
+
+    def encode(self) -> bytes:
+        header = orjson.dumps({"at": self.stored_at, "usage": self.usage})
+        return header + b"\n" + self.body
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry | None:
+        header, sep, body = raw.partition(b"\n")
+        if not sep:
+            return None
+        try:
+            meta = orjson.loads(header)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("at"), (int, float)):
+            return None
+        usage = meta.get("usage")
+        return cls(float(meta["at"]), usage if isinstance(usage, dict) else None, body)
+
+
+class Backend(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+
+class MemoryBackend:
+    """An LRU bounded by the total size of its values (`max_bytes`)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if len(value) > self._max_bytes:
+            return
+        if key in self._entries:
+            self._drop(key)
+        while self.size + len(value) > self._max_bytes and self._entries:
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = (value, time.monotonic() + ttl_s)
+        self.size += len(value)
+
+    def _drop(self, key: str) -> None:
+        value, _ = self._entries.pop(key)
+        self.size -= len(value)
+
+
+class StoreBackend:
+    """Redis's GET and SET PX (one round trip each), shared by every replica. Given the Redis
+    store itself, not the resilient wrapper: while Redis is down a lookup is a miss and an
+    answer is not stored (never a 503, never entries piling up in the per-process fallback)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self._store.get(key)
+        except UNAVAILABLE as exc:
+            log.warning("response cache lookup failed (%s): a miss", type(exc).__name__)
+            return None
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        try:
+            await self._store.set(key, value, ttl_s)
+        except UNAVAILABLE as exc:
+            log.warning("response cache store failed (%s): not stored", type(exc).__name__)

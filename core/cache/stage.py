@@ -1,0 +1,209 @@
+"""The response cache as one pipeline stage, between resolve and plan (README: Response
+cache). Chat and messages are cached; embeddings are not (their answers are cheap to make and
+large to keep: a choice, said in the README).
+
+A hit answers alone: no plan, no budget reservation, no upstream, no translation; it takes one
+request from the tenant's rate limits (rpm) and no tokens, and its ledger record says
+`cache_hit` at zero cost. A miss leaves a `Fill` on the exchange; encode hands it the answer,
+which it stores when complete and successful: a complete answer's body as it is, a stream's
+as assembled once it ended well (core.cache.assemble). Either can answer either kind of
+request later (core.cache.replay).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from core.cache import assemble, replay
+from core.cache.backend import Backend, Entry, MemoryBackend
+from core.cache.key import Directives, cache_key, directives
+from core.ledger.writer import Ledger
+from core.limits.admission import admit
+from core.limits.tenant import TenantLimiter
+from core.observe import accounting
+from core.pipeline.exchange import SSE_HEADERS, Exchange
+from core.resilience.dispatch import close
+from core.spend.cost import Cost
+from core.spend.quote import COST_HEADER
+from core.spend.usage import UsageSplit
+from shared.config_cache import CacheConfig
+
+AnyExchange = Exchange[Any, Any, Any]
+CACHE_HEADER = "x-interlock-cache"
+CACHE_HIT = "cache_hit"  # the ledger's and usage line's outcome of a hit
+_MEDIA = {"chat": "text/event-stream", "messages": "text/event-stream; charset=utf-8"}
+_FREE = Cost(0, None)
+
+
+def _kind(x: AnyExchange) -> str | None:
+    """chat, messages, or None (not cached: embeddings)."""
+    if x.spec.api == "anthropic":
+        return "messages"
+    return "chat" if hasattr(x.request, "include_usage") else None
+
+
+class Fill:
+    """A miss (or a `no-cache` request) whose answer is to be stored; `store` False for a
+    bypass, which only says so in its header."""
+
+    __slots__ = ("backend", "key", "kind", "max_bytes", "status", "store", "ttl_s")
+
+    def __init__(
+        self, backend: Backend, key: str, kind: str, ttl_s: float, max_bytes: int, status: str
+    ) -> None:
+        self.backend = backend
+        self.key = key
+        self.kind = kind
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self.status = status
+        self.store = status == "miss"
+
+    async def encoded(self, x: AnyExchange, response: Response) -> None:
+        """Encode's answer: headed, and stored (awaited: one SET, so the next identical
+        request finds it) or, for a stream, stored once it has ended well."""
+        response.headers[CACHE_HEADER] = self.status
+        if not self.store or response.status_code != 200:
+            return
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = self._tee(x, response.body_iterator)
+            return
+        body = bytes(response.body)
+        if len(body) <= self.max_bytes:
+            await self.backend.set(self.key, Entry(time.time(), x.usage, body).encode(), self.ttl_s)
+
+    async def _tee(self, x: AnyExchange, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        """The stream as sent, kept (up to max_bytes, then given up on) until it ends."""
+        kept: bytearray | None = bytearray()
+        try:
+            async for part in body:
+                if kept is not None:
+                    kept += part if isinstance(part, bytes) else str(part).encode()
+                    if len(kept) > 4 * self.max_bytes:  # events are wordier than the answer
+                        kept = None
+                yield part
+        finally:
+            if isinstance(body, AsyncIterator):
+                await close(body)
+        if kept is not None:
+            await self._store_stream(bytes(kept), x.final_usage)
+
+    async def _store_stream(self, raw: bytes, usage: dict[str, Any] | None) -> None:
+        if self.kind == "chat":
+            complete = assemble.chat_completion(raw, usage)
+        else:
+            complete = assemble.anthropic_message(raw)
+        if complete is None:  # cut, failed or incomplete: never stored
+            return
+        body = orjson.dumps(complete)
+        if len(body) <= self.max_bytes:
+            await self.backend.set(self.key, Entry(time.time(), usage, body).encode(), self.ttl_s)
+
+
+class ResponseCache:
+    """The stage: a lookup (one GET) for every request the cache applies to."""
+
+    name = "cache"
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        backend: Backend,
+        limiter: TenantLimiter | None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._limiter = limiter
+        self._ledger = ledger
+        self.outcomes = {"hit": 0, "miss": 0, "bypass": 0}  # for /metrics
+
+    def metrics(self) -> list[str]:
+        """Prometheus lines: lookups by outcome and, in memory, the entries' size."""
+        lines = [
+            "# HELP interlock_response_cache_total Requests the response cache saw, by outcome.",
+            "# TYPE interlock_response_cache_total counter",
+        ]
+        lines += [
+            f'interlock_response_cache_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
+        ]
+        if isinstance(self._backend, MemoryBackend):
+            lines += [
+                "# HELP interlock_response_cache_bytes Bytes held by the in-memory cache.",
+                "# TYPE interlock_response_cache_bytes gauge",
+                f"interlock_response_cache_bytes {self._backend.size}",
+            ]
+        return lines
+
+    async def __call__(self, x: AnyExchange) -> None:
+        kind = _kind(x)
+        if kind is None:
+            return
+        policy = self._config.policy(x.caller.tenant, x.route.name, x.request.model)
+        asked = directives(x.http.headers.get("cache-control"))
+        headers = getattr(x.request, "client_headers", None) or {}
+        key = ""
+        if policy.enabled and not asked.no_store:
+            key = cache_key(x.caller.tenant, kind, x.route.name, x.payload, headers)
+            if not asked.no_cache and await self._lookup(x, kind, key, asked, policy.ttl_s):
+                self.outcomes["hit"] += 1
+                return
+        status = "miss" if key else "bypass"
+        self.outcomes[status] += 1
+        x.cache_fill = Fill(self._backend, key, kind, policy.ttl_s, policy.max_entry_bytes, status)
+
+    async def _lookup(
+        self, x: AnyExchange, kind: str, key: str, asked: Directives, ttl_s: float
+    ) -> bool:
+        raw = await self._backend.get(key)
+        if raw is None:
+            return False
+        entry = Entry.decode(raw)
+        if entry is None:
+            return False
+        age = max(0.0, time.time() - entry.stored_at)
+        if age > ttl_s or (asked.max_age is not None and age > asked.max_age):
+            return False
+        await self._hit(x, kind, entry, age)
+        return True
+
+    async def _hit(self, x: AnyExchange, kind: str, entry: Entry, age: float) -> None:
+        """The stored answer, in the request's mode; one request off the rate limits (a 429
+        when over, as for any request), no tokens; recorded as a free `cache_hit`."""
+        admission = await admit(self._limiter, x.caller, x.payload, 0)
+        admission.settle(0)
+        rid = x.caller.request_id
+        headers = {
+            "x-request-id": rid,
+            CACHE_HEADER: "hit",
+            "age": str(int(age)),
+            COST_HEADER: _FREE.dollars,
+            **x.route_headers(),
+            **admission.headers,
+        }
+        if kind == "messages":
+            headers["request-id"] = rid
+        if x.request.stream:
+            stream = (
+                replay.chat_stream(entry.body, bool(x.request.include_usage))
+                if kind == "chat"
+                else replay.messages_stream(entry.body)
+            )
+            x.response = StreamingResponse(
+                stream, media_type=_MEDIA[kind], headers={**SSE_HEADERS, **headers}
+            )
+        else:
+            x.response = Response(entry.body, media_type="application/json", headers=headers)
+        accounting.record_cache_hit(x.caller, x.request.model, x.started, entry.usage)
+        if self._ledger is not None:
+            timing, priced = (x.started, None), (UsageSplit(), _FREE)
+            saved = UsageSplit.from_usage(entry.usage)
+            record = accounting.ledger_record(
+                x.caller, x.spec.api, x.request.model, (None, 0), CACHE_HIT, timing, priced, saved
+            )
+            self._ledger.append(record)
