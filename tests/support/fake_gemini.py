@@ -166,6 +166,10 @@ class FakeGemini(FakeServer):
     def for_model(self, model: str) -> list[Received]:
         return [r for r in self.received if isinstance(r, GeminiReceived) and r.model == model]
 
+    def reset(self) -> None:
+        super().reset()
+        self.caches = FakeCaches()
+
     async def handle_cache(self, request: web.Request) -> web.StreamResponse:
         """cachedContents: create (POST on the collection), get and delete (on a name)."""
         raw = await request.read()
@@ -189,6 +193,7 @@ class FakeGemini(FakeServer):
                 except orjson.JSONDecodeError:
                     body = None
                 self.received[-1].json = body
+                await asyncio.sleep(self.caches.create_delay_s)
                 answer = self.caches.create(body, scope, self._check_cached)
             elif resource_id is None:
                 return error_response(400, "INVALID_ARGUMENT", "this fake does not list caches")

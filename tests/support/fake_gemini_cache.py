@@ -79,6 +79,7 @@ class FakeCaches:
         self.resources: dict[str, Resource] = {}
         self.created: Counter[str] = Counter()  # creations per model id
         self.lifetime_s: float | None = None
+        self.create_delay_s = 0.0  # how long a creation takes (the real one takes a while)
 
     def create(self, body: Any, scope: str | None, check: Any) -> dict[str, Any]:
         """`scope`: "projects/P/locations/L/" on Vertex, None on AI Studio. `check` validates
