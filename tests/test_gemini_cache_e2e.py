@@ -144,7 +144,7 @@ def test_streams_use_the_cache_and_report_cached_tokens(
     assert sent.json["cachedContent"] == name
     assert sent.json["contents"] == [{"role": "user", "parts": [{"text": "Summarise."}]}]
     usage = chunks[-1].usage
-    assert usage is not None
+    assert usage is not None and usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == fake.caches.resources[name].tokens
 
 
