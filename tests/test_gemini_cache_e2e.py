@@ -276,3 +276,25 @@ def test_requests_without_markers_are_untouched(
     _ask(stacks[0], "flash", [{"role": "system", "content": doc}, {"role": "user", "content": "q"}])
     assert _creations(fake) == []
     assert "cachedContent" not in _generations(fake)[-1].json
+
+
+def test_cached_tokens_are_priced_as_cache_reads(
+    fake: FakeGemini, stacks: tuple[Stack, Stack], doc: str
+) -> None:
+    """Gemini 2.5 Flash (the shipped catalogue): $0.30 per 1M input tokens, $0.03 cached,
+    $2.50 output; so micro-dollars are tokens times those figures."""
+    fake.reset()
+    _ask(stacks[0], "flash", _system_marked(doc, "warm up"))
+    sdk = client(stacks[0])
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="flash", messages=_system_marked(doc, "priced")
+    )
+    usage = raw.parse().usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    cached = usage.prompt_tokens_details.cached_tokens
+    assert cached is not None and cached > 1000
+    uncached = usage.prompt_tokens - cached
+    expected = uncached * 0.30 + cached * 0.03 + usage.completion_tokens * 2.50
+    dollars = raw.headers["x-interlock-cost"]
+    whole, _, fraction = dollars.partition(".")
+    assert abs(int(whole) * 1_000_000 + int(fraction) - expected) < 1

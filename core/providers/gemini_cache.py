@@ -151,14 +151,16 @@ class CacheRegistry:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
-    async def claim(self, key: str, stale: str | None) -> bool:
+    async def claim(self, key: str, stale: str | None) -> bool | None:
+        """True: this replica creates the generation after `stale`; False: another does;
+        None: the store cannot say (nobody would record a resource: go uncached)."""
         if self.store is None:
-            return False
+            return None
         generation = hashlib.blake2b((stale or "").encode(), digest_size=8).hexdigest()
         try:
             return await self.store.claim(f"{key}:lock:{generation}", LOCK_TTL_S)
         except GatewayError:
-            return False
+            return None
 
     async def record(self, key: str, entry: Entry) -> None:
         if self.store is None:
@@ -266,7 +268,11 @@ class GeminiUpstream(HttpUpstream):
             return entry.name
         if entry is not None and stale is None:
             stale = entry.name  # expired: its replacement is a new generation
-        if await self.registry.claim(key, stale):
+        claimed = await self.registry.claim(key, stale)
+        if claimed is None:
+            _drop(plan.markers, "the state store is unavailable", target)
+            return None
+        if claimed:
             try:
                 async with asyncio.timeout(LOCK_TTL_S):
                     entry = await self._create(plan, target)
