@@ -171,7 +171,7 @@ def test_prefix_under_the_minimum_goes_uncached(
     [sent] = _generations(fake, "gemini-2.5-pro")
     assert "cachedContent" not in sent.json
     assert sent.json["systemInstruction"] == {"parts": [{"text": doc}]}
-    a.wait_for_log("gemini context cache not used for gemini/gemini-2.5-pro", "under 4096")
+    a.wait_for_log("gemini context cache not used for gemini/gemini-2.5-pro", "below_minimum")
     with urllib.request.urlopen(f"{a.core_admin_url}/metrics") as response:
         metrics = response.read().decode()
     assert 'interlock_gemini_context_cache_total{event="dropped"}' in metrics

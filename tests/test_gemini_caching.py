@@ -56,10 +56,10 @@ def test_markers_are_found_in_prefix_order_with_their_ttl() -> None:
         ],
     }
     found = find_markers(canonical)
-    assert [(m.path, m.ttl_s) for m in found] == [
-        ("tools[1].cache_control", 3600),
-        ("messages[0].cache_control", 300),
-        ("messages[1].content[1].cache_control", 300),
+    assert [(m.where, m.ttl_s) for m in found] == [
+        ("tools[1]", 3600),
+        ("messages[0]", 300),
+        ("messages[1].content[1]", 300),
     ]
 
 
@@ -178,8 +178,8 @@ def test_prefix_below_the_minimum_is_dropped_with_its_paths() -> None:
     }
     plan = plan_cache(canonical, "gemini-2.5-pro", SETTINGS)  # 4,096 needed
     assert isinstance(plan, Uncached)
-    assert [m.path for m in plan.markers] == ["messages[0].cache_control"]
-    assert "under 4096" in plan.reason
+    assert [m.where for m in plan.markers] == ["messages[0]"]
+    assert plan.reason == "below_minimum" and "under 4096" in plan.detail
 
 
 def test_nothing_left_to_send_is_dropped() -> None:

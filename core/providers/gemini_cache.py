@@ -17,8 +17,12 @@ plan: the prefix to cache and the body to send beside it. This module owns the I
 
 A marker that cannot be honoured (prefix under the model's minimum, cache refused or not
 created in time, state store down) is never an error: the request goes uncached and the
-marker's path and reason are recorded (`collect_dropped`, for a response header), logged and
-counted (`cache_counts`, for /metrics). Gemini's storage cost of a cache is not priced.
+marker's place and a reason code are recorded (`collect_dropped`, in the shape of the
+x-interlock-cache-dropped header: `where=reason`), logged and counted (`cache_counts`, for
+/metrics). Reason codes: below_minimum, unsupported, no_suffix (caching.py); cache_unavailable
+(state store down), cache_refused (Gemini answered 4xx to the creation), cache_failed (any
+other failure or a timeout), cache_pending (another replica still creating it after WAIT_S).
+Gemini's storage cost of a cache is not priced.
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ _dropped: ContextVar[list[DroppedMarker] | None] = ContextVar("gemini_dropped", 
 
 @dataclass(frozen=True, slots=True)
 class DroppedMarker:
-    path: str  # e.g. messages[0].content[1].cache_control
-    reason: str
+    where: str  # the marked field: tools[1], messages[0], messages[2].content[0]
+    reason: str  # a code (module docstring)
 
 
 def cache_counts() -> dict[str, int]:
@@ -86,18 +90,19 @@ def collect_dropped() -> list[DroppedMarker]:
     return found
 
 
-def _drop(markers: tuple[Marker, ...], reason: str, target: Target) -> None:
+def _drop(markers: tuple[Marker, ...], reason: str, detail: str, target: Target) -> None:
     log.info(
-        "gemini context cache not used for %s: %s (%d marker(s) dropped)",
+        "gemini context cache not used for %s: %s, %s (%d marker(s) dropped)",
         target.label,
         reason,
+        detail,
         len(markers),
     )
     _count("dropped", len(markers))
     found = _dropped.get()
     if found is not None:
         room = MAX_DROPPED - len(found)
-        found.extend(DroppedMarker(m.path, reason) for m in markers[: max(0, room)])
+        found.extend(DroppedMarker(m.where, reason) for m in markers[: max(0, room)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +254,7 @@ class GeminiUpstream(HttpUpstream):
             plain = plan is None or isinstance(plan, Uncached) or self.registry.store is None
             if plain:
                 if isinstance(plan, Uncached):
-                    _drop(plan.markers, plan.reason, target)
+                    _drop(plan.markers, plan.reason, plan.detail, target)
                 return Prepared(self.adapter.build_request(canonical, target), None)
         assert isinstance(plan, CachePlan)
         name = await self._cache_name(plan, target, stale)
@@ -270,22 +275,21 @@ class GeminiUpstream(HttpUpstream):
             stale = entry.name  # expired: its replacement is a new generation
         claimed = await self.registry.claim(key, stale)
         if claimed is None:
-            _drop(plan.markers, "the state store is unavailable", target)
+            _drop(plan.markers, "cache_unavailable", "the state store is unavailable", target)
             return None
         if claimed:
             try:
                 async with asyncio.timeout(LOCK_TTL_S):
                     entry = await self._create(plan, target)
             except (ProviderError, TimeoutError) as error:
-                reason = _refusal(error)
-                _drop(plan.markers, reason, target)
+                _drop(plan.markers, *_refusal(error), target)
                 return None
             await self.registry.record(key, entry)
             _count("recreated" if stale else "created")
             return entry.name
         entry = await self.registry.wait(key, stale)
         if entry is None:
-            _drop(plan.markers, "the context cache is still being created elsewhere", target)
+            _drop(plan.markers, "cache_pending", "still being created elsewhere", target)
             return None
         _count("reused")
         return entry.name
@@ -307,9 +311,9 @@ def _retry_after(error: ProviderError, prepared: Prepared, stale: str | None) ->
     return prepared.cache is not None and stale is None and error.upstream_status in _GONE
 
 
-def _refusal(error: BaseException) -> str:
+def _refusal(error: BaseException) -> tuple[str, str]:
     if isinstance(error, TimeoutError):
-        return "creating the context cache timed out"
+        return "cache_failed", "creating the context cache timed out"
     if isinstance(error, ProviderError) and error.failure_class is FailureClass.CLIENT_ERROR:
-        return "Gemini refused to create the context cache (prefix too small or not cacheable)"
-    return "the context cache could not be created"
+        return "cache_refused", "Gemini refused the context cache (too small or not cacheable)"
+    return "cache_failed", "the context cache could not be created"

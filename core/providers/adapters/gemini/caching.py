@@ -43,9 +43,10 @@ _VERTEX_MODELS = re.compile(r"/(projects/[^/]+/locations/[^/]+/)publishers/googl
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    """One client marker: where it sits (the path a client would name) and its TTL."""
+    """One client marker: where it sits (the client's field, as the x-interlock-cache-dropped
+    header names it: tools[1], messages[0], messages[2].content[0]) and its TTL."""
 
-    path: str
+    where: str
     ttl_s: int
     message: int | None = None  # index in messages; None for a tool
     part: int | None = None  # index in the message's content list; None: the whole message
@@ -65,10 +66,12 @@ class CachePlan:
 
 @dataclass(frozen=True, slots=True)
 class Uncached:
-    """Markers that could not be honoured, and why (one short reason for all)."""
+    """Markers that could not be honoured, and why: a reason code for the response header
+    (below_minimum, unsupported, no_suffix) and words for the operator's log."""
 
     markers: tuple[Marker, ...]
     reason: str
+    detail: str
 
 
 def ttl_of(marker: Any) -> int | None:
@@ -85,19 +88,19 @@ def find_markers(canonical: JSON) -> list[Marker]:
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
         ttl = ttl_of(tool.get("cache_control")) if isinstance(tool, dict) else None
         if ttl is not None:
-            found.append(Marker(f"tools[{i}].cache_control", ttl))
+            found.append(Marker(f"tools[{i}]", ttl))
     messages = canonical.get("messages")
     for i, message in enumerate(messages if isinstance(messages, list) else ()):
         if not isinstance(message, dict):
             continue
         ttl = ttl_of(message.get("cache_control"))
         if ttl is not None:
-            found.append(Marker(f"messages[{i}].cache_control", ttl, i))
+            found.append(Marker(f"messages[{i}]", ttl, i))
         content = message.get("content")
         for j, part in enumerate(content if isinstance(content, list) else ()):
             ttl = ttl_of(part.get("cache_control")) if isinstance(part, dict) else None
             if ttl is not None:
-                found.append(Marker(f"messages[{i}].content[{j}].cache_control", ttl, i, j))
+                found.append(Marker(f"messages[{i}].content[{j}]", ttl, i, j))
     return found
 
 
@@ -113,11 +116,11 @@ def plan_cache(canonical: JSON, model: str, settings: Settings) -> CachePlan | U
         return None
     body = build_body(canonical, model, settings)
     if model.startswith("tunedModels/"):
-        return Uncached(markers, "tuned models cannot use a context cache")
+        return Uncached(markers, "unsupported", "tuned models cannot use a context cache")
     last = max(markers, key=_position)
     cut = _cut(canonical, body["contents"], last)
     if cut is None:
-        return Uncached(markers, "nothing would be left to send after the cached prefix")
+        return Uncached(markers, "no_suffix", "nothing would be left to send after the prefix")
     cached_contents, rest_contents = cut
     cached: JSON = {k: body[k] for k in _CACHED_KEYS if k in body}
     if cached_contents:
@@ -125,7 +128,9 @@ def plan_cache(canonical: JSON, model: str, settings: Settings) -> CachePlan | U
     tokens = estimate_tokens(cached)
     minimum = min_cache_tokens(model)
     if tokens < minimum:
-        return Uncached(markers, f"prefix of about {tokens} tokens is under {minimum}")
+        return Uncached(
+            markers, "below_minimum", f"prefix of about {tokens} tokens is under {minimum}"
+        )
     rest = {k: v for k, v in body.items() if k not in _CACHED_KEYS}
     rest["contents"] = rest_contents
     canonical_json = orjson.dumps(cached, option=orjson.OPT_SORT_KEYS)
