@@ -298,3 +298,34 @@ def test_cached_tokens_are_priced_as_cache_reads(
     dollars = raw.headers["x-interlock-cost"]
     whole, _, fraction = dollars.partition(".")
     assert abs(int(whole) * 1_000_000 + int(fraction) - expected) < 1
+
+
+def test_a_marked_tool_caches_tools_and_system(
+    fake: FakeGemini, stacks: tuple[Stack, Stack], doc: str
+) -> None:
+    """A request naming a cache may not set tools, a system instruction or a tool config, so
+    all of them go into the cache; the turns stay in the request."""
+    fake.reset()
+    tool: Any = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": doc,
+            "parameters": {"type": "object", "properties": {"term": {"type": "string"}}},
+        },
+        "cache_control": MARK,
+    }
+    messages: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Look up foxes."},
+    ]
+    _ask(stacks[0], "flash", messages, tools=[tool], tool_choice="auto")
+    [create] = _creations(fake)
+    assert create["tools"][0]["functionDeclarations"][0]["description"] == doc
+    assert create["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert create["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
+    [name] = fake.caches.resources
+    assert _generations(fake)[-1].json == {
+        "contents": [{"role": "user", "parts": [{"text": "Look up foxes."}]}],
+        "cachedContent": name,
+    }
