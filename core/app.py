@@ -36,6 +36,7 @@ from core.observe.metrics import render as render_metrics
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
 from core.pipeline.explain import AnySpec, RouteExplainer
+from core.providers.gemini_cache import GeminiUpstream
 from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
@@ -80,6 +81,9 @@ class CoreState:
             if config.state.redis_url
             else MemoryStore()
         )
+        for provider in self.providers.values():
+            if isinstance(provider.upstream, GeminiUpstream):
+                provider.upstream.attach(self.store)  # its context cache registry, shared
         self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)

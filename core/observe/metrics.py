@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.budgets.alerts import alerts_total
 from core.budgets.enforce import warnings_total
+from core.providers.gemini_cache import cache_counts
 from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
 from core.resilience.circuit_board import BreakerBoard
@@ -65,6 +66,15 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         for target, count in sorted(crash_counts().items())
     ]
     lines += _budget_lines()
+    lines += [
+        "# HELP interlock_gemini_context_cache_total Gemini context caches created, recreated "
+        "(expired or gone) and reused, and cache markers dropped (the request went uncached).",
+        "# TYPE interlock_gemini_context_cache_total counter",
+    ]
+    lines += [
+        f'interlock_gemini_context_cache_total{{event="{event}"}} {n}'
+        for event, n in sorted(cache_counts().items())
+    ]
     if entries:
         lines += [
             "# HELP interlock_state_entries Entries held by a bounded per-target structure.",

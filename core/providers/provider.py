@@ -21,6 +21,8 @@ import aiohttp
 
 from core.providers.adapters import load_adapter
 from core.providers.adapters.base import Adapter, RequestSigner
+from core.providers.adapters.gemini import GeminiAdapter
+from core.providers.gemini_cache import GeminiUpstream
 from core.providers.mock import MockUpstream, parse_mock_options
 from core.providers.transport import BodyLimits, Transport
 from core.providers.upstream import HttpUpstream, Upstream
@@ -60,7 +62,11 @@ def build_provider(config: ProviderConfig, core: CoreConfig, session: SessionGet
     adapter = load_adapter(config.kind, f"providers.{config.name}.kind")
     settings = adapter.check_provider(config)
     transport = _transport(config, core, session, adapter.make_signer(settings))
-    upstream = HttpUpstream(adapter, transport, core.resilience.max_event_bytes)
+    upstream: HttpUpstream
+    if isinstance(adapter, GeminiAdapter):  # explicit context caches (core.providers.gemini_cache)
+        upstream = GeminiUpstream(adapter, transport, core.resilience.max_event_bytes)
+    else:
+        upstream = HttpUpstream(adapter, transport, core.resilience.max_event_bytes)
     return _provider(config, settings, adapter, transport, upstream)
 
 

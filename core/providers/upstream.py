@@ -19,10 +19,11 @@ from core.providers.adapters.base import (
     StreamEvent,
     StreamParser,
     Target,
+    UpstreamRequest,
 )
 from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
-from core.providers.transport import Transport
+from core.providers.transport import Transport, UpstreamBody
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES
 from shared.errors import FailureClass
 
@@ -95,6 +96,10 @@ class HttpUpstream:
     async def complete(self, canonical: JSON, target: Target) -> JSON:
         with translating(target.label):
             request = self.adapter.build_request(canonical, target)
+        return await self.send(request, target)
+
+    async def send(self, request: UpstreamRequest, target: Target) -> JSON:
+        """A built request's whole answer, parsed (subclasses that build otherwise reuse it)."""
         _, body = await self._transport.fetch(request, target, self._parse_error)
         try:
             with parsing(target):
@@ -104,14 +109,32 @@ class HttpUpstream:
 
     async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
         """One generator from request to last chunk: the consumer's `aclose` (core.api.relay,
-        core.resilience.dispatch) ends it at once, releasing the connection in the `finally`.
-        Chunks are parsed an event at a time and yielded outside the parsing guard, so nothing a
-        consumer throws in is mistaken for the upstream's fault."""
+        core.resilience.dispatch) ends it at once, releasing the connection in `relay`."""
         try:
             with translating(target.label):
                 request = self.adapter.build_request(canonical, target)
                 parser = self.adapter.stream_parser(canonical, target)
-            body = await self._transport.open(request, target, self._parse_error)
+            body = await self.open(request, target)
+        except ProviderError as error:
+            raise sanitize(error, target) from None
+        chunks = self.relay(body, parser, target)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # at once, not when collected: it releases the connection
+
+    async def open(self, request: UpstreamRequest, target: Target) -> UpstreamBody:
+        """The body of a built streaming request once its status said success."""
+        return await self._transport.open(request, target, self._parse_error)
+
+    async def relay(
+        self, body: UpstreamBody, parser: StreamParser, target: Target
+    ) -> AsyncGenerator[JSON, None]:
+        """An opened body's chunks. Chunks are parsed an event at a time and yielded outside
+        the parsing guard, so nothing a consumer throws in is mistaken for the upstream's
+        fault; the body is released whatever happens."""
+        try:
             decoder = self.adapter.decoder(self._max_event_bytes)
             try:
                 while raw := await body.read():

@@ -27,6 +27,10 @@ Scripted by the model id in the URL:
   error-after-200    -> stream: two events, then an error object, then the end
   cut-stream         -> stream: two events, then the connection drops
   slow-first-byte    -> waits 0.3 s before answering; very-slow waits 5 s
+
+Explicit context caches (`cachedContents` create/get/delete, `cachedContent` in a request) are
+served by `caches` (tests/support/fake_gemini_cache.py); requests naming a cache report the
+cached tokens in their usage, whatever the model's script.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.fake_gemini_cache import CacheError, FakeCaches, count_tokens
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from Gemini."
@@ -53,6 +58,10 @@ _STUDIO = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGene
 _VERTEX = re.compile(
     r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+)"
     r":(generateContent|streamGenerateContent)$"
+)
+_STUDIO_CACHE = re.compile(r"^/(v1beta|v1)/cachedContents(?:/([^/]+))?$")
+_VERTEX_CACHE = re.compile(
+    r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/cachedContents(?:/([^/]+))?$"
 )
 _TOP = {
     "contents",
@@ -144,17 +153,70 @@ class FakeGemini(FakeServer):
     ) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/{tail:.*}", self.handle)
+        app.router.add_get("/{tail:.*}", self.handle_cache)
+        app.router.add_delete("/{tail:.*}", self.handle_cache)
         super().__init__(app)
         self.api_key = api_key
         self.token = token
         self.project = project
         self.location = location
         self.issued = {SIGNATURE, SIGNATURE_2}
+        self.caches = FakeCaches()  # cachedContents (tests.support.fake_gemini_cache)
 
     def for_model(self, model: str) -> list[Received]:
         return [r for r in self.received if isinstance(r, GeminiReceived) and r.model == model]
 
+    def reset(self) -> None:
+        super().reset()
+        self.caches = FakeCaches()
+
+    async def handle_cache(self, request: web.Request) -> web.StreamResponse:
+        """cachedContents: create (POST on the collection), get and delete (on a name)."""
+        raw = await request.read()
+        studio, vertex = _STUDIO_CACHE.match(request.path), _VERTEX_CACHE.match(request.path)
+        match = studio or vertex
+        if match is None:
+            return error_response(404, "NOT_FOUND", "Requested entity was not found.")
+        self.received.append(
+            GeminiReceived(request.method, request.path_qs, dict(request.headers), raw, None)
+        )
+        self.calls["cachedContents"] += 1
+        denied = self._auth(request, vertex)
+        if denied is not None:
+            return denied
+        scope = f"projects/{vertex.group(2)}/locations/{vertex.group(3)}/" if vertex else None
+        resource_id = match.group(4) if vertex else match.group(2)
+        try:
+            if request.method == "POST" and resource_id is None:
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    body = None
+                self.received[-1].json = body
+                await asyncio.sleep(self.caches.create_delay_s)
+                answer = self.caches.create(body, scope, self._check_cached)
+            elif resource_id is None:
+                return error_response(400, "INVALID_ARGUMENT", "this fake does not list caches")
+            elif request.method == "GET":
+                answer = self.caches.describe(f"{scope or ''}cachedContents/{resource_id}")
+            elif request.method == "DELETE":
+                self.caches.delete(f"{scope or ''}cachedContents/{resource_id}")
+                answer = {}
+            else:
+                return error_response(400, "INVALID_ARGUMENT", "unsupported method")
+        except CacheError as exc:
+            return error_response(exc.status, exc.grpc, exc.message)
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    def _check_cached(self, probe: dict[str, Any]) -> None:
+        try:
+            check_request(probe, self.issued)
+        except Reject as exc:
+            raise CacheError(400, "INVALID_ARGUMENT", str(exc)) from None
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/cachedContents"):
+            return await self.handle_cache(request)
         raw = await request.read()
         studio, vertex = _STUDIO.match(request.path), _VERTEX.match(request.path)
         if studio is None and vertex is None:
@@ -179,6 +241,12 @@ class FakeGemini(FakeServer):
             check_request(body, self.issued)
         except Reject as exc:
             return error_response(400, "INVALID_ARGUMENT", str(exc))
+        cached_tokens = 0
+        if "cachedContent" in body:
+            try:
+                cached_tokens = self.caches.use(body, model)
+            except CacheError as exc:
+                return error_response(exc.status, exc.grpc, exc.message)
         failure = self._failure(model)
         if failure is not None:
             return failure
@@ -187,6 +255,8 @@ class FakeGemini(FakeServer):
         elif model == "very-slow":
             await asyncio.sleep(5)
         events = script(model, body)
+        if cached_tokens:
+            _count_cached(events, cached_tokens, count_tokens(body["contents"]))
         if not stream:
             return web.Response(body=orjson.dumps(merge(events)), content_type="application/json")
         return await self._stream(request, model, events)
@@ -316,6 +386,20 @@ def _event(model: str, parts: list[dict[str, Any]] | None, **extra: Any) -> dict
         "responseId": "fakeResponse42",
         **extra,
     }
+
+
+def _count_cached(events: list[dict[str, Any]], cached: int, sent: int) -> None:
+    """Usage as Gemini reports it for a request naming a cache: the cached tokens are part of
+    promptTokenCount and counted again in cachedContentTokenCount."""
+    for event in events:
+        meta = event.get("usageMetadata")
+        if not isinstance(meta, dict):
+            continue
+        meta["promptTokenCount"] = cached + sent
+        meta["cachedContentTokenCount"] = cached
+        meta["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached + sent}]
+        output = meta.get("candidatesTokenCount", 0) + meta.get("thoughtsTokenCount", 0)
+        meta["totalTokenCount"] = cached + sent + output
 
 
 def _after_tool_result(body: dict[str, Any]) -> bool:

@@ -23,6 +23,14 @@ from core.providers.adapters.base import (
     as_settings,
     settings_of,
 )
+from core.providers.adapters.gemini.caching import (
+    CachePlan,
+    Uncached,
+    cache_locations,
+    cache_resource,
+    cached_request,
+    plan_cache,
+)
 from core.providers.adapters.gemini.errors import parse_error
 from core.providers.adapters.gemini.request import PARAMS, build_body, invalid
 from core.providers.adapters.gemini.response import parse_response
@@ -75,16 +83,46 @@ class GeminiAdapter:
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         settings = self.settings(target.provider)
-        stream = bool(canonical.get("stream"))
-        url = self.url(target, settings, stream)
         body = build_body(canonical, target.model, settings)
+        return self._request(target, settings, bool(canonical.get("stream")), body)
+
+    def plan_cache(self, canonical: JSON, target: Target) -> CachePlan | Uncached | None:
+        """The explicit context cache the request's markers ask for (caching.py)."""
+        return plan_cache(canonical, target.model, self.settings(target.provider))
+
+    def build_cached_request(
+        self, canonical: JSON, target: Target, plan: CachePlan, name: str
+    ) -> UpstreamRequest:
+        """generateContent naming the cache `name`, without the parts it holds."""
+        settings = self.settings(target.provider)
+        body = cached_request(plan, name)
+        return self._request(target, settings, bool(canonical.get("stream")), body)
+
+    def build_cache_create(self, plan: CachePlan, target: Target) -> UpstreamRequest:
+        """`POST .../cachedContents` for the plan's prefix (AI Studio or Vertex AI)."""
+        settings = self.settings(target.provider)
+        self.url(target, settings, False)  # the same model id checks as generateContent
+        collection, model_name = cache_locations(settings.models_url, target.model)
+        body = cache_resource(plan, model_name, f"interlock-{plan.digest[:16]}")
+        return self._request_to(target, settings, collection, body)
+
+    def _request(
+        self, target: Target, settings: Settings, stream: bool, body: JSON
+    ) -> UpstreamRequest:
+        request = self._request_to(target, settings, self.url(target, settings, stream), body)
+        request.headers["accept"] = "text/event-stream" if stream else "application/json"
+        return request
+
+    def _request_to(
+        self, target: Target, settings: Settings, url: str, body: JSON
+    ) -> UpstreamRequest:
         headers = dict(settings.headers)
         if target.api_key:
             if settings.vertex:
                 headers["authorization"] = f"Bearer {target.api_key.reveal()}"
             else:
                 headers["x-goog-api-key"] = target.api_key.reveal()
-        headers["accept"] = "text/event-stream" if stream else "application/json"
+        headers["accept"] = "application/json"
         return UpstreamRequest("POST", url, headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes, target: Target) -> JSON:

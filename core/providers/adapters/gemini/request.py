@@ -108,6 +108,12 @@ def build_body(canonical: JSON, model: str, settings: Settings) -> JSON:
 # ---- messages ------------------------------------------------------------------------------
 
 
+def message_contents(messages: list[Any]) -> list[JSON]:
+    """The `contents` of these messages alone; the contents of a prefix of a conversation are
+    a prefix of its contents (the last turn may gain parts), which caching.py relies on."""
+    return _contents(messages)[0]
+
+
 def _contents(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
     system: list[JSON] = []
     contents: list[JSON] = []
