@@ -29,6 +29,7 @@ from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.observe.accounting import Priced
 from core.pipeline.exchange import Exchange
+from core.pipeline.prompt_cache import PromptCache, dropped_headers
 from core.pipeline.route_policy import apply_rule, facts_of
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.dispatch import Dispatcher, Outcome
@@ -221,6 +222,7 @@ class Encode:
     async def __call__(self, x: AnyExchange) -> None:
         x.pricing = self._pricing
         x.response = response = x.spec.encode(x)
+        response.headers.update(dropped_headers(x))  # prompt-cache marks the target dropped
         if x.usage is not None:  # a complete answer (a stream's usage comes at its end)
             response.headers.update(cost_headers(x.cost_of(x.usage)))
 
@@ -354,6 +356,7 @@ def standard_stages(
         Read(),
         Validate(),
         Resolve(registry, policy),  # routing rules: one place for every API
+        PromptCache(),  # the prompt-cache mode, auto breakpoints, the tenant's cache key
         Plan(dispatcher, pricing),
         # The seam for a response cache and coalescing: a hit needs no admission, no upstream.
         Admit(limiter),

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.fake_prompt_cache import PromptCache, anthropic_blocks, cacheable
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake Anthropic upstream."
@@ -122,6 +123,20 @@ def _check_body(body: Any) -> None:
                 raise RequestInvalid(
                     f"messages.{i}.content.{j}: tool_result must be in a user turn"
                 )
+    _check_breakpoints(body)
+
+
+def _check_breakpoints(body: dict[str, Any]) -> None:
+    """Anthropic's own limits on cache_control: four at most, longer TTLs first."""
+    ttls = [ttl for _, ttl in anthropic_blocks(body) if ttl is not None]
+    if len(ttls) > 4:
+        raise RequestInvalid(
+            f"A maximum of 4 blocks with cache_control may be provided. Found {len(ttls)}."
+        )
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        raise RequestInvalid(
+            "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block"
+        )
 
 
 def _last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -294,6 +309,11 @@ class FakeAnthropic(FakeServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self.messages)
         super().__init__(app)
+        self.prompt_cache = PromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.prompt_cache.reset()
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -323,6 +343,9 @@ class FakeAnthropic(FakeServer):
         if model == "slow-first-byte":
             await asyncio.sleep(0.3)
         final = message(model, body)
+        blocks = anthropic_blocks(body)
+        if model != "cache" and cacheable(blocks):  # the prompt cache answers for the prefix
+            final["usage"] = self._cached_usage(final["usage"], blocks)
         if not body.get("stream"):
             return web.Response(
                 body=orjson.dumps(final),
@@ -330,6 +353,21 @@ class FakeAnthropic(FakeServer):
                 headers={"request-id": REQUEST_ID},
             )
         return await self._stream(request, model, final)
+
+    def _cached_usage(
+        self, usage: dict[str, Any], blocks: list[tuple[Any, str | None]]
+    ) -> dict[str, Any]:
+        plain, read, write, ttl = self.prompt_cache.usage(blocks)
+        return {
+            **usage,
+            "input_tokens": plain,
+            "cache_creation_input_tokens": write,
+            "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": write if ttl == "5m" else 0,
+                "ephemeral_1h_input_tokens": write if ttl == "1h" else 0,
+            },
+        }
 
     def _failure(self, model: str) -> web.Response | None:
         if model == "fail-429-then-ok" and self.calls[model] == 1:

@@ -1,0 +1,143 @@
+"""The prompt-cache stage: the request's mode, the breakpoints the gateway places, the
+tenant-scoped `prompt_cache_key`, and the header naming marks a target had to drop.
+
+Runs after resolve (the route's mode is known) and before plan, in one place for every API:
+
+- mode: the `x-interlock-prompt-cache` request header (off | markers | auto), else the route's
+  `prompt_cache` (routing.routes.<r> or models.<m>), else `markers` (the client's marks only);
+- off: every mark is removed; auto: breakpoints are added on the longest stable prefix (the end
+  of the tools, the end of the system prompt, the turn before the last user message), keeping
+  the client's own and never exceeding four in all (core.wire.prompt_cache selects per target);
+- chat: `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant
+  and the stable prefix (tools, system, marked prefix), so OpenAI-style hosts route requests
+  that share a prefix together without a tenant ever sharing another's key or seeing its id.
+  Anthropic-format requests carry Anthropic's own marks (passed through, or translated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from core.pipeline.exchange import Exchange
+from core.wire import prompt_cache as pc
+from shared.errors import GatewayError
+
+AnyExchange = Exchange[Any, Any, Any]
+HEADER = "x-interlock-prompt-cache"
+MODES = frozenset({"off", "markers", "auto"})
+_AUTO: dict[str, str] = {"type": "ephemeral"}
+
+
+def mode_of(x: AnyExchange) -> str:
+    asked = x.http.headers.get(HEADER)
+    if asked is None:
+        mode: str = getattr(x.route, "prompt_cache", "markers")
+        return mode
+    asked = asked.strip().lower()
+    if asked not in MODES:
+        raise GatewayError(
+            400,
+            f"the {HEADER} header must be off, markers or auto",
+            param=HEADER,
+            code="invalid_value",
+        )
+    return asked
+
+
+class PromptCache:
+    """See the module docstring."""
+
+    name = "prompt_cache"
+
+    async def __call__(self, x: AnyExchange) -> None:
+        payload = getattr(x.request, "payload", None)
+        if x.spec.api != "openai" or not isinstance(payload, dict) or "messages" not in payload:
+            return  # embeddings; Anthropic-format requests keep their own marks
+        mode = mode_of(x)
+        if mode == "off":
+            payload = pc.strip(payload)
+        elif mode == "auto":
+            payload = place_auto(payload)
+        payload = with_cache_key(payload, x.caller.tenant)
+        x.request.payload = x.payload = payload
+
+
+def place_auto(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the gateway's breakpoints added (a copy; the client's marks kept)."""
+    room = 4 - len(pc.find_markers(payload))
+    if room <= 0:
+        return payload
+    out = dict(payload)
+    messages = list(payload.get("messages") or ())
+    out["messages"] = messages
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    systems = [i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")]
+    spots: list[int] = []
+    if last_user > 0 and messages[last_user - 1].get("role") not in ("system", "developer"):
+        spots.append(last_user - 1)
+    if systems:
+        spots.append(systems[-1])
+    for i in spots:
+        if room > 0 and not _has_mark(messages[i]):
+            messages[i] = {**messages[i], pc.MARK: _AUTO}
+            room -= 1
+    tools = payload.get("tools")
+    if room > 0 and isinstance(tools, list) and tools and not _has_mark_any(tools):
+        out["tools"] = [*tools[:-1], {**tools[-1], pc.MARK: _AUTO}]
+    return out
+
+
+def _has_mark(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return pc.MARK in message or (isinstance(content, list) and _has_mark_any(content))
+
+
+def _has_mark_any(items: list[Any]) -> bool:
+    return any(isinstance(item, dict) and pc.MARK in item for item in items)
+
+
+def with_cache_key(payload: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """The payload with its tenant-scoped prompt_cache_key (never the raw tenant id)."""
+    own = payload.get("prompt_cache_key")
+    digest = hashlib.sha256(tenant.encode())
+    digest.update(b"\0")
+    if isinstance(own, str):
+        digest.update(b"k" + own.encode())
+    else:
+        digest.update(b"p" + _stable_prefix(payload))
+    return {**payload, "prompt_cache_key": "ilk-" + digest.hexdigest()[:40]}
+
+
+def _stable_prefix(payload: dict[str, Any]) -> bytes:
+    """The tools, the system messages and the messages up to the last marked one."""
+    messages = payload.get("messages") or []
+    last = max((i for i, m in enumerate(messages) if _has_mark(m)), default=-1)
+    system = [m for m in messages if m.get("role") in ("system", "developer")]
+    return orjson.dumps([payload.get("tools"), system, messages[: last + 1]])
+
+
+def dropped_headers(x: AnyExchange) -> dict[str, str]:
+    """x-interlock-cache-dropped for the target that served: the client's marks it dropped."""
+    outcome = getattr(x, "outcome", None)
+    target = getattr(outcome, "target", None)
+    adapter = getattr(getattr(target, "provider", None), "adapter", None)
+    if adapter is None or target is None:
+        return {}
+    payload = _served_payload(x, target)
+    if payload is None or not pc.has_marks(payload):
+        return {}
+    support = adapter.capabilities(target).prompt_cache
+    return pc.dropped_header(pc.prepare(payload, support)[1])
+
+
+def _served_payload(x: AnyExchange, target: object) -> dict[str, Any] | None:
+    for step in getattr(x, "steps", ()):
+        if getattr(step, "target", None) is target and isinstance(
+            getattr(step, "payload", None), dict
+        ):
+            payload: dict[str, Any] = step.payload
+            return payload
+    return None

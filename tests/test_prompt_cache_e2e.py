@@ -1,0 +1,323 @@
+"""Provider prompt caching end to end: official SDKs -> edge -> core -> fakes that cache.
+
+What each upstream receives (Anthropic's cache_control in position with its TTL, Converse
+cachePoint blocks, no mark at all for OpenAI but a tenant-scoped prompt_cache_key), what the
+client is told (cached and written tokens, the marks a target dropped), automatic mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.stack import Stack
+
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+OLD_CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+LONG = "Always answer with one number and nothing else. " * 120  # ~5,900 characters
+EPHEMERAL = {"type": "ephemeral"}
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{k}",
+            "description": "Looks something up. " + LONG[:1500],
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+    for k in range(3)
+]
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]]:
+    servers = (FakeAnthropic(), FakeBedrock(), FakeOpenAI())
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI],
+) -> Iterator[Stack]:
+    claude, bedrock, oai = fakes
+    overrides: dict[str, Any] = {
+        "providers": {
+            "claude": {"kind": "anthropic", "base_url": claude.url, "api_key": "sk-ant-test"},
+            "bedrock": {
+                "kind": "bedrock",
+                "base_url": bedrock.url,
+                "options": {
+                    "region": "us-east-1",
+                    "access_key_id": ACCESS_KEY,
+                    "secret_access_key": SECRET_KEY,
+                    "session_token": SESSION_TOKEN,
+                },
+            },
+            "oai": {
+                "kind": "openai",
+                "base_url": oai.base_url,
+                "api_key": "sk-test",
+                "options": {"preset": "openai"},
+            },
+        },
+        "models": {
+            "claude": {"provider": "claude", "model": "claude-sonnet-4-5"},
+            "claude-auto": {
+                "provider": "claude",
+                "model": "claude-sonnet-4-5",
+                "prompt_cache": "auto",
+            },
+            "sonnet-bedrock": {"provider": "bedrock", "model": SONNET},
+            "old-bedrock": {"provider": "bedrock", "model": OLD_CLAUDE},
+            "gpt": {"provider": "oai", "model": "gpt-4o"},
+        },
+    }
+    running = Stack(tmp_path_factory.mktemp("prompt-cache"), overrides).start()
+    yield running
+    running.stop()
+
+
+def chat(stack: Stack, tenant: str = "acme") -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{stack.edge_url}/v1", api_key=stack.token(tenant), max_retries=0
+    )
+
+
+def marked_messages(question: str = "What is 2 + 3?") -> list[Any]:
+    return [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": LONG, "cache_control": {**EPHEMERAL, "ttl": "1h"}}
+            ],
+        },
+        {"role": "user", "content": "Here is a document. " + LONG, "cache_control": EPHEMERAL},
+        {"role": "assistant", "content": "Read."},
+        {"role": "user", "content": question},
+    ]
+
+
+def marked_tools() -> list[Any]:
+    """Tools come first in the prefix: a 1h mark there keeps the system prompt's 1h valid."""
+    return [*TOOLS[:-1], {**TOOLS[-1], "cache_control": {**EPHEMERAL, "ttl": "1h"}}]
+
+
+def test_anthropic_gets_marks_in_place_and_reports_reads(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    claude = fakes[0]
+    claude.reset()
+    first = chat(stack).chat.completions.with_raw_response.create(
+        model="claude", messages=marked_messages(), tools=marked_tools(), max_tokens=20
+    )
+    body = claude.received[-1].json
+    assert body["system"] == [
+        {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    assert body["tools"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert all("cache_control" not in t for t in body["tools"][:-1])
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "Here is a document. " + LONG, "cache_control": EPHEMERAL}
+    ]
+    assert "cache_control" not in str(body["messages"][1:])
+    assert "x-interlock-cache-dropped" not in first.headers
+    usage = first.parse().usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    written = usage.model_dump()["prompt_tokens_details"]["cache_creation_tokens"]
+    assert written > 1000 and usage.prompt_tokens_details.cached_tokens == 0
+    # The same prefix again, with another question: read from the cache.
+    second = chat(stack).chat.completions.create(
+        model="claude", messages=marked_messages("And 4 + 4?"), tools=marked_tools(), max_tokens=20
+    )
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == written
+    # OpenAI's prompt_tokens counts the cached tokens too.
+    assert second.usage.prompt_tokens > written
+
+
+def test_limits_drop_marks_named_in_a_header(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    claude = fakes[0]
+    claude.reset()
+    parts = [{"type": "text", "text": LONG, "cache_control": EPHEMERAL} for _ in range(4)]
+    messages: list[Any] = [
+        {"role": "system", "content": "Short.", "cache_control": EPHEMERAL},
+        {"role": "user", "content": parts},
+        {"role": "assistant", "content": "ok"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Go", "cache_control": {**EPHEMERAL, "ttl": "1h"}}
+            ],
+        },
+    ]
+    response = chat(stack).chat.completions.with_raw_response.create(
+        model="claude", messages=messages, max_tokens=20
+    )
+    assert response.headers["x-interlock-cache-dropped"] == (
+        "messages[0]=below_minimum,messages[1].content[0]=too_many,"
+        "messages[3].content[0]=ttl_shortened"
+    )
+    body = claude.received[-1].json
+    marks = [b.get("cache_control") for m in body["messages"] for b in m["content"]]
+    assert [m for m in marks if m] == [EPHEMERAL] * 4  # four, the 1h one shortened
+    assert body["system"] == "Short."
+
+
+def test_bedrock_gets_cache_points_and_reports_reads(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    bedrock = fakes[1]
+    bedrock.reset()
+    point = {"cachePoint": {"type": "default"}}
+    first = chat(stack).chat.completions.create(
+        model="sonnet-bedrock", messages=marked_messages(), tools=marked_tools(), max_tokens=20
+    )
+    body = bedrock.received[-1].json
+    assert body["system"] == [{"text": LONG}, point]
+    assert body["toolConfig"]["tools"][-1] == point and len(body["toolConfig"]["tools"]) == 4
+    assert body["messages"][0]["content"] == [{"text": "Here is a document. " + LONG}, point]
+    assert point not in body["messages"][1]["content"] + body["messages"][2]["content"]
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    written = first.usage.model_dump()["prompt_tokens_details"]["cache_creation_tokens"]
+    assert written > 1000
+    second = chat(stack).chat.completions.create(
+        model="sonnet-bedrock",
+        messages=marked_messages("4 + 4?"),
+        tools=marked_tools(),
+        max_tokens=20,
+    )
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert second.usage.prompt_tokens_details.cached_tokens == written
+
+
+def test_bedrock_model_without_caching_gets_no_cache_point(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    bedrock = fakes[1]
+    bedrock.reset()
+    response = chat(stack).chat.completions.with_raw_response.create(
+        model="old-bedrock", messages=marked_messages(), max_tokens=20
+    )
+    assert "cachePoint" not in str(bedrock.received[-1].json)
+    assert response.headers["x-interlock-cache-dropped"] == (
+        "messages[0].content[0]=unsupported,messages[1]=unsupported"
+    )
+
+
+def test_openai_gets_no_marks_and_a_tenant_scoped_key(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    oai = fakes[2]
+    oai.reset()
+    first = chat(stack).chat.completions.with_raw_response.create(
+        model="gpt", messages=marked_messages(), tools=marked_tools()
+    )
+    body = oai.received[-1].json
+    assert "cache_control" not in str(body)
+    key = body["prompt_cache_key"]
+    assert key.startswith("ilk-") and "acme" not in key
+    assert "x-interlock-cache-dropped" not in first.headers
+    second = chat(stack).chat.completions.create(
+        model="gpt", messages=marked_messages("4 + 4?"), tools=marked_tools()
+    )
+    assert oai.received[-1].json["prompt_cache_key"] == key  # same tenant, same prefix
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    assert (second.usage.prompt_tokens_details.cached_tokens or 0) >= 1024
+    chat(stack, "globex").chat.completions.create(
+        model="gpt", messages=marked_messages(), tools=marked_tools()
+    )
+    assert oai.received[-1].json["prompt_cache_key"] != key  # another tenant, another key
+
+
+def test_a_bad_mark_is_a_400_naming_it(stack: Stack) -> None:
+    messages: list[Any] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "2h"}}
+            ],
+        }
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat(stack).chat.completions.create(model="claude", messages=messages)
+    assert refused.value.param == "messages[0].content[0].cache_control.ttl"
+    tools: list[Any] = [{**TOOLS[0], "cache_control": {"type": "persistent"}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat(stack).chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": "hi"}], tools=tools
+        )
+    assert refused.value.param == "tools[0].cache_control.type"
+
+
+def test_auto_mode_places_breakpoints(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    claude = fakes[0]
+    claude.reset()
+    messages: list[Any] = [
+        {"role": "system", "content": LONG},
+        {"role": "user", "content": "Summarise this. " + LONG},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "Now shorter."},
+    ]
+    chat(stack).chat.completions.create(
+        model="claude-auto", messages=messages, tools=TOOLS, max_tokens=20
+    )
+    body = claude.received[-1].json
+    assert body["system"] == [{"type": "text", "text": LONG, "cache_control": EPHEMERAL}]
+    assert body["tools"][-1]["cache_control"] == EPHEMERAL
+    assert body["messages"][1]["content"] == [
+        {"type": "text", "text": "Done.", "cache_control": EPHEMERAL}
+    ]
+    assert "cache_control" not in str(body["messages"][0]) + str(body["messages"][2])
+    # The header turns it off for one request, client marks included.
+    chat(stack).chat.completions.create(
+        model="claude-auto",
+        messages=marked_messages(),
+        max_tokens=20,
+        extra_headers={"x-interlock-prompt-cache": "off"},
+    )
+    assert "cache_control" not in str(claude.received[-1].json)
+    # ...or on, for a model whose default is the client's marks only.
+    chat(stack).chat.completions.create(
+        model="claude",
+        messages=messages,
+        max_tokens=20,
+        extra_headers={"x-interlock-prompt-cache": "auto"},
+    )
+    assert claude.received[-1].json["system"][0]["cache_control"] == EPHEMERAL
+
+
+def test_anthropic_sdk_passthrough_reports_cache_reads(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    claude = fakes[0]
+    claude.reset()
+    client = anthropic.Anthropic(base_url=stack.edge_url, api_key=stack.token(), max_retries=0)
+    system: Any = [
+        {"type": "text", "text": LONG, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    first = client.messages.create(
+        model="claude", max_tokens=20, system=system, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert claude.received[-1].json["system"] == system
+    assert first.usage.cache_creation_input_tokens and first.usage.cache_read_input_tokens == 0
+    second = client.messages.create(
+        model="claude", max_tokens=20, system=system, messages=[{"role": "user", "content": "Yo"}]
+    )
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.input_tokens < 100  # Anthropic's input_tokens excludes both
