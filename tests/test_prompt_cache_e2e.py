@@ -321,3 +321,93 @@ def test_anthropic_sdk_passthrough_reports_cache_reads(
     )
     assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
     assert second.usage.input_tokens < 100  # Anthropic's input_tokens excludes both
+
+
+def test_anthropic_sdk_auto_mode_and_translation_to_bedrock(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    claude, bedrock = fakes[0], fakes[1]
+    claude.reset()
+    bedrock.reset()
+    client = anthropic.Anthropic(base_url=stack.edge_url, api_key=stack.token(), max_retries=0)
+    history: Any = [
+        {"role": "user", "content": "Read this. " + LONG},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "Shorter?"},
+    ]
+    client.messages.create(model="claude-auto", max_tokens=20, system=LONG, messages=history)
+    body = claude.received[-1].json
+    assert body["system"] == [{"type": "text", "text": LONG, "cache_control": EPHEMERAL}]
+    assert body["messages"][1]["content"] == [
+        {"type": "text", "text": "Done.", "cache_control": EPHEMERAL}
+    ]
+    assert "cache_control" not in str(body["messages"][0]) + str(body["messages"][2])
+    # Translated for Converse: the client's mark becomes a cache point at the same place.
+    system: Any = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+    ask: Any = [{"role": "user", "content": "Hi"}]
+    first = client.messages.create(
+        model="sonnet-bedrock", max_tokens=20, system=system, messages=ask
+    )
+    assert bedrock.received[-1].json["system"] == [
+        {"text": LONG},
+        {"cachePoint": {"type": "default"}},
+    ]
+    second = client.messages.create(
+        model="sonnet-bedrock", max_tokens=20, system=system, messages=ask
+    )
+    assert first.usage.cache_creation_input_tokens and not first.usage.cache_read_input_tokens
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+
+
+@pytest.mark.parametrize(
+    ("model", "usages", "costs"),
+    [
+        # Sonnet 4.5 on Anthropic: input $3/M, 5m write $3.75, 1h write $6, read $0.30, out $15.
+        # The system prompt is marked 1h (1446 tokens written for an hour), the first user
+        # turn 5m (1451 more written for five minutes).
+        (
+            "claude",
+            [(2913, 0, 2897, 1446, 6), (2912, 2897, 0, 0, 6)],
+            # first: 16*3 + 1446*6 + 1451*3.75 + 6*15 = 48 + 8676 + 5441.25 + 90
+            #        = 14255.25 -> 14255
+            # second: 15*3 + 2897*0.30 + 6*15 = 45 + 869.1 + 90 = 1004.1 -> 1004
+            ["0.014255", "0.001004"],
+        ),
+        # Sonnet 4.5 through a us. cross-region profile on Bedrock: the same rates plus 10%.
+        (
+            "sonnet-bedrock",
+            [(2899, 0, 2889, 0, 7), (2898, 2889, 0, 0, 7)],
+            # first: (10*3 + 2889*3.75 + 7*15) * 1.1 = 10968.75 * 1.1 = 12065.625 -> 12066
+            # second: (9*3 + 2889*0.30 + 7*15) * 1.1 = 998.7 * 1.1 = 1098.57 -> 1099
+            ["0.012066", "0.001099"],
+        ),
+    ],
+)
+def test_cached_requests_are_priced_by_hand(
+    stack: Stack,
+    fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI],
+    model: str,
+    usages: list[tuple[int, int, int, int, int]],
+    costs: list[str],
+) -> None:
+    for fake in fakes:
+        fake.reset()
+    seen = []
+    for question in ("What is 2 + 3?", "And 4 + 4?"):
+        response = chat(stack).chat.completions.with_raw_response.create(
+            model=model, messages=marked_messages(question), max_tokens=20
+        )
+        usage = response.parse().usage
+        assert usage is not None and usage.prompt_tokens_details is not None
+        details = usage.prompt_tokens_details
+        seen.append(
+            (
+                usage.prompt_tokens,
+                details.cached_tokens,
+                details.cache_write_tokens,
+                usage.model_dump()["prompt_tokens_details"].get("cache_creation_1h_tokens") or 0,
+                usage.completion_tokens,
+                response.headers["x-interlock-cost"],
+            )
+        )
+    assert seen == [(*u, c) for u, c in zip(usages, costs, strict=True)]

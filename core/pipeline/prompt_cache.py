@@ -8,10 +8,11 @@ Runs after resolve (the route's mode is known) and before plan, in one place for
 - off: every mark is removed; auto: breakpoints are added on the longest stable prefix (the end
   of the tools, the end of the system prompt, the turn before the last user message), keeping
   the client's own and never exceeding four in all (core.wire.prompt_cache selects per target);
+- Anthropic-format requests get the same three places in Anthropic's shape (a string system
+  prompt or content becoming one text block), passed through or translated;
 - chat: `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant
   and the stable prefix (tools, system, marked prefix), so OpenAI-style hosts route requests
   that share a prefix together without a tenant ever sharing another's key or seeing its id.
-  Anthropic-format requests carry Anthropic's own marks (passed through, or translated).
 """
 
 from __future__ import annotations
@@ -54,15 +55,83 @@ class PromptCache:
 
     async def __call__(self, x: AnyExchange) -> None:
         payload = getattr(x.request, "payload", None)
-        if x.spec.api != "openai" or not isinstance(payload, dict) or "messages" not in payload:
-            return  # embeddings; Anthropic-format requests keep their own marks
+        if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+            return  # embeddings
         mode = mode_of(x)
+        if x.spec.api == "anthropic":
+            changed = anthropic_mode(payload, mode)
+            if changed is not payload:
+                x.request.payload = x.payload = changed
+                x.request.payload_changed()  # passthrough sends it, not the client's bytes
+            return
         if mode == "off":
             payload = pc.strip(payload)
         elif mode == "auto":
             payload = place_auto(payload)
         payload = with_cache_key(payload, x.caller.tenant)
         x.request.payload = x.payload = payload
+
+
+def anthropic_mode(payload: dict[str, Any], mode: str) -> dict[str, Any]:
+    """A Messages request under the mode: its own marks removed (off), or the gateway's added
+    at the same three places as for chat (auto), in Anthropic's shape; else unchanged."""
+    if mode == "markers":
+        return payload
+    blocks = _anthropic_blocks(payload)
+    marked = sum(1 for block in blocks if pc.MARK in block)
+    if mode == "off":
+        if not marked:
+            return payload
+        return _anthropic_copy(payload, lambda b: {k: v for k, v in b.items() if k != pc.MARK})
+    out = _anthropic_copy(payload, dict)
+    messages = out["messages"]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    spots: list[dict[str, Any]] = []
+    if last_user > 0 and messages[last_user - 1]["content"]:
+        spots.append(messages[last_user - 1]["content"][-1])
+    if out.get("system"):
+        spots.append(out["system"][-1])
+    if out.get("tools"):
+        spots.append(out["tools"][-1])
+    room = 4 - marked
+    for block in spots:
+        if room > 0 and pc.MARK not in block:
+            block[pc.MARK] = dict(_AUTO)
+            room -= 1
+    return out
+
+
+def _anthropic_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    system = payload.get("system")
+    blocks = [b for b in payload.get("tools") or () if isinstance(b, dict)]
+    blocks += [b for b in system if isinstance(b, dict)] if isinstance(system, list) else []
+    for message in payload["messages"]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            blocks += [b for b in content if isinstance(b, dict)]
+    return blocks
+
+
+def _anthropic_copy(payload: dict[str, Any], block: Any) -> dict[str, Any]:
+    """A copy with every block passed through `block` (strings become one text block)."""
+
+    def blocks(value: Any) -> Any:
+        if isinstance(value, str):
+            return [block({"type": "text", "text": value})] if value else []
+        if isinstance(value, list):
+            return [block(b) if isinstance(b, dict) else b for b in value]
+        return value
+
+    out = dict(payload)
+    if isinstance(payload.get("tools"), list):
+        out["tools"] = blocks(payload["tools"])
+    if payload.get("system"):
+        out["system"] = blocks(payload["system"])
+    out["messages"] = [
+        {**m, "content": blocks(m.get("content"))} if isinstance(m, dict) else m
+        for m in payload["messages"]
+    ]
+    return out
 
 
 def place_auto(payload: dict[str, Any]) -> dict[str, Any]:

@@ -357,15 +357,15 @@ class FakeAnthropic(FakeServer):
     def _cached_usage(
         self, usage: dict[str, Any], blocks: list[tuple[Any, str | None]]
     ) -> dict[str, Any]:
-        plain, read, write, ttl = self.prompt_cache.usage(blocks)
+        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
         return {
             **usage,
             "input_tokens": plain,
-            "cache_creation_input_tokens": write,
+            "cache_creation_input_tokens": write_5m + write_1h,
             "cache_read_input_tokens": read,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": write if ttl == "5m" else 0,
-                "ephemeral_1h_input_tokens": write if ttl == "1h" else 0,
+                "ephemeral_5m_input_tokens": write_5m,
+                "ephemeral_1h_input_tokens": write_1h,
             },
         }
 

@@ -338,7 +338,8 @@ class FakeBedrock(FakeServer):
         blocks = converse_blocks(body)
         if name == "cache" or not cacheable(blocks):
             return usage
-        plain, read, write, _ = self.prompt_cache.usage(blocks)
+        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
+        write = write_5m + write_1h
         return {
             **usage,
             "inputTokens": plain,

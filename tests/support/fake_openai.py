@@ -370,8 +370,8 @@ class FakeOpenAI(FakeServer):
         blocks += [(m, "5m") for m in body.get("messages") or ()]
         if not cacheable(blocks):
             return usage  # under 1024 tokens: nothing is cached, the scripted usage stands
-        plain, read, write, _ = self.prompt_cache.usage(blocks)
-        prompt = plain + read + write
+        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
+        prompt = plain + read + write_5m + write_1h
         cached = read // 128 * 128 if prompt >= 1024 else 0
         details = {**usage["prompt_tokens_details"], "cached_tokens": cached}
         completion = usage["completion_tokens"]

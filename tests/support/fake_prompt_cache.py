@@ -34,9 +34,10 @@ class PromptCache:
     def reset(self) -> None:
         self.written.clear()
 
-    def usage(self, blocks: Sequence[tuple[Any, str | None]]) -> tuple[int, int, int, str]:
-        """(plain input, cache read, cache write, ttl written) for blocks given as (block,
-        ttl of the breakpoint it ends, or None)."""
+    def usage(self, blocks: Sequence[tuple[Any, str | None]]) -> tuple[int, int, int, int]:
+        """(plain input, cache read, 5m writes, 1h writes) for blocks given as (block, ttl of
+        the breakpoint it ends, or None): each stretch between breakpoints past what was read
+        is written at its breakpoint's TTL."""
         digest = hashlib.sha256()
         total = 0
         read = 0
@@ -49,14 +50,14 @@ class PromptCache:
                 marked.append((key, total, ttl))
                 if key in self.written:
                     read = total
-        write = 0
-        ttl_written = "5m"
-        if marked and marked[-1][1] > read:
-            key, size, ttl_written = marked[-1]
-            write = size - read
-            for key_, _, ttl_ in marked:
-                self.written.setdefault(key_, ttl_)
-        return total - read - write, read, write, ttl_written
+        writes = {"5m": 0, "1h": 0}
+        start = read
+        for key, size, ttl in marked:
+            if size > start:
+                writes[ttl if ttl in writes else "5m"] += size - start
+                start = size
+            self.written.setdefault(key, ttl)
+        return total - read - writes["5m"] - writes["1h"], read, writes["5m"], writes["1h"]
 
 
 def cacheable(blocks: Sequence[tuple[Any, str | None]]) -> bool:
