@@ -14,6 +14,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.support.fake_openai import FakeOpenAI
@@ -411,3 +412,7 @@ def test_cached_requests_are_priced_by_hand(
             )
         )
     assert seen == [(*u, c) for u, c in zip(usages, costs, strict=True)]
+    # The target's cache use is watched for writes nobody reads (core.observe.cache_writes).
+    page = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+    label = "claude/claude-sonnet-4-5" if model == "claude" else f"bedrock/{SONNET}"
+    assert f'interlock_prompt_cache_writes_unread_total{{target="{label}"}} 0' in page

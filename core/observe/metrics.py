@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.budgets.alerts import alerts_total
 from core.budgets.enforce import warnings_total
+from core.observe.cache_writes import CACHE_WRITES
 from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
 from core.resilience.circuit_board import BreakerBoard
@@ -65,6 +66,16 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         for target, count in sorted(crash_counts().items())
     ]
     lines += _budget_lines()
+    lines += [
+        "# HELP interlock_prompt_cache_writes_unread_total Requests that wrote a prompt-cache "
+        "prefix in a 5-minute window in which the target served no cache read "
+        "(core.observe.cache_writes).",
+        "# TYPE interlock_prompt_cache_writes_unread_total counter",
+    ]
+    lines += [
+        f'interlock_prompt_cache_writes_unread_total{{target="{_escape(target)}"}} {count}'
+        for target, count in sorted(CACHE_WRITES.flush().items())
+    ]
     if entries:
         lines += [
             "# HELP interlock_state_entries Entries held by a bounded per-target structure.",
