@@ -301,6 +301,18 @@ def test_auto_mode_places_breakpoints(
         extra_headers={"x-interlock-prompt-cache": "auto"},
     )
     assert claude.received[-1].json["system"][0]["cache_control"] == EPHEMERAL
+    # Breakpoints the gateway placed and had to drop are not named; the client's own are.
+    short: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi", "cache_control": EPHEMERAL},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
+    response = chat(stack).chat.completions.with_raw_response.create(
+        model="claude-auto", messages=short, max_tokens=20
+    )
+    assert response.headers["x-interlock-cache-dropped"] == "messages[1]=below_minimum"
+    assert "cache_control" not in str(claude.received[-1].json)
 
 
 def test_anthropic_sdk_passthrough_reports_cache_reads(

@@ -29,7 +29,14 @@ from shared.errors import GatewayError
 AnyExchange = Exchange[Any, Any, Any]
 HEADER = "x-interlock-prompt-cache"
 MODES = frozenset({"off", "markers", "auto"})
-_AUTO: dict[str, str] = {"type": "ephemeral"}
+
+
+class _Auto(dict[str, str]):
+    """A breakpoint the gateway placed (serialised as a plain object): the header naming
+    dropped marks names the client's own only."""
+
+
+_AUTO = _Auto(type="ephemeral")
 
 
 def mode_of(x: AnyExchange) -> str:
@@ -96,7 +103,7 @@ def anthropic_mode(payload: dict[str, Any], mode: str) -> dict[str, Any]:
     room = 4 - marked
     for block in spots:
         if room > 0 and pc.MARK not in block:
-            block[pc.MARK] = dict(_AUTO)
+            block[pc.MARK] = _AUTO
             room -= 1
     return out
 
@@ -199,7 +206,26 @@ def dropped_headers(x: AnyExchange) -> dict[str, str]:
     if payload is None or not pc.has_marks(payload):
         return {}
     support = adapter.capabilities(target).prompt_cache
-    return pc.dropped_header(pc.prepare(payload, support)[1])
+    ours = _auto_marks(payload)
+    dropped = [d for d in pc.prepare(payload, support)[1] if d[0] not in ours]
+    return pc.dropped_header(dropped)
+
+
+def _auto_marks(payload: dict[str, Any]) -> set[str]:
+    """Where the gateway placed breakpoints itself (auto mode)."""
+    found = {f"tools[{k}]" for k, t in enumerate(payload.get("tools") or ()) if _auto(t)}
+    for i, message in enumerate(payload.get("messages") or ()):
+        if _auto(message):
+            found.add(f"messages[{i}]")
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if _auto(part):
+                found.add(f"messages[{i}].content[{j}]")
+    return found
+
+
+def _auto(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get(pc.MARK), _Auto)
 
 
 def _served_payload(x: AnyExchange, target: object) -> dict[str, Any] | None:
