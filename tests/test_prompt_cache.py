@@ -11,6 +11,9 @@ import pytest
 
 from core.pipeline.prompt_cache import place_auto, with_cache_key
 from core.wire import prompt_cache as pc
+from shared.config_models import parse_models
+from shared.config_routing import _routes
+from shared.configparse import ConfigError
 from shared.errors import GatewayError
 
 BIG = "x" * 4000  # well above 1024 tokens at three characters a token
@@ -130,3 +133,15 @@ def test_the_cache_key_is_per_tenant_and_prefix_and_hides_the_tenant() -> None:
     own = {**payload, "prompt_cache_key": "mine"}
     assert with_cache_key(own, "acme")["prompt_cache_key"] != "mine"
     assert "prompt_cache_key" not in payload
+
+
+def test_the_mode_is_configured_per_model_and_named_route_with_the_key_path_in_errors() -> None:
+    models = parse_models({"m": {"provider": "p", "prompt_cache": "auto"}}, {"p"})
+    assert models["m"].prompt_cache == "auto"
+    assert parse_models({"m": {"provider": "p"}}, {"p"})["m"].prompt_cache == "markers"
+    with pytest.raises(ConfigError, match=r"models\.m\.prompt_cache"):
+        parse_models({"m": {"provider": "p", "prompt_cache": "always"}}, {"p"})
+    route = {"r": {"targets": [{"provider": "p", "model": "x"}], "prompt_cache": "off"}}
+    assert _routes(route, {"p"})["r"].prompt_cache == "off"
+    with pytest.raises(ConfigError, match=r"routing\.routes\.r\.prompt_cache"):
+        _routes({"r": {**route["r"], "prompt_cache": 1}}, {"p"})
