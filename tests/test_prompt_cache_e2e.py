@@ -428,3 +428,21 @@ def test_cached_requests_are_priced_by_hand(
     page = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
     label = "claude/claude-sonnet-4-5" if model == "claude" else f"bedrock/{SONNET}"
     assert f'interlock_prompt_cache_writes_unread_total{{target="{label}"}} 0' in page
+
+
+def test_anthropic_sdk_translated_to_openai_gets_a_key_and_no_marks(
+    stack: Stack, fakes: tuple[FakeAnthropic, FakeBedrock, FakeOpenAI]
+) -> None:
+    oai = fakes[2]
+    oai.reset()
+    client = anthropic.Anthropic(base_url=stack.edge_url, api_key=stack.token(), max_retries=0)
+    system: Any = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+    ask: Any = [{"role": "user", "content": "Hi"}]
+    first = client.messages.create(model="gpt", max_tokens=20, system=system, messages=ask)
+    body = oai.received[-1].json
+    assert "cache_control" not in str(body)
+    assert body["prompt_cache_key"].startswith("ilk-")
+    second = client.messages.create(model="gpt", max_tokens=20, system=system, messages=ask)
+    assert oai.received[-1].json["prompt_cache_key"] == body["prompt_cache_key"]
+    assert not first.usage.cache_read_input_tokens
+    assert (second.usage.cache_read_input_tokens or 0) >= 1024

@@ -10,9 +10,11 @@ Runs after resolve (the route's mode is known) and before plan, in one place for
   the client's own and never exceeding four in all (core.wire.prompt_cache selects per target);
 - Anthropic-format requests get the same three places in Anthropic's shape (a string system
   prompt or content becoming one text block), passed through or translated;
-- chat: `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant
-  and the stable prefix (tools, system, marked prefix), so OpenAI-style hosts route requests
-  that share a prefix together without a tenant ever sharing another's key or seeing its id.
+- when a target of the route takes it (CacheSupport.key: OpenAI, Azure's v1 API),
+  `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant and the
+  stable prefix (tools, system, marked prefix), so those hosts route requests that share a
+  prefix together without a tenant ever sharing another's key or seeing its id (for a Messages
+  request, its translated targets get it: core.api.messages.plan).
 """
 
 from __future__ import annotations
@@ -65,18 +67,32 @@ class PromptCache:
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             return  # embeddings
         mode = mode_of(x)
+        keyed = _takes_key(x.route)
         if x.spec.api == "anthropic":
             changed = anthropic_mode(payload, mode)
             if changed is not payload:
                 x.request.payload = x.payload = changed
                 x.request.payload_changed()  # passthrough sends it, not the client's bytes
+            if keyed:  # for the translated targets that take it (core.api.messages.plan)
+                x.request.cache_key = cache_key(changed, x.caller.tenant)
             return
         if mode == "off":
             payload = pc.strip(payload)
         elif mode == "auto":
             payload = place_auto(payload)
-        payload = with_cache_key(payload, x.caller.tenant)
+        if keyed or "prompt_cache_key" in payload:  # a client's own key is scoped too
+            payload = with_cache_key(payload, x.caller.tenant)
         x.request.payload = x.payload = payload
+
+
+def _takes_key(route: Any) -> bool:
+    """Whether any of the route's targets takes prompt_cache_key: the key (a hash of the
+    prefix) is computed only then."""
+    for candidate in getattr(route, "candidates", ()):
+        support = candidate.capabilities.prompt_cache
+        if support is not None and support.key:
+            return True
+    return False
 
 
 def anthropic_mode(payload: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -177,6 +193,11 @@ def _has_mark_any(items: list[Any]) -> bool:
 
 def with_cache_key(payload: dict[str, Any], tenant: str) -> dict[str, Any]:
     """The payload with its tenant-scoped prompt_cache_key (never the raw tenant id)."""
+    return {**payload, "prompt_cache_key": cache_key(payload, tenant)}
+
+
+def cache_key(payload: dict[str, Any], tenant: str) -> str:
+    """A hash of the tenant and the client's own key, or of the tenant and the stable prefix."""
     own = payload.get("prompt_cache_key")
     digest = hashlib.sha256(tenant.encode())
     digest.update(b"\0")
@@ -184,15 +205,17 @@ def with_cache_key(payload: dict[str, Any], tenant: str) -> dict[str, Any]:
         digest.update(b"k" + own.encode())
     else:
         digest.update(b"p" + _stable_prefix(payload))
-    return {**payload, "prompt_cache_key": "ilk-" + digest.hexdigest()[:40]}
+    return "ilk-" + digest.hexdigest()[:40]
 
 
 def _stable_prefix(payload: dict[str, Any]) -> bytes:
-    """The tools, the system messages and the messages up to the last marked one."""
+    """The tools, the system prompt and the messages up to the last marked one (either API's
+    shape: Anthropic's system is top-level, OpenAI's are messages)."""
     messages = payload.get("messages") or []
     last = max((i for i, m in enumerate(messages) if _has_mark(m)), default=-1)
     system = [m for m in messages if m.get("role") in ("system", "developer")]
-    return orjson.dumps([payload.get("tools"), system, messages[: last + 1]])
+    prefix = [payload.get("tools"), payload.get("system"), system, messages[: last + 1]]
+    return orjson.dumps(prefix)
 
 
 def dropped_headers(x: AnyExchange) -> dict[str, str]:

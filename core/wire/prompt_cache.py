@@ -55,6 +55,7 @@ class CacheSupport:
     max_breakpoints: int = 4
     min_tokens: int = 1024
     tools: bool = True
+    key: bool = False  # the host takes OpenAI's prompt_cache_key (a routing hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class Marker:
 
 
 IMPLICIT = CacheSupport("implicit")
+IMPLICIT_WITH_KEY = CacheSupport("implicit", key=True)
 
 
 def check_mark(value: Any, where: str) -> None:

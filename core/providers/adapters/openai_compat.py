@@ -243,8 +243,10 @@ class OpenAICompatAdapter:
         return self.preset(target.provider).stream_usage == "ask"
 
     def takes_cache_key(self, target: Target) -> bool:
-        """Whether the host takes `prompt_cache_key` (else it is withheld)."""
-        return self.preset(target.provider).prompt_cache_key
+        """Whether the host takes `prompt_cache_key` (else it is withheld), as declared in the
+        target's capabilities (core.pipeline.prompt_cache reads the same declaration)."""
+        support = self.capabilities(target).prompt_cache
+        return support is not None and support.key
 
     def adapt_body(self, body: JSON, target: Target) -> None:
         """Host-specific edits to the outgoing body, in place (renames, refused fields)."""

@@ -39,7 +39,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from core.providers.adapters.base import Capabilities
-from core.wire.prompt_cache import IMPLICIT
+from core.wire.prompt_cache import IMPLICIT, IMPLICIT_WITH_KEY
 
 # The sampling/tooling surface most compatible hosts share, in OpenAI's names.
 _COMMON = frozenset(
@@ -101,7 +101,8 @@ def _capabilities(preset: Preset) -> Capabilities:
         json_schema=preset.json_schema,
         params=preset.params,
         max_n=preset.max_n,
-        prompt_cache=IMPLICIT,  # marks are removed: these hosts cache prefixes by themselves
+        # Marks are removed: these hosts cache prefixes by themselves.
+        prompt_cache=IMPLICIT_WITH_KEY if preset.prompt_cache_key else IMPLICIT,
     )
 
 
