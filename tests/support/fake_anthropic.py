@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.support.fake_prompt_cache import PromptCache, anthropic_blocks, cacheable
+from tests.support.fake_prompt_cache import PromptCache, anthropic_usage, breakpoint_problem
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake Anthropic upstream."
@@ -123,20 +123,9 @@ def _check_body(body: Any) -> None:
                 raise RequestInvalid(
                     f"messages.{i}.content.{j}: tool_result must be in a user turn"
                 )
-    _check_breakpoints(body)
-
-
-def _check_breakpoints(body: dict[str, Any]) -> None:
-    """Anthropic's own limits on cache_control: four at most, longer TTLs first."""
-    ttls = [ttl for _, ttl in anthropic_blocks(body) if ttl is not None]
-    if len(ttls) > 4:
-        raise RequestInvalid(
-            f"A maximum of 4 blocks with cache_control may be provided. Found {len(ttls)}."
-        )
-    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
-        raise RequestInvalid(
-            "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block"
-        )
+    problem = breakpoint_problem(body)
+    if problem is not None:
+        raise RequestInvalid(problem)
 
 
 def _last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -343,9 +332,8 @@ class FakeAnthropic(FakeServer):
         if model == "slow-first-byte":
             await asyncio.sleep(0.3)
         final = message(model, body)
-        blocks = anthropic_blocks(body)
-        if model != "cache" and cacheable(blocks):  # the prompt cache answers for the prefix
-            final["usage"] = self._cached_usage(final["usage"], blocks)
+        if model != "cache":  # a marked prefix above the minimum: the prompt cache answers
+            final["usage"] = anthropic_usage(self.prompt_cache, body, final["usage"])
         if not body.get("stream"):
             return web.Response(
                 body=orjson.dumps(final),
@@ -353,21 +341,6 @@ class FakeAnthropic(FakeServer):
                 headers={"request-id": REQUEST_ID},
             )
         return await self._stream(request, model, final)
-
-    def _cached_usage(
-        self, usage: dict[str, Any], blocks: list[tuple[Any, str | None]]
-    ) -> dict[str, Any]:
-        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
-        return {
-            **usage,
-            "input_tokens": plain,
-            "cache_creation_input_tokens": write_5m + write_1h,
-            "cache_read_input_tokens": read,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": write_5m,
-                "ephemeral_1h_input_tokens": write_1h,
-            },
-        }
 
     def _failure(self, model: str) -> web.Response | None:
         if model == "fail-429-then-ok" and self.calls[model] == 1:

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.support.fake_prompt_cache import PromptCache, cacheable
+from tests.support import fake_prompt_cache as cache
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
@@ -224,11 +224,6 @@ def _stream_chunks(
     return chunks
 
 
-def _has_cache_control(body: dict[str, Any]) -> bool:
-    """Whether a cache_control key sits anywhere in the messages or tools (OpenAI refuses it)."""
-    return b'"cache_control"' in orjson.dumps([body.get("messages"), body.get("tools")])
-
-
 class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -236,7 +231,7 @@ class FakeOpenAI(FakeServer):
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/img.png", self.image)
         super().__init__(app)
-        self.prompt_cache = PromptCache()
+        self.prompt_cache = cache.PromptCache()
 
     def reset(self) -> None:
         super().reset()
@@ -345,42 +340,17 @@ class FakeOpenAI(FakeServer):
             await asyncio.sleep(0.3)
         elif model.startswith("slow-") and model[5:].isdigit():
             await asyncio.sleep(int(model[5:]) / 1000)
-        if _has_cache_control(body):
-            return _error(
-                400,
-                "Unrecognized request argument supplied: cache_control",
-                "invalid_request_error",
-                None,
-                "messages",
-            )
+        if cache.has_cache_control(body):  # OpenAI refuses Anthropic's field
+            return _error(400, cache.REFUSED, "invalid_request_error", None, "messages")
         tools, text, usage = _answer(model, body)
         if "prompt_cache_key" in body and model != "cache":  # OpenAI's own prefix caching
-            usage = self._cached_usage(body, usage)
+            usage = cache.openai_usage(self.prompt_cache, body, usage)
         if not stream:
             return web.Response(
                 body=orjson.dumps(_completion(model, tools, text, usage)),
                 content_type="application/json",
             )
         return await self._stream(request, model, include_usage, tools, text, usage)
-
-    def _cached_usage(self, body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
-        """OpenAI caches prompts of 1024 tokens or more by themselves, in 128-token steps of
-        the longest prefix (tools, then whole messages) seen before."""
-        blocks = [(t, "5m") for t in body.get("tools") or ()]
-        blocks += [(m, "5m") for m in body.get("messages") or ()]
-        if not cacheable(blocks):
-            return usage  # under 1024 tokens: nothing is cached, the scripted usage stands
-        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
-        prompt = plain + read + write_5m + write_1h
-        cached = read // 128 * 128 if prompt >= 1024 else 0
-        details = {**usage["prompt_tokens_details"], "cached_tokens": cached}
-        completion = usage["completion_tokens"]
-        return {
-            **usage,
-            "prompt_tokens": prompt,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": details,
-        }
 
     async def _stream(
         self,

@@ -112,3 +112,61 @@ def converse_blocks(body: dict[str, Any]) -> list[tuple[Any, str | None]]:
     for message in body.get("messages") or ():
         add_all(message.get("content"))
     return out
+
+
+REFUSED = "Unrecognized request argument supplied: cache_control"
+
+
+def has_cache_control(body: dict[str, Any]) -> bool:
+    """Whether a cache_control key sits anywhere in the messages or tools (OpenAI refuses it)."""
+    return b'"cache_control"' in orjson.dumps([body.get("messages"), body.get("tools")])
+
+
+def openai_usage(cache: PromptCache, body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI caches prompts of 1024 tokens or more by themselves, in 128-token steps of the
+    longest prefix (tools, then whole messages) seen before; below that the usage stands."""
+    blocks: list[tuple[Any, str | None]] = [(t, "5m") for t in body.get("tools") or ()]
+    blocks += [(m, "5m") for m in body.get("messages") or ()]
+    if not cacheable(blocks):
+        return usage
+    plain, read, write_5m, write_1h = cache.usage(blocks)
+    prompt = plain + read + write_5m + write_1h
+    details = {**usage["prompt_tokens_details"], "cached_tokens": read // 128 * 128}
+    completion = usage["completion_tokens"]
+    return {
+        **usage,
+        "prompt_tokens": prompt,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": details,
+    }
+
+
+def anthropic_usage(
+    cache: PromptCache, body: dict[str, Any], usage: dict[str, Any]
+) -> dict[str, Any]:
+    """Anthropic's usage for a request with breakpoints: reads, and writes by TTL."""
+    blocks = anthropic_blocks(body)
+    if not cacheable(blocks):
+        return usage
+    plain, read, write_5m, write_1h = cache.usage(blocks)
+    return {
+        **usage,
+        "input_tokens": plain,
+        "cache_creation_input_tokens": write_5m + write_1h,
+        "cache_read_input_tokens": read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": write_5m,
+            "ephemeral_1h_input_tokens": write_1h,
+        },
+    }
+
+
+def breakpoint_problem(body: dict[str, Any]) -> str | None:
+    """Anthropic's own limits on cache_control (four at most, longer TTLs first), as its
+    400 message, or None."""
+    ttls = [ttl for _, ttl in anthropic_blocks(body) if ttl is not None]
+    if len(ttls) > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {len(ttls)}."
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        return "a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block"
+    return None
