@@ -176,6 +176,15 @@ def test_limits_drop_marks_named_in_a_header(
     marks = [b.get("cache_control") for m in body["messages"] for b in m["content"]]
     assert [m for m in marks if m] == [EPHEMERAL] * 4  # four, the 1h one shortened
     assert body["system"] == "Short."
+    # A stream carries the header too (set before its first byte).
+    with chat(stack).chat.completions.with_streaming_response.create(
+        model="claude", messages=messages, max_tokens=20, stream=True
+    ) as streamed:
+        assert (
+            streamed.headers["x-interlock-cache-dropped"]
+            == response.headers["x-interlock-cache-dropped"]
+        )
+        assert "".join(streamed.iter_lines())
 
 
 def test_bedrock_gets_cache_points_and_reports_reads(
