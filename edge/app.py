@@ -48,6 +48,7 @@ _FORWARD_REQUEST_HEADERS = (
     "idempotency-key",
     "cache-control",  # the response cache's per-request directives (core.cache)
     "x-interlock-tags",  # billing tags: the core validates them and the ledger records them
+    "x-interlock-prompt-cache",  # the request's prompt-cache mode (core.pipeline.prompt_cache)
     "accept",  # GET /v1/usage answers CSV for Accept: text/csv
 )
 

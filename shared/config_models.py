@@ -45,6 +45,19 @@ class ModelConfig:
     )
     tiers: dict[str, tuple[TargetConfig, ...]] = field(default_factory=dict)
     routing: StrategyConfig = field(default=StrategyConfig(), metadata=cp.read_from())
+    # Provider prompt caching (core.pipeline.prompt_cache): markers keeps the client's marks
+    # only; auto also places breakpoints on the longest stable prefix; off removes every mark.
+    prompt_cache: str = "markers"
+
+
+PROMPT_CACHE_MODES = ("off", "markers", "auto")
+
+
+def parse_prompt_cache(s: dict[str, Any], path: str) -> str:
+    mode = cp.string(s, "prompt_cache", path, "markers")
+    if mode not in PROMPT_CACHE_MODES:
+        raise ConfigError(f"{path}.prompt_cache: expected off, markers or auto")
+    return mode
 
 
 _MODEL = cp.keys_of(ModelConfig)
@@ -96,7 +109,15 @@ def parse_models(raw: Any, providers: set[str]) -> dict[str, ModelConfig]:
             str(tier): _targets(value, f"{path}.tiers.{tier}", str(name), providers)
             for tier, value in tiers_raw.items()
         }
-        out[str(name)] = ModelConfig(str(name), targets, params, routing.strategy, tiers, routing)
+        out[str(name)] = ModelConfig(
+            str(name),
+            targets,
+            params,
+            routing.strategy,
+            tiers,
+            routing,
+            parse_prompt_cache(s, path),
+        )
     return out
 
 

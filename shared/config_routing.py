@@ -43,7 +43,7 @@ from typing import Any
 from shared import configparse as cp
 from shared import hop
 from shared.config_conditions import Cond, Scope, fail, parse_when
-from shared.config_models import TargetConfig, _targets
+from shared.config_models import TargetConfig, _targets, parse_prompt_cache
 from shared.config_strategy import STRATEGY_KEYS, StrategyConfig, parse_strategy
 from shared.configparse import ConfigError
 
@@ -81,6 +81,7 @@ class NamedRouteConfig:
     # The route's strategy and its options, as a model's (shared.config_strategy).
     routing: StrategyConfig = field(default=StrategyConfig(), metadata=cp.read_from(*STRATEGY_KEYS))
     params: str = "strict"
+    prompt_cache: str = "markers"  # as a model's (shared.config_models.ModelConfig)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _routes(raw: Any, providers: set[str]) -> dict[str, NamedRouteConfig]:
         params = cp.string(s, "params", path, "strict")
         if params not in ("strict", "lenient"):
             raise ConfigError(f"{path}.params: expected strict or lenient")
-        out[name] = NamedRouteConfig(name, targets, routing, params)
+        out[name] = NamedRouteConfig(name, targets, routing, params, parse_prompt_cache(s, path))
     return out
 
 

@@ -128,19 +128,32 @@ def test_system_and_developer_messages_become_top_level_system() -> None:
 
 def test_cache_control_on_parts_is_kept() -> None:
     cache = {"type": "ephemeral"}
+    doc = "Long doc. " * 400  # above the model's minimum cacheable prefix
     body = build(
         {
             "model": "m",
             "messages": [
                 {
                     "role": "system",
-                    "content": [{"type": "text", "text": "Long doc", "cache_control": cache}],
+                    "content": [{"type": "text", "text": doc, "cache_control": cache}],
                 },
-                USER,
+                {**USER, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
             ],
         }
     )
-    assert body["system"] == [{"type": "text", "text": "Long doc", "cache_control": cache}]
+    assert body["system"] == [{"type": "text", "text": doc, "cache_control": cache}]
+    # A mark on a message goes to its last block; a 1h one after a 5m one is shortened.
+    assert body["messages"][0]["content"][-1]["cache_control"] == cache
+
+
+def test_cache_control_below_the_minimum_is_dropped() -> None:
+    cache = {"type": "ephemeral"}
+    system = {
+        "role": "system",
+        "content": [{"type": "text", "text": "Short", "cache_control": cache}],
+    }
+    body = build({"model": "m", "messages": [system, USER]})
+    assert body["system"] == "Short"
 
 
 def test_multi_turn_merges_consecutive_same_roles() -> None:

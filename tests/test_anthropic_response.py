@@ -56,7 +56,11 @@ def test_text_response() -> None:
         "prompt_tokens": 10,
         "completion_tokens": 5,
         "total_tokens": 15,
-        "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 0},
+        "prompt_tokens_details": {
+            "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            "cache_creation_tokens": 0,
+        },
     }
 
 
@@ -123,7 +127,11 @@ def test_cache_usage_is_added_to_prompt_tokens() -> None:
         "prompt_tokens": 1532,
         "completion_tokens": 33,
         "total_tokens": 1565,
-        "prompt_tokens_details": {"cached_tokens": 1111, "cache_creation_tokens": 418},
+        "prompt_tokens_details": {
+            "cached_tokens": 1111,
+            "cache_write_tokens": 418,
+            "cache_creation_tokens": 418,
+        },
     }
 
 

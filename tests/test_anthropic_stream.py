@@ -156,7 +156,11 @@ def test_text_stream_golden() -> None:
         "prompt_tokens": 20,
         "completion_tokens": 4,
         "total_tokens": 24,
-        "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 0},
+        "prompt_tokens_details": {
+            "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            "cache_creation_tokens": 0,
+        },
     }
     assert all("usage" not in c for c in chunks[:-1])
 
@@ -232,7 +236,11 @@ def test_cache_usage_from_message_start_and_cumulative_delta() -> None:
         "prompt_tokens": 1532,
         "completion_tokens": 33,
         "total_tokens": 1565,
-        "prompt_tokens_details": {"cached_tokens": 1111, "cache_creation_tokens": 418},
+        "prompt_tokens_details": {
+            "cached_tokens": 1111,
+            "cache_write_tokens": 418,
+            "cache_creation_tokens": 418,
+        },
     }
 
 

@@ -301,3 +301,21 @@ def test_stream_without_done_is_an_error() -> None:
     parser = AzureStreamParser()
     with pytest.raises(ProviderError, match="ended before completion"):
         parser.finish()
+
+
+def test_prompt_cache_marks_are_removed_and_the_key_goes_only_to_the_v1_api() -> None:
+    canonical: dict[str, Any] = {
+        "model": "gpt-4o",
+        "prompt_cache_key": "ilk-abc",
+        "messages": [
+            {"role": "system", "content": "s", "cache_control": {"type": "ephemeral"}},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            },
+        ],
+    }
+    v1 = body_of(ADAPTER.build_request(canonical, target(api_version="v1")).body)
+    assert v1["prompt_cache_key"] == "ilk-abc" and "cache_control" not in str(v1)
+    dated = body_of(ADAPTER.build_request(canonical, target(api_version="2024-10-21")).body)
+    assert "prompt_cache_key" not in dated and "cache_control" not in str(dated)

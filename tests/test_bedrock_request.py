@@ -311,24 +311,23 @@ def test_response_format_json_schema_is_a_forced_tool() -> None:
 
 
 def test_cache_control_parts_become_cache_points() -> None:
-    body = body_of(
-        {
-            "messages": [
-                {
-                    "role": "system",
-                    "content": [
-                        {
-                            "type": "text",
-                            "text": "long rules",
-                            "cache_control": {"type": "ephemeral"},
-                        }
-                    ],
-                },
-                {"role": "user", "content": "hi"},
-            ]
-        }
-    )
-    assert body["system"] == [{"text": "long rules"}, {"cachePoint": {"type": "default"}}]
+    rules = "long rules. " * 400  # above the minimum cacheable prefix
+    canonical = {
+        "messages": [
+            {
+                "role": "system",
+                "content": [
+                    {"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}}
+                ],
+            },
+            {"role": "user", "content": "hi"},
+        ]
+    }
+    sonnet = Target(TARGET.provider, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None)
+    body = body_of(canonical, sonnet)
+    assert body["system"] == [{"text": rules}, {"cachePoint": {"type": "default"}}]
+    # A model that does not cache on Bedrock gets no cache point (Bedrock would refuse it).
+    assert body_of(canonical)["system"] == [{"text": rules}]
 
 
 @pytest.mark.parametrize(

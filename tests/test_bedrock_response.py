@@ -57,7 +57,11 @@ def test_text_with_cache_usage_golden() -> None:
             "prompt_tokens": 1617,
             "completion_tokens": 5,
             "total_tokens": 1622,
-            "prompt_tokens_details": {"cached_tokens": 1504, "cache_creation_tokens": 100},
+            "prompt_tokens_details": {
+                "cached_tokens": 1504,
+                "cache_write_tokens": 100,
+                "cache_creation_tokens": 100,
+            },
         },
     }
 

@@ -76,7 +76,11 @@ def usage_chunk(prompt: int = 20, completion: int = 9, cached: int = 0, written:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached, "cache_creation_tokens": written},
+            "prompt_tokens_details": {
+                "cached_tokens": cached,
+                "cache_write_tokens": written,
+                "cache_creation_tokens": written,
+            },
         },
     }
 

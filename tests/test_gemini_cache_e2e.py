@@ -165,8 +165,14 @@ def test_prefix_under_the_minimum_goes_uncached(
 ) -> None:
     a, _ = stacks
     fake.reset()
-    answer = _ask(a, "pro", _system_marked(doc, "What jumps?"))  # Pro needs 4,096 tokens
-    assert answer.choices[0].message.content == "Hello from Gemini."
+    sdk = openai.OpenAI(base_url=f"{a.edge_url}/v1", api_key=a.token("acme"), max_retries=0)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="pro",
+        messages=_system_marked(doc, "What jumps?"),  # Pro needs 4,096 tokens
+    )
+    assert raw.parse().choices[0].message.content == "Hello from Gemini."
+    # The client hears which mark went unused, and why: never an error.
+    assert raw.headers["x-interlock-cache-dropped"] == "messages[0]=below_minimum"
     assert _creations(fake) == []
     [sent] = _generations(fake, "gemini-2.5-pro")
     assert "cachedContent" not in sent.json

@@ -16,14 +16,13 @@ from core.observe import context as requestctx
 from core.providers.adapters.base import Target
 from core.providers.gemini_cache import (
     CacheRegistry,
-    DroppedMarker,
     Entry,
     GeminiUpstream,
     cache_counts,
-    collect_dropped,
 )
 from core.providers.provider import build_provider
 from core.state.store import MemoryStore
+from core.wire.prompt_cache import collect_dropped
 from shared.config import parse_config
 from shared.errors import GatewayError
 from tests.support.fake_gemini import FakeGemini
@@ -88,7 +87,7 @@ def test_store_down_sends_uncached_at_once_and_names_the_marker(fake: FakeGemini
     started = time.monotonic()
     dropped = asyncio.run(_complete(fake, DownStore(), MARKED))
     assert time.monotonic() - started < 2  # no waiting for a replica that cannot exist
-    assert dropped == [DroppedMarker("messages[0]", "cache_unavailable")]
+    assert dropped == [("messages[0]", "cache_unavailable")]
     assert fake.caches.created["gemini-2.5-flash"] == 0
     [sent] = fake.for_model("gemini-2.5-flash")
     assert "cachedContent" not in sent.json and "systemInstruction" in sent.json
@@ -107,7 +106,7 @@ def test_below_minimum_is_listed_as_dropped(fake: FakeGemini) -> None:
         },
     ]
     dropped = asyncio.run(_complete(fake, MemoryStore(), short))
-    assert [(d.where, d.reason) for d in dropped] == [
+    assert dropped == [
         ("messages[0]", "below_minimum"),
         ("messages[1].content[0]", "below_minimum"),
     ]
@@ -133,7 +132,7 @@ def test_a_cache_gemini_refuses_goes_uncached(fake: FakeGemini) -> None:
         dropped = asyncio.run(_complete(fake, MemoryStore(), padded))
     finally:
         fake.caches.create = original  # type: ignore[method-assign]
-    assert dropped == [DroppedMarker("messages[0]", "cache_refused")]
+    assert dropped == [("messages[0]", "cache_refused")]
     [sent] = fake.for_model("gemini-2.5-flash")
     assert "cachedContent" not in sent.json
 

@@ -467,7 +467,11 @@ def test_relay_reframes_whole_events_and_never_leaks_a_partial_one() -> None:
                 "prompt_tokens": 9,
                 "completion_tokens": 1,
                 "total_tokens": 10,
-                "prompt_tokens_details": {"cached_tokens": 0, "cache_creation_tokens": 0},
+                "prompt_tokens_details": {
+                    "cached_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "cache_creation_tokens": 0,
+                },
             },
             "cut:transient",
         )

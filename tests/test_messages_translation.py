@@ -155,7 +155,13 @@ FULL_REQUEST: dict[str, Any] = {
 EXPECTED_CANONICAL: dict[str, Any] = {
     "model": "claude-x",
     "messages": [
-        {"role": "system", "content": "You are terse.\nAnswer in English."},
+        {  # a marked system prompt keeps its blocks, so the mark keeps its position
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Answer in English."},
+            ],
+        },
         {
             "role": "user",
             "content": [
@@ -516,3 +522,60 @@ def test_anthropic_targets_serve_what_translation_cannot() -> None:
     with pytest.raises(GatewayError) as info:
         plan(route(candidate("o", "openai")), request(**server_tool))
     assert info.value.param == "tools[0].type"
+
+
+def test_cache_marks_keep_their_position_and_ttl() -> None:
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    payload: dict[str, Any] = {
+        "model": "claude-x",
+        "max_tokens": 10,
+        "tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": hour}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "doc", "cache_control": hour}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "calling"},
+                    {
+                        "type": "tool_use",
+                        "id": "tu_1",
+                        "name": "t",
+                        "input": {},
+                        "cache_control": hour,
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_1",
+                        "content": "42",
+                        "cache_control": hour,
+                    },
+                    {"type": "text", "text": "and?"},
+                ],
+            },
+        ],
+    }
+    canonical = to_canonical(payload).canonical
+    assert canonical["tools"][0]["cache_control"] == hour
+    assert canonical["messages"][0]["content"] == [
+        {"type": "text", "text": "doc", "cache_control": hour}
+    ]
+    assert canonical["messages"][1]["cache_control"] == hour
+    assert canonical["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "tu_1",
+        "content": "42",
+        "cache_control": hour,
+    }
+    assert "cache_control" not in canonical["messages"][3]
+    bad = {
+        **payload,
+        "tools": [{**payload["tools"][0], "cache_control": {"type": "ephemeral", "ttl": "9m"}}],
+    }
+    with pytest.raises(GatewayError) as refused:
+        to_canonical(bad)
+    assert refused.value.param == "tools[0].cache_control.ttl"

@@ -28,7 +28,17 @@ from tests.support.pipeline import (
     http_request,
 )
 
-ORDER = ("read", "validate", "resolve", "plan", "admit", "dispatch", "encode", "account")
+ORDER = (
+    "read",
+    "validate",
+    "resolve",
+    "prompt_cache",
+    "plan",
+    "admit",
+    "dispatch",
+    "encode",
+    "account",
+)
 
 
 def body(model: str = "mock-1", stream: bool = False) -> bytes:
@@ -231,15 +241,15 @@ def test_a_stage_that_answers_ends_the_list() -> None:
             x.response = Response(b"from elsewhere")
 
     parts, account, ran = core(rpm=1), CountingAccount(), []
-    read, validate, resolve, plan, *rest = standard_stages(
+    read, validate, resolve, cache, plan, *rest = standard_stages(
         parts.registry, parts.dispatcher, parts.limiter
     )
-    stages = [Traced(s, ran) for s in (read, validate, resolve, plan, Answers(), *rest)]
+    stages = [Traced(s, ran) for s in (read, validate, resolve, cache, plan, Answers(), *rest)]
     pipeline = Pipeline(FakeApi(), stages, account)
     for _ in range(2):  # the tenant's one request a minute is never taken
         response = asyncio.run(pipeline(http_request(), caller(), body()))
         assert response.body == b"from elsewhere"
-    assert ran == ["read", "validate", "resolve", "plan", "answers"] * 2
+    assert ran == ["read", "validate", "resolve", "prompt_cache", "plan", "answers"] * 2
     assert account.calls == []
     served = asyncio.run(parts.pipeline(FakeApi())(http_request(), caller(), body()))
     assert served.status_code == 200

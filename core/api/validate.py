@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from core.api.validate_tools import check_response_format, check_tool_choice, check_tools
+from core.wire.prompt_cache import MARK, check_mark
 from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
 from shared.errors import GatewayError, bad_request
 from shared.names import check_model_name
@@ -214,6 +215,10 @@ def _check_message(message: Any, i: int) -> None:
         message["thinking_blocks"], list
     ):
         raise invalid(f"{where}.thinking_blocks", "must be an array", "invalid_type")
+    if (
+        MARK in message
+    ):  # a prompt-cache breakpoint after the whole message (core.wire.prompt_cache)
+        check_mark(message[MARK], where)
     content = message.get("content")
     if content is None:
         if role == "assistant" and (calls or message.get("function_call") or "content" in message):
@@ -244,6 +249,8 @@ _PART_FIELDS: dict[str, tuple[str, type, str]] = {
 def _check_part(part: Any, where: str) -> None:
     if not isinstance(part, dict) or not isinstance(part.get("type"), str):
         raise invalid(where, "must be an object with a string type", "invalid_type")
+    if MARK in part:
+        check_mark(part[MARK], where)
     spec = _PART_FIELDS.get(part["type"])
     if spec is None:
         return  # a part type the gateway does not read: the target decides

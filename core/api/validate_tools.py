@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.wire.prompt_cache import MARK, check_mark
 from shared.errors import GatewayError, bad_request
 
 # OpenAI's own limit on tools per request; more is a payload no provider accepts.
@@ -63,6 +64,8 @@ def check_tools(tools: Any) -> None:
             raise _invalid(f"{where}.type", "must be a string")
         if kind == "function":
             _check_tool_function(tool.get("function"), f"{where}.function")
+        if MARK in tool:  # a prompt-cache breakpoint after this tool (core.wire.prompt_cache)
+            check_mark(tool[MARK], where)
 
 
 def _check_tool_function(function: Any, where: str) -> None:

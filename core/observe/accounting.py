@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.api.identity import Caller
 from core.ledger.record import LedgerRecord
 from core.limits.tenant import Admission
+from core.observe.cache_writes import CACHE_WRITES
 from core.observe.usagelog import USAGE_LOG, bounded_name
 from core.providers.adapters.base import ProviderError, Target
 from core.spend.cost import Cost, Pricing
@@ -48,6 +49,10 @@ def record(
 ) -> None:
     """`priced`: the usage split and cost account computed once (the budgets settle at it)."""
     total = _total(usage)
+    if priced is not None and isinstance(outcome.target, Target):
+        split = priced[0]
+        written = split.cache_write_5m + split.cache_write_1h
+        CACHE_WRITES.observe(outcome.target.health_label, split.cache_read, written)
     if admission is not None:
         admission.settle(total)
     if outcome.lease is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.budgets.alerts import alerts_total
 from core.budgets.enforce import warnings_total
+from core.observe.cache_writes import CACHE_WRITES
 from core.providers.gemini_cache import cache_counts
 from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
@@ -74,6 +75,16 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
     lines += [
         f'interlock_gemini_context_cache_total{{event="{event}"}} {n}'
         for event, n in sorted(cache_counts().items())
+    ]
+    lines += [
+        "# HELP interlock_prompt_cache_writes_unread_total Requests that wrote a prompt-cache "
+        "prefix in a 5-minute window in which the target served no cache read "
+        "(core.observe.cache_writes).",
+        "# TYPE interlock_prompt_cache_writes_unread_total counter",
+    ]
+    lines += [
+        f'interlock_prompt_cache_writes_unread_total{{target="{_escape(target)}"}} {count}'
+        for target, count in sorted(CACHE_WRITES.flush().items())
     ]
     if entries:
         lines += [

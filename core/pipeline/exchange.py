@@ -66,6 +66,7 @@ class Exchange(Generic[Q, S, R]):
         "result",
         "route",
         "rule",
+        "sent_dropped",
         "spec",
         "started",
         "steps",
@@ -102,6 +103,8 @@ class Exchange(Generic[Q, S, R]):
         self.rule: str | None = None
         self.latency_ceiling_s: float | None = None
         self.prompt: int | None = None  # see prompt_tokens
+        # Prompt-cache marks a send could not honour (core.wire.prompt_cache.collect_dropped).
+        self.sent_dropped: list[tuple[str, str]] = []
         # Set by the response cache on a miss (core.cache.stage.Fill): encode hands it the
         # answer to store; a stream's store needs the usage its end reported (final_usage).
         self.cache_fill: Fill | None = None

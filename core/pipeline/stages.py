@@ -29,6 +29,7 @@ from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.observe.accounting import Priced
 from core.pipeline.exchange import Exchange
+from core.pipeline.prompt_cache import PromptCache, dropped_headers
 from core.pipeline.route_policy import apply_rule, facts_of
 from core.providers.adapters.base import ProviderError, Target
 from core.resilience.dispatch import Dispatcher, Outcome
@@ -40,6 +41,7 @@ from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
 from core.spend.usage import UsageSplit
+from core.wire.prompt_cache import collect_dropped
 from shared.config_routing import NO_RULE
 from shared.errors import GatewayError, UpstreamTarget
 
@@ -183,6 +185,7 @@ class Dispatch:
     async def __call__(self, x: AnyExchange) -> None:
         budgets = self._dispatcher.budgets
         ask = ask_of(x) if budgets is not None and budgets.enabled else None
+        x.sent_dropped = collect_dropped()  # marks a send could not honour (Gemini's caches)
         try:
             await self._run(x, ask)
         except BudgetDowngrade as downgrade:
@@ -221,6 +224,7 @@ class Encode:
     async def __call__(self, x: AnyExchange) -> None:
         x.pricing = self._pricing
         x.response = response = x.spec.encode(x)
+        response.headers.update(dropped_headers(x))  # prompt-cache marks the target dropped
         if x.usage is not None:  # a complete answer (a stream's usage comes at its end)
             response.headers.update(cost_headers(x.cost_of(x.usage)))
         if x.cache_fill is not None:  # a response-cache miss: stored once complete
@@ -358,7 +362,8 @@ def standard_stages(
         Read(),
         Validate(),
         Resolve(registry, policy),  # routing rules: one place for every API
-        *((cache,) if cache is not None else ()),
+        *((cache,) if cache is not None else ()),  # a response-cache hit ends here
+        PromptCache(),  # the prompt-cache mode, auto breakpoints, the tenant's cache key
         Plan(dispatcher, pricing),
         # The seam for request coalescing: a hit needs no admission, no upstream.
         Admit(limiter),

@@ -17,8 +17,8 @@ plan: the prefix to cache and the body to send beside it. This module owns the I
 
 A marker that cannot be honoured (prefix under the model's minimum, cache refused or not
 created in time, state store down) is never an error: the request goes uncached and the
-marker's place and a reason code are recorded (`collect_dropped`, in the shape of the
-x-interlock-cache-dropped header: `where=reason`), logged and counted (`cache_counts`, for
+marker's place and a reason code are reported for the x-interlock-cache-dropped header
+(core.wire.prompt_cache.report_dropped: `where=reason`), logged and counted (`cache_counts`, for
 /metrics). Reason codes: below_minimum, unsupported, no_suffix (caching.py); cache_unavailable
 (state store down), cache_refused (Gemini answered 4xx to the creation), cache_failed (any
 other failure or a timeout), cache_pending (another replica still creating it after WAIT_S).
@@ -33,7 +33,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,6 +46,7 @@ from core.providers.scrub import sanitize
 from core.providers.transport import Transport, UpstreamBody
 from core.providers.upstream import HttpUpstream, translating
 from core.state.store import Store
+from core.wire import prompt_cache as pc
 from shared.errors import FailureClass, GatewayError, invalid_upstream, upstream_object
 
 log = logging.getLogger("interlock.upstream")
@@ -56,7 +56,6 @@ EXPIRY_MARGIN_S = 15.0  # a resource this close to its expiry is not named any m
 GRACE_S = 600.0  # how long a stale entry is kept to name the resource it replaces
 LOCK_TTL_S = 30.0  # one creation's lock; creation is abandoned after as long
 WAIT_S = 5.0  # how long a replica that lost the lock waits for the winner's resource
-MAX_DROPPED = 64  # dropped markers recorded per request
 _NAME = re.compile(
     r"^(?:cachedContents/|projects/[^/]+/locations/[^/]+/cachedContents/)[A-Za-z0-9_-]{1,128}$"
 )
@@ -65,13 +64,6 @@ _GONE = (403, 404)
 
 # Counters by event (fixed names: created, reused, recreated, dropped): bounded by the code.
 _counts: dict[str, int] = {}
-_dropped: ContextVar[list[DroppedMarker] | None] = ContextVar("gemini_dropped", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class DroppedMarker:
-    where: str  # the marked field: tools[1], messages[0], messages[2].content[0]
-    reason: str  # a code (module docstring)
 
 
 def cache_counts() -> dict[str, int]:
@@ -80,14 +72,6 @@ def cache_counts() -> dict[str, int]:
 
 def _count(event: str, n: int = 1) -> None:
     _counts[event] = _counts.get(event, 0) + n
-
-
-def collect_dropped() -> list[DroppedMarker]:
-    """A fresh list that markers dropped from here on in this request (its task and the tasks
-    it spawns) are appended to. Call it before dispatch and read the list after."""
-    found: list[DroppedMarker] = []
-    _dropped.set(found)
-    return found
 
 
 def _drop(markers: tuple[Marker, ...], reason: str, detail: str, target: Target) -> None:
@@ -99,10 +83,7 @@ def _drop(markers: tuple[Marker, ...], reason: str, detail: str, target: Target)
         len(markers),
     )
     _count("dropped", len(markers))
-    found = _dropped.get()
-    if found is not None:
-        room = MAX_DROPPED - len(found)
-        found.extend(DroppedMarker(m.where, reason) for m in markers[: max(0, room)])
+    pc.report_dropped((m.where, reason) for m in markers)
 
 
 @dataclass(frozen=True, slots=True)

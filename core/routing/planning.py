@@ -16,8 +16,9 @@ from core.routing.registry import Candidate, Route
 from core.wire.tokens import estimate_messages
 from shared.errors import GatewayError
 
-# Always understood by the gateway itself, whatever the target.
-GATEWAY_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})
+# Always understood by the gateway itself, whatever the target (prompt_cache_key: set per tenant
+# by core.pipeline.prompt_cache, withheld by the adapters of hosts that do not take it).
+GATEWAY_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "prompt_cache_key"})
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ class Route:
     weights: tuple[float, ...] = ()
     ceiling_s: float | None = None  # latency_ceiling_ms, in seconds
     score_weights: ScoreWeights = DEFAULT_WEIGHTS
+    prompt_cache: str = "markers"  # off | markers | auto (core.pipeline.prompt_cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class ModelRegistry:
             self._routes[alias] = self._routes[model_name]
         # routing.routes: what policy rules route to by name (core.routing.policy).
         self.named: dict[str, Route] = {
-            name: self._configured_route(name, r.targets, r.params, r.routing)
+            name: self._configured_route(name, r.targets, r.params, r.routing, r.prompt_cache)
             for name, r in config.routing.routes.items()
         }
         self.created = 1_700_000_000
@@ -94,10 +95,17 @@ class ModelRegistry:
     def _model_route(
         self, name: str, model: ModelConfig, targets: tuple[TargetConfig, ...]
     ) -> Route:
-        return self._configured_route(name, targets, model.params, model.routing)
+        return self._configured_route(
+            name, targets, model.params, model.routing, model.prompt_cache
+        )
 
     def _configured_route(
-        self, name: str, targets: tuple[TargetConfig, ...], params: str, routing: StrategyConfig
+        self,
+        name: str,
+        targets: tuple[TargetConfig, ...],
+        params: str,
+        routing: StrategyConfig,
+        prompt_cache: str = "markers",
     ) -> Route:
         """A model's (or a tier's, or a named) route: its targets, strategy and weights."""
         candidates = tuple(self._candidate(t.provider, t.model) for t in targets)
@@ -111,6 +119,7 @@ class ModelRegistry:
             tuple(t.weight for t in targets),
             routing.latency_ceiling_s,
             routing.score_weights,
+            prompt_cache,
         )
 
     def _candidate(self, provider_name: str, model: str, dynamic: bool = False) -> Candidate:

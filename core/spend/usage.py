@@ -36,7 +36,7 @@ class UsageSplit:
         details = details if isinstance(details, dict) else {}
         read = _count(details.get("cached_tokens"))
         write_1h = _count(details.get("cache_creation_1h_tokens"))
-        write_5m = max(0, _count(details.get("cache_creation_tokens")) - write_1h)
+        write_5m = max(0, _cache_writes(details) - write_1h)
         output_details = usage.get("completion_tokens_details")
         output_details = output_details if isinstance(output_details, dict) else {}
         return cls(
@@ -52,3 +52,11 @@ class UsageSplit:
 
 def _count(value: object) -> int:
     return value if type(value) is int and value > 0 else 0
+
+
+def _cache_writes(details: dict[str, Any]) -> int:
+    """Prompt tokens written to the cache: interlock's extension (every provider it translates
+    reports it), else OpenAI's own `cache_write_tokens` (a host that charges for writes)."""
+    if "cache_creation_tokens" in details:
+        return _count(details.get("cache_creation_tokens"))
+    return _count(details.get("cache_write_tokens"))

@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.fake_prompt_cache import PromptCache, anthropic_usage, breakpoint_problem
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake Anthropic upstream."
@@ -122,6 +123,9 @@ def _check_body(body: Any) -> None:
                 raise RequestInvalid(
                     f"messages.{i}.content.{j}: tool_result must be in a user turn"
                 )
+    problem = breakpoint_problem(body)
+    if problem is not None:
+        raise RequestInvalid(problem)
 
 
 def _last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -294,6 +298,11 @@ class FakeAnthropic(FakeServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self.messages)
         super().__init__(app)
+        self.prompt_cache = PromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.prompt_cache.reset()
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -323,6 +332,8 @@ class FakeAnthropic(FakeServer):
         if model == "slow-first-byte":
             await asyncio.sleep(0.3)
         final = message(model, body)
+        if model != "cache":  # a marked prefix above the minimum: the prompt cache answers
+            final["usage"] = anthropic_usage(self.prompt_cache, body, final["usage"])
         if not body.get("stream"):
             return web.Response(
                 body=orjson.dumps(final),

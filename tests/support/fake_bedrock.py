@@ -48,6 +48,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from tests.support.eventstream_encode import event_frame, exception_frame
+from tests.support.fake_prompt_cache import PromptCache, cacheable, converse_blocks
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake Bedrock."
@@ -265,11 +266,13 @@ class FakeBedrock(FakeServer):
         self.region = region
         self.log: list[BedrockCall] = []
         self.rejected: list[str] = []
+        self.prompt_cache = PromptCache()
 
     def reset(self) -> None:
         super().reset()
         self.log.clear()
         self.rejected.clear()
+        self.prompt_cache.reset()
 
     def calls_for(self, model: str) -> list[BedrockCall]:
         return [call for call in self.log if call.model == model]
@@ -317,15 +320,35 @@ class FakeBedrock(FakeServer):
         if name == "slow-first-byte":
             await asyncio.sleep(0.3)
         blocks, stop = answer(name, body)
+        usage = self._usage(name, body)
         if operation == "converse":
             payload = {
                 "output": {"message": {"role": "assistant", "content": blocks}},
                 "stopReason": stop,
-                "usage": _usage(name),
+                "usage": usage,
                 "metrics": {"latencyMs": 321},
             }
             return web.Response(body=orjson.dumps(payload), content_type="application/json")
-        return await self._stream(request, name, stream_frames(blocks, stop, _usage(name)))
+        return await self._stream(request, name, stream_frames(blocks, stop, usage))
+
+    def _usage(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The scenario's usage; for a request with cache points, what the prompt cache
+        read and wrote (with both field spellings the recorded answers carry)."""
+        usage = _usage(name)
+        blocks = converse_blocks(body)
+        if name == "cache" or not cacheable(blocks):
+            return usage
+        plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
+        write = write_5m + write_1h
+        return {
+            **usage,
+            "inputTokens": plain,
+            "cacheReadInputTokens": read,
+            "cacheReadInputTokenCount": read,
+            "cacheWriteInputTokens": write,
+            "cacheWriteInputTokenCount": write,
+            "totalTokens": plain + read + write + usage["outputTokens"],
+        }
 
     async def _stream(
         self, request: web.Request, name: str, frames: list[bytes]

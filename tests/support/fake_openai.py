@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support import fake_prompt_cache as cache
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
@@ -230,6 +231,11 @@ class FakeOpenAI(FakeServer):
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/img.png", self.image)
         super().__init__(app)
+        self.prompt_cache = cache.PromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.prompt_cache.reset()
 
     @property
     def base_url(self) -> str:
@@ -334,7 +340,11 @@ class FakeOpenAI(FakeServer):
             await asyncio.sleep(0.3)
         elif model.startswith("slow-") and model[5:].isdigit():
             await asyncio.sleep(int(model[5:]) / 1000)
+        if cache.has_cache_control(body):  # OpenAI refuses Anthropic's field
+            return _error(400, cache.REFUSED, "invalid_request_error", None, "messages")
         tools, text, usage = _answer(model, body)
+        if "prompt_cache_key" in body and model != "cache":  # OpenAI's own prefix caching
+            usage = cache.openai_usage(self.prompt_cache, body, usage)
         if not stream:
             return web.Response(
                 body=orjson.dumps(_completion(model, tools, text, usage)),

@@ -44,12 +44,15 @@ Streamed = PassthroughStream | Opened
 class MessagesRequest:
     """A validated Messages request, with what passthrough and translation need of it."""
 
-    __slots__ = ("client_headers", "model", "payload", "raw", "stop", "stream")
+    __slots__ = ("cache_key", "client_headers", "model", "payload", "raw", "stop", "stream")
 
     def __init__(self, payload: dict[str, Any], raw: bytes, headers: Headers) -> None:
         self.stream = validate_request(payload)
         self.payload = payload
         self.raw = raw  # passthrough sends the client's own bytes when the model is unchanged
+        # The tenant's prompt_cache_key for translated targets that take it (set by the
+        # prompt_cache stage, core.pipeline.prompt_cache); never sent to Anthropic.
+        self.cache_key: str | None = None
         self.model: str = payload["model"]
         self.client_headers = {
             name: value for name in _CLIENT_HEADERS if (value := headers.get(name))
@@ -83,7 +86,7 @@ class MessagesApi:
         return MessagesRequest(x.payload, x.body, x.http.headers)
 
     def plan(self, route: Route, request: MessagesRequest) -> list[Step]:
-        return plan_messages(route, request.payload)
+        return plan_messages(route, request.payload, request.cache_key)
 
     def prompt(self, request: MessagesRequest) -> int:
         return prompt_estimate(request.payload)

@@ -70,10 +70,14 @@ def _adjust(
     return Attempt(attempt.target, attempt.upstream, payload, tuple(dropped), attempt.inline_images)
 
 
-def _translated_attempts(route: Route, payload: JSON, mixed: bool) -> dict[int, Attempt]:
+def _translated_attempts(
+    route: Route, payload: JSON, mixed: bool, cache_key: str | None = None
+) -> dict[int, Attempt]:
     """id(target) -> attempt for every translated target able to serve the request."""
     others = tuple(c for c in route.candidates if c.target.provider.kind != ANTHROPIC_KIND)
     translated = to_canonical(payload)
+    if cache_key is not None:  # adapters of hosts that do not take it leave it out
+        translated.canonical["prompt_cache_key"] = cache_key
     sub = Route(route.name, others, route.strict_params, route.unrestricted) if mixed else route
     caps = {id(c.target): c.capabilities for c in others}
     usable: dict[int, Attempt] = {}
@@ -89,13 +93,15 @@ def _translated_attempts(route: Route, payload: JSON, mixed: bool) -> dict[int, 
     return usable
 
 
-def plan_messages(route: Route, payload: JSON) -> list[Step]:
-    """Steps in route order; raises the first reason no target can serve the request."""
+def plan_messages(route: Route, payload: JSON, cache_key: str | None = None) -> list[Step]:
+    """Steps in route order; raises the first reason no target can serve the request.
+    `cache_key`: the tenant's prompt_cache_key for translated targets
+    (core.pipeline.prompt_cache)."""
     kinds = [c.target.provider.kind == ANTHROPIC_KIND for c in route.candidates]
     translated: dict[int, Attempt] = {}
     if not all(kinds):
         try:
-            translated = _translated_attempts(route, payload, any(kinds))
+            translated = _translated_attempts(route, payload, any(kinds), cache_key)
         except GatewayError:
             if not any(kinds):
                 raise

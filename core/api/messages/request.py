@@ -5,7 +5,11 @@ targets that declare it, `thinking` becomes a reasoning_effort hint dropped by t
 cannot take it, and anything untranslatable is listed so planning can apply the route's
 strict (400 naming it) or lenient (dropped and reported) rule per target.
 
-Known losses, by design: cache_control marks, thinking blocks in the history (OpenAI hosts do
+Prompt-cache marks (cache_control) keep their position and TTL: on the canonical content part,
+tool, or message (a tool result's, or an assistant turn whose blocks are joined into one text),
+where core.wire.prompt_cache reads them for every adapter.
+
+Known losses, by design: thinking blocks in the history (OpenAI hosts do
 not accept them back), a tool_result's is_error flag (its text usually says so), and images
 inside tool results move to a user message right after the tool messages, because OpenAI tool
 messages carry text only.
@@ -20,6 +24,7 @@ import orjson
 
 from core.providers.adapters.base import JSON
 from core.providers.upstream import translating
+from core.wire.prompt_cache import MARK, check_mark
 from shared.errors import GatewayError, bad_request
 
 # Mapped onto canonical fields (or consumed by the gateway) below.
@@ -72,6 +77,14 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
+def _marked(item: JSON, block: Any, where: str) -> JSON:
+    """`item` with the block's prompt-cache mark, checked (a 400 naming it), if it has one."""
+    if isinstance(block, dict) and MARK in block:
+        check_mark(block[MARK], where)
+        item[MARK] = block[MARK]
+    return item
+
+
 def to_canonical(payload: JSON) -> Translated:
     """Raises GatewayError (400 naming the field) for content no OpenAI-shaped target can take;
     a shape validation (core.api.messages.validate) missed is a 400 too, logged for operators."""
@@ -84,6 +97,9 @@ def _to_canonical(payload: JSON) -> Translated:
     system = payload.get("system")
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
+    elif isinstance(system, list) and any(isinstance(b, dict) and MARK in b for b in system):
+        parts = [_marked({"type": "text", "text": b["text"]}, b, "system") for b in system]
+        messages.append({"role": "system", "content": parts})
     elif isinstance(system, list) and system:
         messages.append({"role": "system", "content": "\n".join(b["text"] for b in system)})
     for i, message in enumerate(payload["messages"]):
@@ -169,17 +185,18 @@ def _user(content: Any, where: str, out: list[JSON]) -> None:
         at = f"{where}.content[{j}]"
         kind = block["type"]
         if kind == "tool_result":
-            out.append(_tool_message(block, at, late_images))
+            out.append(_marked(_tool_message(block, at, late_images), block, at))
         elif kind == "text":
-            parts.append({"type": "text", "text": _string(block.get("text"), f"{at}.text")})
+            text = _string(block.get("text"), f"{at}.text")
+            parts.append(_marked({"type": "text", "text": text}, block, at))
         elif kind == "image":
-            parts.append(_image(block.get("source"), f"{at}.source"))
+            parts.append(_marked(_image(block.get("source"), f"{at}.source"), block, at))
         elif kind == "document":
-            parts.append(_document(block, at))
+            parts.append(_marked(_document(block, at), block, at))
         else:
             raise _unsupported_block(f"{at}.type", kind)
     parts = late_images + parts
-    if len(parts) == 1 and parts[0]["type"] == "text":
+    if len(parts) == 1 and parts[0]["type"] == "text" and MARK not in parts[0]:
         out.append({"role": "user", "content": parts[0]["text"]})
     elif parts:
         out.append({"role": "user", "content": parts})
@@ -254,9 +271,11 @@ def _assistant(content: Any, where: str) -> JSON:
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     calls: list[JSON] = []
+    mark: JSON = {}
     for j, block in enumerate(content):
         at = f"{where}.content[{j}]"
         kind = block["type"]
+        _marked(mark, block, at)  # the joined turn carries its blocks' last mark
         if kind == "text":
             texts.append(_string(block.get("text"), f"{at}.text"))
         elif kind == "tool_use":
@@ -268,7 +287,7 @@ def _assistant(content: Any, where: str) -> JSON:
         message["tool_calls"] = calls
     elif message["content"] is None:
         message["content"] = ""
-    return message
+    return {**message, **mark}
 
 
 def _tool_call(block: JSON, where: str) -> JSON:
@@ -312,7 +331,7 @@ def _tools(payload: JSON, canonical: JSON) -> None:
                 code="invalid_type",
             )
         function["parameters"] = schema
-        converted.append({"type": "function", "function": function})
+        converted.append(_marked({"type": "function", "function": function}, tool, where))
     canonical["tools"] = converted
     choice = payload.get("tool_choice")
     if choice is None:

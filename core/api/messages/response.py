@@ -25,7 +25,9 @@ STOP_REASONS = {
 def anthropic_usage(usage: Any) -> JSON:
     details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
     cached = token_count(details, "cached_tokens")
-    created = token_count(details, "cache_creation_tokens")
+    created = token_count(details, "cache_creation_tokens") or token_count(
+        details, "cache_write_tokens"
+    )
     return {
         "input_tokens": max(0, token_count(usage, "prompt_tokens") - cached - created),
         "cache_creation_input_tokens": created,

@@ -50,6 +50,7 @@ from core.providers.adapters.openai_compat import (
 )
 from core.providers.adapters.options import check_keys
 from core.providers.adapters.presets import GENERIC, Preset
+from core.wire.prompt_cache import IMPLICIT, IMPLICIT_WITH_KEY
 from shared.config import ProviderConfig
 from shared.configparse import ConfigError, keys_of
 from shared.errors import FailureClass, error_payload
@@ -60,7 +61,8 @@ if TYPE_CHECKING:
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 # The first api-version that accepts stream_options (dated versions sort as strings).
 _STREAM_OPTIONS_SINCE = "2024-09-01"
-_CAPABILITIES = Capabilities()
+_CAPABILITIES = Capabilities(prompt_cache=IMPLICIT)
+_CAPABILITIES_WITH_KEY = Capabilities(prompt_cache=IMPLICIT_WITH_KEY)
 
 
 class AzureStreamParser(OpenAIStreamParser):
@@ -133,6 +135,10 @@ class AzureAdapter(OpenAICompatAdapter):
         return GENERIC  # Azure serves OpenAI's API itself: no host preset applies
 
     def capabilities(self, target: Target) -> Capabilities:
+        # The v1 API (and its preview) mirrors OpenAI's and takes prompt_cache_key; the dated
+        # versions are not documented to, and refuse arguments they do not know.
+        if self.options(target.provider).api_version in ("v1", "preview"):
+            return _CAPABILITIES_WITH_KEY
         return _CAPABILITIES
 
     def url(self, target: Target) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from core.wire.prompt_cache import CacheSupport
 from shared.config import ProviderConfig
 from shared.errors import ProviderError as ProviderError
 from shared.errors import client_status_for as client_status_for
@@ -80,6 +81,9 @@ class Capabilities:
     max_n: int | None = None  # most choices per request; None = no limit
     # Top-level OpenAI request params the target honours; None = all (OpenAI itself).
     params: frozenset[str] | None = None
+    # Prompt-cache marks taken at their position (Anthropic) or as cache points (Converse),
+    # with the model's limits; None: marks are removed (OpenAI-style hosts cache by themselves).
+    prompt_cache: CacheSupport | None = None
 
 
 @dataclass(frozen=True, slots=True)

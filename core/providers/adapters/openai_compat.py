@@ -35,6 +35,7 @@ from core.providers.adapters.base import (
 from core.providers.adapters.openai_settings import OpenAISettings, parse_settings
 from core.providers.adapters.openai_shape import adopt_cache_hits, check_answer
 from core.providers.adapters.presets import Preset
+from core.wire.prompt_cache import strip as strip_marks
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 from shared.errors import (
@@ -241,6 +242,12 @@ class OpenAICompatAdapter:
     def ask_stream_usage(self, target: Target) -> bool:
         return self.preset(target.provider).stream_usage == "ask"
 
+    def takes_cache_key(self, target: Target) -> bool:
+        """Whether the host takes `prompt_cache_key` (else it is withheld), as declared in the
+        target's capabilities (core.pipeline.prompt_cache reads the same declaration)."""
+        support = self.capabilities(target).prompt_cache
+        return support is not None and support.key
+
     def adapt_body(self, body: JSON, target: Target) -> None:
         """Host-specific edits to the outgoing body, in place (renames, refused fields)."""
         preset = self.preset(target.provider)
@@ -260,7 +267,11 @@ class OpenAICompatAdapter:
             )
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
-        body = dict(canonical)
+        # These hosts cache prefixes by themselves: no mark reaches them (core.wire.prompt_cache);
+        # the tenant-scoped prompt_cache_key (core.pipeline.prompt_cache) only where taken.
+        body = dict(strip_marks(canonical))
+        if "prompt_cache_key" in body and not self.takes_cache_key(target):
+            del body["prompt_cache_key"]
         body["model"] = target.model
         stream = bool(body.get("stream"))
         if stream and self.ask_stream_usage(target):

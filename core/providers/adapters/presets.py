@@ -39,6 +39,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from core.providers.adapters.base import Capabilities
+from core.wire.prompt_cache import IMPLICIT, IMPLICIT_WITH_KEY
 
 # The sampling/tooling surface most compatible hosts share, in OpenAI's names.
 _COMMON = frozenset(
@@ -85,6 +86,8 @@ class Preset:
     vision: bool = True
     image_urls: bool = True
     json_schema: bool = True
+    # The host takes OpenAI's `prompt_cache_key` (a routing hint for its prefix cache).
+    prompt_cache_key: bool = False
 
     def capabilities(self) -> Capabilities:
         return _capabilities(self)
@@ -98,6 +101,8 @@ def _capabilities(preset: Preset) -> Capabilities:
         json_schema=preset.json_schema,
         params=preset.params,
         max_n=preset.max_n,
+        # Marks are removed: these hosts cache prefixes by themselves.
+        prompt_cache=IMPLICIT_WITH_KEY if preset.prompt_cache_key else IMPLICIT,
     )
 
 
@@ -106,7 +111,12 @@ GENERIC = Preset(name="openai-compatible", base_url=None, key_required=False)
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset(name="openai", base_url="https://api.openai.com/v1", hosts=("api.openai.com",)),
+        Preset(
+            name="openai",
+            base_url="https://api.openai.com/v1",
+            hosts=("api.openai.com",),
+            prompt_cache_key=True,
+        ),
         Preset(
             name="deepseek",
             base_url="https://api.deepseek.com",

@@ -24,6 +24,8 @@ from core.providers.adapters.base import (
     UpstreamRequest,
     settings_of,
 )
+from core.providers.adapters.cache_support import anthropic_support
+from core.wire.prompt_cache import prepare
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 
@@ -69,6 +71,7 @@ class AnthropicAdapter:
             max_context=MAX_CONTEXT,
             image_urls=True,
             params=PARAMS,
+            prompt_cache=anthropic_support(target.model),
         )
 
     def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SSEDecoder:
@@ -79,6 +82,8 @@ class AnthropicAdapter:
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         settings = self.settings(target.provider)
+        # Client marks kept within the model's limits (core.wire.prompt_cache), in position.
+        canonical, _ = prepare(canonical, anthropic_support(target.model))
         body = build_body(canonical, target.model, settings)
         headers = dict(settings.headers)
         headers["accept"] = "text/event-stream" if body.get("stream") else "application/json"

@@ -2,8 +2,9 @@
 
 Usage is the trap here: Anthropic's input_tokens exclude cache reads and writes, while OpenAI's
 prompt_tokens include cached tokens, so both cache counts are added back and also reported in
-prompt_tokens_details (cache_creation_tokens is interlock's extension for cache writes, all TTLs;
-cache_creation_1h_tokens the part of them written for an hour).
+prompt_tokens_details (cache writes, all TTLs, as OpenAI's own `cache_write_tokens` and as
+interlock's earlier extension cache_creation_tokens; cache_creation_1h_tokens the part of them
+written for an hour).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def canonical_usage(usage: JSON) -> JSON:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": created},
+        "prompt_tokens_details": {
+            "cached_tokens": read,
+            "cache_write_tokens": created,
+            "cache_creation_tokens": created,
+        },
     }
     # 1h cache writes cost more than 5m ones: their part of the writes, for pricing.
     creation = usage.get("cache_creation")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from functools import lru_cache
 
 import orjson
 
@@ -20,7 +22,9 @@ from core.providers.adapters.bedrock.request import converse_body, model_url
 from core.providers.adapters.bedrock.response import parse_converse
 from core.providers.adapters.bedrock.signing import SigV4Signer, make_signer
 from core.providers.adapters.bedrock.stream import ConverseStreamParser
+from core.providers.adapters.cache_support import bedrock_support
 from core.wire.eventstream import EventStreamDecoder
+from core.wire.prompt_cache import CacheSupport, prepare
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES
 from shared.config import ProviderConfig
 
@@ -41,6 +45,11 @@ PARAMS = frozenset(
 CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
 
 
+@lru_cache(maxsize=16)
+def _cached_capabilities(support: CacheSupport) -> Capabilities:
+    return replace(CAPABILITIES, prompt_cache=support)
+
+
 class BedrockAdapter:
     kind = "bedrock"
 
@@ -48,7 +57,8 @@ class BedrockAdapter:
         return parse_options(provider)
 
     def capabilities(self, target: Target) -> Capabilities:
-        return CAPABILITIES
+        support = bedrock_support(target.model)
+        return CAPABILITIES if support is None else _cached_capabilities(support)
 
     def decoder(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> EventStreamDecoder:
         return EventStreamDecoder(max_event_bytes)
@@ -69,6 +79,8 @@ class BedrockAdapter:
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key.reveal()}"
         url = model_url(base_url(target.provider), target.model, stream)
+        # Client marks become cachePoint blocks where the model takes them (else removed).
+        canonical, _ = prepare(canonical, bedrock_support(target.model))
         return UpstreamRequest("POST", url, headers, orjson.dumps(converse_body(canonical)))
 
     def parse_response(self, body: bytes, target: Target) -> JSON:

@@ -25,6 +25,7 @@ import orjson
 from yarl import URL
 
 from core.providers.adapters.base import JSON, ProviderError, stop_sequences
+from core.wire.prompt_cache import marked
 from shared.errors import FailureClass
 
 RESPONSE_TOOL = "interlock_response"
@@ -96,8 +97,8 @@ def _text_parts(content: Any, where: str, *, images: bool) -> list[JSON]:
             blocks.append(_image(part, f"{where}.content[{j}]"))
         else:
             raise invalid(f"{where}.content[{j}]: content type {kind!r} is not supported", where)
-        if isinstance(part, dict) and part.get("cache_control") and blocks:
-            blocks.append(_CACHE_POINT)
+        if marked(part) and blocks and blocks[-1] is not _CACHE_POINT:
+            blocks.append(_CACHE_POINT)  # the prefix ends here (core.wire.prompt_cache)
     return blocks
 
 
@@ -154,6 +155,16 @@ def _tool_result(message: JSON, where: str) -> JSON:
     return {"toolResult": {"toolUseId": call_id, "content": blocks}}
 
 
+def _tool_result_blocks(result: JSON) -> list[JSON]:
+    """A tool result, and the cache point a marked part of it asked for after it (a cachePoint
+    may not sit inside a toolResult)."""
+    inner = result["toolResult"]["content"]
+    if _CACHE_POINT not in inner:
+        return [result]
+    result["toolResult"]["content"] = [b for b in inner if b is not _CACHE_POINT]
+    return [result, _CACHE_POINT]
+
+
 def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON], set[str], bool]:
     """(system blocks, alternating turns, tool names called in the history, whether the history
     holds any tool block at all)."""
@@ -177,7 +188,7 @@ def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON], set[
             blocks.extend(uses)
         elif role == "tool":
             role = "user"
-            blocks = [_tool_result(message, where)]
+            blocks = _tool_result_blocks(_tool_result(message, where))
             tool_blocks = True
         else:
             raise invalid(f"{where}.role {role!r} is not supported by Bedrock", f"{where}.role")
@@ -213,6 +224,8 @@ def _tool_specs(tools: Any) -> list[JSON]:
         if isinstance(description, str) and description:
             spec["description"] = description
         specs.append({"toolSpec": spec})
+        if marked(tool):
+            specs.append(_CACHE_POINT)
     return specs
 
 

@@ -52,6 +52,7 @@ def convert_usage(usage: Any) -> JSON:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {
             "cached_tokens": cache_read,
+            "cache_write_tokens": cache_write,
             "cache_creation_tokens": cache_write,
         },
     }

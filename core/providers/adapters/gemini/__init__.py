@@ -37,6 +37,7 @@ from core.providers.adapters.gemini.response import parse_response
 from core.providers.adapters.gemini.settings import Settings, parse_settings
 from core.providers.adapters.gemini.stream import GeminiStreamParser
 from core.providers.adapters.gemini.token_file import TokenFileSigner
+from core.wire.prompt_cache import CacheSupport
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.config import ProviderConfig
 
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 # allows it: anything but a plain id (or models/..., tunedModels/...) is refused.
 _MODEL_ID = re.compile(r"^(?:models/|tunedModels/)?[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
-_CAPABILITIES = Capabilities(image_urls=False, params=PARAMS)
+# Prompt-cache marks become a cachedContents resource at send time (core/providers/
+# gemini_cache.py), which reports what it could not honour.
+_CAPABILITIES = Capabilities(image_urls=False, params=PARAMS, prompt_cache=CacheSupport("context"))
 
 
 class GeminiAdapter:

@@ -1,0 +1,261 @@
+"""The prompt-cache stage: the request's mode, the breakpoints the gateway places, the
+tenant-scoped `prompt_cache_key`, and the header naming marks a target had to drop.
+
+Runs after resolve (the route's mode is known) and before plan, in one place for every API:
+
+- mode: the `x-interlock-prompt-cache` request header (off | markers | auto), else the route's
+  `prompt_cache` (routing.routes.<r> or models.<m>), else `markers` (the client's marks only);
+- off: every mark is removed; auto: breakpoints are added on the longest stable prefix (the end
+  of the tools, the end of the system prompt, the turn before the last user message), keeping
+  the client's own and never exceeding four in all (core.wire.prompt_cache selects per target);
+- Anthropic-format requests get the same three places in Anthropic's shape (a string system
+  prompt or content becoming one text block), passed through or translated;
+- when a target of the route takes it (CacheSupport.key: OpenAI, Azure's v1 API),
+  `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant and the
+  stable prefix (tools, system, marked prefix), so those hosts route requests that share a
+  prefix together without a tenant ever sharing another's key or seeing its id (for a Messages
+  request, its translated targets get it: core.api.messages.plan).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from core.pipeline.exchange import Exchange
+from core.wire import prompt_cache as pc
+from shared.errors import GatewayError
+
+AnyExchange = Exchange[Any, Any, Any]
+HEADER = "x-interlock-prompt-cache"
+MODES = frozenset({"off", "markers", "auto"})
+
+
+class _Auto(dict[str, str]):
+    """A breakpoint the gateway placed (serialised as a plain object): the header naming
+    dropped marks names the client's own only."""
+
+
+_AUTO = _Auto(type="ephemeral")
+
+
+def mode_of(x: AnyExchange) -> str:
+    asked = x.http.headers.get(HEADER)
+    if asked is None:
+        mode: str = getattr(x.route, "prompt_cache", "markers")
+        return mode
+    asked = asked.strip().lower()
+    if asked not in MODES:
+        raise GatewayError(
+            400,
+            f"the {HEADER} header must be off, markers or auto",
+            param=HEADER,
+            code="invalid_value",
+        )
+    return asked
+
+
+class PromptCache:
+    """See the module docstring."""
+
+    name = "prompt_cache"
+
+    async def __call__(self, x: AnyExchange) -> None:
+        payload = getattr(x.request, "payload", None)
+        if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+            return  # embeddings
+        mode = mode_of(x)
+        keyed = _takes_key(x.route)
+        if x.spec.api == "anthropic":
+            changed = anthropic_mode(payload, mode)
+            if changed is not payload:
+                x.request.payload = x.payload = changed
+                x.request.payload_changed()  # passthrough sends it, not the client's bytes
+            if keyed:  # for the translated targets that take it (core.api.messages.plan)
+                x.request.cache_key = cache_key(changed, x.caller.tenant)
+            return
+        if mode == "off":
+            payload = pc.strip(payload)
+        elif mode == "auto":
+            payload = place_auto(payload)
+        if keyed or "prompt_cache_key" in payload:  # a client's own key is scoped too
+            payload = with_cache_key(payload, x.caller.tenant)
+        x.request.payload = x.payload = payload
+
+
+def _takes_key(route: Any) -> bool:
+    """Whether any of the route's targets takes prompt_cache_key: the key (a hash of the
+    prefix) is computed only then."""
+    for candidate in getattr(route, "candidates", ()):
+        support = candidate.capabilities.prompt_cache
+        if support is not None and support.key:
+            return True
+    return False
+
+
+def anthropic_mode(payload: dict[str, Any], mode: str) -> dict[str, Any]:
+    """A Messages request under the mode: its own marks removed (off), or the gateway's added
+    at the same three places as for chat (auto), in Anthropic's shape; else unchanged."""
+    if mode == "markers":
+        return payload
+    blocks = _anthropic_blocks(payload)
+    marked = sum(1 for block in blocks if pc.MARK in block)
+    if mode == "off":
+        if not marked:
+            return payload
+        return _anthropic_copy(payload, lambda b: {k: v for k, v in b.items() if k != pc.MARK})
+    out = _anthropic_copy(payload, dict)
+    messages = out["messages"]
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    spots: list[dict[str, Any]] = []
+    if last_user > 0 and messages[last_user - 1]["content"]:
+        spots.append(messages[last_user - 1]["content"][-1])
+    if out.get("system"):
+        spots.append(out["system"][-1])
+    if out.get("tools"):
+        spots.append(out["tools"][-1])
+    room = 4 - marked
+    for block in spots:
+        if room > 0 and pc.MARK not in block:
+            block[pc.MARK] = _AUTO
+            room -= 1
+    return out
+
+
+def _anthropic_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    system = payload.get("system")
+    blocks = [b for b in payload.get("tools") or () if isinstance(b, dict)]
+    blocks += [b for b in system if isinstance(b, dict)] if isinstance(system, list) else []
+    for message in payload["messages"]:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            blocks += [b for b in content if isinstance(b, dict)]
+    return blocks
+
+
+def _anthropic_copy(payload: dict[str, Any], block: Any) -> dict[str, Any]:
+    """A copy with every block passed through `block` (strings become one text block)."""
+
+    def blocks(value: Any) -> Any:
+        if isinstance(value, str):
+            return [block({"type": "text", "text": value})] if value else []
+        if isinstance(value, list):
+            return [block(b) if isinstance(b, dict) else b for b in value]
+        return value
+
+    out = dict(payload)
+    if isinstance(payload.get("tools"), list):
+        out["tools"] = blocks(payload["tools"])
+    if payload.get("system"):
+        out["system"] = blocks(payload["system"])
+    out["messages"] = [
+        {**m, "content": blocks(m.get("content"))} if isinstance(m, dict) else m
+        for m in payload["messages"]
+    ]
+    return out
+
+
+def place_auto(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the gateway's breakpoints added (a copy; the client's marks kept)."""
+    room = 4 - len(pc.find_markers(payload))
+    if room <= 0:
+        return payload
+    out = dict(payload)
+    messages = list(payload.get("messages") or ())
+    out["messages"] = messages
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    systems = [i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")]
+    spots: list[int] = []
+    if last_user > 0 and messages[last_user - 1].get("role") not in ("system", "developer"):
+        spots.append(last_user - 1)
+    if systems:
+        spots.append(systems[-1])
+    for i in spots:
+        if room > 0 and not _has_mark(messages[i]):
+            messages[i] = {**messages[i], pc.MARK: _AUTO}
+            room -= 1
+    tools = payload.get("tools")
+    if room > 0 and isinstance(tools, list) and tools and not _has_mark_any(tools):
+        out["tools"] = [*tools[:-1], {**tools[-1], pc.MARK: _AUTO}]
+    return out
+
+
+def _has_mark(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return pc.MARK in message or (isinstance(content, list) and _has_mark_any(content))
+
+
+def _has_mark_any(items: list[Any]) -> bool:
+    return any(isinstance(item, dict) and pc.MARK in item for item in items)
+
+
+def with_cache_key(payload: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """The payload with its tenant-scoped prompt_cache_key (never the raw tenant id)."""
+    return {**payload, "prompt_cache_key": cache_key(payload, tenant)}
+
+
+def cache_key(payload: dict[str, Any], tenant: str) -> str:
+    """A hash of the tenant and the client's own key, or of the tenant and the stable prefix."""
+    own = payload.get("prompt_cache_key")
+    digest = hashlib.sha256(tenant.encode())
+    digest.update(b"\0")
+    if isinstance(own, str):
+        digest.update(b"k" + own.encode())
+    else:
+        digest.update(b"p" + _stable_prefix(payload))
+    return "ilk-" + digest.hexdigest()[:40]
+
+
+def _stable_prefix(payload: dict[str, Any]) -> bytes:
+    """The tools, the system prompt and the messages up to the last marked one (either API's
+    shape: Anthropic's system is top-level, OpenAI's are messages)."""
+    messages = payload.get("messages") or []
+    last = max((i for i, m in enumerate(messages) if _has_mark(m)), default=-1)
+    system = [m for m in messages if m.get("role") in ("system", "developer")]
+    prefix = [payload.get("tools"), payload.get("system"), system, messages[: last + 1]]
+    return orjson.dumps(prefix)
+
+
+def dropped_headers(x: AnyExchange) -> dict[str, str]:
+    """x-interlock-cache-dropped for the target that served: the client's marks it dropped."""
+    outcome = getattr(x, "outcome", None)
+    target = getattr(outcome, "target", None)
+    adapter = getattr(getattr(target, "provider", None), "adapter", None)
+    if adapter is None or target is None:
+        return {}
+    payload = _served_payload(x, target)
+    if payload is None or not pc.has_marks(payload):
+        return {}
+    support = adapter.capabilities(target).prompt_cache
+    ours = _auto_marks(payload)
+    dropped = [d for d in pc.prepare(payload, support)[1] + x.sent_dropped if d[0] not in ours]
+    return pc.dropped_header(dropped)
+
+
+def _auto_marks(payload: dict[str, Any]) -> set[str]:
+    """Where the gateway placed breakpoints itself (auto mode)."""
+    found = {f"tools[{k}]" for k, t in enumerate(payload.get("tools") or ()) if _auto(t)}
+    for i, message in enumerate(payload.get("messages") or ()):
+        if _auto(message):
+            found.add(f"messages[{i}]")
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if _auto(part):
+                found.add(f"messages[{i}].content[{j}]")
+    return found
+
+
+def _auto(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get(pc.MARK), _Auto)
+
+
+def _served_payload(x: AnyExchange, target: object) -> dict[str, Any] | None:
+    for step in getattr(x, "steps", ()):
+        if getattr(step, "target", None) is target and isinstance(
+            getattr(step, "payload", None), dict
+        ):
+            payload: dict[str, Any] = step.payload
+            return payload
+    return None
