@@ -1,0 +1,248 @@
+"""Request coalescing (core.cache.coalesce), end to end: the official openai SDK -> edge ->
+core -> fakes over loopback, upstream calls counted by the fakes.
+
+N identical concurrent requests make one upstream call and get N correct answers, complete
+and streamed, on one core and across two cores sharing a private Redis; a follower that joins
+mid-stream (a slow streaming fake) gets the whole stream; another tenant never joins; n > 1,
+Cache-Control no-store and a tenant with coalescing off are not coalesced; a follower's ledger
+record is a free `coalesced` with the tokens it saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_faults import FakeFaults
+from tests.support.fake_openai import TEXT, FakeOpenAI
+from tests.support.fault_stack import faults_provider
+from tests.support.ledger_load import sqlite_rows
+from tests.support.stack import Cluster, Stack
+from tests.test_response_cache_e2e import cache_overrides
+
+N = 5
+TRICKLE = "fault/trickle/0.15"  # ten chunks 0.15 s apart: 1.5 s of stream
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[FakeFaults]:
+    server = FakeFaults()
+    server.start()
+    yield server
+    server.stop()
+
+
+def overrides(fake: FakeOpenAI, claude: FakeAnthropic, faults: FakeFaults) -> dict[str, Any]:
+    base = cache_overrides(fake, claude)
+    base["providers"]["faults"] = faults_provider(faults, allow_any_model=True)
+    base["models"]["gpt-trickle"] = {"provider": "faults", "model": TRICKLE}
+    base["cache"]["tenants"]["solo"] = {"coalesce": False}
+    return base
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake: FakeOpenAI,
+    claude: FakeAnthropic,
+    faults: FakeFaults,
+) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("coalesce"), overrides(fake, claude, faults)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake: FakeOpenAI,
+    claude: FakeAnthropic,
+    faults: FakeFaults,
+    redis_url: str,
+) -> Iterator[Cluster]:
+    settings = {**overrides(fake, claude, faults), "state": {"redis_url": redis_url}}
+    running = Cluster(tmp_path_factory.mktemp("coalesce-2"), settings, cores=2, edges=1)
+    running.start()
+    yield running
+    running.stop()
+
+
+def unique() -> list[Any]:
+    return [{"role": "user", "content": f"Say hello ({uuid.uuid4().hex})"}]
+
+
+def upstream(fake: FakeOpenAI | FakeFaults, model: str) -> int:
+    return sum(1 for r in fake.received if r.json and r.json.get("model") == model)
+
+
+def client(url: str, token: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+
+
+async def complete(url: str, token: str, messages: list[Any], **kw: Any) -> Any:
+    return await client(url, token).chat.completions.with_raw_response.create(
+        model=kw.pop("model", "gpt-slow"), messages=messages, **kw
+    )
+
+
+async def streamed(url: str, token: str, messages: list[Any], **kw: Any) -> tuple[str, Any, Any]:
+    """The streamed text, the response headers and the last chunk."""
+    raw = await client(url, token).chat.completions.with_raw_response.create(
+        model=kw.pop("model", "gpt-slow"), messages=messages, stream=True, **kw
+    )
+    text, last = "", None
+    async for chunk in raw.parse():
+        last = chunk
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+    return text, raw.headers, last
+
+
+async def gather(*calls: Any) -> list[Any]:
+    return list(await asyncio.gather(*calls))
+
+
+def test_concurrent_complete_requests_share_one_call(stack: Stack, fake: FakeOpenAI) -> None:
+    before, messages, token = upstream(fake, "slow-400"), unique(), stack.token(tenant="acme")
+    results = asyncio.run(gather(*(complete(stack.edge_url, token, messages) for _ in range(N))))
+    assert upstream(fake, "slow-400") == before + 1
+    assert [r.parse().choices[0].message.content for r in results] == [TEXT] * N
+    states = sorted(r.headers["x-interlock-cache"] for r in results)
+    assert states == ["coalesced"] * (N - 1) + ["miss"]
+    followers = [r for r in results if r.headers["x-interlock-cache"] == "coalesced"]
+    assert all(r.headers["x-interlock-cost"] == "0.000000" for r in followers)
+    assert all(r.headers["x-interlock-provider"] == "fake" for r in followers)
+    assert len({r.headers["x-request-id"] for r in results}) == N
+
+
+def test_concurrent_streams_share_one_call(stack: Stack, fake: FakeOpenAI) -> None:
+    before, messages, token = upstream(fake, "slow-400"), unique(), stack.token(tenant="acme")
+    opts = {"stream_options": {"include_usage": True}}
+    results = asyncio.run(
+        gather(*(streamed(stack.edge_url, token, messages, **opts) for _ in range(N)))
+    )
+    assert upstream(fake, "slow-400") == before + 1
+    assert [text for text, _, _ in results] == [TEXT] * N
+    assert all(last.usage is not None and last.usage.total_tokens > 0 for _, _, last in results)
+    states = sorted(headers["x-interlock-cache"] for _, headers, _ in results)
+    assert states == ["coalesced"] * (N - 1) + ["miss"]
+
+
+def test_a_follower_joining_mid_stream_gets_the_whole_stream(
+    stack: Stack, faults: FakeFaults
+) -> None:
+    before, messages, token = upstream(faults, TRICKLE), unique(), stack.token(tenant="acme")
+
+    async def scenario() -> tuple[str, str, Any, int]:
+        raw = await client(stack.edge_url, token).chat.completions.with_raw_response.create(
+            model="gpt-trickle", messages=messages, stream=True
+        )
+        leader, seen, follower = "", 0, None
+        async for chunk in raw.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                leader += chunk.choices[0].delta.content
+                seen += 1
+                if seen == 4:  # well into the stream: the follower missed four chunks
+                    follower = asyncio.ensure_future(
+                        streamed(stack.edge_url, token, messages, model="gpt-trickle")
+                    )
+        assert follower is not None
+        text, headers, _ = await follower
+        return leader, text, headers, seen
+
+    leader, text, headers, seen = asyncio.run(scenario())
+    assert seen > 4 and leader.count(".") == 10
+    assert text == leader
+    assert headers["x-interlock-cache"] == "coalesced"
+    assert upstream(faults, TRICKLE) == before + 1
+
+
+def test_another_tenant_never_joins(stack: Stack, fake: FakeOpenAI) -> None:
+    before, messages = upstream(fake, "slow-400"), unique()
+    tokens = [stack.token(tenant="tenant-a"), stack.token(tenant="tenant-b")] * 2
+    results = asyncio.run(gather(*(complete(stack.edge_url, t, messages) for t in tokens)))
+    assert upstream(fake, "slow-400") == before + 2
+    for tenant in (0, 1):
+        states = sorted(r.headers["x-interlock-cache"] for r in results[tenant::2])
+        assert states == ["coalesced", "miss"]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "kw"),
+    [
+        ("acme", {"n": 2}),
+        ("acme", {"extra_headers": {"Cache-Control": "no-store"}}),
+        ("acme", {"extra_headers": {"Cache-Control": "no-cache"}}),
+        ("solo", {}),
+    ],
+    ids=["n=2", "no-store", "no-cache", "coalesce-off"],
+)
+def test_not_coalesced(stack: Stack, fake: FakeOpenAI, tenant: str, kw: dict[str, Any]) -> None:
+    before, messages, token = upstream(fake, "slow-400"), unique(), stack.token(tenant=tenant)
+    calls = (complete(stack.edge_url, token, messages, **kw) for _ in range(3))
+    results = asyncio.run(gather(*calls))
+    assert upstream(fake, "slow-400") == before + 3
+    assert all(r.headers["x-interlock-cache"] != "coalesced" for r in results)
+
+
+def test_a_follower_is_recorded_free_with_what_it_saved(stack: Stack) -> None:
+    messages, token = unique(), stack.token(tenant="coalesce-ledger")
+    results = asyncio.run(gather(*(complete(stack.edge_url, token, messages) for _ in range(2))))
+    follower = next(r for r in results if r.headers["x-interlock-cache"] == "coalesced")
+    leader = next(r for r in results if r is not follower)
+    path = stack.workdir / "state" / "ledger.sqlite3"
+    rows: dict[str, Any] = {}
+    for _ in range(100):
+        rows = {row["request_id"]: row for row in sqlite_rows(path, 1)}
+        if follower.headers["x-request-id"] in rows and leader.headers["x-request-id"] in rows:
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    row, billed = rows[follower.headers["x-request-id"]], rows[leader.headers["x-request-id"]]
+    assert row["outcome"] == "coalesced" and row["cost_micros"] == 0
+    assert (row["input"], row["output"]) == (0, 0)
+    usage = follower.parse().usage
+    assert (row["saved_input"], row["saved_output"]) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+    assert billed["outcome"] == "ok" and billed["input"] == usage.prompt_tokens
+
+
+def test_two_cores_sharing_redis_make_one_call(cluster: Cluster, fake: FakeOpenAI) -> None:
+    """One edge balances round-robin: the requests land on both cores."""
+    token = cluster.token(tenant="acme")
+    urls = cluster.edge_urls
+    messages, before = unique(), upstream(fake, "slow-400")
+    calls = (complete(urls[k % len(urls)], token, messages) for k in range(N))
+    results = asyncio.run(gather(*calls))
+    assert upstream(fake, "slow-400") == before + 1
+    assert [r.parse().choices[0].message.content for r in results] == [TEXT] * N
+    messages, before = unique(), upstream(fake, "slow-400")
+    streams = (streamed(urls[k % len(urls)], token, messages) for k in range(N))
+    texts = asyncio.run(gather(*streams))
+    assert upstream(fake, "slow-400") == before + 1
+    assert [text for text, _, _ in texts] == [TEXT] * N
+    states = sorted(headers["x-interlock-cache"] for _, headers, _ in texts)
+    assert states == ["coalesced"] * (N - 1) + ["miss"]
