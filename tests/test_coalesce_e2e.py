@@ -246,3 +246,66 @@ def test_two_cores_sharing_redis_make_one_call(cluster: Cluster, fake: FakeOpenA
     assert [text for text, _, _ in texts] == [TEXT] * N
     states = sorted(headers["x-interlock-cache"] for _, headers, _ in texts)
     assert states == ["coalesced"] * (N - 1) + ["miss"]
+
+
+def test_a_failed_leaders_followers_run_on_their_own(stack: Stack, fake: FakeOpenAI) -> None:
+    """A leader's error may be its own (its limits, its budget, its client leaving), so its
+    followers are not handed it: each runs (one leading the rest again) and gets its own."""
+    token = stack.token(tenant="acme")
+    before = upstream(fake, "fail-500")
+    with pytest.raises(openai.APIStatusError) as solo:
+        asyncio.run(complete(stack.edge_url, token, unique(), model="gpt-500"))
+    per_request = upstream(fake, "fail-500") - before
+    messages, before = unique(), upstream(fake, "fail-500")
+
+    async def three() -> list[Any]:
+        calls = (complete(stack.edge_url, token, messages, model="gpt-500") for _ in range(3))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(asyncio.wait_for(three(), 30))
+    assert all(isinstance(r, openai.APIStatusError) for r in results)
+    assert {r.status_code for r in results} == {solo.value.status_code}
+    assert upstream(fake, "fail-500") == before + 3 * per_request
+
+
+def test_a_leader_leaving_mid_stream_cuts_its_followers_with_an_error(
+    stack: Stack, faults: FakeFaults
+) -> None:
+    """Its upstream stream ends with it: a follower gets what was sent, then an error event
+    (never a silently truncated answer)."""
+    messages, token = unique(), stack.token(tenant="acme")
+
+    async def follower() -> tuple[str, BaseException | None]:
+        raw = await client(stack.edge_url, token).chat.completions.with_raw_response.create(
+            model="gpt-trickle", messages=messages, stream=True
+        )
+        text = ""
+        try:
+            async for chunk in raw.parse():
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text += chunk.choices[0].delta.content
+        except openai.APIError as exc:
+            return text, exc
+        return text, None
+
+    async def scenario() -> tuple[str, BaseException | None]:
+        leader = client(stack.edge_url, token)
+        raw = await leader.chat.completions.with_raw_response.create(
+            model="gpt-trickle", messages=messages, stream=True
+        )
+        stream = raw.parse()
+        seen = 0
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                seen += 1
+                if seen == 3:
+                    break
+        joined = asyncio.ensure_future(follower())
+        await asyncio.sleep(0.3)
+        await stream.close()  # the leader's client leaves
+        await leader.close()
+        return await asyncio.wait_for(joined, 10)
+
+    text, error = asyncio.run(scenario())
+    assert error is not None and "ended early" in str(error)
+    assert 0 < text.count(".") < 10

@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
+from core.api.messages.stream import error_event
 from core.cache.coalesce import CUT, DONE, RETRY, Flight
 from core.cache.key import Directives
 from core.ledger.writer import Ledger
@@ -35,6 +36,7 @@ from core.resilience.dispatch import close
 from core.spend.cost import Cost
 from core.spend.quote import COST_HEADER
 from core.spend.usage import UsageSplit
+from shared.errors import GatewayError
 
 AnyExchange = Exchange[Any, Any, Any]
 CACHE_HEADER = "x-interlock-cache"
@@ -128,10 +130,20 @@ async def answer(
 async def _relay(
     x: AnyExchange, flight: Flight, deadline: float, ledger: Ledger | None
 ) -> AsyncIterator[bytes]:
-    """Every chunk the leader sent so far, then the rest live; recorded when it ends."""
+    """Every chunk the leader sent so far, then the rest live; recorded when it ends. A
+    flight cut short (its leader's client left, or it outgrew what a flight holds) ends with
+    an error event in the API's format, never silently."""
     try:
         async for chunk in flight.read(deadline):
             yield chunk
+        if flight.state != DONE:
+            error = GatewayError(
+                503,
+                "the shared answer this request joined ended early; retry",
+                code="coalesced_stream_cut",
+            )
+            cut = b"data: " + error.openai_body() + b"\n\n"
+            yield error_event(error) if x.spec.api == "anthropic" else cut
     finally:
         record_free(x, flight.usage if flight.state == DONE else None, COALESCED, ledger)
 
