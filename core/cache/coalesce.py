@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -44,7 +44,7 @@ class Flight:
     `meta` is set, chunks come), done, cut (ended early: followers that started get what was
     sent), retry (ended without an answer to share: followers run on their own)."""
 
-    __slots__ = ("_changed", "chunks", "max_bytes", "meta", "size", "state", "usage")
+    __slots__ = ("_changed", "chunks", "max_bytes", "meta", "on_end", "size", "state", "usage")
 
     def __init__(self, max_bytes: int) -> None:
         self.chunks: list[bytes] = []
@@ -53,15 +53,17 @@ class Flight:
         self.state = PENDING
         self.meta: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
-        self._changed = asyncio.Event()
+        self.on_end: Callable[[], None] | None = None  # the registry forgets it
+        self._changed: asyncio.Event | None = None  # made only when someone waits
 
     @property
     def ended(self) -> bool:
         return self.state in _ENDED
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def start(self, meta: dict[str, Any]) -> None:
         if self.state == PENDING:
@@ -88,6 +90,8 @@ class Flight:
         self.state = state
         self.usage = usage
         self._notify()
+        if self.on_end is not None:
+            self.on_end()
 
     def abandon(self) -> None:
         """The leader's request ended without answering (an error, a cancellation)."""
@@ -100,6 +104,8 @@ class Flight:
 
     async def changed(self, timeout_s: float) -> None:
         """Until the next change, or `timeout_s`."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
         try:
             await asyncio.wait_for(self._changed.wait(), timeout_s)
         except TimeoutError:
@@ -150,15 +156,14 @@ class Coalescer:
         if len(self._flights) >= self._max_flights:
             return None
         flight = self._flights[key] = Flight(max_bytes)
-        if self._store is None:
-            self._watch(key, flight, None, ttl_s)
+        flight.on_end = lambda: self._drop(key, flight)
+        if self._store is None:  # its leader's task ends it however it ends: no task here
             return flight, True
         token = uuid.uuid4().hex.encode()
         try:
             holder = await self._store.lead(key + ":lead", token, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
-            self._watch(key, flight, None, ttl_s)
             return flight, True
         if holder is None:
             self._watch(key, flight, self._publish(key, token, flight, ttl_s), ttl_s)
@@ -166,36 +171,37 @@ class Coalescer:
         self._watch(key, flight, self._poll(key, holder, flight), ttl_s)
         return flight, False
 
+    def _drop(self, key: str, flight: Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
     def _watch(self, key: str, flight: Flight, work: Any, ttl_s: float) -> None:
-        """Runs `work` (publishing or polling) if any; drops the flight from the registry
-        once it ended, or after `ttl_s` whatever happened (then cut)."""
-        self._spawn(self._forget(key, flight, work, ttl_s))
+        """Runs `work` (publishing or polling); the flight ends with it, or after `ttl_s`
+        whatever happened (then cut)."""
+        self._spawn(self._forget(flight, work, ttl_s))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forget(self, key: str, flight: Flight, work: Any, ttl_s: float) -> None:
+    async def _forget(self, flight: Flight, work: Any, ttl_s: float) -> None:
         try:
             async with asyncio.timeout(ttl_s):
-                if work is not None:
-                    await work
+                await work
                 while not flight.ended:
                     await flight.changed(ttl_s)
         except TimeoutError:
             pass
         finally:
             flight.abandon()
-            if not flight.ended:
-                flight.end(CUT)
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+            flight.end(CUT)  # a no-op once ended
 
     async def _publish(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
         """The leader's flight copied into the store for the other replicas."""
         assert self._store is not None
         name, sent, started = _log_name(key, token), 0, False
+        last = time.monotonic()  # a follower's poller counts silence from its own start
         try:
             while True:
                 items: list[bytes] = []
@@ -209,7 +215,9 @@ class Coalescer:
                 if ended:
                     end = {"state": flight.state, "usage": flight.usage}
                     items.append(b"e" + orjson.dumps(end))
-                await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S)
+                if items or time.monotonic() - last >= HEARTBEAT_S:
+                    await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S)
+                    last = time.monotonic()
                 if ended:
                     return
                 await flight.changed(HEARTBEAT_S)
