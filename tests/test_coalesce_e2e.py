@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -58,6 +59,7 @@ def overrides(fake: FakeOpenAI, claude: FakeAnthropic, faults: FakeFaults) -> di
     base = cache_overrides(fake, claude)
     base["providers"]["faults"] = faults_provider(faults, allow_any_model=True)
     base["models"]["gpt-trickle"] = {"provider": "faults", "model": TRICKLE}
+    base["models"]["claude-slow"] = {"provider": "claude", "model": "slow-first-byte"}
     base["cache"]["tenants"]["solo"] = {"coalesce": False}
     return base
 
@@ -309,3 +311,45 @@ def test_a_leader_leaving_mid_stream_cuts_its_followers_with_an_error(
     text, error = asyncio.run(scenario())
     assert error is not None and "ended early" in str(error)
     assert 0 < text.count(".") < 10
+
+
+def test_messages_complete_and_streamed_share_one_call(stack: Stack, claude: FakeAnthropic) -> None:
+    """The Anthropic API (official anthropic SDK) coalesces the same way, in its own format."""
+    token = stack.token(tenant="acme")
+
+    def sdk() -> anthropic.AsyncAnthropic:  # one per call: a client is bound to its loop
+        return anthropic.AsyncAnthropic(base_url=stack.edge_url, api_key=token, max_retries=0)
+
+    def upstream_calls() -> int:
+        return sum(
+            1 for r in claude.received if r.json and r.json.get("model") == "slow-first-byte"
+        )
+
+    async def one(messages: list[Any]) -> tuple[str, str]:
+        raw = await sdk().messages.with_raw_response.create(
+            model="claude-slow", max_tokens=64, messages=messages
+        )
+        message = await raw.parse()
+        block = message.content[0]
+        return (block.text if block.type == "text" else ""), raw.headers["x-interlock-cache"]
+
+    async def streamed_text(messages: list[Any]) -> tuple[str, str]:
+        text = ""
+        async with sdk().messages.stream(
+            model="claude-slow", max_tokens=64, messages=messages
+        ) as stream:
+            async for piece in stream.text_stream:
+                text += piece
+            final = await stream.get_final_message()
+        return text, final.stop_reason or ""
+
+    before, messages = upstream_calls(), unique()
+    results = asyncio.run(gather(*(one(messages) for _ in range(3))))
+    assert upstream_calls() == before + 1
+    texts = {text for text, _ in results}
+    assert len(texts) == 1 and texts != {""}
+    assert sorted(state for _, state in results) == ["coalesced"] * 2 + ["miss"]
+    before, messages = upstream_calls(), unique()
+    streams = asyncio.run(gather(*(streamed_text(messages) for _ in range(3))))
+    assert upstream_calls() == before + 1
+    assert len(set(streams)) == 1 and streams[0][0] and streams[0][1] == "end_turn"
