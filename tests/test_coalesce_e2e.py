@@ -11,6 +11,7 @@ record is a free `coalesced` with the tokens it saved.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -353,3 +354,16 @@ def test_messages_complete_and_streamed_share_one_call(stack: Stack, claude: Fak
     streams = asyncio.run(gather(*(streamed_text(messages) for _ in range(3))))
     assert upstream_calls() == before + 1
     assert len(set(streams)) == 1 and streams[0][0] and streams[0][1] == "end_turn"
+
+
+def test_metrics_count_coalesced_requests(stack: Stack) -> None:
+    messages, token = unique(), stack.token(tenant="acme")
+    asyncio.run(gather(*(complete(stack.edge_url, token, messages) for _ in range(2))))
+    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics", timeout=5) as page:
+        lines = page.read().decode().splitlines()
+    assert any(
+        line.startswith('interlock_response_cache_total{outcome="coalesced"} ')
+        and int(line.rsplit(" ", 1)[1]) >= 1
+        for line in lines
+    )
+    assert "interlock_coalescing_flights 0" in lines  # every flight forgotten once it ended

@@ -137,7 +137,8 @@ class ResponseCache:
         self.outcomes = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}  # for /metrics
 
     def metrics(self) -> list[str]:
-        """Prometheus lines: lookups by outcome and, in memory, the entries' size."""
+        """Prometheus lines: lookups by outcome (coalesced: answered by another request's
+        call), flights in flight and, in memory, the entries' size."""
         lines = [
             "# HELP interlock_response_cache_total Requests the response cache saw, by outcome.",
             "# TYPE interlock_response_cache_total counter",
@@ -145,6 +146,12 @@ class ResponseCache:
         lines += [
             f'interlock_response_cache_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
         ]
+        if self._coalescer is not None:
+            lines += [
+                "# HELP interlock_coalescing_flights Coalesced flights in flight in this core.",
+                "# TYPE interlock_coalescing_flights gauge",
+                f"interlock_coalescing_flights {len(self._coalescer)}",
+            ]
         if isinstance(self._backend, MemoryBackend):
             lines += [
                 "# HELP interlock_response_cache_bytes Bytes held by the in-memory cache.",
