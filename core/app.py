@@ -128,6 +128,7 @@ class CoreState:
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
         self.cache: ResponseCache | None = None
         if config.cache.used:
+            resilience = config.core.resilience
             shared = self.store.primary if isinstance(self.store, ResilientStore) else None
             backend: Backend = (
                 StoreBackend(shared) if shared else MemoryBackend(config.cache.max_bytes)
@@ -138,7 +139,7 @@ class CoreState:
                 self.limiter,
                 self.ledger,
                 Coalescer(shared),
-                config.core.resilience.total_deadline_s,
+                (resilience.total_deadline_s, resilience.stream_idle_timeout_s),
             )
 
     def entries(self) -> dict[str, int]:

@@ -19,9 +19,8 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-async def drain(flight: Flight, seconds: float = 5.0) -> bytes:
-    deadline = time.monotonic() + seconds
-    return b"".join([chunk async for chunk in flight.read(deadline)])
+async def drain(flight: Flight, idle_s: float = 5.0) -> bytes:
+    return b"".join([chunk async for chunk in flight.read(idle_s)])
 
 
 def test_a_replicas_follower_reads_the_leaders_flight_from_its_start() -> None:
@@ -99,3 +98,23 @@ def test_a_flight_too_large_to_hold_is_cut() -> None:
         return flight.state
 
     assert run(scenario()) == CUT
+
+
+def test_a_reader_stops_after_the_idle_timeout_not_at_a_deadline() -> None:
+    """A long stream is followed as long as chunks keep coming; silence ends the read."""
+
+    async def scenario() -> tuple[bytes, str]:
+        flight = Flight(max_bytes=1 << 20)
+        flight.start({})
+
+        async def leader() -> None:
+            for k in range(5):
+                flight.add(b"%d" % k)
+                await asyncio.sleep(0.1)  # 0.5 s in all, each gap under the idle timeout
+
+        writing = asyncio.ensure_future(leader())
+        body = await drain(flight, idle_s=0.3)
+        await writing
+        return body, flight.state
+
+    assert run(scenario()) == (b"01234", "open")  # read whole, then silence: not ended

@@ -37,6 +37,7 @@ POLL_S = 0.02  # a remote follower's poll interval
 HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat this often
 LEADER_LOST_S = 5.0  # a leader silent this long is gone: its followers run again
 _TAIL_S = 30.0  # the list outlives its end this long (a late poller still reads the end)
+MAX_FLIGHT_S = 3600.0  # a safety net: a shared flight is ended after this, whatever happens
 
 
 class Flight:
@@ -121,8 +122,9 @@ class Flight:
             await self.changed(left)
         return self.state != RETRY
 
-    async def read(self, deadline: float) -> AsyncIterator[bytes]:
-        """Every chunk from the first, then live ones, until the flight ends."""
+    async def read(self, idle_s: float) -> AsyncIterator[bytes]:
+        """Every chunk from the first, then live ones, until the flight ends or nothing
+        happens for `idle_s` (a stream's idle timeout: a long stream is not cut)."""
         seen = 0
         while True:
             if seen < len(self.chunks):
@@ -130,9 +132,11 @@ class Flight:
                 seen = len(self.chunks)
                 yield chunk
                 continue
-            if self.ended or time.monotonic() >= deadline:
+            if self.ended:
                 return
-            await self.changed(max(0.0, deadline - time.monotonic()))
+            await self.changed(idle_s)
+            if seen == len(self.chunks) and not self.ended:
+                return
 
 
 class Coalescer:
@@ -166,31 +170,31 @@ class Coalescer:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
             return flight, True
         if holder is None:
-            self._watch(key, flight, self._publish(key, token, flight, ttl_s), ttl_s)
+            self._watch(flight, self._publish(key, token, flight, ttl_s))
             return flight, True
-        self._watch(key, flight, self._poll(key, holder, flight), ttl_s)
+        self._watch(flight, self._poll(key, holder, flight))
         return flight, False
 
     def _drop(self, key: str, flight: Flight) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
 
-    def _watch(self, key: str, flight: Flight, work: Any, ttl_s: float) -> None:
-        """Runs `work` (publishing or polling); the flight ends with it, or after `ttl_s`
-        whatever happened (then cut)."""
-        self._spawn(self._forget(flight, work, ttl_s))
+    def _watch(self, flight: Flight, work: Any) -> None:
+        """Runs `work` (publishing or polling); the flight ends with it, or after
+        MAX_FLIGHT_S whatever happened (then cut)."""
+        self._spawn(self._forget(flight, work))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forget(self, flight: Flight, work: Any, ttl_s: float) -> None:
+    async def _forget(self, flight: Flight, work: Any) -> None:
         try:
-            async with asyncio.timeout(ttl_s):
+            async with asyncio.timeout(MAX_FLIGHT_S):
                 await work
                 while not flight.ended:
-                    await flight.changed(ttl_s)
+                    await flight.changed(MAX_FLIGHT_S)
         except TimeoutError:
             pass
         finally:

@@ -92,10 +92,12 @@ async def answer(
     flight: Flight,
     limiter: TenantLimiter | None,
     ledger: Ledger | None,
-    wait_s: float,
+    waits: tuple[float, float],
 ) -> bool:
     """The leader's answer for this follower, once it has one (a complete answer once it is
-    whole); False if the leader ended without one: the follower runs on."""
+    whole); False if the leader ended without one: the follower runs on. `waits`: how long
+    to wait for the answer (the request's deadline), and a stream's idle timeout."""
+    wait_s, idle_s = waits
     deadline = time.monotonic() + wait_s
     if not await flight.opened(deadline):
         return False
@@ -119,7 +121,7 @@ async def answer(
         headers["request-id"] = rid
     media = flight.meta.get("media") or "application/json"
     if x.request.stream:
-        stream = _relay(x, flight, deadline, ledger)
+        stream = _relay(x, flight, idle_s, ledger)
         x.response = StreamingResponse(stream, media_type=media, headers={**SSE_HEADERS, **headers})
     else:
         x.response = Response(b"".join(flight.chunks), media_type=media, headers=headers)
@@ -128,13 +130,13 @@ async def answer(
 
 
 async def _relay(
-    x: AnyExchange, flight: Flight, deadline: float, ledger: Ledger | None
+    x: AnyExchange, flight: Flight, idle_s: float, ledger: Ledger | None
 ) -> AsyncIterator[bytes]:
     """Every chunk the leader sent so far, then the rest live; recorded when it ends. A
     flight cut short (its leader's client left, or it outgrew what a flight holds) ends with
     an error event in the API's format, never silently."""
     try:
-        async for chunk in flight.read(deadline):
+        async for chunk in flight.read(idle_s):
             yield chunk
         if flight.state != DONE:
             error = GatewayError(

@@ -126,14 +126,16 @@ class ResponseCache:
         limiter: TenantLimiter | None,
         ledger: Ledger | None = None,
         coalescer: Coalescer | None = None,
-        wait_s: float = 60.0,
+        waits: tuple[float, float] = (600.0, 120.0),
     ) -> None:
         self._config = config
         self._backend = backend
         self._limiter = limiter
         self._ledger = ledger
         self._coalescer = coalescer
-        self._wait_s = wait_s  # how long a follower waits for its leader (the deadline)
+        # How long a follower waits for its leader's answer (the request's deadline), and
+        # for the next chunk of a stream (the stream idle timeout).
+        self._waits = waits
         self.outcomes = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}  # for /metrics
 
     def metrics(self) -> list[str]:
@@ -190,7 +192,8 @@ class ResponseCache:
             return False
         name = follow.flight_key(key, x)
         for _ in range(_REJOINS):
-            joined = await self._coalescer.join(name, self._wait_s, 4 * policy.max_entry_bytes)
+            limit = 4 * policy.max_entry_bytes  # as the cache's stream tee
+            joined = await self._coalescer.join(name, self._waits[0], limit)
             if joined is None:  # the registry is full: run alone
                 return False
             flight, leading = joined
@@ -200,7 +203,7 @@ class ResponseCache:
                 if task is not None:
                     task.add_done_callback(flight.abandoned)
                 return False
-            if await follow.answer(x, flight, self._limiter, self._ledger, self._wait_s):
+            if await follow.answer(x, flight, self._limiter, self._ledger, self._waits):
                 return True
         return False
 
