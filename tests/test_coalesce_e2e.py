@@ -153,13 +153,13 @@ def test_concurrent_streams_share_one_call(stack: Stack, fake: FakeOpenAI) -> No
     assert states == ["coalesced"] * (N - 1) + ["miss"]
 
 
-def test_a_follower_joining_mid_stream_gets_the_whole_stream(
-    stack: Stack, faults: FakeFaults
-) -> None:
-    before, messages, token = upstream(faults, TRICKLE), unique(), stack.token(tenant="acme")
+def join_mid_stream(urls: list[str], token: str, faults: FakeFaults) -> None:
+    """A leader's stream through urls[0]; once four chunks are in, a follower through urls[-1]
+    gets the whole stream (what it missed, then the rest live) from the one upstream call."""
+    before, messages = upstream(faults, TRICKLE), unique()
 
     async def scenario() -> tuple[str, str, Any, int]:
-        raw = await client(stack.edge_url, token).chat.completions.with_raw_response.create(
+        raw = await client(urls[0], token).chat.completions.with_raw_response.create(
             model="gpt-trickle", messages=messages, stream=True
         )
         leader, seen, follower = "", 0, None
@@ -169,7 +169,7 @@ def test_a_follower_joining_mid_stream_gets_the_whole_stream(
                 seen += 1
                 if seen == 4:  # well into the stream: the follower missed four chunks
                     follower = asyncio.ensure_future(
-                        streamed(stack.edge_url, token, messages, model="gpt-trickle")
+                        streamed(urls[-1], token, messages, model="gpt-trickle")
                     )
         assert follower is not None
         text, headers, _ = await follower
@@ -180,6 +180,12 @@ def test_a_follower_joining_mid_stream_gets_the_whole_stream(
     assert text == leader
     assert headers["x-interlock-cache"] == "coalesced"
     assert upstream(faults, TRICKLE) == before + 1
+
+
+def test_a_follower_joining_mid_stream_gets_the_whole_stream(
+    stack: Stack, faults: FakeFaults
+) -> None:
+    join_mid_stream([stack.edge_url], stack.token(tenant="acme"), faults)
 
 
 def test_another_tenant_never_joins(stack: Stack, fake: FakeOpenAI) -> None:
@@ -367,3 +373,26 @@ def test_metrics_count_coalesced_requests(stack: Stack) -> None:
         for line in lines
     )
     assert "interlock_coalescing_flights 0" in lines  # every flight forgotten once it ended
+
+
+def test_two_cores_a_follower_joining_mid_stream(cluster: Cluster, faults: FakeFaults) -> None:
+    """The edge balances round-robin, so the follower lands on the other core: it reads the
+    leader's chunks from Redis, from the first."""
+    before = [outcomes(port) for port in cluster.core_admin_ports]
+    join_mid_stream(cluster.edge_urls, cluster.token(tenant="acme"), faults)
+    after = [outcomes(port) for port in cluster.core_admin_ports]
+    led = [k for k in (0, 1) if after[k]["miss"] > before[k]["miss"]]
+    followed = [k for k in (0, 1) if after[k]["coalesced"] > before[k]["coalesced"]]
+    assert len(led) == 1 and len(followed) == 1 and led != followed  # across the cores
+
+
+def outcomes(admin_port: int) -> dict[str, int]:
+    """A core's response cache outcomes, from its /metrics."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as page:
+        lines = page.read().decode().splitlines()
+    return {
+        line.split('"')[1]: int(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("interlock_response_cache_total{")
+    }
