@@ -202,7 +202,9 @@ class Coalescer:
             flight.end(CUT)  # a no-op once ended
 
     async def _publish(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
-        """The leader's flight copied into the store for the other replicas."""
+        """The leader's flight copied into the store for the other replicas: at most one
+        append per POLL_S while chunks come (a fast stream's chunks go in batches), one per
+        HEARTBEAT_S while nothing does."""
         assert self._store is not None
         name, sent, started = _log_name(key, token), 0, False
         last = time.monotonic()  # a follower's poller counts silence from its own start
@@ -224,6 +226,9 @@ class Coalescer:
                     last = time.monotonic()
                 if ended:
                     return
+                if items:  # pollers read every POLL_S: batch what comes until then
+                    await asyncio.sleep(POLL_S)
+                    continue  # what came meanwhile is sent before waiting again
                 await flight.changed(HEARTBEAT_S)
         except UNAVAILABLE as exc:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
