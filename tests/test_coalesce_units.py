@@ -13,6 +13,8 @@ import pytest
 from core.cache import coalesce
 from core.cache.coalesce import CUT, DONE, RETRY, Coalescer, Flight
 from core.state.store import MemoryStore
+from shared.config_cache import parse_cache
+from shared.configparse import ConfigError
 
 
 def run(coro: Any) -> Any:
@@ -118,3 +120,19 @@ def test_a_reader_stops_after_the_idle_timeout_not_at_a_deadline() -> None:
         return body, flight.state
 
     assert run(scenario()) == (b"01234", "open")  # read whole, then silence: not ended
+
+
+def test_coalesce_config_merges_and_names_bad_keys() -> None:
+    config = parse_cache(
+        {"enabled": True, "tenants": {"solo": {"coalesce": False}}, "models": {"m": {}}},
+        frozenset({"m"}),
+        None,
+    )
+    assert config.policy("acme", "r", "m").coalesce  # on where the cache is
+    assert not config.policy("solo", "r", "m").coalesce
+    off = parse_cache({"enabled": False, "coalesce": True}, frozenset(), None)
+    assert not off.policy("acme", "r", "m").coalesce  # never where the cache is off
+    with pytest.raises(ConfigError, match=r"cache\.tenants\.t\.coalesce"):
+        parse_cache({"tenants": {"t": {"coalesce": "yes"}}}, frozenset(), None)
+    with pytest.raises(ConfigError, match=r"cache\.coalesce"):
+        parse_cache({"coalesce": 3}, frozenset(), None)
