@@ -151,6 +151,12 @@ def test_concurrent_streams_share_one_call(stack: Stack, fake: FakeOpenAI) -> No
     assert all(last.usage is not None and last.usage.total_tokens > 0 for _, _, last in results)
     states = sorted(headers["x-interlock-cache"] for _, headers, _ in results)
     assert states == ["coalesced"] * (N - 1) + ["miss"]
+    prices = {
+        headers["x-interlock-cache"]: (last.usage.model_extra or {}).get("interlock_cost")
+        for _, headers, last in results
+    }
+    assert prices["miss"] not in (None, "0.000000")  # the leader's stream shows its price
+    assert prices["coalesced"] == "0.000000"  # a follower's, what it cost: nothing
 
 
 def join_mid_stream(urls: list[str], token: str, faults: FakeFaults) -> None:

@@ -18,6 +18,7 @@ upstream error, its own rate limit or budget, its client leaving) lets its follo
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -34,7 +35,7 @@ from core.observe import accounting
 from core.pipeline.exchange import SSE_HEADERS, Exchange
 from core.resilience.dispatch import close
 from core.spend.cost import Cost
-from core.spend.quote import COST_HEADER
+from core.spend.quote import COST_FIELD, COST_HEADER
 from core.spend.usage import UsageSplit
 from shared.errors import GatewayError
 
@@ -43,6 +44,9 @@ CACHE_HEADER = "x-interlock-cache"
 COALESCED = "coalesced"  # the ledger's and usage line's outcome of a follower
 FREE = Cost(0, None)
 _SHARED = ("x-interlock-provider", "x-interlock-model")  # what served it, told to followers
+# The leader's price in a stream's final usage: a follower's says what it cost, nothing.
+_PRICE = re.compile(rb'"' + COST_FIELD.encode() + rb'":"[0-9.]*"')
+_FREE_PRICE = b'"' + COST_FIELD.encode() + b'":"' + FREE.dollars.encode() + b'"'
 
 
 def eligible(x: AnyExchange, asked: Directives) -> bool:
@@ -132,12 +136,13 @@ async def answer(
 async def _relay(
     x: AnyExchange, flight: Flight, idle_s: float, ledger: Ledger | None
 ) -> AsyncIterator[bytes]:
-    """Every chunk the leader sent so far, then the rest live; recorded when it ends. A
+    """Every chunk the leader sent so far, then the rest live (the price in its final usage
+    made this request's: zero); recorded when it ends. A
     flight cut short (its leader's client left, or it outgrew what a flight holds) ends with
     an error event in the API's format, never silently."""
     try:
         async for chunk in flight.read(idle_s):
-            yield chunk
+            yield _PRICE.sub(_FREE_PRICE, chunk) if COST_FIELD.encode() in chunk else chunk
         if flight.state != DONE:
             error = GatewayError(
                 503,
