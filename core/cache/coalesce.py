@@ -155,7 +155,7 @@ class Coalescer:
     async def join(self, key: str, ttl_s: float, max_bytes: int) -> tuple[Flight, bool] | None:
         """The flight for `key` and whether this request leads it; None past the bound."""
         flight = self._flights.get(key)
-        if flight is not None and flight.state in (PENDING, OPEN, DONE):  # a done one answers
+        if flight is not None and not flight.ended:  # an ended flight is forgotten at once
             return flight, False
         if len(self._flights) >= self._max_flights:
             return None
