@@ -25,6 +25,7 @@ from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
+from core.cache.coalesce import Coalescer
 from core.cache.idempotency import Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
@@ -124,14 +125,22 @@ class CoreState:
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
+        # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
         self.cache: ResponseCache | None = None
         if config.cache.used:
+            resilience = config.core.resilience
+            shared = self.store.primary if isinstance(self.store, ResilientStore) else None
             backend: Backend = (
-                StoreBackend(self.store.primary)
-                if isinstance(self.store, ResilientStore)
-                else MemoryBackend(config.cache.max_bytes)
+                StoreBackend(shared) if shared else MemoryBackend(config.cache.max_bytes)
             )
-            self.cache = ResponseCache(config.cache, backend, self.limiter, self.ledger)
+            self.cache = ResponseCache(
+                config.cache,
+                backend,
+                self.limiter,
+                self.ledger,
+                Coalescer(shared),
+                (resilience.total_deadline_s, resilience.stream_idle_timeout_s),
+            )
 
     def entries(self) -> dict[str, int]:
         """Sizes of the per-target structures, for /metrics (each is bounded)."""

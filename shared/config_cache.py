@@ -2,9 +2,11 @@
 
 One section holds it all, so the precedence is visible in one place: a tenant's setting wins
 over a named route's, which wins over a model's, which wins over the section's own defaults.
-Each of `models`, `routes` and `tenants` maps a name to `{enabled, ttl, max_entry_bytes}`
-(any subset; what is left out is inherited). Off unless enabled somewhere: a cache shared by
-default is the failure this gateway avoids (entries are scoped per tenant in any case).
+Each of `models`, `routes` and `tenants` maps a name to `{enabled, ttl, max_entry_bytes,
+coalesce}` (any subset; what is left out is inherited). Off unless enabled somewhere: a cache
+shared by default is the failure this gateway avoids (entries are scoped per tenant in any
+case). `coalesce` (request coalescing, core.cache.coalesce) applies only where the cache is
+enabled, and is on there unless turned off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class CacheRule:
     enabled: bool | None = None
     ttl_s: float | None = None
     max_entry_bytes: int | None = None
+    coalesce: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class CachePolicy:
     enabled: bool
     ttl_s: float
     max_entry_bytes: int
+    coalesce: bool = False  # only where enabled
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class CacheConfig:
     ttl_s: float = 300.0  # default TTL of an entry
     max_bytes: int = 64 * 1024 * 1024  # the in-memory backend's total size cap
     max_entry_bytes: int = 1024 * 1024  # a larger response is not stored
+    coalesce: bool = True  # identical concurrent requests share one upstream call
     models: dict[str, CacheRule] = field(default_factory=dict)
     routes: dict[str, CacheRule] = field(default_factory=dict)
     tenants: dict[str, CacheRule] = field(default_factory=dict)
@@ -55,16 +60,18 @@ class CacheConfig:
     def policy(self, tenant: str, route: str, model: str) -> CachePolicy:
         """The merged settings for a request (tenant > route > model > defaults)."""
         enabled, ttl, entry = self.enabled, self.ttl_s, self.max_entry_bytes
+        coalesce = self.coalesce
         for rule in (self.models.get(model), self.routes.get(route), self.tenants.get(tenant)):
             if rule is None:
                 continue
             enabled = enabled if rule.enabled is None else rule.enabled
             ttl = ttl if rule.ttl_s is None else rule.ttl_s
             entry = entry if rule.max_entry_bytes is None else rule.max_entry_bytes
-        return CachePolicy(enabled, ttl, entry)
+            coalesce = coalesce if rule.coalesce is None else rule.coalesce
+        return CachePolicy(enabled, ttl, entry, enabled and coalesce)
 
 
-_RULE_KEYS = frozenset(("enabled", "ttl", "max_entry_bytes"))
+_RULE_KEYS = frozenset(("enabled", "ttl", "max_entry_bytes", "coalesce"))
 _CACHE_KEYS = frozenset((*_RULE_KEYS, "max_bytes", "models", "routes", "tenants"))
 
 
@@ -81,11 +88,12 @@ def _rule(raw: Any, path: str) -> CacheRule:
         enabled=cp.boolean(s, "enabled", path, False) if "enabled" in s else None,
         ttl_s=_ttl(s, path, 0.0) if "ttl" in s else None,
         max_entry_bytes=cp.size(s, "max_entry_bytes", path, 1) if "max_entry_bytes" in s else None,
+        coalesce=cp.boolean(s, "coalesce", path, True) if "coalesce" in s else None,
     )
 
 
 def _rules(raw: Any, path: str, known: frozenset[str] | None) -> dict[str, CacheRule]:
-    entries = cp.named(raw, path, "name to {enabled, ttl, max_entry_bytes}")
+    entries = cp.named(raw, path, "name to {enabled, ttl, max_entry_bytes, coalesce}")
     rules = {}
     for name, entry in entries.items():
         if not isinstance(name, str) or (known is not None and name not in known):
@@ -105,6 +113,7 @@ def parse_cache(raw: Any, models: frozenset[str], routes: frozenset[str] | None)
         ttl_s=_ttl(s, path, d.ttl_s),
         max_bytes=cp.size(s, "max_bytes", path, d.max_bytes),
         max_entry_bytes=cp.size(s, "max_entry_bytes", path, d.max_entry_bytes),
+        coalesce=cp.boolean(s, "coalesce", path, d.coalesce),
         models=_rules(s.get("models"), f"{path}.models", models),
         routes=_rules(s.get("routes"), f"{path}.routes", routes),
         tenants=_rules(s.get("tenants"), f"{path}.tenants", None),

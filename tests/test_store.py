@@ -217,3 +217,38 @@ def test_a_released_claim_can_be_claimed_again(run: Runner) -> None:
         return [first, held, again]
 
     assert run(scenario) == [True, False, True]
+
+
+def test_lead_answers_the_holders_token_until_released(run: Runner) -> None:
+    """Request coalescing's leader lock (core.cache.coalesce): the first caller holds it, the
+    next learn the holder's token; released, the next caller leads."""
+    key = unique("lead")
+
+    async def scenario(store: Store) -> list[bytes | None]:
+        first = await store.lead(key, b"a", 60)
+        second = await store.lead(key, b"b", 60)
+        await store.release(key)
+        third = await store.lead(key, b"c", 60)
+        fourth = await store.lead(key, b"d", 60)
+        return [first, second, third, fourth]
+
+    assert run(scenario) == [None, b"a", None, b"c"]
+
+
+def test_log_appends_in_order_reads_from_an_index_and_expires(run: Runner) -> None:
+    """A coalescing leader's chunks: appended in order, read from where a follower got to;
+    the list lives its TTL after the last append; an unknown list reads as empty."""
+    key = unique("log")
+
+    async def scenario(store: Store) -> list[Any]:
+        n1 = await store.log_append(key, [b"s{}", b"c1"], 0.3)
+        n2 = await store.log_append(key, [b"c2"], 0.3)
+        whole = await store.log_read(key, 0)
+        rest = await store.log_read(key, 2)
+        past = await store.log_read(key, 5)
+        unknown = await store.log_read(unique("none"), 0)
+        await asyncio.sleep(0.5)
+        expired = await store.log_read(key, 0)
+        return [n1, n2, whole, rest, past, unknown, expired]
+
+    assert run(scenario) == [2, 3, [b"s{}", b"c1", b"c2"], [b"c2"], [], [], []]

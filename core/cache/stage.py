@@ -8,10 +8,15 @@ request from the tenant's rate limits (rpm) and no tokens, and its ledger record
 which it stores when complete and successful: a complete answer's body as it is, a stream's
 as assembled once it ended well (core.cache.assemble). Either can answer either kind of
 request later (core.cache.replay).
+
+Request coalescing (core.cache.coalesce, core.cache.follow) joins here, after a miss:
+identical concurrent requests share one upstream call; the first leads (its `Fill` hands its
+answer to the flight), the others follow it and answer from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -19,25 +24,24 @@ from typing import Any
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from core.cache import assemble, replay
+from core.cache import assemble, follow, replay
 from core.cache.backend import Backend, Entry, MemoryBackend
+from core.cache.coalesce import Coalescer, Flight
+from core.cache.follow import CACHE_HEADER, FREE, record_free
 from core.cache.key import Directives, cache_key, directives
 from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
-from core.observe import accounting
 from core.pipeline.exchange import SSE_HEADERS, Exchange
 from core.resilience.dispatch import close
-from core.spend.cost import Cost
 from core.spend.quote import COST_HEADER
-from core.spend.usage import UsageSplit
-from shared.config_cache import CacheConfig
+from shared.config_cache import CacheConfig, CachePolicy
 
 AnyExchange = Exchange[Any, Any, Any]
-CACHE_HEADER = "x-interlock-cache"
+__all__ = ["CACHE_HEADER", "CACHE_HIT", "Fill", "ResponseCache"]
 CACHE_HIT = "cache_hit"  # the ledger's and usage line's outcome of a hit
 _MEDIA = {"chat": "text/event-stream", "messages": "text/event-stream; charset=utf-8"}
-_FREE = Cost(0, None)
+_REJOINS = 3  # a follower whose leader ended without an answer joins again at most this often
 
 
 def _kind(x: AnyExchange) -> str | None:
@@ -51,7 +55,7 @@ class Fill:
     """A miss (or a `no-cache` request) whose answer is to be stored; `store` False for a
     bypass, which only says so in its header."""
 
-    __slots__ = ("backend", "key", "kind", "max_bytes", "status", "store", "ttl_s")
+    __slots__ = ("backend", "flight", "key", "kind", "max_bytes", "status", "store", "ttl_s")
 
     def __init__(
         self, backend: Backend, key: str, kind: str, ttl_s: float, max_bytes: int, status: str
@@ -63,19 +67,24 @@ class Fill:
         self.max_bytes = max_bytes
         self.status = status
         self.store = status == "miss"
+        self.flight: Flight | None = None  # set when this request leads a coalesced flight
 
     async def encoded(self, x: AnyExchange, response: Response) -> None:
         """Encode's answer: headed, and stored (awaited: one SET, so the next identical
-        request finds it) or, for a stream, stored once it has ended well."""
+        request finds it) or, for a stream, stored once it has ended well; then handed to
+        the request's followers, if it leads (after the store, so a request arriving as the
+        flight ends finds the entry)."""
         response.headers[CACHE_HEADER] = self.status
-        if not self.store or response.status_code != 200:
-            return
-        if isinstance(response, StreamingResponse):
-            response.body_iterator = self._tee(x, response.body_iterator)
-            return
-        body = bytes(response.body)
-        if len(body) <= self.max_bytes:
-            await self.backend.set(self.key, Entry(time.time(), x.usage, body).encode(), self.ttl_s)
+        if self.store and response.status_code == 200:
+            if isinstance(response, StreamingResponse):
+                response.body_iterator = self._tee(x, response.body_iterator)
+            else:
+                body = bytes(response.body)
+                if len(body) <= self.max_bytes:
+                    entry = Entry(time.time(), x.usage, body).encode()
+                    await self.backend.set(self.key, entry, self.ttl_s)
+        if self.flight is not None:
+            follow.lead(self.flight, x, response)
 
     async def _tee(self, x: AnyExchange, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
         """The stream as sent, kept (up to max_bytes, then given up on) until it ends."""
@@ -116,15 +125,22 @@ class ResponseCache:
         backend: Backend,
         limiter: TenantLimiter | None,
         ledger: Ledger | None = None,
+        coalescer: Coalescer | None = None,
+        waits: tuple[float, float] = (600.0, 120.0),
     ) -> None:
         self._config = config
         self._backend = backend
         self._limiter = limiter
         self._ledger = ledger
-        self.outcomes = {"hit": 0, "miss": 0, "bypass": 0}  # for /metrics
+        self._coalescer = coalescer
+        # How long a follower waits for its leader's answer (the request's deadline), and
+        # for the next chunk of a stream (the stream idle timeout).
+        self._waits = waits
+        self.outcomes = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}  # for /metrics
 
     def metrics(self) -> list[str]:
-        """Prometheus lines: lookups by outcome and, in memory, the entries' size."""
+        """Prometheus lines: lookups by outcome (coalesced: answered by another request's
+        call), flights in flight and, in memory, the entries' size."""
         lines = [
             "# HELP interlock_response_cache_total Requests the response cache saw, by outcome.",
             "# TYPE interlock_response_cache_total counter",
@@ -132,6 +148,12 @@ class ResponseCache:
         lines += [
             f'interlock_response_cache_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
         ]
+        if self._coalescer is not None:
+            lines += [
+                "# HELP interlock_coalescing_flights Coalesced flights in flight in this core.",
+                "# TYPE interlock_coalescing_flights gauge",
+                f"interlock_coalescing_flights {len(self._coalescer)}",
+            ]
         if isinstance(self._backend, MemoryBackend):
             lines += [
                 "# HELP interlock_response_cache_bytes Bytes held by the in-memory cache.",
@@ -154,8 +176,36 @@ class ResponseCache:
                 self.outcomes["hit"] += 1
                 return
         status = "miss" if key else "bypass"
+        fill = Fill(self._backend, key, kind, policy.ttl_s, policy.max_entry_bytes, status)
+        coalesce = key and policy.coalesce and follow.eligible(x, asked)
+        if coalesce and await self._coalesce(x, key, policy, fill):
+            self.outcomes["coalesced"] += 1
+            return
         self.outcomes[status] += 1
-        x.cache_fill = Fill(self._backend, key, kind, policy.ttl_s, policy.max_entry_bytes, status)
+        x.cache_fill = fill
+
+    async def _coalesce(self, x: AnyExchange, key: str, policy: CachePolicy, fill: Fill) -> bool:
+        """True if another request's answer answered this one; else this request runs, and
+        leads when `fill.flight` is set (its followers run again if it ends unanswered:
+        the done callback, since an error or a cancellation skips encode)."""
+        if self._coalescer is None:
+            return False
+        name = follow.flight_key(key, x)
+        for _ in range(_REJOINS):
+            limit = 4 * policy.max_entry_bytes  # as the cache's stream tee
+            joined = await self._coalescer.join(name, self._waits[0], limit)
+            if joined is None:  # the registry is full: run alone
+                return False
+            flight, leading = joined
+            if leading:
+                fill.flight = flight
+                task = asyncio.current_task()
+                if task is not None:
+                    task.add_done_callback(flight.abandoned)
+                return False
+            if await follow.answer(x, flight, self._limiter, self._ledger, self._waits):
+                return True
+        return False
 
     async def _lookup(
         self, x: AnyExchange, kind: str, key: str, asked: Directives, ttl_s: float
@@ -182,7 +232,7 @@ class ResponseCache:
             "x-request-id": rid,
             CACHE_HEADER: "hit",
             "age": str(int(age)),
-            COST_HEADER: _FREE.dollars,
+            COST_HEADER: FREE.dollars,
             **x.route_headers(),
             **admission.headers,
         }
@@ -199,11 +249,4 @@ class ResponseCache:
             )
         else:
             x.response = Response(entry.body, media_type="application/json", headers=headers)
-        accounting.record_cache_hit(x.caller, x.request.model, x.started, entry.usage)
-        if self._ledger is not None:
-            timing, priced = (x.started, None), (UsageSplit(), _FREE)
-            saved = UsageSplit.from_usage(entry.usage)
-            record = accounting.ledger_record(
-                x.caller, x.spec.api, x.request.model, (None, 0), CACHE_HIT, timing, priced, saved
-            )
-            self._ledger.append(record)
+        record_free(x, entry.usage, CACHE_HIT, self._ledger)

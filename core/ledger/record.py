@@ -27,11 +27,12 @@ class LedgerRecord:
     cost_micros: int
     price_version: str | None
     unpriced: bool
-    outcome: str  # ok, cancelled, cut:<class>, or the failure class when no target served
+    outcome: str  # ok, cancelled, cut:<class>, cache_hit, coalesced, or the failure class
     attempts: int
     latency_ms: float
     ttft_ms: float | None  # streams: time to the first chunk
-    # A response-cache hit (outcome cache_hit): the tokens it saved, kept apart from `usage`
-    # (which is what was billed: nothing). Zero for every other outcome.
+    # A response-cache hit (outcome cache_hit) or a request answered by another's upstream
+    # call (coalesced): the tokens it saved, kept apart from `usage` (which is what was
+    # billed: nothing). Zero for every other outcome.
     saved_input: int = 0
     saved_output: int = 0

@@ -106,11 +106,16 @@ def record_cancelled(
 
 
 def record_cache_hit(
-    caller: Caller, requested_model: str, started: float, saved: dict[str, Any] | None
+    caller: Caller,
+    requested_model: str,
+    started: float,
+    saved: dict[str, Any] | None,
+    outcome: str = "cache_hit",
 ) -> None:
-    """Answered by the response cache: nothing used, nothing billed. The usage line's tokens
-    are the ones the hit saved (`outcome: cache_hit` says they were not used)."""
-    _log(caller, requested_model, None, saved, "cache_hit", started, 0, 0)
+    """Answered by the response cache (or, `outcome` coalesced, by another request's upstream
+    call): nothing used, nothing billed. The usage line's tokens are the ones it saved (the
+    outcome says they were not used)."""
+    _log(caller, requested_model, None, saved, outcome, started, 0, 0)
 
 
 def _log(

@@ -8,9 +8,9 @@ Dispatcher, the limiter) and called with the request's Exchange; the API's part 
 - spend: unpriced targets dropped at plan (core.spend.refusal), budgets reserved per attempt in
   dispatch (core.budgets, through the leased attempt), the cost to the client at encode
   (core.spend.quote), the ledger record and every settlement at account (core.ledger);
-- the response cache (core.cache.stage) between resolve and plan: a hit answers alone;
-- still to come: request coalescing, and spans around each stage in the runner's loop
-  (core.pipeline.run).
+- the response cache (core.cache.stage) between resolve and plan: a hit answers alone, and
+  so does a request coalesced with an identical one in flight (core.cache.coalesce);
+- still to come: spans around each stage in the runner's loop (core.pipeline.run).
 """
 
 from __future__ import annotations
@@ -357,7 +357,8 @@ def standard_stages(
     cache: Stage | None = None,
 ) -> tuple[Stage, ...]:
     """Every API's stages, in order (account is the runner's, after them). `cache`: the
-    response cache (core.cache.stage), when configured: a hit needs no plan, no upstream."""
+    response cache (core.cache.stage), when configured: a hit, or a request coalesced with
+    an identical one in flight, needs no plan, no admission of tokens, no upstream."""
     return (
         Read(),
         Validate(),
@@ -365,7 +366,6 @@ def standard_stages(
         *((cache,) if cache is not None else ()),  # a response-cache hit ends here
         PromptCache(),  # the prompt-cache mode, auto breakpoints, the tenant's cache key
         Plan(dispatcher, pricing),
-        # The seam for request coalescing: a hit needs no admission, no upstream.
         Admit(limiter),
         Dispatch(dispatcher, registry),  # budgets: reserved per attempt, downgrades re-routed
         Encode(pricing),

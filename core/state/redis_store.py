@@ -133,6 +133,22 @@ end
 return out
 """
 
+# Request coalescing (core.cache.coalesce): the leader lock, set only if absent, answering the
+# holder's token otherwise (nil: the caller now holds it). ARGV: token, ttl in ms.
+_LEAD = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+# The leader's chunks: a list, appended and its TTL renewed at once. ARGV: ttl in ms, items.
+_LOG_APPEND = """
+local n = redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
 
 class Script:
     """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis)."""
@@ -158,6 +174,8 @@ class RedisStore:
         self._budget_reserve = Script(self._client, budget_script.RESERVE)
         self._budget_settle = Script(self._client, budget_script.SETTLE)
         self._share = Script(self._client, _SHARE)
+        self._lead = Script(self._client, _LEAD)
+        self._log_append = Script(self._client, _LOG_APPEND)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -210,6 +228,21 @@ class RedisStore:
 
     async def release(self, key: str) -> None:
         await self._client.call("DEL", key)
+
+    async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
+        reply = await self._lead([key], [token, max(1, int(ttl_s * 1000))])
+        return None if reply is None else bytes(reply)
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+        if not items:
+            return 0
+        return int(await self._log_append([key], [max(1, int(ttl_s * 1000)), *items]))
+
+    async def log_read(self, key: str, start: int) -> list[bytes]:
+        """LRANGE, not a blocking XREAD: the one multiplexed connection (core.state.resp)
+        would stall every other command behind a blocked read; followers poll instead."""
+        reply = await self._client.call("LRANGE", key, start, -1)
+        return [bytes(item) for item in reply or ()]
 
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float

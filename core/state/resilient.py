@@ -146,6 +146,24 @@ class ResilientStore:
     async def release(self, key: str) -> None:
         await self._call(lambda: self.primary.release(key), lambda: self.fallback.release(key))
 
+    async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
+        return await self._call(
+            lambda: self.primary.lead(key, token, ttl_s),
+            lambda: self.fallback.lead(key, token, ttl_s),
+        )
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+        return await self._call(
+            lambda: self.primary.log_append(key, items, ttl_s),
+            lambda: self.fallback.log_append(key, items, ttl_s),
+        )
+
+    async def log_read(self, key: str, start: int) -> list[bytes]:
+        return await self._call(
+            lambda: self.primary.log_read(key, start),
+            lambda: self.fallback.log_read(key, start),
+        )
+
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
     ) -> list[dict[str, tuple[float, bytes]]]:

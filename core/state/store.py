@@ -49,6 +49,21 @@ class Store(Protocol):
         (an Idempotency-Key's in-flight marker, core.cache.idempotency)."""
         ...
 
+    async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
+        """Hold `key` with `token` for `ttl_s` unless someone holds it (one atomic call):
+        None when this caller now holds it, else the holder's token (request coalescing's
+        leader lock, core.cache.coalesce: a follower learns where the leader writes)."""
+        ...
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+        """Append `items` to the list `key` and (re)set its TTL, in one atomic call: the
+        list's length after. A coalescing leader's chunks (core.cache.coalesce)."""
+        ...
+
+    async def log_read(self, key: str, start: int) -> list[bytes]:
+        """The items of the list `key` from index `start` on (none if it does not exist)."""
+        ...
+
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float
     ) -> list[dict[str, tuple[float, bytes]]]:
@@ -76,6 +91,7 @@ class MemoryStore:
         self._claims_floor = 0.0
         self._budgets = MemoryAccounts()
         self._shared: dict[str, dict[str, tuple[float, bytes]]] = {}
+        self._logs: dict[str, tuple[list[bytes], float]] = {}
 
     def _bound(self, mapping: dict[str, object]) -> None:
         if len(mapping) >= self._max_keys:
@@ -139,6 +155,31 @@ class MemoryStore:
 
     async def release(self, key: str) -> None:
         self._claims.pop(key, None)
+        self._values.pop(key, None)  # a coalescing leader's lock (`lead`)
+
+    async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
+        holder = await self.get(key)
+        if holder is not None:
+            return holder
+        await self.set(key, token, ttl_s)
+        return None
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+        now = time.monotonic()
+        found = self._logs.get(key)
+        if found is None or found[1] <= now:
+            self._logs.pop(key, None)
+            self._bound(self._logs)  # type: ignore[arg-type]
+            found = ([], 0.0)
+        found[0].extend(items)
+        self._logs[key] = (found[0], now + ttl_s)
+        return len(found[0])
+
+    async def log_read(self, key: str, start: int) -> list[bytes]:
+        found = self._logs.get(key)
+        if found is None or found[1] <= time.monotonic():
+            return []
+        return found[0][start:]
 
     async def share(
         self, entries: list[tuple[str, bytes | None]], member: str, ttl_s: float

@@ -21,6 +21,8 @@ Kinds (arg in brackets):
                       single line, then a normal end; not streaming, a normal answer
   drip [s]            a stream that sends one small chunk every `s` seconds (default 0.5),
                       forever: never idle, never done
+  trickle [s]         a stream of ten "." chunks, one every `s` seconds (default 0.1), then a
+                      normal end; not streaming, a normal answer after ten times `s`
   huge [mb]           a complete answer whose content is `mb` MB (default 50), or a stream of
                       that many MB of content chunks
   slow [s]            a normal answer after `s` seconds (default 1)
@@ -56,6 +58,7 @@ KINDS = (
     "garbage",
     "malformed",
     "drip",
+    "trickle",
     "huge",
     "slow",
     "bigevent",
@@ -174,7 +177,9 @@ class FakeFaults(FakeServer):
             request.transport.abort()
             return web.Response()
         waits = fault.number(30 if kind == "stall" else 1)
-        if kind in ("stall", "slow") and not await self._wait(request, kind, waits):
+        if kind == "trickle":  # a complete answer takes as long as the stream
+            waits = 0.0 if stream else fault.number(0.1) * 10
+        if kind in ("stall", "slow", "trickle") and not await self._wait(request, kind, waits):
             return web.Response()  # the client is gone: nobody to answer
         if kind == "huge":
             return await self._huge(request, model, stream, int(fault.number(50)))
@@ -212,6 +217,10 @@ class FakeFaults(FakeServer):
             return response
         if kind in _BAD_EVENTS:
             await response.write(_BAD_EVENTS[kind])
+        elif kind == "trickle":
+            for _ in range(10):
+                await asyncio.sleep(fault.number(0.1))
+                await response.write(_event(_chunk(model, {"content": "."})))
         elif kind == "drip":
             while True:
                 await asyncio.sleep(fault.number(0.5))
