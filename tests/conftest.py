@@ -5,14 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
+from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
+
+
+class _Server(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+T = TypeVar("T", bound=_Server)
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +33,31 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     server.stop()
 
 
+def _running(server: T) -> Iterator[T]:
+    """A fake server started for the fixture's scope, stopped after it."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def faults() -> Iterator[FakeFaults]:
     """The fault-injecting fake (tests/support/fake_faults.py), one per test module."""
-    server = FakeFaults()
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(FakeFaults())
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI of the test module's own (its counters and scripts are the module's)."""
+    yield from _running(FakeOpenAI())
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic of the test module's own."""
+    yield from _running(FakeAnthropic())
 
 
 @pytest.fixture(scope="session")

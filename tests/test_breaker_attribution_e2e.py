@@ -19,13 +19,6 @@ from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
     def provider() -> dict[str, object]:
         return {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-test"}

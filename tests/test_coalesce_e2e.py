@@ -32,30 +32,6 @@ N = 5
 TRICKLE = "fault/trickle/0.15"  # ten chunks 0.15 s apart: 1.5 s of stream
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def faults() -> Iterator[FakeFaults]:
-    server = FakeFaults()
-    server.start()
-    yield server
-    server.stop()
-
-
 def overrides(fake: FakeOpenAI, claude: FakeAnthropic, faults: FakeFaults) -> dict[str, Any]:
     base = cache_overrides(fake, claude)
     base["providers"]["faults"] = faults_provider(faults, allow_any_model=True)

@@ -24,14 +24,6 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("messages-sdk")
     overrides = {

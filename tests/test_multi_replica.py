@@ -24,13 +24,6 @@ USAGE_TOKENS = 19  # what the fake reports per request (12 prompt + 7 completion
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, fake: FakeOpenAI
 ) -> Iterator[Cluster]:

@@ -20,13 +20,6 @@ from tests.support.stack import Stack
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI().start()
-    yield server
-    server.stop()
-
-
 def _providers(fake: FakeOpenAI) -> dict[str, dict[str, object]]:
     def at_fake(**keys: object) -> dict[str, object]:
         return {"kind": "openai", "base_url": fake.base_url, "allow_any_model": True, **keys}

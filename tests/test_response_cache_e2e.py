@@ -25,22 +25,6 @@ from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.stack import Stack
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
-
-
 def cache_overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
     return {
         "providers": {

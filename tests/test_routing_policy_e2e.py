@@ -24,14 +24,6 @@ def rule(rule_id: str, **action: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    server = FakeAnthropic()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Stack]:
     overrides = {
         "providers": {
