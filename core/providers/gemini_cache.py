@@ -32,9 +32,10 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 
@@ -42,7 +43,6 @@ from core.observe import context as requestctx
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.providers.adapters.gemini import GeminiAdapter
 from core.providers.adapters.gemini.caching import CachePlan, Marker, Uncached
-from core.providers.scrub import sanitize
 from core.providers.transport import Transport, UpstreamBody
 from core.providers.upstream import HttpUpstream, translating
 from core.state.store import Store
@@ -50,6 +50,7 @@ from core.wire import prompt_cache as pc
 from shared.errors import FailureClass, GatewayError, invalid_upstream, upstream_object
 
 log = logging.getLogger("interlock.upstream")
+T = TypeVar("T")
 
 REGISTRY_PREFIX = "gcc:"
 EXPIRY_MARGIN_S = 15.0  # a resource this close to its expiry is not named any more
@@ -192,36 +193,24 @@ class GeminiUpstream(HttpUpstream):
         self.registry = CacheRegistry(store)
 
     async def complete(self, canonical: JSON, target: Target) -> JSON:
+        return await self._cached(canonical, target, self.send)
+
+    async def opened(self, canonical: JSON, target: Target) -> UpstreamBody:
+        return await self._cached(canonical, target, self.open)
+
+    async def _cached(
+        self,
+        canonical: JSON,
+        target: Target,
+        call: Callable[[UpstreamRequest, Target], Awaitable[T]],
+    ) -> T:
+        """`call` with the request as prepared (naming a cache, or whole); a cache Gemini
+        says is gone is recreated and the call made again, once."""
         stale: str | None = None
         while True:
             prepared = await self._prepare(canonical, target, stale)
             try:
-                return await self.send(prepared.request, target)
-            except ProviderError as error:
-                if not _retry_after(error, prepared, stale):
-                    raise
-                stale = prepared.cache
-
-    async def stream(self, canonical: JSON, target: Target) -> AsyncGenerator[JSON, None]:
-        try:
-            with translating(target.label):
-                parser = self.adapter.stream_parser(canonical, target)
-            body = await self._open(canonical, target)
-        except ProviderError as error:
-            raise sanitize(error, target) from None
-        chunks = self.relay(body, parser, target)
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
-
-    async def _open(self, canonical: JSON, target: Target) -> UpstreamBody:
-        stale: str | None = None
-        while True:
-            prepared = await self._prepare(canonical, target, stale)
-            try:
-                return await self.open(prepared.request, target)
+                return await call(prepared.request, target)
             except ProviderError as error:
                 if not _retry_after(error, prepared, stale):
                     raise

@@ -112,9 +112,8 @@ class HttpUpstream:
         core.resilience.dispatch) ends it at once, releasing the connection in `relay`."""
         try:
             with translating(target.label):
-                request = self.adapter.build_request(canonical, target)
                 parser = self.adapter.stream_parser(canonical, target)
-            body = await self.open(request, target)
+            body = await self.opened(canonical, target)
         except ProviderError as error:
             raise sanitize(error, target) from None
         chunks = self.relay(body, parser, target)
@@ -123,6 +122,13 @@ class HttpUpstream:
                 yield chunk
         finally:
             await chunks.aclose()  # at once, not when collected: it releases the connection
+
+    async def opened(self, canonical: JSON, target: Target) -> UpstreamBody:
+        """The canonical request built and opened (a subclass that builds otherwise, e.g.
+        around a cache it must create first, overrides this and keeps `stream`)."""
+        with translating(target.label):
+            request = self.adapter.build_request(canonical, target)
+        return await self.open(request, target)
 
     async def open(self, request: UpstreamRequest, target: Target) -> UpstreamBody:
         """The body of a built streaming request once its status said success."""
