@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -199,6 +200,8 @@ def test_another_tenant_never_gets_the_first_tenants_affinity(stack: Stack) -> N
         "key": None,
     }
     before = lookups(stack)
+    explain(stack, tag, "globex")  # an explanation only reads: it counts nothing
+    assert lookups(stack) == before
     ask(stack, "split", tag, 2, tenant="globex")  # the same prefix, another tenant: a miss
     after = lookups(stack)
     assert after["miss"] == before["miss"] + 1 and after["hit"] == before["hit"]
@@ -262,3 +265,22 @@ def test_a_second_core_follows_the_holder_the_first_recorded(
         assert found["affinity"]["holder"] == f"{served}/{MODEL}"
         assert ask(second, "split", tag, 1) == served
     assert lookups(second)["hit"] >= 6
+
+
+def test_messages_requests_follow_their_holder_too(stack: Stack) -> None:
+    """The Messages API (passed through to Anthropic): its marks, in Anthropic's shape, are
+    fingerprinted the same way."""
+    client = anthropic.Anthropic(base_url=stack.edge_url, api_key=stack.token(), max_retries=0)
+    for _ in range(4):
+        tag = uuid.uuid4().hex
+        system: Any = [{"type": "text", "text": f"[{tag}] {LONG}", "cache_control": EPHEMERAL}]
+        served = set()
+        for n in range(4):
+            response = client.messages.with_raw_response.create(
+                model="split",
+                system=system,
+                messages=[{"role": "user", "content": f"What is {n} + 1?"}],
+                max_tokens=10,
+            )
+            served.add(response.headers["x-interlock-provider"])
+        assert len(served) == 1, served

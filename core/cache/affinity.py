@@ -125,17 +125,17 @@ class Affinities:
     def __len__(self) -> int:
         return len(self._memory)
 
-    async def lookup(self, ticket: Ticket, route: str) -> Holder | None:
-        """The holder of the ticket's prefix on `route` (also kept on the ticket), or None."""
+    async def lookup(self, ticket: Ticket, route: str, counted: bool = True) -> Holder | None:
+        """The holder of the ticket's prefix on `route` (also kept on the ticket), or None;
+        `counted=False` (a route explanation) leaves the metrics alone."""
         raw = await self._get(entry_key(ticket.fingerprint, route))
-        if raw is False:
-            LOOKUPS["error"] += 1
+        found = _decode(raw) if raw is not False else None
+        if found is not None and found[1] <= time.time():
+            found = None
+        if counted:
+            LOOKUPS["error" if raw is False else "miss" if found is None else "hit"] += 1
+        if found is None:
             return None
-        found = _decode(raw)
-        if found is None or found[1] <= time.time():
-            LOOKUPS["miss"] += 1
-            return None
-        LOOKUPS["hit"] += 1
         ticket.holder, ticket.expires_at = found
         return ticket.holder
 

@@ -169,7 +169,7 @@ class RouteExplainer:
             )
         await self._prompt_cache(x)
         if x.affinity is not None and self._affinity is not None:
-            await self._affinity.lookup(x.affinity, x.route.name)
+            await self._affinity.lookup(x.affinity, x.route.name, counted=False)
         return self._routed(x)
 
     def _exchange(self, ask: ExplainAsk) -> AnyExchange:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from core.cache.affinity import Affinities, ticket
@@ -29,6 +27,7 @@ from core.routing.signals import Demand, Holder, Signals
 from core.spend.usage import UsageSplit
 from shared.config import ProviderConfig
 from shared.secret import Secret
+from tests.bench.policy_rules import per_request
 from tests.support.providers import provider_of
 
 
@@ -65,16 +64,6 @@ def _drive(coroutine: Coroutine[Any, Any, object]) -> object:
     raise RuntimeError("the lookup suspended")
 
 
-def _cpu_us(step: Callable[[], object], requests: int) -> float:
-    runs = []
-    for _ in range(5):
-        started = time.process_time()
-        for _ in range(requests):
-            step()
-        runs.append((time.process_time() - started) / requests * 1e6)
-    return statistics.median(runs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000)
@@ -97,13 +86,15 @@ def main() -> None:
         return found
 
     rows = {
-        "fingerprint (mark scan + hash)": _cpu_us(fingerprinting, args.requests),
-        "registry lookup + record (memory)": _cpu_us(registry_use, args.requests),
-        "order, weighted, with a holder": _cpu_us(
+        "fingerprint (mark scan + hash)": per_request(fingerprinting, args.requests),
+        "registry lookup + record (memory)": per_request(registry_use, args.requests),
+        "order, weighted, with a holder": per_request(
             lambda: order(route, signals, rng, holder), args.requests
         ),
-        "order, weighted, no holder": _cpu_us(lambda: order(route, signals, rng), args.requests),
-        "unmarked: the mark scan only": _cpu_us(
+        "order, weighted, no holder": per_request(
+            lambda: order(route, signals, rng), args.requests
+        ),
+        "unmarked: the mark scan only": per_request(
             lambda: longest_mark({"messages": payload["messages"][1:]}), args.requests
         ),
     }
