@@ -175,7 +175,7 @@ def test_explain_shows_the_holder_and_a_stream_records_it(stack: Stack) -> None:
     assert holder in (ONE, TWO) and len(after["affinity"]["key"]) == 12
     views = {c["target"]: c for c in after["candidates"]}
     assert views[holder]["affinity"] == 1.0 and views[holder]["order"] is None  # weighted
-    assert {ask(stack, "split", tag, n) for n in range(3)} == {holder.split("/")[0]}
+    assert {ask(stack, "split", tag, n) for n in range(6)} == {holder.split("/")[0]}
 
 
 def wait_for_holder(stack: Stack, tag: str, tenant: str = "acme") -> Any:
