@@ -24,6 +24,7 @@ from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
+from core.cache.affinity import Affinities
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
 from core.cache.idempotency import Idempotent
@@ -126,10 +127,13 @@ class CoreState:
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
+        shared = self.store.primary if isinstance(self.store, ResilientStore) else None
+        # Prompt-cache affinity (core.cache.affinity): in Redis when there is one (shared by
+        # the replicas; an outage is no affinity), else in this process's memory.
+        self.affinity = Affinities(shared)
         self.cache: ResponseCache | None = None
         if config.cache.used:
             resilience = config.core.resilience
-            shared = self.store.primary if isinstance(self.store, ResilientStore) else None
             backend: Backend = (
                 StoreBackend(shared) if shared else MemoryBackend(config.cache.max_bytes)
             )
@@ -148,6 +152,7 @@ class CoreState:
             "breakers": len(self.breakers),
             "latency": len(self.dispatcher.latency),
             "dynamic_routes": self.registry.dynamic_routes(),
+            "prompt_cache_affinity": len(self.affinity),
         }
 
     def client(self) -> aiohttp.ClientSession:
@@ -210,9 +215,15 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(
-        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy, state.cache
+        state.registry,
+        state.dispatcher,
+        state.limiter,
+        state.pricing,
+        state.policy,
+        state.cache,
+        state.affinity,
     )
-    account = Account(state.ledger, state.pricing)
+    account = Account(state.ledger, state.pricing, state.affinity)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
     specs: dict[str, AnySpec] = {
         "chat": ChatApi(state.images.inline),
@@ -299,7 +310,9 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             text += ("\n".join(state.cache.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
-    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
+    explainer = RouteExplainer(
+        specs, state.registry, state.policy, state.dispatcher, state.pricing, state.affinity
+    )
     max_body = state.config.core.max_body_bytes
     return [
         Route("/healthz", _healthz, methods=["GET"]),
