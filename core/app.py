@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -34,7 +35,12 @@ from core.ledger import store_for
 from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
-from core.observe.metrics import render as render_metrics
+from core.observe import exposition
+from core.observe.events import event_families
+from core.observe.metrics import families as core_families
+from core.observe.otel_metrics import OtelRequests
+from core.observe.records import Records
+from core.observe.request_metrics import Labels, RequestMetrics
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
 from core.pipeline.explain import AnySpec, RouteExplainer
@@ -46,7 +52,7 @@ from core.resilience.dispatch import Dispatcher
 from core.resilience.health_checks import HealthChecks
 from core.resilience.key_pools import KeyPools
 from core.resilience.stats_sync import StatsSync
-from core.resilience.stats_sync import metrics as estimate_metrics
+from core.resilience.stats_sync import metric_families as estimate_families
 from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
@@ -124,6 +130,11 @@ class CoreState:
         # The writer owns the store; the usage API (core.api.usage) only reads from it.
         self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
+        # Every request's outcome record: the metrics always (OpenTelemetry's form too when
+        # exported: core.observe.otel_metrics), the ledger when it is on.
+        self.otel_metrics = OtelRequests() if config.metrics.otlp else None
+        otel = (self.otel_metrics,) if self.otel_metrics is not None else ()
+        self.records = Records(RequestMetrics(Labels(config), *otel), self.ledger)
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
@@ -141,7 +152,7 @@ class CoreState:
                 config.cache,
                 backend,
                 self.limiter,
-                self.ledger,
+                self.records,
                 Coalescer(shared),
                 (resilience.total_deadline_s, resilience.stream_idle_timeout_s),
             )
@@ -188,6 +199,8 @@ class CoreState:
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
+            if self.otel_metrics is not None:  # exports what it holds (blocking: a thread)
+                await asyncio.to_thread(self.otel_metrics.shutdown)
             await self.images.close()
             await self.store.close()
             await self.session.close()
@@ -223,7 +236,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         state.cache,
         state.affinity,
     )
-    account = Account(state.ledger, state.pricing, state.affinity)
+    account = Account(state.records, state.pricing, state.affinity)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
     specs: dict[str, AnySpec] = {
         "chat": ChatApi(state.images.inline),
@@ -300,15 +313,11 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             return _not_ready(b'{"status":"state_unavailable"}')
         return Response(b'{"status":"ready"}', media_type="application/json")
 
+    registry = exposition.registry_of(_metric_sources(state))
+
     async def metrics(request: Request) -> Response:
-        text = render_metrics(state.store, state.breakers, state.entries())
-        estimates = estimate_metrics(state.dispatcher.latency, state.health_checks.sent)
-        text += ("\n".join(estimates) + "\n").encode()
-        if state.ledger is not None:
-            text += ("\n".join(state.ledger.metrics()) + "\n").encode()
-        if state.cache is not None:
-            text += ("\n".join(state.cache.metrics()) + "\n").encode()
-        return Response(text, media_type="text/plain; version=0.0.4")
+        page, content_type = exposition.render(registry, request.headers.get("accept"))
+        return Response(page, media_type=content_type)
 
     explainer = RouteExplainer(
         specs, state.registry, state.policy, state.dispatcher, state.pricing, state.affinity
@@ -320,3 +329,19 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/route/explain", explain_endpoint(explainer, max_body), methods=["POST"]),
     ]
+
+
+def _metric_sources(state: CoreState) -> list[exposition.Source]:
+    """What /metrics shows, each source asked at scrape time."""
+    sources: list[exposition.Source] = [
+        lambda: core_families(state.store, state.breakers, state.entries()),
+        lambda: estimate_families(state.dispatcher.latency, state.health_checks.sent),
+        state.records.metrics.families,
+        event_families,
+        state.budget_settler.levels.metric_families,
+    ]
+    if state.ledger is not None:
+        sources.append(state.ledger.metric_families)
+    if state.cache is not None:
+        sources.append(state.cache.metric_families)
+    return sources

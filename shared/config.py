@@ -38,6 +38,7 @@ from shared.config_edge import (
 )
 from shared.config_file import PathLike, read_config_file
 from shared.config_ledger import LedgerConfig, parse_ledger
+from shared.config_metrics import MetricsConfig, parse_metrics
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
@@ -118,6 +119,7 @@ class Config(EdgeTierConfig):
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)  # core.cache
     idempotency: IdempotencyConfig = field(default_factory=IdempotencyConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # core.observe
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -191,6 +193,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         routing=routing,
         cache=parse_cache(core.get("cache"), names, frozenset(routing.routes)),
         idempotency=parse_idempotency(core.get("idempotency")),
+        metrics=parse_metrics(core.get("metrics")),
     )
 
 

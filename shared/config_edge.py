@@ -262,6 +262,7 @@ CORE_SECTIONS = (
     "routing",
     "cache",
     "idempotency",
+    "metrics",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
+from core.observe.events import FAILOVERS, RETRIES
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -300,9 +301,11 @@ class Dispatcher:
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
                     continue
                 if failure in FAIL_OVER and not is_last:
+                    FAILOVERS.add((leased.label,))
                     log.warning("failover from %s: %s", leased.label, failure)
                     return None
                 if await self._backoff(run, error, same_target_retries):
+                    RETRIES.add((leased.label,))
                     same_target_retries += 1
                     continue
                 raise

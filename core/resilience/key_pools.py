@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from core.limits.tenant import Reservation, Settlements
+from core.observe.events import RATE_LIMITED
 from core.providers.adapters.base import ProviderError
 from core.state.buckets import BucketSpec
 from core.state.store import Store
@@ -137,6 +138,7 @@ class KeyPools:
                 return KeyLease(self._settlements, tokens_key, tpm, tokens if tpm else 0, key=key)
             wait = result.retry_after_s
             if time.monotonic() + wait > wait_until:
+                RATE_LIMITED.add(("provider_keys",))
                 raise ProviderError(
                     429,
                     f"every key of provider '{provider}' is at its rate limit",
