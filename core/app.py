@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -36,9 +35,9 @@ from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
 from core.observe import exposition
-from core.observe.events import event_families
+from core.observe.events import EVENTS, event_families
 from core.observe.metrics import families as core_families
-from core.observe.otel_metrics import OtelRequests
+from core.observe.otel_metrics import OtlpMetrics
 from core.observe.records import Records
 from core.observe.request_metrics import Labels, RequestMetrics
 from core.observe.usagelog import USAGE_LOG
@@ -132,9 +131,10 @@ class CoreState:
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
         # Every request's outcome record: the metrics always (OpenTelemetry's form too when
         # exported: core.observe.otel_metrics), the ledger when it is on.
-        self.otel_metrics = OtelRequests() if config.metrics.otlp else None
-        otel = (self.otel_metrics,) if self.otel_metrics is not None else ()
-        self.records = Records(RequestMetrics(Labels(config), *otel), self.ledger)
+        metrics = RequestMetrics(Labels(config))
+        self.records = Records(metrics, self.ledger)
+        instruments = [*metrics.instruments.all(), *EVENTS]
+        self.otlp = OtlpMetrics(instruments) if config.metrics.otlp else None
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
@@ -186,6 +186,8 @@ class CoreState:
         self.health_checks.start()
         if self.ledger is not None:
             self.ledger.start()
+        if self.otlp is not None:
+            self.otlp.start()
         self.ready = True
         try:
             yield
@@ -199,8 +201,8 @@ class CoreState:
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
-            if self.otel_metrics is not None:  # exports what it holds (blocking: a thread)
-                await asyncio.to_thread(self.otel_metrics.shutdown)
+            if self.otlp is not None:  # exports what it counted since the last export
+                await self.otlp.stop()
             await self.images.close()
             await self.store.close()
             await self.session.close()

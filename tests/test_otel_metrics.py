@@ -17,10 +17,16 @@ from aiohttp import web
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
 
 from core.ledger.record import LedgerRecord
-from core.observe.otel_metrics import OtelRequests
+from core.observe.events import EVENTS
+from core.observe.otel_metrics import OtlpMetrics
 from core.observe.request_metrics import TOKEN_BOUNDS, Labels, RequestMetrics
 from core.spend.usage import UsageSplit
 from shared.config import Config, embedded_defaults, parse_config
@@ -58,9 +64,27 @@ def defaults() -> Config:
     return parse_config(embedded_defaults({}), "embedded defaults", {})
 
 
-def points(reader: InMemoryMetricReader) -> dict[str, Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
+class Collected(MetricExporter):
+    """An exporter that keeps what it is given (the in-process end of the pipeline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports: list[MetricsData] = []
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        return None
+
+
+def by_name(data: MetricsData) -> dict[str, Any]:
     metrics = {}
     for resource in data.resource_metrics:
         assert resource.resource.attributes["service.name"] == "interlock-core"
@@ -71,19 +95,22 @@ def points(reader: InMemoryMetricReader) -> dict[str, Any]:
     return metrics
 
 
-def test_names_units_attributes_and_buckets_follow_the_conventions(tmp_path: Any) -> None:
-    reader = InMemoryMetricReader()
-    otel = OtelRequests(reader)
-    config = defaults()
-    metrics = RequestMetrics(Labels(config), otel)
+def test_names_units_attributes_and_buckets_follow_the_conventions() -> None:
+    metrics = RequestMetrics(Labels(defaults()))
     metrics.observe(record(), "chat")
+    metrics.observe(record(latency_ms=900.0, ttft_ms=80.0), "chat")
     failed = record(outcome="transient", provider=None, served_model=None, usage=UsageSplit())
     metrics.observe(failed, "chat")
-    found = points(reader)
+    exporter = Collected()
+    otlp = OtlpMetrics([*metrics.instruments.all(), *EVENTS], exporter, interval_s=60)
+    asyncio.run(otlp.stop())  # one export, as on shutdown
+    found = by_name(exporter.exports[-1])
     tokens = found["gen_ai.client.token.usage"]
     assert tokens.unit == "{token}"
+    assert tokens.data.aggregation_temporality == AggregationTemporality.CUMULATIVE
     by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens.data.data_points}
-    assert by_type["input"].sum == 50 and by_type["output"].sum == 7  # input counts cache reads
+    assert by_type["input"].sum == 100 and by_type["output"].sum == 14  # cache reads count
+    assert (by_type["input"].count, by_type["input"].min, by_type["input"].max) == (2, 50, 50)
     assert tuple(by_type["input"].explicit_bounds) == tuple(float(b) for b in TOKEN_BOUNDS)
     assert dict(by_type["input"].attributes) == {
         "gen_ai.operation.name": "chat",
@@ -94,19 +121,20 @@ def test_names_units_attributes_and_buckets_follow_the_conventions(tmp_path: Any
     }
     duration = found["gen_ai.client.operation.duration"]
     assert duration.unit == "s"
+    ok = [p for p in duration.data.data_points if "error.type" not in p.attributes]
+    assert [(p.count, p.min, p.max) for p in ok] == [(2, 0.25, 0.9)]
     errors = [p for p in duration.data.data_points if "error.type" in p.attributes]
     assert [p.attributes["error.type"] for p in errors] == ["transient"]
     assert errors[0].attributes["gen_ai.provider.name"] == "_none"
     first = found["gen_ai.client.operation.time_to_first_chunk"].data.data_points
-    assert [p.sum for p in first] == [0.04]  # the failed request had no first chunk
-    # The Prometheus form saw the same requests.
-    prometheus = metrics.prometheus
-    assert prometheus.requests.value(("openai", "chat", "ok", "_other")) == 1
-    assert prometheus.requests.value(("openai", "chat", "transient", "_other")) == 1
-    otel.shutdown()
+    assert [p.sum for p in first] == [pytest.approx(0.12)]  # the failure had no first chunk
+    requests = found["interlock.requests"]
+    assert requests.data.is_monotonic
+    outcomes = {p.attributes["interlock.outcome"]: p.value for p in requests.data.data_points}
+    assert outcomes == {"ok": 2, "transient": 1}
 
 
-def test_labels_come_from_configuration_only(tmp_path: Any) -> None:
+def test_labels_come_from_configuration_only() -> None:
     config = defaults()
     labels = Labels(config)
     assert labels.requested("mock-1") == "mock-1" and labels.requested("x" * 300) == "_other"

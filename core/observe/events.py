@@ -27,5 +27,8 @@ RATE_LIMITED = Counter(
 )
 
 
+EVENTS = (FAILOVERS, RETRIES, RATE_LIMITED)
+
+
 def event_families() -> list[Metric]:
-    return [FAILOVERS.family(), RETRIES.family(), RATE_LIMITED.family()]
+    return [counter.family() for counter in EVENTS]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
@@ -38,11 +39,22 @@ class Counter:
     def value(self, key: tuple[str, ...]) -> float:
         return self._values.get(key, 0)
 
+    def series(self) -> list[tuple[tuple[str, ...], float]]:
+        return list(self._values.items())
+
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.help, labels=self.labels)
         for key, value in sorted(self._values.items()):
             family.add_metric(key, value)
         return family
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramState:
+    counts: list[int]  # per bucket, the last one above every bound
+    min: float
+    max: float
+    sum: float
 
 
 class Histogram:
@@ -55,7 +67,8 @@ class Histogram:
     ) -> None:
         self.name, self.help, self.labels = name, help_text, tuple(labels)
         self.bounds = tuple(bounds)
-        # per label set: a count per bucket (the last one: above every bound), then the sum
+        # per label set: a count per bucket (the last one: above every bound), then the
+        # smallest and largest values seen (OpenTelemetry's data points carry them), the sum
         self._series: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
@@ -65,19 +78,31 @@ class Histogram:
                 key = (OVERFLOW,) * len(self.labels)
                 series = self._series.get(key)
             if series is None:
-                series = self._series[key] = [0.0] * (len(self.bounds) + 2)
+                series = self._series[key] = [0.0] * (len(self.bounds) + 4)
+                series[-3] = series[-2] = value
         series[bisect_left(self.bounds, value)] += 1
+        if value < series[-3]:
+            series[-3] = value
+        elif value > series[-2]:
+            series[-2] = value
         series[-1] += value
 
     def count(self, key: tuple[str, ...]) -> int:
         series = self._series.get(key)
-        return int(sum(series[:-1])) if series is not None else 0
+        return int(sum(series[:-3])) if series is not None else 0
+
+    def series(self) -> list[tuple[tuple[str, ...], HistogramState]]:
+        """Each label set's bucket counts (not cumulative), min, max and sum."""
+        return [
+            (key, HistogramState([int(c) for c in v[:-3]], v[-3], v[-2], v[-1]))
+            for key, v in self._series.items()
+        ]
 
     def family(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.help, labels=self.labels)
         for key, series in sorted(self._series.items()):
             running, buckets = 0.0, []
-            for bound, count in zip((*self.bounds, float("inf")), series[:-1], strict=True):
+            for bound, count in zip((*self.bounds, float("inf")), series[:-3], strict=True):
                 running += count
                 buckets.append((_bound(bound), running))
             family.add_metric(list(key), buckets, series[-1])

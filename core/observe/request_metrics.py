@@ -19,7 +19,6 @@ is `_other`, and outcomes are the gateway's fixed set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from prometheus_client.core import Metric
 
@@ -61,8 +60,8 @@ class Labels:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """One request outcome in label terms (configured names only), read once from its record
-    and handed to each sink (Prometheus always; OpenTelemetry when exported)."""
+    """One request outcome in label terms (configured names only), read once from its
+    record."""
 
     api: str
     operation: str
@@ -107,29 +106,23 @@ def observed(record: LedgerRecord, operation: str, labels: Labels) -> Observed:
     )
 
 
-class Sink(Protocol):
-    def record(self, o: Observed) -> None: ...
-
-
 class RequestMetrics:
-    """Reads each outcome record once and hands it to every sink."""
+    """Reads each outcome record once into the instruments (rendered by /metrics, exported
+    by core.observe.otel_metrics when OTLP is on)."""
 
-    def __init__(self, labels: Labels, *sinks: Sink) -> None:
+    def __init__(self, labels: Labels) -> None:
         self._labels = labels
-        self.prometheus = PrometheusRequests()
-        self._sinks: tuple[Sink, ...] = (self.prometheus, *sinks)
+        self.instruments = RequestInstruments()
 
     def observe(self, record: LedgerRecord, operation: str) -> None:
-        o = observed(record, operation, self._labels)
-        for sink in self._sinks:
-            sink.record(o)
+        self.instruments.record(observed(record, operation, self._labels))
 
     def families(self) -> list[Metric]:
-        return self.prometheus.families()
+        return [instrument.family() for instrument in self.instruments.all()]
 
 
-class PrometheusRequests:
-    """The Prometheus form (core.observe.instruments: rendered by prometheus_client)."""
+class RequestInstruments:
+    """The aggregates, in Prometheus names (core.observe.instruments)."""
 
     def __init__(self) -> None:
         self.tokens = Histogram(
@@ -192,8 +185,8 @@ class PrometheusRequests:
             self.saved.add((o.outcome, "input"), o.saved_input)
             self.saved.add((o.outcome, "output"), o.saved_output)
 
-    def families(self) -> list[Metric]:
-        instruments = (
+    def all(self) -> list[Counter | Histogram]:
+        return [
             self.requests,
             self.duration,
             self.first_chunk,
@@ -201,5 +194,4 @@ class PrometheusRequests:
             self.spend,
             self.prompt_cache,
             self.saved,
-        )
-        return [instrument.family() for instrument in instruments]
+        ]
