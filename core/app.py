@@ -86,6 +86,7 @@ class CoreState:
             if isinstance(provider.upstream, GeminiUpstream):
                 provider.upstream.attach(self.store)  # its context cache registry, shared
         self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
+        self.secrets = parts.secrets  # referenced secrets, refreshed while serving
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
         policy = config.core.resilience
@@ -162,6 +163,7 @@ class CoreState:
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
+        self.secrets.start()
         USAGE_LOG.start()
         self.settlements.start()
         self.budget_settler.start()
@@ -184,6 +186,7 @@ class CoreState:
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
             await self.images.close()
+            await self.secrets.stop()
             await self.store.close()
             await self.session.close()
             self.session = None

@@ -34,6 +34,7 @@ from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
+from shared.secret_refresh import SecretRefresher, references
 from shared.traceparent import child_of
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
@@ -81,6 +82,18 @@ def _peek_model(body: bytes) -> str:
     return check_model_name(payload)
 
 
+def _hop_key(config: EdgeTierConfig) -> tuple[hop.HopKey, SecretRefresher]:
+    """The key the edge signs hops with. A referenced hop secret (aws-sm://..., e.g. from the
+    SAM template) is read now and refreshed in the background: the edge signs with the
+    current value while the core accepts the current and the pending one. boto3 is imported
+    only then: a literal secret keeps it out of the cold start."""
+    secret = hop.resolve_secret(config.hop.secret, config.state_dir)
+    secrets = SecretRefresher(references([secret]), config.secrets.refresh_s)
+    secrets.resolve_now()
+    hop.check_resolved(secret)
+    return hop.HopKey(secret), secrets
+
+
 class EdgeState:
     def __init__(self, config: EdgeTierConfig) -> None:
         self.config = config
@@ -90,7 +103,7 @@ class EdgeState:
         self.verifier.replace_revocations(self.revocations.load())
         self.network = NetworkPolicy(config.auth.tenant_cidrs, config.edge.trusted_proxies)
         self.router = PoolRouter(config.edge)
-        self.hop_key = hop.HopKey(hop.resolve_secret(config.hop.secret, config.state_dir))
+        self.hop_key, self.secrets = _hop_key(config)
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None
@@ -126,9 +139,11 @@ class EdgeState:
         self.fresh = core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
         await self.jwks.start()
         await self.revocations.start()
+        self.secrets.start()
         try:
             yield
         finally:
+            await self.secrets.stop()
             await self.revocations.stop()
             await self.jwks.stop()
             await self.session.close()

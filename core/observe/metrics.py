@@ -3,7 +3,8 @@
 Hand-written text format (no client library on the hot path): shared-state health, Redis
 outages and how many calls fell back to per-process state, which targets' circuits are open,
 how many entries the per-target structures hold, how often each background job failed, and
-how often a target sent data that crashed a parser (core.providers.parsing).
+how often a target sent data that crashed a parser (core.providers.parsing), and how old each
+referenced secret is (shared.secret_refresh).
 Label values are configured names only (targets, `<provider>/*` for every tenant-named model
 of a provider, job names fixed by the code), never tenant input, so the page has a size fixed
 by the config.
@@ -21,6 +22,7 @@ from core.resilience.circuit_board import BreakerBoard
 from core.state.resilient import ResilientStore
 from core.state.store import Store
 from shared.periodic import failure_counts
+from shared.secret_refresh import live_ages
 
 
 def _escape(value: str) -> str:
@@ -67,6 +69,7 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         for target, count in sorted(crash_counts().items())
     ]
     lines += _budget_lines()
+    lines += _secret_lines()
     lines += [
         "# HELP interlock_gemini_context_cache_total Gemini context caches created, recreated "
         "(expired or gone) and reused, and cache markers dropped (the request went uncached).",
@@ -112,5 +115,32 @@ def _budget_lines() -> list[str]:
     lines += [
         f'interlock_budget_over_total{{budget="{_escape(name)}"}} {n}'
         for name, n in sorted(warnings_total.items())
+    ]
+    return lines
+
+
+def _secret_lines() -> list[str]:
+    """Each referenced secret's age, labelled by the setting it was given for (a config key):
+    since the last good read (grows while refreshes fail) and since its value changed."""
+    ages = live_ages()
+    if not ages:
+        return []
+    lines = [
+        "# HELP interlock_secret_refresh_age_seconds Seconds since a referenced secret was "
+        "last read successfully.",
+        "# TYPE interlock_secret_refresh_age_seconds gauge",
+    ]
+    lines += [
+        f'interlock_secret_refresh_age_seconds{{setting="{_escape(setting)}"}} {read:.3f}'
+        for setting, _, read, _ in ages
+    ]
+    lines += [
+        "# HELP interlock_secret_value_age_seconds Seconds since a referenced secret's value "
+        "last changed (or was first read).",
+        "# TYPE interlock_secret_value_age_seconds gauge",
+    ]
+    lines += [
+        f'interlock_secret_value_age_seconds{{setting="{_escape(setting)}"}} {changed:.3f}'
+        for setting, _, _, changed in ages
     ]
     return lines

@@ -4,6 +4,12 @@ A key that answers 429 rests for its Retry-After; one that answers 401/403 or re
 exhausted quota rests much longer (it will not recover in seconds). With per-key limits set,
 choosing a key is one atomic store call over the pool in rotation order (take_first), and a
 request may wait, up to a bound and its deadline, for capacity instead of an immediate 429.
+
+A key may be a reference (shared.secret.SecretRef, `aws-sm://...`): the pool holds the same
+object for the process's life and every send reveals its current value, so a rotated key is
+used from the moment it is read. Its id (store keys, metrics, the ledger) is derived from the
+reference, so it survives a rotation, and a key resting after a refusal wakes as soon as its
+value changes. On a 401 `reread` reads it again at once: a changed key is worth one more try.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
-from shared.secret import Secret
+from shared.secret import Secret, SecretRef
 
 AUTH_COOLDOWN_S = 300.0
 QUOTA_COOLDOWN_S = 600.0
@@ -28,8 +34,9 @@ RATE_LIMIT_COOLDOWN_S = 5.0  # when the upstream gave no Retry-After
 
 
 def key_id(key: Secret) -> str:
-    """A stable, non-reversible name for a key in store keys and logs."""
-    return hashlib.blake2b(key.reveal().encode(), digest_size=6).hexdigest()
+    """A stable, non-reversible name for a key in store keys and logs (a referenced key's
+    from its reference: the same across rotations)."""
+    return hashlib.blake2b(key.id_material().encode(), digest_size=6).hexdigest()
 
 
 @dataclass(slots=True)
@@ -44,8 +51,13 @@ class KeyPool:
         self.provider = provider
         self.keys = provider.api_keys
         self._ids = {key: key_id(key) for key in self.keys}
-        self._resting: dict[Secret, float] = {}
+        # Until when a key rests, and the value (version) that earned it the rest.
+        self._resting: dict[Secret, tuple[float, int]] = {}
         self._turn = itertools.count()
+
+    def _until(self, key: Secret) -> float:
+        until, version = self._resting.get(key, (0.0, 0))
+        return until if version == key.version else 0.0  # a rotated key starts afresh
 
     def rotation(self, now: float) -> list[Secret]:
         """Keys in round-robin order, resting ones left out (all of them if all rest)."""
@@ -53,8 +65,8 @@ class KeyPool:
             return list(self.keys)
         start = next(self._turn) % len(self.keys)
         ordered = self.keys[start:] + self.keys[:start]
-        awake = [k for k in ordered if self._resting.get(k, 0.0) <= now]
-        return awake or sorted(ordered, key=lambda k: self._resting.get(k, 0.0))
+        awake = [k for k in ordered if self._until(k) <= now]
+        return awake or sorted(ordered, key=self._until)
 
     def rest(self, key: Secret | None, error: ProviderError, now: float) -> None:
         if key is None or len(self.keys) <= 1:
@@ -65,10 +77,20 @@ class KeyPool:
             seconds = QUOTA_COOLDOWN_S
         else:
             seconds = error.retry_after_s or RATE_LIMIT_COOLDOWN_S
-        self._resting[key] = now + seconds
+        self._resting[key] = (now + seconds, key.version)
 
     def has_awake_other(self, key: Secret | None, now: float) -> bool:
-        return any(k != key and self._resting.get(k, 0.0) <= now for k in self.keys)
+        return any(k != key and self._until(k) <= now for k in self.keys)
+
+    async def reread(self, key: Secret | None) -> bool:
+        """After a 401: read a referenced key again now; True when its value changed (the
+        caller tries it once more). A literal, or a read that fails, is False."""
+        if not isinstance(key, SecretRef):
+            return False
+        try:
+            return await key.reread()
+        except Exception:  # the refresher's own job logs and counts its failures
+            return False
 
     def specs(self, key: Secret, tokens: int, settlements: Settlements) -> list[BucketSpec]:
         # One hash tag per provider: every key of the pool is in one slot, so one Lua call.
