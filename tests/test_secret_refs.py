@@ -12,18 +12,22 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
 from core.providers.adapters.base import ProviderError
+from core.providers.adapters.bedrock.options import BedrockOptions
+from core.providers.adapters.bedrock.signing import StaticCredentials
 from core.resilience.key_pools import KeyPool, key_id
+from core.startup import no_session, prepare_core
 from shared import hop
-from shared.config import ProviderConfig
+from shared.config import ProviderConfig, parse_config
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
 from shared.secret import Secret, SecretRef
 from shared.secret_refresh import SecretRefresher, live_ages
-from shared.secret_sources import CURRENT, PENDING, SecretError, as_secret
+from shared.secret_sources import PENDING, SecretError, as_secret
 from tests.support.moto_server import MotoServer
 from tests.support.net import free_port
 
@@ -223,3 +227,33 @@ def test_a_missing_or_malformed_secret_fails_start_up_naming_the_reference(
     client.create_secret(Name="startup-short-hop", SecretString="short-hop-value")
     err = _core_exits(tmp_path, moto, "sk-x", "aws-sm://startup-short-hop")
     assert err.strip() == "interlock: hop.secret: must be at least 32 characters"
+
+
+def test_bedrock_static_keys_may_be_references_read_at_start_up_and_rotated(
+    tmp_path: Path, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in moto.env.items():
+        monkeypatch.setenv(name, value)
+    pair = {"access_key_id": "AKIDROTATE1", "secret_access_key": "bedrock-secret-1"}
+    moto.client().create_secret(Name="bedrock-keys", SecretString=orjson.dumps(pair).decode())
+    options = {k: f"aws-sm://bedrock-keys#{k}" for k in pair} | {"region": "us-east-1"}
+    raw = {
+        "state_dir": str(tmp_path),
+        "hop": {"secret": "h" * 40},
+        "providers": {"aws": {"kind": "bedrock", "options": options}},
+        "models": {"m": {"provider": "aws", "model": "anthropic.claude-3-haiku"}},
+    }
+    parts = prepare_core(parse_config(raw, "test", {}), no_session)
+    settings = parts.providers["aws"].settings
+    assert isinstance(settings, BedrockOptions) and settings.access_key_id is not None
+    assert {r.setting for r in parts.secrets.refs} == {
+        "providers.aws.options.access_key_id",
+        "providers.aws.options.secret_access_key",
+    }
+    credentials = StaticCredentials(settings.access_key_id, settings.secret_access_key, None)
+    assert asyncio.run(credentials.get()).access_key == "AKIDROTATE1"
+    for secret, value in zip(parts.secrets.refs, ("AKIDROTATE2", "bedrock-secret-2"), strict=True):
+        assert isinstance(secret, SecretRef)
+        secret.update(value, None, 1)
+    frozen = asyncio.run(credentials.get())
+    assert (frozen.access_key, frozen.secret_key) == ("AKIDROTATE2", "bedrock-secret-2")
