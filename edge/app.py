@@ -28,13 +28,13 @@ from edge.jwks import JwksRefresher, load_public_keys
 from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
+from edge.secrets import EdgeSecrets
 from shared import hop
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
-from shared.secret_refresh import SecretRefresher, references
 from shared.traceparent import child_of
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
@@ -82,28 +82,19 @@ def _peek_model(body: bytes) -> str:
     return check_model_name(payload)
 
 
-def _hop_key(config: EdgeTierConfig) -> tuple[hop.HopKey, SecretRefresher]:
-    """The key the edge signs hops with. A referenced hop secret (aws-sm://..., e.g. from the
-    SAM template) is read now and refreshed in the background: the edge signs with the
-    current value while the core accepts the current and the pending one. boto3 is imported
-    only then: a literal secret keeps it out of the cold start."""
-    secret = hop.resolve_secret(config.hop.secret, config.state_dir)
-    secrets = SecretRefresher(references([secret]), config.secrets.refresh_s)
-    secrets.resolve_now()
-    hop.check_resolved(secret)
-    return hop.HopKey(secret), secrets
-
-
 class EdgeState:
     def __init__(self, config: EdgeTierConfig) -> None:
         self.config = config
-        self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
-        self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
+        edge_secrets = EdgeSecrets(config)  # the hop secret and JWKS, maybe referenced
+        self.secrets = edge_secrets.refresher
+        self.verifier = TokenVerifier(edge_secrets.auth, load_public_keys(edge_secrets.auth))
+        edge_secrets.follow_jwks(self.verifier.replace_keys)
+        self.jwks = JwksRefresher(edge_secrets.auth, self.verifier.replace_keys)
         self.revocations = RevocationRefresher(config.auth, self.verifier.replace_revocations)
         self.verifier.replace_revocations(self.revocations.load())
         self.network = NetworkPolicy(config.auth.tenant_cidrs, config.edge.trusted_proxies)
         self.router = PoolRouter(config.edge)
-        self.hop_key, self.secrets = _hop_key(config)
+        self.hop_key = hop.HopKey(edge_secrets.hop_secret)
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None

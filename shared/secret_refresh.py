@@ -58,8 +58,14 @@ class SecretRefresher:
         self._pool: ThreadPoolExecutor | None = None
         self._jobs: list[Periodic] = []
         self._inflight: dict[int, asyncio.Future[bool]] = {}
+        self._watchers: dict[int, Callable[[str], object]] = {}
         for ref in self.refs:
             ref.attach(self._reader(ref))
+
+    def watch(self, ref: SecretRef, apply: Callable[[str], object]) -> None:
+        """Call `apply(new value)` after each refresh that changed `ref` (a public JWKS the
+        edge parses into keys); what it raises fails that refresh, logged and counted."""
+        self._watchers[id(ref)] = apply
 
     def _reader(self, ref: SecretRef) -> Callable[[], Awaitable[bool]]:
         async def read() -> bool:
@@ -124,6 +130,8 @@ class SecretRefresher:
             changed = ref.update(current, pending, self.grace_s)
             if changed:
                 log.info("secret %s changed (%s)", ref.setting, ref.reference)
+                if id(ref) in self._watchers:
+                    self._watchers[id(ref)](ref.reveal())
             future.set_result(changed)
             return changed
         except asyncio.CancelledError:

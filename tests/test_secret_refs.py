@@ -257,3 +257,29 @@ def test_bedrock_static_keys_may_be_references_read_at_start_up_and_rotated(
         secret.update(value, None, 1)
     frozen = asyncio.run(credentials.get())
     assert (frozen.access_key, frozen.secret_key) == ("AKIDROTATE2", "bedrock-secret-2")
+
+
+def test_a_watched_secret_hands_each_new_value_on_and_a_bad_one_fails_its_refresh() -> None:
+    async def scenario() -> None:
+        source = Stub({"aws-sm://jwks": "doc-1"})
+        secret = ref(source, "aws-sm://jwks", "auth.jwks")
+        refresher = SecretRefresher([secret], refresh_s=0)
+        refresher.resolve_now()
+        applied: list[str] = []
+
+        def apply(text: str) -> None:
+            if text == "not-a-jwks":
+                raise ConfigError("auth.jwks: not valid JSON")
+            applied.append(text)
+
+        refresher.watch(secret, apply)
+        assert await secret.reread() is False and applied == []
+        source.values["aws-sm://jwks"] = "doc-2"
+        assert await secret.reread() is True and applied == ["doc-2"]
+        source.values["aws-sm://jwks"] = "not-a-jwks"
+        with pytest.raises(ConfigError):
+            await refresher.reread(secret)
+        assert applied == ["doc-2"]
+        await refresher.stop()
+
+    asyncio.run(scenario())

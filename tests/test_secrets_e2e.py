@@ -36,8 +36,16 @@ def _authorizations(fake: FakeOpenAI, model: str) -> list[str]:
 
 
 def _stack(
-    tmp: Path, moto: MotoServer, fake: FakeOpenAI, key_ref: str, hop_ref: str, refresh: str
+    tmp: Path,
+    moto: MotoServer,
+    fake: FakeOpenAI,
+    key_ref: str,
+    hop_ref: str,
+    refresh: str,
+    jwks_secret: str | None = None,
 ) -> Stack:
+    """An edge + core whose provider key and hop secret are references; with `jwks_secret`,
+    the edge's public keys too (the JWKS file is removed: the reference is the only source)."""
     overrides: dict[str, Any] = {
         "providers": {
             "fake": {
@@ -50,7 +58,13 @@ def _stack(
         "models": {"gpt-fake": {"provider": "fake", "model": "gpt-fake"}},
         "secrets": {"refresh": refresh},
     }
+    if jwks_secret is not None:
+        overrides["auth"] = {"jwks": f"aws-sm://{jwks_secret}"}
     stack = Stack(tmp, overrides)
+    if jwks_secret is not None:
+        jwks_file = stack.config.auth.jwks_file
+        moto.client().create_secret(Name=jwks_secret, SecretString=jwks_file.read_text())
+        jwks_file.unlink()
     stack.env.update(moto.env)
     stack.env["INTERLOCK_HOP_SECRET"] = hop_ref
     return stack.start()
@@ -60,6 +74,7 @@ def _stack(
 def names(moto: MotoServer) -> dict[str, str]:
     client = moto.client()
     out = {"key": _name("openai"), "hop": _name("hop"), "slow_key": _name("openai-slow")}
+    out["jwks"] = _name("jwks")
     client.create_secret(Name=out["key"], SecretString='{"key": "sk-rot-1"}')
     client.create_secret(Name=out["slow_key"], SecretString="sk-rot-a")
     client.create_secret(Name=out["hop"], SecretString=HOP_OLD)
@@ -73,9 +88,11 @@ def rotating(
     fake: FakeOpenAI,
     names: dict[str, str],
 ) -> Iterator[Stack]:
-    """A stack whose provider key (a JSON field) and hop secret refresh every second."""
+    """A stack whose provider key (a JSON field), hop secret and the edge's public keys come
+    from Secrets Manager, refreshed every second."""
     key_ref, hop_ref = f"aws-sm://{names['key']}#key", f"aws-sm://{names['hop']}"
-    stack = _stack(tmp_path_factory.mktemp("rot"), moto, fake, key_ref, hop_ref, "1s")
+    tmp = tmp_path_factory.mktemp("rot")
+    stack = _stack(tmp, moto, fake, key_ref, hop_ref, "1s", jwks_secret=names["jwks"])
     yield stack
     stack.stop()
 
