@@ -129,8 +129,3 @@ def as_secret(value: str | Secret, setting: str, wants_pending: bool = False) ->
     if not secret_id or field == "" or any(c.isspace() for c in value):
         raise ConfigError(f"{setting}: expected {scheme}://<secret id or ARN>[#json-field]")
     return SecretRef(value, setting, SOURCES[scheme], wants_pending)
-
-
-def is_reference(value: str | None) -> bool:
-    match = _SCHEME.match(value or "")
-    return match is not None and match.group(1) in SOURCES

@@ -19,7 +19,7 @@ import yaml
 from core.providers.adapters.base import ProviderError
 from core.providers.adapters.bedrock.options import BedrockOptions
 from core.providers.adapters.bedrock.signing import StaticCredentials
-from core.resilience.key_pools import KeyPool, key_id
+from core.resilience.key_pools import KeyLease, KeyPool, key_id
 from core.startup import no_session, prepare_core
 from shared import hop
 from shared.config import ProviderConfig, parse_config
@@ -283,3 +283,21 @@ def test_a_watched_secret_hands_each_new_value_on_and_a_bad_one_fails_its_refres
         await refresher.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_refused_key_is_worth_one_more_try_only_when_its_value_moved_on() -> None:
+    source = Stub({"aws-sm://k": "v1"})
+    secret = ref(source, "aws-sm://k")
+    refresher = SecretRefresher([secret], refresh_s=0)
+    refresher.resolve_now()
+    pool = KeyPool(ProviderConfig("p", "openai", None, (secret,), {}, None, False))
+    sent_v1 = KeyLease(key=secret)
+    source.values["aws-sm://k"] = "v2"  # rotated, and read by a background refresh
+    secret.update("v2", None, 1)  # between the send and the 401
+    assert asyncio.run(pool.reread(sent_v1)) is True
+    assert source.reads["aws-sm://k"] == 1  # no read needed: the value already moved on
+    assert asyncio.run(pool.reread(KeyLease(key=secret))) is False  # read: v2 still
+    assert source.reads["aws-sm://k"] == 2
+    source.values.pop("aws-sm://k")  # a failing read is no reason to retry
+    assert asyncio.run(pool.reread(KeyLease(key=secret))) is False
+    assert asyncio.run(pool.reread(KeyLease(key=Secret("sk-literal")))) is False

@@ -292,11 +292,7 @@ class Dispatcher:
                     raise
                 failure = error.failure_class
                 pool = self.keys.pool(attempt.target.provider.name)
-                if (
-                    failure is FailureClass.AUTH
-                    and not reread
-                    and await pool.reread(leased.lease.key)
-                ):
+                if failure is FailureClass.AUTH and not reread and await pool.reread(leased.lease):
                     reread = True  # a rotated key: one more try with its new value
                     continue
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):

@@ -44,6 +44,10 @@ class KeyLease(Reservation):
     """The key chosen for one attempt, with its token reservation against the key's TPM."""
 
     key: Secret | None = None
+    version: int = 0  # the key's value (version) this attempt sends
+
+    def __post_init__(self) -> None:
+        self.version = self.key.version if self.key is not None else 0
 
 
 class KeyPool:
@@ -82,11 +86,15 @@ class KeyPool:
     def has_awake_other(self, key: Secret | None, now: float) -> bool:
         return any(k != key and self._until(k) <= now for k in self.keys)
 
-    async def reread(self, key: Secret | None) -> bool:
-        """After a 401: read a referenced key again now; True when its value changed (the
-        caller tries it once more). A literal, or a read that fails, is False."""
+    async def reread(self, lease: KeyLease) -> bool:
+        """After a 401: read the lease's key again now if it is a reference; True when its
+        value is no longer the one the attempt sent (the caller tries once more). A literal,
+        or a read that fails, is False."""
+        key = lease.key
         if not isinstance(key, SecretRef):
             return False
+        if key.version != lease.version:
+            return True  # a background refresh got there first
         try:
             return await key.reread()
         except Exception:  # the refresher's own job logs and counts its failures
