@@ -56,7 +56,7 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
     policy = build_policy(
         config.routing, registry.named, lambda model: registry.resolve(model) is not None
     )
-    hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir)
+    hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir, verifier=True)
     secrets = SecretRefresher(
         references([hop_secret, *_provider_secrets(providers)]), config.secrets.refresh_s
     )

@@ -239,11 +239,15 @@ def expires_at(token_exp: float, leeway_s: float) -> int:
 
 
 def resolve_secret(
-    configured: str | None, state_dir: os.PathLike[str] | str, env: dict[str, str] | None = None
+    configured: str | None,
+    state_dir: os.PathLike[str] | str,
+    env: dict[str, str] | None = None,
+    verifier: bool = False,
 ) -> Secret:
     """hop.secret from config, else $INTERLOCK_HOP_SECRET, else <state_dir>/hop-secret. Either
-    of the first two may be a reference (aws-sm://...): a SecretRef that reads AWSPENDING
-    too, read at start-up by the tier's SecretRefresher, its length checked then."""
+    of the first two may be a reference (aws-sm://...): a SecretRef read at start-up by the
+    tier's SecretRefresher, its length checked then. The `verifier` (the core) reads the
+    pending value (AWSPENDING) too; the signer (the edge) needs only the current one."""
     from pathlib import Path
 
     from shared.secret_sources import as_secret
@@ -259,7 +263,7 @@ def resolve_secret(
             "hop.secret: not set; set hop.secret, INTERLOCK_HOP_SECRET, "
             "or run `interlock up` once to create one"
         )
-    resolved = as_secret(secret, "hop.secret", wants_pending=True)
+    resolved = as_secret(secret, "hop.secret", wants_pending=verifier)
     if not isinstance(resolved, SecretRef) and len(secret) < MIN_SECRET_CHARS:
         raise ConfigError(f"hop.secret: must be at least {MIN_SECRET_CHARS} characters")
     return resolved
