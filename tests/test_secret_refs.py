@@ -5,6 +5,7 @@ a local Secrets Manager (moto in server mode) that name the reference and never 
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import threading
@@ -16,9 +17,11 @@ import orjson
 import pytest
 import yaml
 
-from core.providers.adapters.base import ProviderError
+from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.bedrock.options import BedrockOptions
 from core.providers.adapters.bedrock.signing import StaticCredentials
+from core.providers.adapters.openai_compat import ADAPTER as OPENAI
+from core.providers.scrub import sanitize
 from core.resilience.key_pools import KeyLease, KeyPool, key_id
 from core.startup import no_session, prepare_core
 from shared import hop
@@ -30,6 +33,7 @@ from shared.secret_refresh import SecretRefresher, live_ages
 from shared.secret_sources import PENDING, SecretError, as_secret
 from tests.support.moto_server import MotoServer
 from tests.support.net import free_port
+from tests.support.providers import provider_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,3 +305,20 @@ def test_a_refused_key_is_worth_one_more_try_only_when_its_value_moved_on() -> N
     source.values.pop("aws-sm://k")  # a failing read is no reason to retry
     assert asyncio.run(pool.reread(KeyLease(key=secret))) is False
     assert asyncio.run(pool.reread(KeyLease(key=Secret("sk-literal")))) is False
+
+
+def test_an_upstream_error_quoting_the_key_just_rotated_out_is_logged_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = ref(Stub({}), "aws-sm://prod/key", "providers.up.api_key")
+    secret.update("operator-key-old-1", None, 60)
+    secret.update("operator-key-new-2", None, 60)  # rotated; the old one may still be echoed
+    provider = ProviderConfig("up", "openai", None, (secret,), {}, None, False)
+    target = Target(provider_of(provider), "m", secret)
+    body = orjson.dumps({"error": {"message": "operator-key-old-1 / operator-key-new-2 bad"}})
+    error = OPENAI.parse_error(400, {}, body)  # a client error: its scrubbed text is shown
+    with caplog.at_level(logging.WARNING, logger="interlock.upstream"):
+        sanitize(error, target)
+    logged = " ".join(record.getMessage() for record in caplog.records) + error.message
+    assert "operator-key-old-1" not in logged and "operator-key-new-2" not in logged
+    assert f"[key {key_id(secret)}]" in logged
