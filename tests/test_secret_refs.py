@@ -190,8 +190,10 @@ async def _joined() -> None:
     await refresher.stop()
 
 
-def _core_exits(tmp_path: Path, moto: MotoServer, api_key: str, hop_secret: str) -> str:
-    """Starts a real core with `api_key`; asserts it refuses to start; its stderr."""
+def _core_exits(
+    tmp_path: Path, moto: MotoServer, api_key: str, hop_secret: str, tier: str = "core"
+) -> str:
+    """Starts a real core (or edge) with `api_key`; asserts it refuses to start; its stderr."""
     path = tmp_path / "interlock.yaml"
     raw = {
         "state_dir": str(tmp_path / "state"),
@@ -203,8 +205,8 @@ def _core_exits(tmp_path: Path, moto: MotoServer, api_key: str, hop_secret: str)
     path.write_text(yaml.safe_dump(raw))
     env = {**moto.env, "INTERLOCK_CONFIG": str(path), "INTERLOCK_HOP_SECRET": hop_secret}
     env["PYTHONPATH"], env["PATH"] = str(ROOT), "/usr/bin:/bin"
-    argv = [sys.executable, "-m", "shared.server", "core", "--port", str(free_port())]
-    argv += ["--admin-port", str(free_port())]
+    argv = [sys.executable, "-m", "shared.server", tier, "--port", str(free_port())]
+    argv += ["--admin-port", str(free_port())] if tier == "core" else []
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     return done.stderr
@@ -231,6 +233,8 @@ def test_a_missing_or_malformed_secret_fails_start_up_naming_the_reference(
     client.create_secret(Name="startup-short-hop", SecretString="short-hop-value")
     err = _core_exits(tmp_path, moto, "sk-x", "aws-sm://startup-short-hop")
     assert err.strip() == "interlock: hop.secret: must be at least 32 characters"
+    err = _core_exits(tmp_path, moto, "sk-x", "aws-sm://startup-missing", tier="edge")
+    assert err.startswith("interlock: hop.secret: aws-sm://startup-missing: "), err
 
 
 def test_bedrock_static_keys_may_be_references_read_at_start_up_and_rotated(
