@@ -26,7 +26,7 @@ from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
-from core.cache.idempotency import Idempotent
+from core.cache.idempotency import IdempotencyCounts, Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -127,6 +127,8 @@ class CoreState:
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
         self.cache: ResponseCache | None = None
+        # What Idempotency-Key requests came to, for /metrics (core.cache.idempotency).
+        self.idempotency = IdempotencyCounts()
         if config.cache.used:
             resilience = config.core.resilience
             shared = self.store.primary if isinstance(self.store, ResilientStore) else None
@@ -229,7 +231,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
         deadline = config.core.resilience.total_deadline_s
-        return Idempotent(handler, state.store, config.idempotency, deadline)
+        return Idempotent(handler, state.store, config.idempotency, deadline, state.idempotency)
 
     public = [
         Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
@@ -297,6 +299,8 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         if state.cache is not None:
             text += ("\n".join(state.cache.metrics()) + "\n").encode()
+        if state.config.idempotency.enabled:
+            text += ("\n".join(state.idempotency.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
     explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
