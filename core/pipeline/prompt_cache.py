@@ -237,6 +237,8 @@ def dropped_headers(x: AnyExchange) -> dict[str, str]:
 def _auto_marks(payload: dict[str, Any]) -> set[str]:
     """Where the gateway placed breakpoints itself (auto mode)."""
     found = {f"tools[{k}]" for k, t in enumerate(payload.get("tools") or ()) if _auto(t)}
+    system = payload.get("system")  # Anthropic's system blocks (passthrough)
+    found |= {f"system[{k}]" for k, b in enumerate(system or ()) if _auto(b)}
     for i, message in enumerate(payload.get("messages") or ()):
         if _auto(message):
             found.add(f"messages[{i}]")

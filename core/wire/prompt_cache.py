@@ -19,6 +19,11 @@ same marks under the same limits, and the response header naming the dropped one
   `5m` (`ttl_shortened`) instead of being refused by the provider;
 - a target that takes no marks on that model drops them all (`unsupported`); OpenAI-style hosts
   cache prefixes by themselves and get no marks at all (`strip`), which is not a drop.
+
+The same functions read an Anthropic Messages request passed through to an Anthropic target
+(core.api.messages.passthrough): its top-level `system` blocks are `system[k]` (a chat request
+has no such field), its tools and content blocks are named as in chat, so the header names
+the client's own fields either way.
 """
 
 from __future__ import annotations
@@ -134,6 +139,12 @@ def find_markers(canonical: JSON) -> list[Marker]:
         chars += _chars(tool)
         if isinstance(tool, dict) and MARK in tool:
             found.append(Marker(f"tools[{k}]", ttl_of(tool[MARK]), _tokens(chars), "tools"))
+    system = canonical.get("system")  # Anthropic's top-level system prompt (passthrough)
+    chars += _chars(system) if isinstance(system, str) else 0
+    for k, block in enumerate(system if isinstance(system, list) else ()):
+        chars += _chars(block)
+        if isinstance(block, dict) and MARK in block:
+            found.append(Marker(f"system[{k}]", ttl_of(block[MARK]), _tokens(chars), "system"))
     for i, message in _ordered(canonical):
         section = "system" if message.get("role") in _SYSTEM_ROLES else "messages"
         content = message.get("content")
@@ -219,9 +230,9 @@ def report_dropped(dropped: Iterable[tuple[str, str]]) -> None:
 
 def has_marks(canonical: JSON) -> bool:
     """Whether any mark is present (cheap: one pass, no copies)."""
-    tools = canonical.get("tools")
-    if isinstance(tools, list) and any(isinstance(t, dict) and MARK in t for t in tools):
-        return True
+    for blocks in (canonical.get("tools"), canonical.get("system")):
+        if isinstance(blocks, list) and any(isinstance(b, dict) and MARK in b for b in blocks):
+            return True
     messages = canonical.get("messages")
     for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
@@ -237,16 +248,18 @@ def has_marks(canonical: JSON) -> bool:
 def prepare(canonical: JSON, support: CacheSupport | None) -> tuple[JSON, list[tuple[str, str]]]:
     """The canonical request as the target should see it, and the marks dropped for it.
 
-    Kept marks sit on content parts or tools only, with the TTL decided here (a message's mark
-    moves to its last content part, a string content becoming one text part); every other mark
-    is removed. The client's payload is never modified: touched containers are copied."""
+    Kept marks sit on content parts, tools or (Anthropic) system blocks only, with the TTL
+    decided here (a message's mark moves to its last content part, a string content becoming
+    one text part); every other mark is removed. The client's payload is never modified:
+    touched containers are copied."""
     if not has_marks(canonical):
         return canonical, []
     kept, dropped = select(find_markers(canonical), support)
     out = dict(canonical)
-    tools = canonical.get("tools")
-    if isinstance(tools, list):
-        out["tools"] = [_retag(t, kept.get(f"tools[{k}]")) for k, t in enumerate(tools)]
+    for field in ("tools", "system"):
+        blocks = canonical.get(field)
+        if isinstance(blocks, list):
+            out[field] = [_retag(b, kept.get(f"{field}[{k}]")) for k, b in enumerate(blocks)]
     out["messages"] = [_message(m, i, kept) for i, m in enumerate(canonical["messages"])]
     return out, dropped
 
