@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import openai
 import orjson
 
 from tests.support.fake_anthropic import FakeAnthropic
@@ -127,3 +128,41 @@ def test_passthrough_within_the_limits_sends_the_clients_request(
     # Only the model is rewritten: the marks are the client's own, as they were sent.
     assert orjson.loads(sent.body) == {**payload, "model": "claude-sonnet-4-5"}
     assert _marks(sent.json) == [HOUR, EPHEMERAL]
+
+
+def test_bedrock_hour_marks_only_where_the_model_takes_them(stack: Stack, fakes: Fakes) -> None:
+    bedrock = fakes[1]
+    bedrock.reset()
+    sdk = openai.OpenAI(base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0)
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": LONG, "cache_control": HOUR}]},
+        {"role": "user", "content": "Q"},
+    ]
+    hour = sdk.chat.completions.with_raw_response.create(
+        model="sonnet-bedrock", messages=messages, max_tokens=20
+    )
+    assert "x-interlock-cache-dropped" not in hour.headers
+    assert bedrock.received[-1].json["system"] == [
+        {"text": LONG},
+        {"cachePoint": {"type": "default", "ttl": "1h"}},
+    ]
+    usage = hour.parse().usage
+    assert usage is not None
+    details = usage.model_dump()["prompt_tokens_details"]
+    assert details["cache_creation_1h_tokens"] == details["cache_write_tokens"] > 1000
+    # Sonnet 4 caches for five minutes only (Bedrock refuses its 1h cache point): the
+    # entry is written for five minutes and the client is told its TTL went.
+    other = "Another prompt. " + LONG  # not the prefix the first request wrote
+    messages[0]["content"][0]["text"] = other
+    five = sdk.chat.completions.with_raw_response.create(
+        model="sonnet4-bedrock", messages=messages, max_tokens=20
+    )
+    assert five.headers["x-interlock-cache-dropped"] == "messages[0].content[0]=ttl_unsupported"
+    assert bedrock.received[-1].json["system"] == [
+        {"text": other},
+        {"cachePoint": {"type": "default"}},
+    ]
+    usage = five.parse().usage
+    assert usage is not None
+    details = usage.model_dump()["prompt_tokens_details"]
+    assert details["cache_write_tokens"] > 1000 and not details.get("cache_creation_1h_tokens")

@@ -17,6 +17,8 @@ same marks under the same limits, and the response header naming the dropped one
   from a breakpoint for an entry an earlier write left;
 - entries must be written longest-lived first: a `1h` mark after a `5m` one is shortened to
   `5m` (`ttl_shortened`) instead of being refused by the provider;
+- a target model that caches for five minutes only gets a `1h` mark as a `5m` one
+  (`ttl_unsupported`; CacheSupport.long_ttl, e.g. Bedrock before the Claude 4.5 models);
 - a target that takes no marks on that model drops them all (`unsupported`); OpenAI-style hosts
   cache prefixes by themselves and get no marks at all (`strip`), which is not a drop.
 
@@ -65,13 +67,15 @@ class CacheSupport:
 
     `markers`: Anthropic's cache_control at the marked block; `cache_point`: Bedrock Converse's
     cachePoint block after it; `implicit`: the host caches prefixes by itself and takes no mark
-    (they are removed, and that is no drop). `tools`: whether a tool may end a cached prefix."""
+    (they are removed, and that is no drop). `tools`: whether a tool may end a cached prefix;
+    `long_ttl`: whether an entry may live an hour (`1h`), not only five minutes."""
 
     style: Style
     max_breakpoints: int = 4
     min_tokens: int = 1024
     tools: bool = True
     key: bool = False  # the host takes OpenAI's prompt_cache_key (a routing hint)
+    long_ttl: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +195,10 @@ def select(
     short = False
     for m in usable:
         ttl = m.ttl
-        if ttl == "1h" and short:
+        if ttl == "1h" and not support.long_ttl:
+            ttl = "5m"
+            dropped.append((m.where, "ttl_unsupported"))
+        elif ttl == "1h" and short:
             ttl = "5m"
             dropped.append((m.where, "ttl_shortened"))
         short = short or ttl == "5m"
