@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.api.messages.request import to_canonical
 from core.pipeline.prompt_cache import place_auto, with_cache_key
 from core.providers.adapters.cache_support import bedrock_support
 from core.wire import prompt_cache as pc
@@ -189,3 +190,49 @@ def test_an_hour_is_five_minutes_where_the_model_caches_no_longer() -> None:
 def test_bedrock_offers_the_hour_from_claude_4_5(model: str, hour: bool) -> None:
     support = bedrock_support(model)
     assert support is not None and support.long_ttl is hour
+
+
+def _anthropic_request(marks: list[Any]) -> dict[str, Any]:
+    tool, system, user, assistant = marks
+    return {
+        "model": "m",
+        "max_tokens": 5,
+        "tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": tool}],
+        "system": [{"type": "text", "text": "s", "cache_control": system}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "u", "cache_control": user}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "a", "cache_control": assistant}],
+            },
+            {"role": "user", "content": "q"},
+        ],
+    }
+
+
+def test_marks_dropped_after_translation_are_named_as_the_client_wrote_them() -> None:
+    client = _anthropic_request([dict(MARK) for _ in range(4)])  # as parsed from JSON
+    canonical = to_canonical(client).canonical
+    dropped = pc.prepare(canonical, SUPPORT)[1]  # every prefix is under the minimum
+    assert [w for w, _ in dropped] == [
+        "tools[0]",
+        "messages[0].content[0]",
+        "messages[1].content[0]",
+        "messages[2]",
+    ]
+    assert pc.in_client_terms(dropped, client, canonical) == [
+        ("tools[0]", "below_minimum"),
+        ("system[0]", "below_minimum"),
+        ("messages[0].content[0]", "below_minimum"),
+        ("messages[1].content[0]", "below_minimum"),
+    ]
+    # A mark the client did not write keeps its name; the client's own request is as it is.
+    assert pc.in_client_terms([("messages[9]", "too_many")], client, canonical) == [
+        ("messages[9]", "too_many")
+    ]
+    assert pc.in_client_terms(dropped, canonical, canonical) == dropped
+    # One mark object in several places cannot be traced back: the names stay.
+    shared = _anthropic_request([MARK] * 4)
+    canonical = to_canonical(shared).canonical
+    dropped = pc.prepare(canonical, SUPPORT)[1]
+    assert pc.in_client_terms(dropped, shared, canonical) == dropped

@@ -231,7 +231,8 @@ def dropped_headers(x: AnyExchange) -> dict[str, str]:
     support = adapter.capabilities(target).prompt_cache
     ours = _auto_marks(payload)
     dropped = [d for d in pc.prepare(payload, support)[1] + x.sent_dropped if d[0] not in ours]
-    return pc.dropped_header(dropped)
+    client = getattr(x.request, "payload", None)
+    return pc.dropped_header(pc.in_client_terms(dropped, client, payload))
 
 
 def _auto_marks(payload: dict[str, Any]) -> set[str]:

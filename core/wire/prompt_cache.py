@@ -216,6 +216,43 @@ def dropped_header(dropped: list[tuple[str, str]]) -> dict[str, str]:
     return {DROPPED_HEADER: ",".join(named)}
 
 
+def in_client_terms(
+    dropped: list[tuple[str, str]], client: Any, served: JSON
+) -> list[tuple[str, str]]:
+    """`dropped`, named as the client wrote its request. A Messages request translated to the
+    canonical shape keeps each mark object by reference (core.api.messages.request), so a
+    mark's place in `served` (messages[0].content[0]: the system prompt) leads back to its
+    place in the client's request (system[0]); a mark the client did not write (auto mode),
+    or one object the client put in several places, keeps its name. Only computed when
+    something was dropped."""
+    if not dropped or not isinstance(client, dict) or client is served:
+        return dropped
+    theirs: dict[int, str | None] = {}
+    for where, mark in _marks_at(client):
+        theirs[id(mark)] = None if id(mark) in theirs else where  # None: ambiguous
+    names = {where: theirs.get(id(mark)) or where for where, mark in _marks_at(served)}
+    return [(names.get(where, where), reason) for where, reason in dropped]
+
+
+def _marks_at(payload: JSON) -> Iterable[tuple[str, Any]]:
+    """(where, mark object) for every mark, named as find_markers names them."""
+    for field in ("tools", "system"):
+        blocks = payload.get(field)
+        for k, block in enumerate(blocks if isinstance(blocks, list) else ()):
+            if isinstance(block, dict) and MARK in block:
+                yield f"{field}[{k}]", block[MARK]
+    messages = payload.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        if not isinstance(message, dict):
+            continue
+        if MARK in message:
+            yield f"messages[{i}]", message[MARK]
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and MARK in part:
+                yield f"messages[{i}].content[{j}]", part[MARK]
+
+
 def collect_dropped() -> list[tuple[str, str]]:
     """A fresh list that marks dropped while sending are appended to, from here on in this
     request's task (and the tasks it starts). The dispatch stage calls it once."""
