@@ -27,7 +27,7 @@ from core.budgets.settle import BudgetSettler
 from core.cache.affinity import Affinities
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
-from core.cache.idempotency import Idempotent
+from core.cache.idempotency import IdempotencyCounts, Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -132,6 +132,8 @@ class CoreState:
         # the replicas; an outage is no affinity), else in this process's memory.
         self.affinity = Affinities(shared)
         self.cache: ResponseCache | None = None
+        # What Idempotency-Key requests came to, for /metrics (core.cache.idempotency).
+        self.idempotency = IdempotencyCounts()
         if config.cache.used:
             resilience = config.core.resilience
             backend: Backend = (
@@ -240,7 +242,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
         deadline = config.core.resilience.total_deadline_s
-        return Idempotent(handler, state.store, config.idempotency, deadline)
+        return Idempotent(handler, state.store, config.idempotency, deadline, state.idempotency)
 
     public = [
         Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
@@ -308,6 +310,8 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         if state.cache is not None:
             text += ("\n".join(state.cache.metrics()) + "\n").encode()
+        if state.config.idempotency.enabled:
+            text += ("\n".join(state.idempotency.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
     explainer = RouteExplainer(
