@@ -53,7 +53,7 @@ from core.resilience.retry import (
 from core.routing.ordering import order
 from core.routing.planning import Attempt, ImageInliner
 from core.routing.registry import Route
-from core.routing.signals import NO_DEMAND, Demand, Signals
+from core.routing.signals import NO_DEMAND, Demand, Holder, Signals
 from core.spend.cost import Pricing
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
@@ -242,12 +242,17 @@ class Dispatcher:
         *,
         streaming: bool = False,
         budget: BudgetAsk | None = None,
+        holder: Holder | None = None,
     ) -> tuple[T, Outcome]:
         """Try `call(attempt, target)` over the attempts with leased keys and breakers,
         retries and failover. `target` is the attempt's target with the leased key;
         `streaming` picks the timeout (first byte, else completion); `budget`: what each
-        try's budget reservation prices (core.budgets)."""
-        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens, self.budgets, budget)
+        try's budget reservation prices (core.budgets); `holder`: the target and key holding
+        the request's cached prefix (core.cache.affinity): that target's pool lends that key
+        first."""
+        leases = AttemptLeases(
+            self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
+        )
         run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1

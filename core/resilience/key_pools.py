@@ -5,11 +5,17 @@ exhausted quota rests much longer (it will not recover in seconds). With per-key
 choosing a key is one atomic store call over the pool in rotation order (take_first), and a
 request may wait, up to a bound and its deadline, for capacity instead of an immediate 429.
 
+Prompt-cache affinity (core.cache.affinity): a request whose cached prefix a key of the pool
+holds (another key is another account, so a cold cache) gets that key instead of the
+round-robin turn while it is awake; with per-key limits it is first in the rotation, so a key
+at its limit still hands the request on to the next one.
+
 A key may be a reference (shared.secret.SecretRef, `aws-sm://...`): the pool holds the same
 object for the process's life and every send reveals its current value, so a rotated key is
-used from the moment it is read. Its id (store keys, metrics, the ledger) is derived from the
-reference, so it survives a rotation, and a key resting after a refusal wakes as soon as its
-value changes. On a 401 `reread` reads it again at once: a changed key is worth one more try.
+used from the moment it is read. Its id (store keys, metrics, the ledger, affinity) is derived
+from the reference, so it survives a rotation, and a key resting after a refusal wakes as soon
+as its value changes. On a 401 `reread` reads it again at once: a changed key is worth one
+more try.
 """
 
 from __future__ import annotations
@@ -63,14 +69,22 @@ class KeyPool:
         until, version = self._resting.get(key, (0.0, 0))
         return until if version == key.version else 0.0  # a rotated key starts afresh
 
-    def rotation(self, now: float) -> list[Secret]:
-        """Keys in round-robin order, resting ones left out (all of them if all rest)."""
+    def rotation(self, now: float, prefer: str | None = None) -> list[Secret]:
+        """Keys in round-robin order, resting ones left out (all of them if all rest); the
+        awake key whose id is `prefer` (it holds the request's cached prefix) first."""
         if len(self.keys) <= 1:
             return list(self.keys)
         start = next(self._turn) % len(self.keys)
         ordered = self.keys[start:] + self.keys[:start]
         awake = [k for k in ordered if self._until(k) <= now]
-        return awake or sorted(ordered, key=self._until)
+        if not awake:
+            return sorted(ordered, key=self._until)
+        if prefer is not None and self._ids[awake[0]] != prefer:
+            held = next((k for k in awake if self._ids[k] == prefer), None)
+            if held is not None:
+                awake.remove(held)
+                awake.insert(0, held)
+        return awake
 
     def rest(self, key: Secret | None, error: ProviderError, now: float) -> None:
         if key is None or len(self.keys) <= 1:
@@ -127,16 +141,19 @@ class KeyPools:
     def pool(self, provider: str) -> KeyPool:
         return self._pools[provider]
 
-    async def acquire(self, provider: str, tokens: int, wait_until: float) -> KeyLease:
+    async def acquire(
+        self, provider: str, tokens: int, wait_until: float, prefer: str | None = None
+    ) -> KeyLease:
         """A key for one attempt; raises a RATE_LIMIT ProviderError when no key has capacity
-        by `wait_until` (monotonic), so the caller can fail over."""
+        by `wait_until` (monotonic), so the caller can fail over. `prefer`: the id of the key
+        holding the request's cached prefix (core.cache.affinity), tried first if awake."""
         pool = self._pools[provider]
         if not pool.keys:
             return KeyLease()
         if not (pool.provider.key_rpm or pool.provider.key_tpm):
-            return KeyLease(key=pool.rotation(time.monotonic())[0])
+            return KeyLease(key=pool.rotation(time.monotonic(), prefer)[0])
         while True:
-            keys = pool.rotation(time.monotonic())
+            keys = pool.rotation(time.monotonic(), prefer)
             groups = [pool.specs(key, tokens, self._settlements) for key in keys]
             index, result = await self._store.take_first(groups)
             if index >= 0:
