@@ -86,7 +86,7 @@ class EdgeState:
     def __init__(self, config: EdgeTierConfig) -> None:
         self.config = config
         edge_secrets = EdgeSecrets(config)  # the hop secret and JWKS, maybe referenced
-        self.secrets = edge_secrets.refresher
+        self.secrets = edge_secrets
         self.verifier = TokenVerifier(edge_secrets.auth, load_public_keys(edge_secrets.auth))
         edge_secrets.follow_jwks(self.verifier.replace_keys)
         self.jwks = JwksRefresher(edge_secrets.auth, self.verifier.replace_keys)
@@ -130,11 +130,11 @@ class EdgeState:
         self.fresh = core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
         await self.jwks.start()
         await self.revocations.start()
-        self.secrets.start()
+        self.secrets.refresher.start()
         try:
             yield
         finally:
-            await self.secrets.stop()
+            await self.secrets.refresher.stop()
             await self.revocations.stop()
             await self.jwks.stop()
             await self.session.close()
@@ -207,6 +207,7 @@ class EdgeState:
         closing). Later attempts never reuse pooled connections."""
         path = request.scope["path"] + _forwarded_query(request)
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
+        await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             session = self.session if attempt == 0 else self.fresh
             if session is None:

@@ -24,8 +24,10 @@ from core.providers.adapters.openai_compat import ADAPTER as OPENAI
 from core.providers.scrub import sanitize
 from core.resilience.key_pools import KeyLease, KeyPool, key_id
 from core.startup import no_session, prepare_core
+from edge.secrets import EdgeSecrets
 from shared import hop
 from shared.config import ProviderConfig, parse_config
+from shared.config_edge import parse_edge_config
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
 from shared.secret import Secret, SecretRef
@@ -326,3 +328,23 @@ def test_an_upstream_error_quoting_the_key_just_rotated_out_is_logged_without_it
     logged = " ".join(record.getMessage() for record in caplog.records) + error.message
     assert "operator-key-old-1" not in logged and "operator-key-new-2" not in logged
     assert f"[key {key_id(secret)}]" in logged
+
+
+def test_a_thawed_edge_reads_a_stale_hop_secret_before_it_signs(
+    tmp_path: Path, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Lambda environment frozen through a whole rotation: its timer never ran (the
+    refresher is not started here), so the first request reads the secret before signing."""
+    for name, value in moto.env.items():
+        monkeypatch.setenv(name, value)
+    client = moto.client()
+    client.create_secret(Name="thawed-hop", SecretString="o" * 40)
+    raw = {"state_dir": str(tmp_path), "hop": {"secret": "aws-sm://thawed-hop"}}
+    secrets = EdgeSecrets(parse_edge_config({**raw, "secrets": {"refresh": "1s"}}, "t", {}))
+    client.put_secret_value(SecretId="thawed-hop", SecretString="n" * 40)
+    signer = hop.HopKey(secrets.hop_secret)
+    asyncio.run(secrets.fresh())
+    assert signer.mac("POST", "/p", "r", b"") == hop.HopKey(b"o" * 40).mac("POST", "/p", "r", b"")
+    time.sleep(1.6)  # past 1.5 refresh intervals unread
+    asyncio.run(secrets.fresh())
+    assert signer.mac("POST", "/p", "r", b"") == hop.HopKey(b"n" * 40).mac("POST", "/p", "r", b"")
