@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -35,78 +35,75 @@ def _authorizations(fake: FakeOpenAI, model: str) -> list[str]:
     ]
 
 
-def _stack(
-    tmp: Path,
-    moto: MotoServer,
-    fake: FakeOpenAI,
-    key_ref: str,
-    hop_ref: str,
-    refresh: str,
-    jwks_secret: str | None = None,
-) -> Stack:
-    """An edge + core whose provider key and hop secret are references; with `jwks_secret`,
-    the edge's public keys too (the JWKS file is removed: the reference is the only source)."""
-    overrides: dict[str, Any] = {
-        "providers": {
-            "fake": {
-                "kind": "openai",
-                "base_url": fake.base_url,
-                "api_key": key_ref,
-                "allow_any_model": True,
-            }
-        },
-        "models": {"gpt-fake": {"provider": "fake", "model": "gpt-fake"}},
-        "secrets": {"refresh": refresh},
-    }
-    if jwks_secret is not None:
-        overrides["auth"] = {"jwks": f"aws-sm://{jwks_secret}"}
-    stack = Stack(tmp, overrides)
-    if jwks_secret is not None:
-        jwks_file = stack.config.auth.jwks_file
-        moto.client().create_secret(Name=jwks_secret, SecretString=jwks_file.read_text())
-        jwks_file.unlink()
-    stack.env.update(moto.env)
-    stack.env["INTERLOCK_HOP_SECRET"] = hop_ref
-    return stack.start()
+@dataclass
+class Secrets:
+    """The module's secrets in Secrets Manager, and what a stack needs to read them."""
+
+    tmp: pytest.TempPathFactory
+    moto: MotoServer
+    fake: FakeOpenAI
+    names: dict[str, str]
+
+    def stack(self, key: str, refresh: str, jwks: bool = False) -> Stack:
+        """An edge + core whose provider key (secret `key`) and hop secret are references;
+        with `jwks`, the edge's public keys too (the JWKS file is removed before start, so the
+        reference is the only source)."""
+        overrides: dict[str, Any] = {
+            "providers": {
+                "fake": {
+                    "kind": "openai",
+                    "base_url": self.fake.base_url,
+                    "api_key": f"aws-sm://{key}",
+                    "allow_any_model": True,
+                }
+            },
+            "models": {"gpt-fake": {"provider": "fake", "model": "gpt-fake"}},
+            "secrets": {"refresh": refresh},
+        }
+        if jwks:
+            overrides["auth"] = {"jwks": f"aws-sm://{self.names['jwks']}"}
+        stack = Stack(self.tmp.mktemp("stack"), overrides)
+        if jwks:
+            jwks_file = stack.config.auth.jwks_file
+            self.moto.client().create_secret(
+                Name=self.names["jwks"], SecretString=jwks_file.read_text()
+            )
+            jwks_file.unlink()
+        stack.env.update(self.moto.env)
+        stack.env["INTERLOCK_HOP_SECRET"] = f"aws-sm://{self.names['hop']}"
+        return stack.start()
 
 
 @pytest.fixture(scope="module")
-def names(moto: MotoServer) -> dict[str, str]:
+def secrets(
+    tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, fake: FakeOpenAI
+) -> Secrets:
+    names = {k: _name(k) for k in ("key", "hop", "slow_key", "jwks")}
     client = moto.client()
-    out = {"key": _name("openai"), "hop": _name("hop"), "slow_key": _name("openai-slow")}
-    out["jwks"] = _name("jwks")
-    client.create_secret(Name=out["key"], SecretString='{"key": "sk-rot-1"}')
-    client.create_secret(Name=out["slow_key"], SecretString="sk-rot-a")
-    client.create_secret(Name=out["hop"], SecretString=HOP_OLD)
-    return out
+    client.create_secret(Name=names["key"], SecretString='{"key": "sk-rot-1"}')
+    client.create_secret(Name=names["slow_key"], SecretString="sk-rot-a")
+    client.create_secret(Name=names["hop"], SecretString=HOP_OLD)
+    return Secrets(tmp_path_factory, moto, fake, names)
 
 
 @pytest.fixture(scope="module")
-def rotating(
-    tmp_path_factory: pytest.TempPathFactory,
-    moto: MotoServer,
-    fake: FakeOpenAI,
-    names: dict[str, str],
-) -> Iterator[Stack]:
+def names(secrets: Secrets) -> dict[str, str]:
+    return secrets.names
+
+
+@pytest.fixture(scope="module")
+def rotating(secrets: Secrets) -> Iterator[Stack]:
     """A stack whose provider key (a JSON field), hop secret and the edge's public keys come
     from Secrets Manager, refreshed every second."""
-    key_ref, hop_ref = f"aws-sm://{names['key']}#key", f"aws-sm://{names['hop']}"
-    tmp = tmp_path_factory.mktemp("rot")
-    stack = _stack(tmp, moto, fake, key_ref, hop_ref, "1s", jwks_secret=names["jwks"])
+    stack = secrets.stack(secrets.names["key"] + "#key", "1s", jwks=True)
     yield stack
     stack.stop()
 
 
 @pytest.fixture(scope="module")
-def unrefreshed(
-    tmp_path_factory: pytest.TempPathFactory,
-    moto: MotoServer,
-    fake: FakeOpenAI,
-    names: dict[str, str],
-) -> Iterator[Stack]:
+def unrefreshed(secrets: Secrets) -> Iterator[Stack]:
     """A stack that never refreshes on a timer: only a 401 makes it read its key again."""
-    key_ref, hop_ref = f"aws-sm://{names['slow_key']}", f"aws-sm://{names['hop']}"
-    stack = _stack(tmp_path_factory.mktemp("once"), moto, fake, key_ref, hop_ref, "0")
+    stack = secrets.stack(secrets.names["slow_key"], "0")
     yield stack
     stack.stop()
 
