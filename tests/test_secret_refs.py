@@ -161,7 +161,7 @@ async def _slow_and_fast() -> None:
             assert time.monotonic() - started < 2, "the fast secret waited for the slow one"
             await asyncio.sleep(0.01)
         before = fast_source.reads["aws-sm://fast"]
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         assert fast_source.reads["aws-sm://fast"] >= before + 3  # it keeps its own pace
         assert slow_source.reads["aws-sm://slow"] == 1  # still stuck in its first refresh
         # The event loop is never blocked: this coroutine kept running all along.
