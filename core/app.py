@@ -27,7 +27,7 @@ from core.budgets.settle import BudgetSettler
 from core.cache.affinity import Affinities
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
-from core.cache.idempotency import Idempotent
+from core.cache.idempotency import IdempotencyCounts, Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -92,6 +92,7 @@ class CoreState:
             if isinstance(provider.upstream, GeminiUpstream):
                 provider.upstream.attach(self.store)  # its context cache registry, shared
         self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
+        self.secrets = parts.secrets  # referenced secrets, refreshed while serving
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
         policy = config.core.resilience
@@ -143,6 +144,8 @@ class CoreState:
         # the replicas; an outage is no affinity), else in this process's memory.
         self.affinity = Affinities(shared)
         self.cache: ResponseCache | None = None
+        # What Idempotency-Key requests came to, for /metrics (core.cache.idempotency).
+        self.idempotency = IdempotencyCounts()
         if config.cache.used:
             resilience = config.core.resilience
             backend: Backend = (
@@ -178,6 +181,7 @@ class CoreState:
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
+        self.secrets.start()
         USAGE_LOG.start()
         self.settlements.start()
         self.budget_settler.start()
@@ -204,6 +208,7 @@ class CoreState:
             if self.otlp is not None:  # exports what it counted since the last export
                 await self.otlp.stop()
             await self.images.close()
+            await self.secrets.stop()
             await self.store.close()
             await self.session.close()
             self.session = None
@@ -255,7 +260,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
         deadline = config.core.resilience.total_deadline_s
-        return Idempotent(handler, state.store, config.idempotency, deadline)
+        return Idempotent(handler, state.store, config.idempotency, deadline, state.idempotency)
 
     public = [
         Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
@@ -346,4 +351,6 @@ def _metric_sources(state: CoreState) -> list[exposition.Source]:
         sources.append(state.ledger.metric_families)
     if state.cache is not None:
         sources.append(state.cache.metric_families)
+    if state.config.idempotency.enabled:
+        sources.append(state.idempotency.metric_families)
     return sources

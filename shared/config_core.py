@@ -16,6 +16,7 @@ from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.config_server import CORE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.secret import Secret
+from shared.secret_sources import as_secret
 
 DEFAULT_CORE_ADMIN_PORT = 8082
 
@@ -181,10 +182,13 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
     for name, entry in raw.items():
         path = f"providers.{name}"
         s = cp.section(entry, path, _PROVIDER)
-        keys = cp.string_list(s, "api_keys", path)
+        keys = [
+            as_secret(key, f"{path}.api_keys[{i}]")
+            for i, key in enumerate(cp.string_list(s, "api_keys", path))
+        ]
         single = cp.optional_string(s, "api_key", path)
-        if single:
-            keys = (single, *keys)
+        if single:  # a value, ${ENV}, or a reference (aws-sm://...) read at start-up
+            keys.insert(0, as_secret(single, f"{path}.api_key"))
         base_url = cp.optional_string(s, "base_url", path)
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.base_url: expected an http(s) URL")
@@ -197,7 +201,7 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
             name=str(name),
             kind=cp.string(s, "kind", path),
             base_url=base_url.rstrip("/") if base_url else None,
-            api_keys=tuple(Secret(key) for key in keys),
+            api_keys=tuple(keys),
             headers=cp.string_map(s, "headers", path),
             timeout_s=timeout,
             allow_any_model=cp.boolean(s, "allow_any_model", path, False),

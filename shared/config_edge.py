@@ -16,7 +16,14 @@ from typing import Any
 
 from shared import claims
 from shared import configparse as cp
-from shared.config_auth import networks, revocation_settings, tenant_cidrs
+from shared.config_auth import (
+    SecretsConfig,
+    check_secret,
+    networks,
+    parse_secrets,
+    revocation_settings,
+    tenant_cidrs,
+)
 from shared.config_file import PathLike, read_config_file
 from shared.config_routing import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
@@ -54,7 +61,9 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class HopConfig:
-    secret: str | None  # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up
+    # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up. May be a
+    # reference (aws-sm://...), read at start-up and refreshed (shared.secret_refresh).
+    secret: str | None = field(repr=False)
     max_skew_s: int  # signing time vs the core's clock; hop nonces are remembered this long
 
 
@@ -145,8 +154,8 @@ def _jwks_url(s: dict[str, Any]) -> str | None:
 def parse_hop(raw: Any) -> HopConfig:
     s = cp.section(raw, "hop", _HOP)
     secret = cp.optional_string(s, "secret", "hop")
-    if secret is not None and len(secret) < 32:
-        raise ConfigError("hop.secret: must be at least 32 characters")
+    if secret is not None:
+        check_secret(secret, "hop.secret", min_chars=32)
     max_skew = cp.duration(s, "max_skew", "hop", DEFAULT_MAX_SKEW_S)
     if not 1 <= max_skew <= 600:
         # Nonces are remembered for the whole window: a long one costs state store memory.
@@ -248,7 +257,7 @@ def _path(s: dict[str, Any], key: str) -> Path | None:
 
 # interlock.yaml's top-level keys by the tier that reads them. Both loaders refuse any other
 # key (a typo is an error); the edge accepts the core's sections and never reads them.
-EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge")
+EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge", "secrets")
 CORE_SECTIONS = (
     "core",
     "providers",
@@ -278,6 +287,7 @@ class EdgeTierConfig:
     source: str  # the file it came from, or "embedded defaults"
     # routing.headers: client headers the core's routing rules read, relayed by the edge.
     policy_headers: tuple[str, ...]
+    secrets: SecretsConfig  # how referenced secrets are refreshed (both tiers hold some)
 
 
 def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -291,6 +301,7 @@ def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         "hop": parse_hop(own.get("hop")),
         "edge": parse_edge(own.get("edge"), env),
         "policy_headers": _policy_headers(top.get("routing"), env),
+        "secrets": parse_secrets(own.get("secrets")),
     }
 
 

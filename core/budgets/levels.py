@@ -45,23 +45,19 @@ class BudgetLevels:
         are left out): the share of its limit, and the micro-dollars left."""
         now = time.time()
         shares = {name: self.used_share(name, now) for name in self._limits}
-        seen: dict[tuple[str, ...], float] = {
-            (name,): share for name, share in shares.items() if share is not None
-        }
-        left: dict[tuple[str, ...], float] = {
-            (n,): max(0.0, (1 - share) * self._limits[n]) for (n,), share in seen.items()
-        }
+        seen = {(name,): share for name, share in shares.items() if share is not None}
+        left = {(n,): max(0.0, (1 - share) * self._limits[n]) for (n,), share in seen.items()}
         return [
             gauges(
                 "interlock_budget_used_ratio",
                 "Share of a budget's limit in use (above 1 for a warn budget past its limit).",
                 ("budget",),
-                seen,
+                seen.items(),
             ),
             gauges(
                 "interlock_budget_remaining_microdollars",
                 "What is left of a budget this period, in micro-dollars.",
                 ("budget",),
-                left,
+                left.items(),
             ),
         ]

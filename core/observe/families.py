@@ -16,24 +16,23 @@ def counter(name: str, help_text: str, value: float) -> Metric:
     return CounterMetricFamily(name, help_text, value=value)
 
 
-def gauges(
-    name: str, help_text: str, labels: Iterable[str], samples: Mapping[tuple[str, ...], float]
-) -> Metric:
+Samples = Iterable[tuple[tuple[str, ...], float]]  # (label values, value) pairs: dict.items()
+
+
+def gauges(name: str, help_text: str, labels: Iterable[str], samples: Samples) -> Metric:
     family = GaugeMetricFamily(name, help_text, labels=list(labels))
-    for key, value in sorted(samples.items()):
+    for key, value in sorted(samples):
         family.add_metric(list(key), value)
     return family
 
 
-def counters(
-    name: str, help_text: str, labels: Iterable[str], samples: Mapping[tuple[str, ...], float]
-) -> Metric:
+def counters(name: str, help_text: str, labels: Iterable[str], samples: Samples) -> Metric:
     family = CounterMetricFamily(name, help_text, labels=list(labels))
-    for key, value in sorted(samples.items()):
+    for key, value in sorted(samples):
         family.add_metric(list(key), value)
     return family
 
 
-def by(label_values: Mapping[str, float]) -> dict[tuple[str, ...], float]:
-    """A one-label sample map from a plain {value: number} dict."""
-    return {(key,): value for key, value in label_values.items()}
+def by(label_values: Mapping[str, float]) -> Samples:
+    """One-label samples from a plain {label value: number} dict."""
+    return [((key,), value) for key, value in label_values.items()]

@@ -2,7 +2,8 @@
 renders them: core.observe.exposition). Shared-state health, Redis
 outages and how many calls fell back to per-process state, which targets' circuits are open,
 how many entries the per-target structures hold, how often each background job failed, and
-how often a target sent data that crashed a parser (core.providers.parsing).
+how often a target sent data that crashed a parser (core.providers.parsing), and how old each
+referenced secret is (shared.secret_refresh).
 Label values are configured names only (targets, `<provider>/*` for every tenant-named model
 of a provider, job names fixed by the code), never tenant input, so the page has a size fixed
 by the config.
@@ -24,6 +25,7 @@ from core.resilience.circuit_board import BreakerBoard
 from core.state.resilient import ResilientStore
 from core.state.store import Store
 from shared.periodic import failure_counts
+from shared.secret_refresh import live_ages
 
 
 def families(
@@ -43,7 +45,7 @@ def families(
                 store.fallback_calls,
             ),
         ]
-    circuits: dict[tuple[str, ...], float] = {
+    circuits = {
         (label,): float(breakers.state(label) is not State.CLOSED) for label in breakers.labels()
     }
     out += [
@@ -51,7 +53,7 @@ def families(
             "interlock_circuit_open",
             "Whether a target's circuit breaker is open (1) or not.",
             ("target",),
-            circuits,
+            circuits.items(),
         ),
         counters(
             "interlock_background_job_failures_total",
@@ -67,6 +69,7 @@ def families(
             by(crash_counts()),
         ),
         *_budget_families(),
+        *_secret_families(),
         counters(
             "interlock_gemini_context_cache_total",
             "Gemini context caches created, recreated (expired or gone) and reused, and cache "
@@ -97,20 +100,42 @@ def families(
 
 def _budget_families() -> list[Metric]:
     """Budget alerts fired and warn-budget overruns; labels are configured budget names."""
-    alerts: dict[tuple[str, ...], float] = {
-        (name, str(pct)): float(n) for (name, pct), n in alerts_total.items()
-    }
+    alerts = {(name, str(pct)): float(n) for (name, pct), n in alerts_total.items()}
     return [
         counters(
             "interlock_budget_alerts_total",
             "Budget thresholds reached (fired once per period).",
             ("budget", "percent"),
-            alerts,
+            alerts.items(),
         ),
         counters(
             "interlock_budget_over_total",
             "Requests served over a warn-only budget.",
             ("budget",),
             by(warnings_total),
+        ),
+    ]
+
+
+def _secret_families() -> list[Metric]:
+    """Each referenced secret's age, labelled by the setting it was given for (a config key):
+    since the last good read (grows while refreshes fail) and since its value changed."""
+    ages = live_ages()
+    if not ages:
+        return []
+    read = {(setting,): age for setting, _, age, _ in ages}
+    changed = {(setting,): age for setting, _, _, age in ages}
+    return [
+        gauges(
+            "interlock_secret_refresh_age_seconds",
+            "Seconds since a referenced secret was last read successfully.",
+            ("setting",),
+            read.items(),
+        ),
+        gauges(
+            "interlock_secret_value_age_seconds",
+            "Seconds since a referenced secret's value last changed (or was first read).",
+            ("setting",),
+            changed.items(),
         ),
     ]

@@ -292,12 +292,15 @@ def dropped_headers(x: AnyExchange) -> dict[str, str]:
     support = adapter.capabilities(target).prompt_cache
     ours = _auto_marks(payload)
     dropped = [d for d in pc.prepare(payload, support)[1] + x.sent_dropped if d[0] not in ours]
-    return pc.dropped_header(dropped)
+    client = getattr(x.request, "payload", None)
+    return pc.dropped_header(pc.in_client_terms(dropped, client, payload))
 
 
 def _auto_marks(payload: dict[str, Any]) -> set[str]:
     """Where the gateway placed breakpoints itself (auto mode)."""
     found = {f"tools[{k}]" for k, t in enumerate(payload.get("tools") or ()) if _auto(t)}
+    system = payload.get("system")  # Anthropic's system blocks (passthrough)
+    found |= {f"system[{k}]" for k, b in enumerate(system or ()) if _auto(b)}
     for i, message in enumerate(payload.get("messages") or ()):
         if _auto(message):
             found.add(f"messages[{i}]")

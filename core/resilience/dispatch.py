@@ -276,6 +276,7 @@ class Dispatcher:
     ) -> tuple[T, Outcome] | None:
         """Tries on one target until served, or None to move on to the next target."""
         same_target_retries = 0
+        reread = False  # a refused referenced key is read again once per target
         while True:
             now = time.monotonic()
             if now >= run.deadline:
@@ -297,6 +298,9 @@ class Dispatcher:
                     raise
                 failure = error.failure_class
                 pool = self.keys.pool(attempt.target.provider.name)
+                if failure is FailureClass.AUTH and not reread and await pool.reread(leased.lease):
+                    reread = True  # a rotated key: one more try with its new value
+                    continue
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
                     continue

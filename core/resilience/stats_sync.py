@@ -100,8 +100,8 @@ def _decode(raw: bytes, published_age: float) -> dict[str, tuple[float, float]]:
 def metric_families(tracker: LatencyTracker, health_checks_sent: int) -> list[Metric]:
     """Each label's blended estimates (what the strategies read) and the health checks sent.
     Labels are configured health labels only (bounded by the config)."""
-    latency: dict[tuple[str, ...], float] = {}
-    rates: dict[tuple[str, ...], float] = {}
+    latency: dict[tuple[str, str], float] = {}
+    rates: dict[tuple[str], float] = {}
     for label in tracker.labels():
         for kind, streaming in (("ttft", True), ("total", False)):
             value = tracker.expected(label, streaming)
@@ -113,13 +113,13 @@ def metric_families(tracker: LatencyTracker, health_checks_sent: int) -> list[Me
             "interlock_target_latency_seconds",
             "Expected latency per target (all replicas).",
             ("target", "kind"),
-            latency,
+            latency.items(),
         ),
         gauges(
             "interlock_target_error_rate",
             "Recent share of failed tries per target.",
             ("target",),
-            rates,
+            rates.items(),
         ),
         counter(
             "interlock_health_checks_total",
