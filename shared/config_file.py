@@ -61,7 +61,7 @@ def _parse(file: Path) -> tuple[Any, dict[str, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
-        problem = exc.problem or exc.context or "syntax error"
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "syntax error"
         raise ConfigError(f"{where}: not valid YAML ({problem})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML ({exc})") from None
