@@ -27,6 +27,7 @@ from core.startup import no_session, prepare_core
 from shared.config import ConfigError, ProviderConfig, load_config, load_edge_config, parse_config
 from shared.config_file import line_of
 from shared.configparse import keys_of
+from tests.support.providers import BASES, start
 
 HOP = "h" * 40
 ENV = {"INTERLOCK_HOP_SECRET": HOP}
@@ -178,14 +179,6 @@ def test_line_of_finds_the_nearest_enclosing_key() -> None:
 
 # --- every adapter-level error names its key path -------------------------------------------
 
-BASES: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"},
-    "azure": {"kind": "azure", "base_url": "https://r.openai.azure.com", "api_key": "k"},
-    "anthropic": {"kind": "anthropic", "api_key": "k"},
-    "gemini": {"kind": "gemini", "api_key": "k"},
-    "bedrock": {"kind": "bedrock", "options": {"region": "us-east-1"}},
-    "mock": {"kind": "mock"},
-}
 OPTIONS: dict[str, type[Any]] = {
     "openai": OpenAIOptions,
     "azure": AzureOptions,
@@ -195,17 +188,6 @@ OPTIONS: dict[str, type[Any]] = {
     "mock": MockOptions,
 }
 WRONG: list[Any] = [None, 0, -1, 1.5, True, "", "x", "2024-10-21", [], [1], ["a"], {}, {"a": 1}]
-
-
-def start(provider: dict[str, Any]) -> str | None:
-    """The core's start-up on one provider: None when it starts, else the error's text."""
-    raw = {"hop": {"secret": HOP}, "providers": {"p": provider}}
-    raw["models"] = {"m": {"provider": "p", "model": "x"}}
-    try:
-        prepare_core(parse_config(raw, "test", {}), no_session)
-    except ConfigError as error:
-        return str(error)
-    return None
 
 
 def variants(kind: str) -> list[tuple[str, dict[str, Any]]]:
