@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from functools import cache
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,37 +25,11 @@ from core.providers.adapters.presets import PRESETS
 from core.startup import no_session, prepare_core
 from shared.config import parse_config
 from shared.secret import Secret
+from tests.support.example import EXAMPLE, block, example, fake_env, reference
 from tests.support.providers import BASES, HOP_SECRET, known_keys
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "infra" / "interlock.example.yaml"
-BEGIN, END = "# reference:begin", "# reference:end"
-PREFIX = "  # "  # the block's entries sit under `providers:`, commented out
 ENV_REF = re.compile(r"\$\{[A-Z][A-Z0-9_]*\}")
 UNKNOWN = "not_an_option"
-
-
-@cache
-def block() -> list[str]:
-    """The reference block's lines, uncommented."""
-    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == BEGIN)
-    end = next(i for i, line in enumerate(lines) if line.strip() == END)
-    out = []
-    for line in lines[start + 1 : end]:
-        assert line.startswith(PREFIX) or line == PREFIX.rstrip(), line
-        out.append(line[len(PREFIX) :])
-    return out
-
-
-def reference() -> dict[str, dict[str, Any]]:
-    entries: dict[str, dict[str, Any]] = yaml.safe_load("\n".join(block()))
-    return entries
-
-
-def fake_env() -> dict[str, str]:
-    """A value for every ${VAR} (without a default) the example uses, commented or not."""
-    names = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", EXAMPLE.read_text(encoding="utf-8")))
-    return {name: f"fake-{name.lower()}-" + "x" * 32 for name in names}
 
 
 def commented_keys() -> dict[str, set[str]]:
@@ -125,8 +96,7 @@ def test_every_option_is_documented_with_an_explanation(scope: str) -> None:
 def test_the_reference_starts_with_the_examples_own_config() -> None:
     """Uncommented next to the example's active providers, every entry passes the core's
     start-up checks: the documentation cannot show a key or a value the code refuses."""
-    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    entries = reference()
+    raw, entries = example(), reference()
     assert not set(entries) & set(raw["providers"])  # uncommenting one clashes with nothing
     raw["providers"].update(entries)
     parts = prepare_core(parse_config(raw, "example", fake_env()), no_session)
@@ -148,9 +118,9 @@ def secret_keys(name: str, settings: object) -> set[str]:
 
 
 def test_secrets_are_environment_references_never_values() -> None:
-    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    entries = {**raw["providers"], **reference()}
-    config = parse_config({**raw, "providers": entries}, "example", fake_env())
+    raw = example(with_reference=True)
+    entries = raw["providers"]
+    config = parse_config(raw, "example", fake_env())
     parts = prepare_core(config, no_session)
     wrapped = 0
     for name, provider in parts.providers.items():
