@@ -27,7 +27,7 @@ from core.startup import no_session, prepare_core
 from shared.config import ConfigError, ProviderConfig, load_config, load_edge_config, parse_config
 from shared.config_file import line_of
 from shared.configparse import keys_of
-from tests.support.providers import BASES, start
+from tests.support.provider_kinds import BASES, start
 
 HOP = "h" * 40
 ENV = {"INTERLOCK_HOP_SECRET": HOP}

@@ -26,7 +26,7 @@ from core.startup import no_session, prepare_core
 from shared.config import parse_config
 from shared.secret import Secret
 from tests.support.example import EXAMPLE, block, example, fake_env, reference
-from tests.support.providers import BASES, HOP_SECRET, known_keys
+from tests.support.provider_kinds import BASES, HOP_SECRET, known_keys
 
 ENV_REF = re.compile(r"\$\{[A-Z][A-Z0-9_]*\}")
 UNKNOWN = "not_an_option"

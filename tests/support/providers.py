@@ -1,43 +1,34 @@
-"""One provider of each kind that passes the core's start-up checks, and a start-up on one:
-what the config tests vary option by option (tests/test_config_locations.py,
-tests/test_example_config.py)."""
+"""Providers for tests that build targets by hand: built as start-up builds them.
+
+`provider_of` runs core.providers.provider.build_provider, so a target's provider carries the
+typed settings, adapter, transport and upstream the core would give it. Kinds the core does not
+know (the tests' "stub") become a provider with no adapter, serving through `upstream`.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from dataclasses import replace
 
-from core.startup import no_session, prepare_core
-from shared.config import ConfigError, parse_config
+from core.providers.adapters import KIND_MODULES
+from core.providers.provider import Provider, build_provider
+from core.providers.upstream import Upstream
+from core.startup import no_session
+from shared.config import Config, CoreConfig, ProviderConfig
+from shared.config_core import parse_core
 
-HOP_SECRET = "h" * 40
-# The smallest valid provider of each kind (every adapter kind, and the built-in mock).
-BASES: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"},
-    "azure": {"kind": "azure", "base_url": "https://r.openai.azure.com", "api_key": "k"},
-    "anthropic": {"kind": "anthropic", "api_key": "k"},
-    "gemini": {"kind": "gemini", "api_key": "k"},
-    "bedrock": {"kind": "bedrock", "options": {"region": "us-east-1"}},
-    "mock": {"kind": "mock"},
-}
-_KNOWN = re.compile(r"\(known: ([^)]*)\)")
+CORE: CoreConfig = parse_core(None, {})
 
 
-def start(provider: dict[str, Any]) -> str | None:
-    """The core's start-up with `provider` as `providers.p`: None when it starts, else the
-    ConfigError's text (any other exception propagates: a defect)."""
-    raw = {"hop": {"secret": HOP_SECRET}, "providers": {"p": provider}}
-    raw["models"] = {"m": {"provider": "p", "model": "x"}}
-    try:
-        prepare_core(parse_config(raw, "test", {}), no_session)
-    except ConfigError as error:
-        return str(error)
-    return None
+def provider_of(config: ProviderConfig, upstream: Upstream | None = None) -> Provider:
+    """The Provider start-up builds from `config`, its upstream replaced by `upstream` if given."""
+    if config.kind == "mock" or config.kind in KIND_MODULES:
+        provider = build_provider(config, CORE, no_session)
+    else:  # a kind of the tests' own: the mock's build, under its own kind
+        as_mock = build_provider(replace(config, kind="mock", options={}), CORE, no_session)
+        provider = replace(as_mock, kind=config.kind, settings=None)
+    return provider if upstream is None else replace(provider, upstream=upstream)
 
 
-def known_keys(provider: dict[str, Any]) -> frozenset[str]:
-    """The keys the start-up lists when it refuses an unknown one in `provider`."""
-    message = start(provider)
-    found = _KNOWN.search(message or "")
-    assert found is not None, message
-    return frozenset(found.group(1).split(", "))
+def providers_of(config: Config) -> dict[str, Provider]:
+    """Every configured provider, as the registry gets them at start-up."""
+    return {name: provider_of(provider) for name, provider in config.providers.items()}
