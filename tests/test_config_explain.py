@@ -111,16 +111,8 @@ def test_each_model_shows_its_route_and_the_rules_that_may_redirect_it(explained
     auto = entry(routes, "auto")
     assert "  route: fallback (strict params): openai/gpt-4.1-mini\n" in auto
     rules = re.findall(r"^    ([a-z-]+): ", auto, re.MULTILINE)
-    assert rules == [
-        "research-budget-pressure",
-        "long-prompts",
-        "code-generation",
-        "realtime-chat",
-        "simple-classification",
-        "classification-escalated",
-        "free-users",
-        "paying-customers",
-    ]
+    assert rules == [rule["id"] for rule in example()["routing"]["rules"]]  # each may apply
+    assert rules[-1] == "paying-customers"
     assert "free-users: when model eq auto and tier eq free -> route free-chat" in auto
     assert "every request for auto matches paying-customers" in auto
     assert (
