@@ -29,6 +29,7 @@ from core.spend.pricing import CataloguePricing, build_pricing
 from core.state.redis_url import parse_endpoint
 from shared import hop
 from shared.config import Config
+from shared.config_file import errors_located
 from shared.configparse import ConfigError
 from shared.secret import Secret
 from shared.secret_refresh import SecretRefresher, references
@@ -46,7 +47,13 @@ class CoreParts:
 
 
 def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
-    """Build the config-derived parts of the core; raises ConfigError naming the bad key."""
+    """Build the config-derived parts of the core; raises ConfigError naming the bad key
+    (and its line, when the config came from a file)."""
+    with errors_located(config.source):
+        return _prepare(config, session)
+
+
+def _prepare(config: Config, session: SessionGetter) -> CoreParts:
     providers = {
         name: build_provider(provider, config.core, session)
         for name, provider in config.providers.items()

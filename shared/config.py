@@ -36,7 +36,7 @@ from shared.config_edge import (
     edge_fields,
     load_edge_config,
 )
-from shared.config_file import PathLike, read_config_file
+from shared.config_file import PathLike, errors_located, read_config_file
 from shared.config_ledger import LedgerConfig, parse_ledger
 from shared.config_metrics import MetricsConfig, parse_metrics
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
@@ -134,7 +134,8 @@ def load_config(path: PathLike | None = None, env: dict[str, str] | None = None)
     found = read_config_file(path, environ)
     if found is None:
         return parse_config(embedded_defaults(environ), "embedded defaults", environ)
-    return parse_config(*found, environ)
+    with errors_located(found[1]):  # the error names the key; this adds its line in the file
+        return parse_config(*found, environ)
 
 
 # Providers `make run` adds when their key is in the environment:

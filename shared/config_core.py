@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
-from shared.config_edge import DEFAULT_CORE_PORT
+from shared.config_edge import core_address
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.config_server import CORE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
@@ -104,7 +104,7 @@ def parse_rate_limit(raw: Any, path: str) -> RateLimit:
 
 def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
     s = cp.section(raw, "core", _CORE)
-    port = cp.port_setting(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    host, port = core_address(s, env)  # the rule the edge's default pool follows too
     if "admin_port" not in s and env.get("INTERLOCK_CORE_ADMIN_PORT"):
         s = {**s, "admin_port": env["INTERLOCK_CORE_ADMIN_PORT"]}
     admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
@@ -112,7 +112,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         raise ConfigError("core.admin_port: must differ from core.port")
     connect_timeout_s = cp.duration(s, "connect_timeout", "core", 10)
     return CoreConfig(
-        host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
+        host=host,
         port=port,
         admin_host=cp.string(
             s, "admin_host", "core", env.get("INTERLOCK_CORE_ADMIN_HOST") or "127.0.0.1"
