@@ -7,12 +7,21 @@ chunk, so one that joins mid-stream gets what it missed, then the rest live.
 
 Within a process a `Coalescer` keeps the flights in flight (bounded: past `max_flights` a
 request runs alone). With a shared state store, the first replica to take the lead lock
-(`Store.lead`, SET NX with a TTL) leads; its publisher copies the flight into a list in the
-store (`Store.log_append`: a start record, chunks as they accumulate, an end record, and a
-heartbeat while nothing happens). On every other replica the first request for the key
-becomes the local flight fed by one poller (`Store.log_read`, every 20 ms), so each replica
-polls once per key however many followers it has. A lost leader (no record for
-`LEADER_LOST_S`) or one that ended before answering lets its followers run again.
+(`Store.lead`, one script call) leads. A request on another replica that finds the lock is
+counted on it as a follower by that same call, and becomes its replica's local flight, fed by
+one poller (`Store.log_read`, every 20 ms): each replica polls once per key however many
+followers it has.
+
+A leader publishes only when wanted. Nobody following is the common case, so it pays the
+lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile) and
+nothing else, unless its flight lasts: then it asks whether it is wanted (`Store.wanted`,
+one HGET) once a second while pending (complete answers, a stream's wait for its first
+chunk), at once when a stream opens, then after 0.1, 0.2, 0.4... s (at most a second apart).
+From the first follower on it copies the flight into a list in the store
+(`Store.log_append`: its backlog, which it holds in memory anyway, then chunks as they
+accumulate, an end record, and a heartbeat each silent second). A follower that hears nothing
+for `LEADER_LOST_S` after announcing itself (the leader asks at least once a second) or whose
+leader ended before answering runs again.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ log = logging.getLogger("interlock.cache")
 PENDING, OPEN, DONE, CUT, RETRY = "pending", "open", "done", "cut", "retry"
 _ENDED = frozenset((DONE, CUT, RETRY))
 POLL_S = 0.02  # a remote follower's poll interval
-HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat this often
+HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat (or, unwanted, asks) this often
+ASK_S = 0.1  # an open stream's leader asks whether it is wanted after this, then less often
 LEADER_LOST_S = 5.0  # a leader silent this long is gone: its followers run again
 _TAIL_S = 30.0  # the list outlives its end this long (a late poller still reads the end)
 MAX_FLIGHT_S = 3600.0  # a safety net: a shared flight is ended after this, whatever happens
@@ -43,9 +53,27 @@ MAX_FLIGHT_S = 3600.0  # a safety net: a shared flight is ended after this, what
 class Flight:
     """One leader's answer as it comes. `state`: pending (not answered yet), open (answered:
     `meta` is set, chunks come), done, cut (ended early: followers that started get what was
-    sent), retry (ended without an answer to share: followers run on their own)."""
+    sent), retry (ended without an answer to share: followers run on their own).
 
-    __slots__ = ("_changed", "chunks", "max_bytes", "meta", "on_end", "size", "state", "usage")
+    `readers`: this process's followers still reading it; `remote`: the other replicas'
+    (their polls, as the lock last counted them). While either is left, a leader whose
+    client leaves mid-stream keeps the upstream call going for them (core.cache.follow);
+    `on_unread` stops that once the last one is gone."""
+
+    __slots__ = (
+        "_changed",
+        "_milestone",
+        "chunks",
+        "max_bytes",
+        "meta",
+        "on_end",
+        "on_unread",
+        "readers",
+        "remote",
+        "size",
+        "state",
+        "usage",
+    )
 
     def __init__(self, max_bytes: int) -> None:
         self.chunks: list[bytes] = []
@@ -56,21 +84,46 @@ class Flight:
         self.usage: dict[str, Any] | None = None
         self.on_end: Callable[[], None] | None = None  # the registry forgets it
         self._changed: asyncio.Event | None = None  # made only when someone waits
+        self._milestone: asyncio.Event | None = None  # the same, for start and end only
+        self.readers = 0
+        self.remote = 0
+        self.on_unread: Callable[[], None] | None = None
 
     @property
     def ended(self) -> bool:
         return self.state in _ENDED
 
-    def _notify(self) -> None:
+    @property
+    def followed(self) -> bool:
+        return self.readers > 0 or self.remote > 0
+
+    def leave(self) -> None:
+        """A local follower is done reading."""
+        self.readers -= 1
+        self._unread()
+
+    def heard(self, remote: int) -> None:
+        """The other replicas' followers, as the lock counts them."""
+        self.remote = remote
+        self._unread()
+
+    def _unread(self) -> None:
+        if not self.followed and self.on_unread is not None:
+            self.on_unread()
+
+    def _notify(self, milestone: bool = False) -> None:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+        if milestone and self._milestone is not None:
+            self._milestone.set()
+            self._milestone = None
 
     def start(self, meta: dict[str, Any]) -> None:
         if self.state == PENDING:
             self.meta = meta
             self.state = OPEN
-            self._notify()
+            self._notify(milestone=True)
 
     def add(self, chunk: bytes) -> None:
         if self.state != OPEN or not chunk:
@@ -90,7 +143,7 @@ class Flight:
             state = CUT
         self.state = state
         self.usage = usage
-        self._notify()
+        self._notify(milestone=True)
         if self.on_end is not None:
             self.on_end()
 
@@ -107,10 +160,13 @@ class Flight:
         """Until the next change, or `timeout_s`."""
         if self._changed is None:
             self._changed = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except TimeoutError:
-            return
+        await _until(self._changed, timeout_s)
+
+    async def milestone(self, timeout_s: float) -> None:
+        """Until the flight opens or ends (not at each chunk), or `timeout_s`."""
+        if self._milestone is None:
+            self._milestone = asyncio.Event()
+        await _until(self._milestone, timeout_s)
 
     async def opened(self, deadline: float) -> bool:
         """True once the leader answered (then its chunks follow); False if it ended without
@@ -153,9 +209,11 @@ class Coalescer:
         return len(self._flights)
 
     async def join(self, key: str, ttl_s: float, max_bytes: int) -> tuple[Flight, bool] | None:
-        """The flight for `key` and whether this request leads it; None past the bound."""
+        """The flight for `key` and whether this request leads it; None past the bound. A
+        follower counts among the flight's `readers` until it calls `Flight.leave`."""
         flight = self._flights.get(key)
         if flight is not None and not flight.ended:  # an ended flight is forgotten at once
+            flight.readers += 1
             return flight, False
         if len(self._flights) >= self._max_flights:
             return None
@@ -165,13 +223,14 @@ class Coalescer:
             return flight, True
         token = uuid.uuid4().hex.encode()
         try:
-            holder = await self._store.lead(key + ":lead", token, ttl_s)
+            holder = await self._store.lead(key + _LOCK, token, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
             return flight, True
         if holder is None:
-            self._watch(flight, self._publish(key, token, flight, ttl_s))
+            self._watch(flight, self._lead(key, token, flight, ttl_s))
             return flight, True
+        flight.readers += 1
         self._watch(flight, self._poll(key, holder, flight))
         return flight, False
 
@@ -180,7 +239,7 @@ class Coalescer:
             del self._flights[key]
 
     def _watch(self, flight: Flight, work: Any) -> None:
-        """Runs `work` (publishing or polling); the flight ends with it, or after
+        """Runs `work` (leading or polling); the flight ends with it, or after
         MAX_FLIGHT_S whatever happened (then cut)."""
         self._spawn(self._forget(flight, work))
 
@@ -201,54 +260,92 @@ class Coalescer:
             flight.abandon()
             flight.end(CUT)  # a no-op once ended
 
-    async def _publish(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
-        """The leader's flight copied into the store for the other replicas: at most one
-        append per POLL_S while chunks come (a fast stream's chunks go in batches), one per
-        HEARTBEAT_S while nothing does."""
+    async def _lead(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
+        """The leader's side in the store: unwanted, only the lock's release at the end;
+        wanted, the flight published from its first record, then the release."""
         assert self._store is not None
-        name, sent, started = _log_name(key, token), 0, False
-        last = time.monotonic()  # a follower's poller counts silence from its own start
+        lock, name, published = key + _LOCK, _log_name(key, token), False
         try:
-            while True:
-                items: list[bytes] = []
-                if flight.state != PENDING and not started:
-                    items.append(b"s" + orjson.dumps(flight.meta))
-                    started = True
-                if len(flight.chunks) > sent:
-                    items.append(b"c" + b"".join(flight.chunks[sent:]))
-                    sent = len(flight.chunks)
-                ended = flight.ended
-                if ended:
-                    end = {"state": flight.state, "usage": flight.usage}
-                    items.append(b"e" + orjson.dumps(end))
-                if items or time.monotonic() - last >= HEARTBEAT_S:
-                    await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S)
-                    last = time.monotonic()
-                if ended:
-                    return
-                if items:  # pollers read every POLL_S: batch what comes until then
-                    await asyncio.sleep(POLL_S)
-                    continue  # what came meanwhile is sent before waiting again
-                await flight.changed(HEARTBEAT_S)
+            if await self._wanted(lock, flight):
+                published = True
+                await self._publish(lock, name, flight, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
         finally:
-            await asyncio.shield(self._release(key))
+            await asyncio.shield(self._unlead(lock, token, name, (flight, ttl_s, published)))
 
-    async def _release(self, key: str) -> None:
+    async def _wanted(self, lock: str, flight: Flight) -> bool:
+        """True once another replica follows (the lock counts it); False if the flight ended
+        first. Asked once per HEARTBEAT_S while pending (a follower hears within
+        LEADER_LOST_S), and ASK_S after a stream opens, then twice as long each time up to
+        HEARTBEAT_S: a stream over within ASK_S of its first chunk never asks."""
         assert self._store is not None
+        state, delay = PENDING, HEARTBEAT_S
+        while True:
+            if flight.state == state:
+                await flight.milestone(delay)
+            if flight.ended:
+                return False
+            if flight.state != state:  # it opened: ask soon, then less and less often
+                state, delay = flight.state, ASK_S
+                continue
+            wanted = await self._store.wanted(lock)
+            if wanted:
+                flight.heard(wanted)
+                return True
+            if state == OPEN:
+                delay = min(2 * delay, HEARTBEAT_S)
+
+    async def _publish(self, lock: str, name: str, flight: Flight, ttl_s: float) -> None:
+        """The flight copied into the store for the other replicas, from its first record:
+        at most one append per POLL_S while chunks come (a fast stream's chunks go in
+        batches), one per HEARTBEAT_S while nothing does. Each append hears how many remote
+        followers the lock still counts."""
+        assert self._store is not None
+        sent, started = 0, False
+        last = time.monotonic()
+        while True:
+            items, sent, started = _records(flight, sent, started)
+            ended = flight.ended
+            if items or time.monotonic() - last >= HEARTBEAT_S:
+                flight.heard(
+                    await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S, lock)
+                )
+                last = time.monotonic()
+            if ended:
+                return
+            if items:  # pollers read every POLL_S: batch what comes until then
+                await asyncio.sleep(POLL_S)
+                continue  # what came meanwhile is sent before waiting again
+            await flight.changed(HEARTBEAT_S)
+
+    async def _unlead(
+        self, lock: str, token: bytes, name: str, how: tuple[Flight, float, bool]
+    ) -> None:
+        """The lock given up. A follower that came since the last ask (the release counts
+        it) gets the whole flight in one append, if it ended; else it finds the leader lost."""
+        assert self._store is not None
+        flight, ttl_s, published = how
         try:
-            await self._store.release(key + ":lead")
+            wanted = await self._store.unlead(lock, token)
+            if wanted and not published and flight.ended:
+                items = _records(flight, 0, False)[0]
+                await self._store.log_append(name, items, ttl_s + _TAIL_S, lock)
         except UNAVAILABLE:
             return  # the lock's TTL ends it
 
     async def _poll(self, key: str, holder: bytes, flight: Flight) -> None:
-        """Another replica's flight, read into this process's."""
+        """Another replica's flight, read into this process's; given up (and the lock told)
+        once every local follower has left."""
         assert self._store is not None
-        name, seen = _log_name(key, holder), 0
+        lock, name, seen = key + _LOCK, _log_name(key, holder), 0
         heard = time.monotonic()
         try:
             while not flight.ended:
+                if not flight.readers:
+                    flight.end(CUT)  # nobody left to read it here
+                    await self._store.unfollow(lock, holder)
+                    return
                 items = await self._store.log_read(name, seen)
                 seen += len(items)
                 for item in items:
@@ -263,6 +360,31 @@ class Coalescer:
         except UNAVAILABLE as exc:
             log.warning("coalescing poll failed (%s)", type(exc).__name__)
             flight.end(RETRY)
+
+
+_LOCK = ":leader"  # not the former ":lead" string: a hash now (no WRONGTYPE mid-upgrade)
+
+
+async def _until(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        return
+
+
+def _records(flight: Flight, sent: int, started: bool) -> tuple[list[bytes], int, bool]:
+    """What is left to publish of `flight` after `sent` chunks (and its start, if
+    `started`): the start, the chunks since in one record, the end; and the new marks."""
+    items: list[bytes] = []
+    if flight.state != PENDING and not started:
+        items.append(b"s" + orjson.dumps(flight.meta))
+        started = True
+    if len(flight.chunks) > sent:
+        items.append(b"c" + b"".join(flight.chunks[sent:]))
+        sent = len(flight.chunks)
+    if flight.ended:
+        items.append(b"e" + orjson.dumps({"state": flight.state, "usage": flight.usage}))
+    return items, sent, started
 
 
 def _log_name(key: str, token: bytes) -> str:
