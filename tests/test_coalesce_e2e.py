@@ -11,7 +11,6 @@ record is a free `coalesced` with the tokens it saved.
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests.test_response_cache_e2e import cache_overrides
 N = 5
 TRICKLE = "fault/trickle/0.15"  # ten chunks 0.15 s apart: 1.5 s of stream
 STALL = "gpt-stall-mid"  # a stream's first chunks, then silence until its client leaves
+WHOLE = "Hello.......... world"  # the trickle's text
 
 
 def overrides(fake: FakeOpenAI, claude: FakeAnthropic, faults: FakeFaults) -> dict[str, Any]:
@@ -260,135 +260,6 @@ def test_a_failed_leaders_followers_run_on_their_own(stack: Stack, fake: FakeOpe
     assert all(isinstance(r, openai.APIStatusError) for r in results)
     assert {r.status_code for r in results} == {solo.value.status_code}
     assert upstream(fake, "fail-500") == before + 3 * per_request
-
-
-WHOLE = "Hello.......... world"  # the trickle's text: what every follower must get
-
-
-async def read_stream(url: str, token: str, messages: list[Any], model: str) -> tuple[Any, ...]:
-    """A follower's stream read to its end: its text, headers and last chunk."""
-    raw = await client(url, token).chat.completions.with_raw_response.create(
-        model=model, messages=messages, stream=True
-    )
-    text, last = "", None
-    async for chunk in raw.parse():
-        last = chunk
-        if chunk.choices and chunk.choices[0].delta.content:
-            text += chunk.choices[0].delta.content
-    return text, raw.headers, last
-
-
-async def leave_after(
-    url: str, token: str, messages: list[Any], model: str, hold: float = 0.0
-) -> tuple[str, float]:
-    """A stream whose client closes its socket `hold` seconds after its first content chunk:
-    its request id, and when it left."""
-    sdk = client(url, token)
-    raw = await sdk.chat.completions.with_raw_response.create(
-        model=model, messages=messages, stream=True
-    )
-    stream = raw.parse()
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            break
-    await asyncio.sleep(hold)
-    await stream.close()  # the connection is closed mid-stream
-    await sdk.close()
-    return str(raw.headers["x-request-id"]), time.monotonic()
-
-
-def test_a_leader_leaving_mid_stream_leaves_its_followers_the_whole_answer(
-    cluster: Cluster, faults: FakeFaults
-) -> None:
-    """The leader's client closes its socket mid-stream while a follower on its core and one
-    on the other read (the edge balances round-robin): the upstream stream goes on for them,
-    both get the whole, well-formed stream from the one call, and the ledger has the leader's
-    billed record and the followers' free ones."""
-    token, messages = cluster.token(tenant="coalesce-leave"), unique()
-    url = cluster.edge_urls[0]
-    before = upstream(faults, TRICKLE), [outcomes(p) for p in cluster.core_admin_ports]
-
-    async def scenario() -> tuple[str, list[Any]]:
-        sdk = client(url, token)
-        raw = await sdk.chat.completions.with_raw_response.create(
-            model="gpt-trickle", messages=messages, stream=True
-        )
-        stream, seen, followers = raw.parse(), 0, []
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                seen += 1
-                if seen == 3:  # one follower on the other core, then one on this one
-                    for _ in range(2):
-                        followers.append(
-                            asyncio.ensure_future(read_stream(url, token, messages, "gpt-trickle"))
-                        )
-                        await asyncio.sleep(0.2)
-                    break
-        await stream.close()  # the leader's client leaves, its followers mid-stream
-        await sdk.close()
-        return str(raw.headers["x-request-id"]), list(await asyncio.gather(*followers))
-
-    leader, followers = asyncio.run(asyncio.wait_for(scenario(), 30))
-    for text, headers, last in followers:
-        assert text == WHOLE and headers["x-interlock-cache"] == "coalesced"
-        assert last.choices[0].finish_reason == "stop"
-    assert upstream(faults, TRICKLE) == before[0] + 1
-    after = [outcomes(p) for p in cluster.core_admin_ports]
-    assert all(a["coalesced"] == b["coalesced"] + 1 for a, b in zip(after, before[1], strict=True))
-    ids = [leader, *(str(headers["x-request-id"]) for _, headers, _ in followers)]
-    rows = ledger_rows(cluster.workdir / "state" / "ledger.sqlite3", ids)
-    assert rows[leader]["cost_micros"] > 0 and rows[leader]["output"] == 7  # the whole answer
-    assert [(rows[i]["outcome"], rows[i]["cost_micros"]) for i in ids[1:]] == [("coalesced", 0)] * 2
-
-
-def ledger_rows(path: Any, ids: list[str]) -> dict[str, Any]:
-    """The ledger's records of `ids`, once they are all written (the writer flushes later)."""
-    rows: dict[str, Any] = {}
-    for _ in range(150):
-        rows = {row["request_id"]: row for row in sqlite_rows(path, 1)}
-        if all(i in rows for i in ids):
-            return rows
-        time.sleep(0.1)
-    raise AssertionError(f"not in the ledger: {[i for i in ids if i not in rows]}")
-
-
-def stall_left(faults: FakeFaults, since: float) -> list[float]:
-    """When the fake saw a stalled stream's client leave, since `since`."""
-    return [at for kind, at in faults.left if kind == "stall-mid" and at >= since]
-
-
-def test_a_leader_leaving_with_no_follower_closes_the_upstream_at_once(
-    stack: Stack, faults: FakeFaults
-) -> None:
-    start = time.monotonic()
-    _, left = asyncio.run(leave_after(stack.edge_url, stack.token(tenant="acme"), unique(), STALL))
-    while not stall_left(faults, start) and time.monotonic() < left + 5:
-        time.sleep(0.05)
-    assert stall_left(faults, start) and stall_left(faults, start)[0] - left < 1.0
-
-
-def test_the_upstream_goes_on_until_the_last_follower_leaves(
-    stack: Stack, faults: FakeFaults
-) -> None:
-    """The leader leaves first: the upstream stream is kept for its follower; then the
-    follower leaves too: the upstream stream is closed at once, not left running."""
-    token, messages = stack.token(tenant="acme"), unique()
-
-    async def scenario() -> tuple[float, float]:
-        leader = asyncio.ensure_future(leave_after(stack.edge_url, token, messages, STALL, 0.8))
-        await asyncio.sleep(0.3)  # the leader is mid-stream (stalled after its first chunks)
-        follower = leave_after(stack.edge_url, token, messages, STALL, 1.5)
-        (_, follower_left), (_, leader_left) = await asyncio.gather(follower, leader)
-        return leader_left, follower_left
-
-    start = time.monotonic()
-    leader_left, follower_left = asyncio.run(asyncio.wait_for(scenario(), 30))
-    while not stall_left(faults, start) and time.monotonic() < follower_left + 5:
-        time.sleep(0.05)
-    seen = stall_left(faults, start)
-    assert follower_left > leader_left + 0.9
-    assert len(seen) == 1 and seen[0] > leader_left + 0.9  # one call, open after the leader left
-    assert seen[0] - follower_left < 1.0  # and closed as soon as the follower left
 
 
 def test_messages_complete_and_streamed_share_one_call(stack: Stack, claude: FakeAnthropic) -> None:

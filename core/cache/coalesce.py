@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -58,11 +58,13 @@ class Flight:
     `readers`: this process's followers still reading it; `remote`: the other replicas'
     (their polls, as the lock last counted them). While either is left, a leader whose
     client leaves mid-stream keeps the upstream call going for them (core.cache.follow);
-    `on_unread` stops that once the last one is gone."""
+    `on_unread` stops that once the last one is gone; `ask` (a leader's, with a shared
+    store) hears the other replicas' count at once, when it matters: before giving up."""
 
     __slots__ = (
         "_changed",
         "_milestone",
+        "ask",
         "chunks",
         "max_bytes",
         "meta",
@@ -88,6 +90,7 @@ class Flight:
         self.readers = 0
         self.remote = 0
         self.on_unread: Callable[[], None] | None = None
+        self.ask: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ended(self) -> bool:
@@ -228,6 +231,7 @@ class Coalescer:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
             return flight, True
         if holder is None:
+            flight.ask = lambda: self._ask(key + _LOCK, flight)
             self._watch(flight, self._lead(key, token, flight, ttl_s))
             return flight, True
         flight.readers += 1
@@ -273,6 +277,13 @@ class Coalescer:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
         finally:
             await asyncio.shield(self._unlead(lock, token, name, (flight, ttl_s, published)))
+
+    async def _ask(self, lock: str, flight: Flight) -> None:
+        assert self._store is not None
+        try:
+            flight.heard(await self._store.wanted(lock))
+        except UNAVAILABLE:
+            return
 
     async def _wanted(self, lock: str, flight: Flight) -> bool:
         """True once another replica follows (the lock counts it); False if the flight ended

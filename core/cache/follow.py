@@ -135,14 +135,18 @@ class _Feed:
             usage = self.x.final_usage if complete else None
             self.flight.end(DONE if complete else CUT, usage)
 
-    def left(self, sending: asyncio.Task[None]) -> None:
+    async def left(self, sending: asyncio.Task[None]) -> None:
         """The client has gone, while `sending` sends its stream: cancelled now unless
-        someone follows, else when the last follower goes."""
+        someone follows (here, or on another replica: asked now), else when the last
+        follower goes."""
+        flight = self.flight
+        if not self.over and not flight.followed and flight.ask is not None:
+            await flight.ask()
         self.gone = True
         if self.over:
             return
-        if self.flight.followed and self.flight.state == OPEN:
-            self.flight.on_unread = sending.cancel  # type: ignore[assignment]
+        if flight.followed and flight.state == OPEN:
+            flight.on_unread = sending.cancel  # type: ignore[assignment]
             return
         sending.cancel()
 
@@ -210,7 +214,7 @@ class _Leading(StreamingResponse):
     async def _watch(self, receive: Receive, sending: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
             continue
-        self._feed.left(sending)
+        await self._feed.left(sending)
 
 
 class _Following(StreamingResponse):
