@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -74,7 +74,7 @@ class Coalescer:
         flight.on_end = lambda: self._drop(key, flight)
         if self._store is None:  # its leader's task ends it however it ends: no task here
             return flight, True
-        token = uuid.uuid4().hex.encode()
+        token = os.urandom(12).hex().encode()
         try:
             holder = await self._store.lead(key + _LOCK, token, ttl_s)
         except UNAVAILABLE as exc:

@@ -164,7 +164,9 @@ class Flight:
 
 
 async def _until(event: asyncio.Event, timeout_s: float) -> None:
+    """asyncio.timeout, not wait_for: no task made per wait (a leader waits on every miss)."""
     try:
-        await asyncio.wait_for(event.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
     except TimeoutError:
         return
