@@ -58,7 +58,7 @@ def leader_leaves(cluster: Cluster, token: str, followers: int) -> tuple[str, li
     async def scenario() -> tuple[str, list[Any]]:
         sdk = client(url, token)
         raw = await sdk.chat.completions.with_raw_response.create(
-            model="gpt-trickle", messages=messages, stream=True
+            model=TRICKLE_AS, messages=messages, stream=True
         )
         stream, seen, joined = raw.parse(), 0, []
         async for chunk in stream:
@@ -98,7 +98,8 @@ def test_a_leader_leaving_mid_stream_leaves_its_followers_the_whole_answer(
     assert all(a["coalesced"] == b["coalesced"] + 1 for a, b in zip(after, before[1], strict=True))
     ids = [leader, *(str(headers["x-request-id"]) for _, headers, _ in followed)]
     rows = ledger_rows(cluster.workdir / "state" / "ledger.sqlite3", ids)
-    assert rows[leader]["cost_micros"] > 0 and rows[leader]["output"] == 7  # the whole answer
+    billed = rows[leader]  # the upstream call's record: it answered in full, and is paid so
+    assert (billed["outcome"], billed["output"]) == ("ok", 7) and billed["cost_micros"] > 0
     assert [(rows[i]["outcome"], rows[i]["cost_micros"]) for i in ids[1:]] == [("coalesced", 0)] * 2
 
 

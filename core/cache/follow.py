@@ -12,8 +12,10 @@ cache hit would answer the same request a second later.
 A follower costs what a hit costs: one request off the tenant's rate limits (rpm), no tokens,
 no budget; its ledger record's outcome is `coalesced`, at zero cost, with the tokens it saved
 kept apart. The leader is billed as any request. A leader that ends without an answer (an
-upstream error, its own rate limit or budget, its client leaving) lets its followers run again
-(one of them leads): those errors are the leader's own, not the answer's.
+upstream error, its own rate limit or budget, its client leaving before the answer started)
+lets its followers run again (one of them leads): those errors are the leader's own, not the
+answer's. A leader whose client leaves mid-stream while someone follows keeps its upstream
+call going for them (`_Feed`): they get the whole answer, and its record carries the call.
 """
 
 from __future__ import annotations
@@ -245,31 +247,35 @@ async def answer(
     to wait for the answer (the request's deadline), and a stream's idle timeout. The
     follower leaves the flight's readers here, or, streamed, when its response ends."""
     try:
-        answered = await _answer(x, flight, limiter, ledger, waits)
+        ready = await _ready(x, flight, time.monotonic() + waits[0])
+        if ready:
+            await _respond(x, flight, limiter, ledger, waits[1])
     except BaseException:
         flight.leave()
         raise
-    if not answered or not isinstance(x.response, _Following):
+    if not ready or not isinstance(x.response, _Following):
         flight.leave()
-    return answered
+    return ready
 
 
-async def _answer(
-    x: AnyExchange,
-    flight: Flight,
-    limiter: TenantLimiter | None,
-    ledger: Ledger | None,
-    waits: tuple[float, float],
-) -> bool:
-    wait_s, idle_s = waits
-    deadline = time.monotonic() + wait_s
+async def _ready(x: AnyExchange, flight: Flight, deadline: float) -> bool:
+    """The flight opened by `deadline` (monotonic), and, for a complete answer, done."""
     if not await flight.opened(deadline):
         return False
     if not x.request.stream:
         while not flight.ended and (left := deadline - time.monotonic()) > 0:
             await flight.changed(left)
-        if flight.state != DONE:
-            return False
+        return flight.state == DONE
+    return True
+
+
+async def _respond(
+    x: AnyExchange,
+    flight: Flight,
+    limiter: TenantLimiter | None,
+    ledger: Ledger | None,
+    idle_s: float,
+) -> None:
     admission = await admit(limiter, x.caller, x.payload, 0)
     admission.settle(0)
     rid = x.caller.request_id
@@ -290,7 +296,6 @@ async def _answer(
     else:
         x.response = Response(b"".join(flight.chunks), media_type=media, headers=headers)
         record_free(x, flight.usage, COALESCED, ledger)
-    return True
 
 
 async def _relay(
