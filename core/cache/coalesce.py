@@ -15,7 +15,8 @@ A leader publishes only when wanted. Nobody following is the common case, so it 
 lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile) and
 nothing else, unless its flight lasts: then it asks whether it is wanted (`Store.wanted`,
 one HGET) once a second while pending (complete answers, a stream's wait for its first
-chunk), at once when a stream opens, then after 0.1, 0.2, 0.4... s (at most a second apart).
+chunk), and 0.1 s after a stream opens, then 0.2, 0.4... s after that (at most a second
+apart): a 0.5 s stream asks twice.
 From the first follower on it copies the flight into a list in the store
 (`Store.log_append`: its backlog, which it holds in memory anyway, then chunks as they
 accumulate, an end record, and a heartbeat each silent second). A follower that hears nothing
@@ -82,7 +83,7 @@ class Coalescer:
             return flight, True
         if holder is None:
             flight.ask = lambda: self._ask(key + _LOCK, flight)
-            self._watch(flight, self._lead(key, token, flight, ttl_s))
+            self._quiet(key, token, flight, ttl_s)
             return flight, True
         flight.readers += 1
         self._watch(flight, self._poll(key, holder, flight))
@@ -114,9 +115,33 @@ class Coalescer:
             flight.abandon()
             flight.end(CUT)  # a no-op once ended
 
+    def _quiet(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
+        """A leader's side in the store while it has not asked whether anyone follows: no
+        task, a timer (HEARTBEAT_S while pending, ASK_S once its stream opened) that starts
+        `_lead`, which asks. Over before that, it releases the lock (a task for that call)."""
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle
+
+        def ask() -> None:
+            flight.on_milestone = None
+            self._watch(flight, self._lead(key, token, flight, ttl_s))
+
+        def milestone() -> None:
+            nonlocal timer
+            timer.cancel()
+            if flight.ended:
+                flight.on_milestone = None
+                how = (flight, ttl_s, False)
+                self._spawn(self._unlead(key + _LOCK, token, _log_name(key, token), how))
+            else:  # opened: its followers want its chunks soon
+                timer = loop.call_later(ASK_S, ask)
+
+        timer = loop.call_later(HEARTBEAT_S, ask)
+        flight.on_milestone = milestone
+
     async def _lead(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
-        """The leader's side in the store: unwanted, only the lock's release at the end;
-        wanted, the flight published from its first record, then the release."""
+        """The leader's side in the store once it asks: unwanted, only the lock's release at
+        the end; wanted, the flight published from its first record, then the release."""
         assert self._store is not None
         lock, name, published = key + _LOCK, _log_name(key, token), False
         try:
@@ -126,7 +151,9 @@ class Coalescer:
         except UNAVAILABLE as exc:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
         finally:
-            await asyncio.shield(self._unlead(lock, token, name, (flight, ttl_s, published)))
+            # Not shielded (a task more per miss): cancelled (MAX_FLIGHT_S), this still runs,
+            # the cancellation having been delivered once; else the lock's TTL ends it.
+            await self._unlead(lock, token, name, (flight, ttl_s, published))
 
     async def _ask(self, lock: str, flight: Flight) -> None:
         assert self._store is not None
@@ -137,18 +164,16 @@ class Coalescer:
 
     async def _wanted(self, lock: str, flight: Flight) -> bool:
         """True once another replica follows (the lock counts it); False if the flight ended
-        first. Asked once per HEARTBEAT_S while pending (a follower hears within
+        first. Asked now, then once per HEARTBEAT_S while pending (a follower hears within
         LEADER_LOST_S), and ASK_S after a stream opens, then twice as long each time up to
         HEARTBEAT_S: a stream over within ASK_S of its first chunk never asks."""
         assert self._store is not None
-        state, delay = PENDING, HEARTBEAT_S
-        while True:
-            if flight.state == state:
-                await flight.milestone(delay)
-            if flight.ended:
-                return False
+        state = flight.state
+        delay = HEARTBEAT_S if state == PENDING else ASK_S
+        while not flight.ended:
             if flight.state != state:  # it opened: ask soon, then less and less often
                 state, delay = flight.state, ASK_S
+                await flight.milestone(delay)
                 continue
             wanted = await self._store.wanted(lock)
             if wanted:
@@ -156,6 +181,8 @@ class Coalescer:
                 return True
             if state == OPEN:
                 delay = min(2 * delay, HEARTBEAT_S)
+            await flight.milestone(delay)
+        return False
 
     async def _publish(self, lock: str, name: str, flight: Flight, ttl_s: float) -> None:
         """The flight copied into the store for the other replicas, from its first record:

@@ -34,6 +34,7 @@ class Flight:
         "max_bytes",
         "meta",
         "on_end",
+        "on_milestone",
         "on_unread",
         "readers",
         "remote",
@@ -50,6 +51,7 @@ class Flight:
         self.meta: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
         self.on_end: Callable[[], None] | None = None  # the registry forgets it
+        self.on_milestone: Callable[[], None] | None = None  # opened or ended
         self._changed: asyncio.Event | None = None  # made only when someone waits
         self._milestone: asyncio.Event | None = None  # the same, for start and end only
         self.readers = 0
@@ -83,9 +85,12 @@ class Flight:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
-        if milestone and self._milestone is not None:
-            self._milestone.set()
-            self._milestone = None
+        if milestone:
+            if self._milestone is not None:
+                self._milestone.set()
+                self._milestone = None
+            if self.on_milestone is not None:
+                self.on_milestone()
 
     def start(self, meta: dict[str, Any]) -> None:
         if self.state == PENDING:
