@@ -13,10 +13,10 @@ followers it has.
 
 A leader publishes only when wanted. Nobody following is the common case, so it pays the
 lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile) and
-nothing else, unless its flight lasts: then it asks whether it is wanted (`Store.wanted`,
-one HGET) once a second while pending (complete answers, a stream's wait for its first
-chunk), and 0.1 s after a stream opens, then 0.2, 0.4... s after that (at most a second
-apart): a 0.5 s stream asks twice.
+nothing else (not even a task of its own: a timer), unless its flight lasts: then it asks
+whether it is wanted (`Store.wanted`, one HGET) once a second while pending (complete
+answers, a stream's wait for its first chunk), and 0.1 s after a stream opens, then 0.2,
+0.4... s after that (at most a second apart): a 0.5 s stream asks twice.
 From the first follower on it copies the flight into a list in the store
 (`Store.log_append`: its backlog, which it holds in memory anyway, then chunks as they
 accumulate, an end record, and a heartbeat each silent second). A follower that hears nothing
@@ -151,9 +151,7 @@ class Coalescer:
         except UNAVAILABLE as exc:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
         finally:
-            # Not shielded (a task more per miss): cancelled (MAX_FLIGHT_S), this still runs,
-            # the cancellation having been delivered once; else the lock's TTL ends it.
-            await self._unlead(lock, token, name, (flight, ttl_s, published))
+            await asyncio.shield(self._unlead(lock, token, name, (flight, ttl_s, published)))
 
     async def _ask(self, lock: str, flight: Flight) -> None:
         assert self._store is not None
