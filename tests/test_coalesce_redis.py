@@ -98,6 +98,7 @@ def test_an_unfollowed_complete_answer_costs_the_lock_and_its_release(redis_url:
 
     async def scenario(one: Coalescer, _two: Coalescer, counted: Counting) -> list[str]:
         flight = await lead(one, name)
+        assert not one._tasks  # no task of its own while it has not asked: a timer
         await asyncio.sleep(0.05)  # the upstream call
         flight.start({"media": "application/json", "headers": {}})
         flight.add(b"{}")
