@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -148,7 +148,7 @@ class _Feed:
         if self.over:
             return
         if flight.followed and flight.state == OPEN:
-            flight.on_unread = sending.cancel  # type: ignore[assignment]
+            flight.on_unread = _cancels(sending)
             return
         sending.cancel()
 
@@ -164,8 +164,11 @@ class _Feed:
         await self._stop()
 
     async def _drain(self) -> None:
+        """The upstream stream read on, in a task of its own, after the leader's client left:
+        its followers get the whole answer, the cache stores it, the relay accounts it. The
+        last follower leaving cancels it where it stands, which closes the upstream stream."""
         flight = self.flight
-        flight.on_unread = asyncio.current_task().cancel  # type: ignore[union-attr,assignment]
+        flight.on_unread = _cancels(asyncio.current_task())
         try:
             while flight.followed and not flight.ended:  # a flight too large ends (cut)
                 part = await _step(self.chain)
@@ -186,13 +189,24 @@ class _Feed:
         self._end(complete=False)
 
 
+def _cancels(task: asyncio.Task[Any] | None) -> Callable[[], None]:
+    """`task.cancel`, as `Flight.on_unread`."""
+
+    def cancel() -> None:
+        if task is not None:
+            task.cancel()
+
+    return cancel
+
+
 class _Leading(StreamingResponse):
     """The leader's streamed response: `original`'s status and headers, `feed`'s chunks.
     Sent as Starlette sends a stream (a task sending, the client watched for leaving), except
     that a client leaving is the feed's to handle (`_Feed.left`)."""
 
     def __init__(self, feed: _Feed, original: StreamingResponse) -> None:
-        super().__init__(feed.chunks(), original.status_code, media_type=original.media_type)
+        self._chunks = feed.chunks()
+        super().__init__(self._chunks, original.status_code, media_type=original.media_type)
         self.raw_headers = original.raw_headers
         self.background = original.background
         self._feed = feed
@@ -207,7 +221,7 @@ class _Leading(StreamingResponse):
             if not sending.done():  # this task was cancelled (a shutdown): so is the stream
                 sending.cancel()
                 await asyncio.wait([sending])
-            await self._feed.leave(self.body_iterator)  # type: ignore[arg-type]
+            await self._feed.leave(self._chunks)
         if not sending.cancelled():
             sending.result()  # an error in sending is the server's, as in Starlette's
         if self.background is not None:
@@ -228,13 +242,14 @@ class _Following(StreamingResponse):
 
     def __init__(self, flight: Flight, body: AsyncIterator[bytes], media: str, headers: Any):
         super().__init__(body, media_type=media, headers=headers)
+        self._body = body
         self._flight = flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await close(self.body_iterator)  # type: ignore[arg-type]
+            await close(self._body)
             self._flight.leave()
 
 
