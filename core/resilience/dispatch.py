@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
+from core.observe.events import FAILOVERS, RETRIES
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -53,7 +54,7 @@ from core.resilience.retry import (
 from core.routing.ordering import order
 from core.routing.planning import Attempt, ImageInliner
 from core.routing.registry import Route
-from core.routing.signals import NO_DEMAND, Demand, Signals
+from core.routing.signals import NO_DEMAND, Demand, Holder, Signals
 from core.spend.cost import Pricing
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
@@ -242,12 +243,17 @@ class Dispatcher:
         *,
         streaming: bool = False,
         budget: BudgetAsk | None = None,
+        holder: Holder | None = None,
     ) -> tuple[T, Outcome]:
         """Try `call(attempt, target)` over the attempts with leased keys and breakers,
         retries and failover. `target` is the attempt's target with the leased key;
         `streaming` picks the timeout (first byte, else completion); `budget`: what each
-        try's budget reservation prices (core.budgets)."""
-        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens, self.budgets, budget)
+        try's budget reservation prices (core.budgets); `holder`: the target and key holding
+        the request's cached prefix (core.cache.affinity): that target's pool lends that key
+        first."""
+        leases = AttemptLeases(
+            self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
+        )
         run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1
@@ -270,6 +276,7 @@ class Dispatcher:
     ) -> tuple[T, Outcome] | None:
         """Tries on one target until served, or None to move on to the next target."""
         same_target_retries = 0
+        reread = False  # a refused referenced key is read again once per target
         while True:
             now = time.monotonic()
             if now >= run.deadline:
@@ -291,13 +298,18 @@ class Dispatcher:
                     raise
                 failure = error.failure_class
                 pool = self.keys.pool(attempt.target.provider.name)
+                if failure is FailureClass.AUTH and not reread and await pool.reread(leased.lease):
+                    reread = True  # a rotated key: one more try with its new value
+                    continue
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
                     continue
                 if failure in FAIL_OVER and not is_last:
+                    FAILOVERS.add((leased.label,))
                     log.warning("failover from %s: %s", leased.label, failure)
                     return None
                 if await self._backoff(run, error, same_target_retries):
+                    RETRIES.add((leased.label,))
                     same_target_retries += 1
                     continue
                 raise
