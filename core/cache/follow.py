@@ -291,7 +291,7 @@ async def _respond(
     x: AnyExchange,
     flight: Flight,
     limiter: TenantLimiter | None,
-    ledger: Ledger | None,
+    ledger: Records | None,
     idle_s: float,
 ) -> None:
     admission = await admit(limiter, x.caller, x.payload, 0)
