@@ -111,14 +111,14 @@ def test_an_unfollowed_complete_answer_costs_the_lock_and_its_release(redis_url:
 
 
 def test_an_unfollowed_stream_asks_rarely_and_writes_no_list(redis_url: str) -> None:
-    """A 0.6 s stream, a chunk every 20 ms: asks at 0.1, 0.3 s after it opened (then 0.7 s,
+    """A 0.5 s stream, a chunk every 20 ms: asks at 0.1, 0.3 s after it opened (then 0.7 s,
     past its end); never appends."""
     name = key()
 
     async def scenario(one: Coalescer, _two: Coalescer, counted: Counting) -> list[str]:
         flight = await lead(one, name)
         flight.start({"media": "text/event-stream", "headers": {}})
-        for k in range(30):
+        for k in range(25):
             flight.add(b"data: %d\n\n" % k)
             await asyncio.sleep(0.02)
         flight.end(DONE)
