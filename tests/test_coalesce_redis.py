@@ -226,3 +226,54 @@ def test_a_replica_whose_followers_all_left_stops_polling_and_says_so(redis_url:
 
     heard, left, ended, flights = replicas(redis_url, scenario)
     assert (heard, left, ended, flights) == (1, 0, True, 0)
+
+
+def test_a_miss_looks_up_and_takes_the_lock_in_one_call(redis_url: str) -> None:
+    """The response cache's lookup and a miss's coalescing lock are one round trip
+    (Store.get_or_lead): a leading miss nobody follows makes that call and the release, and a
+    request for an entry that exists takes no lock."""
+    name = key()
+    entry = name.rsplit(":co:", 1)[0]
+
+    async def scenario(one: Coalescer, two: Coalescer, counted: Counting) -> Any:
+        token = Coalescer.token()
+        found = await counted.get_or_lead(entry, Coalescer.lock_of(name), token, 30)
+        assert found == (None, None)  # a miss, and this request holds the lock
+        joined = await one.join(name, 30, 1 << 20, (token, None))
+        assert joined is not None and joined[1]
+        # Another replica's miss finds the lock in the same call, counted as a follower.
+        other = await two._store.get_or_lead(entry, Coalescer.lock_of(name), b"t2", 30)  # type: ignore[union-attr]
+        assert other == (None, token)
+        joined[0].start({"media": "application/json", "headers": {}})
+        joined[0].add(b"{}")
+        joined[0].end(DONE)
+        await settled(one)
+        await counted.set(entry, b"stored", 30)
+        hit = await counted.get_or_lead(entry, Coalescer.lock_of(name), b"t3", 30)
+        return hit, counted.calls
+
+    hit, calls = replicas(redis_url, scenario)
+    assert hit == (b"stored", None)
+    # The lookup-and-lock, the release (which heard the other replica: the flight in one
+    # append), the entry stored, a lookup that found it: never a separate lock call.
+    assert calls == ["get_or_lead", "unlead", "log_append", "set", "get_or_lead"]
+
+
+def test_a_lock_taken_by_a_request_that_then_follows_locally_is_given_back(
+    redis_url: str,
+) -> None:
+    name = key()
+
+    async def scenario(one: Coalescer, _two: Coalescer, counted: Counting) -> Any:
+        leader = await lead(one, name)
+        # A second request's lookup ran before it saw the local flight: it was counted as
+        # a follower of the leader's lock; joining locally takes that count back.
+        holder = (await counted.get_or_lead(name + ":entry", Coalescer.lock_of(name), b"x", 30))[1]
+        assert holder is not None
+        assert await counted.wanted(Coalescer.lock_of(name)) == 1
+        joined = await one.join(name, 30, 1 << 20, (b"x", holder))
+        assert joined is not None and joined[0] is leader and not joined[1]
+        await asyncio.sleep(0.05)
+        return await counted.wanted(Coalescer.lock_of(name))
+
+    assert replicas(redis_url, scenario) == 0

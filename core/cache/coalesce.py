@@ -40,7 +40,9 @@ from core.state.store import Store
 
 log = logging.getLogger("interlock.cache")
 
-__all__ = ["CUT", "DONE", "OPEN", "PENDING", "RETRY", "Coalescer", "Flight"]
+__all__ = ["CUT", "DONE", "OPEN", "PENDING", "RETRY", "Coalescer", "Flight", "Lead"]
+# A coalescing lock asked for before joining: the token, and the holder's token (None: held).
+Lead = tuple[bytes, bytes | None]
 POLL_S = 0.02  # a remote follower's poll interval
 HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat (or, unwanted, asks) this often
 ASK_S = 0.1  # an open stream's leader asks whether it is wanted after this, then less often
@@ -62,12 +64,37 @@ class Coalescer:
     def __len__(self) -> int:
         return len(self._flights)
 
-    async def join(self, key: str, ttl_s: float, max_bytes: int) -> tuple[Flight, bool] | None:
+    @property
+    def shared(self) -> bool:
+        """Whether flights are shared with other replicas (a lock in the store)."""
+        return self._store is not None
+
+    def in_flight(self, key: str) -> bool:
+        """A flight for `key` runs in this process: a request for it follows it (and need not
+        look in the cache: its answer is not stored before the flight ends)."""
+        flight = self._flights.get(key)
+        return flight is not None and not flight.ended
+
+    @staticmethod
+    def lock_of(key: str) -> str:
+        return key + _LOCK
+
+    @staticmethod
+    def token() -> bytes:
+        return os.urandom(12).hex().encode()
+
+    async def join(
+        self, key: str, ttl_s: float, max_bytes: int, lead: Lead | None = None
+    ) -> tuple[Flight, bool] | None:
         """The flight for `key` and whether this request leads it; None past the bound. A
-        follower counts among the flight's `readers` until it calls `Flight.leave`."""
+        follower counts among the flight's `readers` until it calls `Flight.leave`. `lead`:
+        the lock already asked for with this token (Store.get_or_lead: the cache lookup's
+        call), and its answer (the holder's token, or None: this request holds it)."""
         flight = self._flights.get(key)
         if flight is not None and not flight.ended:  # an ended flight is forgotten at once
             flight.readers += 1
+            if lead is not None:  # a local flight began meanwhile: the lock is not ours
+                self._spawn(self._give_back(key + _LOCK, lead))
             return flight, False
         if len(self._flights) >= self._max_flights:
             return None
@@ -75,9 +102,10 @@ class Coalescer:
         flight.on_end = lambda: self._drop(key, flight)
         if self._store is None:  # its leader's task ends it however it ends: no task here
             return flight, True
-        token = os.urandom(12).hex().encode()
+        token, holder = lead if lead is not None else (self.token(), b"")
         try:
-            holder = await self._store.lead(key + _LOCK, token, ttl_s)
+            if lead is None:
+                holder = await self._store.lead(key + _LOCK, token, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
             return flight, True
@@ -204,6 +232,19 @@ class Coalescer:
                 await asyncio.sleep(POLL_S)
                 continue  # what came meanwhile is sent before waiting again
             await flight.changed(HEARTBEAT_S)
+
+    async def _give_back(self, lock: str, lead: Lead) -> None:
+        """A lock asked for by a request that follows a local flight after all: released if
+        it took it, else its count as a follower taken back."""
+        assert self._store is not None
+        token, holder = lead
+        try:
+            if holder is None:
+                await self._store.unlead(lock, token)
+            else:
+                await self._store.unfollow(lock, holder)
+        except UNAVAILABLE:
+            return  # the lock's TTL ends it
 
     async def _unlead(
         self, lock: str, token: bytes, name: str, how: tuple[Flight, float, bool]

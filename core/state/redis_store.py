@@ -147,6 +147,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return false
 """
 
+# A cache lookup, and on a miss the coalescing lock (as _LEAD) in the same call. KEYS: the
+# entry, the lock (one hash tag: one slot). ARGV: token, ttl in ms. {1, value} when found,
+# else {0, holder} or {0} (this caller leads).
+_GET_OR_LEAD = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+local t = redis.call('HGET', KEYS[2], 't')
+if t then
+  redis.call('HINCRBY', KEYS[2], 'w', 1)
+  return {0, t}
+end
+redis.call('HSET', KEYS[2], 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {0}
+"""
+
 # The lock given up by its holder (ARGV: token): the followers it counted.
 _UNLEAD = """
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
@@ -199,6 +215,7 @@ class RedisStore:
         self._lead = Script(self._client, _LEAD)
         self._log_append = Script(self._client, _LOG_APPEND)
         self._unlead = Script(self._client, _UNLEAD)
+        self._get_or_lead = Script(self._client, _GET_OR_LEAD)
         self._unfollow = Script(self._client, _UNFOLLOW)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
@@ -256,6 +273,14 @@ class RedisStore:
     async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
         reply = await self._lead([key], [token, max(1, int(ttl_s * 1000))])
         return None if reply is None else bytes(reply)
+
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None]:
+        reply = await self._get_or_lead([key, lock], [token, max(1, int(ttl_s * 1000))])
+        if int(reply[0]) == 1:
+            return bytes(reply[1]), None
+        return None, bytes(reply[1]) if len(reply) > 1 else None
 
     async def wanted(self, key: str) -> int:
         return int(await self._client.call("HGET", key, "w") or 0)

@@ -152,6 +152,14 @@ class ResilientStore:
             lambda: self.fallback.lead(key, token, ttl_s),
         )
 
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None]:
+        return await self._call(
+            lambda: self.primary.get_or_lead(key, lock, token, ttl_s),
+            lambda: self.fallback.get_or_lead(key, lock, token, ttl_s),
+        )
+
     async def wanted(self, key: str) -> int:
         return await self._call(lambda: self.primary.wanted(key), lambda: self.fallback.wanted(key))
 

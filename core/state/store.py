@@ -56,6 +56,15 @@ class Store(Protocol):
         where the leader writes, and the leader that it is wanted)."""
         ...
 
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None]:
+        """`key`'s value, or, when there is none, `lead(lock, token, ttl_s)` in the same
+        atomic call: (value, None) when found (no lock taken), else (None, the holder's token
+        or None when this caller now holds the lock). A response-cache lookup and the
+        coalescing lock of a miss in one round trip (core.cache.stage)."""
+        ...
+
     async def wanted(self, key: str) -> int:
         """How many followers the lock `key` counts (0 when it is not held)."""
         ...
@@ -198,6 +207,14 @@ class MemoryStore:
         self._bound(self._locks)  # type: ignore[arg-type]
         self._locks[key] = _Lock(token, time.monotonic() + ttl_s)
         return None
+
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None]:
+        value = await self.get(key)
+        if value is not None:
+            return value, None
+        return None, await self.lead(lock, token, ttl_s)
 
     async def wanted(self, key: str) -> int:
         lock = self._lock(key)
