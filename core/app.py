@@ -253,7 +253,10 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         "embeddings": EmbeddingsApi(),
         "messages": MessagesApi(passthrough, state.images.inline),
     }
-    responses = ResponseStore(state.store)  # kept per tenant (core.api.responses.store)
+    # Stored responses, per tenant (core.api.responses.store).
+    responses = ResponseStore(
+        state.store, config.core.responses_ttl_s, config.core.responses_max_bytes
+    )
     max_event = config.core.resilience.max_event_bytes
     responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, state.images.inline)
     # /v1/responses: the previous_response_id lookup joins right after read.
