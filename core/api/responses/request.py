@@ -244,16 +244,6 @@ def _limits(payload: JSON, canonical: JSON) -> None:
             raise invalid(key, f"must be a number between 0 and {highest:g}")
 
 
-def builtin_tools(payload: JSON) -> list[int]:
-    """Indexes of the tools that are not function tools (OpenAI's built-in tools)."""
-    tools = payload.get("tools")
-    if not isinstance(tools, list):
-        return []
-    return [
-        i for i, t in enumerate(tools) if not (isinstance(t, dict) and t.get("type") == "function")
-    ]
-
-
 def _tools(payload: JSON, canonical: JSON) -> None:
     tools = payload.get("tools")
     if tools is not None:
