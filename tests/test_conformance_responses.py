@@ -28,6 +28,7 @@ from tests.support.providers import provider_of
 from tests.test_conformance_matrix import (
     CONFIGS,
     PROVIDERS,
+    RESPONSE_FORMAT,
     RESULTS,
     Matrix,
     Provider,
@@ -36,17 +37,7 @@ from tests.test_conformance_matrix import (
 )
 
 __all__ = ["matrix"]  # the chat matrix's fixture: one Stack for both
-SCHEMA: Any = {
-    "type": "json_schema",
-    "name": "answer",
-    "strict": True,
-    "schema": {
-        "type": "object",
-        "properties": {"answer": {"type": "string"}, "confidence": {"type": "number"}},
-        "required": ["answer", "confidence"],
-        "additionalProperties": False,
-    },
-}
+SCHEMA: Any = {"type": "json_schema", **RESPONSE_FORMAT["json_schema"]}  # Responses shape
 TOOLS: Any = [
     {
         "type": "function",

@@ -25,6 +25,7 @@ from tests.support.fake_openai import CACHED, JSON_ANSWER, TEXT, FakeOpenAI
 from tests.support.fake_openai_responses import ENCRYPTED
 from tests.support.ledger_load import sqlite_rows
 from tests.support.stack import Stack
+from tests.test_conformance_responses import SCHEMA
 
 WEATHER = {
     "type": "function",
@@ -33,17 +34,6 @@ WEATHER = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
 RESULTS = {"call_weather_1": "18C", "call_stock_2": "$42"}
-SCHEMA = {
-    "type": "json_schema",
-    "name": "answer",
-    "strict": True,
-    "schema": {
-        "type": "object",
-        "properties": {"answer": {"type": "string"}, "confidence": {"type": "number"}},
-        "required": ["answer", "confidence"],
-        "additionalProperties": False,
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -150,18 +150,7 @@ class ResponsesStream:
     async def prime(self) -> None:
         try:
             with parsing(self._target):
-                while not self._first:
-                    raw = await self._body.read()
-                    if not raw:
-                        self._first = self._decoder.finish()
-                        if not self._first:
-                            raise ProviderError(
-                                502,
-                                "the upstream closed the stream before sending an event",
-                                FailureClass.TRANSIENT,
-                            )
-                        break
-                    self._first = self._decoder.feed(raw)
+                self._first = await self._body.first_events(self._decoder)
                 first = _loads(self._first[0].data)
                 if isinstance(first, dict) and first.get("type") == "error":
                     raise ProviderError(

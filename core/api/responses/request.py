@@ -109,9 +109,7 @@ def to_canonical(payload: JSON, history: list[Any] | None = None) -> JSON:
     canonical: JSON = {"model": payload["model"], "messages": messages}
     if payload.get("stream"):
         canonical["stream"] = True
-    for key in _SAME:
-        if payload.get(key) is not None:
-            canonical[key] = payload[key]
+    _given(payload, _SAME, canonical)
     _limits(payload, canonical)
     _tools(payload, canonical)
     _text(payload.get("text"), canonical)
@@ -257,9 +255,7 @@ def _tools(payload: JSON, canonical: JSON) -> None:
             if tool.get("type") != "function":
                 raise openai_only(f"{where}.type", f"built-in tools ('{tool.get('type')}')")
             function: JSON = {"name": _string(tool, "name", where)}
-            for key in ("description", "parameters", "strict"):
-                if tool.get(key) is not None:
-                    function[key] = tool[key]
+            _given(tool, ("description", "parameters", "strict"), function)
             converted.append({"type": "function", "function": function})
         if converted:
             canonical["tools"] = converted
@@ -276,6 +272,13 @@ def _tools(payload: JSON, canonical: JSON) -> None:
         canonical["tool_choice"] = {"type": "function", "function": {"name": name}}
         return
     raise openai_only("tool_choice", "choosing a built-in tool")
+
+
+def _given(source: JSON, keys: tuple[str, ...], out: JSON) -> None:
+    """The keys `source` sets (not null), copied to `out`."""
+    for key in keys:
+        if source.get(key) is not None:
+            out[key] = source[key]
 
 
 def _text(text: Any, canonical: JSON) -> None:
@@ -300,9 +303,7 @@ def _text(text: Any, canonical: JSON) -> None:
     if not isinstance(schema, dict):
         raise invalid("text.format.schema", "must be an object", "invalid_type")
     spec: JSON = {"name": _string(fmt, "name", "text.format"), "schema": schema}
-    for key in ("strict", "description"):
-        if fmt.get(key) is not None:
-            spec[key] = fmt[key]
+    _given(fmt, ("strict", "description"), spec)
     canonical["response_format"] = {"type": "json_schema", "json_schema": spec}
 
 
