@@ -155,7 +155,9 @@ class FakeAzure(FakeServer):
         app = web.Application()
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.deployments)
         app.router.add_post("/openai/v1/chat/completions", self.v1)
-        app.router.add_post("/openai/v1/responses", ResponsesEndpoint(self, TEXT).handle)
+        app.router.add_post(
+            "/openai/v1/responses", ResponsesEndpoint(self, TEXT, self._auth_error).handle
+        )
         super().__init__(app)
 
     async def _record(self, request: web.Request) -> Any:

@@ -2,7 +2,8 @@
 FakeAzure at /openai/v1/responses. Written from OpenAI's API reference, independently of the
 gateway's encoder, so a passthrough bug shows here.
 
-Checks what the real API checks that matters to the gateway: `model` and `input` required, and
+Checks what the real API checks that matters to the gateway: the fake's key (when given),
+`model` and `input` required, and
 a `previous_response_id` is refused as unknown (404), since the upstream never saw the
 gateway's ids: the gateway must inline the history instead. Scripted by model name:
   (any name)        -> one message with `text`; usage 12 in / 7 out
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -161,9 +162,15 @@ def events(final: dict[str, Any]) -> Iterator[dict[str, Any]]:
 class ResponsesEndpoint:
     """The handler, recording into `server.received` like the fake's other routes."""
 
-    def __init__(self, server: FakeServer, text: str) -> None:
+    def __init__(
+        self,
+        server: FakeServer,
+        text: str,
+        auth: Callable[[web.Request], web.Response | None] | None = None,
+    ) -> None:
         self.server = server
         self.text = text
+        self.auth = auth  # the fake's own key check (Azure's api-key), None to accept any
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -173,6 +180,9 @@ class ResponsesEndpoint:
         )
         model = body.get("model")
         self.server.calls[str(model)] += 1
+        denied = self.auth(request) if self.auth is not None else None
+        if denied is not None:
+            return denied
         if not isinstance(model, str) or body.get("input") is None:
             return _error(400, "Missing required parameter: 'input'.", "invalid_request_error")
         if body.get("previous_response_id") is not None:
