@@ -20,7 +20,7 @@ from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
 from core.api.responses.handler import ResponsesApi, stored_endpoints
 from core.api.responses.passthrough import ResponsesPassthrough
-from core.api.responses.store import History, ResponseStore
+from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
@@ -253,10 +253,10 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         "embeddings": EmbeddingsApi(),
         "messages": MessagesApi(passthrough, state.images.inline),
     }
-    # Stored responses, per tenant (core.api.responses.store).
-    responses = ResponseStore(
-        state.store, config.core.responses_ttl_s, config.core.responses_max_bytes
-    )
+    # Stored responses, per tenant (core.api.responses.store): Redis itself, else memory.
+    redis = state.store.primary if isinstance(state.store, ResilientStore) else None
+    kept = StoreBackend(redis) if redis else MemoryBackend(MEMORY_MAX_BYTES)
+    responses = ResponseStore(kept, config.core.responses_ttl_s, config.core.responses_max_bytes)
     max_event = config.core.resilience.max_event_bytes
     responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, state.images.inline)
     # /v1/responses: the previous_response_id lookup joins right after read.

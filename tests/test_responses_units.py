@@ -13,7 +13,7 @@ import pytest
 from core.api.responses.request import to_canonical, without_openai_only
 from core.api.responses.store import ResponseStore
 from core.api.responses.stream import ResponsesStreamEncoder
-from core.state.store import MemoryStore
+from core.cache.backend import MemoryBackend
 from shared.config import parse_config
 from shared.errors import GatewayError
 from tests.support.stack import base_config
@@ -120,7 +120,7 @@ def test_encoder_error_ends_with_response_failed() -> None:
 
 def test_store_bounds_scopes_and_deletes() -> None:
     async def run() -> None:
-        store = ResponseStore(MemoryStore(), ttl_s=60, max_bytes=200)
+        store = ResponseStore(MemoryBackend(10_000), ttl_s=60, max_bytes=200)
         response = {"id": "resp_a", "output": []}
         assert await store.save("acme", response, ["x" * 10])
         assert not await store.save("acme", {"id": "resp_big"}, ["x" * 500])  # over the bound

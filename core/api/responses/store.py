@@ -1,10 +1,13 @@
 """Stored responses: `store`, `previous_response_id`, GET and DELETE /v1/responses/{id}.
 
 A response is kept when the request did not say `store: false` (OpenAI's default is true, and
-clients such as agents rely on `previous_response_id` without setting it), in the core's state
-store (Redis when configured, else the bounded memory store), for `ttl_s` (30 days by default,
-as OpenAI keeps them), under a key scoped to the tenant: another tenant's id is simply not
-found, the same 404 as an id that never existed, so ids reveal nothing across tenants.
+clients such as agents rely on `previous_response_id` without setting it), for `ttl_s` (30
+days by default, as OpenAI keeps them), under a key scoped to the tenant: another tenant's id
+is simply not found, the same 404 as an id that never existed, so ids reveal nothing across
+tenants. Where is the response cache's seam (core.cache.backend): Redis itself when configured
+(shared by every replica; while it is down a lookup finds nothing and nothing is kept, never a
+503 and never entries piling up in a per-process fallback), else this process's memory, an LRU
+bounded by MEMORY_MAX_BYTES in all.
 
 An entry holds the response object and the conversation's items so far (the earlier turns'
 items, this request's input, this response's output), so a request naming it as
@@ -12,25 +15,24 @@ items, this request's input, this response's output), so a request naming it as
 its own input (core.api.responses.request), and an entry never points at another, so a turn
 costs one GET whatever the conversation's length. An entry over `max_bytes` is not kept (the
 response says `store: false`), which bounds what one tenant can park in Redis per response.
-Deleting writes an empty tombstone for the rest of the TTL (the store has no delete).
+Deleting writes an empty tombstone for the rest of the TTL (the seam has no delete).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
+from core.cache.backend import Backend
 from core.pipeline.exchange import Exchange
 from core.providers.adapters.base import JSON
-from core.state.store import Store
 from shared.errors import GatewayError
 
-log = logging.getLogger("interlock.responses")
 DEFAULT_TTL_S = 30 * 24 * 3600.0
 DEFAULT_MAX_BYTES = 1024 * 1024
+MEMORY_MAX_BYTES = 128 * 1024 * 1024  # every tenant's stored responses, without Redis
 _STATE = "responses_history"  # request.state attribute: the previous response's items
 
 
@@ -52,7 +54,7 @@ class ResponseStore:
     __slots__ = ("max_bytes", "store", "ttl_s")
 
     def __init__(
-        self, store: Store, ttl_s: float = DEFAULT_TTL_S, max_bytes: int = DEFAULT_MAX_BYTES
+        self, store: Backend, ttl_s: float = DEFAULT_TTL_S, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
         self.store = store
         self.ttl_s = ttl_s
@@ -66,16 +68,12 @@ class ResponseStore:
         return entry if isinstance(entry, dict) else None
 
     async def save(self, tenant: str, response: JSON, items: list[Any]) -> bool:
-        """Keeps the response and the conversation's items; False when over max_bytes or the
-        store is down (the answer is still served: keeping it is best effort)."""
+        """Keeps the response and the conversation's items; False when over max_bytes (the
+        answer is still served: keeping it is best effort)."""
         body = orjson.dumps({"response": response, "items": items})
         if len(body) > self.max_bytes:
             return False
-        try:
-            await self.store.set(_key(tenant, response["id"]), body, self.ttl_s)
-        except GatewayError:  # fail_closed while Redis is down
-            log.warning("a response could not be stored: the state store is unavailable")
-            return False
+        await self.store.set(_key(tenant, response["id"]), body, self.ttl_s)
         return True
 
     async def delete(self, tenant: str, response_id: str) -> bool:
