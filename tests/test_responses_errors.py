@@ -30,6 +30,8 @@ def post(stack: Stack, body: dict[str, Any]) -> raw.RawResponse:
     return raw.post(f"{stack.edge_url}/v1/responses", body, stack.token())
 
 
+TOOL = {"type": "function", "name": "f"}
+FORMAT = {"type": "json_schema", "name": "answer"}
 BAD: list[tuple[dict[str, Any], int, str | None]] = [
     ({"model": "gpt-fake", "input": "x", "tools": [{"type": "web_search"}]}, 400, "tools[0].type"),
     ({"model": "gpt-fake"}, 400, "input"),
@@ -65,6 +67,30 @@ BAD: list[tuple[dict[str, Any], int, str | None]] = [
     ),
     ({"model": "gpt-fake", "input": "x", "previous_response_id": 5}, 400, "previous_response_id"),
     ({"model": "nope", "input": "x"}, 404, "model"),
+    (
+        {"model": "gpt-fake", "input": "x", "tools": [{**TOOL, "parameters": "x"}]},
+        400,
+        "tools[0].parameters",
+    ),
+    (
+        {"model": "gpt-fake", "input": "x", "text": {"format": {**FORMAT, "schema": []}}},
+        400,
+        "text.format.schema",
+    ),
+    (
+        {
+            "model": "gpt-fake",
+            "input": "x",
+            "text": {"format": {**FORMAT, "schema": {"properties": []}}},
+        },
+        400,
+        "text.format.schema.properties",
+    ),
+    (
+        {"model": "gpt-fake", "input": [{"role": "user", "content": [7]}]},
+        400,
+        "input[0].content[0]",
+    ),
 ]
 
 

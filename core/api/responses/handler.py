@@ -30,11 +30,17 @@ from core.api.responses.passthrough import (
     upstream_body,
 )
 from core.api.responses.plan import Direct, Step, plan_responses
-from core.api.responses.request import input_items, to_canonical, without_openai_only
+from core.api.responses.request import (
+    input_items,
+    renamed,
+    to_canonical,
+    without_openai_only,
+)
 from core.api.responses.response import new_id, to_response
 from core.api.responses.store import ResponseStore, history_of, not_found
 from core.api.responses.stream import ResponsesStreamEncoder
 from core.api.responses.validate import validate_request
+from core.api.validate import validate_chat
 from core.limits.admission import estimate_tokens, prompt_estimate
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, json_response, sse_response
@@ -74,6 +80,11 @@ class ResponsesRequest:
                 raise
             self.refusal = self.refusal or error  # only passthrough targets can serve it
             self.payload = _estimate_only(body, history)
+            return
+        try:  # the shapes every adapter relies on (schemas, tool parameters), as chat checks
+            validate_chat(self.payload)
+        except GatewayError as error:
+            raise renamed(error) from None
 
     def payload_changed(self) -> None:
         """A routing rule capped the payload (core.pipeline.route_policy)."""

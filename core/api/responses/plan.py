@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.api.responses.request import FIELD_OF
+from core.api.responses.request import renamed
 from core.providers.adapters.azure import ADAPTER as AZURE
 from core.providers.adapters.base import JSON, Target
 from core.providers.adapters.openai_compat import ADAPTER as OPENAI
@@ -54,18 +54,6 @@ def responses_url(target: Target) -> str | None:
     if provider.kind == "azure" and AZURE.options(provider).api_version == "v1":
         return f"{provider.base_url}/openai/v1/responses"
     return None
-
-
-def renamed(error: GatewayError) -> GatewayError:
-    """A chat planning refusal in the Responses API's words."""
-    param = error.param or ""
-    head = param.split("[", 1)[0].split(".", 1)[0]
-    field = FIELD_OF.get(head)
-    if field is None:
-        return error
-    error.param = field if head == "messages" else field + param[len(head) :]
-    error.message = error.message.replace(f"'{head}'", f"'{field}'")
-    return error
 
 
 def _with_hint(attempt: Attempt, effort: object, route: Route) -> Attempt:

@@ -18,6 +18,7 @@ that cannot take it, as the Messages API does with `thinking`); `max_output_toke
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.api.validate import is_int, is_number
@@ -44,15 +45,15 @@ GATEWAY_FIELDS = frozenset(
 )
 # Canonical fields with the same meaning under the same name.
 _SAME = ("temperature", "top_p", "metadata", "user", "parallel_tool_calls", "prompt_cache_key")
-# Canonical field -> the Responses field a 400 should name.
-FIELD_OF = {
-    "max_tokens": "max_output_tokens",
-    "response_format": "text.format",
-    "reasoning_effort": "reasoning.effort",
-    "tool_choice": "tool_choice",
-    "tools": "tools",
-    "messages": "input",
-}
+# Canonical field (prefix) -> the Responses field a 400 should name, first match wins.
+_FIELDS = (
+    (re.compile(r"^response_format(\.json_schema)?"), "text.format"),
+    (re.compile(r"^tools\[(\d+)\]\.function"), r"tools[\1]"),
+    (re.compile(r"^tool_choice\.function"), "tool_choice"),
+    (re.compile(r"^messages.*"), "input"),
+    (re.compile(r"^max_tokens"), "max_output_tokens"),
+    (re.compile(r"^reasoning_effort"), "reasoning.effort"),
+)
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _EFFORTS = frozenset({"minimal", "low", "medium", "high", "none", "xhigh"})
 # Item types only OpenAI itself can take as input (the translated targets have no equivalent).
@@ -75,6 +76,21 @@ OPENAI_ONLY_ITEMS = frozenset(
         "custom_tool_call_output",
     }
 )
+
+
+def renamed(error: GatewayError) -> GatewayError:
+    """A chat validation or planning refusal in the Responses API's words: the field it names
+    is the client's (`text.format.schema`, `tools[0].parameters`, `input`), not chat's."""
+    param = error.param
+    if not param:
+        return error
+    for pattern, field in _FIELDS:
+        shown, count = pattern.subn(field, param, count=1)
+        if count:
+            error.message = error.message.replace(param, shown)
+            error.param = shown
+            break
+    return error
 
 
 def invalid(param: str, message: str, code: str = "invalid_value") -> GatewayError:
