@@ -45,6 +45,7 @@ def stack(
         "providers": {
             "fake": {**compat, "allow_any_model": True},
             "native": {**compat, "options": {"preset": "openai"}, "allow_any_model": True},
+            "deepseek": {**compat, "options": {"preset": "deepseek"}, "allow_any_model": True},
             "claude": {
                 "kind": "anthropic",
                 "base_url": claude.url,
@@ -60,6 +61,12 @@ def stack(
                 "targets": [
                     {"provider": "fake", "model": "fail-500"},
                     {"provider": "claude", "model": "claude-x"},
+                ]
+            },
+            "skips-deepseek": {
+                "targets": [
+                    {"provider": "deepseek", "model": "json"},
+                    {"provider": "claude", "model": "json"},
                 ]
             },
             "native-first": {
@@ -267,6 +274,17 @@ def test_failover_to_the_next_target(stack: Stack) -> None:
     assert response.parse().output_text == CLAUDE_TEXT
     assert response.headers["x-interlock-provider"] == "claude"
     assert response.headers["x-interlock-failovers"] == "1"
+
+
+def test_routes_skip_targets_that_cannot_serve(stack: Stack, fake: FakeOpenAI) -> None:
+    before = len(fake.received)
+    response = client(stack).responses.with_raw_response.create(
+        model="skips-deepseek", input="answer", text={"format": SCHEMA}, store=False
+    )
+    assert json.loads(response.parse().output_text) == JSON_ANSWER
+    assert response.headers["x-interlock-provider"] == "claude"
+    assert response.headers["x-interlock-attempts"] == "1"  # deepseek declares no json_schema
+    assert len(fake.received) == before
 
 
 def test_the_ledger_records_chat_with_the_metadata_tags(stack: Stack) -> None:
