@@ -23,6 +23,8 @@ def chrome(width: int = 1366, height: int = 900) -> Any:
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
+        if os.environ.get("CI"):  # .ci/run installs both: missing there is a breakage
+            pytest.fail("chromium or chromium-driver is missing on CI")
         pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
