@@ -40,6 +40,7 @@ def seeded_records(now: float, n: int = SEEDED, seed: int = 15) -> list[LedgerRe
         outcome = rng.choice(OUTCOMES)
         tokens = rng.randint(10, 500)
         hit = outcome == "cache_hit"
+        billed = UsageSplit(input=tokens, cache_read=tokens // 3, output=tokens // 2)
         out.append(
             LedgerRecord(
                 request_id=f"req_seed{i:05d}",
@@ -51,9 +52,7 @@ def seeded_records(now: float, n: int = SEEDED, seed: int = 15) -> list[LedgerRe
                 served_model=f"{model}-2026",
                 provider=provider,
                 key_id="k_0123abcd",
-                usage=UsageSplit()
-                if hit
-                else UsageSplit(input=tokens, cache_read=tokens // 3, output=tokens // 2),
+                usage=UsageSplit() if hit else billed,
                 cost_micros=0 if hit else tokens * 37,
                 price_version="test",
                 unpriced=False,
