@@ -53,6 +53,7 @@
     const mine = ++generation;
     const r = range(), f = filters(), stack = $("#stack").value;
     const base = { start: r.start, end: r.end, ...f };
+    document.body.dataset.range = r.start + "," + r.end + "," + r.grain;
     const ids = ["p-spend", "p-tokens", "p-rps", "p-tags", "p-models", "p-savings", "p-errors",
       "p-latency", "p-budgets", "p-limits", "p-log"];
     if (view === "operator") ids.push("p-tenants", "p-circuits", "p-keys", "p-ratelimits");
@@ -222,6 +223,10 @@
   for (const b of document.querySelectorAll("#views button")) {
     b.addEventListener("click", () => { setView(b.dataset.view); load(); });
   }
+  // A link with another token opened in this tab changes only the fragment: start afresh.
+  window.addEventListener("hashchange", () => {
+    if (/token=/.test(location.hash)) { Api.takeFragmentToken(); location.reload(); }
+  });
   $("#l-trace-url").value = localStorage.getItem("interlock.traceUrl") || "";
   start();
 })();

@@ -61,10 +61,10 @@ const Charts = (() => {
     for (let s = 1; s < data.length; s++) for (let i = 0; i < xs.length; i++) data[s][i] += data[s - 1][i];
     const series = names.map((name, s) => ({
       label: name, stroke: COLORS[s % COLORS.length], fill: COLORS[s % COLORS.length], width: 0,
-      paths: uPlot.paths.bars({ size: [0.8, 48], align: 1 }), points: { show: false },
+      paths: uPlot.paths.bars({ size: [0.8, 48] }), points: { show: false },
       value: (u, v, si, i) => (i == null ? "" : fmt(own[s][i], unit)),
     }));
-    draw(el, [xs, ...data.slice().reverse()], series.slice().reverse(), unit);
+    draw(el, [xs, ...data.slice().reverse()], series.slice().reverse(), unit, true);
     legend(el, names);
     return names;
   }
@@ -76,12 +76,18 @@ const Charts = (() => {
     legend(el, [label]);
   }
 
-  function draw(el, data, series, unit) {
+  /* `padded`: bars centred on their bucket, so the x scale reaches half a bucket past each
+     end (the newest bucket's bar is drawn whole). */
+  function draw(el, data, series, unit, padded) {
     const width = Math.max(260, el.clientWidth - 4);
+    const xs = data[0], half = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 30;
     const opts = {
       width, height: 220, legend: { show: false }, cursor: { drag: { x: false, y: false } },
       series: [{}, ...series],
-      scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] } },
+      scales: {
+        x: { time: true, range: () => (padded ? [xs[0] - half, xs[xs.length - 1] + half] : [xs[0], xs[xs.length - 1]]) },
+        y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] },
+      },
       axes: [{}, { values: (u, ticks) => ticks.map((t) => fmt(t, unit, true)), size: 80 }],
     };
     const holder = h("div", { cls: "plot", "data-series": series.map((s) => s.label).slice().reverse().join("\n") });
