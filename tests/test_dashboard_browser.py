@@ -188,6 +188,20 @@ def test_request_log_links_a_request_to_its_trace_and_csv_matches_the_api(
     assert "trace id:" in detail
     trace = newest["data"][0].get("trace_id")
     assert (trace in detail) if trace else ("no trace ids" in detail or "none recorded" in detail)
+    if trace:  # with a trace viewer's URL set, the trace id is a link to it
+        browser.execute_script(
+            set_input("#l-trace-url", "https://traces.example/trace/{trace_id}")
+            + "document.querySelector('#log-filters').requestSubmit();"
+        )
+        link = until(
+            lambda: browser.execute_script(
+                "const b = document.querySelector('#p-log [data-request]'); if (!b) return null;"
+                "if (!document.querySelector('#p-log tr.detail')) b.click();"
+                "const a = document.querySelector('#p-log a[data-trace]'); return a && a.href"
+            ),
+            what="the trace link",
+        )
+        assert link == f"https://traces.example/trace/{trace}"
     assert "hello from" not in browser.page_source  # metadata only, never prompt text
     # The page's CSV export is the usage API's CSV (every page of it).
     text = browser.execute_async_script(
