@@ -9,8 +9,9 @@ providers, a `project` tag, spread over the 30 days before now. Then starts an e
 that ledger and times, with an operator token, every call the page makes for "Last 30 days":
 the usage API grouped by day and provider (the spend, tokens and requests/s charts, with the
 totals), by model, tenant and tag, and the dashboard's health (the latest 20,000 records) and
-request-log panels. Each call is timed 5 times; the median is reported. The bound checked: the
-month's chart (day x provider, with totals) answers in under 200 ms (exit status 1 if not).
+request-log panels; and the "Last 7 days (by hour)" chart (hour rollups). Each call is timed
+5 times; the median is reported. The bound checked: the month's chart (day x provider, with
+totals) answers in under 200 ms (exit status 1 if not).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def measure(stack: Stack, now: float) -> dict[str, float]:
     month = {"start": end - 30 * DAY, "end": end}
     calls = {
         "usage day x provider (the month's chart, with totals)": ("usage", "day,provider"),
+        "usage hour x provider (7 days by hour)": ("usage", "hour,provider"),
         "usage day x model": ("usage", "day,model"),
         "usage day x tenant": ("usage", "day,tenant"),
         "usage by tenant (top tenants)": ("usage", "tenant"),
@@ -116,6 +118,8 @@ def measure(stack: Stack, now: float) -> dict[str, float]:
     out = {}
     for name, (path, group_by) in calls.items():
         params: dict[str, Any] = dict(month)
+        if name.startswith("usage hour"):
+            params["start"] = end - 7 * DAY
         if group_by:
             params |= {"group_by": group_by, "limit": 1000}
         url = f"{stack.edge_url}/v1/{path}?{urlencode(params)}"
