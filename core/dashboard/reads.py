@@ -23,7 +23,7 @@ from core.ledger.store import LedgerStore
 
 HEALTH_SAMPLE = 20_000  # records the health panel is computed over (the latest of the range)
 MAX_LOG_ROWS = 200
-MAX_PERIODS = 400  # partitions one read walks at most (400 days; 33 years of months)
+MAX_PERIODS = 100  # partitions one read walks at most (the API's 92-day range is fewer)
 # The tracing branch adds the trace id to the ledger; until then the log has no trace ids.
 HAS_TRACE_ID = "trace_id" in COLUMNS
 _LOG_COLUMNS = (

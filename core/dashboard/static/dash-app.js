@@ -27,6 +27,10 @@
     return { start: end - Math.ceil(span / g) * g, end, grain };
   }
 
+  /* The raw-record panels (health, request log) read at most their API's 92 days: the
+     newest 92 days of a longer custom range. */
+  function rawStart(r) { return Math.max(r.start, r.end - 92 * 86400); }
+
   function filters() {
     const out = { model: $("#f-model").value.trim(), provider: $("#f-provider").value.trim() };
     if (view === "operator") out.tenant = $("#f-tenant").value.trim();
@@ -60,7 +64,7 @@
     Panels.loading(ids);
     const current = () => mine === generation;
     const series = Api.usage({ ...base, group_by: r.grain + "," + stack });
-    const health = Api.json("dashboard/health", { start: r.start, end: r.end, ...f });
+    const health = Api.json("dashboard/health", { start: rawStart(r), end: r.end, ...f });
     const tasks = [
       guard(["p-spend", "p-tokens", "p-rps"], async () => {
         const s = await series;
@@ -125,7 +129,7 @@
     if (fresh) logBefore = null;
     const el = Panels.body("p-log");
     const r = range(), f = filters();
-    const params = { start: r.start, end: r.end, ...f, outcome: $("#l-outcome").value.trim(),
+    const params = { start: rawStart(r), end: r.end, ...f, outcome: $("#l-outcome").value.trim(),
       request_id: $("#l-request").value.trim(), before: logBefore ?? "", limit: 50 };
     try {
       const page = await Api.json("dashboard/requests", params);
@@ -182,6 +186,7 @@
     let text = "This view needs an operator token (interlock token issue --admin).";
     try { await Api.json("dashboard/operations"); } catch (error) { text += " The gateway answered: " + error.message; }
     $("#refused-text").textContent = text;
+    $("#refused").append(h("p", {}, h("a", { href: "?view=tenant", text: "Open your tenant view" })));
     $("#refused").hidden = false;
   }
 
