@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
+from core.dashboard import live
 from core.dashboard.reads import HAS_TRACE_ID, percentile
+from core.limits.tenant import Settlements
+from core.providers.adapters.base import ProviderError
+from core.resilience.circuit import BreakerPolicy
+from core.resilience.circuit_board import BreakerBoard
+from core.resilience.key_pools import KeyPools, key_id
+from core.state.store import MemoryStore
+from shared.config import ProviderConfig
+from shared.errors import FailureClass
+from shared.secret import Secret
 from tests.support import raw
 from tests.support.dashboard_stack import LIVE, SEEDED, A, B, C, admin_token, dashboard_stack, get
 from tests.support.ledger_load import ledger_rows
@@ -213,3 +223,20 @@ def test_odd_requests_never_make_a_5xx(stack: Stack, operator: str) -> None:
         url = f"{stack.edge_url}/v1/dashboard/requests?{query}"
         answer = raw.request("GET", url, headers={"authorization": f"Bearer {operator}"})
         assert answer.status < 500, (query, answer.body)
+
+
+def test_the_operations_panel_names_resting_keys_by_id_only() -> None:
+    keys = (Secret("sk-first-key"), Secret("sk-second-key"))
+    pools = KeyPools(
+        {"p": ProviderConfig("p", "stub", None, keys, {}, None, False, {})},
+        MemoryStore(),
+        Settlements(MemoryStore()),
+    )
+    failure = ProviderError(429, "slow down", FailureClass.RATE_LIMIT, retry_after_s=30)
+    pools.pool("p").rest(keys[1], failure, time.monotonic())
+    board = BreakerBoard(BreakerPolicy(0.5, 5, 10, 5), MemoryStore())
+    state = live.operations(board, pools, ["p"])
+    [pool] = state["key_pools"]
+    assert pool["keys"] == 2 and [r["key_id"] for r in pool["resting"]] == [key_id(keys[1])]
+    assert 29 <= pool["resting"][0]["for_s"] <= 30
+    assert "sk-second-key" not in str(state)

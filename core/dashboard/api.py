@@ -170,4 +170,4 @@ class DashboardApi:
                 403, "the operations panel needs an operator token", code="operator_only"
             )
         state = self._state
-        return live.operations(state.breakers, state.dispatcher.keys, self._config)
+        return live.operations(state.breakers, state.dispatcher.keys, self._config.providers)

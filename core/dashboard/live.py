@@ -10,6 +10,7 @@ Counters (rate-limit refusals, failovers, retries) are this process's since it s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from core.api.usage import dollars, iso
@@ -66,7 +67,7 @@ def limits(config: Config, tenant: str, tier: str) -> dict[str, Any]:
     return {"tier": named, "rpm": found.rpm, "tpm": found.tpm, "burst": found.burst}
 
 
-def operations(breakers: BreakerBoard, pools: KeyPools, config: Config) -> dict[str, Any]:
+def operations(breakers: BreakerBoard, pools: KeyPools, providers: Iterable[str]) -> dict[str, Any]:
     """Operators only: circuits, key pools and this process's refusal counters."""
     now = time.monotonic()
     return {
@@ -74,7 +75,7 @@ def operations(breakers: BreakerBoard, pools: KeyPools, config: Config) -> dict[
             {"target": label, "state": str(breakers.state(label))}
             for label in sorted(breakers.labels())
         ],
-        "key_pools": [_pool(pools, name, now) for name in sorted(config.providers)],
+        "key_pools": [_pool(pools, name, now) for name in sorted(providers)],
         "rate_limited": _series(RATE_LIMITED.series()),
         "failovers": _series(FAILOVERS.series()),
         "retries": _series(RETRIES.series()),
