@@ -27,8 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.api.identity import Caller
-from core.api.usage import MAX_VALUE_CHARS, invalid, parse_time
-from core.api.usage import _tenant as scoped_tenant
+from core.api.usage import MAX_VALUE_CHARS, invalid, parse_time, scoped_tenant
 from core.dashboard import live
 from core.dashboard.reads import HAS_TRACE_ID, LOG_FILTERS, MAX_LOG_ROWS, RawReads, Scope
 from core.ledger.query import MAX_SPAN_S
