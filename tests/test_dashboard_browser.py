@@ -314,3 +314,23 @@ def test_a_fresh_make_run_shows_non_empty_charts(tmp_path: Path, browser: Any, s
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise
+
+
+def test_panels_show_a_loading_state_until_their_answer_comes(stack: Stack, browser: Any) -> None:
+    open_page(browser, stack.edge_url, stack.token(B))
+    loaded(browser)
+    browser.execute_cdp_cmd("Network.enable", {})
+    slow = {"offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1}
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", slow)
+    try:
+        before = browser.execute_script("return document.body.dataset.loaded")
+        browser.execute_script(SUBMIT)
+        loading = browser.execute_script(
+            "return [...document.querySelectorAll('.body.loading')].map(e => e.parentNode.id)"
+        )
+        assert {"p-spend", "p-tokens", "p-log", "p-budgets"} <= set(loading)
+    finally:
+        fast = {**slow, "latency": 0}
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", fast)
+    loaded(browser, before)
+    assert browser.execute_script("return document.querySelectorAll('.body.loading').length") == 0

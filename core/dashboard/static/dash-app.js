@@ -59,8 +59,9 @@
     const base = { start: r.start, end: r.end, ...f };
     document.body.dataset.range = r.start + "," + r.end + "," + r.grain;
     const ids = ["p-spend", "p-tokens", "p-rps", "p-tags", "p-models", "p-savings", "p-errors",
-      "p-latency", "p-budgets", "p-limits", "p-log"];
+      "p-latency", "p-budgets", "p-log"];
     if (view === "operator") ids.push("p-tenants", "p-circuits", "p-keys", "p-ratelimits");
+    else ids.push("p-limits");
     Panels.loading(ids);
     const current = () => mine === generation;
     const series = Api.usage({ ...base, group_by: r.grain + "," + stack });
