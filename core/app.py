@@ -32,6 +32,8 @@ from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
 from core.cache.idempotency import IdempotencyCounts, Idempotent
 from core.cache.stage import ResponseCache
+from core.dashboard.api import DashboardApi
+from core.dashboard.routes import raw_reads, static_routes
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
 from core.ledger.writer import Ledger
@@ -269,6 +271,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
+    dashboard = DashboardApi(state, raw_reads(state.ledger_store, config.ledger.partition))
 
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
@@ -284,6 +287,8 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         Route("/v1/responses/{response_id}", authenticated(delete_response), methods=["DELETE"]),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/v1/usage", authenticated(usage), methods=["GET"]),
+        Route("/v1/dashboard/{panel}", authenticated(dashboard), methods=["GET"]),
+        *static_routes(),  # the dashboard's page (core.dashboard)
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)

@@ -23,6 +23,7 @@ from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
 from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
 from edge.corecall import CoreCaller, Sent, Unsent, core_session
+from edge.dashboard import relay_static
 from edge.events import EventSplitter, EventTooLarge, error_event
 from edge.jwks import JwksRefresher, load_public_keys
 from edge.replicas import ReplicaHealth
@@ -367,6 +368,9 @@ def create_app(config: EdgeTierConfig) -> Starlette:
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    async def dashboard(request: Request) -> Response:
+        return await relay_static(state, request)  # the page's files (edge/dashboard.py)
+
     routes = [
         Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
         Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
@@ -375,6 +379,10 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/responses/{id}", proxy("openai", reads_model=False), methods=["GET", "DELETE"]),
         Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/v1/usage", proxy("openai", reads_model=False), methods=["GET"]),
+        Route("/v1/dashboard/{panel}", proxy("openai", reads_model=False), methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Route("/dashboard/", dashboard, methods=["GET"]),
+        Route("/dashboard/{name}", dashboard, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)

@@ -107,7 +107,7 @@ def _limit(value: str | None) -> int:
     return int(value)
 
 
-def _tenant(own: str | None, requested: str | None) -> str | None:
+def scoped_tenant(own: str | None, requested: str | None) -> str | None:
     """The tenant the query is scoped to: the caller's `own` for a tenant token (naming any
     other is a 403), the requested one or every tenant (None) for an operator (`own` None)."""
     if own is None:
@@ -143,7 +143,7 @@ def parse_query(params: Mapping[str, str], own: str | None, now: float) -> Usage
     query = UsageQuery(
         start=start,
         end=end,
-        tenant=_tenant(own, params.get("tenant")),
+        tenant=scoped_tenant(own, params.get("tenant")),
         group_by=_group_by(params.get("group_by")),
         filters=_filters(params),
         limit=_limit(params.get("limit")),

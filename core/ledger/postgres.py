@@ -201,6 +201,11 @@ class PostgresStore:
         page, cursor = q.rows(sql, [tuple(r.values()) for r in fetched], query.limit)
         return UsagePage(page, cursor)
 
+    async def read(self, text: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A read-only query of the dashboard's (core.dashboard.reads)."""
+        async with self._ready().acquire() as con:
+            return [tuple(r) for r in await con.fetch(text, *args)]
+
     async def drop_before(self, cutoff: float) -> int:
         """Drops every partition that ends at or before `cutoff`; returns how many."""
         last = period_of(cutoff, self._partition)

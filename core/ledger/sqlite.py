@@ -129,6 +129,10 @@ class SqliteStore:
         page, cursor = q.rows(sql, await self._call(fetch), query.limit)
         return UsagePage(page, cursor)
 
+    async def read(self, text: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A read-only query of the dashboard's (core.dashboard.reads), on the store's thread."""
+        return await self._call(lambda db: db.execute(text, list(args)).fetchall())
+
     async def drop_before(self, cutoff: float) -> int:
         """Deletes the periods that end at or before `cutoff`; returns how many there were."""
         # Every period before the cutoff's own ends at or before the cutoff.

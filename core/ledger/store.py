@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.ledger.record import LedgerRecord
 
@@ -87,6 +87,10 @@ class LedgerStore(Protocol):
 
     async def usage(self, query: UsageQuery) -> UsagePage:
         """Totals per group over the range, from the rollups where the grouping allows."""
+        ...
+
+    async def read(self, text: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A read-only query in the store's dialect (the dashboard's raw-record panels)."""
         ...
 
     async def drop_before(self, cutoff: float) -> int:

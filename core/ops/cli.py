@@ -186,8 +186,10 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline: float) -
     raise RuntimeError(f"{url} did not become healthy in time")
 
 
-def _examples(edge_url: str, token: str, model: str) -> str:
-    """The banner; each command stays on one line so it can be copy-pasted whole."""
+def _examples(edge_url: str, token: str, model: str, operator: str) -> str:
+    """The banner; each command stays on one line so it can be copy-pasted whole. The
+    dashboard's links carry the token in the URL fragment, which the browser never sends
+    to a server (the page keeps it in the tab's sessionStorage and drops it from the URL)."""
     message = '[{"role": "user", "content": "Hello!"}]'
     curl = (
         f"curl -sS {edge_url}/v1/chat/completions"
@@ -211,6 +213,9 @@ def _examples(edge_url: str, token: str, model: str) -> str:
             curl,
             "",
             python,
+            "",
+            f"dashboard (tenant 'demo'): {edge_url}/dashboard/#token={token}",
+            f"dashboard (operator):      {edge_url}/dashboard/#token={operator}",
             "",
             "Ctrl-C stops both tiers.",
             "",
@@ -252,8 +257,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     token = issue_token(config.auth, "demo", min(3600.0, config.auth.max_ttl_s))
     write_private(config.state_dir / "demo-token", (token + "\n").encode())
+    # The local stack's operator token (the dashboard's operator view), valid as long.
+    operator = issue_token(config.auth, "ops", min(3600.0, config.auth.max_ttl_s), admin=True)
+    write_private(config.state_dir / "operator-token", (operator + "\n").encode())
     model = next(iter(config.aliases), None) or next(iter(config.models), "mock-1")
-    print(_examples(edge_url, token, model), flush=True)
+    print(_examples(edge_url, token, model, operator), flush=True)
     code = 0
     while all(child.poll() is None for child in children):
         time.sleep(0.2)

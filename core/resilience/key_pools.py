@@ -98,6 +98,10 @@ class KeyPool:
             seconds = error.retry_after_s or RATE_LIMIT_COOLDOWN_S
         self._resting[key] = (now + seconds, key.version)
 
+    def resting(self, now: float) -> list[tuple[Secret, float]]:
+        """Keys resting at `now` (monotonic) and for how many seconds more (the dashboard)."""
+        return [(k, self._until(k) - now) for k in self.keys if self._until(k) > now]
+
     def has_awake_other(self, key: Secret | None, now: float) -> bool:
         return any(k != key and self._until(k) <= now for k in self.keys)
 
