@@ -29,7 +29,7 @@ from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from edge.secrets import EdgeSecrets
-from shared import hop
+from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
@@ -161,8 +161,12 @@ class EdgeState:
             token.tags,
         )
         credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
+        content_type = incoming.get("content-type", "")
         headers = {
-            "content-type": "application/json",
+            # A multipart upload keeps its own type (its boundary); every other body is JSON.
+            "content-type": content_type
+            if content_type.startswith("multipart/form-data")
+            else "application/json",
             hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
             hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
@@ -332,10 +336,23 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
         upstream.close()
 
 
+async def _read_upload(request: Request, limit: int) -> bytes:
+    """A multipart upload, refused with a 413 naming `file` as soon as it passes `limit`
+    (its Content-Length first). Held whole: the hop credential signs the body's digest
+    (README: Images and audio, for uploads larger than a Lambda edge takes)."""
+    try:
+        return await read_body(request, limit)
+    except GatewayError as error:
+        multipart.name_file(error)
+        raise
+
+
 def create_app(config: EdgeTierConfig) -> Starlette:
     state = EdgeState(config)
 
-    def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]
+    upload_limit = max(state.max_body, multipart.MAX_UPLOAD_BYTES)
+
+    def proxy(api: Api, reads_model: bool = True, upload: bool = False):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
             # Minted first, so every answer (edge errors included) carries an id to quote.
             request_id = "req_" + os.urandom(12).hex()
@@ -349,8 +366,12 @@ def create_app(config: EdgeTierConfig) -> Starlette:
                     return await state.forward(
                         request, incoming, api, token, None, None, request_id
                     )
-                body = await read_body(request, state.max_body)
-                model = _peek_model(body)
+                if upload:  # multipart: an audio file, with its own size limit
+                    body = await _read_upload(request, upload_limit)
+                    model = multipart.model_of(body, incoming.get("content-type"))
+                else:
+                    body = await read_body(request, state.max_body)
+                    model = _peek_model(body)
                 if not token.allows(model):
                     raise GatewayError(
                         403,
@@ -371,6 +392,9 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
         Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
+        Route("/v1/images/generations", proxy("openai"), methods=["POST"]),
+        Route("/v1/audio/speech", proxy("openai"), methods=["POST"]),
+        Route("/v1/audio/transcriptions", proxy("openai", upload=True), methods=["POST"]),
         Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/v1/usage", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -15,18 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.api.audio import multipart
 from core.api.validate import check_param_names, is_number, require_model
 from core.providers.adapters.base import JSON
+from shared import multipart
 from shared.errors import bad_request
+from shared.multipart import MAX_AUDIO_BYTES
 from shared.names import check_model_name
 
 MAX_SPEECH_CHARS = 4096
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-# OpenAI's upload limit for transcriptions; the edge and the core refuse more (README: Audio).
-MAX_AUDIO_BYTES = 25 * 1024 * 1024
-MAX_UPLOAD_BYTES = MAX_AUDIO_BYTES + 256 * 1024  # the file plus the multipart framing and fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from typing import Any
 
 import orjson
 
-from core.api.audio.multipart import splice
 from core.api.audio.request import SpeechRequest, TranscriptionRequest
 from core.api.images.request import ImageRequest
 from core.providers.adapters.azure import ADAPTER as AZURE_ADAPTER
@@ -31,6 +30,7 @@ from core.providers.adapters.media import MediaResult, Problem, image_item
 from core.providers.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.providers.adapters.openai_compat import OpenAICompatAdapter
 from shared.errors import invalid_upstream, upstream_object
+from shared.multipart import splice
 
 IMAGE_HOSTS = frozenset({"openai", "openai-compatible"})
 TRANSCRIBE_HOSTS = frozenset({"openai", "openai-compatible", "groq", "vllm"})
