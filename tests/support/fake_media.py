@@ -73,7 +73,7 @@ def read_form(content_type: str, raw: bytes) -> dict[str, bytes]:
 
 def wav_seconds(data: bytes) -> float:
     with wave.open(io.BytesIO(data)) as audio:
-        return audio.getnframes() / audio.getframerate()
+        return float(audio.getnframes() / audio.getframerate())
 
 
 class FakeOpenAIMedia(FakeServer):
