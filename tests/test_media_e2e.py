@@ -241,7 +241,12 @@ def test_speech_streams_audio_bytes(stack: Stack, media: FakeOpenAIMedia) -> Non
         chunks = list(response.iter_bytes())
     assert b"".join(chunks) == AUDIO_CHUNK * SPEECH_CHUNKS
     [sent] = media.received
-    assert sent.json == {"model": "tts-1", "voice": "alloy", "input": "Hello there"}
+    assert sent.json == {
+        "model": "tts-1",
+        "voice": "alloy",
+        "input": "Hello there",
+        "response_format": "mp3",  # the default, said explicitly
+    }
 
 
 def test_speech_failover_to_azure(stack: Stack, media: FakeOpenAIMedia) -> None:

@@ -108,7 +108,7 @@ class FakeOpenAIMedia(FakeServer):
         body, denied = await self._json(request)
         if denied is not None:
             return denied
-        model, n = body.get("model"), body.get("n", 1)
+        model, n = body.get("model"), body.get("n") or 1
         unknown = sorted(set(body) - IMAGE_PARAMS)
         if unknown:
             return openai_error(400, f"Unknown parameter: '{unknown[0]}'.", unknown[0])

@@ -47,6 +47,10 @@ def api_url(chat_url: str, path: str) -> str:
     return base.removesuffix("/chat/completions") + path + sep + query
 
 
+def without_nulls(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if value is not None}
+
+
 class OpenAIMedia:
     """One API's translator for OpenAI-compatible hosts (and, with AZURE_ADAPTER, Azure)."""
 
@@ -93,7 +97,7 @@ class OpenAIImages(OpenAIMedia):
         super().__init__("/images/generations", IMAGE_HOSTS, IMAGE_MODELS, adapter)
 
     def build(self, request: ImageRequest, target: Target) -> UpstreamRequest:
-        body = dict(request.payload)
+        body = without_nulls(request.payload)  # null is the default: absent says so everywhere
         body["model"] = target.model
         if "gpt-image" in target.model.lower():  # always base64; it refuses response_format
             body.pop("response_format", None)
@@ -132,7 +136,8 @@ class OpenAISpeech(OpenAIMedia):
         super().__init__("/audio/speech", SPEECH_HOSTS, SPEECH_MODELS, adapter)
 
     def build(self, request: SpeechRequest, target: Target) -> UpstreamRequest:
-        body = {**request.payload, "model": target.model}
+        body = without_nulls(request.payload)
+        body.update(model=target.model, response_format=request.response_format)
         headers = self.headers(target, "application/json")
         return UpstreamRequest("POST", self.url(target), headers, orjson.dumps(body))
 
