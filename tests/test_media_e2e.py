@@ -30,6 +30,7 @@ from tests.support.fake_media import (
     FakeOpenAIMedia,
 )
 from tests.support.ledger_load import sqlite_rows
+from tests.support.prom import scrape
 from tests.support.stack import Stack
 
 CANVAS = "amazon.nova-canvas-v1:0"
@@ -377,3 +378,19 @@ def test_ledger_rows_are_priced_per_image_and_per_second(stack: Stack, tmp_path:
     assert str(dalle["price_version"]).startswith("openai/dall-e-3@")
     assert (whisper["outcome"], whisper["cost_micros"]) == ("ok", 400)  # 4 s x 100 micro-$
     assert str(whisper["price_version"]).startswith("openai/whisper-1@")
+
+
+def test_metrics_name_the_generate_content_operation(stack: Stack) -> None:
+    def count() -> float:
+        found = scrape(stack.core_admin_url)
+        return sum(
+            v
+            for (name, labels), v in found.items()
+            if name == "interlock_requests_total"
+            and dict(labels).get("gen_ai_operation_name") == "generate_content"
+        )
+
+    before = count()
+    client(stack).images.generate(model="dalle", prompt="metrics")
+    client(stack).audio.transcriptions.create(model="whisper", file=("a.wav", wav(0.5)))
+    assert count() == before + 2
