@@ -8,8 +8,6 @@ serve, the oversized upload's 413 and the priced ledger rows are checked end to 
 from __future__ import annotations
 
 import base64
-import io
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.support.fake_media import (
     FakeBedrockImages,
     FakeGeminiImages,
     FakeOpenAIMedia,
+    make_wav,
 )
 from tests.support.ledger_load import sqlite_rows
 from tests.support.prom import scrape
@@ -35,17 +34,6 @@ from tests.support.stack import Stack
 
 CANVAS = "amazon.nova-canvas-v1:0"
 IMAGEN = "imagen-4.0-generate-001"
-
-
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    """A real mono 16-bit PCM WAV file of silence."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as audio:
-        audio.setnchannels(1)
-        audio.setsampwidth(2)
-        audio.setframerate(rate)
-        audio.writeframes(bytes(int(seconds * rate) * 2))
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +264,7 @@ def test_speech_cut_after_first_bytes_is_an_error(stack: Stack) -> None:
 
 def test_transcription_json_with_duration(stack: Stack, media: FakeOpenAIMedia) -> None:
     media.reset()
-    audio = wav(2.0)
+    audio = make_wav(2.0)
     sdk = client(stack)
     response = sdk.audio.transcriptions.with_raw_response.create(
         model="whisper", file=("hello.wav", audio, "audio/wav"), language="en"
@@ -294,7 +282,7 @@ def test_transcription_json_with_duration(stack: Stack, media: FakeOpenAIMedia) 
 
 def test_transcription_text_is_estimated_from_the_wav(stack: Stack) -> None:
     response = client(stack).audio.transcriptions.with_raw_response.create(
-        model="whisper", file=("a.wav", wav(3.0)), response_format="text"
+        model="whisper", file=("a.wav", make_wav(3.0)), response_format="text"
     )
     assert response.parse().strip() == TEXT
     assert response.headers["x-interlock-usage-estimated"] == "true"
@@ -304,11 +292,11 @@ def test_transcription_text_is_estimated_from_the_wav(stack: Stack) -> None:
 def test_transcription_tokens_and_failover_to_groq(stack: Stack) -> None:
     sdk = client(stack)
     tokens = sdk.audio.transcriptions.with_raw_response.create(
-        model="transcribe", file=("a.wav", wav(1.0))
+        model="transcribe", file=("a.wav", make_wav(1.0))
     )
     assert tokens.headers["x-interlock-cost"] == "0.000534"  # 14 x $6 + 45 x $10 per million
     failover = sdk.audio.transcriptions.with_raw_response.create(
-        model="whisper-failover", file=("a.wav", wav(1.0))
+        model="whisper-failover", file=("a.wav", make_wav(1.0))
     )
     assert failover.parse().text == TEXT
     assert failover.headers["x-interlock-provider"] == "groq"
@@ -339,7 +327,7 @@ def test_transcription_refusals_name_the_field(stack: Stack) -> None:
     url, token = f"{stack.edge_url}/v1/audio/transcriptions", stack.token()
     cases = [
         (form(("model", None, b"whisper")), "file"),
-        (form(("file", "a.wav", wav(0.1))), "model"),
+        (form(("file", "a.wav", make_wav(0.1))), "model"),
         (
             form(("model", None, b"whisper"), ("file", "a.wav", b"x"), ("stream", None, b"true")),
             "stream",
@@ -367,7 +355,7 @@ def test_transcription_refusals_name_the_field(stack: Stack) -> None:
 def test_ledger_rows_are_priced_per_image_and_per_second(stack: Stack, tmp_path: Path) -> None:
     sdk = client(stack)
     sdk.images.generate(model="dalle", prompt="ledger")
-    sdk.audio.transcriptions.create(model="whisper", file=("a.wav", wav(4.0)))
+    sdk.audio.transcriptions.create(model="whisper", file=("a.wav", make_wav(4.0)))
     path = stack.workdir / "state" / "ledger.sqlite3"
     rows = sqlite_rows(path, 1)
     by_model: dict[str, list[Any]] = {}
@@ -392,5 +380,5 @@ def test_metrics_name_the_generate_content_operation(stack: Stack) -> None:
 
     before = count()
     client(stack).images.generate(model="dalle", prompt="metrics")
-    client(stack).audio.transcriptions.create(model="whisper", file=("a.wav", wav(0.5)))
+    client(stack).audio.transcriptions.create(model="whisper", file=("a.wav", make_wav(0.5)))
     assert count() == before + 2

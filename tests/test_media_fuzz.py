@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.support import raw
+from tests.support.fake_media import make_wav
 from tests.support.fuzz import Answer, Client, envelope_problem, mutated
 from tests.support.stack import Stack
-from tests.test_media_e2e import CANVAS, IMAGEN, _providers, fakes, form, wav
+from tests.test_media_e2e import CANVAS, IMAGEN, _providers, fakes, form
 
 __all__ = ["fakes"]  # the fixture, shared with the end-to-end tests
 
@@ -104,7 +105,7 @@ VALUES = st.one_of(
 @pytest.mark.timeout(300)
 def test_fuzz_multipart_uploads(stack: Stack) -> None:
     url, token = f"{stack.edge_url}/v1/audio/transcriptions", stack.token()
-    audio = wav(0.2)
+    audio = make_wav(0.2)
 
     @seed(FUZZ_SEED)
     @settings(

@@ -4,8 +4,6 @@ per second through the catalogue's Pricing."""
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from shared import multipart
 from shared.config import ProviderConfig
 from shared.config_prices import PricesConfig
 from shared.errors import GatewayError, ProviderError
-from tests.support.fake_media import read_form
+from tests.support.fake_media import make_wav, read_form
 from tests.support.providers import provider_of
 
 TYPE = "multipart/form-data; boundary=b0undary"
@@ -37,16 +35,6 @@ def body(*parts: tuple[str, str | None, bytes]) -> bytes:
             head += "Content-Type: audio/wav\r\n"
         out += head.encode() + b"\r\n" + content + b"\r\n"
     return out + b"--b0undary--\r\n"
-
-
-def wav(seconds: float, rate: int = 16000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as audio:
-        audio.setnchannels(2)
-        audio.setsampwidth(2)
-        audio.setframerate(rate)
-        audio.writeframes(bytes(int(seconds * rate) * 4))
-    return out.getvalue()
 
 
 def test_multipart_parts_are_offsets_and_splice_stays_valid() -> None:
@@ -104,7 +92,7 @@ def test_transcription_request_fields_and_refusals() -> None:
 
 
 def test_wav_length_is_exact_and_other_formats_are_estimated() -> None:
-    audio = wav(1.5)
+    audio = make_wav(1.5, 16000, 2)
     assert wav_seconds(audio, len(audio)) == 1.5
     raw = b"prefix" + audio + b"suffix"
     assert estimate_seconds(raw, 6, 6 + len(audio)) == 1.5

@@ -71,6 +71,17 @@ def read_form(content_type: str, raw: bytes) -> dict[str, bytes]:
     return form
 
 
+def make_wav(seconds: float, rate: int = 8000, channels: int = 1) -> bytes:
+    """A real 16-bit PCM WAV file of silence, for the tests' uploads."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as audio:
+        audio.setnchannels(channels)
+        audio.setsampwidth(2)
+        audio.setframerate(rate)
+        audio.writeframes(bytes(int(seconds * rate) * 2 * channels))
+    return out.getvalue()
+
+
 def wav_seconds(data: bytes) -> float:
     with wave.open(io.BytesIO(data)) as audio:
         return float(audio.getnframes() / audio.getframerate())

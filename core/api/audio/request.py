@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.api.images.request import one_of, text_field
 from core.api.validate import check_param_names, is_number, require_model
 from core.providers.adapters.base import JSON
 from shared import multipart
@@ -43,27 +44,13 @@ class SpeechRequest:
 def validate_speech(payload: JSON) -> SpeechRequest:
     check_param_names(payload)
     model = require_model(payload)
-    text = payload.get("input")
-    if not isinstance(text, str) or not text:
-        raise bad_request("input must be a non-empty string", param="input", code="invalid_value")
-    if len(text) > MAX_SPEECH_CHARS:
-        raise bad_request(
-            f"input must be at most {MAX_SPEECH_CHARS} characters",
-            param="input",
-            code="invalid_value",
-        )
+    text = text_field(payload, "input", MAX_SPEECH_CHARS)
     voice = payload.get("voice")
     if not (isinstance(voice, str) and voice) and not (
         isinstance(voice, dict) and isinstance(voice.get("id"), str)
     ):
         raise bad_request("voice is required", param="voice", code="missing_required_parameter")
-    fmt = payload.get("response_format") or "mp3"
-    if fmt not in SPEECH_FORMATS:
-        raise bad_request(
-            f"response_format must be one of {', '.join(SPEECH_FORMATS)}",
-            param="response_format",
-            code="invalid_value",
-        )
+    fmt = one_of(payload, "response_format", SPEECH_FORMATS, "mp3")
     speed = payload.get("speed")
     if speed is not None and (not is_number(speed) or not 0.25 <= speed <= 4.0):
         raise bad_request("speed must be from 0.25 to 4.0", param="speed", code="invalid_value")
@@ -104,13 +91,7 @@ def _fields(body: bytes, parts: list[multipart.Part]) -> dict[str, Any]:
 
 
 def _check_fields(fields: dict[str, Any]) -> None:
-    fmt = fields.get("response_format", "json")
-    if fmt not in TRANSCRIPT_FORMATS:
-        raise bad_request(
-            f"response_format must be one of {', '.join(TRANSCRIPT_FORMATS)}",
-            param="response_format",
-            code="invalid_value",
-        )
+    one_of(fields, "response_format", TRANSCRIPT_FORMATS)
     temperature = fields.get("temperature")
     if temperature is not None:
         try:

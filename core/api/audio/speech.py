@@ -22,7 +22,7 @@ from typing import Any
 from starlette.responses import Response
 
 from core.api.audio.request import SpeechRequest, validate_speech
-from core.api.images.plan import MediaAttempt, plan_media
+from core.api.images.plan import MediaApi, MediaAttempt, plan_media
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, sse_response
 from core.providers.adapters.base import ProviderError, Target
@@ -32,7 +32,6 @@ from core.providers.transport import UpstreamBody
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from core.wire.tokens import estimate_text
-from shared.errors import Api
 
 TRANSLATORS = {"openai": SPEECH, "azure": AZURE_SPEECH}
 Attempt = MediaAttempt[SpeechRequest, OpenAISpeech]
@@ -55,16 +54,8 @@ class Opened:
 SpeechExchange = Exchange[SpeechRequest, Attempt, Opened]
 
 
-class SpeechApi:
+class SpeechApi(MediaApi):
     __slots__ = ()
-
-    @property
-    def operation(self) -> str:
-        return "generate_content"  # GenAI semconv v1.41.0: no text-to-speech value
-
-    @property
-    def api(self) -> Api:
-        return "openai"
 
     def validate(self, x: SpeechExchange) -> SpeechRequest:
         return validate_speech(x.payload)
@@ -85,9 +76,6 @@ class SpeechApi:
         usage = speech_usage(x.outcome.target.model, x.request.input)
         media_type = MEDIA_TYPES[x.request.response_format]
         return sse_response(x, _relay(x, usage), x.headers(), media_type)
-
-    def relayed(self, x: SpeechExchange, error: ProviderError) -> Response | None:
-        return None
 
 
 def speech_usage(model: str, text: str) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from starlette.responses import Response
 
 from core.api.audio.duration import estimate_seconds
 from core.api.audio.request import TranscriptionRequest, validate_transcription
-from core.api.images.plan import MediaAttempt, plan_media
+from core.api.images.plan import MediaApi, MediaAttempt, plan_media
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange
-from core.providers.adapters.base import ProviderError, Target
+from core.providers.adapters.base import Target
 from core.providers.adapters.openai_media import (
     AZURE_TRANSCRIPTIONS,
     TRANSCRIPTIONS,
@@ -31,7 +31,7 @@ from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from core.wire.tokens import reported_tokens
-from shared.errors import Api, invalid_upstream, upstream_object
+from shared.errors import invalid_upstream, upstream_object
 
 TRANSLATORS = {"openai": TRANSCRIPTIONS, "azure": AZURE_TRANSCRIPTIONS}
 Attempt = MediaAttempt[TranscriptionRequest, OpenAITranscriptions]
@@ -57,16 +57,8 @@ class MultipartRead:
         x.payload = {}  # filled by validate, from the multipart text fields
 
 
-class TranscriptionsApi:
+class TranscriptionsApi(MediaApi):
     __slots__ = ()
-
-    @property
-    def operation(self) -> str:
-        return "generate_content"  # GenAI semconv v1.41.0: no speech-to-text value
-
-    @property
-    def api(self) -> Api:
-        return "openai"
 
     def validate(self, x: TranscriptionExchange) -> TranscriptionRequest:
         request = validate_transcription(x.body, x.http.headers.get("content-type"))
@@ -92,9 +84,6 @@ class TranscriptionsApi:
         if result.usage.get("estimated"):
             headers["x-interlock-usage-estimated"] = "true"
         return Response(result.body, media_type=result.content_type, headers=headers)
-
-    def relayed(self, x: TranscriptionExchange, error: ProviderError) -> Response | None:
-        return None
 
 
 async def _transcribe(attempt: Attempt, target: Target) -> Transcript:

@@ -15,11 +15,11 @@ from dataclasses import replace
 import orjson
 from starlette.responses import Response
 
-from core.api.images.plan import MediaAttempt, plan_media
+from core.api.images.plan import MediaApi, MediaAttempt, plan_media
 from core.api.images.request import ImageRequest, validate_images
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, json_response
-from core.providers.adapters.base import ProviderError, Target
+from core.providers.adapters.base import Target
 from core.providers.adapters.bedrock.images import IMAGES as BEDROCK
 from core.providers.adapters.bedrock.images import BedrockImages
 from core.providers.adapters.gemini.images import IMAGES as GEMINI
@@ -31,7 +31,6 @@ from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from core.wire.tokens import estimate_text
-from shared.errors import Api
 
 ImageTranslator = OpenAIImages | GeminiImages | BedrockImages
 TRANSLATORS: dict[str, ImageTranslator] = {
@@ -44,19 +43,10 @@ Attempt = MediaAttempt[ImageRequest, ImageTranslator]
 ImagesExchange = Exchange[ImageRequest, Attempt, MediaResult]
 
 
-class ImagesApi:
+class ImagesApi(MediaApi):
     """The images API's part of the pipeline (complete answers only)."""
 
     __slots__ = ()
-
-    @property
-    def operation(self) -> str:
-        # GenAI semconv v1.41.0 has no image value; "generate_content" is its multimodal one.
-        return "generate_content"
-
-    @property
-    def api(self) -> Api:
-        return "openai"
 
     def validate(self, x: ImagesExchange) -> ImageRequest:
         return validate_images(x.payload)
@@ -78,9 +68,6 @@ class ImagesApi:
         body.setdefault("created", int(time.time()))
         x.usage = x.result.usage
         return json_response(orjson.dumps(body), x.headers())
-
-    def relayed(self, x: ImagesExchange, error: ProviderError) -> Response | None:
-        return None
 
 
 async def _generate(attempt: Attempt, target: Target) -> MediaResult:

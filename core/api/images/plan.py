@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from core.providers.adapters.base import Target
+from starlette.responses import Response
+
+from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.media import MediaTranslator, Problem
 from core.routing.registry import Route
-from shared.errors import GatewayError
+from shared.errors import Api, GatewayError
 
 Q = TypeVar("Q")
 T = TypeVar("T", bound=MediaTranslator[Any])
@@ -55,3 +57,25 @@ def plan_media(
     param, message = next((p for p in problems if p[0] != "model"), problems[0])
     code = "model_not_supported" if param == "model" else "unsupported_parameter"
     raise GatewayError(400, message, param=param, code=code)
+
+
+class MediaApi:
+    """What the media specs share: OpenAI's envelope, no upstream error relayed as the API's
+    own answer, and the GenAI operation name. Semantic conventions v1.41.0 list chat,
+    create_agent, embeddings, execute_tool, generate_content, invoke_agent and
+    text_completion, and say a listed value that applies must be used: images and audio are
+    "generate_content" (multimodal content generation), so dashboards tell them apart by
+    model and by the gateway's own route, not by a custom operation name."""
+
+    __slots__ = ()
+
+    @property
+    def operation(self) -> str:
+        return "generate_content"
+
+    @property
+    def api(self) -> Api:
+        return "openai"
+
+    def relayed(self, x: Any, error: ProviderError) -> Response | None:
+        return None

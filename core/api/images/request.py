@@ -52,11 +52,26 @@ def _size(raw: Any) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
-def _choice(payload: JSON, name: str, allowed: tuple[str, ...]) -> Any:
+def one_of(payload: JSON, name: str, allowed: tuple[str, ...], default: Any = None) -> Any:
+    """The field's value, one of `allowed` (`default` when absent or null); else a 400."""
     value = payload.get(name)
-    if value is not None and value not in allowed:
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in allowed:
         raise bad_request(
             f"{name} must be one of {', '.join(allowed)}", param=name, code="invalid_value"
+        )
+    return value
+
+
+def text_field(payload: JSON, name: str, limit: int) -> str:
+    """A required non-blank string of at most `limit` characters (a prompt, speech input)."""
+    value = payload.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"{name} must be a non-empty string", param=name, code="invalid_value")
+    if len(value) > limit:
+        raise bad_request(
+            f"{name} must be at most {limit} characters", param=name, code="invalid_value"
         )
     return value
 
@@ -64,15 +79,7 @@ def _choice(payload: JSON, name: str, allowed: tuple[str, ...]) -> Any:
 def validate_images(payload: JSON) -> ImageRequest:
     check_param_names(payload)
     model = require_model(payload)
-    prompt = payload.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise bad_request("prompt must be a non-empty string", param="prompt", code="invalid_value")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise bad_request(
-            f"prompt must be at most {MAX_PROMPT_CHARS} characters",
-            param="prompt",
-            code="invalid_value",
-        )
+    prompt = text_field(payload, "prompt", MAX_PROMPT_CHARS)
     n = payload.get("n", 1)
     if n is None:
         n = 1
@@ -86,8 +93,8 @@ def validate_images(payload: JSON) -> ImageRequest:
             param="stream",
             code="unsupported_parameter",
         )
-    quality = _choice(payload, "quality", QUALITIES)
-    response_format = _choice(payload, "response_format", ("url", "b64_json"))
+    quality = one_of(payload, "quality", QUALITIES)
+    response_format = one_of(payload, "response_format", ("url", "b64_json"))
     return ImageRequest(
         payload, model, prompt, n, _size(payload.get("size")), quality, response_format
     )

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from core.api.audio.request import SpeechRequest, TranscriptionRequest
-from core.api.images.request import ImageRequest
 from core.providers.adapters.azure import ADAPTER as AZURE_ADAPTER
 from core.providers.adapters.base import ProviderError, Target, UpstreamRequest
 from core.providers.adapters.media import MediaResult, Problem, image_item
@@ -31,6 +29,10 @@ from core.providers.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.providers.adapters.openai_compat import OpenAICompatAdapter
 from shared.errors import invalid_upstream, upstream_object
 from shared.multipart import splice
+
+if TYPE_CHECKING:  # the API's request types, for annotations only (no import cycle)
+    from core.api.audio.request import SpeechRequest, TranscriptionRequest
+    from core.api.images.request import ImageRequest
 
 IMAGE_HOSTS = frozenset({"openai", "openai-compatible"})
 TRANSCRIBE_HOSTS = frozenset({"openai", "openai-compatible", "groq", "vllm"})

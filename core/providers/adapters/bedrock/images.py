@@ -14,15 +14,18 @@ are routed here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
 
-from core.api.images.request import ImageRequest
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.providers.adapters.bedrock.embeddings import invoke_url
 from core.providers.adapters.bedrock.errors import parse_http_error
 from core.providers.adapters.media import MediaResult, Problem, image_item
 from shared.errors import invalid_upstream, upstream_object
+
+if TYPE_CHECKING:  # the API's request types, for annotations only (no import cycle)
+    from core.api.images.request import ImageRequest
 
 MAX_IMAGES = 5
 MAX_PROMPT_CHARS = 1024

@@ -13,14 +13,17 @@ embeddings translator's (the same `predict` layout for both hosts).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
 
-from core.api.images.request import ImageRequest
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
 from core.providers.adapters.gemini.embeddings import GEMINI
 from core.providers.adapters.media import MediaResult, Problem, image_item
 from shared.errors import invalid_upstream, upstream_object
+
+if TYPE_CHECKING:  # the API's request types, for annotations only (no import cycle)
+    from core.api.images.request import ImageRequest
 
 MAX_SAMPLES = 4  # Imagen's sampleCount limit
 ASPECTS = {"1:1": 1.0, "3:4": 0.75, "4:3": 4 / 3, "9:16": 9 / 16, "16:9": 16 / 9}
