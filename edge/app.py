@@ -7,6 +7,7 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -32,10 +33,13 @@ from edge.secrets import EdgeSecrets
 from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
+from shared.cut_stream import CutShort, CuttableStream
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
 from shared.traceparent import child_of
+
+log = logging.getLogger("interlock.edge")
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
 _DROP_RESPONSE_HEADERS = frozenset(
@@ -161,12 +165,8 @@ class EdgeState:
             token.tags,
         )
         credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
-        content_type = incoming.get("content-type", "")
         headers = {
-            # A multipart upload keeps its own type (its boundary); every other body is JSON.
-            "content-type": content_type
-            if content_type.startswith("multipart/form-data")
-            else "application/json",
+            "content-type": multipart.relayed_type(incoming.get("content-type")),
             hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
             hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
@@ -283,9 +283,7 @@ async def _relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> 
         return Response(body, status_code=upstream.status, headers=headers)
     if length is not None:
         headers["content-length"] = str(length)  # the client still learns the size up front
-    return StreamingResponse(
-        _body(upstream, max_bytes), status_code=upstream.status, headers=headers
-    )
+    return CuttableStream(_body(upstream, max_bytes), status_code=upstream.status, headers=headers)
 
 
 def _too_large(max_bytes: int) -> GatewayError:
@@ -297,19 +295,21 @@ def _too_large(max_bytes: int) -> GatewayError:
 
 
 async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
-    """A large body, chunk by chunk. Once headers are sent nothing can be said in-band: if the
-    core dies or (without a content-length) the body outgrows the cap, the client's connection
-    is cut short, which every HTTP client reports as an error, never as a whole answer."""
+    """A large or binary body (speech audio), chunk by chunk. Once headers are sent nothing can
+    be said in-band: if the core dies (or cuts an audio stream whose provider failed) or,
+    without a content-length, the body outgrows the cap, the client's response is cut short
+    (shared.cut_stream), which every HTTP client reports as an error, never as a whole answer."""
     sent = 0
     try:
         async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
             sent += len(chunk)
             if sent > max_bytes:
-                raise _too_large(max_bytes)
+                log.warning("cut a response larger than edge.max_response_bytes (%d)", max_bytes)
+                raise CutShort
             yield chunk
         upstream.release()  # read to the end: the connection may be reused
     except (aiohttp.ClientError, TimeoutError):
-        raise _core_unavailable() from None
+        raise CutShort from None
     finally:
         upstream.close()
 
@@ -336,17 +336,6 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
         upstream.close()
 
 
-async def _read_upload(request: Request, limit: int) -> bytes:
-    """A multipart upload, refused with a 413 naming `file` as soon as it passes `limit`
-    (its Content-Length first). Held whole: the hop credential signs the body's digest
-    (README: Images and audio, for uploads larger than a Lambda edge takes)."""
-    try:
-        return await read_body(request, limit)
-    except GatewayError as error:
-        multipart.name_file(error)
-        raise
-
-
 def create_app(config: EdgeTierConfig) -> Starlette:
     state = EdgeState(config)
 
@@ -367,7 +356,7 @@ def create_app(config: EdgeTierConfig) -> Starlette:
                         request, incoming, api, token, None, None, request_id
                     )
                 if upload:  # multipart: an audio file, with its own size limit
-                    body = await _read_upload(request, upload_limit)
+                    body = await multipart.read_upload(request, upload_limit)
                     model = multipart.model_of(body, incoming.get("content-type"))
                 else:
                     body = await read_body(request, state.max_body)

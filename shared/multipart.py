@@ -14,7 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
 from shared.errors import GatewayError, bad_request
+from shared.http import read_body
 from shared.names import check_model_name
 
 # OpenAI's upload limit for audio files; the edge and the core refuse bigger uploads with a
@@ -125,3 +128,21 @@ def name_file(error: GatewayError) -> None:
     if error.status == 413:
         error.param = "file"
         error.message = f"file: {error.message}"
+
+
+async def read_upload(request: Request, limit: int) -> bytes:
+    """A multipart upload, refused with a 413 naming `file` as soon as it passes `limit` (its
+    Content-Length first). Held whole: the hop credential signs the body's digest, and the
+    core keeps it to fail over (README: Images and audio, for uploads a Lambda edge cannot take)."""
+    try:
+        return await read_body(request, limit)
+    except GatewayError as error:
+        name_file(error)
+        raise
+
+
+def relayed_type(content_type: str | None) -> str:
+    """The content type the edge relays: a multipart upload's own (its boundary), else JSON."""
+    if content_type and content_type.startswith("multipart/form-data"):
+        return content_type
+    return "application/json"

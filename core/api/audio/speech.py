@@ -24,7 +24,7 @@ from starlette.responses import Response
 from core.api.audio.request import SpeechRequest, validate_speech
 from core.api.images.plan import MediaApi, MediaAttempt, plan_media
 from core.pipeline.api import Call
-from core.pipeline.exchange import Exchange, sse_response
+from core.pipeline.exchange import SSE_HEADERS, AccountedStream, Exchange
 from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.openai_media import AZURE_SPEECH, SPEECH, OpenAISpeech
 from core.providers.parsing import guarded_error_parser
@@ -32,6 +32,7 @@ from core.providers.transport import UpstreamBody
 from core.providers.upstream import translating
 from core.routing.registry import Route
 from core.wire.tokens import estimate_text
+from shared.cut_stream import CutShort, CuttableStream
 
 TRANSLATORS = {"openai": SPEECH, "azure": AZURE_SPEECH}
 Attempt = MediaAttempt[SpeechRequest, OpenAISpeech]
@@ -43,6 +44,10 @@ MEDIA_TYPES = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
+
+
+class AudioStream(CuttableStream, AccountedStream):
+    """Audio bytes as they arrive, accounted however they end, cut short on a failure."""
 
 
 @dataclass(slots=True)
@@ -75,7 +80,8 @@ class SpeechApi(MediaApi):
     def encode(self, x: SpeechExchange) -> Response:
         usage = speech_usage(x.outcome.target.model, x.request.input)
         media_type = MEDIA_TYPES[x.request.response_format]
-        return sse_response(x, _relay(x, usage), x.headers(), media_type)
+        headers = {**SSE_HEADERS, **x.headers()}  # no cache, no proxy buffering
+        return AudioStream(x, _relay(x, usage), headers, media_type)
 
 
 def speech_usage(model: str, text: str) -> dict[str, Any]:
@@ -114,7 +120,7 @@ async def _relay(x: SpeechExchange, usage: dict[str, Any]) -> AsyncIterator[byte
         opened.body.release()
     except ProviderError as error:
         outcome, failure = f"cut:{error.failure_class}", error
-        raise  # no in-band error for audio: the response is cut short
+        raise CutShort from None  # no in-band error for audio: the response ends cut short
     except (GeneratorExit, asyncio.CancelledError):
         outcome = "cancelled"
         raise
