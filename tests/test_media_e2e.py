@@ -65,6 +65,12 @@ def _providers(fakes: tuple[FakeOpenAIMedia, FakeGeminiImages, FakeBedrockImages
         "groq": {**oai, "options": {"preset": "groq"}},
         "azure": {"kind": "azure", "base_url": media.url, "api_key": media.azure_key},
         "gemini": {"kind": "gemini", "base_url": gemini.url, "api_key": gemini.api_key},
+        "vertex": {
+            "kind": "gemini",
+            "base_url": gemini.url,
+            "api_key": gemini.token,
+            "options": {"vertex": {"project": gemini.project, "location": gemini.location}},
+        },
         "bedrock": {"kind": "bedrock", "base_url": bedrock.url, "options": aws},
     }
 
@@ -83,6 +89,7 @@ def stack(
         "dalle": {"provider": "oai", "model": "dall-e-3"},
         "imagen": {"provider": "gemini", "model": IMAGEN},
         "canvas": {"provider": "bedrock", "model": CANVAS},
+        "vertex-imagen": {"provider": "vertex", "model": IMAGEN},
         "image-failover": _targets(("oai", "gpt-image-fail-500"), ("gemini", IMAGEN)),
         "mixed": _targets(("oai", "gpt-4o"), ("gemini", "gemini-2.5-flash"), ("bedrock", CANVAS)),
         "chat-only": _targets(("oai", "gpt-4o"), ("gemini", "gemini-2.5-flash")),
@@ -160,6 +167,16 @@ def test_imagen_predict_with_aspect_ratio(stack: Stack, fakes: tuple[Any, ...]) 
         "instances": [{"prompt": "a lighthouse"}],
         "parameters": {"sampleCount": 2, "aspectRatio": "16:9"},
     }
+
+
+def test_imagen_on_vertex(stack: Stack, fakes: tuple[Any, ...]) -> None:
+    gemini: FakeGeminiImages = fakes[1]
+    gemini.reset()
+    response = client(stack).images.generate(model="vertex-imagen", prompt="a bridge")
+    assert base64.b64decode(response.data[0].b64_json or "") == PNG
+    [sent] = gemini.received
+    assert sent.path.startswith("/v1/projects/proj-1/locations/us-central1/publishers/google/")
+    assert sent.headers["Authorization"] == f"Bearer {gemini.token}"
 
 
 def test_bedrock_canvas_signed_invoke(stack: Stack, fakes: tuple[Any, ...]) -> None:

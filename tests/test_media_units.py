@@ -14,6 +14,7 @@ from core.api.images.request import validate_images
 from core.providers.adapters.base import Target
 from core.providers.adapters.gemini.images import aspect_ratio
 from core.providers.adapters.media import image_item
+from core.providers.adapters.openai_media import api_url
 from core.spend.pricing import CataloguePricing
 from core.spend.usage import UsageSplit
 from shared import multipart
@@ -165,3 +166,13 @@ def test_prices_per_image_and_per_second() -> None:
     assert UsageSplit.from_usage({"seconds": -1}).audio_ms == 0
     tokens = pricing.cost(whisper, UsageSplit.from_usage({"prompt_tokens": 1000}))
     assert tokens.micros == 0  # whisper-1 bills seconds, never tokens
+
+
+def test_media_urls_take_the_chat_urls_place() -> None:
+    deployment = "https://r.openai.azure.com/openai/deployments/d1/chat/completions?api-version=v"
+    assert api_url(deployment, "/audio/transcriptions") == (
+        "https://r.openai.azure.com/openai/deployments/d1/audio/transcriptions?api-version=v"
+    )
+    assert api_url("https://api.groq.com/openai/v1/chat/completions", "/audio/speech") == (
+        "https://api.groq.com/openai/v1/audio/speech"
+    )

@@ -224,20 +224,24 @@ def _transcript(model: str, fmt: str, seconds: float) -> web.Response:
 
 
 _STUDIO_PREDICT = re.compile(r"^/v1beta/models/(imagen-[^/:]+):predict$")
+_VERTEX_PREDICT = re.compile(
+    r"^/(v1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/(imagen-[^/:]+):predict$"
+)
 _IMAGEN_PARAMETERS = {"sampleCount", "aspectRatio", "personGeneration", "imageSize"}
 _ASPECTS = {"1:1", "3:4", "4:3", "9:16", "16:9"}
 
 
 class FakeGeminiImages(FakeGemini):
-    """The chat fake plus Imagen's predict on AI Studio."""
+    """The chat fake plus Imagen's predict on AI Studio and Vertex AI."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        match = _STUDIO_PREDICT.match(request.path)
-        if match is None:
+        studio, vertex = _STUDIO_PREDICT.match(request.path), _VERTEX_PREDICT.match(request.path)
+        if studio is None and vertex is None:
             return await super().handle(request)
         raw = await request.read()
         body = orjson.loads(raw)
-        denied = self._admit(request, raw, body, match.group(1), None)
+        model = studio.group(1) if studio else vertex.group(4)  # type: ignore[union-attr]
+        denied = self._admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
         instances, parameters = body.get("instances"), body.get("parameters", {})
