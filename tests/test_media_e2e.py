@@ -135,6 +135,10 @@ def test_gpt_image_base64_and_data_url(stack: Stack, media: FakeOpenAIMedia) -> 
     assert response.headers["x-interlock-cost"] == "0.333050"
     as_url = sdk.images.generate(model="gpt-image", prompt="a fox", response_format="url")
     assert data_url_bytes(as_url.data[0].url or "") == PNG  # bytes-only host: a data: URL
+    jpeg = sdk.images.generate(
+        model="gpt-image", prompt="a fox", response_format="url", output_format="jpeg"
+    )
+    assert (jpeg.data[0].url or "").startswith("data:image/jpeg;base64,")
     sent = [r.json for r in media.received]
     assert sent[0] == {"model": "gpt-image-1", "prompt": "a fox", "n": 2}
     assert "response_format" not in sent[1]  # gpt-image-1 refuses it upstream

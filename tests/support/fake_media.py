@@ -137,7 +137,10 @@ class FakeOpenAIMedia(FakeServer):
                 "total_tokens": 50 + 4160 * n,
                 "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
             }
-            return _json({"created": int(time.time()), "data": data, "usage": usage})
+            fmt = body.get("output_format") or "png"
+            return _json(
+                {"created": int(time.time()), "data": data, "output_format": fmt, "usage": usage}
+            )
         if n != 1:
             return openai_error(400, "You must provide n=1 for this model.", "n")
         item: dict[str, Any] = {"revised_prompt": f"A picture: {body['prompt']}"}

@@ -112,7 +112,8 @@ class OpenAIImages(OpenAIMedia):
         if not isinstance(data, list) or not data:
             raise invalid_upstream("a response without images")
         as_url = request.response_format == "url"
-        mime = f"image/{payload.get('output_format') or 'png'}"
+        fmt = payload.get("output_format") or request.payload.get("output_format")
+        mime = f"image/{fmt}" if fmt in ("png", "jpeg", "webp") else "image/png"
         for index, item in enumerate(data):
             if not isinstance(item, dict):
                 raise invalid_upstream("a malformed image")
