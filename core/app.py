@@ -20,6 +20,9 @@ from core.api.images import ImagesApi
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
+from core.api.responses.handler import ResponsesApi, stored_endpoints
+from core.api.responses.passthrough import ResponsesPassthrough
+from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
 from core.budgets.alerts import Alerts
@@ -259,6 +262,16 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         "speech": SpeechApi(),
         "transcriptions": TranscriptionsApi(),
     }
+    # Stored responses, per tenant (core.api.responses.store): Redis itself, else memory.
+    redis = state.store.primary if isinstance(state.store, ResilientStore) else None
+    kept = StoreBackend(redis) if redis else MemoryBackend(MEMORY_MAX_BYTES)
+    responses = ResponseStore(kept, config.core.responses_ttl_s, config.core.responses_max_bytes)
+    max_event = config.core.resilience.max_event_bytes
+    responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, state.images.inline)
+    # /v1/responses: the previous_response_id lookup joins right after read.
+    responses_stages = (stages[0], History(responses), *stages[1:])
+    responses_pipeline = Pipeline(responses_api, responses_stages, account)
+    get_response, delete_response = stored_endpoints(responses)
     chat = Pipeline(specs["chat"], stages, account)
     embeddings = Pipeline(specs["embeddings"], stages, account)
     messages = Pipeline(specs["messages"], stages, account)
@@ -279,6 +292,9 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
         Route("/v1/embeddings", authenticated(once(embeddings), embeddings.api), methods=["POST"]),
         Route("/v1/messages", authenticated(once(messages), messages.api), methods=["POST"]),
+        Route("/v1/responses", authenticated(once(responses_pipeline)), methods=["POST"]),
+        Route("/v1/responses/{response_id}", authenticated(get_response), methods=["GET"]),
+        Route("/v1/responses/{response_id}", authenticated(delete_response), methods=["DELETE"]),
         Route("/v1/images/generations", authenticated(once(images)), methods=["POST"]),
         Route("/v1/audio/speech", authenticated(speech), methods=["POST"]),
         Route(

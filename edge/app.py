@@ -381,6 +381,8 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
         Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
+        Route("/v1/responses", proxy("openai"), methods=["POST"]),
+        Route("/v1/responses/{id}", proxy("openai", reads_model=False), methods=["GET", "DELETE"]),
         Route("/v1/images/generations", proxy("openai"), methods=["POST"]),
         Route("/v1/audio/speech", proxy("openai"), methods=["POST"]),
         Route("/v1/audio/transcriptions", proxy("openai", upload=True), methods=["POST"]),

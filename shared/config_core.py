@@ -42,6 +42,10 @@ class CoreConfig:
     image_allow_private_networks: bool = False  # only for tests and closed networks
     # Exact (address, port) peers exempt from the address policy, e.g. an internal image store.
     image_allow_hosts: tuple[tuple[str, int], ...] = ()
+    # Stored Responses API responses (previous_response_id, GET/DELETE /v1/responses/{id}):
+    # kept this long in the state store, per tenant; a bigger entry is not kept.
+    responses_ttl_s: float = 30 * 86400.0
+    responses_max_bytes: int = 1024 * 1024
     resilience: ResilienceConfig = field(default_factory=ResilienceConfig)
     server: ServerConfig = CORE_SERVER
     # /metrics and /readyz are served only on this listener (same process), never on `port`.
@@ -137,6 +141,8 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
             _peer(entry, "core.image_allow_hosts")
             for entry in cp.string_list(s, "image_allow_hosts", "core")
         ),
+        responses_ttl_s=cp.duration(s, "responses_ttl", "core", 30 * 86400.0),
+        responses_max_bytes=cp.size(s, "responses_max_bytes", "core", 1024 * 1024),
         resilience=_resilience(s.get("resilience"), connect_timeout_s),
     )
 

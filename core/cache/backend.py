@@ -142,6 +142,17 @@ class StoreBackend:
             log.warning("response cache lookup failed (%s): a miss", type(exc).__name__)
             return None
 
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None] | None:
+        """The lookup and a miss's coalescing lock in one round trip (Store.get_or_lead);
+        None when the store failed (a miss, and no lock: the request leads locally)."""
+        try:
+            return await self._store.get_or_lead(key, lock, token, ttl_s)
+        except UNAVAILABLE as exc:
+            log.warning("response cache lookup failed (%s): a miss", type(exc).__name__)
+            return None
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         try:
             await self._store.set(key, value, ttl_s)

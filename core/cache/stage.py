@@ -26,8 +26,8 @@ from prometheus_client.core import Metric
 from starlette.responses import Response, StreamingResponse
 
 from core.cache import assemble, follow, replay
-from core.cache.backend import Backend, Entry, MemoryBackend
-from core.cache.coalesce import Coalescer, Flight
+from core.cache.backend import Backend, Entry, MemoryBackend, StoreBackend
+from core.cache.coalesce import Coalescer, Flight, Lead
 from core.cache.follow import CACHE_HEADER, FREE, record_free
 from core.cache.key import Directives, cache_key, directives
 from core.limits.admission import admit
@@ -176,31 +176,59 @@ class ResponseCache:
         policy = self._config.policy(x.caller.tenant, x.route.name, x.request.model)
         asked = directives(x.http.headers.get("cache-control"))
         headers = getattr(x.request, "client_headers", None) or {}
-        key = ""
+        key, lead, coalesce = "", None, False
         if policy.enabled and not asked.no_store:
             key = cache_key(x.caller.tenant, kind, x.route.name, x.payload, headers)
-            if not asked.no_cache and await self._lookup(x, kind, key, asked, policy.ttl_s):
-                self.outcomes["hit"] += 1
-                return
+            coalesce = policy.coalesce and follow.eligible(x, asked)
+            if not asked.no_cache:
+                raw, lead = await self._find(x, key, coalesce)
+                if raw is not None and await self._lookup(x, kind, raw, asked, policy.ttl_s):
+                    self.outcomes["hit"] += 1
+                    return
         status = "miss" if key else "bypass"
         fill = Fill(self._backend, key, kind, policy.ttl_s, policy.max_entry_bytes, status)
-        coalesce = key and policy.coalesce and follow.eligible(x, asked)
-        if coalesce and await self._coalesce(x, key, policy, fill):
+        if coalesce and await self._coalesce(x, key, policy, fill, lead):
             self.outcomes["coalesced"] += 1
             return
         self.outcomes[status] += 1
         x.cache_fill = fill
 
-    async def _coalesce(self, x: AnyExchange, key: str, policy: CachePolicy, fill: Fill) -> bool:
+    async def _find(
+        self, x: AnyExchange, key: str, coalesce: bool
+    ) -> tuple[bytes | None, Lead | None]:
+        """The stored entry, if any; for a request that may coalesce across replicas, a miss
+        takes (or counts itself on) the flight's lock in the same call (Store.get_or_lead):
+        the lookup and the lock are one round trip, not two. A request whose flight already
+        runs in this process follows it without a lookup (its answer is not stored yet)."""
+        coalescer, backend = self._coalescer, self._backend
+        if not coalesce or coalescer is None or not coalescer.shared:
+            return await backend.get(key), None
+        name = follow.flight_key(key, x)
+        if coalescer.in_flight(name):
+            return None, None
+        if not isinstance(backend, StoreBackend):
+            return await backend.get(key), None
+        token = Coalescer.token()
+        found = await backend.get_or_lead(key, Coalescer.lock_of(name), token, self._waits[0])
+        if found is None:  # the store failed: a miss, and the join leads locally
+            return None, None
+        raw, holder = found
+        return (raw, None) if raw is not None else (None, (token, holder))
+
+    async def _coalesce(
+        self, x: AnyExchange, key: str, policy: CachePolicy, fill: Fill, lead: Lead | None
+    ) -> bool:
         """True if another request's answer answered this one; else this request runs, and
         leads when `fill.flight` is set (its followers run again if it ends unanswered:
-        the done callback, since an error or a cancellation skips encode)."""
+        the done callback, since an error or a cancellation skips encode). `lead`: the lock
+        the lookup already asked for (the first join's)."""
         if self._coalescer is None:
             return False
         name = follow.flight_key(key, x)
         for _ in range(_REJOINS):
             limit = 4 * policy.max_entry_bytes  # as the cache's stream tee
-            joined = await self._coalescer.join(name, self._waits[0], limit)
+            joined = await self._coalescer.join(name, self._waits[0], limit, lead)
+            lead = None  # a later join (its leader ended unanswered) asks again
             if joined is None:  # the registry is full: run alone
                 return False
             flight, leading = joined
@@ -215,11 +243,9 @@ class ResponseCache:
         return False
 
     async def _lookup(
-        self, x: AnyExchange, kind: str, key: str, asked: Directives, ttl_s: float
+        self, x: AnyExchange, kind: str, raw: bytes, asked: Directives, ttl_s: float
     ) -> bool:
-        raw = await self._backend.get(key)
-        if raw is None:
-            return False
+        """A hit answered from `raw`, the stored entry, if it decodes and is fresh enough."""
         entry = Entry.decode(raw)
         if entry is None:
             return False

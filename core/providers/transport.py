@@ -40,9 +40,16 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from core.providers.adapters.base import ProviderError, RequestSigner, Target, UpstreamRequest
+from core.providers.adapters.base import (
+    ProviderError,
+    RequestSigner,
+    StreamEvent,
+    Target,
+    UpstreamRequest,
+)
 from core.providers.scrub import sanitize
 from core.resilience.retry import ResponseTooLarge, UpstreamTimeout
+from core.wire.sse import SSEDecoder
 from shared.errors import FailureClass
 
 # Status, lower-cased headers and body of an upstream error -> the error, unscrubbed.
@@ -180,6 +187,22 @@ class UpstreamBody:
             raise UpstreamTimeout(kind="throughput" if by_throughput else "idle") from None
         self._throughput.count(len(data), time.monotonic())
         return data
+
+    async def first_events(self, decoder: SSEDecoder) -> list[StreamEvent]:
+        """Reads until `decoder` has a whole event: what a relayed stream holds before its
+        first byte goes out, so a failure up to then can still fail over. Raises ProviderError
+        (TRANSIENT) when the upstream ends without one."""
+        while True:
+            raw = await self.read()
+            events = decoder.feed(raw) if raw else decoder.finish()
+            if events:
+                return events
+            if not raw:
+                raise ProviderError(
+                    502,
+                    "the upstream closed the stream before sending an event",
+                    FailureClass.TRANSIENT,
+                )
 
     def release(self) -> None:
         self._response.release()

@@ -152,10 +152,31 @@ class ResilientStore:
             lambda: self.fallback.lead(key, token, ttl_s),
         )
 
-    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+    async def get_or_lead(
+        self, key: str, lock: str, token: bytes, ttl_s: float
+    ) -> tuple[bytes | None, bytes | None]:
         return await self._call(
-            lambda: self.primary.log_append(key, items, ttl_s),
-            lambda: self.fallback.log_append(key, items, ttl_s),
+            lambda: self.primary.get_or_lead(key, lock, token, ttl_s),
+            lambda: self.fallback.get_or_lead(key, lock, token, ttl_s),
+        )
+
+    async def wanted(self, key: str) -> int:
+        return await self._call(lambda: self.primary.wanted(key), lambda: self.fallback.wanted(key))
+
+    async def unlead(self, key: str, token: bytes) -> int:
+        return await self._call(
+            lambda: self.primary.unlead(key, token), lambda: self.fallback.unlead(key, token)
+        )
+
+    async def unfollow(self, key: str, token: bytes) -> None:
+        await self._call(
+            lambda: self.primary.unfollow(key, token), lambda: self.fallback.unfollow(key, token)
+        )
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
+        return await self._call(
+            lambda: self.primary.log_append(key, items, ttl_s, lock),
+            lambda: self.fallback.log_append(key, items, ttl_s, lock),
         )
 
     async def log_read(self, key: str, start: int) -> list[bytes]:

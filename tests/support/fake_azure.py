@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.support.fake_openai_responses import ResponsesEndpoint
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "The capital of France is Paris."
@@ -154,6 +155,9 @@ class FakeAzure(FakeServer):
         app = web.Application()
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.deployments)
         app.router.add_post("/openai/v1/chat/completions", self.v1)
+        app.router.add_post(
+            "/openai/v1/responses", ResponsesEndpoint(self, TEXT, self._auth_error).handle
+        )
         super().__init__(app)
 
     async def _record(self, request: web.Request) -> Any:

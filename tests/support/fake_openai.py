@@ -44,6 +44,7 @@ import orjson
 from aiohttp import web
 
 from tests.support import fake_prompt_cache as cache
+from tests.support.fake_openai_responses import ResponsesEndpoint
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from the fake upstream."
@@ -230,6 +231,7 @@ class FakeOpenAI(FakeServer):
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/img.png", self.image)
+        app.router.add_post("/v1/responses", ResponsesEndpoint(self, TEXT).handle)
         super().__init__(app)
         self.prompt_cache = cache.PromptCache()
 

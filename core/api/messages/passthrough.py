@@ -216,18 +216,7 @@ class PassthroughStream:
         upstream fails first: the dispatcher can still fail over."""
         try:
             with parsing(self._target):
-                while not self._first:
-                    raw = await self._body.read()
-                    if not raw:
-                        self._first = self._decoder.finish()
-                        if not self._first:
-                            raise ProviderError(
-                                502,
-                                "the upstream closed the stream before sending an event",
-                                FailureClass.TRANSIENT,
-                            )
-                        break
-                    self._first = self._decoder.feed(raw)
+                self._first = await self._body.first_events(self._decoder)
                 first = self._first[0]
                 if first.event == "error":  # e.g. overloaded right after the 200: fail over
                     raise stream_error(_loads(first.data))
