@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.api.audio import MAX_UPLOAD_BYTES, MultipartRead, SpeechApi, TranscriptionsApi, name_file
 from core.api.chat import ChatApi
 from core.api.embeddings import EmbeddingsApi
 from core.api.identity import Caller, HopVerifier
+from core.api.images import ImagesApi
 from core.api.listeners import ListenerRouter
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
@@ -224,15 +226,19 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     max_body = config.core.max_body_bytes
 
     def authenticated(
-        handler: Handler, api: Api = "openai"
+        handler: Handler, api: Api = "openai", upload: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
+        limit = max(max_body, MAX_UPLOAD_BYTES) if upload else max_body  # upload: multipart
+
         async def endpoint(request: Request) -> Response:
             caller: Caller | None = None
             try:
-                caller, body = await state.verifier.authenticate(request, max_body)
+                caller, body = await state.verifier.authenticate(request, limit)
                 requestctx.bind(caller.tenant, caller.request_id)
                 return await handler(request, caller, body)
             except GatewayError as error:
+                if upload:
+                    name_file(error)  # an oversized upload's 413 names `file`, as OpenAI's
                 extra = {"x-request-id": caller.request_id} if caller else None
                 return error_response(error, api, extra)
 
@@ -254,6 +260,9 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         "chat": ChatApi(state.images.inline),
         "embeddings": EmbeddingsApi(),
         "messages": MessagesApi(passthrough, state.images.inline),
+        "images": ImagesApi(),
+        "speech": SpeechApi(),
+        "transcriptions": TranscriptionsApi(),
     }
     # Stored responses, per tenant (core.api.responses.store): Redis itself, else memory.
     redis = state.store.primary if isinstance(state.store, ResilientStore) else None
@@ -268,6 +277,10 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     chat = Pipeline(specs["chat"], stages, account)
     embeddings = Pipeline(specs["embeddings"], stages, account)
     messages = Pipeline(specs["messages"], stages, account)
+    # Images and audio (README: Images and audio); a multipart upload is read by its own stage.
+    images = Pipeline(specs["images"], stages, account)
+    speech = Pipeline(specs["speech"], stages, account)
+    transcribe = Pipeline(specs["transcriptions"], (MultipartRead(), *stages[1:]), account)
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
@@ -285,6 +298,13 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
         Route("/v1/responses", authenticated(once(responses_pipeline)), methods=["POST"]),
         Route("/v1/responses/{response_id}", authenticated(get_response), methods=["GET"]),
         Route("/v1/responses/{response_id}", authenticated(delete_response), methods=["DELETE"]),
+        Route("/v1/images/generations", authenticated(once(images)), methods=["POST"]),
+        Route("/v1/audio/speech", authenticated(speech), methods=["POST"]),
+        Route(
+            "/v1/audio/transcriptions",
+            authenticated(once(transcribe), upload=True),
+            methods=["POST"],
+        ),
         Route("/v1/models", authenticated(models), methods=["GET"]),
         Route("/v1/usage", authenticated(usage), methods=["GET"]),
         Route("/v1/dashboard/{panel}", authenticated(dashboard), methods=["GET"]),

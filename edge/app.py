@@ -7,6 +7,7 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -30,13 +31,16 @@ from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from edge.secrets import EdgeSecrets
-from shared import hop
+from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
+from shared.cut_stream import CutShort, CuttableStream
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
 from shared.traceparent import child_of
+
+log = logging.getLogger("interlock.edge")
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
 _DROP_RESPONSE_HEADERS = frozenset(
@@ -163,7 +167,7 @@ class EdgeState:
         )
         credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
         headers = {
-            "content-type": "application/json",
+            "content-type": multipart.relayed_type(incoming.get("content-type")),
             hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
             hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
@@ -280,9 +284,7 @@ async def _relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> 
         return Response(body, status_code=upstream.status, headers=headers)
     if length is not None:
         headers["content-length"] = str(length)  # the client still learns the size up front
-    return StreamingResponse(
-        _body(upstream, max_bytes), status_code=upstream.status, headers=headers
-    )
+    return CuttableStream(_body(upstream, max_bytes), status_code=upstream.status, headers=headers)
 
 
 def _too_large(max_bytes: int) -> GatewayError:
@@ -294,19 +296,21 @@ def _too_large(max_bytes: int) -> GatewayError:
 
 
 async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
-    """A large body, chunk by chunk. Once headers are sent nothing can be said in-band: if the
-    core dies or (without a content-length) the body outgrows the cap, the client's connection
-    is cut short, which every HTTP client reports as an error, never as a whole answer."""
+    """A large or binary body (speech audio), chunk by chunk. Once headers are sent nothing can
+    be said in-band: if the core dies (or cuts an audio stream whose provider failed) or,
+    without a content-length, the body outgrows the cap, the client's response is cut short
+    (shared.cut_stream), which every HTTP client reports as an error, never as a whole answer."""
     sent = 0
     try:
         async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
             sent += len(chunk)
             if sent > max_bytes:
-                raise _too_large(max_bytes)
+                log.warning("cut a response larger than edge.max_response_bytes (%d)", max_bytes)
+                raise CutShort
             yield chunk
         upstream.release()  # read to the end: the connection may be reused
     except (aiohttp.ClientError, TimeoutError):
-        raise _core_unavailable() from None
+        raise CutShort from None
     finally:
         upstream.close()
 
@@ -336,7 +340,9 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
 def create_app(config: EdgeTierConfig) -> Starlette:
     state = EdgeState(config)
 
-    def proxy(api: Api, reads_model: bool = True):  # type: ignore[no-untyped-def]
+    upload_limit = max(state.max_body, multipart.MAX_UPLOAD_BYTES)
+
+    def proxy(api: Api, reads_model: bool = True, upload: bool = False):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
             # Minted first, so every answer (edge errors included) carries an id to quote.
             request_id = "req_" + os.urandom(12).hex()
@@ -350,8 +356,12 @@ def create_app(config: EdgeTierConfig) -> Starlette:
                     return await state.forward(
                         request, incoming, api, token, None, None, request_id
                     )
-                body = await read_body(request, state.max_body)
-                model = _peek_model(body)
+                if upload:  # multipart: an audio file, with its own size limit
+                    body = await multipart.read_upload(request, upload_limit)
+                    model = multipart.model_of(body, incoming.get("content-type"))
+                else:
+                    body = await read_body(request, state.max_body)
+                    model = _peek_model(body)
                 if not token.allows(model):
                     raise GatewayError(
                         403,
@@ -377,6 +387,9 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
         Route("/v1/responses", proxy("openai"), methods=["POST"]),
         Route("/v1/responses/{id}", proxy("openai", reads_model=False), methods=["GET", "DELETE"]),
+        Route("/v1/images/generations", proxy("openai"), methods=["POST"]),
+        Route("/v1/audio/speech", proxy("openai"), methods=["POST"]),
+        Route("/v1/audio/transcriptions", proxy("openai", upload=True), methods=["POST"]),
         Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/v1/usage", proxy("openai", reads_model=False), methods=["GET"]),
         Route("/v1/dashboard/{panel}", proxy("openai", reads_model=False), methods=["GET"]),

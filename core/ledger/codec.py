@@ -91,7 +91,8 @@ _RECORD_FIELDS = tuple(f.name for f in fields(LedgerRecord) if f.name not in ("u
 
 def loads(line: bytes) -> LedgerRecord:
     v = orjson.loads(line)
-    usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS})
+    # The media units (images, audio_ms) have no column: their cost is the record's.
+    usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS if name in v})
     tags = tuple((str(k), str(val)) for k, val in v["tags"])
     added = {name for name, _ in MIGRATIONS}  # a spill line written before they existed
     values = {name: v[name] if name not in added else v.get(name, 0) for name in _RECORD_FIELDS}

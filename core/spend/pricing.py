@@ -16,6 +16,7 @@ operator's policy for that model, that provider, or the default.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ class PartRates:
     cache_write_5m: int
     cache_write_1h: int
     reasoning: int
+    per_image: int = 0  # micro-dollars per image (the media APIs' units, never tokens)
+    per_second: int = 0  # micro-dollars per second of audio
 
     @classmethod
     def of(cls, rates: Rates, base: Rates | None = None) -> PartRates:
@@ -76,6 +79,8 @@ class PartRates:
             + usage.cache_write_1h * self.cache_write_1h
             + (usage.output - reasoning) * self.output
             + reasoning * self.reasoning
+            + usage.images * self.per_image * 1_000_000
+            + usage.audio_ms * self.per_second * 1_000
         )
 
 
@@ -105,7 +110,8 @@ def _round(micro_millions: int) -> int:
 
 
 def priced(entry: PriceEntry, version: str, overridden: bool) -> Price:
-    base = PartRates.of(entry)
+    units = {"per_image": entry.per_image or 0, "per_second": entry.per_second or 0}
+    base = dataclasses.replace(PartRates.of(entry), **units)
     tier: LongContext | None = entry.long_context
     return Price(
         version=version,
@@ -151,7 +157,8 @@ class CataloguePricing:
         price = self.price(target)
         rates = price.rates(usage.input_total)
         if rates is None:  # the operator's fixed charge, for work done: a failure costs nothing
-            charge = price.reserve if usage.input_total or usage.output else 0
+            worked = usage.input_total or usage.output or usage.images or usage.audio_ms
+            charge = price.reserve if worked else 0
             return Cost(charge, None, unpriced=True, estimated=usage.estimated)
         micros = _round(rates.micro_millions(usage))
         return Cost(micros, price.version, estimated=usage.estimated)

@@ -21,6 +21,8 @@ class UsageSplit:
     output: int = 0  # every output token, reasoning included
     reasoning: int = 0  # the part of `output` spent reasoning (priced apart only if listed)
     estimated: bool = False  # the gateway's estimate (a cut stream, a provider that reports none)
+    images: int = 0  # images generated (/v1/images/generations), priced per_image
+    audio_ms: int = 0  # audio transcribed, in milliseconds (/v1/audio/transcriptions), per_second
 
     @property
     def input_total(self) -> int:
@@ -47,11 +49,20 @@ class UsageSplit:
             output=_count(usage.get("completion_tokens")),
             reasoning=_count(output_details.get("reasoning_tokens")),
             estimated=bool(usage.get("estimated")),
+            images=_count(usage.get("images")),
+            audio_ms=_milliseconds(usage.get("seconds")),
         )
 
 
 def _count(value: object) -> int:
     return value if type(value) is int and value > 0 else 0
+
+
+def _milliseconds(value: object) -> int:
+    """Seconds of audio (a number the media APIs put in their usage) as whole milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return 0
+    return min(round(value * 1000), 10**12)
 
 
 def _cache_writes(details: dict[str, Any]) -> int:
