@@ -17,7 +17,7 @@ import orjson
 import yarl
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
@@ -25,8 +25,9 @@ from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
 from edge.corecall import CoreCaller, Sent, Unsent, core_session
 from edge.dashboard import relay_static
-from edge.events import EventSplitter, EventTooLarge, error_event
 from edge.jwks import JwksRefresher, load_public_keys
+from edge.relay import core_unavailable as _core_unavailable
+from edge.relay import relay
 from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
@@ -34,7 +35,6 @@ from edge.secrets import EdgeSecrets
 from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
-from shared.cut_stream import CutShort, CuttableStream
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
@@ -42,10 +42,6 @@ from shared.traceparent import child_of
 
 log = logging.getLogger("interlock.edge")
 
-# Hop-by-hop and recomputed headers are not relayed from the core's response.
-_DROP_RESPONSE_HEADERS = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"}
-)
 # Client headers that carry API semantics the core needs; nothing else crosses the hop but
 # the headers the operator lets routing rules read (routing.headers).
 _FORWARD_REQUEST_HEADERS = (
@@ -57,12 +53,6 @@ _FORWARD_REQUEST_HEADERS = (
     "x-interlock-prompt-cache",  # the request's prompt-cache mode (core.pipeline.prompt_cache)
     "accept",  # GET /v1/usage answers CSV for Accept: text/csv
 )
-
-
-def _core_unavailable() -> GatewayError:
-    return GatewayError(
-        502, "the gateway core is unavailable; retry shortly", code="core_unavailable"
-    )
 
 
 def _core_timeout() -> GatewayError:
@@ -195,7 +185,7 @@ class EdgeState:
         upstream = await watched(request.receive, attempts, _nobody_listening)
         if upstream is None:
             return Response(status_code=499)  # nobody is listening any more
-        return await _relay(upstream, api, self.max_response)
+        return await relay(upstream, api, self.max_response)
 
     async def _attempts(
         self,
@@ -256,85 +246,6 @@ def _forwarded_query(request: Request) -> str:
 def _nobody_listening() -> None:
     """The client left before the core answered: the request to the core was dropped."""
     return None
-
-
-# A non-streaming answer up to this size is read whole (one write, no relay task); a larger
-# one is streamed through in chunks, so the edge never holds more than a chunk of it.
-_WHOLE_BODY_BYTES = 256 * 1024
-_CHUNK_BYTES = 64 * 1024
-
-
-async def _relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> Response:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
-    if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-        return StreamingResponse(
-            _stream(upstream, api), status_code=upstream.status, headers=headers
-        )
-    length = upstream.content_length
-    if length is not None and length > max_bytes:
-        upstream.close()
-        raise _too_large(max_bytes)
-    if length is not None and length <= _WHOLE_BODY_BYTES:
-        try:
-            body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError):
-            raise _core_unavailable() from None
-        finally:
-            upstream.release()
-        return Response(body, status_code=upstream.status, headers=headers)
-    if length is not None:
-        headers["content-length"] = str(length)  # the client still learns the size up front
-    return CuttableStream(_body(upstream, max_bytes), status_code=upstream.status, headers=headers)
-
-
-def _too_large(max_bytes: int) -> GatewayError:
-    return GatewayError(
-        502,
-        f"the gateway core's answer is larger than edge.max_response_bytes ({max_bytes} bytes)",
-        code="response_too_large",
-    )
-
-
-async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
-    """A large or binary body (speech audio), chunk by chunk. Once headers are sent nothing can
-    be said in-band: if the core dies (or cuts an audio stream whose provider failed) or,
-    without a content-length, the body outgrows the cap, the client's response is cut short
-    (shared.cut_stream), which every HTTP client reports as an error, never as a whole answer."""
-    sent = 0
-    try:
-        async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
-            sent += len(chunk)
-            if sent > max_bytes:
-                log.warning("cut a response larger than edge.max_response_bytes (%d)", max_bytes)
-                raise CutShort
-            yield chunk
-        upstream.release()  # read to the end: the connection may be reused
-    except (aiohttp.ClientError, TimeoutError):
-        raise CutShort from None
-    finally:
-        upstream.close()
-
-
-async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:
-    """Relays whole events only (edge.events): if the core dies mid-event, the half event is
-    never sent and the client's parser sees a clean error event in its API's format, never a
-    clean close."""
-    splitter = EventSplitter()
-    try:
-        async for chunk in upstream.content.iter_any():
-            events = splitter.feed(chunk)
-            if events:
-                yield events
-        rest = splitter.rest()
-        if rest:
-            yield rest
-    except EventTooLarge:
-        yield error_event(api, "the gateway core sent an oversized event", "core_unavailable")
-    except (aiohttp.ClientError, TimeoutError):
-        message = "the gateway core connection was lost mid-stream"
-        yield error_event(api, message, "core_unavailable")
-    finally:
-        upstream.close()
 
 
 def create_app(config: EdgeTierConfig) -> Starlette:
