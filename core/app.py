@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -34,6 +35,7 @@ from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
 from core.observe.metrics import render as render_metrics
+from core.observe.tracing import Tracer, build_tracer
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
 from core.pipeline.explain import AnySpec, RouteExplainer
@@ -62,11 +64,16 @@ Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
 class CoreState:
     """Everything built once per process at start-up."""
 
-    def __init__(self, config: Config, pricing: Pricing | None = None) -> None:
+    def __init__(
+        self, config: Config, pricing: Pricing | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         parts = prepare_core(config, self.client)
         self.config = config = parts.config
+        # Traces (core.observe.tracing): NO_TRACER unless `tracing` is on; a test may hand in
+        # its own (an in-memory exporter).
+        self.tracer: Tracer = tracer or build_tracer(config.tracing)
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
@@ -163,6 +170,7 @@ class CoreState:
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
         USAGE_LOG.start()
+        requestctx.install_log_ids(logging.getLogger("interlock"))  # ids on every line
         self.settlements.start()
         self.budget_settler.start()
         self.breakers.start()
@@ -183,14 +191,17 @@ class CoreState:
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
+            await self.tracer.shutdown()  # exports the spans still buffered
             await self.images.close()
             await self.store.close()
             await self.session.close()
             self.session = None
 
 
-def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
-    state = CoreState(config, pricing)
+def create_app(
+    config: Config, pricing: Pricing | None = None, tracer: Tracer | None = None
+) -> Starlette:
+    state = CoreState(config, pricing, tracer)
     max_body = config.core.max_body_bytes
 
     def authenticated(
@@ -200,7 +211,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
             caller: Caller | None = None
             try:
                 caller, body = await state.verifier.authenticate(request, max_body)
-                requestctx.bind(caller.tenant, caller.request_id)
+                requestctx.bind(caller.tenant, caller.request_id, caller.trace_id)
                 return await handler(request, caller, body)
             except GatewayError as error:
                 extra = {"x-request-id": caller.request_id} if caller else None
@@ -214,14 +225,16 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
     )
     account = Account(state.ledger, state.pricing)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
+    tracer = state.tracer
+    inline = tracer.wrap("image_fetch", state.images.inline)  # itself when tracing is off
     specs: dict[str, AnySpec] = {
-        "chat": ChatApi(state.images.inline),
+        "chat": ChatApi(inline),
         "embeddings": EmbeddingsApi(),
-        "messages": MessagesApi(passthrough, state.images.inline),
+        "messages": MessagesApi(passthrough, inline),
     }
-    chat = Pipeline(specs["chat"], stages, account)
-    embeddings = Pipeline(specs["embeddings"], stages, account)
-    messages = Pipeline(specs["messages"], stages, account)
+    chat = Pipeline(specs["chat"], stages, account, tracer)
+    embeddings = Pipeline(specs["embeddings"], stages, account, tracer)
+    messages = Pipeline(specs["messages"], stages, account, tracer)
 
     models = _models_endpoint(state)
     usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)

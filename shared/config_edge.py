@@ -262,6 +262,7 @@ CORE_SECTIONS = (
     "routing",
     "cache",
     "idempotency",
+    "tracing",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 

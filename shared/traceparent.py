@@ -24,11 +24,33 @@ def _valid(value: str, length: int) -> bool:
     return len(value) == length and set(value) <= _HEX and value != "0" * length
 
 
-def child_of(incoming: str | None) -> str:
-    """Continue the caller's trace with a new span id, or start a new sampled trace."""
+def parse(incoming: str | None) -> tuple[str, str, str] | None:
+    """(trace id, parent span id, flags) of a valid version-00 traceparent, else None."""
     if incoming:
         parts = incoming.strip().lower().split("-")
         if len(parts) >= 4 and parts[0] == "00" and _valid(parts[1], 32) and _valid(parts[2], 16):
             flags = parts[3] if len(parts[3]) == 2 and set(parts[3]) <= _HEX else "01"
-            return f"00-{parts[1]}-{_span_id()}-{flags}"
+            return parts[1], parts[2], flags
+    return None
+
+
+def child_of(incoming: str | None) -> str:
+    """Continue the caller's trace with a new span id, or start a new sampled trace."""
+    parsed = parse(incoming)
+    if parsed is not None:
+        return f"00-{parsed[0]}-{_span_id()}-{parsed[2]}"
     return f"00-{os.urandom(16).hex()}-{_span_id()}-01"
+
+
+def received(incoming: str | None) -> str:
+    """The traceparent a request arrived with, normalised, or a new trace's when it had none
+    or an invalid one: every request the core serves belongs to exactly one trace id."""
+    parsed = parse(incoming)
+    if parsed is None:
+        return child_of(None)
+    return f"00-{parsed[0]}-{parsed[1]}-{parsed[2]}"
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id of a traceparent `received` returned (32 hex digits)."""
+    return traceparent[3:35]

@@ -34,6 +34,7 @@ from core.spend.usage import UsageSplit
 
 if TYPE_CHECKING:
     from core.cache.stage import Fill
+    from core.observe.tracing import RequestTrace
     from core.pipeline.api import ApiSpec
     from core.pipeline.stages import Account
 
@@ -71,6 +72,7 @@ class Exchange(Generic[Q, S, R]):
         "started",
         "steps",
         "tokens",
+        "trace",
         "usage",
     )
     payload: JSON
@@ -109,6 +111,8 @@ class Exchange(Generic[Q, S, R]):
         # answer to store; a stream's store needs the usage its end reported (final_usage).
         self.cache_fill: Fill | None = None
         self.final_usage: dict[str, Any] | None = None
+        # The request's trace (core.observe.tracing); None when it is not traced.
+        self.trace: RequestTrace | None = None
 
     def prompt_tokens(self) -> int:
         """The request's input tokens, estimated once (after validate) for every stage that
@@ -147,6 +151,8 @@ class Exchange(Generic[Q, S, R]):
         if status == "ok":
             self.final_usage = usage
         self.account.served(self, usage, status, error)
+        if self.trace is not None:  # a traced stream's spans end with it
+            self.trace.finished(self, usage, status, error)
 
     def headers(self) -> dict[str, str]:
         """What served the request (x-request-id, x-interlock-*) and the tenant's

@@ -21,6 +21,11 @@ The request's total deadline bounds all of it, the attempt in flight included
 retried. When the client leaves, the pipeline cancels the task running this loop: the attempt in
 flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
 nothing more is tried.
+
+Traces (core.observe.tracing): when the request is traced, each try runs in a CLIENT span of
+its own (`RequestTrace.attempt`) saying why it was made (first, retry, rotate_key, failover),
+and a target that could not be tried (circuit open, no key) is an event; untraced, the loop
+pays one `if` per try.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
+from core.observe.tracing import ACTIVE, RequestTrace
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -104,6 +110,7 @@ class Outcome:
     # The serving try's budget hold, settled by accounting at the actual cost.
     budget: BudgetHold | None = None
     downgraded_from: str | None = None  # the model a downgrade budget re-routed away from
+    upstream_s: float = 0.0  # from the first try until served (Server-Timing's `upstream`)
 
     def budget_headers(self) -> dict[str, str]:
         """x-interlock-budget* for the budget with least room, and the downgrade, if any."""
@@ -189,8 +196,11 @@ class _Run:
 
     leases: AttemptLeases
     deadline: float
+    started: float
+    trace: RequestTrace | None = None  # the request's, when it is traced
     retries: int = 0
     last_error: ProviderError | None = None
+    reason: str = "first"  # why the next try is made (its span says so)
 
 
 class Dispatcher:
@@ -248,7 +258,8 @@ class Dispatcher:
         `streaming` picks the timeout (first byte, else completion); `budget`: what each
         try's budget reservation prices (core.budgets)."""
         leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens, self.budgets, budget)
-        run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
+        now = time.monotonic()
+        run = _Run(leases, now + self.policy.total_deadline_s, now, ACTIVE.get())
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1
             served = await self._on_target(run, attempt, call, is_last, streaming)
@@ -278,11 +289,18 @@ class Dispatcher:
             leased = run.leases.attempt(attempt.target, wait_until, streaming)
             try:
                 async with leased:
-                    result = await self._timed(call, attempt, leased.target, streaming, run)
+                    sent = self._timed(call, attempt, leased.target, streaming, run)
+                    if run.trace is None:
+                        result = await sent
+                    else:
+                        result = await run.trace.attempt(sent, leased.target, run.reason, streaming)
             except Unavailable as refused:
                 refused.error.attempts = max(run.leases.tries, 1)
                 refused.error.target = attempt.target
                 run.last_error = refused.error
+                if run.trace is not None:
+                    run.trace.skipped(attempt.target, refused.error)
+                run.reason = "failover"
                 return None
             except ProviderError as error:
                 error.attempts, error.target = run.leases.tries, leased.target
@@ -293,12 +311,15 @@ class Dispatcher:
                 pool = self.keys.pool(attempt.target.provider.name)
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
+                    run.reason = "rotate_key"
                     continue
                 if failure in FAIL_OVER and not is_last:
                     log.warning("failover from %s: %s", leased.label, failure)
+                    run.reason = "failover"
                     return None
                 if await self._backoff(run, error, same_target_retries):
                     same_target_retries += 1
+                    run.reason = "retry"
                     continue
                 raise
             leases = run.leases
@@ -312,6 +333,7 @@ class Dispatcher:
                 leased.lease,
                 leased.verdict,
                 leased.budget,
+                upstream_s=time.monotonic() - run.started,
             )
             return result, served
 
