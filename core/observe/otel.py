@@ -117,10 +117,12 @@ def _traceparent(span: Span) -> str:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
 
 
-def _failure(span: Span, error: BaseException) -> None:
+def _failure(span: Span, error: BaseException, upstream: bool = False) -> None:
+    """error.type (the failure class, else the exception's type) and the status: the
+    provider's own on an attempt span (`upstream`), the gateway's answer on the others."""
     failure = getattr(error, "failure_class", None)
     span.set_attribute(genai.ERROR_TYPE, str(failure or type(error).__name__))
-    status = getattr(error, "status", None)
+    status = getattr(error, "upstream_status" if upstream else "status", None)
     if isinstance(status, int):
         span.set_attribute("http.response.status_code", status)
     # The gateway's own message only (ProviderErrors are scrubbed), never the exception's
@@ -214,7 +216,7 @@ class OtelRequest:
             with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                 result = await work
         except BaseException as error:
-            _failure(span, error)
+            _failure(span, error, upstream=True)
             span.end()
             raise
         finally:
@@ -251,7 +253,7 @@ class OtelRequest:
         if self._ended:
             return
         if error is not None and self._serving is not None:
-            _failure(self._serving, error)
+            _failure(self._serving, error, upstream=True)
         self._end(x, usage, status)
 
     def failed(self, x: AnyExchange, error: BaseException, status: int | None) -> None:
