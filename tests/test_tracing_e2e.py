@@ -42,7 +42,14 @@ def _overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
                 "allow_any_model": True,
             },
             "claude": {"kind": "anthropic", "base_url": claude.url, "api_key": "sk-ant-test"},
+            # Takes images only as bytes: the core fetches remote ones (an image_fetch span).
+            "local": {
+                "kind": "openai",
+                "base_url": fake.base_url,
+                "options": {"preset": "ollama"},
+            },
         },
+        "core": {"image_allow_private_networks": True},  # the image is on the loopback fake
         "models": {
             "failover": {
                 "targets": [
@@ -52,6 +59,7 @@ def _overrides(fake: FakeOpenAI, claude: FakeAnthropic) -> dict[str, Any]:
             },
             "claude-fake": {"provider": "claude", "model": "claude-test"},
             "cached": {"provider": "mock", "model": "mock-1"},
+            "local-fake": {"provider": "local", "model": "gpt-fake"},
         },
         "cache": {"models": {"cached": {"enabled": True}}},
     }
@@ -213,6 +221,23 @@ def test_trace_id_in_log_lines_and_ledger(stack: Stack) -> None:
     assert row == (trace_id,)
 
 
+def test_image_fetch_span(stack: Stack, fake: FakeOpenAI) -> None:
+    trace_id, traceparent = _traceparent()
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"{fake.url}/img.png"}},
+    ]
+    _openai(stack, traceparent).chat.completions.create(
+        model="local-fake", messages=[{"role": "user", "content": content}]
+    )
+    spans = _spans(stack, trace_id)
+    fetch = _one(spans, name="interlock.image_fetch")
+    attempt = _one(spans, kind="CLIENT")
+    assert fetch["kind"] == "INTERNAL"
+    assert fetch["parent_id"] == attempt["span_id"]  # fetched for the attempt that needs bytes
+    assert attempt["attributes"]["gen_ai.request.model"] == "gpt-fake"
+
+
 def test_messages(stack: Stack, claude: FakeAnthropic) -> None:
     trace_id, traceparent = _traceparent()
     client = anthropic.Anthropic(
@@ -304,3 +329,23 @@ def test_content_only_when_the_operator_turns_it_on(capturing: Stack) -> None:
         messages = orjson.loads(inference[0]["attributes"]["gen_ai.input.messages"])
         assert messages[0]["role"] == "user"
         assert marker in messages[0]["parts"][0]["content"]
+
+
+def test_streamed_messages_end_with_the_stream(stack: Stack) -> None:
+    trace_id, traceparent = _traceparent()
+    client = anthropic.Anthropic(
+        base_url=stack.edge_url,
+        api_key=stack.token(),
+        max_retries=0,
+        default_headers={"traceparent": traceparent},
+    )
+    with client.messages.stream(
+        model="claude-fake", max_tokens=64, messages=[{"role": "user", "content": "hello"}]
+    ) as stream:
+        final = stream.get_final_message()
+    spans = _spans(stack, trace_id)
+    server = _one(spans, kind="SERVER")
+    assert server["attributes"]["interlock.outcome"] == "ok"
+    attempt = _one(spans, kind="CLIENT")
+    assert attempt["attributes"]["interlock.stream"] is True
+    assert attempt["attributes"]["gen_ai.usage.output_tokens"] == final.usage.output_tokens
