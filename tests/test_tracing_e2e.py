@@ -122,6 +122,15 @@ def _openai(stack: Stack, traceparent: str) -> openai.OpenAI:
     )
 
 
+def _anthropic(stack: Stack, traceparent: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=stack.edge_url,
+        api_key=stack.token(),
+        max_retries=0,
+        default_headers={"traceparent": traceparent},
+    )
+
+
 def _traceparent_of(headers: dict[str, str]) -> str:
     return next((v for k, v in headers.items() if k.lower() == "traceparent"), "")
 
@@ -240,12 +249,7 @@ def test_image_fetch_span(stack: Stack, fake: FakeOpenAI) -> None:
 
 def test_messages(stack: Stack, claude: FakeAnthropic) -> None:
     trace_id, traceparent = _traceparent()
-    client = anthropic.Anthropic(
-        base_url=stack.edge_url,
-        api_key=stack.token(),
-        max_retries=0,
-        default_headers={"traceparent": traceparent},
-    )
+    client = _anthropic(stack, traceparent)
     raw = client.messages.with_raw_response.create(
         model="claude-fake", max_tokens=64, messages=[{"role": "user", "content": "hello"}]
     )
@@ -298,12 +302,7 @@ def _prompted(stack: Stack, marker: str) -> list[str]:
         )
         ids.append(trace_id)
     trace_id, traceparent = _traceparent()
-    anthropic.Anthropic(
-        base_url=stack.edge_url,
-        api_key=stack.token(),
-        max_retries=0,
-        default_headers={"traceparent": traceparent},
-    ).messages.create(
+    _anthropic(stack, traceparent).messages.create(
         model="claude-fake", max_tokens=64, messages=[{"role": "user", "content": marker}]
     )
     ids.append(trace_id)
@@ -333,12 +332,7 @@ def test_content_only_when_the_operator_turns_it_on(capturing: Stack) -> None:
 
 def test_streamed_messages_end_with_the_stream(stack: Stack) -> None:
     trace_id, traceparent = _traceparent()
-    client = anthropic.Anthropic(
-        base_url=stack.edge_url,
-        api_key=stack.token(),
-        max_retries=0,
-        default_headers={"traceparent": traceparent},
-    )
+    client = _anthropic(stack, traceparent)
     with client.messages.stream(
         model="claude-fake", max_tokens=64, messages=[{"role": "user", "content": "hello"}]
     ) as stream:
