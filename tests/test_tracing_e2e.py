@@ -196,7 +196,13 @@ def test_streamed_chat_with_one_failover(stack: Stack, fake: FakeOpenAI) -> None
     assert served["attributes"]["gen_ai.usage.output_tokens"] > 0
     assert served["status"] == "UNSET"
 
-    # The trace reaches the provider: each attempt's own span is the upstream's parent.
+    _check_provider_traceparents(fake, trace_id, failed, served)
+
+
+def _check_provider_traceparents(
+    fake: FakeOpenAI, trace_id: str, failed: dict[str, Any], served: dict[str, Any]
+) -> None:
+    """The trace reaches the provider: each attempt's own span is the upstream's parent."""
     sent = {
         r.json["model"]: _traceparent_of(r.headers)
         for r in fake.received

@@ -22,10 +22,8 @@ retried. When the client leaves, the pipeline cancels the task running this loop
 flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
 nothing more is tried.
 
-Traces (core.observe.tracing): when the request is traced, each try runs in a CLIENT span of
-its own (`RequestTrace.attempt`) saying why it was made (first, retry, rotate_key, failover),
-and a target that could not be tried (circuit open, no key) is an event; untraced, the loop
-pays one `if` per try.
+Traced (core.observe.tracing), each try has a CLIENT span saying why it was made (first, retry,
+rotate_key, failover) and a target that could not be tried is an event; untraced, one `if`.
 """
 
 from __future__ import annotations
@@ -290,17 +288,9 @@ class Dispatcher:
             try:
                 async with leased:
                     sent = self._timed(call, attempt, leased.target, streaming, run)
-                    if run.trace is None:
-                        result = await sent
-                    else:
-                        result = await run.trace.attempt(sent, leased.target, run.reason, streaming)
+                    result = await _traced(run, sent, leased.target, streaming)
             except Unavailable as refused:
-                refused.error.attempts = max(run.leases.tries, 1)
-                refused.error.target = attempt.target
-                run.last_error = refused.error
-                if run.trace is not None:
-                    run.trace.skipped(attempt.target, refused.error)
-                run.reason = "failover"
+                self._skipped(run, attempt.target, refused.error)
                 return None
             except ProviderError as error:
                 error.attempts, error.target = run.leases.tries, leased.target
@@ -336,6 +326,15 @@ class Dispatcher:
                 upstream_s=time.monotonic() - run.started,
             )
             return result, served
+
+    def _skipped(self, run: _Run, target: Target, error: ProviderError) -> None:
+        """A target this try could not use (circuit open, no key): the next one is tried."""
+        error.attempts = max(run.leases.tries, 1)
+        error.target = target
+        run.last_error = error
+        if run.trace is not None:
+            run.trace.skipped(target, error)
+        run.reason = "failover"
 
     def _deadline_exceeded(self, run: _Run, target: Target) -> DeadlineExceeded:
         error = DeadlineExceeded(self.policy.total_deadline_s)
@@ -383,6 +382,13 @@ class Dispatcher:
             raise UpstreamTimeout(streaming) from None
         except ProviderError as caught:
             raise sanitize(caught, target) from None
+
+
+async def _traced(run: _Run, sent: Awaitable[T], target: Target, streaming: bool) -> T:
+    """One try on the leased `target`, in a span of its own when the request is traced."""
+    if run.trace is None:
+        return await sent
+    return await run.trace.attempt(sent, target, run.reason, streaming)
 
 
 async def close(chunks: AsyncIterator[Any]) -> None:
