@@ -25,9 +25,10 @@ from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
+from core.cache.affinity import Affinities
 from core.cache.backend import Backend, MemoryBackend, StoreBackend
 from core.cache.coalesce import Coalescer
-from core.cache.idempotency import Idempotent
+from core.cache.idempotency import IdempotencyCounts, Idempotent
 from core.cache.stage import ResponseCache
 from core.images.fetcher import ImageFetcher
 from core.ledger import store_for
@@ -133,10 +134,15 @@ class CoreState:
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
+        shared = self.store.primary if isinstance(self.store, ResilientStore) else None
+        # Prompt-cache affinity (core.cache.affinity): in Redis when there is one (shared by
+        # the replicas; an outage is no affinity), else in this process's memory.
+        self.affinity = Affinities(shared)
         self.cache: ResponseCache | None = None
+        # What Idempotency-Key requests came to, for /metrics (core.cache.idempotency).
+        self.idempotency = IdempotencyCounts()
         if config.cache.used:
             resilience = config.core.resilience
-            shared = self.store.primary if isinstance(self.store, ResilientStore) else None
             backend: Backend = (
                 StoreBackend(shared) if shared else MemoryBackend(config.cache.max_bytes)
             )
@@ -155,6 +161,7 @@ class CoreState:
             "breakers": len(self.breakers),
             "latency": len(self.dispatcher.latency),
             "dynamic_routes": self.registry.dynamic_routes(),
+            "prompt_cache_affinity": len(self.affinity),
         }
 
     def client(self) -> aiohttp.ClientSession:
@@ -221,9 +228,15 @@ def create_app(
 
     # One pipeline (core.pipeline): every API runs the same stages with its own spec.
     stages = standard_stages(
-        state.registry, state.dispatcher, state.limiter, state.pricing, state.policy, state.cache
+        state.registry,
+        state.dispatcher,
+        state.limiter,
+        state.pricing,
+        state.policy,
+        state.cache,
+        state.affinity,
     )
-    account = Account(state.ledger, state.pricing)
+    account = Account(state.ledger, state.pricing, state.affinity)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
     tracer = state.tracer
     inline = tracer.wrap("image_fetch", state.images.inline)  # itself when tracing is off
@@ -242,7 +255,7 @@ def create_app(
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
         deadline = config.core.resilience.total_deadline_s
-        return Idempotent(handler, state.store, config.idempotency, deadline)
+        return Idempotent(handler, state.store, config.idempotency, deadline, state.idempotency)
 
     public = [
         Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
@@ -310,9 +323,13 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             text += ("\n".join(state.ledger.metrics()) + "\n").encode()
         if state.cache is not None:
             text += ("\n".join(state.cache.metrics()) + "\n").encode()
+        if state.config.idempotency.enabled:
+            text += ("\n".join(state.idempotency.metrics()) + "\n").encode()
         return Response(text, media_type="text/plain; version=0.0.4")
 
-    explainer = RouteExplainer(specs, state.registry, state.policy, state.dispatcher, state.pricing)
+    explainer = RouteExplainer(
+        specs, state.registry, state.policy, state.dispatcher, state.pricing, state.affinity
+    )
     max_body = state.config.core.max_body_bytes
     return [
         Route("/healthz", _healthz, methods=["GET"]),

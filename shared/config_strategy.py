@@ -7,6 +7,8 @@ routing policy), so the keys and their errors are the same everywhere:
   latency_ceiling_ms: 800        # targets expected slower are tried only when nothing else is
   score_weights: {cost: 1, latency: 1, errors: 1, affinity: 0}   # strategy: score only
   health_check_interval: 60s     # off by default: a 1-token request to each target idle this long
+  affinity: on                   # prompt-cache affinity (core.cache.affinity): on by default
+  affinity_margin: 0.5           # how much worse the holder may look and still go first
 """
 
 from __future__ import annotations
@@ -19,9 +21,18 @@ from shared.configparse import ConfigError
 
 STRATEGIES = ("fallback", "weighted", "latency", "least_latency", "cost", "score")
 ALIASES = {"least_latency": "latency"}
-STRATEGY_KEYS = ("strategy", "latency_ceiling_ms", "score_weights", "health_check_interval")
+STRATEGY_KEYS = (
+    "strategy",
+    "latency_ceiling_ms",
+    "score_weights",
+    "health_check_interval",
+    "affinity",
+    "affinity_margin",
+)
 MAX_CEILING_MS = 3_600_000.0
 MIN_HEALTH_CHECK_S = 1.0
+DEFAULT_AFFINITY_MARGIN = 0.5
+MAX_AFFINITY_MARGIN = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,10 @@ class StrategyConfig:
     latency_ceiling_s: float | None = None
     score_weights: ScoreWeights = DEFAULT_WEIGHTS
     health_check_s: float | None = None  # active checks of idle targets; None: off
+    # Prompt-cache affinity: requests sharing a cached prefix prefer the target and key that
+    # hold it, unless the holder looks worse than the best other by more than the margin.
+    affinity: bool = True
+    affinity_margin: float = DEFAULT_AFFINITY_MARGIN
 
 
 def parse_strategy(s: dict[str, Any], path: str) -> StrategyConfig:
@@ -71,9 +86,34 @@ def parse_strategy(s: dict[str, Any], path: str) -> StrategyConfig:
         check = cp.duration(s, "health_check_interval", path, 0.0)
         if check < MIN_HEALTH_CHECK_S:
             raise ConfigError(f"{path}.health_check_interval: at least 1s (it sends requests)")
+    affinity, margin = _affinity(s, path)
     return StrategyConfig(
-        strategy, float(ceiling) / 1000 if ceiling is not None else None, weights, check
+        strategy,
+        float(ceiling) / 1000 if ceiling is not None else None,
+        weights,
+        check,
+        affinity,
+        margin,
     )
+
+
+def _affinity(s: dict[str, Any], path: str) -> tuple[bool, float]:
+    """`affinity: on | off` (YAML may hand over a boolean) and `affinity_margin` (>= 0)."""
+    raw = s.get("affinity", True)
+    if isinstance(raw, str) and raw.strip().lower() in ("on", "off"):
+        raw = raw.strip().lower() == "on"
+    if not isinstance(raw, bool):
+        raise ConfigError(f"{path}.affinity: expected on or off")
+    margin = s.get("affinity_margin", DEFAULT_AFFINITY_MARGIN)
+    if (
+        not isinstance(margin, int | float)
+        or isinstance(margin, bool)
+        or not 0 <= margin <= MAX_AFFINITY_MARGIN
+    ):
+        raise ConfigError(
+            f"{path}.affinity_margin: expected a number in [0, {MAX_AFFINITY_MARGIN:.0f}]"
+        )
+    return raw, float(margin)
 
 
 def _weights(raw: Any, path: str) -> ScoreWeights:

@@ -10,6 +10,7 @@ import pytest
 from core.providers.adapters.base import ProviderError, Target
 from core.providers.adapters.bedrock import ADAPTER
 from core.providers.adapters.bedrock.request import RESPONSE_TOOL
+from core.providers.adapters.bedrock.response import convert_usage
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
 from tests.support.providers import provider_of
@@ -221,3 +222,24 @@ def test_error_type_from_the_body_or_status_when_the_header_is_missing() -> None
     bare = ADAPTER.parse_error(502, {}, b"<html>bad gateway</html>")
     assert bare.failure_class is FailureClass.TRANSIENT and bare.status == 502
     assert "502" in bare.message
+
+
+def test_cache_writes_for_an_hour_are_told_apart() -> None:
+    """TokenUsage.cacheDetails (1h before 5m) gives the part of the writes kept an hour."""
+    usage = convert_usage(
+        {
+            "inputTokens": 10,
+            "outputTokens": 5,
+            "cacheReadInputTokens": 0,
+            "cacheWriteInputTokens": 3000,
+            "cacheDetails": [
+                {"ttl": "1h", "inputTokens": 1800},
+                {"ttl": "5m", "inputTokens": 1200},
+            ],
+        }
+    )
+    assert usage["prompt_tokens"] == 3010
+    assert usage["prompt_tokens_details"]["cache_write_tokens"] == 3000
+    assert usage["prompt_tokens_details"]["cache_creation_1h_tokens"] == 1800
+    five = convert_usage({"inputTokens": 1, "outputTokens": 1, "cacheWriteInputTokens": 9})
+    assert "cache_creation_1h_tokens" not in five["prompt_tokens_details"]

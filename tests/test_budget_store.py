@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from core.state.budget_accounts import Account, BudgetCharge, BudgetLine
+from core.state.budget_accounts import Account, BudgetCharge, BudgetLine, Slice
 from core.state.redis_store import RedisStore
 from core.state.store import MemoryStore, Store
 
@@ -171,5 +171,98 @@ def test_a_rolling_window_forgets_spend_once_it_ages_out(
         assert reply.refused == -1 and reply.used == (1000,)
         await asyncio.sleep(1.6)  # everything settled has aged out; the hold "b" stays
         assert await settle(store, key, "b", 50, slot_ms=SLOT_MS) == 50
+
+    on_store(scenario)
+
+
+def sliced(key: str, limit: int, cost: int, want: int, spare: int = 0, **kw: int) -> BudgetLine:
+    """A line that also asks for (and gives back to) the replica's slice "s1"."""
+    base = line(key, limit, cost, **kw)
+    ask = Slice("s1", spare, kw.get("spare_tokens", 0), want, kw.get("want_tokens", 0))
+    return BudgetLine(
+        base.account, base.limit, base.limit_tokens, base.cost, base.tokens, True, ask
+    )
+
+
+def test_a_slice_is_granted_within_its_share_of_the_room_and_counts_as_used(
+    on_store: Callable[[Scenario], None],
+) -> None:
+    async def scenario(store: Store) -> None:
+        key = account()
+        # 1600 of room after the 100 reserved: at most 1/16 of it (93), asked for 3200.
+        reply = await store.budget_reserve([sliced(key, 1600 + 100, 100, 3200)], "a", 60)
+        assert reply.refused == -1 and reply.granted == ((100, 0),)
+        assert reply.used == (200,)  # the hold and the slice are both reserved
+        # Asked for less than the share: granted as asked.
+        reply = await store.budget_reserve([sliced(key, 1700, 10, 20, spare=0)], "b", 60)
+        assert reply.granted == ((20, 0),) and reply.used == (230,)
+        # Too little room for a slice of at least one more such request: none.
+        reply = await store.budget_reserve([sliced(key, 1700, 1000, 32000)], "c", 60)
+        assert reply.refused == -1 and reply.granted == ((0, 0),) and reply.used == (1230,)
+        # The slice (120) counts against the limit like any reservation.
+        refused = await store.budget_reserve([line(key, 1700, 471)], "d", 60)
+        assert refused.refused == 0 and refused.used == (1230,)
+
+    on_store(scenario)
+
+
+def test_spare_room_goes_back_first_even_when_the_call_is_refused(
+    on_store: Callable[[Scenario], None],
+) -> None:
+    async def scenario(store: Store) -> None:
+        key = account()
+        reply = await store.budget_reserve([sliced(key, 10_000, 100, 500)], "a", 60)
+        assert reply.granted == ((500, 0),) and reply.used == (600,)
+        # 9,500 left: 9,401 does not fit with the slice held, fits once its spare is back.
+        refused = await store.budget_reserve([line(key, 10_000, 9_401)], "b", 60)
+        assert refused.refused == 0
+        back = await store.budget_reserve([sliced(key, 10_000, 9_401, 0, spare=500)], "c", 60)
+        assert back.refused == -1 and back.used == (100 + 9_401,)
+        # A refused call gives its spare back too (the replica dropped it already).
+        key2 = account()
+        await store.budget_reserve([sliced(key2, 10_000, 100, 500)], "d", 60)
+        over = await store.budget_reserve([sliced(key2, 10_000, 9_999, 0, spare=500)], "e", 60)
+        assert over.refused == 0 and over.used == (100,)
+
+    on_store(scenario)
+
+
+def test_a_draw_settles_against_the_slice_once(on_store: Callable[[Scenario], None]) -> None:
+    async def scenario(store: Store) -> None:
+        key = account()
+        where = (Account(key, time.time() + 3600),)
+        ask = sliced(key, 100_000, 100, 3_000, tokens=5, want_tokens=150)
+        reply = await store.budget_reserve([ask], "a", 60)
+        assert reply.granted == ((3_000, 150),)
+        # Two requests drew 100 each from the slice; one used 70, the other failed (0).
+        drawn = [
+            BudgetCharge("d1", 70, 4, where, "s1", 100, 5),
+            BudgetCharge("d2", 0, 0, where, "s1", 100, 5),
+            BudgetCharge("d1", 70, 4, where, "s1", 100, 5),  # a repeat: counted once
+        ]
+        assert await store.budget_settle(drawn, 60) == {key: 70}
+        # Held now: "a" (100) and the slice less its two draws (2,800); settled 70.
+        refused = await store.budget_reserve([line(key, 100_000, 100_000 - 2_969)], "x", 60)
+        assert refused.refused == 0 and refused.used == (70 + 100 + 2_800,)
+        # The spare of the slice back with nothing drawn: only "a" and the 70 remain.
+        back = BudgetCharge("r1", 0, 0, where, "s1", 2_800, 140)
+        assert await store.budget_settle([back], 60) == {key: 70}
+        fits = await store.budget_reserve([line(key, 100_000, 100_000 - 170)], "y", 60)
+        assert fits.refused == -1
+
+    on_store(scenario)
+
+
+def test_token_slices_keep_to_the_token_cap(on_store: Callable[[Scenario], None]) -> None:
+    async def scenario(store: Store) -> None:
+        key = account()
+        ask = sliced(key, 10**9, 1, 64, limit_tokens=1_610, tokens=10, want_tokens=640)
+        reply = await store.budget_reserve([ask], "a", 60)
+        assert reply.granted == ((64, 100),)  # (1,610 - 10) / 16 tokens, under the 640 asked
+        assert (
+            await store.budget_reserve(
+                [line(key, 10**9, 1, limit_tokens=1_610, tokens=1_501)], "b", 60
+            )
+        ).refused == 0
 
     on_store(scenario)

@@ -9,6 +9,8 @@ The tenant `optout` has the response cache off, so only idempotency can spare an
 from __future__ import annotations
 
 import asyncio
+import re
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +191,32 @@ def test_a_failed_first_request_is_not_kept(stack: Stack, fake: FakeOpenAI) -> N
         assert "x-interlock-idempotent-replay" not in caught.value.response.headers
         counts.append(upstream(fake, "fail-500"))
     assert counts[1] > counts[0] > 0
+
+
+def _idempotency_counts(stack: Stack) -> dict[str, int]:
+    """interlock_idempotency_total by outcome, from the core's /metrics."""
+    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics") as response:
+        text = response.read().decode()
+    found = re.findall(r'^interlock_idempotency_total\{outcome="(\w+)"\} (\d+)$', text, re.M)
+    return {outcome: int(value) for outcome, value in found}
+
+
+def test_metrics_count_replays_joins_and_conflicts(stack: Stack) -> None:
+    before = _idempotency_counts(stack)
+    assert set(before) == {"executed", "replayed", "joined", "conflict", "in_flight_timeout"}
+    headers = key()
+    create(stack, headers)
+    create(stack, headers)  # a replay
+    with pytest.raises(openai.UnprocessableEntityError):
+        create(stack, headers, temperature=0.2)  # the same key, another body
+    # Three at once with one key: one runs, two wait for it (joined).
+    asyncio.run(_concurrent([stack.edge_url], stack.token(tenant=TENANT), key(), 3))
+    after = _idempotency_counts(stack)
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta == {
+        "executed": 2,
+        "replayed": 1,
+        "joined": 2,
+        "conflict": 1,
+        "in_flight_timeout": 0,
+    }

@@ -137,7 +137,10 @@ def usage_line(stack: Stack, request_id: str) -> dict[str, Any]:
 BODY: dict[str, Any] = {
     "model": "claude-fake",
     "max_tokens": 50,
-    "system": [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
+    # Long enough to be cached (a mark on a shorter prefix is removed: core.wire.prompt_cache).
+    "system": [
+        {"type": "text", "text": "Be terse. " * 320, "cache_control": {"type": "ephemeral"}}
+    ],
     "messages": MESSAGES,
     "tools": [{"name": "noop", "input_schema": {"type": "object"}}],
     "tool_choice": {"type": "auto"},

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.api.messages.request import to_canonical
 from core.pipeline.prompt_cache import place_auto, with_cache_key
+from core.providers.adapters.cache_support import bedrock_support
 from core.wire import prompt_cache as pc
 from shared.config_models import parse_models
 from shared.config_routing import _routes
@@ -145,3 +147,92 @@ def test_the_mode_is_configured_per_model_and_named_route_with_the_key_path_in_e
     assert _routes(route, {"p"})["r"].prompt_cache == "off"
     with pytest.raises(ConfigError, match=r"routing\.routes\.r\.prompt_cache"):
         _routes({"r": {**route["r"], "prompt_cache": 1}}, {"p"})
+
+
+def test_anthropic_system_blocks_are_read_and_prepared_in_place() -> None:
+    """A Messages request passed through: its top-level system blocks are `system[k]`,
+    between the tools and the messages."""
+    payload: dict[str, Any] = {
+        "tools": [{"name": "t", "input_schema": {}, "cache_control": MARK}],
+        "system": [{"type": "text", "text": BIG, "cache_control": MARK}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}],
+    }
+    found = pc.find_markers(payload)
+    assert [(m.where, m.section) for m in found] == [("tools[0]", "tools"), ("system[0]", "system")]
+    prepared, dropped = pc.prepare(payload, SUPPORT)
+    assert dropped == [("tools[0]", "below_minimum")]
+    assert "cache_control" not in prepared["tools"][0]
+    assert prepared["system"][0]["cache_control"] == MARK
+    assert payload["tools"][0]["cache_control"] == MARK  # the client's payload is untouched
+
+
+def test_an_hour_is_five_minutes_where_the_model_caches_no_longer() -> None:
+    payload = {"messages": [{"role": "system", "content": BIG, "cache_control": HOUR}]}
+    short = pc.CacheSupport("cache_point", 4, 1024, long_ttl=False)
+    assert pc.select(pc.find_markers(payload), short) == (
+        {"messages[0]": "5m"},
+        [("messages[0]", "ttl_unsupported")],
+    )
+    assert pc.select(pc.find_markers(payload), SUPPORT) == ({"messages[0]": "1h"}, [])
+
+
+@pytest.mark.parametrize(
+    ("model", "hour"),
+    [
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", True),
+        ("anthropic.claude-haiku-4-5-20251001-v1:0", True),
+        ("global.anthropic.claude-opus-4-6-v1", True),
+        ("anthropic.claude-sonnet-4-20250514-v1:0", False),
+        ("anthropic.claude-3-7-sonnet-20250219-v1:0", False),
+        ("amazon.nova-pro-v1:0", False),
+    ],
+)
+def test_bedrock_offers_the_hour_from_claude_4_5(model: str, hour: bool) -> None:
+    support = bedrock_support(model)
+    assert support is not None and support.long_ttl is hour
+
+
+def _anthropic_request(marks: list[Any]) -> dict[str, Any]:
+    tool, system, user, assistant = marks
+    return {
+        "model": "m",
+        "max_tokens": 5,
+        "tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": tool}],
+        "system": [{"type": "text", "text": "s", "cache_control": system}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "u", "cache_control": user}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "text", "text": "a", "cache_control": assistant}],
+            },
+            {"role": "user", "content": "q"},
+        ],
+    }
+
+
+def test_marks_dropped_after_translation_are_named_as_the_client_wrote_them() -> None:
+    client = _anthropic_request([dict(MARK) for _ in range(4)])  # as parsed from JSON
+    canonical = to_canonical(client).canonical
+    dropped = pc.prepare(canonical, SUPPORT)[1]  # every prefix is under the minimum
+    assert [w for w, _ in dropped] == [
+        "tools[0]",
+        "messages[0].content[0]",
+        "messages[1].content[0]",
+        "messages[2]",
+    ]
+    assert pc.in_client_terms(dropped, client, canonical) == [
+        ("tools[0]", "below_minimum"),
+        ("system[0]", "below_minimum"),
+        ("messages[0].content[0]", "below_minimum"),
+        ("messages[1].content[0]", "below_minimum"),
+    ]
+    # A mark the client did not write keeps its name; the client's own request is as it is.
+    assert pc.in_client_terms([("messages[9]", "too_many")], client, canonical) == [
+        ("messages[9]", "too_many")
+    ]
+    assert pc.in_client_terms(dropped, canonical, canonical) == dropped
+    # One mark object in several places cannot be traced back: the names stay.
+    shared = _anthropic_request([MARK] * 4)
+    canonical = to_canonical(shared).canonical
+    dropped = pc.prepare(canonical, SUPPORT)[1]
+    assert pc.in_client_terms(dropped, shared, canonical) == dropped

@@ -21,6 +21,7 @@ from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Stack
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+SONNET_4 = "us.anthropic.claude-sonnet-4-20250514-v1:0"  # caches, for five minutes only
 OLD_CLAUDE = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 LONG = "Always answer with one number and nothing else. " * 120  # ~5,900 characters
 EPHEMERAL = {"type": "ephemeral"}
@@ -81,6 +82,7 @@ def stack(
                 "prompt_cache": "auto",
             },
             "sonnet-bedrock": {"provider": "bedrock", "model": SONNET},
+            "sonnet4-bedrock": {"provider": "bedrock", "model": SONNET_4},
             "old-bedrock": {"provider": "bedrock", "model": OLD_CLAUDE},
             "gpt": {"provider": "oai", "model": "gpt-4o"},
         },
@@ -193,12 +195,13 @@ def test_bedrock_gets_cache_points_and_reports_reads(
     bedrock = fakes[1]
     bedrock.reset()
     point = {"cachePoint": {"type": "default"}}
+    hour = {"cachePoint": {"type": "default", "ttl": "1h"}}  # Sonnet 4.5 caches for an hour
     first = chat(stack).chat.completions.create(
         model="sonnet-bedrock", messages=marked_messages(), tools=marked_tools(), max_tokens=20
     )
     body = bedrock.received[-1].json
-    assert body["system"] == [{"text": LONG}, point]
-    assert body["toolConfig"]["tools"][-1] == point and len(body["toolConfig"]["tools"]) == 4
+    assert body["system"] == [{"text": LONG}, hour]
+    assert body["toolConfig"]["tools"][-1] == hour and len(body["toolConfig"]["tools"]) == 4
     assert body["messages"][0]["content"] == [{"text": "Here is a document. " + LONG}, point]
     assert point not in body["messages"][1]["content"] + body["messages"][2]["content"]
     assert first.usage is not None and first.usage.prompt_tokens_details is not None
@@ -396,12 +399,15 @@ def test_anthropic_sdk_auto_mode_and_translation_to_bedrock(
             ["0.014255", "0.001004"],
         ),
         # Sonnet 4.5 through a us. cross-region profile on Bedrock: the same rates plus 10%.
+        # Its cache points take the 1h TTL: the system prompt's 1442 tokens are written for an
+        # hour (cacheDetails), the first user turn's 1447 for five minutes.
         (
             "sonnet-bedrock",
-            [(2899, 0, 2889, 0, 7), (2898, 2889, 0, 0, 7)],
-            # first: (10*3 + 2889*3.75 + 7*15) * 1.1 = 10968.75 * 1.1 = 12065.625 -> 12066
+            [(2899, 0, 2889, 1442, 7), (2898, 2889, 0, 0, 7)],
+            # first: (10*3 + 1447*3.75 + 1442*6 + 7*15) * 1.1 = (30 + 5426.25 + 8652 + 105)
+            #        * 1.1 = 14213.25 * 1.1 = 15634.575 -> 15635
             # second: (9*3 + 2889*0.30 + 7*15) * 1.1 = 998.7 * 1.1 = 1098.57 -> 1099
-            ["0.012066", "0.001099"],
+            ["0.015635", "0.001099"],
         ),
     ],
 )

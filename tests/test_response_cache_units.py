@@ -5,13 +5,15 @@ answer and its stream (core.cache.replay then core.cache.assemble give back the 
 from __future__ import annotations
 
 import asyncio
+import os
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from core.cache import assemble, replay
+from core.cache import assemble, backend, replay
 from core.cache.backend import Entry, MemoryBackend
 from core.cache.key import cache_key, directives
 from shared.config import parse_config
@@ -116,6 +118,42 @@ def test_entry_round_trip() -> None:
     entry = Entry(1000.5, {"total_tokens": 3}, b'{"a":"b\\nc"}')
     assert Entry.decode(entry.encode()) == entry
     assert Entry.decode(b"garbage") is None
+
+
+def _large_body(chars: int) -> bytes:
+    words = ("the", "gateway", "caches", "answers", "for", "every", "tenant", "alone")
+    text = " ".join(words[(i * 7 + i // 3) % len(words)] for i in range(chars // 5))
+    return orjson.dumps({"choices": [{"message": {"content": text}}]})
+
+
+def test_small_entries_stay_raw_and_large_ones_are_compressed() -> None:
+    small = Entry(1.0, None, b'{"ok":true}')
+    assert small.encode().startswith(b"{")  # raw: the JSON header first
+    large = Entry(2.5, {"total_tokens": 9}, _large_body(20_000))
+    packed = large.encode()
+    assert packed[:1] == b"\x01"  # the marker byte of a compressed entry
+    assert len(packed) < len(large.body) // 2
+    assert Entry.decode(packed) == large
+    # An entry written before compression existed (raw, however large) still decodes.
+    legacy = orjson.dumps({"at": 2.5, "usage": {"total_tokens": 9}}) + b"\n" + large.body
+    assert len(legacy) > backend.COMPRESS_FROM and Entry.decode(legacy) == large
+
+
+def test_incompressible_entries_stay_raw() -> None:
+    noise = Entry(3.0, None, os.urandom(9000))  # deflate would only make it longer
+    assert noise.encode().startswith(b"{") and Entry.decode(noise.encode()) == noise
+
+
+def test_a_corrupted_compressed_entry_is_a_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    packed = Entry(2.5, None, _large_body(20_000)).encode()
+    assert Entry.decode(packed[:-10]) is None  # truncated
+    assert Entry.decode(packed + b"trailing") is None
+    assert Entry.decode(packed[:40] + bytes(b ^ 0x5A for b in packed[40:80]) + packed[80:]) is None
+    assert Entry.decode(b"\x01") is None and Entry.decode(b"\x01not zlib") is None
+    # A whole zlib stream that is not an entry, and one inflating past the cap.
+    assert Entry.decode(b"\x01" + zlib.compress(b"no header line")) is None
+    monkeypatch.setattr(backend, "MAX_INFLATED", 1000)
+    assert Entry.decode(packed) is None
 
 
 async def _joined(stream: AsyncIterator[bytes]) -> bytes:

@@ -3,7 +3,9 @@
 Before every try at a target (core.resilience.lease, beside the breaker permit and the key
 lease), `Budgets.reserve` prices the attempt for that target (Pricing.estimate: the input
 estimate plus the smaller of max_tokens and the model's output limit) and reserves it on every
-budget that applies, in one atomic store call (a Lua script with Redis). A fallback is
+budget that applies: drawn from this replica's slices of them when they have room
+(core.budgets.slices: no store call), else in one atomic store call (a Lua script with Redis)
+that also asks for the slices again. A fallback is
 re-checked at its own price, so a cheap model with an expensive fallback cannot escape a cap.
 The hold is settled to the actual cost when the request is accounted (`BudgetHold.settle`), or
 given back when the try fails (`release`); reservations expire on their own (RESERVATION_TTL_S)
@@ -47,11 +49,14 @@ from shared.secret import Secret
 log = logging.getLogger("interlock.budgets")
 
 RESERVATION_TTL_S = 1800.0  # longer than any request the gateway lets run (total deadline)
+MAX_SCOPES = 4096  # remembered (tenant, tags, model, target, key) -> applying budgets
 ORDER = {"block": 0, "downgrade": 1, "warn": 2}  # a blocking budget speaks first
 warnings_total: dict[str, int] = {}  # budget -> reservations a warn budget had no room for
 # Reservation ids: unique across replicas (a random prefix per process) without a random draw
 # per attempt; the request id is the client's to choose, so it cannot be the key.
-_IDS = (f"{secrets.token_hex(6)}.{n}" for n in itertools.count())
+# (The prefix is drawn once: inside the generator's expression it would be drawn per id.)
+_PREFIX = secrets.token_hex(6)
+_IDS = (f"{_PREFIX}.{n}" for n in itertools.count())
 
 
 def dollars(micros: int) -> str:
@@ -120,6 +125,7 @@ class Budgets:
         self._store = store
         self._pricing = pricing
         self.settler = settler
+        self._applying: dict[tuple[object, ...], list[BudgetConfig]] = {}  # bounded: MAX_SCOPES
 
     @property
     def enabled(self) -> bool:
@@ -127,7 +133,17 @@ class Budgets:
         return bool(self._configs) and self._pricing is not None
 
     def applying(self, ask: BudgetAsk, target: Target, key: Secret | None) -> list[BudgetConfig]:
-        """The budgets whose every scope field matches this attempt."""
+        """The budgets whose every scope field matches this attempt (remembered per scope:
+        the same few combinations recur on every request)."""
+        scope = (ask.tenant, ask.tags, ask.model, target.provider.name, target.model, key)
+        found = self._applying.get(scope)
+        if found is None:
+            if len(self._applying) >= MAX_SCOPES:
+                self._applying.clear()
+            found = self._applying[scope] = self._match(ask, target, key)
+        return found
+
+    def _match(self, ask: BudgetAsk, target: Target, key: Secret | None) -> list[BudgetConfig]:
         key_name = key_id(key) if key is not None else None
         tags = set(ask.tags)
         return [
@@ -153,6 +169,34 @@ class Budgets:
         now = time.time()
         windows = tuple(self._clocks[b.name].at(now) for b in applying)
         accounts = tuple(_account(b, w, now) for b, w in zip(applying, windows, strict=True))
+        slices = self.settler.slices
+        used = slices.draw(accounts, estimate, ask.tokens, now)
+        if used is not None:  # drawn from this replica's slices: no store call
+            charge = BudgetCharge(
+                next(_IDS), estimate, ask.tokens, accounts, slices.id, estimate, ask.tokens
+            )
+        else:
+            rid = next(_IDS)
+            used = await self._reserved(ask, applying, windows, accounts, rid, estimate, now)
+            charge = BudgetCharge(rid, estimate, ask.tokens, accounts)
+        self._warn(applying, used)
+        settlement = Settlement(charge, tuple(applying), windows)
+        headers = _tightest(applying, used, windows, now)
+        return BudgetHold(self.settler, pricing, target, settlement, headers)
+
+    async def _reserved(
+        self,
+        ask: BudgetAsk,
+        applying: list[BudgetConfig],
+        windows: tuple[Window, ...],
+        accounts: tuple[Account, ...],
+        rid: str,
+        estimate: int,
+        now: float,
+    ) -> tuple[int, ...]:
+        """The estimate reserved through the store as `rid` (one call), each account's slice
+        given back and asked for again in it; each account's use, less this replica's room."""
+        slices = self.settler.slices
         lines = [
             BudgetLine(
                 account,
@@ -161,25 +205,26 @@ class Budgets:
                 estimate,
                 ask.tokens,
                 b.action != "warn",
+                slices.ask(account, estimate, ask.tokens),
             )
             for b, account in zip(applying, accounts, strict=True)
         ]
-        rid = next(_IDS)
         reply = await self._store.budget_reserve(lines, rid, RESERVATION_TTL_S)
-        for budget, w, level in zip(applying, windows, reply.used, strict=True):
-            self.settler.levels.saw(budget, w, level)
         if reply.refused >= 0:
+            for budget, w, level in zip(applying, windows, reply.used, strict=True):
+                self.settler.levels.saw(budget, w, level)
             budget, w = applying[reply.refused], windows[reply.refused]
             headers = _headers(budget, reply.used[reply.refused], w, now)
             if budget.action == "downgrade" and budget.downgrade_to and not ask.downgraded_from:
                 raise BudgetDowngrade(budget, budget.downgrade_to)
             raise exhausted(budget, w, now, headers)
-        self._warn(applying, reply.used)
-        charge = BudgetCharge(rid, estimate, ask.tokens, accounts)
-        settlement = Settlement(charge, tuple(applying), windows)
-        return BudgetHold(
-            self.settler, pricing, target, settlement, _tightest(applying, reply.used, windows, now)
+        used = tuple(
+            slices.granted(account, grant, level, now)
+            for account, grant, level in zip(accounts, reply.granted, reply.used, strict=True)
         )
+        for budget, w, level in zip(applying, windows, used, strict=True):
+            self.settler.levels.saw(budget, w, level)
+        return used
 
     def short_of(self, ask: BudgetAsk, target: Target) -> BudgetConfig | None:
         """The first budget, in the order `reserve` checks them, that would refuse this

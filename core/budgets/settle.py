@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from core.budgets.alerts import Alerts
 from core.budgets.levels import BudgetLevels
 from core.budgets.periods import Window
+from core.budgets.slices import Slices
 from core.state.budget_accounts import BudgetCharge
 from core.state.errors import UNAVAILABLE
 from core.state.store import Store
@@ -41,17 +43,17 @@ class Settlement:
 
     def at(self, cost: int | None, tokens: int | None) -> Settlement:
         """This settlement at the actual amounts (None: keep the estimate)."""
-        charge = self.charge
-        return Settlement(
-            BudgetCharge(
-                charge.rid,
-                charge.cost if cost is None else cost,
-                charge.tokens if tokens is None else tokens,
-                charge.accounts,
-            ),
-            self.budgets,
-            self.windows,
+        c = self.charge  # built field by field: dataclasses.replace costs microseconds
+        charge = BudgetCharge(
+            c.rid,
+            c.cost if cost is None else cost,
+            c.tokens if tokens is None else tokens,
+            c.accounts,
+            c.slice,
+            c.drawn,
+            c.drawn_tokens,
         )
+        return Settlement(charge, self.budgets, self.windows)
 
 
 def _retry(result: object) -> bool:
@@ -71,6 +73,7 @@ class BudgetSettler:
         self.alerts = alerts
         self.levels = levels
         self._pending: deque[Settlement] = deque()
+        self.slices = Slices()  # this replica's slices of the budgets (core.budgets.slices)
         self.dropped = 0
         self._periodic = Periodic("budget_settlement", FLUSH_INTERVAL_S, self.flush)
 
@@ -81,7 +84,13 @@ class BudgetSettler:
             log.warning("budget settlements backed up: dropped the oldest (it will expire)")
         self._pending.append(settlement)
 
+    def _sweep(self, everything: bool = False) -> None:
+        """Slices gone unused (all of them, on shutdown) given back with the next batch."""
+        for charge in self.slices.sweep(time.time(), everything):
+            self.defer(Settlement(charge, (), ()))
+
     async def flush(self) -> None:
+        self._sweep()
         batch, self._pending = self._pending, deque()
         while batch:
             chunks: list[list[Settlement]] = []
@@ -100,6 +109,8 @@ class BudgetSettler:
         spent = await self._store.budget_settle([s.charge for s in chunk], SETTLED_MEMORY_S)
         seen: dict[str, tuple[BudgetConfig, Window]] = {}
         for s in chunk:
+            if not s.budgets:  # a slice given back: no budget's spend changed
+                continue
             for account, budget, w in zip(s.charge.accounts, s.budgets, s.windows, strict=True):
                 seen[account.key] = (budget, w)
         for key, (budget, w) in seen.items():
@@ -112,5 +123,6 @@ class BudgetSettler:
 
     async def stop(self) -> None:
         await self._periodic.stop()
+        self._sweep(everything=True)
         await self.flush()
         await self.alerts.stop()

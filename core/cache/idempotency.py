@@ -12,6 +12,11 @@ Only results that settle the request are kept: a 5xx or a 429 (nothing was done,
 gateway could not do it) releases the claim so a retry runs again, as does an error raised
 before any answer (a validation 400 is deterministic and cheap to repeat). A stream is kept
 only if it was sent whole.
+
+What it did is counted for /metrics (`IdempotencyCounts`, one per core, shared by the APIs):
+`executed` (ran under its claim), `replayed` (answered by a kept result at once), `joined`
+(found the key in flight, waited, then got the first's result), `conflict` (the 422) and
+`in_flight_timeout` (the 409). A fixed set of labels: bounded by the code.
 """
 
 from __future__ import annotations
@@ -54,6 +59,36 @@ def _checked(key: str) -> str:
     return key
 
 
+class IdempotencyCounts:
+    """The counters behind `interlock_idempotency_total{outcome}` (see the module docstring),
+    in the style of the response cache's `metrics()`."""
+
+    __slots__ = ("outcomes",)
+
+    def __init__(self) -> None:
+        self.outcomes = {
+            "executed": 0,
+            "replayed": 0,
+            "joined": 0,
+            "conflict": 0,
+            "in_flight_timeout": 0,
+        }
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def metrics(self) -> list[str]:
+        """Prometheus lines: requests carrying an Idempotency-Key, by what became of them."""
+        lines = [
+            "# HELP interlock_idempotency_total Requests with an Idempotency-Key, by outcome.",
+            "# TYPE interlock_idempotency_total counter",
+        ]
+        lines += [
+            f'interlock_idempotency_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
+        ]
+        return lines
+
+
 def _digest(data: bytes, size: int = 20) -> str:
     return hashlib.blake2b(data, digest_size=size).hexdigest()
 
@@ -62,12 +97,18 @@ class Idempotent:
     """One API's handler (a core.pipeline.Pipeline) with Idempotency-Key semantics."""
 
     def __init__(
-        self, handler: Handler, store: Store, config: IdempotencyConfig, deadline_s: float
+        self,
+        handler: Handler,
+        store: Store,
+        config: IdempotencyConfig,
+        deadline_s: float,
+        counts: IdempotencyCounts | None = None,
     ) -> None:
         self._handler = handler
         self._store = store
         self._config = config
         self._deadline_s = deadline_s
+        self.counts = counts or IdempotencyCounts()
 
     async def __call__(self, http: Request, caller: Caller, body: bytes) -> Response:
         raw = http.headers.get("idempotency-key")
@@ -79,13 +120,16 @@ class Idempotent:
         fingerprint = _digest(http.url.path.encode() + b"\n" + body)
         claim, result = base + ":c", base + ":r"
         deadline = time.monotonic() + self._deadline_s
+        waited = False
         while True:
             stored = await self._store.get(result)
             if stored is not None:
-                return _replay(stored, fingerprint, caller.request_id)
+                return self._replay(stored, fingerprint, caller.request_id, waited)
             if await self._store.claim(claim, self._config.in_flight_ttl_s):
                 break
+            waited = True
             if time.monotonic() >= deadline:
+                self.counts.count("in_flight_timeout")
                 raise GatewayError(
                     409,
                     f"a request with this {HEADER} is still in flight; retry later",
@@ -93,7 +137,17 @@ class Idempotent:
                     code="idempotency_key_in_flight",
                 )
             await asyncio.sleep(_POLL_S)
+        self.counts.count("executed")
         return await self._first(http, caller, body, (claim, result, fingerprint))
+
+    def _replay(self, stored: bytes, fingerprint: str, request_id: str, waited: bool) -> Response:
+        try:
+            response = _stored_response(stored, fingerprint, request_id)
+        except GatewayError:
+            self.counts.count("conflict")
+            raise
+        self.counts.count("joined" if waited else "replayed")
+        return response
 
     async def _first(
         self, http: Request, caller: Caller, body: bytes, keys: tuple[str, str, str]
@@ -149,7 +203,7 @@ class Idempotent:
         await self._store.release(claim)
 
 
-def _replay(stored: bytes, fingerprint: str, request_id: str) -> Response:
+def _stored_response(stored: bytes, fingerprint: str, request_id: str) -> Response:
     header, _, body = stored.partition(b"\n")
     meta = orjson.loads(header)
     if meta.get("fp") != fingerprint:

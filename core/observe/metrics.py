@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from core.budgets.alerts import alerts_total
 from core.budgets.enforce import warnings_total
+from core.cache.affinity import metric_lines as affinity_lines
 from core.observe.cache_writes import CACHE_WRITES
 from core.providers.gemini_cache import cache_counts
 from core.providers.parsing import crash_counts
@@ -67,6 +68,7 @@ def render(store: Store, breakers: BreakerBoard, entries: dict[str, int] | None 
         for target, count in sorted(crash_counts().items())
     ]
     lines += _budget_lines()
+    lines += affinity_lines()
     lines += [
         "# HELP interlock_gemini_context_cache_total Gemini context caches created, recreated "
         "(expired or gone) and reused, and cache markers dropped (the request went uncached).",

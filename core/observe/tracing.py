@@ -87,6 +87,16 @@ class Tracer(Protocol):
         """Exports what is still buffered (at the end of the core's lifespan)."""
 
 
+async def traced(
+    trace: RequestTrace | None, sent: Awaitable[T], target: Target, reason: str, streaming: bool
+) -> T:
+    """One upstream try (the dispatcher's hook): awaited as it is when the request is not
+    traced, in its CLIENT span when it is."""
+    if trace is None:
+        return await sent
+    return await trace.attempt(sent, target, reason, streaming)
+
+
 class NoTracer:
     """Tracing off: nothing is made, nothing is called per request beyond `request`."""
 

@@ -2,10 +2,10 @@
 
 An `Exchange` is the only per-request object the pipeline adds (slotted, built once per
 request); stages fill it in order, so a stage reads only what an earlier one wrote: `payload`
-(read), `request` (validate), `route`, `rule` and `latency_ceiling_s` (resolve), `steps`
-(plan), `tokens` and `admission` (admit), `result` and `outcome` (dispatch), `response`
-and, for a complete answer, `usage` and `cost` (encode). Headers every API sends on success
-are built here from it, once.
+(read), `request` (validate), `route`, `rule` and `latency_ceiling_s` (resolve), `affinity`
+(prompt_cache), `steps` (plan), `tokens` and `admission` (admit), `result` and `outcome`
+(dispatch), `response` and, for a complete answer, `usage` and `cost` (encode). Headers every
+API sends on success are built here from it, once.
 
 A stream's response (`sse_response`) is accounted however it ends: by the relay when the stream
 ends, and, if the client left before it started (so its body never ran), by the response itself
@@ -33,6 +33,7 @@ from core.spend.cost import Cost, Pricing
 from core.spend.usage import UsageSplit
 
 if TYPE_CHECKING:
+    from core.cache.affinity import Ticket
     from core.cache.stage import Fill
     from core.observe.tracing import RequestTrace
     from core.pipeline.api import ApiSpec
@@ -49,6 +50,7 @@ class Exchange(Generic[Q, S, R]):
         "account",
         "accounted",
         "admission",
+        "affinity",
         "body",
         "cache_fill",
         "caller",
@@ -111,6 +113,9 @@ class Exchange(Generic[Q, S, R]):
         # answer to store; a stream's store needs the usage its end reported (final_usage).
         self.cache_fill: Fill | None = None
         self.final_usage: dict[str, Any] | None = None
+        # Set by the prompt-cache stage for a marked request (core.cache.affinity): its prefix
+        # fingerprint, and at plan who holds that prefix.
+        self.affinity: Ticket | None = None
         # The request's trace (core.observe.tracing); None when it is not traced.
         self.trace: RequestTrace | None = None
 

@@ -14,6 +14,11 @@ per candidate, why it would be passed over:
 - `circuit_open`: its breaker refuses tries now;
 - `ceiling`: expected slower than the latency ceiling while another candidate is not.
 
+Prompt-cache affinity: the prompt-cache stage runs too (its mode, the request's fingerprint),
+then the one lookup the plan stage would make (a read), so `affinity` says whether the request
+is fingerprinted and which target and key hold its prefix, and the candidates' `affinity` and
+order are the ones a real request would get.
+
 Nothing is sent, reserved or claimed: no admission, no key lease, no budget hold, no breaker
 probe, no exploration probe (the ordering's probe claim is not run), so an explanation never
 changes what the next real request does. Candidates are listed in the route's configured
@@ -32,9 +37,11 @@ from starlette.requests import Request
 
 from core.api.identity import Caller
 from core.budgets.enforce import dollars
+from core.cache.affinity import Affinities, holder_of
 from core.ledger.record import Tags
 from core.pipeline.api import ApiSpec
 from core.pipeline.exchange import Exchange
+from core.pipeline.prompt_cache import PromptCache
 from core.pipeline.route_policy import APIS
 from core.pipeline.stages import Account, Read, Resolve, Validate, ask_of
 from core.resilience.dispatch import Dispatcher
@@ -86,6 +93,7 @@ class Explanation:
     max_output_tokens: int | None
     refused: str | None  # a refusing rule's message
     candidates: tuple[CandidateReport, ...]
+    affinity: dict[str, Any] | None = None  # the route's switch, the fingerprint's holder
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +107,7 @@ class Explanation:
                 "max_output_tokens": self.max_output_tokens,
             },
             "refused": self.refused,
+            "affinity": self.affinity,
             "candidates": [_candidate_json(c) for c in self.candidates],
         }
 
@@ -136,11 +145,14 @@ class RouteExplainer:
         policy: Policy | None,
         dispatcher: Dispatcher,
         pricing: Pricing | None,
+        affinity: Affinities | None = None,
     ) -> None:
         self._specs = dict(specs)
         self._stages = (Read(), Validate(), Resolve(registry, policy))
+        self._prompt_cache = PromptCache(affinity is not None)
         self._dispatcher = dispatcher
         self._pricing = pricing
+        self._affinity = affinity
 
     async def explain(self, ask: ExplainAsk) -> Explanation:
         """The explanation; a GatewayError (the pipeline's own, naming the request's field)
@@ -155,6 +167,9 @@ class RouteExplainer:
             return Explanation(
                 x.request.model, x.rule or "", None, None, None, 0, None, error.message, ()
             )
+        await self._prompt_cache(x)
+        if x.affinity is not None and self._affinity is not None:
+            await self._affinity.lookup(x.affinity, x.route.name, counted=False)
         return self._routed(x)
 
     def _exchange(self, ask: ExplainAsk) -> AnyExchange:
@@ -172,7 +187,8 @@ class RouteExplainer:
     def _routed(self, x: AnyExchange) -> Explanation:
         route: Route = x.route
         stream = bool(getattr(x.request, "stream", False))
-        demand = demand_of(x.payload, stream, x.latency_ceiling_s, x.prompt_tokens)
+        holder = holder_of(x.affinity)
+        demand = demand_of(x.payload, stream, x.latency_ceiling_s, x.prompt_tokens, holder)
         views = explain(route, self._dispatcher.signals, demand)
         x.tokens = x.spec.estimate(x.request, x.prompt_tokens())
         budgets = self._dispatcher.budgets
@@ -203,6 +219,12 @@ class RouteExplainer:
             demand.max_output_tokens,
             None,
             ranked,
+            {
+                "enabled": route.affinity,
+                "fingerprinted": x.affinity is not None,
+                "holder": holder.label if holder is not None else None,
+                "key": holder.key_id if holder is not None else None,
+            },
         )
 
     def _ranked(

@@ -14,7 +14,11 @@ Runs after resolve (the route's mode is known) and before plan, in one place for
   `prompt_cache_key` becomes a hash of the tenant and the client's key, or of the tenant and the
   stable prefix (tools, system, marked prefix), so those hosts route requests that share a
   prefix together without a tenant ever sharing another's key or seeing its id (for a Messages
-  request, its translated targets get it: core.api.messages.plan).
+  request, its translated targets get it: core.api.messages.plan);
+- affinity (core.cache.affinity): a request that carries marks once the mode is applied gets
+  a fingerprint, the same tenant-scoped hash of its stable prefix (computed once, and reused
+  as its prompt_cache_key), when its route has a choice to make (two targets, or a key pool)
+  and affinity on; a request without marks costs nothing more.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from core.cache.affinity import ticket
 from core.pipeline.exchange import Exchange
 from core.wire import prompt_cache as pc
 from shared.errors import GatewayError
@@ -58,9 +63,13 @@ def mode_of(x: AnyExchange) -> str:
 
 
 class PromptCache:
-    """See the module docstring."""
+    """See the module docstring; `affinity`: fingerprint marked requests (the core has an
+    affinity registry)."""
 
     name = "prompt_cache"
+
+    def __init__(self, affinity: bool = False) -> None:
+        self._affinity = affinity
 
     async def __call__(self, x: AnyExchange) -> None:
         payload = getattr(x.request, "payload", None)
@@ -73,16 +82,31 @@ class PromptCache:
             if changed is not payload:
                 x.request.payload = x.payload = changed
                 x.request.payload_changed()  # passthrough sends it, not the client's bytes
+            prefix = self._fingerprint(x, changed)
             if keyed:  # for the translated targets that take it (core.api.messages.plan)
-                x.request.cache_key = cache_key(changed, x.caller.tenant)
+                x.request.cache_key = cache_key(changed, x.caller.tenant, prefix)
             return
         if mode == "off":
             payload = pc.strip(payload)
         elif mode == "auto":
             payload = place_auto(payload)
+        prefix = self._fingerprint(x, payload)
         if keyed or "prompt_cache_key" in payload:  # a client's own key is scoped too
-            payload = with_cache_key(payload, x.caller.tenant)
+            payload = with_cache_key(payload, x.caller.tenant, prefix)
         x.request.payload = x.payload = payload
+
+    def _fingerprint(self, x: AnyExchange, payload: dict[str, Any]) -> str | None:
+        """The request's affinity ticket (x.affinity), when it is marked and its route has a
+        choice; its fingerprint, or None."""
+        route = x.route
+        if not (self._affinity and getattr(route, "affinity", False) and _has_choice(route)):
+            return None
+        ttl = longest_mark(payload)
+        if ttl is None:
+            return None
+        prefix = fingerprint(payload, x.caller.tenant)
+        x.affinity = ticket(prefix, ttl == "1h")
+        return prefix
 
 
 def _takes_key(route: Any) -> bool:
@@ -93,6 +117,31 @@ def _takes_key(route: Any) -> bool:
         if support is not None and support.key:
             return True
     return False
+
+
+def _has_choice(route: Any) -> bool:
+    """Two targets or more, or a key pool: somewhere affinity can choose."""
+    candidates = getattr(route, "candidates", ())
+    return len(candidates) > 1 or any(len(c.target.provider.api_keys) > 1 for c in candidates)
+
+
+def longest_mark(payload: dict[str, Any]) -> str | None:
+    """ "1h" if a mark asks for it, else "5m" if the request carries a mark, else None (either
+    API's shape: Anthropic's system blocks, OpenAI's marks on messages or their parts)."""
+    system = payload.get("system")
+    found: str | None = None
+    groups = [payload.get("tools"), system if isinstance(system, list) else None]
+    for message in payload.get("messages") or ():
+        if isinstance(message, dict):
+            groups.append([message])
+            groups.append(message.get("content"))
+    for group in groups:
+        for item in group if isinstance(group, list) else ():
+            if isinstance(item, dict) and pc.MARK in item:
+                if pc.ttl_of(item[pc.MARK]) == "1h":
+                    return "1h"
+                found = "5m"
+    return found
 
 
 def anthropic_mode(payload: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -191,20 +240,32 @@ def _has_mark_any(items: list[Any]) -> bool:
     return any(isinstance(item, dict) and pc.MARK in item for item in items)
 
 
-def with_cache_key(payload: dict[str, Any], tenant: str) -> dict[str, Any]:
+def with_cache_key(
+    payload: dict[str, Any], tenant: str, prefix: str | None = None
+) -> dict[str, Any]:
     """The payload with its tenant-scoped prompt_cache_key (never the raw tenant id)."""
-    return {**payload, "prompt_cache_key": cache_key(payload, tenant)}
+    return {**payload, "prompt_cache_key": cache_key(payload, tenant, prefix)}
 
 
-def cache_key(payload: dict[str, Any], tenant: str) -> str:
-    """A hash of the tenant and the client's own key, or of the tenant and the stable prefix."""
+def cache_key(payload: dict[str, Any], tenant: str, prefix: str | None = None) -> str:
+    """A hash of the tenant and the client's own key, or of the tenant and the stable prefix
+    (`prefix`: that fingerprint, when already computed)."""
     own = payload.get("prompt_cache_key")
+    if isinstance(own, str):
+        return _digest(tenant, b"k" + own.encode())
+    return prefix or fingerprint(payload, tenant)
+
+
+def fingerprint(payload: dict[str, Any], tenant: str) -> str:
+    """A hash of the tenant and the stable prefix: the prompt_cache_key, and the affinity
+    registry's key (core.cache.affinity)."""
+    return _digest(tenant, b"p" + _stable_prefix(payload))
+
+
+def _digest(tenant: str, tagged: bytes) -> str:
     digest = hashlib.sha256(tenant.encode())
     digest.update(b"\0")
-    if isinstance(own, str):
-        digest.update(b"k" + own.encode())
-    else:
-        digest.update(b"p" + _stable_prefix(payload))
+    digest.update(tagged)
     return "ilk-" + digest.hexdigest()[:40]
 
 
@@ -231,12 +292,15 @@ def dropped_headers(x: AnyExchange) -> dict[str, str]:
     support = adapter.capabilities(target).prompt_cache
     ours = _auto_marks(payload)
     dropped = [d for d in pc.prepare(payload, support)[1] + x.sent_dropped if d[0] not in ours]
-    return pc.dropped_header(dropped)
+    client = getattr(x.request, "payload", None)
+    return pc.dropped_header(pc.in_client_terms(dropped, client, payload))
 
 
 def _auto_marks(payload: dict[str, Any]) -> set[str]:
     """Where the gateway placed breakpoints itself (auto mode)."""
     found = {f"tools[{k}]" for k, t in enumerate(payload.get("tools") or ()) if _auto(t)}
+    system = payload.get("system")  # Anthropic's system blocks (passthrough)
+    found |= {f"system[{k}]" for k, b in enumerate(system or ()) if _auto(b)}
     for i, message in enumerate(payload.get("messages") or ()):
         if _auto(message):
             found.add(f"messages[{i}]")

@@ -23,6 +23,7 @@ from core.api.tags import with_body
 from core.api.validate import parse_json_object
 from core.budgets.ask import BudgetAsk, budget_ask
 from core.budgets.enforce import BudgetDowngrade
+from core.cache.affinity import Affinities, holder_of
 from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
@@ -121,9 +122,10 @@ def demand(x: AnyExchange, route: Route) -> Demand:
     """What the route's strategy weighs of this request (core.routing.demand); a latency
     ceiling a routing rule set on the exchange wins over the route's."""
     streaming = bool(getattr(x.request, "stream", False))
+    holder, ceiling = holder_of(x.affinity), x.latency_ceiling_s
     if route.strategy not in PRICED or len(route.candidates) < 2:  # nothing to estimate
-        return Demand(0, None, streaming, x.latency_ceiling_s)
-    return demand_of(x.payload, streaming, x.latency_ceiling_s, x.prompt_tokens)
+        return Demand(0, None, streaming, ceiling, holder)
+    return demand_of(x.payload, streaming, ceiling, x.prompt_tokens, holder)
 
 
 def ask_of(x: AnyExchange) -> BudgetAsk:
@@ -143,15 +145,25 @@ def ask_of(x: AnyExchange) -> BudgetAsk:
 
 class Plan:
     """The route's candidates in its strategy's order, then the API's planner; targets the
-    operator refuses to serve without a price are left out (core.spend.refusal)."""
+    operator refuses to serve without a price are left out (core.spend.refusal). A marked
+    request's prefix holder is looked up first, once (core.cache.affinity): the strategies
+    and the key pools prefer it."""
 
     name = "plan"
 
-    def __init__(self, dispatcher: Dispatcher, pricing: Pricing | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        pricing: Pricing | None = None,
+        affinity: Affinities | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._pricing = pricing
+        self._affinity = affinity
 
     async def __call__(self, x: AnyExchange) -> None:
+        if x.affinity is not None and self._affinity is not None:
+            await self._affinity.lookup(x.affinity, x.route.name)
         x.steps = self._dispatcher.plan(x.route, x.request, x.spec.plan, demand(x, x.route))
         if self._pricing is not None:
             x.steps = priced_steps(x.steps, self._pricing)
@@ -204,8 +216,9 @@ class Dispatch:
             x.outcome.downgraded_from = ask.model
 
     async def _run(self, x: AnyExchange, ask: BudgetAsk | None) -> None:
+        holder, stream = holder_of(x.affinity), x.request.stream
         x.result, x.outcome = await self._dispatcher.run(
-            x.steps, x.spec.call(x), x.tokens, streaming=x.request.stream, budget=ask
+            x.steps, x.spec.call(x), x.tokens, streaming=stream, budget=ask, holder=holder
         )
         if x.request.stream:  # dispatched until the first chunk is in hand: the ledger's TTFT
             x.first_chunk = time.perf_counter()
@@ -238,13 +251,19 @@ class Account:
     accounted when encoded, a stream when it ends (`Exchange.finish`), a failure when it
     leaves; a request that ended before admission has nothing to account. A stream's end also
     settles the serving target's breaker verdict (core.resilience.lease): its outcome is known
-    only then."""
+    only then, and so is whether it wrote or read its cached prefix (core.cache.affinity)."""
 
     name = "account"
 
-    def __init__(self, ledger: Ledger | None = None, pricing: Pricing | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger | None = None,
+        pricing: Pricing | None = None,
+        affinity: Affinities | None = None,
+    ) -> None:
         self._ledger = ledger
         self._pricing = pricing
+        self._affinity = affinity
 
     def _priced(
         self, x: AnyExchange, target: UpstreamTarget | None, usage: dict[str, Any] | None
@@ -288,6 +307,8 @@ class Account:
         accounting.record(
             x.caller, x.request.model, x.outcome, usage, status, x.started, x.admission, priced
         )
+        if x.affinity is not None and self._affinity is not None and status == "ok":
+            self._affinity.served(x.affinity, x.route.name, x.outcome.target, priced[0])
         self._record(x, x.outcome.target, x.outcome.attempts, status, priced)
 
     def failed(self, x: AnyExchange, error: ProviderError) -> None:
@@ -355,17 +376,20 @@ def standard_stages(
     pricing: Pricing | None = None,
     policy: Policy | None = None,
     cache: Stage | None = None,
+    affinity: Affinities | None = None,
 ) -> tuple[Stage, ...]:
     """Every API's stages, in order (account is the runner's, after them). `cache`: the
     response cache (core.cache.stage), when configured: a hit, or a request coalesced with
-    an identical one in flight, needs no plan, no admission of tokens, no upstream."""
+    an identical one in flight, needs no plan, no admission of tokens, no upstream.
+    `affinity`: the prompt-cache affinity registry (core.cache.affinity; give Account the
+    same one)."""
     return (
         Read(),
         Validate(),
         Resolve(registry, policy),  # routing rules: one place for every API
         *((cache,) if cache is not None else ()),  # a response-cache hit ends here
-        PromptCache(),  # the prompt-cache mode, auto breakpoints, the tenant's cache key
-        Plan(dispatcher, pricing),
+        PromptCache(affinity is not None),  # mode, auto breakpoints, cache key, fingerprint
+        Plan(dispatcher, pricing, affinity),
         Admit(limiter),
         Dispatch(dispatcher, registry),  # budgets: reserved per attempt, downgrades re-routed
         Encode(pricing),

@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
-from core.observe.tracing import ACTIVE, RequestTrace
+from core.observe.tracing import ACTIVE, RequestTrace, traced
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -57,7 +57,7 @@ from core.resilience.retry import (
 from core.routing.ordering import order
 from core.routing.planning import Attempt, ImageInliner
 from core.routing.registry import Route
-from core.routing.signals import NO_DEMAND, Demand, Signals
+from core.routing.signals import NO_DEMAND, Demand, Holder, Signals
 from core.spend.cost import Pricing
 from shared.config import ResilienceConfig
 from shared.errors import FailureClass
@@ -250,12 +250,17 @@ class Dispatcher:
         *,
         streaming: bool = False,
         budget: BudgetAsk | None = None,
+        holder: Holder | None = None,
     ) -> tuple[T, Outcome]:
         """Try `call(attempt, target)` over the attempts with leased keys and breakers,
         retries and failover. `target` is the attempt's target with the leased key;
         `streaming` picks the timeout (first byte, else completion); `budget`: what each
-        try's budget reservation prices (core.budgets)."""
-        leases = AttemptLeases(self.breakers, self.keys, self.latency, tokens, self.budgets, budget)
+        try's budget reservation prices (core.budgets); `holder`: the target and key holding
+        the request's cached prefix (core.cache.affinity): that target's pool lends that key
+        first."""
+        leases = AttemptLeases(
+            self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
+        )
         now = time.monotonic()
         run = _Run(leases, now + self.policy.total_deadline_s, now, ACTIVE.get())
         for index, attempt in enumerate(attempts):
@@ -288,7 +293,7 @@ class Dispatcher:
             try:
                 async with leased:
                     sent = self._timed(call, attempt, leased.target, streaming, run)
-                    result = await _traced(run, sent, leased.target, streaming)
+                    result = await traced(run.trace, sent, leased.target, run.reason, streaming)
             except Unavailable as refused:
                 self._skipped(run, attempt.target, refused.error)
                 return None
@@ -382,13 +387,6 @@ class Dispatcher:
             raise UpstreamTimeout(streaming) from None
         except ProviderError as caught:
             raise sanitize(caught, target) from None
-
-
-async def _traced(run: _Run, sent: Awaitable[T], target: Target, streaming: bool) -> T:
-    """One try on the leased `target`, in a span of its own when the request is traced."""
-    if run.trace is None:
-        return await sent
-    return await run.trace.attempt(sent, target, run.reason, streaming)
 
 
 async def close(chunks: AsyncIterator[Any]) -> None:

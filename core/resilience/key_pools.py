@@ -4,6 +4,11 @@ A key that answers 429 rests for its Retry-After; one that answers 401/403 or re
 exhausted quota rests much longer (it will not recover in seconds). With per-key limits set,
 choosing a key is one atomic store call over the pool in rotation order (take_first), and a
 request may wait, up to a bound and its deadline, for capacity instead of an immediate 429.
+
+Prompt-cache affinity (core.cache.affinity): a request whose cached prefix a key of the pool
+holds (another key is another account, so a cold cache) gets that key instead of the
+round-robin turn while it is awake; with per-key limits it is first in the rotation, so a key
+at its limit still hands the request on to the next one.
 """
 
 from __future__ import annotations
@@ -47,14 +52,22 @@ class KeyPool:
         self._resting: dict[Secret, float] = {}
         self._turn = itertools.count()
 
-    def rotation(self, now: float) -> list[Secret]:
-        """Keys in round-robin order, resting ones left out (all of them if all rest)."""
+    def rotation(self, now: float, prefer: str | None = None) -> list[Secret]:
+        """Keys in round-robin order, resting ones left out (all of them if all rest); the
+        awake key whose id is `prefer` (it holds the request's cached prefix) first."""
         if len(self.keys) <= 1:
             return list(self.keys)
         start = next(self._turn) % len(self.keys)
         ordered = self.keys[start:] + self.keys[:start]
         awake = [k for k in ordered if self._resting.get(k, 0.0) <= now]
-        return awake or sorted(ordered, key=lambda k: self._resting.get(k, 0.0))
+        if not awake:
+            return sorted(ordered, key=lambda k: self._resting.get(k, 0.0))
+        if prefer is not None and self._ids[awake[0]] != prefer:
+            held = next((k for k in awake if self._ids[k] == prefer), None)
+            if held is not None:
+                awake.remove(held)
+                awake.insert(0, held)
+        return awake
 
     def rest(self, key: Secret | None, error: ProviderError, now: float) -> None:
         if key is None or len(self.keys) <= 1:
@@ -97,16 +110,19 @@ class KeyPools:
     def pool(self, provider: str) -> KeyPool:
         return self._pools[provider]
 
-    async def acquire(self, provider: str, tokens: int, wait_until: float) -> KeyLease:
+    async def acquire(
+        self, provider: str, tokens: int, wait_until: float, prefer: str | None = None
+    ) -> KeyLease:
         """A key for one attempt; raises a RATE_LIMIT ProviderError when no key has capacity
-        by `wait_until` (monotonic), so the caller can fail over."""
+        by `wait_until` (monotonic), so the caller can fail over. `prefer`: the id of the key
+        holding the request's cached prefix (core.cache.affinity), tried first if awake."""
         pool = self._pools[provider]
         if not pool.keys:
             return KeyLease()
         if not (pool.provider.key_rpm or pool.provider.key_tpm):
-            return KeyLease(key=pool.rotation(time.monotonic())[0])
+            return KeyLease(key=pool.rotation(time.monotonic(), prefer)[0])
         while True:
-            keys = pool.rotation(time.monotonic())
+            keys = pool.rotation(time.monotonic(), prefer)
             groups = [pool.specs(key, tokens, self._settlements) for key in keys]
             index, result = await self._store.take_first(groups)
             if index >= 0:

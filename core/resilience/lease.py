@@ -57,6 +57,7 @@ from core.resilience.circuit_board import REQUESTS_OWN, UNHEALTHY, BreakerBoard
 from core.resilience.deadline import DeadlineExceeded
 from core.resilience.key_pools import KeyLease, KeyPools
 from core.resilience.latency import LatencyTracker
+from core.routing.signals import Holder
 from shared.errors import FailureClass
 
 
@@ -88,6 +89,7 @@ class AttemptLeases:
         "ask",
         "board",
         "budgets",
+        "holder",
         "keys",
         "latency",
         "tokens",
@@ -102,8 +104,10 @@ class AttemptLeases:
         tokens: int,
         budgets: Budgets | None = None,
         ask: BudgetAsk | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.board = board
+        self.holder = holder  # who holds the request's cached prefix: its key is tried first
         self.keys = keys
         self.latency = latency
         self.tokens = tokens
@@ -230,8 +234,12 @@ class LeasedAttempt:
         leases = self._leases
         self._probe = leases.admit(self.label)
         provider = self.target.provider.name
+        holder = leases.holder
+        prefer = holder.key_id if holder is not None and holder.label == self.label else None
         try:
-            self.lease = await leases.keys.acquire(provider, leases.tokens, self._wait_until)
+            self.lease = await leases.keys.acquire(
+                provider, leases.tokens, self._wait_until, prefer
+            )
         except ProviderError as no_capacity:
             leases.board.release(self.label, self._probe)
             raise Unavailable(no_capacity) from None

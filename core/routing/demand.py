@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.routing.ordering import PRICED
-from core.routing.signals import Demand
+from core.routing.signals import Demand, Holder
 from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
 
 __all__ = ["PRICED", "demand_of"]
@@ -24,17 +24,19 @@ def demand_of(
     streaming: bool,
     ceiling_s: float | None,
     prompt: Callable[[], int],
+    holder: Holder | None = None,
 ) -> Demand:
     """`prompt`: the request's input estimate (Exchange.prompt_tokens: computed once per
     request). Always estimates (an explain command prices every route); the plan stage calls
-    it only for routes whose strategy is in PRICED."""
+    it only for routes whose strategy is in PRICED. `holder`: who holds the request's cached
+    prefix (core.cache.affinity), looked up by the plan stage."""
     if "messages" not in payload:  # embeddings: the input is all they use
-        return Demand(prompt(), 0, streaming, ceiling_s)
+        return Demand(prompt(), 0, streaming, ceiling_s, holder)
     cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
     limit = _count(cap, MAX_OUTPUT_TOKENS)
     if limit is not None:
         limit *= _count(payload.get("n"), MAX_CHOICES) or 1
-    return Demand(prompt(), limit, streaming, ceiling_s)
+    return Demand(prompt(), limit, streaming, ceiling_s, holder)
 
 
 def _count(value: object, highest: int) -> int | None:

@@ -18,6 +18,22 @@ Then the latency ceiling (the request's, set by a routing rule, else the route's
 `latency_ceiling_ms`): candidates expected slower are moved behind every other, so they are
 tried only when nothing else is left (none is moved when all of them are slower).
 
+Then prompt-cache affinity (the route's `affinity`, on by default), a soft preference: under
+`weighted`, `latency` and `cost`, the target holding the request's cached prefix
+(Demand.holder, core.cache.affinity) is moved first, unless its circuit is open, the ceiling
+moved it back, or it looks worse than the best other candidate by more than the route's
+`affinity_margin` (0.5: half as bad again) at failing (its expected tries per answer,
+1 / (1 - error rate)) under every strategy, and at what the strategy itself optimises: its
+expected latency under `latency` (differences under AFFINITY_SLACK_S are noise), its estimated
+cost under `cost`; `weighted` optimises neither, so only health overrides the holder there. A
+cache read costs a tenth of fresh input and answers sooner, so a slightly dearer or slower
+holder is usually the better pick; a clearly worse one is not. Health and budgets
+still override it: a refused try (open circuit, no key capacity, a budget without room) falls
+through to the next candidate, and the target that serves becomes the holder. `score` weighs
+affinity itself (score_weights.affinity); `fallback` keeps the operator's order (a backup that
+served while the primary was down must not keep the traffic), though the key pool of whichever
+target serves still prefers the holder key (core.resilience.key_pools).
+
 The route itself is reordered, before any API's planner runs, so chat, messages and embeddings
 all follow the same strategy, and a planner only has to keep route order. Since a weighted
 permutation restricted to any subset is again a weighted permutation of that subset, ordering
@@ -42,6 +58,8 @@ from core.routing.signals import (
 
 MIN_SHARE = 0.01  # the least fraction of its weight a failing target keeps
 PRICED = frozenset({"cost", "score"})  # the strategies that weigh cost
+AFFINE = frozenset({"weighted", "latency", "cost"})  # the holder may be moved first
+AFFINITY_SLACK_S = 0.05  # latency differences this small never outweigh a cached prefix
 
 
 def order(
@@ -69,6 +87,8 @@ def order(
     if ceiling is not None:
         rows = rows or assess(route, signals, demand, with_cost=False)
         indices = _under_ceiling(indices, rows)
+    if demand.holder is not None and route.affinity and strategy in AFFINE:
+        indices = _holder_first(route, indices, rows, signals, demand)
     if explore and rows is not None:
         indices = _probe_first(indices, rows, signals, demand, strategy in ESTIMATED)
     return _reordered(route, indices)
@@ -141,6 +161,56 @@ def _probe_first(
         if position and eligible and tracker.claim_probe(rows[i].label, demand.streaming):
             return [i, *indices[:position], *indices[position + 1 :]]
     return indices
+
+
+def _holder_first(
+    route: Route,
+    indices: list[int],
+    rows: list[CandidateView] | None,
+    signals: Signals,
+    demand: Demand,
+) -> list[int]:
+    """The holder of the request's cached prefix first, if it is fit (see the module
+    docstring); else the order unchanged. Assessed only when there is something to move."""
+    label = demand.holder.label if demand.holder is not None else None
+    candidates = route.candidates
+    at = next((p for p, i in enumerate(indices) if candidates[i].target.health_label == label), 0)
+    if not at:  # not a candidate, or already first
+        return indices
+    rows = rows or assess(route, signals, demand, with_cost=False)
+    row = rows[indices[at]]
+    others = [rows[i] for i in indices if i != indices[at] and rows[i].skip is None]
+    bound = 1.0 + route.affinity_margin
+    if row.skip is not None or _worse(row, others, route.strategy, bound):
+        return indices
+    return [indices[at], *indices[:at], *indices[at + 1 :]]
+
+
+def _worse(row: CandidateView, others: list[CandidateView], strategy: str, bound: float) -> bool:
+    """Whether `row` is worse than the best of `others` by more than the factor `bound`."""
+    if not others:
+        return False
+    failures = min(_failures(r) for r in others)
+    if _failures(row) > bound * failures:
+        return True
+    if strategy == "cost":
+        costs = [r.cost_micros for r in others if r.cost_micros is not None]
+        if row.cost_micros is None:  # unpriced (last under `cost`) while another is priced
+            return bool(costs)
+        return bool(costs) and row.cost_micros > bound * min(costs)
+    if strategy != "latency":
+        return False
+    seen = [expected_latency(r.latency_s, r.error_rate) for r in others]
+    best = min((v for v in seen if v is not None), default=None)
+    mine = expected_latency(row.latency_s, row.error_rate)
+    if mine is None or best is None:  # unseen: no evidence against either
+        return False
+    return mine > bound * best + AFFINITY_SLACK_S
+
+
+def _failures(row: CandidateView) -> float:
+    """Tries per answer at the row's error rate (core.routing.signals.expected_latency)."""
+    return 1.0 / max(0.05, 1.0 - row.error_rate)
 
 
 def _under_ceiling(indices: list[int], rows: list[CandidateView]) -> list[int]:

@@ -16,7 +16,12 @@ from core.providers.adapters.base import Capabilities, Target
 from core.providers.provider import Provider
 from core.providers.upstream import Upstream
 from shared.config import Config, ModelConfig, TargetConfig
-from shared.config_strategy import DEFAULT_WEIGHTS, ScoreWeights, StrategyConfig
+from shared.config_strategy import (
+    DEFAULT_AFFINITY_MARGIN,
+    DEFAULT_WEIGHTS,
+    ScoreWeights,
+    StrategyConfig,
+)
 
 DYNAMIC_ROUTES = 1024
 # Longer names are served (if the request validator lets them through) but never cached, so
@@ -43,6 +48,8 @@ class Route:
     ceiling_s: float | None = None  # latency_ceiling_ms, in seconds
     score_weights: ScoreWeights = DEFAULT_WEIGHTS
     prompt_cache: str = "markers"  # off | markers | auto (core.pipeline.prompt_cache)
+    affinity: bool = True  # prompt-cache affinity (core.cache.affinity, core.routing.ordering)
+    affinity_margin: float = DEFAULT_AFFINITY_MARGIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,8 @@ class ModelRegistry:
             routing.latency_ceiling_s,
             routing.score_weights,
             prompt_cache,
+            routing.affinity,
+            routing.affinity_margin,
         )
 
     def _candidate(self, provider_name: str, model: str, dynamic: bool = False) -> Candidate:

@@ -8,6 +8,10 @@ answer otherwise), its recent error rate, its prompt-cache affinity, its score (
 `explain` hands the same numbers to whoever must show them (an explain command, an admin
 endpoint), so what is shown is what was decided.
 
+Prompt-cache affinity: the plan stage looks up, once per request that carries cache marks,
+which target and key already hold its prefix (core.cache.affinity) and hands it in as
+`Demand.holder`; `holder_affinity` reads it, so `assess` stays pure and per-candidate cheap.
+
 Skip reasons: `ceiling` (expected slower than the request's latency ceiling while another
 candidate is not: tried only after every other), `circuit_open` (the breaker refuses it now:
 the dispatcher passes over it).
@@ -26,6 +30,15 @@ from core.spend.cost import Pricing
 
 
 @dataclass(frozen=True, slots=True)
+class Holder:
+    """The target (its health label) and key (core.resilience.key_pools.key_id) that served
+    a request's prompt-cache prefix last, so hold it in their provider's cache."""
+
+    label: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Demand:
     """What ordering knows of the request before it is sent."""
 
@@ -33,17 +46,20 @@ class Demand:
     max_output_tokens: int | None = None  # the request's cap (x n); None: uncapped
     streaming: bool = False
     ceiling_s: float | None = None  # set by a routing rule; wins over the route's own
+    holder: Holder | None = None  # who holds the request's cached prefix (looked up at plan)
 
 
 NO_DEMAND = Demand()
 
 # A target's prompt-cache affinity for a request, in [0, 1] (1: it holds the request's
-# prefix). The caching work provides the real one; until then nothing has affinity.
+# prefix).
 Affinity = Callable[[Target, Demand], float]
 
 
-def no_affinity(target: Target, demand: Demand) -> float:
-    return 0.0
+def holder_affinity(target: Target, demand: Demand) -> float:
+    """1 for the target that holds the request's prefix, 0 for every other."""
+    holder = demand.holder
+    return 1.0 if holder is not None and holder.label == target.health_label else 0.0
 
 
 @dataclass(slots=True)
@@ -53,7 +69,7 @@ class Signals:
     latency: LatencyTracker = field(default_factory=LatencyTracker)
     breakers: BreakerBoard | None = None
     pricing: Pricing | None = None
-    affinity: Affinity = no_affinity
+    affinity: Affinity = holder_affinity
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from core.state.budget_accounts import (
     ROLLING_SLOTS,
+    SLICE_SHARE,
     Account,
     BudgetCharge,
     BudgetLine,
@@ -60,49 +61,101 @@ local function purge(h, x, now, slot_ms)
 end
 -- Amounts are negated as 0 - x: Lua's -x of 0 is -0, which HINCRBY refuses as "-0".
 local function num(v) return tonumber(v) or 0 end
+local function int(v) return string.format('%.0f', v) end
+-- Takes up to c micro-dollars and q tokens out of the hold `member` (a replica's slice).
+local function give_back(h, x, member, c, q)
+  local amounts = redis.call('HGET', h, member)
+  if not amounts then return end
+  local hc, hq = string.match(amounts, '(%d+) (%d+)')
+  hc, hq = tonumber(hc), tonumber(hq)
+  c, q = math.min(c, hc), math.min(q, hq)
+  redis.call('HINCRBY', h, 'r', int(0 - c))
+  redis.call('HINCRBY', h, 'q', int(0 - q))
+  if hc - c > 0 or hq - q > 0 then
+    redis.call('HSET', h, member, int(hc - c) .. ' ' .. int(hq - q))
+  else
+    redis.call('HDEL', h, member)
+    redis.call('ZREM', x, member)
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 # KEYS: hash, set per line. ARGV: id, ttl (s), lines, then per line: limit, limit_tokens, cost,
-# tokens, enforce (1/0), expire_at (unix ms), slot_ms. Returns {refused index or -1, used...}.
+# tokens, enforce (1/0), expire_at (unix ms), slot_ms, slice id ('' none), spare, spare tokens,
+# want, want tokens. Returns {refused index or -1, used..., then per line granted, granted tokens}.
 RESERVE = (
     _PURGE
+    + f"""
+local SHARE = {SLICE_SHARE}
+"""
     + """
 local rid, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local used, refused = {}, -1
+local used, spent_tokens, refused, W = {}, {}, -1, 12
 for i = 1, n do
-  local h, x, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + 7 * (i - 1)
+  local h, x, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + W * (i - 1)
   purge(h, x, now, tonumber(ARGV[a + 7]))
+  if ARGV[a + 8] ~= '' then
+    give_back(h, x, 'h:' .. ARGV[a + 8], tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10]))
+  end
   local v = redis.call('HMGET', h, 's', 'k', 'r', 'q')
   local money, tokens = num(v[1]) + num(v[3]), num(v[2]) + num(v[4])
-  used[i] = money
+  used[i], spent_tokens[i] = money, tokens
   local limit, limit_tokens = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local cost, tok = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local over = money + cost > limit or (limit_tokens > 0 and tokens + tok > limit_tokens)
   if refused < 0 and ARGV[a + 5] == '1' and over then refused = i - 1 end
 end
+local grants = {}
 if refused < 0 then
   for i = 1, n do
-    local h, x, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + 7 * (i - 1)
+    local h, x, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + W * (i - 1)
+    local limit, limit_tokens = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local cost, tok = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
     redis.call('HSET', h, 'h:' .. rid, ARGV[a + 3] .. ' ' .. ARGV[a + 4])
     redis.call('HINCRBY', h, 'r', cost)
     redis.call('HINCRBY', h, 'q', tok)
     redis.call('ZADD', x, now + ttl, 'h:' .. rid)
+    used[i] = used[i] + cost
+    local g, gt = tonumber(ARGV[a + 11]), tonumber(ARGV[a + 12])
+    g = math.min(g, math.floor(math.max(0, limit - used[i]) / SHARE))
+    if limit_tokens > 0 then
+      gt = math.min(gt, math.floor(math.max(0, limit_tokens - spent_tokens[i] - tok) / SHARE))
+    end
+    if g < cost or gt < tok then g, gt = 0, 0 end
+    if g > 0 or gt > 0 then
+      local member = 'h:' .. ARGV[a + 8]
+      local held = redis.call('HGET', h, member)
+      local hc, hq = 0, 0
+      if held then
+        hc, hq = string.match(held, '(%d+) (%d+)')
+        hc, hq = tonumber(hc), tonumber(hq)
+      end
+      redis.call('HSET', h, member, int(hc + g) .. ' ' .. int(hq + gt))
+      redis.call('HINCRBY', h, 'r', int(g))
+      redis.call('HINCRBY', h, 'q', int(gt))
+      redis.call('ZADD', x, now + ttl, member)
+      used[i] = used[i] + g
+    end
+    grants[i] = {g, gt}
     redis.call('PEXPIREAT', h, ARGV[a + 6])
     redis.call('PEXPIREAT', x, ARGV[a + 6])
-    used[i] = used[i] + cost
   end
 end
 local out = {refused}
-for i = 1, n do out[i + 1] = string.format('%.0f', used[i]) end
+for i = 1, n do out[i + 1] = int(used[i]) end
+for i = 1, #grants do
+  out[#out + 1] = int(grants[i][1])
+  out[#out + 1] = int(grants[i][2])
+end
 return out
 """
 )
 
 # KEYS: hash, set per account. ARGV: ttl (s), accounts, then per account: expire_at (unix ms),
-# slot_ms; then per charge: id, micros, tokens, count, and that many account numbers (1-based).
+# slot_ms; then per charge: id, micros, tokens, slice id ('' none), drawn, drawn tokens, count,
+# and that many account numbers (1-based).
 # Returns the settled spend per account once the whole batch is in.
 SETTLE = (
     _PURGE
@@ -115,9 +168,10 @@ end
 local a = 3 + 2 * accounts
 while a <= #ARGV do
   local rid, cost, tok = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local m = tonumber(ARGV[a + 3])
+  local sid, drawn, drawn_tok = ARGV[a + 3], tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local m = tonumber(ARGV[a + 6])
   for j = 1, m do
-    local i = tonumber(ARGV[a + 3 + j])
+    local i = tonumber(ARGV[a + 6 + j])
     local h, x = KEYS[2 * i - 1], KEYS[2 * i]
     if not redis.call('ZSCORE', x, 'd:' .. rid) then
       local amounts = redis.call('HGET', h, 'h:' .. rid)
@@ -128,6 +182,7 @@ while a <= #ARGV do
         redis.call('HDEL', h, 'h:' .. rid)
         redis.call('ZREM', x, 'h:' .. rid)
       end
+      if sid ~= '' then give_back(h, x, 'h:' .. sid, drawn, drawn_tok) end
       redis.call('HINCRBY', h, 's', cost)
       redis.call('HINCRBY', h, 'k', tok)
       if slots[i] > 0 then
@@ -138,7 +193,7 @@ while a <= #ARGV do
       redis.call('ZADD', x, now + ttl, 'd:' .. rid)
     end
   end
-  a = a + 4 + m
+  a = a + 7 + m
 end
 local out = {}
 for i = 1, accounts do
@@ -164,6 +219,12 @@ def reserve_args(lines: list[BudgetLine], rid: str, ttl_s: float) -> tuple[list[
         args += [str(line.limit), str(line.limit_tokens), str(line.cost), str(line.tokens)]
         args += ["1" if line.enforce else "0", str(int(line.account.expire_at * 1000))]
         args.append(str(line.account.slot_ms))
+        cut = line.slice
+        if cut is None:
+            args += ["", "0", "0", "0", "0"]
+        else:
+            args += [cut.id, str(cut.spare), str(cut.spare_tokens)]
+            args += [str(cut.want), str(cut.want_tokens)]
     return keys, args
 
 
@@ -186,13 +247,18 @@ def settle_args(
         keys += _keys(account)
         args += [str(int(account.expire_at * 1000)), str(account.slot_ms)]
     for charge in charges:
-        args += [charge.rid, str(charge.cost), str(charge.tokens), str(len(charge.accounts))]
+        args += [charge.rid, str(charge.cost), str(charge.tokens)]
+        args += [charge.slice, str(charge.drawn), str(charge.drawn_tokens)]
+        args.append(str(len(charge.accounts)))
         args += [str(numbers[account.key]) for account in charge.accounts]
     return keys, args, list(numbers)
 
 
-def reserve_reply(reply: list[object]) -> BudgetReply:
-    return BudgetReply(int(str(reply[0])), tuple(int(text(v)) for v in reply[1:]))
+def reserve_reply(reply: list[object], lines: int) -> BudgetReply:
+    numbers = [int(text(v)) for v in reply[1:]]
+    grants = numbers[lines:]
+    granted = tuple((grants[i], grants[i + 1]) for i in range(0, len(grants), 2))
+    return BudgetReply(int(text(reply[0])), tuple(numbers[:lines]), granted)
 
 
 def text(value: object) -> str:

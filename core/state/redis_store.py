@@ -201,7 +201,7 @@ class RedisStore:
 
     async def budget_reserve(self, lines: list[BudgetLine], rid: str, ttl_s: float) -> BudgetReply:
         keys, args = budget_script.reserve_args(lines, rid, ttl_s)
-        return budget_script.reserve_reply(await self._budget_reserve(keys, args))
+        return budget_script.reserve_reply(await self._budget_reserve(keys, args), len(lines))
 
     async def budget_settle(self, charges: list[BudgetCharge], ttl_s: float) -> dict[str, int]:
         keys, args, order = budget_script.settle_args(charges, ttl_s)

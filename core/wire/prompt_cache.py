@@ -17,8 +17,15 @@ same marks under the same limits, and the response header naming the dropped one
   from a breakpoint for an entry an earlier write left;
 - entries must be written longest-lived first: a `1h` mark after a `5m` one is shortened to
   `5m` (`ttl_shortened`) instead of being refused by the provider;
+- a target model that caches for five minutes only gets a `1h` mark as a `5m` one
+  (`ttl_unsupported`; CacheSupport.long_ttl, e.g. Bedrock before the Claude 4.5 models);
 - a target that takes no marks on that model drops them all (`unsupported`); OpenAI-style hosts
   cache prefixes by themselves and get no marks at all (`strip`), which is not a drop.
+
+The same functions read an Anthropic Messages request passed through to an Anthropic target
+(core.api.messages.passthrough): its top-level `system` blocks are `system[k]` (a chat request
+has no such field), its tools and content blocks are named as in chat, so the header names
+the client's own fields either way.
 """
 
 from __future__ import annotations
@@ -60,13 +67,15 @@ class CacheSupport:
 
     `markers`: Anthropic's cache_control at the marked block; `cache_point`: Bedrock Converse's
     cachePoint block after it; `implicit`: the host caches prefixes by itself and takes no mark
-    (they are removed, and that is no drop). `tools`: whether a tool may end a cached prefix."""
+    (they are removed, and that is no drop). `tools`: whether a tool may end a cached prefix;
+    `long_ttl`: whether an entry may live an hour (`1h`), not only five minutes."""
 
     style: Style
     max_breakpoints: int = 4
     min_tokens: int = 1024
     tools: bool = True
     key: bool = False  # the host takes OpenAI's prompt_cache_key (a routing hint)
+    long_ttl: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +143,12 @@ def find_markers(canonical: JSON) -> list[Marker]:
         chars += _chars(tool)
         if isinstance(tool, dict) and MARK in tool:
             found.append(Marker(f"tools[{k}]", ttl_of(tool[MARK]), _tokens(chars), "tools"))
+    system = canonical.get("system")  # Anthropic's top-level system prompt (passthrough)
+    chars += _chars(system) if isinstance(system, str) else 0
+    for k, block in enumerate(system if isinstance(system, list) else ()):
+        chars += _chars(block)
+        if isinstance(block, dict) and MARK in block:
+            found.append(Marker(f"system[{k}]", ttl_of(block[MARK]), _tokens(chars), "system"))
     for i, message in _ordered(canonical):
         section = "system" if message.get("role") in _SYSTEM_ROLES else "messages"
         content = message.get("content")
@@ -180,7 +195,10 @@ def select(
     short = False
     for m in usable:
         ttl = m.ttl
-        if ttl == "1h" and short:
+        if ttl == "1h" and not support.long_ttl:
+            ttl = "5m"
+            dropped.append((m.where, "ttl_unsupported"))
+        elif ttl == "1h" and short:
             ttl = "5m"
             dropped.append((m.where, "ttl_shortened"))
         short = short or ttl == "5m"
@@ -196,6 +214,43 @@ def dropped_header(dropped: list[tuple[str, str]]) -> dict[str, str]:
     if len(dropped) > MAX_NAMED:
         named.append(f"+{len(dropped) - MAX_NAMED}")
     return {DROPPED_HEADER: ",".join(named)}
+
+
+def in_client_terms(
+    dropped: list[tuple[str, str]], client: Any, served: JSON
+) -> list[tuple[str, str]]:
+    """`dropped`, named as the client wrote its request. A Messages request translated to the
+    canonical shape keeps each mark object by reference (core.api.messages.request), so a
+    mark's place in `served` (messages[0].content[0]: the system prompt) leads back to its
+    place in the client's request (system[0]); a mark the client did not write (auto mode),
+    or one object the client put in several places, keeps its name. Only computed when
+    something was dropped."""
+    if not dropped or not isinstance(client, dict) or client is served:
+        return dropped
+    theirs: dict[int, str | None] = {}
+    for where, mark in _marks_at(client):
+        theirs[id(mark)] = None if id(mark) in theirs else where  # None: ambiguous
+    names = {where: theirs.get(id(mark)) or where for where, mark in _marks_at(served)}
+    return [(names.get(where, where), reason) for where, reason in dropped]
+
+
+def _marks_at(payload: JSON) -> Iterable[tuple[str, Any]]:
+    """(where, mark object) for every mark, named as find_markers names them."""
+    for field in ("tools", "system"):
+        blocks = payload.get(field)
+        for k, block in enumerate(blocks if isinstance(blocks, list) else ()):
+            if isinstance(block, dict) and MARK in block:
+                yield f"{field}[{k}]", block[MARK]
+    messages = payload.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        if not isinstance(message, dict):
+            continue
+        if MARK in message:
+            yield f"messages[{i}]", message[MARK]
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and MARK in part:
+                yield f"messages[{i}].content[{j}]", part[MARK]
 
 
 def collect_dropped() -> list[tuple[str, str]]:
@@ -219,9 +274,9 @@ def report_dropped(dropped: Iterable[tuple[str, str]]) -> None:
 
 def has_marks(canonical: JSON) -> bool:
     """Whether any mark is present (cheap: one pass, no copies)."""
-    tools = canonical.get("tools")
-    if isinstance(tools, list) and any(isinstance(t, dict) and MARK in t for t in tools):
-        return True
+    for blocks in (canonical.get("tools"), canonical.get("system")):
+        if isinstance(blocks, list) and any(isinstance(b, dict) and MARK in b for b in blocks):
+            return True
     messages = canonical.get("messages")
     for message in messages if isinstance(messages, list) else ():
         if not isinstance(message, dict):
@@ -237,16 +292,18 @@ def has_marks(canonical: JSON) -> bool:
 def prepare(canonical: JSON, support: CacheSupport | None) -> tuple[JSON, list[tuple[str, str]]]:
     """The canonical request as the target should see it, and the marks dropped for it.
 
-    Kept marks sit on content parts or tools only, with the TTL decided here (a message's mark
-    moves to its last content part, a string content becoming one text part); every other mark
-    is removed. The client's payload is never modified: touched containers are copied."""
+    Kept marks sit on content parts, tools or (Anthropic) system blocks only, with the TTL
+    decided here (a message's mark moves to its last content part, a string content becoming
+    one text part); every other mark is removed. The client's payload is never modified:
+    touched containers are copied."""
     if not has_marks(canonical):
         return canonical, []
     kept, dropped = select(find_markers(canonical), support)
     out = dict(canonical)
-    tools = canonical.get("tools")
-    if isinstance(tools, list):
-        out["tools"] = [_retag(t, kept.get(f"tools[{k}]")) for k, t in enumerate(tools)]
+    for field in ("tools", "system"):
+        blocks = canonical.get(field)
+        if isinstance(blocks, list):
+            out[field] = [_retag(b, kept.get(f"{field}[{k}]")) for k, b in enumerate(blocks)]
     out["messages"] = [_message(m, i, kept) for i, m in enumerate(canonical["messages"])]
     return out, dropped
 

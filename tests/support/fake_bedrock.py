@@ -27,6 +27,9 @@ as the last segment of an inference-profile ARN), like real Bedrock model ids:
   slow-first-byte    -> waits 0.3 s before answering
 A request whose toolChoice names a tool gets a call to it with input FORCED_INPUT (a model
 obeying a forced tool; used for response_format emulation).
+Cache points: a `ttl` of "1h" only for the Claude 4.5 models and later (the 1-hour cache
+AWS offers for Haiku, Sonnet and Opus 4.5), else a 400 ValidationException; writes are
+reported per TTL in usage.cacheDetails (1h before 5m), as TokenUsage documents.
 """
 
 from __future__ import annotations
@@ -251,6 +254,16 @@ def stream_frames(blocks: list[dict[str, Any]], stop: str, usage: dict[str, Any]
     return frames
 
 
+_HOUR_MODELS = re.compile(r"claude-(sonnet|opus|haiku)-(4-[5-9]|[5-9])")
+
+
+def _hour_points(body: dict[str, Any]) -> bool:
+    """Whether any cache point of the request asks for an hour."""
+    return b'"ttl":"1h"' in orjson.dumps(
+        [body.get("system"), body.get("messages"), (body.get("toolConfig") or {}).get("tools")]
+    )
+
+
 class FakeBedrock(FakeServer):
     def __init__(
         self,
@@ -317,6 +330,9 @@ class FakeBedrock(FakeServer):
         name = scenario(model)
         if name in _ERRORS:
             return aws_error(*_ERRORS[name])
+        if _hour_points(body) and not _HOUR_MODELS.search(model):
+            message = "The model does not support the provided cache point TTL."
+            return aws_error(400, "ValidationException", message)
         if name == "slow-first-byte":
             await asyncio.sleep(0.3)
         blocks, stop = answer(name, body)
@@ -340,6 +356,7 @@ class FakeBedrock(FakeServer):
             return usage
         plain, read, write_5m, write_1h = self.prompt_cache.usage(blocks)
         write = write_5m + write_1h
+        details = [{"ttl": t, "inputTokens": n} for t, n in (("1h", write_1h), ("5m", write_5m))]
         return {
             **usage,
             "inputTokens": plain,
@@ -347,6 +364,7 @@ class FakeBedrock(FakeServer):
             "cacheReadInputTokenCount": read,
             "cacheWriteInputTokens": write,
             "cacheWriteInputTokenCount": write,
+            "cacheDetails": [d for d in details if d["inputTokens"]],
             "totalTokens": plain + read + write + usage["outputTokens"],
         }
 

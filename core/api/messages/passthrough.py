@@ -16,6 +16,12 @@ upstream `error` event mid-stream is replaced by the gateway's own. Auth failure
 problem and their messages can quote keys, so the client sees a masked 502. Failure classes
 come from the anthropic adapter, so failover treats both paths alike.
 
+Prompt-cache marks are the client's own, within the model's limits: the same selection as
+for every target (core.wire.prompt_cache: four breakpoints, the model's minimum prefix, 1-hour
+entries first), so a fifth breakpoint or a mark Anthropic would ignore is removed before
+sending and named in x-interlock-cache-dropped instead of failing or being silently ignored
+upstream. A request whose marks are all kept is sent as the client's bytes.
+
 Sending is the provider's Transport (core.providers.transport), as for every other call: the same
 timeouts, transport-error mapping and scrubbing, and every read of a relayed stream bounded by
 the stream idle timeout, so a stalled upstream ends with an `event: error`, never a hang.
@@ -38,6 +44,7 @@ from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
 from core.providers.transport import UpstreamBody
 from core.spend.quote import CostOf, with_cost
+from core.wire.prompt_cache import prepare
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.errors import FailureClass, anthropic_error_body, invalid_upstream, upstream_object
 
@@ -125,11 +132,11 @@ def build_request(
     headers["accept"] = "text/event-stream" if payload.get("stream") else "application/json"
     if target.api_key:
         headers["x-api-key"] = target.api_key.reveal()
-    body = (
-        raw
-        if payload["model"] == target.model
-        else orjson.dumps({**payload, "model": target.model})
-    )
+    prepared, dropped = prepare(payload, ADAPTER.capabilities(target).prompt_cache)
+    if not dropped and payload["model"] == target.model:
+        body = raw
+    else:
+        body = orjson.dumps({**(prepared if dropped else payload), "model": target.model})
     return UpstreamRequest("POST", settings.url, headers, body)
 
 

@@ -24,10 +24,13 @@ ANTHROPIC_KIND = "anthropic"
 
 @dataclass(slots=True)
 class Direct:
-    """Passthrough to an Anthropic target (run by the Dispatcher like any attempt)."""
+    """Passthrough to an Anthropic target (run by the Dispatcher like any attempt). `payload`:
+    the client's request it sends, from which the x-interlock-cache-dropped header is
+    computed as for translated attempts (core.pipeline.prompt_cache.dropped_headers)."""
 
     target: Target
     dropped: tuple[str, ...] = ()
+    payload: JSON | None = None
 
 
 # A passthrough target, or a translated one with its canonical payload.
@@ -109,7 +112,7 @@ def plan_messages(route: Route, payload: JSON, cache_key: str | None = None) -> 
     steps: list[Step] = []
     for candidate, is_anthropic in zip(route.candidates, kinds, strict=True):
         if is_anthropic:
-            steps.append(Direct(candidate.target))
+            steps.append(Direct(candidate.target, payload=payload))
         elif (attempt := translated.get(id(candidate.target))) is not None:
             steps.append(attempt)
     return steps

@@ -37,6 +37,20 @@ _IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 _CACHE_POINT: JSON = {"cachePoint": {"type": "default"}}
+# A mark kept as `1h` (only on models that take it: core.providers.adapters.cache_support).
+_CACHE_POINT_1H: JSON = {"cachePoint": {"type": "default", "ttl": "1h"}}
+_POINTS = (_CACHE_POINT, _CACHE_POINT_1H)
+
+
+def _cache_point(ttl: str) -> JSON:
+    """The cache point ending a prefix marked with `ttl` (5m: Converse's default, no field)."""
+    return _CACHE_POINT_1H if ttl == "1h" else _CACHE_POINT
+
+
+def _is_point(block: JSON) -> bool:
+    return any(block is point for point in _POINTS)
+
+
 _ANY_OBJECT: JSON = {"type": "object", "properties": {}}
 
 
@@ -97,8 +111,9 @@ def _text_parts(content: Any, where: str, *, images: bool) -> list[JSON]:
             blocks.append(_image(part, f"{where}.content[{j}]"))
         else:
             raise invalid(f"{where}.content[{j}]: content type {kind!r} is not supported", where)
-        if marked(part) and blocks and blocks[-1] is not _CACHE_POINT:
-            blocks.append(_CACHE_POINT)  # the prefix ends here (core.wire.prompt_cache)
+        ttl = marked(part)
+        if ttl and blocks and not _is_point(blocks[-1]):
+            blocks.append(_cache_point(ttl))  # the prefix ends here (core.wire.prompt_cache)
     return blocks
 
 
@@ -159,10 +174,11 @@ def _tool_result_blocks(result: JSON) -> list[JSON]:
     """A tool result, and the cache point a marked part of it asked for after it (a cachePoint
     may not sit inside a toolResult)."""
     inner = result["toolResult"]["content"]
-    if _CACHE_POINT not in inner:
+    points = [b for b in inner if _is_point(b)]
+    if not points:
         return [result]
-    result["toolResult"]["content"] = [b for b in inner if b is not _CACHE_POINT]
-    return [result, _CACHE_POINT]
+    result["toolResult"]["content"] = [b for b in inner if not _is_point(b)]
+    return [result, points[-1]]
 
 
 def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON], set[str], bool]:
@@ -224,8 +240,9 @@ def _tool_specs(tools: Any) -> list[JSON]:
         if isinstance(description, str) and description:
             spec["description"] = description
         specs.append({"toolSpec": spec})
-        if marked(tool):
-            specs.append(_CACHE_POINT)
+        ttl = marked(tool)
+        if ttl:
+            specs.append(_cache_point(ttl))
     return specs
 
 

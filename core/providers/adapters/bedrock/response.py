@@ -46,7 +46,7 @@ def convert_usage(usage: Any) -> JSON:
     cache_write = token_count(usage, "cacheWriteInputTokens")
     prompt = token_count(usage, "inputTokens") + cache_read + cache_write
     completion = token_count(usage, "outputTokens")
-    return {
+    out: JSON = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -56,6 +56,18 @@ def convert_usage(usage: Any) -> JSON:
             "cache_creation_tokens": cache_write,
         },
     }
+    # 1h cache writes cost more than 5m ones: Converse's cacheDetails ({ttl, inputTokens} per
+    # TTL, TokenUsage in the API reference) gives their part of the writes, for pricing.
+    details = usage.get("cacheDetails")
+    hour = (
+        [d for d in details if isinstance(d, dict) and d.get("ttl") == "1h"]
+        if isinstance(details, list)
+        else []
+    )
+    if hour:
+        write_1h = min(cache_write, sum(token_count(d, "inputTokens") for d in hour))
+        out["prompt_tokens_details"]["cache_creation_1h_tokens"] = write_1h
+    return out
 
 
 def string(mapping: JSON, key: str) -> str:
