@@ -35,7 +35,7 @@ from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
-from shared.traceparent import child_of
+from shared.traceparent import forwarded
 
 # Hop-by-hop and recomputed headers are not relayed from the core's response.
 _DROP_RESPONSE_HEADERS = frozenset(
@@ -160,8 +160,12 @@ class EdgeState:
             "content-type": "application/json",
             hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
-            hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
         }
+        # The client's trace context, as it came: the edge records no span of its own, so it
+        # must not name one as the core's parent (shared.traceparent.forwarded).
+        traceparent = forwarded(incoming.get(hop.TRACEPARENT_HEADER))
+        if traceparent is not None:
+            headers[hop.TRACEPARENT_HEADER] = traceparent
         for name in (*_FORWARD_REQUEST_HEADERS, *self.config.policy_headers):
             value = incoming.get(name)
             if value is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 
+HEADER = "traceparent"
+
 # Span ids need uniqueness, not secrecy: the PRNG avoids a getrandom syscall per request.
 # (Trace ids of new traces still come from os.urandom.)
 _rng = random.Random(os.urandom(16))
@@ -42,13 +44,19 @@ def child_of(incoming: str | None) -> str:
     return f"00-{os.urandom(16).hex()}-{_span_id()}-01"
 
 
+def forwarded(incoming: str | None) -> str | None:
+    """What a hop that records no span of its own passes on (the edge): the caller's
+    traceparent unchanged (normalised), or none, so the next tier that does record (the core)
+    is the child of the caller's span, or the root of a new trace, never of a span nobody
+    exported."""
+    parsed = parse(incoming)
+    return None if parsed is None else f"00-{parsed[0]}-{parsed[1]}-{parsed[2]}"
+
+
 def received(incoming: str | None) -> str:
     """The traceparent a request arrived with, normalised, or a new trace's when it had none
     or an invalid one: every request the core serves belongs to exactly one trace id."""
-    parsed = parse(incoming)
-    if parsed is None:
-        return child_of(None)
-    return f"00-{parsed[0]}-{parsed[1]}-{parsed[2]}"
+    return forwarded(incoming) or child_of(None)
 
 
 def trace_id_of(traceparent: str) -> str:

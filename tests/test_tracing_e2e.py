@@ -158,7 +158,8 @@ def test_streamed_chat_with_one_failover(stack: Stack, fake: FakeOpenAI) -> None
     spans = _spans(stack, trace_id)
     server = _one(spans, kind="SERVER")
     assert server["name"] == "POST /v1/chat/completions"
-    assert server["parent_id"] not in {s["span_id"] for s in spans}  # the edge's, remote
+    assert server["parent_id"] == traceparent.split("-")[2]  # the client's span: the edge
+    # records none, so it forwards the client's context as it came
     attributes = server["attributes"]
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.request.model"] == "failover"
@@ -251,6 +252,26 @@ def test_image_fetch_span(stack: Stack, fake: FakeOpenAI) -> None:
     assert fetch["kind"] == "INTERNAL"
     assert fetch["parent_id"] == attempt["span_id"]  # fetched for the attempt that needs bytes
     assert attempt["attributes"]["gen_ai.request.model"] == "gpt-fake"
+
+
+def test_a_request_without_trace_context_is_a_root(stack: Stack, fake: FakeOpenAI) -> None:
+    """The core starts the trace, under the id its log lines, ledger record and provider
+    request already carry."""
+    raw = openai.OpenAI(
+        base_url=f"{stack.edge_url}/v1", api_key=stack.token(), max_retries=0
+    ).chat.completions.with_raw_response.create(
+        model="failover", messages=[{"role": "user", "content": "hi"}]
+    )
+    request_id = raw.headers["x-request-id"]
+    logs = stack.wait_for_log("interlock.usage", f'"request_id":"{request_id}"')
+    line = next(x for x in logs.splitlines() if f'"request_id":"{request_id}"' in x)
+    trace_id = orjson.loads(line.split("interlock.usage ", 1)[1])["trace_id"]
+    server = _one(_spans(stack, trace_id), kind="SERVER")
+    assert server["parent_id"] is None
+    served = _one(_spans(stack, trace_id), name="chat gpt-fake")
+    assert f"00-{trace_id}-{served['span_id']}-01" in [
+        _traceparent_of(r.headers) for r in fake.for_model("gpt-fake")
+    ]
 
 
 def test_messages(stack: Stack, claude: FakeAnthropic) -> None:

@@ -135,7 +135,10 @@ def test_received_traceparent() -> None:
     incoming = f"00-{trace_id.upper()}-00f067aa0ba902b7-01"
     assert traceparent.received(incoming) == f"00-{trace_id}-00f067aa0ba902b7-01"
     assert traceparent.trace_id_of(traceparent.received(incoming)) == trace_id
+    # The edge forwards a valid one as it came (it records no span to be the core's parent).
+    assert traceparent.forwarded(incoming) == traceparent.received(incoming)
     for bad in (None, "", "garbage", f"00-{'0' * 32}-00f067aa0ba902b7-01", f"01-{trace_id}-x-01"):
+        assert traceparent.forwarded(bad) is None
         fresh = traceparent.received(bad)
         assert traceparent.parse(fresh) is not None
         assert traceparent.trace_id_of(fresh) != trace_id

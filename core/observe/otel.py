@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -31,6 +34,7 @@ from core.observe.tracing import OUTBOUND, F, RequestTrace
 from core.pipeline.exchange import Exchange
 from core.pipeline.stages import Stage
 from core.providers.adapters.base import ProviderError, Target
+from shared import traceparent as w3c
 from shared.config_tracing import TracingConfig
 
 T = TypeVar("T")
@@ -40,6 +44,23 @@ AnyExchange = Exchange[Any, Any, Any]
 TIMED_STAGES = frozenset({"cache", "admit", "dispatch"})
 _LOW64 = (1 << 64) - 1
 _HEADER_PREFIX = "x-interlock-"
+# x-interlock-* headers recorded otherwise: as numbers, from the outcome.
+_NOT_FROM_HEADERS = frozenset(
+    {"x-interlock-attempts", "x-interlock-failovers", "x-interlock-retries"}
+)
+
+
+# The trace id the next root span must have (the one the request was given at the hop).
+_PINNED: ContextVar[int | None] = ContextVar("interlock_pinned_trace_id", default=None)
+
+
+class _PinnedTraceIds(RandomIdGenerator):
+    """A request that came without trace context was given a trace id at the hop (its log
+    lines and ledger record carry it): the core's root span takes that id, not a new one."""
+
+    def generate_trace_id(self) -> int:
+        pinned = _PINNED.get()
+        return pinned if pinned is not None else super().generate_trace_id()
 
 
 def otlp_exporter(config: TracingConfig) -> SpanExporter:
@@ -67,7 +88,9 @@ class OtelTracer:
         processor: SpanProcessor | None = None,
     ) -> None:
         resource = Resource.create({"service.name": config.service_name})
-        self._provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+        self._provider = TracerProvider(
+            resource=resource, sampler=ALWAYS_ON, id_generator=_PinnedTraceIds()
+        )
         self._provider.add_span_processor(processor or BatchSpanProcessor(exporter))
         self.tracer = self._provider.get_tracer("interlock", schema_url=genai.SCHEMA_URL)
         self.capture_content = config.capture_content
@@ -99,10 +122,14 @@ class OtelTracer:
         await asyncio.to_thread(self._provider.shutdown)  # joins the export thread
 
 
-def _parent(traceparent: str | None) -> Any:
-    """The remote parent's context (the edge's span) for the server span."""
-    if not traceparent:
-        return None
+def _parent(x: AnyExchange) -> Context:
+    """The server span's parent: the caller's span (its traceparent, forwarded by the edge),
+    or none (a new trace, whose id the hop already gave the request: pinned)."""
+    traceparent = x.caller.traceparent
+    if not traceparent or w3c.parse(x.http.headers.get(w3c.HEADER)) is None:
+        if traceparent:
+            _PINNED.set(int(traceparent[3:35], 16))  # this request's task only
+        return Context()
     parent = SpanContext(
         trace_id=int(traceparent[3:35], 16),
         span_id=int(traceparent[36:52], 16),
@@ -165,7 +192,7 @@ class OtelRequest:
         self._operation = genai.OPERATIONS.get(path, "chat")
         self._span = tracer.start_span(
             f"{method} {path}",
-            context=_parent(x.caller.traceparent),
+            context=_parent(x),
             kind=SpanKind.SERVER,
             attributes={
                 "http.request.method": method,
@@ -240,7 +267,7 @@ class OtelRequest:
         span = self._span
         span.set_attribute("http.response.status_code", status)
         for name, value in headers.items():
-            if name.startswith(_HEADER_PREFIX):
+            if name.startswith(_HEADER_PREFIX) and name not in _NOT_FROM_HEADERS:
                 span.set_attribute(
                     f"interlock.{name[len(_HEADER_PREFIX) :].replace('-', '_')}", value
                 )
