@@ -15,8 +15,13 @@ _span = _rng.getrandbits
 os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(16)))
 
 
+def new_span_id() -> int:
+    """A span id (never 0): the core's spans take theirs from here too (core.observe.otel)."""
+    return _span(64) or 1
+
+
 def _span_id() -> str:
-    return f"{_span(64) or 1:016x}"
+    return f"{new_span_id():016x}"
 
 
 _HEX = frozenset("0123456789abcdef")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -56,11 +56,17 @@ _PINNED: ContextVar[int | None] = ContextVar("interlock_pinned_trace_id", defaul
 
 class _PinnedTraceIds(RandomIdGenerator):
     """A request that came without trace context was given a trace id at the hop (its log
-    lines and ledger record carry it): the core's root span takes that id, not a new one."""
+    lines and ledger record carry it): the core's root span takes that id, not a new one.
+    Other new traces (none in practice: every request has one) get the SDK's."""
 
     def generate_trace_id(self) -> int:
         pinned = _PINNED.get()
         return pinned if pinned is not None else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        """From a PRNG seeded per process (span ids need uniqueness, not secrecy), not a
+        getrandom syscall per span."""
+        return w3c.new_span_id()
 
 
 def otlp_exporter(config: TracingConfig) -> SpanExporter:
@@ -183,7 +189,16 @@ class OtelRequest:
     attempt's span stays open until the request ends (a stream's end), so it carries the usage
     and covers the whole upstream exchange."""
 
-    __slots__ = ("_ctx", "_ended", "_operation", "_owner", "_serving", "_span", "_tracer")
+    __slots__ = (
+        "_ctx",
+        "_ended",
+        "_late",
+        "_operation",
+        "_owner",
+        "_serving",
+        "_span",
+        "_tracer",
+    )
 
     def __init__(self, owner: OtelTracer, x: AnyExchange) -> None:
         self._owner = owner
@@ -206,23 +221,26 @@ class OtelRequest:
         self._ctx = trace.set_span_in_context(self._span)
         self._serving: Span | None = None
         self._ended = False
+        # The server span's attributes known later, set at its end in one call (each call
+        # takes the span's lock and checks every value: once is cheaper).
+        self._late: dict[str, Any] = {}
 
     async def stage(self, stage: Stage, x: AnyExchange) -> None:
         if stage.name not in TIMED_STAGES:
             await stage(x)
             return
-        with self._tracer.start_as_current_span(
-            f"interlock.{stage.name}",
-            context=self._ctx,
-            kind=SpanKind.INTERNAL,
-            record_exception=False,  # an exception's text may quote the request
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                await stage(x)
-            except BaseException as error:
-                _failure(span, error)
-                raise
+        span = self._tracer.start_span(
+            f"interlock.{stage.name}", context=self._ctx, kind=SpanKind.INTERNAL
+        )
+        current = context.attach(trace.set_span_in_context(span, self._ctx))
+        try:
+            await stage(x)
+        except BaseException as error:
+            _failure(span, error)  # never the exception's text: it may quote the request
+            raise
+        finally:
+            context.detach(current)
+            span.end()
 
     async def attempt(self, work: Awaitable[T], target: Target, reason: str, streaming: bool) -> T:
         provider = target.provider
@@ -239,14 +257,15 @@ class OtelRequest:
             f"{self._operation} {target.model}", kind=SpanKind.CLIENT, attributes=attributes
         )
         outbound = OUTBOUND.set(_traceparent(span))
+        current = context.attach(trace.set_span_in_context(span))
         try:
-            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
-                result = await work
+            result = await work
         except BaseException as error:
             _failure(span, error, upstream=True)
             span.end()
             raise
         finally:
+            context.detach(current)
             OUTBOUND.reset(outbound)
         span.set_attributes(genai.response_attributes(result))
         if self._serving is not None:  # served before a budget downgrade re-ran dispatch
@@ -264,15 +283,13 @@ class OtelRequest:
         )
 
     def responded(self, x: AnyExchange, status: int, headers: Any, open_: bool) -> None:
-        span = self._span
-        span.set_attribute("http.response.status_code", status)
+        late = self._late
+        late["http.response.status_code"] = status
         for name, value in headers.items():
             if name.startswith(_HEADER_PREFIX) and name not in _NOT_FROM_HEADERS:
-                span.set_attribute(
-                    f"interlock.{name[len(_HEADER_PREFIX) :].replace('-', '_')}", value
-                )
+                late[f"interlock.{name[len(_HEADER_PREFIX) :].replace('-', '_')}"] = value
         if not open_:
-            self._end(x, x.usage, None)
+            self._end(x, x.usage, "ok" if status < 400 else None)
 
     def finished(
         self, x: AnyExchange, usage: dict[str, Any] | None, status: str, error: ProviderError | None
@@ -288,29 +305,29 @@ class OtelRequest:
             return
         _failure(self._span, error)
         if status is not None:
-            self._span.set_attribute("http.response.status_code", status)
+            self._late["http.response.status_code"] = status
         self._end(x, None, None)
 
     def _end(self, x: AnyExchange, usage: dict[str, Any] | None, outcome: str | None) -> None:
         self._ended = True
-        span, serving = self._span, self._serving
+        span, serving, late = self._span, self._serving, self._late
         request = getattr(x, "request", None)
         if request is not None:
-            span.set_attribute(genai.REQUEST_MODEL, request.model)
+            late[genai.REQUEST_MODEL] = request.model
         served = getattr(x, "outcome", None)
         if served is not None:
-            span.set_attribute("interlock.attempts", served.attempts)
-            span.set_attribute("interlock.failovers", served.failovers)
-            span.set_attribute("interlock.retries", served.retries)
+            late["interlock.attempts"] = served.attempts
+            late["interlock.failovers"] = served.failovers
+            late["interlock.retries"] = served.retries
         if outcome is not None:
-            span.set_attribute("interlock.outcome", outcome)
+            late["interlock.outcome"] = outcome
         used = genai.usage_attributes(usage)
-        span.set_attributes(used)
         if self._owner.capture_content:
             _content(serving or span, x)
         if serving is not None:
             serving.set_attributes(used)
             serving.end()
+        span.set_attributes({**late, **used})
         span.end()
 
 
