@@ -35,7 +35,12 @@ from core.ledger import store_for
 from core.ledger.writer import Ledger
 from core.limits.tenant import Settlements, TenantLimiter
 from core.observe import context as requestctx
-from core.observe.metrics import render as render_metrics
+from core.observe import exposition
+from core.observe.events import EVENTS, event_families
+from core.observe.metrics import families as core_families
+from core.observe.otel_metrics import OtlpMetrics
+from core.observe.records import Records
+from core.observe.request_metrics import Labels, RequestMetrics
 from core.observe.tracing import Tracer, build_tracer
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline import Account, Pipeline, standard_stages
@@ -48,7 +53,7 @@ from core.resilience.dispatch import Dispatcher
 from core.resilience.health_checks import HealthChecks
 from core.resilience.key_pools import KeyPools
 from core.resilience.stats_sync import StatsSync
-from core.resilience.stats_sync import metrics as estimate_metrics
+from core.resilience.stats_sync import metric_families as estimate_families
 from core.spend.cost import Pricing
 from core.startup import prepare_core
 from core.state.redis_store import RedisStore
@@ -94,6 +99,7 @@ class CoreState:
             if isinstance(provider.upstream, GeminiUpstream):
                 provider.upstream.attach(self.store)  # its context cache registry, shared
         self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
+        self.secrets = parts.secrets  # referenced secrets, refreshed while serving
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
         policy = config.core.resilience
@@ -131,6 +137,12 @@ class CoreState:
         # The writer owns the store; the usage API (core.api.usage) only reads from it.
         self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
         self.ledger = Ledger(self.ledger_store, ledger) if self.ledger_store else None
+        # Every request's outcome record: the metrics always (OpenTelemetry's form too when
+        # exported: core.observe.otel_metrics), the ledger when it is on.
+        metrics = RequestMetrics(Labels(config))
+        self.records = Records(metrics, self.ledger)
+        instruments = [*metrics.instruments.all(), *EVENTS]
+        self.otlp = OtlpMetrics(instruments) if config.metrics.otlp else None
         # The response cache (core.cache): Redis itself when there is one (an outage is a
         # miss), else this process's memory, bounded by cache.max_bytes.
         # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
@@ -150,7 +162,7 @@ class CoreState:
                 config.cache,
                 backend,
                 self.limiter,
-                self.ledger,
+                self.records,
                 Coalescer(shared),
                 (resilience.total_deadline_s, resilience.stream_idle_timeout_s),
             )
@@ -176,6 +188,7 @@ class CoreState:
         )
         self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
         await self.images.start()
+        self.secrets.start()
         USAGE_LOG.start()
         requestctx.install_log_ids(logging.getLogger("interlock"))  # ids on every line
         self.settlements.start()
@@ -185,6 +198,8 @@ class CoreState:
         self.health_checks.start()
         if self.ledger is not None:
             self.ledger.start()
+        if self.otlp is not None:
+            self.otlp.start()
         self.ready = True
         try:
             yield
@@ -199,7 +214,10 @@ class CoreState:
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
             await self.tracer.shutdown()  # exports the spans still buffered
+            if self.otlp is not None:  # exports what it counted since the last export
+                await self.otlp.stop()
             await self.images.close()
+            await self.secrets.stop()
             await self.store.close()
             await self.session.close()
             self.session = None
@@ -236,7 +254,7 @@ def create_app(
         state.cache,
         state.affinity,
     )
-    account = Account(state.ledger, state.pricing, state.affinity)
+    account = Account(state.records, state.pricing, state.affinity)
     passthrough = Passthrough(config.core.resilience.max_event_bytes)
     tracer = state.tracer
     inline = tracer.wrap("image_fetch", state.images.inline)  # itself when tracing is off
@@ -315,17 +333,11 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
             return _not_ready(b'{"status":"state_unavailable"}')
         return Response(b'{"status":"ready"}', media_type="application/json")
 
+    registry = exposition.registry_of(_metric_sources(state))
+
     async def metrics(request: Request) -> Response:
-        text = render_metrics(state.store, state.breakers, state.entries())
-        estimates = estimate_metrics(state.dispatcher.latency, state.health_checks.sent)
-        text += ("\n".join(estimates) + "\n").encode()
-        if state.ledger is not None:
-            text += ("\n".join(state.ledger.metrics()) + "\n").encode()
-        if state.cache is not None:
-            text += ("\n".join(state.cache.metrics()) + "\n").encode()
-        if state.config.idempotency.enabled:
-            text += ("\n".join(state.idempotency.metrics()) + "\n").encode()
-        return Response(text, media_type="text/plain; version=0.0.4")
+        page, content_type = exposition.render(registry, request.headers.get("accept"))
+        return Response(page, media_type=content_type)
 
     explainer = RouteExplainer(
         specs, state.registry, state.policy, state.dispatcher, state.pricing, state.affinity
@@ -337,3 +349,21 @@ def _admin_routes(state: CoreState, specs: dict[str, AnySpec]) -> list[Route]:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/route/explain", explain_endpoint(explainer, max_body), methods=["POST"]),
     ]
+
+
+def _metric_sources(state: CoreState) -> list[exposition.Source]:
+    """What /metrics shows, each source asked at scrape time."""
+    sources: list[exposition.Source] = [
+        lambda: core_families(state.store, state.breakers, state.entries()),
+        lambda: estimate_families(state.dispatcher.latency, state.health_checks.sent),
+        state.records.metrics.families,
+        event_families,
+        state.budget_settler.levels.metric_families,
+    ]
+    if state.ledger is not None:
+        sources.append(state.ledger.metric_families)
+    if state.cache is not None:
+        sources.append(state.cache.metric_families)
+    if state.config.idempotency.enabled:
+        sources.append(state.idempotency.metric_families)
+    return sources

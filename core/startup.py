@@ -4,14 +4,20 @@ Each configured provider becomes one `Provider` (core/providers/provider.py): it
 resolved from the kind, its options parsed once into the kind's typed, frozen settings, its
 Transport (timeouts, signer) and Upstream built. The model registry resolves every model's
 targets to those Providers (and builds `routing.routes`), the routing rules are compiled
-(core.routing.policy), and the hop secret is found. `CoreState` (core/app.py) and
+(core.routing.policy), and the hop secret is found. Referenced secrets (aws-sm://...: provider
+keys, the hop secret, credential options) are read here, all in parallel, so a missing or
+malformed one fails start-up naming the reference; `secrets` refreshes them once serving.
+`CoreState` (core/app.py) and
 `interlock check-config` (core/ops/cli.py) both call `prepare_core`: the CLI approves exactly the
-configs the core starts with. Nothing here opens a socket, reads from the network or starts a
-task; the HTTP session is only reached through `session`, when a request is sent.
+configs the core starts with. Apart from reading referenced secrets, nothing here opens a
+socket, reads from the network or starts a task; the HTTP session is only reached through
+`session`, when a request is sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -23,7 +29,10 @@ from core.spend.pricing import CataloguePricing, build_pricing
 from core.state.redis_url import parse_endpoint
 from shared import hop
 from shared.config import Config
+from shared.config_file import errors_located
 from shared.configparse import ConfigError
+from shared.secret import Secret
+from shared.secret_refresh import SecretRefresher, references
 
 
 @dataclass(frozen=True)
@@ -31,13 +40,20 @@ class CoreParts:
     config: Config  # as loaded
     providers: dict[str, Provider]  # by name, each built once; targets carry them
     registry: ModelRegistry
-    hop_secret: bytes
+    hop_secret: Secret  # a SecretRef when referenced: rotates in place
     pricing: CataloguePricing  # the catalogue under the operator's `prices` (core.spend)
     policy: Policy  # routing.rules compiled (core.routing.policy); empty without rules
+    secrets: SecretRefresher  # every referenced secret, read; started by the core's lifespan
 
 
 def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
-    """Build the config-derived parts of the core; raises ConfigError naming the bad key."""
+    """Build the config-derived parts of the core; raises ConfigError naming the bad key
+    (and its line, when the config came from a file)."""
+    with errors_located(config.source):
+        return _prepare(config, session)
+
+
+def _prepare(config: Config, session: SessionGetter) -> CoreParts:
     providers = {
         name: build_provider(provider, config.core, session)
         for name, provider in config.providers.items()
@@ -47,14 +63,33 @@ def prepare_core(config: Config, session: SessionGetter) -> CoreParts:
     policy = build_policy(
         config.routing, registry.named, lambda model: registry.resolve(model) is not None
     )
+    hop_secret = hop.resolve_secret(config.hop.secret, config.state_dir, verifier=True)
+    secrets = SecretRefresher(
+        references([hop_secret, *_provider_secrets(providers)]), config.secrets.refresh_s
+    )
+    secrets.resolve_now()
+    hop.check_resolved(hop_secret)
     return CoreParts(
         config=config,
         providers=providers,
         registry=registry,
         policy=policy,
-        hop_secret=hop.resolve_secret(config.hop.secret, config.state_dir),
+        hop_secret=hop_secret,
         pricing=build_pricing(config, providers),
+        secrets=secrets,
     )
+
+
+def _provider_secrets(providers: dict[str, Provider]) -> Iterator[Secret]:
+    """Each provider's keys and the Secrets among its kind's typed settings (credentials)."""
+    for provider in providers.values():
+        yield from provider.api_keys
+        settings = provider.settings
+        if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+            for field in dataclasses.fields(settings):
+                value = getattr(settings, field.name)
+                if isinstance(value, Secret):
+                    yield value
 
 
 def _check_redis_url(url: str | None) -> None:

@@ -29,6 +29,7 @@ from edge.jwks import JwksRefresher, load_public_keys
 from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
+from edge.secrets import EdgeSecrets
 from shared import hop
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
@@ -85,13 +86,16 @@ def _peek_model(body: bytes) -> str:
 class EdgeState:
     def __init__(self, config: EdgeTierConfig) -> None:
         self.config = config
-        self.verifier = TokenVerifier(config.auth, load_public_keys(config.auth))
-        self.jwks = JwksRefresher(config.auth, self.verifier.replace_keys)
+        edge_secrets = EdgeSecrets(config)  # the hop secret and JWKS, maybe referenced
+        self.secrets = edge_secrets
+        self.verifier = TokenVerifier(edge_secrets.auth, load_public_keys(edge_secrets.auth))
+        edge_secrets.follow_jwks(self.verifier.replace_keys)
+        self.jwks = JwksRefresher(edge_secrets.auth, self.verifier.replace_keys)
         self.revocations = RevocationRefresher(config.auth, self.verifier.replace_revocations)
         self.verifier.replace_revocations(self.revocations.load())
         self.network = NetworkPolicy(config.auth.tenant_cidrs, config.edge.trusted_proxies)
         self.router = PoolRouter(config.edge)
-        self.hop_key = hop.HopKey(hop.resolve_secret(config.hop.secret, config.state_dir))
+        self.hop_key = hop.HopKey(edge_secrets.hop_secret)
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.session: aiohttp.ClientSession | None = None
@@ -127,9 +131,11 @@ class EdgeState:
         self.fresh = core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
         await self.jwks.start()
         await self.revocations.start()
+        self.secrets.refresher.start()
         try:
             yield
         finally:
+            await self.secrets.refresher.stop()
             await self.revocations.stop()
             await self.jwks.stop()
             await self.session.close()
@@ -206,6 +212,7 @@ class EdgeState:
         closing). Later attempts never reuse pooled connections."""
         path = request.scope["path"] + _forwarded_query(request)
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
+        await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             session = self.session if attempt == 0 else self.fresh
             if session is None:

@@ -36,8 +36,9 @@ from shared.config_edge import (
     edge_fields,
     load_edge_config,
 )
-from shared.config_file import PathLike, read_config_file
+from shared.config_file import PathLike, errors_located, read_config_file
 from shared.config_ledger import LedgerConfig, parse_ledger
+from shared.config_metrics import MetricsConfig, parse_metrics
 from shared.config_models import ModelConfig, TargetConfig, parse_aliases, parse_models
 from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
@@ -120,6 +121,7 @@ class Config(EdgeTierConfig):
     cache: CacheConfig = field(default_factory=CacheConfig)  # core.cache
     idempotency: IdempotencyConfig = field(default_factory=IdempotencyConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)  # core.observe.tracing
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # core.observe
 
 
 _STATE = cp.keys_of(StateConfig)
@@ -134,7 +136,8 @@ def load_config(path: PathLike | None = None, env: dict[str, str] | None = None)
     found = read_config_file(path, environ)
     if found is None:
         return parse_config(embedded_defaults(environ), "embedded defaults", environ)
-    return parse_config(*found, environ)
+    with errors_located(found[1]):  # the error names the key; this adds its line in the file
+        return parse_config(*found, environ)
 
 
 # Providers `make run` adds when their key is in the environment:
@@ -194,6 +197,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         cache=parse_cache(core.get("cache"), names, frozenset(routing.routes)),
         idempotency=parse_idempotency(core.get("idempotency")),
         tracing=parse_tracing(core.get("tracing"), env),
+        metrics=parse_metrics(core.get("metrics")),
     )
 
 

@@ -1,16 +1,20 @@
-"""The auth-policy parts of interlock.yaml: client networks and the revocation list source.
+"""The auth-policy parts of interlock.yaml: client networks, the revocation list source, and
+how referenced secrets are checked and refreshed (`secrets:`).
 
 Parsed once at start-up (shared/config.py calls these); a bad value fails naming its key.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared import claims
 from shared import configparse as cp
 from shared.configparse import ConfigError
+from shared.secret import SecretRef
+from shared.secret_sources import as_secret
 
 
 def networks(raw: Any, path: str) -> tuple[claims.Network, ...]:
@@ -52,3 +56,32 @@ def revocation_settings(s: dict[str, Any], state_dir: Path) -> dict[str, Any]:
         "revocation_refresh_s": cp.duration(s, "revocation_refresh", "auth", 10),
         "revocation_required": bool(file or url),
     }
+
+
+@dataclass(frozen=True)
+class SecretsConfig:
+    """`secrets:` how referenced secrets (aws-sm://...) are kept fresh: each is re-read every
+    `refresh_s` on its own (0: read once at start-up); a rotated value is used from the next
+    read on, and on an upstream 401 a provider key is re-read at once."""
+
+    refresh_s: float = 300.0
+
+
+_SECRETS = cp.keys_of(SecretsConfig)
+
+
+def parse_secrets(raw: Any) -> SecretsConfig:
+    s = cp.section(raw, "secrets", _SECRETS)
+    refresh = cp.duration(s, "refresh", "secrets", SecretsConfig.refresh_s)
+    if 0 < refresh < 1:
+        raise ConfigError("secrets.refresh: expected 0 (off) or at least 1s")
+    return SecretsConfig(refresh_s=refresh)
+
+
+def check_secret(value: str, path: str, min_chars: int = 1) -> None:
+    """A literal secret's length is checked now; a reference's syntax now and its value when
+    it is read at start-up (shared.secret_refresh)."""
+    if isinstance(as_secret(value, path), SecretRef):
+        return
+    if len(value) < min_chars:
+        raise ConfigError(f"{path}: must be at least {min_chars} characters")

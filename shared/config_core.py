@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
-from shared.config_edge import DEFAULT_CORE_PORT
+from shared.config_edge import core_address
 from shared.config_resilience import ResilienceConfig, parse_resilience
 from shared.config_server import CORE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.secret import Secret
+from shared.secret_sources import as_secret
 
 DEFAULT_CORE_ADMIN_PORT = 8082
 
@@ -103,7 +104,7 @@ def parse_rate_limit(raw: Any, path: str) -> RateLimit:
 
 def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
     s = cp.section(raw, "core", _CORE)
-    port = cp.port_setting(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    host, port = core_address(s, env)  # the rule the edge's default pool follows too
     if "admin_port" not in s and env.get("INTERLOCK_CORE_ADMIN_PORT"):
         s = {**s, "admin_port": env["INTERLOCK_CORE_ADMIN_PORT"]}
     admin_port = cp.integer(s, "admin_port", "core", DEFAULT_CORE_ADMIN_PORT, 1, 65535)
@@ -111,7 +112,7 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         raise ConfigError("core.admin_port: must differ from core.port")
     connect_timeout_s = cp.duration(s, "connect_timeout", "core", 10)
     return CoreConfig(
-        host=cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"),
+        host=host,
         port=port,
         admin_host=cp.string(
             s, "admin_host", "core", env.get("INTERLOCK_CORE_ADMIN_HOST") or "127.0.0.1"
@@ -181,10 +182,13 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
     for name, entry in raw.items():
         path = f"providers.{name}"
         s = cp.section(entry, path, _PROVIDER)
-        keys = cp.string_list(s, "api_keys", path)
+        keys = [
+            as_secret(key, f"{path}.api_keys[{i}]")
+            for i, key in enumerate(cp.string_list(s, "api_keys", path))
+        ]
         single = cp.optional_string(s, "api_key", path)
-        if single:
-            keys = (single, *keys)
+        if single:  # a value, ${ENV}, or a reference (aws-sm://...) read at start-up
+            keys.insert(0, as_secret(single, f"{path}.api_key"))
         base_url = cp.optional_string(s, "base_url", path)
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.base_url: expected an http(s) URL")
@@ -197,7 +201,7 @@ def parse_providers(raw: Any) -> dict[str, ProviderConfig]:
             name=str(name),
             kind=cp.string(s, "kind", path),
             base_url=base_url.rstrip("/") if base_url else None,
-            api_keys=tuple(Secret(key) for key in keys),
+            api_keys=tuple(keys),
             headers=cp.string_map(s, "headers", path),
             timeout_s=timeout,
             allow_any_model=cp.boolean(s, "allow_any_model", path, False),

@@ -16,8 +16,15 @@ from typing import Any
 
 from shared import claims
 from shared import configparse as cp
-from shared.config_auth import networks, revocation_settings, tenant_cidrs
-from shared.config_file import PathLike, read_config_file
+from shared.config_auth import (
+    SecretsConfig,
+    check_secret,
+    networks,
+    parse_secrets,
+    revocation_settings,
+    tenant_cidrs,
+)
+from shared.config_file import PathLike, errors_located, read_config_file
 from shared.config_routing import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
@@ -54,7 +61,9 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class HopConfig:
-    secret: str | None  # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up
+    # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up. May be a
+    # reference (aws-sm://...), read at start-up and refreshed (shared.secret_refresh).
+    secret: str | None = field(repr=False)
     max_skew_s: int  # signing time vs the core's clock; hop nonces are remembered this long
 
 
@@ -145,8 +154,8 @@ def _jwks_url(s: dict[str, Any]) -> str | None:
 def parse_hop(raw: Any) -> HopConfig:
     s = cp.section(raw, "hop", _HOP)
     secret = cp.optional_string(s, "secret", "hop")
-    if secret is not None and len(secret) < 32:
-        raise ConfigError("hop.secret: must be at least 32 characters")
+    if secret is not None:
+        check_secret(secret, "hop.secret", min_chars=32)
     max_skew = cp.duration(s, "max_skew", "hop", DEFAULT_MAX_SKEW_S)
     if not 1 <= max_skew <= 600:
         # Nonces are remembered for the whole window: a long one costs state store memory.
@@ -154,13 +163,40 @@ def parse_hop(raw: Any) -> HopConfig:
     return HopConfig(secret=secret, max_skew_s=int(max_skew))
 
 
-def parse_edge(raw: Any, env: dict[str, str]) -> EdgeConfig:
+def core_address(s: dict[str, Any], env: dict[str, str]) -> tuple[str, int]:
+    """Where the core listens: `core.host` / `core.port`, else $INTERLOCK_CORE_HOST /
+    $INTERLOCK_CORE_PORT, else 127.0.0.1:8081. The core binds to this and the edge's default
+    pool points at it, with one rule, so an edge and a core started with the same file and
+    environment always meet."""
+    port = cp.port_setting(s, "core", "INTERLOCK_CORE_PORT", env, DEFAULT_CORE_PORT)
+    return cp.string(s, "host", "core", env.get("INTERLOCK_CORE_HOST") or "127.0.0.1"), port
+
+
+def default_core_url(core: Any, env: dict[str, str]) -> str:
+    """The default pool when `edge.pools` is absent: $INTERLOCK_CORE_URL, else the core's own
+    address from the file's `core` section (only host, port and server.tls_cert_file are read,
+    and only they are interpolated: the rest of that section is the core's). A wildcard listen
+    address is reached on loopback; a core serving TLS is reached over https."""
+    if env.get("INTERLOCK_CORE_URL"):
+        return env["INTERLOCK_CORE_URL"]
+    s = core if isinstance(core, dict) else {}
+    own = {k: cp.interpolate(s[k], f"core.{k}", env) for k in ("host", "port") if k in s}
+    host, port = core_address(own, env)
+    if port == 0:
+        raise ConfigError("core.port: 0 (any free port) cannot be followed: set edge.pools")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    server = s.get("server")
+    tls = isinstance(server, dict) and bool(server.get("tls_cert_file"))
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+def parse_edge(raw: Any, env: dict[str, str], core: Any = None) -> EdgeConfig:
+    """`edge`; `core` is the file's raw `core` section, read only for the default pool."""
     s = cp.section(raw, "edge", _EDGE)
     port = cp.port_setting(s, "edge", "INTERLOCK_EDGE_PORT", env, DEFAULT_EDGE_PORT)
-    core_url = env.get("INTERLOCK_CORE_URL") or (
-        f"http://127.0.0.1:{env.get('INTERLOCK_CORE_PORT') or DEFAULT_CORE_PORT}"
-    )
-    pools_raw = s.get("pools") or {"default": [core_url]}
+    pools_raw = s.get("pools") or {"default": [default_core_url(core, env)]}
     if not isinstance(pools_raw, dict) or not pools_raw:
         raise ConfigError("edge.pools: expected a mapping of pool name to a list of core URLs")
     pools: dict[str, tuple[str, ...]] = {}
@@ -248,7 +284,7 @@ def _path(s: dict[str, Any], key: str) -> Path | None:
 
 # interlock.yaml's top-level keys by the tier that reads them. Both loaders refuse any other
 # key (a typo is an error); the edge accepts the core's sections and never reads them.
-EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge")
+EDGE_SECTIONS = ("state_dir", "auth", "hop", "edge", "secrets")
 CORE_SECTIONS = (
     "core",
     "providers",
@@ -263,6 +299,7 @@ CORE_SECTIONS = (
     "cache",
     "idempotency",
     "tracing",
+    "metrics",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))
 
@@ -278,6 +315,7 @@ class EdgeTierConfig:
     source: str  # the file it came from, or "embedded defaults"
     # routing.headers: client headers the core's routing rules read, relayed by the edge.
     policy_headers: tuple[str, ...]
+    secrets: SecretsConfig  # how referenced secrets are refreshed (both tiers hold some)
 
 
 def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -289,8 +327,9 @@ def edge_fields(top: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         "state_dir": state_dir,
         "auth": parse_auth(own.get("auth"), state_dir),
         "hop": parse_hop(own.get("hop")),
-        "edge": parse_edge(own.get("edge"), env),
+        "edge": parse_edge(own.get("edge"), env, top.get("core")),
         "policy_headers": _policy_headers(top.get("routing"), env),
+        "secrets": parse_secrets(own.get("secrets")),
     }
 
 
@@ -313,4 +352,5 @@ def load_edge_config(
     environ = dict(os.environ) if env is None else env
     found = read_config_file(path, environ)
     raw, source = found if found is not None else ({}, "embedded defaults")
-    return parse_edge_config(raw, source, environ)
+    with errors_located(source):
+        return parse_edge_config(raw, source, environ)

@@ -34,6 +34,8 @@ from typing import Any, TypeGuard
 import orjson
 
 from shared import claims
+from shared.configparse import ConfigError
+from shared.secret import Secret, SecretRef
 
 HOP_HEADER = "x-interlock-hop"
 REQUEST_ID_HEADER = "x-request-id"
@@ -52,6 +54,7 @@ MAX_REQUEST_ID_CHARS = 128
 _MAC_CHARS = 43  # base64url of 32 bytes, unpadded
 _NONCE_CHARS = 32
 _DIGEST_CHARS = 64
+MIN_SECRET_CHARS = 32
 _MAX_TIME = 1 << 40  # seconds; far beyond any real clock, small enough for float-exact maths
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -79,30 +82,56 @@ class HopClaims:
 
 
 class HopKey:
-    """The shared secret, keyed once: each MAC then costs one copy of the keyed state."""
+    """The shared secret, keyed once per value: each MAC then costs one copy of the keyed
+    state. The secret may be a reference (shared.secret.SecretRef) that rotates under it: the
+    signer (the edge) always signs with the current value; the verifier (the core) accepts
+    every value the secret accepts mid-rotation (current, pending, the one just replaced)."""
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_keyed", "_secret")
 
-    def __init__(self, secret: bytes) -> None:
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+    def __init__(self, secret: bytes | Secret) -> None:
+        self._secret = secret if isinstance(secret, Secret) else Secret(secret.decode())
+        self._keyed: dict[str, hmac.HMAC] = {}
+
+    def _for(self, value: str) -> hmac.HMAC:
+        keyed = self._keyed.get(value)
+        if keyed is None:
+            if len(self._keyed) >= _MAX_KEYED:  # rotations only: a handful of values ever
+                self._keyed.clear()
+            keyed = self._keyed[value] = hmac.new(value.encode(), digestmod=hashlib.sha256)
+        return keyed
 
     def mac(self, method: str, path: str, request_id: str, payload: bytes) -> str:
-        mac = self._keyed.copy()
-        mac.update(
-            b"\n".join(
-                (
-                    HOP_VERSION.encode(),
-                    method.encode("ascii", "replace"),
-                    path.encode("utf-8", "surrogatepass"),
-                    request_id.encode("ascii", "replace"),
-                    payload,
-                )
-            )
+        return _mac(self._for(self._secret.reveal()), method, path, request_id, payload)
+
+    def verify(self, method: str, path: str, request_id: str, payload: bytes, mac: str) -> bool:
+        """Whether `mac` was made with any value the secret accepts now."""
+        return any(
+            hmac.compare_digest(_mac(self._for(value), method, path, request_id, payload), mac)
+            for value in self._secret.accepted()
         )
-        return urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
     def __repr__(self) -> str:
         return "HopKey(********)"
+
+
+_MAX_KEYED = 8
+
+
+def _mac(keyed: hmac.HMAC, method: str, path: str, request_id: str, payload: bytes) -> str:
+    mac = keyed.copy()
+    mac.update(
+        b"\n".join(
+            (
+                HOP_VERSION.encode(),
+                method.encode("ascii", "replace"),
+                path.encode("utf-8", "surrogatepass"),
+                request_id.encode("ascii", "replace"),
+                payload,
+            )
+        )
+    )
+    return urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
 
 def body_digest(body: bytes) -> str:
@@ -161,7 +190,7 @@ def authenticate(
     payload = parts[1].encode("ascii")
     if not payload or not _B64URL.issuperset(payload):
         return None
-    if not hmac.compare_digest(key.mac(method, path, request_id, payload), parts[2]):
+    if not key.verify(method, path, request_id, payload, parts[2]):
         return None
     try:
         raw = orjson.loads(urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
@@ -210,12 +239,18 @@ def expires_at(token_exp: float, leeway_s: float) -> int:
 
 
 def resolve_secret(
-    configured: str | None, state_dir: os.PathLike[str] | str, env: dict[str, str] | None = None
-) -> bytes:
-    """hop.secret from config, else $INTERLOCK_HOP_SECRET, else <state_dir>/hop-secret."""
+    configured: str | None,
+    state_dir: os.PathLike[str] | str,
+    env: dict[str, str] | None = None,
+    verifier: bool = False,
+) -> Secret:
+    """hop.secret from config, else $INTERLOCK_HOP_SECRET, else <state_dir>/hop-secret. Either
+    of the first two may be a reference (aws-sm://...): a SecretRef read at start-up by the
+    tier's SecretRefresher, its length checked then. The `verifier` (the core) reads the
+    pending value (AWSPENDING) too; the signer (the edge) needs only the current one."""
     from pathlib import Path
 
-    from shared.configparse import ConfigError
+    from shared.secret_sources import as_secret
 
     environ = os.environ if env is None else env
     secret = configured or environ.get("INTERLOCK_HOP_SECRET")
@@ -228,6 +263,13 @@ def resolve_secret(
             "hop.secret: not set; set hop.secret, INTERLOCK_HOP_SECRET, "
             "or run `interlock up` once to create one"
         )
-    if len(secret) < 32:
-        raise ConfigError("hop.secret: must be at least 32 characters")
-    return secret.encode()
+    resolved = as_secret(secret, "hop.secret", wants_pending=verifier)
+    if not isinstance(resolved, SecretRef) and len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"hop.secret: must be at least {MIN_SECRET_CHARS} characters")
+    return resolved
+
+
+def check_resolved(secret: Secret) -> None:
+    """A referenced hop secret's values, once read, obey the literal's rule."""
+    if any(len(value) < MIN_SECRET_CHARS for value in secret.accepted()):
+        raise ConfigError(f"hop.secret: must be at least {MIN_SECRET_CHARS} characters")

@@ -12,6 +12,7 @@ import pytest
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.moto_server import MotoServer
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
@@ -118,3 +119,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> 
     running = Stack(workdir, gateway_overrides(fake_openai, free_port())).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """moto in server mode (a local Secrets Manager) for the session: `moto.env` points a
+    process's standard AWS chain at it; `moto.client()` sets secrets up and rotates them."""
+    yield from _running(MotoServer())

@@ -11,7 +11,6 @@ record is a free `coalesced` with the tokens it saved.
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.fault_stack import faults_provider
 from tests.support.ledger_load import sqlite_rows
+from tests.support.prom import by_label, scrape, value
 from tests.support.stack import Cluster, Stack
 from tests.test_response_cache_e2e import cache_overrides
 
@@ -347,14 +347,9 @@ def test_messages_complete_and_streamed_share_one_call(stack: Stack, claude: Fak
 def test_metrics_count_coalesced_requests(stack: Stack) -> None:
     messages, token = unique(), stack.token(tenant="acme")
     asyncio.run(gather(*(complete(stack.edge_url, token, messages) for _ in range(2))))
-    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics", timeout=5) as page:
-        lines = page.read().decode().splitlines()
-    assert any(
-        line.startswith('interlock_response_cache_total{outcome="coalesced"} ')
-        and int(line.rsplit(" ", 1)[1]) >= 1
-        for line in lines
-    )
-    assert "interlock_coalescing_flights 0" in lines  # every flight forgotten once it ended
+    found = scrape(stack.core_admin_url)
+    assert by_label(found, "interlock_response_cache_total", "outcome")["coalesced"] >= 1
+    assert value(found, "interlock_coalescing_flights") == 0  # every flight forgotten once ended
 
 
 def test_two_cores_a_follower_joining_mid_stream(cluster: Cluster, faults: FakeFaults) -> None:
@@ -370,11 +365,5 @@ def test_two_cores_a_follower_joining_mid_stream(cluster: Cluster, faults: FakeF
 
 def outcomes(admin_port: int) -> dict[str, int]:
     """A core's response cache outcomes, from its /metrics."""
-    url = f"http://127.0.0.1:{admin_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as page:
-        lines = page.read().decode().splitlines()
-    return {
-        line.split('"')[1]: int(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("interlock_response_cache_total{")
-    }
+    found = scrape(f"http://127.0.0.1:{admin_port}")
+    return by_label(found, "interlock_response_cache_total", "outcome")

@@ -93,7 +93,7 @@ def test_a_full_stack_config_loads_in_both_tiers_with_the_same_edge_settings() -
     full = load_config(EXAMPLE, env=core_env)
     edge = load_edge_config(EXAMPLE, env=edge_env)
     assert full.providers  # the core reads everything
-    for section in ("state_dir", "auth", "hop", "edge", "source"):
+    for section in ("state_dir", "auth", "hop", "edge", "source", "secrets"):
         assert getattr(edge, section) == getattr(full, section), section
     with pytest.raises(ConfigError, match=r"OPENAI_API_KEY is not set"):
         load_config(EXAMPLE, env=edge_env)
@@ -101,7 +101,7 @@ def test_a_full_stack_config_loads_in_both_tiers_with_the_same_edge_settings() -
 
 def test_the_lambda_config_has_no_provider() -> None:
     raw = yaml.safe_load(LAMBDA_CONFIG.read_text())
-    assert set(raw) <= {"state_dir", "auth", "hop", "edge"}, sorted(raw)
+    assert set(raw) <= {"state_dir", "auth", "hop", "edge", "secrets"}, sorted(raw)
 
 
 def test_the_edge_starts_from_an_edge_only_config(tmp_path: Path) -> None:

@@ -9,8 +9,6 @@ The tenant `optout` has the response cache off, so only idempotency can spare an
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.ledger_load import sqlite_rows
+from tests.support.prom import by_label, scrape
 from tests.support.stack import Cluster, Stack
 from tests.test_response_cache_e2e import cache_overrides
 
@@ -195,10 +194,8 @@ def test_a_failed_first_request_is_not_kept(stack: Stack, fake: FakeOpenAI) -> N
 
 def _idempotency_counts(stack: Stack) -> dict[str, int]:
     """interlock_idempotency_total by outcome, from the core's /metrics."""
-    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics") as response:
-        text = response.read().decode()
-    found = re.findall(r'^interlock_idempotency_total\{outcome="(\w+)"\} (\d+)$', text, re.M)
-    return {outcome: int(value) for outcome, value in found}
+    found = scrape(stack.core_admin_url)
+    return by_label(found, "interlock_idempotency_total", "outcome")
 
 
 def test_metrics_count_replays_joins_and_conflicts(stack: Stack) -> None:

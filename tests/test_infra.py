@@ -120,8 +120,20 @@ def test_sam_translates_to_a_streaming_function_url_behind_the_web_adapter(
     layers = json.dumps(function["Layers"])
     for name in ("LambdaAdapterLayerX86", "LambdaAdapterLayerArm64"):
         assert f"{LWA_ACCOUNT}:layer:{name}:" in layers
-    # The hop secret never sits in the template: a Secrets Manager dynamic reference.
-    assert "{{resolve:secretsmanager:" in json.dumps(env["INTERLOCK_HOP_SECRET"])
+    # The hop secret never sits in the template nor in the function's configuration: the
+    # edge reads it at run time (aws-sm://), allowed by the role on that one secret only.
+    assert env["INTERLOCK_HOP_SECRET"] == {"Fn::Sub": "aws-sm://${HopSecretArn}"}
+    (role,) = resources_of(translated, "AWS::IAM::Role")
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    reads = [s for s in statements if s.get("Action") == "secretsmanager:GetSecretValue"]
+    assert reads == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "HopSecretArn"},
+        }
+    ]
+    assert "resolve:secretsmanager" not in json.dumps(translated)
     # Lambda must not cut off what the core allows one upstream call (streams included).
     assert function["Timeout"] >= core_config().core.upstream_timeout_s
     permissions = resources_of(translated, "AWS::Lambda::Permission")

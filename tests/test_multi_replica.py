@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import hop_client, raw
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.prom import scrape, value
 from tests.support.stack import Cluster
 
 KEY_RPM = 30
@@ -137,10 +138,9 @@ def test_an_open_circuit_is_shared_with_the_other_replica(
     assert "circuit_open" not in codes[:3] and codes[3:] == ["circuit_open"] * 2
     assert fake.calls["fail-503"] == 3  # core 0 tripped
     # Core 1 never saw the failures; it learns of the open circuit through Redis (1 s sync).
-    metrics_url = f"http://127.0.0.1:{cluster.core_admin_ports[1]}/metrics"
-    shared = 'interlock_circuit_open{target="shaky/fail-503"} 1'
+    admin = f"http://127.0.0.1:{cluster.core_admin_ports[1]}"
     deadline = time.monotonic() + 10
-    while shared not in raw.request("GET", metrics_url).body.decode():
+    while value(scrape(admin), "interlock_circuit_open", target="shaky/fail-503") != 1:
         assert time.monotonic() < deadline, "core 1 never learned of the open circuit"
         time.sleep(0.1)
     response = direct_to_core(cluster, 1, body)

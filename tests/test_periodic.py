@@ -17,12 +17,13 @@ import pytest
 import redis
 
 from core.limits.tenant import Settlements
-from core.observe.metrics import render
+from core.observe.metrics import families
 from core.resilience.circuit import BreakerPolicy
 from core.resilience.circuit_board import BreakerBoard
 from core.state.store import MemoryStore
 from shared.periodic import Periodic, failure_counts
 from tests.support import raw
+from tests.support.prom import page_of, samples, value
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
@@ -108,9 +109,9 @@ def test_failures_are_on_the_core_metrics_page() -> None:
         periodic.start()
         await asyncio.wait_for(twice.wait(), 10)
         await periodic.stop()
-        return render(MemoryStore(), BreakerBoard(BreakerPolicy(), MemoryStore()))
+        return page_of(families(MemoryStore(), BreakerBoard(BreakerPolicy(), MemoryStore())))
 
-    page = asyncio.run(scenario()).decode()
+    page = asyncio.run(scenario())
     assert "# TYPE interlock_background_job_failures_total counter" in page
     assert _count(page, "test_metrics_job") >= 2
 
@@ -144,6 +145,5 @@ def _sync_failures(stack: Stack) -> int:
 
 
 def _count(page: str, job: str) -> int:
-    series = rf'^interlock_background_job_failures_total\{{job="{job}"\}} (\d+)$'
-    found = re.search(series, page, re.M)
-    return int(found.group(1)) if found else -1
+    found = value(samples(page), "interlock_background_job_failures_total", job=job)
+    return int(found) if found is not None else -1

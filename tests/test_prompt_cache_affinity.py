@@ -22,6 +22,7 @@ import pytest
 
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.prom import by_label, scrape
 from tests.support.stack import Stack
 
 MODEL = "claude-sonnet-4-5"
@@ -114,13 +115,8 @@ def explain(stack: Stack, tag: str, tenant: str = "acme", model: str = "split") 
 
 
 def lookups(stack: Stack) -> dict[str, int]:
-    text = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
-    prefix = "interlock_prompt_cache_affinity_lookups_total{result="
-    return {
-        line[len(prefix) + 1 : line.index('"}')]: int(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(prefix)
-    }
+    found = scrape(stack.core_admin_url)
+    return by_label(found, "interlock_prompt_cache_affinity_lookups_total", "result")
 
 
 def test_requests_sharing_a_marked_prefix_stay_on_one_target_and_key(

@@ -14,10 +14,10 @@ import anthropic
 import openai
 import pytest
 
-from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.prom import scrape, value
 from tests.support.stack import Stack
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -440,9 +440,9 @@ def test_cached_requests_are_priced_by_hand(
         )
     assert seen == [(*u, c) for u, c in zip(usages, costs, strict=True)]
     # The target's cache use is watched for writes nobody reads (core.observe.cache_writes).
-    page = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
     label = "claude/claude-sonnet-4-5" if model == "claude" else f"bedrock/{SONNET}"
-    assert f'interlock_prompt_cache_writes_unread_total{{target="{label}"}} 0' in page
+    unread = "interlock_prompt_cache_writes_unread_total"
+    assert value(scrape(stack.core_admin_url), unread, target=label) == 0
 
 
 def test_anthropic_sdk_translated_to_openai_gets_a_key_and_no_marks(

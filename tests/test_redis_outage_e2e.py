@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import raw
+from tests.support.prom import scrape, value
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
@@ -57,8 +58,10 @@ def until_status(stack: Stack, status: int, timeout: float = 10) -> raw.RawRespo
         time.sleep(0.1)
 
 
-def metrics(stack: Stack) -> str:
-    return raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
+def redis_up(stack: Stack) -> tuple[float | None, float | None]:
+    """interlock_redis_up and interlock_redis_outages_total, from the core's /metrics."""
+    found = scrape(stack.core_admin_url)
+    return value(found, "interlock_redis_up"), value(found, "interlock_redis_outages_total")
 
 
 def assert_policy_applies(stack: Stack, mode: str, cause: str) -> None:
@@ -75,21 +78,20 @@ def assert_policy_applies(stack: Stack, mode: str, cause: str) -> None:
     # fail-closed can only answer 503: out of the balancer's rotation until Redis is back.
     ready = raw.request("GET", f"{stack.core_admin_url}/readyz").status
     assert ready == (200 if mode == "fail_open" else 503)
-    page = metrics(stack)
-    assert "interlock_redis_up 0" in page and "interlock_redis_outages_total 1" in page
+    assert redis_up(stack) == (0, 1)
 
 
 def assert_recovers(stack: Stack) -> None:
     assert until_status(stack, 200).status == 200  # recovers by itself, no restart
     assert raw.request("GET", f"{stack.core_admin_url}/readyz").status == 200
     stack.wait_for_log("redis reachable again")
-    assert "interlock_redis_up 1" in metrics(stack)
+    assert redis_up(stack)[0] == 1
 
 
 def test_redis_killed_and_restarted(outage: tuple[Stack, RedisServer, str]) -> None:
     stack, redis_server, mode = outage
     assert call(stack).status == 200
-    assert "interlock_redis_up 1" in metrics(stack)
+    assert redis_up(stack)[0] == 1
     redis_server.stop()
     assert_policy_applies(stack, mode, "")
     redis_server.start()

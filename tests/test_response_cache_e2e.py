@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import TEXT, FakeOpenAI
+from tests.support.prom import by_label, scrape, value
 from tests.support.stack import Stack
 
 
@@ -335,12 +335,7 @@ def test_metrics_count_the_outcomes(stack: Stack) -> None:
     messages = unique()
     chat(stack, messages)
     chat(stack, messages)
-    with urllib.request.urlopen(f"{stack.core_admin_url}/metrics", timeout=5) as page:
-        text = page.read().decode()
-    counts = {
-        line.split('"')[1]: int(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("interlock_response_cache_total{")
-    }
+    found = scrape(stack.core_admin_url)
+    counts = by_label(found, "interlock_response_cache_total", "outcome")
     assert counts["hit"] >= 1 and counts["miss"] >= 1 and "bypass" in counts
-    assert any(line.startswith("interlock_response_cache_bytes ") for line in text.splitlines())
+    assert (value(found, "interlock_response_cache_bytes") or 0) > 0

@@ -19,7 +19,7 @@ from core.resilience.circuit_board import BreakerBoard
 from core.resilience.health_checks import HealthChecks
 from core.resilience.latency import LatencyTracker
 from core.resilience.stats_sync import StatsSync
-from core.resilience.stats_sync import metrics as stats_metrics
+from core.resilience.stats_sync import metric_families as stats_metrics
 from core.routing.demand import demand_of
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
@@ -32,6 +32,7 @@ from shared.config_strategy import ScoreWeights, parse_strategy
 from shared.configparse import ConfigError
 from shared.errors import FailureClass
 from tests.support.flat_pricing import FlatPricing
+from tests.support.prom import page_of, samples, value
 from tests.support.providers import provider_of
 
 DOWN = ProviderError(503, "down", FailureClass.TRANSIENT, upstream_status=503)
@@ -408,13 +409,14 @@ def test_metrics_show_the_blended_estimates_and_checks(clock: Clock) -> None:
     tracker.observe("p/a", 0.25)
     tracker.observe("p/a", 0.05, streaming=True)
     tracker.outcome("p/a", failed=True)
-    lines = stats_metrics(tracker, 7)
-    assert 'interlock_target_latency_seconds{target="p/a",kind="total"} 0.250000' in lines
-    assert 'interlock_target_latency_seconds{target="p/a",kind="ttft"} 0.050000' in lines
-    assert 'interlock_target_error_rate{target="p/a"} 0.100000' in lines
-    assert 'interlock_target_error_rate{target="p/b"} 0.000000' in lines
-    assert not any('target="p/b",kind' in line for line in lines)  # unseen: no estimate
-    assert "interlock_health_checks_total 7" in lines
+    found = samples(page_of(stats_metrics(tracker, 7)))
+    latency = "interlock_target_latency_seconds"
+    assert value(found, latency, target="p/a", kind="total") == pytest.approx(0.25)
+    assert value(found, latency, target="p/a", kind="ttft") == pytest.approx(0.05)
+    assert value(found, "interlock_target_error_rate", target="p/a") == pytest.approx(0.1)
+    assert value(found, "interlock_target_error_rate", target="p/b") == 0
+    assert value(found, latency, target="p/b", kind="total") is None  # unseen: no estimate
+    assert value(found, "interlock_health_checks_total") == 7
 
 
 def test_other_replicas_kept_per_label_are_bounded_to_the_freshest(clock: Clock) -> None:

@@ -15,7 +15,6 @@ Stated bounds, checked here:
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import raw
 from tests.support.fake_faults import FakeFaults, Fault
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.prom import scrape, value
 from tests.support.sdk import client
 from tests.support.stack import Stack
 
@@ -212,9 +211,9 @@ def test_health_checks_feed_the_estimates_of_idle_targets(
         assert 1 <= len(checks) <= most, checks
         assert all(c["max_tokens"] == 1 and c["model"] == "m2" for c in checks), checks
         assert [served(stack, "quick") for _ in range(3)] == ["m1"] * 3
-        page = raw.request("GET", f"{stack.core_admin_url}/metrics").body.decode()
-        assert 'interlock_target_latency_seconds{target="two/m2",kind="ttft"}' in page
-        checks_sent = re.search(r"^interlock_health_checks_total (\d+)$", page, re.M)
-        assert checks_sent is not None and int(checks_sent.group(1)) >= 2
+        found = scrape(stack.core_admin_url)
+        latency = "interlock_target_latency_seconds"
+        assert value(found, latency, target="two/m2", kind="ttft") is not None
+        assert (value(found, "interlock_health_checks_total") or 0) >= 2
     finally:
         stack.stop()

@@ -92,8 +92,9 @@ def _sdk_modules_after_start_up(tracing: dict[str, object]) -> list[str]:
         "from core.app import create_app\n"
         "raw = {'providers': {'m': {'kind': 'mock'}}, 'hop': {'secret': 's' * 40}}\n"
         f"create_app(parse_config({{**raw, 'tracing': {tracing!r}}}, 'test', {{}}))\n"
-        "prefixes = ('opentelemetry.sdk.trace', 'opentelemetry.exporter', 'core.observe.otel')\n"
-        "print(','.join(sorted(m for m in sys.modules if m.startswith(prefixes))))\n"
+        "prefixes = ('opentelemetry.sdk.trace', 'opentelemetry.exporter.otlp.proto.http.trace')\n"
+        "loaded = [m for m in sys.modules if m.startswith(prefixes) or m == 'core.observe.otel']\n"
+        "print(','.join(sorted(loaded)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", body], cwd=ROOT, capture_output=True, text=True, timeout=60

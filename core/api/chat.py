@@ -47,6 +47,10 @@ class ChatApi:
         self._inliner = inliner
 
     @property
+    def operation(self) -> str:
+        return "chat"
+
+    @property
     def api(self) -> Api:
         return "openai"
 

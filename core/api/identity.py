@@ -23,6 +23,7 @@ from shared import hop
 from shared.errors import GatewayError
 from shared.http import header_map, read_body
 from shared.patterns import compile_patterns
+from shared.secret import Secret
 from shared.traceparent import received, trace_id_of
 
 log = logging.getLogger("interlock.core")
@@ -71,7 +72,7 @@ def _deny_all(name: str) -> bool:
 
 
 class HopVerifier:
-    def __init__(self, secret: bytes, max_skew_s: int, store: Store) -> None:
+    def __init__(self, secret: bytes | Secret, max_skew_s: int, store: Store) -> None:
         self._key = hop.HopKey(secret)
         self._max_skew_s = max_skew_s
         self._store = store

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client.core import Metric
+
 from core.budgets.periods import PeriodClock, Window
+from core.observe.families import gauges
 from shared.config import BudgetConfig
 
 
@@ -36,3 +39,25 @@ class BudgetLevels:
         if not current.slot_ms and current.id != seen[1]:
             return 0.0
         return seen[0] / self._limits[name]
+
+    def metric_families(self) -> list[Metric]:
+        """Each budget's use as this replica last saw it (budgets not seen here this period
+        are left out): the share of its limit, and the micro-dollars left."""
+        now = time.time()
+        shares = {name: self.used_share(name, now) for name in self._limits}
+        seen = {(name,): share for name, share in shares.items() if share is not None}
+        left = {(n,): max(0.0, (1 - share) * self._limits[n]) for (n,), share in seen.items()}
+        return [
+            gauges(
+                "interlock_budget_used_ratio",
+                "Share of a budget's limit in use (above 1 for a warn budget past its limit).",
+                ("budget",),
+                seen.items(),
+            ),
+            gauges(
+                "interlock_budget_remaining_microdollars",
+                "What is left of a budget this period, in micro-dollars.",
+                ("budget",),
+                left.items(),
+            ),
+        ]

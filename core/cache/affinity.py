@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
+from prometheus_client.core import Metric
 
+from core.observe.families import by, counters
 from core.providers.adapters.base import Target
 from core.resilience.key_pools import key_id
 from core.routing.signals import Holder
@@ -203,15 +205,12 @@ class Affinities:
         memory[key] = (value, time.monotonic() + ttl_s)
 
 
-def metric_lines() -> list[str]:
-    """Hand-built Prometheus lines (core.observe.metrics): lookups by result."""
-    lines = [
-        "# HELP interlock_prompt_cache_affinity_lookups_total Lookups of the target and key "
-        "holding a request's cached prefix: hit, miss, error (Redis failed or slow).",
-        "# TYPE interlock_prompt_cache_affinity_lookups_total counter",
-    ]
-    lines += [
-        f'interlock_prompt_cache_affinity_lookups_total{{result="{result}"}} {n}'
-        for result, n in LOOKUPS.items()
-    ]
-    return lines
+def metric_family() -> Metric:
+    """Lookups by result, for /metrics (core.observe.metrics)."""
+    return counters(
+        "interlock_prompt_cache_affinity_lookups_total",
+        "Lookups of the target and key holding a request's cached prefix: hit, miss, error "
+        "(Redis failed or slow).",
+        ("result",),
+        by(LOOKUPS),
+    )

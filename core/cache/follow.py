@@ -28,10 +28,10 @@ from starlette.responses import Response, StreamingResponse
 from core.api.messages.stream import error_event
 from core.cache.coalesce import CUT, DONE, RETRY, Flight
 from core.cache.key import Directives
-from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
+from core.observe.records import Records
 from core.pipeline.exchange import SSE_HEADERS, Exchange
 from core.resilience.dispatch import close
 from core.spend.cost import Cost
@@ -95,7 +95,7 @@ async def answer(
     x: AnyExchange,
     flight: Flight,
     limiter: TenantLimiter | None,
-    ledger: Ledger | None,
+    ledger: Records | None,
     waits: tuple[float, float],
 ) -> bool:
     """The leader's answer for this follower, once it has one (a complete answer once it is
@@ -134,7 +134,7 @@ async def answer(
 
 
 async def _relay(
-    x: AnyExchange, flight: Flight, idle_s: float, ledger: Ledger | None
+    x: AnyExchange, flight: Flight, idle_s: float, ledger: Records | None
 ) -> AsyncIterator[bytes]:
     """Every chunk the leader sent so far, then the rest live (the price in its final usage
     made this request's: zero); recorded when it ends. A
@@ -156,7 +156,7 @@ async def _relay(
 
 
 def record_free(
-    x: AnyExchange, usage: dict[str, Any] | None, outcome: str, ledger: Ledger | None
+    x: AnyExchange, usage: dict[str, Any] | None, outcome: str, ledger: Records | None
 ) -> None:
     """A request answered without an upstream call of its own: the usage line and a ledger
     record at zero cost, the tokens it saved kept apart from billed ones."""
@@ -167,4 +167,4 @@ def record_free(
         record = accounting.ledger_record(
             x.caller, x.spec.api, x.request.model, (None, 0), outcome, timing, priced, saved
         )
-        ledger.append(record)
+        ledger.append(record, x.spec.operation)

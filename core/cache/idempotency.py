@@ -28,10 +28,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+from prometheus_client.core import Metric
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from core.api.identity import Caller
+from core.observe.families import by, counters
 from core.state.store import Store
 from shared.config_cache import IdempotencyConfig
 from shared.errors import GatewayError
@@ -61,7 +63,7 @@ def _checked(key: str) -> str:
 
 class IdempotencyCounts:
     """The counters behind `interlock_idempotency_total{outcome}` (see the module docstring),
-    in the style of the response cache's `metrics()`."""
+    in the style of the response cache's `metric_families()`."""
 
     __slots__ = ("outcomes",)
 
@@ -77,16 +79,16 @@ class IdempotencyCounts:
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
 
-    def metrics(self) -> list[str]:
-        """Prometheus lines: requests carrying an Idempotency-Key, by what became of them."""
-        lines = [
-            "# HELP interlock_idempotency_total Requests with an Idempotency-Key, by outcome.",
-            "# TYPE interlock_idempotency_total counter",
+    def metric_families(self) -> list[Metric]:
+        """Requests carrying an Idempotency-Key, by what became of them."""
+        return [
+            counters(
+                "interlock_idempotency_total",
+                "Requests with an Idempotency-Key, by outcome.",
+                ("outcome",),
+                by(self.outcomes),
+            )
         ]
-        lines += [
-            f'interlock_idempotency_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
-        ]
-        return lines
 
 
 def _digest(data: bytes, size: int = 20) -> str:

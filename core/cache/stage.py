@@ -22,6 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import orjson
+from prometheus_client.core import Metric
 from starlette.responses import Response, StreamingResponse
 
 from core.cache import assemble, follow, replay
@@ -29,9 +30,10 @@ from core.cache.backend import Backend, Entry, MemoryBackend
 from core.cache.coalesce import Coalescer, Flight
 from core.cache.follow import CACHE_HEADER, FREE, record_free
 from core.cache.key import Directives, cache_key, directives
-from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
+from core.observe.families import by, counters, gauge
+from core.observe.records import Records
 from core.pipeline.exchange import SSE_HEADERS, Exchange
 from core.resilience.dispatch import close
 from core.spend.quote import COST_HEADER
@@ -124,7 +126,7 @@ class ResponseCache:
         config: CacheConfig,
         backend: Backend,
         limiter: TenantLimiter | None,
-        ledger: Ledger | None = None,
+        ledger: Records | None = None,
         coalescer: Coalescer | None = None,
         waits: tuple[float, float] = (600.0, 120.0),
     ) -> None:
@@ -138,29 +140,34 @@ class ResponseCache:
         self._waits = waits
         self.outcomes = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}  # for /metrics
 
-    def metrics(self) -> list[str]:
-        """Prometheus lines: lookups by outcome (coalesced: answered by another request's
-        call), flights in flight and, in memory, the entries' size."""
-        lines = [
-            "# HELP interlock_response_cache_total Requests the response cache saw, by outcome.",
-            "# TYPE interlock_response_cache_total counter",
-        ]
-        lines += [
-            f'interlock_response_cache_total{{outcome="{k}"}} {v}' for k, v in self.outcomes.items()
+    def metric_families(self) -> list[Metric]:
+        """Lookups by outcome (coalesced: answered by another request's call), flights in
+        flight and, in memory, the entries' size."""
+        out = [
+            counters(
+                "interlock_response_cache_total",
+                "Requests the response cache saw, by outcome.",
+                ("outcome",),
+                by(self.outcomes),
+            )
         ]
         if self._coalescer is not None:
-            lines += [
-                "# HELP interlock_coalescing_flights Coalesced flights in flight in this core.",
-                "# TYPE interlock_coalescing_flights gauge",
-                f"interlock_coalescing_flights {len(self._coalescer)}",
-            ]
+            out.append(
+                gauge(
+                    "interlock_coalescing_flights",
+                    "Coalesced flights in flight in this core.",
+                    len(self._coalescer),
+                )
+            )
         if isinstance(self._backend, MemoryBackend):
-            lines += [
-                "# HELP interlock_response_cache_bytes Bytes held by the in-memory cache.",
-                "# TYPE interlock_response_cache_bytes gauge",
-                f"interlock_response_cache_bytes {self._backend.size}",
-            ]
-        return lines
+            out.append(
+                gauge(
+                    "interlock_response_cache_bytes",
+                    "Bytes held by the in-memory cache.",
+                    self._backend.size,
+                )
+            )
+        return out
 
     async def __call__(self, x: AnyExchange) -> None:
         kind = _kind(x)

@@ -25,9 +25,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TypeVar
 
+from prometheus_client.core import Metric
+
 from core.ledger.record import LedgerRecord
 from core.ledger.spill import SpillFile
 from core.ledger.store import LedgerStore
+from core.observe.families import counter, gauge
 from shared.config_ledger import LedgerConfig
 from shared.periodic import Periodic
 
@@ -164,28 +167,36 @@ class Ledger:
             cutoff = time.time() - self._config.retention_s
             await self._call(self._store.drop_before(cutoff))
 
-    def metrics(self) -> list[str]:
-        """Prometheus lines for /metrics."""
+    def metric_families(self) -> list[Metric]:
+        """For /metrics: the queue, the spill file, what was written and how the store does."""
         return [
-            "# HELP interlock_ledger_queued Ledger records held in memory.",
-            "# TYPE interlock_ledger_queued gauge",
-            f"interlock_ledger_queued {self.queued}",
-            "# HELP interlock_ledger_spill_pending Ledger records in the spill file.",
-            "# TYPE interlock_ledger_spill_pending gauge",
-            f"interlock_ledger_spill_pending {self.spill_pending}",
-            "# HELP interlock_ledger_written_total Ledger records written to the store.",
-            "# TYPE interlock_ledger_written_total counter",
-            f"interlock_ledger_written_total {self.written}",
-            "# HELP interlock_ledger_spilled_total Ledger records spilled to disk.",
-            "# TYPE interlock_ledger_spilled_total counter",
-            f"interlock_ledger_spilled_total {self.spilled}",
-            "# HELP interlock_ledger_expired_total Ledger records skipped, older than retention.",
-            "# TYPE interlock_ledger_expired_total counter",
-            f"interlock_ledger_expired_total {self._store.expired}",
-            "# HELP interlock_ledger_store_failures_total Ledger store calls that failed.",
-            "# TYPE interlock_ledger_store_failures_total counter",
-            f"interlock_ledger_store_failures_total {self.failures}",
-            "# HELP interlock_ledger_store_up Whether the last ledger store call succeeded.",
-            "# TYPE interlock_ledger_store_up gauge",
-            f"interlock_ledger_store_up {int(self.up)}",
+            gauge("interlock_ledger_queued", "Ledger records held in memory.", self.queued),
+            gauge(
+                "interlock_ledger_spill_pending",
+                "Ledger records in the spill file.",
+                self.spill_pending,
+            ),
+            counter(
+                "interlock_ledger_written_total",
+                "Ledger records written to the store.",
+                self.written,
+            ),
+            counter(
+                "interlock_ledger_spilled_total", "Ledger records spilled to disk.", self.spilled
+            ),
+            counter(
+                "interlock_ledger_expired_total",
+                "Ledger records skipped, older than retention.",
+                self._store.expired,
+            ),
+            counter(
+                "interlock_ledger_store_failures_total",
+                "Ledger store calls that failed.",
+                self.failures,
+            ),
+            gauge(
+                "interlock_ledger_store_up",
+                "Whether the last ledger store call succeeded.",
+                int(self.up),
+            ),
         ]

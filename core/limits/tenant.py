@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from core.observe.events import RATE_LIMITED
 from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import LimitsConfig, RateLimit
@@ -189,6 +190,7 @@ class TenantLimiter:
             if level < min(spec.cost, spec.capacity):
                 kind = name
                 break
+        RATE_LIMITED.add((kind,))
         unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
         seconds = max(1, math.ceil(wait))
         return GatewayError(

@@ -156,7 +156,7 @@ def key_id(target: UpstreamTarget | None) -> str | None:
     key = getattr(target, "api_key", None)
     if not key:
         return None
-    return "k_" + hashlib.sha256(key.reveal().encode()).hexdigest()[:16]
+    return "k_" + hashlib.sha256(key.id_material().encode()).hexdigest()[:16]
 
 
 # A request's usage split and what it cost: computed once at account, for the ledger and budgets.

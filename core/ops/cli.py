@@ -6,8 +6,9 @@ interlock token issue --tenant T --ttl 15m --models 'a,b'|'*' [--tier free] [--c
 interlock token revoke --jti J [--exp TIME] | --tenant T [--before TIME]
 interlock up                      # edge + core on loopback (what `make run` does)
 interlock serve edge|core         # one tier in the foreground (containers, Lambda)
-interlock check-config            # run the core's start-up checks on interlock.yaml, exit
+interlock check-config [--verbose] # run the core's start-up checks on interlock.yaml, exit
                                   # (and warn of routing rules that can never match)
+interlock config explain          # resolved config (secrets masked), models, routes and rules
 interlock prices [--catalogue] [--check]  # target prices; --check: exit 1 if one is unpriced
 interlock usage [--start T] [--end T] [--group-by day,model] [--tenant T] [--csv]  # the ledger
 interlock route explain --tenant T --model M [request.json]  # a running core's routing decision
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.ops.explain_config import add_parsers as config_parsers
 from core.ops.keys import ensure_hop_secret, init_keys, issue_token, secure_state_dir, write_private
 from core.ops.revoke import revoke_tenant, revoke_token
 from core.ops.route import add_parser as route_parser
@@ -151,23 +153,6 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
     from core.ops.captable import render
 
     print(render())
-    return 0
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """The core's own start-up checks (core/startup.py: adapters, typed provider options,
-    models, the hop secret), run without opening a socket: approved here means it starts."""
-    from core.routing.policy.shadow import shadowed_rules
-    from core.startup import no_session, prepare_core  # the adapters: only this command
-
-    config = prepare_core(_config(args), no_session).config
-    print(
-        f"config OK ({config.source}): {len(config.providers)} providers, "
-        f"{len(config.models)} models, {len(config.aliases)} aliases, "
-        f"{len(config.routing.rules)} routing rules"
-    )
-    for shadowed in shadowed_rules(config.routing.rules):  # it starts, but the rule is dead
-        print(f"warning: {shadowed}")
     return 0
 
 
@@ -370,9 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one tier in the foreground")
     serve.add_argument("tier", choices=["edge", "core"])
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("check-config", help="validate the config and exit").set_defaults(
-        func=cmd_check_config
-    )
+    config_parsers(sub)  # check-config, config explain
     sub.add_parser("capabilities", help="print the provider x feature table").set_defaults(
         func=cmd_capabilities
     )

@@ -57,6 +57,11 @@ class ApiSpec(Protocol[Q, S, R]):
     @property
     def api(self) -> Api: ...
 
+    @property
+    def operation(self) -> str:
+        """The GenAI operation name (OpenTelemetry semantic conventions): chat, embeddings."""
+        ...
+
     def validate(self, x: Exchange[Q, S, R]) -> Q:
         """The API's request from `x.payload` (and `x.http`); a 400 naming the field if not."""
         ...

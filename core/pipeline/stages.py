@@ -24,11 +24,11 @@ from core.api.validate import parse_json_object
 from core.budgets.ask import BudgetAsk, budget_ask
 from core.budgets.enforce import BudgetDowngrade
 from core.cache.affinity import Affinities, holder_of
-from core.ledger.writer import Ledger
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.observe.accounting import Priced
+from core.observe.records import Records
 from core.pipeline.exchange import Exchange
 from core.pipeline.prompt_cache import PromptCache, dropped_headers
 from core.pipeline.route_policy import apply_rule, facts_of
@@ -257,11 +257,11 @@ class Account:
 
     def __init__(
         self,
-        ledger: Ledger | None = None,
+        records: Records | None = None,
         pricing: Pricing | None = None,
         affinity: Affinities | None = None,
     ) -> None:
-        self._ledger = ledger
+        self._records = records
         self._pricing = pricing
         self._affinity = affinity
 
@@ -282,15 +282,16 @@ class Account:
         status: str,
         priced: Priced,
     ) -> None:
-        """The request's ledger record, handed to the writer (a deque append, no I/O)."""
-        if self._ledger is None:
+        """The request's outcome record, handed to the metrics and the ledger's writer (a deque
+        append, no I/O)."""
+        if self._records is None:
             return
         timing = (x.started, x.first_chunk)
         served = (target, attempts)
         record = accounting.ledger_record(
             x.caller, x.spec.api, x.request.model, served, status, timing, priced
         )
-        self._ledger.append(record)
+        self._records.append(record, x.spec.operation)
 
     def served(
         self,

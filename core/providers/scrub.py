@@ -164,11 +164,13 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def _masked_for_log(text: str, target: Target | None) -> str:
-    """The original for the operator, minus the target's own keys (logs never hold keys)."""
+    """The original for the operator, minus the target's own keys (logs never hold keys):
+    every value a key has now (a referenced key's recent values too, during a rotation)."""
     if target is not None:
         for key in target.provider.api_keys:
-            if len(key) >= 4:
-                text = text.replace(key.reveal(), f"[key {key_id(key)}]")
+            for value in key.accepted():
+                if len(value) >= 4:
+                    text = text.replace(value, f"[key {key_id(key)}]")
     return text[:MAX_LOGGED_CHARS]
 
 
@@ -189,7 +191,7 @@ def sanitize(error: ProviderError, target: Target | None) -> ProviderError:
         return error
     error.sanitized = True
     original = error.message
-    keys = [k.reveal() for k in target.provider.api_keys] if target is not None else []
+    keys = [v for k in target.provider.api_keys for v in k.accepted()] if target else []
     if error.upstream_status is None:
         # Written by the gateway (transport failures, adapters' own checks): only a scrub,
         # since some quote a tenant-chosen model name.

@@ -20,10 +20,8 @@ The request's total deadline bounds all of it, the attempt in flight included
 (core.resilience.deadline): when it runs out the request ends with a 504 naming it, not
 retried. When the client leaves, the pipeline cancels the task running this loop: the attempt in
 flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
-nothing more is tried.
-
-Traced (core.observe.tracing), each try has a CLIENT span saying why it was made (first, retry,
-rotate_key, failover) and a target that could not be tried is an event; untraced, one `if`.
+nothing more is tried. Traced (core.observe.tracing), each try has a CLIENT span saying why it
+was made (first, retry, rotate_key, failover); a target that could not be tried is an event.
 """
 
 from __future__ import annotations
@@ -38,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
+from core.observe.events import FAILOVERS, RETRIES
 from core.observe.tracing import ACTIVE, RequestTrace, traced
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
@@ -284,6 +283,7 @@ class Dispatcher:
     ) -> tuple[T, Outcome] | None:
         """Tries on one target until served, or None to move on to the next target."""
         same_target_retries = 0
+        reread = False  # a refused referenced key is read again once per target
         while True:
             now = time.monotonic()
             if now >= run.deadline:
@@ -304,15 +304,20 @@ class Dispatcher:
                     raise
                 failure = error.failure_class
                 pool = self.keys.pool(attempt.target.provider.name)
+                if failure is FailureClass.AUTH and not reread and await pool.reread(leased.lease):
+                    reread = True  # a rotated key: one more try with its new value
+                    continue
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
                     run.reason = "rotate_key"
                     continue
                 if failure in FAIL_OVER and not is_last:
+                    FAILOVERS.add((leased.label,))
                     log.warning("failover from %s: %s", leased.label, failure)
                     run.reason = "failover"
                     return None
                 if await self._backoff(run, error, same_target_retries):
+                    RETRIES.add((leased.label,))
                     same_target_retries += 1
                     run.reason = "retry"
                     continue
@@ -334,9 +339,7 @@ class Dispatcher:
 
     def _skipped(self, run: _Run, target: Target, error: ProviderError) -> None:
         """A target this try could not use (circuit open, no key): the next one is tried."""
-        error.attempts = max(run.leases.tries, 1)
-        error.target = target
-        run.last_error = error
+        error.attempts, error.target, run.last_error = max(run.leases.tries, 1), target, error
         if run.trace is not None:
             run.trace.skipped(target, error)
         run.reason = "failover"

@@ -9,6 +9,13 @@ Prompt-cache affinity (core.cache.affinity): a request whose cached prefix a key
 holds (another key is another account, so a cold cache) gets that key instead of the
 round-robin turn while it is awake; with per-key limits it is first in the rotation, so a key
 at its limit still hands the request on to the next one.
+
+A key may be a reference (shared.secret.SecretRef, `aws-sm://...`): the pool holds the same
+object for the process's life and every send reveals its current value, so a rotated key is
+used from the moment it is read. Its id (store keys, metrics, the ledger, affinity) is derived
+from the reference, so it survives a rotation, and a key resting after a refusal wakes as soon
+as its value changes. On a 401 `reread` reads it again at once: a changed key is worth one
+more try.
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ import time
 from dataclasses import dataclass
 
 from core.limits.tenant import Reservation, Settlements
+from core.observe.events import RATE_LIMITED
 from core.providers.adapters.base import ProviderError
 from core.state.buckets import BucketSpec
 from core.state.store import Store
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
-from shared.secret import Secret
+from shared.secret import Secret, SecretRef
 
 AUTH_COOLDOWN_S = 300.0
 QUOTA_COOLDOWN_S = 600.0
@@ -33,8 +41,9 @@ RATE_LIMIT_COOLDOWN_S = 5.0  # when the upstream gave no Retry-After
 
 
 def key_id(key: Secret) -> str:
-    """A stable, non-reversible name for a key in store keys and logs."""
-    return hashlib.blake2b(key.reveal().encode(), digest_size=6).hexdigest()
+    """A stable, non-reversible name for a key in store keys and logs (a referenced key's
+    from its reference: the same across rotations)."""
+    return hashlib.blake2b(key.id_material().encode(), digest_size=6).hexdigest()
 
 
 @dataclass(slots=True)
@@ -42,6 +51,10 @@ class KeyLease(Reservation):
     """The key chosen for one attempt, with its token reservation against the key's TPM."""
 
     key: Secret | None = None
+    version: int = 0  # the key's value (version) this attempt sends
+
+    def __post_init__(self) -> None:
+        self.version = self.key.version if self.key is not None else 0
 
 
 class KeyPool:
@@ -49,8 +62,13 @@ class KeyPool:
         self.provider = provider
         self.keys = provider.api_keys
         self._ids = {key: key_id(key) for key in self.keys}
-        self._resting: dict[Secret, float] = {}
+        # Until when a key rests, and the value (version) that earned it the rest.
+        self._resting: dict[Secret, tuple[float, int]] = {}
         self._turn = itertools.count()
+
+    def _until(self, key: Secret) -> float:
+        until, version = self._resting.get(key, (0.0, 0))
+        return until if version == key.version else 0.0  # a rotated key starts afresh
 
     def rotation(self, now: float, prefer: str | None = None) -> list[Secret]:
         """Keys in round-robin order, resting ones left out (all of them if all rest); the
@@ -59,9 +77,9 @@ class KeyPool:
             return list(self.keys)
         start = next(self._turn) % len(self.keys)
         ordered = self.keys[start:] + self.keys[:start]
-        awake = [k for k in ordered if self._resting.get(k, 0.0) <= now]
+        awake = [k for k in ordered if self._until(k) <= now]
         if not awake:
-            return sorted(ordered, key=lambda k: self._resting.get(k, 0.0))
+            return sorted(ordered, key=self._until)
         if prefer is not None and self._ids[awake[0]] != prefer:
             held = next((k for k in awake if self._ids[k] == prefer), None)
             if held is not None:
@@ -78,10 +96,24 @@ class KeyPool:
             seconds = QUOTA_COOLDOWN_S
         else:
             seconds = error.retry_after_s or RATE_LIMIT_COOLDOWN_S
-        self._resting[key] = now + seconds
+        self._resting[key] = (now + seconds, key.version)
 
     def has_awake_other(self, key: Secret | None, now: float) -> bool:
-        return any(k != key and self._resting.get(k, 0.0) <= now for k in self.keys)
+        return any(k != key and self._until(k) <= now for k in self.keys)
+
+    async def reread(self, lease: KeyLease) -> bool:
+        """After a 401: read the lease's key again now if it is a reference; True when its
+        value is no longer the one the attempt sent (the caller tries once more). A literal,
+        or a read that fails, is False."""
+        key = lease.key
+        if not isinstance(key, SecretRef):
+            return False
+        if key.version != lease.version:
+            return True  # a background refresh got there first
+        try:
+            return await key.reread()
+        except Exception:  # the refresher's own job logs and counts its failures
+            return False
 
     def specs(self, key: Secret, tokens: int, settlements: Settlements) -> list[BucketSpec]:
         # One hash tag per provider: every key of the pool is in one slot, so one Lua call.
@@ -137,6 +169,7 @@ class KeyPools:
                 return KeyLease(self._settlements, tokens_key, tpm, tokens if tpm else 0, key=key)
             wait = result.retry_after_s
             if time.monotonic() + wait > wait_until:
+                RATE_LIMITED.add(("provider_keys",))
                 raise ProviderError(
                     429,
                     f"every key of provider '{provider}' is at its rate limit",

@@ -21,7 +21,9 @@ import secrets
 from typing import Any
 
 import orjson
+from prometheus_client.core import Metric
 
+from core.observe.families import counter, gauges
 from core.resilience.latency import KINDS, LatencyTracker
 from core.state.store import Store
 from shared.errors import GatewayError
@@ -95,29 +97,33 @@ def _decode(raw: bytes, published_age: float) -> dict[str, tuple[float, float]]:
     return out
 
 
-def metrics(tracker: LatencyTracker, health_checks_sent: int) -> list[str]:
-    """Prometheus lines: each label's blended estimates (what the strategies read) and the
-    health checks sent. Labels are configured health labels only (bounded by the config)."""
-    lines = [
-        "# HELP interlock_target_latency_seconds Expected latency per target (all replicas).",
-        "# TYPE interlock_target_latency_seconds gauge",
-    ]
-    rates = []
-    for label in sorted(tracker.labels()):
-        name = label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def metric_families(tracker: LatencyTracker, health_checks_sent: int) -> list[Metric]:
+    """Each label's blended estimates (what the strategies read) and the health checks sent.
+    Labels are configured health labels only (bounded by the config)."""
+    latency: dict[tuple[str, str], float] = {}
+    rates: dict[tuple[str], float] = {}
+    for label in tracker.labels():
         for kind, streaming in (("ttft", True), ("total", False)):
             value = tracker.expected(label, streaming)
             if value is not None:
-                series = f'target="{name}",kind="{kind}"'
-                lines.append(f"interlock_target_latency_seconds{{{series}}} {value:.6f}")
-        rate = tracker.error_rate(label)
-        rates.append(f'interlock_target_error_rate{{target="{name}"}} {rate:.6f}')
-    lines += [
-        "# HELP interlock_target_error_rate Recent share of failed tries per target.",
-        "# TYPE interlock_target_error_rate gauge",
-        *rates,
-        "# HELP interlock_health_checks_total Active health checks sent by this replica.",
-        "# TYPE interlock_health_checks_total counter",
-        f"interlock_health_checks_total {health_checks_sent}",
+                latency[(label, kind)] = value
+        rates[(label,)] = tracker.error_rate(label)
+    return [
+        gauges(
+            "interlock_target_latency_seconds",
+            "Expected latency per target (all replicas).",
+            ("target", "kind"),
+            latency.items(),
+        ),
+        gauges(
+            "interlock_target_error_rate",
+            "Recent share of failed tries per target.",
+            ("target",),
+            rates.items(),
+        ),
+        counter(
+            "interlock_health_checks_total",
+            "Active health checks sent by this replica.",
+            health_checks_sent,
+        ),
     ]
-    return lines

@@ -39,6 +39,10 @@ class EmbeddingsApi:
     __slots__ = ()
 
     @property
+    def operation(self) -> str:
+        return "embeddings"
+
+    @property
     def api(self) -> Api:
         return "openai"
 

@@ -79,6 +79,10 @@ class MessagesApi:
         self._inliner = inliner
 
     @property
+    def operation(self) -> str:
+        return "chat"
+
+    @property
     def api(self) -> Api:
         return "anthropic"
 

@@ -1,8 +1,9 @@
 """The `options` of a bedrock provider, checked once at start-up.
 
-The credential options (`secret_access_key`, `session_token`) are wrapped as `Secret`s here, as
-they are parsed: the loaded config keeps `options` out of its repr, and only these typed options
-outlive start-up (core/providers/provider.py).
+The credential options (`access_key_id`, `secret_access_key`, `session_token`) are wrapped as
+`Secret`s (or references, `aws-sm://...`) here, as they are parsed: the loaded config keeps
+`options` out of its repr, and only these typed options outlive start-up
+(core/providers/provider.py).
 
 Static keys exist for tests and for operators who inject them from ${ENV}; without them the
 botocore default chain (env, profile, SSO, container, IMDS) is used, resolved off the loop.
@@ -23,6 +24,7 @@ from shared.configparse import ConfigError, keys_of, read_from
 if TYPE_CHECKING:
     from core.providers.provider import Provider
 from shared.secret import Secret
+from shared.secret_sources import as_secret
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
@@ -30,7 +32,7 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 @dataclass(frozen=True, slots=True)
 class BedrockOptions:
     region: str
-    access_key_id: str | None
+    access_key_id: Secret | None  # not secret, but rotated with the key: may be a reference
     secret_access_key: Secret | None
     session_token: Secret | None
     profile: str | None
@@ -51,9 +53,10 @@ def _optional_string(options: dict[str, Any], key: str, path: str) -> str | None
 
 
 def _optional_secret(options: dict[str, Any], key: str, path: str) -> Secret | None:
-    """A credential option, wrapped as soon as it is read."""
+    """A credential option, wrapped as soon as it is read; it may be a reference
+    (aws-sm://<secret>#<field>), read at start-up and refreshed (shared.secret_refresh)."""
     plain = _optional_string(options, key, path)
-    return Secret(plain) if plain is not None else None
+    return as_secret(plain, f"{path}.{key}") if plain is not None else None
 
 
 def parse_options(provider: ProviderConfig) -> BedrockOptions:
@@ -65,7 +68,7 @@ def parse_options(provider: ProviderConfig) -> BedrockOptions:
         raise ConfigError(f"{path}.region: required (the AWS region to sign for, e.g. us-east-1)")
     if not _REGION.match(region):
         raise ConfigError(f"{path}.region: {region!r} is not an AWS region name")
-    key_id = _optional_string(options, "access_key_id", path)
+    key_id = _optional_secret(options, "access_key_id", path)
     secret = _optional_secret(options, "secret_access_key", path)
     token = _optional_secret(options, "session_token", path)
     profile = _optional_string(options, "profile", path)

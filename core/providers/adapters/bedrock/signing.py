@@ -23,6 +23,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from core.providers.adapters.base import ProviderError, UpstreamRequest
 from core.providers.adapters.bedrock.options import BedrockOptions
 from shared.errors import FailureClass
+from shared.secret import Secret
 
 log = logging.getLogger("interlock.core")
 
@@ -111,14 +112,28 @@ class CredentialCache:
 
 
 class StaticCredentials:
-    """Keys from the config: nothing to resolve, nothing that can block."""
+    """Keys from the config: nothing to resolve, nothing that can block. A key given as a
+    reference (aws-sm://...) is read at start-up and may rotate: the credentials are frozen
+    again whenever one of the values has changed (one version compare per request)."""
 
-    __slots__ = ("_frozen",)
+    __slots__ = ("_frozen", "_keys", "_versions")
 
-    def __init__(self, access_key: str, secret_key: str, token: str | None) -> None:
-        self._frozen = Credentials(access_key, secret_key, token).get_frozen_credentials()
+    def __init__(
+        self, access_key: str | Secret, secret_key: str | Secret, token: str | Secret | None
+    ) -> None:
+        self._keys = tuple(
+            k if isinstance(k, Secret) or k is None else Secret(k)
+            for k in (access_key, secret_key, token)
+        )
+        self._versions: tuple[int, ...] = ()
+        self._frozen: ReadOnlyCredentials | None = None
 
     async def get(self) -> ReadOnlyCredentials:
+        versions = tuple(k.version if k is not None else 0 for k in self._keys)
+        if self._frozen is None or versions != self._versions:
+            access, secret, token = (k.reveal() if k is not None else None for k in self._keys)
+            self._frozen = Credentials(access, secret, token).get_frozen_credentials()
+            self._versions = versions
         return self._frozen
 
 
@@ -144,9 +159,7 @@ def make_signer(options: BedrockOptions) -> SigV4Signer:
         return SigV4Signer(
             options.region,
             StaticCredentials(
-                options.access_key_id,
-                options.secret_access_key.reveal(),
-                options.session_token.reveal() if options.session_token else None,
+                options.access_key_id, options.secret_access_key, options.session_token
             ),
         )
     return SigV4Signer(options.region, CredentialCache(default_chain(options.profile)))
