@@ -254,6 +254,21 @@ def test_image_fetch_span(stack: Stack, fake: FakeOpenAI) -> None:
     assert attempt["attributes"]["gen_ai.request.model"] == "gpt-fake"
 
 
+def test_a_failed_image_fetch_names_no_url(stack: Stack, fake: FakeOpenAI) -> None:
+    trace_id, traceparent = _traceparent()
+    marker = f"private-{uuid.uuid4().hex}"
+    content = [{"type": "image_url", "image_url": {"url": f"{fake.url}/{marker}.png"}}]
+    with pytest.raises(openai.BadRequestError):
+        _openai(stack, traceparent).chat.completions.create(
+            model="local-fake", messages=[{"role": "user", "content": content}]
+        )
+    spans = _spans(stack, trace_id)
+    fetch = _one(spans, name="interlock.image_fetch")
+    assert fetch["status"] == "ERROR"
+    assert _one(spans, kind="SERVER")["attributes"]["http.response.status_code"] == 400
+    assert marker not in orjson.dumps(spans).decode()
+
+
 def test_a_request_without_trace_context_is_a_root(stack: Stack, fake: FakeOpenAI) -> None:
     """The core starts the trace, under the id its log lines, ledger record and provider
     request already carry."""

@@ -6,7 +6,7 @@ the event loop is a deque append, never I/O.
 
 Sampling is decided before any span exists, from the trace id alone (the ratio test of the
 SDK's TraceIdRatioBased, parent-based): a parent that says "not sampled" is honoured, and
-every other trace, the ones the edge or a client started included, is kept at
+every other trace, the ones clients started and the ones the core starts, is kept at
 `tracing.sample_ratio`; a tenant cannot make the gateway trace all its requests by sending
 sampled traceparents. An unsampled request gets no trace object at all (as if tracing were
 off), and every replica decides the same for the same trace.
@@ -119,8 +119,14 @@ class OtelTracer:
         tracer = self.tracer
 
         async def traced(*args: Any, **kwargs: Any) -> Any:
-            with tracer.start_as_current_span(f"interlock.{name}", kind=SpanKind.INTERNAL):
+            span = tracer.start_span(f"interlock.{name}", kind=SpanKind.INTERNAL)
+            try:
                 return await fn(*args, **kwargs)
+            except BaseException as error:
+                _failure(span, error)  # not the exception's text: it may quote an image URL
+                raise
+            finally:
+                span.end()
 
         return traced  # type: ignore[return-value]
 
