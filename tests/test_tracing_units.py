@@ -4,6 +4,7 @@ log lines, the received traceparent, and the GenAI attributes."""
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import subprocess
@@ -146,6 +147,11 @@ def test_received_traceparent() -> None:
 
 
 def test_log_lines_carry_the_request_and_trace_ids() -> None:
+    """Run in a context of its own: no request bound before, nothing left bound after."""
+    contextvars.Context().run(_log_lines)
+
+
+def _log_lines() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("interlock.test_tracing_units")
@@ -159,7 +165,6 @@ def test_log_lines_carry_the_request_and_trace_ids() -> None:
         logger.warning("failover from %s: %s", "fake/x", "transient")
     finally:
         logger.removeHandler(handler)
-        requestctx.bind("", "")  # this test's context only; leave nothing behind
     lines = stream.getvalue().splitlines()
     assert lines == [
         "before any request: plain",
