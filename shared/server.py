@@ -90,6 +90,7 @@ def serve(
         # these protocols (and the connection budgets) without ever being released.
         ws="none",
         access_log=False,
+        log_config=None,  # uvicorn's own lines go through shared.logs (one JSON format)
         # uvicorn takes whole seconds; rounding up never closes a connection early.
         timeout_keep_alive=max(1, math.ceil(settings.keepalive_timeout_s)),
         backlog=settings.backlog,

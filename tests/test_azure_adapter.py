@@ -128,6 +128,10 @@ def test_params_pass_through_unrenamed() -> None:
         (provider({"api_version": "2024-13"}), r"^providers\.az\.options\.api_version: expected"),
         (provider({"api_version": 20241021}), r"^providers\.az\.options\.api_version: expected"),
         (provider({"auth": "oauth"}), r"^providers\.az\.options\.auth: expected api-key or"),
+        (
+            provider({"prompt_cache_key": "no"}),
+            r"^providers\.az\.options\.prompt_cache_key: expected true or false",
+        ),
         (provider({"deployment": "x"}), r"^providers\.az\.options\.deployment: unknown option"),
         (provider(keys=()), r"^providers\.az\.api_key: required"),
     ],
@@ -319,3 +323,6 @@ def test_prompt_cache_marks_are_removed_and_the_key_goes_only_to_the_v1_api() ->
     assert v1["prompt_cache_key"] == "ilk-abc" and "cache_control" not in str(v1)
     dated = body_of(ADAPTER.build_request(canonical, target(api_version="2024-10-21")).body)
     assert "prompt_cache_key" not in dated and "cache_control" not in str(dated)
+    # A v1 deployment of a model that refuses it (DeepSeek, Kimi on Foundry): withheld.
+    off = target(api_version="v1", prompt_cache_key=False)
+    assert "prompt_cache_key" not in body_of(ADAPTER.build_request(canonical, off).body)

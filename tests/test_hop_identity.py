@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.support import raw
+from tests.support.logs import usage_entries
 from tests.support.stack import Stack
 
 CHAT = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -31,10 +31,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def usage_line(stack: Stack, request_id: str) -> dict[str, Any]:
     logs = stack.wait_for_log("interlock.usage", request_id)
-    for line in logs.splitlines():
-        if line.startswith("interlock.usage ") and request_id in line:
-            parsed: dict[str, Any] = orjson.loads(line.removeprefix("interlock.usage "))
-            return parsed
+    for entry in usage_entries(logs):
+        if entry["request_id"] == request_id:
+            return entry
     raise AssertionError(request_id)
 
 

@@ -25,6 +25,7 @@ import pytest
 from tests.support import raw
 from tests.support.fake_faults import TEXT, FakeFaults
 from tests.support.fault_stack import ANY_MODEL, fault_stack, to_faults
+from tests.support.logs import usage_entries
 from tests.support.stack import Stack
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -86,10 +87,9 @@ def messages_text(stack: Stack, tenant: str, model: str, stream: bool) -> str:
 
 def usage_line(stack: Stack, tenant: str) -> dict[str, Any]:
     logs = stack.wait_for_log("interlock.usage", f'"tenant":"{tenant}"')
-    lines = [line for line in logs.splitlines() if f'"tenant":"{tenant}"' in line]
-    assert len(lines) == 1
-    parsed: dict[str, Any] = orjson.loads(lines[0].split("interlock.usage ", 1)[1])
-    return parsed
+    entries = [entry for entry in usage_entries(logs) if entry["tenant"] == tenant]
+    assert len(entries) == 1
+    return entries[0]
 
 
 ASK = {"chat": chat_text, "messages": messages_text}

@@ -222,8 +222,9 @@ def test_trace_id_in_log_lines_and_ledger(stack: Stack) -> None:
     )
     request_id = raw.headers["x-request-id"]
     # The failover warning and the usage line both say which request and which trace.
-    stack.wait_for_log("failover from", f"request_id={request_id}", f"trace_id={trace_id}")
-    stack.wait_for_log("interlock.usage", f'"request_id":"{request_id}"', trace_id)
+    ids = (f'"request_id":"{request_id}"', f'"trace_id":"{trace_id}"')
+    stack.wait_for_log("failover from", *ids)
+    stack.wait_for_log('"logger":"interlock.usage"', *ids)
     ledger = stack.workdir / "state" / "ledger.sqlite3"
     deadline = time.monotonic() + 10
     while True:
@@ -278,9 +279,10 @@ def test_a_request_without_trace_context_is_a_root(stack: Stack, fake: FakeOpenA
         model="failover", messages=[{"role": "user", "content": "hi"}]
     )
     request_id = raw.headers["x-request-id"]
-    logs = stack.wait_for_log("interlock.usage", f'"request_id":"{request_id}"')
-    line = next(x for x in logs.splitlines() if f'"request_id":"{request_id}"' in x)
-    trace_id = orjson.loads(line.split("interlock.usage ", 1)[1])["trace_id"]
+    mine = ('"logger":"interlock.usage"', f'"request_id":"{request_id}"')
+    logs = stack.wait_for_log(*mine)
+    line = next(x for x in logs.splitlines() if all(n in x for n in mine))
+    trace_id = orjson.loads(line)["trace_id"]
     server = _one(_spans(stack, trace_id), kind="SERVER")
     assert server["parent_id"] is None
     served = _one(_spans(stack, trace_id), name="chat gpt-fake")

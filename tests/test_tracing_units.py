@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from core.observe import context as requestctx
@@ -20,6 +21,7 @@ from shared import traceparent
 from shared.config import parse_config
 from shared.config_tracing import TracingConfig, parse_tracing
 from shared.configparse import ConfigError
+from shared.logs import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,6 +156,7 @@ def test_log_lines_carry_the_request_and_trace_ids() -> None:
 def _log_lines() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("interlock.test_tracing_units")
     logger.addHandler(handler)
     try:
@@ -165,11 +168,10 @@ def _log_lines() -> None:
         logger.warning("failover from %s: %s", "fake/x", "transient")
     finally:
         logger.removeHandler(handler)
-    lines = stream.getvalue().splitlines()
-    assert lines == [
-        "before any request: plain",
-        f"failover from fake/x: transient request_id=req_100%s trace_id={'ab' * 16}",
-    ]
+    before, during = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert "request_id" not in before and "trace_id" not in before
+    assert during["msg"] == "failover from fake/x: transient"
+    assert (during["request_id"], during["trace_id"]) == ("req_100%s", "ab" * 16)
 
 
 def test_genai_attributes_never_read_content() -> None:

@@ -145,7 +145,6 @@ def _log(
         "prompt_tokens": (usage or {}).get("prompt_tokens"),
         "completion_tokens": (usage or {}).get("completion_tokens"),
         "usage_estimated": bool((usage or {}).get("estimated")),
-        "ts": round(time.time(), 3),
     }
     USAGE_LOG.write(line)
 

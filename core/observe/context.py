@@ -35,20 +35,16 @@ def current() -> RequestContext | None:
 
 
 class RequestIds(logging.Filter):
-    """Puts the request id and trace id on every log line written while serving a request
-    (a failover warning, a scrubbed upstream error): as `request_id` / `trace_id` record
-    attributes for a structured formatter, and at the end of the message for the plain one,
-    so a tenant's complaint (the x-request-id it got) leads to the line and to the trace."""
+    """Puts the request id and trace id on every log record written while serving a request
+    (a failover warning, a scrubbed upstream error), as the `request_id` and `trace_id`
+    attributes both of shared.logs' formats write out, so a tenant's complaint (the
+    x-request-id it got) leads to the line and to the trace."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _CURRENT.get()
         if ctx is not None and not hasattr(record, "request_id"):
             record.request_id = ctx.request_id
             record.trace_id = ctx.trace_id
-            record.msg = (
-                f"{record.getMessage()} request_id={ctx.request_id} trace_id={ctx.trace_id}"
-            )
-            record.args = None
         return True
 
 

@@ -1,4 +1,5 @@
-"""The usage log: one JSON line per request, written in batches.
+"""The usage log: one JSON line per request (logger `interlock.usage`, in the envelope every
+log line has: shared.logs), written in batches.
 
 Going through `logging` costs a LogRecord, locks and a write syscall per request; on the hot
 path that is several percent of the core's CPU. Lines are built with orjson, buffered, and
@@ -17,14 +18,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 from typing import Any, BinaryIO
 
 import orjson
 
+from shared.logs import envelope
 from shared.periodic import Periodic
 
 FLUSH_INTERVAL_S = 0.1
-PREFIX = b"interlock.usage "
 MAX_NAME_CHARS = 256
 _KEPT = 200
 
@@ -50,7 +52,10 @@ class UsageLog:
         self.enabled = logging.getLogger("interlock.usage").isEnabledFor(logging.INFO)
 
     def write(self, line: dict[str, Any]) -> None:
-        self._buffer.append(PREFIX + orjson.dumps(line) + b"\n")
+        """One request's line, in the envelope every log line has (shared.logs)."""
+        entry = envelope(time.time(), "info", "interlock.usage", "request")
+        entry.update(line)
+        self._buffer.append(orjson.dumps(entry) + b"\n")
         if not self._periodic.running:
             self.flush()
 

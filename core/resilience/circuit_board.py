@@ -20,6 +20,7 @@ like a cancelled attempt, they only give back a half-open probe slot (core.resil
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 
@@ -42,6 +43,8 @@ TARGET_STATUSES = frozenset({429, 503, 529})
 # Breakers for labels that are not configured targets (a safety net: with health labels,
 # only `<provider>/*` entries land here, one per provider).
 MAX_UNREGISTERED = 256
+
+log = logging.getLogger("interlock.core")
 
 
 def attribution(error: ProviderError) -> str | None:
@@ -87,7 +90,11 @@ class BreakerBoard:
     def permit(self, label: str) -> int | None:
         """None when the circuit refuses; else 0, or the half-open probe slot taken
         (to be ended by `record` or given back by `release`)."""
-        return self._get(label).permit(time.monotonic())
+        breaker = self._get(label)
+        before = breaker.state
+        slot = breaker.permit(time.monotonic())
+        _changed(label, before, breaker, "open period over: one probe")
+        return slot
 
     def release(self, label: str, probe: int) -> None:
         """Give back a probe slot without an outcome (core.resilience.lease: neutral attempts)."""
@@ -97,16 +104,22 @@ class BreakerBoard:
     def pass_probe(self, label: str, probe: int) -> None:
         """A probe stream's first chunk: the circuit closes, on probation (see circuit.py)."""
         if probe:
-            self._get(label).pass_probe(probe)
+            breaker = self._get(label)
+            before = breaker.state
+            breaker.pass_probe(probe)
+            _changed(label, before, breaker, "the probe answered")
 
     def record(self, label: str, error: ProviderError | None, probe: int | None = None) -> None:
         """One attempt's outcome: None for a success, else the error it ended with. `probe`:
         the slot `permit` gave the attempt (None: untracked, see Breaker.record)."""
         breaker = self._get(label)
+        before = breaker.state
         if error is None or error.failure_class not in UNHEALTHY:
             breaker.record(True, time.monotonic(), probe=probe)
+            _changed(label, before, breaker, "the probe succeeded")
         else:
             breaker.record(False, time.monotonic(), attribution(error), probe)
+            _changed(label, before, breaker, f"{error.failure_class} failures")
 
     def retry_after(self, label: str) -> float:
         return max(0.0, self._get(label).open_until - time.monotonic())
@@ -138,7 +151,9 @@ class BreakerBoard:
             shared = await self._store.get_many([_key(label) for label, _ in local])
             for (label, breaker), value in zip(local, shared, strict=True):
                 if value is not None and float(value) > wall:
+                    before = breaker.state
                     breaker.trip(mono, mono + (float(value) - wall))
+                    _changed(label, before, breaker, "opened by another replica")
                     self._published[label] = breaker.open_until
         except (GatewayError, ValueError):
             return  # store unavailable (fail-closed) or garbage: stay local this round
@@ -162,3 +177,12 @@ class BreakerBoard:
 
 def _key(label: str) -> str:
     return f"il:{{b:{label}}}:open"
+
+
+def _changed(label: str, before: State, breaker: Breaker, why: str) -> None:
+    """A breaker's state change, logged once where it happens: opening is a warning (a
+    target stopped being used), probing and closing are news."""
+    after = breaker.state
+    if after is not before:
+        level = logging.WARNING if after is State.OPEN else logging.INFO
+        log.log(level, "circuit of %s: %s -> %s (%s)", label, before, after, why)

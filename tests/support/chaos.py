@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
+from tests.support.logs import usage_entries
+
 
 @dataclass(slots=True)
 class Record:
@@ -94,11 +96,4 @@ def rss_mb(pid: int) -> float:
 
 def usage_lines(logs: str) -> dict[str, str]:
     """request_id -> outcome, from every usage line in the logs."""
-    found: dict[str, str] = {}
-    for line in logs.splitlines():
-        marker = line.find("interlock.usage ")
-        if marker < 0:
-            continue
-        entry = orjson.loads(line[marker + len("interlock.usage ") :])
-        found[entry["request_id"]] = entry["outcome"]
-    return found
+    return {entry["request_id"]: entry["outcome"] for entry in usage_entries(logs)}

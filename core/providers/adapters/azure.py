@@ -90,6 +90,9 @@ class AzureOptions:
 
     api_version: str = "v1"  # v1, preview, or a dated version (the deployments API)
     auth: str = "api-key"  # or bearer: the key is an Entra ID token
+    # The v1 API takes prompt_cache_key for OpenAI models; deployments of other models on
+    # Foundry (DeepSeek, Kimi...) refuse it as an unknown argument: false withholds it.
+    prompt_cache_key: bool = True
 
     @property
     def dated(self) -> bool:
@@ -117,6 +120,8 @@ def parse_options(provider: ProviderConfig) -> AzureOptions:
         )
     if options.auth not in ("api-key", "bearer"):
         raise ConfigError(f"{path}.options.auth: expected api-key or bearer")
+    if not isinstance(options.prompt_cache_key, bool):
+        raise ConfigError(f"{path}.options.prompt_cache_key: expected true or false")
     if not provider.api_keys:
         raise ConfigError(f"{path}.api_key: required (an API key or an Entra ID token)")
     return options
@@ -137,7 +142,8 @@ class AzureAdapter(OpenAICompatAdapter):
     def capabilities(self, target: Target) -> Capabilities:
         # The v1 API (and its preview) mirrors OpenAI's and takes prompt_cache_key; the dated
         # versions are not documented to, and refuse arguments they do not know.
-        if self.options(target.provider).api_version in ("v1", "preview"):
+        options = self.options(target.provider)
+        if options.api_version in ("v1", "preview") and options.prompt_cache_key:
             return _CAPABILITIES_WITH_KEY
         return _CAPABILITIES
 
