@@ -225,17 +225,26 @@ def test_trace_id_in_log_lines_and_ledger(stack: Stack) -> None:
     ids = (f'"request_id":"{request_id}"', f'"trace_id":"{trace_id}"')
     stack.wait_for_log("failover from", *ids)
     stack.wait_for_log('"logger":"interlock.usage"', *ids)
-    ledger = stack.workdir / "state" / "ledger.sqlite3"
-    deadline = time.monotonic() + 10
+    assert _ledger_trace_id(stack, request_id) == trace_id
+
+
+def _ledger_trace_id(stack: Stack, request_id: str) -> str | None:
+    """The request's ledger row's trace_id, once the writer has written it (read-only: the
+    file is the core's to create)."""
+    ledger = f"file:{stack.workdir / 'state' / 'ledger.sqlite3'}?mode=ro"
+    query = "SELECT trace_id FROM ledger_records WHERE request_id = ?"
+    deadline = time.monotonic() + 15
     while True:
-        with sqlite3.connect(ledger) as db:
-            row = db.execute(
-                "SELECT trace_id FROM ledger_records WHERE request_id = ?", (request_id,)
-            ).fetchone()
-        if row is not None or time.monotonic() > deadline:
-            break
+        try:
+            with sqlite3.connect(ledger, uri=True) as db:
+                row = db.execute(query, (request_id,)).fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            row = None
+        if row is not None:
+            return str(row[0])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no ledger record for {request_id}")
         time.sleep(0.05)
-    assert row == (trace_id,)
 
 
 def test_image_fetch_span(stack: Stack, fake: FakeOpenAI) -> None:
