@@ -74,7 +74,7 @@ def test_a_lost_remote_leader_lets_followers_run_again(monkeypatch: pytest.Monke
 
     async def scenario() -> str:
         store = MemoryStore()
-        await store.lead("k:lead", b"gone", 10)  # a replica that took the lead and died
+        await store.lead("k:leader", b"gone", 10)  # a replica that took the lead and died
         joined = await Coalescer(store).join("k", 10, 1 << 20)
         assert joined is not None and not joined[1]
         await joined[0].opened(time.monotonic() + 5)

@@ -219,30 +219,41 @@ def test_a_released_claim_can_be_claimed_again(run: Runner) -> None:
     assert run(scenario) == [True, False, True]
 
 
-def test_lead_answers_the_holders_token_until_released(run: Runner) -> None:
+def test_lead_answers_the_holders_token_and_counts_followers(run: Runner) -> None:
     """Request coalescing's leader lock (core.cache.coalesce): the first caller holds it, the
-    next learn the holder's token; released, the next caller leads."""
+    next learn the holder's token and are counted as its followers (one call each); only the
+    holder's token releases it, learning how many followed; released, the next caller leads."""
     key = unique("lead")
 
-    async def scenario(store: Store) -> list[bytes | None]:
+    async def scenario(store: Store) -> list[Any]:
         first = await store.lead(key, b"a", 60)
+        unwanted = await store.wanted(key)
         second = await store.lead(key, b"b", 60)
-        await store.release(key)
+        await store.lead(key, b"b2", 60)
+        await store.unfollow(key, b"a")
+        await store.unfollow(key, b"other")  # not the holder: ignored
+        wanted = await store.wanted(key)
+        wrong = await store.unlead(key, b"b")  # not the holder: nothing released
+        released = await store.unlead(key, b"a")
         third = await store.lead(key, b"c", 60)
         fourth = await store.lead(key, b"d", 60)
-        return [first, second, third, fourth]
+        gone = await store.wanted(unique("none"))
+        return [first, unwanted, second, wanted, wrong, released, third, fourth, gone]
 
-    assert run(scenario) == [None, b"a", None, b"c"]
+    assert run(scenario) == [None, 0, b"a", 1, 0, 1, None, b"c", 0]
 
 
 def test_log_appends_in_order_reads_from_an_index_and_expires(run: Runner) -> None:
     """A coalescing leader's chunks: appended in order, read from where a follower got to;
-    the list lives its TTL after the last append; an unknown list reads as empty."""
-    key = unique("log")
+    each append answers the followers its lock counts; the list lives its TTL after the last
+    append; an unknown list reads as empty."""
+    key, lock = unique("log"), unique("lock")
 
     async def scenario(store: Store) -> list[Any]:
-        n1 = await store.log_append(key, [b"s{}", b"c1"], 0.3)
-        n2 = await store.log_append(key, [b"c2"], 0.3)
+        n1 = await store.log_append(key, [b"s{}", b"c1"], 0.3, lock)
+        await store.lead(lock, b"t", 60)
+        await store.lead(lock, b"u", 60)
+        n2 = await store.log_append(key, [b"c2"], 0.3, lock)
         whole = await store.log_read(key, 0)
         rest = await store.log_read(key, 2)
         past = await store.log_read(key, 5)
@@ -251,4 +262,4 @@ def test_log_appends_in_order_reads_from_an_index_and_expires(run: Runner) -> No
         expired = await store.log_read(key, 0)
         return [n1, n2, whole, rest, past, unknown, expired]
 
-    assert run(scenario) == [2, 3, [b"s{}", b"c1", b"c2"], [b"c2"], [], [], []]
+    assert run(scenario) == [0, 1, [b"s{}", b"c1", b"c2"], [b"c2"], [], [], []]

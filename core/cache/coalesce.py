@@ -1,142 +1,52 @@
 """Request coalescing (README: Request coalescing): identical concurrent requests of a tenant
 share one upstream call, within a process and across core replicas.
 
-A `Flight` is one leader's answer as it is made: its start (the response's media type and
-what served it), its chunks in order, and its end. Followers read a flight from its first
-chunk, so one that joins mid-stream gets what it missed, then the rest live.
+A `Flight` (core.cache.flight) is one leader's answer as it is made; followers read it from
+its first chunk, so one that joins mid-stream gets what it missed, then the rest live.
 
 Within a process a `Coalescer` keeps the flights in flight (bounded: past `max_flights` a
 request runs alone). With a shared state store, the first replica to take the lead lock
-(`Store.lead`, SET NX with a TTL) leads; its publisher copies the flight into a list in the
-store (`Store.log_append`: a start record, chunks as they accumulate, an end record, and a
-heartbeat while nothing happens). On every other replica the first request for the key
-becomes the local flight fed by one poller (`Store.log_read`, every 20 ms), so each replica
-polls once per key however many followers it has. A lost leader (no record for
-`LEADER_LOST_S`) or one that ended before answering lets its followers run again.
+(`Store.lead`, one script call) leads. A request on another replica that finds the lock is
+counted on it as a follower by that same call, and becomes its replica's local flight, fed by
+one poller (`Store.log_read`, every 20 ms): each replica polls once per key however many
+followers it has.
+
+A leader publishes only when wanted. Nobody following is the common case, so it pays the
+lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile) and
+nothing else (not even a task of its own: a timer), unless its flight lasts: then it asks
+whether it is wanted (`Store.wanted`, one HGET) once a second while pending (complete
+answers, a stream's wait for its first chunk), and 0.1 s after a stream opens, then 0.2,
+0.4... s after that (at most a second apart): a 0.5 s stream asks twice.
+From the first follower on it copies the flight into a list in the store
+(`Store.log_append`: its backlog, which it holds in memory anyway, then chunks as they
+accumulate, an end record, and a heartbeat each silent second). A follower that hears nothing
+for `LEADER_LOST_S` after announcing itself (the leader asks at least once a second) or whose
+leader ended before answering runs again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
+from core.cache.flight import CUT, DONE, OPEN, PENDING, RETRY, Flight
 from core.state.errors import UNAVAILABLE
 from core.state.store import Store
 
 log = logging.getLogger("interlock.cache")
 
-PENDING, OPEN, DONE, CUT, RETRY = "pending", "open", "done", "cut", "retry"
-_ENDED = frozenset((DONE, CUT, RETRY))
+__all__ = ["CUT", "DONE", "OPEN", "PENDING", "RETRY", "Coalescer", "Flight"]
 POLL_S = 0.02  # a remote follower's poll interval
-HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat this often
+HEARTBEAT_S = 1.0  # a silent leader writes a heartbeat (or, unwanted, asks) this often
+ASK_S = 0.1  # an open stream's leader asks whether it is wanted after this, then less often
 LEADER_LOST_S = 5.0  # a leader silent this long is gone: its followers run again
 _TAIL_S = 30.0  # the list outlives its end this long (a late poller still reads the end)
 MAX_FLIGHT_S = 3600.0  # a safety net: a shared flight is ended after this, whatever happens
-
-
-class Flight:
-    """One leader's answer as it comes. `state`: pending (not answered yet), open (answered:
-    `meta` is set, chunks come), done, cut (ended early: followers that started get what was
-    sent), retry (ended without an answer to share: followers run on their own)."""
-
-    __slots__ = ("_changed", "chunks", "max_bytes", "meta", "on_end", "size", "state", "usage")
-
-    def __init__(self, max_bytes: int) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.max_bytes = max_bytes
-        self.state = PENDING
-        self.meta: dict[str, Any] = {}
-        self.usage: dict[str, Any] | None = None
-        self.on_end: Callable[[], None] | None = None  # the registry forgets it
-        self._changed: asyncio.Event | None = None  # made only when someone waits
-
-    @property
-    def ended(self) -> bool:
-        return self.state in _ENDED
-
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-
-    def start(self, meta: dict[str, Any]) -> None:
-        if self.state == PENDING:
-            self.meta = meta
-            self.state = OPEN
-            self._notify()
-
-    def add(self, chunk: bytes) -> None:
-        if self.state != OPEN or not chunk:
-            return
-        self.size += len(chunk)
-        if self.size > self.max_bytes:  # too large to hold for followers: they get a cut
-            self.end(CUT)
-            return
-        self.chunks.append(chunk)
-        self._notify()
-
-    def end(self, state: str, usage: dict[str, Any] | None = None) -> None:
-        """The flight's end; `retry` only before it opened (followers may have started)."""
-        if self.ended:
-            return
-        if state == RETRY and self.state == OPEN:
-            state = CUT
-        self.state = state
-        self.usage = usage
-        self._notify()
-        if self.on_end is not None:
-            self.on_end()
-
-    def abandon(self) -> None:
-        """The leader's request ended without answering (an error, a cancellation)."""
-        if self.state == PENDING:
-            self.end(RETRY)
-
-    def abandoned(self, _task: object) -> None:
-        """`abandon`, as the leader's task's done callback."""
-        self.abandon()
-
-    async def changed(self, timeout_s: float) -> None:
-        """Until the next change, or `timeout_s`."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except TimeoutError:
-            return
-
-    async def opened(self, deadline: float) -> bool:
-        """True once the leader answered (then its chunks follow); False if it ended without
-        answering, or the wait outlasted `deadline` (monotonic): the follower runs alone."""
-        while self.state == PENDING:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await self.changed(left)
-        return self.state != RETRY
-
-    async def read(self, idle_s: float) -> AsyncIterator[bytes]:
-        """Every chunk from the first, then live ones, until the flight ends or nothing
-        happens for `idle_s` (a stream's idle timeout: a long stream is not cut)."""
-        seen = 0
-        while True:
-            if seen < len(self.chunks):
-                chunk = b"".join(self.chunks[seen:])
-                seen = len(self.chunks)
-                yield chunk
-                continue
-            if self.ended:
-                return
-            await self.changed(idle_s)
-            if seen == len(self.chunks) and not self.ended:
-                return
 
 
 class Coalescer:
@@ -153,9 +63,11 @@ class Coalescer:
         return len(self._flights)
 
     async def join(self, key: str, ttl_s: float, max_bytes: int) -> tuple[Flight, bool] | None:
-        """The flight for `key` and whether this request leads it; None past the bound."""
+        """The flight for `key` and whether this request leads it; None past the bound. A
+        follower counts among the flight's `readers` until it calls `Flight.leave`."""
         flight = self._flights.get(key)
         if flight is not None and not flight.ended:  # an ended flight is forgotten at once
+            flight.readers += 1
             return flight, False
         if len(self._flights) >= self._max_flights:
             return None
@@ -163,15 +75,17 @@ class Coalescer:
         flight.on_end = lambda: self._drop(key, flight)
         if self._store is None:  # its leader's task ends it however it ends: no task here
             return flight, True
-        token = uuid.uuid4().hex.encode()
+        token = os.urandom(12).hex().encode()
         try:
-            holder = await self._store.lead(key + ":lead", token, ttl_s)
+            holder = await self._store.lead(key + _LOCK, token, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing lock failed (%s): leading locally", type(exc).__name__)
             return flight, True
         if holder is None:
-            self._watch(flight, self._publish(key, token, flight, ttl_s))
+            flight.ask = lambda: self._ask(key + _LOCK, flight)
+            self._quiet(key, token, flight, ttl_s)
             return flight, True
+        flight.readers += 1
         self._watch(flight, self._poll(key, holder, flight))
         return flight, False
 
@@ -180,7 +94,7 @@ class Coalescer:
             del self._flights[key]
 
     def _watch(self, flight: Flight, work: Any) -> None:
-        """Runs `work` (publishing or polling); the flight ends with it, or after
+        """Runs `work` (leading or polling); the flight ends with it, or after
         MAX_FLIGHT_S whatever happened (then cut)."""
         self._spawn(self._forget(flight, work))
 
@@ -201,54 +115,123 @@ class Coalescer:
             flight.abandon()
             flight.end(CUT)  # a no-op once ended
 
-    async def _publish(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
-        """The leader's flight copied into the store for the other replicas: at most one
-        append per POLL_S while chunks come (a fast stream's chunks go in batches), one per
-        HEARTBEAT_S while nothing does."""
+    def _quiet(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
+        """A leader's side in the store while it has not asked whether anyone follows: no
+        task, a timer (HEARTBEAT_S while pending, ASK_S once its stream opened) that starts
+        `_lead`, which asks. Over before that, it releases the lock (a task for that call)."""
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle
+
+        def ask() -> None:
+            flight.on_milestone = None
+            self._watch(flight, self._lead(key, token, flight, ttl_s))
+
+        def milestone() -> None:
+            nonlocal timer
+            timer.cancel()
+            if flight.ended:
+                flight.on_milestone = None
+                how = (flight, ttl_s, False)
+                self._spawn(self._unlead(key + _LOCK, token, _log_name(key, token), how))
+            else:  # opened: its followers want its chunks soon
+                timer = loop.call_later(ASK_S, ask)
+
+        timer = loop.call_later(HEARTBEAT_S, ask)
+        flight.on_milestone = milestone
+
+    async def _lead(self, key: str, token: bytes, flight: Flight, ttl_s: float) -> None:
+        """The leader's side in the store once it asks: unwanted, only the lock's release at
+        the end; wanted, the flight published from its first record, then the release."""
         assert self._store is not None
-        name, sent, started = _log_name(key, token), 0, False
-        last = time.monotonic()  # a follower's poller counts silence from its own start
+        lock, name, published = key + _LOCK, _log_name(key, token), False
         try:
-            while True:
-                items: list[bytes] = []
-                if flight.state != PENDING and not started:
-                    items.append(b"s" + orjson.dumps(flight.meta))
-                    started = True
-                if len(flight.chunks) > sent:
-                    items.append(b"c" + b"".join(flight.chunks[sent:]))
-                    sent = len(flight.chunks)
-                ended = flight.ended
-                if ended:
-                    end = {"state": flight.state, "usage": flight.usage}
-                    items.append(b"e" + orjson.dumps(end))
-                if items or time.monotonic() - last >= HEARTBEAT_S:
-                    await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S)
-                    last = time.monotonic()
-                if ended:
-                    return
-                if items:  # pollers read every POLL_S: batch what comes until then
-                    await asyncio.sleep(POLL_S)
-                    continue  # what came meanwhile is sent before waiting again
-                await flight.changed(HEARTBEAT_S)
+            if await self._wanted(lock, flight):
+                published = True
+                await self._publish(lock, name, flight, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("coalescing publish failed (%s)", type(exc).__name__)
         finally:
-            await asyncio.shield(self._release(key))
+            await asyncio.shield(self._unlead(lock, token, name, (flight, ttl_s, published)))
 
-    async def _release(self, key: str) -> None:
+    async def _ask(self, lock: str, flight: Flight) -> None:
         assert self._store is not None
         try:
-            await self._store.release(key + ":lead")
+            flight.heard(await self._store.wanted(lock))
+        except UNAVAILABLE:
+            return
+
+    async def _wanted(self, lock: str, flight: Flight) -> bool:
+        """True once another replica follows (the lock counts it); False if the flight ended
+        first. Asked now, then once per HEARTBEAT_S while pending (a follower hears within
+        LEADER_LOST_S), and ASK_S after a stream opens, then twice as long each time up to
+        HEARTBEAT_S: a stream over within ASK_S of its first chunk never asks."""
+        assert self._store is not None
+        state = flight.state
+        delay = HEARTBEAT_S if state == PENDING else ASK_S
+        while not flight.ended:
+            if flight.state != state:  # it opened: ask soon, then less and less often
+                state, delay = flight.state, ASK_S
+                await flight.milestone(delay)
+                continue
+            wanted = await self._store.wanted(lock)
+            if wanted:
+                flight.heard(wanted)
+                return True
+            if state == OPEN:
+                delay = min(2 * delay, HEARTBEAT_S)
+            await flight.milestone(delay)
+        return False
+
+    async def _publish(self, lock: str, name: str, flight: Flight, ttl_s: float) -> None:
+        """The flight copied into the store for the other replicas, from its first record:
+        at most one append per POLL_S while chunks come (a fast stream's chunks go in
+        batches), one per HEARTBEAT_S while nothing does. Each append hears how many remote
+        followers the lock still counts."""
+        assert self._store is not None
+        sent, started = 0, False
+        last = time.monotonic()
+        while True:
+            items, sent, started = _records(flight, sent, started)
+            ended = flight.ended
+            if items or time.monotonic() - last >= HEARTBEAT_S:
+                flight.heard(
+                    await self._store.log_append(name, items or [b"h"], ttl_s + _TAIL_S, lock)
+                )
+                last = time.monotonic()
+            if ended:
+                return
+            if items:  # pollers read every POLL_S: batch what comes until then
+                await asyncio.sleep(POLL_S)
+                continue  # what came meanwhile is sent before waiting again
+            await flight.changed(HEARTBEAT_S)
+
+    async def _unlead(
+        self, lock: str, token: bytes, name: str, how: tuple[Flight, float, bool]
+    ) -> None:
+        """The lock given up. A follower that came since the last ask (the release counts
+        it) gets the whole flight in one append, if it ended; else it finds the leader lost."""
+        assert self._store is not None
+        flight, ttl_s, published = how
+        try:
+            wanted = await self._store.unlead(lock, token)
+            if wanted and not published and flight.ended:
+                items = _records(flight, 0, False)[0]
+                await self._store.log_append(name, items, ttl_s + _TAIL_S, lock)
         except UNAVAILABLE:
             return  # the lock's TTL ends it
 
     async def _poll(self, key: str, holder: bytes, flight: Flight) -> None:
-        """Another replica's flight, read into this process's."""
+        """Another replica's flight, read into this process's; given up (and the lock told)
+        once every local follower has left."""
         assert self._store is not None
-        name, seen = _log_name(key, holder), 0
+        lock, name, seen = key + _LOCK, _log_name(key, holder), 0
         heard = time.monotonic()
         try:
             while not flight.ended:
+                if not flight.readers:
+                    flight.end(CUT)  # nobody left to read it here
+                    await self._store.unfollow(lock, holder)
+                    return
                 items = await self._store.log_read(name, seen)
                 seen += len(items)
                 for item in items:
@@ -263,6 +246,24 @@ class Coalescer:
         except UNAVAILABLE as exc:
             log.warning("coalescing poll failed (%s)", type(exc).__name__)
             flight.end(RETRY)
+
+
+_LOCK = ":leader"  # not the former ":lead" string: a hash now (no WRONGTYPE mid-upgrade)
+
+
+def _records(flight: Flight, sent: int, started: bool) -> tuple[list[bytes], int, bool]:
+    """What is left to publish of `flight` after `sent` chunks (and its start, if
+    `started`): the start, the chunks since in one record, the end; and the new marks."""
+    items: list[bytes] = []
+    if flight.state != PENDING and not started:
+        items.append(b"s" + orjson.dumps(flight.meta))
+        started = True
+    if len(flight.chunks) > sent:
+        items.append(b"c" + b"".join(flight.chunks[sent:]))
+        sent = len(flight.chunks)
+    if flight.ended:
+        items.append(b"e" + orjson.dumps({"state": flight.state, "usage": flight.usage}))
+    return items, sent, started
 
 
 def _log_name(key: str, token: bytes) -> str:

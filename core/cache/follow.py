@@ -12,21 +12,25 @@ cache hit would answer the same request a second later.
 A follower costs what a hit costs: one request off the tenant's rate limits (rpm), no tokens,
 no budget; its ledger record's outcome is `coalesced`, at zero cost, with the tokens it saved
 kept apart. The leader is billed as any request. A leader that ends without an answer (an
-upstream error, its own rate limit or budget, its client leaving) lets its followers run again
-(one of them leads): those errors are the leader's own, not the answer's.
+upstream error, its own rate limit or budget, its client leaving before the answer started)
+lets its followers run again (one of them leads): those errors are the leader's own, not the
+answer's. A leader whose client leaves mid-stream while someone follows keeps its upstream
+call going for them (`_Feed`): they get the whole answer, and its record carries the call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from core.api.messages.stream import error_event
-from core.cache.coalesce import CUT, DONE, RETRY, Flight
+from core.cache.coalesce import CUT, DONE, OPEN, RETRY, Flight
 from core.cache.key import Directives
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
@@ -65,30 +69,188 @@ def flight_key(key: str, x: AnyExchange) -> str:
 
 
 def lead(flight: Flight, x: AnyExchange, response: Response) -> None:
-    """The leader's answer (encode's), handed to its followers as it is sent."""
+    """The leader's answer (encode's), handed to its followers as it is sent. A stream's
+    response becomes a `_Leading` one: the same status and headers, its chunks read through a
+    `_Feed` that keeps the upstream call going for the followers if the client leaves."""
     if response.status_code != 200:
         flight.end(RETRY)
         return
     headers = {k: response.headers[k] for k in _SHARED if k in response.headers}
     flight.start({"media": response.media_type, "headers": headers})
     if isinstance(response, StreamingResponse):
-        response.body_iterator = _feed(x, flight, response.body_iterator)
+        x.response = _Leading(_Feed(x, flight, response.body_iterator), response)
         return
     flight.add(bytes(response.body))
     flight.end(DONE, x.usage)
 
 
-async def _feed(x: AnyExchange, flight: Flight, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
-    complete = False
+_END = object()  # the end of the leader's chunks
+_DRAINS: set[asyncio.Task[None]] = set()  # at most one per flight: bounded by the registry
+
+
+async def _step(chain: AsyncIterator[Any]) -> Any:
     try:
-        async for part in body:
+        return await anext(chain)
+    except StopAsyncIteration:
+        return _END
+
+
+class _Feed:
+    """The leader's stream (the cache's tee around the relay around the upstream stream),
+    each chunk handed to the flight as it is sent.
+
+    A client that leaves while nobody follows cancels the stream at once, as without
+    coalescing (its upstream stream is closed). One that leaves while someone follows does
+    not: the chunk being awaited is still awaited, then the stream is read on by `_drain`
+    for the followers (and for the cache, which stores it once whole), and stopped as soon
+    as the last follower has gone (`Flight.on_unread`). The leader's ledger record carries
+    the one upstream call: written when the call ends, with what it used (the whole answer,
+    if the followers read it to its end)."""
+
+    __slots__ = ("chain", "flight", "gone", "over", "x")
+
+    def __init__(self, x: AnyExchange, flight: Flight, chain: AsyncIterable[Any]) -> None:
+        self.x = x
+        self.flight = flight
+        self.chain = aiter(chain)
+        self.gone = False  # the leader's client has left
+        self.over = False  # the flight has ended, as far as this feed goes
+
+    async def chunks(self) -> AsyncIterator[Any]:
+        """The leader's own stream, until it ends or its client has gone."""
+        flight = self.flight
+        while not self.gone:
+            try:
+                part = await _step(self.chain)
+            except BaseException:  # failed, or cancelled (which closed the upstream stream)
+                self._end(complete=False)
+                raise
+            if part is _END:
+                self._end(complete=True)
+                return
             flight.add(part if isinstance(part, bytes) else str(part).encode())
             yield part
-        complete = True
-    finally:
-        if isinstance(body, AsyncIterator):
-            await close(body)
-        flight.end(DONE if complete else CUT, x.final_usage if complete else None)
+
+    def _end(self, complete: bool) -> None:
+        if not self.over:
+            self.over = True
+            usage = self.x.final_usage if complete else None
+            self.flight.end(DONE if complete else CUT, usage)
+
+    async def left(self, sending: asyncio.Task[None]) -> None:
+        """The client has gone, while `sending` sends its stream: cancelled now unless
+        someone follows (here, or on another replica: asked now), else when the last
+        follower goes."""
+        flight = self.flight
+        if not self.over and not flight.followed and flight.ask is not None:
+            await flight.ask()
+        self.gone = True
+        if self.over:
+            return
+        if flight.followed and flight.state == OPEN:
+            flight.on_unread = _cancels(sending)
+            return
+        sending.cancel()
+
+    async def leave(self, own: AsyncIterator[Any]) -> None:
+        """The leader's response is over (sent whole, or its client left): the upstream
+        stream is read on for the followers, if some read an open flight; else closed."""
+        await close(own)
+        if not self.over and self.flight.followed and self.flight.state == OPEN:
+            task = asyncio.ensure_future(self._drain())
+            _DRAINS.add(task)
+            task.add_done_callback(_DRAINS.discard)
+            return
+        await self._stop()
+
+    async def _drain(self) -> None:
+        """The upstream stream read on, in a task of its own, after the leader's client left:
+        its followers get the whole answer, the cache stores it, the relay accounts it. The
+        last follower leaving cancels it where it stands, which closes the upstream stream."""
+        flight = self.flight
+        flight.on_unread = _cancels(asyncio.current_task())
+        try:
+            while flight.followed and not flight.ended:  # a flight too large ends (cut)
+                part = await _step(self.chain)
+                if part is _END:
+                    self._end(complete=True)
+                    return
+                flight.add(part if isinstance(part, bytes) else str(part).encode())
+        finally:
+            flight.on_unread = None
+            if not self.over:
+                await self._stop()
+
+    async def _stop(self) -> None:
+        """The upstream stream closed, if it was not over (the relay accounts what was
+        streamed, as for any client that left), and the flight cut if it had not ended."""
+        await close(self.chain)
+        self.x.finish(None, "cancelled")  # if the stream never started; else a no-op
+        self._end(complete=False)
+
+
+def _cancels(task: asyncio.Task[Any] | None) -> Callable[[], None]:
+    """`task.cancel`, as `Flight.on_unread`."""
+
+    def cancel() -> None:
+        if task is not None:
+            task.cancel()
+
+    return cancel
+
+
+class _Leading(StreamingResponse):
+    """The leader's streamed response: `original`'s status and headers, `feed`'s chunks.
+    Sent as Starlette sends a stream (a task sending, the client watched for leaving), except
+    that a client leaving is the feed's to handle (`_Feed.left`)."""
+
+    def __init__(self, feed: _Feed, original: StreamingResponse) -> None:
+        self._chunks = feed.chunks()
+        super().__init__(self._chunks, original.status_code, media_type=original.media_type)
+        self.raw_headers = original.raw_headers
+        self.background = original.background
+        self._feed = feed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sending = asyncio.ensure_future(self.stream_response(send))
+        watching = asyncio.ensure_future(self._watch(receive, sending))
+        try:
+            await asyncio.wait([sending])
+        finally:
+            watching.cancel()
+            if not sending.done():  # this task was cancelled (a shutdown): so is the stream
+                sending.cancel()
+                await asyncio.wait([sending])
+            await self._feed.leave(self._chunks)
+        if not sending.cancelled():
+            sending.result()  # an error in sending is the server's, as in Starlette's
+        if self.background is not None:
+            await self.background()
+
+    async def _watch(self, receive: Receive, sending: asyncio.Task[None]) -> None:
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                continue
+        except Exception:
+            return  # no receive channel (a request built in a test): nothing to watch
+        await self._feed.left(sending)
+
+
+class _Following(StreamingResponse):
+    """A follower's streamed response: it stops counting among the flight's readers when
+    the response ends, however it ends."""
+
+    def __init__(self, flight: Flight, body: AsyncIterator[bytes], media: str, headers: Any):
+        super().__init__(body, media_type=media, headers=headers)
+        self._body = body
+        self._flight = flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await close(self._body)
+            self._flight.leave()
 
 
 async def answer(
@@ -100,16 +262,38 @@ async def answer(
 ) -> bool:
     """The leader's answer for this follower, once it has one (a complete answer once it is
     whole); False if the leader ended without one: the follower runs on. `waits`: how long
-    to wait for the answer (the request's deadline), and a stream's idle timeout."""
-    wait_s, idle_s = waits
-    deadline = time.monotonic() + wait_s
+    to wait for the answer (the request's deadline), and a stream's idle timeout. The
+    follower leaves the flight's readers here, or, streamed, when its response ends."""
+    try:
+        ready = await _ready(x, flight, time.monotonic() + waits[0])
+        if ready:
+            await _respond(x, flight, limiter, ledger, waits[1])
+    except BaseException:
+        flight.leave()
+        raise
+    if not ready or not isinstance(x.response, _Following):
+        flight.leave()
+    return ready
+
+
+async def _ready(x: AnyExchange, flight: Flight, deadline: float) -> bool:
+    """The flight opened by `deadline` (monotonic), and, for a complete answer, done."""
     if not await flight.opened(deadline):
         return False
     if not x.request.stream:
         while not flight.ended and (left := deadline - time.monotonic()) > 0:
             await flight.changed(left)
-        if flight.state != DONE:
-            return False
+        return flight.state == DONE
+    return True
+
+
+async def _respond(
+    x: AnyExchange,
+    flight: Flight,
+    limiter: TenantLimiter | None,
+    ledger: Records | None,
+    idle_s: float,
+) -> None:
     admission = await admit(limiter, x.caller, x.payload, 0)
     admission.settle(0)
     rid = x.caller.request_id
@@ -126,11 +310,10 @@ async def answer(
     media = flight.meta.get("media") or "application/json"
     if x.request.stream:
         stream = _relay(x, flight, idle_s, ledger)
-        x.response = StreamingResponse(stream, media_type=media, headers={**SSE_HEADERS, **headers})
+        x.response = _Following(flight, stream, media, {**SSE_HEADERS, **headers})
     else:
         x.response = Response(b"".join(flight.chunks), media_type=media, headers=headers)
         record_free(x, flight.usage, COALESCED, ledger)
-    return True
 
 
 async def _relay(

@@ -133,20 +133,42 @@ end
 return out
 """
 
-# Request coalescing (core.cache.coalesce): the leader lock, set only if absent, answering the
-# holder's token otherwise (nil: the caller now holds it). ARGV: token, ttl in ms.
+# Request coalescing (core.cache.coalesce): the leader lock, a hash {t: token, w: followers},
+# taken only if absent; otherwise the caller is counted as a follower and gets the holder's
+# token (nil: the caller now holds it). ARGV: token, ttl in ms.
 _LEAD = """
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('HGET', KEYS[1], 't')
+if t then
+  redis.call('HINCRBY', KEYS[1], 'w', 1)
+  return t
+end
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return false
 """
 
-# The leader's chunks: a list, appended and its TTL renewed at once. ARGV: ttl in ms, items.
+# The lock given up by its holder (ARGV: token): the followers it counted.
+_UNLEAD = """
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+local w = tonumber(redis.call('HGET', KEYS[1], 'w') or '0')
+redis.call('DEL', KEYS[1])
+return w
+"""
+
+# A follower fewer, if the lock is still the same leader's (ARGV: token).
+_UNFOLLOW = """
+if redis.call('HGET', KEYS[1], 't') == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'w', -1)
+end
+return 0
+"""
+
+# The leader's chunks: a list, appended and its TTL renewed at once; answers the followers
+# the lock (KEYS[2]) counts. ARGV: ttl in ms, items.
 _LOG_APPEND = """
-local n = redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return n
+return tonumber(redis.call('HGET', KEYS[2], 'w') or '0')
 """
 
 
@@ -176,6 +198,8 @@ class RedisStore:
         self._share = Script(self._client, _SHARE)
         self._lead = Script(self._client, _LEAD)
         self._log_append = Script(self._client, _LOG_APPEND)
+        self._unlead = Script(self._client, _UNLEAD)
+        self._unfollow = Script(self._client, _UNFOLLOW)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -233,10 +257,19 @@ class RedisStore:
         reply = await self._lead([key], [token, max(1, int(ttl_s * 1000))])
         return None if reply is None else bytes(reply)
 
-    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+    async def wanted(self, key: str) -> int:
+        return int(await self._client.call("HGET", key, "w") or 0)
+
+    async def unlead(self, key: str, token: bytes) -> int:
+        return int(await self._unlead([key], [token]))
+
+    async def unfollow(self, key: str, token: bytes) -> None:
+        await self._unfollow([key], [token])
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         if not items:
             return 0
-        return int(await self._log_append([key], [max(1, int(ttl_s * 1000)), *items]))
+        return int(await self._log_append([key, lock], [max(1, int(ttl_s * 1000)), *items]))
 
     async def log_read(self, key: str, start: int) -> list[bytes]:
         """LRANGE, not a blocking XREAD: the one multiplexed connection (core.state.resp)

@@ -152,10 +152,23 @@ class ResilientStore:
             lambda: self.fallback.lead(key, token, ttl_s),
         )
 
-    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+    async def wanted(self, key: str) -> int:
+        return await self._call(lambda: self.primary.wanted(key), lambda: self.fallback.wanted(key))
+
+    async def unlead(self, key: str, token: bytes) -> int:
         return await self._call(
-            lambda: self.primary.log_append(key, items, ttl_s),
-            lambda: self.fallback.log_append(key, items, ttl_s),
+            lambda: self.primary.unlead(key, token), lambda: self.fallback.unlead(key, token)
+        )
+
+    async def unfollow(self, key: str, token: bytes) -> None:
+        await self._call(
+            lambda: self.primary.unfollow(key, token), lambda: self.fallback.unfollow(key, token)
+        )
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
+        return await self._call(
+            lambda: self.primary.log_append(key, items, ttl_s, lock),
+            lambda: self.fallback.log_append(key, items, ttl_s, lock),
         )
 
     async def log_read(self, key: str, start: int) -> list[bytes]:

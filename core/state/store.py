@@ -50,14 +50,29 @@ class Store(Protocol):
         ...
 
     async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
-        """Hold `key` with `token` for `ttl_s` unless someone holds it (one atomic call):
-        None when this caller now holds it, else the holder's token (request coalescing's
-        leader lock, core.cache.coalesce: a follower learns where the leader writes)."""
+        """Hold the lock `key` with `token` for `ttl_s` unless someone holds it (one atomic
+        call): None when this caller now holds it, else the holder's token, and the caller is
+        counted as its follower (request coalescing, core.cache.coalesce: a follower learns
+        where the leader writes, and the leader that it is wanted)."""
         ...
 
-    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+    async def wanted(self, key: str) -> int:
+        """How many followers the lock `key` counts (0 when it is not held)."""
+        ...
+
+    async def unlead(self, key: str, token: bytes) -> int:
+        """Give up the lock `key` if `token` holds it (one atomic call): the followers it
+        counted then (0 if `token` did not hold it)."""
+        ...
+
+    async def unfollow(self, key: str, token: bytes) -> None:
+        """One follower fewer on the lock `key`, if `token` still holds it."""
+        ...
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         """Append `items` to the list `key` and (re)set its TTL, in one atomic call: the
-        list's length after. A coalescing leader's chunks (core.cache.coalesce)."""
+        followers the lock `lock` counts (a coalescing leader's chunks, core.cache.coalesce;
+        the two keys share a hash tag)."""
         ...
 
     async def log_read(self, key: str, start: int) -> list[bytes]:
@@ -78,6 +93,17 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+class _Lock:
+    """A coalescing leader's lock in memory: its token, its followers, when it expires."""
+
+    __slots__ = ("expiry", "followers", "token")
+
+    def __init__(self, token: bytes, expiry: float) -> None:
+        self.token = token
+        self.followers = 0
+        self.expiry = expiry
+
+
 class MemoryStore:
     """Per-process state: the embedded default, and the fail-open fallback when Redis is down."""
 
@@ -92,6 +118,7 @@ class MemoryStore:
         self._budgets = MemoryAccounts()
         self._shared: dict[str, dict[str, tuple[float, bytes]]] = {}
         self._logs: dict[str, tuple[list[bytes], float]] = {}
+        self._locks: dict[str, _Lock] = {}  # coalescing locks (`lead`)
 
     def _bound(self, mapping: dict[str, object]) -> None:
         if len(mapping) >= self._max_keys:
@@ -155,16 +182,40 @@ class MemoryStore:
 
     async def release(self, key: str) -> None:
         self._claims.pop(key, None)
-        self._values.pop(key, None)  # a coalescing leader's lock (`lead`)
+
+    def _lock(self, key: str) -> _Lock | None:
+        lock = self._locks.get(key)
+        if lock is not None and lock.expiry <= time.monotonic():
+            del self._locks[key]
+            return None
+        return lock
 
     async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
-        holder = await self.get(key)
-        if holder is not None:
-            return holder
-        await self.set(key, token, ttl_s)
+        lock = self._lock(key)
+        if lock is not None:
+            lock.followers += 1
+            return lock.token
+        self._bound(self._locks)  # type: ignore[arg-type]
+        self._locks[key] = _Lock(token, time.monotonic() + ttl_s)
         return None
 
-    async def log_append(self, key: str, items: list[bytes], ttl_s: float) -> int:
+    async def wanted(self, key: str) -> int:
+        lock = self._lock(key)
+        return 0 if lock is None else lock.followers
+
+    async def unlead(self, key: str, token: bytes) -> int:
+        lock = self._lock(key)
+        if lock is None or lock.token != token:
+            return 0
+        del self._locks[key]
+        return lock.followers
+
+    async def unfollow(self, key: str, token: bytes) -> None:
+        lock = self._lock(key)
+        if lock is not None and lock.token == token:
+            lock.followers = max(0, lock.followers - 1)
+
+    async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         now = time.monotonic()
         found = self._logs.get(key)
         if found is None or found[1] <= now:
@@ -173,7 +224,7 @@ class MemoryStore:
             found = ([], 0.0)
         found[0].extend(items)
         self._logs[key] = (found[0], now + ttl_s)
-        return len(found[0])
+        return await self.wanted(lock)
 
     async def log_read(self, key: str, start: int) -> list[bytes]:
         found = self._logs.get(key)
