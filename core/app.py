@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -12,19 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.api.audio import MAX_UPLOAD_BYTES, MultipartRead, SpeechApi, TranscriptionsApi, name_file
-from core.api.chat import ChatApi
-from core.api.embeddings import EmbeddingsApi
+from core.api.audio import MAX_UPLOAD_BYTES, name_file
 from core.api.identity import Caller, HopVerifier
-from core.api.images import ImagesApi
 from core.api.listeners import ListenerRouter
-from core.api.messages.handler import MessagesApi
-from core.api.messages.passthrough import Passthrough
-from core.api.responses.handler import ResponsesApi, stored_endpoints
-from core.api.responses.passthrough import ResponsesPassthrough
-from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
+from core.apis import Apis, build_apis
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
@@ -47,8 +41,8 @@ from core.observe.metrics import families as core_families
 from core.observe.otel_metrics import OtlpMetrics
 from core.observe.records import Records
 from core.observe.request_metrics import Labels, RequestMetrics
+from core.observe.tracing import Tracer, build_tracer
 from core.observe.usagelog import USAGE_LOG
-from core.pipeline import Account, Pipeline, standard_stages
 from core.pipeline.explain import AnySpec, RouteExplainer
 from core.providers.gemini_cache import GeminiUpstream
 from core.providers.provider import Provider
@@ -75,11 +69,16 @@ Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
 class CoreState:
     """Everything built once per process at start-up."""
 
-    def __init__(self, config: Config, pricing: Pricing | None = None) -> None:
+    def __init__(
+        self, config: Config, pricing: Pricing | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.ready = False
         parts = prepare_core(config, self.client)
         self.config = config = parts.config
+        # Traces (core.observe.tracing): NO_TRACER unless `tracing` is on; a test may hand in
+        # its own (an in-memory exporter).
+        self.tracer: Tracer = tracer or build_tracer(config.tracing)
         # One per configured provider: typed settings, adapter, transport, upstream.
         self.providers: dict[str, Provider] = parts.providers
         self.registry = parts.registry
@@ -190,6 +189,7 @@ class CoreState:
         await self.images.start()
         self.secrets.start()
         USAGE_LOG.start()
+        requestctx.install_log_ids(logging.getLogger("interlock"))  # ids on every line
         self.settlements.start()
         self.budget_settler.start()
         self.breakers.start()
@@ -212,6 +212,7 @@ class CoreState:
             await self.settlements.stop()
             await self.budget_settler.stop()
             await USAGE_LOG.stop()
+            await self.tracer.shutdown()  # exports the spans still buffered
             if self.otlp is not None:  # exports what it counted since the last export
                 await self.otlp.stop()
             await self.images.close()
@@ -221,8 +222,10 @@ class CoreState:
             self.session = None
 
 
-def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
-    state = CoreState(config, pricing)
+def create_app(
+    config: Config, pricing: Pricing | None = None, tracer: Tracer | None = None
+) -> Starlette:
+    state = CoreState(config, pricing, tracer)
     max_body = config.core.max_body_bytes
 
     def authenticated(
@@ -234,7 +237,7 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
             caller: Caller | None = None
             try:
                 caller, body = await state.verifier.authenticate(request, limit)
-                requestctx.bind(caller.tenant, caller.request_id)
+                requestctx.bind(caller.tenant, caller.request_id, caller.trace_id)
                 return await handler(request, caller, body)
             except GatewayError as error:
                 if upload:
@@ -244,78 +247,46 @@ def create_app(config: Config, pricing: Pricing | None = None) -> Starlette:
 
         return endpoint
 
-    # One pipeline (core.pipeline): every API runs the same stages with its own spec.
-    stages = standard_stages(
-        state.registry,
-        state.dispatcher,
-        state.limiter,
-        state.pricing,
-        state.policy,
-        state.cache,
-        state.affinity,
-    )
-    account = Account(state.records, state.pricing, state.affinity)
-    passthrough = Passthrough(config.core.resilience.max_event_bytes)
-    specs: dict[str, AnySpec] = {
-        "chat": ChatApi(state.images.inline),
-        "embeddings": EmbeddingsApi(),
-        "messages": MessagesApi(passthrough, state.images.inline),
-        "images": ImagesApi(),
-        "speech": SpeechApi(),
-        "transcriptions": TranscriptionsApi(),
-    }
-    # Stored responses, per tenant (core.api.responses.store): Redis itself, else memory.
-    redis = state.store.primary if isinstance(state.store, ResilientStore) else None
-    kept = StoreBackend(redis) if redis else MemoryBackend(MEMORY_MAX_BYTES)
-    responses = ResponseStore(kept, config.core.responses_ttl_s, config.core.responses_max_bytes)
-    max_event = config.core.resilience.max_event_bytes
-    responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, state.images.inline)
-    # /v1/responses: the previous_response_id lookup joins right after read.
-    responses_stages = (stages[0], History(responses), *stages[1:])
-    responses_pipeline = Pipeline(responses_api, responses_stages, account)
-    get_response, delete_response = stored_endpoints(responses)
-    chat = Pipeline(specs["chat"], stages, account)
-    embeddings = Pipeline(specs["embeddings"], stages, account)
-    messages = Pipeline(specs["messages"], stages, account)
-    # Images and audio (README: Images and audio); a multipart upload is read by its own stage.
-    images = Pipeline(specs["images"], stages, account)
-    speech = Pipeline(specs["speech"], stages, account)
-    transcribe = Pipeline(specs["transcriptions"], (MultipartRead(), *stages[1:]), account)
-
-    models = _models_endpoint(state)
-    usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
-    dashboard = DashboardApi(state, raw_reads(state.ledger_store, config.ledger.partition))
-
     def once(handler: Handler) -> Handler:
         """Idempotency-Key semantics around an API (core.cache.idempotency)."""
         deadline = config.core.resilience.total_deadline_s
         return Idempotent(handler, state.store, config.idempotency, deadline, state.idempotency)
 
+    apis = build_apis(state)
     public = [
-        Route("/v1/chat/completions", authenticated(once(chat), chat.api), methods=["POST"]),
-        Route("/v1/embeddings", authenticated(once(embeddings), embeddings.api), methods=["POST"]),
-        Route("/v1/messages", authenticated(once(messages), messages.api), methods=["POST"]),
-        Route("/v1/responses", authenticated(once(responses_pipeline)), methods=["POST"]),
-        Route("/v1/responses/{response_id}", authenticated(get_response), methods=["GET"]),
-        Route("/v1/responses/{response_id}", authenticated(delete_response), methods=["DELETE"]),
-        Route("/v1/images/generations", authenticated(once(images)), methods=["POST"]),
-        Route("/v1/audio/speech", authenticated(speech), methods=["POST"]),
-        Route(
-            "/v1/audio/transcriptions",
-            authenticated(once(transcribe), upload=True),
-            methods=["POST"],
-        ),
-        Route("/v1/models", authenticated(models), methods=["GET"]),
-        Route("/v1/usage", authenticated(usage), methods=["GET"]),
-        Route("/v1/dashboard/{panel}", authenticated(dashboard), methods=["GET"]),
-        *static_routes(),  # the dashboard's page (core.dashboard)
-        Route("/healthz", _healthz, methods=["GET"]),
+        Route(path, authenticated(handler, api, upload), methods=[method])
+        for path, method, handler, api, upload in _api_routes(state, apis, once)
     ]
+    public += [*static_routes(), Route("/healthz", _healthz, methods=["GET"])]
     app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
-    admin = _admin_routes(state, specs)
+    admin = _admin_routes(state, apis.specs)
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app
+
+
+def _api_routes(
+    state: CoreState, apis: Apis, once: Callable[[Handler], Handler]
+) -> list[tuple[str, str, Handler, Api, bool]]:
+    """(path, method, handler, error format, multipart upload) of every authenticated route;
+    `once` adds Idempotency-Key semantics where a retry could repeat a billed call."""
+    config = state.config
+    usage = UsageApi(state.ledger_store, config.ledger.write_timeout_s)
+    dashboard = DashboardApi(state, raw_reads(state.ledger_store, config.ledger.partition))
+    return [
+        ("/v1/chat/completions", "POST", once(apis.chat), "openai", False),
+        ("/v1/embeddings", "POST", once(apis.embeddings), "openai", False),
+        ("/v1/messages", "POST", once(apis.messages), "anthropic", False),
+        ("/v1/responses", "POST", once(apis.responses), "openai", False),
+        ("/v1/responses/{response_id}", "GET", apis.get_response, "openai", False),
+        ("/v1/responses/{response_id}", "DELETE", apis.delete_response, "openai", False),
+        ("/v1/images/generations", "POST", once(apis.images), "openai", False),
+        ("/v1/audio/speech", "POST", apis.speech, "openai", False),
+        ("/v1/audio/transcriptions", "POST", once(apis.transcribe), "openai", True),
+        ("/v1/models", "GET", _models_endpoint(state), "openai", False),
+        ("/v1/usage", "GET", usage, "openai", False),
+        ("/v1/dashboard/{panel}", "GET", dashboard, "openai", False),
+    ]
 
 
 def _models_endpoint(state: CoreState) -> Handler:

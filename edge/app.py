@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -27,7 +28,7 @@ from edge.corecall import CoreCaller, Sent, Unsent, core_session
 from edge.dashboard import relay_static
 from edge.jwks import JwksRefresher, load_public_keys
 from edge.relay import core_unavailable as _core_unavailable
-from edge.relay import relay
+from edge.relay import relay, timed
 from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
@@ -38,7 +39,7 @@ from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
-from shared.traceparent import child_of
+from shared.traceparent import forwarded
 
 log = logging.getLogger("interlock.edge")
 
@@ -160,8 +161,12 @@ class EdgeState:
             "content-type": multipart.relayed_type(incoming.get("content-type")),
             hop.HOP_HEADER: credential,
             hop.REQUEST_ID_HEADER: request_id,
-            hop.TRACEPARENT_HEADER: child_of(incoming.get(hop.TRACEPARENT_HEADER)),
         }
+        # The client's trace context, as it came: the edge records no span of its own, so it
+        # must not name one as the core's parent (shared.traceparent.forwarded).
+        traceparent = forwarded(incoming.get(hop.TRACEPARENT_HEADER))
+        if traceparent is not None:
+            headers[hop.TRACEPARENT_HEADER] = traceparent
         for name in (*_FORWARD_REQUEST_HEADERS, *self.config.policy_headers):
             value = incoming.get(name)
             if value is not None:
@@ -255,6 +260,10 @@ def create_app(config: EdgeTierConfig) -> Starlette:
 
     def proxy(api: Api, reads_model: bool = True, upload: bool = False):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            return timed(await answer(request), started)
+
+        async def answer(request: Request) -> Response:
             # Minted first, so every answer (edge errors included) carries an id to quote.
             request_id = "req_" + os.urandom(12).hex()
             try:

@@ -5,6 +5,7 @@ way the client's library reports as an error when the core fails midway."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -105,3 +106,14 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
         yield error_event(api, message, "core_unavailable")
     finally:
         upstream.close()
+
+
+def timed(response: Response, started: float) -> Response:
+    """Server-Timing: the edge's own `edge;dur` (everything from the request's arrival to its
+    answer's headers, the core's time included) in front of the core's `core` and `upstream`
+    metrics. A stream's headers leave before its body, so for a stream every duration ends at
+    its first chunk."""
+    edge = f"edge;dur={(time.perf_counter() - started) * 1000:.1f}"
+    core = response.headers.get("server-timing")
+    response.headers["server-timing"] = f"{edge}, {core}" if core else edge
+    return response

@@ -44,6 +44,7 @@ from shared.config_prices import PricesConfig, parse_prices
 from shared.config_resilience import ResilienceConfig
 from shared.config_routing import RoutingConfig, parse_routing
 from shared.config_server import ServerConfig
+from shared.config_tracing import TracingConfig, parse_tracing
 from shared.configparse import ConfigError
 
 __all__ = [
@@ -119,6 +120,7 @@ class Config(EdgeTierConfig):
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)  # core.cache
     idempotency: IdempotencyConfig = field(default_factory=IdempotencyConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)  # core.observe.tracing
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # core.observe
 
 
@@ -194,6 +196,7 @@ def parse_config(raw: Any, source: str, env: dict[str, str]) -> Config:
         routing=routing,
         cache=parse_cache(core.get("cache"), names, frozenset(routing.routes)),
         idempotency=parse_idempotency(core.get("idempotency")),
+        tracing=parse_tracing(core.get("tracing"), env),
         metrics=parse_metrics(core.get("metrics")),
     )
 

@@ -298,6 +298,7 @@ CORE_SECTIONS = (
     "routing",
     "cache",
     "idempotency",
+    "tracing",
     "metrics",
 )
 TOP_LEVEL = frozenset((*EDGE_SECTIONS, *CORE_SECTIONS))

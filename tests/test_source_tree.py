@@ -15,8 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("edge", "core", "shared")
 CODE = (*PRODUCT, "tests", "infra")
-# Called by a framework rather than by our code: uvicorn's protocol hook.
-FRAMEWORK_HOOKS = frozenset({"send_400_response"})
+# Called by a framework rather than by our code: uvicorn's protocol hook, the OpenTelemetry
+# SDK's id generator (core/observe/otel.py).
+FRAMEWORK_HOOKS = frozenset({"send_400_response", "generate_span_id"})
 
 
 def _tracked() -> list[str]:

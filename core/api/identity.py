@@ -24,6 +24,7 @@ from shared.errors import GatewayError
 from shared.http import header_map, read_body
 from shared.patterns import compile_patterns
 from shared.secret import Secret
+from shared.traceparent import received, trace_id_of
 
 log = logging.getLogger("interlock.core")
 
@@ -41,6 +42,13 @@ class Caller:
     # tenant key billed per project, department or end customer.
     tags: Tags = ()
     admin: bool = False  # an operator token: the usage API's every-tenant view
+    # The W3C traceparent the request came with from the edge (normalised; a new trace's when
+    # none or an invalid one came): its trace id goes on every log line and the ledger record.
+    traceparent: str | None = None
+
+    @property
+    def trace_id(self) -> str | None:
+        return trace_id_of(self.traceparent) if self.traceparent else None
 
 
 def _unauthorized() -> GatewayError:
@@ -104,6 +112,7 @@ class HopVerifier:
             allows=self._matcher(identity.models),
             tags=with_header(identity.tags, headers.get(TAGS_HEADER)),
             admin=identity.admin,
+            traceparent=received(headers.get(hop.TRACEPARENT_HEADER)),
         )
         return caller, body
 

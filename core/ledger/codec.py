@@ -38,10 +38,20 @@ COLUMNS = (
     # (core.ledger.sqlite, core.ledger.postgres: MIGRATIONS) has the same column order.
     "saved_input",
     "saved_output",
+    "trace_id",
 )
-# Columns added after the first release, with their SQL default: each store adds the missing
-# ones to an existing table when it opens it.
-MIGRATIONS = (("saved_input", "0"), ("saved_output", "0"))
+# Columns added after the first release: (name, "int" or "text", the value old rows and old
+# spill lines read). Each store adds the missing ones to an existing table when it opens it
+# (ALTER TABLE ... ADD COLUMN, with that value as the SQL default).
+MIGRATIONS: tuple[tuple[str, str, int | None], ...] = (
+    ("saved_input", "int", 0),
+    ("saved_output", "int", 0),
+    ("trace_id", "text", None),
+)
+
+
+def sql_default(value: int | None) -> str:
+    return "NULL" if value is None else str(value)
 
 
 def row(r: LedgerRecord) -> tuple[Any, ...]:
@@ -73,6 +83,7 @@ def row(r: LedgerRecord) -> tuple[Any, ...]:
         r.ttft_ms,
         r.saved_input,
         r.saved_output,
+        r.trace_id,
     )
 
 
@@ -94,6 +105,8 @@ def loads(line: bytes) -> LedgerRecord:
     # The media units (images, audio_ms) have no column: their cost is the record's.
     usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS if name in v})
     tags = tuple((str(k), str(val)) for k, val in v["tags"])
-    added = {name for name, _ in MIGRATIONS}  # a spill line written before they existed
-    values = {name: v[name] if name not in added else v.get(name, 0) for name in _RECORD_FIELDS}
+    added = {name: old for name, _, old in MIGRATIONS}  # a line written before they existed
+    values = {
+        name: v[name] if name not in added else v.get(name, added[name]) for name in _RECORD_FIELDS
+    }
     return LedgerRecord(usage=usage, tags=tags, **values)

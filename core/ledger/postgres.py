@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from core.ledger import query as q
-from core.ledger.codec import COLUMNS, MIGRATIONS, row
+from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
@@ -91,8 +91,9 @@ _UPSERT = (
 # Columns added since a table was created (codec.MIGRATIONS): a partitioned table's ALTER
 # reaches every partition.
 _MIGRATE = "; ".join(
-    f"ALTER TABLE ledger_records ADD COLUMN IF NOT EXISTS {name} {_TYPES[name]} DEFAULT {default}"
-    for name, default in MIGRATIONS
+    f"ALTER TABLE ledger_records ADD COLUMN IF NOT EXISTS {name} {_TYPES.get(name, 'text')} "
+    f"DEFAULT {sql_default(default)}"
+    for name, _, default in MIGRATIONS
 )
 _HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
 _SET_HORIZON = (

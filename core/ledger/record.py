@@ -36,3 +36,6 @@ class LedgerRecord:
     # billed: nothing). Zero for every other outcome.
     saved_input: int = 0
     saved_output: int = 0
+    # The W3C trace id the request ran under (32 hex digits): a complaint about one record
+    # leads to its trace. None for records written before the column existed.
+    trace_id: str | None = None

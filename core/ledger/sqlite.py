@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.ledger import query as q
-from core.ledger.codec import COLUMNS, MIGRATIONS, row
+from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
@@ -59,9 +59,13 @@ DIALECT = q.Dialect(param=lambda i, kind: "?", floor_int=lambda e: f"CAST({e} AS
 def _migrate(db: sqlite3.Connection) -> None:
     """Columns added since a table was created (codec.MIGRATIONS), added in place."""
     have = {info[1] for info in db.execute("PRAGMA table_info(ledger_records)")}
-    for name, default in MIGRATIONS:
+    for name, kind, default in MIGRATIONS:
         if name not in have:
-            db.execute(f"ALTER TABLE ledger_records ADD COLUMN {name} INTEGER DEFAULT {default}")
+            sql_type = "INTEGER" if kind == "int" else "TEXT"
+            db.execute(
+                f"ALTER TABLE ledger_records ADD COLUMN {name} {sql_type} "
+                f"DEFAULT {sql_default(default)}"
+            )
 
 
 class SqliteStore:

@@ -132,6 +132,7 @@ def _log(
         return
     line = {
         "request_id": caller.request_id,
+        "trace_id": caller.trace_id,
         "tenant": caller.tenant,
         "tier": caller.tier,
         "model": bounded_name(requested_model),
@@ -208,4 +209,5 @@ def ledger_record(
         ttft_ms=round((first_chunk - started) * 1000, 2) if first_chunk is not None else None,
         saved_input=saved.input_total if saved is not None else 0,
         saved_output=saved.output if saved is not None else 0,
+        trace_id=caller.trace_id,
     )

@@ -35,6 +35,7 @@ from core.spend.usage import UsageSplit
 if TYPE_CHECKING:
     from core.cache.affinity import Ticket
     from core.cache.stage import Fill
+    from core.observe.tracing import RequestTrace
     from core.pipeline.api import ApiSpec
     from core.pipeline.stages import Account
 
@@ -73,6 +74,7 @@ class Exchange(Generic[Q, S, R]):
         "started",
         "steps",
         "tokens",
+        "trace",
         "usage",
     )
     payload: JSON
@@ -114,6 +116,8 @@ class Exchange(Generic[Q, S, R]):
         # Set by the prompt-cache stage for a marked request (core.cache.affinity): its prefix
         # fingerprint, and at plan who holds that prefix.
         self.affinity: Ticket | None = None
+        # The request's trace (core.observe.tracing); None when it is not traced.
+        self.trace: RequestTrace | None = None
 
     def prompt_tokens(self) -> int:
         """The request's input tokens, estimated once (after validate) for every stage that
@@ -152,6 +156,8 @@ class Exchange(Generic[Q, S, R]):
         if status == "ok":
             self.final_usage = usage
         self.account.served(self, usage, status, error)
+        if self.trace is not None:  # a traced stream's spans end with it
+            self.trace.finished(self, usage, status, error)
 
     def headers(self) -> dict[str, str]:
         """What served the request (x-request-id, x-interlock-*) and the tenant's

@@ -17,12 +17,19 @@ attempt in flight (its upstream connection is closed), a backoff sleep or a key 
 further target is tried. Once a stream's response is returned, the server's own disconnect
 handling cancels the relay, which closes the upstream stream (core.api.relay).
 
-Spans go around `await stage(x)` in `_run`: one place covers every stage of every API.
+Traces (core.observe.tracing) join here, once for every API: the request's trace is made in
+`__call__` (None when tracing is off or the request is not sampled), each stage runs through
+it in `_run` (one `if` per stage when untraced), and it ends with the response, or, for a
+stream, when the stream ends (`Exchange.finish`). Every response, errors included, carries
+Server-Timing: `core` (this process's time until the response was handed to the server: for a
+stream, until its headers, the body being still to come) and `upstream` (the dispatcher's, from
+the first attempt until the answer, or a stream's first chunk, was in hand).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Generic
 
@@ -30,8 +37,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.api.identity import Caller
+from core.observe.tracing import ACTIVE, NO_TRACER, OUTBOUND, Tracer
 from core.pipeline.api import ApiSpec, Q, R, S
-from core.pipeline.exchange import Exchange
+from core.pipeline.exchange import AccountedStream, Exchange
 from core.pipeline.stages import Account, Stage
 from core.providers.adapters.base import ProviderError
 from shared.client_watch import watched
@@ -44,14 +52,19 @@ CLIENT_CLOSED = 499
 class Pipeline(Generic[Q, S, R]):
     """One API's endpoint: its spec run through the shared stages (core.app's Handler)."""
 
-    __slots__ = ("_account", "_spec", "_stages")
+    __slots__ = ("_account", "_spec", "_stages", "_tracer")
 
     def __init__(
-        self, spec: ApiSpec[Q, S, R], stages: Sequence[Stage], account: Account | None = None
+        self,
+        spec: ApiSpec[Q, S, R],
+        stages: Sequence[Stage],
+        account: Account | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self._spec = spec
         self._stages = tuple(stages)
         self._account = account or Account()
+        self._tracer = tracer
 
     @property
     def api(self) -> Api:
@@ -64,16 +77,37 @@ class Pipeline(Generic[Q, S, R]):
 
     async def __call__(self, http: Request, caller: Caller, body: bytes) -> Response:
         x: Exchange[Q, S, R] = Exchange(self._spec, self._account, http, caller, body)
+        trace = x.trace = self._tracer.request(x)
+        if trace is None:
+            OUTBOUND.set(caller.traceparent)  # propagated unchanged (core.observe.tracing)
+        else:
+            ACTIVE.set(trace)
         try:
-            return await watched(http.receive, self._run(x), _client_closed)
+            response = await watched(http.receive, self._run(x), _client_closed)
         except GatewayError as error:  # after resolve, errors say which rule routed too
             error.headers.update(x.route_headers())
+            error.headers["server-timing"] = server_timing(x)
+            if trace is not None:
+                trace.failed(x, error, error.status)
             raise
+        except BaseException as error:
+            if trace is not None:
+                trace.failed(x, error, None)
+            raise
+        response.headers["server-timing"] = server_timing(x)
+        if trace is not None:
+            streaming = isinstance(response, AccountedStream)
+            trace.responded(x, response.status_code, response.headers, streaming)
+        return response
 
     async def _run(self, x: Exchange[Q, S, R]) -> Response:
+        trace = x.trace
         try:
             for stage in self._stages:
-                await stage(x)
+                if trace is None:
+                    await stage(x)
+                else:
+                    await trace.stage(stage, x)
                 if x.response is not None:  # answered (by encode, or a stage that can answer)
                     break
             response = x.response
@@ -99,6 +133,16 @@ class Pipeline(Generic[Q, S, R]):
         if x.admission is not None and not x.request.stream:
             self._account.served(x, x.usage, "ok")
         return response
+
+
+def server_timing(x: Exchange[Q, S, R]) -> str:
+    """`core;dur=<ms>` since the request reached the pipeline, and `upstream;dur=<ms>` when a
+    target answered (the edge adds its own `edge` metric in front)."""
+    core = f"core;dur={(time.perf_counter() - x.started) * 1000:.1f}"
+    outcome = getattr(x, "outcome", None)
+    if outcome is None:
+        return core
+    return f"{core}, upstream;dur={outcome.upstream_s * 1000:.1f}"
 
 
 def _client_closed() -> Response:

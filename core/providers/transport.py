@@ -24,6 +24,10 @@ pure parse:
   embeddings translator's, or the passthrough's) and scrubbed here (core.providers.scrub.sanitize)
   with the target's keys, before anyone can show them to a tenant.
 
+Every request carries the W3C `traceparent` of the attempt (core.observe.tracing.OUTBOUND: the
+attempt span's when the request is traced, else the one the core received), added after
+signing: no signer signs it, and a provider that ignores it ignores it.
+
 Two modes: `fetch` (the whole answer: chat and passthrough without streaming, embeddings) and
 `open` (an UpstreamBody read chunk by chunk: every stream, translated or relayed as bytes). The
 first-byte and non-streaming deadlines are the dispatcher's (core.resilience.dispatch), around
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from core.observe.tracing import OUTBOUND
 from core.providers.adapters.base import (
     ProviderError,
     RequestSigner,
@@ -255,13 +260,13 @@ class Transport:
         if self._signer is not None:
             request = await self._signer.sign(request)
             url = URL(request.url, encoded=True)  # byte for byte as signed
+        headers = request.headers
+        traceparent = OUTBOUND.get()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
         try:
             return await self._session().request(
-                request.method,
-                url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self._timeout,
+                request.method, url, data=request.body, headers=headers, timeout=self._timeout
             )
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc) from None

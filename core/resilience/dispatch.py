@@ -20,7 +20,8 @@ The request's total deadline bounds all of it, the attempt in flight included
 (core.resilience.deadline): when it runs out the request ends with a 504 naming it, not
 retried. When the client leaves, the pipeline cancels the task running this loop: the attempt in
 flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
-nothing more is tried.
+nothing more is tried. Traced (core.observe.tracing), each try has a CLIENT span saying why it
+was made (first, retry, rotate_key, failover); a target that could not be tried is an event.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 from core.budgets.ask import BudgetAsk
 from core.budgets.enforce import BudgetHold, Budgets
 from core.observe.events import FAILOVERS, RETRIES
+from core.observe.tracing import ACTIVE, RequestTrace, traced
 from core.providers.adapters.base import JSON, ProviderError, Target
 from core.providers.scrub import sanitize
 from core.resilience.circuit_board import BreakerBoard
@@ -105,6 +107,7 @@ class Outcome:
     # The serving try's budget hold, settled by accounting at the actual cost.
     budget: BudgetHold | None = None
     downgraded_from: str | None = None  # the model a downgrade budget re-routed away from
+    upstream_s: float = 0.0  # from the first try until served (Server-Timing's `upstream`)
 
     def budget_headers(self) -> dict[str, str]:
         """x-interlock-budget* for the budget with least room, and the downgrade, if any."""
@@ -190,8 +193,11 @@ class _Run:
 
     leases: AttemptLeases
     deadline: float
+    started: float
+    trace: RequestTrace | None = None  # the request's, when it is traced
     retries: int = 0
     last_error: ProviderError | None = None
+    reason: str = "first"  # why the next try is made (its span says so)
 
 
 class Dispatcher:
@@ -254,7 +260,8 @@ class Dispatcher:
         leases = AttemptLeases(
             self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
         )
-        run = _Run(leases, time.monotonic() + self.policy.total_deadline_s)
+        now = time.monotonic()
+        run = _Run(leases, now + self.policy.total_deadline_s, now, ACTIVE.get())
         for index, attempt in enumerate(attempts):
             is_last = index == len(attempts) - 1
             served = await self._on_target(run, attempt, call, is_last, streaming)
@@ -285,11 +292,10 @@ class Dispatcher:
             leased = run.leases.attempt(attempt.target, wait_until, streaming)
             try:
                 async with leased:
-                    result = await self._timed(call, attempt, leased.target, streaming, run)
+                    sent = self._timed(call, attempt, leased.target, streaming, run)
+                    result = await traced(run.trace, sent, leased.target, run.reason, streaming)
             except Unavailable as refused:
-                refused.error.attempts = max(run.leases.tries, 1)
-                refused.error.target = attempt.target
-                run.last_error = refused.error
+                self._skipped(run, attempt.target, refused.error)
                 return None
             except ProviderError as error:
                 error.attempts, error.target = run.leases.tries, leased.target
@@ -303,14 +309,17 @@ class Dispatcher:
                     continue
                 if failure in ROTATE_KEY and pool.has_awake_other(leased.lease.key, now):
                     log.warning("rotating key of %s after %s", leased.target.provider.name, failure)
+                    run.reason = "rotate_key"
                     continue
                 if failure in FAIL_OVER and not is_last:
                     FAILOVERS.add((leased.label,))
                     log.warning("failover from %s: %s", leased.label, failure)
+                    run.reason = "failover"
                     return None
                 if await self._backoff(run, error, same_target_retries):
                     RETRIES.add((leased.label,))
                     same_target_retries += 1
+                    run.reason = "retry"
                     continue
                 raise
             leases = run.leases
@@ -324,8 +333,16 @@ class Dispatcher:
                 leased.lease,
                 leased.verdict,
                 leased.budget,
+                upstream_s=time.monotonic() - run.started,
             )
             return result, served
+
+    def _skipped(self, run: _Run, target: Target, error: ProviderError) -> None:
+        """A target this try could not use (circuit open, no key): the next one is tried."""
+        error.attempts, error.target, run.last_error = max(run.leases.tries, 1), target, error
+        if run.trace is not None:
+            run.trace.skipped(target, error)
+        run.reason = "failover"
 
     def _deadline_exceeded(self, run: _Run, target: Target) -> DeadlineExceeded:
         error = DeadlineExceeded(self.policy.total_deadline_s)

@@ -1,0 +1,99 @@
+"""Every API as a pipeline over the same stages (core.pipeline), built once at start-up: one
+spec per API, the standard stages, and the account stage they share. Only what an API
+genuinely adds is its own: /v1/responses reads its conversation's history right after read,
+a transcription's multipart upload is read by its own first stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.api.audio import MultipartRead, SpeechApi, TranscriptionsApi
+from core.api.chat import ChatApi
+from core.api.embeddings import EmbeddingsApi
+from core.api.images import ImagesApi
+from core.api.messages.handler import MessagesApi
+from core.api.messages.passthrough import Passthrough
+from core.api.responses.handler import ResponsesApi, stored_endpoints
+from core.api.responses.passthrough import ResponsesPassthrough
+from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
+from core.cache.backend import MemoryBackend, StoreBackend
+from core.pipeline import Account, Pipeline, standard_stages
+from core.pipeline.explain import AnySpec
+from core.state.resilient import ResilientStore
+
+if TYPE_CHECKING:
+    from core.app import CoreState, Handler
+
+
+AnyPipeline = Pipeline[Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class Apis:
+    specs: dict[str, AnySpec]  # what /admin/route/explain can explain
+    chat: AnyPipeline
+    embeddings: AnyPipeline
+    messages: AnyPipeline
+    responses: AnyPipeline
+    images: AnyPipeline
+    speech: AnyPipeline
+    transcribe: AnyPipeline
+    get_response: Handler
+    delete_response: Handler
+
+
+def build_apis(state: CoreState) -> Apis:
+    config = state.config
+    # One pipeline (core.pipeline): every API runs the same stages with its own spec.
+    stages = standard_stages(
+        state.registry,
+        state.dispatcher,
+        state.limiter,
+        state.pricing,
+        state.policy,
+        state.cache,
+        state.affinity,
+    )
+    account = Account(state.records, state.pricing, state.affinity)
+    passthrough = Passthrough(config.core.resilience.max_event_bytes)
+    tracer = state.tracer
+    inline = tracer.wrap("image_fetch", state.images.inline)  # itself when tracing is off
+    specs: dict[str, AnySpec] = {
+        "chat": ChatApi(inline),
+        "embeddings": EmbeddingsApi(),
+        "messages": MessagesApi(passthrough, inline),
+        "images": ImagesApi(),
+        "speech": SpeechApi(),
+        "transcriptions": TranscriptionsApi(),
+    }
+    # Stored responses, per tenant (core.api.responses.store): Redis itself, else memory.
+    redis = state.store.primary if isinstance(state.store, ResilientStore) else None
+    kept = StoreBackend(redis) if redis else MemoryBackend(MEMORY_MAX_BYTES)
+    responses = ResponseStore(kept, config.core.responses_ttl_s, config.core.responses_max_bytes)
+    max_event = config.core.resilience.max_event_bytes
+    responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, inline)
+    # /v1/responses: the previous_response_id lookup joins right after read.
+    responses_stages = (stages[0], History(responses), *stages[1:])
+    responses_pipeline = Pipeline(responses_api, responses_stages, account, tracer)
+    get_response, delete_response = stored_endpoints(responses)
+    chat = Pipeline(specs["chat"], stages, account, tracer)
+    embeddings = Pipeline(specs["embeddings"], stages, account, tracer)
+    messages = Pipeline(specs["messages"], stages, account, tracer)
+    # Images and audio (README: Images and audio); a multipart upload is read by its own stage.
+    images = Pipeline(specs["images"], stages, account, tracer)
+    speech = Pipeline(specs["speech"], stages, account, tracer)
+    transcribe = Pipeline(specs["transcriptions"], (MultipartRead(), *stages[1:]), account, tracer)
+
+    return Apis(
+        specs,
+        chat,
+        embeddings,
+        messages,
+        responses_pipeline,
+        images,
+        speech,
+        transcribe,
+        get_response,
+        delete_response,
+    )
