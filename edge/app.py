@@ -7,7 +7,6 @@ core's response back as it arrives. Kept small: Lambda cold start pays for every
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import ssl
 import time
@@ -40,8 +39,6 @@ from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
 from shared.traceparent import forwarded
-
-log = logging.getLogger("interlock.edge")
 
 # Client headers that carry API semantics the core needs; nothing else crosses the hop but
 # the headers the operator lets routing rules read (routing.headers).

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import edge.app
+import edge.relay
 from edge import events
 from edge.events import EventSplitter, EventTooLarge
 
@@ -89,11 +89,11 @@ class _Upstream:
 def test_the_relay_ends_an_oversized_event_with_an_error_event(
     monkeypatch: pytest.MonkeyPatch, api: str
 ) -> None:
-    monkeypatch.setattr(edge.app, "EventSplitter", functools.partial(EventSplitter, 65_536))
+    monkeypatch.setattr(edge.relay, "EventSplitter", functools.partial(EventSplitter, 65_536))
     pieces = [b"data: {}\n\n", b"data: " + b"x" * 40_000, b"x" * 40_000]
 
     async def relay() -> list[bytes]:
-        return [part async for part in edge.app._stream(_Upstream(pieces), api)]  # type: ignore[arg-type]
+        return [part async for part in edge.relay._stream(_Upstream(pieces), api)]  # type: ignore[arg-type]
 
     parts = asyncio.run(relay())
     assert parts[0] == b"data: {}\n\n" and len(parts) == 2
