@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -114,6 +115,22 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> GatewayErr
     return bad_request(f"{param} {message}", param=param, code=code)
 
 
+def check_kinds(
+    payload: dict[str, Any],
+    bools: Iterable[str],
+    strings: Iterable[str],
+    error: Callable[[str, str, str], GatewayError] = invalid,
+) -> None:
+    """Each of `bools` a boolean and each of `strings` a string, when given: else a 400
+    naming it (`error` words it in the API's own style)."""
+    for key in bools:
+        if payload.get(key) is not None and not isinstance(payload[key], bool):
+            raise error(key, "must be a boolean", "invalid_type")
+    for key in strings:
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise error(key, "must be a string", "invalid_type")
+
+
 def check_count(payload: dict[str, Any], key: str, highest: int) -> None:
     """An optional integer in 1..highest (a bound the gateway reserves or fans out by)."""
     value = payload.get(key)
@@ -174,12 +191,7 @@ def _check_scalars(payload: dict[str, Any]) -> None:
             raise invalid(key, "must be a number", "invalid_type")
         if not lowest <= value <= highest:
             raise invalid(key, f"must be between {lowest:g} and {highest:g}")
-    for key in _BOOLS:
-        if payload.get(key) is not None and not isinstance(payload[key], bool):
-            raise invalid(key, "must be a boolean", "invalid_type")
-    for key in _STRINGS:
-        if payload.get(key) is not None and not isinstance(payload[key], str):
-            raise invalid(key, "must be a string", "invalid_type")
+    check_kinds(payload, _BOOLS, _STRINGS)
     for key in _OBJECTS:
         if payload.get(key) is not None and not isinstance(payload[key], dict):
             raise invalid(key, "must be an object", "invalid_type")

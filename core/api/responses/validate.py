@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.api.responses.request import GATEWAY_FIELDS, invalid, openai_only
-from core.api.validate import check_param_names, require_model
+from core.api.validate import check_kinds, check_param_names, require_model
 from shared.errors import GatewayError
 
 TRANSLATED_FIELDS = frozenset(
@@ -46,12 +46,7 @@ def validate_request(payload: dict[str, Any]) -> tuple[bool, GatewayError | None
     for key in payload:
         if key not in GATEWAY_FIELDS and key not in TRANSLATED_FIELDS and key not in OPENAI_FIELDS:
             raise invalid(key, "is not a parameter of the Responses API", "unknown_parameter")
-    for key in _BOOLS:
-        if payload.get(key) is not None and not isinstance(payload[key], bool):
-            raise invalid(key, "must be a boolean", "invalid_type")
-    for key in _STRINGS:
-        if payload.get(key) is not None and not isinstance(payload[key], str):
-            raise invalid(key, "must be a string", "invalid_type")
+    check_kinds(payload, _BOOLS, _STRINGS, invalid)
     metadata = payload.get("metadata")
     if metadata is not None and not (
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
