@@ -24,7 +24,8 @@ from core.ledger.store import LedgerStore
 HEALTH_SAMPLE = 20_000  # records the health panel is computed over (the latest of the range)
 MAX_LOG_ROWS = 200
 MAX_PERIODS = 100  # partitions one read walks at most (the API's 92-day range is fewer)
-# The tracing branch adds the trace id to the ledger; until then the log has no trace ids.
+# Every ledger has the trace id column now (both stores add it to an older table when they
+# open it); the page still asks (`whoami`), so it works against a core from before it.
 HAS_TRACE_ID = "trace_id" in COLUMNS
 _LOG_COLUMNS = (
     "request_id",
