@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from core.providers.adapters.base import JSON, ProviderError
-from core.providers.parsing import INVALID_RESPONSE, parser_crash
+from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target
+from core.providers.parsing import INVALID_RESPONSE, parser_crash, parsing
 from core.providers.scrub import sanitize
+from core.providers.transport import UpstreamBody
 from core.resilience.dispatch import close
 from core.spend.quote import CostOf, with_cost
-from core.wire.sse import DONE, encode_data
+from core.wire.sse import DONE, SSEDecoder, encode_data
 from core.wire.tokens import estimate_chars
 from shared.errors import GatewayError, invalid_upstream
 
@@ -151,3 +152,43 @@ async def relay(
         if usage is None and (outcome != "ok" or streamed):
             usage = estimated_usage(prompt_estimate, streamed)
         on_end(usage, outcome, failure)
+
+
+class Relayed(Protocol):
+    """A passthrough stream's own steps (the Messages and Responses passthroughs): the
+    upstream's events re-framed for the client, when it is over, and what a cut or an early
+    end sends in its API's format."""
+
+    def framed(self, events: list[StreamEvent]) -> bytes: ...
+
+    def over(self) -> bool: ...
+
+    def failed(self, error: ProviderError) -> bytes: ...
+
+    def unfinished(self) -> bytes: ...
+
+
+async def relay_events(
+    body: UpstreamBody,
+    decoder: SSEDecoder,
+    target: Target,
+    first: list[StreamEvent],
+    steps: Relayed,
+) -> AsyncIterator[bytes]:
+    """The upstream's events from `first` on, read and re-framed until the stream is over,
+    cut (`failed`'s events end it) or ends early (`unfinished`'s)."""
+    events: list[StreamEvent] | None = first
+    while events is not None:
+        out = steps.framed(events)
+        if out:
+            yield out
+        if steps.over():
+            return
+        try:
+            raw = await body.read()
+            with parsing(target):
+                events = decoder.feed(raw) if raw else None
+        except ProviderError as error:  # cut, reset, stalled, timed out, invalid
+            yield steps.failed(error)
+            return
+    yield steps.unfinished()

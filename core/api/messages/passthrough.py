@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from core.api.messages.stream import error_event
-from core.api.relay import UsageSink
+from core.api.relay import UsageSink, relay_events
 from core.providers.adapters.anthropic import ADAPTER
 from core.providers.adapters.anthropic.errors import TYPE_STATUS, parse_error, stream_error
 from core.providers.adapters.anthropic.response import canonical_usage
@@ -228,23 +228,9 @@ class PassthroughStream:
         self._cost_of = cost_of
         outcome = "cancelled"
         try:
-            events: list[StreamEvent] | None
-            events, self._first = self._first, []
-            while events is not None:
-                out = self._framed(events)
-                if out:
-                    yield out
-                if self._ended or self._error is not None:
-                    break
-                try:
-                    raw = await self._body.read()
-                    with parsing(self._target):
-                        events = self._decoder.feed(raw) if raw else None
-                except ProviderError as error:  # cut, reset, stalled, timed out, invalid
-                    yield self._fail(error)
-                    break
-            else:
-                yield self._framed_tail()
+            first, self._first = self._first, []
+            async for out in relay_events(self._body, self._decoder, self._target, first, self):
+                yield out
             outcome = "ok" if self._error is None else f"cut:{self._error.failure_class}"
         finally:
             if self._ended:
@@ -261,6 +247,19 @@ class PassthroughStream:
     def _fail(self, error: ProviderError) -> bytes:
         self._error = sanitize(error, self._target)
         return error_event(self._error)
+
+    # The steps core.api.relay.relay_events takes.
+    def framed(self, events: list[StreamEvent]) -> bytes:
+        return self._framed(events)
+
+    def over(self) -> bool:
+        return self._ended or self._error is not None
+
+    def failed(self, error: ProviderError) -> bytes:
+        return self._fail(error)
+
+    def unfinished(self) -> bytes:
+        return self._framed_tail()
 
     def _framed(self, events: list[StreamEvent]) -> bytes:
         try:

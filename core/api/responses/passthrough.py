@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from core.api.relay import UsageSink
+from core.api.relay import UsageSink, relay_events
 from core.api.responses.plan import responses_url
 from core.providers.adapters.azure import ADAPTER as AZURE
 from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
@@ -165,27 +165,9 @@ class ResponsesStream:
         self._cost_of, self._finished = cost_of, finished
         outcome = "cancelled"
         try:
-            events: list[StreamEvent] | None
-            events, self._first = self._first, []
-            while events is not None:
-                out = self._framed(events)
-                if out:
-                    yield out
-                if self._final is not None or self._error is not None:
-                    break
-                try:
-                    raw = await self._body.read()
-                    with parsing(self._target):
-                        events = self._decoder.feed(raw) if raw else None
-                except ProviderError as error:
-                    yield self._fail(error)
-                    break
-            else:
-                yield self._fail(
-                    ProviderError(
-                        502, "the upstream stream ended before completion", FailureClass.TRANSIENT
-                    )
-                )
+            first, self._first = self._first, []
+            async for out in relay_events(self._body, self._decoder, self._target, first, self):
+                yield out
             outcome = "ok" if self._error is None else f"cut:{self._error.failure_class}"
         finally:
             if self._final is not None:
@@ -193,6 +175,20 @@ class ResponsesStream:
             else:
                 self._body.close()
             on_end(self._usage, outcome, self._error)
+
+    # The steps core.api.relay.relay_events takes.
+    def framed(self, events: list[StreamEvent]) -> bytes:
+        return self._framed(events)
+
+    def over(self) -> bool:
+        return self._final is not None or self._error is not None
+
+    def failed(self, error: ProviderError) -> bytes:
+        return self._fail(error)
+
+    def unfinished(self) -> bytes:
+        ended = "the upstream stream ended before completion"
+        return self._fail(ProviderError(502, ended, FailureClass.TRANSIENT))
 
     def _fail(self, error: ProviderError) -> bytes:
         """The gateway's `error` and `response.failed` events after a cut."""
