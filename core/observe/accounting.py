@@ -11,6 +11,7 @@ class of a request no target served (`timeout` for the request's deadline, too).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import TYPE_CHECKING, Any
@@ -155,7 +156,12 @@ def key_id(target: UpstreamTarget | None) -> str | None:
     key = getattr(target, "api_key", None)
     if not key:
         return None
-    return "k_" + hashlib.sha256(key.id_material().encode()).hexdigest()[:16]
+    return _key_digest(key.id_material())
+
+
+@functools.lru_cache(maxsize=1024)  # a handful of keys, hashed once each, not per request
+def _key_digest(material: str) -> str:
+    return "k_" + hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 # A request's usage split and what it cost: computed once at account, for the ledger and budgets.

@@ -80,6 +80,8 @@ def _start(variant: Variant, workdir: Path, upstream: str, redis: str) -> tuple[
 def _round(wrk: str, variant: Variant, interlock: bs.Interlock, script: Path, burst: int) -> None:
     before = {tier: cpu_seconds(pid) for tier, pid in interlock.pids.items()}
     result = load.run_wrk(wrk, interlock.url, script, 20, burst)
+    if result.errors:  # a figure over failed requests measures the wrong path
+        raise bs.HarnessError(f"{variant.name}: {result.errors} of {result.requests} failed")
     for tier, pid in interlock.pids.items():
         spent_ms = (cpu_seconds(pid) - before[tier]) * 1000
         variant.cpu.setdefault(tier, []).append(spent_ms / max(1, result.requests))
