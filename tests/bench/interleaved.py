@@ -36,7 +36,7 @@ import yaml
 
 from tests.bench import load
 from tests.bench import stack as bs
-from tests.bench.procstats import cpu_seconds
+from tests.bench.procstats import cpu_seconds, threads_cpu_seconds
 
 
 @dataclass
@@ -46,6 +46,8 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     unique: bool = False  # a new prompt per request (tests.bench.load.unique_chat_body)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    # The core's CPU per request split: its event loop's thread, its other threads.
+    split: dict[str, list[float]] = field(default_factory=dict)
     p50: list[float] = field(default_factory=list)
 
     @classmethod
@@ -79,7 +81,11 @@ def _start(variant: Variant, workdir: Path, upstream: str, redis: str) -> tuple[
 
 def _round(wrk: str, variant: Variant, interlock: bs.Interlock, script: Path, burst: int) -> None:
     before = {tier: cpu_seconds(pid) for tier, pid in interlock.pids.items()}
+    threads_before = threads_cpu_seconds(interlock.pids["core"])
     result = load.run_wrk(wrk, interlock.url, script, 20, burst)
+    threads_after = threads_cpu_seconds(interlock.pids["core"])
+    for part, was, now in zip(("loop", "threads"), threads_before, threads_after, strict=True):
+        variant.split.setdefault(part, []).append((now - was) * 1000 / max(1, result.requests))
     if result.errors:  # a figure over failed requests measures the wrong path
         raise bs.HarnessError(f"{variant.name}: {result.errors} of {result.requests} failed")
     for tier, pid in interlock.pids.items():
@@ -96,6 +102,8 @@ def _report(variants: list[Variant]) -> None:
         parts = ", ".join(
             f"{tier} {statistics.median(values):.3f}" for tier, values in variant.cpu.items()
         )
+        split = "/".join(f"{statistics.median(v):.3f}" for v in variant.split.values())
+        parts += f" [loop/threads {split}]"
         line = f"{variant.name:>10}: CPU/req {statistics.median(totals):.3f} ms ({parts}); "
         line += f"c=1 p50 {statistics.median(variant.p50):.3f} ms"
         if variant is not first:

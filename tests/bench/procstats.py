@@ -24,6 +24,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def threads_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time of the process's main thread and of all its other threads together (nanosecond
+    run times from /proc/<pid>/task/<tid>/schedstat): what an event loop pays against what
+    its worker threads (a ledger writer, an executor) pay."""
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that just ended
+            ran = int((task / "schedstat").read_text().split()[0]) / 1e9
+            if task.name == str(pid):
+                main = ran
+            else:
+                others += ran
+    return main, others
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -1,10 +1,7 @@
 """Anthropic Message -> canonical chat completion, plus the mappings streams share.
 
 Usage is the trap here: Anthropic's input_tokens exclude cache reads and writes, while OpenAI's
-prompt_tokens include cached tokens, so both cache counts are added back and also reported in
-prompt_tokens_details (cache writes, all TTLs, as OpenAI's own `cache_write_tokens` and as
-interlock's earlier extension cache_creation_tokens; cache_creation_1h_tokens the part of them
-written for an hour).
+prompt_tokens include cached tokens (core.providers.adapters.cached_usage adds them back).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from typing import Any
 import orjson
 
 from core.providers.adapters.base import JSON, Target
+from core.providers.adapters.cached_usage import cached_usage
 from core.wire.tokens import token_count
 from shared.errors import invalid_upstream, upstream_object, upstream_string
 
@@ -34,25 +32,19 @@ def finish_reason(stop_reason: Any) -> str:
 
 
 def canonical_usage(usage: JSON) -> JSON:
-    read = token_count(usage, "cache_read_input_tokens")
-    created = token_count(usage, "cache_creation_input_tokens")
-    prompt = token_count(usage, "input_tokens") + read + created
-    completion = token_count(usage, "output_tokens")
-    out: JSON = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": read,
-            "cache_write_tokens": created,
-            "cache_creation_tokens": created,
-        },
-    }
-    # 1h cache writes cost more than 5m ones: their part of the writes, for pricing.
     creation = usage.get("cache_creation")
-    if isinstance(creation, dict) and "ephemeral_1h_input_tokens" in creation:
-        write_1h = min(created, token_count(creation, "ephemeral_1h_input_tokens"))
-        out["prompt_tokens_details"]["cache_creation_1h_tokens"] = write_1h
+    hour = (
+        token_count(creation, "ephemeral_1h_input_tokens")
+        if isinstance(creation, dict) and "ephemeral_1h_input_tokens" in creation
+        else None
+    )
+    out = cached_usage(
+        token_count(usage, "input_tokens"),
+        token_count(usage, "cache_read_input_tokens"),
+        token_count(usage, "cache_creation_input_tokens"),
+        token_count(usage, "output_tokens"),
+        hour,
+    )
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and "thinking_tokens" in details:
         out["completion_tokens_details"] = {

@@ -1,7 +1,7 @@
 """Converse response -> canonical chat completion, plus the mappings streams share.
 
 Bedrock's inputTokens exclude cache reads and writes, while OpenAI's prompt_tokens include
-them: both are added back so cost accounting sees every prompt token exactly once.
+them (core.providers.adapters.cached_usage adds them back).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import orjson
 
 from core.providers.adapters.base import JSON
 from core.providers.adapters.bedrock.request import RESPONSE_TOOL
+from core.providers.adapters.cached_usage import cached_usage
 from core.wire.tokens import token_count
 from shared.errors import invalid_upstream, upstream_string
 
@@ -42,20 +43,6 @@ def finish_reason(stop_reason: Any, real_tool_calls: bool) -> str:
 
 def convert_usage(usage: Any) -> JSON:
     usage = usage if isinstance(usage, dict) else {}
-    cache_read = token_count(usage, "cacheReadInputTokens")
-    cache_write = token_count(usage, "cacheWriteInputTokens")
-    prompt = token_count(usage, "inputTokens") + cache_read + cache_write
-    completion = token_count(usage, "outputTokens")
-    out: JSON = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": cache_read,
-            "cache_write_tokens": cache_write,
-            "cache_creation_tokens": cache_write,
-        },
-    }
     # 1h cache writes cost more than 5m ones: Converse's cacheDetails ({ttl, inputTokens} per
     # TTL, TokenUsage in the API reference) gives their part of the writes, for pricing.
     details = usage.get("cacheDetails")
@@ -64,10 +51,13 @@ def convert_usage(usage: Any) -> JSON:
         if isinstance(details, list)
         else []
     )
-    if hour:
-        write_1h = min(cache_write, sum(token_count(d, "inputTokens") for d in hour))
-        out["prompt_tokens_details"]["cache_creation_1h_tokens"] = write_1h
-    return out
+    return cached_usage(
+        token_count(usage, "inputTokens"),
+        token_count(usage, "cacheReadInputTokens"),
+        token_count(usage, "cacheWriteInputTokens"),
+        token_count(usage, "outputTokens"),
+        sum(token_count(d, "inputTokens") for d in hour) if hour else None,
+    )
 
 
 def string(mapping: JSON, key: str) -> str:
