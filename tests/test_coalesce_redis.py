@@ -277,3 +277,82 @@ def test_a_lock_taken_by_a_request_that_then_follows_locally_is_given_back(
         return await counted.wanted(Coalescer.lock_of(name))
 
     assert replicas(redis_url, scenario) == 0
+
+
+def test_a_complete_miss_stores_its_answer_and_releases_its_lock_in_one_call(
+    redis_url: str,
+) -> None:
+    """A leader that has not asked yet hands its lock to the answer's store (Store.set_unlead):
+    a complete miss nobody follows is two round trips (lookup and lock; store and release),
+    and the entry exists before the lock is gone."""
+    name = key()
+    entry = name.rsplit(":co:", 1)[0]
+
+    async def scenario(one: Coalescer, _two: Coalescer, counted: Counting) -> Any:
+        token = Coalescer.token()
+        assert await counted.get_or_lead(entry, Coalescer.lock_of(name), token, 30) == (None, None)
+        joined = await one.join(name, 30, 1 << 20, (token, None))
+        assert joined is not None and joined[1]
+        flight = joined[0]
+        lock = one.quiet_lock(flight)
+        assert lock == (Coalescer.lock_of(name), token)
+        assert one.quiet_lock(flight) is None  # handed over once
+        wanted = await counted.set_unlead(entry, b"stored", 30, *lock)
+        one.released(flight, wanted)
+        flight.start({"media": "application/json", "headers": {}})
+        flight.add(b"{}")
+        flight.end(DONE)
+        await settled(one)
+        lock_left = await counted.wanted(Coalescer.lock_of(name))
+        return wanted, lock_left, await counted.get(entry), counted.calls
+
+    wanted, lock_left, stored, calls = replicas(redis_url, scenario)
+    assert (wanted, lock_left, stored) == (0, 0, b"stored")
+    assert calls == ["get_or_lead", "set_unlead", "wanted", "get"]  # no release at the end
+
+
+def test_a_follower_counted_before_the_store_released_the_lock_gets_the_flight(
+    redis_url: str,
+) -> None:
+    """Another replica's request counted on the lock before the answer's store released it
+    gets the whole flight in one append once it ends (and the store answered how many)."""
+    name = key()
+    entry = name.rsplit(":co:", 1)[0]
+
+    async def scenario(one: Coalescer, two: Coalescer, counted: Counting) -> Any:
+        leader = await lead(one, name)
+        remote = await follow(two, name)
+        reader = asyncio.ensure_future(body(remote))
+        lock = one.quiet_lock(leader)
+        assert lock is not None
+        wanted = await counted.set_unlead(entry, b"stored", 30, *lock)
+        one.released(leader, wanted)
+        leader.start({"media": "application/json", "headers": {}})
+        leader.add(b'{"answer": 2}')
+        leader.end(DONE, {"prompt_tokens": 3})
+        got = await asyncio.wait_for(reader, 5)
+        await settled(one)
+        return wanted, got, remote.state, counted.calls
+
+    wanted, got, state, calls = replicas(redis_url, scenario)
+    assert (wanted, got, state) == (1, b'{"answer": 2}', DONE)
+    assert calls == ["lead", "set_unlead", "log_append"]
+
+
+def test_a_store_that_failed_leaves_the_release_to_the_end(redis_url: str) -> None:
+    """`released(flight, None)`: the store failed, the lock is still held: the leader
+    releases it when the flight ends, as without the combined call."""
+    name = key()
+
+    async def scenario(one: Coalescer, _two: Coalescer, counted: Counting) -> Any:
+        flight = await lead(one, name)
+        assert one.quiet_lock(flight) is not None
+        one.released(flight, None)
+        flight.start({"media": "application/json", "headers": {}})
+        flight.add(b"{}")
+        flight.end(DONE)
+        await settled(one)
+        return counted.calls, await counted.wanted(Coalescer.lock_of(name))
+
+    calls, _ = replicas(redis_url, scenario)
+    assert calls[:2] == ["lead", "unlead"]

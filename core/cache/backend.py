@@ -158,3 +158,15 @@ class StoreBackend:
             await self._store.set(key, value, ttl_s)
         except UNAVAILABLE as exc:
             log.warning("response cache store failed (%s): not stored", type(exc).__name__)
+
+    async def set_unlead(
+        self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
+    ) -> int | None:
+        """The entry stored and a coalescing lock released in one round trip
+        (Store.set_unlead): the followers the lock counted; None when the store failed (not
+        stored, and the lock is still held: its holder releases it as usual)."""
+        try:
+            return await self._store.set_unlead(key, value, ttl_s, lock, token)
+        except UNAVAILABLE as exc:
+            log.warning("response cache store failed (%s): not stored", type(exc).__name__)
+            return None

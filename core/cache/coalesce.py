@@ -60,6 +60,9 @@ class Coalescer:
         self._flights: dict[str, Flight] = {}
         self._max_flights = max_flights
         self._tasks: set[asyncio.Task[None]] = set()
+        # Leaders that have not asked whether anyone follows yet: their lock and token, and,
+        # once the answer's store released the lock (`released`), the followers it counted.
+        self._quiets: dict[Flight, _Quiet] = {}
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -117,6 +120,28 @@ class Coalescer:
         self._watch(flight, self._poll(key, holder, flight))
         return flight, False
 
+    def quiet_lock(self, flight: Flight) -> tuple[str, bytes] | None:
+        """The shared lock `flight`'s leader holds and has not asked about yet (lock, token),
+        for the answer's store to release in its own call (Store.set_unlead): a complete miss
+        then costs two round trips (lookup and lock; store and release), not three. None when
+        there is none, or once the leader asks (it then releases the lock itself). From here
+        until `released` the leader does not start asking: the lock goes with the store."""
+        quiet = self._quiets.get(flight)
+        if quiet is None or quiet.releasing:
+            return None
+        quiet.releasing = True
+        return quiet.lock
+
+    def released(self, flight: Flight, wanted: int | None) -> None:
+        """The answer's store released `flight`'s lock (Store.set_unlead), which counted
+        `wanted` followers: no release call at the end, and they get the whole flight in one
+        append once it ends. None: the store failed and the lock is still held: released
+        at the end as usual."""
+        quiet = self._quiets.get(flight)
+        if quiet is not None:
+            quiet.released = wanted
+            quiet.releasing = wanted is not None
+
     def _drop(self, key: str, flight: Flight) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
@@ -149,9 +174,13 @@ class Coalescer:
         `_lead`, which asks. Over before that, it releases the lock (a task for that call)."""
         loop = asyncio.get_running_loop()
         timer: asyncio.TimerHandle
+        quiet = self._quiets[flight] = _Quiet((key + _LOCK, token), _log_name(key, token), ttl_s)
 
         def ask() -> None:
+            if quiet.releasing:  # the answer's store releases the lock: nothing to ask
+                return
             flight.on_milestone = None
+            self._quiets.pop(flight, None)
             self._watch(flight, self._lead(key, token, flight, ttl_s))
 
         def milestone() -> None:
@@ -159,8 +188,12 @@ class Coalescer:
             timer.cancel()
             if flight.ended:
                 flight.on_milestone = None
-                how = (flight, ttl_s, False)
-                self._spawn(self._unlead(key + _LOCK, token, _log_name(key, token), how))
+                self._quiets.pop(flight, None)
+                if quiet.released is None:
+                    how = (flight, ttl_s, False)
+                    self._spawn(self._unlead(key + _LOCK, token, quiet.name, how))
+                elif quiet.released:
+                    self._spawn(self._hand_over(flight, quiet))
             else:  # opened: its followers want its chunks soon
                 timer = loop.call_later(ASK_S, ask)
 
@@ -261,6 +294,16 @@ class Coalescer:
         except UNAVAILABLE:
             return  # the lock's TTL ends it
 
+    async def _hand_over(self, flight: Flight, quiet: _Quiet) -> None:
+        """The whole ended flight in one append, for the followers its lock counted when the
+        answer's store released it (`released`)."""
+        assert self._store is not None
+        try:
+            items = _records(flight, 0, False)[0]
+            await self._store.log_append(quiet.name, items, quiet.ttl_s + _TAIL_S, quiet.lock[0])
+        except UNAVAILABLE:
+            return  # the followers find the leader lost and run again
+
     async def _poll(self, key: str, holder: bytes, flight: Flight) -> None:
         """Another replica's flight, read into this process's; given up (and the lock told)
         once every local follower has left."""
@@ -287,6 +330,19 @@ class Coalescer:
         except UNAVAILABLE as exc:
             log.warning("coalescing poll failed (%s)", type(exc).__name__)
             flight.end(RETRY)
+
+
+class _Quiet:
+    """A quiet leader's lock (core.cache.coalesce.Coalescer._quiets)."""
+
+    __slots__ = ("lock", "name", "released", "releasing", "ttl_s")
+
+    def __init__(self, lock: tuple[str, bytes], name: str, ttl_s: float) -> None:
+        self.lock = lock  # the lock's key and this leader's token
+        self.name = name  # the flight's log in the store
+        self.ttl_s = ttl_s
+        self.releasing = False  # the answer's store is releasing (or released) it
+        self.released: int | None = None  # the followers counted when the store released it
 
 
 _LOCK = ":leader"  # not the former ":lead" string: a hash now (no WRONGTYPE mid-upgrade)

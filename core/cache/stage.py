@@ -57,7 +57,17 @@ class Fill:
     """A miss (or a `no-cache` request) whose answer is to be stored; `store` False for a
     bypass, which only says so in its header."""
 
-    __slots__ = ("backend", "flight", "key", "kind", "max_bytes", "status", "store", "ttl_s")
+    __slots__ = (
+        "backend",
+        "coalescer",
+        "flight",
+        "key",
+        "kind",
+        "max_bytes",
+        "status",
+        "store",
+        "ttl_s",
+    )
 
     def __init__(
         self, backend: Backend, key: str, kind: str, ttl_s: float, max_bytes: int, status: str
@@ -70,6 +80,7 @@ class Fill:
         self.status = status
         self.store = status == "miss"
         self.flight: Flight | None = None  # set when this request leads a coalesced flight
+        self.coalescer: Coalescer | None = None  # the flight's, when it leads one
 
     async def encoded(self, x: AnyExchange, response: Response) -> None:
         """Encode's answer: headed, and stored (awaited: one SET, so the next identical
@@ -83,8 +94,7 @@ class Fill:
             else:
                 body = bytes(response.body)
                 if len(body) <= self.max_bytes:
-                    entry = Entry(time.time(), x.usage, body).encode()
-                    await self.backend.set(self.key, entry, self.ttl_s)
+                    await self._put(Entry(time.time(), x.usage, body).encode())
         if self.flight is not None:
             follow.lead(self.flight, x, response)
 
@@ -113,7 +123,23 @@ class Fill:
             return
         body = orjson.dumps(complete)
         if len(body) <= self.max_bytes:
-            await self.backend.set(self.key, Entry(time.time(), usage, body).encode(), self.ttl_s)
+            await self._put(Entry(time.time(), usage, body).encode())
+
+    async def _put(self, entry: bytes) -> None:
+        """One SET; a leader that has not asked whether anyone follows yet releases its
+        coalescing lock in the same call (Store.set_unlead): a complete miss is then two round
+        trips, the lookup with the lock and this, and there is never a moment with neither
+        the lock nor the entry (a request arriving then would call upstream again)."""
+        flight, coalescer = self.flight, self.coalescer
+        if flight is None or coalescer is None or not isinstance(self.backend, StoreBackend):
+            await self.backend.set(self.key, entry, self.ttl_s)
+            return
+        quiet = coalescer.quiet_lock(flight)
+        if quiet is None:
+            await self.backend.set(self.key, entry, self.ttl_s)
+            return
+        wanted = await self.backend.set_unlead(self.key, entry, self.ttl_s, *quiet)
+        coalescer.released(flight, wanted)
 
 
 class ResponseCache:
@@ -233,7 +259,7 @@ class ResponseCache:
                 return False
             flight, leading = joined
             if leading:
-                fill.flight = flight
+                fill.flight, fill.coalescer = flight, self._coalescer
                 task = asyncio.current_task()
                 if task is not None:
                     task.add_done_callback(flight.abandoned)

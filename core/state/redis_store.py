@@ -171,6 +171,16 @@ redis.call('DEL', KEYS[1])
 return w
 """
 
+# A leader's answer stored and its lock given up (as _UNLEAD) at once. KEYS: the entry, the
+# lock (one hash tag: one slot). ARGV: value, ttl in ms, token. The followers it counted.
+_SET_UNLEAD = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('HGET', KEYS[2], 't') ~= ARGV[3] then return 0 end
+local w = tonumber(redis.call('HGET', KEYS[2], 'w') or '0')
+redis.call('DEL', KEYS[2])
+return w
+"""
+
 # A follower fewer, if the lock is still the same leader's (ARGV: token).
 _UNFOLLOW = """
 if redis.call('HGET', KEYS[1], 't') == ARGV[1] then
@@ -217,6 +227,7 @@ class RedisStore:
         self._unlead = Script(self._client, _UNLEAD)
         self._get_or_lead = Script(self._client, _GET_OR_LEAD)
         self._unfollow = Script(self._client, _UNFOLLOW)
+        self._set_unlead = Script(self._client, _SET_UNLEAD)
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return (await self.take_first([specs]))[1]
@@ -290,6 +301,12 @@ class RedisStore:
 
     async def unfollow(self, key: str, token: bytes) -> None:
         await self._unfollow([key], [token])
+
+    async def set_unlead(
+        self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
+    ) -> int:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        return int(await self._set_unlead([key, lock], [value, ttl_ms, token]))
 
     async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         if not items:

@@ -173,6 +173,14 @@ class ResilientStore:
             lambda: self.primary.unfollow(key, token), lambda: self.fallback.unfollow(key, token)
         )
 
+    async def set_unlead(
+        self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
+    ) -> int:
+        return await self._call(
+            lambda: self.primary.set_unlead(key, value, ttl_s, lock, token),
+            lambda: self.fallback.set_unlead(key, value, ttl_s, lock, token),
+        )
+
     async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         return await self._call(
             lambda: self.primary.log_append(key, items, ttl_s, lock),

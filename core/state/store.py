@@ -78,6 +78,14 @@ class Store(Protocol):
         """One follower fewer on the lock `key`, if `token` still holds it."""
         ...
 
+    async def set_unlead(
+        self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
+    ) -> int:
+        """`set(key, value, ttl_s)` and `unlead(lock, token)` in one atomic call: a coalesced
+        leader's answer stored and its lock given up at once (no moment with neither), in one
+        round trip instead of two. The followers the lock counted, as `unlead`."""
+        ...
+
     async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         """Append `items` to the list `key` and (re)set its TTL, in one atomic call: the
         followers the lock `lock` counts (a coalescing leader's chunks, core.cache.coalesce;
@@ -231,6 +239,12 @@ class MemoryStore:
         lock = self._lock(key)
         if lock is not None and lock.token == token:
             lock.followers = max(0, lock.followers - 1)
+
+    async def set_unlead(
+        self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
+    ) -> int:
+        await self.set(key, value, ttl_s)
+        return await self.unlead(lock, token)
 
     async def log_append(self, key: str, items: list[bytes], ttl_s: float, lock: str) -> int:
         now = time.monotonic()
