@@ -15,6 +15,7 @@ from core.api.images import ImagesApi
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
 from core.api.responses.handler import ResponsesApi, stored_endpoints
+from core.api.responses.items import input_items_endpoint
 from core.api.responses.passthrough import ResponsesPassthrough
 from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
 from core.cache.backend import MemoryBackend, StoreBackend
@@ -41,6 +42,7 @@ class Apis:
     transcribe: AnyPipeline
     get_response: Handler
     delete_response: Handler
+    input_items: Handler
 
 
 def build_apis(state: CoreState) -> Apis:
@@ -96,4 +98,5 @@ def build_apis(state: CoreState) -> Apis:
         transcribe,
         get_response,
         delete_response,
+        input_items_endpoint(responses),
     )

@@ -29,6 +29,7 @@ from core.api.responses.passthrough import (
     canonical_usage,
     upstream_body,
 )
+from core.api.responses.items import with_ids
 from core.api.responses.plan import Direct, Step, plan_responses
 from core.api.responses.request import (
     input_items,
@@ -192,11 +193,8 @@ class ResponsesApi:
     async def _save(self, x: ResponsesExchange, response: JSON) -> None:
         request = x.request
         output = response.get("output")
-        items = [
-            *(request.history or ()),
-            *input_items(request.body.get("input")),
-            *(output if isinstance(output, list) else ()),
-        ]
+        given = with_ids([*(request.history or ()), *input_items(request.body.get("input"))])
+        items = [*given, *(output if isinstance(output, list) else ())]
         await self.responses.save(x.caller.tenant, response, items)
 
     def _events(self, x: ResponsesExchange, opened: Streamed) -> AsyncIterator[bytes]:
