@@ -23,13 +23,13 @@ from starlette.types import Receive, Scope, Send
 
 from core.api.identity import Caller
 from core.api.relay import relay
+from core.api.responses.items import with_ids
 from core.api.responses.passthrough import (
     ResponsesPassthrough,
     ResponsesStream,
     canonical_usage,
     upstream_body,
 )
-from core.api.responses.items import with_ids
 from core.api.responses.plan import Direct, Step, plan_responses
 from core.api.responses.request import (
     input_items,
