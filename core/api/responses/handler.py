@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from core.api.identity import Caller
 from core.api.relay import relay
+from core.api.responses import cached
 from core.api.responses.items import with_ids
 from core.api.responses.passthrough import (
     ResponsesPassthrough,
@@ -186,6 +187,29 @@ class ResponsesApi:
         if not self._keeps(x):
             return json_response(body, headers)
         return StoredFirst(body, headers, partial(self._save, x, response))
+
+    # The response cache's seam (core.cache.stage.Cached; the how in core.api.responses.cached).
+    cache_kind = cached.KIND
+
+    def cache_payload(self, x: ResponsesExchange) -> JSON:
+        request = x.request
+        max_tokens = x.payload.get("max_tokens")
+        return cached.key_payload(request.body, request.history, max_tokens, request.capped)
+
+    def cache_entry(self, raw: bytes, streamed: bool) -> bytes | None:
+        return cached.entry_of(raw, streamed)
+
+    async def cache_answer(
+        self, x: ResponsesExchange, body: bytes, headers: dict[str, str]
+    ) -> Response:
+        return await cached.hit(body, x.request.body, headers, self._saver(x))
+
+    async def cache_follow(self, x: ResponsesExchange) -> None:
+        if x.response is not None:
+            await cached.follow(x.response, x.request.body, self._saver(x))
+
+    def _saver(self, x: ResponsesExchange) -> cached.Save | None:
+        return partial(self._save, x) if self._keeps(x) else None
 
     def _keeps(self, x: ResponsesExchange) -> bool:
         return x.request.body.get("store") is not False
