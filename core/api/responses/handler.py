@@ -39,7 +39,7 @@ from core.api.responses.request import (
     without_openai_only,
 )
 from core.api.responses.response import new_id, to_response
-from core.api.responses.store import ResponseStore, history_of, not_found
+from core.api.responses.store import History, ResponseStore, history_of, not_found
 from core.api.responses.stream import ResponsesStreamEncoder
 from core.api.responses.validate import validate_request
 from core.api.validate import validate_chat
@@ -136,6 +136,12 @@ class ResponsesApi:
     @property
     def operation(self) -> str:
         return "chat"
+
+    @property
+    def before_validate(self) -> tuple[History]:
+        """The stages this API runs between read and validate (here and in a route
+        explanation): the `previous_response_id` lookup."""
+        return (History(self.responses),)
 
     @property
     def api(self) -> Api:
