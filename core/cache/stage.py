@@ -64,8 +64,13 @@ class Cached(Protocol):
         """The entry to keep for an answer sent (its body, or a stream's bytes), or None."""
         ...
 
-    async def cache_answer(self, x: AnyExchange, body: bytes, headers: dict[str, str]) -> Any:
-        """A hit: the kept entry as this request's own answer (a Response)."""
+    def cache_read(self, body: bytes) -> Any:
+        """A kept entry's body as `cache_answer` takes it; None when it cannot be read back
+        (then it is a miss, never an error)."""
+        ...
+
+    async def cache_answer(self, x: AnyExchange, kept: Any, headers: dict[str, str]) -> Any:
+        """A hit: the kept entry (as read) as this request's own answer (a Response)."""
         ...
 
     async def cache_follow(self, x: AnyExchange) -> None:
@@ -304,10 +309,16 @@ class ResponseCache:
         age = max(0.0, time.time() - entry.stored_at)
         if age > ttl_s or (asked.max_age is not None and age > asked.max_age):
             return False
-        await self._hit(x, kind, entry, age)
+        own = own_caching(x.spec)
+        kept = own.cache_read(entry.body) if own is not None else None
+        if own is not None and kept is None:
+            return False
+        await self._hit(x, kind, entry, age, kept)
         return True
 
-    async def _hit(self, x: AnyExchange, kind: str, entry: Entry, age: float) -> None:
+    async def _hit(
+        self, x: AnyExchange, kind: str, entry: Entry, age: float, kept: Any = None
+    ) -> None:
         """The stored answer, in the request's mode; one request off the rate limits (a 429
         when over, as for any request), no tokens; recorded as a free `cache_hit`."""
         admission = await admit(self._limiter, x.caller, x.payload, 0)
@@ -325,7 +336,7 @@ class ResponseCache:
             headers["request-id"] = rid
         own = own_caching(x.spec)
         if own is not None:
-            x.response = await own.cache_answer(x, entry.body, headers)
+            x.response = await own.cache_answer(x, kept, headers)
         elif x.request.stream:
             stream = (
                 replay.chat_stream(entry.body, bool(x.request.include_usage))

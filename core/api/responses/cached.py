@@ -128,9 +128,15 @@ def without_price(response: JSON) -> JSON:
     return response
 
 
-async def hit(body: bytes, request: JSON, headers: dict[str, str], save: Save | None) -> Response:
+def read(body: bytes) -> JSON | None:
+    """A kept response, or None when the entry is not one (a miss, never an error)."""
+    kept = _loads(body)
+    return kept if isinstance(kept, dict) and kept.get("object") == "response" else None
+
+
+async def hit(kept: JSON, request: JSON, headers: dict[str, str], save: Save | None) -> Response:
     """A hit: the kept response as this request's own, stored first, complete or streamed."""
-    response = fresh(orjson.loads(body), request, {}, new_id("resp_"), int(time.time()))
+    response = fresh(kept, request, {}, new_id("resp_"), int(time.time()))
     if save is not None:
         await save(response)
     if request.get("stream"):

@@ -205,10 +205,13 @@ class ResponsesApi:
     def cache_entry(self, raw: bytes, streamed: bool) -> bytes | None:
         return cached.entry_of(raw, streamed)
 
+    def cache_read(self, body: bytes) -> JSON | None:
+        return cached.read(body)
+
     async def cache_answer(
-        self, x: ResponsesExchange, body: bytes, headers: dict[str, str]
+        self, x: ResponsesExchange, kept: JSON, headers: dict[str, str]
     ) -> Response:
-        return await cached.hit(body, x.request.body, headers, self._saver(x))
+        return await cached.hit(kept, x.request.body, headers, self._saver(x))
 
     async def cache_follow(self, x: ResponsesExchange) -> None:
         if x.response is not None:
