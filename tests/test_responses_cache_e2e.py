@@ -24,15 +24,14 @@ import openai
 import pytest
 
 from tests.support.fake_openai import TEXT, FakeOpenAI
-from tests.support.stack import Stack
+from tests.support.stack import Cluster, Stack
 
 N = 5
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
+def overrides(fake: FakeOpenAI) -> dict[str, Any]:
     compat = {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-up"}
-    overrides = {
+    return {
         "providers": {
             "fake": {**compat, "allow_any_model": True},
             "native": {**compat, "options": {"preset": "openai"}, "allow_any_model": True},
@@ -45,7 +44,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
         "limits": {"tiers": {"default": {"rpm": 100_000, "tpm": 100_000_000}}},
         "cache": {"enabled": True, "ttl": "10m"},
     }
-    running = Stack(tmp_path_factory.mktemp("responses-cache"), overrides).start()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("responses-cache"), overrides(fake)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI, redis_url: str
+) -> Iterator[Cluster]:
+    settings = {**overrides(fake), "state": {"redis_url": redis_url}}
+    running = Cluster(tmp_path_factory.mktemp("responses-cache-2"), settings, cores=2, edges=1)
+    running.start()
     yield running
     running.stop()
 
@@ -57,9 +71,9 @@ def sdk(stack: Stack, tenant: str = "acme", **headers: str) -> openai.OpenAI:
     )
 
 
-def asdk(stack: Stack, tenant: str = "acme") -> openai.AsyncOpenAI:
-    token = stack.token(tenant=tenant)
-    return openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=token, max_retries=0)
+def asdk(stack: Stack, url: str) -> openai.AsyncOpenAI:
+    token = stack.token(tenant="acme")
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
 
 
 def unique() -> str:
@@ -254,9 +268,11 @@ def test_a_hit_is_a_free_ledger_record(stack: Stack) -> None:
     assert saved == (answer.usage.input_tokens, answer.usage.output_tokens)
 
 
-async def _concurrent(stack: Stack, prompt: str, stream: bool) -> list[tuple[Any, Any]]:
-    async def one() -> tuple[Any, Any]:
-        client = asdk(stack)
+async def _concurrent(
+    stack: Stack, urls: list[str], prompt: str, stream: bool
+) -> list[tuple[Any, Any]]:
+    async def one(url: str) -> tuple[Any, Any]:
+        client = asdk(stack, url)
         if not stream:
             raw = await client.responses.with_raw_response.create(model="gpt-slow", input=prompt)
             return raw.parse(), raw.headers
@@ -267,15 +283,29 @@ async def _concurrent(stack: Stack, prompt: str, stream: bool) -> list[tuple[Any
         well_formed(events)
         return events[-1].response, raw.headers
 
-    return list(await asyncio.gather(*(one() for _ in range(N))))
+    return list(await asyncio.gather(*(one(urls[k % len(urls)]) for k in range(N))))
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_concurrent_identical_requests_make_one_call(
     stack: Stack, fake: FakeOpenAI, stream: bool
 ) -> None:
+    one_call(stack, [stack.edge_url], fake, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_cores_sharing_redis_make_one_call(
+    cluster: Cluster, fake: FakeOpenAI, stream: bool
+) -> None:
+    """One edge balances round-robin: the requests land on both cores; every answer is
+    stored in Redis under its own id, so any core finds it."""
+    one_call(cluster, cluster.edge_urls, fake, stream)
+
+
+def one_call(stack: Stack, urls: list[str], fake: FakeOpenAI, stream: bool) -> None:
+    """N identical concurrent requests: one upstream call, N responses of their own."""
     prompt, before = unique(), upstream(fake, "slow-400")
-    results = asyncio.run(_concurrent(stack, prompt, stream))
+    results = asyncio.run(_concurrent(stack, urls, prompt, stream))
     assert upstream(fake, "slow-400") == before + 1
     states = sorted(headers["x-interlock-cache"] for _, headers in results)
     assert states == ["coalesced"] * (N - 1) + ["miss"]
