@@ -154,3 +154,22 @@ def test_a_follower_gets_ids_of_its_own_consistently() -> None:
     assert named == item_ids and not item_ids & {i["id"] for i in leader[-1]["response"]["output"]}
     assert final["metadata"] == {"f": "1"}
     assert saved and saved[0]["id"] == final["id"] and "interlock_cost" not in saved[0]["usage"]
+
+
+def test_a_cut_shared_stream_ends_as_the_responses_api_ends_one() -> None:
+    """core.cache.follow ends a cut flight with chat's error frame; a Responses follower gets
+    an `error` event and `response.failed`, numbered on, and nothing is stored."""
+    leader = live_stream()
+    frames = [f + b"\n\n" for f in leader.split(b"\n\n") if f.strip()]
+    cut = GatewayError(503, "the shared answer ended early; retry", code="coalesced_stream_cut")
+    raw = b"".join(frames[:8]) + b"data: " + cut.openai_body() + b"\n\n"
+    saved: list[Any] = []
+    events = events_of(asyncio.run(_rewritten(raw, saved)))
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[-2]["code"] == "coalesced_stream_cut"
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["id"] == events[0]["response"]["id"]
+    assert failed["error"]["code"] == "coalesced_stream_cut"
+    assert [i["type"] for i in failed["output"]] == ["reasoning"]  # the items done so far
+    assert saved == []

@@ -165,9 +165,11 @@ async def follow(response: Response, request: JSON, save: Save | None) -> None:
 
 class _Rewrite:
     """The leader's events with this follower's response id, item ids and own fields; its
-    response stored before the event that ends the stream is sent."""
+    response stored before the event that ends the stream is sent. A shared stream cut short
+    ends with the coalescing's error (core.cache.follow, in chat's shape): it becomes the
+    Responses API's own end, an `error` event and `response.failed`, numbered on."""
 
-    __slots__ = ("created", "ids", "request", "response_id", "save")
+    __slots__ = ("created", "done", "ids", "request", "response_id", "save", "sequence", "snapshot")
 
     def __init__(self, request: JSON, save: Save | None) -> None:
         self.request = request
@@ -175,6 +177,9 @@ class _Rewrite:
         self.ids: dict[str, str] = {}
         self.response_id = new_id("resp_")
         self.created = int(time.time())
+        self.sequence = -1  # the last sequence number sent
+        self.snapshot: JSON = {}  # the response as the last lifecycle event showed it
+        self.done: list[Any] = []  # output items finished so far
 
     async def stream(self, body: AsyncIterable[Any]) -> AsyncIterator[bytes]:
         decoder, chunks = SSEDecoder(), aiter(body)
@@ -192,6 +197,8 @@ class _Rewrite:
 
     async def _event(self, event: StreamEvent) -> bytes:
         payload = _loads(event.data)
+        if isinstance(payload, dict) and "type" not in payload and "error" in payload:
+            return self._failed(payload["error"])
         if isinstance(payload, dict):
             self._own(payload)
             ended = payload.get("response") if payload.get("type") in _ENDED else None
@@ -204,12 +211,31 @@ class _Rewrite:
         return head + b"data: " + event.data + b"\n\n"
 
     def _own(self, payload: JSON) -> None:
+        sequence = payload.get("sequence_number")
+        if isinstance(sequence, int):
+            self.sequence = max(self.sequence, sequence)
         response = payload.get("response")
         if isinstance(response, dict):
             made = fresh(response, self.request, self.ids, self.response_id, self.created)
-            payload["response"] = made
+            payload["response"] = self.snapshot = made
         if isinstance(payload.get("item"), dict):
             payload["item"] = _renamed(payload["item"], self.ids)
+            if payload.get("type") == "response.output_item.done":
+                self.done.append(payload["item"])
         item_id = payload.get("item_id")
         if isinstance(item_id, str):
             payload["item_id"] = _renamed({"id": item_id}, self.ids)["id"]
+
+    def _failed(self, error: Any) -> bytes:
+        """The stream's end when the shared answer was cut (see the class docstring)."""
+        shown = error if isinstance(error, dict) else {}
+        code = shown.get("code") or shown.get("type") or "server_error"
+        message = shown.get("message") or "the shared answer ended early"
+        self.sequence += 1
+        first = {"type": "error", "sequence_number": self.sequence, "code": code}
+        first.update(message=message, param=shown.get("param"))
+        self.sequence += 1
+        response = {**self.snapshot, "status": "failed", "output": self.done}
+        response["error"] = {"code": code, "message": message}
+        last = {"type": "response.failed", "sequence_number": self.sequence, "response": response}
+        return encode_event("error", first) + encode_event("response.failed", last)
