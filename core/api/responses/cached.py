@@ -36,10 +36,10 @@ from starlette.responses import Response, StreamingResponse
 from core.api.responses.response import new_id
 from core.cache.replay import responses_stream
 from core.pipeline.exchange import SSE_HEADERS
-from core.providers.adapters.base import JSON, StreamEvent
+from core.providers.adapters.base import JSON
 from core.resilience.dispatch import close
 from core.spend.quote import COST_FIELD
-from core.wire.sse import SSEDecoder, encode_data, encode_event
+from core.wire.sse import encode_data, encode_event
 
 KIND = "responses"
 _ENDED = frozenset(("response.completed", "response.incomplete"))
@@ -62,11 +62,37 @@ def key_payload(body: JSON, history: list[Any] | None, max_tokens: Any, capped: 
     return keyed
 
 
+def _frames(pending: bytearray, chunk: bytes) -> list[tuple[bytes, bytes]]:
+    """The whole events in `pending` + `chunk` as (name, data), the rest left pending. The
+    streams read here are the gateway's own encoding (core.wire.sse.encode_event: one `event:`
+    and one `data:` line of JSON, which holds no raw line end), so lines are split, not
+    scanned byte by byte as an upstream's stream must be (several times faster)."""
+    if not pending and chunk.endswith(b"\n\n"):  # the usual case: whole events
+        whole = chunk[:-2]
+    else:
+        pending += chunk
+        end = pending.rfind(b"\n\n")
+        if end < 0:
+            return []
+        whole = bytes(pending[:end])
+        del pending[: end + 2]
+    out = []
+    for frame in whole.split(b"\n\n"):
+        name = data = b""
+        for line in frame.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip()
+            elif line.startswith(b"data:"):
+                data = line[5:].strip()
+        if name or data:
+            out.append((name, data))
+    return out
+
+
 def _final(raw: bytes) -> Any:
-    """The response a stream ended with, if its last event completed it."""
-    decoder = SSEDecoder(max(len(raw), 1))
-    events = [*decoder.feed(raw), *decoder.finish()]
-    last = _loads(events[-1].data) if events else None
+    """The response a stream ended with, if its last event completed it: its last line."""
+    line = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    last = _loads(line[5:]) if line.startswith(b"data:") else None
     if not isinstance(last, dict) or last.get("type") not in _ENDED:
         return None
     return last.get("response")
@@ -81,10 +107,7 @@ def _loads(data: bytes) -> Any:
 
 def entry_of(raw: bytes, streamed: bool) -> bytes | None:
     """The entry kept for an answer sent (see the module docstring)."""
-    try:
-        response = _final(raw) if streamed else _loads(raw)
-    except Exception:  # an over-long or odd stream: not kept, never an error
-        return None
+    response = _final(raw) if streamed else _loads(raw)
     if not isinstance(response, dict) or response.get("status") not in _KEPT:
         return None
     usage = response.get("usage")
@@ -100,8 +123,10 @@ def _renamed(item: Any, ids: dict[str, str]) -> Any:
     old = item.get("id") if isinstance(item, dict) else None
     if not isinstance(old, str):
         return item
-    prefix = old[: old.index("_") + 1] if "_" in old else "item_"
-    return {**item, "id": ids.setdefault(old, new_id(prefix))}
+    new = ids.get(old)
+    if new is None:
+        new = ids[old] = new_id(old[: old.index("_") + 1] if "_" in old else "item_")
+    return {**item, "id": new}
 
 
 def fresh(response: JSON, body: JSON, ids: dict[str, str], response_id: str, created: int) -> JSON:
@@ -182,21 +207,21 @@ class _Rewrite:
         self.done: list[Any] = []  # output items finished so far
 
     async def stream(self, body: AsyncIterable[Any]) -> AsyncIterator[bytes]:
-        decoder, chunks = SSEDecoder(), aiter(body)
+        pending, chunks = bytearray(), aiter(body)
         try:
             async for chunk in chunks:
                 data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
-                out = [await self._event(event) for event in decoder.feed(data)]
+                out = [await self._event(*event) for event in _frames(pending, data)]
                 if out:
                     yield b"".join(out)
-            tail = [await self._event(event) for event in decoder.finish()]
+            tail = [await self._event(*event) for event in _frames(pending, b"\n\n")]
             if tail:
                 yield b"".join(tail)
         finally:
             await close(chunks)
 
-    async def _event(self, event: StreamEvent) -> bytes:
-        payload = _loads(event.data)
+    async def _event(self, name: bytes, data: bytes) -> bytes:
+        payload = _loads(data)
         if isinstance(payload, dict) and "type" not in payload and "error" in payload:
             return self._failed(payload["error"])
         if isinstance(payload, dict):
@@ -204,11 +229,11 @@ class _Rewrite:
             ended = payload.get("response") if payload.get("type") in _ENDED else None
             if isinstance(ended, dict) and self.save is not None:
                 await self.save(without_price(ended))
-            if event.event:
-                return encode_event(event.event, payload)
+            if name:
+                return encode_event(name.decode(), payload)
             return encode_data(payload)
-        head = b"event: " + event.event.encode() + b"\n" if event.event else b""
-        return head + b"data: " + event.data + b"\n\n"
+        head = b"event: " + name + b"\n" if name else b""
+        return head + b"data: " + data + b"\n\n"
 
     def _own(self, payload: JSON) -> None:
         sequence = payload.get("sequence_number")
