@@ -10,8 +10,10 @@ the gateway gave input items.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import openai
 import pytest
@@ -155,6 +157,12 @@ def test_another_tenants_response_is_not_found(stack: Stack) -> None:
         ("after=msg_nope", "after"),
         ("before=msg_nope", "before"),
         ("limit=1&limit=2", "limit"),
+        ("limit=%C2%B2", "limit"),  # a digit to str.isdigit, not to int()
+        ("limit=" + "9" * 3000, "limit"),
+        ("limit=", "limit"),
+        ("limit=-1", "limit"),
+        ("order=", "order"),
+        ("after=a&before=b", "before"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_them(stack: Stack, query: str, param: str) -> None:
@@ -183,3 +191,14 @@ def test_passthrough_gets_the_history_without_the_input_ids(stack: Stack, fake: 
     assert user and all("id" not in item for item in user)
     assistant = [item for item in sent.json["input"] if item.get("role") == "assistant"]
     assert assistant and assistant[0]["id"] == first.output[0].id
+
+
+def test_odd_queries_are_never_a_5xx(stack: Stack) -> None:
+    created = client(stack).responses.create(model="gpt-fake", input="odd")
+    rng = random.Random(16)
+    alphabet = "abc019_-%&=;[]\u00e9\u0661\u00b2 "
+    for _ in range(60):
+        query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        answer = get(stack, f"/v1/responses/{created.id}/input_items?{quote(query, safe='&=%')}")
+        assert answer.status in (200, 400), (query, answer.status, answer.body)
+        assert "error" in answer.json() or answer.json()["object"] == "list"

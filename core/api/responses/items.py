@@ -89,7 +89,10 @@ def _invalid(param: str, message: str) -> GatewayError:
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if (
+        not (value.isascii() and value.isdigit() and len(value) <= 3)
+        or not 1 <= int(value) <= MAX_LIMIT
+    ):
         raise _invalid("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     return int(value)
 
