@@ -11,6 +11,7 @@ the gateway gave input items.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -202,3 +203,27 @@ def test_odd_queries_are_never_a_5xx(stack: Stack) -> None:
         answer = get(stack, f"/v1/responses/{created.id}/input_items?{quote(query, safe='&=%')}")
         assert answer.status in (200, 400), (query, answer.status, answer.body)
         assert "error" in answer.json() or answer.json()["object"] == "list"
+
+
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Stack]:
+    """Stored responses kept one second, in the core's memory (no Redis)."""
+    compat = {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-up"}
+    overrides = {
+        "providers": {"fake": {**compat, "allow_any_model": True}},
+        "models": {"gpt-fake": {"provider": "fake", "model": "gpt-fake"}},
+        "core": {"responses_ttl": "1s"},
+    }
+    running = Stack(tmp_path_factory.mktemp("input-items-ttl"), overrides).start()
+    yield running
+    running.stop()
+
+
+def test_an_expired_response_is_not_found(short_lived: Stack) -> None:
+    sdk = client(short_lived)
+    created = sdk.responses.create(model="gpt-fake", input="soon gone")
+    assert [item.type for item in sdk.responses.input_items.list(created.id).data] == ["message"]
+    time.sleep(1.3)
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.responses.input_items.list(created.id)
+    assert caught.value.body["code"] == "not_found"  # type: ignore[index]
