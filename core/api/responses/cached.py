@@ -108,14 +108,14 @@ def _loads(data: bytes) -> Any:
 def entry_of(raw: bytes, streamed: bool) -> bytes | None:
     """The entry kept for an answer sent (see the module docstring)."""
     response = _final(raw) if streamed else _loads(raw)
-    if not isinstance(response, dict) or response.get("status") not in _KEPT:
+    if not _a_response(response) or response.get("status") not in _KEPT:
         return None
-    usage = response.get("usage")
-    if isinstance(usage, dict) and COST_FIELD in usage:  # what the first request paid
-        response = {**response, "usage": {k: v for k, v in usage.items() if k != COST_FIELD}}
-    elif not streamed:
-        return raw
-    return orjson.dumps(response)
+    kept = without_price(response)  # what the first request paid is not a hit's price
+    return raw if kept is response and not streamed else orjson.dumps(kept)
+
+
+def _a_response(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("object") == "response"
 
 
 def _renamed(item: Any, ids: dict[str, str]) -> Any:
@@ -156,7 +156,7 @@ def without_price(response: JSON) -> JSON:
 def read(body: bytes) -> JSON | None:
     """A kept response, or None when the entry is not one (a miss, never an error)."""
     kept = _loads(body)
-    return kept if isinstance(kept, dict) and kept.get("object") == "response" else None
+    return kept if _a_response(kept) else None
 
 
 async def hit(kept: JSON, request: JSON, headers: dict[str, str], save: Save | None) -> Response:
@@ -179,7 +179,7 @@ async def follow(response: Response, request: JSON, save: Save | None) -> None:
         response.body_iterator = rewrite.stream(response.body_iterator)
         return
     shared = _loads(bytes(response.body))
-    if not isinstance(shared, dict) or shared.get("object") != "response":
+    if not _a_response(shared):
         return
     own = fresh(shared, request, {}, new_id("resp_"), int(time.time()))
     if save is not None:
