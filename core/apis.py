@@ -15,8 +15,9 @@ from core.api.images import ImagesApi
 from core.api.messages.handler import MessagesApi
 from core.api.messages.passthrough import Passthrough
 from core.api.responses.handler import ResponsesApi, stored_endpoints
+from core.api.responses.items import input_items_endpoint
 from core.api.responses.passthrough import ResponsesPassthrough
-from core.api.responses.store import MEMORY_MAX_BYTES, History, ResponseStore
+from core.api.responses.store import MEMORY_MAX_BYTES, ResponseStore
 from core.cache.backend import MemoryBackend, StoreBackend
 from core.pipeline import Account, Pipeline, standard_stages
 from core.pipeline.explain import AnySpec
@@ -41,6 +42,7 @@ class Apis:
     transcribe: AnyPipeline
     get_response: Handler
     delete_response: Handler
+    input_items: Handler
 
 
 def build_apis(state: CoreState) -> Apis:
@@ -74,7 +76,8 @@ def build_apis(state: CoreState) -> Apis:
     max_event = config.core.resilience.max_event_bytes
     responses_api = ResponsesApi(ResponsesPassthrough(max_event), responses, inline)
     # /v1/responses: the previous_response_id lookup joins right after read.
-    responses_stages = (stages[0], History(responses), *stages[1:])
+    responses_stages = (stages[0], *responses_api.before_validate, *stages[1:])
+    specs["responses"] = responses_api  # explained like the others
     responses_pipeline = Pipeline(responses_api, responses_stages, account, tracer)
     get_response, delete_response = stored_endpoints(responses)
     chat = Pipeline(specs["chat"], stages, account, tracer)
@@ -96,4 +99,5 @@ def build_apis(state: CoreState) -> Apis:
         transcribe,
         get_response,
         delete_response,
+        input_items_endpoint(responses),
     )

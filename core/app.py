@@ -280,6 +280,7 @@ def _api_routes(
         ("/v1/responses", "POST", once(apis.responses), "openai", False),
         ("/v1/responses/{response_id}", "GET", apis.get_response, "openai", False),
         ("/v1/responses/{response_id}", "DELETE", apis.delete_response, "openai", False),
+        ("/v1/responses/{response_id}/input_items", "GET", apis.input_items, "openai", False),
         ("/v1/images/generations", "POST", once(apis.images), "openai", False),
         ("/v1/audio/speech", "POST", apis.speech, "openai", False),
         ("/v1/audio/transcriptions", "POST", once(apis.transcribe), "openai", True),

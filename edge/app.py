@@ -304,6 +304,9 @@ def create_app(config: EdgeTierConfig) -> Starlette:
         Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
         Route("/v1/responses", proxy("openai"), methods=["POST"]),
         Route("/v1/responses/{id}", proxy("openai", reads_model=False), methods=["GET", "DELETE"]),
+        Route(
+            "/v1/responses/{id}/input_items", proxy("openai", reads_model=False), methods=["GET"]
+        ),
         Route("/v1/images/generations", proxy("openai"), methods=["POST"]),
         Route("/v1/audio/speech", proxy("openai"), methods=["POST"]),
         Route("/v1/audio/transcriptions", proxy("openai", upload=True), methods=["POST"]),

@@ -5,6 +5,10 @@ finish reason, then the usage chunk) run through the same encoder a live stream 
 (core.api.relay.OpenAIStreamEncoder), so the client sees what a live stream sends, its
 `stream_options.include_usage` honoured. Messages: the Message becomes Anthropic's event
 sequence (message_start, one start/delta/stop per content block, message_delta, message_stop).
+Responses: the `response` object becomes the Responses event sequence (response.created,
+response.in_progress, per output item its added / part / delta / done events, then
+response.completed or response.incomplete), numbered from 0 with every item event naming its
+item, as a live stream is (core.api.responses.stream), so the SDK's stream helper takes it.
 Nothing is priced: a hit costs nothing.
 """
 
@@ -109,3 +113,92 @@ async def messages_stream(body: bytes) -> AsyncIterator[bytes]:
     }
     yield encode_event("message_delta", delta)
     yield encode_event("message_stop", {"type": "message_stop"})
+
+
+class _Numbered:
+    """Responses events numbered from 0 (`sequence_number`), as a live stream numbers them."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def __call__(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self.next, **fields}
+        self.next += 1
+        return encode_event(kind, payload)
+
+
+_PART_DELTAS = {
+    "output_text": ("text", "response.output_text"),
+    "refusal": ("refusal", "response.refusal"),
+}
+
+
+def _message_events(event: _Numbered, where: JSON, item: JSON) -> Iterator[bytes]:
+    for k, part in enumerate(item.get("content") or ()):
+        if not isinstance(part, dict):
+            continue
+        field, name = _PART_DELTAS.get(str(part.get("type")), ("", ""))
+        if not field:  # a part with no deltas: added and done whole
+            yield event("response.content_part.added", **where, content_index=k, part=part)
+            yield event("response.content_part.done", **where, content_index=k, part=part)
+            continue
+        text = str(part.get(field) or "")
+        empty = {**part, field: ""}
+        extra: JSON = {"logprobs": []} if field == "text" else {}
+        yield event("response.content_part.added", **where, content_index=k, part=empty)
+        yield event(f"{name}.delta", **where, content_index=k, delta=text, **extra)
+        yield event(f"{name}.done", **where, content_index=k, **{field: text}, **extra)
+        yield event("response.content_part.done", **where, content_index=k, part=part)
+
+
+def _reasoning_events(event: _Numbered, where: JSON, item: JSON) -> Iterator[bytes]:
+    for k, part in enumerate(item.get("summary") or ()):
+        if not isinstance(part, dict):
+            continue
+        text = str(part.get("text") or "")
+        empty = {**part, "text": ""}
+        yield event("response.reasoning_summary_part.added", **where, summary_index=k, part=empty)
+        yield event("response.reasoning_summary_text.delta", **where, summary_index=k, delta=text)
+        yield event("response.reasoning_summary_text.done", **where, summary_index=k, text=text)
+        yield event("response.reasoning_summary_part.done", **where, summary_index=k, part=part)
+
+
+def _item_events(event: _Numbered, index: int, item: JSON) -> Iterator[bytes]:
+    """One output item: added (empty, in progress), its parts and deltas, done (whole)."""
+    kind = item.get("type")
+    where = {"item_id": item.get("id"), "output_index": index}
+    added = {**item, "status": "in_progress"} if "status" in item else dict(item)
+    if kind == "message":
+        added["content"] = []
+    elif kind == "reasoning":
+        added["summary"] = []
+    elif kind == "function_call":
+        added["arguments"] = ""
+    yield event("response.output_item.added", output_index=index, item=added)
+    if kind == "message":
+        yield from _message_events(event, where, item)
+    elif kind == "reasoning":
+        yield from _reasoning_events(event, where, item)
+    elif kind == "function_call":
+        arguments = str(item.get("arguments") or "")
+        yield event("response.function_call_arguments.delta", **where, delta=arguments)
+        name = item.get("name")
+        yield event(
+            "response.function_call_arguments.done", **where, name=name, arguments=arguments
+        )
+    yield event("response.output_item.done", output_index=index, item=item)
+
+
+async def responses_stream(response: JSON) -> AsyncIterator[bytes]:
+    """A complete `response` object as the Responses API's event stream."""
+    event = _Numbered()
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    start["incomplete_details"] = None
+    yield event("response.created", response=start) + event("response.in_progress", response=start)
+    for index, item in enumerate(response.get("output") or ()):
+        if isinstance(item, dict):
+            yield b"".join(_item_events(event, index, item))
+    ended = "response.completed" if response.get("status") == "completed" else "response.incomplete"
+    yield event(ended, response=response)

@@ -12,6 +12,11 @@ request later (core.cache.replay).
 Request coalescing (core.cache.coalesce, core.cache.follow) joins here, after a miss:
 identical concurrent requests share one upstream call; the first leads (its `Fill` hands its
 answer to the flight), the others follow it and answer from it.
+
+An API whose answers are objects of their own (the Responses API: each has its id, can be
+stored and fetched by it) is cached through the same stage by implementing `Cached`: what its
+key is made of, what of an answer is kept, and how a kept (or shared) answer becomes this
+request's own. Chat and messages need none of it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, Protocol, cast
 
 import orjson
 from prometheus_client.core import Metric
@@ -46,8 +51,44 @@ _MEDIA = {"chat": "text/event-stream", "messages": "text/event-stream; charset=u
 _REJOINS = 3  # a follower whose leader ended without an answer joins again at most this often
 
 
+class Cached(Protocol):
+    """An API spec that says how its answers are cached (see the module docstring)."""
+
+    cache_kind: str
+
+    def cache_payload(self, x: AnyExchange) -> dict[str, Any]:
+        """What determines the answer: the key's request part."""
+        ...
+
+    def cache_entry(self, raw: bytes, streamed: bool) -> bytes | None:
+        """The entry to keep for an answer sent (its body, or a stream's bytes), or None."""
+        ...
+
+    def cache_read(self, body: bytes) -> Any:
+        """A kept entry's body as `cache_answer` takes it; None when it cannot be read back
+        (then it is a miss, never an error)."""
+        ...
+
+    async def cache_answer(self, x: AnyExchange, kept: Any, headers: dict[str, str]) -> Any:
+        """A hit: the kept entry (as read) as this request's own answer (a Response)."""
+        ...
+
+    async def cache_follow(self, x: AnyExchange) -> None:
+        """A coalesced follower's response (the leader's answer) made this request's own."""
+        ...
+
+
+def own_caching(spec: Any) -> Cached | None:
+    """The spec's own caching, if it has any: an attribute lookup, since a Protocol's
+    isinstance check costs microseconds on every chat request."""
+    return cast(Cached, spec) if getattr(spec, "cache_kind", None) is not None else None
+
+
 def _kind(x: AnyExchange) -> str | None:
-    """chat, messages, or None (not cached: embeddings)."""
+    """chat, messages, an API's own (Cached), or None (not cached: embeddings)."""
+    own = own_caching(x.spec)
+    if own is not None:
+        return own.cache_kind
     if x.spec.api == "anthropic":
         return "messages"
     return "chat" if hasattr(x.request, "include_usage") else None
@@ -92,8 +133,11 @@ class Fill:
             if isinstance(response, StreamingResponse):
                 response.body_iterator = self._tee(x, response.body_iterator)
             else:
-                body = bytes(response.body)
-                if len(body) <= self.max_bytes:
+                body: bytes | None = bytes(response.body)
+                own = own_caching(x.spec)
+                if body is not None and own is not None:
+                    body = own.cache_entry(body, False)
+                if body is not None and len(body) <= self.max_bytes:
                     await self._put(Entry(time.time(), x.usage, body).encode())
         if self.flight is not None:
             follow.lead(self.flight, x, response)
@@ -112,9 +156,15 @@ class Fill:
             if isinstance(body, AsyncIterator):
                 await close(body)
         if kept is not None:
-            await self._store_stream(bytes(kept), x.final_usage)
+            await self._store_stream(bytes(kept), x.final_usage, x.spec)
 
-    async def _store_stream(self, raw: bytes, usage: dict[str, Any] | None) -> None:
+    async def _store_stream(self, raw: bytes, usage: dict[str, Any] | None, spec: Any) -> None:
+        own = own_caching(spec)
+        if own is not None:
+            entry = own.cache_entry(raw, True)
+            if entry is not None and len(entry) <= self.max_bytes:
+                await self._put(Entry(time.time(), usage, entry).encode())
+            return
         if self.kind == "chat":
             complete = assemble.chat_completion(raw, usage)
         else:
@@ -204,7 +254,9 @@ class ResponseCache:
         headers = getattr(x.request, "client_headers", None) or {}
         key, lead, coalesce = "", None, False
         if policy.enabled and not asked.no_store:
-            key = cache_key(x.caller.tenant, kind, x.route.name, x.payload, headers)
+            own = own_caching(x.spec)
+            payload = own.cache_payload(x) if own is not None else x.payload
+            key = cache_key(x.caller.tenant, kind, x.route.name, payload, headers)
             coalesce = policy.coalesce and follow.eligible(x, asked)
             if not asked.no_cache:
                 raw, lead = await self._find(x, key, coalesce)
@@ -265,6 +317,9 @@ class ResponseCache:
                     task.add_done_callback(flight.abandoned)
                 return False
             if await follow.answer(x, flight, self._limiter, self._ledger, self._waits):
+                own = own_caching(x.spec)
+                if own is not None:
+                    await own.cache_follow(x)
                 return True
         return False
 
@@ -278,10 +333,16 @@ class ResponseCache:
         age = max(0.0, time.time() - entry.stored_at)
         if age > ttl_s or (asked.max_age is not None and age > asked.max_age):
             return False
-        await self._hit(x, kind, entry, age)
+        own = own_caching(x.spec)
+        kept = own.cache_read(entry.body) if own is not None else None
+        if own is not None and kept is None:
+            return False
+        await self._hit(x, kind, entry, age, kept)
         return True
 
-    async def _hit(self, x: AnyExchange, kind: str, entry: Entry, age: float) -> None:
+    async def _hit(
+        self, x: AnyExchange, kind: str, entry: Entry, age: float, kept: Any = None
+    ) -> None:
         """The stored answer, in the request's mode; one request off the rate limits (a 429
         when over, as for any request), no tokens; recorded as a free `cache_hit`."""
         admission = await admit(self._limiter, x.caller, x.payload, 0)
@@ -297,7 +358,10 @@ class ResponseCache:
         }
         if kind == "messages":
             headers["request-id"] = rid
-        if x.request.stream:
+        own = own_caching(x.spec)
+        if own is not None:
+            x.response = await own.cache_answer(x, kept, headers)
+        elif x.request.stream:
             stream = (
                 replay.chat_stream(entry.body, bool(x.request.include_usage))
                 if kind == "chat"

@@ -3,7 +3,8 @@ how its route's candidates compare (the admin listener's POST /admin/route/expla
 answer reflects that core's live latency estimates, breakers and budget levels).
 
 interlock route explain --tenant T --model M [--tier X] [--tag k=v ...] [--header k=v ...]
-                        [--api chat|messages|embeddings] [--core URL] [--json] [request.json]
+                        [--api chat|messages|embeddings|responses] [--core URL] [--json]
+                        [request.json]
 
 Without a request file the request is the smallest one the API accepts (one short user message;
 `max_tokens` 1024 for messages, which requires it), so costs are priced for that; give the
@@ -27,6 +28,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "chat": {"messages": [{"role": "user", "content": "hello"}]},
     "messages": {"max_tokens": 1024, "messages": [{"role": "user", "content": "hello"}]},
     "embeddings": {"input": "hello"},
+    "responses": {"input": "hello"},
 }
 
 

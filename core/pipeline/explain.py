@@ -1,10 +1,11 @@
 """Route explanation: what the pipeline would do with a request, without doing any of it.
 
-`RouteExplainer.explain` runs the pipeline's own stages up to resolve (read, validate, and
-resolve with the routing policy: the same objects' classes, so the rule shown is the rule
-that would match), then, for the chosen route, the numbers the strategies order by
-(core.routing.signals.explain, priced for the request's estimate whatever the strategy) and,
-per candidate, why it would be passed over:
+`RouteExplainer.explain` runs the pipeline's own stages up to resolve (read, the stages an API
+runs before validate (the Responses API's `previous_response_id` lookup, a read of the
+tenant's stored response), validate, and resolve with the routing policy: the same objects'
+classes, so the rule shown is the rule that would match), then, for the chosen route, the
+numbers the strategies order by (core.routing.signals.explain, priced for the request's
+estimate whatever the strategy) and, per candidate, why it would be passed over:
 
 - `capability`: the API's own planner refuses it (a feature, a parameter in strict mode, a
   prompt over its context); the planner's message says which;
@@ -43,7 +44,7 @@ from core.pipeline.api import ApiSpec
 from core.pipeline.exchange import Exchange
 from core.pipeline.prompt_cache import PromptCache
 from core.pipeline.route_policy import APIS
-from core.pipeline.stages import Account, Read, Resolve, Validate, ask_of
+from core.pipeline.stages import Account, Read, Resolve, Stage, Validate, ask_of
 from core.resilience.dispatch import Dispatcher
 from core.routing.demand import demand_of
 from core.routing.ordering import order
@@ -55,7 +56,9 @@ from shared.errors import GatewayError
 
 AnySpec = ApiSpec[Any, Any, Any]
 AnyExchange = Exchange[Any, Any, Any]
-PATHS = {api: path for path, api in APIS.items()}  # chat -> /v1/chat/completions, ...
+# chat -> /v1/chat/completions, ...; the Responses API's rules see it as chat (its canonical
+# payload is chat's), as its requests do, so its path is not among the routing policy's APIS.
+PATHS = {**{api: path for path, api in APIS.items()}, "responses": "/v1/responses"}
 REQUEST_ID = "route-explain"
 # Skips after which a candidate is still tried: `ceiling` only moves it behind the others.
 UNTRIED_OK = frozenset({None, "ceiling"})
@@ -65,7 +68,7 @@ UNTRIED_OK = frozenset({None, "ceiling"})
 class ExplainAsk:
     """Who asks, through which API, with which request (its JSON body, as a client sends it)."""
 
-    api: str  # chat | messages | embeddings
+    api: str  # chat | messages | embeddings | responses
     tenant: str
     tier: str
     tags: Tags
@@ -148,7 +151,7 @@ class RouteExplainer:
         affinity: Affinities | None = None,
     ) -> None:
         self._specs = dict(specs)
-        self._stages = (Read(), Validate(), Resolve(registry, policy))
+        self._stages: tuple[Stage, ...] = (Read(), Validate(), Resolve(registry, policy))
         self._prompt_cache = PromptCache(affinity is not None)
         self._dispatcher = dispatcher
         self._pricing = pricing
@@ -158,8 +161,10 @@ class RouteExplainer:
         """The explanation; a GatewayError (the pipeline's own, naming the request's field)
         when the request would be refused before routing (invalid, unknown model)."""
         x = self._exchange(ask)
+        read, *rest = self._stages
+        before: tuple[Stage, ...] = getattr(x.spec, "before_validate", ())
         try:
-            for stage in self._stages:
+            for stage in (read, *before, *rest):
                 await stage(x)
         except GatewayError as error:
             if error.code != "policy_refused":

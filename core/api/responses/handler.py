@@ -23,6 +23,8 @@ from starlette.types import Receive, Scope, Send
 
 from core.api.identity import Caller
 from core.api.relay import relay
+from core.api.responses import cached
+from core.api.responses.items import with_ids
 from core.api.responses.passthrough import (
     ResponsesPassthrough,
     ResponsesStream,
@@ -37,7 +39,7 @@ from core.api.responses.request import (
     without_openai_only,
 )
 from core.api.responses.response import new_id, to_response
-from core.api.responses.store import ResponseStore, history_of, not_found
+from core.api.responses.store import History, ResponseStore, history_of, not_found
 from core.api.responses.stream import ResponsesStreamEncoder
 from core.api.responses.validate import validate_request
 from core.api.validate import validate_chat
@@ -136,6 +138,12 @@ class ResponsesApi:
         return "chat"
 
     @property
+    def before_validate(self) -> tuple[History]:
+        """The stages this API runs between read and validate (here and in a route
+        explanation): the `previous_response_id` lookup."""
+        return (History(self.responses),)
+
+    @property
     def api(self) -> Api:
         return "openai"
 
@@ -186,17 +194,40 @@ class ResponsesApi:
             return json_response(body, headers)
         return StoredFirst(body, headers, partial(self._save, x, response))
 
+    # The response cache's seam (core.cache.stage.Cached; the how in core.api.responses.cached).
+    cache_kind = cached.KIND
+
+    def cache_payload(self, x: ResponsesExchange) -> JSON:
+        request = x.request
+        max_tokens = x.payload.get("max_tokens")
+        return cached.key_payload(request.body, request.history, max_tokens, request.capped)
+
+    def cache_entry(self, raw: bytes, streamed: bool) -> bytes | None:
+        return cached.entry_of(raw, streamed)
+
+    def cache_read(self, body: bytes) -> JSON | None:
+        return cached.read(body)
+
+    async def cache_answer(
+        self, x: ResponsesExchange, kept: JSON, headers: dict[str, str]
+    ) -> Response:
+        return await cached.hit(kept, x.request.body, headers, self._saver(x))
+
+    async def cache_follow(self, x: ResponsesExchange) -> None:
+        if x.response is not None:
+            await cached.follow(x.response, x.request.body, self._saver(x))
+
+    def _saver(self, x: ResponsesExchange) -> cached.Save | None:
+        return partial(self._save, x) if self._keeps(x) else None
+
     def _keeps(self, x: ResponsesExchange) -> bool:
         return x.request.body.get("store") is not False
 
     async def _save(self, x: ResponsesExchange, response: JSON) -> None:
         request = x.request
         output = response.get("output")
-        items = [
-            *(request.history or ()),
-            *input_items(request.body.get("input")),
-            *(output if isinstance(output, list) else ()),
-        ]
+        given = with_ids([*(request.history or ()), *input_items(request.body.get("input"))])
+        items = [*given, *(output if isinstance(output, list) else ())]
         await self.responses.save(x.caller.tenant, response, items)
 
     def _events(self, x: ResponsesExchange, opened: Streamed) -> AsyncIterator[bytes]:

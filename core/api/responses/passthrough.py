@@ -64,7 +64,7 @@ def upstream_body(body: JSON, raw: bytes, history: list[Any] | None, target: Tar
     out = {**body, "model": target.model}
     if history:
         kept = [
-            item
+            _inlined(item)
             for item in history
             if not (
                 isinstance(item, dict)
@@ -77,6 +77,18 @@ def upstream_body(body: JSON, raw: bytes, history: list[Any] | None, target: Tar
         out["input"] = [*kept, *own_items]
         out.pop("previous_response_id", None)
     return orjson.dumps(out)
+
+
+def _inlined(item: Any) -> Any:
+    """A history item as the upstream takes it back: the ids the gateway gave input items
+    (for GET .../input_items) are its own, and OpenAI's input messages and tool outputs
+    take none."""
+    if not isinstance(item, dict) or "id" not in item:
+        return item
+    kind = item.get("type", "message")
+    if kind == "function_call_output" or (kind == "message" and item.get("role") != "assistant"):
+        return {k: v for k, v in item.items() if k != "id"}
+    return item
 
 
 def _request(target: Target, sent: bytes, stream: bool) -> UpstreamRequest:
