@@ -122,7 +122,7 @@ _LONG_CONTEXT = cp.keys_of(LongContext)
 _RATES = tuple(f.name for f in dataclasses.fields(Rates))
 _UNIT_PRICES = ("per_image", "per_second", "per_minute", "per_hour")
 _AUDIO_PRICES = _UNIT_PRICES[1:]
-_IMAGE_KEY = re.compile(r"(\*|[a-z0-9_-]{1,32})/(\*|(\d{1,5})x(\d{1,5}))")
+_IMAGE_KEY = re.compile(r"(\*|[a-z0-9_-]{1,32})/(\*|([1-9]\d{0,4})x([1-9]\d{0,4}))")
 _TEXT = ("effective", "source", "note")
 
 

@@ -165,6 +165,7 @@ def test_operator_overrides_price_images_and_audio() -> None:
     [
         ({"image_prices": {"hd-1024": 1}}, r"image_prices\.hd-1024: expected <quality>/"),
         ({"image_prices": {"HD/1024x1024": 1}}, r"expected <quality>/"),
+        ({"image_prices": {"hd/0x1024": 1}}, r"expected <quality>/"),
         ({"image_prices": {"hd/1024x1024": -1}}, r"image_prices\.hd/1024x1024: expected a"),
         ({"image_prices": ["hd"]}, r"image_prices: expected a mapping"),
         ({"per_second": 0.001, "per_hour": 1}, r"give one of per_second, per_minute, per_hour"),
