@@ -18,7 +18,7 @@ from core.providers.adapters.base import Target
 from core.providers.adapters.bedrock.images import IMAGES as BEDROCK_IMAGES
 from core.providers.adapters.openai_media import IMAGES as OPENAI_IMAGES
 from core.spend.cost import Cost
-from core.spend.images import ImagePrices
+from core.spend.images import ImagePrices, requested_images
 from core.spend.pricing import CataloguePricing
 from core.spend.usage import UsageSplit
 from shared.config import ProviderConfig
@@ -218,3 +218,18 @@ def test_speech_counts_the_characters_spoken() -> None:
     assert UsageSplit.from_usage(speech_usage("tts-1", "héllo")).characters == 5
     estimated = UsageSplit.from_usage(speech_usage("gpt-4o-mini-tts", "hello there"))
     assert (estimated.characters, estimated.estimated) == (11, True)
+
+
+def test_an_images_request_is_estimated_by_what_it_asks_for() -> None:
+    """Before the call (budget reservations): the images asked for, at their quality and size,
+    on top of the prompt's tokens; a token-billed model's images at their per-image price."""
+    dalle = target("openai", "dall-e-3", **OPENAI)
+    asked = requested_images({"model": "d", "prompt": "p", "quality": "hd", "size": "1792x1024"})
+    assert CATALOGUE.estimate(dalle, 12, 0, asked).micros == 120_000
+    assert CATALOGUE.estimate(dalle, 12, 0).micros == 0  # without the units: nothing
+    gpt_image = target("openai", "gpt-image-1", **OPENAI)
+    payload = {"prompt": "p", "n": 2, "quality": "high", "size": "1024x1536"}
+    # 50 x $5 per million prompt tokens, plus 2 x $0.25
+    assert CATALOGUE.estimate(gpt_image, 50, 0, requested_images(payload)).micros == 500_250
+    assert requested_images({"n": 99}).images == 1  # never more than validation allows
+    assert requested_images({}).images == 1

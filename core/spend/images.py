@@ -21,12 +21,15 @@ usage, else the requested ones).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from core.spend.usage import UsageSplit
 from shared.config_prices import ImagePrice
 
 ANY = "*"
+MAX_REQUESTED = 10  # images one request may ask for (the images API's own limit)
 UNKNOWN_QUALITIES = ("", "auto", ANY)
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
 
@@ -81,3 +84,14 @@ def _pick(rows: list[ImagePrice], size: tuple[int, int] | None) -> int | None:
         if r.area >= area:
             return r.price
     return anysize if anysize is not None else sized[-1].price
+
+
+def requested_images(payload: Mapping[str, Any]) -> UsageSplit:
+    """The images an images request asks for (`n`, `quality`, `size` as validated by
+    core.api.images.request), as units for Pricing.estimate: what a budget reserves before
+    the call. The quality is the client's word (OpenAI's); an entry that lists only the
+    provider's own (Bedrock's premium) prices it at its `*` rows."""
+    n = payload.get("n")
+    count = n if type(n) is int and 1 <= n <= MAX_REQUESTED else 1
+    wanted = {"images": count, "image_quality": payload.get("quality")}
+    return UsageSplit.from_usage({**wanted, "image_size": payload.get("size")})

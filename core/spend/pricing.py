@@ -185,7 +185,13 @@ class CataloguePricing:
         micros = _round(rates.scaled(usage))
         return Cost(micros, price.version, estimated=usage.estimated)
 
-    def estimate(self, target: Target, input_tokens: int, max_output_tokens: int | None) -> Cost:
+    def estimate(
+        self,
+        target: Target,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        units: UsageSplit | None = None,
+    ) -> Cost:
         price = self.price(target)
         rates = price.rates(input_tokens)
         if rates is None:
@@ -193,7 +199,10 @@ class CataloguePricing:
         limits = [n for n in (max_output_tokens, price.max_output) if n is not None]
         output = min(limits) if limits else DEFAULT_ESTIMATE_OUTPUT
         usage = UsageSplit(input=max(0, input_tokens), output=max(0, output))
-        return Cost(_round(rates.scaled(usage)), price.version, estimated=True)
+        scaled = rates.scaled(usage)
+        if units is not None:  # a media request: its units priced as if no tokens came back
+            scaled += rates.scaled(media_only(units))
+        return Cost(_round(scaled), price.version, estimated=True)
 
     def refuses(self, target: Target) -> bool:
         return self.price(target).refuse
@@ -218,6 +227,17 @@ class CataloguePricing:
                 policy = entry.unpriced or policy
                 reserve = entry.unpriced_reserve if entry.unpriced_reserve is not None else reserve
         return Price(None, None, None, 0, None, refuse=policy == "refuse", reserve=reserve)
+
+
+def media_only(usage: UsageSplit) -> UsageSplit:
+    """The media units of `usage` without its tokens (what they cost on their own)."""
+    return UsageSplit(
+        images=usage.images,
+        audio_ms=usage.audio_ms,
+        characters=usage.characters,
+        image_quality=usage.image_quality,
+        image_size=usage.image_size,
+    )
 
 
 def _version(name: str, entry: PriceEntry) -> str:
