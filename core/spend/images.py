@@ -6,12 +6,11 @@ Titan and Nova Canvas by quality (standard, premium) and a size bracket ("up to 
 One rule covers them all. A price entry lists rows "<quality>/<W>x<H>"
 (shared.config_prices.ImagePrice), either part `*`; an image of quality q and size s costs:
 
-1. among the rows of quality q, else (none listed for q, or q unknown) the rows of quality `*`:
+1. the rows of quality q (skipped when q is unknown), then those of quality `*`: among them,
    the row of exactly size s, else the smallest row whose pixel count covers s (a bracket:
    Bedrock's "up to"), else the `*` size row, else the largest row (a size above every
-   bracket is billed at the top one);
-2. when no row answers (the size is unknown and no `*` size row exists): the entry's
-   `per_image`, the model's default image.
+   bracket is billed at the top one); an unknown size takes only the `*` size row;
+2. when no row answers: the entry's `per_image`, the model's default image.
 
 Quality `auto` and an unknown size are unknown: providers bill what they actually made, which
 gpt-image-1 reports in its answer (the translators put the reported quality and size in the
