@@ -55,7 +55,7 @@ def micros(t: Target, usage: UsageSplit, pricing: CataloguePricing = CATALOGUE) 
         ("standard", "1024x1792", 1, 80_000),  # no "standard" rows: the * (default) rows
         ("", "1024x1792", 1, 80_000),  # quality not given: dall-e-3's default, standard
         ("auto", "1024x1024", 1, 40_000),
-        ("hd", "", 1, 40_000),  # size unknown, no "hd/*" row: the model's default image
+        ("hd", "", 1, 80_000),  # size unknown: the "hd/*" row (hd at the default 1024x1024)
         ("", "", 2, 80_000),
     ],
 )
@@ -79,6 +79,7 @@ def test_gpt_image_bills_tokens_when_reported_and_images_only_without() -> None:
     assert micros(gpt_image, images(2, "medium", "1536x1024")) == 126_000  # 2 x $0.063
     assert micros(gpt_image, images(1, "low", "1024x1536")) == 16_000
     assert micros(gpt_image, images(1, "auto", "1024x1024")) == 167_000  # unknown: as high
+    assert micros(gpt_image, images(1, "low", "auto")) == 11_000  # size unknown: 1024x1024
     mini = target("openai", "gpt-image-1-mini", **OPENAI)
     assert micros(mini, images(3, "low", "1024x1024")) == 15_000  # 3 x $0.005
 
