@@ -16,6 +16,7 @@ ships a new model, while a visible non-zero charge keeps budgets counting and `i
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -59,8 +60,15 @@ class PriceEntry(Rates):
     """One model's prices: the catalogue's or the operator's (same keys)."""
 
     long_context: LongContext | None = None
-    per_image: int | None = None  # micro-dollars per image (image endpoints, later)
-    per_second: int | None = None  # micro-dollars per second (audio endpoints, later)
+    per_image: int | None = None  # micro-dollars per image: the default of `image_prices`
+    # Per image by quality and size (core.spend.images): "<quality>/<WxH>" keys, either part
+    # "*" (any other), read as ImagePrice rows.
+    image_prices: tuple[ImagePrice, ...] = ()
+    # Audio, micro-dollars per second, minute or hour (at most one: price pages use all three,
+    # and $0.111 an hour is no whole number of micro-dollars a second).
+    per_second: int | None = None
+    per_minute: int | None = None
+    per_hour: int | None = None
     max_output: int | None = None  # the model's real output limit, for budget estimates
     effective: str = ""  # the date the price took effect (YYYY-MM-DD)
     source: str = ""  # the price page or contract it comes from
@@ -71,10 +79,33 @@ class PriceEntry(Rates):
 
     @property
     def priced(self) -> bool:
-        return any(
-            price is not None
-            for price in (self.input, self.output, self.per_image, self.per_second)
+        units = (self.per_image, self.per_second, self.per_minute, self.per_hour)
+        return bool(self.image_prices) or any(
+            price is not None for price in (self.input, self.output, *units)
         )
+
+    @property
+    def audio_per_hour(self) -> int:
+        """The audio price in micro-dollars per hour (exact for any of the three units)."""
+        for price, per_hour in ((self.per_second, 3600), (self.per_minute, 60), (self.per_hour, 1)):
+            if price is not None:
+                return price * per_hour
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePrice:
+    """One `image_prices` row: images of `quality` ("*": any other) up to `width` x `height`
+    pixels (0 x 0: any size) cost `price` micro-dollars each."""
+
+    quality: str
+    width: int
+    height: int
+    price: int
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,9 @@ _PRICES = cp.keys_of(PricesConfig)
 _ENTRY = cp.keys_of(PriceEntry)
 _LONG_CONTEXT = cp.keys_of(LongContext)
 _RATES = tuple(f.name for f in dataclasses.fields(Rates))
-_UNIT_PRICES = ("per_image", "per_second")
+_UNIT_PRICES = ("per_image", "per_second", "per_minute", "per_hour")
+_AUDIO_PRICES = _UNIT_PRICES[1:]
+_IMAGE_KEY = re.compile(r"(\*|[a-z0-9_-]{1,32})/(\*|([1-9]\d{0,4})x([1-9]\d{0,4}))")
 _TEXT = ("effective", "source", "note")
 
 
@@ -126,9 +159,12 @@ def parse_entry(raw: Any, path: str, money: MoneyReader) -> PriceEntry:
     unpriced = s.get("unpriced")
     if unpriced is not None and unpriced not in UNPRICED_POLICIES:
         raise ConfigError(f"{path}.unpriced: expected reserve or refuse")
+    if len([key for key in _AUDIO_PRICES if key in s]) > 1:
+        raise ConfigError(f"{path}: give one of {', '.join(_AUDIO_PRICES)}, not several")
     reserve = s.get("unpriced_reserve")
     entry = PriceEntry(
         **given,
+        image_prices=_image_prices(s.get("image_prices"), f"{path}.image_prices", money),
         long_context=_long_context(s.get("long_context"), f"{path}.long_context", money),
         max_output=cp.integer(s, "max_output", path, 0, 0, 10**9) or None,
         unpriced=unpriced,
@@ -137,6 +173,21 @@ def parse_entry(raw: Any, path: str, money: MoneyReader) -> PriceEntry:
     if entry.priced and unpriced is not None:
         raise ConfigError(f"{path}.unpriced: only for an entry without prices")
     return entry
+
+
+def _image_prices(raw: Any, path: str, money: MoneyReader) -> tuple[ImagePrice, ...]:
+    """`{"hd/1024x1792": 0.12, "*/1024x1024": 0.04, ...}` as rows (quality, size, price)."""
+    rows = []
+    for key, value in cp.named(raw, path, "quality/size to a price per image").items():
+        match = _IMAGE_KEY.fullmatch(key) if isinstance(key, str) else None
+        if match is None:
+            raise ConfigError(
+                f"{path}.{key}: expected <quality>/<width>x<height>, either part * "
+                "(e.g. hd/1024x1792, */1024x1024, premium/*)"
+            )
+        width, height = int(match.group(3) or 0), int(match.group(4) or 0)
+        rows.append(ImagePrice(match.group(1), width, height, money(value, f"{path}.{key}")))
+    return tuple(rows)
 
 
 def _long_context(raw: Any, path: str, money: MoneyReader) -> LongContext | None:

@@ -112,6 +112,7 @@ def test_the_request_log_is_the_tenants_own_records_newest_first_metadata_only(
     newest = first["data"][0]
     assert newest["model"] in ("mock-1", "mock-2") and newest["tags"] == {"project": "search"}
     assert set(newest) >= {"latency_ms", "ttft_ms", "outcome", "cost_micros", "provider"}
+    assert (newest["images"], newest["audio_ms"], newest["characters"]) == (0, 0, 0)  # chat
     assert ("trace_id" in newest) is HAS_TRACE_ID
     assert b"hello from" not in get(stack, "/v1/dashboard/requests", token, limit=200).body
     # Filters narrow the log to exactly the matching records.

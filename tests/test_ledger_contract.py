@@ -61,6 +61,9 @@ async def all_pages(store: LedgerStore, q: UsageQuery) -> dict[tuple[str, ...], 
                 row.cache_write_tokens,
                 row.output_tokens,
                 row.cost_micros,
+                row.images,
+                row.audio_ms,
+                row.characters,
             ]
         cursor = page.next_cursor
         if cursor is None:

@@ -1,7 +1,8 @@
-"""The ledger's added columns (codec.MIGRATIONS: a cache hit's saved tokens, the trace id) reach
-a table created before them, on both stores: opening the store adds them in place, old rows
-read their old value (0, or NULL for trace_id), new rows keep theirs, and the writes still
-line up column by column. Spill lines written before a column existed read back the same."""
+"""The ledger's added columns (codec.MIGRATIONS: a cache hit's saved tokens, the trace id, the
+media units) reach a table created before them, on both stores: opening the store adds them
+in place, old rows read their old value (0, or NULL for trace_id), new rows keep theirs, and
+the writes still line up column by column. Spill lines written before a column existed read
+back the same. (A whole ledger of the previous version: test_ledger_upgrade.py.)"""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ CASES = {
         ("trace_id",),
         dataclasses.replace(record("req_new", T0 + 20), trace_id=TRACE_ID),
         {"req_old": (None, 10), "req_new": (TRACE_ID, 10)},
+    ),
+    "media": (
+        ("images", "audio_ms", "characters"),
+        record("req_new", T0 + 20, media=(2, 4500, 321)),
+        {"req_old": (0, 0, 0, 10), "req_new": (2, 4500, 321, 10)},
     ),
 }
 
@@ -100,4 +106,5 @@ def test_spill_lines_written_before_the_columns(case: str) -> None:
         del line[column]
     old_values = {name: old for name, _, old in codec.MIGRATIONS}
     read: LedgerRecord = codec.loads(orjson.dumps(line))
-    assert [getattr(read, c) for c in columns] == [old_values[c] for c in columns]
+    values = [getattr(read.usage if hasattr(read.usage, c) else read, c) for c in columns]
+    assert values == [old_values[c] for c in columns]

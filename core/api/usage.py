@@ -13,8 +13,9 @@ report): `start`, `end` (unix seconds or RFC 3339; default the current UTC day),
 (1-1000), `cursor` (the previous page's `next_cursor`), `format=json|csv` (or Accept:
 text/csv). The range is bounded by what it reads (core.ledger.query.MAX_SPAN_S: 7 days of raw
 records or minute rollups, 92 of hour rollups, 3660 of day rollups); a longer one is a 400
-naming `end`. The parsing and rendering here are shared with `interlock usage`
-(core.ops.usage).
+naming `end`. Each row counts requests, tokens, cost and the media units (images, seconds of
+audio transcribed, characters spoken). The parsing and rendering here are shared with
+`interlock usage` (core.ops.usage).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ METRICS = (
     "output_tokens",
     "cost",
     "cost_micros",
+    "images",
+    "audio_seconds",
+    "characters",
 )
 DEFAULT_LIMIT = 100
 MAX_VALUE_CHARS = MAX_TEXT  # any one parameter's value: far above a real model name or tag
@@ -178,6 +182,12 @@ def dollars(micros: int) -> str:
     return f"{whole}.{frac:06d}"
 
 
+def seconds(milliseconds: int) -> int | float:
+    """Audio milliseconds as seconds: a whole number when whole, else to the millisecond."""
+    whole, part = divmod(milliseconds, 1000)
+    return whole if not part else round(milliseconds / 1000, 3)
+
+
 def _metrics(row: UsageRow | None) -> dict[str, Any]:
     if row is None:
         return {name: "0.000000" if name == "cost" else 0 for name in METRICS}
@@ -189,6 +199,9 @@ def _metrics(row: UsageRow | None) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "cost": dollars(row.cost_micros),
         "cost_micros": row.cost_micros,
+        "images": row.images,
+        "audio_seconds": seconds(row.audio_ms),
+        "characters": row.characters,
     }
 
 

@@ -47,12 +47,14 @@ _LOG_COLUMNS = (
     "latency_ms",
     "ttft_ms",
     *(("trace_id",) if HAS_TRACE_ID else ()),
+    *("images", "audio_ms", "characters"),  # the media units (both stores add the columns)
 )
 _LOG_NAMES = (
     *("request_id", "ts", "tenant", "tags", "api", "model", "served_model", "provider"),
     *("key_id", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"),
     *("cost_micros", "outcome", "attempts", "latency_ms", "ttft_ms"),
     *(("trace_id",) if HAS_TRACE_ID else ()),
+    *("images", "audio_ms", "characters"),
 )
 _HEALTH_COLUMNS = (
     "ts",

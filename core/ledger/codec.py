@@ -39,6 +39,11 @@ COLUMNS = (
     "saved_input",
     "saved_output",
     "trace_id",
+    # The media units (core.spend.usage): images made, milliseconds of audio transcribed,
+    # characters spoken.
+    "images",
+    "audio_ms",
+    "characters",
 )
 # Columns added after the first release: (name, "int" or "text", the value old rows and old
 # spill lines read). Each store adds the missing ones to an existing table when it opens it
@@ -47,6 +52,9 @@ MIGRATIONS: tuple[tuple[str, str, int | None], ...] = (
     ("saved_input", "int", 0),
     ("saved_output", "int", 0),
     ("trace_id", "text", None),
+    ("images", "int", 0),
+    ("audio_ms", "int", 0),
+    ("characters", "int", 0),
 )
 
 
@@ -84,6 +92,9 @@ def row(r: LedgerRecord) -> tuple[Any, ...]:
         r.saved_input,
         r.saved_output,
         r.trace_id,
+        u.images,
+        u.audio_ms,
+        u.characters,
     )
 
 
@@ -102,7 +113,7 @@ _RECORD_FIELDS = tuple(f.name for f in fields(LedgerRecord) if f.name not in ("u
 
 def loads(line: bytes) -> LedgerRecord:
     v = orjson.loads(line)
-    # The media units (images, audio_ms) have no column: their cost is the record's.
+    # A line written before the media units had columns lacks them: zero, as old rows read.
     usage = UsageSplit(**{name: v[name] for name in _USAGE_FIELDS if name in v})
     tags = tuple((str(k), str(val)) for k, val in v["tags"])
     added = {name: old for name, _, old in MIGRATIONS}  # a line written before they existed

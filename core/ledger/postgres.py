@@ -28,7 +28,7 @@ from core.ledger import query as q
 from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
-from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
+from core.ledger.rollup import ADDED_SUMS, KEY_COLUMNS, SUM_COLUMNS, deltas
 from core.ledger.store import UsagePage, UsageQuery, note_expired, unexpired
 
 _TYPES = {
@@ -41,6 +41,7 @@ _TYPES = {
     "cost_micros": "int8",
     **{c: "int8" for c in ("input", "cache_read", "cache_write_5m", "cache_write_1h")},
     **{c: "int8" for c in ("output", "reasoning", "saved_input", "saved_output")},
+    **{c: "int8" for c in ("images", "audio_ms", "characters")},
 }
 _NOT_NULL = {"ts", "tenant", "tags", "api", "requested_model", "outcome", "attempts"}
 _RECORD_TYPES = [("request_id", "text"), ("period", "int4")]
@@ -88,12 +89,18 @@ _UPSERT = (
     + f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
     + ", ".join(f"{c} = ledger_rollups.{c} + excluded.{c}" for c in SUM_COLUMNS)
 )
-# Columns added since a table was created (codec.MIGRATIONS): a partitioned table's ALTER
-# reaches every partition.
+# Columns added since a table was created (codec.MIGRATIONS, rollup.ADDED_SUMS): a
+# partitioned table's ALTER reaches every partition.
 _MIGRATE = "; ".join(
-    f"ALTER TABLE ledger_records ADD COLUMN IF NOT EXISTS {name} {_TYPES.get(name, 'text')} "
-    f"DEFAULT {sql_default(default)}"
-    for name, _, default in MIGRATIONS
+    [
+        f"ALTER TABLE ledger_records ADD COLUMN IF NOT EXISTS {name} "
+        f"{_TYPES.get(name, 'text')} DEFAULT {sql_default(default)}"
+        for name, _, default in MIGRATIONS
+    ]
+    + [
+        f"ALTER TABLE ledger_rollups ADD COLUMN IF NOT EXISTS {name} int8 NOT NULL DEFAULT 0"
+        for name in ADDED_SUMS
+    ]
 )
 _HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
 _SET_HORIZON = (

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from core.ledger.periods import GRAINS
+from core.ledger.rollup import SUM_COLUMNS
 from core.ledger.store import DIMENSIONS, TIME_BUCKETS, UsageQuery, UsageRow
 
 MAX_LIMIT = 1000  # rows per page
@@ -59,11 +60,11 @@ _RAW_SUMS = (
     "SUM(cache_write_5m + cache_write_1h)",
     "SUM(output)",
     "SUM(cost_micros)",
+    "SUM(images)",
+    "SUM(audio_ms)",
+    "SUM(characters)",
 )
-_ROLLUP_SUMS = tuple(
-    f"SUM({c})"
-    for c in ("requests", "input_tokens", "cache_read", "cache_write", "output_tokens", "cost")
-)
+_ROLLUP_SUMS = tuple(f"SUM({c})" for c in SUM_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,17 @@ from core.ledger.periods import GRAINS, bucket
 from core.ledger.record import LedgerRecord
 
 RollupKey = tuple[str, int, str, str, str, str, str, str]
-# requests, input (uncached), cache reads, cache writes, output, cost in micro-dollars
+# requests, input (uncached), cache reads, cache writes, output, cost in micro-dollars, then
+# the media units: images, milliseconds of audio, characters
 Totals = list[int]
 KEY_COLUMNS = ("grain", "bucket", "tenant", "tag_key", "tag_value", "model", "provider", "served")
-SUM_COLUMNS = ("requests", "input_tokens", "cache_read", "cache_write", "output_tokens", "cost")
+SUM_COLUMNS = (
+    *("requests", "input_tokens", "cache_read", "cache_write", "output_tokens", "cost"),
+    *("images", "audio_ms", "characters"),
+)
+# Sums added after the first release: each store adds them, as 0, to an older rollup table
+# when it opens it (the rows it holds were made before the units were counted).
+ADDED_SUMS = ("images", "audio_ms", "characters")
 NO_TAG = ("", "")
 
 
@@ -33,13 +40,16 @@ def deltas(records: Iterable[LedgerRecord]) -> list[tuple[RollupKey, Totals]]:
             key = (minute, r.tenant, tag_key, tag_value, model, provider, served)
             total = minutes.get(key)
             if total is None:
-                total = minutes[key] = [0, 0, 0, 0, 0, 0]
+                total = minutes[key] = [0] * len(SUM_COLUMNS)
             total[0] += 1
             total[1] += u.input
             total[2] += u.cache_read
             total[3] += u.cache_write_5m + u.cache_write_1h
             total[4] += u.output
             total[5] += r.cost_micros
+            total[6] += u.images
+            total[7] += u.audio_ms
+            total[8] += u.characters
     sums: dict[RollupKey, Totals] = {}
     for (minute, tenant, tag_key, tag_value, model, provider, served), totals in minutes.items():
         for grain, seconds in GRAINS.items():

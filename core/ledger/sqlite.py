@@ -20,7 +20,7 @@ from core.ledger import query as q
 from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
-from core.ledger.rollup import KEY_COLUMNS, SUM_COLUMNS, deltas
+from core.ledger.rollup import ADDED_SUMS, KEY_COLUMNS, SUM_COLUMNS, deltas
 from core.ledger.store import UsagePage, UsageQuery, note_expired, unexpired
 
 T = TypeVar("T")
@@ -57,7 +57,8 @@ DIALECT = q.Dialect(param=lambda i, kind: "?", floor_int=lambda e: f"CAST({e} AS
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Columns added since a table was created (codec.MIGRATIONS), added in place."""
+    """Columns added since a table was created (codec.MIGRATIONS, rollup.ADDED_SUMS), added
+    in place."""
     have = {info[1] for info in db.execute("PRAGMA table_info(ledger_records)")}
     for name, kind, default in MIGRATIONS:
         if name not in have:
@@ -66,6 +67,10 @@ def _migrate(db: sqlite3.Connection) -> None:
                 f"ALTER TABLE ledger_records ADD COLUMN {name} {sql_type} "
                 f"DEFAULT {sql_default(default)}"
             )
+    have = {info[1] for info in db.execute("PRAGMA table_info(ledger_rollups)")}
+    for name in ADDED_SUMS:
+        if name not in have:
+            db.execute(f"ALTER TABLE ledger_rollups ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
 
 
 class SqliteStore:

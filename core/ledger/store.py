@@ -46,6 +46,9 @@ class UsageRow:
     cache_write_tokens: int
     output_tokens: int
     cost_micros: int
+    images: int = 0
+    audio_ms: int = 0  # audio transcribed, milliseconds
+    characters: int = 0  # text spoken
 
 
 @dataclass(frozen=True, slots=True)

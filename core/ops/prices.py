@@ -10,11 +10,18 @@ shipped catalogue (`--catalogue`), with the operator's entries marked as overrid
 from __future__ import annotations
 
 from core.providers.provider import Provider, build_provider
-from core.spend.pricing import CataloguePricing, PartRates, Price, build_pricing, configured_targets
+from core.spend.pricing import (
+    CataloguePricing,
+    PartRates,
+    Price,
+    build_pricing,
+    configured_targets,
+    priced,
+)
 from core.startup import no_session
 from shared.config import Config
 
-_PRICES = ("input", "output", "cache read", "write 5m", "write 1h")
+_PRICES = ("input", "output", "cache read", "write 5m", "write 1h", "media")
 Rows = list[list[str]]
 
 
@@ -28,7 +35,20 @@ def _rates(rates: PartRates | None) -> list[str]:
     if rates is None:
         return ["-"] * len(_PRICES)
     parts = (rates.input, rates.output, rates.cache_read, rates.cache_write_5m)
-    return [usd(n) for n in (*parts, rates.cache_write_1h)]
+    return [usd(n) for n in (*parts, rates.cache_write_1h)] + [_media(rates)]
+
+
+def _media(rates: PartRates) -> str:
+    """The media units' prices: the default image (and how many quality/size rows refine it),
+    audio per hour; "-" for a model priced by tokens only."""
+    shown = []
+    images = rates.images
+    if images.listed:
+        rows = f"(+{len(images.rows)})" if images.rows else ""
+        shown.append(f"{usd(images.default)}/image{rows}")
+    if rates.audio_per_hour:
+        shown.append(f"{usd(rates.audio_per_hour)}/hour")
+    return ",".join(shown) or "-"
 
 
 def table(rows: Rows) -> str:
@@ -66,7 +86,9 @@ def catalogue_rows(pricing: CataloguePricing) -> Rows:
     for family, models in pricing.catalogue.items():
         for listed in models.values():
             entry = listed.entry
-            rates = _rates(PartRates.of(entry)) if entry.input is not None else ["-"] * 5
+            rates = _rates(priced(entry, "", False).base)
+            if entry.input is None:  # priced by media units only
+                rates[:5] = ["-"] * 5
             limit = str(entry.max_output or "-")
             rows.append([family, listed.model, *rates, limit, entry.effective, entry.source])
     return rows
@@ -81,7 +103,7 @@ def report(config: Config, show_catalogue: bool) -> tuple[str, int]:
     pricing = build_pricing(config, providers)
     rows = configured(config, pricing, providers)
     unpriced = sum(1 for row in rows[1:] if row[1] != "<any>" and row[-1].startswith("UNPRICED"))
-    parts = ["prices per 1M tokens, USD", table(rows)]
+    parts = ["prices per 1M tokens, USD (media: per image, per hour of audio)", table(rows)]
     if unpriced:
         parts.append(f"{unpriced} configured target(s) have no price (see prices: in README)")
     if show_catalogue:

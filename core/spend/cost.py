@@ -32,9 +32,18 @@ class Pricing(Protocol):
         """The cost of `usage` served by `target`."""
         ...
 
-    def estimate(self, target: Target, input_tokens: int, max_output_tokens: int | None) -> Cost:
+    def estimate(
+        self,
+        target: Target,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        units: UsageSplit | None = None,
+    ) -> Cost:
         """An upper estimate before the call (budget reservations): `input_tokens` uncached,
-        plus the smaller of `max_output_tokens` and the model's real output limit."""
+        plus the smaller of `max_output_tokens` and the model's real output limit, plus the
+        media `units` the request asks for (core.spend.images.requested_images), priced by
+        quality and size even where the model bills tokens (its per-image price is the
+        provider's own estimate of them)."""
         ...
 
     def refuses(self, target: Target) -> bool:

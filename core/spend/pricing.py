@@ -6,8 +6,10 @@ tenants choose (`provider/<any>`) are cached up to DYNAMIC_PRICES entries, then 
 time (a few dictionary lookups), so the cache stays bounded. Per request: two lookups and
 integer arithmetic.
 
-Rounding: each part is tokens x (micro-dollars per million tokens), summed exactly as integers,
-then divided by one million once, rounding half up. No float ever touches money.
+Rounding: each part is tokens x (micro-dollars per million tokens), images x their price by
+quality and size (core.spend.images), milliseconds of audio x the price per hour, summed
+exactly as integers (in micro-dollars x SCALE), then divided once, rounding half up. No float
+ever touches money.
 
 Lookup order: the operator's `<provider>/<model>` entry, its `<provider>/*` entry, the
 catalogue entry of the provider's family (core.spend.catalogue), else unpriced, with the
@@ -24,18 +26,24 @@ from core.providers.adapters.base import Target
 from core.providers.provider import Provider
 from core.spend.catalogue import Catalogue, family_of, find, load_catalogue
 from core.spend.cost import Cost
+from core.spend.images import ImagePrices
 from core.spend.usage import UsageSplit
 from shared.config import Config
 from shared.config_prices import LongContext, PriceEntry, PricesConfig, Rates
 from shared.configparse import ConfigError
 
 DYNAMIC_PRICES = 4096
+# Costs are summed exactly as integers in micro-dollars x SCALE, then rounded once: tokens are
+# priced per million, audio per hour (3.6e6 ms), so SCALE is a multiple of both.
+SCALE = 3_600_000_000
+NO_IMAGE_PRICES = ImagePrices(0)
 DEFAULT_ESTIMATE_OUTPUT = 4096  # output tokens an estimate assumes when nothing bounds it
 
 
 @dataclass(frozen=True, slots=True)
 class PartRates:
-    """Every part's price, derivations applied (micro-dollars per million tokens)."""
+    """Every part's price, derivations applied (micro-dollars per million tokens), and the
+    media units' (per image by quality and size, per hour of audio)."""
 
     input: int
     output: int
@@ -43,8 +51,8 @@ class PartRates:
     cache_write_5m: int
     cache_write_1h: int
     reasoning: int
-    per_image: int = 0  # micro-dollars per image (the media APIs' units, never tokens)
-    per_second: int = 0  # micro-dollars per second of audio
+    images: ImagePrices = NO_IMAGE_PRICES
+    audio_per_hour: int = 0  # micro-dollars per hour of audio
 
     @classmethod
     def of(cls, rates: Rates, base: Rates | None = None) -> PartRates:
@@ -69,19 +77,25 @@ class PartRates:
             reasoning=pick(rates.reasoning, b.reasoning, output),
         )
 
-    def micro_millions(self, usage: UsageSplit) -> int:
-        """The usage's cost in micro-dollars x 10^6 (exact)."""
+    def scaled(self, usage: UsageSplit) -> int:
+        """The usage's cost in micro-dollars x SCALE (exact). The media units are billed
+        unless the usage reports tokens the entry prices: gpt-image-1 and gpt-4o-transcribe
+        bill tokens, and their per-image and per-second prices (OpenAI's own per-unit
+        figures) stand in only for an answer that reports none."""
         reasoning = min(usage.reasoning, usage.output)
-        return (
+        tokens = (
             usage.input * self.input
             + usage.cache_read * self.cache_read
             + usage.cache_write_5m * self.cache_write_5m
             + usage.cache_write_1h * self.cache_write_1h
             + (usage.output - reasoning) * self.output
             + reasoning * self.reasoning
-            + usage.images * self.per_image * 1_000_000
-            + usage.audio_ms * self.per_second * 1_000
         )
+        if tokens:
+            return tokens * (SCALE // 1_000_000)
+        image = self.images.price(usage.image_quality, usage.image_size) if usage.images else 0
+        # audio_ms x micro-dollars per hour / 3.6e6 ms an hour, times SCALE (3.6e9)
+        return usage.images * image * SCALE + usage.audio_ms * self.audio_per_hour * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +118,16 @@ class Price:
         return self.base
 
 
-def _round(micro_millions: int) -> int:
+def _round(scaled: int) -> int:
     """Micro-dollars, rounded half up (the one rounding of a cost)."""
-    return (micro_millions + 500_000) // 1_000_000
+    return (scaled + SCALE // 2) // SCALE
 
 
 def priced(entry: PriceEntry, version: str, overridden: bool) -> Price:
-    units = {"per_image": entry.per_image or 0, "per_second": entry.per_second or 0}
-    base = dataclasses.replace(PartRates.of(entry), **units)
+    images = ImagePrices.of(entry.per_image, entry.image_prices)
+    base = dataclasses.replace(
+        PartRates.of(entry), images=images, audio_per_hour=entry.audio_per_hour
+    )
     tier: LongContext | None = entry.long_context
     return Price(
         version=version,
@@ -157,13 +173,25 @@ class CataloguePricing:
         price = self.price(target)
         rates = price.rates(usage.input_total)
         if rates is None:  # the operator's fixed charge, for work done: a failure costs nothing
-            worked = usage.input_total or usage.output or usage.images or usage.audio_ms
+            worked = (
+                usage.input_total
+                or usage.output
+                or usage.images
+                or usage.audio_ms
+                or usage.characters
+            )
             charge = price.reserve if worked else 0
             return Cost(charge, None, unpriced=True, estimated=usage.estimated)
-        micros = _round(rates.micro_millions(usage))
+        micros = _round(rates.scaled(usage))
         return Cost(micros, price.version, estimated=usage.estimated)
 
-    def estimate(self, target: Target, input_tokens: int, max_output_tokens: int | None) -> Cost:
+    def estimate(
+        self,
+        target: Target,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        units: UsageSplit | None = None,
+    ) -> Cost:
         price = self.price(target)
         rates = price.rates(input_tokens)
         if rates is None:
@@ -171,7 +199,10 @@ class CataloguePricing:
         limits = [n for n in (max_output_tokens, price.max_output) if n is not None]
         output = min(limits) if limits else DEFAULT_ESTIMATE_OUTPUT
         usage = UsageSplit(input=max(0, input_tokens), output=max(0, output))
-        return Cost(_round(rates.micro_millions(usage)), price.version, estimated=True)
+        scaled = rates.scaled(usage)
+        if units is not None:  # a media request: its units priced as if no tokens came back
+            scaled += rates.scaled(media_only(units))
+        return Cost(_round(scaled), price.version, estimated=True)
 
     def refuses(self, target: Target) -> bool:
         return self.price(target).refuse
@@ -196,6 +227,17 @@ class CataloguePricing:
                 policy = entry.unpriced or policy
                 reserve = entry.unpriced_reserve if entry.unpriced_reserve is not None else reserve
         return Price(None, None, None, 0, None, refuse=policy == "refuse", reserve=reserve)
+
+
+def media_only(usage: UsageSplit) -> UsageSplit:
+    """The media units of `usage` without its tokens (what they cost on their own)."""
+    return UsageSplit(
+        images=usage.images,
+        audio_ms=usage.audio_ms,
+        characters=usage.characters,
+        image_quality=usage.image_quality,
+        image_size=usage.image_size,
+    )
 
 
 def _version(name: str, entry: PriceEntry) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+MAX_WORD = 32  # an image quality or size longer than this is not one
+
 
 @dataclass(frozen=True, slots=True)
 class UsageSplit:
@@ -21,8 +23,16 @@ class UsageSplit:
     output: int = 0  # every output token, reasoning included
     reasoning: int = 0  # the part of `output` spent reasoning (priced apart only if listed)
     estimated: bool = False  # the gateway's estimate (a cut stream, a provider that reports none)
-    images: int = 0  # images generated (/v1/images/generations), priced per_image
-    audio_ms: int = 0  # audio transcribed, in milliseconds (/v1/audio/transcriptions), per_second
+    # The media units, recorded in the ledger whatever prices them: images generated
+    # (/v1/images/generations), audio transcribed in milliseconds (/v1/audio/transcriptions),
+    # characters spoken (/v1/audio/speech).
+    images: int = 0
+    audio_ms: int = 0
+    characters: int = 0
+    # What an image was billed as, in the provider's own words ("hd", "premium"; "1024x1792"):
+    # per-image prices differ by both (core.spend.images). Empty when unknown. Not stored.
+    image_quality: str = ""
+    image_size: str = ""
 
     @property
     def input_total(self) -> int:
@@ -51,11 +61,22 @@ class UsageSplit:
             estimated=bool(usage.get("estimated")),
             images=_count(usage.get("images")),
             audio_ms=_milliseconds(usage.get("seconds")),
+            characters=_count(usage.get("characters")),
+            image_quality=_word(usage.get("image_quality")),
+            image_size=_word(usage.get("image_size")),
         )
 
 
 def _count(value: object) -> int:
     return value if type(value) is int and value > 0 else 0
+
+
+def _word(value: object) -> str:
+    """A quality or size as a price key: short, lower case, else "" (it may come from a
+    provider's answer, so it is bounded before anything keeps it)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_WORD:
+        return ""
+    return value.strip().lower()
 
 
 def _milliseconds(value: object) -> int:

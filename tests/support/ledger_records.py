@@ -24,7 +24,10 @@ def record(
     provider: str | None = "openai",
     tokens: int = 10,
     cost: int = 100,
+    media: tuple[int, int, int] = (0, 0, 0),
 ) -> LedgerRecord:
+    """`media`: images, milliseconds of audio, characters."""
+    images, audio_ms, characters = media
     return LedgerRecord(
         request_id=request_id,
         ts=ts,
@@ -35,7 +38,15 @@ def record(
         served_model=None if provider is None else f"{model}-2026",
         provider=provider,
         key_id=None if provider is None else "k_0123abcd",
-        usage=UsageSplit(input=tokens, cache_read=tokens // 2, cache_write_5m=1, output=tokens),
+        usage=UsageSplit(
+            input=tokens,
+            cache_read=tokens // 2,
+            cache_write_5m=1,
+            output=tokens,
+            images=images,
+            audio_ms=audio_ms,
+            characters=characters,
+        ),
         cost_micros=cost,
         price_version=None,
         unpriced=True,
@@ -65,9 +76,20 @@ def random_records(n: int, seed: int = 7, days: int = 3) -> list[LedgerRecord]:
                 provider=rng.choice(["openai", "anthropic", None]),
                 tokens=rng.randrange(0, 5000),
                 cost=rng.randrange(0, 100_000),
+                media=_media(rng),
             )
         )
     return out
+
+
+def _media(rng: random.Random) -> tuple[int, int, int]:
+    """Some records are media requests: images, audio or speech (a third each), else none."""
+    kind = rng.randrange(6)
+    return (
+        rng.randrange(1, 11) if kind == 0 else 0,
+        rng.randrange(1, 3_600_000) if kind == 1 else 0,
+        rng.randrange(1, 4097) if kind == 2 else 0,
+    )
 
 
 def _value(r: LedgerRecord, name: str) -> str | None:
@@ -85,7 +107,8 @@ def _value(r: LedgerRecord, name: str) -> str | None:
 
 
 def expected(records: Iterable[LedgerRecord], q: UsageQuery) -> dict[tuple[str, ...], list[int]]:
-    """Group -> [requests, input, cache reads, cache writes, output, cost] over the raw records."""
+    """Group -> [requests, input, cache reads, cache writes, output, cost, images, audio ms,
+    characters] over the raw records."""
     out: dict[tuple[str, ...], list[int]] = {}
     for r in records:
         if not q.start <= r.ts < q.end or (q.tenant is not None and r.tenant != q.tenant):
@@ -96,8 +119,9 @@ def expected(records: Iterable[LedgerRecord], q: UsageQuery) -> dict[tuple[str, 
         if None in group:
             continue  # a record without the grouped tag has no row in that grouping
         u = r.usage
-        sums = out.setdefault(group, [0] * 6)  # type: ignore[arg-type]
+        sums = out.setdefault(group, [0] * 9)  # type: ignore[arg-type]
         values = (1, u.input, u.cache_read, u.cache_write_5m + u.cache_write_1h, u.output)
-        for i, v in enumerate((*values, r.cost_micros)):
+        media = (u.images, u.audio_ms, u.characters)
+        for i, v in enumerate((*values, r.cost_micros, *media)):
             sums[i] += v
     return out

@@ -88,7 +88,12 @@ def speech_usage(model: str, text: str) -> dict[str, Any]:
     if "tts-1" in model.lower():
         return {"prompt_tokens": len(text), "total_tokens": len(text), "characters": len(text)}
     tokens = estimate_text(text)
-    return {"prompt_tokens": tokens, "total_tokens": tokens, "estimated": True}
+    return {
+        "prompt_tokens": tokens,
+        "total_tokens": tokens,
+        "estimated": True,
+        "characters": len(text),
+    }
 
 
 async def _open(attempt: Attempt, target: Target) -> Opened:

@@ -121,12 +121,17 @@ class OpenAIImages(OpenAIMedia):
                 data[index] = {**item, **image_item(item.pop("b64_json"), True, mime)}
             elif not isinstance(item.get("url") or item.get("b64_json"), str):
                 raise invalid_upstream("an image without data")
-        return MediaResult(payload, image_usage(payload.get("usage"), len(data)))
+        return MediaResult(payload, image_usage(payload, request, len(data)))
 
 
-def image_usage(reported: Any, images: int) -> dict[str, Any]:
-    """Canonical usage: OpenAI's image token counts (gpt-image-*), and the image count."""
+def image_usage(payload: dict[str, Any], request: ImageRequest, images: int) -> dict[str, Any]:
+    """Canonical usage: OpenAI's image token counts (gpt-image-*), the image count, and the
+    quality and size they were made at (per-image prices depend on both, core.spend.images):
+    as the answer reports them (gpt-image-1 says what `auto` became), else as asked."""
     usage: dict[str, Any] = {"images": images}
+    usage["image_quality"] = payload.get("quality") or request.quality or ""
+    usage["image_size"] = payload.get("size") or request.payload.get("size") or ""
+    reported = payload.get("usage")
     if isinstance(reported, dict):
         usage["prompt_tokens"] = reported.get("input_tokens", 0)
         usage["completion_tokens"] = reported.get("output_tokens", 0)

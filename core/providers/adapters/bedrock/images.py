@@ -30,6 +30,12 @@ if TYPE_CHECKING:  # the API's request types, for annotations only (no import cy
 MAX_IMAGES = 5
 MAX_PROMPT_CHARS = 1024
 _MODELS = ("amazon.titan-image", "amazon.nova-canvas")
+DEFAULT_SIZE = (1024, 1024)
+
+
+def quality(request: ImageRequest) -> str:
+    """OpenAI's quality in AWS's words: hd or high is premium, the rest standard."""
+    return "premium" if request.quality in ("hd", "high") else "standard"
 
 
 def _family(model: str) -> bool:
@@ -54,12 +60,12 @@ class BedrockImages:
         return None
 
     def build(self, request: ImageRequest, target: Target) -> UpstreamRequest:
-        width, height = request.size or (1024, 1024)
+        width, height = request.size or DEFAULT_SIZE
         config: JSON = {
             "numberOfImages": request.n,
             "width": width,
             "height": height,
-            "quality": "premium" if request.quality in ("hd", "high") else "standard",
+            "quality": quality(request),
         }
         body = {
             "taskType": "TEXT_IMAGE",
@@ -82,7 +88,10 @@ class BedrockImages:
             raise invalid_upstream("a response without images")
         as_url = request.response_format == "url"
         data = [image_item(image, as_url) for image in images]
-        return MediaResult({"data": data}, {"images": len(data)})
+        width, height = request.size or DEFAULT_SIZE
+        # Billed per image by quality and size (core.spend.images): as they were asked for.
+        usage = {"images": len(data), "image_quality": quality(request)}
+        return MediaResult({"data": data}, {**usage, "image_size": f"{width}x{height}"})
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return parse_http_error(status, headers, body)
