@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -18,10 +19,11 @@ from core.budgets.levels import BudgetLevels
 from core.budgets.settle import BudgetSettler
 from core.budgets.slices import SLICE_DRAWS, SLICE_WINDOW_S
 from core.providers.adapters.base import ProviderError, Target
+from core.spend.images import requested_images
 from core.state.budget_accounts import SLICE_SHARE, BudgetLine, BudgetReply
 from core.state.redis_store import RedisStore
 from shared.config import BudgetConfig, ProviderConfig
-from tests.support.flat_pricing import FlatPricing
+from tests.support.flat_pricing import IMAGE_MICROS, FlatPricing
 from tests.support.providers import provider_of
 
 MOCK = ProviderConfig("mock", "openai", None, ("k",), {}, None, allow_any_model=True)
@@ -162,3 +164,26 @@ def test_two_replicas_neither_overshoot_nor_refuse_early_beyond_the_bound(
     # Refused early by at most the other replica's slice: under 1/16 of the room it was
     # granted from, and that room is what was left when the refused request asked.
     assert limit - settled < ESTIMATE + limit // SLICE_SHARE
+
+
+def test_an_images_request_reserves_its_images_not_zero(redis_url: str) -> None:
+    """A budget reserves what an images request asks for before the call (its `n` images,
+    priced like the answer), so one that cannot afford them is refused upfront."""
+    budget = BudgetConfig(f"images-{uuid.uuid4().hex[:6]}", 2 * IMAGE_MICROS)
+    three = replace(ASK, input_tokens=0, max_output_tokens=0, units=requested_images({"n": 3}))
+    two = replace(three, units=requested_images({"n": 2}))
+
+    async def main() -> tuple[int, int | None]:
+        budgets, store = replica(redis_url, budget)
+        try:
+            with pytest.raises(ProviderError) as refused:
+                await budgets.reserve(three, TARGET, None)
+            hold = await budgets.reserve(two, TARGET, None)
+            return refused.value.status, None if hold is None else hold.estimate
+        finally:
+            await budgets.settler.stop()
+            await store.close()
+
+    status, reserved = asyncio.run(main())
+    assert status == 429
+    assert reserved == 2 * IMAGE_MICROS

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.ledger.record import Tags
+from core.spend.usage import UsageSplit
 from core.wire.tokens import MAX_CHOICES, MAX_OUTPUT_TOKENS
 
 
@@ -20,6 +21,9 @@ class BudgetAsk:
     tokens: int  # the whole token estimate (prompt + output allowance): token caps reserve it
     request_id: str
     downgraded_from: str | None = None  # set when a downgrade budget re-routed the request
+    # The media units the request asks for (images), priced into the reservation with the
+    # tokens: a dall-e-3 request reserves its images, not $0.
+    units: UsageSplit | None = None
 
 
 def budget_ask(

@@ -165,7 +165,9 @@ class Budgets:
         applying = self.applying(ask, target, key) if pricing is not None else []
         if pricing is None or not applying:
             return None
-        estimate = pricing.estimate(target, ask.input_tokens, ask.max_output_tokens).micros
+        estimate = pricing.estimate(
+            target, ask.input_tokens, ask.max_output_tokens, ask.units
+        ).micros
         now = time.time()
         windows = tuple(self._clocks[b.name].at(now) for b in applying)
         accounts = tuple(_account(b, w, now) for b, w in zip(applying, windows, strict=True))
@@ -234,7 +236,9 @@ class Budgets:
         pricing = self._pricing
         if pricing is None:
             return None
-        estimate = pricing.estimate(target, ask.input_tokens, ask.max_output_tokens).micros
+        estimate = pricing.estimate(
+            target, ask.input_tokens, ask.max_output_tokens, ask.units
+        ).micros
         levels = self.settler.levels
         for budget in self.applying(ask, target, None):
             share = levels.used_share(budget.name) if budget.action != "warn" else None

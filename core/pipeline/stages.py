@@ -132,7 +132,7 @@ def ask_of(x: AnyExchange) -> BudgetAsk:
     """What the request asks of the budgets (needs `x.tokens`, admission's estimate): the
     dispatch stage reserves it per try, a route explanation checks it against the levels."""
     caller = x.caller
-    return budget_ask(
+    ask = budget_ask(
         caller.tenant,
         caller.request_id,
         x.request.model,
@@ -141,6 +141,10 @@ def ask_of(x: AnyExchange) -> BudgetAsk:
         caller.tags,
         x.prompt_tokens(),
     )
+    units = getattr(x.spec, "units", None)  # an API billed by units (images) says them
+    if units is not None:
+        ask = replace(ask, units=units(x.payload))
+    return ask
 
 
 class Plan:

@@ -16,6 +16,7 @@ PRICES: dict[str, tuple[int, int, int]] = {
     "dead-cheap": (10, 40, 64),
 }
 DEFAULT = (1, 1, 4096)
+IMAGE_MICROS = 40_000  # every generated image, whatever its model, quality or size
 
 
 class FlatPricing:
@@ -24,10 +25,18 @@ class FlatPricing:
         micros = usage.input_total * per_in + usage.output * per_out
         return Cost(micros, f"test/{target.model}", estimated=usage.estimated)
 
-    def estimate(self, target: Target, input_tokens: int, max_output_tokens: int | None) -> Cost:
+    def estimate(
+        self,
+        target: Target,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        units: UsageSplit | None = None,
+    ) -> Cost:
         per_in, per_out, limit = PRICES.get(target.model, DEFAULT)
         output = limit if max_output_tokens is None else min(max_output_tokens, limit)
-        return Cost(input_tokens * per_in + output * per_out, f"test/{target.model}", False, True)
+        micros = input_tokens * per_in + output * per_out
+        micros += IMAGE_MICROS * units.images if units is not None else 0
+        return Cost(micros, f"test/{target.model}", False, True)
 
     def refuses(self, target: Target) -> bool:
         return False

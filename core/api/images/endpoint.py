@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -30,6 +31,8 @@ from core.providers.adapters.openai_media import IMAGES as OPENAI
 from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
+from core.spend.images import requested_images
+from core.spend.usage import UsageSplit
 from core.wire.tokens import estimate_text
 
 ImageTranslator = OpenAIImages | GeminiImages | BedrockImages
@@ -59,6 +62,11 @@ class ImagesApi(MediaApi):
 
     def estimate(self, request: ImageRequest, prompt: int) -> int:
         return prompt  # images are priced per image, not reserved as tokens
+
+    def units(self, payload: dict[str, Any]) -> UsageSplit:
+        """The images a budget reserves before the call (core.pipeline.stages.ask_of), priced
+        by quality and size like the answer."""
+        return requested_images(payload)
 
     def call(self, x: ImagesExchange) -> Call[Attempt, MediaResult]:
         return _generate
