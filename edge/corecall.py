@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -91,7 +92,7 @@ class CoreCaller:
         session: aiohttp.ClientSession,
         method: str,
         url: str,
-        body: bytes | None,
+        body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         loop = asyncio.get_running_loop()
@@ -121,7 +122,7 @@ class CoreCaller:
         session: aiohttp.ClientSession,
         method: str,
         url: str,
-        body: bytes | None,
+        body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         options: dict[str, Any] = {"timeout": self.timeout}
