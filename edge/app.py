@@ -1,7 +1,9 @@
 """The edge: verify the tenant JWT, pick a core pool, relay bytes both ways.
 
 It parses the body only to read `model`, forwards the exact bytes it received, and streams the
-core's response back as it arrives. Kept small: Lambda cold start pays for every import.
+core's response back as it arrives. A multipart upload is never held whole: the edge reads
+only up to its `model` field and relays the rest as it arrives (edge/upload.py). Kept
+small: Lambda cold start pays for every import.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ per second through the catalogue's Pricing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -52,6 +53,10 @@ def body(*parts: tuple[str, str | None, bytes]) -> bytes:
     return out + b"--b0undary--\r\n"
 
 
+async def _joined(pieces: AsyncIterator[bytes]) -> bytes:
+    return b"".join([piece async for piece in pieces])
+
+
 def test_multipart_parts_are_offsets_and_splice_stays_valid() -> None:
     audio = b"RIFF\r\n--b0und\r\nnot a boundary" + bytes(100)
     raw = body(("model", None, b"whisper"), ("file", "a.wav", audio), ("language", None, b"en"))
@@ -62,8 +67,9 @@ def test_multipart_parts_are_offsets_and_splice_stays_valid() -> None:
         ("language", None),
     ]
     assert raw[parts[1].start : parts[1].end] == audio
-    assert multipart.model_of(raw, TYPE) == "whisper"
-    spliced = multipart.splice(raw, parts[0], "whisper-large-v3")
+    relayed = validate_transcription(upload(raw)).relayed("whisper-large-v3")
+    spliced = asyncio.run(_joined(relayed.open()))
+    assert len(spliced) == relayed.size
     assert read_form(TYPE, spliced) == {
         "model": b"whisper-large-v3",
         "file": audio,

@@ -401,3 +401,29 @@ def test_temporary_files_go_on_every_path(stack: Stack, spool_dir: Path) -> None
     assert [p.name for p in spool_dir.iterdir()] == []  # never visible by name
     sock.close()
     _eventually(lambda: spool_fds(core) == [])
+
+
+def test_a_file_before_its_model_is_routed_and_checked_by_the_core(
+    stack: Stack, media: FakeOpenAIMedia
+) -> None:
+    """curl -F file=@... -F model=...: the edge does not wait for the file to find the model;
+    the core still applies the token's model allow-list."""
+    audio = make_wav(1.0)
+    raw = (
+        b'--Bnd\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        + audio
+        + b'\r\n--Bnd\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper\r\n--Bnd--\r\n'
+    )
+    media.reset()
+    status, body = _chunked(
+        stack.edge_url, stack.token(), iter([raw]), "multipart/form-data; boundary=Bnd"
+    )
+    assert (status, body["text"]) == (200, TEXT)
+    status, body = _chunked(
+        stack.edge_url,
+        stack.token(models=["other-*"]),
+        iter([raw]),
+        "multipart/form-data; boundary=Bnd",
+    )
+    assert (status, body["error"]["param"]) == (403, "model")
+    assert len(media.received) == 1
