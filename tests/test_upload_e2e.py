@@ -149,6 +149,7 @@ def test_a_30_mib_upload_streams_through_both_tiers(stack: Stack, media: FakeOpe
     [sent] = media.received
     assert audio in sent.body  # relayed byte for byte, model spliced in
     assert b'name="model"\r\n\r\nwhisper-1\r\n' in sent.body
+    assert sent.headers["Content-Length"] == str(len(sent.body))  # sized, not chunked
     # Held whole, either tier would grow by at least the upload (30 MiB); streamed, by a few
     # frames and the spool's memory part (1 MiB) plus allocator noise.
     print(f"RSS growth: core {memory.growth(core)} B, edge {memory.growth(edge)} B")
@@ -330,6 +331,18 @@ def test_a_whole_body_credential_cannot_carry_an_upload(stack: Stack) -> None:
     }
     status, _ = _post_core(stack, headers, [data])
     assert status == 401
+    # Nor can a streamed credential carry a JSON request.
+    streamed, _seed = hop.sign_streamed(key, identity, "POST", "/v1/chat/completions", "req_s")
+    chat = {hop.HOP_HEADER: streamed, hop.REQUEST_ID_HEADER: "req_s"}
+    connection = http.client.HTTPConnection("127.0.0.1", stack.core_port, timeout=30)
+    try:
+        body = b'{"model": "whisper", "messages": [{"role": "user", "content": "hi"}]}'
+        connection.request(
+            "POST", "/v1/chat/completions", body, {**chat, "content-type": "application/json"}
+        )
+        assert connection.getresponse().status == 401
+    finally:
+        connection.close()
 
 
 # ---- failover, idempotency, temporary files --------------------------------------------------
