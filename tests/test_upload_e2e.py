@@ -62,6 +62,7 @@ def stack(
         "providers": {"oai": {**oai, "options": {"preset": "openai"}}, "groq": {**oai}},
         "models": {
             "whisper": {"provider": "oai", "model": "whisper-1"},
+            "whisper-slow": {"provider": "groq", "model": "whisper-slow-once"},
             "whisper-broken": {"targets": targets},
             "whisper-failover": {
                 "targets": [*targets, {"provider": "groq", "model": "whisper-large-v3"}]
@@ -392,6 +393,32 @@ def test_sdk_retry_with_the_same_idempotency_key_replays(
             file=("r.wav", make_wav(2.5)),
             extra_headers={"Idempotency-Key": "upload-retry-1"},
         )
+
+
+def test_the_sdks_own_retry_of_an_upload_is_never_a_422(
+    stack: Stack, media: FakeOpenAIMedia
+) -> None:
+    """The SDK gives up on a slow first attempt and retries by itself, with the caller's
+    Idempotency-Key (openai-python sends none of its own) and a new multipart boundary: it
+    gets its transcript, not a 422."""
+    boundaries: list[str] = []
+    keys: list[str] = []
+
+    def seen(request: httpx2.Request) -> None:
+        boundaries.append(request.headers["content-type"].partition("boundary=")[2])
+        keys.append(request.headers["idempotency-key"])
+
+    http = httpx2.Client(event_hooks={"request": [seen]})
+    sdk = client(stack, http_client=http, timeout=0.8, max_retries=1)
+    media.reset()
+    answer = sdk.audio.transcriptions.create(
+        model="whisper-slow",
+        file=("s.wav", make_wav(1.0)),
+        extra_headers={"Idempotency-Key": "upload-auto-retry"},
+    )
+    assert answer.text == TEXT
+    assert len(boundaries) == 2 and boundaries[0] != boundaries[1]
+    assert keys == ["upload-auto-retry"] * 2
 
 
 def test_temporary_files_go_on_every_path(stack: Stack, spool_dir: Path) -> None:

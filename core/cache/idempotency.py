@@ -10,9 +10,10 @@ upload's body is what it says, its fields and each file's sha256, not its bytes:
 retry draws a new multipart boundary); a key longer than 255 characters or outside printable
 ASCII is a 400; both name the header.
 
-Only results that settle the request are kept: a 5xx or a 429 (nothing was done, or the
-gateway could not do it) releases the claim so a retry runs again, as does an error raised
-before any answer (a validation 400 is deterministic and cheap to repeat). A stream is kept
+Only results that settle the request are kept: a 5xx, a 429 or a 499 (nothing was done, the
+gateway could not do it, or the client left and the work was cancelled) releases the claim
+so a retry runs again, as does an error raised before any answer (a validation 400 is
+deterministic and cheap to repeat). A stream is kept
 only if it was sent whole.
 
 What it did is counted for /metrics (`IdempotencyCounts`, one per core, shared by the APIs):
@@ -47,6 +48,9 @@ HEADER = "Idempotency-Key"
 REPLAYED = "x-interlock-idempotent-replay"
 MAX_KEY_CHARS = 255
 _POLL_S = 0.05
+# Answers that settle nothing besides 5xx: 429 (not run) and 499 (the client left, so the work
+# was cancelled: the SDK's retry after its own timeout must run it, never replay the 499).
+_UNSETTLED = frozenset((429, 499))
 _UNKEPT = frozenset(("content-length", "date", "server", "x-request-id", "request-id"))
 
 
@@ -173,7 +177,7 @@ class Idempotent:
         except BaseException:
             await self._release(claim)
             raise
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code >= 500 or response.status_code in _UNSETTLED:
             await self._release(claim)
             return response
         meta = {
