@@ -217,12 +217,12 @@ class EdgeState:
         path = request.scope["path"] + _forwarded_query(request)
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
         await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
+        upload = body if isinstance(body, UploadSource) else None
+        signed = None if isinstance(body, UploadSource) else body or b""
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             session = self.session if attempt == 0 else self.fresh
             if session is None:
                 break
-            upload = body if isinstance(body, UploadSource) else None
-            signed = None if isinstance(body, UploadSource) else body or b""
             headers, seed = self.hop_headers(request, incoming, token, path, request_id, signed)
             data: bytes | AsyncIterator[bytes] | None = signed
             if upload is not None and seed is not None:
@@ -237,8 +237,8 @@ class EdgeState:
                     raise _core_unavailable() from None  # its body is gone: no other replica
                 continue
             except Sent as failure:
-                if upload is not None and upload.overflowed:
-                    raise upload.too_large() from None  # the core saw a cut: nothing ran
+                if upload is not None and (upload.overflowed or upload.left):
+                    raise upload.refusal() from None  # the core saw a cut: nothing ran
                 self.replicas.failed(url)
                 raise (_core_timeout() if failure.timed_out else _core_unavailable()) from None
             self.replicas.succeeded(url)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from shared.errors import GatewayError
@@ -46,6 +46,7 @@ class UploadSource:
         "_rest",
         "_size",
         "exhausted",
+        "left",
         "limit",
         "model",
         "overflowed",
@@ -63,6 +64,7 @@ class UploadSource:
         self.exhausted = asyncio.Event()  # every byte went to the core
         self.started = False  # a byte of the body went (or may have gone) to a core
         self.overflowed = False  # it went past the limit while being relayed
+        self.left = False  # the client went away while it was being relayed
 
     def too_large(self) -> GatewayError:
         return GatewayError(
@@ -72,6 +74,12 @@ class UploadSource:
             param="file",
             code="request_too_large",
         )
+
+    def refusal(self) -> GatewayError:
+        """Why a relay cut short on the edge's side failed: never the core replica's fault."""
+        if self.overflowed:
+            return self.too_large()
+        return GatewayError(499, "the client left mid-upload", code="client_closed")
 
     def _count(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -127,10 +135,14 @@ class UploadSource:
         for chunk in head:
             for piece in framer.frames(chunk):
                 yield piece
-        async for chunk in rest:  # ClientDisconnect: the client left; the core sees a cut
-            self._count(chunk)
-            for piece in framer.frames(chunk):
-                yield piece
+        try:
+            async for chunk in rest:
+                self._count(chunk)
+                for piece in framer.frames(chunk):
+                    yield piece
+        except ClientDisconnect:
+            self.left = True  # the core sees a cut, and the replica is not to blame
+            raise
         yield framer.close()
         self.exhausted.set()
 
