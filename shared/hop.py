@@ -21,7 +21,7 @@ Uploads (multipart, binary) use `body: "streamed"` and are never held whole by e
 credential is signed before the first body byte, and the body crosses the hop framed
 (shared/hop_stream.py) so the core verifies it as it reads:
 
-- a per-request chain key `seed = HMAC(secret, "interlock-hop-stream\n" mac)`, where `mac` is
+- a per-request chain key `seed = HMAC(secret, "interlock-hop-stream\\n" mac)`, where `mac` is
   the credential's own MAC (so it is bound to the method, path, request id, identity and the
   one-time nonce) and `secret` the value that made that MAC (key rotation keeps working);
 - the body as frames `u32 length (big-endian) | 32-byte tag | data`, 1 to 256 KiB of data
