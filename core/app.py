@@ -13,8 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.api.audio import MAX_UPLOAD_BYTES, name_file
-from core.api.identity import Caller, HopVerifier
+from core.api.audio import name_file
+from core.api.audio.upload import SCOPE_KEY as UPLOAD_KEY
+from core.api.audio.upload import UploadLimits, close_upload, read_upload
+from core.api.identity import Caller, HopVerifier, unauthorized
 from core.api.listeners import ListenerRouter
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
@@ -227,16 +229,20 @@ def create_app(
 ) -> Starlette:
     state = CoreState(config, pricing, tracer)
     max_body = config.core.max_body_bytes
+    core = config.core
+    uploads = UploadLimits(core.max_upload_bytes, core.upload_memory_bytes, core.upload_dir)
 
     def authenticated(
         handler: Handler, api: Api = "openai", upload: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
-        limit = max(max_body, MAX_UPLOAD_BYTES) if upload else max_body  # upload: multipart
-
         async def endpoint(request: Request) -> Response:
             caller: Caller | None = None
             try:
-                caller, body = await state.verifier.authenticate(request, limit)
+                if upload:  # multipart: streamed, verified and spooled (core.api.audio.upload)
+                    caller = await _streamed(state, request, uploads)
+                    body = b""
+                else:
+                    caller, body = await state.verifier.authenticate(request, max_body)
                 requestctx.bind(caller.tenant, caller.request_id, caller.trace_id)
                 return await handler(request, caller, body)
             except GatewayError as error:
@@ -244,6 +250,9 @@ def create_app(
                     name_file(error)  # an oversized upload's 413 names `file`, as OpenAI's
                 extra = {"x-request-id": caller.request_id} if caller else None
                 return error_response(error, api, extra)
+            finally:
+                if upload:
+                    close_upload(request)  # its temporary file, on every path
 
         return endpoint
 
@@ -263,6 +272,17 @@ def create_app(
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
     return app
+
+
+async def _streamed(state: CoreState, request: Request, limits: UploadLimits) -> Caller:
+    """An upload's caller; its verified, spooled body rides on the scope (upload_of)."""
+    caller, seed = await state.verifier.authenticate_streamed(request)
+    try:
+        request.scope[UPLOAD_KEY] = await read_upload(request, seed, limits, unauthorized())
+    except GatewayError as error:
+        error.headers = {**error.headers, "x-request-id": caller.request_id}
+        raise
+    return caller
 
 
 def _api_routes(

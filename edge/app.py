@@ -1,7 +1,9 @@
 """The edge: verify the tenant JWT, pick a core pool, relay bytes both ways.
 
 It parses the body only to read `model`, forwards the exact bytes it received, and streams the
-core's response back as it arrives. Kept small: Lambda cold start pays for every import.
+core's response back as it arrives. A multipart upload is never held whole: the edge reads
+only up to its `model` field and relays the rest as it arrives (edge/upload.py). Kept
+small: Lambda cold start pays for every import.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import aiohttp
 import orjson
 import yarl
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -32,6 +34,7 @@ from edge.replicas import ReplicaHealth
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from edge.secrets import EdgeSecrets
+from edge.upload import UploadSource
 from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
@@ -141,10 +144,12 @@ class EdgeState:
         token: VerifiedToken,
         path: str,
         request_id: str,
-        body: bytes,
-    ) -> dict[str, str]:
+        body: bytes | None,
+    ) -> tuple[dict[str, str], bytes | None]:
         """Identity travels only inside the signed hop credential (any `sub` round-trips
-        exactly), bound to this method, path, body and request id, and to the token's expiry."""
+        exactly), bound to this method, path, body and request id, and to the token's expiry.
+        An upload (`body` None) is signed in the streamed mode: the chain key its frames are
+        tagged with comes back too (shared/hop.py)."""
         identity = hop.HopIdentity(
             token.tenant,
             token.tier,
@@ -153,7 +158,11 @@ class EdgeState:
             token.admin,
             token.tags,
         )
-        credential = hop.sign(self.hop_key, identity, request.method, path, request_id, body)
+        method, seed = request.method, None
+        if body is None:
+            credential, seed = hop.sign_streamed(self.hop_key, identity, method, path, request_id)
+        else:
+            credential = hop.sign(self.hop_key, identity, method, path, request_id, body)
         headers = {
             "content-type": multipart.relayed_type(incoming.get("content-type")),
             hop.HOP_HEADER: credential,
@@ -168,7 +177,7 @@ class EdgeState:
             value = incoming.get(name)
             if value is not None:
                 headers[name] = value
-        return headers
+        return headers, seed
 
     async def forward(
         self,
@@ -177,14 +186,16 @@ class EdgeState:
         api: Api,
         token: VerifiedToken,
         model: str | None,
-        body: bytes | None,
+        body: bytes | UploadSource | None,
         request_id: str,
     ) -> Response:
         """The core's answer, relayed; given up at once if the client leaves first, so the
         core sees its connection close and can stop the work (a relayed stream is cancelled by
-        Starlette on disconnect the same way)."""
+        Starlette on disconnect the same way). An upload's body is read by the relay itself,
+        so the watch on the client starts once it is all sent."""
         attempts = self._attempts(request, incoming, token, model, body, request_id)
-        upstream = await watched(request.receive, attempts, _nobody_listening)
+        receive = body.receive_after_body if isinstance(body, UploadSource) else request.receive
+        upstream = await watched(receive, attempts, _nobody_listening)
         if upstream is None:
             return Response(status_code=499)  # nobody is listening any more
         return await relay(upstream, api, self.max_response)
@@ -195,29 +206,39 @@ class EdgeState:
         incoming: dict[str, str],
         token: VerifiedToken,
         model: str | None,
-        body: bytes | None,
+        body: bytes | UploadSource | None,
         request_id: str,
     ) -> aiohttp.ClientResponse:
         """The core's response from the first replica that takes the request. A replica is
         left for the next only while it cannot have acted on the request (edge/corecall.py);
         a pool of one gets a second try on a new connection (its pooled one may have been
-        closing). Later attempts never reuse pooled connections."""
+        closing). Later attempts never reuse pooled connections. An upload is read from the
+        client as it is sent, so once a byte of it went to one replica it can go to no other."""
         path = request.scope["path"] + _forwarded_query(request)
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
         await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
+        upload = body if isinstance(body, UploadSource) else None
+        signed = None if isinstance(body, UploadSource) else body or b""
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             session = self.session if attempt == 0 else self.fresh
             if session is None:
                 break
-            headers = self.hop_headers(request, incoming, token, path, request_id, body or b"")
+            headers, seed = self.hop_headers(request, incoming, token, path, request_id, signed)
+            data: bytes | AsyncIterator[bytes] | None = signed
+            if upload is not None and seed is not None:
+                data = upload.frames(seed)
             try:
                 upstream = await self.caller.send(
-                    session, request.method, url + path, body, headers
+                    session, request.method, url + path, data, headers
                 )
             except Unsent:
                 self.replicas.failed(url)
+                if upload is not None and upload.started:
+                    raise _core_unavailable() from None  # its body is gone: no other replica
                 continue
             except Sent as failure:
+                if upload is not None and (upload.overflowed or upload.left):
+                    raise upload.refusal() from None  # the core saw a cut: nothing ran
                 self.replicas.failed(url)
                 raise (_core_timeout() if failure.timed_out else _core_unavailable()) from None
             self.replicas.succeeded(url)
@@ -253,7 +274,7 @@ def _nobody_listening() -> None:
 def create_app(config: EdgeTierConfig) -> Starlette:
     state = EdgeState(config)
 
-    upload_limit = max(state.max_body, multipart.MAX_UPLOAD_BYTES)
+    upload_limit = config.edge.max_upload_bytes
 
     def proxy(api: Api, reads_model: bool = True, upload: bool = False):  # type: ignore[no-untyped-def]
         async def endpoint(request: Request) -> Response:
@@ -273,13 +294,15 @@ def create_app(config: EdgeTierConfig) -> Starlette:
                     return await state.forward(
                         request, incoming, api, token, None, None, request_id
                     )
-                if upload:  # multipart: an audio file, with its own size limit
-                    body = await multipart.read_upload(request, upload_limit)
-                    model = multipart.model_of(body, incoming.get("content-type"))
+                body: bytes | UploadSource
+                if upload:  # multipart, streamed through with its own limit (edge/upload.py)
+                    body = UploadSource(request, upload_limit)
+                    await body.peek()
+                    model = body.model  # None when the file comes first: the core checks it
                 else:
                     body = await read_body(request, state.max_body)
                     model = _peek_model(body)
-                if not token.allows(model):
+                if model is not None and not token.allows(model):
                     raise GatewayError(
                         403,
                         f"this token may not use the model '{model}'",
@@ -289,6 +312,8 @@ def create_app(config: EdgeTierConfig) -> Starlette:
                 return await state.forward(request, incoming, api, token, model, body, request_id)
             except GatewayError as error:
                 return error_response(error, api, {"x-request-id": request_id})
+            except ClientDisconnect:
+                return Response(status_code=499)  # left mid-upload: nobody to answer
 
         return endpoint
 

@@ -16,6 +16,12 @@ digest, so nothing can be authorised without it), and only then does the body go
   after the whole answer (non-streaming) or the first upstream chunk (streams), so it must stay
   above the core's own `total_deadline`.
 
+An upload (edge/upload.py) is the body sent as chained frames, read from the client while it
+is sent: the core claims the credential's nonce, then answers `100 Continue` as it starts
+reading, and only then does the first frame (and so the first byte read past the edge's peek)
+go out. So an upload, too, may go to another replica until that acknowledgement, and never
+after: its body cannot be read from the client twice.
+
 A request without a body (GET /v1/models) has no acknowledgement; it reads config only and is
 safe to repeat, so its whole response must arrive within `core_ack_timeout` and any failure is
 `Unsent`. Each attempt carries its own freshly signed hop credential (a new nonce), so a slow
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -91,7 +98,7 @@ class CoreCaller:
         session: aiohttp.ClientSession,
         method: str,
         url: str,
-        body: bytes | None,
+        body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         loop = asyncio.get_running_loop()
@@ -121,7 +128,7 @@ class CoreCaller:
         session: aiohttp.ClientSession,
         method: str,
         url: str,
-        body: bytes | None,
+        body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
     ) -> aiohttp.ClientResponse:
         options: dict[str, Any] = {"timeout": self.timeout}

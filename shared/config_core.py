@@ -32,6 +32,11 @@ class CoreConfig:
     # One whole upstream answer (non-streaming chat, passthrough, embeddings); bigger ones fail
     # over as "upstream response too large" instead of growing the core's memory.
     max_response_bytes: int = 32 * 1024 * 1024
+    # The largest upload (a transcription's multipart body), spooled as it is verified (memory
+    # up to upload_memory_bytes, then an unlinked temporary file in upload_dir); beyond: a 413.
+    max_upload_bytes: int = 25 * 1024 * 1024 + 256 * 1024
+    upload_memory_bytes: int = 1024 * 1024
+    upload_dir: str | None = None  # the temporary files' directory (else the system's)
     # Remote images fetched for providers that need bytes (SSRF-guarded, core/images/fetcher.py).
     image_max_bytes: int = 5 * 1024 * 1024  # one image: Anthropic's per-image cap
     image_max_total_bytes: int = 15 * 1024 * 1024  # one request: ~20 MB once base64-encoded
@@ -128,6 +133,11 @@ def parse_core(raw: Any, env: dict[str, str]) -> CoreConfig:
         upstream_timeout_s=cp.duration(s, "upstream_timeout", "core", 600),
         pool_size=cp.integer(s, "pool_size", "core", 256, 1, 100_000),
         max_response_bytes=cp.size(s, "max_response_bytes", "core", 32 * 1024 * 1024),
+        max_upload_bytes=cp.size(s, "max_upload_bytes", "core", CoreConfig.max_upload_bytes),
+        upload_memory_bytes=cp.size(
+            s, "upload_memory_bytes", "core", CoreConfig.upload_memory_bytes
+        ),
+        upload_dir=cp.optional_string(s, "upload_dir", "core"),
         image_max_bytes=cp.size(s, "image_max_bytes", "core", 5 * 1024 * 1024),
         image_max_total_bytes=cp.size(s, "image_max_total_bytes", "core", 15 * 1024 * 1024),
         image_max_count=cp.integer(s, "image_max_count", "core", 16, 1, 1000),

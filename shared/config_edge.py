@@ -106,6 +106,10 @@ class EdgeConfig:
     replica_eject_max_s: float = 300.0
     # The largest non-streaming core answer relayed (it is streamed through, never held whole).
     max_response_bytes: int = 64 * 1024 * 1024
+    # The largest upload (multipart body) relayed, streamed through in chunks; beyond: a 413
+    # naming `file`, even mid-stream (OpenAI's own audio limit is 25 MB: this is the file plus
+    # its fields and framing).
+    max_upload_bytes: int = 25 * 1024 * 1024 + 256 * 1024
 
 
 _AUTH = cp.keys_of(AuthConfig)
@@ -274,6 +278,8 @@ def _core_link(s: dict[str, Any]) -> dict[str, Any]:
     fields["replica_eject_after"] = cp.integer(s, "replica_eject_after", "edge", after, 1, 1000)
     cap = EdgeConfig.max_response_bytes
     fields["max_response_bytes"] = cp.size(s, "max_response_bytes", "edge", cap)
+    upload = EdgeConfig.max_upload_bytes
+    fields["max_upload_bytes"] = cp.size(s, "max_upload_bytes", "edge", upload)
     return fields
 
 

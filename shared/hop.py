@@ -15,6 +15,26 @@ sends the identity in ONE header, `x-interlock-hop: v2.<payload>.<mac>`:
   sha256 of the exact body bytes. The core checks all of them, then claims the nonce once in
   the state store, so a captured credential cannot be replayed, not even with the same body.
 
+Two body modes. JSON requests (the fast path) sign the body's sha256 (`body` is its hex
+digest): the edge holds them whole anyway, and one hash and one HMAC is the cheapest check.
+Uploads (multipart, binary) use `body: "streamed"` and are never held whole by either tier: the
+credential is signed before the first body byte, and the body crosses the hop framed
+(shared/hop_stream.py) so the core verifies it as it reads:
+
+- a per-request chain key `seed = HMAC(secret, "interlock-hop-stream\\n" mac)`, where `mac` is
+  the credential's own MAC (so it is bound to the method, path, request id, identity and the
+  one-time nonce) and `secret` the value that made that MAC (key rotation keeps working);
+- the body as frames `u32 length (big-endian) | 32-byte tag | data`, 1 to 256 KiB of data
+  each, where `tag_i = HMAC(seed, tag_{i-1} | u32 length | data)` (`tag_0` chains from 32
+  zero bytes);
+- a closing frame of length 0 with its own chained tag, then the end of the request.
+
+Truncation (no closing frame: an edge that refused an over-limit upload mid-stream, or a
+connection cut), reordering, dropped or altered frames, frames spliced from another request
+(another seed) and bytes after the close all break the chain; the core refuses the request
+(401) and never calls a provider. Replay is refused by the nonce, claimed before the body is
+read.
+
 Everything a client can reach on the core goes through `authenticate` first, which refuses any
 malformed value (non-ASCII, oversized, wrong shape, wrong types) with `None`, never an exception.
 """
@@ -28,7 +48,7 @@ import math
 import os
 import time
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
 
 import orjson
@@ -78,7 +98,18 @@ class HopClaims:
     identity: HopIdentity
     issued_at: int
     nonce: str
-    body_digest: str  # sha256 hex of the body bytes the edge sent
+    body_digest: str  # sha256 hex of the body bytes the edge sent, or BODY_STREAMED
+    # The streamed mode's chain key (shared/hop_stream.py); None for a whole body.
+    stream_seed: bytes | None = field(default=None, repr=False)
+
+    @property
+    def streamed(self) -> bool:
+        return self.body_digest == BODY_STREAMED
+
+
+# The `body` claim of the streamed mode: the body follows, framed and chained.
+BODY_STREAMED = "streamed"
+_STREAM_LABEL = b"interlock-hop-stream\n"
 
 
 class HopKey:
@@ -106,10 +137,24 @@ class HopKey:
 
     def verify(self, method: str, path: str, request_id: str, payload: bytes, mac: str) -> bool:
         """Whether `mac` was made with any value the secret accepts now."""
-        return any(
-            hmac.compare_digest(_mac(self._for(value), method, path, request_id, payload), mac)
-            for value in self._secret.accepted()
-        )
+        return self._matching(method, path, request_id, payload, mac) is not None
+
+    def _matching(
+        self, method: str, path: str, request_id: str, payload: bytes, mac: str
+    ) -> hmac.HMAC | None:
+        """The keyed state of the value that made `mac`, if any value the secret accepts did."""
+        for value in self._secret.accepted():
+            keyed = self._for(value)
+            if hmac.compare_digest(_mac(keyed, method, path, request_id, payload), mac):
+                return keyed
+        return None
+
+    def stream_seed(self, mac: str, keyed: hmac.HMAC | None = None) -> bytes:
+        """The streamed body's chain key for the credential whose MAC is `mac` (made with
+        `keyed`, else with the current value: the signer's case)."""
+        state = (keyed or self._for(self._secret.reveal())).copy()
+        state.update(_STREAM_LABEL + mac.encode("ascii"))
+        return state.digest()
 
     def __repr__(self) -> str:
         return "HopKey(********)"
@@ -149,6 +194,34 @@ def sign(
     nonce: str | None = None,
 ) -> str:
     """The credential for one request: one sha256 of the body, one HMAC."""
+    return _credential(key, identity, (method, path, request_id), body_digest(body), now, nonce)[0]
+
+
+def sign_streamed(
+    key: HopKey,
+    identity: HopIdentity,
+    method: str,
+    path: str,
+    request_id: str,
+    now: float | None = None,
+    nonce: str | None = None,
+) -> tuple[str, bytes]:
+    """The credential for a streamed body, and the chain key its frames are tagged with."""
+    credential, mac = _credential(
+        key, identity, (method, path, request_id), BODY_STREAMED, now, nonce
+    )
+    return credential, key.stream_seed(mac)
+
+
+def _credential(
+    key: HopKey,
+    identity: HopIdentity,
+    bound: tuple[str, str, str],
+    body: str,
+    now: float | None,
+    nonce: str | None,
+) -> tuple[str, str]:
+    method, path, request_id = bound
     claims = {
         "tenant": identity.tenant,
         "tier": identity.tier,
@@ -158,10 +231,11 @@ def sign(
         "tags": dict(identity.tags),
         "iat": int(time.time() if now is None else now),
         "nonce": nonce or os.urandom(_NONCE_CHARS // 2).hex(),
-        "body": body_digest(body),
+        "body": body,
     }
     payload = urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=")
-    return f"{HOP_VERSION}.{payload.decode('ascii')}.{key.mac(method, path, request_id, payload)}"
+    mac = key.mac(method, path, request_id, payload)
+    return f"{HOP_VERSION}.{payload.decode('ascii')}.{mac}", mac
 
 
 def valid_request_id(value: str | None) -> bool:
@@ -190,13 +264,17 @@ def authenticate(
     payload = parts[1].encode("ascii")
     if not payload or not _B64URL.issuperset(payload):
         return None
-    if not key.verify(method, path, request_id, payload, parts[2]):
+    keyed = key._matching(method, path, request_id, payload, parts[2])
+    if keyed is None:
         return None
     try:
         raw = orjson.loads(urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
     except (binascii.Error, ValueError):
         return None
-    return _claims(raw)
+    found = _claims(raw)
+    if found is not None and found.streamed:
+        return replace(found, stream_seed=key.stream_seed(parts[2], keyed))
+    return found
 
 
 def _claims(raw: Any) -> HopClaims | None:
@@ -210,7 +288,7 @@ def _claims(raw: Any) -> HopClaims | None:
         return None
     if not (isinstance(nonce, str) and len(nonce) == _NONCE_CHARS and nonce.isascii()):
         return None
-    if not (isinstance(digest, str) and len(digest) == _DIGEST_CHARS):
+    if not (isinstance(digest, str) and (len(digest) == _DIGEST_CHARS or digest == BODY_STREAMED)):
         return None
     admin = raw.get("admin", False)
     tags = claims.parse_tags_claim(raw.get("tags", {}))

@@ -1,12 +1,12 @@
-"""A multipart/form-data body (RFC 7578) read in place: the parts' names and byte ranges,
-never a copy of the uploaded file.
+"""multipart/form-data (RFC 7578): the rules both tiers read uploads by.
 
 Transcriptions arrive as multipart uploads; the gateway needs only the small text fields
 (model, language, response_format, ...) and where the file lies, to relay the body with the
-target's model spliced in (`splice`). Starlette's own form parser spools files to temporary
-files (blocking disk I/O on the event loop) and copies them; this reads the bytes the hop
-check already holds. Malformed bodies are 400s naming `file`. Shared: the edge reads `model`
-with it too.
+target's model spliced in. Neither tier holds an upload whole: they scan it as it streams
+(shared/multipart_stream.py, which shares the boundary and header rules here). `parse` is the
+whole-body reading of the same rules, kept as the reference the streaming scanner is tested
+against. Starlette's own form parser is not used: it spools files to temporary files with
+blocking disk I/O on the event loop. Malformed bodies are 400s naming `file`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from starlette.requests import Request
-
 from shared.errors import GatewayError, bad_request
-from shared.http import read_body
-from shared.names import check_model_name
 
-# OpenAI's upload limit for audio files; the edge and the core refuse bigger uploads with a
-# 413 naming `file` while reading them (README: Images and audio).
-MAX_AUDIO_BYTES = 25 * 1024 * 1024
-MAX_UPLOAD_BYTES = MAX_AUDIO_BYTES + 256 * 1024  # the file plus the multipart framing and fields
 MAX_PARTS = 64  # a transcription has about ten fields; more is not a client of this API
 MAX_FIELD_BYTES = 64 * 1024  # text fields (a prompt is the longest: 224 tokens at OpenAI)
 _BOUNDARY = re.compile(r'boundary="?([0-9A-Za-z\'()+_,./:=?-]{1,70})"?')
@@ -102,43 +94,11 @@ def parse(body: bytes, boundary: bytes) -> list[Part]:
     return parts
 
 
-def text(body: bytes, part: Part) -> str:
-    try:
-        return body[part.start : part.end].decode("utf-8")
-    except UnicodeDecodeError:
-        raise bad_request(f"the field {part.name} is not UTF-8", param=part.name[:64]) from None
-
-
-def splice(body: bytes, part: Part, value: str) -> bytes:
-    """`body` with `part`'s content replaced (the target's model id for the client's name)."""
-    return b"".join((body[: part.start], value.encode("utf-8"), body[part.end :]))
-
-
-def model_of(body: bytes, content_type: str | None) -> str:
-    """The upload's `model` field, under the model-name rule both tiers share (the edge routes
-    on it before relaying the body)."""
-    for part in parse(body, boundary_of(content_type)):
-        if part.name == "model" and part.filename is None:
-            return check_model_name({"model": text(body, part)})
-    raise bad_request("model is required", param="model", code="missing_required_parameter")
-
-
 def name_file(error: GatewayError) -> None:
     """An upload refused for its size is a 413 naming `file` (OpenAI's own answer's param)."""
     if error.status == 413:
         error.param = "file"
         error.message = f"file: {error.message}"
-
-
-async def read_upload(request: Request, limit: int) -> bytes:
-    """A multipart upload, refused with a 413 naming `file` as soon as it passes `limit` (its
-    Content-Length first). Held whole: the hop credential signs the body's digest, and the
-    core keeps it to fail over (README: Images and audio, for uploads a Lambda edge cannot take)."""
-    try:
-        return await read_body(request, limit)
-    except GatewayError as error:
-        name_file(error)
-        raise
 
 
 def relayed_type(content_type: str | None) -> str:

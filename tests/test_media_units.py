@@ -4,12 +4,16 @@ per second through the catalogue's Pricing."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from core.api.audio.duration import ASSUMED_BYTES_PER_SECOND, estimate_seconds, wav_seconds
 from core.api.audio.request import validate_speech, validate_transcription
+from core.api.audio.spool import Spool
+from core.api.audio.upload import Upload
 from core.api.images.request import validate_images
 from core.providers.adapters.base import Target
 from core.providers.adapters.gemini.images import aspect_ratio
@@ -21,10 +25,21 @@ from shared import multipart
 from shared.config import ProviderConfig
 from shared.config_prices import PricesConfig
 from shared.errors import GatewayError, ProviderError
+from shared.multipart_stream import PartScanner, canonical
 from tests.support.fake_media import make_wav, read_form
 from tests.support.providers import provider_of
 
 TYPE = "multipart/form-data; boundary=b0undary"
+
+
+def upload(raw: bytes) -> Upload:
+    """A body as the core holds it once read: scanned, and spooled (in memory, this small)."""
+    scanner = PartScanner(b"b0undary")
+    scanner.feed(raw)
+    parts = scanner.finish()
+    spool = Spool()
+    asyncio.run(spool.write(raw))
+    return Upload(spool, parts, TYPE, canonical(parts))
 
 
 def body(*parts: tuple[str, str | None, bytes]) -> bytes:
@@ -38,6 +53,10 @@ def body(*parts: tuple[str, str | None, bytes]) -> bytes:
     return out + b"--b0undary--\r\n"
 
 
+async def _joined(pieces: AsyncIterator[bytes]) -> bytes:
+    return b"".join([piece async for piece in pieces])
+
+
 def test_multipart_parts_are_offsets_and_splice_stays_valid() -> None:
     audio = b"RIFF\r\n--b0und\r\nnot a boundary" + bytes(100)
     raw = body(("model", None, b"whisper"), ("file", "a.wav", audio), ("language", None, b"en"))
@@ -48,8 +67,9 @@ def test_multipart_parts_are_offsets_and_splice_stays_valid() -> None:
         ("language", None),
     ]
     assert raw[parts[1].start : parts[1].end] == audio
-    assert multipart.model_of(raw, TYPE) == "whisper"
-    spliced = multipart.splice(raw, parts[0], "whisper-large-v3")
+    relayed = validate_transcription(upload(raw)).relayed("whisper-large-v3")
+    spliced = asyncio.run(_joined(relayed.open()))
+    assert len(spliced) == relayed.size
     assert read_form(TYPE, spliced) == {
         "model": b"whisper-large-v3",
         "file": audio,
@@ -76,7 +96,7 @@ def test_malformed_multipart_is_a_400_naming_file(raw: bytes, content_type: str)
 
 def test_transcription_request_fields_and_refusals() -> None:
     raw = body(("file", "a.wav", b"x"), ("model", None, b"w"), ("response_format", None, b"srt"))
-    request = validate_transcription(raw, TYPE)
+    request = validate_transcription(upload(raw))
     assert (request.model, request.response_format, request.audio_bytes) == ("w", "srt", 1)
     assert request.payload == {"model": "w", "response_format": "srt"}
     for extra, param in [
@@ -87,7 +107,7 @@ def test_transcription_request_fields_and_refusals() -> None:
     ]:
         with pytest.raises(GatewayError) as refused:
             validate_transcription(
-                body(("file", "a.wav", b"x"), ("model", None, b"w"), extra), TYPE
+                upload(body(("file", "a.wav", b"x"), ("model", None, b"w"), extra))
             )
         assert refused.value.param == param
 
@@ -96,9 +116,9 @@ def test_wav_length_is_exact_and_other_formats_are_estimated() -> None:
     audio = make_wav(1.5, 16000, 2)
     assert wav_seconds(audio, len(audio)) == 1.5
     raw = b"prefix" + audio + b"suffix"
-    assert estimate_seconds(raw, 6, 6 + len(audio)) == 1.5
+    assert estimate_seconds(raw[6:], len(audio)) == 1.5
     mp3 = b"\xff\xfb" + bytes(ASSUMED_BYTES_PER_SECOND * 3 - 2)
-    assert estimate_seconds(mp3, 0, len(mp3)) == 3.0
+    assert estimate_seconds(mp3[:4096], len(mp3)) == 3.0
     assert wav_seconds(b"RIFF\x00\x00\x00\x00WAVEdata\x10\x00\x00\x00", 20) is None  # no fmt
 
 

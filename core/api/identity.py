@@ -1,9 +1,11 @@
 """Who is calling: the tenant identity the edge vouched for with its hop credential.
 
-Verification reads the body (capped) exactly once, because the credential is bound to the body's
-digest; the handler gets those bytes. Every failure, however malformed the input, is the same
-401 envelope, and a credential is accepted at most once (its nonce is claimed in the state
-store with one SET NX EX).
+Verification reads a JSON body (capped) exactly once, because the credential is bound to the
+body's digest; the handler gets those bytes. An upload comes in the hop's streamed mode instead
+(shared/hop.py): its credential yields the chain key its frames are verified with as they are
+read (core.api.audio.upload), never the body whole. Every failure, however malformed the
+input, is the same 401 envelope, and a credential is accepted at most once (its nonce is
+claimed in the state store with one SET NX EX).
 """
 
 from __future__ import annotations
@@ -67,6 +69,15 @@ def signed_path(request: Request) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
+def claims_request_id(headers: dict[str, str]) -> str:
+    """The request id, checked valid by `HopVerifier._checked` before anything else."""
+    return headers[hop.REQUEST_ID_HEADER]
+
+
+def unauthorized() -> GatewayError:
+    return _unauthorized()
+
+
 def _deny_all(name: str) -> bool:
     return False
 
@@ -81,6 +92,30 @@ class HopVerifier:
     async def authenticate(self, request: Request, max_body: int) -> tuple[Caller, bytes]:
         """The caller and the request's body, or a 401: MAC and freshness first (no body is
         read for a forged credential), then the body against its digest, then the nonce."""
+        headers, claims, ttl = self._checked(request)
+        if claims.streamed:
+            raise _unauthorized()  # a JSON route takes whole bodies only
+        try:
+            body = await read_body(request, max_body)
+        except GatewayError as error:
+            error.headers = {**error.headers, hop.REQUEST_ID_HEADER: claims_request_id(headers)}
+            raise
+        if hop.body_digest(body) != claims.body_digest:
+            raise _unauthorized()
+        await self._claim(claims, ttl, headers)
+        return self._caller(claims, headers), body
+
+    async def authenticate_streamed(self, request: Request) -> tuple[Caller, bytes]:
+        """The caller of an upload and its body's chain key, or a 401. The nonce is claimed
+        before any body byte is read, so a replayed credential is refused at once; each frame
+        is then verified as it is read (core.api.audio.upload)."""
+        headers, claims, ttl = self._checked(request)
+        if claims.stream_seed is None:
+            raise _unauthorized()  # an upload route takes streamed bodies only
+        await self._claim(claims, ttl, headers)
+        return self._caller(claims, headers), claims.stream_seed
+
+    def _checked(self, request: Request) -> tuple[dict[str, str], hop.HopClaims, float]:
         headers = header_map(request)
         request_id = headers.get(hop.REQUEST_ID_HEADER)
         if request_id is None or not hop.valid_request_id(request_id):
@@ -93,28 +128,27 @@ class HopVerifier:
         ttl = hop.remember_for(claims, time.time(), self._max_skew_s)
         if ttl <= 0:
             raise _unauthorized()
-        try:
-            body = await read_body(request, max_body)
-        except GatewayError as error:
-            error.headers = {**error.headers, hop.REQUEST_ID_HEADER: request_id}
-            raise
-        if hop.body_digest(body) != claims.body_digest:
-            raise _unauthorized()
+        return headers, claims, ttl
+
+    async def _claim(self, claims: hop.HopClaims, ttl: float, headers: dict[str, str]) -> None:
         if not await self._store.claim(NONCE_KEY_PREFIX + claims.nonce, ttl):
             # Only a captured credential gets this far: worth an operator's attention.
-            log.warning("refused a replayed hop credential (request id %s)", request_id)
+            log.warning(
+                "refused a replayed hop credential (request id %s)", claims_request_id(headers)
+            )
             raise _unauthorized()
+
+    def _caller(self, claims: hop.HopClaims, headers: dict[str, str]) -> Caller:
         identity = claims.identity
-        caller = Caller(
+        return Caller(
             tenant=identity.tenant,
             tier=identity.tier,
-            request_id=request_id,
+            request_id=claims_request_id(headers),
             allows=self._matcher(identity.models),
             tags=with_header(identity.tags, headers.get(TAGS_HEADER)),
             admin=identity.admin,
             traceparent=received(headers.get(hop.TRACEPARENT_HEADER)),
         )
-        return caller, body
 
     def _matcher(self, models: str) -> Callable[[str], bool]:
         matcher = self._matchers.get(models)

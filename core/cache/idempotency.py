@@ -5,12 +5,15 @@ body, a stream's bytes as sent) is kept `idempotency.ttl` (24 h) and answers eve
 the same key, which then reserves no budget and writes no ledger record (README: Response
 cache). A retry that arrives while the first is in flight joins it: the first holds a claim
 (SET NX in the state store, so replicas sharing Redis see it) and the retry polls for the
-result until the request's deadline (then a 409). The same key with another body is a 422; a
-key longer than 255 characters or outside printable ASCII is a 400; both name the header.
+result until the request's deadline (then a 409). The same key with another body is a 422 (an
+upload's body is what it says, its fields and each file's sha256, not its bytes: an SDK's
+retry draws a new multipart boundary); a key longer than 255 characters or outside printable
+ASCII is a 400; both name the header.
 
-Only results that settle the request are kept: a 5xx or a 429 (nothing was done, or the
-gateway could not do it) releases the claim so a retry runs again, as does an error raised
-before any answer (a validation 400 is deterministic and cheap to repeat). A stream is kept
+Only results that settle the request are kept: a 5xx, a 429 or a 499 (nothing was done, the
+gateway could not do it, or the client left and the work was cancelled) releases the claim
+so a retry runs again, as does an error raised before any answer (a validation 400 is
+deterministic and cheap to repeat). A stream is kept
 only if it was sent whole.
 
 What it did is counted for /metrics (`IdempotencyCounts`, one per core, shared by the APIs):
@@ -32,6 +35,8 @@ from prometheus_client.core import Metric
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from core.api.audio.upload import SCOPE_KEY as UPLOAD_KEY
+from core.api.audio.upload import Upload
 from core.api.identity import Caller
 from core.observe.families import by, counters
 from core.state.store import Store
@@ -43,6 +48,9 @@ HEADER = "Idempotency-Key"
 REPLAYED = "x-interlock-idempotent-replay"
 MAX_KEY_CHARS = 255
 _POLL_S = 0.05
+# Answers that settle nothing besides 5xx: 429 (not run) and 499 (the client left, so the work
+# was cancelled: the SDK's retry after its own timeout must run it, never replay the 499).
+_UNSETTLED = frozenset((429, 499))
 _UNKEPT = frozenset(("content-length", "date", "server", "x-request-id", "request-id"))
 
 
@@ -91,6 +99,14 @@ class IdempotencyCounts:
         ]
 
 
+def _content(http: Request, body: bytes) -> bytes:
+    """What a retry must repeat: a JSON body's bytes; an upload's canonical content (its
+    fields and each file's sha256, core.api.audio.upload), since an SDK's retry draws a new
+    multipart boundary and would otherwise look like another body (a 422)."""
+    upload = http.scope.get(UPLOAD_KEY)
+    return upload.canonical if isinstance(upload, Upload) else body
+
+
 def _digest(data: bytes, size: int = 20) -> str:
     return hashlib.blake2b(data, digest_size=size).hexdigest()
 
@@ -119,7 +135,7 @@ class Idempotent:
         key = _checked(raw)
         tag = _digest(caller.tenant.encode(), 8)  # the hash tag: a tenant's keys share a slot
         base = f"ilk:{{{tag}}}:{_digest(key.encode())}"
-        fingerprint = _digest(http.url.path.encode() + b"\n" + body)
+        fingerprint = _digest(http.url.path.encode() + b"\n" + _content(http, body))
         claim, result = base + ":c", base + ":r"
         deadline = time.monotonic() + self._deadline_s
         waited = False
@@ -161,7 +177,7 @@ class Idempotent:
         except BaseException:
             await self._release(claim)
             raise
-        if response.status_code >= 500 or response.status_code == 429:
+        if response.status_code >= 500 or response.status_code in _UNSETTLED:
             await self._release(claim)
             return response
         meta = {

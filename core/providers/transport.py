@@ -266,7 +266,11 @@ class Transport:
             headers = {**headers, "traceparent": traceparent}
         try:
             return await self._session().request(
-                request.method, url, data=request.body, headers=headers, timeout=self._timeout
+                request.method,
+                url,
+                data=request.body if request.stream is None else request.stream.open(),
+                headers=headers,
+                timeout=self._timeout,
             )
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc) from None

@@ -13,7 +13,8 @@ Titan Image / Nova Canvas (FakeBedrockImages): InvokeModel, SigV4 verified, the 
 checked key by key, answered with `images`.
 
 Scripted by model id: *fail-500* (a 500 before any byte), *cut* (speech: some audio, then
-the connection drops), throttle.<bedrock model> (429 ThrottlingException).
+the connection drops), *slow-once* (transcriptions: the first call answers after 1.5 s),
+throttle.<bedrock model> (429 ThrottlingException).
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ class FakeOpenAIMedia(FakeServer):
         self.calls[model] += 1
         if "fail-500" in str(model):
             return openai_error(500, "The server had an error while processing your request.")
+        if "slow-once" in model and self.calls[model] == 1:
+            await asyncio.sleep(1.5)
         audio = form.get("file")
         if audio is None:
             return openai_error(400, "Missing required parameter: 'file'.", "file")

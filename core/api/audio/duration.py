@@ -34,8 +34,8 @@ def wav_seconds(head: bytes, size: int) -> float | None:
     return None
 
 
-def estimate_seconds(body: bytes, start: int, end: int) -> float:
-    """The recording in body[start:end]: exact for WAV, else by the assumed bitrate."""
-    size = end - start
-    exact = wav_seconds(body[start : min(end, start + _HEADER_SCAN)], size)
+def estimate_seconds(head: bytes, size: int) -> float:
+    """A recording of `size` bytes starting with `head`: exact for WAV, else by the assumed
+    bitrate."""
+    exact = wav_seconds(head[:_HEADER_SCAN], size)
     return exact if exact is not None else size / ASSUMED_BYTES_PER_SECOND

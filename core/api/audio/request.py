@@ -6,8 +6,8 @@ Speech: `model`, `input` (at most 4096 characters), `voice`, `response_format`, 
 `stream_format: "sse"` is refused (the gateway relays audio bytes, not events).
 
 Transcriptions: `file` and `model` are required; `response_format`, `language`, `prompt` and
-`temperature` are checked; other fields pass through to the host. The text fields are read
-from the multipart body in place (core.api.audio.multipart); `stream: true` is refused.
+`temperature` are checked; other fields pass through to the host. The parts were scanned
+while the upload was read and spooled (core.api.audio.upload); `stream: true` is refused.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.api.audio.upload import SplicedUpload, Upload
 from core.api.images.request import one_of, text_field
 from core.api.validate import check_param_names, is_number, require_model
 from core.providers.adapters.base import JSON
-from shared import multipart
 from shared.errors import bad_request
-from shared.multipart import MAX_AUDIO_BYTES
+from shared.multipart_stream import ScannedPart
 from shared.names import check_model_name
 
 MAX_SPEECH_CHARS = 4096
@@ -67,10 +67,9 @@ def validate_speech(payload: JSON) -> SpeechRequest:
 class TranscriptionRequest:
     payload: JSON  # the text fields, for routing rules, billing tags and budgets
     model: str
-    body: bytes  # the multipart body as received
-    content_type: str  # the client's, with its boundary: the body is relayed as it came
-    model_part: multipart.Part
-    file: multipart.Part
+    upload: Upload  # the body as received, spooled (core.api.audio.upload)
+    model_part: ScannedPart
+    file: ScannedPart
     response_format: str
 
     @property
@@ -81,13 +80,10 @@ class TranscriptionRequest:
     def audio_bytes(self) -> int:
         return self.file.end - self.file.start
 
-
-def _fields(body: bytes, parts: list[multipart.Part]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for part in parts:
-        if part.filename is None:
-            fields[part.name] = multipart.text(body, part)
-    return fields
+    def relayed(self, model: str) -> SplicedUpload:
+        """The upload as a host gets it: as received, with `model` as its model field."""
+        part = self.model_part
+        return SplicedUpload(self.upload.spool, part.start, part.end, model.encode())
 
 
 def _check_fields(fields: dict[str, Any]) -> None:
@@ -112,21 +108,19 @@ def _check_fields(fields: dict[str, Any]) -> None:
         )
 
 
-def validate_transcription(body: bytes, content_type: str | None) -> TranscriptionRequest:
-    parts = multipart.parse(body, multipart.boundary_of(content_type))
-    files = [p for p in parts if p.name == "file" and p.filename is not None]
+def validate_transcription(upload: Upload) -> TranscriptionRequest:
+    """The upload's parts (scanned while it was read) checked as OpenAI checks them; its
+    size was bounded while it was read (core.max_upload_bytes)."""
+    parts = upload.parts
+    files = [p for p in parts if p.name == "file" and p.is_file]
     if len(files) != 1:
         raise bad_request("exactly one file is required", param="file", code="invalid_value")
-    if files[0].end - files[0].start > MAX_AUDIO_BYTES:
-        raise bad_request(
-            f"file must be at most {MAX_AUDIO_BYTES} bytes", param="file", code="file_too_large"
-        )
-    fields = _fields(body, parts)  # names unchecked: OpenAI's own include `include[]`
-    models = [p for p in parts if p.name == "model" and p.filename is None]
+    # Names unchecked: OpenAI's own include `include[]`.
+    fields = {p.name: p.text() for p in parts if not p.is_file}
+    models = [p for p in parts if p.name == "model" and not p.is_file]
     if len(models) != 1:
         raise bad_request("model is required", param="model", code="missing_required_parameter")
     model = check_model_name({"model": fields["model"]})
     _check_fields(fields)
     fmt = fields.get("response_format", "json")
-    kind = content_type or ""
-    return TranscriptionRequest(fields, model, body, kind, models[0], files[0], fmt)
+    return TranscriptionRequest(fields, model, upload, models[0], files[0], fmt)

@@ -2,11 +2,13 @@
 
 The body is multipart, so this API reads it with its own first stage (`MultipartRead`, in
 place of JSON's `Read`): the text fields become `x.payload` (routing rules, billing tags and
-budgets read them as they read a JSON body) and the file stays where it lies in the body the
-hop check holds. Each attempt relays that body with the target's model spliced in
-(core.providers.adapters.openai_media), and the answer is relayed as the host made it (JSON,
-or text/srt/vtt with its content type). Usage: the host's tokens (gpt-4o-*-transcribe) or
-seconds (whisper-1), else seconds estimated from the upload (core.api.audio.duration).
+budgets read them as they read a JSON body) and the file stays in the spool the route read
+the upload into (core.api.audio.upload: verified as it streamed in, memory then a temporary
+file). Each attempt streams that spool to its host with the target's model spliced in
+(core.providers.adapters.openai_media), so a failover sends the same upload again; the
+answer is relayed as the host made it (JSON, or text/srt/vtt with its content type). Usage:
+the host's tokens (gpt-4o-*-transcribe) or seconds (whisper-1), else seconds estimated from
+the upload (core.api.audio.duration).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.responses import Response
 
 from core.api.audio.duration import estimate_seconds
 from core.api.audio.request import TranscriptionRequest, validate_transcription
+from core.api.audio.upload import upload_of
 from core.api.images.plan import MediaApi, MediaAttempt, plan_media
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange
@@ -61,7 +64,7 @@ class TranscriptionsApi(MediaApi):
     __slots__ = ()
 
     def validate(self, x: TranscriptionExchange) -> TranscriptionRequest:
-        request = validate_transcription(x.body, x.http.headers.get("content-type"))
+        request = validate_transcription(upload_of(x.http))
         x.payload = request.payload
         return request
 
@@ -110,7 +113,7 @@ def read_transcript(
         usage = transcript_usage(payload)
     if not usage:
         file = request.file
-        usage = {"seconds": estimate_seconds(request.body, file.start, file.end)}
+        usage = {"seconds": estimate_seconds(bytes(file.head), file.end - file.start)}
         usage["estimated"] = True
     return Transcript(body, content_type or "application/json", usage)
 

@@ -11,7 +11,7 @@ for the adapters and their callers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -31,12 +31,20 @@ JSON = dict[str, Any]
 S = TypeVar("S")
 
 
+class BodySource(Protocol):
+    """A body too large to hold (a spooled upload): opened afresh for every send, so a retry
+    or a failover sends it again from its start; its headers carry its Content-Length."""
+
+    def open(self) -> AsyncIterator[bytes]: ...
+
+
 @dataclass(slots=True)
 class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str]
     body: bytes
+    stream: BodySource | None = None  # sent instead of `body` when set
 
 
 @dataclass(frozen=True, slots=True)

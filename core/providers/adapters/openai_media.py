@@ -28,7 +28,6 @@ from core.providers.adapters.media import MediaResult, Problem, image_item
 from core.providers.adapters.openai_compat import ADAPTER as OPENAI_ADAPTER
 from core.providers.adapters.openai_compat import OpenAICompatAdapter
 from shared.errors import invalid_upstream, upstream_object
-from shared.multipart import splice
 
 if TYPE_CHECKING:  # the API's request types, for annotations only (no import cycle)
     from core.api.audio.request import SpeechRequest, TranscriptionRequest
@@ -155,11 +154,12 @@ class OpenAITranscriptions(OpenAIMedia):
         super().__init__("/audio/transcriptions", TRANSCRIBE_HOSTS, TRANSCRIBE_MODELS, adapter)
 
     def build(self, request: TranscriptionRequest, target: Target) -> UpstreamRequest:
-        body = request.body
-        if target.model != request.model:
-            body = splice(body, request.model_part, target.model)
-        headers = self.headers(target, request.content_type)
-        return UpstreamRequest("POST", self.url(target), headers, body)
+        """The spooled upload with the target's model spliced in, streamed from the spool
+        (never one bytes object), with its exact Content-Length."""
+        body = request.relayed(target.model)
+        headers = self.headers(target, request.upload.content_type)
+        headers["Content-Length"] = str(body.size)
+        return UpstreamRequest("POST", self.url(target), headers, b"", body)
 
 
 AZURE_IMAGES = OpenAIImages(AZURE_ADAPTER)
