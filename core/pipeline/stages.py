@@ -131,7 +131,7 @@ def demand(x: AnyExchange, route: Route) -> Demand:
 def ask_of(x: AnyExchange) -> BudgetAsk:
     """What the request asks of the budgets (needs `x.tokens`, admission's estimate): the
     dispatch stage reserves it per try, a route explanation checks it against the levels."""
-    caller = x.caller
+    caller, units = x.caller, getattr(x.spec, "units", None)  # an API billed by units says them
     ask = budget_ask(
         caller.tenant,
         caller.request_id,
@@ -141,10 +141,7 @@ def ask_of(x: AnyExchange) -> BudgetAsk:
         caller.tags,
         x.prompt_tokens(),
     )
-    units = getattr(x.spec, "units", None)  # an API billed by units (images) says them
-    if units is not None:
-        ask = replace(ask, units=units(x.payload))
-    return ask
+    return ask if units is None else replace(ask, units=units(x.payload))
 
 
 class Plan:
