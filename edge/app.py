@@ -12,7 +12,7 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -93,6 +93,7 @@ class EdgeState:
         self.hop_key = hop.HopKey(edge_secrets.hop_secret)
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
+        self.max_upload = config.edge.max_upload_bytes
         self.session: aiohttp.ClientSession | None = None
         self.fresh: aiohttp.ClientSession | None = None
         edge = config.edge
@@ -271,79 +272,94 @@ def _nobody_listening() -> None:
     return None
 
 
-def create_app(config: EdgeTierConfig) -> Starlette:
-    state = EdgeState(config)
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-    upload_limit = config.edge.max_upload_bytes
 
-    def proxy(api: Api, reads_model: bool = True, upload: bool = False):  # type: ignore[no-untyped-def]
-        async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            return timed(await answer(request), started)
+def _proxy(state: EdgeState, api: Api, reads_model: bool = True, upload: bool = False) -> Endpoint:
+    """A relayed endpoint: `reads_model` False for the ones without a body (GET, DELETE),
+    `upload` for a multipart upload (streamed through with its own limit, edge/upload.py)."""
 
-        async def answer(request: Request) -> Response:
-            # Minted first, so every answer (edge errors included) carries an id to quote.
-            request_id = "req_" + os.urandom(12).hex()
-            try:
-                incoming = header_map(request)
-                if len(incoming) != len(request.scope["headers"]):  # some header repeated
-                    refuse_duplicate_credentials(request.scope["headers"])
-                token = state.verifier.verify(TokenVerifier.credential(incoming, api), api=api)
-                state.network.check(token.tenant, token.cidrs, request.scope)
-                if not reads_model:
-                    return await state.forward(
-                        request, incoming, api, token, None, None, request_id
-                    )
-                body: bytes | UploadSource
-                if upload:  # multipart, streamed through with its own limit (edge/upload.py)
-                    body = UploadSource(request, upload_limit)
-                    await body.peek()
-                    model = body.model  # None when the file comes first: the core checks it
-                else:
-                    body = await read_body(request, state.max_body)
-                    model = _peek_model(body)
-                if model is not None and not token.allows(model):
-                    raise GatewayError(
-                        403,
-                        f"this token may not use the model '{model}'",
-                        param="model",
-                        code="model_not_allowed",
-                    )
-                return await state.forward(request, incoming, api, token, model, body, request_id)
-            except GatewayError as error:
-                return error_response(error, api, {"x-request-id": request_id})
-            except ClientDisconnect:
-                return Response(status_code=499)  # left mid-upload: nobody to answer
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        return timed(await _answer(state, request, api, reads_model, upload), started)
 
-        return endpoint
+    return endpoint
 
+
+async def _answer(
+    state: EdgeState, request: Request, api: Api, reads_model: bool, upload: bool
+) -> Response:
+    # Minted first, so every answer (edge errors included) carries an id to quote.
+    request_id = "req_" + os.urandom(12).hex()
+    try:
+        incoming = header_map(request)
+        if len(incoming) != len(request.scope["headers"]):  # some header repeated
+            refuse_duplicate_credentials(request.scope["headers"])
+        token = state.verifier.verify(TokenVerifier.credential(incoming, api), api=api)
+        state.network.check(token.tenant, token.cidrs, request.scope)
+        if not reads_model:
+            return await state.forward(request, incoming, api, token, None, None, request_id)
+        body, model = await _body_and_model(state, request, upload)
+        if model is not None and not token.allows(model):
+            raise GatewayError(
+                403,
+                f"this token may not use the model '{model}'",
+                param="model",
+                code="model_not_allowed",
+            )
+        return await state.forward(request, incoming, api, token, model, body, request_id)
+    except GatewayError as error:
+        return error_response(error, api, {"x-request-id": request_id})
+    except ClientDisconnect:
+        return Response(status_code=499)  # left mid-upload: nobody to answer
+
+
+async def _body_and_model(
+    state: EdgeState, request: Request, upload: bool
+) -> tuple[bytes | UploadSource, str | None]:
+    """The body to relay and the model it names (None: an upload whose file comes first;
+    the core checks it against the token)."""
+    if upload:
+        source = UploadSource(request, state.max_upload)
+        await source.peek()
+        return source, source.model
+    body = await read_body(request, state.max_body)
+    return body, _peek_model(body)
+
+
+def _routes(state: EdgeState) -> list[Route]:
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def dashboard(request: Request) -> Response:
         return await relay_static(state, request)  # the page's files (edge/dashboard.py)
 
-    routes = [
-        Route("/v1/chat/completions", proxy("openai"), methods=["POST"]),
-        Route("/v1/embeddings", proxy("openai"), methods=["POST"]),
-        Route("/v1/messages", proxy("anthropic"), methods=["POST"]),
-        Route("/v1/responses", proxy("openai"), methods=["POST"]),
-        Route("/v1/responses/{id}", proxy("openai", reads_model=False), methods=["GET", "DELETE"]),
-        Route(
-            "/v1/responses/{id}/input_items", proxy("openai", reads_model=False), methods=["GET"]
-        ),
-        Route("/v1/images/generations", proxy("openai"), methods=["POST"]),
-        Route("/v1/audio/speech", proxy("openai"), methods=["POST"]),
-        Route("/v1/audio/transcriptions", proxy("openai", upload=True), methods=["POST"]),
-        Route("/v1/models", proxy("openai", reads_model=False), methods=["GET"]),
-        Route("/v1/usage", proxy("openai", reads_model=False), methods=["GET"]),
-        Route("/v1/dashboard/{panel}", proxy("openai", reads_model=False), methods=["GET"]),
+    bodiless = _proxy(state, "openai", reads_model=False)
+    return [
+        Route("/v1/chat/completions", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/embeddings", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/messages", _proxy(state, "anthropic"), methods=["POST"]),
+        Route("/v1/responses", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/responses/{id}", bodiless, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{id}/input_items", bodiless, methods=["GET"]),
+        Route("/v1/images/generations", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/audio/speech", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/audio/transcriptions", _proxy(state, "openai", upload=True), methods=["POST"]),
+        Route("/v1/models", bodiless, methods=["GET"]),
+        Route("/v1/usage", bodiless, methods=["GET"]),
+        Route("/v1/dashboard/{panel}", bodiless, methods=["GET"]),
         Route("/dashboard", dashboard, methods=["GET"]),
         Route("/dashboard/", dashboard, methods=["GET"]),
         Route("/dashboard/{name}", dashboard, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS)
+
+
+def create_app(config: EdgeTierConfig) -> Starlette:
+    state = EdgeState(config)
+    app = Starlette(
+        routes=_routes(state), lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS
+    )
     # No trailing-slash redirects: Starlette builds their Location from the client's Host.
     app.router.redirect_slashes = False
     app.state.edge = state

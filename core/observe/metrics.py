@@ -32,19 +32,7 @@ def families(
     store: Store, breakers: BreakerBoard, entries: dict[str, int] | None = None
 ) -> list[Metric]:
     """`entries`: size of each bounded per-target structure, by a fixed structure name."""
-    out: list[Metric] = []
-    if isinstance(store, ResilientStore):
-        out += [
-            gauge("interlock_redis_up", "Whether the last call to Redis succeeded.", store.healthy),
-            counter(
-                "interlock_redis_outages_total", "Times Redis became unreachable.", store.outages
-            ),
-            counter(
-                "interlock_redis_fallback_calls_total",
-                "Calls served from per-process state.",
-                store.fallback_calls,
-            ),
-        ]
+    out = _store_families(store)
     circuits = {
         (label,): float(breakers.state(label) is not State.CLOSED) for label in breakers.labels()
     }
@@ -70,6 +58,36 @@ def families(
         ),
         *_budget_families(),
         *_secret_families(),
+        *_prompt_cache_families(),
+    ]
+    if entries:
+        out.append(
+            gauges(
+                "interlock_state_entries",
+                "Entries held by a bounded per-target structure.",
+                ("kind",),
+                by(entries),
+            )
+        )
+    return out
+
+
+def _store_families(store: Store) -> list[Metric]:
+    if not isinstance(store, ResilientStore):
+        return []
+    return [
+        gauge("interlock_redis_up", "Whether the last call to Redis succeeded.", store.healthy),
+        counter("interlock_redis_outages_total", "Times Redis became unreachable.", store.outages),
+        counter(
+            "interlock_redis_fallback_calls_total",
+            "Calls served from per-process state.",
+            store.fallback_calls,
+        ),
+    ]
+
+
+def _prompt_cache_families() -> list[Metric]:
+    return [
         counters(
             "interlock_gemini_context_cache_total",
             "Gemini context caches created, recreated (expired or gone) and reused, and cache "
@@ -86,16 +104,6 @@ def families(
         ),
         affinity_family(),
     ]
-    if entries:
-        out.append(
-            gauges(
-                "interlock_state_entries",
-                "Entries held by a bounded per-target structure.",
-                ("kind",),
-                by(entries),
-            )
-        )
-    return out
 
 
 def _budget_families() -> list[Metric]:

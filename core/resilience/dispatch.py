@@ -44,7 +44,7 @@ from core.resilience.circuit_board import BreakerBoard
 from core.resilience.deadline import DeadlineExceeded
 from core.resilience.key_pools import KeyLease, KeyPools
 from core.resilience.latency import LatencyTracker
-from core.resilience.lease import AttemptLeases, Unavailable, Verdict
+from core.resilience.lease import AttemptLeases, LeasedAttempt, Unavailable, Verdict
 from core.resilience.retry import (
     FAIL_OVER,
     ROTATE_KEY,
@@ -200,6 +200,21 @@ class _Run:
     reason: str = "first"  # why the next try is made (its span says so)
 
 
+def _served(run: _Run, attempt: Routable, leased: LeasedAttempt) -> Outcome:
+    """What served the request, once a try on `attempt`'s target succeeded."""
+    return Outcome(
+        leased.target,
+        run.leases.tries,
+        attempt.dropped,
+        run.leases.targets - 1,  # the failovers
+        run.retries,
+        leased.lease,
+        leased.verdict,
+        leased.budget,
+        upstream_s=time.monotonic() - run.started,
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -322,20 +337,7 @@ class Dispatcher:
                     run.reason = "retry"
                     continue
                 raise
-            leases = run.leases
-            failovers = leases.targets - 1
-            served = Outcome(
-                leased.target,
-                leases.tries,
-                attempt.dropped,
-                failovers,
-                run.retries,
-                leased.lease,
-                leased.verdict,
-                leased.budget,
-                upstream_s=time.monotonic() - run.started,
-            )
-            return result, served
+            return result, _served(run, attempt, leased)
 
     def _skipped(self, run: _Run, target: Target, error: ProviderError) -> None:
         """A target this try could not use (circuit open, no key): the next one is tried."""
