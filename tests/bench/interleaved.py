@@ -18,8 +18,8 @@ request (utime + stime of its edge and core, from /proc) and its c=1 p50 are med
 rounds, and each round's difference to the first stack is reported too.
 
 A stack is `name`, `name=<checkout>` (that tree's code: e.g. a `git worktree` of an older
-commit) or `name:<json>` (this tree, with those top-level config sections merged over the
-bench's config, as in `make bench`).
+commit), `name:<json>` (this tree, with those top-level config sections merged over the
+bench's config, as in `make bench`) or `name=<checkout>:<json>` (both).
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class Variant:
             return cls(name, overrides=orjson.loads(raw))
         if "=" in spec:
             name, tree = spec.split("=", 1)
-            return cls(name, tree=Path(tree).resolve())
+            tree, _, raw = tree.partition(":")  # name=<checkout>:<json>: both
+            overrides = orjson.loads(raw) if raw else {}
+            return cls(name, tree=Path(tree).resolve(), overrides=overrides)
         return cls(spec)
 
 
