@@ -46,13 +46,8 @@ class ChatApi:
     def __init__(self, inliner: ImageInliner | None = None) -> None:
         self._inliner = inliner
 
-    @property
-    def operation(self) -> str:
-        return "chat"
-
-    @property
-    def api(self) -> Api:
-        return "openai"
+    operation = "chat"  # the GenAI operation name (metrics, traces)
+    api: Api = "openai"  # the error envelope's format
 
     def validate(self, x: ChatExchange) -> ChatRequest:
         return ChatRequest(x.payload)

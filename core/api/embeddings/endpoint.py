@@ -38,13 +38,8 @@ class EmbeddingsApi:
 
     __slots__ = ()
 
-    @property
-    def operation(self) -> str:
-        return "embeddings"
-
-    @property
-    def api(self) -> Api:
-        return "openai"
+    operation = "embeddings"  # the GenAI operation name (metrics, traces)
+    api: Api = "openai"  # the error envelope's format
 
     def validate(self, x: EmbeddingsExchange) -> EmbeddingRequest:
         return validate_embeddings(x.payload)

@@ -69,13 +69,8 @@ class MediaApi:
 
     __slots__ = ()
 
-    @property
-    def operation(self) -> str:
-        return "generate_content"
-
-    @property
-    def api(self) -> Api:
-        return "openai"
+    operation = "generate_content"  # the GenAI operation name (metrics, traces)
+    api: Api = "openai"  # the error envelope's format
 
     def relayed(self, x: Any, error: ProviderError) -> Response | None:
         return None

@@ -78,13 +78,8 @@ class MessagesApi:
         self._passthrough = passthrough
         self._inliner = inliner
 
-    @property
-    def operation(self) -> str:
-        return "chat"
-
-    @property
-    def api(self) -> Api:
-        return "anthropic"
+    operation = "chat"  # the GenAI operation name (metrics, traces)
+    api: Api = "anthropic"  # the error envelope's format
 
     def validate(self, x: MessagesExchange) -> MessagesRequest:
         return MessagesRequest(x.payload, x.body, x.http.headers)

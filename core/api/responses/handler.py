@@ -133,19 +133,14 @@ class ResponsesApi:
         self.responses = responses
         self._inliner = inliner
 
-    @property
-    def operation(self) -> str:
-        return "chat"
+    operation = "chat"  # the GenAI operation name (metrics, traces)
+    api: Api = "openai"  # the error envelope's format
 
     @property
     def before_validate(self) -> tuple[History]:
         """The stages this API runs between read and validate (here and in a route
         explanation): the `previous_response_id` lookup."""
         return (History(self.responses),)
-
-    @property
-    def api(self) -> Api:
-        return "openai"
 
     def validate(self, x: ResponsesExchange) -> ResponsesRequest:
         request = ResponsesRequest(x.payload, x.body, history_of(x.http))
