@@ -133,8 +133,9 @@ def longest_mark(payload: dict[str, Any]) -> str | None:
     groups = [payload.get("tools"), system if isinstance(system, list) else None]
     for message in payload.get("messages") or ():
         if isinstance(message, dict):
-            groups.append([message])
-            groups.append(message.get("content"))
+            content = message.get("content")
+            parts = content if isinstance(content, list) else ()
+            groups += [[message], content, *map(pc.inner, parts)]
     for group in groups:
         for item in group if isinstance(group, list) else ():
             if isinstance(item, dict) and pc.MARK in item:
@@ -181,6 +182,7 @@ def _anthropic_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             blocks += [b for b in content if isinstance(b, dict)]
+            blocks += [b for part in content for b in pc.inner(part) if isinstance(b, dict)]
     return blocks
 
 
@@ -233,7 +235,9 @@ def place_auto(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _has_mark(message: dict[str, Any]) -> bool:
     content = message.get("content")
-    return pc.MARK in message or (isinstance(content, list) and _has_mark_any(content))
+    return pc.MARK in message or (
+        isinstance(content, list) and any(pc.marked_part(p) for p in content)
+    )
 
 
 def _has_mark_any(items: list[Any]) -> bool:
