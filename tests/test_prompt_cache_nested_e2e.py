@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_bedrock import FakeBedrock
 from tests.support.fake_openai import FakeOpenAI
