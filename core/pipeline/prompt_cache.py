@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from core.cache.affinity import ticket
+from core.cache.affinity import LOOKBACK, ticket
 from core.pipeline.exchange import Exchange
 from core.wire import prompt_cache as pc
 from shared.errors import GatewayError
@@ -36,6 +36,7 @@ from shared.errors import GatewayError
 AnyExchange = Exchange[Any, Any, Any]
 HEADER = "x-interlock-prompt-cache"
 MODES = frozenset({"off", "markers", "auto"})
+_SYSTEM = ("system", "developer")
 
 
 class _Auto(dict[str, str]):
@@ -97,16 +98,17 @@ class PromptCache:
 
     def _fingerprint(self, x: AnyExchange, payload: dict[str, Any]) -> str | None:
         """The request's affinity ticket (x.affinity), when it is marked and its route has a
-        choice; its fingerprint, or None."""
+        choice; its fingerprint (the longest prefix's), or None."""
         route = x.route
         if not (self._affinity and getattr(route, "affinity", False) and _has_choice(route)):
             return None
         ttl = longest_mark(payload)
         if ttl is None:
             return None
-        prefix = fingerprint(payload, x.caller.tenant)
-        x.affinity = ticket(prefix, ttl == "1h")
-        return prefix
+        tenant = x.caller.tenant
+        prints = prefixes(payload, tenant, LOOKBACK)
+        x.affinity = ticket(prints, ttl == "1h", scope(tenant))
+        return prints[0]
 
 
 def _takes_key(route: Any) -> bool:
@@ -261,9 +263,53 @@ def cache_key(payload: dict[str, Any], tenant: str, prefix: str | None = None) -
 
 
 def fingerprint(payload: dict[str, Any], tenant: str) -> str:
-    """A hash of the tenant and the stable prefix: the prompt_cache_key, and the affinity
-    registry's key (core.cache.affinity)."""
-    return _digest(tenant, b"p" + _stable_prefix(payload))
+    """A hash of the tenant and the stable prefix (through the last marked message): the
+    prompt_cache_key, and the affinity registry's key (core.cache.affinity)."""
+    return prefixes(payload, tenant, 0)[0]
+
+
+def scope(tenant: str) -> str:
+    """The tenant's tag in the affinity registry's keys (its Redis hash tag): a digest, so
+    an odd tenant name never shapes a key."""
+    return hashlib.blake2b(tenant.encode(), digest_size=8).hexdigest()
+
+
+def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
+    """Fingerprints of the stable prefix at message boundaries, longest first: through the
+    last marked message (what a target holds once it answered), then the `lookback` earlier
+    boundaries and those of the other marks (what an earlier turn of the same conversation
+    left). In auto mode the last mark moves every turn (the turn before the last user
+    message), so turn N+1 finds turn N's entry among its earlier boundaries.
+
+    One hash chained message by message over the request with its marks stripped (a marked
+    and an unmarked copy of a message agree): tenant, tools and a top-level system prompt,
+    then each message in order; a boundary's fingerprint is the chain's digest there."""
+    messages = payload.get("messages") or []
+    marked = [i for i, m in enumerate(messages) if isinstance(m, dict) and _has_mark(m)]
+    last = marked[-1] if marked else -1
+    wanted = {last, *marked[-4:], *range(max(-1, last - lookback), last)}
+    if last >= 0 and not (
+        _marked_list(payload.get("tools")) or _marked_list(payload.get("system"))
+    ):
+        wanted.discard(-1)  # nothing cached ends before the first message
+    bare = pc.strip(payload)
+    chain = hashlib.sha256(tenant.encode())
+    head = [bare.get("tools"), bare.get("system")]
+    if last < 0:  # no message marked: the system messages are the stable part (the key's)
+        head.append([m for m in bare.get("messages") or () if m.get("role") in _SYSTEM])
+    chain.update(b"\0p" + orjson.dumps(head))
+    found = {-1: chain.copy().hexdigest()} if -1 in wanted else {}
+    for i, message in enumerate(bare.get("messages") or ()):
+        if i > last:
+            break
+        chain.update(b"\n" + orjson.dumps(message))
+        if i in wanted:
+            found[i] = chain.copy().hexdigest()
+    return ["ilk-" + found[i][:40] for i in sorted(found, reverse=True)]
+
+
+def _marked_list(blocks: Any) -> bool:
+    return isinstance(blocks, list) and _has_mark_any(blocks)
 
 
 def _digest(tenant: str, tagged: bytes) -> str:
@@ -271,16 +317,6 @@ def _digest(tenant: str, tagged: bytes) -> str:
     digest.update(b"\0")
     digest.update(tagged)
     return "ilk-" + digest.hexdigest()[:40]
-
-
-def _stable_prefix(payload: dict[str, Any]) -> bytes:
-    """The tools, the system prompt and the messages up to the last marked one (either API's
-    shape: Anthropic's system is top-level, OpenAI's are messages)."""
-    messages = payload.get("messages") or []
-    last = max((i for i, m in enumerate(messages) if _has_mark(m)), default=-1)
-    system = [m for m in messages if m.get("role") in ("system", "developer")]
-    prefix = [payload.get("tools"), payload.get("system"), system, messages[: last + 1]]
-    return orjson.dumps(prefix)
 
 
 def dropped_headers(x: AnyExchange) -> dict[str, str]:
