@@ -39,7 +39,6 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,7 +88,7 @@ class Ticket:
     found: str | None = None  # the fingerprint the holder was found under
 
 
-def ticket(prints: Sequence[str], long_lived: bool, scope: str = "") -> Ticket:
+def ticket(prints: list[str], long_lived: bool, scope: str = "") -> Ticket:
     """A request's ticket from its fingerprints, longest first (at most MAX_LOOKUP are
     looked up); `long_lived`: one of its marks asked for the 1-hour TTL."""
     ttl = TTL_1H if long_lived else TTL_5M

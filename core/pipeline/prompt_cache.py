@@ -286,26 +286,44 @@ def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
     then each message in order; a boundary's fingerprint is the chain's digest there."""
     messages = payload.get("messages") or []
     marked = [i for i, m in enumerate(messages) if isinstance(m, dict) and _has_mark(m)]
-    last = marked[-1] if marked else -1
+    last, marked_set = (marked[-1] if marked else -1), set(marked)
     wanted = {last, *marked[-4:], *range(max(-1, last - lookback), last)}
     if last >= 0 and not (
         _marked_list(payload.get("tools")) or _marked_list(payload.get("system"))
     ):
         wanted.discard(-1)  # nothing cached ends before the first message
-    bare = pc.strip(payload)
     chain = hashlib.sha256(tenant.encode())
-    head = [bare.get("tools"), bare.get("system")]
+    head = [_bare_list(payload.get("tools")), _bare_list(payload.get("system"))]
     if last < 0:  # no message marked: the system messages are the stable part (the key's)
-        head.append([m for m in bare.get("messages") or () if m.get("role") in _SYSTEM])
+        head.append([_bare(m) for m in messages if m.get("role") in _SYSTEM])
     chain.update(b"\0p" + orjson.dumps(head))
     found = {-1: chain.copy().hexdigest()} if -1 in wanted else {}
-    for i, message in enumerate(bare.get("messages") or ()):
-        if i > last:
-            break
-        chain.update(b"\n" + orjson.dumps(message))
+    for i, message in enumerate(messages[: last + 1]):
+        chain.update(b"\n" + orjson.dumps(_bare(message) if i in marked_set else message))
         if i in wanted:
             found[i] = chain.copy().hexdigest()
     return ["ilk-" + found[i][:40] for i in sorted(found, reverse=True)]
+
+
+def _bare(message: Any) -> Any:
+    """A message without its marks (on itself, its parts, a tool_result's blocks): only
+    marked containers are copied."""
+    if not isinstance(message, dict) or not _has_mark(message):
+        return message
+    out = {k: v for k, v in message.items() if k != pc.MARK}
+    if isinstance(out.get("content"), list):
+        out["content"] = [_bare(_unmarked(p)) for p in out["content"]]
+    return out
+
+
+def _unmarked(item: Any) -> Any:
+    if isinstance(item, dict) and pc.MARK in item:
+        return {k: v for k, v in item.items() if k != pc.MARK}
+    return item
+
+
+def _bare_list(blocks: Any) -> Any:
+    return [_unmarked(b) for b in blocks] if isinstance(blocks, list) else blocks
 
 
 def _marked_list(blocks: Any) -> bool:
