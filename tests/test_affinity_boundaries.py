@@ -11,7 +11,7 @@ from typing import Any
 
 from core.cache import affinity as aff
 from core.cache.affinity import Affinities, entry_key, ticket
-from core.pipeline.prompt_cache import fingerprint, place_auto, prefixes, scope
+from core.pipeline.prompt_cache import anthropic_mode, fingerprint, place_auto, prefixes, scope
 from core.providers.adapters.base import Target
 from core.resilience.key_pools import key_id
 from core.routing.signals import Holder
@@ -128,3 +128,21 @@ def test_replicas_follow_a_grown_conversation_through_one_mget(redis_url: str) -
         await second.close()
 
     asyncio.run(scenario())
+
+
+def test_a_messages_conversation_grows_the_same_way() -> None:
+    """Anthropic's shape (passthrough): auto mode marks a content block, strings become
+    blocks; the previous turn's longest prefix is still among the next turn's boundaries."""
+
+    def turn(turns: int) -> dict[str, Any]:
+        messages: list[Any] = []
+        for n in range(turns):
+            if n:
+                messages.append({"role": "assistant", "content": f"{2 * n}"})
+            messages.append({"role": "user", "content": [{"type": "text", "text": f"{n}?"}]})
+        payload = {"system": "You answer in numbers. " * 50, "messages": messages}
+        return anthropic_mode(payload, "auto")
+
+    for turns in range(2, 8):
+        before = prefixes(turn(turns - 1), "acme", aff.LOOKBACK)
+        assert before[0] in prefixes(turn(turns), "acme", aff.LOOKBACK)[1:]

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -146,3 +147,27 @@ def test_a_budget_overrides_a_growing_conversations_holder(
         assert [talk.turn(replicas[n % 2], n)[0] for n in range(3, 5)] == ["two", "two"]
     finally:
         broke.stop()
+
+
+def test_a_growing_messages_conversation_stays_too(
+    replicas: tuple[Stack, Stack], claude: FakeAnthropic, other: FakeAnthropic
+) -> None:
+    """The Messages API, passed through to Anthropic: auto mode marks content blocks in
+    Anthropic's shape, and the conversation follows its cache the same way."""
+    for _ in range(4):
+        tag, served = uuid.uuid4().hex, set()
+        system, messages = f"[{tag}] {LONG}", []
+        for n in range(TURNS):
+            messages.append({"role": "user", "content": f"Question {n}: what is {n} + {n}?"})
+            sdk = anthropic.Anthropic(
+                base_url=replicas[n % 2].edge_url, api_key=replicas[n % 2].token(), max_retries=0
+            )
+            raw = sdk.messages.with_raw_response.create(
+                model="split", system=system, messages=messages, max_tokens=10
+            )
+            answer = raw.parse()
+            served.add(raw.headers["x-interlock-provider"])
+            if n:
+                assert answer.usage.cache_read_input_tokens, (n, served)
+            messages.append({"role": "assistant", "content": answer.content[0].text})  # type: ignore[union-attr]
+        assert len(served) == 1, served

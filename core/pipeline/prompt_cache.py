@@ -294,8 +294,9 @@ def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
         wanted.discard(-1)  # nothing cached ends before the first message
     chain = hashlib.sha256(tenant.encode())
     head = [_bare_list(payload.get("tools")), _bare_list(payload.get("system"))]
-    if last < 0:  # no message marked: the system messages are the stable part (the key's)
-        head.append([_bare(m) for m in messages if m.get("role") in _SYSTEM])
+    system = [_bare(m) for m in messages if m.get("role") in _SYSTEM] if last < 0 else None
+    if system:  # no message marked: the system messages are the stable part (the key's)
+        head.append(system)
     chain.update(b"\0p" + orjson.dumps(head))
     found = {-1: chain.copy().hexdigest()} if -1 in wanted else {}
     for i, message in enumerate(messages[: last + 1]):
