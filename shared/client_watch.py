@@ -56,9 +56,17 @@ class ClientWatch:
             return  # no receive channel (a request built in a test): nothing to watch
         if self._task is not None and not self._stopped:
             self.left = True
-            if self._keep is not None and await self._keep(self.cancel):
+            if self._keep is not None and await self._kept():
                 return  # goes on for others: `cancel` is theirs to call
             self.cancel()
+
+    async def _kept(self) -> bool:
+        """`keep`'s answer; a keeper that fails keeps nothing (the work is cancelled)."""
+        assert self._keep is not None
+        try:
+            return await self._keep(self.cancel)
+        except Exception:
+            return False
 
     def cancel(self) -> None:
         """The work cancelled, unless it has ended."""
