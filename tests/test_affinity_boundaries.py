@@ -146,3 +146,22 @@ def test_a_messages_conversation_grows_the_same_way() -> None:
     for turns in range(2, 8):
         before = prefixes(turn(turns - 1), "acme", aff.LOOKBACK)
         assert before[0] in prefixes(turn(turns), "acme", aff.LOOKBACK)[1:]
+
+
+def test_a_turn_after_a_long_tool_loop_still_finds_the_previous_turn() -> None:
+    """Chat's tool messages do not move auto mode's mark (it sits before the last *user*
+    message): a loop of twenty tool calls between two user turns moves it past LOOKBACK, and
+    the boundary before the previous user message is looked up all the same."""
+    before = conversation(3)
+    earlier = prefixes(before, "acme", aff.LOOKBACK)[0]
+    messages = [{k: v for k, v in m.items() if k != "cache_control"} for m in before["messages"]]
+    for n in range(10):
+        call = {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": "42"})
+    messages += [{"role": "assistant", "content": "done"}, {"role": "user", "content": "Next?"}]
+    after = place_auto({"model": "m", "messages": messages})
+    now = prefixes(after, "acme", aff.LOOKBACK)
+    assert earlier in now[1:]
+    assert len(now) <= aff.MAX_LOOKUP
+    assert earlier not in prefixes(after, "acme", 8)[: 1 + aff.LOOKBACK]  # not by lookback

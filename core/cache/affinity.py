@@ -63,7 +63,9 @@ TTL_5M = 300.0
 TTL_1H = 3600.0
 PREFIX = "il:aff:"
 LOOKBACK = 8  # message boundaries before the last mark also looked up (a turn adds 2 or more)
-MAX_LOOKUP = 13  # fingerprints per lookup at most: the last mark's, LOOKBACK, 3 other marks, 1
+# Fingerprints per lookup at most: the last mark's, LOOKBACK, 3 other marks, the base, and
+# the turns before the last 3 user messages (core.pipeline.prompt_cache.prefixes).
+MAX_LOOKUP = 16
 
 FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)  # no affinity, no 503
 # Lookups since start, for /metrics (core.observe.metrics): hit, miss, error.

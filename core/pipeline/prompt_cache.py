@@ -277,9 +277,10 @@ def scope(tenant: str) -> str:
 def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
     """Fingerprints of the stable prefix at message boundaries, longest first: through the
     last marked message (what a target holds once it answered), then the `lookback` earlier
-    boundaries and those of the other marks (what an earlier turn of the same conversation
-    left). In auto mode the last mark moves every turn (the turn before the last user
-    message), so turn N+1 finds turn N's entry among its earlier boundaries.
+    boundaries, those before the last three user messages (where auto mode's mark sat in
+    earlier turns, however many tool messages came since) and those of the other marks: what
+    an earlier turn of the same conversation left. In auto mode the last mark moves every turn
+    (the turn before the last user message), so turn N+1 finds turn N's entry among these.
 
     One hash chained message by message over the request with its marks stripped (a marked
     and an unmarked copy of a message agree): tenant, tools and a top-level system prompt,
@@ -288,6 +289,9 @@ def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
     marked = [i for i, m in enumerate(messages) if isinstance(m, dict) and _has_mark(m)]
     last, marked_set = (marked[-1] if marked else -1), set(marked)
     wanted = {last, *marked[-4:], *range(max(-1, last - lookback), last)}
+    if lookback:  # where auto mode's mark sat in earlier turns, however long their tool loops
+        users = [i for i, m in enumerate(messages[:last]) if m.get("role") == "user"]
+        wanted.update(i - 1 for i in users[-3:] if i > 0)
     if last >= 0 and not (
         _marked_list(payload.get("tools")) or _marked_list(payload.get("system"))
     ):
