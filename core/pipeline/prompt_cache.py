@@ -26,17 +26,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
-
 from core.cache.affinity import LOOKBACK, ticket
 from core.pipeline.exchange import Exchange
+from core.pipeline.prefix import fingerprint, has_mark, has_mark_any, prefixes, scope
 from core.wire import prompt_cache as pc
 from shared.errors import GatewayError
 
 AnyExchange = Exchange[Any, Any, Any]
 HEADER = "x-interlock-prompt-cache"
 MODES = frozenset({"off", "markers", "auto"})
-_SYSTEM = ("system", "developer")
 
 
 class _Auto(dict[str, str]):
@@ -226,24 +224,13 @@ def place_auto(payload: dict[str, Any]) -> dict[str, Any]:
     if systems:
         spots.append(systems[-1])
     for i in spots:
-        if room > 0 and not _has_mark(messages[i]):
+        if room > 0 and not has_mark(messages[i]):
             messages[i] = {**messages[i], pc.MARK: _AUTO}
             room -= 1
     tools = payload.get("tools")
-    if room > 0 and isinstance(tools, list) and tools and not _has_mark_any(tools):
+    if room > 0 and isinstance(tools, list) and tools and not has_mark_any(tools):
         out["tools"] = [*tools[:-1], {**tools[-1], pc.MARK: _AUTO}]
     return out
-
-
-def _has_mark(message: dict[str, Any]) -> bool:
-    content = message.get("content")
-    return pc.MARK in message or (
-        isinstance(content, list) and any(pc.marked_part(p) for p in content)
-    )
-
-
-def _has_mark_any(items: list[Any]) -> bool:
-    return any(isinstance(item, dict) and pc.MARK in item for item in items)
 
 
 def with_cache_key(
@@ -260,79 +247,6 @@ def cache_key(payload: dict[str, Any], tenant: str, prefix: str | None = None) -
     if isinstance(own, str):
         return _digest(tenant, b"k" + own.encode())
     return prefix or fingerprint(payload, tenant)
-
-
-def fingerprint(payload: dict[str, Any], tenant: str) -> str:
-    """A hash of the tenant and the stable prefix (through the last marked message): the
-    prompt_cache_key, and the affinity registry's key (core.cache.affinity)."""
-    return prefixes(payload, tenant, 0)[0]
-
-
-def scope(tenant: str) -> str:
-    """The tenant's tag in the affinity registry's keys (its Redis hash tag): a digest, so
-    an odd tenant name never shapes a key."""
-    return hashlib.blake2b(tenant.encode(), digest_size=8).hexdigest()
-
-
-def prefixes(payload: dict[str, Any], tenant: str, lookback: int) -> list[str]:
-    """Fingerprints of the stable prefix at message boundaries, longest first: through the
-    last marked message (what a target holds once it answered), then the `lookback` earlier
-    boundaries, those before the last three user messages (where auto mode's mark sat in
-    earlier turns, however many tool messages came since) and those of the other marks: what
-    an earlier turn of the same conversation left. In auto mode the last mark moves every turn
-    (the turn before the last user message), so turn N+1 finds turn N's entry among these.
-
-    One hash chained message by message over the request with its marks stripped (a marked
-    and an unmarked copy of a message agree): tenant, tools and a top-level system prompt,
-    then each message in order; a boundary's fingerprint is the chain's digest there."""
-    messages = payload.get("messages") or []
-    marked = [i for i, m in enumerate(messages) if isinstance(m, dict) and _has_mark(m)]
-    last, marked_set = (marked[-1] if marked else -1), set(marked)
-    wanted = {last, *marked[-4:], *range(max(-1, last - lookback), last)}
-    if lookback:  # where auto mode's mark sat in earlier turns, however long their tool loops
-        users = [i for i, m in enumerate(messages[:last]) if m.get("role") == "user"]
-        wanted.update(i - 1 for i in users[-3:] if i > 0)
-    if last >= 0 and not (
-        _marked_list(payload.get("tools")) or _marked_list(payload.get("system"))
-    ):
-        wanted.discard(-1)  # nothing cached ends before the first message
-    chain = hashlib.sha256(tenant.encode())
-    head = [_bare_list(payload.get("tools")), _bare_list(payload.get("system"))]
-    system = [_bare(m) for m in messages if m.get("role") in _SYSTEM] if last < 0 else None
-    if system:  # no message marked: the system messages are the stable part (the key's)
-        head.append(system)
-    chain.update(b"\0p" + orjson.dumps(head))
-    found = {-1: chain.copy().hexdigest()} if -1 in wanted else {}
-    for i, message in enumerate(messages[: last + 1]):
-        chain.update(b"\n" + orjson.dumps(_bare(message) if i in marked_set else message))
-        if i in wanted:
-            found[i] = chain.copy().hexdigest()
-    return ["ilk-" + found[i][:40] for i in sorted(found, reverse=True)]
-
-
-def _bare(message: Any) -> Any:
-    """A message without its marks (on itself, its parts, a tool_result's blocks): only
-    marked containers are copied."""
-    if not isinstance(message, dict) or not _has_mark(message):
-        return message
-    out = {k: v for k, v in message.items() if k != pc.MARK}
-    if isinstance(out.get("content"), list):
-        out["content"] = [_bare(_unmarked(p)) for p in out["content"]]
-    return out
-
-
-def _unmarked(item: Any) -> Any:
-    if isinstance(item, dict) and pc.MARK in item:
-        return {k: v for k, v in item.items() if k != pc.MARK}
-    return item
-
-
-def _bare_list(blocks: Any) -> Any:
-    return [_unmarked(b) for b in blocks] if isinstance(blocks, list) else blocks
-
-
-def _marked_list(blocks: Any) -> bool:
-    return isinstance(blocks, list) and _has_mark_any(blocks)
 
 
 def _digest(tenant: str, tagged: bytes) -> str:
