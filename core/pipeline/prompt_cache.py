@@ -134,8 +134,10 @@ def longest_mark(payload: dict[str, Any]) -> str | None:
     for message in payload.get("messages") or ():
         if isinstance(message, dict):
             content = message.get("content")
-            parts = content if isinstance(content, list) else ()
-            groups += [[message], content, *map(pc.inner, parts)]
+            groups.append([message])
+            groups.append(content)
+            if type(content) is list:  # a tool_result's own blocks (Anthropic's shape)
+                groups += [pc.inner(part) for part in content]
     for group in groups:
         for item in group if isinstance(group, list) else ():
             if isinstance(item, dict) and pc.MARK in item:
