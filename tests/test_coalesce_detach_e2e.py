@@ -18,6 +18,7 @@ import pytest
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_faults import TEXT, FakeFaults
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.ledger_load import sqlite_rows
 from tests.support.stack import Cluster, Stack
 from tests.test_coalesce_e2e import complete, overrides, streamed, unique
 
@@ -204,3 +205,24 @@ def test_a_leader_nobody_follows_is_cancelled_at_once(stack: Stack, faults: Fake
     left = asyncio.run(scenario())
     seen = left_slow(faults, start, left + 5)
     assert len(seen) == 1 and seen[0] - left < 0.5
+
+
+def test_the_detached_leader_is_billed_once_for_the_call(stack: Stack, faults: FakeFaults) -> None:
+    """The ledger: the leader's record carries the one upstream call (outcome ok, priced),
+    though its client left; its follower's is free."""
+    tenant = "detach-ledger"
+    _, answer = followers_after_leader_left(
+        faults, stack.edge_url, stack.token(tenant=tenant), False, 1
+    )
+    path = stack.workdir / "state" / "ledger.sqlite3"
+    rows: list[Any] = []
+    for _ in range(100):
+        rows = [r for r in sqlite_rows(path, 1) if r["tenant"] == tenant]
+        if len(rows) == 2:
+            break
+        time.sleep(0.1)
+    by_id = {r["request_id"]: r for r in rows}
+    follower = by_id.pop(answer.headers["x-request-id"])
+    assert (follower["outcome"], follower["cost_micros"]) == ("coalesced", 0)
+    [leader] = by_id.values()
+    assert leader["outcome"] == "ok" and leader["cost_micros"] > 0 and leader["output"] == 7
