@@ -5,13 +5,13 @@ whose prefix was written on target A with key k reads it back only there. Routin
 ignores this (a weighted draw, a key pool's round robin) pays the cache write again on every
 other target and key. So, for requests that carry cache marks (the client's, or the
 gateway's in auto mode), the prompt-cache stage computes a fingerprint (a hash of the tenant
-and the stable prefix: core.pipeline.prompt_cache.fingerprint, so tenants never share one),
+and the stable prefix: core.pipeline.prefix.fingerprint, so tenants never share one),
 and this registry remembers, per fingerprint and route, the holder: the target (its health
 label) and key that served such a request last and reported cache writes or reads.
 
 A conversation grows: in auto mode the last mark moves every turn (the turn before the last
 user message), so a request's longest prefix is new each turn. So the stage fingerprints the
-prefix at message boundaries (core.pipeline.prompt_cache.prefixes: a hash chained message by
+prefix at message boundaries (core.pipeline.prefix.prefixes: a hash chained message by
 message, marks stripped), and the lookup reads the longest prefix's entry and those of up to
 LOOKBACK earlier boundaries (and the other marks') in one read, taking the longest found: turn
 N+1 finds what turn N recorded. Only the longest prefix is recorded.
@@ -64,7 +64,7 @@ TTL_1H = 3600.0
 PREFIX = "il:aff:"
 LOOKBACK = 8  # message boundaries before the last mark also looked up (a turn adds 2 or more)
 # Fingerprints per lookup at most: the last mark's, LOOKBACK, 3 other marks, the base, and
-# the turns before the last 3 user messages (core.pipeline.prompt_cache.prefixes).
+# the turns before the last 3 user messages (core.pipeline.prefix.prefixes).
 MAX_LOOKUP = 16
 
 FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)  # no affinity, no 503
