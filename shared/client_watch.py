@@ -7,13 +7,18 @@ the next message can only be `http.disconnect`) and cancels the request's task w
 leaves; the cancellation is absorbed and `left()` answers instead. Requests answered sooner
 cost one timer handle, never a task: most requests are fast, and a task each was most of the
 watching cost (measured: about 20 µs against 4 µs a request).
+
+Work that others wait on may go on without its client: `keep`, given, is asked when the client
+leaves (with the cancel to call later) and answers whether the work goes on for now (a
+coalesced leader whose followers wait: core.cache.follow); the cancel is then the caller's,
+once nobody waits any more, and a no-op once the work has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from starlette.types import Receive
 
@@ -22,15 +27,18 @@ L = TypeVar("L")
 
 # A client leaving is noticed at most this much later; requests answered sooner start no task.
 WATCH_AFTER_S = 0.05
+# Asked when the client leaves, with the work's cancel: True keeps the work going (see above).
+Keep: TypeAlias = Callable[[Callable[[], None]], Awaitable[bool]]
 
 
 class ClientWatch:
     """Cancels the current task if the client disconnects before `stop`."""
 
-    __slots__ = ("_stopped", "_task", "_timer", "_watcher", "left")
+    __slots__ = ("_keep", "_stopped", "_task", "_timer", "_watcher", "left")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, keep: Keep | None = None) -> None:
         self.left = False
+        self._keep = keep
         self._stopped = False
         self._task = asyncio.current_task()
         self._watcher: asyncio.Future[None] | None = None
@@ -48,6 +56,21 @@ class ClientWatch:
             return  # no receive channel (a request built in a test): nothing to watch
         if self._task is not None and not self._stopped:
             self.left = True
+            if self._keep is not None and await self._kept():
+                return  # goes on for others: `cancel` is theirs to call
+            self.cancel()
+
+    async def _kept(self) -> bool:
+        """`keep`'s answer; a keeper that fails keeps nothing (the work is cancelled)."""
+        assert self._keep is not None
+        try:
+            return await self._keep(self.cancel)
+        except Exception:
+            return False
+
+    def cancel(self) -> None:
+        """The work cancelled, unless it has ended."""
+        if self._task is not None and not self._stopped:
             self._task.cancel()
 
     def stop(self) -> None:
@@ -58,10 +81,13 @@ class ClientWatch:
             self._watcher.cancel()
 
 
-async def watched(receive: Receive, work: Awaitable[T], left: Callable[[], L]) -> T | L:
+async def watched(
+    receive: Receive, work: Awaitable[T], left: Callable[[], L], keep: Keep | None = None
+) -> T | L:
     """`work`, awaited in this task; `left()` if the client disconnected first (the work was
-    cancelled where it stood). A cancellation from elsewhere (shutdown) propagates."""
-    watch = ClientWatch(receive)
+    cancelled where it stood, at once or, kept, later). A cancellation from elsewhere
+    (shutdown) propagates."""
+    watch = ClientWatch(receive, keep)
     try:
         return await work
     except asyncio.CancelledError:

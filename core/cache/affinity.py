@@ -5,9 +5,16 @@ whose prefix was written on target A with key k reads it back only there. Routin
 ignores this (a weighted draw, a key pool's round robin) pays the cache write again on every
 other target and key. So, for requests that carry cache marks (the client's, or the
 gateway's in auto mode), the prompt-cache stage computes a fingerprint (a hash of the tenant
-and the stable prefix: core.pipeline.prompt_cache.fingerprint, so tenants never share one),
+and the stable prefix: core.pipeline.prefix.fingerprint, so tenants never share one),
 and this registry remembers, per fingerprint and route, the holder: the target (its health
 label) and key that served such a request last and reported cache writes or reads.
+
+A conversation grows: in auto mode the last mark moves every turn (the turn before the last
+user message), so a request's longest prefix is new each turn. So the stage fingerprints the
+prefix at message boundaries (core.pipeline.prefix.prefixes: a hash chained message by
+message, marks stripped), and the lookup reads the longest prefix's entry and those of up to
+LOOKBACK earlier boundaries (and the other marks') in one read, taking the longest found: turn
+N+1 finds what turn N recorded. Only the longest prefix is recorded.
 
 - plan: one lookup per fingerprinted request (`lookup`), before ordering; the strategies read
   the holder as a soft preference (core.routing.ordering, core.routing.signals), and the key
@@ -16,9 +23,10 @@ label) and key that served such a request last and reported cache writes or read
   writes or reads, for the marks' TTL (5 minutes; 1 hour when a mark asks for 1h).
 
 Where: in this process (an LRU of MAX_ENTRIES, each entry with its TTL) for the embedded
-default; in the state store when Redis is configured, so replicas share holders: one GET at
-plan, and a SET only when the holder changed or its entry is past half its TTL (not a write
-per request), sent in the background (at most MAX_PENDING_WRITES at once). Redis is given
+default; in the state store when Redis is configured, so replicas share holders: one MGET at
+plan (the keys share the tenant's hash tag: one slot), and a SET only when the holder changed,
+the prefix grew, or its entry is past half its TTL (not a write per request), sent in the
+background (at most MAX_PENDING_WRITES at once). Redis is given
 the store itself, not the resilient wrapper: a failure or a reply slower than LOOKUP_TIMEOUT_S
 means no affinity for that request (never a 503, never a slower request), and Redis is not
 asked again for RETRY_AFTER_S.
@@ -54,6 +62,10 @@ MAX_PENDING_WRITES = 64  # background SETs in flight; more are dropped (the next
 TTL_5M = 300.0
 TTL_1H = 3600.0
 PREFIX = "il:aff:"
+LOOKBACK = 8  # message boundaries before the last mark also looked up (a turn adds 2 or more)
+# Fingerprints per lookup at most: the last mark's, LOOKBACK, 3 other marks, the base, and
+# the turns before the last 3 user messages (core.pipeline.prefix.prefixes).
+MAX_LOOKUP = 16
 
 FAILURES: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)  # no affinity, no 503
 # Lookups since start, for /metrics (core.observe.metrics): hit, miss, error.
@@ -63,17 +75,26 @@ LOOKUPS = {"hit": 0, "miss": 0, "error": 0}
 @dataclass(slots=True)
 class Ticket:
     """One fingerprinted request's affinity: made by the prompt-cache stage, its holder
-    filled in by the lookup at plan, read again when the request is accounted."""
+    filled in by the lookup at plan, read again when the request is accounted.
+
+    `fingerprint`: the longest prefix (through the last mark), recorded once served;
+    `shorter`: earlier boundaries of the same prefix, longest first, looked up with it (a
+    growing conversation's last turn recorded one of them); `scope`: the tenant's tag."""
 
     fingerprint: str
     ttl_s: float
+    shorter: tuple[str, ...] = ()
+    scope: str = ""
     holder: Holder | None = None
     expires_at: float = 0.0  # the looked-up entry's end (unix seconds); 0: none found
+    found: str | None = None  # the fingerprint the holder was found under
 
 
-def ticket(fingerprint: str, long_lived: bool) -> Ticket:
-    """A request's ticket; `long_lived`: one of its marks asked for the 1-hour TTL."""
-    return Ticket(fingerprint, TTL_1H if long_lived else TTL_5M)
+def ticket(prints: list[str], long_lived: bool, scope: str = "") -> Ticket:
+    """A request's ticket from its fingerprints, longest first (at most MAX_LOOKUP are
+    looked up); `long_lived`: one of its marks asked for the 1-hour TTL."""
+    ttl = TTL_1H if long_lived else TTL_5M
+    return Ticket(prints[0], ttl, tuple(prints[1:MAX_LOOKUP]), scope)
 
 
 def holder_of(ticket: Ticket | None) -> Holder | None:
@@ -81,12 +102,14 @@ def holder_of(ticket: Ticket | None) -> Holder | None:
     return ticket.holder if ticket is not None else None
 
 
-def entry_key(fingerprint: str, route: str) -> str:
+def entry_key(fingerprint: str, route: str, scope: str = "") -> str:
     """Per fingerprint and route: routes to different models sharing one system prompt (so
     one fingerprint) keep a holder each instead of overwriting each other's. The route name
-    is hashed (a tenant may name the model of a `provider/<name>` route)."""
+    is hashed (a tenant may name the model of a `provider/<name>` route). Every key of one
+    lookup shares the tenant's `scope` as its hash tag, so one MGET reads them all (one slot
+    in a cluster). The one place these keys are named."""
     tag = hashlib.blake2b(route.encode(), digest_size=6).hexdigest()
-    return f"{PREFIX}{fingerprint}:{tag}"
+    return f"{PREFIX}{{{scope}}}:{fingerprint}:{tag}" if scope else f"{PREFIX}{fingerprint}:{tag}"
 
 
 def _encode(holder: Holder, expires_at: float) -> bytes:
@@ -128,14 +151,21 @@ class Affinities:
         return len(self._memory)
 
     async def lookup(self, ticket: Ticket, route: str, counted: bool = True) -> Holder | None:
-        """The holder of the ticket's prefix on `route` (also kept on the ticket), or None;
+        """The holder of the ticket's longest prefix found on `route` (also kept on the
+        ticket), or None: its fingerprints in one read (one MGET with Redis);
         `counted=False` (a route explanation) leaves the metrics alone."""
-        raw = await self._get(entry_key(ticket.fingerprint, route))
-        found = _decode(raw) if raw is not False else None
-        if found is not None and found[1] <= time.time():
+        prints = (ticket.fingerprint, *ticket.shorter)
+        raws = await self._get([entry_key(p, route, ticket.scope) for p in prints])
+        found: tuple[Holder, float] | None = None
+        now = time.time()
+        for fingerprint, raw in zip(prints, raws or (), strict=False):
+            found = _decode(raw)
+            if found is not None and found[1] > now:
+                ticket.found = fingerprint
+                break
             found = None
         if counted:
-            LOOKUPS["error" if raw is False else "miss" if found is None else "hit"] += 1
+            LOOKUPS["error" if raws is False else "miss" if found is None else "hit"] += 1
         if found is None:
             return None
         ticket.holder, ticket.expires_at = found
@@ -143,17 +173,20 @@ class Affinities:
 
     def served(self, ticket: Ticket, route: str, target: Target, usage: UsageSplit) -> None:
         """The answer was served by `target` (with its leased key): it holds the prefix now
-        if it reported cache writes or reads. Written only when the holder changed or the
-        entry is past half its TTL."""
+        if it reported cache writes or reads, recorded under the longest fingerprint. Written
+        only when the holder changed, the longest was not the one found (a conversation
+        grew), or the entry is past half its TTL."""
         if not (usage.cache_read or usage.cache_write_5m or usage.cache_write_1h):
             return
         holder = _holder_of(target)
         now = time.time()
-        if holder == ticket.holder and ticket.expires_at - now > ticket.ttl_s / 2:
+        fresh = ticket.expires_at - now > ticket.ttl_s / 2
+        if holder == ticket.holder and ticket.found == ticket.fingerprint and fresh:
             return
         ticket.holder, ticket.expires_at = holder, now + ticket.ttl_s
+        ticket.found = ticket.fingerprint
         value = _encode(holder, ticket.expires_at)
-        key = entry_key(ticket.fingerprint, route)
+        key = entry_key(ticket.fingerprint, route, ticket.scope)
         if self._store is None:
             self._remember(key, value, ticket.ttl_s)
         elif len(self._pending) < MAX_PENDING_WRITES and time.monotonic() >= self._retry_at:
@@ -161,26 +194,30 @@ class Affinities:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _get(self, key: str) -> bytes | Literal[False] | None:
-        """The stored bytes, None when absent, False when Redis failed (or is resting)."""
+    async def _get(self, keys: list[str]) -> list[bytes | None] | Literal[False]:
+        """The stored bytes per key (None when absent), False when Redis failed (or is
+        resting)."""
         store = self._store
         if store is None:
-            entry = self._memory.get(key)
-            if entry is None:
-                return None
-            if entry[1] <= time.monotonic():
-                del self._memory[key]
-                return None
-            self._memory.move_to_end(key)
-            return entry[0]
+            return [self._recall(key) for key in keys]
         if time.monotonic() < self._retry_at:
             return False
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                return await store.get(key)
+                return await store.mget(keys)
         except FAILURES as exc:
             self._failed("lookup", exc)
             return False
+
+    def _recall(self, key: str) -> bytes | None:
+        entry = self._memory.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._memory[key]
+            return None
+        self._memory.move_to_end(key)
+        return entry[0]
 
     async def _set(self, key: str, value: bytes, ttl_s: float) -> None:
         assert self._store is not None

@@ -12,10 +12,12 @@ cache hit would answer the same request a second later.
 A follower costs what a hit costs: one request off the tenant's rate limits (rpm), no tokens,
 no budget; its ledger record's outcome is `coalesced`, at zero cost, with the tokens it saved
 kept apart. The leader is billed as any request. A leader that ends without an answer (an
-upstream error, its own rate limit or budget, its client leaving before the answer started)
-lets its followers run again (one of them leads): those errors are the leader's own, not the
-answer's. A leader whose client leaves mid-stream while someone follows keeps its upstream
-call going for them (`_Feed`): they get the whole answer, and its record carries the call.
+upstream error, its own rate limit or budget) lets its followers run again (one of them
+leads): those errors are the leader's own, not the answer's. A leader whose client leaves
+while someone follows (here, or on another replica) keeps its call going for them: before
+its answer started, its request runs on detached from its client (`detach`) and is cancelled
+once the last follower has gone; mid-stream, its upstream stream is read on for them
+(`_Feed`). Either way they get the whole answer from the one call, and its record carries it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from core.api.messages.stream import error_event
-from core.cache.coalesce import CUT, DONE, OPEN, RETRY, Flight
+from core.cache.coalesce import CUT, DONE, OPEN, PENDING, RETRY, Flight
 from core.cache.key import Directives
 from core.limits.admission import admit
 from core.limits.tenant import TenantLimiter
@@ -66,6 +68,26 @@ def flight_key(key: str, x: AnyExchange) -> str:
     else:
         mode = "su" if getattr(x.request, "include_usage", False) else "s"
     return f"{key}:co:{mode}"
+
+
+async def detach(flight: Flight, cancel: Callable[[], None]) -> bool:
+    """The leader's client left before its answer: True (its request goes on) while someone
+    follows, here or on another replica (asked now, one call, when nobody does here); then
+    `cancel` once the last follower has gone, unless the answer has started by then (a
+    stream's own leaving is `_Feed.left`'s, a complete answer is whole already)."""
+    if flight.state != PENDING:
+        return False
+    if not flight.followed and flight.ask is not None:
+        await flight.ask()
+    if not flight.followed or flight.state != PENDING:
+        return False
+
+    def unread() -> None:
+        if flight.state == PENDING:
+            cancel()
+
+    flight.on_unread = unread
+    return True
 
 
 def lead(flight: Flight, x: AnyExchange, response: Response) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Protocol, cast
 
 import orjson
@@ -141,6 +141,11 @@ class Fill:
                     await self._put(Entry(time.time(), x.usage, body).encode())
         if self.flight is not None:
             follow.lead(self.flight, x, response)
+
+    async def keep(self, cancel: Callable[[], None]) -> bool:
+        """The client left before the answer: whether the request goes on for the flight's
+        followers (core.cache.follow.detach)."""
+        return self.flight is not None and await follow.detach(self.flight, cancel)
 
     async def _tee(self, x: AnyExchange, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
         """The stream as sent, kept (up to max_bytes, then given up on) until it ends."""

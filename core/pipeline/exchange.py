@@ -16,7 +16,7 @@ pending.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Generic
 
 from starlette.requests import Request
@@ -118,6 +118,12 @@ class Exchange(Generic[Q, S, R]):
         self.affinity: Ticket | None = None
         # The request's trace (core.observe.tracing); None when it is not traced.
         self.trace: RequestTrace | None = None
+
+    async def kept(self, cancel: Callable[[], None]) -> bool:
+        """The client has left: whether this request's work goes on for others (it leads a
+        coalesced flight someone waits on), `cancel` then called once nobody does."""
+        fill = self.cache_fill
+        return fill is not None and await fill.keep(cancel)
 
     def prompt_tokens(self) -> int:
         """The request's input tokens, estimated once (after validate) for every stage that

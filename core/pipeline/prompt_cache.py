@@ -26,10 +26,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
-
-from core.cache.affinity import ticket
+from core.cache.affinity import LOOKBACK, ticket
 from core.pipeline.exchange import Exchange
+from core.pipeline.prefix import fingerprint, has_mark, has_mark_any, prefixes, scope
 from core.wire import prompt_cache as pc
 from shared.errors import GatewayError
 
@@ -97,16 +96,17 @@ class PromptCache:
 
     def _fingerprint(self, x: AnyExchange, payload: dict[str, Any]) -> str | None:
         """The request's affinity ticket (x.affinity), when it is marked and its route has a
-        choice; its fingerprint, or None."""
+        choice; its fingerprint (the longest prefix's), or None."""
         route = x.route
         if not (self._affinity and getattr(route, "affinity", False) and _has_choice(route)):
             return None
         ttl = longest_mark(payload)
         if ttl is None:
             return None
-        prefix = fingerprint(payload, x.caller.tenant)
-        x.affinity = ticket(prefix, ttl == "1h")
-        return prefix
+        tenant = x.caller.tenant
+        prints = prefixes(payload, tenant, LOOKBACK)
+        x.affinity = ticket(prints, ttl == "1h", scope(tenant))
+        return prints[0]
 
 
 def _takes_key(route: Any) -> bool:
@@ -133,8 +133,11 @@ def longest_mark(payload: dict[str, Any]) -> str | None:
     groups = [payload.get("tools"), system if isinstance(system, list) else None]
     for message in payload.get("messages") or ():
         if isinstance(message, dict):
+            content = message.get("content")
             groups.append([message])
-            groups.append(message.get("content"))
+            groups.append(content)
+            if type(content) is list:  # a tool_result's own blocks (Anthropic's shape)
+                groups += [pc.inner(part) for part in content]
     for group in groups:
         for item in group if isinstance(group, list) else ():
             if isinstance(item, dict) and pc.MARK in item:
@@ -181,6 +184,7 @@ def _anthropic_blocks(payload: dict[str, Any]) -> list[dict[str, Any]]:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             blocks += [b for b in content if isinstance(b, dict)]
+            blocks += [b for part in content for b in pc.inner(part) if isinstance(b, dict)]
     return blocks
 
 
@@ -222,22 +226,13 @@ def place_auto(payload: dict[str, Any]) -> dict[str, Any]:
     if systems:
         spots.append(systems[-1])
     for i in spots:
-        if room > 0 and not _has_mark(messages[i]):
+        if room > 0 and not has_mark(messages[i]):
             messages[i] = {**messages[i], pc.MARK: _AUTO}
             room -= 1
     tools = payload.get("tools")
-    if room > 0 and isinstance(tools, list) and tools and not _has_mark_any(tools):
+    if room > 0 and isinstance(tools, list) and tools and not has_mark_any(tools):
         out["tools"] = [*tools[:-1], {**tools[-1], pc.MARK: _AUTO}]
     return out
-
-
-def _has_mark(message: dict[str, Any]) -> bool:
-    content = message.get("content")
-    return pc.MARK in message or (isinstance(content, list) and _has_mark_any(content))
-
-
-def _has_mark_any(items: list[Any]) -> bool:
-    return any(isinstance(item, dict) and pc.MARK in item for item in items)
 
 
 def with_cache_key(
@@ -256,27 +251,11 @@ def cache_key(payload: dict[str, Any], tenant: str, prefix: str | None = None) -
     return prefix or fingerprint(payload, tenant)
 
 
-def fingerprint(payload: dict[str, Any], tenant: str) -> str:
-    """A hash of the tenant and the stable prefix: the prompt_cache_key, and the affinity
-    registry's key (core.cache.affinity)."""
-    return _digest(tenant, b"p" + _stable_prefix(payload))
-
-
 def _digest(tenant: str, tagged: bytes) -> str:
     digest = hashlib.sha256(tenant.encode())
     digest.update(b"\0")
     digest.update(tagged)
     return "ilk-" + digest.hexdigest()[:40]
-
-
-def _stable_prefix(payload: dict[str, Any]) -> bytes:
-    """The tools, the system prompt and the messages up to the last marked one (either API's
-    shape: Anthropic's system is top-level, OpenAI's are messages)."""
-    messages = payload.get("messages") or []
-    last = max((i for i, m in enumerate(messages) if _has_mark(m)), default=-1)
-    system = [m for m in messages if m.get("role") in ("system", "developer")]
-    prefix = [payload.get("tools"), payload.get("system"), system, messages[: last + 1]]
-    return orjson.dumps(prefix)
 
 
 def dropped_headers(x: AnyExchange) -> dict[str, str]:

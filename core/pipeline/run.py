@@ -15,7 +15,9 @@ while the stages run, a watcher on the ASGI receive channel (shared/client_watch
 too) cancels the task running them, which cancels the
 attempt in flight (its upstream connection is closed), a backoff sleep or a key wait, and no
 further target is tried. Once a stream's response is returned, the server's own disconnect
-handling cancels the relay, which closes the upstream stream (core.api.relay).
+handling cancels the relay, which closes the upstream stream (core.api.relay). The one
+exception: a request leading a coalesced flight that others wait on goes on for them, and is
+cancelled when the last of them leaves (`Exchange.kept`, core.cache.follow.detach).
 
 Traces (core.observe.tracing) join here, once for every API: the request's trace is made in
 `__call__` (None when tracing is off or the request is not sampled), each stage runs through
@@ -83,7 +85,7 @@ class Pipeline(Generic[Q, S, R]):
         else:
             ACTIVE.set(trace)
         try:
-            response = await watched(http.receive, self._run(x), _client_closed)
+            response = await watched(http.receive, self._run(x), _client_closed, x.kept)
         except GatewayError as error:  # after resolve, errors say which rule routed too
             error.headers.update(x.route_headers())
             error.headers["server-timing"] = server_timing(x)

@@ -269,6 +269,12 @@ class RedisStore:
         cluster would refuse in one MGET; issued together, they leave in one write."""
         return list(await asyncio.gather(*(self.get(key) for key in keys)))
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._client.call("MGET", *keys)
+        return [None if value is None else bytes(value) for value in values]
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._client.call("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 

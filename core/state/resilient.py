@@ -130,6 +130,9 @@ class ResilientStore:
             lambda: self.primary.get_many(keys), lambda: self.fallback.get_many(keys)
         )
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        return await self._call(lambda: self.primary.mget(keys), lambda: self.fallback.mget(keys))
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._call(
             lambda: self.primary.set(key, value, ttl_s),

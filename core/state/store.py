@@ -37,6 +37,11 @@ class Store(Protocol):
         """Several values in one round trip (the breaker sync reads every label at once)."""
         ...
 
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        """Several values of keys that share one hash tag, in one MGET (one command, one
+        slot in a cluster): prompt-cache affinity's lookup of a prefix's boundaries."""
+        ...
+
     async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
     async def claim(self, key: str, ttl_s: float) -> bool:
@@ -168,6 +173,9 @@ class MemoryStore:
         return entry[0]
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
         return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:

@@ -24,8 +24,9 @@ same marks under the same limits, and the response header naming the dropped one
 
 The same functions read an Anthropic Messages request passed through to an Anthropic target
 (core.api.messages.passthrough): its top-level `system` blocks are `system[k]` (a chat request
-has no such field), its tools and content blocks are named as in chat, so the header names
-the client's own fields either way.
+has no such field), its tools and content blocks are named as in chat (a tool_result's own
+blocks as `messages[i].content[j].content[k]`, counted like any other mark), so the header
+names the client's own fields either way.
 """
 
 from __future__ import annotations
@@ -154,9 +155,14 @@ def find_markers(canonical: JSON) -> list[Marker]:
         content = message.get("content")
         if isinstance(content, list):
             for j, part in enumerate(content):
-                chars += _chars(part)
+                where, before = f"messages[{i}].content[{j}]", chars
+                for k, block in enumerate(inner(part)):  # a tool_result's blocks come first
+                    chars += _chars(block)
+                    if isinstance(block, dict) and MARK in block:
+                        at = f"{where}.content[{k}]"
+                        found.append(Marker(at, ttl_of(block[MARK]), _tokens(chars), section))
+                chars = before + _chars(part)
                 if isinstance(part, dict) and MARK in part:
-                    where = f"messages[{i}].content[{j}]"
                     found.append(Marker(where, ttl_of(part[MARK]), _tokens(chars), section))
         else:
             chars += _chars(content) + _chars(message.get("tool_calls"))
@@ -164,6 +170,23 @@ def find_markers(canonical: JSON) -> list[Marker]:
             where = f"messages[{i}]"
             found.append(Marker(where, ttl_of(message[MARK]), _tokens(chars), section))
     return found
+
+
+def inner(part: Any) -> list[Any]:
+    """A tool_result block's own content blocks (Anthropic's shape), which may carry marks
+    that count against the same limit as any other: [] for every other part."""
+    if isinstance(part, dict) and part.get("type") == "tool_result":
+        content = part.get("content")
+        if isinstance(content, list):
+            return content
+    return []
+
+
+def marked_part(part: Any) -> bool:
+    """Whether a content part carries a mark, on itself or on a block nested in it."""
+    if not isinstance(part, dict):
+        return False
+    return MARK in part or any(isinstance(b, dict) and MARK in b for b in inner(part))
 
 
 def _tokens(chars: int) -> int:
@@ -249,6 +272,9 @@ def _marks_at(payload: JSON) -> Iterable[tuple[str, Any]]:
             yield f"messages[{i}]", message[MARK]
         content = message.get("content")
         for j, part in enumerate(content if isinstance(content, list) else ()):
+            for k, block in enumerate(inner(part)):
+                if isinstance(block, dict) and MARK in block:
+                    yield f"messages[{i}].content[{j}].content[{k}]", block[MARK]
             if isinstance(part, dict) and MARK in part:
                 yield f"messages[{i}].content[{j}]", part[MARK]
 
@@ -284,7 +310,7 @@ def has_marks(canonical: JSON) -> bool:
         if MARK in message:
             return True
         content = message.get("content")
-        if isinstance(content, list) and any(isinstance(p, dict) and MARK in p for p in content):
+        if isinstance(content, list) and any(marked_part(p) for p in content):
             return True
     return False
 
@@ -335,15 +361,26 @@ def _message(message: Any, i: int, kept: dict[str, str]) -> Any:
         if whole is not None and isinstance(content, str) and content:
             out["content"] = [_retag({"type": "text", "text": content}, whole)]
         return out
-    if MARK not in message and not any(isinstance(p, dict) and MARK in p for p in content):
+    if MARK not in message and not any(marked_part(p) for p in content):
         return message
-    parts = [_retag(p, kept.get(f"{where}.content[{j}]")) for j, p in enumerate(content)]
+    parts = [_part(p, f"{where}.content[{j}]", kept) for j, p in enumerate(content)]
     if whole is not None and parts:
         parts[-1] = _retag(
             parts[-1], _longer(whole, kept.get(f"{where}.content[{len(parts) - 1}]"))
         )
     out = {k: v for k, v in message.items() if k != MARK}
     out["content"] = parts
+    return out
+
+
+def _part(part: Any, where: str, kept: dict[str, str]) -> Any:
+    """A content part retagged, and the blocks nested in it (a tool_result's) too."""
+    out = _retag(part, kept.get(where))
+    blocks = inner(part)
+    if not any(isinstance(b, dict) and MARK in b for b in blocks):
+        return out
+    out = dict(out)
+    out["content"] = [_retag(b, kept.get(f"{where}.content[{k}]")) for k, b in enumerate(blocks)]
     return out
 
 

@@ -1,13 +1,15 @@
 """CPU of prompt-cache affinity per fingerprinted request (core.cache.affinity).
 
-    python -m tests.bench.affinity [--requests 20000] [--system-chars 6000]
+    python -m tests.bench.affinity [--requests 20000] [--system-chars 6000] [--turns 2]
 
 Times, in one process, what affinity adds to a marked chat request on a two-target weighted
-route: the fingerprint (the mark scan and the hash of the tenant and the stable prefix, which
-a target taking prompt_cache_key pays anyway: it is reused as that key), the lookup and the
-record in the in-process registry (a hit, the same holder: no write), and the ordering with a
-holder against the ordering without one. Redis adds one GET round trip at plan (and a SET only
-when the holder changes or nears its end), not measured here. Reports microseconds per request
+route: the fingerprints (the mark scan and the hash chained over the tenant and the stable
+prefix's messages, marks stripped, with the digests of up to LOOKBACK earlier boundaries; the
+longest is reused as prompt_cache_key), the lookup and the record in the in-process registry
+(a hit, the same holder: no write), and the ordering with a holder against the ordering
+without one. `--turns`: the conversation's length (auto mode's marks). Redis adds one MGET
+round trip at plan (and a SET only when the holder changes, the prefix grew, or it nears its
+end), not measured here. Reports microseconds per request
 (CPU time, median of 5 runs); asserts nothing. Timings never belong in tests.
 """
 
@@ -18,8 +20,8 @@ import random
 from collections.abc import Coroutine
 from typing import Any
 
-from core.cache.affinity import Affinities, ticket
-from core.pipeline.prompt_cache import fingerprint, longest_mark
+from core.cache.affinity import LOOKBACK, Affinities, ticket
+from core.pipeline.prompt_cache import longest_mark, place_auto, prefixes
 from core.providers.adapters.base import Capabilities, Target
 from core.routing.ordering import order
 from core.routing.registry import Candidate, Route
@@ -31,17 +33,16 @@ from tests.bench.policy_rules import per_request
 from tests.support.providers import provider_of
 
 
-def _payload(system_chars: int) -> dict[str, Any]:
+def _payload(system_chars: int, turns: int) -> dict[str, Any]:
+    """A conversation at its `turns`th user message, marked as auto mode marks it (the
+    system prompt, the turn before the last user message)."""
     system = ("You answer in numbers. " * (system_chars // 23 + 1))[:system_chars]
-    return {
-        "model": "m",
-        "messages": [
-            {"role": "system", "content": system, "cache_control": {"type": "ephemeral"}},
-            {"role": "user", "content": "What is 2 + 3?"},
-            {"role": "assistant", "content": "5"},
-            {"role": "user", "content": "And 4 + 4?"},
-        ],
-    }
+    messages: list[Any] = [{"role": "system", "content": system}]
+    for n in range(turns):
+        if n:
+            messages.append({"role": "assistant", "content": f"{2 * n} is the answer."})
+        messages.append({"role": "user", "content": f"What is {n} + {n}?"})
+    return place_auto({"model": "m", "messages": messages})
 
 
 def _route() -> tuple[Route, Target]:
@@ -68,19 +69,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--system-chars", type=int, default=6_000)
+    parser.add_argument("--turns", type=int, default=2)
     args = parser.parse_args()
-    payload, (route, holder_target) = _payload(args.system_chars), _route()
+    payload, (route, holder_target) = _payload(args.system_chars, args.turns), _route()
     signals, rng = Signals(), random.Random(1)
     registry = Affinities()
-    stamp = ticket(fingerprint(payload, "acme"), False)
+    prints = prefixes(payload, "acme", LOOKBACK)
+    stamp = ticket(prints, False)
     registry.served(stamp, "m", holder_target, UsageSplit(cache_read=2000))
     holder = Demand(holder=Holder("p/b", ""))
 
     def fingerprinting() -> object:
-        return longest_mark(payload) and fingerprint(payload, "acme")
+        return longest_mark(payload) and prefixes(payload, "acme", LOOKBACK)
 
     def registry_use() -> object:
-        found = ticket(stamp.fingerprint, False)
+        found = ticket(prints, False)
         _drive(registry.lookup(found, "m"))
         registry.served(found, "m", holder_target, UsageSplit(cache_read=2000))
         return found

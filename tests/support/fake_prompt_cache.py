@@ -91,6 +91,11 @@ def anthropic_blocks(body: dict[str, Any]) -> list[tuple[Any, str | None]]:
         if isinstance(content, str):
             add({"type": "text", "text": content})
         for block in content if isinstance(content, list) else ():
+            nested = block.get("content") if isinstance(block, dict) else None
+            if block.get("type") == "tool_result" and isinstance(nested, list):
+                for inner in nested:  # a tool_result's own blocks hold breakpoints too
+                    add(inner)
+                block = {k: v for k, v in block.items() if k != "content"}
             add(block)
     return out
 
