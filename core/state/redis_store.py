@@ -203,8 +203,8 @@ class Client(Protocol):
 
 
 class Script:
-    """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis; in a
-    cluster, each node caches scripts on its own, so the load goes where the call went)."""
+    """A Lua script run by EVALSHA, sent whole (EVAL, which caches it) on NOSCRIPT: a flushed
+    or restarted Redis, or a cluster node that has not seen it yet (each caches its own)."""
 
     def __init__(self, client: Client, source: str) -> None:
         self._client = client
@@ -216,9 +216,8 @@ class Script:
         call = self._client.keyed
         try:
             return await call(route, "EVALSHA", self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await call(route, "SCRIPT", "LOAD", self._source)
-            return await call(route, "EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVAL runs and caches it where the call lands (ASK included)
+            return await call(route, "EVAL", self._source, len(keys), *keys, *args)
 
 
 class RedisStore:

@@ -40,6 +40,9 @@ class RedisClusterServer:
         self.user = user
         self.password = password
         self.ports = [free_port() for _ in range(nodes)]
+        # The cluster bus port, chosen too (by default port + 10000: maybe in the kernel's
+        # ephemeral range, where an outgoing connection may hold it).
+        self.bus_ports = {port: free_port() for port in self.ports}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.pki = issue_pki(workdir / "tls") if tls else None
 
@@ -66,7 +69,8 @@ class RedisClusterServer:
         home = self.workdir / str(port)
         home.mkdir(parents=True, exist_ok=True)
         args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(home), "--cluster-enabled", "yes"]
+        args += ["--dir", str(home), "--logfile", str(home / "redis.log")]
+        args += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_ports[port])]
         args += ["--cluster-config-file", str(home / "nodes.conf")]
         args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
         # A promoted replica takes over at once (no wait for a replication offset check).
@@ -167,6 +171,29 @@ class RedisClusterServer:
                 return port
         raise RuntimeError(f"no primary owns slot {slot}")
 
+    def node_id(self, port: int) -> str:
+        with self.node(port) as client:
+            reply = client.execute_command("CLUSTER", "MYID")
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    def begin_migration(self, slot: int, source: int, target: int) -> None:
+        """`slot` half-way from `source` to `target`: both in MIGRATING/IMPORTING state and its
+        keys already moved, so `source` answers ASK for them."""
+        with self.node(target) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))
+        with self.node(source) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))
+            keys = client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+            if keys:
+                client.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+
+    def end_migration(self, slot: int, target: int) -> None:
+        """`slot` now belongs to `target`, as every primary is told (the others answer MOVED)."""
+        target_id = self.node_id(target)
+        for _, _, port in self.ranges():
+            with self.node(port) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
     def _live(self) -> int:
         return next(p for p in self.ports if self.processes[p].poll() is None)
 
@@ -185,3 +212,24 @@ class RedisClusterServer:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class SharedState:
+    """What a test of several cores shares: the `state` config section, and an admin client
+    (redis-py's: a plain one for one node, the cluster-aware one for a cluster)."""
+
+    def __init__(self, state: dict[str, object], cluster: RedisClusterServer | None = None) -> None:
+        self.state = state
+        self.cluster = cluster
+
+    def admin(self) -> redis.Redis | RedisCluster:
+        if self.cluster is not None:
+            return self.cluster.admin()
+        return redis.Redis.from_url(str(self.state["redis_url"]))
+
+    def keys(self, pattern: str) -> list[bytes]:
+        """Keys matching `pattern` on every primary."""
+        admin = self.admin()
+        if isinstance(admin, RedisCluster):
+            return list(admin.scan_iter(pattern, target_nodes=RedisCluster.PRIMARIES))
+        return list(admin.scan_iter(pattern))
