@@ -47,9 +47,13 @@ def test_calls_land_on_every_primary_and_keep_their_semantics(
                 None,
                 b"me",
             )
-            assert await store.log_append("ilc:{q}:k:log:me", [b"a", b"b"], 5, "ilc:{q}:k:lock") == 1
+            assert (
+                await store.log_append("ilc:{q}:k:log:me", [b"a", b"b"], 5, "ilc:{q}:k:lock") == 1
+            )
             assert await store.log_read("ilc:{q}:k:log:me", 1) == [b"b"]
-            shared = await store.share([("il:{l:a}:stats", b"1"), ("il:{l:b}:stats", b"2")], "r1", 60)
+            shared = await store.share(
+                [("il:{l:a}:stats", b"1"), ("il:{l:b}:stats", b"2")], "r1", 60
+            )
             assert [sorted(r) for r in shared] == [["r1"], ["r1"]]
             assert await store.ping()
         finally:

@@ -60,10 +60,15 @@ class ClusterClient:
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = -REFRESH_EVERY_S
         self._mapped = False  # a map was read once (until then, the first call reads it)
+        self._owners = frozenset((self._seed_address,))
 
     def owner(self, key: str) -> str:
         """The address of the primary serving `key` now, as this client knows it."""
         return self._slots[key_slot(key.encode())] or self._seed_address
+
+    def owners(self) -> frozenset[str]:
+        """Every primary serving slots now (the seed's address until the map is read)."""
+        return self._owners
 
     def _node(self, address: str) -> RespClient:
         client = self._nodes.get(address)
@@ -84,6 +89,7 @@ class ClusterClient:
                 return await self._node(address).call(*args)
             except redis.exceptions.MovedError as moved:
                 address = self._slots[slot] = f"{moved.host}:{moved.port}"
+                self._owners = self._owners | {address}
                 self.stale()
             except redis.exceptions.AskError as ask:
                 return await self._node(f"{ask.host}:{ask.port}").call_asking(*args)
@@ -142,7 +148,8 @@ class ClusterClient:
             address = f"{host}:{int(primary[1])}" if host and host != "?" else asked
             slots[first : last + 1] = [address] * (last - first + 1)
         self._slots, self._mapped = slots, True
-        owners = set(slots) | {self._seed_address}
+        self._owners = frozenset(a for a in slots if a is not None)
+        owners = self._owners | {self._seed_address}
         for address in [a for a in self._nodes if a not in owners]:
             gone = self._nodes.pop(address)
             asyncio.get_running_loop().create_task(gone.close())

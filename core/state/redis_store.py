@@ -197,6 +197,8 @@ class Client(Protocol):
 
     def owner(self, key: str) -> str: ...
 
+    def owners(self) -> frozenset[str]: ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -334,6 +336,9 @@ class RedisStore:
     def owner(self, key: str) -> str:
         """The node serving `key` (the Redis-down policy's unit: core.state.resilient)."""
         return self._client.owner(key)
+
+    def owners(self) -> frozenset[str]:
+        return self._client.owners()
 
     async def ping(self) -> bool:
         return await self._client.ping()

@@ -42,6 +42,10 @@ class Sharded(Protocol):
 
     def owner(self, key: str) -> str: ...
 
+    def owners(self) -> frozenset[str]:
+        """Every node that serves slots now."""
+        ...
+
 
 class _Outage:
     """One owner's outage: since when, and when to try it again."""
@@ -62,7 +66,10 @@ class ResilientStore:
         # Owner ("" for one node; a primary's address in a cluster) -> its outage. Bounded by
         # the nodes of the cluster: an owner leaves when it answers again.
         self._down: dict[str, _Outage] = {}
-        self._owner = primary.owner if isinstance(primary, Sharded) else None
+        self._owner: Callable[[str], str] | None = None
+        self._owners: Callable[[], frozenset[str]] | None = None
+        if isinstance(primary, Sharded):
+            self._owner, self._owners = primary.owner, primary.owners
         self.outages = 0  # exported as a metric
         self.fallback_calls = 0
 
@@ -93,11 +100,10 @@ class ResilientStore:
             try:
                 result = await primary()
             except UNAVAILABLE as exc:
-                self._failed(owner, outage, now, exc)
+                self._failed(owner, now, exc)
             else:
-                if outage is not None:
-                    del self._down[owner]
-                    log.warning("redis reachable again after %.1f s", now - outage.since)
+                if self._down:
+                    self._recovered(owner, now)
                 return result
         if not self.fail_open:
             raise GatewayError(
@@ -109,7 +115,16 @@ class ResilientStore:
         self.fallback_calls += 1
         return await fallback()
 
-    def _failed(self, owner: str, outage: _Outage | None, now: float, exc: BaseException) -> None:
+    def _recovered(self, owner: str, now: float) -> None:
+        """`owner` answered; and owners that serve nothing any more (a primary replaced by its
+        promoted replica) are no longer down: no key will ever be sent to them again."""
+        current = self._owners() if self._owners is not None else None
+        for gone in [o for o in self._down if o == owner or (current and o not in current)]:
+            outage = self._down.pop(gone)
+            log.warning("redis reachable again after %.1f s", now - outage.since)
+
+    def _failed(self, owner: str, now: float, exc: BaseException) -> None:
+        outage = self._down.get(owner)  # maybe made by a concurrent call since this one began
         if outage is not None:
             outage.retry_at = now + RETRY_AFTER_OUTAGE_S
             return

@@ -237,6 +237,9 @@ class RespClient:
         """Where `key` lives: one node, so one owner (the Redis-down policy's unit)."""
         return ""
 
+    def owners(self) -> frozenset[str]:
+        return frozenset(("",))
+
     async def ping(self) -> bool:
         return bool(await self.call("PING") == "PONG")
 

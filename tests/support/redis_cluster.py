@@ -75,6 +75,11 @@ class RedisClusterServer:
         args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
         # A promoted replica takes over at once (no wait for a replication offset check).
         args += ["--cluster-replica-validity-factor", "0", "--enable-debug-command", "local"]
+        # The other primaries keep serving while one's slots have no owner (as recommended
+        # for the gateway: README "Redis Cluster").
+        args += ["--cluster-require-full-coverage", "no"]
+        # Replicas sync at once (default: a 5 s wait for more replicas to share a transfer).
+        args += ["--repl-diskless-sync-delay", "0"]
         if self.pki is None:
             return [*args, "--port", str(port)]
         return [
@@ -148,11 +153,18 @@ class RedisClusterServer:
         raise RuntimeError("the redis cluster did not reach cluster_state:ok")
 
     def _ok(self, port: int) -> bool:
+        """Cluster state ok, and a replica's link to its primary up (its data in sync)."""
         try:
             with self.node(port) as client:
                 info = client.execute_command("CLUSTER", "INFO")
                 text = info.decode() if isinstance(info, bytes) else str(info)
-                return "cluster_state:ok" in text and "cluster_size:3" in text
+                if "cluster_state:ok" not in text or "cluster_size:3" not in text:
+                    return False
+                replication = client.info("replication")
+                return bool(
+                    replication.get("role") == "master"
+                    or replication.get("master_link_status") == "up"
+                )
         except redis.RedisError:
             return False
 
