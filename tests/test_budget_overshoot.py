@@ -1,5 +1,6 @@
-"""The overshoot bound, measured: two core replicas, one Redis, 200 concurrent requests against
-a $1 budget, with a mix of models, streams and a cheap target whose fallback is expensive.
+"""The overshoot bound, measured: two core replicas, one Redis (then a Redis Cluster), 200
+concurrent requests against a $1 budget, with a mix of models, streams and a cheap target
+whose fallback is expensive.
 
 Every try reserves its own estimate (priced for its target) before it is sent, and a
 reservation is admitted only if settled spend + live reservations + it fit the limit, so the

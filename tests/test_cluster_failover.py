@@ -60,6 +60,13 @@ async def hammer(stop: asyncio.Event, attempt: Callable[[], Awaitable[bool]]) ->
     return admitted
 
 
+async def until(condition: Callable[[], bool], within_s: float) -> None:
+    """Polls `condition` (the workers' tallies) until it holds, at most `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 async def promoted(cluster: RedisClusterServer, key: str, dead: int) -> float:
     """Waits until `key`'s slot is served by another node than `dead`; when that happened."""
     deadline = time.monotonic() + FAILOVER_WAIT_S
@@ -181,13 +188,10 @@ def test_budget_bound_holds_when_its_primary_dies(cluster: RedisClusterServer) -
             for store in stores
             for _ in range(WORKERS)
         ]
-        while sum(spent) < limit // 5:  # some spend in, most of the budget left
-            await asyncio.sleep(0.01)
+        await until(lambda: sum(spent) >= limit // 5, 20)  # some spend in, most left
         cluster.kill(dead)
         await promoted(cluster, account.key, dead)
-        deadline = time.monotonic() + 20
-        while sum(spent) + cost * 3 // 4 <= limit - cost // 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await until(lambda: sum(spent) > limit - cost, 20)  # no room for one more
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*tasks)

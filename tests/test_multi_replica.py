@@ -1,7 +1,7 @@
-"""Two cores and two edges sharing one real Redis (and then a Redis Cluster), driven concurrently past a provider key's
-RPM and TPM and a tenant's RPM: what the fake upstream receives never exceeds the limits by
-more than the limit plus what refills while the test runs (and, for tokens, one in-flight
-reservation's estimate error per replica); see each test's `bound`."""
+"""Two cores and two edges sharing one real Redis (then a Redis Cluster), driven concurrently
+past a provider key's RPM and TPM and a tenant's RPM: what the fake upstream receives never
+exceeds the limits by more than the limit plus what refills while the test runs (and, for
+tokens, one in-flight reservation's estimate error per replica); see each test's `bound`."""
 
 from __future__ import annotations
 

@@ -140,8 +140,10 @@ class ClusterClient:
         raise redis.exceptions.ConnectionError(f"no redis cluster node answers: {failure}")
 
     def _apply(self, reply: Any, asked: str) -> None:
-        """The new map; connections to nodes that own nothing any more are closed."""
-        slots: list[str | None] = [None] * SLOTS
+        """The new map; connections to nodes that own nothing any more are closed. A slot the
+        reply leaves out (its primary failed, no replica promoted yet) keeps its last owner:
+        its calls fail there, so the Redis-down policy blames that primary and no other."""
+        slots = list(self._slots)
         for entry in reply or ():
             first, last, primary = int(entry[0]), int(entry[1]), entry[2]
             host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])

@@ -121,9 +121,12 @@ class ResilientStore:
         current = self._owners() if self._owners is not None else None
         for gone in [o for o in self._down if o == owner or (current and o not in current)]:
             outage = self._down.pop(gone)
-            log.warning("redis reachable again after %.1f s", now - outage.since)
+            where = f" (cluster primary {gone})" if gone else ""
+            log.warning("redis reachable again%s after %.1f s", where, now - outage.since)
 
     def _failed(self, owner: str, now: float, exc: BaseException) -> None:
+        if self._owners is not None and owner not in self._owners():
+            return  # sent before the map changed, to a node that serves nothing now
         outage = self._down.get(owner)  # maybe made by a concurrent call since this one began
         if outage is not None:
             outage.retry_at = now + RETRY_AFTER_OUTAGE_S
@@ -131,7 +134,7 @@ class ResilientStore:
         self._down[owner] = _Outage(now)
         self.outages += 1
         mode = "per-process limits" if self.fail_open else "refusing requests"
-        where = " for the slots of one cluster primary" if owner else ""
+        where = f" for the slots of cluster primary {owner}" if owner else ""
         log.error("redis unreachable (%s); %s%s until it is back", type(exc).__name__, mode, where)
 
     def _share(self, specs: list[BucketSpec]) -> list[BucketSpec]:

@@ -24,6 +24,7 @@ from tests.support.tls_certs import issue_pki
 
 NODE_TIMEOUT_MS = 1000
 START_TIMEOUT_S = 30.0
+CREATE_OPTIONS = ("--cluster-replicas", "1", "--cluster-yes")
 
 
 class RedisClusterServer:
@@ -110,8 +111,7 @@ class RedisClusterServer:
             wait_port(port)
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
         subprocess.run(
-            [*self._cli(), "--cluster", "create", *addresses, "--cluster-replicas", "1"]
-            + ["--cluster-yes"],
+            [*self._cli(), "--cluster", "create", *addresses, *CREATE_OPTIONS],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
