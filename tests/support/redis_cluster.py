@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from core.state.redis_store import RedisStore
+from core.state.store import MemoryStore, Store
 from tests.support.net import free_port, wait_port
 from tests.support.tls_certs import issue_pki
 
@@ -245,3 +248,14 @@ class SharedState:
         if isinstance(admin, RedisCluster):
             return list(admin.scan_iter(pattern, target_nodes=RedisCluster.PRIMARIES))
         return list(admin.scan_iter(pattern))
+
+
+def store_of(kind: str, request: pytest.FixtureRequest) -> Store:
+    """A fresh store of `kind` ("memory", "redis": one node, "cluster": a Redis Cluster), for
+    tests parametrized over the three; the servers are the session's fixtures."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "redis":
+        return RedisStore(request.getfixturevalue("redis_url"))
+    cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+    return RedisStore(cluster.url, cluster=True)
