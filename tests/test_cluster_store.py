@@ -14,6 +14,8 @@ from core.state.buckets import BucketSpec
 from core.state.budget_accounts import Account, BudgetCharge, BudgetLine
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
+from shared.errors import GatewayError
+from tests.support.net import free_port
 from tests.support.redis_cluster import RedisClusterServer
 
 
@@ -145,3 +147,24 @@ def test_a_wrong_password_is_the_redis_down_policy(secure_cluster: RedisClusterS
             await store.close()
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+def test_no_node_answering_is_the_redis_down_policy() -> None:
+    """The seed unreachable before any map was read: fail_open serves from this process,
+    fail_closed refuses with 503, and neither crashes."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+
+    async def scenario(fail_open: bool) -> object:
+        store = ResilientStore(RedisStore(url, cluster=True), fail_open=fail_open)
+        try:
+            taken = await asyncio.gather(
+                *(store.take(tenant_keys("nobody")) for _ in range(3)), return_exceptions=True
+            )
+            assert not store.healthy and store.outages == 1 and not await store.ping()
+            return taken[0]
+        finally:
+            await store.close()
+
+    assert getattr(asyncio.run(scenario(True)), "allowed", None) is True
+    refused = asyncio.run(scenario(False))
+    assert isinstance(refused, GatewayError) and refused.status == 503

@@ -61,6 +61,7 @@ class ClusterClient:
         self._refreshed_at = -REFRESH_EVERY_S
         self._mapped = False  # a map was read once (until then, the first call reads it)
         self._owners = frozenset((self._seed_address,))
+        self._mapping: asyncio.Task[None] | None = None  # the first read, shared
 
     def owner(self, key: str) -> str:
         """The address of the primary serving `key` now, as this client knows it."""
@@ -81,7 +82,7 @@ class ClusterClient:
     async def keyed(self, key: str, *args: Any) -> Any:
         """`args` run on the owner of `key`'s slot, following the cluster's redirections."""
         if not self._mapped:
-            await self.refresh()
+            await self._first_map()
         slot = key_slot(key.encode())
         address = self._slots[slot] or self._seed_address
         for _ in range(MAX_REDIRECTS):
@@ -103,10 +104,16 @@ class ClusterClient:
     async def ping(self) -> bool:
         """Every primary answers: each owns slots the core's state may live in."""
         if not self._mapped:
-            await self.refresh()
+            await self._first_map()
         owners = {address for address in self._slots if address is not None}
         replies = await asyncio.gather(*(self._node(a).call("PING") for a in owners))
         return bool(owners) and all(reply == "PONG" for reply in replies)
+
+    async def _first_map(self) -> None:
+        """One read of the map for every call that arrives before there is one."""
+        if self._mapping is None or self._mapping.done():
+            self._mapping = asyncio.get_running_loop().create_task(self.refresh())
+        await asyncio.shield(self._mapping)
 
     def stale(self) -> None:
         """Re-read the map in the background (at most one read at a time, and not too often)."""
@@ -157,8 +164,9 @@ class ClusterClient:
             asyncio.get_running_loop().create_task(gone.close())
 
     async def close(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
+        for task in (self._refreshing, self._mapping):
+            if task is not None:
+                task.cancel()
         nodes, self._nodes = list(self._nodes.values()), {}
         for node in nodes:
             await node.close()
