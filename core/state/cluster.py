@@ -43,6 +43,13 @@ SLOTS = 16384
 MAX_REDIRECTS = 5  # MOVED / ASK / TRYAGAIN answers followed per call
 TRYAGAIN_PAUSE_S = 0.02
 REFRESH_EVERY_S = 0.1  # the map is re-read at most this often, however many calls fail
+_NODE_FAILURES = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ReadOnlyError,
+    OSError,
+)
 
 
 class ClusterClient:
@@ -96,8 +103,8 @@ class ClusterClient:
                 return await self._node(f"{ask.host}:{ask.port}").call_asking(*args)
             except redis.exceptions.TryAgainError:
                 await asyncio.sleep(TRYAGAIN_PAUSE_S)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-                self.stale()
+            except _NODE_FAILURES:
+                self.stale()  # a promoted replica, a slot with no owner: the map will say
                 raise
         raise redis.exceptions.ClusterError("redis cluster: too many redirections")
 
@@ -105,7 +112,7 @@ class ClusterClient:
         """Every primary answers: each owns slots the core's state may live in."""
         if not self._mapped:
             await self._first_map()
-        owners = {address for address in self._slots if address is not None}
+        owners = self._owners
         replies = await asyncio.gather(*(self._node(a).call("PING") for a in owners))
         return bool(owners) and all(reply == "PONG" for reply in replies)
 
