@@ -17,6 +17,7 @@ from core.state.resilient import ResilientStore
 from shared.errors import GatewayError
 from tests.support.net import free_port
 from tests.support.redis_cluster import RedisClusterServer
+from tests.support.redis_server import RedisServer
 
 
 def tenant_keys(tenant: str) -> list[BucketSpec]:
@@ -168,3 +169,31 @@ def test_no_node_answering_is_the_redis_down_policy() -> None:
     assert getattr(asyncio.run(scenario(True)), "allowed", None) is True
     refused = asyncio.run(scenario(False))
     assert isinstance(refused, GatewayError) and refused.status == 503
+
+
+@pytest.fixture(scope="module")
+def secure_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One node, TLS only, with an ACL user allowed the gateway's `il:` keys alone."""
+    server = RedisServer(Path(tmp_path_factory.mktemp("tls-node")), tls=True).start()
+    with server.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "gateway", "on", ">s3cret", "~il:*", "+@all")
+    yield server
+    server.stop()
+
+
+def test_tls_and_an_acl_user_on_one_node(secure_node: RedisServer) -> None:
+    """The same URL form as for a cluster, without the switch; a key the ACL does not allow
+    (NOPERM) is the Redis-down policy, never a 500."""
+    url = secure_node.url.replace("rediss://", "rediss://gateway:s3cret@")
+
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        store = ResilientStore(RedisStore(url), fail_open=True)
+        try:
+            allowed = (await store.take(tenant_keys("acl"))).allowed
+            healthy = store.healthy
+            outside = (await store.take([BucketSpec("other:{x}:rpm", 5, 1, 1)])).allowed
+            return allowed, healthy, outside, store.healthy
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == (True, True, True, False)
