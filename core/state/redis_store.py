@@ -1,10 +1,12 @@
 """Redis-backed Store: token buckets in one Lua call, timed by the Redis server's clock.
 
-Using Redis's TIME (not each replica's clock) keeps buckets consistent across core replicas.
-Keys carry hash tags chosen by the caller so a multi-bucket take lands in one cluster slot.
-Every call goes through the one lean client (core/state/resp.py) whatever the URL scheme, so
-redis://, rediss:// and unix:// fail the same way and the Redis-down policy sees one set of
-exceptions.
+Using Redis's TIME (not each replica's clock) keeps buckets consistent across core replicas
+(in a cluster, a script's keys are on one node, so one clock per call still).
+Keys carry hash tags chosen by the caller so a multi-key script lands in one cluster slot.
+Every call goes through the lean client (core/state/resp.py; core/state/cluster.py routes it
+to its slot's primary with `state.cluster`) whatever the URL scheme, so redis://, rediss://
+and unix:// fail the same way and the Redis-down policy sees one set of exceptions. Each call
+names the key it is routed by; `owner` tells the policy which node that is.
 """
 
 from __future__ import annotations
