@@ -91,7 +91,9 @@ class CoreState:
         self.pricing: Pricing = pricing or parts.pricing
         self.store: Store = (
             ResilientStore(
-                RedisStore(config.state.redis_url), config.state.fail_open, config.state.replicas
+                RedisStore(config.state.redis_url, config.state.cluster),
+                config.state.fail_open,
+                config.state.replicas,
             )
             if config.state.redis_url
             else MemoryStore()

@@ -26,6 +26,7 @@ from core.providers.provider import Provider, SessionGetter, build_provider
 from core.routing.policy.rules import Policy, build_policy
 from core.routing.registry import ModelRegistry
 from core.spend.pricing import CataloguePricing, build_pricing
+from core.state.cluster import ClusterClient
 from core.state.redis_url import parse_endpoint
 from shared import hop
 from shared.config import Config
@@ -58,7 +59,7 @@ def _prepare(config: Config, session: SessionGetter) -> CoreParts:
         name: build_provider(provider, config.core, session)
         for name, provider in config.providers.items()
     }
-    _check_redis_url(config.state.redis_url)
+    _check_redis_url(config.state.redis_url, config.state.cluster)
     registry = ModelRegistry(config, providers)
     policy = build_policy(
         config.routing, registry.named, lambda model: registry.resolve(model) is not None
@@ -92,12 +93,13 @@ def _provider_secrets(providers: dict[str, Provider]) -> Iterator[Secret]:
                     yield value
 
 
-def _check_redis_url(url: str | None) -> None:
-    """The state store's URL as the store will read it (schemes, TLS files, parameters)."""
+def _check_redis_url(url: str | None, cluster: bool) -> None:
+    """The state store's URL as the store will read it (schemes, TLS files, parameters; a
+    cluster's seed: TCP, database 0)."""
     if url is None:
         return
     try:
-        parse_endpoint(url)
+        ClusterClient(url) if cluster else parse_endpoint(url)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"state.redis_url: {exc}") from None
 

@@ -80,6 +80,9 @@ class StateConfig:
     # Core replicas sharing the Redis: in a fail-open outage each one's local buckets get
     # 1/replicas of every shared limit, so together they stay near it.
     replicas: int = 1
+    # redis_url is one node of a Redis Cluster: the slot map is read from it, and every node
+    # is reached with its credentials and TLS settings.
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,12 @@ def _state(raw: Any, env: dict[str, str]) -> StateConfig:
     if mode not in ("fail_open", "fail_closed"):
         raise ConfigError("state.on_redis_down: expected fail_open or fail_closed")
     replicas = cp.integer(s, "replicas", "state", 1, 1, 10_000)
-    return StateConfig(redis_url=url, fail_open=mode == "fail_open", replicas=replicas)
+    cluster = cp.boolean(s, "cluster", "state", False)
+    if cluster and url is None:
+        raise ConfigError("state.cluster: needs state.redis_url (any node of the cluster)")
+    return StateConfig(
+        redis_url=url, fail_open=mode == "fail_open", replicas=replicas, cluster=cluster
+    )
 
 
 def _rate_limits(raw: Any, path: str) -> dict[str, RateLimit]:

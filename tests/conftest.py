@@ -14,6 +14,7 @@ from tests.support.fake_faults import FakeFaults
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.moto_server import MotoServer
 from tests.support.postgres_server import PostgresServer
+from tests.support.redis_cluster import RedisClusterServer, SharedState
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
 
@@ -69,6 +70,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A private Redis Cluster for the session (three primaries, three replicas: about 2 s).
+    Tests that kill nodes start their own."""
+    yield from _running(RedisClusterServer(tmp_path_factory.mktemp("redis-cluster")))
+
+
+@pytest.fixture(scope="session", params=["redis", "cluster"])
+def shared_state(request: pytest.FixtureRequest, redis_url: str) -> SharedState:
+    """The cores' shared state, one Redis node or a Redis Cluster: a test that takes it runs
+    against both (its `state` is the config section, `admin()` a client for checking)."""
+    if request.param == "redis":
+        return SharedState({"redis_url": redis_url})
+    cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+    return SharedState(cluster.state, cluster)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The overshoot bound, measured: two core replicas, one Redis, 200 concurrent requests against
-a $1 budget, with a mix of models, streams and a cheap target whose fallback is expensive.
+"""The overshoot bound, measured: two core replicas, one Redis (then a Redis Cluster), 200
+concurrent requests against a $1 budget, with a mix of models, streams and a cheap target
+whose fallback is expensive.
 
 Every try reserves its own estimate (priced for its target) before it is sent, and a
 reservation is admitted only if settled spend + live reservations + it fit the limit, so the
@@ -18,11 +19,11 @@ from collections.abc import Iterator
 import aiohttp
 import orjson
 import pytest
-import redis
 
 from tests.support.budget_core import BUDGET_CORE
 from tests.support.flat_pricing import PRICES
 from tests.support.net import free_port
+from tests.support.redis_cluster import SharedState
 from tests.support.stack import Cluster
 
 LIMIT_MICROS = 1_000_000
@@ -37,10 +38,10 @@ def budget() -> str:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, budget: str
+    tmp_path_factory: pytest.TempPathFactory, shared_state: SharedState, budget: str
 ) -> Iterator[Cluster]:
     overrides = {
-        "state": {"redis_url": redis_url},
+        "state": shared_state.state,  # one Redis, then a Redis Cluster
         # 200 connections from one test client to two edges: above the per-client default.
         "edge": {"server": {"max_connections_per_client": REQUESTS}},
         "providers": {
@@ -101,17 +102,16 @@ async def one(client: aiohttp.ClientSession, url: str, token: str, n: int) -> tu
     return 200, cost_of(served, usage), ""
 
 
-def settled(redis_url: str, budget: str) -> tuple[int, int]:
+def settled(shared_state: SharedState, budget: str) -> tuple[int, int]:
     """(settled spend, live reservations) of the budget's current period."""
-    admin = redis.Redis.from_url(redis_url)
-    keys = [k for k in admin.scan_iter(f"il:{{budgets}}:{budget}:*") if not k.endswith(b":x")]
+    keys = [k for k in shared_state.keys(f"il:{{budgets}}:{budget}:*") if not k.endswith(b":x")]
     assert len(keys) == 1
-    spent, held = admin.hmget(keys[0], "s", "r")
+    spent, held = shared_state.admin().hmget(keys[0], "s", "r")
     return int(spent or 0), int(held or 0)
 
 
 def test_settled_spend_stays_within_the_bound(
-    cluster: Cluster, redis_url: str, budget: str
+    cluster: Cluster, shared_state: SharedState, budget: str
 ) -> None:
     token = cluster.token("spender")
 
@@ -130,7 +130,7 @@ def test_settled_spend_stays_within_the_bound(
     assert refused and set(refused) == {"budget_exceeded"}, refused[:5]
     assert len(served) > 20
     for _ in range(200):  # both cores settle in the background (every 50 ms)
-        spent, held = settled(redis_url, budget)
+        spent, held = settled(shared_state, budget)
         if held == 0 and spent == sum(served):
             break
         asyncio.run(asyncio.sleep(0.05))

@@ -12,19 +12,19 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from core.state.budget_accounts import Account, BudgetCharge, BudgetLine, Slice
-from core.state.redis_store import RedisStore
-from core.state.store import MemoryStore, Store
+from core.state.store import Store
+from tests.support.redis_cluster import store_of
 
 Scenario = Callable[[Store], Awaitable[None]]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def on_store(request: pytest.FixtureRequest, redis_url: str) -> Callable[[Scenario], None]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def on_store(request: pytest.FixtureRequest) -> Callable[[Scenario], None]:
     """Runs a scenario against a fresh store of the kind under test."""
 
     def run(scenario: Scenario) -> None:
         async def main() -> None:
-            store: Store = MemoryStore() if request.param == "memory" else RedisStore(redis_url)
+            store = store_of(request.param, request)
             try:
                 await scenario(store)
             finally:

@@ -25,6 +25,7 @@ from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.fault_stack import faults_provider
 from tests.support.ledger_load import sqlite_rows
 from tests.support.prom import by_label, scrape, value
+from tests.support.redis_cluster import SharedState
 from tests.support.stack import Cluster, Stack
 from tests.test_response_cache_e2e import cache_overrides
 
@@ -62,9 +63,9 @@ def cluster(
     fake: FakeOpenAI,
     claude: FakeAnthropic,
     faults: FakeFaults,
-    redis_url: str,
+    shared_state: SharedState,
 ) -> Iterator[Cluster]:
-    settings = {**overrides(fake, claude, faults), "state": {"redis_url": redis_url}}
+    settings = {**overrides(fake, claude, faults), "state": shared_state.state}
     running = Cluster(tmp_path_factory.mktemp("coalesce-2"), settings, cores=2, edges=1)
     running.start()
     yield running

@@ -94,7 +94,7 @@ def test_the_keys_read_from_other_names() -> None:
     assert {"api_key", "api_keys", "key_limits", "timeout"} <= keys_of(ProviderConfig)
     assert "name" not in keys_of(ProviderConfig) and "name" not in keys_of(ModelConfig)
     assert {"targets", "provider", "model"} <= keys_of(ModelConfig)
-    assert keys_of(StateConfig) == {"redis_url", "on_redis_down", "replicas"}
+    assert keys_of(StateConfig) == {"redis_url", "on_redis_down", "replicas", "cluster"}
     assert "breaker_open_for" in keys_of(ResilienceConfig)
     assert "jwks" in keys_of(AuthConfig) and "revocation_required" not in keys_of(AuthConfig)
 

@@ -22,6 +22,7 @@ from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_openai import TEXT, FakeOpenAI
 from tests.support.ledger_load import sqlite_rows
 from tests.support.prom import by_label, scrape
+from tests.support.redis_cluster import SharedState
 from tests.support.stack import Cluster, Stack
 from tests.test_response_cache_e2e import cache_overrides
 
@@ -43,9 +44,9 @@ def cluster(
     tmp_path_factory: pytest.TempPathFactory,
     fake: FakeOpenAI,
     claude: FakeAnthropic,
-    redis_url: str,
+    shared_state: SharedState,
 ) -> Iterator[Cluster]:
-    overrides = {**cache_overrides(fake, claude), "state": {"redis_url": redis_url}}
+    overrides = {**cache_overrides(fake, claude), "state": shared_state.state}
     running = Cluster(tmp_path_factory.mktemp("idem-cluster"), overrides, cores=2, edges=1)
     running.start()
     yield running

@@ -133,7 +133,7 @@ def test_redis_down_fail_open_then_recovers(tmp_path: Path) -> None:
         assert not store.healthy and store.outages == 1 and store.fallback_calls == 1
         server.start()
         try:
-            store._retry_at = 0  # don't wait out the back-off in a test
+            store.retry_now()  # don't wait out the back-off in a test
             await limiter.admit("acme", "free", 1)
             assert store.healthy
             assert await store.primary.ping()

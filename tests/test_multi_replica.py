@@ -1,7 +1,7 @@
-"""Two cores and two edges sharing one real Redis, driven concurrently past a provider key's
-RPM and TPM and a tenant's RPM: what the fake upstream receives never exceeds the limits by
-more than the limit plus what refills while the test runs (and, for tokens, one in-flight
-reservation's estimate error per replica); see each test's `bound`."""
+"""Two cores and two edges sharing one real Redis (then a Redis Cluster), driven concurrently
+past a provider key's RPM and TPM and a tenant's RPM: what the fake upstream receives never
+exceeds the limits by more than the limit plus what refills while the test runs (and, for
+tokens, one in-flight reservation's estimate error per replica); see each test's `bound`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from tests.support import hop_client, raw
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.prom import scrape, value
+from tests.support.redis_cluster import SharedState
 from tests.support.stack import Cluster
 
 KEY_RPM = 30
@@ -26,10 +27,10 @@ USAGE_TOKENS = 19  # what the fake reports per request (12 prompt + 7 completion
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, fake: FakeOpenAI
+    tmp_path_factory: pytest.TempPathFactory, shared_state: SharedState, fake: FakeOpenAI
 ) -> Iterator[Cluster]:
     overrides = {
-        "state": {"redis_url": redis_url},
+        "state": shared_state.state,  # one Redis, then a Redis Cluster
         "limits": {"tiers": {"metered": {"rpm": TENANT_RPM}, "default": {}}},
         "core": {
             "resilience": {

@@ -11,21 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.state.buckets import BucketSpec, adjust, take
-from core.state.redis_store import RedisStore
-from core.state.store import MemoryStore, Store
+from core.state.store import Store
+from tests.support.redis_cluster import store_of
 
 Scenario = Callable[[Store], Awaitable[Any]]
 Runner = Callable[[Scenario], Any]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def run(request: pytest.FixtureRequest, redis_url: str) -> Runner:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def run(request: pytest.FixtureRequest) -> Runner:
     """Runs a scenario against a fresh store inside its own event loop (redis clients are
     bound to the loop that created them)."""
 
     def runner(scenario: Scenario) -> Any:
         async def main() -> Any:
-            store: Store = MemoryStore() if request.param == "memory" else RedisStore(redis_url)
+            store = store_of(request.param, request)
             try:
                 return await scenario(store)
             finally:
@@ -37,6 +37,8 @@ def run(request: pytest.FixtureRequest, redis_url: str) -> Runner:
 
 
 def unique(name: str) -> str:
+    """A key of its own hash tag; keys one call uses together share one (a cluster refuses
+    keys of several slots in one call, and the core's keys share theirs)."""
     import uuid
 
     return f"test:{{{uuid.uuid4().hex}}}:{name}"
@@ -54,7 +56,8 @@ def test_take_until_empty_then_refuse_with_retry_after(run: Runner) -> None:
 
 
 def test_multi_bucket_take_is_all_or_nothing(run: Runner) -> None:
-    requests, tokens = unique("rpm"), unique("tpm")
+    tag = unique("tenant")
+    requests, tokens = tag + ":rpm", tag + ":tpm"
 
     async def scenario(store: Store) -> tuple[bool, bool, float]:
         roomy = BucketSpec(requests, capacity=100, rate=0.001, cost=1)
@@ -190,7 +193,8 @@ def test_adjust_never_exceeds_capacity(deltas: list[float]) -> None:
 
 
 def test_take_first_admits_the_first_group_with_capacity(run: Runner) -> None:
-    a, b = unique("key-a"), unique("key-b")
+    tag = unique("pool")
+    a, b = tag + ":key-a", tag + ":key-b"
 
     async def scenario(store: Store) -> list[int]:
         groups = [[BucketSpec(a, 1, 0.001, 1)], [BucketSpec(b, 2, 0.001, 1)]]
@@ -247,7 +251,8 @@ def test_log_appends_in_order_reads_from_an_index_and_expires(run: Runner) -> No
     """A coalescing leader's chunks: appended in order, read from where a follower got to;
     each append answers the followers its lock counts; the list lives its TTL after the last
     append; an unknown list reads as empty."""
-    key, lock = unique("log"), unique("lock")
+    tag = unique("flight")
+    key, lock = tag + ":log", tag + ":lock"
 
     async def scenario(store: Store) -> list[Any]:
         n1 = await store.log_append(key, [b"s{}", b"c1"], 0.3, lock)

@@ -1,10 +1,12 @@
 """Redis-backed Store: token buckets in one Lua call, timed by the Redis server's clock.
 
-Using Redis's TIME (not each replica's clock) keeps buckets consistent across core replicas.
-Keys carry hash tags chosen by the caller so a multi-bucket take lands in one cluster slot.
-Every call goes through the one lean client (core/state/resp.py) whatever the URL scheme, so
-redis://, rediss:// and unix:// fail the same way and the Redis-down policy sees one set of
-exceptions.
+Using Redis's TIME (not each replica's clock) keeps buckets consistent across core replicas
+(in a cluster, a script's keys are on one node, so one clock per call still).
+Keys carry hash tags chosen by the caller so a multi-key script lands in one cluster slot.
+Every call goes through the lean client (core/state/resp.py; core/state/cluster.py routes it
+to its slot's primary with `state.cluster`) whatever the URL scheme, so redis://, rediss://
+and unix:// fail the same way and the Redis-down policy sees one set of exceptions. Each call
+names the key it is routed by; `owner` tells the policy which node that is.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
 from core.state import budget_script
 from core.state.buckets import BucketSpec, TakeResult
 from core.state.budget_accounts import BudgetCharge, BudgetLine, BudgetReply
+from core.state.cluster import ClusterClient
 from core.state.resp import RespClient
 
 # Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
@@ -198,25 +201,44 @@ return tonumber(redis.call('HGET', KEYS[2], 'w') or '0')
 """
 
 
-class Script:
-    """A Lua script run by EVALSHA, loaded on NOSCRIPT (a flushed or restarted Redis)."""
+class Client(Protocol):
+    """One node (core.state.resp) or a cluster (core.state.cluster): a call names its key, so
+    a cluster sends it to the key's slot owner."""
 
-    def __init__(self, client: RespClient, source: str) -> None:
+    async def keyed(self, key: str, *args: Any) -> Any: ...
+
+    def owner(self, key: str) -> str: ...
+
+    def owners(self) -> frozenset[str]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class Script:
+    """A Lua script run by EVALSHA, sent whole (EVAL, which caches it) on NOSCRIPT: a flushed
+    or restarted Redis, or a cluster node that has not seen it yet (each caches its own)."""
+
+    def __init__(self, client: Client, source: str) -> None:
         self._client = client
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
 
     async def __call__(self, keys: list[str], args: Sequence[float | str | bytes]) -> Any:
+        route = keys[0] if keys else ""
+        call = self._client.keyed
         try:
-            return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self._client.call("SCRIPT", "LOAD", self._source)
-            return await self._client.call("EVALSHA", self._sha, len(keys), *keys, *args)
+            return await call(route, "EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # EVAL runs and caches it where the call lands (ASK included)
+            return await call(route, "EVAL", self._source, len(keys), *keys, *args)
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
-        self._client = RespClient(url)
+    def __init__(self, url: str, cluster: bool = False) -> None:
+        """`cluster`: `url` is one node of a Redis Cluster (any node: the map is read from
+        it), and every node is reached with its credentials and TLS settings."""
+        self._client: Client = ClusterClient(url) if cluster else RespClient(url)
         self._take_first = Script(self._client, _TAKE_FIRST)
         self._adjust = Script(self._client, _ADJUST)
         self._budget_reserve = Script(self._client, budget_script.RESERVE)
@@ -261,7 +283,7 @@ class RedisStore:
         return {key: int(budget_script.text(v)) for key, v in zip(order, reply, strict=True)}
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._client.call("GET", key)
+        value = await self._client.keyed(key, "GET", key)
         return None if value is None else bytes(value)
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
@@ -276,16 +298,16 @@ class RedisStore:
         return [None if value is None else bytes(value) for value in values]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        await self._client.call("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
+        await self._client.keyed(key, "SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, key: str, ttl_s: float) -> bool:
         """One SET NX PX (the hop nonce on the hot path)."""
         ttl_ms = max(1, int(ttl_s * 1000))
-        reply = await self._client.call("SET", key, b"1", "NX", "PX", ttl_ms)
+        reply = await self._client.keyed(key, "SET", key, b"1", "NX", "PX", ttl_ms)
         return reply is not None  # "OK" when set; nil when the key already exists
 
     async def release(self, key: str) -> None:
-        await self._client.call("DEL", key)
+        await self._client.keyed(key, "DEL", key)
 
     async def lead(self, key: str, token: bytes, ttl_s: float) -> bytes | None:
         reply = await self._lead([key], [token, max(1, int(ttl_s * 1000))])
@@ -300,7 +322,7 @@ class RedisStore:
         return None, bytes(reply[1]) if len(reply) > 1 else None
 
     async def wanted(self, key: str) -> int:
-        return int(await self._client.call("HGET", key, "w") or 0)
+        return int(await self._client.keyed(key, "HGET", key, "w") or 0)
 
     async def unlead(self, key: str, token: bytes) -> int:
         return int(await self._unlead([key], [token]))
@@ -322,7 +344,7 @@ class RedisStore:
     async def log_read(self, key: str, start: int) -> list[bytes]:
         """LRANGE, not a blocking XREAD: the one multiplexed connection (core.state.resp)
         would stall every other command behind a blocked read; followers poll instead."""
-        reply = await self._client.call("LRANGE", key, start, -1)
+        reply = await self._client.keyed(key, "LRANGE", key, start, -1)
         return [bytes(item) for item in reply or ()]
 
     async def share(
@@ -336,8 +358,15 @@ class RedisStore:
         )
         return [_members(reply) for reply in replies]
 
+    def owner(self, key: str) -> str:
+        """The node serving `key` (the Redis-down policy's unit: core.state.resilient)."""
+        return self._client.owner(key)
+
+    def owners(self) -> frozenset[str]:
+        return self._client.owners()
+
     async def ping(self) -> bool:
-        return bool(await self._client.call("PING") == "PONG")
+        return await self._client.ping()
 
     async def close(self) -> None:
         await self._client.close()

@@ -161,9 +161,18 @@ class _Protocol(asyncio.Protocol):
             self.lost.set_result(None)
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class RespClient:
-    def __init__(self, url: str, timeout_s: float = 1.0) -> None:
-        self.endpoint: RedisEndpoint = parse_endpoint(url)
+    def __init__(
+        self, url: str, timeout_s: float = 1.0, endpoint: RedisEndpoint | None = None
+    ) -> None:
+        """`endpoint`: already parsed (a cluster node: the seed URL's credentials and TLS at
+        the node's address, core.state.cluster); otherwise read from `url`."""
+        self.endpoint: RedisEndpoint = endpoint or parse_endpoint(url)
         self.timeout_s = self.endpoint.timeout_s or timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -219,6 +228,30 @@ class RespClient:
 
     async def call(self, *args: Any) -> Any:
         return await self._send(await self._connection(), args)
+
+    async def keyed(self, key: str, *args: Any) -> Any:
+        """`call`, for a caller that names the key (one node: every key is here)."""
+        return await self._send(await self._connection(), args)
+
+    def owner(self, key: str) -> str:
+        """Where `key` lives: one node, so one owner (the Redis-down policy's unit)."""
+        return ""
+
+    def owners(self) -> frozenset[str]:
+        return frozenset(("",))
+
+    async def ping(self) -> bool:
+        return bool(await self.call("PING") == "PONG")
+
+    async def call_asking(self, *args: Any) -> Any:
+        """ASKING then the command, adjacent on one connection (a cluster slot being migrated:
+        the target node serves the command only right after ASKING)."""
+        protocol = await self._connection()
+        asking: asyncio.Future[Any] = protocol.loop.create_future()
+        asking.add_done_callback(_retrieved)  # its failure is the command's, reported below
+        protocol.waiters.append(asking)
+        protocol.send(encode(("ASKING",)))
+        return await self._send(protocol, args)  # queued at once, right behind ASKING
 
     async def close(self) -> None:
         protocol, self._protocol = self._protocol, None
