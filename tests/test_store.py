@@ -268,3 +268,33 @@ def test_log_appends_in_order_reads_from_an_index_and_expires(run: Runner) -> No
         return [n1, n2, whole, rest, past, unknown, expired]
 
     assert run(scenario) == [0, 1, [b"s{}", b"c1", b"c2"], [b"c2"], [], [], []]
+
+
+def test_set_unlead_stores_the_answer_and_releases_only_its_holders_lock(run: Runner) -> None:
+    """A coalesced leader's answer stored and its lock released in one call (core.cache.stage):
+    the followers counted are answered; a token that does not hold the lock stores the value
+    but releases nothing."""
+    tag = unique("flight")
+    entry, lock = f"{tag}:entry", f"{tag}:entry:co:leader"
+
+    async def scenario(store: Store) -> list[Any]:
+        await store.lead(lock, b"a", 60)
+        await store.lead(lock, b"b", 60)  # one follower
+        wrong = await store.set_unlead(entry, b"v1", 60, lock, b"b")
+        held = await store.wanted(lock)
+        wanted = await store.set_unlead(entry, b"v2", 60, lock, b"a")
+        after = await store.lead(lock, b"c", 60)  # released: the next caller leads
+        return [wrong, held, wanted, await store.get(entry), after]
+
+    assert run(scenario) == [0, 1, 1, b"v2", None]
+
+
+def test_mget_reads_keys_of_one_hash_tag_in_order(run: Runner) -> None:
+    tag = unique("affinity")
+
+    async def scenario(store: Store) -> list[bytes | None]:
+        await store.set(f"{tag}:a", b"1", 60)
+        await store.set(f"{tag}:c", b"3", 60)
+        return [*await store.mget([f"{tag}:a", f"{tag}:b", f"{tag}:c"]), *await store.mget([])]
+
+    assert run(scenario) == [b"1", None, b"3"]

@@ -294,7 +294,7 @@ class RedisStore:
     async def mget(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._client.call("MGET", *keys)
+        values = await self._client.keyed(keys[0], "MGET", *keys)  # one hash tag: one slot
         return [None if value is None else bytes(value) for value in values]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:

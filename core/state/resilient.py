@@ -218,7 +218,12 @@ class ResilientStore:
         return list(groups.values())
 
     async def mget(self, keys: list[str]) -> list[bytes | None]:
-        return await self._call(lambda: self.primary.mget(keys), lambda: self.fallback.mget(keys))
+        """One MGET: the keys share a hash tag (one slot, one owner)."""
+        if not keys:
+            return []
+        return await self._call(
+            keys[0], lambda: self.primary.mget(keys), lambda: self.fallback.mget(keys)
+        )
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._call(
@@ -274,6 +279,7 @@ class ResilientStore:
         self, key: str, value: bytes, ttl_s: float, lock: str, token: bytes
     ) -> int:
         return await self._call(
+            key,
             lambda: self.primary.set_unlead(key, value, ttl_s, lock, token),
             lambda: self.fallback.set_unlead(key, value, ttl_s, lock, token),
         )
