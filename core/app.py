@@ -68,6 +68,13 @@ from shared.http import EXCEPTION_HANDLERS, error_response
 Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
 
 
+def _state_store(config: Config) -> Store:
+    """Redis (one node or a cluster) behind the Redis-down policy, else this process's memory."""
+    s = config.state
+    redis = RedisStore(s.redis_url, s.cluster) if s.redis_url else None
+    return ResilientStore(redis, s.fail_open, s.replicas) if redis else MemoryStore()
+
+
 class CoreState:
     """Everything built once per process at start-up."""
 
@@ -89,15 +96,7 @@ class CoreState:
         self.policy = parts.policy
         # Prices and costs (core.spend), built once; a test may hand in its own Pricing.
         self.pricing: Pricing = pricing or parts.pricing
-        self.store: Store = (
-            ResilientStore(
-                RedisStore(config.state.redis_url, config.state.cluster),
-                config.state.fail_open,
-                config.state.replicas,
-            )
-            if config.state.redis_url
-            else MemoryStore()
-        )
+        self.store: Store = _state_store(config)
         for provider in self.providers.values():
             if isinstance(provider.upstream, GeminiUpstream):
                 provider.upstream.attach(self.store)  # its context cache registry, shared
@@ -105,6 +104,13 @@ class CoreState:
         self.secrets = parts.secrets  # referenced secrets, refreshed while serving
         self.settlements = Settlements(self.store)
         self.limiter = TenantLimiter(config.limits, self.store, self.settlements)
+        self._dispatch(config)
+        self.images = ImageFetcher.from_config(config.core)
+        self._spend(config)
+        self._caches(config)
+
+    def _dispatch(self, config: Config) -> None:
+        """Breakers, budgets and the dispatcher, with the estimates shared between replicas."""
         policy = config.core.resilience
         self.breakers = BreakerBoard(
             BreakerPolicy(
@@ -134,8 +140,9 @@ class CoreState:
         self.stats_sync = StatsSync(self.dispatcher.latency, self.store)
         # Off unless a route sets health_check_interval (core.resilience.health_checks).
         self.health_checks = HealthChecks(self.registry.health_checked(), self.dispatcher.latency)
-        self.images = ImageFetcher.from_config(config.core)
-        # Spend (README: Spend): the ledger's writer, and the pricing its records are costed with.
+
+    def _spend(self, config: Config) -> None:
+        """The ledger's writer (README: Spend) and every request's outcome record."""
         ledger = config.ledger
         # The writer owns the store; the usage API (core.api.usage) only reads from it.
         self.ledger_store = store_for(ledger.url, ledger.partition) if ledger.enabled else None
@@ -146,12 +153,13 @@ class CoreState:
         self.records = Records(metrics, self.ledger)
         instruments = [*metrics.instruments.all(), *EVENTS]
         self.otlp = OtlpMetrics(instruments) if config.metrics.otlp else None
-        # The response cache (core.cache): Redis itself when there is one (an outage is a
-        # miss), else this process's memory, bounded by cache.max_bytes.
-        # Request coalescing (core.cache.coalesce) shares flights through the same Redis.
+
+    def _caches(self, config: Config) -> None:
+        """The response cache (core.cache): Redis itself when there is one (an outage is a
+        miss), else this process's memory, bounded by cache.max_bytes. Request coalescing
+        (core.cache.coalesce) shares flights through the same Redis, and prompt-cache affinity
+        (core.cache.affinity) its holders (an outage is no affinity)."""
         shared = self.store.primary if isinstance(self.store, ResilientStore) else None
-        # Prompt-cache affinity (core.cache.affinity): in Redis when there is one (shared by
-        # the replicas; an outage is no affinity), else in this process's memory.
         self.affinity = Affinities(shared)
         self.cache: ResponseCache | None = None
         # What Idempotency-Key requests came to, for /metrics (core.cache.idempotency).
