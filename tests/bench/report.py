@@ -18,10 +18,20 @@ from typing import Any
 
 import orjson
 
+from tests.bench import report_extra
+
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGET_NAMES = ("direct", "interlock", "litellm")
+TARGET_NAMES = ("direct", "floor1", "floor2", "interlock", "interlock-full", "portkey", "litellm")
 STREAM_MODELS = ("stream20", "stream64x20")
-GATEWAY_PROCS = {"direct": ("upstream",), "interlock": ("edge", "core"), "litellm": ("litellm",)}
+GATEWAY_PROCS = {
+    "direct": ("upstream",),
+    "floor1": ("hop",),
+    "floor2": ("hop1", "hop2"),
+    "interlock": ("edge", "core"),
+    "interlock-full": ("edge", "core"),
+    "portkey": ("portkey",),
+    "litellm": ("litellm",),
+}
 LEAK_TOLERANCE_MB = 2.0  # RSS growth across repeated runs still called "no growth"
 LIMITS = {
     "added_p50_ms": 1.2,
@@ -245,7 +255,7 @@ def _pair(a: Any, b: Any, digits: int = 2) -> str:
     return f"{fmt(a, digits)} / {fmt(b, digits)}"
 
 
-def _column(s: dict[str, Any], procs: list[str]) -> list[str]:
+def _column(s: dict[str, Any], procs: list[str], name: str) -> list[str]:
     """One target's cells, in the order of `row_labels`."""
     added = (s.get("added_p50_ms"), s.get("added_p99_ms"))
     cells = [
@@ -273,7 +283,8 @@ def _column(s: dict[str, Any], procs: list[str]) -> list[str]:
         )
     )
     for proc in procs:
-        rss = s["rss_mb"].get(proc)
+        owner, _, own = proc.partition(":")
+        rss = s["rss_mb"].get(own) if owner == name else None
         cells.append(
             "-"
             if rss is None
@@ -304,8 +315,8 @@ def row_labels(procs: list[str], concurrency: int) -> list[str]:
 
 def table_rows(summary: dict[str, Any], concurrency: int) -> list[tuple[str, list[str]]]:
     names = [n for n in TARGET_NAMES if n in summary]
-    procs = [p for n in names for p in summary[n]["rss_mb"]]
-    columns = [_column(summary[n], procs) for n in names]
+    procs = [f"{n}:{p}" for n in names for p in summary[n]["rss_mb"]]
+    columns = [_column(summary[n], procs, n) for n in names]
     return [
         (label, [c[i] for c in columns]) for i, label in enumerate(row_labels(procs, concurrency))
     ]
@@ -335,6 +346,7 @@ def render_text(result: dict[str, Any]) -> str:
         )
     for key, value in result.get("compare", {}).items():
         lines.append(f"interlock/LiteLLM {key}: {fmt(value, 3)}")
+    lines += report_extra.text(result)
     return "\n".join(lines)
 
 
@@ -357,7 +369,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "Packages: "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
-        + f"; wrk {result['versions'].get('wrk')}; LiteLLM {result['versions'].get('litellm')}",
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()),
         "",
@@ -390,6 +403,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     if result.get("compare"):
         out += ["", "## interlock / LiteLLM", ""]
         out += [f"- {k}: {fmt(v, 3)}" for k, v in result["compare"].items()]
+    out += report_extra.markdown(result)
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(out) + "\n"

@@ -1,0 +1,143 @@
+"""The edge's cold start: its import time against its third-party dependencies' alone, and
+the Lambda zip's size.
+
+A cold Lambda pays for importing edge.main (which builds the app from the config). Part of that
+is the dependencies' own import (Starlette, aiohttp, PyJWT ...), which our code cannot shrink;
+the rest is ours. To split them, `python -X importtime -c "import edge.main"` lists every module
+the edge imports; a fresh interpreter then imports exactly the third-party ones among them (by
+full dotted name: what the edge pulls in, no more), timed the same way. The issue-17 target is
+edge / dependencies <= 1.5. The zip is built with infra/lambda/package.py --reuse-installed
+(this environment's packages: the size of the code, not of arm64 wheels; no index access).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.bench.stack import ROOT, HarnessError
+
+OURS = frozenset(("edge", "shared", "core", "tests", "infra"))
+
+
+def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
+    """(module, self µs, cumulative µs) for each line of `-X importtime` output."""
+    rows = []
+    for line in stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue
+        rows.append((parts[2].strip(), int(parts[0]), int(parts[1])))
+    return rows
+
+
+def third_party(
+    modules: list[str], stdlib: frozenset[str], startup: frozenset[str] = frozenset()
+) -> list[str]:
+    """The modules whose root package is neither the standard library nor ours, in order;
+    `startup` (what a bare interpreter imports: site hooks, editable-install finders) and
+    names that are not importable identifiers are left out."""
+    seen: dict[str, None] = {}
+    for name in modules:
+        root = name.split(".")[0]
+        if name in startup or not all(part.isidentifier() for part in name.split(".")):
+            continue
+        if root not in stdlib and root not in OURS:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def top_entries(rows: list[tuple[str, int, int]], top: int = 10) -> list[dict[str, Any]]:
+    """The heaviest modules by self time: where an import's time goes."""
+    ranked = sorted(rows, key=lambda r: -r[1])[:top]
+    return [
+        {"module": m, "self_ms": round(s / 1000, 2), "cum_ms": round(c / 1000, 2)}
+        for m, s, c in ranked
+    ]
+
+
+def _timed(code_import: str, env: dict[str, str], runs: int) -> float:
+    clock = "import time\nt = time.perf_counter()"
+    code = f"{clock}\n{code_import}\nprint((time.perf_counter() - t) * 1000)"
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return round(statistics.median(samples), 1)
+
+
+def _trace(code_import: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code_import],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return parse_importtime(out.stderr)
+
+
+def zip_size() -> dict[str, Any]:
+    """Builds the edge zip into a temp dir (this environment's packages) and sizes it."""
+    with tempfile.TemporaryDirectory(prefix="edge-zip-") as tmp:
+        out = Path(tmp) / "edge.zip"
+        argv = [sys.executable, str(ROOT / "infra/lambda/package.py"), "--reuse-installed"]
+        result = subprocess.run(
+            [*argv, "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0 or not out.exists():
+            return {"zip_bytes": None, "error": (result.stderr or result.stdout)[-500:]}
+        return {"zip_bytes": out.stat().st_size, "how": "package.py --reuse-installed"}
+
+
+def measure(env: dict[str, str], runs: int) -> dict[str, Any]:
+    """Edge import, dependencies-only import (both medians of fresh interpreters), the ratio,
+    the heaviest modules of each, and the zip's size."""
+    edge_rows = _trace("import edge.main", env)
+    startup = frozenset(m for m, _, _ in _trace("pass", env))
+    deps = third_party([m for m, _, _ in edge_rows], frozenset(sys.stdlib_module_names), startup)
+    if not deps:
+        raise HarnessError("importtime listed no third-party module for the edge")
+    dep_roots = sorted({d.split(".")[0] for d in deps})
+    # Some names in the trace were attempts that failed inside a try (optional speedups that
+    # are not installed): skipped here as they were there.
+    deps_import = (
+        "import importlib\n"
+        f"for name in {deps!r}:\n"
+        "    try: importlib.import_module(name)\n"
+        "    except ImportError: pass"
+    )
+    edge_ms = _timed("import edge.main", env, runs)
+    deps_ms = _timed(deps_import, env, runs)
+    return {
+        "import_ms": edge_ms,
+        "deps_import_ms": deps_ms,
+        "ratio": round(edge_ms / deps_ms, 3) if deps_ms else None,
+        "runs": runs,
+        "deps": dep_roots,
+        "deps_modules": len(deps),
+        "top_edge": top_entries(edge_rows),
+        "top_deps": top_entries(_trace(deps_import, env)),
+        **zip_size(),
+    }
