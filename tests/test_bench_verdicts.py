@@ -3,11 +3,12 @@ summary, checked on hand-made summaries that sit on either side of every limit."
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
-from tests.bench import coldstart, features, verdicts
+from tests.bench import calibrate, coldstart, features, verdicts
 
 
 def _target(**values: Any) -> dict[str, Any]:
@@ -33,7 +34,9 @@ def good_summary() -> dict[str, Any]:
             streams=_streams(1.0),
             rss_mb={"edge": {"growth": 0.3}, "core": {"growth": 1.0}},
         ),
-        "interlock-full": _target(rps=1700.0, cpu_ms_per_req=0.55, rss_mb={"core": {"growth": 0.1}}),
+        "interlock-full": _target(
+            rps=1700.0, cpu_ms_per_req=0.55, rss_mb={"core": {"growth": 0.1}}
+        ),
         "portkey": _target(added_p50_ms=2.5, rps=800.0),
         "litellm": _target(added_p50_ms=20.0, rps=60.0),
     }
@@ -58,7 +61,12 @@ def test_all_targets_pass_when_every_ratio_is_inside_its_limit() -> None:
         ("portkey", "rps", 950.0, "throughput, interlock / Portkey"),
         ("portkey", "added_p50_ms", 1.7, "added p50 c=1, interlock / Portkey"),
         ("litellm", "rps", 90.0, "throughput, interlock full-feature / LiteLLM"),
-        ("interlock-full", "cpu_ms_per_req", 0.58, "CPU/request, full-feature (tracing 1%) / plain"),
+        (
+            "interlock-full",
+            "cpu_ms_per_req",
+            0.58,
+            "CPU/request, full-feature (tracing 1%) / plain",
+        ),
     ],
 )
 def test_each_ratio_fails_just_past_its_limit(
@@ -156,6 +164,16 @@ def test_feature_ladder_adds_one_feature_per_step() -> None:
     last = steps[-2][1]
     assert {k: last[k] for k in full} == full
     assert steps[0][2] is False and all(redis for _, _, redis in steps[1:])
-    for (_, below, _), (_, above, _) in zip(steps[:-2], steps[1:-1], strict=True):
+    for (_, below, _), (_, above, _) in itertools.pairwise(steps[:-1]):
         changed = {k for k in above if above.get(k) != below.get(k)}
         assert len(changed) <= 1, changed
+
+
+def test_calibration_proposes_a_band_around_the_quiet_runs() -> None:
+    assert calibrate.propose([30.0, 40.0, 35.0]) == (24.0, 50.0)
+
+
+def test_import_self_time_is_grouped_by_owner() -> None:
+    rows = [("edge.app", 3000, 9000), ("starlette", 2000, 2000), ("json", 500, 500)]
+    groups = coldstart.by_group(rows, frozenset({"json"}))
+    assert groups == {"ours": 3.0, "stdlib": 0.5, "third_party": 2.0}

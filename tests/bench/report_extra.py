@@ -34,6 +34,8 @@ def _cold_lines(cold: dict[str, Any]) -> list[str]:
         f"edge cold start: import {cold['import_ms']} ms, its third-party dependencies alone "
         f"{cold['deps_import_ms']} ms ({', '.join(cold['deps'])}), ratio {_f(cold['ratio'])}; "
         f"zip {_f(size / 1e6, 2) + ' MB' if size else 'not built: ' + str(cold.get('error'))}",
+        "  edge import self time by group (ms): "
+        + ", ".join(f"{k} {v}" for k, v in cold.get("edge_self_ms_by_group", {}).items()),
         "  heaviest (self ms) edge: "
         + ", ".join(f"{e['module']} {e['self_ms']}" for e in cold["top_edge"][:6]),
         "  heaviest (self ms) deps alone: "

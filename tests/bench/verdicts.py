@@ -16,11 +16,13 @@ PLAIN = "interlock"
 FULL = "interlock-full"
 LEAK_TOLERANCE_MB = 2.0
 
-# floor2 p50 / direct p50 at c=1 (wrk -t1 -c1). Calibrated with --quick runs on the 2-vCPU
-# development VM (see the report of 2026-12-02): the floor's two hops cost a near-constant
-# time over a fast upstream, so the ratio is steady when the machine is; a busy neighbour
-# stretches it. The band is wide on purpose: it catches disturbed runs, not small drift.
-FLOOR_RATIO_BAND = (2.0, 9.0)
+# floor2 p50 / direct p50 at c=1 (wrk -t1 -c1). Direct calls to the fake upstream take a
+# near-constant ~0.03 ms, two bare Python hops about 1.2-1.5 ms on an undisturbed 2-vCPU VM
+# (the one-hop floor: 0.63 ms added), so a quiet run lands around 20-50; neighbours
+# that steal CPU stretch the hops, not the direct call (measured on the busy development VM
+# on 2026-12-02: 89-212). PROVISIONAL until `python -m tests.bench.calibrate` runs on the quiet
+# machine that produces the committed results: put its proposed band here.
+FLOOR_RATIO_BAND = (15.0, 60.0)
 
 LIMITS = {
     "added_p50_vs_floor": 1.3,
