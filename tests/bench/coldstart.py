@@ -128,8 +128,9 @@ def zip_size() -> dict[str, Any]:
 def measure(env: dict[str, str], runs: int) -> dict[str, Any]:
     """Edge import, dependencies-only import (both medians of fresh interpreters), the ratio,
     the heaviest modules of each, and the zip's size."""
-    edge_rows = _trace("import edge.main", env)
     startup = frozenset(m for m, _, _ in _trace("pass", env))
+    # What a bare interpreter imports anyway (encodings, site ...) is in neither side's cost.
+    edge_rows = [r for r in _trace("import edge.main", env) if r[0] not in startup]
     deps = third_party([m for m, _, _ in edge_rows], frozenset(sys.stdlib_module_names), startup)
     if not deps:
         raise HarnessError("importtime listed no third-party module for the edge")
@@ -139,7 +140,7 @@ def measure(env: dict[str, str], runs: int) -> dict[str, Any]:
     deps_import = f"for name in {deps!r}:\n    try: __import__(name)\n    except ImportError: pass"
     edge_ms = _timed("import edge.main", env, runs)
     deps_ms = _timed(deps_import, env, runs)
-    deps_rows = _trace(deps_import, env)
+    deps_rows = [r for r in _trace(deps_import, env) if r[0] not in startup]
     stdlib = frozenset(sys.stdlib_module_names)
     found = third_party([r[0] for r in deps_rows], stdlib, startup)
     dep_roots = sorted(

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench import features, load, procstats, report, targets, verdicts
 from tests.bench import litellm as litellm_proxy
+from tests.bench import load, procstats, report, targets, verdicts
 from tests.bench import portkey as portkey_gw
 from tests.bench.machine import machine_info
 from tests.bench.notes import NOTES, USAGE, after_notes, count_lines, upstream_stats
@@ -318,13 +318,10 @@ def _run(
         raise HarnessError("no streamed request asked the upstream for usage (include_usage)")
     for t in run.targets:
         notes += after_notes(t, workdir, usage_before, redis_before)
-    if run.sink_url:
-        notes.append(
-            f"OTLP sink received (1% sampling, interlock-full): {upstream_stats(run.sink_url)}"
-        )
-    ladder_rows = _ladder(wrk, settings, procs, upstream[0], run) if ladder else []
+    notes += _full_notes(run)
+    quick = settings.duration <= 2
+    ladder_rows = targets.ladder(wrk, quick, procs, upstream[0], run) if ladder else []
     machine["loadavg_end"] = os.getloadavg()
-    raw = {t.name: t.raw for t in run.targets}
     return {
         "schema": "interlock-bench/2",
         "machine": machine,
@@ -342,8 +339,18 @@ def _run(
         "upstream_requests": after["chat_requests"],
         "compare": report.compare(summary),
         "notes": notes,
-        "raw": raw,
+        "raw": {t.name: t.raw for t in run.targets},
     }
+
+
+def _full_notes(run: targets.Started) -> list[str]:
+    """Proof the full-feature stack really exported spans and wrote its PostgreSQL ledger."""
+    if not (run.sink_url and run.pg_url):
+        return []
+    return [
+        f"interlock-full: OTLP sink received {upstream_stats(run.sink_url)} (1% sampling); "
+        f"ledger records in PostgreSQL: {targets.ledger_rows(run.pg_url)}"
+    ]
 
 
 def _measure(
@@ -365,29 +372,6 @@ def _measure(
             + ("re-running" if attempt <= max_reruns else "giving up, no verdicts")
         )
     return summary, noise
-
-
-def _ladder(
-    wrk: str, settings: Settings, procs: Processes, upstream: str, run: targets.Started
-) -> list[dict[str, Any]]:
-    """The feature ladder (tests.bench.features) on its own stacks, after the main rounds."""
-    if run.pg_url is None:
-        run.pg_url = targets.postgres(procs)
-    if run.sink_url is None:
-        run.sink_url = targets.floor.start_sink(procs)[0]
-    if run.redis_url is None:
-        run.redis_url = targets.start_redis(procs)[0]
-    steps = []
-    print("starting the feature ladder's stacks ...", flush=True)
-    for name, overrides, redis in features.ladder(run.pg_url, run.sink_url):
-        url = run.redis_url if redis else None
-        stack, script = features.start_stack(procs, f"ladder-{name}", upstream, url, overrides)
-        steps.append(features.Step(name, stack, script))
-    rounds = 2 if settings.duration <= 2 else 8
-    burst = 1.0 if settings.duration <= 2 else 2.0
-    features.measure(wrk, steps, rounds, burst, lambda text: print(f"  {text}", flush=True))
-    procs.check_alive()
-    return features.summarize(steps)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ headers, which processes' CPU and memory it costs)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,20 @@ def check_loopback(name: str, pid: int) -> None:
         raise HarnessError(f"{name} holds non-loopback TCP sockets: {foreign}")
 
 
+def ledger_rows(url: str) -> int:
+    """Records the full-feature stack wrote to its PostgreSQL ledger (proof it was in use)."""
+    import asyncpg
+
+    async def count() -> int:
+        con = await asyncpg.connect(url, timeout=5)
+        try:
+            return int(await con.fetchval("SELECT count(*) FROM ledger_records"))
+        finally:
+            await con.close()
+
+    return asyncio.run(count())
+
+
 def postgres(procs: Processes) -> str:
     """The tests' private PostgreSQL (stopped with the other processes); a fresh database."""
     from tests.support.postgres_server import PostgresServer
@@ -81,8 +96,10 @@ def _interlocks(
         run.sink_url, _ = floor.start_sink(procs)
         overrides = features.full_overrides(run.pg_url, run.sink_url)
         print("starting interlock with every feature on ...", flush=True)
-        full, _ = features.start_stack(procs, "full", upstream, run.redis_url, overrides)
-        pids = {**full.pids, "redis": redis_pid}
+        # Its own Redis: each stack's round trips per request stay countable.
+        full_redis, full_redis_pid = start_redis(procs)
+        full, _ = features.start_stack(procs, "full", upstream, full_redis, overrides)
+        pids = {**full.pids, "redis": full_redis_pid}
         run.targets.append(
             Target("interlock-full", full.url, full.token, pids, None, streams=False, unique=True)
         )
@@ -139,3 +156,25 @@ def _stream_error(target: Target) -> str | None:
     with contextlib.suppress(Exception):
         return load.stream_works(target.url, target.token, target.headers)
     return "the stream client raised"
+
+
+def ladder(
+    wrk: str, quick: bool, procs: Processes, upstream: str, run: Started
+) -> list[dict[str, Any]]:
+    """The feature ladder (tests.bench.features) on its own stacks, after the main rounds."""
+    if run.pg_url is None:
+        run.pg_url = postgres(procs)
+    if run.sink_url is None:
+        run.sink_url = floor.start_sink(procs)[0]
+    if run.redis_url is None:
+        run.redis_url = start_redis(procs)[0]
+    steps = []
+    print("starting the feature ladder's stacks ...", flush=True)
+    for name, overrides, redis in features.ladder(run.pg_url, run.sink_url):
+        url = run.redis_url if redis else None
+        stack, script = features.start_stack(procs, f"ladder-{name}", upstream, url, overrides)
+        steps.append(features.Step(name, stack, script))
+    rounds, burst = (2, 1.0) if quick else (8, 2.0)
+    features.measure(wrk, steps, rounds, burst, lambda text: print(f"  {text}", flush=True))
+    procs.check_alive()
+    return features.summarize(steps)

@@ -91,61 +91,69 @@ def rss_growth(summary: dict[str, Any], targets: tuple[str, ...] = (PLAIN, FULL)
     return max(growths) if growths else None
 
 
+# (target, numerator (stack, key), denominator (stack, key), limit key, at most?)
+_RATIO_TARGETS = (
+    (
+        "added p50 c=1, interlock / two-hop floor",
+        (PLAIN, "added_p50_ms"),
+        (FLOOR, "added_p50_ms"),
+        "added_p50_vs_floor",
+        True,
+    ),
+    (
+        "added p99 c=1, interlock / two-hop floor",
+        (PLAIN, "added_p99_ms"),
+        (FLOOR, "added_p99_ms"),
+        "added_p99_vs_floor",
+        True,
+    ),
+    (
+        "throughput, interlock / two-hop floor",
+        (PLAIN, "rps"),
+        (FLOOR, "rps"),
+        "rps_vs_floor",
+        False,
+    ),
+    (
+        "throughput, interlock / Portkey",
+        (PLAIN, "rps"),
+        ("portkey", "rps"),
+        "rps_vs_portkey",
+        False,
+    ),
+    (
+        "added p50 c=1, interlock / Portkey",
+        (PLAIN, "added_p50_ms"),
+        ("portkey", "added_p50_ms"),
+        "added_p50_vs_portkey",
+        True,
+    ),
+    (
+        "throughput, interlock full-feature / LiteLLM",
+        (FULL, "rps"),
+        ("litellm", "rps"),
+        "full_rps_vs_litellm",
+        False,
+    ),
+)
+
+
 def check(
     summary: dict[str, Any], cold: dict[str, Any] | None, noisy: bool = False
 ) -> list[dict[str, Any]]:
     """Every issue-17 target: PASS / FAIL / N/A (not measured in this run) / NOISY (the noise
     check failed: a verdict would mean nothing)."""
     s = summary
-    L = LIMITS
     checks = [
+        _check(name, ratio(_get(s, *num), _get(s, *den)), LIMITS[limit], at_most)
+        for name, num, den, limit, at_most in _RATIO_TARGETS
+    ]
+    ttft = ratio(ttft_added(s), _get(s, PLAIN, "added_p50_ms"))
+    cpu = ratio(_get(s, FULL, "cpu_ms_per_req"), _get(s, PLAIN, "cpu_ms_per_req"))
+    checks += [
+        _check("stream TTFT added / non-streaming added p50 (interlock)", ttft, 1.0, True),
         _check(
-            "added p50 c=1, interlock / two-hop floor",
-            ratio(_get(s, PLAIN, "added_p50_ms"), _get(s, FLOOR, "added_p50_ms")),
-            L["added_p50_vs_floor"],
-            True,
-        ),
-        _check(
-            "added p99 c=1, interlock / two-hop floor",
-            ratio(_get(s, PLAIN, "added_p99_ms"), _get(s, FLOOR, "added_p99_ms")),
-            L["added_p99_vs_floor"],
-            True,
-        ),
-        _check(
-            "throughput, interlock / two-hop floor",
-            ratio(_get(s, PLAIN, "rps"), _get(s, FLOOR, "rps")),
-            L["rps_vs_floor"],
-            False,
-        ),
-        _check(
-            "throughput, interlock / Portkey",
-            ratio(_get(s, PLAIN, "rps"), _get(s, "portkey", "rps")),
-            L["rps_vs_portkey"],
-            False,
-        ),
-        _check(
-            "added p50 c=1, interlock / Portkey",
-            ratio(_get(s, PLAIN, "added_p50_ms"), _get(s, "portkey", "added_p50_ms")),
-            L["added_p50_vs_portkey"],
-            True,
-        ),
-        _check(
-            "throughput, interlock full-feature / LiteLLM",
-            ratio(_get(s, FULL, "rps"), _get(s, "litellm", "rps")),
-            L["full_rps_vs_litellm"],
-            False,
-        ),
-        _check(
-            "stream TTFT added / non-streaming added p50 (interlock)",
-            ratio(ttft_added(s), _get(s, PLAIN, "added_p50_ms")),
-            1.0,
-            True,
-        ),
-        _check(
-            "CPU/request, full-feature (tracing 1%) / plain",
-            ratio(_get(s, FULL, "cpu_ms_per_req"), _get(s, PLAIN, "cpu_ms_per_req")),
-            L["full_cpu_vs_plain"],
-            True,
+            "CPU/request, full-feature (tracing 1%) / plain", cpu, LIMITS["full_cpu_vs_plain"], True
         ),
         _check(
             "RSS growth over repeated runs, any interlock process (MB)",
@@ -156,7 +164,7 @@ def check(
         _check(
             "edge import / its third-party imports alone",
             (cold or {}).get("ratio"),
-            L["edge_import_vs_deps"],
+            LIMITS["edge_import_vs_deps"],
             True,
         ),
     ]
