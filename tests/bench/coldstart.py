@@ -72,24 +72,30 @@ def by_group(rows: list[tuple[str, int, int]], stdlib: frozenset[str]) -> dict[s
     return {k: round(v, 1) for k, v in groups.items()}
 
 
-def _timed(code_import: str, env: dict[str, str], runs: int) -> float:
+def _once(code_import: str, env: dict[str, str]) -> float:
     clock = "import time\nt = time.perf_counter()"
     code = f"{clock}\n{code_import}\nprint((time.perf_counter() - t) * 1000)"
-    samples = []
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _timed_pair(first: str, second: str, env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Medians of fresh-interpreter imports, the two alternating so drift hits both alike."""
+    a, b = [], []
     for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return round(statistics.median(samples), 1)
+        a.append(_once(first, env))
+        b.append(_once(second, env))
+    return round(statistics.median(a), 1), round(statistics.median(b), 1)
 
 
 def _trace(code_import: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
@@ -138,8 +144,7 @@ def measure(env: dict[str, str], runs: int) -> dict[str, Any]:
     # are not installed): skipped here as they were there.
     # (__import__, not importlib.import_module: only the former shows in -X importtime.)
     deps_import = f"for name in {deps!r}:\n    try: __import__(name)\n    except ImportError: pass"
-    edge_ms = _timed("import edge.main", env, runs)
-    deps_ms = _timed(deps_import, env, runs)
+    edge_ms, deps_ms = _timed_pair("import edge.main", deps_import, env, runs)
     deps_rows = [r for r in _trace(deps_import, env) if r[0] not in startup]
     stdlib = frozenset(sys.stdlib_module_names)
     found = third_party([r[0] for r in deps_rows], stdlib, startup)
