@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import calibrate, coldstart, features, verdicts
+from tests.bench import calibrate, coldstart, features, report, verdicts
 
 
 def _target(**values: Any) -> dict[str, Any]:
@@ -177,3 +177,66 @@ def test_import_self_time_is_grouped_by_owner() -> None:
     rows = [("edge.app", 3000, 9000), ("starlette", 2000, 2000), ("json", 500, 500)]
     groups = coldstart.by_group(rows, frozenset({"json"}))
     assert groups == {"ours": 3.0, "stdlib": 0.5, "third_party": 2.0}
+
+
+def _raw(procs: tuple[str, ...], p50: float, rps: float) -> dict[str, Any]:
+    """One round of samples for a target, in the shape tests.bench.run records them."""
+    rss = {p: 60.0 for p in procs}
+    throughput = {
+        "rps": rps,
+        "requests": int(rps * 10),
+        "errors": 0,
+        "socket_errors": 0,
+        "cpu_s": {p: 1.0 for p in procs},
+        "rss_mb": rss,
+    }
+    return {
+        "pids": {p: 1 for p in procs},
+        "latency_c1": [{"p50_ms": p50, "p99_ms": p50 * 2}],
+        "throughput": [throughput],
+        "streams": {"stream20": [], "stream64x20": []},
+        "rss_idle": rss,
+        "rss_series": [rss, rss],
+    }
+
+
+def test_report_renders_the_issue17_sections_from_raw_samples() -> None:
+    raw = {
+        "direct": _raw(("upstream",), 0.05, 50000.0),
+        "floor2": _raw(("hop1", "hop2"), 1.5, 2000.0),
+        "interlock": _raw(("edge", "core", "redis"), 2.0, 1500.0),
+        "interlock-full": _raw(("edge", "core", "redis"), 2.2, 1400.0),
+    }
+    summary = report.summarize(raw)
+    assert summary["interlock"]["added_p50_ms"] == 1.95
+    cold = {"import_ms": 300.0, "deps_import_ms": 250.0, "ratio": 1.2, "deps": ["aiohttp"]}
+    cold |= {"top_edge": [], "top_deps": [], "zip_bytes": 12_000_000}
+    result = {
+        "started": "2026-12-02T12:00:00+00:00",
+        "command": "python -m tests.bench.run --compare",
+        "machine": {
+            "nproc": 2,
+            "cpu_model": "x",
+            "kernel": "k",
+            "python": "3.11",
+            "packages": {},
+            "loadavg_start": (0.1, 0.1, 0.1),
+        },
+        "versions": {"wrk": "4.1.0"},
+        "settings": {"concurrency": 50},
+        "summary": summary,
+        "targets": report.check_targets(summary, None),
+        "noise": {**verdicts.noise_check(summary), "attempts": 1},
+        "targets17": verdicts.check(summary, cold),
+        "ratios": verdicts.ratios(summary),
+        "features": [{"step": "bare", "cpu_ms_per_req": 0.5, "p50_ms": 1.0}],
+        "cold_start": cold,
+    }
+    text, markdown = report.render_text(result), report.render_markdown(result)
+    assert (
+        "RSS interlock-full:core" in text
+        and "[ PASS] throughput, interlock / two-hop floor" not in text
+    )
+    assert "| added p50 c=1, interlock / two-hop floor | 1.345 | <= 1.3 | FAIL |" in markdown
+    assert "## Cost of each feature" in markdown and "## Edge cold start" in markdown
+    assert "zip 12.00 MB" in markdown
