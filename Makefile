@@ -30,8 +30,9 @@ test: lint unit
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 
-# Issue 17: + two-hop floor, interlock with every feature on, Portkey (needs node + npm), LiteLLM,
-# the feature ladder and the edge's cold start; ratio targets PASS/FAIL (~35 min, quiet box).
+# Issue 17: + one- and two-hop floors, interlock with every feature on, Portkey (needs node + npm), LiteLLM,
+# the feature ladder and the edge's cold start; ratio targets PASS/FAIL (~21 min on a quiet
+# 2-vCPU box, ~13 min more per re-run when the noise check fails).
 bench-compare: $(STAMP)
 	$(PY) -m tests.bench.run --compare
 
