@@ -16,6 +16,7 @@ below (CPU per request of edge + core at c=20; p50 at c=1), median over rounds.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,10 @@ def _turn(wrk: str, step: Step, burst: float) -> None:
     step.p50.append(load.run_wrk(wrk, step.interlock.url, step.script, 1, burst).p50_ms)
 
 
-def measure(wrk: str, steps: list[Step], rounds: int, burst: float, say: Any) -> None:
+def measure(
+    wrk: str, steps: list[Step], rounds: int, burst: float, say: Callable[[str], None]
+) -> None:
+    """Warm-up, then `rounds` turns of every step, the order flipped each round."""
     for step in steps:
         load.run_wrk(wrk, step.interlock.url, step.script, 10, 1)  # warm-up
     for number in range(rounds):
