@@ -2,7 +2,7 @@
 
     python -m tests.bench.run                     # direct + interlock
     python -m tests.bench.run --compare-litellm   # + LiteLLM, interleaved with the others
-    python -m tests.bench.run --compare           # + two-hop floor, full-feature interlock,
+    python -m tests.bench.run --compare           # + one-, two-hop floors, full-feature interlock,
                                                   #   Portkey, LiteLLM, the feature ladder
     python -m tests.bench.run --quick             # short phases: a smoke test of the harness
 
