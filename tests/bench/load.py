@@ -113,8 +113,16 @@ def unique_chat_body(model: str) -> bytes:
     return orjson.dumps({"model": model, "messages": messages, "max_tokens": 64})
 
 
-def write_script(path: Path, body: bytes, token: str | None, unique: bool = False) -> Path:
-    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+def write_script(
+    path: Path,
+    body: bytes,
+    token: str | None,
+    unique: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Path:
+    lines = [f'wrk.headers["Authorization"] = "Bearer {token}"'] if token else []
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
+    auth = "\n".join(lines)
     script = _LUA.format(body=body.decode(), auth=auth)
     if unique:
         script += _LUA_UNIQUE.replace("{marker}", UNIQUE)
@@ -252,12 +260,22 @@ async def _one_stream(
     return StreamSample((first - started) * 1000, (done - started) * 1000)
 
 
-async def _streams(
-    url: str, token: str | None, model: str, sequential: int, concurrent: int
-) -> tuple[StreamRun, StreamRun]:
-    headers = {"content-type": "application/json"}
+def _headers(token: str | None, extra: dict[str, str] | None) -> dict[str, str]:
+    headers = {"content-type": "application/json", **(extra or {})}
     if token:
         headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
+async def _streams(
+    url: str,
+    token: str | None,
+    model: str,
+    sequential: int,
+    concurrent: int,
+    extra: dict[str, str] | None = None,
+) -> tuple[StreamRun, StreamRun]:
+    headers = _headers(token, extra)
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -283,16 +301,21 @@ async def _streams(
 
 
 def run_streams(
-    url: str, token: str | None, model: str, sequential: int, concurrent: int
+    url: str,
+    token: str | None,
+    model: str,
+    sequential: int,
+    concurrent: int,
+    extra: dict[str, str] | None = None,
 ) -> tuple[StreamRun, StreamRun]:
     """N streams one after another, then M at once; each bounded by a 60 s timeout."""
-    return asyncio.run(_streams(url, token, model, sequential, concurrent))
+    return asyncio.run(_streams(url, token, model, sequential, concurrent, extra))
 
 
-async def _check_chat(url: str, token: str | None, model: str) -> None:
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
+async def _check_chat(
+    url: str, token: str | None, model: str, extra: dict[str, str] | None = None
+) -> None:
+    headers = _headers(token, extra)
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
@@ -308,13 +331,29 @@ async def _check_chat(url: str, token: str | None, model: str) -> None:
             raise HarnessError(f"{url}: unexpected answer for {model}: {raw[:500]!r}")
 
 
-def validate(url: str, token: str | None, name: str) -> None:
-    """One real request of each kind before measuring: a harness that measures errors is broken."""
+def validate(
+    url: str,
+    token: str | None,
+    name: str,
+    extra: dict[str, str] | None = None,
+    streams: bool = True,
+) -> None:
+    """One real request of each kind before measuring: a harness that measures errors is broken.
+    The answer's text must be the fake upstream's, so a target that answers on its own (an
+    error page, a cached stub) is caught here."""
     for model in ("fast", "slow50"):
         try:
-            asyncio.run(_check_chat(url, token, model))
+            asyncio.run(_check_chat(url, token, model, extra))
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError) as exc:
             raise HarnessError(f"{name}: {model} request failed: {exc!r}") from None
-    seq, _ = run_streams(url, token, "stream20", 1, 0)
-    if seq.errors:
-        raise HarnessError(f"{name}: stream check failed: {seq.errors[0]}")
+    if streams:
+        seq, _ = run_streams(url, token, "stream20", 1, 0, extra)
+        if seq.errors:
+            raise HarnessError(f"{name}: stream check failed: {seq.errors[0]}")
+
+
+def stream_works(url: str, token: str | None, extra: dict[str, str] | None = None) -> str | None:
+    """None when one stream through the target arrives whole; else the error (some peers'
+    streaming fails on this machine: the bench reports that instead of breaking)."""
+    seq, _ = run_streams(url, token, "stream20", 1, 0, extra)
+    return seq.errors[0] if seq.errors else None

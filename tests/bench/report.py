@@ -7,21 +7,26 @@ A failed target is a finding, not an error: it never changes the exit code.
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
-import shutil
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from tests.bench import report_extra
+
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGET_NAMES = ("direct", "interlock", "litellm")
+TARGET_NAMES = ("direct", "floor1", "floor2", "interlock", "interlock-full", "portkey", "litellm")
 STREAM_MODELS = ("stream20", "stream64x20")
-GATEWAY_PROCS = {"direct": ("upstream",), "interlock": ("edge", "core"), "litellm": ("litellm",)}
+GATEWAY_PROCS = {
+    "direct": ("upstream",),
+    "floor1": ("hop",),
+    "floor2": ("hop1", "hop2"),
+    "interlock": ("edge", "core"),
+    "interlock-full": ("edge", "core"),
+    "portkey": ("portkey",),
+    "litellm": ("litellm",),
+}
 LEAK_TOLERANCE_MB = 2.0  # RSS growth across repeated runs still called "no growth"
 LIMITS = {
     "added_p50_ms": 1.2,
@@ -190,46 +195,6 @@ def compare(summary: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-# --- machine info ---------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _tool_version(argv: list[str]) -> str | None:
-    if shutil.which(argv[0]) is None:
-        return None
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0] if lines else None
-
-
-def machine_info() -> dict[str, Any]:
-    packages: dict[str, str | None] = {}
-    for dist in ("starlette", "aiohttp", "uvicorn", "orjson", "PyJWT", "uvloop", "httptools"):
-        try:
-            packages[dist.lower()] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            packages[dist.lower()] = None
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": packages,
-        "redis_server": _tool_version(["redis-server", "--version"]),
-        "loadavg_start": os.getloadavg(),
-    }
-
-
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -245,7 +210,7 @@ def _pair(a: Any, b: Any, digits: int = 2) -> str:
     return f"{fmt(a, digits)} / {fmt(b, digits)}"
 
 
-def _column(s: dict[str, Any], procs: list[str]) -> list[str]:
+def _column(s: dict[str, Any], procs: list[str], name: str) -> list[str]:
     """One target's cells, in the order of `row_labels`."""
     added = (s.get("added_p50_ms"), s.get("added_p99_ms"))
     cells = [
@@ -273,7 +238,8 @@ def _column(s: dict[str, Any], procs: list[str]) -> list[str]:
         )
     )
     for proc in procs:
-        rss = s["rss_mb"].get(proc)
+        owner, _, own = proc.partition(":")
+        rss = s["rss_mb"].get(own) if owner == name else None
         cells.append(
             "-"
             if rss is None
@@ -304,8 +270,8 @@ def row_labels(procs: list[str], concurrency: int) -> list[str]:
 
 def table_rows(summary: dict[str, Any], concurrency: int) -> list[tuple[str, list[str]]]:
     names = [n for n in TARGET_NAMES if n in summary]
-    procs = [p for n in names for p in summary[n]["rss_mb"]]
-    columns = [_column(summary[n], procs) for n in names]
+    procs = [f"{n}:{p}" for n in names for p in summary[n]["rss_mb"]]
+    columns = [_column(summary[n], procs, n) for n in names]
     return [
         (label, [c[i] for c in columns]) for i, label in enumerate(row_labels(procs, concurrency))
     ]
@@ -335,6 +301,7 @@ def render_text(result: dict[str, Any]) -> str:
         )
     for key, value in result.get("compare", {}).items():
         lines.append(f"interlock/LiteLLM {key}: {fmt(value, 3)}")
+    lines += report_extra.text(result)
     return "\n".join(lines)
 
 
@@ -357,7 +324,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "Packages: "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
-        + f"; wrk {result['versions'].get('wrk')}; LiteLLM {result['versions'].get('litellm')}",
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()),
         "",
@@ -390,6 +358,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     if result.get("compare"):
         out += ["", "## interlock / LiteLLM", ""]
         out += [f"- {k}: {fmt(v, 3)}" for k, v in result["compare"].items()]
+    out += report_extra.markdown(result)
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(out) + "\n"

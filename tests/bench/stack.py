@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class Processes:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.cleanups: list[Callable[[], None]] = []  # servers with their own stop (PostgreSQL)
 
     def spawn(
         self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT
@@ -89,6 +91,9 @@ class Processes:
                 process.wait(10)
             _signal_group(process, signal.SIGKILL)  # stragglers in the group, e.g. forked workers
             process.wait()
+        while self.cleanups:
+            with contextlib.suppress(Exception):  # one failed stop must not leak the others
+                self.cleanups.pop()()
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -1,0 +1,72 @@
+"""What the bench writes next to its figures: how each was measured, and checks made after
+the rounds (usage lines, Redis round trips, loopback-only peers)."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from tests.bench import litellm as litellm_proxy
+from tests.bench import report, targets
+from tests.bench.stack import redis_commands
+from tests.bench.targets import Target
+
+USAGE = "interlock.usage"  # the core's per-request usage log line
+NOTES = [
+    "latency at c=1: wrk -t1 -c1 --latency (p50/p99 from wrk's histogram); added latency is "
+    "the per-round difference to direct, median over rounds",
+    "errors: wrk socket errors (connect/read/write/timeout) + HTTP status >= 400",
+    "direct throughput is bounded by wrk itself: it only shows the fake upstream is no bottleneck",
+    "CPU/request: utime+stime deltas from /proc around each throughput run; gateway procs = "
+    "edge+core (interlock), all stack procs adds redis",
+    "streams: asyncio (aiohttp) client in the harness process, include_usage on; TTFT = first "
+    "non-empty content delta; total = [DONE]; every stream is checked for all chunks + usage",
+    "RSS growth: last minus first of the RSS samples taken after every throughput run "
+    f"(rounds + repeats); up to {report.LEAK_TOLERANCE_MB} MB counts as no growth",
+]
+
+
+def redis_note(before: dict[str, int], after: dict[str, int], requests: int) -> str:
+    calls = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    calls.pop("info", None)  # our own probes
+    # Commands run inside a Lua script count in Redis's stats too, but cost no round trip: the
+    # figure that matters is calls sent per request, which the hot-path rule bounds (at most one
+    # Redis round trip per concern per request: one Lua call for tenant limits, one for keys).
+    inside = {"hset", "pexpire", "hmget", "time"}
+    trips = sum(v for k, v in calls.items() if k not in inside) / max(1, requests)
+    per_request = sum(calls.values()) / max(1, requests)
+    top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6])
+    return (
+        f"Redis round trips per gateway request: {trips:.2f} "
+        f"({per_request:.2f} commands counting those inside Lua scripts: {top or 'none'})"
+    )
+
+
+def count_lines(path: Path, needle: str) -> int:
+    with path.open(errors="replace") as handle:
+        return sum(needle in line for line in handle)
+
+
+def after_notes(
+    t: Target, workdir: Path, usage_before: int, redis_before: dict[str, dict[str, int]]
+) -> list[str]:
+    notes: list[str] = []
+    if t.name in ("litellm", "portkey"):
+        targets.check_loopback(t.name, t.pids[t.name])
+        notes.append(f"{t.name} held only loopback TCP sockets (checked at start and end)")
+    if t.name == "litellm":
+        notes.append(litellm_proxy.DESCRIPTION)
+    if t.name == "interlock":
+        lines = count_lines(workdir / "core.log", USAGE) - usage_before
+        notes.append(f"usage accounting lines written by the core while measuring: {lines}")
+        if t.redis_url:
+            notes.append(redis_note(redis_before[t.name], redis_commands(t.redis_url), lines))
+    return notes
+
+
+def upstream_stats(url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=5) as response:
+        stats: dict[str, int] = orjson.loads(response.read())
+    return stats

@@ -1,0 +1,52 @@
+"""The bench's comparison points start and answer through to the fake upstream: the two-hop
+floor (two bare Starlette + aiohttp hops in series) and, where node and npm are installed,
+the Portkey gateway (installed on first use into tests/bench/.portkey). Real processes on
+127.0.0.1; the answer's text must be the fake upstream's, streams included."""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.bench import floor, load, portkey, procstats
+from tests.bench.stack import Processes, start_upstream
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
+        processes = Processes(Path(tmp))
+        try:
+            yield processes
+        finally:
+            processes.stop_all()
+
+
+def test_two_hop_floor_forwards_calls_and_streams(procs: Processes) -> None:
+    upstream, _ = start_upstream(procs)
+    url, pids = floor.start_hops(procs, upstream, 2, "hop")
+    assert sorted(pids) == ["hop1", "hop2"]
+    load.validate(url, None, "floor2")  # fast + slow50 answers and one whole stream
+    assert _stats(upstream)["chat_requests"] == 3  # each went through to the upstream once
+
+
+def _stats(upstream: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{upstream}/stats", timeout=5) as response:
+        stats: dict[str, int] = orjson.loads(response.read())
+    return stats
+
+
+@pytest.mark.skipif(not portkey.available(), reason="node and npm are not installed")
+def test_portkey_serves_through_to_the_fake_upstream_on_loopback_only(procs: Processes) -> None:
+    upstream, _ = start_upstream(procs)
+    gateway = portkey.Portkey(procs, upstream)
+    gateway.start()
+    assert procstats.loopback_only(gateway.pids["portkey"]) == []
+    load.validate(gateway.url, None, "portkey", gateway.headers, streams=False)
+    assert _stats(upstream)["chat_requests"] == 2
+    assert portkey.version() == portkey.PORTKEY_VERSION
