@@ -23,6 +23,7 @@ from core.providers.parsing import crash_counts
 from core.resilience.circuit import State
 from core.resilience.circuit_board import BreakerBoard
 from core.state.resilient import ResilientStore
+from core.state.resp import Sent
 from core.state.store import Store
 from shared.periodic import failure_counts
 from shared.secret_refresh import live_ages
@@ -82,6 +83,11 @@ def _store_families(store: Store) -> list[Metric]:
             "interlock_redis_fallback_calls_total",
             "Calls served from per-process state.",
             store.fallback_calls,
+        ),
+        counter(
+            "interlock_redis_commands_total",
+            "Commands sent to Redis (each one round trip; a script call is one).",
+            Sent.count,
         ),
     ]
 

@@ -166,6 +166,14 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class Sent:
+    """Commands sent to Redis by this process (each one round trip, pipelined on its
+    connection; a script call is one): /metrics' interlock_redis_commands_total, and what the
+    capacity plan's Redis round trips per request are measured from."""
+
+    count = 0
+
+
 class RespClient:
     def __init__(
         self, url: str, timeout_s: float = 1.0, endpoint: RedisEndpoint | None = None
@@ -220,6 +228,7 @@ class RespClient:
         waiter: asyncio.Future[Any] = protocol.loop.create_future()
         protocol.waiters.append(waiter)
         protocol.send(encode(args))
+        Sent.count += 1
         timer = protocol.loop.call_later(self.timeout_s, protocol.expire, waiter)
         try:
             return await waiter
