@@ -132,7 +132,8 @@ def test_rate_limits_hold_when_a_primary_dies(cluster: RedisClusterServer) -> No
     # The bystander's primary never failed: Redis alone, the single-node bound.
     assert CAPACITY + refill * 0.8 <= counts[bystander] <= CAPACITY + refill + 1
     # The victim's: Redis before and after, each replica's 1/2 share while its owner was down,
-    # the documented outage bound (README "Redis down"): at most one more bucket and refill.
+    # the documented outage bound (README "Resilience and limits", Redis down): at most one
+    # more bucket and refill.
     assert counts[victim] <= 2 * (CAPACITY + refill) + 1
 
 

@@ -1,8 +1,9 @@
 """Two cores and an edge on a Redis Cluster; the primary holding one tenant's buckets is
 killed (SIGKILL) while both tenants send well past their RPM. The other tenant's primary never
 failed, so its limit holds as on one node; the victim's holds within the documented outage
-bound (README "Redis down": each core's local buckets hold 1/`replicas` of the limit); each
-core counts exactly one outage and is back on Redis (the promoted replica) without a restart."""
+bound (README "Resilience and limits", Redis down: each core's local buckets hold
+1/`replicas` of the limit); each core counts exactly one outage and is back on Redis (the
+promoted replica) without a restart."""
 
 from __future__ import annotations
 

@@ -78,11 +78,6 @@ class ResilientStore:
         """No owner is down (with a cluster: every primary answered its last call)."""
         return not self._down
 
-    @property
-    def down_since(self) -> float | None:
-        """When the oldest outage still going on began (None: none is)."""
-        return min((o.since for o in self._down.values()), default=None)
-
     def retry_now(self) -> None:
         """Try every owner that is down again at the next call (tests, and a readiness probe
         that just saw the store answer)."""
