@@ -119,3 +119,25 @@ def test_every_definition_is_used_somewhere() -> None:
         if counts.get(name, 0) < 2 and name not in FRAMEWORK_HOOKS
     ]
     assert dead == []
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """The product's modules stay under 400 lines and its functions under 60 (the developers'
+    guide): past that a module holds more than one responsibility, a function more than one
+    step, and they are split rather than let grow."""
+    large: list[str] = []
+    for path in _python(PRODUCT):
+        source = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if source.count("\n") > MAX_MODULE_LINES:
+            large.append(f"{name}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    large.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    assert large == []
