@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.bench.stack import ROOT, HarnessError
+from tests.bench.stack import ROOT, HarnessError, import_ms
 
 OURS = frozenset(("edge", "shared", "core", "tests", "infra"))
 
@@ -72,29 +72,12 @@ def by_group(rows: list[tuple[str, int, int]], stdlib: frozenset[str]) -> dict[s
     return {k: round(v, 1) for k, v in groups.items()}
 
 
-def _once(code_import: str, env: dict[str, str]) -> float:
-    clock = "import time\nt = time.perf_counter()"
-    code = f"{clock}\n{code_import}\nprint((time.perf_counter() - t) * 1000)"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def _timed_pair(first: str, second: str, env: dict[str, str], runs: int) -> tuple[float, float]:
     """Medians of fresh-interpreter imports, the two alternating so drift hits both alike."""
     a, b = [], []
     for _ in range(runs):
-        a.append(_once(first, env))
-        b.append(_once(second, env))
+        a.append(import_ms(first, env))
+        b.append(import_ms(second, env))
     return round(statistics.median(a), 1), round(statistics.median(b), 1)
 
 

@@ -285,29 +285,32 @@ class Interlock:
         self.pids = {"edge": edge.pid, "core": core.pid}
 
 
+def import_ms(code_import: str, env: dict[str, str]) -> float:
+    """Milliseconds `code_import` (an import statement) takes in a fresh interpreter."""
+    clock = "import time\nt = time.perf_counter()"
+    code = f"{clock}\n{code_import}\nprint((time.perf_counter() - t) * 1000)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def edge_import_ms(env: dict[str, str], runs: int = 5) -> dict[str, Any]:
     """Lambda cold-start proxy: a fresh interpreter importing edge.main (which builds the app
     from the config, as a cold Lambda does). Median of `runs`, plus the heaviest imports."""
-    code = (
-        "import time; t = time.perf_counter(); import edge.main; "
-        "print((time.perf_counter() - t) * 1000)"
-    )
     samples, walls = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        samples.append(import_ms("import edge.main", env))
         walls.append((time.perf_counter() - started) * 1000)
-        if out.returncode != 0:
-            raise HarnessError(f"importing edge.main failed:\n{out.stderr[-2000:]}")
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
     trace = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import edge.main"],
         env=env,
