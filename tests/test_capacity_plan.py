@@ -40,10 +40,11 @@ def test_the_inputs_measure_again_within_tolerance(committed: Inputs) -> None:
 
 
 def test_a_fleet_on_a_redis_cluster_scales_as_the_model_says(committed: Inputs) -> None:
-    """Two cores on a Redis Cluster against one: the same Redis round trips per request
-    (within the model's 20%), and requests per core CPU-second within 30% (on the 2-vCPU test
-    machine two cores, an edge, six Redis nodes and the load generator preempt each other:
-    measured 0.81 there; `python -m tests.bench.capacity simulate` reports the 20% verdict)."""
-    verdict = simulate(committed, cores=2, seconds=2.0, rounds=4)
+    """Three cores on a Redis Cluster against one: the same Redis round trips per request
+    (within the model's 20%), and requests per core CPU-second of request work within 30%
+    (`python -m tests.bench.capacity simulate` reports the 20% verdict: 0.82-1.00 measured on
+    the 2-vCPU machine, where three cores, an edge, six Redis nodes and the load generator
+    preempt one another; CI gets the margin that noise needs)."""
+    verdict = simulate(committed, cores=3, seconds=2.0, rounds=4)
     assert abs(verdict["round_trips_ratio"] - 1) <= 0.2, verdict
     assert verdict["throughput_per_core_ratio"] >= 0.7, verdict
