@@ -12,8 +12,10 @@ one poller (`Store.log_read`, every 20 ms): each replica polls once per key howe
 followers it has.
 
 A leader publishes only when wanted. Nobody following is the common case, so it pays the
-lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile) and
-nothing else (not even a task of its own: a timer), unless its flight lasts: then it asks
+lock and its release (`Store.unlead`, which also answers whether anyone came meanwhile; or, by
+the leader that has not asked yet, the answer's store in the cache: `Store.set_unlead`, see
+`quiet_lock`) and nothing else (not even a task of its own: a timer), unless its flight
+lasts: then it asks
 whether it is wanted (`Store.wanted`, one HGET) once a second while pending (complete
 answers, a stream's wait for its first chunk), and 0.1 s after a stream opens, then 0.2,
 0.4... s after that (at most a second apart): a 0.5 s stream asks twice.
