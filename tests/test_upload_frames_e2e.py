@@ -1,3 +1,4 @@
+# ruff: noqa: F811
 """The hop's streamed mode at the core, probed as a forger would: framed upload bodies sent
 to the core directly (signed with the stack's hop secret, as tests/support/hop_client.py does
 for JSON). A body altered, truncated, reordered, missing a frame or with bytes after its
@@ -9,8 +10,6 @@ from __future__ import annotations
 import http.client
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,29 +19,10 @@ from shared import hop
 from shared.hop_stream import Framer
 from tests.support.fake_media import TEXT, FakeOpenAIMedia, make_wav
 from tests.support.stack import Stack
-from tests.support.uploads import PATH, multipart_parts, upload_stack
+from tests.support.uploads import PATH, multipart_parts
 
-
-@pytest.fixture(scope="module")
-def media() -> Iterator[FakeOpenAIMedia]:
-    server = FakeOpenAIMedia()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def spool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("spool")
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, media: FakeOpenAIMedia, spool_dir: Path
-) -> Iterator[Stack]:
-    running = upload_stack(tmp_path_factory.mktemp("upload-stack"), media, spool_dir)
-    yield running
-    running.stop()
+# The upload stack and its fakes: test_upload_e2e.py's fixtures (parameters here).
+from tests.test_upload_e2e import media, spool_dir, stack  # noqa: F401
 
 
 def _framed(stack: Stack, data: bytes, tamper: Any = None) -> tuple[dict[str, str], list[bytes]]:

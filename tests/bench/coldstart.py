@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.bench.stack import ROOT, HarnessError, import_ms
+from tests.bench.stack import ROOT, HarnessError, fresh_python, import_ms
 
 OURS = frozenset(("edge", "shared", "core", "tests", "infra"))
 
@@ -82,15 +82,7 @@ def _timed_pair(first: str, second: str, env: dict[str, str], runs: int) -> tupl
 
 
 def _trace(code_import: str, env: dict[str, str]) -> list[tuple[str, int, int]]:
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code_import],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = fresh_python(["-X", "importtime", "-c", code_import], env)
     if out.returncode != 0:
         raise HarnessError(f"`{code_import}` failed under -X importtime:\n{out.stderr[-2000:]}")
     return parse_importtime(out.stderr)

@@ -285,12 +285,10 @@ class Interlock:
         self.pids = {"edge": edge.pid, "core": core.pid}
 
 
-def import_ms(code_import: str, env: dict[str, str]) -> float:
-    """Milliseconds `code_import` (an import statement) takes in a fresh interpreter."""
-    clock = "import time\nt = time.perf_counter()"
-    code = f"{clock}\n{code_import}\nprint((time.perf_counter() - t) * 1000)"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
+def fresh_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter run with `args` from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -298,6 +296,12 @@ def import_ms(code_import: str, env: dict[str, str]) -> float:
         timeout=120,
         check=False,
     )
+
+
+def import_ms(code_import: str, env: dict[str, str]) -> float:
+    """Milliseconds `code_import` (an import statement) takes in a fresh interpreter."""
+    timed = f"import time\nt = time.perf_counter()\n{code_import}\n"
+    out = fresh_python(["-c", timed + "print((time.perf_counter() - t) * 1000)"], env)
     if out.returncode != 0:
         raise HarnessError(f"timing `{code_import}` failed:\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -311,15 +315,7 @@ def edge_import_ms(env: dict[str, str], runs: int = 5) -> dict[str, Any]:
         started = time.perf_counter()
         samples.append(import_ms("import edge.main", env))
         walls.append((time.perf_counter() - started) * 1000)
-    trace = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import edge.main"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    trace = fresh_python(["-X", "importtime", "-c", "import edge.main"], env)
     heaviest = _heaviest_imports(trace.stderr)
     samples.sort()
     walls.sort()
