@@ -63,6 +63,7 @@ from core.state.store import MemoryStore, Store
 from shared.config import Config
 from shared.errors import Api, GatewayError
 from shared.http import EXCEPTION_HANDLERS, error_response
+from shared.server_fast import FastApp
 
 # Handlers get the body the hop check already read (capped) and matched to its digest.
 Handler = Callable[[Request, Caller, bytes], Awaitable[Response]]
@@ -277,7 +278,7 @@ def create_app(
         for path, method, handler, api, upload in _api_routes(state, apis, once)
     ]
     public += [*static_routes(), Route("/healthz", _healthz, methods=["GET"])]
-    app = Starlette(exception_handlers=EXCEPTION_HANDLERS)
+    app = FastApp(EXCEPTION_HANDLERS, public, config.core.admin_port)  # see shared.server_fast
     admin = _admin_routes(state, apis.specs)
     app.router = ListenerRouter(public, admin, config.core.admin_port, state.lifespan)
     app.state.core = state
