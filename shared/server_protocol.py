@@ -211,6 +211,48 @@ class Watch:
         self.refuse(error, cycle.scope.get("path"))
 
 
+class Coalescing:
+    """A request cycle's view of its connection: a response's head leaves with the first body
+    bytes, in one write. uvicorn writes the head and the body separately: two send() calls,
+    and for the peer (the edge's pooled client, for one) two reads and two wake-ups, per
+    response. The head is held only until the body comes in the same step of the loop (as
+    Starlette's Response sends both), or until the end of that step (a stream's first chunk
+    may take a while): never longer, and never out of order. Only what uvicorn's cycle calls
+    (write, close, is_closing) is here."""
+
+    __slots__ = ("_held", "_loop", "_transport", "fresh")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self.fresh = False  # the next write is a response's head
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif self.fresh:
+            self.fresh = False
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class _Guarded:
     """What both protocols add to uvicorn's: a Watch per connection, the connection budget, and
     write-pressure tracking. Mixed in before the uvicorn class, so `super()` reaches it."""
@@ -298,9 +340,21 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             super().on_message_begin()
             self.watch.request_begins()
 
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self.writer = Coalescing(cast(asyncio.Transport, transport), self.loop)
+
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
             self.watch.headers_done()
+            cycle = self.cycle
+            if cycle is not None and cycle.transport is self.transport:
+                cycle.transport = self.writer  # its response's head and body in one write
+                self.writer.fresh = True
+
+        def shutdown(self) -> None:
+            self.writer.flush()  # a head held this step goes before the connection closes
+            super().shutdown()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

@@ -6,12 +6,9 @@ Starlette's way."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -19,9 +16,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http import EXCEPTION_HANDLERS
-from shared.server import bind
 from shared.server_fast import FastApp
 from tests.support import raw
+from tests.support.asgi_server import serve
 
 
 async def ok(request: Request) -> Response:
@@ -77,21 +74,6 @@ def build(middleware: bool = False) -> FastApp:
     if middleware:
         app.add_middleware(Marker)
     return app
-
-
-@contextlib.contextmanager
-def serve(app: FastApp) -> Iterator[str]:
-    sock = bind("127.0.0.1", 0, 16)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            threading.Event().wait(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
