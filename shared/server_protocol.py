@@ -215,26 +215,27 @@ class Coalescing:
     """A request cycle's view of its connection: a response's head leaves with the first body
     bytes, in one write. uvicorn writes the head and the body separately: two send() calls,
     and for the peer (the edge's pooled client, for one) two reads and two wake-ups, per
-    response. The head is held only until the body comes in the same step of the loop (as
-    Starlette's Response sends both), or until the end of that step (a stream's first chunk
-    may take a while): never longer, and never out of order. Only what uvicorn's cycle calls
-    (write, close, is_closing) is here."""
+    response. The head (the first write once the cycle's response has started: an interim
+    `100 Continue` before it goes at once) is held only until the body comes in the same step
+    of the loop (as Starlette's Response sends both), or until the end of that step (a
+    stream's first chunk may take a while): never longer, and never out of order. Only what
+    uvicorn's cycle calls (write, close, is_closing) is here."""
 
-    __slots__ = ("_held", "_loop", "_transport", "fresh")
+    __slots__ = ("_held", "_loop", "_transport", "cycle")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
-        self.fresh = False  # the next write is a response's head
+        self.cycle: Any = None  # a cycle whose response's head is still to come
 
     def write(self, data: bytes) -> None:
         held = self._held
         if held is not None:
             self._held = None
             self._transport.write(held + data)
-        elif self.fresh:
-            self.fresh = False
+        elif self.cycle is not None and self.cycle.response_started:
+            self.cycle = None
             self._held = data
             self._loop.call_soon(self.flush)
         else:
@@ -350,7 +351,7 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             cycle = self.cycle
             if cycle is not None and cycle.transport is self.transport:
                 cycle.transport = self.writer  # its response's head and body in one write
-                self.writer.fresh = True
+                self.writer.cycle = cycle
 
         def shutdown(self) -> None:
             self.writer.flush()  # a head held this step goes before the connection closes
