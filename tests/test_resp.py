@@ -143,3 +143,39 @@ def test_timed_out_call_does_not_steal_the_next_reply() -> None:
             server.close()
 
     assert asyncio.run(scenario()) == b"fast"
+
+
+async def _silent_after_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A fake server that answers `quick` at once and never answers anything else."""
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            if line == b"quick\r\n":
+                writer.write(b"$5\r\nquick\r\n")
+                await writer.drain()
+
+
+def test_each_call_times_out_after_its_own_timeout() -> None:
+    """One timer per connection: a call made after another has its own deadline, measured from
+    when it was sent, not the first call's; a cancelled caller's silence drops nothing."""
+
+    async def scenario() -> tuple[float, object]:
+        server = await asyncio.start_server(_silent_after_first, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RespClient(f"redis://127.0.0.1:{port}/0", timeout_s=0.2)
+        try:
+            cancelled = asyncio.ensure_future(client.call("ECHO", "never"))
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            await asyncio.sleep(0.1)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await client.call("ECHO", "silent")  # the cancelled call's deadline passes first
+            elapsed = asyncio.get_running_loop().time() - started
+            return elapsed, await client.call("ECHO", "quick")  # a new connection
+        finally:
+            await client.close()
+            server.close()
+
+    elapsed, reply = asyncio.run(scenario())
+    assert 0.18 <= elapsed < 1.0 and reply == b"quick"

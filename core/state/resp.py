@@ -18,6 +18,7 @@ policy's decision (core/state/resilient.py), not the client's.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from typing import Any, cast
 
@@ -86,6 +87,8 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.deadlines: deque[float] = deque()  # each waiter's, in the same order
+        self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.lost = self.loop.create_future()
@@ -95,6 +98,32 @@ class _Protocol(asyncio.Protocol):
     def usable(self) -> bool:
         transport = self.transport
         return not self.lost.done() and transport is not None and not transport.is_closing()
+
+    def wait(self, waiter: asyncio.Future[Any], timeout_s: float | None) -> None:
+        """`waiter` gets the next reply not yet promised, or fails after `timeout_s` (None:
+        never on its own; the call behind it times out). One timer per connection, not one
+        per call (~4 us made and cancelled): replies come in order, so the oldest waiter still
+        waiting is the first to expire; the timer, when it fires, expires it or waits for its
+        deadline."""
+        self.waiters.append(waiter)
+        if timeout_s is None:
+            self.deadlines.append(math.inf)
+            return
+        self.deadlines.append(self.loop.time() + timeout_s)
+        if self.timer is None:
+            self.timer = self.loop.call_later(timeout_s, self._check)
+
+    def _check(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        for waiter, deadline in zip(self.waiters, self.deadlines, strict=True):
+            if waiter.done() or deadline == math.inf:
+                continue  # its caller was cancelled (its reply is dropped when it comes)
+            if deadline <= now + 0.001:
+                self.expire(waiter)
+            else:
+                self.timer = self.loop.call_at(deadline, self._check)
+            return
 
     def send(self, data: bytes) -> None:
         """Commands issued in the same loop iteration leave in one write."""
@@ -128,6 +157,7 @@ class _Protocol(asyncio.Protocol):
                 self.drop(redis.exceptions.ConnectionError("a reply nobody asked for"))
                 return
             waiter = self.waiters.popleft()
+            self.deadlines.popleft()
             if isinstance(reply, ReplyError):
                 error = reply_error(str(reply))
                 if not waiter.done():  # a cancelled caller: its reply is dropped
@@ -152,6 +182,10 @@ class _Protocol(asyncio.Protocol):
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
+        self.deadlines.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -226,14 +260,10 @@ class RespClient:
 
     async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
         waiter: asyncio.Future[Any] = protocol.loop.create_future()
-        protocol.waiters.append(waiter)
+        protocol.wait(waiter, self.timeout_s)
         protocol.send(encode(args))
         Sent.count += 1
-        timer = protocol.loop.call_later(self.timeout_s, protocol.expire, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
+        return await waiter
 
     async def call(self, *args: Any) -> Any:
         return await self._send(await self._connection(), args)
@@ -258,7 +288,7 @@ class RespClient:
         protocol = await self._connection()
         asking: asyncio.Future[Any] = protocol.loop.create_future()
         asking.add_done_callback(_retrieved)  # its failure is the command's, reported below
-        protocol.waiters.append(asking)
+        protocol.wait(asking, None)
         protocol.send(encode(("ASKING",)))
         return await self._send(protocol, args)  # queued at once, right behind ASKING
 
