@@ -13,11 +13,13 @@ from shared.errors import Api, GatewayError, anthropic_error_body, openai_error_
 log = logging.getLogger("interlock.http")
 
 JSON_MEDIA = "application/json"
+HEADERS_KEY = "interlock.headers"  # the scope's entry for header_map's result
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing early (Content-Length) or as soon as the cap is passed."""
-    declared = request.headers.get("content-length")
+    headers = request.scope.get(HEADERS_KEY)  # header_map's, when it ran (both tiers' hot path)
+    declared = (headers or request.headers).get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()) or len(declared) > 20:
             raise GatewayError(400, "invalid Content-Length header", code="invalid_header")
@@ -101,8 +103,14 @@ EXCEPTION_HANDLERS = {
 
 
 def header_map(request: Request) -> dict[str, str]:
-    """All request headers in one pass (names are already lower-case in ASGI). Starlette's
-    Headers.get rescans the raw list on every lookup; the hot path looks up several."""
-    return {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in request.scope["headers"]
-    }
+    """All request headers in one pass (names are already lower-case in ASGI), kept on the
+    scope for read_body. Starlette's Headers.get rescans the raw list on every lookup; the hot
+    path looks up several. A repeated header keeps its last value (the servers refuse a
+    repeated Content-Length)."""
+    headers: dict[str, str] | None = request.scope.get(HEADERS_KEY)
+    if headers is None:
+        headers = request.scope[HEADERS_KEY] = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in request.scope["headers"]
+        }
+    return headers
