@@ -20,7 +20,7 @@ import jwt
 
 from edge.jwks import Keys
 from shared import claims
-from shared.config import AuthConfig
+from shared.config_edge import AuthConfig
 from shared.errors import Api, GatewayError
 from shared.patterns import compile_patterns
 from shared.revocation import EMPTY, Revocations

@@ -25,7 +25,7 @@ from shared.config_auth import (
     tenant_cidrs,
 )
 from shared.config_file import PathLike, errors_located, read_config_file
-from shared.config_routing import policy_headers
+from shared.config_headers import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S

@@ -5,6 +5,9 @@ Errors point into the file. A YAML syntax error names the file, line and column 
 stopped at; a key given twice in one mapping is refused (YAML would keep the last one
 silently); and `located` adds the line of the key a ConfigError names (`providers.x.options`),
 found in the file's node tree, so a newcomer goes straight to the line at fault.
+
+yaml is imported when a file is parsed, not with this module: an edge started without a file
+(embedded defaults, a Lambda configured by its environment) never pays for its import.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from shared.configparse import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 PathLike = str | os.PathLike[str]
 # The key path a ConfigError starts with ("providers.p.options.region: required").
@@ -51,6 +55,8 @@ def _read(file: Path) -> str:
 
 def _parse(file: Path) -> tuple[Any, dict[str, int]]:
     """The document and where each key path is written (1-based line numbers)."""
+    import yaml
+
     loader = yaml.SafeLoader(_read(file))
     try:
         node = loader.get_single_node()
@@ -71,6 +77,8 @@ def _parse(file: Path) -> tuple[Any, dict[str, int]]:
 
 def _index(node: yaml.Node, path: str, lines: dict[str, int], file: Path) -> None:
     """Record each key path's line under `path`; a key given twice is an error."""
+    import yaml  # loaded by _parse, which calls this: a dictionary look-up
+
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
