@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     import yaml
 
 PathLike = str | os.PathLike[str]
-# The key path a ConfigError starts with ("providers.p.options.region: required").
-_LEADING_PATH = re.compile(r"^([^:\s]+):")
+# The key path a ConfigError starts with ("providers.p.options.region: required"). Patterns
+# for the error path only: compiled (and cached by `re`) when an error is first located.
+_LEADING_PATH = r"^([^:\s]+):"
 # Where a key path may be cut to find its nearest enclosing key: before "." or "[".
-_CUT = re.compile(r"[.\[]")
+_CUT = r"[.\[]"
 
 
 def read_config_file(path: PathLike | None, env: dict[str, str]) -> tuple[Any, str] | None:
@@ -105,7 +106,7 @@ def line_of(key_path: str, lines: dict[str, int]) -> int | None:
     """The line of `key_path`, or of the nearest key that encloses it (an unknown key's
     section, a missing key's parent); None when not even its section is in the file."""
     key_path = key_path.removeprefix("config.")  # top-level keys are reported as config.<key>
-    cuts = [m.start() for m in _CUT.finditer(key_path)]
+    cuts = [m.start() for m in re.finditer(_CUT, key_path)]
     for end in (len(key_path), *reversed(cuts)):
         line = lines.get(key_path[:end])
         if line is not None:
@@ -118,7 +119,7 @@ def located(error: ConfigError, source: str) -> ConfigError:
     file that has that key (or its section); else the error as it was. Only on the error
     path: the file is read again, never while the config is loaded."""
     message = str(error)
-    found = _LEADING_PATH.match(message)
+    found = re.match(_LEADING_PATH, message)
     file = Path(source)
     if found is None or not file.is_file() or f"({source}, line " in message:
         return error
