@@ -30,6 +30,9 @@ MAX_KID_LENGTH = 128
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
+    """A token whose signature and claims passed: cached by token, so a repeat request skips
+    the signature check and is checked against these facts (expiry, revocation, network)."""
+
     tenant: str
     tier: str
     models: str  # comma-joined patterns for the hop header; "*" = unrestricted
