@@ -66,11 +66,12 @@ def test_shared_imports_neither_tier() -> None:
 
 
 # The core's config sections: the edge's loader (shared.config_edge) never parses them, so a
-# cold edge must not import their modules (issue 17: Lambda cold start).
+# cold edge must not import their modules (issue 17: Lambda cold start). shared.config itself
+# is the cheap front both tiers import names from.
 CORE_ONLY_CONFIG = frozenset(
     f"shared.{name}"
     for name in (
-        "config",
+        "config_full",
         "config_budgets",
         "config_cache",
         "config_conditions",
@@ -105,19 +106,22 @@ def imported_by(body: str, cwd: Path, env: dict[str, str] | None = None) -> set[
 
 
 def test_edge_cold_start_loads_only_what_it_reads(tmp_path: Path) -> None:
-    """edge.main with embedded defaults (no file): neither the core's config modules nor yaml;
-    then, given a file, yaml is loaded (the check above can fail)."""
+    """The edge as it starts (its launcher, shared.server, imports shared.config) with
+    embedded defaults (no file): neither the core's config modules nor yaml are loaded; given a
+    file, yaml is (the check above can fail), and a core name still resolves on demand."""
     env = {"INTERLOCK_HOME": str(tmp_path), "INTERLOCK_HOP_SECRET": "s" * 40}
     (tmp_path / "jwks.json").write_text(
         '{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256", '
         '"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", '
         '"y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
     )
-    cold = imported_by("import edge.main", tmp_path, env)
+    cold = imported_by("import shared.server, edge.main", tmp_path, env)
     assert "edge.app" in cold and "shared.config_edge" in cold
     assert not cold & CORE_ONLY_CONFIG and "yaml" not in cold
     (tmp_path / "interlock.yaml").write_text("edge:\n  core_timeout: 60s\n")
     assert "yaml" in imported_by("import edge.main", tmp_path, env)
+    core = imported_by("from shared.config import Config, ProviderConfig", tmp_path, env)
+    assert {"shared.config_full", "shared.config_core"} <= core
 
 
 FETCH = """
