@@ -20,7 +20,7 @@ import jwt
 
 from edge.jwks import Keys
 from shared import claims
-from shared.config import AuthConfig
+from shared.config_edge import AuthConfig
 from shared.errors import Api, GatewayError
 from shared.patterns import compile_patterns
 from shared.revocation import EMPTY, Revocations
@@ -30,6 +30,9 @@ MAX_KID_LENGTH = 128
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
+    """A token whose signature and claims passed: cached by token, so a repeat request skips
+    the signature check and is checked against these facts (expiry, revocation, network)."""
+
     tenant: str
     tier: str
     models: str  # comma-joined patterns for the hop header; "*" = unrestricted

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ssl
 
-from shared.config import ConfigError, EdgeConfig
+from shared.config_edge import EdgeConfig
+from shared.configparse import ConfigError
 
 
 def core_tls_context(edge: EdgeConfig) -> ssl.SSLContext | None:

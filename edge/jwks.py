@@ -16,7 +16,7 @@ import jwt
 
 from edge.refresh import Refresher, Source, read_capped
 from shared import claims
-from shared.config import AuthConfig
+from shared.config_edge import AuthConfig
 from shared.configparse import ConfigError
 
 Keys = dict[str, tuple[str, Any]]  # kid -> (algorithm, public key)

@@ -4,6 +4,9 @@ Both have the same life: read at start-up (a file) or fetched before serving (a 
 document, no service), re-read every N seconds off the hot path (file reads in a thread, URL
 fetches on a small session of their own), swapped in whole, and kept as they are when the new
 copy is unreachable, too large or invalid. Requests never wait for any of it.
+
+aiohttp is imported only by a refresher that fetches a URL, when it starts: an edge whose
+documents are files (the usual Lambda set-up) never pays for its import on a cold start.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared.configparse import ConfigError
 from shared.periodic import Periodic
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("interlock.edge")
 
@@ -71,6 +75,8 @@ class Refresher(Generic[T]):
         source = self._source
         if self._session is None:
             raise ConfigError(f"{source.url_key}: the refresher is not started")
+        import aiohttp  # loaded by start(): a dictionary look-up here
+
         try:
             timeout = aiohttp.ClientTimeout(total=10)
             async with self._session.get(url, timeout=timeout) as response:
@@ -141,6 +147,8 @@ class Refresher(Generic[T]):
         """With a URL the first fetch must succeed (raises ConfigError): no document, no
         service. A file was read at start-up by the owner."""
         if self._source.url:
+            import aiohttp
+
             self._session = aiohttp.ClientSession(trust_env=True)
             self._apply(await self.fetch())
         if self._source.interval_s > 0:

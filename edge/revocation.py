@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from edge.refresh import Refresher, Source, read_capped
-from shared.config import AuthConfig
+from shared.config_edge import AuthConfig
 from shared.configparse import ConfigError
 from shared.revocation import EMPTY, MAX_DOCUMENT_BYTES, Revocations, parse_revocations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
-from shared.config import EdgeConfig
+from shared.config_edge import EdgeConfig
 from shared.patterns import compile_patterns
 
 

@@ -25,7 +25,7 @@ from shared.config_auth import (
     tenant_cidrs,
 )
 from shared.config_file import PathLike, errors_located, read_config_file
-from shared.config_routing import policy_headers
+from shared.config_headers import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
@@ -36,6 +36,9 @@ DEFAULT_CORE_PORT = 8081  # where the edge's default pool points
 
 @dataclass(frozen=True)
 class AuthConfig:
+    """`auth`: how the edge verifies tenant tokens. (Each settings class has a docstring: a
+    dataclass without one builds it from its signature, a cold-start cost.)"""
+
     issuer: str
     audience: str
     algorithm: str
@@ -61,6 +64,8 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class HopConfig:
+    """`hop`: the credential the edge signs each request to the core with."""
+
     # None: resolved from INTERLOCK_HOP_SECRET or the state dir at start-up. May be a
     # reference (aws-sm://...), read at start-up and refreshed (shared.secret_refresh).
     secret: str | None = field(repr=False)
@@ -69,6 +74,8 @@ class HopConfig:
 
 @dataclass(frozen=True)
 class RouteConfig:
+    """One `edge.routes` entry: which core pool serves these models and tenants."""
+
     models: tuple[str, ...]  # glob patterns over the requested model name
     tenants: tuple[str, ...]  # empty = any tenant
     pool: str
@@ -76,6 +83,8 @@ class RouteConfig:
 
 @dataclass(frozen=True)
 class EdgeConfig:
+    """`edge`: where it listens, the core pools it relays to and the limits on the way."""
+
     host: str
     port: int
     max_body_bytes: int

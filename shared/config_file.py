@@ -5,6 +5,9 @@ Errors point into the file. A YAML syntax error names the file, line and column 
 stopped at; a key given twice in one mapping is refused (YAML would keep the last one
 silently); and `located` adds the line of the key a ConfigError names (`providers.x.options`),
 found in the file's node tree, so a newcomer goes straight to the line at fault.
+
+yaml is imported when a file is parsed, not with this module: an edge started without a file
+(embedded defaults, a Lambda configured by its environment) never pays for its import.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from shared.configparse import ConfigError
 
+if TYPE_CHECKING:
+    import yaml
+
 PathLike = str | os.PathLike[str]
-# The key path a ConfigError starts with ("providers.p.options.region: required").
-_LEADING_PATH = re.compile(r"^([^:\s]+):")
+# The key path a ConfigError starts with ("providers.p.options.region: required"). Patterns
+# for the error path only: compiled (and cached by `re`) when an error is first located.
+_LEADING_PATH = r"^([^:\s]+):"
 # Where a key path may be cut to find its nearest enclosing key: before "." or "[".
-_CUT = re.compile(r"[.\[]")
+_CUT = r"[.\[]"
 
 
 def read_config_file(path: PathLike | None, env: dict[str, str]) -> tuple[Any, str] | None:
@@ -50,14 +55,22 @@ def _read(file: Path) -> str:
 
 
 def _parse(file: Path) -> tuple[Any, dict[str, int]]:
-    """The document and where each key path is written (1-based line numbers)."""
-    loader = yaml.SafeLoader(_read(file))
+    """The document and where each key path is written (1-based line numbers). libyaml's
+    parser when PyYAML has it: a cold edge parses its file in well under a millisecond instead
+    of about ten. A document it refuses is parsed again by the pure-Python parser, whose
+    errors (line, column, wording) are the ones reported, so only valid files take the fast
+    path and every error reads as it always has."""
+    import yaml
+
+    text = _read(file)
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return _compose(fast(text), file)
+        except yaml.YAMLError:
+            pass
     try:
-        node = loader.get_single_node()
-        lines: dict[str, int] = {}
-        if node is not None:
-            _index(node, "", lines, file)
-        return (loader.construct_document(node) if node is not None else None), lines
+        return _compose(yaml.SafeLoader(text), file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
@@ -65,12 +78,25 @@ def _parse(file: Path) -> tuple[Any, dict[str, int]]:
         raise ConfigError(f"{where}: not valid YAML ({problem})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+
+
+def _compose(loader: yaml.SafeLoader | yaml.CSafeLoader, file: Path) -> tuple[Any, dict[str, int]]:
+    """Runs `loader` over its text: the node tree, indexed by key path (a key given twice is a
+    ConfigError), then the document built from it."""
+    try:
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        if node is not None:
+            _index(node, "", lines, file)
+        return (loader.construct_document(node) if node is not None else None), lines
     finally:
         loader.dispose()
 
 
 def _index(node: yaml.Node, path: str, lines: dict[str, int], file: Path) -> None:
     """Record each key path's line under `path`; a key given twice is an error."""
+    import yaml  # loaded by _parse, which calls this: a dictionary look-up
+
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -97,7 +123,7 @@ def line_of(key_path: str, lines: dict[str, int]) -> int | None:
     """The line of `key_path`, or of the nearest key that encloses it (an unknown key's
     section, a missing key's parent); None when not even its section is in the file."""
     key_path = key_path.removeprefix("config.")  # top-level keys are reported as config.<key>
-    cuts = [m.start() for m in _CUT.finditer(key_path)]
+    cuts = [m.start() for m in re.finditer(_CUT, key_path)]
     for end in (len(key_path), *reversed(cuts)):
         line = lines.get(key_path[:end])
         if line is not None:
@@ -110,7 +136,7 @@ def located(error: ConfigError, source: str) -> ConfigError:
     file that has that key (or its section); else the error as it was. Only on the error
     path: the file is read again, never while the config is loaded."""
     message = str(error)
-    found = _LEADING_PATH.match(message)
+    found = re.match(_LEADING_PATH, message)
     file = Path(source)
     if found is None or not file.is_file() or f"({source}, line " in message:
         return error

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import configparse as cp
-from shared import hop
 from shared.config_conditions import Cond, Scope, fail, parse_when
+from shared.config_headers import policy_headers
 from shared.config_models import TargetConfig, _targets, parse_prompt_cache
 from shared.config_strategy import STRATEGY_KEYS, StrategyConfig, parse_strategy
 from shared.configparse import ConfigError
@@ -52,26 +52,7 @@ MAX_MESSAGE = 512  # characters of a refusal message
 MAX_CONTENT_CHARS = 100_000
 NO_RULE = "default"  # x-interlock-route when no rule matched: no rule may take the name
 _ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_HEADER = re.compile(r"[a-z0-9-]{1,64}")
 _CAP = frozenset(("max_tokens",))
-# Headers rules may never read: the edge would relay them to the core (credentials, the hop
-# credential and request id it sets itself, framing). Billing tags are `tags.<key>` facts.
-RESERVED_HEADERS = frozenset(
-    (
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "cookie",
-        hop.HOP_HEADER,
-        hop.REQUEST_ID_HEADER,
-        hop.TRACEPARENT_HEADER,
-        "host",
-        "connection",
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -126,20 +107,6 @@ def parse_routing(
     scope = Scope("", headers, budgets, chars > 0)
     rules = _rules(s.get("rules"), scope, frozenset(routes), models)
     return RoutingConfig(routes, rules, headers, timezone, chars)
-
-
-def policy_headers(routing: Any) -> tuple[str, ...]:
-    """`routing.headers`, lower-cased: the request headers rules may read, which the edge
-    relays to the core (it reads only this key of the section)."""
-    if not isinstance(routing, dict):
-        return ()
-    headers = tuple(dict.fromkeys(h.lower() for h in cp.string_list(routing, "headers", "routing")))
-    for header in headers:
-        if not _HEADER.fullmatch(header):
-            raise ConfigError(f"routing.headers: {header!r} is not a header name")
-        if header in RESERVED_HEADERS or header.startswith("x-interlock-"):
-            raise ConfigError(f"routing.headers: {header!r} is not for rules to read")
-    return headers
 
 
 def _routes(raw: Any, providers: set[str]) -> dict[str, NamedRouteConfig]:

@@ -16,6 +16,8 @@ from shared import configparse as cp
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """`edge.server` / `core.server`: connection-level limits each tier's server enforces."""
+
     # From connection open (or the first byte of a later request) to the end of the headers.
     # Real clients send headers in one packet; 10 s leaves room for a slow mobile link.
     header_timeout_s: float = 10.0

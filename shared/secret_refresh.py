@@ -9,6 +9,9 @@ secret delays only its own next read. A failed refresh keeps the last good value
 
 `reread` is the on-demand read for a provider key the upstream refused (401): it joins a read
 already in flight rather than starting a second one.
+
+The thread pool's module is imported with the first pool: a process with no references (and
+the edge's cold start until it reads one) never loads it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from shared.configparse import ConfigError
 from shared.periodic import Periodic
 from shared.secret import Secret, SecretRef
 from shared.secret_sources import CURRENT, PENDING, SecretError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("interlock.secrets")
 
@@ -75,6 +81,8 @@ class SecretRefresher:
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:  # one thread per secret (+1 for start-up): none waits on another
+            from concurrent.futures import ThreadPoolExecutor
+
             workers = min(len(self.refs) + 1, 64)
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="interlock-secrets")
         return self._pool

@@ -24,6 +24,7 @@ from core.providers.adapters.gemini.settings import Vertex
 from core.providers.adapters.openai_settings import OpenAIOptions
 from core.providers.mock import MockOptions
 from core.startup import no_session, prepare_core
+from shared import config_file
 from shared.config import ConfigError, ProviderConfig, load_config, load_edge_config, parse_config
 from shared.config_file import line_of
 from shared.configparse import keys_of
@@ -98,6 +99,47 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
     )
     config = load_config(write(tmp_path, text), env=ENV)
     assert config.providers["a"].allow_any_model and not config.providers["b"].allow_any_model
+
+
+TRICKY = """\
+# a comment
+state_dir: "/tmp/x y"   # quoted, trailing comment
+auth: {issuer: 'it''s', max_ttl: 1h}
+base: &base {kind: mock, n: 0x1f, f: 1.5e3, on: yes, when: 2026-12-02, none: ~}
+providers:
+  a: {<<: *base, allow_any_model: true}
+  b:
+    <<: [*base, {extra: "\\u00e9t\\u00e9"}]
+    text: |
+      two
+        lines
+    folded: >-
+      one
+      line
+    list:
+      - - nested
+        - [1, 2]
+      - key: value
+        "quoted key": é
+"""
+
+
+def test_the_fast_yaml_parser_reads_files_as_the_pure_one_does(tmp_path: Path) -> None:
+    """libyaml (the fast path) and the pure-Python parser give the same document and the same
+    key lines, for every config the repository ships and for the awkward shapes above."""
+    yaml = pytest.importorskip("yaml")
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml: the pure parser is the only path")
+    root = Path(__file__).resolve().parents[1]
+    texts = [TRICKY, FILE] + [
+        path.read_text(encoding="utf-8")
+        for path in sorted((root / "infra").rglob("interlock*.yaml"))
+    ]
+    assert len(texts) >= 4
+    for text in texts:
+        fast = config_file._compose(yaml.CSafeLoader(text), tmp_path)
+        assert fast == config_file._compose(yaml.SafeLoader(text), tmp_path)
+        assert fast[1], "every text has keys"
 
 
 FILE = """\
