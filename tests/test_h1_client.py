@@ -1,0 +1,448 @@
+"""shared/h1/client.py against raw asyncio servers on 127.0.0.1: the wire exactly as sent and
+received, keep-alive reuse, stale connections, 100-continue, chunked both ways, backpressure,
+timeouts and caps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shared.h1 import (
+    BodyFailed,
+    BodyTooLarge,
+    Client,
+    ConnectFailed,
+    Disconnected,
+    H1Timeout,
+    ProtocolError,
+    Response,
+)
+from shared.h1.connection import HIGH_WATER
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class Server:
+    """A raw server: `handler` runs once per connection; `connections` counts them."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def session(handler: Handler, **options: Any) -> AsyncIterator[tuple[Server, Client]]:
+    """A server, and a client whose pool is closed after the test."""
+    async with Server(handler) as server:
+        client = Client(**options)
+        try:
+            yield server, client
+        finally:
+            client.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 20))
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def get(client: Client, url: str, fresh: bool = False) -> bytes:
+    """A GET's whole body."""
+    return await (await client.request("GET", url, {}, fresh=fresh)).read()
+
+
+def answering(*responses: bytes) -> Handler:
+    """Answers each request on a connection with the next response (no request body)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for response in responses:
+            await read_request(reader)
+            writer.write(response)
+            await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+def test_a_connection_is_reused_only_after_its_response_was_read_to_its_end():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+    async def test() -> None:
+        async with session(answering(OK, chunked, head, OK)) as (server, client):
+            assert await get(client, server.url + "/") == b"ok"
+            assert await get(client, server.url + "/") == b"ok"
+            assert await (await client.request("HEAD", server.url + "/", {})).read() == b""
+            unread = await client.request("GET", server.url + "/", {})
+            unread.release()  # not read: closed, never pooled
+            assert await get(client, server.url + "/") == b"ok"
+            assert server.connections == 2
+
+    run(test)
+
+
+def test_a_body_until_close_and_connection_close_are_never_reused():
+    until_close = b"HTTP/1.1 200 OK\r\n\r\nall of it"
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(until_close if server.connections == 1 else closing)
+
+    async def test() -> None:
+        nonlocal server
+        async with session(handler) as (server, client):
+            assert await get(client, server.url) == b"all of it"
+            assert await get(client, server.url) == b"ok"
+            assert await get(client, server.url) == b"ok"
+            assert server.connections == 3
+
+    server: Server
+    run(test)
+
+
+def test_interim_responses_are_skipped_and_the_request_goes_out_as_given():
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        seen.append(await reader.readexactly(3))
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK)
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            headers = {"X-Key": "v", "Content-Length": "99", "Host": "signed.example"}
+            response = await client.request("POST", server.url + "/p?q=1", headers, b"abc")
+            assert (response.status, await response.read()) == (200, b"ok")
+
+    run(test)
+    assert seen == [
+        b"POST /p?q=1 HTTP/1.1\r\nHost: signed.example\r\nX-Key: v\r\ncontent-length: 3\r\n\r\n",
+        b"abc",
+    ]
+
+
+def test_a_stale_pooled_connection_is_never_written_to():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()  # then closes, as a server ending an idle keep-alive does
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            assert await get(client, server.url) == b"ok"
+            await asyncio.sleep(0.1)  # the FIN arrives while the connection is idle
+            assert await get(client, server.url) == b"ok"
+            assert server.connections == 2
+
+    run(test)
+
+
+def test_idle_connections_expire_and_are_bounded_per_origin():
+    async def test() -> None:
+        async with session(answering(OK, OK), idle_s=0.2, max_idle=1) as (server, client):
+            first, second = [await client.request("GET", server.url, {}) for _ in range(2)]
+            await first.read()
+            await second.read()  # a second idle one is over the bound: closed
+            origin = next(iter(client.pool._idle))
+            assert client.pool.idle_count(origin) == 1
+            await asyncio.sleep(0.5)
+            assert client.pool.idle_count(origin) == 0
+            assert await get(client, server.url) == b"ok"
+            assert server.connections == 3
+
+    run(test)
+
+
+def test_fresh_always_makes_a_new_connection_and_never_pools_it():
+    async def test() -> None:
+        async with session(answering(OK, OK)) as (server, client):
+            await get(client, server.url)
+            await get(client, server.url, fresh=True)
+            await get(client, server.url)
+            assert server.connections == 2
+
+    run(test)
+
+
+async def post_expecting(client: Client, url: str, body: bytes, events: list[str]) -> Response:
+    """A POST with `Expect: 100-continue` whose acknowledgement is noted in `events`."""
+    acknowledged = functools.partial(events.append, "acknowledged")
+    return await client.request(
+        "POST", url, {}, body, expect_continue=True, on_continue=acknowledged
+    )
+
+
+def test_expect_continue_holds_the_body_until_the_acknowledgement():
+    events: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request(reader)
+        assert b"expect: 100-continue" in head
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readexactly(1), 0.3)  # nothing before the 100
+        events.append("server: nothing early")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        events.append(f"server: {(await reader.readexactly(4)).decode()}")
+        writer.write(OK)
+        await reader.read()
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            response = await post_expecting(client, server.url, b"body", events)
+            assert await response.read() == b"ok"
+
+    run(test)
+    assert events == ["server: nothing early", "acknowledged", "server: body"]
+
+
+def test_an_answer_before_the_acknowledgement_means_the_body_never_went():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 401 No\r\nContent-Length: 2\r\n\r\nno")
+        rest.append(await reader.read())
+
+    async def test() -> None:
+        acknowledged: list[str] = []
+        async with session(handler) as (server, client):
+            response = await post_expecting(client, server.url, b"x", acknowledged)
+            assert (response.status, await response.read(), acknowledged) == (401, b"no", [])
+            await asyncio.sleep(0.1)
+
+    rest: list[bytes] = []
+    run(test)
+    assert rest == [b""]  # no body, and the client closed the connection
+
+
+async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        await asyncio.sleep(0)
+        yield piece
+
+
+def test_an_async_iterator_body_goes_out_chunked():
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await read_request(reader))
+        received.append(await reader.readuntil(b"0\r\n\r\n"))
+        writer.write(OK)
+        await reader.read()
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            body = _pieces(b"hello", b"", b"x" * 300)
+            response = await client.request("POST", server.url + "/u", {}, body)
+            assert await response.read() == b"ok"
+
+    run(test)
+    assert received[0].endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert received[1] == b"5\r\nhello\r\n12c\r\n" + b"x" * 300 + b"\r\n0\r\n\r\n"
+
+
+def test_a_failing_body_source_ends_the_exchange_with_body_failed():
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"start"
+        raise LookupError("the source broke")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # a cut body: never answered
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            with pytest.raises(BodyFailed) as failure:
+                await client.request("POST", server.url, {}, broken())
+            assert isinstance(failure.value.__cause__, LookupError)
+
+    run(test)
+
+
+def test_a_slow_reader_pauses_the_socket_instead_of_buffering():
+    size = 8 * 1024 * 1024
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            writer.write(b"x" * 65536)
+            await writer.drain()
+        await reader.read()
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            response = await client.request("GET", server.url, {})
+            await asyncio.sleep(0.5)  # the server could send it all, were nothing paused
+            queued = response._conn._queued
+            assert response._conn._paused and HIGH_WATER < queued < 2 * HIGH_WATER
+            assert len(await response.read()) == size
+
+    run(test)
+
+
+def test_read_timeouts_bound_every_silence():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if b"/stall-body" in request:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+        await reader.read()
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(H1Timeout):
+                await client.request("GET", server.url + "/stall-head", {}, read_timeout=0.3)
+            response = await client.request("GET", server.url + "/stall-body", {}, read_timeout=0.3)
+            assert await response.next_chunk() == b"abc"
+            with pytest.raises(H1Timeout) as timeout:
+                await response.next_chunk()
+            assert timeout.value.kind == "read" and 0.5 < loop.time() - started < 2
+
+    run(test)
+
+
+def test_a_connection_lost_before_any_response_is_disconnected():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if server.connections == 2:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+
+    async def test() -> None:
+        nonlocal server
+        async with session(handler) as (server, client):
+            with pytest.raises(Disconnected) as lost:
+                await client.request("GET", server.url, {})
+            assert not lost.value.responded
+            response = await client.request("GET", server.url, {})
+            with pytest.raises(Disconnected) as cut:
+                await response.read()
+            assert cut.value.responded
+
+    server: Server
+    run(test)
+
+
+def test_connect_failures_and_timeouts():
+    async def test() -> None:
+        client = Client()
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with pytest.raises(ConnectFailed):
+            await client.request("GET", f"http://127.0.0.1:{port}/", {})
+        with socket.socket() as full:  # a backlog that is full: the handshake never completes
+            full.bind(("127.0.0.1", 0))
+            full.listen(0)
+            address = full.getsockname()
+            fillers = [socket.socket() for _ in range(3)]
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(address)
+            await asyncio.sleep(0.1)
+            with pytest.raises(H1Timeout) as timeout:
+                await client.request(
+                    "GET", f"http://{address[0]}:{address[1]}/", {}, connect_timeout=0.3
+                )
+            assert timeout.value.kind == "connect"
+            for filler in fillers:
+                filler.close()
+
+    run(test)
+
+
+def test_caps_refuse_a_large_body_before_or_while_reading_it():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsix by\r\n0\r\n\r\n"
+    announced = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+
+    async def test() -> None:
+        async with Server(answering(announced)) as one, Server(answering(chunked)) as two:
+            client = Client()
+            for server in (one, two):
+                response = await client.request("GET", server.url, {})
+                with pytest.raises(BodyTooLarge):
+                    await response.read(cap=5)
+            assert all(not idle for idle in client.pool._idle.values())
+
+    run(test)
+
+
+def test_a_cancelled_request_closes_its_connection():
+    closed = asyncio.Event
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        assert await reader.read() == b""
+        ended.set()
+
+    async def test() -> None:
+        nonlocal ended
+        ended = closed()
+        async with session(handler) as (server, client):
+            task = asyncio.ensure_future(client.request("GET", server.url, {}))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            await asyncio.wait_for(ended.wait(), 2)
+
+    ended: asyncio.Event
+    run(test)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"HTTP/1.1 101 Switching\r\n\r\n",
+        b"SSH-2.0\r\n\r\n",
+    ],
+)
+def test_garbage_is_a_protocol_error(response):
+    async def test() -> None:
+        async with session(answering(response)) as (server, client):
+            with pytest.raises(ProtocolError):
+                await client.request("GET", server.url, {})
+
+    run(test)
+
+
+def test_header_injection_is_refused_before_anything_is_sent():
+    async def test() -> None:
+        client = Client()
+        for headers, target in (({"x": "a\r\nb: c"}, "/"), ({}, "/a b"), ({"x\n": "v"}, "/")):
+            with pytest.raises(ValueError):
+                await client.request("GET", "http://127.0.0.1:9" + target, headers)
+
+    run(test)
