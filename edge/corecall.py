@@ -83,7 +83,7 @@ class CoreCaller:
                     method,
                     url,
                     headers,
-                    body,
+                    body or None,  # a GET carries no body (and no Content-Length)
                     expect_continue=True,  # any body waits for the core's `100 Continue`
                     on_continue=on_continue,
                     connect_timeout=self.connect_s,

@@ -262,3 +262,20 @@ def test_a_shorter_read_timeout_on_a_reused_connection_still_holds():
             assert server.connections == 1
 
     run(test)
+
+
+def test_max_active_bounds_the_exchanges_in_flight():
+    async def test() -> None:
+        async with session(answering(OK, OK, OK), max_active=1) as (server, client):
+            first = await client.request("GET", server.url, {})
+            second = asyncio.ensure_future(client.request("GET", server.url, {}))
+            await asyncio.sleep(0.2)
+            assert not second.done()  # waits for the first response's slot
+            assert await first.read() == b"ok"
+            assert await (await asyncio.wait_for(second, 2)).read() == b"ok"
+            assert server.connections == 1  # and it took the connection the first released
+            with pytest.raises(ConnectFailed):  # a failure gives its slot back too
+                await client.request("GET", "http://127.0.0.1:9/", {})
+            assert await get(client, server.url) == b"ok"
+
+    run(test)

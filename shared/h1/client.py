@@ -40,6 +40,7 @@ class Response:
         "_origin",
         "_pool",
         "_reuse",
+        "_slot",
         "_writer",
         "head",
         "headers",
@@ -54,6 +55,7 @@ class Response:
         origin: Origin,
         writer: asyncio.Task[None] | None,
         reuse: bool,
+        slot: asyncio.Semaphore | None,
     ) -> None:
         self.head = head
         self.status = head.status
@@ -61,6 +63,7 @@ class Response:
         self._conn, self._pool, self._origin = conn, pool, origin
         self._writer = writer
         self._reuse = reuse
+        self._slot = slot  # the client's `max_active` slot this exchange holds until it ends
         self._ended = False
 
     @property
@@ -111,18 +114,23 @@ class Response:
     def release(self) -> None:
         if self._ended:
             return
-        self._ended = True
         writer = self._writer
         sent = writer is None or (writer.done() and not writer.cancelled())
         if self._reuse and sent and self._conn.reusable:
             self._pool.put(self._origin, self._conn)
         else:
             self._end(self._conn, writer)
+        self._finish()
 
     def close(self) -> None:
         if not self._ended:
-            self._ended = True
             self._end(self._conn, self._writer)
+            self._finish()
+
+    def _finish(self) -> None:
+        self._ended = True
+        if self._slot is not None:
+            self._slot.release()
 
     @staticmethod
     def _end(conn: Connection, writer: asyncio.Task[None] | None) -> None:
@@ -132,12 +140,20 @@ class Response:
 
 
 class Client:
-    """Requests over a keep-alive pool (shared/h1/pool.py); one per process and purpose."""
+    """Requests over a keep-alive pool (shared/h1/pool.py); one per process and purpose.
+    `max_active` bounds the exchanges in flight at once (a request waits for a slot; a
+    response holds its slot until it is released or closed), so open connections stay within
+    it plus the idle ones; None is no bound (the edge: its load is bounded by its server)."""
 
     def __init__(
-        self, tls: ssl.SSLContext | None = None, idle_s: float = 15.0, max_idle: int = 100
+        self,
+        tls: ssl.SSLContext | None = None,
+        idle_s: float = 15.0,
+        max_idle: int = 100,
+        max_active: int | None = None,
     ) -> None:
         self.pool = Pool(tls, idle_s, max_idle)
+        self._slots = asyncio.Semaphore(max_active) if max_active else None
 
     async def request(
         self,
@@ -159,16 +175,24 @@ class Client:
         origin, target = split_url(url)
         expect = expect_continue and (bool(body) if isinstance(body, bytes) else body is not None)
         request_head = _request_head(method, target, origin, headers, body, expect)
-        conn = await self.pool.acquire(origin, connect_timeout, fresh)
-        conn.begin(method, read_timeout)
-        exchange = _Exchange(conn, body, expect)
+        slot = self._slots
+        if slot is not None:
+            await slot.acquire()
         try:
-            head = await exchange.run(request_head, on_continue)
+            conn = await self.pool.acquire(origin, connect_timeout, fresh)
+            conn.begin(method, read_timeout)
+            exchange = _Exchange(conn, body, expect)
+            try:
+                head = await exchange.run(request_head, on_continue)
+            except BaseException:
+                Response._end(conn, exchange.writer)
+                raise
         except BaseException:
-            Response._end(conn, exchange.writer)
+            if slot is not None:
+                slot.release()
             raise
         reuse = not fresh and exchange.body_went
-        return Response(head, conn, self.pool, origin, exchange.writer, reuse)
+        return Response(head, conn, self.pool, origin, exchange.writer, reuse, slot)
 
     def close(self) -> None:
         self.pool.close()
