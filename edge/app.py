@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
-import yarl
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -25,7 +23,7 @@ from starlette.routing import Route
 from edge.auth import TokenVerifier, VerifiedToken, refuse_duplicate_credentials
 from edge.clientaddr import NetworkPolicy
 from edge.core_tls import core_tls_context
-from edge.corecall import CoreCaller, Sent, Unsent, core_session
+from edge.corecall import CoreCaller, Sent, Unsent
 from edge.dashboard import relay_static
 from edge.jwks import JwksRefresher, load_public_keys
 from edge.relay import core_unavailable as _core_unavailable
@@ -39,6 +37,8 @@ from shared import hop, multipart
 from shared.client_watch import watched
 from shared.config_edge import EdgeTierConfig
 from shared.errors import Api, GatewayError
+from shared.h1 import Client
+from shared.h1 import Response as CoreResponse
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
 from shared.traceparent import forwarded
@@ -94,8 +94,7 @@ class EdgeState:
         self.token_leeway_s = config.auth.leeway_s
         self.max_body = config.edge.max_body_bytes
         self.max_upload = config.edge.max_upload_bytes
-        self.session: aiohttp.ClientSession | None = None
-        self.fresh: aiohttp.ClientSession | None = None
+        self.client: Client | None = None  # the pooled connections to the cores
         edge = config.edge
         self.caller = CoreCaller(
             edge.core_connect_timeout_s,
@@ -118,13 +117,8 @@ class EdgeState:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Idle connections are dropped after 15 s, well below the core's keep-alive (75 s by
         # default): the edge, not the core, ends an idle connection, so none is reused mid-close.
-        tls: ssl.SSLContext | bool = self.core_tls if self.core_tls is not None else True
-        pool = aiohttp.TCPConnector(
-            limit=0, ttl_dns_cache=300, enable_cleanup_closed=True, keepalive_timeout=15, ssl=tls
-        )
-        self.session = core_session(pool)
-        # For the rare later attempt: never pooled, so it is always a new connection.
-        self.fresh = core_session(aiohttp.TCPConnector(limit=0, force_close=True, ssl=tls))
+        # A later attempt asks for a fresh connection (never pooled: always a new one).
+        self.client = Client(self.core_tls, idle_s=15.0)
         await self.jwks.start()
         await self.revocations.start()
         self.secrets.refresher.start()
@@ -134,9 +128,8 @@ class EdgeState:
             await self.secrets.refresher.stop()
             await self.revocations.stop()
             await self.jwks.stop()
-            await self.session.close()
-            await self.fresh.close()
-            self.session = self.fresh = None
+            self.client.close()
+            self.client = None
 
     def hop_headers(
         self,
@@ -209,20 +202,22 @@ class EdgeState:
         model: str | None,
         body: bytes | UploadSource | None,
         request_id: str,
-    ) -> aiohttp.ClientResponse:
+    ) -> CoreResponse:
         """The core's response from the first replica that takes the request. A replica is
         left for the next only while it cannot have acted on the request (edge/corecall.py);
         a pool of one gets a second try on a new connection (its pooled one may have been
         closing). Later attempts never reuse pooled connections. An upload is read from the
         client as it is sent, so once a byte of it went to one replica it can go to no other."""
-        path = request.scope["path"] + _forwarded_query(request)
+        query = _forwarded_query(request)
+        path = request.scope["path"] + query  # signed as the core decodes it
+        target = quote(request.scope["path"], safe=_PATH_SAFE) + query  # sent percent-encoded
         urls = self.replicas.choose(self.router.urls(self.router.pool_for(model, token.tenant)))
         await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
         upload = body if isinstance(body, UploadSource) else None
         signed = None if isinstance(body, UploadSource) else body or b""
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
-            session = self.session if attempt == 0 else self.fresh
-            if session is None:
+            client = self.client
+            if client is None:
                 break
             headers, seed = self.hop_headers(request, incoming, token, path, request_id, signed)
             data: bytes | AsyncIterator[bytes] | None = signed
@@ -230,7 +225,7 @@ class EdgeState:
                 data = upload.frames(seed)
             try:
                 upstream = await self.caller.send(
-                    session, request.method, url + path, data, headers
+                    client, request.method, url + target, data, headers, fresh=attempt > 0
                 )
             except Unsent:
                 self.replicas.failed(url)
@@ -249,12 +244,15 @@ class EdgeState:
 
 # The usage API's parameters are short; a longer query string is refused, never relayed.
 MAX_QUERY_CHARS = 4096
+# What stays as it is in a relayed path (RFC 3986 pchar and "/"); anything else is
+# percent-encoded (UTF-8), which the core's server decodes back to the path that was signed.
+_PATH_SAFE = "/:@!$&'()*+,;="
 
 
 def _forwarded_query(request: Request) -> str:
     """The client's query string (GET routes only, e.g. /v1/usage), canonically re-encoded
-    (yarl's quoting, the same aiohttp applies when it sends the URL), so the bytes the core
-    receives are the ones the hop credential was signed over; "" when there is none."""
+    and sent as it is (shared.h1 sends the target verbatim), so the bytes the core receives are
+    the ones the hop credential was signed over; "" when there is none."""
     if request.method != "GET" or not request.scope.get("query_string"):
         return ""
     if len(request.scope["query_string"]) > MAX_QUERY_CHARS:
@@ -263,7 +261,7 @@ def _forwarded_query(request: Request) -> str:
             f"the query string is longer than {MAX_QUERY_CHARS} characters",
             code="query_too_long",
         )
-    query = yarl.URL("/").with_query(list(request.query_params.multi_items())).raw_query_string
+    query = urlencode(request.query_params.multi_items(), quote_via=quote)
     return f"?{query}" if query else ""
 
 

@@ -32,16 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections.abc import AsyncIterator
-from typing import Any
 
-import aiohttp
-
-# The acknowledgement future of the attempt running in this task (read by _AckedRequest).
-_ACK: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
-    "interlock_core_ack", default=None
-)
+from shared.h1 import Client, H1Error, Response
 
 
 class Unsent(Exception):
@@ -56,83 +49,55 @@ class Sent(Exception):
         self.timed_out = timed_out
 
 
-class _AckedRequest(aiohttp.ClientRequest):
-    """Reports the core's `100 Continue` to the attempt that sent the request."""
-
-    def update_expect_continue(self, expect: bool = False) -> None:
-        super().update_expect_continue(expect)
-        ack = _ACK.get()
-        continued = self._continue
-        if ack is not None and continued is not None:
-            continued.add_done_callback(lambda future: _acknowledged(future, ack))
-
-
-def _acknowledged(continued: asyncio.Future[bool], ack: asyncio.Future[None]) -> None:
-    # aiohttp resolves its waiter with True on `100 Continue`; a cancelled or failed waiter
-    # (the connection was lost first) is no acknowledgement.
-    if not continued.cancelled() and continued.exception() is None and not ack.done():
-        ack.set_result(None)
-
-
-def core_session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=connector,
-        request_class=_AckedRequest,
-        auto_decompress=False,
-        trust_env=False,
-        skip_auto_headers=("User-Agent",),
-    )
-
-
 class CoreCaller:
     """Sends one attempt with the edge's timeouts; raises Unsent or Sent on failure."""
 
     def __init__(self, connect_s: float, ack_s: float, response_s: float, idle_s: float) -> None:
+        self.connect_s = connect_s
         self.ack_s = ack_s
         self.response_s = response_s
-        # sock_read: the longest silence once the core answered (between stream chunks).
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=idle_s)
+        self.idle_s = idle_s  # the longest silence once the core answered (between chunks)
 
     async def send(
         self,
-        session: aiohttp.ClientSession,
+        client: Client,
         method: str,
         url: str,
         body: bytes | AsyncIterator[bytes] | None,
         headers: dict[str, str],
-    ) -> aiohttp.ClientResponse:
+        fresh: bool = False,
+    ) -> Response:
+        """The core's response head. `fresh`: on a new connection (a later attempt, whose
+        pooled connection may have been the one the core was closing)."""
         loop = asyncio.get_running_loop()
-        ack: asyncio.Future[None] | None = loop.create_future() if body else None
-        _ACK.set(ack)
+        acknowledged = False
         try:
             async with asyncio.timeout(self.ack_s) as deadline:
-                if ack is not None:
-                    ack.add_done_callback(lambda _: self._extend(deadline, loop))
-                return await self._request(session, method, url, body, headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if ack is None or not ack.done():
+
+                def on_continue() -> None:
+                    nonlocal acknowledged
+                    acknowledged = True
+                    self._extend(deadline, loop)
+
+                return await client.request(
+                    method,
+                    url,
+                    headers,
+                    body or None,  # a GET carries no body (and no Content-Length)
+                    expect_continue=True,  # any body waits for the core's `100 Continue`
+                    on_continue=on_continue,
+                    connect_timeout=self.connect_s,
+                    read_timeout=self.idle_s,
+                    fresh=fresh,
+                )
+        except (H1Error, TimeoutError) as exc:
+            if not acknowledged:
                 raise Unsent from exc
             raise Sent(isinstance(exc, TimeoutError)) from exc
-        finally:
-            _ACK.set(None)
 
     def _extend(self, deadline: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
         """Acknowledged: the core is alive and has the request; now wait for its answer. (The
-        callback runs a loop turn later: the attempt may have ended, or timed out, meanwhile.)"""
+        deadline may be expiring in this very loop turn: then it stands.)"""
         if not deadline.expired():
             with contextlib.suppress(RuntimeError):  # the attempt already left its deadline
                 deadline.reschedule(loop.time() + self.response_s)
-
-    async def _request(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        body: bytes | AsyncIterator[bytes] | None,
-        headers: dict[str, str],
-    ) -> aiohttp.ClientResponse:
-        options: dict[str, Any] = {"timeout": self.timeout}
-        if body:
-            options["data"] = body
-            options["expect100"] = True
-        return await session.request(method, url, headers=headers, **options)

@@ -11,11 +11,11 @@ import asyncio
 import re
 from typing import TYPE_CHECKING
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.errors import GatewayError
+from shared.h1 import Client, H1Error
 from shared.http import error_response
 
 if TYPE_CHECKING:
@@ -43,26 +43,25 @@ async def relay_static(state: EdgeState, request: Request) -> Response:
     name = request.path_params.get("name", "")
     if name and not _NAME.fullmatch(name):
         return _missing()
-    session = state.session
+    client = state.client
     urls = state.replicas.choose(state.router.urls(state.router.pool_for(None, "")))
     for url in urls:
-        if session is None:
+        if client is None:
             break
         try:
             async with asyncio.timeout(TIMEOUT_S):
-                return await _fetch(session, f"{url}/dashboard/{name}")
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+                return await _fetch(client, f"{url}/dashboard/{name}")
+        except (H1Error, TimeoutError):  # BodyTooLarge: larger than a dashboard file may be
             state.replicas.failed(url)
     error = GatewayError(502, "the gateway core is unavailable", code="core_unavailable")
     return error_response(error, "openai")
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str) -> Response:
-    async with session.get(url, allow_redirects=False) as answer:
-        body = await answer.content.read(MAX_FILE_BYTES + 1)
-        if len(body) > MAX_FILE_BYTES:
-            raise ValueError("larger than a dashboard file may be")
-        if answer.status != 200:
-            return _missing()
-        headers = {k: answer.headers[k] for k in _KEPT_HEADERS if k in answer.headers}
-        return Response(body, headers=headers)
+async def _fetch(client: Client, url: str) -> Response:
+    """One file, read whole under the cap (redirects are never followed: shared.h1 has none)."""
+    answer = await client.request("GET", url, {})
+    body = await answer.read(MAX_FILE_BYTES)
+    if answer.status != 200:
+        return _missing()
+    headers = {k: answer.headers[k] for k in _KEPT_HEADERS if k in answer.headers}
+    return Response(body, headers=headers)

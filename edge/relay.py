@@ -8,12 +8,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 from starlette.responses import Response, StreamingResponse
 
 from edge.events import EventSplitter, EventTooLarge, error_event
 from shared.cut_stream import CutShort, CuttableStream
 from shared.errors import Api, GatewayError
+from shared.h1 import H1Error
+from shared.h1 import Response as CoreResponse
 
 log = logging.getLogger("interlock.edge")
 
@@ -30,13 +31,16 @@ def core_unavailable() -> GatewayError:
 
 
 # A non-streaming answer up to this size is read whole (one write, no relay task); a larger
-# one is streamed through in chunks, so the edge never holds more than a chunk of it.
+# one is streamed through as it arrives (shared.h1 pauses the socket above its high-water
+# mark), so the edge never holds more than a few chunks of it.
 _WHOLE_BODY_BYTES = 256 * 1024
-_CHUNK_BYTES = 64 * 1024
+# Failures reading the core's answer: the connection lost or cut, a timeout, bad framing.
+_READ_ERRORS = (H1Error, TimeoutError)
 
 
-async def relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> Response:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
+async def relay(upstream: CoreResponse, api: Api, max_bytes: int) -> Response:
+    # shared.h1 lower-cases header names
+    headers = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE_HEADERS}
     if upstream.headers.get("content-type", "").startswith("text/event-stream"):
         return StreamingResponse(
             _stream(upstream, api), status_code=upstream.status, headers=headers
@@ -48,7 +52,7 @@ async def relay(upstream: aiohttp.ClientResponse, api: Api, max_bytes: int) -> R
     if length is not None and length <= _WHOLE_BODY_BYTES:
         try:
             body = await upstream.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except _READ_ERRORS:
             raise core_unavailable() from None
         finally:
             upstream.release()
@@ -66,33 +70,32 @@ def _too_large(max_bytes: int) -> GatewayError:
     )
 
 
-async def _body(upstream: aiohttp.ClientResponse, max_bytes: int) -> AsyncIterator[bytes]:
+async def _body(upstream: CoreResponse, max_bytes: int) -> AsyncIterator[bytes]:
     """A large or binary body (speech audio), chunk by chunk. Once headers are sent nothing can
     be said in-band: if the core dies (or cuts an audio stream whose provider failed) or,
     without a content-length, the body outgrows the cap, the client's response is cut short
     (shared.cut_stream), which every HTTP client reports as an error, never as a whole answer."""
     sent = 0
     try:
-        async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
+        async for chunk in upstream:  # read to its end, the connection goes back to the pool
             sent += len(chunk)
             if sent > max_bytes:
                 log.warning("cut a response larger than edge.max_response_bytes (%d)", max_bytes)
                 raise CutShort
             yield chunk
-        upstream.release()  # read to the end: the connection may be reused
-    except (aiohttp.ClientError, TimeoutError):
+    except _READ_ERRORS:
         raise CutShort from None
     finally:
         upstream.close()
 
 
-async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[bytes]:
+async def _stream(upstream: CoreResponse, api: Api) -> AsyncIterator[bytes]:
     """Relays whole events only (edge.events): if the core dies mid-event, the half event is
     never sent and the client's parser sees a clean error event in its API's format, never a
     clean close."""
     splitter = EventSplitter()
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream:
             events = splitter.feed(chunk)
             if events:
                 yield events
@@ -101,7 +104,7 @@ async def _stream(upstream: aiohttp.ClientResponse, api: Api) -> AsyncIterator[b
             yield rest
     except EventTooLarge:
         yield error_event(api, "the gateway core sent an oversized event", "core_unavailable")
-    except (aiohttp.ClientError, TimeoutError):
+    except _READ_ERRORS:
         message = "the gateway core connection was lost mid-stream"
         yield error_event(api, message, "core_unavailable")
     finally:

@@ -68,18 +68,15 @@ def test_an_event_over_the_cap_is_refused() -> None:
         splitter.feed(b"x" * 10_000)
 
 
-class _Content:
+class _Upstream:
+    """The core's response as edge.relay reads it (shared.h1.Response): chunks as they came."""
+
     def __init__(self, pieces: list[bytes]) -> None:
         self._pieces = pieces
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self._pieces:
             yield piece
-
-
-class _Upstream:
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.content = _Content(pieces)
 
     def close(self) -> None:
         pass
