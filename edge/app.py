@@ -41,6 +41,7 @@ from shared.h1 import Client
 from shared.h1 import Response as CoreResponse
 from shared.http import EXCEPTION_HANDLERS, error_response, header_map, read_body
 from shared.names import check_model_name
+from shared.server_fast import FastApp
 from shared.traceparent import forwarded
 
 # Client headers that carry API semantics the core needs; nothing else crosses the hop but
@@ -354,10 +355,11 @@ def _routes(state: EdgeState) -> list[Route]:
 
 
 def create_app(config: EdgeTierConfig) -> Starlette:
+    """The edge's app: its fixed-path API routes are served from a (method, path) table in
+    front of Starlette's per-request layers (shared/server_fast.py), the rest by the router."""
     state = EdgeState(config)
-    app = Starlette(
-        routes=_routes(state), lifespan=state.lifespan, exception_handlers=EXCEPTION_HANDLERS
-    )
+    routes = _routes(state)
+    app = FastApp(EXCEPTION_HANDLERS, routes, routed=routes, lifespan=state.lifespan)
     # No trailing-slash redirects: Starlette builds their Location from the client's Host.
     app.router.redirect_slashes = False
     app.state.edge = state

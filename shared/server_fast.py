@@ -17,7 +17,7 @@ parameters among them stay with the router.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Lifespan, Message, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
@@ -41,8 +41,15 @@ class FastApp(Starlette):
         exception_handlers: Mapping[Any, Handler],
         hot: Iterable[BaseRoute] = (),
         skip_port: int | None = None,
+        *,
+        routed: Sequence[BaseRoute] | None = None,
+        lifespan: Lifespan[Any] | None = None,
     ) -> None:
-        super().__init__(exception_handlers=dict(exception_handlers))
+        """`hot`: the routes to serve from the table; `routed` and `lifespan`: Starlette's
+        (the router's routes, which may list the hot ones again for anything not exact)."""
+        super().__init__(
+            routes=routed, exception_handlers=dict(exception_handlers), lifespan=lifespan
+        )
         self._hot: dict[tuple[str, str], Endpoint] = {}
         self.hot(hot)
         self._skip_port = skip_port
