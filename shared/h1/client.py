@@ -2,7 +2,8 @@
 
 What it does and no more (the edge -> core hop, a core -> provider call): the request target
 goes out verbatim (a signed URL stays byte for byte as signed), a body is bytes (with its
-Content-Length) or an async iterator of bytes (sent chunked), and `Expect: 100-continue` holds
+Content-Length) or an async iterator of bytes (sent chunked, or as is when the caller gives its
+Content-Length: a spooled upload whose size is known), and `Expect: 100-continue` holds
 the body back until the peer's `100 Continue`, reported to `on_continue` the moment it arrives
 (a peer that answers before it never gets the body, and its connection is not reused). The
 response is read whole under a cap, or chunk by chunk as it arrives. No redirects, no
@@ -158,10 +159,10 @@ class Client:
         any failure, and a cancel, closes the connection."""
         origin, target = split_url(url)
         expect = expect_continue and (bool(body) if isinstance(body, bytes) else body is not None)
-        request_head = _request_head(method, target, origin, headers, body, expect)
+        request_head, length = _request_head(method, target, origin, headers, body, expect)
         conn = await self.pool.acquire(origin, connect_timeout, fresh)
         conn.begin(method, read_timeout)
-        exchange = _Exchange(conn, body, expect)
+        exchange = _Exchange(conn, body, expect, length)
         try:
             head = await exchange.run(request_head, on_continue)
         except BaseException:
@@ -177,10 +178,10 @@ class Client:
 class _Exchange:
     """Sends one request's head and body and reads the response's head."""
 
-    __slots__ = ("body", "body_went", "conn", "expect", "writer")
+    __slots__ = ("body", "body_went", "conn", "expect", "length", "writer")
 
-    def __init__(self, conn: Connection, body: Body, expect: bool) -> None:
-        self.conn, self.body, self.expect = conn, body, expect
+    def __init__(self, conn: Connection, body: Body, expect: bool, length: int | None) -> None:
+        self.conn, self.body, self.expect, self.length = conn, body, expect, length
         self.writer: asyncio.Task[None] | None = None
         self.body_went = not expect  # with Expect, only after the peer's `100 Continue`
 
@@ -213,18 +214,25 @@ class _Exchange:
             return
         if prefix:
             self.conn.write(prefix)
-        self.writer = asyncio.get_running_loop().create_task(_send_chunked(self.conn, body))
+        sending = _send_stream(self.conn, body, self.length)
+        self.writer = asyncio.get_running_loop().create_task(sending)
 
 
-async def _send_chunked(conn: Connection, body: AsyncIterator[bytes]) -> None:
-    """The body in chunked framing, paced by the socket. A source that raises ends the
-    connection with BodyFailed (the peer sees a body without its last chunk)."""
+async def _send_stream(conn: Connection, body: AsyncIterator[bytes], length: int | None) -> None:
+    """The body in chunked framing (as is when its `length` is given), paced by the socket. A
+    source that raises, or a sized one that is not `length` bytes long, ends the connection
+    with BodyFailed (the peer sees a body cut short)."""
+    sent = 0
     try:
         async for chunk in body:
             if chunk:
-                conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                conn.write(chunk if length is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 await conn.drain()
-        conn.write(b"0\r\n\r\n")
+        if length is None:
+            conn.write(b"0\r\n\r\n")
+        elif sent != length:
+            raise ValueError(f"the body source gave {sent} bytes, not {length}")
     except H1Error:
         return  # the connection ended: whoever reads the response hears why
     except Exception as exc:
@@ -240,19 +248,30 @@ def _request_head(
     headers: Mapping[str, str],
     body: Body,
     expect: bool,
-) -> bytes:
-    """The request line and headers. Framing headers are this module's (a caller's
-    Content-Length, Transfer-Encoding, Expect or Connection is ignored); a `host` given by the
-    caller (a signed one) replaces the origin's. CR, LF or NUL in any of it is a ValueError."""
+) -> tuple[bytes, int | None]:
+    """The request line and headers, and the length an async-iterator body was given. Framing
+    headers are this module's (a caller's Transfer-Encoding, Expect or Connection is ignored,
+    and its Content-Length too, unless the body is an async iterator: then it is sent as is,
+    not chunked); a `host` given by the caller (a signed one) replaces the origin's. CR, LF or
+    NUL in any of it, or a bad Content-Length, is a ValueError."""
     lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
+    given: str | None = None
     for name, value in headers.items():
         lower = name.lower()
         if lower == "host":
             lines[1] = f"{name}: {value}"
+        elif lower == "content-length":
+            given = value
         elif lower not in _OWN_HEADERS:
             lines.append(f"{name}: {value}")
+    length = None
     if isinstance(body, bytes):
         lines.append(f"content-length: {len(body)}")
+    elif body is not None and given is not None:
+        if not (given.isascii() and given.isdigit()):
+            raise ValueError("a bad Content-Length")
+        length = int(given)
+        lines.append(f"content-length: {length}")
     elif body is not None:
         lines.append("transfer-encoding: chunked")
     elif method in _BODY_METHODS:
@@ -262,4 +281,4 @@ def _request_head(
     text = "\n".join(lines)
     if "\r" in text or "\0" in text or text.count("\n") != len(lines) - 1 or " " in target:
         raise ValueError("a request line or header holds CR, LF, NUL (or the target a space)")
-    return (text.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1")
+    return (text.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1"), length
