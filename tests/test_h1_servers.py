@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
 
 from shared.h1 import Client, ConnectFailed
 from tests.support.net import free_port
@@ -102,7 +103,10 @@ def test_requests_reuse_one_connection(served: Served, pki: Pki) -> None:
     assert len(set(ports)) == 1
 
 
-def test_expect_continue_and_a_chunked_upload(served: Served, pki: Pki) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_expect_continue_and_a_chunked_upload(served: Served, pki: Pki, loop: str) -> None:
+    """Also on uvloop (what the edge and the core run on): its transports are not asyncio's."""
+
     async def test() -> tuple[bytes, bytes, list[bool]]:
         client = client_for(served, pki)
         acks: list[bool] = []
@@ -116,7 +120,8 @@ def test_expect_continue_and_a_chunked_upload(served: Served, pki: Pki) -> None:
         client.close()
         return *answers, acks
 
-    assert asyncio.run(test()) == (b"5000", b"300000", [True, True])
+    run = uvloop.run if loop == "uvloop" else asyncio.run
+    assert run(test()) == (b"5000", b"300000", [True, True])
 
 
 def test_a_stream_arrives_chunk_by_chunk(served: Served, pki: Pki) -> None:
