@@ -446,3 +446,25 @@ def test_header_injection_is_refused_before_anything_is_sent():
                 await client.request("GET", "http://127.0.0.1:9" + target, headers)
 
     run(test)
+
+
+def test_a_shorter_read_timeout_on_a_reused_connection_still_holds():
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.05)  # the first exchange waits: its 10 s timer is armed
+        writer.write(OK)
+        await read_request(reader)
+        await reader.read()  # the second is never answered
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            first = await client.request("GET", server.url, {}, read_timeout=10)
+            assert await first.read() == b"ok"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(H1Timeout):
+                await client.request("GET", server.url, {}, read_timeout=0.3)
+            assert loop.time() - started < 2
+            assert server.connections == 1
+
+    run(test)

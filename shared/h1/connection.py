@@ -183,9 +183,13 @@ class Connection(asyncio.Protocol):
         waiter = self._waiter = self.loop.create_future()
         timeout = self.read_timeout
         if timeout is not None:
-            self._wait_started = self.loop.time()
-            if self._timer is None:
-                self._timer = self.loop.call_at(self._wait_started + timeout, self._expire)
+            self._wait_started = now = self.loop.time()
+            timer = self._timer
+            if timer is not None and timer.when() > now + timeout:  # a longer one, earlier
+                timer.cancel()
+                timer = None
+            if timer is None:
+                self._timer = self.loop.call_at(now + timeout, self._expire)
         try:
             await waiter
         finally:
