@@ -2,8 +2,8 @@
 
 What it does and no more (the edge -> core hop, a core -> provider call): the request target
 goes out verbatim (a signed URL stays byte for byte as signed), a body is bytes (with its
-Content-Length) or an async iterator of bytes (sent chunked, or as is when the caller gives its
-Content-Length: a spooled upload whose size is known), and `Expect: 100-continue` holds
+Content-Length), an async iterator of bytes (sent chunked) or a `Sized` one (sent as is, with
+its Content-Length: a spooled upload whose size is known), and `Expect: 100-continue` holds
 the body back until the peer's `100 Continue`, reported to `on_continue` the moment it arrives
 (a peer that answers before it never gets the body, and its connection is not reused). The
 response is read whole under a cap, or chunk by chunk as it arrives. No redirects, no
@@ -25,7 +25,20 @@ from shared.h1.errors import BodyFailed, BodyTooLarge, H1Error
 from shared.h1.parse import Head
 from shared.h1.pool import Origin, Pool, split_url
 
-Body = bytes | AsyncIterator[bytes] | None
+
+class Sized:
+    """An async-iterator body of a known length: sent as is under its Content-Length, not
+    chunked. A source that gives another number of bytes fails the exchange (BodyFailed)."""
+
+    __slots__ = ("length", "source")
+
+    def __init__(self, source: AsyncIterator[bytes], length: int) -> None:
+        if length < 0:
+            raise ValueError("a negative body length")
+        self.source, self.length = source, length
+
+
+Body = bytes | AsyncIterator[bytes] | Sized | None
 _OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "expect", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JOINED_BYTES = 64 * 1024  # a bytes body up to this size is sent in one write with its head
@@ -159,10 +172,10 @@ class Client:
         any failure, and a cancel, closes the connection."""
         origin, target = split_url(url)
         expect = expect_continue and (bool(body) if isinstance(body, bytes) else body is not None)
-        request_head, length = _request_head(method, target, origin, headers, body, expect)
+        request_head = _request_head(method, target, origin, headers, body, expect)
         conn = await self.pool.acquire(origin, connect_timeout, fresh)
         conn.begin(method, read_timeout)
-        exchange = _Exchange(conn, body, expect, length)
+        exchange = _Exchange(conn, body, expect)
         try:
             head = await exchange.run(request_head, on_continue)
         except BaseException:
@@ -178,10 +191,10 @@ class Client:
 class _Exchange:
     """Sends one request's head and body and reads the response's head."""
 
-    __slots__ = ("body", "body_went", "conn", "expect", "length", "writer")
+    __slots__ = ("body", "body_went", "conn", "expect", "writer")
 
-    def __init__(self, conn: Connection, body: Body, expect: bool, length: int | None) -> None:
-        self.conn, self.body, self.expect, self.length = conn, body, expect, length
+    def __init__(self, conn: Connection, body: Body, expect: bool) -> None:
+        self.conn, self.body, self.expect = conn, body, expect
         self.writer: asyncio.Task[None] | None = None
         self.body_went = not expect  # with Expect, only after the peer's `100 Continue`
 
@@ -214,25 +227,26 @@ class _Exchange:
             return
         if prefix:
             self.conn.write(prefix)
-        sending = _send_stream(self.conn, body, self.length)
-        self.writer = asyncio.get_running_loop().create_task(sending)
+        self.writer = asyncio.get_running_loop().create_task(_send_stream(self.conn, body))
 
 
-async def _send_stream(conn: Connection, body: AsyncIterator[bytes], length: int | None) -> None:
-    """The body in chunked framing (as is when its `length` is given), paced by the socket. A
-    source that raises, or a sized one that is not `length` bytes long, ends the connection
-    with BodyFailed (the peer sees a body cut short)."""
+async def _send_stream(conn: Connection, body: AsyncIterator[bytes] | Sized) -> None:
+    """The body in chunked framing (as is when it is Sized), paced by the socket. A source
+    that raises, or a Sized one of another length, ends the connection with BodyFailed (the
+    peer sees a body cut short)."""
+    sized = body if isinstance(body, Sized) else None
+    source = body.source if isinstance(body, Sized) else body
     sent = 0
     try:
-        async for chunk in body:
+        async for chunk in source:
             if chunk:
                 sent += len(chunk)
-                conn.write(chunk if length is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                conn.write(chunk if sized is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 await conn.drain()
-        if length is None:
+        if sized is None:
             conn.write(b"0\r\n\r\n")
-        elif sent != length:
-            raise ValueError(f"the body source gave {sent} bytes, not {length}")
+        elif sent != sized.length:
+            raise ValueError(f"the body source gave {sent} bytes, not {sized.length}")
     except H1Error:
         return  # the connection ended: whoever reads the response hears why
     except Exception as exc:
@@ -248,30 +262,21 @@ def _request_head(
     headers: Mapping[str, str],
     body: Body,
     expect: bool,
-) -> tuple[bytes, int | None]:
-    """The request line and headers, and the length an async-iterator body was given. Framing
-    headers are this module's (a caller's Transfer-Encoding, Expect or Connection is ignored,
-    and its Content-Length too, unless the body is an async iterator: then it is sent as is,
-    not chunked); a `host` given by the caller (a signed one) replaces the origin's. CR, LF or
-    NUL in any of it, or a bad Content-Length, is a ValueError."""
+) -> bytes:
+    """The request line and headers. Framing headers are this module's (a caller's
+    Content-Length, Transfer-Encoding, Expect or Connection is ignored); a `host` given by the
+    caller (a signed one) replaces the origin's. CR, LF or NUL in any of it is a ValueError."""
     lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
-    given: str | None = None
     for name, value in headers.items():
         lower = name.lower()
         if lower == "host":
             lines[1] = f"{name}: {value}"
-        elif lower == "content-length":
-            given = value
         elif lower not in _OWN_HEADERS:
             lines.append(f"{name}: {value}")
-    length = None
     if isinstance(body, bytes):
         lines.append(f"content-length: {len(body)}")
-    elif body is not None and given is not None:
-        if not (given.isascii() and given.isdigit()):
-            raise ValueError("a bad Content-Length")
-        length = int(given)
-        lines.append(f"content-length: {length}")
+    elif isinstance(body, Sized):
+        lines.append(f"content-length: {body.length}")
     elif body is not None:
         lines.append("transfer-encoding: chunked")
     elif method in _BODY_METHODS:
@@ -281,4 +286,4 @@ def _request_head(
     text = "\n".join(lines)
     if "\r" in text or "\0" in text or text.count("\n") != len(lines) - 1 or " " in target:
         raise ValueError("a request line or header holds CR, LF, NUL (or the target a space)")
-    return (text.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1"), length
+    return (text.replace("\n", "\r\n") + "\r\n\r\n").encode("latin-1")
