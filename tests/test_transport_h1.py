@@ -22,7 +22,7 @@ from core.providers.adapters.base import ProviderError, UpstreamRequest
 from core.providers.client import ProviderClient
 from core.providers.transport import BodyLimits, Timeouts, Transport
 from shared.errors import FailureClass
-from tests.test_h1_client import Server, read_request
+from tests.support.h1_raw import Server, read_request
 from tests.test_transport import TARGET, parser
 
 PLAIN = b'{"answer": "' + b"words " * 2000 + b'"}'

@@ -57,7 +57,8 @@ from core.providers.scrub import sanitize
 from core.resilience.retry import ResponseTooLarge, TimeoutKind, UpstreamTimeout
 from core.wire.sse import SSEDecoder
 from shared.errors import FailureClass
-from shared.h1 import ConnectFailed, Disconnected, H1Error, H1Timeout, ProtocolError
+from shared.h1 import Body, ConnectFailed, Disconnected, H1Error, H1Timeout, ProtocolError
+from shared.h1.client import Sized
 
 # Status, lower-cased headers and body of an upstream error -> the error, unscrubbed.
 ErrorParser = Callable[[int, Mapping[str, str], bytes], ProviderError]
@@ -126,6 +127,17 @@ async def _read_whole(answer: Answer, cap: int | None, deadline: float | None) -
 
 def _failed(answer: Answer, body: bytes, target: Target, parse_error: ErrorParser) -> ProviderError:
     return sanitize(parse_error(answer.status, answer.headers.fields, body), target)
+
+
+def _streamed(request: UpstreamRequest) -> Body:
+    """A BodySource's bytes: as is under the Content-Length its headers carry (a spooled
+    upload goes out sized, as it did with aiohttp), else chunked."""
+    assert request.stream is not None
+    source = request.stream.open()
+    for name, value in request.headers.items():
+        if name.lower() == "content-length" and value.isascii() and value.isdigit():
+            return Sized(source, int(value))
+    return source
 
 
 class Throughput:
@@ -288,7 +300,7 @@ class Transport:
         timeouts = self._timeouts
         total_s = timeouts.total_s
         deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
-        body = request.body if request.stream is None else request.stream.open()
+        body = request.body if request.stream is None else _streamed(request)
         try:
             async with asyncio.timeout_at(deadline):
                 answer = await self._client().request(
