@@ -9,6 +9,7 @@ added after signing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import time
 import zlib
@@ -206,6 +207,23 @@ def test_connections_in_use_are_bounded_by_the_pool_size() -> None:
             return body
 
     assert run(answer, test) == b"ok"
+
+
+def test_an_answer_dropped_unended_gives_its_slot_back() -> None:
+    async def answer(path: str) -> bytes:
+        return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nhey\n\r\n"
+
+    async def test(upstream: Upstream, url: str) -> Any:
+        async with ProviderClient(1) as client:
+            transport = transport_for(client, total=0.5)
+            body = await transport.open(post(url), TARGET, parser([]))
+            del body  # never released nor closed
+            gc.collect()
+            again = await transport.open(post(url), TARGET, parser([]))  # not timeout_total
+            again.close()
+            return upstream.server.connections
+
+    assert run(answer, test) == 2
 
 
 def test_a_connection_is_reused_only_after_its_answer_was_read_to_its_end() -> None:

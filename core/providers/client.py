@@ -19,6 +19,7 @@ was read to its end) or `close`; each frees its slot once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import zlib
 from collections.abc import Iterator, Mapping
@@ -171,11 +172,13 @@ class Answer:
             self._slots.release()
 
     def __del__(self) -> None:
-        """An answer dropped unended (a bug) must not keep its slot forever."""
+        """An answer dropped unended (a bug, or a cancel between the open and its owner's
+        `finally`) must not keep its slot forever; aiohttp's responses did the same."""
         if not self._ended:
             self._ended = True
-            self._response.close()
             self._slots.release()
+            with contextlib.suppress(Exception):  # at exit, the loop may be closed already
+                self._response.close()
 
 
 class ProviderClient:
