@@ -6,7 +6,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,6 +45,7 @@ from core.observe.request_metrics import Labels, RequestMetrics
 from core.observe.tracing import Tracer, build_tracer
 from core.observe.usagelog import USAGE_LOG
 from core.pipeline.explain import AnySpec, RouteExplainer
+from core.providers.client import ProviderClient
 from core.providers.gemini_cache import GeminiUpstream
 from core.providers.provider import Provider
 from core.resilience.circuit import BreakerPolicy
@@ -82,7 +82,7 @@ class CoreState:
     def __init__(
         self, config: Config, pricing: Pricing | None = None, tracer: Tracer | None = None
     ) -> None:
-        self.session: aiohttp.ClientSession | None = None
+        self.session: ProviderClient | None = None
         self.ready = False
         parts = prepare_core(config, self.client)
         self.config = config = parts.config
@@ -188,17 +188,14 @@ class CoreState:
             "prompt_cache_affinity": len(self.affinity),
         }
 
-    def client(self) -> aiohttp.ClientSession:
+    def client(self) -> ProviderClient:
         if self.session is None:
             raise GatewayError(503, "the gateway is starting up", code="not_ready")
         return self.session
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(
-            limit=self.config.core.pool_size, ttl_dns_cache=300, enable_cleanup_closed=True
-        )
-        self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        self.session = ProviderClient(self.config.core.pool_size)
         await self.images.start()
         self.secrets.start()
         USAGE_LOG.start()
@@ -231,7 +228,7 @@ class CoreState:
             await self.images.close()
             await self.secrets.stop()
             await self.store.close()
-            await self.session.close()
+            self.session.close()
             self.session = None
 
 

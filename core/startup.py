@@ -10,8 +10,8 @@ malformed one fails start-up naming the reference; `secrets` refreshes them once
 `CoreState` (core/app.py) and
 `interlock check-config` (core/ops/cli.py) both call `prepare_core`: the CLI approves exactly the
 configs the core starts with. Apart from reading referenced secrets, nothing here opens a
-socket, reads from the network or starts a task; the HTTP session is only reached through
-`session`, when a request is sent.
+socket, reads from the network or starts a task; the providers' HTTP client
+(core.providers.client) is only reached through `session`, when a request is sent.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import aiohttp
-
+from core.providers.client import ProviderClient
 from core.providers.provider import Provider, SessionGetter, build_provider
 from core.routing.policy.rules import Policy, build_policy
 from core.routing.registry import ModelRegistry
@@ -104,6 +103,6 @@ def _check_redis_url(url: str | None, cluster: bool) -> None:
         raise ConfigError(f"state.redis_url: {exc}") from None
 
 
-def no_session() -> aiohttp.ClientSession:
+def no_session() -> ProviderClient:
     """For checking a config only: nothing may be sent."""
     raise RuntimeError("a config check sends no requests")

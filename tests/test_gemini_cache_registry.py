@@ -9,11 +9,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from core.observe import context as requestctx
 from core.providers.adapters.base import Target
+from core.providers.client import ProviderClient
 from core.providers.gemini_cache import (
     CacheRegistry,
     Entry,
@@ -54,7 +54,7 @@ def fake() -> Iterator[FakeGemini]:
 
 async def _complete(fake: FakeGemini, store: MemoryStore, messages: list[Any]) -> list[Any]:
     """One request through a GeminiUpstream; the markers it dropped."""
-    async with aiohttp.ClientSession() as session:
+    async with ProviderClient(8) as session:
         gemini = {"kind": "gemini", "base_url": fake.url, "api_key": fake.api_key}
         raw = {"hop": {"secret": "s" * 40}, "providers": {"g": gemini}}
         config = parse_config(raw, "test", {})

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anthropic
 import orjson
 import pytest
@@ -22,6 +21,7 @@ from core.resilience.dispatch import FAILOVER_CLASSES
 from core.spend.cost import Cost
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig
+from shared.h1 import Disconnected
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic, message, stream_events
 from tests.support.fake_openai import TEXT as OPENAI_TEXT
@@ -426,6 +426,9 @@ class _Response:
         self.content = _Content(writes)
         self.closed = self.released = False
 
+    async def chunk(self) -> bytes:  # core.providers.client.Answer's
+        return await self.content.readany()
+
     def close(self) -> None:
         self.closed = True
 
@@ -529,7 +532,7 @@ def test_an_error_as_the_first_event_can_still_fail_over() -> None:
 
 
 def test_transport_failure_mid_stream_ends_with_an_error_event() -> None:
-    body, ended, _ = relay_scripted([START, aiohttp.ServerDisconnectedError()])
+    body, ended, _ = relay_scripted([START, Disconnected(responded=True)])
     assert body.startswith(START) and b"event: error" in body
     assert ended[0][1] == "cut:transient"
 

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from core.providers.adapters.base import ProviderError, Target, UpstreamRequest
 from core.providers.adapters.bedrock.options import BedrockOptions
+from core.providers.client import ProviderClient
 from core.providers.mock import MockOptions, MockUpstream
 from core.providers.provider import Provider, build_provider
 from core.providers.upstream import HttpUpstream
@@ -145,7 +145,7 @@ def through(raw: dict[str, Any], name: str, send: Callable[[Provider], Awaitable
     """Builds `name` from `raw` with a real session and runs `send` with it."""
 
     async def main() -> Any:
-        async with aiohttp.ClientSession() as session:
+        async with ProviderClient(8) as session:
             parts = prepare_core(parse_config(raw, "test", {}), lambda: session)
             return await send(parts.providers[name])
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -21,10 +20,18 @@ from core.providers.adapters.base import (
     UpstreamRequest,
     failure_class_for_status,
 )
-from core.providers.transport import BodyLimits, Transport, UpstreamBody, transport_error
+from core.providers.client import ProviderClient
+from core.providers.transport import (
+    BodyLimits,
+    Timeouts,
+    Transport,
+    UpstreamBody,
+    transport_error,
+)
 from core.resilience.retry import FAIL_OVER, retries_same_target
 from shared.config import ProviderConfig
 from shared.errors import FailureClass
+from shared.h1 import H1Timeout
 from tests.support.net import free_port
 from tests.support.providers import provider_of
 
@@ -155,10 +162,14 @@ def run(
     limits: BodyLimits | None = None,
 ) -> Any:
     async def main() -> Any:
-        async with serving() as url, aiohttp.ClientSession() as session:
-            timeout = aiohttp.ClientTimeout(total=total, sock_connect=2)
+        async with serving() as url:
+            client = ProviderClient(16)
+            timeouts = Timeouts(total_s=total, connect_s=2)
             bounds = limits or BodyLimits(idle_timeout_s=idle)
-            return await test(Transport(lambda: session, timeout, signer, bounds), url)
+            try:
+                return await test(Transport(lambda: client, timeouts, signer, bounds), url)
+            finally:
+                client.close()
 
     return asyncio.run(main())
 
@@ -341,7 +352,7 @@ def test_a_stream_that_keeps_its_minimum_is_never_cut() -> None:
 
 
 def test_a_connect_timeout_is_named_and_the_only_timeout_retried_on_the_same_target() -> None:
-    connect = transport_error(aiohttp.ConnectionTimeoutError())
+    connect = transport_error(H1Timeout("connect"))
     total = transport_error(TimeoutError())
     assert (connect.code, total.code) == ("timeout_connect", "timeout_total")
     assert "(connect timeout)" in connect.message

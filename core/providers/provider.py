@@ -17,19 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
 from core.providers.adapters import load_adapter
 from core.providers.adapters.base import Adapter, RequestSigner
 from core.providers.adapters.gemini import GeminiAdapter
+from core.providers.client import ProviderClient
 from core.providers.gemini_cache import GeminiUpstream
 from core.providers.mock import MockUpstream, parse_mock_options
-from core.providers.transport import BodyLimits, Transport
+from core.providers.transport import BodyLimits, Timeouts, Transport
 from core.providers.upstream import HttpUpstream, Upstream
 from shared.config import CoreConfig, ProviderConfig
 from shared.secret import Secret
 
-SessionGetter = Callable[[], aiohttp.ClientSession]
+# The core's one client for providers (core/app.py builds it in the lifespan; until then, and
+# for a config check, getting it raises).
+SessionGetter = Callable[[], ProviderClient]
 # The transport's total timeout is a backstop just behind the dispatcher's own clock (first
 # byte, completion), which is capped at the provider's total and must fire first: it knows the
 # upstream had the request and does not retry it there.
@@ -73,9 +74,9 @@ def build_provider(config: ProviderConfig, core: CoreConfig, session: SessionGet
 def _transport(
     config: ProviderConfig, core: CoreConfig, session: SessionGetter, signer: RequestSigner | None
 ) -> Transport:
-    timeout = aiohttp.ClientTimeout(
-        total=(config.timeout_s or core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
-        sock_connect=core.connect_timeout_s,
+    timeouts = Timeouts(
+        total_s=(config.timeout_s or core.upstream_timeout_s) + TRANSPORT_MARGIN_S,
+        connect_s=core.connect_timeout_s,
     )
     resilience = core.resilience
     limits = BodyLimits(
@@ -84,7 +85,7 @@ def _transport(
         window_s=resilience.stream_throughput_window_s,
         max_response_bytes=core.max_response_bytes,
     )
-    return Transport(session, timeout, signer, limits)
+    return Transport(session, timeouts, signer, limits)
 
 
 def _provider(

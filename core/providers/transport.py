@@ -5,10 +5,13 @@ Anthropic passthrough (core.api.messages.passthrough) all hand a built UpstreamR
 provider's Transport, built once at start-up. It owns everything between the pure build and the
 pure parse:
 
-- signing: the adapter's signer, a separate step after the build; a signed URL goes out byte for
-  byte as signed (`URL(..., encoded=True)`), since yarl would otherwise re-normalise it (e.g.
-  `%3A` -> `:`) and break the signature;
-- the connect and total timeouts (`aiohttp.ClientTimeout`), and for streamed bodies a bound on
+- sending: through the core's one ProviderClient (core.providers.client: shared.h1 with a
+  bound on connections in use, verified TLS, gzip/deflate answers inflated as they are read);
+- signing: the adapter's signer, a separate step after the build; every URL goes out byte for
+  byte as built and signed (shared.h1 sends the request target verbatim: nothing re-normalises
+  it, e.g. `%3A` -> `:`, and breaks a signature);
+- the connect and total timeouts (`Timeouts`: the total bounds the whole exchange, from
+  sending to the answer's last byte), and for streamed bodies a bound on
   every single read (`BodyLimits.idle_timeout_s`: a stream that stalls mid-way ends with a
   TIMEOUT error, never hangs until the total timeout) and a minimum throughput after the first
   byte (`BodyLimits.min_bytes` in every `window_s`: a stream that drips a byte at a time is not
@@ -37,12 +40,9 @@ these calls.
 from __future__ import annotations
 
 import asyncio
-import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import aiohttp
-from yarl import URL
 
 from core.observe.tracing import OUTBOUND
 from core.providers.adapters.base import (
@@ -52,17 +52,20 @@ from core.providers.adapters.base import (
     Target,
     UpstreamRequest,
 )
+from core.providers.client import Answer, ProviderClient, outgoing
 from core.providers.scrub import sanitize
-from core.resilience.retry import ResponseTooLarge, UpstreamTimeout
+from core.resilience.retry import ResponseTooLarge, TimeoutKind, UpstreamTimeout
 from core.wire.sse import SSEDecoder
 from shared.errors import FailureClass
+from shared.h1 import Body, ConnectFailed, Disconnected, H1Error, H1Timeout, ProtocolError
+from shared.h1.client import Sized
 
 # Status, lower-cased headers and body of an upstream error -> the error, unscrubbed.
 ErrorParser = Callable[[int, Mapping[str, str], bytes], ProviderError]
 # A whole answer: its headers (case-insensitive) and its body.
 Reply = tuple[Mapping[str, str], bytes]
 # What a failed send or read raises, before it is mapped.
-TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError)
+TRANSPORT_ERRORS = (TimeoutError, H1Error, zlib.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,50 +84,60 @@ def transport_error(exc: BaseException) -> ProviderError:
     """A socket-level failure as a ProviderError: timeouts are TIMEOUT (named: connect, or the
     provider's total), the rest TRANSIENT, so both fail over; the messages are the gateway's
     own (nothing of the peer's is quoted)."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, H1Timeout) and exc.kind == "connect":
         return UpstreamTimeout(kind="connect")
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(kind="total")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return ProviderError(
             502, "could not connect to the upstream provider", FailureClass.TRANSIENT
         )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, Disconnected | ProtocolError | zlib.error):
         return ProviderError(
             502, "the upstream provider closed the connection", FailureClass.TRANSIENT
         )
     return ProviderError(502, "upstream provider request failed", FailureClass.TRANSIENT)
 
 
-async def _read_whole(response: aiohttp.ClientResponse, cap: int | None) -> bytes:
+async def _read_whole(answer: Answer, cap: int | None, deadline: float | None) -> bytes:
     """The whole body, at most `cap` bytes (Content-Length is believed first, so an announced
-    giant is refused before a byte is read); the connection is released whatever happens, and
-    closed when the body was not read to its end. A cut is a transport error."""
+    giant is refused before a byte is read), by `deadline` (the provider's total timeout); the
+    connection is released whatever happens, and closed when the body was not read to its
+    end. A cut is a transport error."""
     chunks: list[bytes] = []
     size = 0
     try:
-        if cap is not None and (response.content_length or 0) > cap:
+        if cap is not None and (answer.content_length or 0) > cap:
             raise ResponseTooLarge()
-        while chunk := await response.content.readany():
-            size += len(chunk)
-            if cap is not None and size > cap:
-                raise ResponseTooLarge()
-            chunks.append(chunk)
+        async with asyncio.timeout_at(deadline):
+            while chunk := await answer.chunk():
+                size += len(chunk)
+                if cap is not None and size > cap:
+                    raise ResponseTooLarge()
+                chunks.append(chunk)
     except ResponseTooLarge:
-        response.close()
+        answer.close()
         raise
     except TRANSPORT_ERRORS as exc:
         raise transport_error(exc) from None
     finally:
-        response.release()
-    return b"".join(chunks)
+        answer.release()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _failed(
-    response: aiohttp.ClientResponse, body: bytes, target: Target, parse_error: ErrorParser
-) -> ProviderError:
-    lowered = {k.lower(): v for k, v in response.headers.items()}
-    return sanitize(parse_error(response.status, lowered, body), target)
+def _failed(answer: Answer, body: bytes, target: Target, parse_error: ErrorParser) -> ProviderError:
+    return sanitize(parse_error(answer.status, answer.headers.fields, body), target)
+
+
+def _streamed(request: UpstreamRequest) -> Body:
+    """A BodySource's bytes: as is under the Content-Length its headers carry (a spooled
+    upload goes out sized, as it did with aiohttp), else chunked."""
+    assert request.stream is not None
+    source = request.stream.open()
+    for name, value in request.headers.items():
+        if name.lower() == "content-length" and value.isascii() and value.isdigit():
+            return Sized(source, int(value))
+    return source
 
 
 class Throughput:
@@ -166,32 +179,47 @@ class UpstreamBody:
     `release` (the connection goes back to the pool if the body was read to its end, and is
     closed otherwise) or `close` (always closed)."""
 
-    __slots__ = ("_content", "_idle_s", "_response", "_throughput")
+    __slots__ = ("_answer", "_deadline", "_idle_s", "_throughput")
 
-    def __init__(self, response: aiohttp.ClientResponse, limits: BodyLimits | None = None):
+    def __init__(
+        self, answer: Answer, limits: BodyLimits | None = None, deadline: float | None = None
+    ) -> None:
         limits = limits or BodyLimits()
-        self._response = response
-        self._content = response.content
+        self._answer = answer
+        self._deadline = deadline
         self._idle_s = limits.idle_timeout_s
         self._throughput = Throughput(limits.min_bytes, limits.window_s)
 
     async def read(self) -> bytes:
         """The next bytes the upstream sent, b"" at the end. Each read has its own bound: a
         stream that stalls mid-way (idle) or trickles (throughput) must end with an error, not
-        hang until the total timeout. Raises ProviderError (an UpstreamTimeout naming the clock
-        that fired, else TRANSIENT)."""
-        owed_s = self._throughput.time_left(time.monotonic())
-        by_throughput = owed_s is not None and (self._idle_s is None or owed_s < self._idle_s)
-        bound = asyncio.timeout(owed_s if by_throughput else self._idle_s)
+        hang until the total timeout (which bounds the whole answer). Raises ProviderError (an
+        UpstreamTimeout naming the clock that fired, else TRANSIENT)."""
+        clock = asyncio.get_running_loop().time  # the clock asyncio.timeout_at reads
+        kind, when = self._bound(clock())
+        bound = asyncio.timeout_at(when)
         try:
             async with bound:
-                data = await self._content.readany()
+                data = await self._answer.chunk()
         except TRANSPORT_ERRORS as exc:
             if not bound.expired():
                 raise transport_error(exc) from None
-            raise UpstreamTimeout(kind="throughput" if by_throughput else "idle") from None
-        self._throughput.count(len(data), time.monotonic())
+            raise UpstreamTimeout(kind=kind) from None
+        self._throughput.count(len(data), clock())
         return data
+
+    def _bound(self, now: float) -> tuple[TimeoutKind, float | None]:
+        """The clock that ends this read first, and when: idle, throughput or total."""
+        owed_s = self._throughput.time_left(now)
+        idle_s = self._idle_s
+        kind: TimeoutKind = "idle"
+        when = None if idle_s is None else now + idle_s
+        if owed_s is not None and (idle_s is None or owed_s < idle_s):
+            kind, when = "throughput", now + owed_s
+        deadline = self._deadline
+        if deadline is not None and (when is None or deadline <= when):
+            kind, when = "total", deadline
+        return kind, when
 
     async def first_events(self, decoder: SSEDecoder) -> list[StreamEvent]:
         """Reads until `decoder` has a whole event: what a relayed stream holds before its
@@ -210,27 +238,36 @@ class UpstreamBody:
                 )
 
     def release(self) -> None:
-        self._response.release()
+        self._answer.release()
 
     def close(self) -> None:
-        self._response.close()
+        self._answer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """A provider's clocks (core/providers/provider.py): connecting, and the whole exchange
+    from sending to the answer's last byte (a backstop behind the dispatcher's clocks)."""
+
+    total_s: float | None
+    connect_s: float | None = None
 
 
 class Transport:
-    """One per configured HTTP provider, built at start-up: the session, the provider's
+    """One per configured HTTP provider, built at start-up: the client, the provider's
     timeouts, its signer (or None) and the bounds on reading an answer."""
 
-    __slots__ = ("_limits", "_session", "_signer", "_timeout")
+    __slots__ = ("_client", "_limits", "_signer", "_timeouts")
 
     def __init__(
         self,
-        session: Callable[[], aiohttp.ClientSession],
-        timeout: aiohttp.ClientTimeout,
+        client: Callable[[], ProviderClient],
+        timeouts: Timeouts,
         signer: RequestSigner | None = None,
         limits: BodyLimits | None = None,
     ) -> None:
-        self._session = session
-        self._timeout = timeout
+        self._client = client
+        self._timeouts = timeouts
         self._signer = signer
         self._limits = limits or BodyLimits()
 
@@ -238,39 +275,37 @@ class Transport:
         self, request: UpstreamRequest, target: Target, parse_error: ErrorParser
     ) -> Reply:
         """The whole answer of a successful call; any failure raises a scrubbed ProviderError."""
-        response = await self._send(request)
-        body = await _read_whole(response, self._limits.max_response_bytes)
-        if response.status >= 400:
-            raise _failed(response, body, target, parse_error)
-        return response.headers, body
+        answer, deadline = await self._send(request)
+        body = await _read_whole(answer, self._limits.max_response_bytes, deadline)
+        if answer.status >= 400:
+            raise _failed(answer, body, target, parse_error)
+        return answer.headers, body
 
     async def open(
         self, request: UpstreamRequest, target: Target, parse_error: ErrorParser
     ) -> UpstreamBody:
         """The body of a successful call, once its headers are in; an error status is read
         whole and raised as a scrubbed ProviderError, like `fetch`."""
-        response = await self._send(request)
-        if response.status < 400:
-            return UpstreamBody(response, self._limits)
-        body = await _read_whole(response, self._limits.max_response_bytes)
-        raise _failed(response, body, target, parse_error)
+        answer, deadline = await self._send(request)
+        if answer.status < 400:
+            return UpstreamBody(answer, self._limits, deadline)
+        body = await _read_whole(answer, self._limits.max_response_bytes, deadline)
+        raise _failed(answer, body, target, parse_error)
 
-    async def _send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
-        url: str | URL = request.url
+    async def _send(self, request: UpstreamRequest) -> tuple[Answer, float | None]:
+        """The answer's head, and the deadline of the whole exchange (its total timeout)."""
         if self._signer is not None:
             request = await self._signer.sign(request)
-            url = URL(request.url, encoded=True)  # byte for byte as signed
-        headers = request.headers
-        traceparent = OUTBOUND.get()
-        if traceparent is not None:
-            headers = {**headers, "traceparent": traceparent}
+        headers = outgoing(request.headers, OUTBOUND.get())
+        timeouts = self._timeouts
+        total_s = timeouts.total_s
+        deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
+        body = request.body if request.stream is None else _streamed(request)
         try:
-            return await self._session().request(
-                request.method,
-                url,
-                data=request.body if request.stream is None else request.stream.open(),
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except TRANSPORT_ERRORS as exc:
+            async with asyncio.timeout_at(deadline):
+                answer = await self._client().request(
+                    request.method, request.url, headers, body, timeouts.connect_s
+                )
+        except (*TRANSPORT_ERRORS, ValueError) as exc:  # ValueError: a URL h1 cannot send
             raise transport_error(exc) from None
+        return answer, deadline

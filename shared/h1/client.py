@@ -2,7 +2,8 @@
 
 What it does and no more (the edge -> core hop, a core -> provider call): the request target
 goes out verbatim (a signed URL stays byte for byte as signed), a body is bytes (with its
-Content-Length) or an async iterator of bytes (sent chunked), and `Expect: 100-continue` holds
+Content-Length), an async iterator of bytes (sent chunked) or a `Sized` one (sent as is, with
+its Content-Length: a spooled upload whose size is known), and `Expect: 100-continue` holds
 the body back until the peer's `100 Continue`, reported to `on_continue` the moment it arrives
 (a peer that answers before it never gets the body, and its connection is not reused). The
 response is read whole under a cap, or chunk by chunk as it arrives. No redirects, no
@@ -24,7 +25,20 @@ from shared.h1.errors import BodyFailed, BodyTooLarge, H1Error
 from shared.h1.parse import Head
 from shared.h1.pool import Origin, Pool, split_url
 
-Body = bytes | AsyncIterator[bytes] | None
+
+class Sized:
+    """An async-iterator body of a known length: sent as is under its Content-Length, not
+    chunked. A source that gives another number of bytes fails the exchange (BodyFailed)."""
+
+    __slots__ = ("length", "source")
+
+    def __init__(self, source: AsyncIterator[bytes], length: int) -> None:
+        if length < 0:
+            raise ValueError("a negative body length")
+        self.source, self.length = source, length
+
+
+Body = bytes | AsyncIterator[bytes] | Sized | None
 _OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "expect", "connection"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JOINED_BYTES = 64 * 1024  # a bytes body up to this size is sent in one write with its head
@@ -237,18 +251,26 @@ class _Exchange:
             return
         if prefix:
             self.conn.write(prefix)
-        self.writer = asyncio.get_running_loop().create_task(_send_chunked(self.conn, body))
+        self.writer = asyncio.get_running_loop().create_task(_send_stream(self.conn, body))
 
 
-async def _send_chunked(conn: Connection, body: AsyncIterator[bytes]) -> None:
-    """The body in chunked framing, paced by the socket. A source that raises ends the
-    connection with BodyFailed (the peer sees a body without its last chunk)."""
+async def _send_stream(conn: Connection, body: AsyncIterator[bytes] | Sized) -> None:
+    """The body in chunked framing (as is when it is Sized), paced by the socket. A source
+    that raises, or a Sized one of another length, ends the connection with BodyFailed (the
+    peer sees a body cut short)."""
+    sized = body if isinstance(body, Sized) else None
+    source = body.source if isinstance(body, Sized) else body
+    sent = 0
     try:
-        async for chunk in body:
+        async for chunk in source:
             if chunk:
-                conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                conn.write(chunk if sized is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 await conn.drain()
-        conn.write(b"0\r\n\r\n")
+        if sized is None:
+            conn.write(b"0\r\n\r\n")
+        elif sent != sized.length:
+            raise ValueError(f"the body source gave {sent} bytes, not {sized.length}")
     except H1Error:
         return  # the connection ended: whoever reads the response hears why
     except Exception as exc:
@@ -277,6 +299,8 @@ def _request_head(
             lines.append(f"{name}: {value}")
     if isinstance(body, bytes):
         lines.append(f"content-length: {len(body)}")
+    elif isinstance(body, Sized):
+        lines.append(f"content-length: {body.length}")
     elif body is not None:
         lines.append("transfer-encoding: chunked")
     elif method in _BODY_METHODS:
