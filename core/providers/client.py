@@ -3,8 +3,9 @@ what the provider traffic asks of it on top. core.providers.transport drives it.
 
 - TLS: the default verified context (`ssl.create_default_context()`: the system's CAs, as
   aiohttp used), ALPN `http/1.1`, built once per process; no proxies (trust_env was False);
-- a bound on connections in use (`core.pool_size`, aiohttp's connector `limit`): a request
-  waits for a slot (under its total timeout) and frees it when its answer ends; idle ones are
+- a bound on connections in use (`core.pool_size`, aiohttp's connector `limit`: shared.h1's
+  `max_active`): a request waits for a slot (under its total timeout) and frees it when its
+  answer ends (or, dropped unended, when it is collected); idle ones are
   kept per origin for 15 s (below a provider's usual 60 s keep-alive), at most `pool_size`;
 - compression: requests say `Accept-Encoding: gzip, deflate` (what aiohttp sent) and answers
   so encoded are inflated as they are read (streams incrementally), at most STEP bytes out per
@@ -13,13 +14,11 @@ what the provider traffic asks of it on top. core.providers.transport drives it.
 - headers: a response's are lower-cased by shared.h1 and looked up case-insensitively here.
 
 An answer is ended by reading it to its end, `release` (the connection is pooled only if it
-was read to its end) or `close`; each frees its slot once.
+was read to its end) or `close`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
 import zlib
 from collections.abc import Iterator, Mapping
@@ -121,14 +120,13 @@ def inflater(encoding: str | None) -> Inflater | None:
 class Answer:
     """A provider's answer whose head is in: its status, headers and body (inflated)."""
 
-    __slots__ = ("_ended", "_inflater", "_response", "_slots", "headers", "status")
+    __slots__ = ("_inflater", "_response", "headers", "status")
 
-    def __init__(self, response: Response, slots: asyncio.Semaphore) -> None:
-        self._response, self._slots = response, slots
+    def __init__(self, response: Response) -> None:
+        self._response = response
         self.status = response.status
         self.headers = Headers(response.headers)
         self._inflater = inflater(response.headers.get("content-encoding"))
-        self._ended = False
 
     @property
     def content_length(self) -> int | None:
@@ -147,8 +145,6 @@ class Answer:
         except BaseException:
             self.close()
             raise
-        if not data:
-            self._end()
         return data
 
     async def _inflated(self, inflating: Inflater) -> bytes:
@@ -160,36 +156,21 @@ class Answer:
 
     def release(self) -> None:
         self._response.release()
-        self._end()
 
     def close(self) -> None:
         self._response.close()
-        self._end()
-
-    def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._slots.release()
-
-    def __del__(self) -> None:
-        """An answer dropped unended (a bug, or a cancel between the open and its owner's
-        `finally`) must not keep its slot forever; aiohttp's responses did the same."""
-        if not self._ended:
-            self._ended = True
-            self._slots.release()
-            with contextlib.suppress(Exception):  # at exit, the loop may be closed already
-                self._response.close()
 
 
 class ProviderClient:
     """One per core process, built in its lifespan (core/app.py) and shared by every
     provider's Transport."""
 
-    __slots__ = ("_client", "_slots")
+    __slots__ = ("_client",)
 
     def __init__(self, pool_size: int, tls: ssl.SSLContext | None = None) -> None:
-        self._client = Client(tls or provider_tls(), idle_s=IDLE_S, max_idle=pool_size)
-        self._slots = asyncio.Semaphore(pool_size)
+        self._client = Client(
+            tls or provider_tls(), idle_s=IDLE_S, max_idle=pool_size, max_active=pool_size
+        )
 
     async def request(
         self,
@@ -202,15 +183,10 @@ class ProviderClient:
         """The answer's head, once it is in (after waiting for a free slot). The URL goes out
         byte for byte; raises what shared.h1 raises (and ValueError for a URL or a header it
         cannot send)."""
-        await self._slots.acquire()
-        try:
-            response = await self._client.request(
-                method, url, headers, body, connect_timeout=connect_timeout_s
-            )
-        except BaseException:
-            self._slots.release()
-            raise
-        return Answer(response, self._slots)
+        response = await self._client.request(
+            method, url, headers, body, connect_timeout=connect_timeout_s
+        )
+        return Answer(response)
 
     def close(self) -> None:
         self._client.close()

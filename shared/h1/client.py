@@ -16,6 +16,7 @@ request body wholly sent); a cancel, an error or a timeout closes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Self
@@ -145,6 +146,14 @@ class Response:
         self._ended = True
         if self._slot is not None:
             self._slot.release()
+
+    def __del__(self) -> None:
+        """A response dropped unended (a bug, or a cancel between the request and its owner's
+        `finally`) must not keep its slot, or its connection, for ever."""
+        if not self._ended:
+            with contextlib.suppress(Exception):  # at exit, the loop may be closed already
+                self._end(self._conn, self._writer)
+            self._finish()
 
     @staticmethod
     def _end(conn: Connection, writer: asyncio.Task[None] | None) -> None:
