@@ -364,6 +364,24 @@ def test_transcription_refusals_name_the_field(stack: Stack) -> None:
             "response_format",
         ),
         ((b"--XyZ\r\nbroken", {"content-type": "multipart/form-data; boundary=XyZ"}), "file"),
+        # A second model (a host may read the last one) or a field sent as a file never
+        # reaches the host: the gateway routed, checked and billed the first.
+        (
+            form(("model", None, b"whisper"), ("model", None, b"gpt-4o"), ("file", "a.wav", b"x")),
+            "model",
+        ),
+        (
+            form(("model", None, b"whisper"), ("model", "b.wav", b"\x80"), ("file", "a.wav", b"x")),
+            "model",
+        ),
+        (
+            form(
+                ("model", None, b"whisper"),
+                ("file", "a.wav", b"x"),
+                ("language", "c.txt", b"en"),
+            ),
+            "language",
+        ),
         ((b'{"model": "whisper"}', {}), "file"),
     ]
     for (body, headers), param in cases:

@@ -115,6 +115,7 @@ def validate_transcription(upload: Upload) -> TranscriptionRequest:
     files = [p for p in parts if p.name == "file" and p.is_file]
     if len(files) != 1:
         raise bad_request("exactly one file is required", param="file", code="invalid_value")
+    _check_part_names(parts)
     # Names unchecked: OpenAI's own include `include[]`.
     fields = {p.name: p.text() for p in parts if not p.is_file}
     models = [p for p in parts if p.name == "model" and not p.is_file]
@@ -124,3 +125,25 @@ def validate_transcription(upload: Upload) -> TranscriptionRequest:
     _check_fields(fields)
     fmt = fields.get("response_format", "json")
     return TranscriptionRequest(fields, model, upload, models[0], files[0], fmt)
+
+
+def _check_part_names(parts: list[ScannedPart]) -> None:
+    """The host reads the body as relayed, and a host may take the last of two parts of one
+    name where the gateway took the first: a second `model` (one the token may not use, say)
+    or a second `file` would reach it unchecked and unbilled. So only `file` may be a file,
+    and a name repeats only as an array (`timestamp_granularities[]`)."""
+    seen: set[str] = set()
+    for part in parts:
+        if part.is_file and part.name != "file":
+            raise bad_request(
+                f"the field {part.name} must be text, not a file",
+                param=part.name[:64],
+                code="invalid_value",
+            )
+        if part.name in seen and not part.name.endswith("[]"):
+            raise bad_request(
+                f"the field {part.name} is given more than once",
+                param=part.name[:64],
+                code="invalid_value",
+            )
+        seen.add(part.name)
