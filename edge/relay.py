@@ -8,13 +8,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from edge.events import EventSplitter, EventTooLarge, error_event
 from shared.cut_stream import CutShort, CuttableStream
 from shared.errors import Api, GatewayError
 from shared.h1 import H1Error
 from shared.h1 import Response as CoreResponse
+from shared.streamed import Streamed
 
 log = logging.getLogger("interlock.edge")
 
@@ -42,9 +43,7 @@ async def relay(upstream: CoreResponse, api: Api, max_bytes: int) -> Response:
     # shared.h1 lower-cases header names
     headers = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE_HEADERS}
     if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-        return StreamingResponse(
-            _stream(upstream, api), status_code=upstream.status, headers=headers
-        )
+        return Streamed(_stream(upstream, api), status_code=upstream.status, headers=headers)
     length = upstream.content_length
     if length is not None and length > max_bytes:
         upstream.close()

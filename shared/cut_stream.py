@@ -11,15 +11,16 @@ as a bug).
 
 from __future__ import annotations
 
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from shared.streamed import Streamed
 
 
 class CutShort(Exception):
     """Raised by a body iterator: end the response here, incomplete."""
 
 
-class CuttableStream(StreamingResponse):
+class CuttableStream(Streamed):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)

@@ -31,6 +31,7 @@ from core.resilience.dispatch import Outcome, close
 from core.routing.registry import Route
 from core.spend.cost import Cost, Pricing
 from core.spend.usage import UsageSplit
+from shared.streamed import Streamed
 
 if TYPE_CHECKING:
     from core.cache.affinity import Ticket
@@ -199,7 +200,7 @@ def sse_response(
     return AccountedStream(x, body, {**SSE_HEADERS, **headers}, media_type)
 
 
-class AccountedStream(StreamingResponse):
+class AccountedStream(Streamed):
     """A stream whose request is accounted even if its body never ran: a client that left
     between dispatch and the first byte (the server then never starts the body, so its own
     end-of-stream accounting never runs)."""
