@@ -61,12 +61,15 @@ def test_media_units_reach_the_ledger_the_usage_api_and_the_cli(
         row["model"]: (row["images"], row["audio_seconds"], row["characters"])
         for row in body["data"]
     }
-    assert units == {
+    expected = {
         "canvas": (2, 0, 0),
         "dalle": (1, 0, 0),
         "tts": (0, 0, 11),
         "whisper": (0, 4, 0),
     }
+    # Seen once in a full run (not reproduced since): the speech row missing after 15 s. The
+    # logs say whether the core accounted it, and how the stream ended.
+    assert units == expected, f"{body}\n{stack.read_logs()[-6000:]}"
     totals = body["totals"]
     assert (totals["images"], totals["audio_seconds"], totals["characters"]) == (3, 4, 11)
     rows = sqlite_rows(stack.workdir / "state" / "ledger.sqlite3", REQUESTS)
