@@ -5,6 +5,7 @@ the Portkey gateway (installed on first use into tests/bench/.portkey). Real pro
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.bench import floor, load, portkey, procstats
-from tests.bench.stack import Processes, start_upstream
+from tests.bench import floor, load, notes, portkey, procstats
+from tests.bench.stack import Interlock, Processes, start_redis, start_upstream
+from tests.bench.targets import Target
 
 
 @pytest.fixture
@@ -50,3 +52,26 @@ def test_portkey_serves_through_to_the_fake_upstream_on_loopback_only(procs: Pro
     load.validate(gateway.url, None, "portkey", gateway.headers, streams=False)
     assert _stats(upstream)["chat_requests"] == 2
     assert portkey.version() == portkey.PORTKEY_VERSION
+
+
+def test_redis_round_trips_are_the_cores_own_count(procs: Processes) -> None:
+    """The note's round trips per request come from the core's counter, not from Redis's
+    command stats (which count what a Lua script runs too): a few a request, never the
+    commands scripts run."""
+    upstream, _ = start_upstream(procs)
+    redis_url, _ = start_redis(procs)
+    gateway = Interlock(procs, upstream, redis_url)
+    gateway.start()
+    admin = f"http://127.0.0.1:{gateway.admin_port}"
+    target = Target("interlock", gateway.url, gateway.token, gateway.pids, redis_url, admin)
+    load.validate(gateway.url, gateway.token, "interlock")  # the first calls load the scripts
+    before = notes.redis_snapshot(target)
+    requests = 20
+    for _ in range(requests):
+        asyncio.run(load._check_chat(gateway.url, gateway.token, "fast"))
+    after = notes.redis_snapshot(target)
+    trips = (after[notes.TRIPS] - before[notes.TRIPS]) / requests
+    inside = sum(after[k] - before.get(k, 0) for k in after if k != notes.TRIPS) / requests
+    assert 1 <= trips < inside  # scripts run more commands than the core sends
+    note = notes.redis_note(before, after, requests)
+    assert note.startswith(f"Redis round trips per gateway request: {trips:.2f} ")

@@ -32,8 +32,15 @@ from tests.bench import litellm as litellm_proxy
 from tests.bench import load, procstats, report, targets, verdicts
 from tests.bench import portkey as portkey_gw
 from tests.bench.machine import machine_info
-from tests.bench.notes import NOTES, USAGE, after_notes, count_lines, upstream_stats
-from tests.bench.stack import HarnessError, Processes, redis_commands, start_upstream
+from tests.bench.notes import (
+    NOTES,
+    USAGE,
+    after_notes,
+    count_lines,
+    redis_snapshot,
+    upstream_stats,
+)
+from tests.bench.stack import HarnessError, Processes, start_upstream
 from tests.bench.targets import Target
 
 
@@ -306,7 +313,7 @@ def _run(
     for t in run.targets:
         load.validate(t.url, t.token, t.name, t.headers, t.streams)
     before = upstream_stats(upstream[0])
-    redis_before = {t.name: redis_commands(t.redis_url) for t in run.targets if t.redis_url}
+    redis_before = {t.name: redis_snapshot(t) for t in run.targets if t.redis_url}
     usage_before = count_lines(workdir / "core.log", USAGE) if "interlock" in names else 0
     bench = Bench(settings, run.targets, wrk, workdir)
     summary, noise = _measure(bench, max_reruns, band)

@@ -25,6 +25,7 @@ class Target:
     token: str | None
     pids: dict[str, int]
     redis_url: str | None = None
+    admin_url: str | None = None  # the core's admin listener (its /metrics), interlock only
     headers: dict[str, str] = field(default_factory=dict)
     streams: bool = True  # measured in the stream phases
     unique: bool = False  # a new prompt per request (response-cache misses)
@@ -90,7 +91,10 @@ def _interlocks(
         run.cold_start = coldstart.measure(gateway.env, import_runs)
         gateway.start()
         pids = {**gateway.pids, "redis": redis_pid}
-        run.targets.append(Target("interlock", gateway.url, gateway.token, pids, run.redis_url))
+        admin = f"http://127.0.0.1:{gateway.admin_port}"
+        run.targets.append(
+            Target("interlock", gateway.url, gateway.token, pids, run.redis_url, admin)
+        )
     if "interlock-full" in names:
         run.pg_url = postgres(procs)
         run.sink_url, _ = floor.start_sink(procs)
