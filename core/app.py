@@ -15,7 +15,7 @@ from starlette.routing import Route
 from core.api.audio import name_file
 from core.api.audio.upload import SCOPE_KEY as UPLOAD_KEY
 from core.api.audio.upload import UploadLimits, close_upload, read_upload
-from core.api.identity import Caller, HopVerifier, unauthorized
+from core.api.identity import NONCES_HEADER, Caller, HopVerifier, unauthorized
 from core.api.listeners import ListenerRouter
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
@@ -252,7 +252,9 @@ def create_app(
                 else:
                     caller, body = await state.verifier.authenticate(request, max_body)
                 requestctx.bind(caller.tenant, caller.request_id, caller.trace_id)
-                return await handler(request, caller, body)
+                response = await handler(request, caller, body)
+                response.raw_headers.append((NONCES_HEADER, state.verifier.nonces))
+                return response
             except GatewayError as error:
                 if upload:
                     name_file(error)  # an oversized upload's 413 names `file`, as OpenAI's

@@ -102,6 +102,7 @@ class EdgeState:
             edge.core_ack_timeout_s,
             edge.core_response_timeout_s,
             edge.core_timeout_s,
+            {url for urls in edge.pools.values() for url in urls},
         )
         self.replicas = ReplicaHealth(
             {url for urls in edge.pools.values() for url in urls},
@@ -216,17 +217,23 @@ class EdgeState:
         await self.secrets.fresh()  # a referenced hop secret unread for too long: read first
         upload = body if isinstance(body, UploadSource) else None
         signed = None if isinstance(body, UploadSource) else body or b""
+        eager = bool(signed) and self.caller.eager(urls)  # edge/corecall.py: eager bodies
+        once = None  # an eager body's one credential, for every attempt
+        if eager:
+            once = self.hop_headers(request, incoming, token, path, request_id, signed)
         for attempt, url in enumerate(urls * 2 if len(urls) == 1 else urls):
             client = self.client
             if client is None:
                 break
-            headers, seed = self.hop_headers(request, incoming, token, path, request_id, signed)
+            headers, seed = once or self.hop_headers(
+                request, incoming, token, path, request_id, signed
+            )
             data: bytes | AsyncIterator[bytes] | None = signed
             if upload is not None and seed is not None:
                 data = upload.frames(seed)
             try:
                 upstream = await self.caller.send(
-                    client, request.method, url + target, data, headers, fresh=attempt > 0
+                    client, request.method, url, target, data, headers, attempt > 0, eager
                 )
             except Unsent:
                 self.replicas.failed(url)
@@ -236,7 +243,8 @@ class EdgeState:
             except Sent as failure:
                 if upload is not None and (upload.overflowed or upload.left):
                     raise upload.refusal() from None  # the core saw a cut: nothing ran
-                self.replicas.failed(url)
+                if not failure.elsewhere:
+                    self.replicas.failed(url)
                 raise (_core_timeout() if failure.timed_out else _core_unavailable()) from None
             self.replicas.succeeded(url)
             return upstream

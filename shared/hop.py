@@ -60,6 +60,14 @@ from shared.secret import Secret, SecretRef
 HOP_HEADER = "x-interlock-hop"
 REQUEST_ID_HEADER = "x-request-id"
 TRACEPARENT_HEADER = "traceparent"
+# On the core's answers, for the edge only (it drops them before relaying): whether the core's
+# nonce claims are seen by every replica ("shared": Redis) or only by itself ("local"); and,
+# on a 401 for a nonce claimed already, "replayed" (edge/corecall.py says why both matter).
+NONCES_HEADER = "x-interlock-nonces"
+NONCES_SHARED = "shared"
+NONCES_LOCAL = "local"
+REFUSED_HEADER = "x-interlock-hop-refused"
+REFUSED_REPLAYED = "replayed"
 
 HOP_VERSION = "v2"
 # How far the signing time may be from the core's clock. Nonces are remembered for this long,

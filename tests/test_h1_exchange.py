@@ -14,6 +14,7 @@ from shared.h1 import BodyFailed, Client, H1Timeout, Response
 from shared.h1.connection import HIGH_WATER
 from tests.support.h1_raw import (
     OK,
+    get,
     read_request,
     run,
     session,
@@ -67,6 +68,59 @@ def test_an_answer_before_the_acknowledgement_means_the_body_never_went():
     rest: list[bytes] = []
     run(test)
     assert rest == [b""]  # no body, and the client closed the connection
+
+
+def test_an_eager_body_goes_with_its_head_and_the_continue_is_still_reported():
+    events: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):  # the same connection serves the next request too
+            head = await read_request(reader)
+            assert b"expect: 100-continue" in head
+            events.append(f"server: {(await reader.readexactly(4)).decode()} before the 100")
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            for _ in range(2):
+                acknowledged = functools.partial(events.append, "acknowledged")
+                response = await client.request(
+                    "POST",
+                    server.url,
+                    {},
+                    b"body",
+                    expect_continue=True,
+                    eager=True,
+                    on_continue=acknowledged,
+                )
+                assert (response.status, await response.read()) == (200, b"ok")
+            assert server.connections == 1
+
+    run(test)
+    assert events == ["server: body before the 100", "acknowledged"] * 2
+
+
+def test_an_eager_body_answered_without_a_continue_keeps_its_connection():
+    """The peer refused the request whole (its body went with the head and was read), so the
+    connection is reusable: unlike a body held back for an acknowledgement that never came."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.readexactly(1)
+        writer.write(b"HTTP/1.1 401 No\r\nContent-Length: 2\r\n\r\nno")
+        await read_request(reader)
+        writer.write(OK)
+
+    async def test() -> None:
+        async with session(handler) as (server, client):
+            refused = await client.request(
+                "POST", server.url, {}, b"x", expect_continue=True, eager=True
+            )
+            assert (refused.status, await refused.read()) == (401, b"no")
+            assert await get(client, server.url) == b"ok"
+            assert server.connections == 1
+
+    run(test)
 
 
 async def _pieces(*pieces: bytes) -> AsyncIterator[bytes]:

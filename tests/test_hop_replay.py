@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared import hop
 from tests.support import hop_client, raw
 from tests.support.stack import Stack
 
@@ -141,8 +142,12 @@ def refused(response: raw.RawResponse) -> bool:
 def test_a_captured_hop_request_is_single_use(stack: Stack, recorder: Recorder) -> None:
     captured = capture(stack, recorder)
     assert set(captured.headers) & {"x-interlock-tenant", "x-interlock-tier"} == set()
-    assert deliver(stack, captured).status == 200
-    assert refused(deliver(stack, captured))  # the same bytes again: replay
+    first = deliver(stack, captured)
+    assert first.status == 200
+    assert first.headers[hop.NONCES_HEADER] == hop.NONCES_LOCAL  # no Redis: claimed in-process
+    again = deliver(stack, captured)
+    assert refused(again)  # the same bytes again: replay
+    assert again.headers[hop.REFUSED_HEADER] == hop.REFUSED_REPLAYED
     stack.wait_for_log("refused a replayed hop credential", captured.headers["x-request-id"])
     models = capture(stack, recorder, path="/v1/models")
     assert deliver(stack, models).status == 200
@@ -154,7 +159,9 @@ def test_a_captured_credential_does_not_carry_another_body(
 ) -> None:
     captured = capture(stack, recorder)
     other = orjson.dumps({**CHAT, "max_tokens": 4000})
-    assert refused(deliver(stack, captured, body=other))
+    wrong_body = deliver(stack, captured, body=other)
+    assert refused(wrong_body)
+    assert hop.REFUSED_HEADER not in wrong_body.headers  # only a claimed nonce says "replayed"
     assert refused(deliver(stack, captured, body=captured.body + b" "))
     assert deliver(stack, captured).status == 200  # a refused body did not burn the nonce
 

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from core.api.tags import HEADER as TAGS_HEADER
 from core.api.tags import with_header
 from core.ledger.record import Tags
+from core.state.resilient import ResilientStore
 from core.state.store import Store
 from shared import hop
 from shared.errors import GatewayError
@@ -51,6 +52,11 @@ class Caller:
     @property
     def trace_id(self) -> str | None:
         return trace_id_of(self.traceparent) if self.traceparent else None
+
+
+NONCES_HEADER = hop.NONCES_HEADER.encode()  # on every answer past authentication (core.app)
+_SHARED = hop.NONCES_SHARED.encode()
+_LOCAL = hop.NONCES_LOCAL.encode()
 
 
 def _unauthorized() -> GatewayError:
@@ -132,11 +138,23 @@ class HopVerifier:
 
     async def _claim(self, claims: hop.HopClaims, ttl: float, headers: dict[str, str]) -> None:
         if not await self._store.claim(NONCE_KEY_PREFIX + claims.nonce, ttl):
-            # Only a captured credential gets this far: worth an operator's attention.
+            # A captured credential, or the edge's later attempt at a request that a replica
+            # it gave up on took after all (edge/corecall.py): the edge tells them apart.
             log.warning(
                 "refused a replayed hop credential (request id %s)", claims_request_id(headers)
             )
-            raise _unauthorized()
+            refused = _unauthorized()
+            refused.headers[hop.REFUSED_HEADER] = hop.REFUSED_REPLAYED
+            raise refused
+
+    @property
+    def nonces(self) -> bytes:
+        """Whether this core's nonce claims are seen by every replica now (hop.NONCES_HEADER):
+        Redis, unless it is down and the fail-open fallback claims in this process alone."""
+        store = self._store
+        if isinstance(store, ResilientStore) and (store.healthy or not store.fail_open):
+            return _SHARED
+        return _LOCAL
 
     def _caller(self, claims: hop.HopClaims, headers: dict[str, str]) -> Caller:
         identity = claims.identity

@@ -186,6 +186,7 @@ class Client:
         body: Body = None,
         *,
         expect_continue: bool = False,
+        eager: bool = False,
         on_continue: Callable[[], None] | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
@@ -193,7 +194,9 @@ class Client:
     ) -> Response:
         """The response's head, once it is in. `read_timeout` bounds every silence (waiting
         for the head, then between body chunks); `fresh` makes a new connection, closed after
-        this exchange. `expect_continue` applies to a request with a body. Raises an H1Error;
+        this exchange. `expect_continue` applies to a request with a body; `eager` sends that
+        body at once all the same, so the peer's `100 Continue` (still asked for, and reported
+        to `on_continue`) is an acknowledgement, not a gate. Raises an H1Error;
         any failure, and a cancel, closes the connection."""
         origin, target = split_url(url)
         expect = expect_continue and (bool(body) if isinstance(body, bytes) else body is not None)
@@ -204,7 +207,7 @@ class Client:
         try:
             conn = await self.pool.acquire(origin, connect_timeout, fresh)
             conn.begin(method, read_timeout)
-            exchange = _Exchange(conn, body, expect)
+            exchange = _Exchange(conn, body, expect, eager)
             try:
                 head = await exchange.run(request_head, on_continue)
             except BaseException:
@@ -226,23 +229,25 @@ class _Exchange:
 
     __slots__ = ("body", "body_went", "conn", "expect", "writer")
 
-    def __init__(self, conn: Connection, body: Body, expect: bool) -> None:
+    def __init__(self, conn: Connection, body: Body, expect: bool, eager: bool) -> None:
         self.conn, self.body, self.expect = conn, body, expect
         self.writer: asyncio.Task[None] | None = None
-        self.body_went = not expect  # with Expect, only after the peer's `100 Continue`
+        # With Expect, the body goes after the peer's `100 Continue`, unless sent eagerly.
+        self.body_went = not expect or eager
 
     async def run(self, request_head: bytes, on_continue: Callable[[], None] | None) -> Head:
         conn = self.conn
-        if self.expect:
-            conn.write(request_head)
-        else:
+        if self.body_went:
             self._send_body(request_head)
+        else:
+            conn.write(request_head)
         head = await conn.read_head(interim=self.expect)
         if head.status == 100:
-            self.body_went = True
             if on_continue is not None:
                 on_continue()
-            self._send_body(b"")
+            if not self.body_went:
+                self.body_went = True
+                self._send_body(b"")
             head = await conn.read_head(interim=False)
         return head
 
