@@ -103,6 +103,7 @@ class EdgeState:
             edge.core_response_timeout_s,
             edge.core_timeout_s,
             {url for urls in edge.pools.values() for url in urls},
+            config.hop.max_skew_s,
         )
         self.replicas = ReplicaHealth(
             {url for urls in edge.pools.values() for url in urls},

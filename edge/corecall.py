@@ -75,6 +75,7 @@ class CoreCaller:
         response_s: float,
         idle_s: float,
         urls: Iterable[str] = (),
+        max_skew_s: float = 60.0,
     ) -> None:
         self.connect_s = connect_s
         self.ack_s = ack_s
@@ -82,9 +83,14 @@ class CoreCaller:
         self.idle_s = idle_s  # the longest silence once the core answered (between chunks)
         # Per configured core URL (so bounded): whether it last said its nonces are shared.
         self._shared = dict.fromkeys(urls, False)
+        self._max_skew_s = max_skew_s
 
     def eager(self, urls: Sequence[str]) -> bool:
-        """Whether a JSON body may go out with its head to any of `urls` (see above)."""
+        """Whether a JSON body may go out with its head to any of `urls` (see above): also,
+        its one credential must still be fresh (hop.max_skew) when the last attempt starts,
+        or that attempt would be refused as stale instead of served."""
+        if max(2, len(urls)) * (self.connect_s + self.ack_s) >= self._max_skew_s:
+            return False
         shared = self._shared
         return all(shared.get(url, False) for url in urls)
 

@@ -12,11 +12,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
 
+from edge.corecall import CoreCaller
 from shared import hop
+from shared.h1 import Response
 from tests.support import hop_client, raw
 from tests.support.stack import Stack
 
@@ -201,3 +204,28 @@ def test_a_core_on_redis_says_its_nonces_are_shared_and_names_a_replay(
     through = call(redis_stack)  # and the edge keeps both to itself
     assert through.status == 200
     assert hop.NONCES_HEADER not in through.headers
+
+
+class _Heard:
+    """What CoreCaller._heard reads of a response: its status and headers."""
+
+    def __init__(self, said: str) -> None:
+        self.status = 200
+        self.headers = {hop.NONCES_HEADER: said}
+
+    def close(self) -> None:
+        pass
+
+
+def test_eager_needs_every_replica_shared_and_a_credential_fresh_for_every_attempt() -> None:
+    urls = [f"http://core{i}" for i in range(8)]
+    caller = CoreCaller(3.0, 5.0, 630.0, 900.0, urls, max_skew_s=60.0)
+    assert not caller.eager(urls[:2])  # nothing heard yet
+    for url in urls:
+        caller._heard(url, cast(Response, _Heard(hop.NONCES_SHARED)), retried=False)
+    assert caller.eager(urls[:1]) and caller.eager(urls[:7])  # 7 x 8 s < 60 s
+    assert not caller.eager(urls)  # the eighth attempt could start after the credential's 60 s
+    caller._heard(urls[0], cast(Response, _Heard(hop.NONCES_LOCAL)), retried=False)
+    assert not caller.eager(urls[:2]) and caller.eager(urls[1:3])
+    caller._heard("http://elsewhere", cast(Response, _Heard(hop.NONCES_SHARED)), retried=False)
+    assert not caller.eager(["http://elsewhere"])  # only configured cores are remembered
