@@ -13,14 +13,13 @@ is gone) Starlette's own path is already lean and runs as it is.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from shared.client_watch import ClientWatch
+from shared.client_watch import watched
 
 _NO_ASGI: dict[str, Any] = {}
 
@@ -30,21 +29,16 @@ class Streamed(StreamingResponse):
         if scope["type"] != "http" or _sends_raise(scope):
             await super().__call__(scope, receive, send)
             return
-        watch = ClientWatch(receive)
         try:
-            await self.stream_response(send)
-        except asyncio.CancelledError:
-            if not watch.left:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            await watched(receive, self.stream_response(send), _gone)
         except OSError:
             raise ClientDisconnect() from None
-        finally:
-            watch.stop()
         if self.background is not None:
             await self.background()
+
+
+def _gone() -> None:
+    """The client left: the body was cancelled where it stood, and the response ends here."""
 
 
 def _sends_raise(scope: Scope) -> bool:
