@@ -31,6 +31,11 @@ class ServerConfig:
     # all) before the connection is aborted: otherwise a client that stops reading pins a
     # stream, its upstream call and the provider key's capacity for as long as it likes.
     send_timeout_s: float = 60.0
+    # After SIGTERM: how long requests in flight may take to finish before they are cancelled
+    # (then the lifespan shutdown runs: the core's ledger flush). Long enough for the longest
+    # stream (the core's upstream_timeout, 600 s; the edge's core_timeout, 900 s) and below
+    # the orchestrator's grace period (infra/k8s: 660 s core, 960 s edge).
+    drain_timeout_s: float = 600.0
     # Concurrent connections per peer address (0: no budget). A peer is the TCP peer: behind a
     # load balancer every client shares the balancer's address, so raise it or set 0 there.
     max_connections_per_client: int = 64
@@ -48,7 +53,7 @@ class ServerConfig:
 
 
 _SERVER = cp.keys_of(ServerConfig)
-EDGE_SERVER = ServerConfig()
+EDGE_SERVER = ServerConfig(drain_timeout_s=900.0)
 # Only edges connect to the core, and many edges can share one address (a NAT gateway, Lambda
 # in a VPC), so the core has no per-peer budget by default; the timeouts still apply.
 CORE_SERVER = ServerConfig(max_connections_per_client=0)
@@ -62,6 +67,7 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
         body_timeout_s=cp.duration(s, "body_timeout", path, d.body_timeout_s),
         keepalive_timeout_s=cp.duration(s, "keepalive_timeout", path, d.keepalive_timeout_s),
         send_timeout_s=cp.duration(s, "send_timeout", path, d.send_timeout_s),
+        drain_timeout_s=cp.duration(s, "drain_timeout", path, d.drain_timeout_s),
         max_connections_per_client=cp.integer(
             s, "max_connections_per_client", path, d.max_connections_per_client, 0, 1_000_000
         ),
@@ -81,6 +87,7 @@ def parse_server(raw: Any, path: str, defaults: ServerConfig) -> ServerConfig:
         ("body_timeout", config.body_timeout_s),
         ("keepalive_timeout", config.keepalive_timeout_s),
         ("send_timeout", config.send_timeout_s),
+        ("drain_timeout", config.drain_timeout_s),
     ):
         if value <= 0:
             raise cp.ConfigError(f"{path}.{key}: must be positive")

@@ -35,6 +35,7 @@ from shared.config import (
     load_config,
     load_edge_config,
 )
+from shared.drain import DrainingServer
 from shared.logs import configure_logging
 from shared.server_protocol import configured
 
@@ -94,6 +95,7 @@ def serve(
         log_config=None,  # uvicorn's own lines go through shared.logs (one JSON format)
         # uvicorn takes whole seconds; rounding up never closes a connection early.
         timeout_keep_alive=max(1, math.ceil(settings.keepalive_timeout_s)),
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
         backlog=settings.backlog,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         # X-Forwarded-For is the edge's to judge (edge.trusted_proxies), never uvicorn's.
@@ -103,7 +105,7 @@ def serve(
     sockets = [bind(host, port, settings.backlog) for host, port in listeners]
     for host, port in listeners:
         print(f"interlock listening on http://{host}:{port}", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=sockets)
+    DrainingServer(config).run(sockets=sockets)
 
 
 def _tls(settings: ServerConfig) -> dict[str, Any]:

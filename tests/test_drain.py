@@ -1,0 +1,85 @@
+"""SIGTERM with requests in flight: the drain ends within `server.drain_timeout` and says,
+while it waits, what it waits for (shared/drain.py).
+
+A replica whose drain hangs neither serves nor exits; uvicorn alone waits for it in silence
+and without end. The core here wraps the real app so that one marked request never ends
+(tests/support/hanging_core.py); the test sends it straight to the core's port and stops the
+core over real signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError
+from shared.config_full import embedded_defaults, parse_config
+from shared.config_server import CORE_SERVER, parse_server
+from tests.support.hanging_core import HANGING_CORE, MARKER
+from tests.support.stack import Stack
+
+DRAIN = 2.0
+
+
+def stuck_request(port: int) -> socket.socket:
+    """A request the core accepted and will never answer by itself."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: core\r\ncontent-type: application/json\r\n"
+        + f"idempotency-key: {MARKER}\r\ncontent-length: 2\r\n\r\n{{}}".encode()
+    )
+    return sock
+
+
+def test_a_request_that_never_ends_is_cancelled_after_the_drain_timeout(tmp_path: Path) -> None:
+    overrides = {"core": {"server": {"drain_timeout": f"{DRAIN}s"}}}
+    stack = Stack(tmp_path, overrides).start(core_app=HANGING_CORE)
+    try:
+        sock = stuck_request(stack.core_port)
+        time.sleep(0.5)  # accepted and in the app
+        core = stack.processes[0]
+        began = time.monotonic()
+        core.send_signal(signal.SIGTERM)
+        code = core.wait(DRAIN + 20)
+        took = time.monotonic() - began
+        sock.close()
+    finally:
+        stack.stop()
+    log = stack.logs["core"].read_text(errors="replace")
+    assert code in (0, -signal.SIGTERM), log  # uvicorn re-raises the signal it handled
+    assert DRAIN - 0.2 < took < DRAIN + 10, (took, log)
+    assert "shutdown: still waiting for 1 connection(s) and 1 request(s)" in log, log
+    # Where the stuck request waits, by code location: the marker's wait in the test app.
+    assert "hanging_core.py" in log and "__call__" in log, log
+    assert "Cancel 1 running task(s)" in log, log
+
+
+def test_an_idle_core_stops_at_once_and_reports_nothing(tmp_path: Path) -> None:
+    stack = Stack(tmp_path).start()
+    try:
+        core = stack.processes[0]
+        began = time.monotonic()
+        core.send_signal(signal.SIGTERM)
+        assert core.wait(20) in (0, -signal.SIGTERM)
+        took = time.monotonic() - began
+    finally:
+        stack.stop()
+    log = stack.logs["core"].read_text(errors="replace")
+    assert took < 4, (took, log)
+    assert "still waiting" not in log, log
+
+
+@pytest.mark.parametrize("value", ["0s", "-1s", "soon"])
+def test_a_drain_timeout_must_be_a_positive_duration(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"core\.server\.drain_timeout"):
+        parse_server({"drain_timeout": value}, "core.server", CORE_SERVER)
+
+
+def test_drain_timeouts_default_to_the_longest_stream_of_each_tier() -> None:
+    config = parse_config(embedded_defaults({}), "embedded defaults", {})
+    assert config.core.server.drain_timeout_s == config.core.upstream_timeout_s == 600
+    assert config.edge.server.drain_timeout_s == config.edge.core_timeout_s == 900
