@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.bench import floor, load, notes, portkey, procstats
+from tests.bench import floor, load, notes, portkey, probe, procstats
 from tests.bench.stack import Interlock, Processes, start_redis, start_upstream
 from tests.bench.targets import Target
 
@@ -75,3 +75,22 @@ def test_redis_round_trips_are_the_cores_own_count(procs: Processes) -> None:
     assert 1 <= trips < inside  # scripts run more commands than the core sends
     note = notes.redis_note(before, after, requests)
     assert note.startswith(f"Redis round trips per gateway request: {trips:.2f} ")
+
+
+def test_the_probe_times_plain_calls_and_streams_with_one_client(procs: Processes) -> None:
+    """tests.bench.probe: alternated calls on one connection, each read to its end (the
+    upstream counts every one), a stream's first token before its end; a gateway's refusal is
+    an error, never a figure."""
+    upstream, _ = start_upstream(procs)
+    redis_url, _ = start_redis(procs)
+    gateway = Interlock(procs, upstream, redis_url)
+    gateway.start()
+    before = _stats(upstream)["chat_requests"]
+    result = probe.run_probe(gateway.url, gateway.token, None, 5)
+    assert len(result.plain_ms) == len(result.ttft_ms) == 5
+    assert _stats(upstream)["chat_requests"] - before == 2 * (probe.WARMUP + 5)
+    assert all(0 < value < 1000 for value in result.plain_ms + result.ttft_ms)
+    summary = result.as_dict()
+    assert summary["n"] == 5 and summary["ttft_p50_ms"] > 0
+    with pytest.raises(probe.ProbeError, match="HTTP 401"):
+        probe.run_probe(gateway.url, "not-a-token", None, 1)

@@ -83,7 +83,24 @@ def test_stream_ttft_added_is_judged_against_the_non_streaming_added_p50() -> No
     summary = good_summary()
     assert verdicts.ttft_added(summary) == 0.7
     summary["interlock"]["streams"] = _streams(1.25)  # 0.95 ms added > 0.9 ms
-    name = "stream TTFT added / non-streaming added p50 (interlock)"
+    name = "stream TTFT added / non-streaming added p50 (interlock, one client)"
+    assert _verdicts(summary)[name] == "FAIL"
+
+
+def test_stream_ttft_is_judged_on_the_one_client_probe_when_it_ran() -> None:
+    """The probe's plain calls and streams share a client: its ratio decides; the stream
+    client's TTFT over wrk's latency is then only reported."""
+    summary = good_summary()
+    summary["interlock"]["streams"] = _streams(5.0)  # 4.7 ms added by the stream client
+    probe = {"added_plain_p50_ms": 2.5, "added_ttft_p50_ms": 2.4}
+    summary["interlock"]["probe"] = probe
+    name = "stream TTFT added / non-streaming added p50 (interlock, one client)"
+    assert verdicts.ttft_ratio(summary) == 0.96
+    assert _verdicts(summary)[name] == "PASS"
+    assert verdicts.ratios(summary)[
+        "interlock stream TTFT added (stream client) / plain added (wrk)"
+    ] == pytest.approx(4.7 / 0.9, abs=0.001)
+    summary["interlock"]["probe"] = {**probe, "added_ttft_p50_ms": 2.6}
     assert _verdicts(summary)[name] == "FAIL"
 
 

@@ -72,6 +72,17 @@ def _streams_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _probe_summary(mine: list[dict[str, Any]], direct: list[dict[str, Any]]) -> dict[str, Any]:
+    """tests.bench.probe's rounds: medians, and what the target adds over direct (per-round
+    differences, median): the same client for plain calls and streams."""
+    out: dict[str, Any] = {}
+    for key in ("plain_p50_ms", "ttft_p50_ms"):
+        out[key] = _r(_median([r[key] for r in mine]))
+        pairs = list(zip(mine, direct, strict=False)) if mine is not direct else []
+        out["added_" + key] = _r(_median([a[key] - b[key] for a, b in pairs]))
+    return out
+
+
 def summarize(raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     direct = raw.get("direct")
@@ -114,6 +125,7 @@ def summarize(raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for p in data["pids"]
         }
         s["streams"] = {model: _streams_summary(r) for model, r in data["streams"].items()}
+        s["probe"] = _probe_summary(data.get("probe") or [], (direct or {}).get("probe") or [])
         summary[name] = s
     return summary
 
@@ -228,6 +240,8 @@ def _column(s: dict[str, Any], procs: list[str], name: str) -> list[str]:
             st = s["streams"].get(model, {}).get(kind, {})
             cells.append(_pair(st.get("ttft_p50_ms"), st.get("ttft_p99_ms")))
             cells.append(_pair(st.get("total_p50_ms"), st.get("total_p99_ms"), 1))
+    probe = s.get("probe") or {}
+    cells.append(_pair(probe.get("plain_p50_ms"), probe.get("ttft_p50_ms"), 3))
     cells.append(
         str(
             sum(
@@ -263,6 +277,7 @@ def row_labels(procs: list[str], concurrency: int) -> list[str]:
         for short in ("seq", "conc"):
             labels.append(f"{model} {short} TTFT p50/p99 (ms)")
             labels.append(f"{model} {short} total p50/p99 (ms)")
+    labels.append("one client c=1: plain p50 / stream20 TTFT p50 (ms)")
     labels.append("stream errors (all streams)")
     labels += [f"RSS {proc} idle/load/growth (MB)" for proc in procs]
     return labels

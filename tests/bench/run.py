@@ -9,7 +9,9 @@
 Phases are interleaved per round (latency for every target, then throughput for every target,
 then streams ...), so a noisy neighbour hits all targets alike and the ratios stay meaningful.
 Latency at c=1 comes from wrk -t1 -c1 (HdrHistogram percentiles, microsecond resolution);
-throughput from wrk at 50 connections; streams from an asyncio client. Exit code: 0 with a
+throughput from wrk at 50 connections; streams from an asyncio client; and one light client
+that alternates plain calls and streams at c=1 (tests/bench/probe.py) for the stream target.
+Exit code: 0 with a
 report (even when targets fail), 2 when the harness itself broke, 130 on Ctrl-C.
 """
 
@@ -24,7 +26,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +42,10 @@ from tests.bench.notes import (
     redis_snapshot,
     upstream_stats,
 )
+from tests.bench.probe import run_probe
+from tests.bench.settings import Settings, settings_from
 from tests.bench.stack import HarnessError, Processes, start_upstream
 from tests.bench.targets import Target
-
-
-@dataclass(frozen=True)
-class Settings:
-    duration: int  # seconds per wrk phase
-    rounds: int
-    leak_runs: int  # extra throughput runs after the rounds, for the RSS growth series
-    concurrency: int
-    wrk_threads: int
-    warmup: float
-    stream_seq: dict[str, int] = field(default_factory=dict)
-    stream_conc: dict[str, int] = field(default_factory=dict)
-    import_runs: int = 5
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    quick = args.quick
-    return Settings(
-        duration=args.duration or (2 if quick else 10),
-        rounds=args.rounds or (1 if quick else 3),
-        leak_runs=args.leak_runs if args.leak_runs is not None else (2 if quick else 3),
-        concurrency=args.concurrency,
-        wrk_threads=args.wrk_threads,
-        warmup=1.0 if quick else 3.0,
-        stream_seq={"stream20": 10 if quick else 50, "stream64x20": 2 if quick else 5},
-        stream_conc={"stream20": 10 if quick else 50, "stream64x20": 5 if quick else 20},
-        import_runs=3 if quick else 7,
-    )
 
 
 class Bench:
@@ -96,6 +72,7 @@ class Bench:
                 "latency_c1": [],
                 "throughput": [],
                 "streams": {model: [] for model in self.s.stream_seq},
+                "probe": [],
                 "rss_idle": {},
                 "rss_series": [],
             }
@@ -142,6 +119,14 @@ class Bench:
             f"{report.fmt(total, 1)} ms; errors {len(seq.errors) + len(conc.errors)}"
         )
 
+    def probe(self, t: Target) -> None:
+        result = run_probe(t.url, t.token, t.headers, self.s.probe_pairs).as_dict()
+        t.raw["probe"].append(result)
+        self._say(
+            f"{t.name:<9} probe c=1 plain p50 {result['plain_p50_ms']:.3f} ms, stream TTFT p50 "
+            f"{result['ttft_p50_ms']:.3f} ms"
+        )
+
     def warm_up(self) -> None:
         for t in self.targets:
             load.run_wrk(self.wrk, t.url, t.script, 10, self.s.warmup, threads=1)
@@ -161,6 +146,9 @@ class Bench:
                 for t in self.targets:
                     if t.streams:
                         self.streams(t, model)
+            for t in self.targets:
+                if t.streams:
+                    self.probe(t)
         for number in range(1, self.s.leak_runs + 1):
             self._say(f"repeat {number}/{self.s.leak_runs} (RSS growth series)")
             for t in self.targets:
