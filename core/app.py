@@ -243,6 +243,8 @@ def create_app(
     def authenticated(
         handler: Handler, api: Api = "openai", upload: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
+        defer = not upload and getattr(handler, "defers_claim", False)
+
         async def endpoint(request: Request) -> Response:
             caller: Caller | None = None
             try:
@@ -250,9 +252,14 @@ def create_app(
                     caller = await _streamed(state, request, uploads)
                     body = b""
                 else:
-                    caller, body = await state.verifier.authenticate(request, max_body)
+                    caller, body = await state.verifier.authenticate(request, max_body, defer)
                 requestctx.bind(caller.tenant, caller.request_id, caller.trace_id)
-                response = await handler(request, caller, body)
+                try:
+                    response = await handler(request, caller, body)
+                except GatewayError:
+                    await caller.settled()  # a replayed credential's 401 goes first
+                    raise
+                await caller.settled()  # nothing leaves for a replayed credential
                 response.raw_headers.append((NONCES_HEADER, state.verifier.nonces))
                 return response
             except GatewayError as error:

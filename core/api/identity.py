@@ -5,7 +5,8 @@ body's digest; the handler gets those bytes. An upload comes in the hop's stream
 (shared/hop.py): its credential yields the chain key its frames are verified with as they are
 read (core.api.audio.upload), never the body whole. Every failure, however malformed the
 input, is the same 401 envelope, and a credential is accepted at most once (its nonce is
-claimed in the state store with one SET NX EX).
+claimed in the state store with one SET NX PX; a pipeline route settles that claim only before
+it acts: core.api.nonce_claim).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from core.api.nonce_claim import NonceClaim
 from core.api.tags import HEADER as TAGS_HEADER
 from core.api.tags import with_header
 from core.ledger.record import Tags
@@ -48,10 +50,18 @@ class Caller:
     # The W3C traceparent the request came with from the edge (normalised; a new trace's when
     # none or an invalid one came): its trace id goes on every log line and the ledger record.
     traceparent: str | None = None
+    # The hop nonce's claim, when the route settles it later (core.api.nonce_claim).
+    claim: NonceClaim | None = field(default=None, repr=False, compare=False)
 
     @property
     def trace_id(self) -> str | None:
         return trace_id_of(self.traceparent) if self.traceparent else None
+
+    async def settled(self) -> None:
+        """The hop nonce is this request's (raises its 401 when it was not); at once when it
+        was claimed before the route ran."""
+        if self.claim is not None:
+            await self.claim.settled()
 
 
 NONCES_HEADER = hop.NONCES_HEADER.encode()  # on every answer past authentication (core.app)
@@ -95,9 +105,13 @@ class HopVerifier:
         self._store = store
         self._matchers: dict[str, Callable[[str], bool]] = {}
 
-    async def authenticate(self, request: Request, max_body: int) -> tuple[Caller, bytes]:
+    async def authenticate(
+        self, request: Request, max_body: int, defer: bool = False
+    ) -> tuple[Caller, bytes]:
         """The caller and the request's body, or a 401: MAC and freshness first (no body is
-        read for a forged credential), then the body against its digest, then the nonce."""
+        read for a forged credential), then the body against its digest, then the nonce:
+        claimed here, or with `defer` started here and settled by the route before it acts
+        (`Caller.claim`)."""
         headers, claims, ttl = self._checked(request)
         if claims.streamed:
             raise _unauthorized()  # a JSON route takes whole bodies only
@@ -108,6 +122,9 @@ class HopVerifier:
             raise
         if hop.body_digest(body) != claims.body_digest:
             raise _unauthorized()
+        if defer:
+            claim = NonceClaim(self._claim(claims, ttl, headers))
+            return self._caller(claims, headers, claim), body
         await self._claim(claims, ttl, headers)
         return self._caller(claims, headers), body
 
@@ -156,7 +173,9 @@ class HopVerifier:
             return _SHARED
         return _LOCAL
 
-    def _caller(self, claims: hop.HopClaims, headers: dict[str, str]) -> Caller:
+    def _caller(
+        self, claims: hop.HopClaims, headers: dict[str, str], claim: NonceClaim | None = None
+    ) -> Caller:
         identity = claims.identity
         return Caller(
             tenant=identity.tenant,
@@ -166,6 +185,7 @@ class HopVerifier:
             tags=with_header(identity.tags, headers.get(TAGS_HEADER)),
             admin=identity.admin,
             traceparent=received(headers.get(hop.TRACEPARENT_HEADER)),
+            claim=claim,
         )
 
     def _matcher(self, models: str) -> Callable[[str], bool]:

@@ -268,6 +268,12 @@ class Coalescer:
                 continue  # what came meanwhile is sent before waiting again
             await flight.changed(HEARTBEAT_S)
 
+    def give_back(self, key: str, lead: Lead) -> None:
+        """`lead` (a lookup's lock for `key`, or its count as a follower) unused after all: a
+        replayed hop credential's (core.cache.stage)."""
+        if self._store is not None:
+            self._spawn(self._give_back(key + _LOCK, lead))
+
     async def _give_back(self, lock: str, lead: Lead) -> None:
         """A lock asked for by a request that follows a local flight after all: released if
         it took it, else its count as a follower taken back."""

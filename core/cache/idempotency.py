@@ -128,11 +128,17 @@ class Idempotent:
         self._deadline_s = deadline_s
         self.counts = counts or IdempotencyCounts()
 
+    @property
+    def defers_claim(self) -> bool:
+        """As its handler's (core.api.nonce_claim); settled here before a key is used."""
+        return bool(getattr(self._handler, "defers_claim", False))
+
     async def __call__(self, http: Request, caller: Caller, body: bytes) -> Response:
         raw = http.headers.get("idempotency-key")
         if raw is None or not self._config.enabled:
             return await self._handler(http, caller, body)
         key = _checked(raw)
+        await caller.settled()  # a replayed hop credential neither reads nor holds the key
         tag = _digest(caller.tenant.encode(), 8)  # the hash tag: a tenant's keys share a slot
         base = f"ilk:{{{tag}}}:{_digest(key.encode())}"
         fingerprint = _digest(http.url.path.encode() + b"\n" + _content(http, body))

@@ -43,6 +43,7 @@ from core.pipeline.exchange import SSE_HEADERS, Exchange
 from core.resilience.dispatch import close
 from core.spend.quote import COST_HEADER
 from shared.config_cache import CacheConfig, CachePolicy
+from shared.errors import GatewayError
 
 AnyExchange = Exchange[Any, Any, Any]
 __all__ = ["CACHE_HEADER", "CACHE_HIT", "Fill", "ResponseCache"]
@@ -265,6 +266,7 @@ class ResponseCache:
             coalesce = policy.coalesce and follow.eligible(x, asked)
             if not asked.no_cache:
                 raw, lead = await self._find(x, key, coalesce)
+                await self._settled(x, key, lead)
                 if raw is not None and await self._lookup(x, kind, raw, asked, policy.ttl_s):
                     self.outcomes["hit"] += 1
                     return
@@ -275,6 +277,16 @@ class ResponseCache:
             return
         self.outcomes[status] += 1
         x.cache_fill = fill
+
+    async def _settled(self, x: AnyExchange, key: str, lead: Lead | None) -> None:
+        """The hop nonce settled before anything the lookup found or took is used (its claim
+        left with the lookup: core.api.nonce_claim); a replay gives the lock back."""
+        try:
+            await x.caller.settled()
+        except GatewayError:
+            if lead is not None and self._coalescer is not None:
+                self._coalescer.give_back(follow.flight_key(key, x), lead)
+            raise
 
     async def _find(
         self, x: AnyExchange, key: str, coalesce: bool

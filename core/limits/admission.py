@@ -13,6 +13,7 @@ from core.wire.tokens import (
     estimate_messages,
     estimate_text,
 )
+from shared.errors import GatewayError
 
 
 def prompt_estimate(payload: dict[str, Any]) -> int:
@@ -64,3 +65,20 @@ async def admit(
         return UNLIMITED
     estimate = estimate_tokens(payload) if tokens is None else clamp_reservation(tokens)
     return await limiter.admit(caller.tenant, caller.tier, estimate)
+
+
+async def admit_claimed(
+    limiter: TenantLimiter | None, caller: Caller, payload: dict[str, Any], tokens: int
+) -> Admission:
+    """`admit`, then the caller's hop nonce settled (its claim left with the limits' call:
+    core.api.nonce_claim): a replayed credential gets its 401 and takes nothing from the
+    tenant's limits (its request and its tokens are given back)."""
+    admission = await admit(limiter, caller, payload, tokens)
+    try:
+        await caller.settled()
+    except GatewayError:
+        admission.settle(0)
+        if limiter is not None and admission is not UNLIMITED:
+            await limiter.refund_request(caller.tenant, caller.tier)
+        raise
+    return admission

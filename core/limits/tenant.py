@@ -159,6 +159,16 @@ class TenantLimiter:
             self.settlements, tokens.key, limit.tpm, estimated_tokens, tokens.capacity, headers
         )
 
+    async def refund_request(self, tenant: str, tier: str) -> None:
+        """Gives back the request an admission counted (its tokens go back with settle(0)):
+        a request refused after admission for something it never did (a replayed hop
+        credential: core.api.nonce_claim) leaves the tenant's limits as it found them."""
+        limit = self.limit_for(tenant, tier)
+        if limit is None or limit.rpm is None:
+            return
+        key = f"il:{{t:{tenant}}}:rpm"
+        await self._store.adjust(key, -1, burst_capacity(limit.rpm, limit.burst), limit.rpm / 60)
+
     def _specs(
         self, tenant: str, limit: RateLimit, tokens: int
     ) -> tuple[list[BucketSpec], list[str]]:

@@ -56,6 +56,11 @@ class Pipeline(Generic[Q, S, R]):
 
     __slots__ = ("_account", "_spec", "_stages", "_tracer")
 
+    # The hop nonce's claim may still be under way when the stages start: Dispatch settles it
+    # before anything goes upstream, core.app's endpoint before any answer leaves
+    # (core.api.nonce_claim).
+    defers_claim = True
+
     def __init__(
         self,
         spec: ApiSpec[Q, S, R],

@@ -24,7 +24,7 @@ from core.api.validate import parse_json_object
 from core.budgets.ask import BudgetAsk, budget_ask
 from core.budgets.enforce import BudgetDowngrade
 from core.cache.affinity import Affinities, holder_of
-from core.limits.admission import admit
+from core.limits.admission import admit_claimed
 from core.limits.tenant import TenantLimiter
 from core.observe import accounting
 from core.observe.accounting import Priced
@@ -171,7 +171,7 @@ class Plan:
 
 
 class Admit:
-    """The tenant's rate limits, reserving the API's token estimate (429 when over)."""
+    """The tenant's limits, reserving the token estimate (429 when over); the hop nonce too."""
 
     name = "admit"
 
@@ -180,7 +180,7 @@ class Admit:
 
     async def __call__(self, x: AnyExchange) -> None:
         x.tokens = x.spec.estimate(x.request, x.prompt_tokens())
-        x.admission = await admit(self._limiter, x.caller, x.payload, x.tokens)
+        x.admission = await admit_claimed(self._limiter, x.caller, x.payload, x.tokens)
 
 
 class Dispatch:
@@ -196,6 +196,7 @@ class Dispatch:
         self._registry = registry
 
     async def __call__(self, x: AnyExchange) -> None:
+        await x.caller.settled()  # a replayed hop credential never reaches a provider
         budgets = self._dispatcher.budgets
         ask = ask_of(x) if budgets is not None and budgets.enabled else None
         x.sent_dropped = collect_dropped()  # marks a send could not honour (Gemini's caches)
