@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
 from core.api.audio import MultipartRead, SpeechApi, TranscriptionsApi
 from core.api.chat import ChatApi
 from core.api.embeddings import EmbeddingsApi
@@ -24,6 +28,7 @@ from core.pipeline.explain import AnySpec
 from core.state.resilient import ResilientStore
 
 if TYPE_CHECKING:
+    from core.api.identity import Caller
     from core.app import CoreState, Handler
 
 
@@ -101,3 +106,22 @@ def build_apis(state: CoreState) -> Apis:
         delete_response,
         input_items_endpoint(responses),
     )
+
+
+def models_endpoint(state: CoreState) -> Handler:
+    """GET /v1/models: the configured models and aliases this caller's token may use."""
+
+    async def models(request: Request, caller: Caller, body: bytes) -> Response:
+        created = state.registry.created
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": owner}
+            for name, owner in state.registry.listing()
+            if caller.allows(name)
+        ]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}),
+            media_type="application/json",
+            headers={"x-request-id": caller.request_id},
+        )
+
+    return models

@@ -6,7 +6,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +18,7 @@ from core.api.identity import NONCES_HEADER, Caller, HopVerifier, unauthorized
 from core.api.listeners import ListenerRouter
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
-from core.apis import Apis, build_apis
+from core.apis import Apis, build_apis, models_endpoint
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
@@ -321,29 +320,10 @@ def _api_routes(
         ("/v1/images/generations", "POST", once(apis.images), "openai", False),
         ("/v1/audio/speech", "POST", apis.speech, "openai", False),
         ("/v1/audio/transcriptions", "POST", once(apis.transcribe), "openai", True),
-        ("/v1/models", "GET", _models_endpoint(state), "openai", False),
+        ("/v1/models", "GET", models_endpoint(state), "openai", False),
         ("/v1/usage", "GET", usage, "openai", False),
         ("/v1/dashboard/{panel}", "GET", dashboard, "openai", False),
     ]
-
-
-def _models_endpoint(state: CoreState) -> Handler:
-    """GET /v1/models: the configured models and aliases this caller's token may use."""
-
-    async def models(request: Request, caller: Caller, body: bytes) -> Response:
-        created = state.registry.created
-        data = [
-            {"id": name, "object": "model", "created": created, "owned_by": owner}
-            for name, owner in state.registry.listing()
-            if caller.allows(name)
-        ]
-        return Response(
-            orjson.dumps({"object": "list", "data": data}),
-            media_type="application/json",
-            headers={"x-request-id": caller.request_id},
-        )
-
-    return models
 
 
 async def _healthz(request: Request) -> Response:
