@@ -166,8 +166,8 @@ class TenantLimiter:
         limit = self.limit_for(tenant, tier)
         if limit is None or limit.rpm is None:
             return
-        key = f"il:{{t:{tenant}}}:rpm"
-        await self._store.adjust(key, -1, burst_capacity(limit.rpm, limit.burst), limit.rpm / 60)
+        bucket = _requests_bucket(tenant, limit.rpm, limit.burst)
+        await self._store.adjust(bucket.key, -1, bucket.capacity, bucket.rate)
 
     def _specs(
         self, tenant: str, limit: RateLimit, tokens: int
@@ -175,8 +175,7 @@ class TenantLimiter:
         # One hash tag per tenant: both buckets share a cluster slot, so one Lua call suffices.
         specs, kinds = [], []
         if limit.rpm is not None:
-            key = f"il:{{t:{tenant}}}:rpm"
-            specs.append(BucketSpec(key, burst_capacity(limit.rpm, limit.burst), limit.rpm / 60, 1))
+            specs.append(_requests_bucket(tenant, limit.rpm, limit.burst))
             kinds.append("requests")
         if limit.tpm is not None:
             key = f"il:{{t:{tenant}}}:tpm"
@@ -214,3 +213,9 @@ class TenantLimiter:
                 "retry-after-ms": str(int(wait * 1000)),
             },
         )
+
+
+def _requests_bucket(tenant: str, rpm: int, burst: float) -> BucketSpec:
+    """The tenant's requests-per-minute bucket, costing one request (admission's take; a
+    refund gives the one back)."""
+    return BucketSpec(f"il:{{t:{tenant}}}:rpm", burst_capacity(rpm, burst), rpm / 60, 1)

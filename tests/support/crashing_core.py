@@ -18,16 +18,30 @@ CRASHING_CORE = "tests.support.crashing_core:create_app"
 MARKER = "crash-the-core"
 
 
-class CrashOnMarker:
-    """Raises inside the app (under Starlette's error middleware, as a bug would)."""
+class OnMarker:
+    """Runs `act` for a request whose `idempotency-key` is `marker`, before the real app;
+    every other request goes straight through."""
+
+    marker = MARKER
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._header = (b"idempotency-key", self.marker.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (b"idempotency-key", MARKER.encode()) in scope["headers"]:
-            raise RuntimeError("deliberate crash for a test")
+        if scope["type"] == "http" and self._header in scope["headers"]:
+            await self.act()
         await self.app(scope, receive, send)
+
+    async def act(self) -> None:
+        raise NotImplementedError
+
+
+class CrashOnMarker(OnMarker):
+    """Raises inside the app (under Starlette's error middleware, as a bug would)."""
+
+    async def act(self) -> None:
+        raise RuntimeError("deliberate crash for a test")
 
 
 def create_app(config: Config) -> Starlette:
