@@ -5,6 +5,14 @@ on the event loop). Partitioning: a `period` column (day or month number, core.l
 with an index; retention deletes whole periods at once. One table per period would make a
 query over a range a UNION of tables; a column keeps one table and the same SQL as PostgreSQL
 (core.ledger.query), and a whole-period delete is one indexed range delete.
+
+A batch is a fixed handful of statements whatever its size: its rows and its rollups each go
+in as one JSON array bound to one statement (json_each), and the ids already stored come back
+as one JSON array. sqlite3 releases the GIL around every step of a statement and must take it
+back after; while the event loop keeps the GIL busy (a loaded core), each take-back waits up
+to the switch interval (5 ms). A statement per record capped the writer at a few hundred
+records a second under load (the queue, and the core's memory, then grew without end); a
+statement per batch costs the same few waits for 1 record or 2,000.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import orjson
 
 from core.ledger import query as q
 from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
@@ -38,13 +48,27 @@ CREATE TABLE IF NOT EXISTS ledger_rollups (
     PRIMARY KEY ({", ".join(KEY_COLUMNS)})
 ) WITHOUT ROWID;
 """
+_NAMES = ("request_id", "period", *COLUMNS)
+_ROLLUP_NAMES = (*KEY_COLUMNS, *SUM_COLUMNS)
+
+
+def _rows_of_json(count: int) -> str:
+    """The columns of a JSON array of `count`-element arrays, one row per element."""
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
+    return f"SELECT {values} FROM json_each(?) WHERE true"  # WHERE: ON CONFLICT parses
+
+
 _INSERT = (
-    f"INSERT INTO ledger_records (request_id, period, {', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (request_id) DO NOTHING"
+    f"INSERT INTO ledger_records ({', '.join(_NAMES)}) {_rows_of_json(len(_NAMES))} "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+_STORED = (
+    "SELECT json_group_array(request_id) FROM ledger_records "
+    "WHERE request_id IN (SELECT value FROM json_each(?))"
 )
 _UPSERT = (
-    f"INSERT INTO ledger_rollups ({', '.join(KEY_COLUMNS + SUM_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(KEY_COLUMNS) + len(SUM_COLUMNS)))}) "
+    f"INSERT INTO ledger_rollups ({', '.join(_ROLLUP_NAMES)}) "
+    f"{_rows_of_json(len(_ROLLUP_NAMES))} "
     f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
     + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
 )
@@ -73,8 +97,17 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE ledger_rollups ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
 
 
+MIN_SQLITE = (3, 35, 0)  # json_each, json_group_array, MATERIALIZED
+
+
 class SqliteStore:
     def __init__(self, path: Path, partition: str = "day") -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(
+                f"the embedded ledger needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer "
+                f"(this Python's is {sqlite3.sqlite_version}): run a newer Python build or set "
+                "ledger.url to a postgresql:// database"
+            )
         self._path = path
         self._partition = partition
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
@@ -107,22 +140,20 @@ class SqliteStore:
         partition = self._partition
 
         def write(db: sqlite3.Connection) -> tuple[int, int]:
-            inserted = []
             db.execute("BEGIN IMMEDIATE")
             try:
                 kept = unexpired(records, _horizon(db))
-                for r in kept:
-                    cursor = db.execute(
-                        _INSERT, (r.request_id, period_of(r.ts, partition), *row(r))
-                    )
-                    if cursor.rowcount == 1:
-                        inserted.append(r)
-                db.executemany(_UPSERT, [(*key, *sums) for key, sums in deltas(inserted)])
+                fresh = _unstored(db, kept)
+                if fresh:
+                    rows = [(r.request_id, period_of(r.ts, partition), *row(r)) for r in fresh]
+                    db.execute(_INSERT, (orjson.dumps(rows),))
+                    sums = [(*key, *totals) for key, totals in deltas(fresh)]
+                    db.execute(_UPSERT, (orjson.dumps(sums),))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return len(inserted), len(records) - len(kept)
+            return len(fresh), len(records) - len(kept)
 
         new, expired = await self._call(write)
         self.expired += expired
@@ -132,15 +163,12 @@ class SqliteStore:
     async def usage(self, query: UsageQuery) -> UsagePage:
         sql = q.build(query, DIALECT)
 
-        def fetch(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return db.execute(sql.text, sql.args).fetchall()
-
-        page, cursor = q.rows(sql, await self._call(fetch), query.limit)
+        page, cursor = q.rows(sql, await self.read(sql.text, sql.args), query.limit)
         return UsagePage(page, cursor)
 
     async def read(self, text: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """A read-only query of the dashboard's (core.dashboard.reads), on the store's thread."""
-        return await self._call(lambda db: db.execute(text, list(args)).fetchall())
+        return await self._call(lambda db: _all_rows(db, text, list(args)))
 
     async def drop_before(self, cutoff: float) -> int:
         """Deletes the periods that end at or before `cutoff`; returns how many there were."""
@@ -170,6 +198,37 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=False)
+
+
+def _unstored(db: sqlite3.Connection, records: list[LedgerRecord]) -> list[LedgerRecord]:
+    """The first record of each request id the table does not hold yet, in batch order: a
+    replayed or repeated record is kept once and counted in the rollups once."""
+    firsts: dict[str, LedgerRecord] = {}
+    for r in records:
+        firsts.setdefault(r.request_id, r)
+    if firsts:
+        (stored,) = db.execute(_STORED, (orjson.dumps(list(firsts)),)).fetchone()
+        for request_id in orjson.loads(stored):
+            firsts.pop(request_id, None)
+    return list(firsts.values())
+
+
+def _all_rows(db: sqlite3.Connection, text: str, args: list[Any]) -> list[tuple[Any, ...]]:
+    """The query's rows, in its order, from one step (a dashboard read is up to 20,000 rows:
+    one step each would wait on the GIL 20,000 times). JSON renders a real with 15 digits;
+    reals travel as their 17-digit text, wrapped in an array so they read back as floats."""
+    width = len(db.execute(f"SELECT * FROM ({text}) LIMIT 0", args).description)
+    names = [f"c{i}" for i in range(width)]
+    values = ", ".join(
+        f"CASE typeof({n}) WHEN 'real' THEN json_array(printf('%!.17g', {n})) ELSE {n} END"
+        for n in names
+    )
+    one = (
+        f"WITH q ({', '.join(names)}) AS MATERIALIZED ({text}) "
+        f"SELECT json_group_array(json_array({values})) FROM q"
+    )
+    (found,) = db.execute(one, args).fetchone()
+    return [tuple(float(v[0]) if type(v) is list else v for v in r) for r in orjson.loads(found)]
 
 
 def _horizon(db: sqlite3.Connection) -> float | None:
