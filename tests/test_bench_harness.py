@@ -6,7 +6,9 @@ the Portkey gateway (installed on first use into tests/bench/.portkey). Real pro
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from tests.bench import floor, load, notes, portkey, probe, procstats
 from tests.bench.stack import Interlock, Processes, start_redis, start_upstream
 from tests.bench.targets import Target
+from tests.support.prom import scrape, value
 
 
 @pytest.fixture
@@ -75,6 +78,15 @@ def test_redis_round_trips_are_the_cores_own_count(procs: Processes) -> None:
     assert 1 <= trips < inside  # scripts run more commands than the core sends
     note = notes.redis_note(before, after, requests)
     assert note.startswith(f"Redis round trips per gateway request: {trips:.2f} ")
+    deadline = time.monotonic() + 10  # the ledger writes every 0.2 s
+    while value(scrape(admin), "interlock_ledger_queued") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ledger = re.fullmatch(
+        r"ledger writer after the rounds: (\d+) records written, 0 still queued in memory, "
+        r"0 spilled to disk",
+        notes.ledger_note(scrape(admin)),
+    )
+    assert ledger is not None and int(ledger.group(1)) >= requests
 
 
 def test_the_probe_times_plain_calls_and_streams_with_one_client(procs: Processes) -> None:

@@ -12,7 +12,7 @@ from tests.bench import litellm as litellm_proxy
 from tests.bench import report, targets
 from tests.bench.stack import redis_commands
 from tests.bench.targets import Target
-from tests.support.prom import scrape, value
+from tests.support.prom import Samples, scrape, value
 
 USAGE = "interlock.usage"  # the core's per-request usage log line
 NOTES = [
@@ -75,7 +75,22 @@ def after_notes(
         notes.append(f"usage accounting lines written by the core while measuring: {lines}")
         if t.redis_url:
             notes.append(redis_note(redis_before[t.name], redis_snapshot(t), lines))
+        if t.admin_url is not None:
+            notes.append(ledger_note(scrape(t.admin_url)))
     return notes
+
+
+def ledger_note(found: Samples) -> str:
+    """Whether the ledger's writer kept up: records still queued in memory at the end (a
+    flush interval's worth, not a load's) and none spilled to disk."""
+    written, queued, spilled = (
+        int(value(found, f"interlock_ledger_{name}") or 0)
+        for name in ("written_total", "queued", "spilled_total")
+    )
+    return (
+        f"ledger writer after the rounds: {written} records written, {queued} still queued in "
+        f"memory, {spilled} spilled to disk"
+    )
 
 
 def upstream_stats(url: str) -> dict[str, int]:
