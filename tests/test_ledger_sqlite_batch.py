@@ -19,44 +19,70 @@ import pytest
 from core.ledger.codec import COLUMNS, row
 from core.ledger.periods import period_of
 from core.ledger.record import LedgerRecord
+from core.ledger.rollup import deltas
 from core.ledger.sqlite import SqliteStore
+from core.ledger.sqlite_steps import chunk_sizes
 from core.ledger.store import UsageQuery
 from tests.support.ledger_records import DAY, T0, expected, random_records, record
 
 
-def _statements_per_write(path: Path, batches: list[list[LedgerRecord]]) -> list[int]:
-    """The statements each write ran (sqlite3's trace callback sees every one)."""
+def _statements_per_write(path: Path, batches: list[list[LedgerRecord]]) -> list[list[str]]:
+    """The statements each write ran (sqlite3's trace callback sees every one), by kind:
+    the first three words (e.g. "INSERT INTO ledger_records")."""
 
-    async def main() -> list[int]:
+    async def main() -> list[list[str]]:
         store = SqliteStore(path)
         await store.open()
         seen: list[str] = []
         await store._call(lambda db: db.set_trace_callback(seen.append))
-        counts = []
+        runs = []
         try:
             for batch in batches:
                 seen.clear()
                 await store.write(batch)
-                counts.append(len(seen))
+                runs.append([" ".join(sql.split()[:3]) for sql in seen])
         finally:
             await store.close()
-        return counts
+        return runs
 
     return asyncio.run(main())
 
 
-def test_a_batch_of_2000_runs_as_many_statements_as_a_batch_of_one(tmp_path: Path) -> None:
+def test_a_batch_runs_a_few_statements_whatever_its_size(tmp_path: Path) -> None:
     many = random_records(2000, seed=11)
     replay = [*many[:700], record("late-1", T0 + 5), record("late-1", T0 + 5)]
-    counts = _statements_per_write(tmp_path / "l.sqlite3", [[record("one", T0)], many, replay])
-    # BEGIN, horizon, ids already stored, rows, rollups, COMMIT: the same for every size
-    assert counts == [6, 6, 6], counts
+    runs = _statements_per_write(tmp_path / "l.sqlite3", [[record("one", T0)], many, replay])
+    inserts = [run.count("INSERT INTO ledger_records") for run in runs]
+    # 1 row; 2000 rows as 512 x 3 + 256 + 128 + 64 + 16; the one new row of the replay
+    assert inserts == [1, 7, 1], runs
+    fresh = [[record("one", T0)], many, [record("late-1", T0 + 5)]]
+    for run, inserted, new in zip(runs, inserts, fresh, strict=True):
+        assert run[:2] == ["BEGIN IMMEDIATE", "SELECT value FROM"]  # the retained horizon
+        assert run[2] == "SELECT json_group_array(request_id) FROM"  # the ids stored: one step
+        assert run[-1] == "COMMIT"
+        rollups = len(list(chunk_sizes(len(deltas(new)), 512)))
+        assert run.count("INSERT INTO ledger_rollups") == rollups
+        assert len(run) == 4 + inserted + rollups
 
 
 def test_a_batch_of_records_all_stored_already_skips_the_inserts(tmp_path: Path) -> None:
     batch = [record(f"r{i}", T0 + i) for i in range(20)]
-    counts = _statements_per_write(tmp_path / "l.sqlite3", [batch, batch])
-    assert counts == [6, 4], counts
+    runs = _statements_per_write(tmp_path / "l.sqlite3", [batch, batch])
+    assert runs[1] == [
+        "BEGIN IMMEDIATE",
+        "SELECT value FROM",
+        "SELECT json_group_array(request_id) FROM",
+        "COMMIT",
+    ]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 511, 512, 513, 1000, 2000, 4095])
+def test_rows_go_in_power_of_two_chunks_of_at_most_the_largest(count: int) -> None:
+    sizes = list(chunk_sizes(count, 512))
+    assert sum(sizes) == count
+    assert all(size & (size - 1) == 0 and 1 <= size <= 512 for size in sizes)
+    assert len(sizes) <= count // 512 + 9
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def _stored_rows(path: Path) -> dict[str, tuple[object, ...]]:

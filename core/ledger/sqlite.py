@@ -6,13 +6,8 @@ with an index; retention deletes whole periods at once. One table per period wou
 query over a range a UNION of tables; a column keeps one table and the same SQL as PostgreSQL
 (core.ledger.query), and a whole-period delete is one indexed range delete.
 
-A batch is a fixed handful of statements whatever its size: its rows and its rollups each go
-in as one JSON array bound to one statement (json_each), and the ids already stored come back
-as one JSON array. sqlite3 releases the GIL around every step of a statement and must take it
-back after; while the event loop keeps the GIL busy (a loaded core), each take-back waits up
-to the switch interval (5 ms). A statement per record capped the writer at a few hundred
-records a second under load (the queue, and the core's memory, then grew without end); a
-statement per batch costs the same few waits for 1 record or 2,000.
+A batch takes a few statement steps whatever its size, and a read one
+(core.ledger.sqlite_steps says why: the GIL).
 """
 
 from __future__ import annotations
@@ -24,13 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from core.ledger import query as q
 from core.ledger.codec import COLUMNS, MIGRATIONS, row, sql_default
 from core.ledger.periods import period_of, period_start
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import ADDED_SUMS, KEY_COLUMNS, SUM_COLUMNS, deltas
+from core.ledger.sqlite_steps import MultiRowInsert, all_rows, ids_present
 from core.ledger.store import UsagePage, UsageQuery, note_expired, unexpired
 
 T = TypeVar("T")
@@ -49,28 +43,18 @@ CREATE TABLE IF NOT EXISTS ledger_rollups (
 ) WITHOUT ROWID;
 """
 _NAMES = ("request_id", "period", *COLUMNS)
-_ROLLUP_NAMES = (*KEY_COLUMNS, *SUM_COLUMNS)
 
 
-def _rows_of_json(count: int) -> str:
-    """The columns of a JSON array of `count`-element arrays, one row per element."""
-    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
-    return f"SELECT {values} FROM json_each(?) WHERE true"  # WHERE: ON CONFLICT parses
-
-
-_INSERT = (
-    f"INSERT INTO ledger_records ({', '.join(_NAMES)}) {_rows_of_json(len(_NAMES))} "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
+_INSERT = MultiRowInsert("ledger_records", _NAMES, "ON CONFLICT (request_id) DO NOTHING")
 _STORED = (
     "SELECT json_group_array(request_id) FROM ledger_records "
     "WHERE request_id IN (SELECT value FROM json_each(?))"
 )
-_UPSERT = (
-    f"INSERT INTO ledger_rollups ({', '.join(_ROLLUP_NAMES)}) "
-    f"{_rows_of_json(len(_ROLLUP_NAMES))} "
+_UPSERT = MultiRowInsert(
+    "ledger_rollups",
+    (*KEY_COLUMNS, *SUM_COLUMNS),
     f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS),
 )
 _HORIZON = "SELECT value FROM ledger_meta WHERE name = 'horizon'"
 _SET_HORIZON = (
@@ -146,9 +130,8 @@ class SqliteStore:
                 fresh = _unstored(db, kept)
                 if fresh:
                     rows = [(r.request_id, period_of(r.ts, partition), *row(r)) for r in fresh]
-                    db.execute(_INSERT, (orjson.dumps(rows),))
-                    sums = [(*key, *totals) for key, totals in deltas(fresh)]
-                    db.execute(_UPSERT, (orjson.dumps(sums),))
+                    _INSERT.run(db, rows)
+                    _UPSERT.run(db, [(*key, *totals) for key, totals in deltas(fresh)])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -168,7 +151,7 @@ class SqliteStore:
 
     async def read(self, text: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """A read-only query of the dashboard's (core.dashboard.reads), on the store's thread."""
-        return await self._call(lambda db: _all_rows(db, text, list(args)))
+        return await self._call(lambda db: all_rows(db, text, list(args)))
 
     async def drop_before(self, cutoff: float) -> int:
         """Deletes the periods that end at or before `cutoff`; returns how many there were."""
@@ -206,29 +189,9 @@ def _unstored(db: sqlite3.Connection, records: list[LedgerRecord]) -> list[Ledge
     firsts: dict[str, LedgerRecord] = {}
     for r in records:
         firsts.setdefault(r.request_id, r)
-    if firsts:
-        (stored,) = db.execute(_STORED, (orjson.dumps(list(firsts)),)).fetchone()
-        for request_id in orjson.loads(stored):
-            firsts.pop(request_id, None)
+    for request_id in ids_present(db, _STORED, list(firsts)) if firsts else ():
+        firsts.pop(request_id, None)
     return list(firsts.values())
-
-
-def _all_rows(db: sqlite3.Connection, text: str, args: list[Any]) -> list[tuple[Any, ...]]:
-    """The query's rows, in its order, from one step (a dashboard read is up to 20,000 rows:
-    one step each would wait on the GIL 20,000 times). JSON renders a real with 15 digits;
-    reals travel as their 17-digit text, wrapped in an array so they read back as floats."""
-    width = len(db.execute(f"SELECT * FROM ({text}) LIMIT 0", args).description)
-    names = [f"c{i}" for i in range(width)]
-    values = ", ".join(
-        f"CASE typeof({n}) WHEN 'real' THEN json_array(printf('%!.17g', {n})) ELSE {n} END"
-        for n in names
-    )
-    one = (
-        f"WITH q ({', '.join(names)}) AS MATERIALIZED ({text}) "
-        f"SELECT json_group_array(json_array({values})) FROM q"
-    )
-    (found,) = db.execute(one, args).fetchone()
-    return [tuple(float(v[0]) if type(v) is list else v for v in r) for r in orjson.loads(found)]
 
 
 def _horizon(db: sqlite3.Connection) -> float | None:
