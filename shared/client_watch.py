@@ -123,6 +123,9 @@ class ClientWatch:
         self._sweeper.due.pop(self, None)
         if self._watcher is not None:
             self._watcher.cancel()
+        # The task's frames hold this watch: references back to them would make a cycle that
+        # outlives the request until the cyclic collector's older passes.
+        self._task = self._watcher = None
 
 
 async def watched(

@@ -89,6 +89,10 @@ class Budget:
             del self.open[peer]
 
 
+def _no_cycle() -> None:
+    return None
+
+
 class Watch:
     """One connection's deadline: which phase it is in and what happens when time runs out."""
 
@@ -158,6 +162,10 @@ class Watch:
     def closed(self) -> None:
         self._cancel()
         self.writing_resumed()
+        # The getter closes over the protocol, which holds this watch: a cycle that only the
+        # cyclic collector's full passes would free, with the connection's transport, cycle
+        # and buffers (an edge's RSS grew some MB under connection churn before they ran).
+        self.cycle = _no_cycle
 
     def _stalled(self) -> None:
         # Nothing can be said to a client that does not read; close() would wait for the
@@ -376,6 +384,10 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
         def shutdown(self) -> None:
             self.writer.flush()  # a head held this step goes before the connection closes
             super().shutdown()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            self.writer.cycle = None  # a cycle still to answer holds the writer: no loop
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

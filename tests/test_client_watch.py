@@ -4,8 +4,9 @@ began, under one timer per event loop; requests answered sooner never read the c
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from starlette.types import Message
+from starlette.types import Message, Receive
 
 from shared import client_watch
 from shared.client_watch import WATCH_AFTER_S, watched
@@ -51,3 +52,36 @@ def test_a_request_answered_sooner_never_reads_the_channel() -> None:
 
     assert asyncio.run(scenario()) == ["fast"] * 21
     assert reads == 0
+
+
+def test_a_watch_is_freed_with_its_request_without_the_cycle_collector() -> None:
+    """A watch holds its task and its watcher, whose frames (a cancelled watcher's kept in its
+    CancelledError's traceback) hold the watch: stop() lets go of both, so nothing waits for
+    the cyclic collector, whether the request was answered or its client left."""
+
+    async def scenario() -> list[str]:
+        async def gone() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def still_there() -> Message:
+            await asyncio.sleep(60)
+            return {"type": "http.disconnect"}
+
+        async def one(receive: Receive, work: float) -> str:
+            return await watched(receive, asyncio.sleep(work, "answer"), lambda: "left")
+
+        answers = await asyncio.gather(
+            *(one(still_there, WATCH_AFTER_S * 2) for _ in range(5)),  # watcher cancelled
+            *(one(gone, 5) for _ in range(5)),  # the client left
+        )
+        await asyncio.sleep(0.01)  # the cancelled watchers end
+        return list(answers)
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(scenario()) == ["answer"] * 5 + ["left"] * 5
+        live = [o for o in gc.get_objects() if type(o) is client_watch.ClientWatch]
+        assert live == []
+    finally:
+        gc.enable()
