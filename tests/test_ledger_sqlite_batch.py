@@ -21,7 +21,7 @@ from core.ledger.periods import period_of
 from core.ledger.record import LedgerRecord
 from core.ledger.rollup import deltas
 from core.ledger.sqlite import SqliteStore
-from core.ledger.sqlite_steps import chunk_sizes
+from core.ledger.sqlite_steps import LARGEST, chunk_sizes
 from core.ledger.store import UsageQuery
 from tests.support.ledger_records import DAY, T0, expected, random_records, record
 
@@ -53,14 +53,14 @@ def test_a_batch_runs_a_few_statements_whatever_its_size(tmp_path: Path) -> None
     replay = [*many[:700], record("late-1", T0 + 5), record("late-1", T0 + 5)]
     runs = _statements_per_write(tmp_path / "l.sqlite3", [[record("one", T0)], many, replay])
     inserts = [run.count("INSERT INTO ledger_records") for run in runs]
-    # 1 row; 2000 rows as 512 x 3 + 256 + 128 + 64 + 16; the one new row of the replay
-    assert inserts == [1, 7, 1], runs
+    # 1 row; 2000 rows as 64 x 31 + 16; the one new row of the replay
+    assert inserts == [1, 32, 1], runs
     fresh = [[record("one", T0)], many, [record("late-1", T0 + 5)]]
     for run, inserted, new in zip(runs, inserts, fresh, strict=True):
         assert run[:2] == ["BEGIN IMMEDIATE", "SELECT value FROM"]  # the retained horizon
         assert run[2] == "SELECT json_group_array(request_id) FROM"  # the ids stored: one step
         assert run[-1] == "COMMIT"
-        rollups = len(list(chunk_sizes(len(deltas(new)), 512)))
+        rollups = len(list(chunk_sizes(len(deltas(new)), LARGEST)))
         assert run.count("INSERT INTO ledger_rollups") == rollups
         assert len(run) == 4 + inserted + rollups
 

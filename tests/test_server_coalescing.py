@@ -1,4 +1,4 @@
-"""A response's head leaves with its first body bytes (shared.server_protocol.Coalescing).
+"""A response's head leaves with its first body bytes (shared.server_write.Coalescing).
 
 uvicorn writes the head and the body of every response separately: two send() calls, and two
 reads for the peer. The server's protocol holds the head until the body comes in the same loop
@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from shared.config_server import ServerConfig
 from shared.http import EXCEPTION_HANDLERS
-from shared.server_protocol import Coalescing, configured
+from shared.server_protocol import configured
+from shared.server_write import Coalescing
 from tests.support.asgi_server import serve
 from tests.support.sockets import connect, wait_outcome
 
