@@ -17,6 +17,8 @@ import orjson
 import pytest
 
 from tests.bench import floor, load, notes, portkey, probe, procstats
+from tests.bench.run import Bench
+from tests.bench.settings import Settings
 from tests.bench.stack import Interlock, Processes, start_redis, start_upstream
 from tests.bench.targets import Target
 from tests.support.prom import scrape, value
@@ -106,3 +108,29 @@ def test_the_probe_times_plain_calls_and_streams_with_one_client(procs: Processe
     assert summary["n"] == 5 and summary["ttft_p50_ms"] > 0
     with pytest.raises(probe.ProbeError, match="HTTP 401"):
         probe.run_probe(gateway.url, "not-a-token", None, 1)
+
+
+def test_the_warm_up_applies_every_load_of_the_rounds_before_any_sample(procs: Processes) -> None:
+    """The RSS series starts after the warm-up: each stream model at its concurrency must
+    have run by then, besides plain calls (a workload first seen in round 1's stream phase
+    showed as growth between the first and second samples)."""
+    url, _ = start_upstream(procs)
+    settings = Settings(
+        duration=1,
+        rounds=1,
+        leak_runs=0,
+        concurrency=4,
+        wrk_threads=1,
+        warmup=0.5,
+        stream_seq={"stream20": 1, "stream64x20": 1},
+        stream_conc={"stream20": 3, "stream64x20": 2},
+    )
+    direct = Target("direct", url, None, {})
+    silent = Target("quiet", url, None, {}, streams=False)
+    before = notes.upstream_stats(url)
+    bench = Bench(settings, [direct, silent], load.ensure_wrk(install=False), procs.workdir)
+    bench.warm_up()
+    after = notes.upstream_stats(url)
+    # One sequential stream and the concurrent ones per model, for the stream target only.
+    assert after["include_usage_requests"] - before["include_usage_requests"] == (1 + 3) + (1 + 2)
+    assert after["chat_requests"] - before["chat_requests"] > 7  # plain calls at c=1 and c=4

@@ -25,7 +25,9 @@ NOTES = [
     "streams: asyncio (aiohttp) client in the harness process, include_usage on; TTFT = first "
     "non-empty content delta; total = [DONE]; every stream is checked for all chunks + usage",
     "RSS growth: last minus first of the RSS samples taken after every throughput run "
-    f"(rounds + repeats); up to {report.LEAK_TOLERANCE_MB} MB counts as no growth",
+    "(rounds + repeats), after a warm-up that applies every load the rounds do (plain calls "
+    f"at c=1 and c=50, each stream model at its concurrency); up to {report.LEAK_TOLERANCE_MB} "
+    "MB counts as no growth",
 ]
 
 

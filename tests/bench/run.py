@@ -128,8 +128,17 @@ class Bench:
         )
 
     def warm_up(self) -> None:
+        """Every kind of load the rounds apply, once, before any sample: the RSS series is
+        taken after each throughput run, and its first sample must not predate a workload
+        (concurrent streams hold more at once than c=50 plain calls) that every later one
+        has seen, or the series shows a warm-up step as growth."""
         for t in self.targets:
             load.run_wrk(self.wrk, t.url, t.script, 10, self.s.warmup, threads=1)
+            load.run_wrk(self.wrk, t.url, t.script, self.s.concurrency, self.s.warmup)
+        for model, concurrent in self.s.stream_conc.items():
+            for t in self.targets:
+                if t.streams:
+                    load.run_streams(t.url, t.token, model, 1, concurrent, t.headers)
 
     def run(self) -> None:
         for t in self.targets:
