@@ -7,7 +7,7 @@ import pytest
 from tests.bench.capacity_model import Inputs, Profile, lambda_duration_s, plan, render, row
 
 PROFILE = Profile("full", 0.3, 0.6, 30.0, 3.0, 20.0, 1.0)
-INPUTS = Inputs("test box", "2026-12-02", (PROFILE,), 20_000.0, 512, 2.0)
+INPUTS = Inputs("test box", "2026-12-02", (PROFILE,), 0.2, 20_000.0, 512, 2.0)
 
 
 def test_processes_shards_and_database_scale_with_the_rate() -> None:

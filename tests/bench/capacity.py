@@ -17,6 +17,11 @@ Per request: edge and core CPU (/proc), Redis's CPU (its process), the core's ro
 Redis (interlock_redis_commands_total), the commands Redis ran (INFO commandstats, script
 calls included) and the ledger records written. PostgreSQL's side comes from writing the same
 records in batches into the tests' private server and timing its processes' CPU.
+
+A bare Starlette+aiohttp pass-through hop (tests/bench/floor.py) takes the same bursts in the
+same rounds: its CPU per request is the machine's yardstick. CPU figures differ threefold
+between this workplace's VMs; the test that measures the inputs again compares interlock's CPU
+over the hop's, which a faster or slower machine leaves alone.
 """
 
 from __future__ import annotations
@@ -99,6 +104,22 @@ def _turn(wrk: str, t: Turned, burst: float) -> None:
     )
 
 
+@dataclasses.dataclass
+class Yardstick:
+    """The bare hop, turned with the profiles: CPU per request of the least a hop can cost."""
+
+    url: str
+    pid: int
+    samples: list[float] = dataclasses.field(default_factory=list)
+
+    def turn(self, wrk: str, script: Path, burst: float) -> None:
+        before = cpu_seconds(self.pid)
+        result = load.run_wrk(wrk, self.url, script, 20, burst)
+        if result.errors:
+            raise bs.HarnessError(f"hop: {result.errors} of {result.requests} requests failed")
+        self.samples.append((cpu_seconds(self.pid) - before) * 1000 / max(1, result.requests))
+
+
 def _profiles(pg_url: str, sink_url: str) -> dict[str, dict[str, Any]]:
     return {"plain": {}, "full": features.full_overrides(pg_url, sink_url)}
 
@@ -117,9 +138,13 @@ def measure(rounds: int, burst: float) -> Inputs:
             interlock, script = features.start_stack(procs, name, upstream, redis_url, overrides)
             load.run_wrk(wrk, interlock.url, script, 10, 1)  # warm-up
             turned.append(Turned(name, interlock, script, redis_url, redis_pid))
+        hop_url, hop_pids = floor.start_hops(procs, upstream, 1, "hop")
+        hop = Yardstick(hop_url, hop_pids["hop"])
+        hop.turn(wrk, turned[0].script, 1)  # warm-up
         for number in range(rounds):
             for t in turned if number % 2 == 0 else turned[::-1]:
                 _turn(wrk, t, burst)
+            hop.turn(wrk, turned[0].script, burst)
         pg_rate = _pg_records_per_vcpu_s(pg)
     finally:
         procs.stop_all()
@@ -128,7 +153,8 @@ def measure(rounds: int, burst: float) -> Inputs:
     profiles = tuple(Profile(t.name, *(round(t.median(key), 4) for key in keys)) for t in turned)
     machine = f"{platform.machine()}, {_cpu_model()}, Python {platform.python_version()}"
     date = dt.date.today().isoformat()
-    return Inputs(machine, date, profiles, pg_rate, LAMBDA_MEMORY_MB, UPSTREAM_S)
+    hop_cpu_ms = round(statistics.median(hop.samples), 4)
+    return Inputs(machine, date, profiles, hop_cpu_ms, pg_rate, LAMBDA_MEMORY_MB, UPSTREAM_S)
 
 
 def _pg_records_per_vcpu_s(pg: PostgresServer, records: int = 100_000) -> float:
@@ -190,7 +216,9 @@ def plan_document(inputs: Inputs) -> str:
         "",
         f"PostgreSQL: {inputs.pg_records_per_vcpu_s:,.0f} ledger records per vCPU-second "
         f"(batched, fsync on). Lambda edge: {inputs.lambda_memory_mb} MB, arm64, and an assumed "
-        f"mean model latency of {inputs.upstream_s} s that the edge waits through.",
+        f"mean model latency of {inputs.upstream_s} s that the edge waits through. A bare "
+        f"Starlette+aiohttp pass-through hop took {inputs.hop_cpu_ms} ms CPU per request here: "
+        "on another machine, scale the CPU figures by what the hop costs there.",
         "",
         render(inputs),
     ]

@@ -54,6 +54,7 @@ class Inputs:
     machine: str
     date: str
     profiles: tuple[Profile, ...]
+    hop_cpu_ms: float  # one bare pass-through hop's CPU per request: this machine's yardstick
     pg_records_per_vcpu_s: float  # batched ledger writes one PostgreSQL vCPU takes per second
     lambda_memory_mb: int  # the edge function's memory (1,769 MB is one vCPU)
     upstream_s: float  # an assumed mean model latency (non-streaming) the edge waits through
