@@ -117,7 +117,9 @@ class Pipeline(Generic[Q, S, R]):
                     await trace.stage(stage, x)
                 if x.response is not None:  # answered (by encode, or a stage that can answer)
                     break
-            response = x.response
+            # Handed over, not kept: a stream's response holds its exchange (AccountedStream),
+            # and the pair would be a cycle only a full collection frees (~18 KB a stream).
+            response, x.response = x.response, None
             if response is None:
                 raise RuntimeError(f"{self.stage_names} left the request without a response")
         except ProviderError as error:
