@@ -116,9 +116,12 @@ class Flight:
             state = CUT
         self.state = state
         self.usage = usage
+        # The hooks of a running flight go with its end: their closures hold the flight, and
+        # kept they would make it a reference cycle that only a full collection frees.
+        on_end, self.on_end, self.ask = self.on_end, None, None
         self._notify(milestone=True)
-        if self.on_end is not None:
-            self.on_end()
+        if on_end is not None:
+            on_end()
 
     def abandon(self) -> None:
         """The leader's request ended without answering (an error, a cancellation)."""
