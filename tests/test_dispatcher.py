@@ -4,8 +4,10 @@ rotation, failover vs same-target retry, deadlines, breakers and key capacity.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -266,3 +268,40 @@ def test_the_completion_timeout_is_bounded_by_the_providers_total_timeout() -> N
     with pytest.raises(ProviderError) as info:
         run(dispatcher, attempts)
     assert info.value.status == 504 and len(slow.keys) == 1
+
+
+class Failing(Scripted):
+    """Raises a new error on every call, holding none of them itself."""
+
+    def __init__(self, cls: FailureClass, status: int) -> None:
+        super().__init__([])
+        self.cls, self.status = cls, status
+
+    async def complete(self, canonical: JSON, target: Target) -> JSON:
+        raise fail(self.cls, self.status)
+
+
+@pytest.mark.parametrize(
+    ("cls", "status"),
+    [(FailureClass.CLIENT_ERROR, 400), (FailureClass.TRANSIENT, 503)],
+    ids=["raised-at-once", "after-retries"],
+)
+def test_a_failed_run_leaves_no_cycle_for_the_collector(cls: FailureClass, status: int) -> None:
+    """The error a run raises is freed with its last reference, not by a full collection:
+    the run kept it (`last_error`) while its traceback held the run's frame, a cycle of
+    every frame down to the transport (~120 objects an upstream error)."""
+    dispatcher, attempts = setup(("a", Failing(cls, status), ("k",)))
+
+    async def scenario() -> weakref.ref[ProviderError]:
+        try:
+            await run_completion(dispatcher, attempts)
+        except ProviderError as error:
+            return weakref.ref(error)
+        raise AssertionError("the run did not fail")
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(scenario())() is None
+    finally:
+        gc.enable()

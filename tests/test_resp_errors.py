@@ -10,6 +10,8 @@ with redis-py itself as the reference.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +227,26 @@ def test_every_error_reply_raises_what_redis_py_raises(reply: bytes) -> None:
     assert reconnects == (1 if issubclass(ours, UNAVAILABLE) else 0)
     unavailable = not reply.startswith((b"-NOSCRIPT", b"-WRONGTYPE", b"-ERR unknown"))
     assert issubclass(ours, UNAVAILABLE) is unavailable
+
+
+def test_an_error_reply_leaves_no_cycle_for_the_collector() -> None:
+    """The error is freed with its last reference: the waiting frame held its failed future,
+    whose error's traceback held the frame (a cycle for every error reply, and for every
+    command while Redis is down)."""
+
+    async def scenario() -> weakref.ref[BaseException]:
+        fake = FakeRedis(b"-NOSCRIPT No matching script. Please use EVAL.")
+        server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+        lean = RespClient(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0")
+        try:
+            return weakref.ref(await _raised(lean.call("EVALSHA", "0" * 40, 0)))
+        finally:
+            await lean.close()
+            server.close()
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(scenario())() is None
+    finally:
+        gc.enable()

@@ -277,16 +277,21 @@ class Dispatcher:
         )
         now = time.monotonic()
         run = _Run(leases, now + self.policy.total_deadline_s, now, ACTIVE.get())
-        for index, attempt in enumerate(attempts):
-            is_last = index == len(attempts) - 1
-            served = await self._on_target(run, attempt, call, is_last, streaming)
-            if served is not None:
-                return served
-        if run.last_error is None:
-            run.last_error = ProviderError(
+        try:
+            for index, attempt in enumerate(attempts):
+                is_last = index == len(attempts) - 1
+                served = await self._on_target(run, attempt, call, is_last, streaming)
+                if served is not None:
+                    return served
+            error = run.last_error or ProviderError(
                 503, "no target could serve the request", FailureClass.TRANSIENT
             )
-        raise run.last_error
+        finally:  # the error leaves in a traceback that holds this frame: kept, a cycle
+            run.last_error = None
+        try:
+            raise error
+        finally:
+            del error
 
     async def _on_target(
         self,

@@ -263,7 +263,10 @@ class RespClient:
         protocol.wait(waiter, self.timeout_s)
         protocol.send(encode(args))
         Sent.count += 1
-        return await waiter
+        try:
+            return await waiter
+        finally:  # a failed waiter holds its error, whose traceback holds this frame
+            del waiter
 
     async def call(self, *args: Any) -> Any:
         return await self._send(await self._connection(), args)
