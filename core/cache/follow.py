@@ -90,12 +90,10 @@ async def detach(flight: Flight, cancel: Callable[[], None]) -> bool:
     return True
 
 
-def lead(flight: Flight, x: AnyExchange, response: Response, end: bool = True) -> None:
+def lead(flight: Flight, x: AnyExchange, response: Response) -> None:
     """The leader's answer (encode's), handed to its followers as it is sent. A stream's
     response becomes a `_Leading` one: the same status and headers, its chunks read through a
-    `_Feed` that keeps the upstream call going for the followers if the client leaves. A
-    complete answer's flight ends here unless `end` is False (its store is under way: the
-    store ends it, core.cache.fill)."""
+    `_Feed` that keeps the upstream call going for the followers if the client leaves."""
     if response.status_code != 200:
         flight.end(RETRY)
         return
@@ -105,8 +103,7 @@ def lead(flight: Flight, x: AnyExchange, response: Response, end: bool = True) -
         x.response = _Leading(_Feed(x, flight, response.body_iterator), response)
         return
     flight.add(bytes(response.body))
-    if end:
-        flight.end(DONE, x.usage)
+    flight.end(DONE, x.usage)
 
 
 _END = object()  # the end of the leader's chunks

@@ -4,34 +4,35 @@ large to keep: a choice, said in the README).
 
 A hit answers alone: no plan, no budget reservation, no upstream, no translation; it takes one
 request from the tenant's rate limits (rpm) and no tokens, and its ledger record says
-`cache_hit` at zero cost. A miss leaves a `Fill` (core.cache.fill) on the exchange; encode
-hands it the answer, which it stores when complete and successful: a complete answer's body as
-it is (beside its sending), a stream's as assembled once it ended well (core.cache.assemble).
-Either can answer either kind of request later (core.cache.replay).
+`cache_hit` at zero cost. A miss leaves a `Fill` on the exchange; encode hands it the answer,
+which it stores when complete and successful: a complete answer's body as it is, a stream's
+as assembled once it ended well (core.cache.assemble). Either can answer either kind of
+request later (core.cache.replay).
 
 Request coalescing (core.cache.coalesce, core.cache.follow) joins here, after a miss:
 identical concurrent requests share one upstream call; the first leads (its `Fill` hands its
 answer to the flight), the others follow it and answer from it.
 
 An API whose answers are objects of their own (the Responses API: each has its id, can be
-stored and fetched by it) is cached through the same stage by implementing `Cached`
-(core.cache.fill): what its key is made of, what of an answer is kept, and how a kept (or
-shared) answer becomes this request's own. Chat and messages need none of it.
+stored and fetched by it) is cached through the same stage by implementing `Cached`: what its
+key is made of, what of an answer is kept, and how a kept (or shared) answer becomes this
+request's own. Chat and messages need none of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any, Protocol, cast
 
+import orjson
 from prometheus_client.core import Metric
 from starlette.responses import Response, StreamingResponse
 
-from core.cache import follow, replay
+from core.cache import assemble, follow, replay
 from core.cache.backend import Backend, Entry, MemoryBackend, StoreBackend
-from core.cache.coalesce import Coalescer, Lead
-from core.cache.fill import Fill, own_caching
+from core.cache.coalesce import Coalescer, Flight, Lead
 from core.cache.follow import CACHE_HEADER, FREE, record_free
 from core.cache.key import Directives, cache_key, directives
 from core.limits.admission import admit
@@ -39,6 +40,7 @@ from core.limits.tenant import TenantLimiter
 from core.observe.families import by, counters, gauge
 from core.observe.records import Records
 from core.pipeline.exchange import SSE_HEADERS, Exchange
+from core.resilience.dispatch import close
 from core.spend.quote import COST_HEADER
 from shared.config_cache import CacheConfig, CachePolicy
 from shared.errors import GatewayError
@@ -50,6 +52,39 @@ _MEDIA = {"chat": "text/event-stream", "messages": "text/event-stream; charset=u
 _REJOINS = 3  # a follower whose leader ended without an answer joins again at most this often
 
 
+class Cached(Protocol):
+    """An API spec that says how its answers are cached (see the module docstring)."""
+
+    cache_kind: str
+
+    def cache_payload(self, x: AnyExchange) -> dict[str, Any]:
+        """What determines the answer: the key's request part."""
+        ...
+
+    def cache_entry(self, raw: bytes, streamed: bool) -> bytes | None:
+        """The entry to keep for an answer sent (its body, or a stream's bytes), or None."""
+        ...
+
+    def cache_read(self, body: bytes) -> Any:
+        """A kept entry's body as `cache_answer` takes it; None when it cannot be read back
+        (then it is a miss, never an error)."""
+        ...
+
+    async def cache_answer(self, x: AnyExchange, kept: Any, headers: dict[str, str]) -> Any:
+        """A hit: the kept entry (as read) as this request's own answer (a Response)."""
+        ...
+
+    async def cache_follow(self, x: AnyExchange) -> None:
+        """A coalesced follower's response (the leader's answer) made this request's own."""
+        ...
+
+
+def own_caching(spec: Any) -> Cached | None:
+    """The spec's own caching, if it has any: an attribute lookup, since a Protocol's
+    isinstance check costs microseconds on every chat request."""
+    return cast(Cached, spec) if getattr(spec, "cache_kind", None) is not None else None
+
+
 def _kind(x: AnyExchange) -> str | None:
     """chat, messages, an API's own (Cached), or None (not cached: embeddings)."""
     own = own_caching(x.spec)
@@ -58,6 +93,109 @@ def _kind(x: AnyExchange) -> str | None:
     if x.spec.api == "anthropic":
         return "messages"
     return "chat" if hasattr(x.request, "include_usage") else None
+
+
+class Fill:
+    """A miss (or a `no-cache` request) whose answer is to be stored; `store` False for a
+    bypass, which only says so in its header."""
+
+    __slots__ = (
+        "backend",
+        "coalescer",
+        "flight",
+        "key",
+        "kind",
+        "max_bytes",
+        "status",
+        "store",
+        "ttl_s",
+    )
+
+    def __init__(
+        self, backend: Backend, key: str, kind: str, ttl_s: float, max_bytes: int, status: str
+    ) -> None:
+        self.backend = backend
+        self.key = key
+        self.kind = kind
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self.status = status
+        self.store = status == "miss"
+        self.flight: Flight | None = None  # set when this request leads a coalesced flight
+        self.coalescer: Coalescer | None = None  # the flight's, when it leads one
+
+    async def encoded(self, x: AnyExchange, response: Response) -> None:
+        """Encode's answer: headed, and stored (awaited: one SET, so the next identical
+        request finds it) or, for a stream, stored once it has ended well; then handed to
+        the request's followers, if it leads (after the store, so a request arriving as the
+        flight ends finds the entry)."""
+        response.headers[CACHE_HEADER] = self.status
+        if self.store and response.status_code == 200:
+            if isinstance(response, StreamingResponse):
+                response.body_iterator = self._tee(x, response.body_iterator)
+            else:
+                body: bytes | None = bytes(response.body)
+                own = own_caching(x.spec)
+                if body is not None and own is not None:
+                    body = own.cache_entry(body, False)
+                if body is not None and len(body) <= self.max_bytes:
+                    await self._put(Entry(time.time(), x.usage, body).encode())
+        if self.flight is not None:
+            follow.lead(self.flight, x, response)
+
+    async def keep(self, cancel: Callable[[], None]) -> bool:
+        """The client left before the answer: whether the request goes on for the flight's
+        followers (core.cache.follow.detach)."""
+        return self.flight is not None and await follow.detach(self.flight, cancel)
+
+    async def _tee(self, x: AnyExchange, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        """The stream as sent, kept (up to max_bytes, then given up on) until it ends."""
+        kept: bytearray | None = bytearray()
+        try:
+            async for part in body:
+                if kept is not None:
+                    kept += part if isinstance(part, bytes) else str(part).encode()
+                    if len(kept) > 4 * self.max_bytes:  # events are wordier than the answer
+                        kept = None
+                yield part
+        finally:
+            if isinstance(body, AsyncIterator):
+                await close(body)
+        if kept is not None:
+            await self._store_stream(bytes(kept), x.final_usage, x.spec)
+
+    async def _store_stream(self, raw: bytes, usage: dict[str, Any] | None, spec: Any) -> None:
+        own = own_caching(spec)
+        if own is not None:
+            entry = own.cache_entry(raw, True)
+            if entry is not None and len(entry) <= self.max_bytes:
+                await self._put(Entry(time.time(), usage, entry).encode())
+            return
+        if self.kind == "chat":
+            complete = assemble.chat_completion(raw, usage)
+        else:
+            complete = assemble.anthropic_message(raw)
+        if complete is None:  # cut, failed or incomplete: never stored
+            return
+        body = orjson.dumps(complete)
+        if len(body) <= self.max_bytes:
+            await self._put(Entry(time.time(), usage, body).encode())
+
+    async def _put(self, entry: bytes) -> None:
+        """One SET; a leader that has not asked whether anyone follows yet releases its
+        coalescing lock in the same call (Store.set_unlead): a complete miss is then two round
+        trips, the lookup with the lock and this, and there is never a moment with neither
+        the lock nor the entry (a request arriving then would call upstream again)."""
+        flight, coalescer = self.flight, self.coalescer
+        if flight is None or coalescer is None or not isinstance(self.backend, StoreBackend):
+            await self.backend.set(self.key, entry, self.ttl_s)
+            return
+        quiet = coalescer.quiet_lock(flight)
+        if quiet is None:
+            await self.backend.set(self.key, entry, self.ttl_s)
+            return
+        wanted = await self.backend.set_unlead(self.key, entry, self.ttl_s, *quiet)
+        coalescer.released(flight, wanted)
 
 
 class ResponseCache:

@@ -35,7 +35,7 @@ from shared.streamed import Streamed
 
 if TYPE_CHECKING:
     from core.cache.affinity import Ticket
-    from core.cache.fill import Fill
+    from core.cache.stage import Fill
     from core.observe.tracing import RequestTrace
     from core.pipeline.api import ApiSpec
     from core.pipeline.stages import Account
@@ -110,7 +110,7 @@ class Exchange(Generic[Q, S, R]):
         self.prompt: int | None = None  # see prompt_tokens
         # Prompt-cache marks a send could not honour (core.wire.prompt_cache.collect_dropped).
         self.sent_dropped: list[tuple[str, str]] = []
-        # Set by the response cache on a miss (core.cache.fill.Fill): encode hands it the
+        # Set by the response cache on a miss (core.cache.stage.Fill): encode hands it the
         # answer to store; a stream's store needs the usage its end reported (final_usage).
         self.cache_fill: Fill | None = None
         self.final_usage: dict[str, Any] | None = None
