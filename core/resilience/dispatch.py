@@ -18,10 +18,9 @@ Streams may do all this until their first chunk is in hand, never after.
 
 The request's total deadline bounds all of it, the attempt in flight included
 (core.resilience.deadline): when it runs out the request ends with a 504 naming it, not
-retried. When the client leaves, the pipeline cancels the task running this loop: the attempt in
-flight is cancelled (its upstream connection closed), as is any backoff sleep or key wait, and
-nothing more is tried. Traced (core.observe.tracing), each try has a CLIENT span saying why it
-was made (first, retry, rotate_key, failover); a target that could not be tried is an event.
+retried. A client that leaves cancels the task running this loop: the attempt in flight (its
+connection closed), any backoff sleep or key wait; nothing more is tried. Traced, each try has
+a CLIENT span saying why (first, retry, rotate_key, failover); an untried target is an event.
 """
 
 from __future__ import annotations
@@ -266,12 +265,11 @@ class Dispatcher:
         budget: BudgetAsk | None = None,
         holder: Holder | None = None,
     ) -> tuple[T, Outcome]:
-        """Try `call(attempt, target)` over the attempts with leased keys and breakers,
-        retries and failover. `target` is the attempt's target with the leased key;
-        `streaming` picks the timeout (first byte, else completion); `budget`: what each
-        try's budget reservation prices (core.budgets); `holder`: the target and key holding
-        the request's cached prefix (core.cache.affinity): that target's pool lends that key
-        first."""
+        """Try `call(attempt, target)` over the attempts with leased keys and breakers, retries
+        and failover (`target`: the attempt's, with the leased key). `streaming` picks the
+        timeout (first byte, else completion); `budget`: what each try's reservation prices
+        (core.budgets); `holder`: the target and key holding the request's cached prefix
+        (core.cache.affinity), whose key that target's pool lends first."""
         leases = AttemptLeases(
             self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
         )
@@ -283,15 +281,11 @@ class Dispatcher:
                 served = await self._on_target(run, attempt, call, is_last, streaming)
                 if served is not None:
                     return served
-            error = run.last_error or ProviderError(
+            raise run.last_error or ProviderError(
                 503, "no target could serve the request", FailureClass.TRANSIENT
             )
-        finally:  # the error leaves in a traceback that holds this frame: kept, a cycle
+        finally:  # raised, not kept: its traceback holds this frame (a cycle otherwise)
             run.last_error = None
-        try:
-            raise error
-        finally:
-            del error
 
     async def _on_target(
         self,
