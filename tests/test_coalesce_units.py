@@ -16,6 +16,7 @@ from core.cache.coalesce import CUT, DONE, RETRY, Coalescer, Flight
 from core.state.store import MemoryStore
 from shared.config_cache import parse_cache
 from shared.configparse import ConfigError
+from tests.support.collector import collector_off
 
 
 def run(coro: Any) -> Any:
@@ -101,13 +102,9 @@ def test_an_ended_flight_leaves_no_cycle_for_the_collector(shared: bool) -> None
             flight.end(DONE, {"prompt_tokens": 3})
         await asyncio.sleep(0.05)  # the lock's release, a task of its own
 
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off():
         run(scenario())
         assert sum(1 for o in gc.get_objects() if type(o) is Flight) == 0
-    finally:
-        gc.enable()
 
 
 def test_the_registry_is_bounded() -> None:

@@ -4,7 +4,6 @@ rotation, failover vs same-target retry, deadlines, breakers and key capacity.""
 from __future__ import annotations
 
 import asyncio
-import gc
 import random
 import time
 import weakref
@@ -26,6 +25,7 @@ from core.routing.registry import Candidate, ModelRegistry, Route
 from core.state.store import MemoryStore
 from shared.config import ProviderConfig, ResilienceConfig
 from shared.errors import FailureClass
+from tests.support.collector import collector_off
 from tests.support.dispatching import run_completion, run_stream
 from tests.support.providers import provider_of
 
@@ -299,9 +299,5 @@ def test_a_failed_run_leaves_no_cycle_for_the_collector(cls: FailureClass, statu
             return weakref.ref(error)
         raise AssertionError("the run did not fail")
 
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off():
         assert asyncio.run(scenario())() is None
-    finally:
-        gc.enable()

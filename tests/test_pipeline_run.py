@@ -19,6 +19,7 @@ from core.pipeline import Exchange, Pipeline, standard_stages
 from core.pipeline.stages import Stage
 from core.providers.adapters.base import ProviderError, Target
 from shared.errors import FailureClass, GatewayError
+from tests.support.collector import collector_off
 from tests.support.pipeline import (
     ESTIMATE,
     CountingAccount,
@@ -170,13 +171,9 @@ def test_a_finished_stream_leaves_no_cycle_for_the_collector() -> None:
         for _ in range(5):
             await drain(await pipeline(http_request(), caller(), body(stream=True)))
 
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off():
         asyncio.run(scenario())
         assert sum(1 for o in gc.get_objects() if type(o) is Exchange) == 0
-    finally:
-        gc.enable()
 
 
 def test_a_stream_the_client_leaves_is_accounted_once_as_cancelled() -> None:

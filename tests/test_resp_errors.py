@@ -10,7 +10,6 @@ with redis-py itself as the reference.
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.resp import RespClient
 from shared.errors import GatewayError
+from tests.support.collector import collector_off
 from tests.support.redis_server import RedisServer
 
 
@@ -244,9 +244,5 @@ def test_an_error_reply_leaves_no_cycle_for_the_collector() -> None:
             await lean.close()
             server.close()
 
-    gc.collect()
-    gc.disable()
-    try:
+    with collector_off():
         assert asyncio.run(scenario())() is None
-    finally:
-        gc.enable()
