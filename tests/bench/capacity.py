@@ -83,15 +83,21 @@ def _counters(t: Turned) -> tuple[float, float, float]:
     return trips, written, float(commands)
 
 
+def _burst(wrk: str, url: str, script: Path, burst: float, name: str) -> int:
+    """One wrk burst at c=20; the requests it made (at least 1), or HarnessError on any
+    failed request."""
+    result = load.run_wrk(wrk, url, script, 20, burst)
+    if result.errors:
+        raise bs.HarnessError(f"{name}: {result.errors} of {result.requests} requests failed")
+    return max(1, result.requests)
+
+
 def _turn(wrk: str, t: Turned, burst: float) -> None:
     pids = t.interlock.pids
     cpu = {tier: cpu_seconds(pid) for tier, pid in pids.items()}
     redis_cpu = cpu_seconds(t.redis_pid)
     trips, written, commands = _counters(t)
-    result = load.run_wrk(wrk, t.interlock.url, t.script, 20, burst)
-    if result.errors:
-        raise bs.HarnessError(f"{t.name}: {result.errors} of {result.requests} requests failed")
-    n = max(1, result.requests)
+    n = _burst(wrk, t.interlock.url, t.script, burst, t.name)
     time.sleep(0.5)  # the ledger's writer flushes every 0.2 s
     trips2, written2, commands2 = _counters(t)
     t.add(
@@ -114,10 +120,8 @@ class Yardstick:
 
     def turn(self, wrk: str, script: Path, burst: float) -> None:
         before = cpu_seconds(self.pid)
-        result = load.run_wrk(wrk, self.url, script, 20, burst)
-        if result.errors:
-            raise bs.HarnessError(f"hop: {result.errors} of {result.requests} requests failed")
-        self.samples.append((cpu_seconds(self.pid) - before) * 1000 / max(1, result.requests))
+        n = _burst(wrk, self.url, script, burst, "hop")
+        self.samples.append((cpu_seconds(self.pid) - before) * 1000 / n)
 
 
 def _profiles(pg_url: str, sink_url: str) -> dict[str, dict[str, Any]]:
