@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import gc
 import importlib
 import math
 import resource
+import signal
 import socket
 import ssl
 import sys
@@ -181,6 +183,10 @@ YOUNG_COLLECTION_EVERY = 20_000
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (code locations, no values),
+    # from C, so it answers even when the event loop is stuck: how a replica that will not
+    # stop or answer is diagnosed (infra/README.md).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # Start-up allocates for good (modules, config, tables): collecting while it runs finds
     # nothing, and once frozen those objects are left out of every later full collection, so
     # a collection under load scans what requests allocated, not the whole process.

@@ -73,6 +73,29 @@ def test_an_idle_core_stops_at_once_and_reports_nothing(tmp_path: Path) -> None:
     assert "still waiting" not in log, log
 
 
+def test_a_core_stuck_in_its_drain_prints_every_threads_stack_and_keeps_waiting(
+    tmp_path: Path,
+) -> None:
+    """What the e2e tests do when a tier will not exit (Stack.wait_exit): SIGUSR1 dumps the
+    stacks (faulthandler, shared/server.py), and the process goes on as before."""
+    overrides = {"core": {"server": {"drain_timeout": "30s"}}}
+    stack = Stack(tmp_path, overrides).start(core_app=HANGING_CORE)
+    try:
+        sock = stuck_request(stack.core_port)
+        time.sleep(0.5)
+        core = stack.processes[0]
+        core.send_signal(signal.SIGTERM)
+        with pytest.raises(AssertionError, match="did not exit within 1.0 s") as failed:
+            stack.wait_exit(core, timeout=1.0)
+        assert core.poll() is None  # still draining: the dump did not end it
+        sock.close()
+    finally:
+        stack.stop()
+    dump = str(failed.value)
+    assert "Current thread" in dump and "concurrent/futures/thread.py" in dump, dump
+    assert "uvicorn/server.py" in dump and "in serve" in dump, dump
+
+
 @pytest.mark.parametrize("value", ["0s", "-1s", "soon"])
 def test_a_drain_timeout_must_be_a_positive_duration(value: str) -> None:
     with pytest.raises(ConfigError, match=r"core\.server\.drain_timeout"):

@@ -9,7 +9,6 @@ replica, which is safe because the core cannot have acted on it (edge/corecall.p
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -28,13 +27,7 @@ def restart_core(cluster: Cluster, index: int) -> None:
     port, admin = cluster.core_ports[index], cluster.core_admin_ports[index]
     old = next(p for p in cluster.processes if f"--port {port} " in " ".join(map(str, p.args)))
     old.terminate()
-    try:
-        old.wait(30)
-    except subprocess.TimeoutExpired:
-        # What the drain still waited for (shared/drain.py reports it in the core's log).
-        raise AssertionError(
-            f"core{index} did not drain:\n{cluster.core_log(index)[-20000:]}"
-        ) from None
+    cluster.wait_exit(old)
     cluster.processes.remove(old)
     new = cluster._spawn("core", port, f"core{index}", admin)
     wait_http(f"http://127.0.0.1:{admin}/readyz", process=new)

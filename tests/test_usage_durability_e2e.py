@@ -56,7 +56,7 @@ def test_sigterm_during_streams_loses_no_usage(tmp_path: Path) -> None:
         signalled = time.monotonic()
         for client in clients:
             client.join(30)
-        core.wait(30)  # uvicorn re-raises the signal once it has drained: -15
+        stack.wait_exit(core)  # uvicorn re-raises the signal once it has drained: -15
         assert all(ended > signalled for _, ended in results)  # all were in flight
         assert [r.status for r, _ in results] == [200] * STREAMS
         assert all(r.body.rstrip().endswith(b"data: [DONE]") for r, _ in results)

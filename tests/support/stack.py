@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ class Stack:
         init_keys(self.config.auth)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
+        self.log_of: dict[int, Path] = {}  # pid -> its log
 
     def _spawn(
         self,
@@ -107,7 +109,23 @@ class Stack:
         )
         handle.close()
         self.processes.append(process)
+        self.log_of[process.pid] = log
         return process
+
+    def wait_exit(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+        """The exit code of a tier that was told to stop. One still running after `timeout`
+        is asked for every thread's stack (SIGUSR1, shared/server.py) and the test fails with
+        its log: the drain's reports (shared/drain.py) and those stacks say where it hangs."""
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            log = self.log_of[process.pid].read_text(errors="replace")
+            raise AssertionError(
+                f"{' '.join(map(str, process.args))} did not exit within {timeout} s; "
+                f"its log:\n{log[-30000:]}"
+            ) from None
 
     def start(self, core_app: str | None = None) -> Stack:
         """Both tiers; `core_app` (module:factory) runs a wrapped core app instead."""
