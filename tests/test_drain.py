@@ -85,7 +85,7 @@ def test_a_core_stuck_in_its_drain_prints_every_threads_stack_and_keeps_waiting(
         time.sleep(0.5)
         core = stack.processes[0]
         core.send_signal(signal.SIGTERM)
-        with pytest.raises(AssertionError, match="did not exit within 1.0 s") as failed:
+        with pytest.raises(AssertionError, match=r"did not exit within 1\.0 s") as failed:
             stack.wait_exit(core, timeout=1.0)
         assert core.poll() is None  # still draining: the dump did not end it
         sock.close()
