@@ -26,6 +26,8 @@ import uvicorn
 log = logging.getLogger("interlock.server")
 
 REPORT_EVERY_S = 5.0
+# How soon a connection that joined during the drain is told to end after its request.
+LATE_EVERY_S = 0.05
 
 
 def where(task: asyncio.Task[Any]) -> str:
@@ -48,10 +50,32 @@ class DrainingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         reporter = asyncio.create_task(self._report(), name="interlock-drain-report")
+        # uvicorn tells, synchronously, every connection it has now (below): these are told.
+        told = set(self.server_state.connections)
+        late = asyncio.create_task(self._tell_late(told), name="interlock-drain-late")
         try:
             await super().shutdown(sockets)
         finally:
             reporter.cancel()
+            late.cancel()
+
+    async def _tell_late(self, told: set[Any]) -> None:
+        """Tells connections made after the shutdown began to end after their request.
+
+        asyncio accepts a connection and makes its protocol a loop step or two later: one
+        accepted just before the listener closed joins the server after uvicorn told every
+        connection to finish. Untold, it answers with keep-alive, the edge's pool reuses it
+        request after request, and the drain never ends (a rolling restart under load saw a
+        core that did not exit). Each such connection is told, as uvicorn tells the others,
+        once it has begun a request; one that never sends any is closed by its header timeout
+        (shared/server_protocol.py)."""
+        state = self.server_state
+        while True:
+            await asyncio.sleep(LATE_EVERY_S)
+            for connection in list(state.connections):
+                if connection not in told and getattr(connection, "cycle", None) is not None:
+                    told.add(connection)
+                    connection.shutdown()
 
     async def _report(self) -> None:
         state = self.server_state

@@ -19,20 +19,52 @@ import pytest
 from shared.config import ConfigError
 from shared.config_full import embedded_defaults, parse_config
 from shared.config_server import CORE_SERVER, parse_server
-from tests.support.hanging_core import HANGING_CORE, MARKER
+from tests.support.hanging_core import BLOCK_MARKER, BLOCK_S, HANGING_CORE, MARKER
 from tests.support.stack import Stack
 
 DRAIN = 2.0
 
 
-def stuck_request(port: int) -> socket.socket:
-    """A request the core accepted and will never answer by itself."""
+def stuck_request(port: int, marker: str = MARKER) -> socket.socket:
+    """A request the core accepted and will never answer by itself (or, with BLOCK_MARKER,
+    one that blocks its loop first)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: core\r\ncontent-type: application/json\r\n"
-        + f"idempotency-key: {MARKER}\r\ncontent-length: 2\r\n\r\n{{}}".encode()
+        + f"idempotency-key: {marker}\r\ncontent-length: 2\r\n\r\n{{}}".encode()
     )
     return sock
+
+
+def test_a_connection_accepted_as_the_drain_begins_is_told_to_close(tmp_path: Path) -> None:
+    """The connection is accepted while the loop is blocked, with SIGTERM pending: uvicorn
+    tells the connections it has, then asyncio makes this one's protocol (asyncio's loop;
+    uvloop makes it before its timers run). It must still be closed after its request, or a
+    client that keeps reusing it (the edge's pool) keeps the core from ever exiting
+    (shared/drain.py `_tell_late`). Without that, the read below times out."""
+    stack = Stack(tmp_path)
+    stack.event_loop = "asyncio"
+    stack.start(core_app=HANGING_CORE)
+    try:
+        blocking = stuck_request(stack.core_port, BLOCK_MARKER)
+        time.sleep(0.3)  # the loop is blocked now
+        core = stack.processes[0]
+        core.send_signal(signal.SIGTERM)
+        late = socket.create_connection(("127.0.0.1", stack.core_port), timeout=10)
+        time.sleep(BLOCK_S)  # the loop runs again: the drain has begun
+        late.sendall(b"GET /v1/models HTTP/1.1\r\nhost: core\r\n\r\n")
+        answer = b""
+        while chunk := late.recv(65536):  # read to the close: no keep-alive
+            answer += chunk
+        # Served, then closed (said in the answer, or, answered already, as an idle one).
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+        began = time.monotonic()
+        assert stack.wait_exit(core, 10) in (0, -signal.SIGTERM)
+        assert time.monotonic() - began < 5
+        blocking.close()
+        late.close()
+    finally:
+        stack.stop()
 
 
 def test_a_request_that_never_ends_is_cancelled_after_the_drain_timeout(tmp_path: Path) -> None:

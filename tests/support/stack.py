@@ -76,6 +76,7 @@ class Stack:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: dict[str, Path] = {}
         self.log_of: dict[int, Path] = {}  # pid -> its log
+        self.event_loop: str | None = None  # --loop for every tier (default: uvloop if any)
 
     def _spawn(
         self,
@@ -100,6 +101,8 @@ class Stack:
             argv += ["--app", app]
         if http is not None:
             argv += ["--http", http]
+        if self.event_loop is not None:
+            argv += ["--loop", self.event_loop]
         process = subprocess.Popen(
             argv,
             env=self.env,
