@@ -69,5 +69,7 @@ class EdgeSecrets:
             return
         self._tried_at = now
         # Shielded: a read that outlasts the wait still lands for the next request.
+        # asyncio.timeout: Python 3.11's wait_for may swallow the request's own cancellation.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(ref.reread()), FRESH_WAIT_S)
+            async with asyncio.timeout(FRESH_WAIT_S):
+                await asyncio.shield(ref.reread())

@@ -17,6 +17,9 @@ named by the tier (core/app.py logs a step that is slow).
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import gc
+import inspect
 import logging
 import socket
 from typing import Any
@@ -26,6 +29,10 @@ import uvicorn
 log = logging.getLogger("interlock.server")
 
 REPORT_EVERY_S = 5.0
+# From the end of the lifespan shutdown to the process's exit: asyncio cancels what is left and
+# joins its executor's threads (milliseconds). Past this, something hangs there: every thread's
+# stack is printed and the process exits (1), instead of waiting for the orchestrator's kill.
+EXIT_WITHIN_S = 5.0
 # How soon a connection that joined during the drain is told to end after its request.
 LATE_EVERY_S = 0.05
 
@@ -38,6 +45,11 @@ def where(task: asyncio.Task[Any]) -> str:
     while step is not None and len(chain) < 16:
         frame = getattr(step, "cr_frame", None) or getattr(step, "ag_frame", None)
         if frame is None:
+            # An async generator's `asend` (an `async with` on an asynccontextmanager, an
+            # `async for`) names no frame: its generator, which it refers to, does.
+            step = next(filter(inspect.isasyncgen, gc.get_referents(step)), None)
+            frame = step.ag_frame if step is not None else None
+        if frame is None:
             break
         name = frame.f_code.co_filename.rsplit("/", 2)[-2:]
         chain.append(f"{'/'.join(name)}:{frame.f_lineno} {frame.f_code.co_name}")
@@ -46,7 +58,13 @@ def where(task: asyncio.Task[Any]) -> str:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server with a drain that reports its progress."""
+    """uvicorn's server with a drain that reports its progress. With `exit_within_s` (the
+    launcher's, never a server run inside another program), the process ends that soon after
+    its shutdown completed, whatever still runs."""
+
+    def __init__(self, config: uvicorn.Config, exit_within_s: float | None = None) -> None:
+        super().__init__(config)
+        self.exit_within_s = exit_within_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         reporter = asyncio.create_task(self._report(), name="interlock-drain-report")
@@ -58,6 +76,8 @@ class DrainingServer(uvicorn.Server):
         finally:
             reporter.cancel()
             late.cancel()
+        if self.exit_within_s is not None:
+            faulthandler.dump_traceback_later(self.exit_within_s, exit=True)
 
     async def _tell_late(self, told: set[Any]) -> None:
         """Tells connections made after the shutdown began to end after their request.

@@ -37,7 +37,7 @@ from shared.config import (
     load_config,
     load_edge_config,
 )
-from shared.drain import DrainingServer
+from shared.drain import EXIT_WITHIN_S, DrainingServer
 from shared.logs import configure_logging
 from shared.server_protocol import configured
 
@@ -107,7 +107,7 @@ def serve(
     sockets = [bind(host, port, settings.backlog) for host, port in listeners]
     for host, port in listeners:
         print(f"interlock listening on http://{host}:{port}", file=sys.stderr, flush=True)
-    DrainingServer(config).run(sockets=sockets)
+    DrainingServer(config, EXIT_WITHIN_S).run(sockets=sockets)
 
 
 def _tls(settings: ServerConfig) -> dict[str, Any]:

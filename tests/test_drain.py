@@ -19,7 +19,14 @@ import pytest
 from shared.config import ConfigError
 from shared.config_full import embedded_defaults, parse_config
 from shared.config_server import CORE_SERVER, parse_server
-from tests.support.hanging_core import BLOCK_MARKER, BLOCK_S, HANGING_CORE, MARKER
+from shared.drain import EXIT_WITHIN_S
+from tests.support.hanging_core import (
+    BLOCK_MARKER,
+    BLOCK_S,
+    HANGING_CORE,
+    MARKER,
+    TASK_MARKER,
+)
 from tests.support.stack import Stack
 
 DRAIN = 2.0
@@ -126,6 +133,33 @@ def test_a_core_stuck_in_its_drain_prints_every_threads_stack_and_keeps_waiting(
     dump = str(failed.value)
     assert "Current thread" in dump and "concurrent/futures/thread.py" in dump, dump
     assert "uvicorn/server.py" in dump and "in serve" in dump, dump
+
+
+def test_a_process_whose_exit_hangs_after_the_shutdown_ends_with_every_stack(
+    tmp_path: Path,
+) -> None:
+    """Started with SIGTERM ignored, the drained core exits the ordinary way, and asyncio's
+    clean-up waits for a task that never ends: EXIT_WITHIN_S later every stack is printed and
+    the process ends (shared/drain.py)."""
+    stack = Stack(tmp_path)
+    stack.ignored_signals = (signal.SIGTERM,)
+    stack.start(core_app=HANGING_CORE)
+    try:
+        sock = stuck_request(stack.core_port, TASK_MARKER)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")  # answered; its task lives on
+        sock.close()
+        core = stack.processes[0]
+        began = time.monotonic()
+        core.send_signal(signal.SIGTERM)
+        code = stack.wait_exit(core, EXIT_WITHIN_S + 15)
+        took = time.monotonic() - began
+    finally:
+        stack.stop()
+    log = stack.logs["core"].read_text(errors="replace")
+    assert code == 1, log  # not -15: it did not end as a drained server does
+    assert EXIT_WITHIN_S - 0.5 < took < EXIT_WITHIN_S + 10, (took, log)
+    assert "Application shutdown complete" in log, log  # the ledger was written first
+    assert "Timeout (0:00:05)!" in log and "asyncio/runners.py" in log, log
 
 
 @pytest.mark.parametrize("value", ["0s", "-1s", "soon"])

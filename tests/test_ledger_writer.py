@@ -212,3 +212,36 @@ def test_a_replay_older_than_retention_is_skipped_never_counted_twice(
             await store.close()
 
     assert asyncio.run(requests_per_day()) == [1, 1, 1]  # each once in the rollups
+
+
+class StoppingStore(SqliteStore):
+    """The real SQLite store that asks for the ledger's shutdown as its first write completes:
+    the moment at which Python 3.11's `asyncio.wait_for` lost the cancel of the writer job,
+    and the core's shutdown waited for it without end."""
+
+    ledger: Ledger
+    stopping: asyncio.Task[None] | None = None
+    asked: asyncio.Event
+
+    async def write(self, records: Sequence[LedgerRecord]) -> int:
+        written = await super().write(records)
+        if self.stopping is None:
+            self.stopping = asyncio.get_running_loop().create_task(self.ledger.stop())
+            self.asked.set()
+        return written
+
+
+def test_a_shutdown_that_comes_as_a_write_completes_ends(tmp_path: Path) -> None:
+    store = StoppingStore(tmp_path / "l.sqlite3")
+    ledger = store.ledger = Ledger(store, config(tmp_path, flush_interval_s=0.01))
+
+    async def main() -> None:
+        store.asked = asyncio.Event()
+        ledger.start()
+        ledger.append(record("r0", T0))
+        await store.asked.wait()
+        assert store.stopping is not None
+        await asyncio.wait_for(store.stopping, 5)  # raises TimeoutError if the stop hangs
+
+    asyncio.run(main())
+    assert ledger.written == 1 and ledger.queued == 0

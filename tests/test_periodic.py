@@ -147,3 +147,28 @@ def _sync_failures(stack: Stack) -> int:
 def _count(page: str, job: str) -> int:
     found = value(samples(page), "interlock_background_job_failures_total", job=job)
     return int(found) if found is not None else -1
+
+
+def test_stop_ends_a_job_that_swallowed_its_cancel() -> None:
+    """Python 3.11's `asyncio.wait_for` (or a library) can lose a cancel: stop() cancels
+    again at the job's next await instead of waiting for it without end."""
+    swallowed: list[bool] = []
+
+    async def job() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.append(True)  # and goes on as if nothing happened
+        await asyncio.sleep(3600)
+
+    async def scenario() -> float:
+        periodic = Periodic("swallows", 0.001, job)
+        periodic.start()
+        await asyncio.sleep(0.05)  # inside the job now
+        began = time.monotonic()
+        await asyncio.wait_for(periodic.stop(), 5)
+        return time.monotonic() - began
+
+    took = asyncio.run(scenario())
+    assert swallowed == [True]
+    assert took < 1.0

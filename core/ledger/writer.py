@@ -122,9 +122,13 @@ class Ledger:
         self.written += await self._call(self._store.write(batch))
 
     async def _call(self, call: Coroutine[object, object, T]) -> T:
-        """A store call bounded by `write_timeout`; any failure is StoreUnavailable."""
+        """A store call bounded by `write_timeout`; any failure is StoreUnavailable.
+        `asyncio.timeout`, not `wait_for`: on Python 3.11 wait_for swallows a cancellation
+        that arrives as the call completes, and the shutdown's cancel of the writer job was
+        lost (the core never exited: tests/test_periodic.py)."""
         try:
-            result = await asyncio.wait_for(call, self._config.write_timeout_s)
+            async with asyncio.timeout(self._config.write_timeout_s):
+                result = await call
         except (Exception, TimeoutError) as exc:
             self.failures += 1
             if self.up:

@@ -77,6 +77,9 @@ class Stack:
         self.logs: dict[str, Path] = {}
         self.log_of: dict[int, Path] = {}  # pid -> its log
         self.event_loop: str | None = None  # --loop for every tier (default: uvloop if any)
+        # Signals the tiers start with ignored, as under a parent that ignores them: uvicorn
+        # then re-raises a drained SIGTERM in vain and the process exits the ordinary way.
+        self.ignored_signals: tuple[signal.Signals, ...] = ()
 
     def _spawn(
         self,
@@ -109,11 +112,16 @@ class Stack:
             cwd=ROOT,
             stdout=handle,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._ignore_signals if self.ignored_signals else None,
         )
         handle.close()
         self.processes.append(process)
         self.log_of[process.pid] = log
         return process
+
+    def _ignore_signals(self) -> None:
+        for sig in self.ignored_signals:
+            signal.signal(sig, signal.SIG_IGN)
 
     def wait_exit(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
         """The exit code of a tier that was told to stop. One still running after `timeout`
