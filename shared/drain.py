@@ -8,10 +8,11 @@ that neither serves nor exits until the orchestrator kills it, and nobody can te
 `DrainingServer` bounds the wait for requests with the tier's `drain_timeout` (then the
 requests still running are cancelled, as uvicorn does) and, while it waits, logs every
 `REPORT_EVERY_S` (a quarter of a shorter drain) how many connections and requests are still
-open; once, after the first
-report, it also logs where each pending task of the process is suspended (file, line and
-function of every frame: code locations only, never a value). The lifespan's own steps are
-named by the tier (core/app.py logs a step that is slow).
+open; once, after the first report, it also logs where each pending task of the process is
+suspended (file, line and function of every frame, through coroutines and async generators:
+code locations only, never a value), which names a lifespan step that hangs as well. It
+tells a connection that joined after the drain began to end after its request, and, when
+the launcher asks, ends the process soon after the shutdown is over, whatever still runs.
 """
 
 from __future__ import annotations
