@@ -49,6 +49,7 @@ class Variant:
     # The core's CPU per request split: its event loop's thread, its other threads.
     split: dict[str, list[float]] = field(default_factory=dict)
     p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
@@ -93,7 +94,9 @@ def _round(wrk: str, variant: Variant, interlock: bs.Interlock, script: Path, bu
     for tier, pid in interlock.pids.items():
         spent_ms = (cpu_seconds(pid) - before[tier]) * 1000
         variant.cpu.setdefault(tier, []).append(spent_ms / max(1, result.requests))
-    variant.p50.append(load.run_wrk(wrk, interlock.url, script, 1, 1).p50_ms)
+    alone = load.run_wrk(wrk, interlock.url, script, 1, 1)
+    variant.p50.append(alone.p50_ms)
+    variant.p99.append(alone.p99_ms)
 
 
 def _report(variants: list[Variant]) -> None:
@@ -108,6 +111,7 @@ def _report(variants: list[Variant]) -> None:
         parts += f" [loop/threads {split}]"
         line = f"{variant.name:>10}: CPU/req {statistics.median(totals):.3f} ms ({parts}); "
         line += f"c=1 p50 {statistics.median(variant.p50):.3f} ms"
+        line += f", p99 {statistics.median(variant.p99):.3f} ms"
         if variant is not first:
             diffs = [mine - theirs for mine, theirs in zip(totals, first_total, strict=True)]
             line += f"; minus {first.name}, per round median {statistics.median(diffs):+.3f} ms"
