@@ -125,7 +125,7 @@ class Ledger:
         """A store call bounded by `write_timeout`; any failure is StoreUnavailable.
         `asyncio.timeout`, not `wait_for`: on Python 3.11 wait_for swallows a cancellation
         that arrives as the call completes, and the shutdown's cancel of the writer job was
-        lost (the core never exited: tests/test_periodic.py)."""
+        lost (the core never exited: tests/test_ledger_writer.py)."""
         try:
             async with asyncio.timeout(self._config.write_timeout_s):
                 result = await call
