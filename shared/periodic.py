@@ -64,8 +64,7 @@ class Periodic:
         return _failures[self.name]
 
     async def _run(self) -> None:
-        me = asyncio.current_task()
-        while self._task is me:  # stop() let go of it: a run that swallowed the cancel ends
+        while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self._job()

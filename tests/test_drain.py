@@ -33,8 +33,8 @@ DRAIN = 2.0
 
 
 def stuck_request(port: int, marker: str = MARKER) -> socket.socket:
-    """A request the core accepted and will never answer by itself (or, with BLOCK_MARKER,
-    one that blocks its loop first)."""
+    """A request the core accepted and will never answer by itself (with another marker of
+    tests/support/hanging_core.py: what that marker does)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: core\r\ncontent-type: application/json\r\n"
@@ -83,7 +83,7 @@ def test_a_request_that_never_ends_is_cancelled_after_the_drain_timeout(tmp_path
         core = stack.processes[0]
         began = time.monotonic()
         core.send_signal(signal.SIGTERM)
-        code = core.wait(DRAIN + 20)
+        code = stack.wait_exit(core, DRAIN + 20)
         took = time.monotonic() - began
         sock.close()
     finally:
@@ -103,7 +103,7 @@ def test_an_idle_core_stops_at_once_and_reports_nothing(tmp_path: Path) -> None:
         core = stack.processes[0]
         began = time.monotonic()
         core.send_signal(signal.SIGTERM)
-        assert core.wait(20) in (0, -signal.SIGTERM)
+        assert stack.wait_exit(core, 20) in (0, -signal.SIGTERM)
         took = time.monotonic() - began
     finally:
         stack.stop()

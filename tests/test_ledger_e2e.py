@@ -150,7 +150,7 @@ def test_sigterm_of_a_core_under_load_flushes_what_it_holds(
 
     try:
         ok = asyncio.run(load(stack, 300, 12, terminate))
-        core.wait(30)
+        stack.wait_exit(core)
         ids, rolled = wait_for_postgres_ledger(url, len(ok), timeout=5)
     finally:
         stack.stop()
