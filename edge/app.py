@@ -9,7 +9,6 @@ small: Lambda cold start pays for every import.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote, urlencode
@@ -29,6 +28,7 @@ from edge.jwks import JwksRefresher, load_public_keys
 from edge.relay import core_unavailable as _core_unavailable
 from edge.relay import relay, timed
 from edge.replicas import ReplicaHealth
+from edge.request_ids import new_request_id
 from edge.revocation import RevocationRefresher
 from edge.routing import PoolRouter
 from edge.secrets import EdgeSecrets
@@ -298,7 +298,7 @@ async def _answer(
     state: EdgeState, request: Request, api: Api, reads_model: bool, upload: bool
 ) -> Response:
     # Minted first, so every answer (edge errors included) carries an id to quote.
-    request_id = "req_" + os.urandom(12).hex()
+    request_id = new_request_id()
     try:
         incoming = header_map(request)
         if len(incoming) != len(request.scope["headers"]):  # some header repeated
