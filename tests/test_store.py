@@ -103,6 +103,29 @@ def test_settlement_rides_along_and_persists_even_when_refused(run: Runner) -> N
     assert run(scenario) == (True, False, False)
 
 
+def test_settlements_persist_in_the_refused_group_and_the_admitted_one(run: Runner) -> None:
+    """Redis writes an admitted group's keys once (the settlement with the take) and a
+    refused group's with the settlement alone: both must hold afterwards."""
+    tag = unique("pool")
+    first, second = tag + ":a", tag + ":b"
+
+    async def scenario(store: Store) -> tuple[int, float, float]:
+        index, _ = await store.take_first(
+            [
+                [BucketSpec(first, capacity=100, rate=0.001, cost=60, settle=50)],
+                [BucketSpec(second, capacity=100, rate=0.001, cost=10, settle=30)],
+            ]
+        )
+        probe = [BucketSpec(first, 100, 0.001, 0), BucketSpec(second, 100, 0.001, 0)]
+        left = (await store.take(probe)).remaining
+        return index, left[0], left[1]
+
+    index, first_left, second_left = run(scenario)
+    assert index == 1  # 100 - 50 settled leaves 50: the first group's 60 does not fit
+    assert first_left == pytest.approx(50, abs=0.01)
+    assert second_left == pytest.approx(60, abs=0.01)  # 100 - 30 settled - 10 taken
+
+
 def test_oversized_cost_is_admitted_only_from_a_full_bucket(run: Runner) -> None:
     key = unique("tpm")
 
