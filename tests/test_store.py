@@ -126,6 +126,46 @@ def test_settlements_persist_in_the_refused_group_and_the_admitted_one(run: Runn
     assert second_left == pytest.approx(60, abs=0.01)  # 100 - 30 settled - 10 taken
 
 
+def test_extras_are_taken_only_when_every_bucket_holds_them(run: Runner) -> None:
+    tag = unique("tenant")
+    requests, tokens = tag + ":rpm", tag + ":tpm"
+
+    async def scenario(store: Store) -> list[tuple[bool, bool, tuple[float, ...]]]:
+        def specs(token_extra: float) -> list[BucketSpec]:
+            return [
+                BucketSpec(requests, capacity=100, rate=0.001, cost=1, extra=10),
+                BucketSpec(tokens, capacity=1000, rate=0.001, cost=100, extra=token_extra),
+            ]
+
+        out = []
+        # tokens 1000 -> 400 (with the extras) -> 300 (without: 500 more won't fit) -> 200
+        for extra in (500, 500, 0):
+            result = await store.take(specs(extra))
+            out.append((result.allowed, result.granted, result.remaining))
+        return out
+
+    (a, a_granted, a_left), (b, b_granted, b_left), (c, c_granted, c_left) = run(scenario)
+    assert (a, a_granted) == (True, True)
+    assert a_left == pytest.approx((89, 400), abs=0.01)
+    assert (b, b_granted) == (True, False)  # admitted; 500 more tokens do not fit after 100
+    assert b_left == pytest.approx((88, 300), abs=0.01)
+    assert (c, c_granted) == (True, True)  # no extra asked of the tokens: the requests' fits
+    assert c_left == pytest.approx((77, 200), abs=0.01)
+
+
+def test_a_refused_take_grants_no_extra(run: Runner) -> None:
+    key = unique("rpm")
+
+    async def scenario(store: Store) -> tuple[bool, bool, float]:
+        await store.take([BucketSpec(key, capacity=10, rate=0.001, cost=9)])
+        result = await store.take([BucketSpec(key, 10, 0.001, cost=2, extra=1)])
+        return result.allowed, result.granted, result.remaining[0]
+
+    allowed, granted, left = run(scenario)
+    assert (allowed, granted) == (False, False)
+    assert left == pytest.approx(1, abs=0.01)
+
+
 def test_oversized_cost_is_admitted_only_from_a_full_bucket(run: Runner) -> None:
     key = unique("tpm")
 

@@ -5,11 +5,12 @@
 minute sustained; `tpm` the same in tokens, plus at most one request's overshoot (a request
 costing more than the bucket holds is admitted from a full bucket, into debt).
 
-Each request costs one atomic take from the tenant's two buckets (one Redis call). Tokens are
-reserved from an estimate (prompt + max output) and settled from actual usage afterwards: the
-settlement rides along with the tenant's next take on this replica, and a background flush
-covers tenants that go quiet, so settling adds no round trip to any request. 429s carry
-Retry-After and the x-ratelimit-* headers OpenAI clients read.
+Each request costs one atomic take from the tenant's two buckets (one Redis call), or, for a
+busy tenant with limits large enough, a local draw from a lease this replica took from them
+(core.limits.leases: no store call). Tokens are reserved from an estimate (prompt + max output)
+and settled from actual usage afterwards: the settlement rides along with the tenant's next take
+on this replica, and a background flush covers tenants that go quiet, so settling adds no round
+trip to any request. 429s carry Retry-After and the x-ratelimit-* headers OpenAI clients read.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from core.limits.leases import Leases
 from core.observe.events import RATE_LIMITED
-from core.state.buckets import BucketSpec
+from core.state.buckets import BucketSpec, TakeResult
 from core.state.store import Store
 from shared.config import LimitsConfig, RateLimit
 from shared.errors import GatewayError
@@ -54,6 +57,9 @@ class Settlements:
         self._store = store
         self._pending: dict[tuple[str, float, float], float] = defaultdict(float)
         self._periodic = Periodic("token_settlement", FLUSH_INTERVAL_S, self.flush)
+        # Called before each flush (with True on the last): what they defer goes out with it
+        # (leases given back).
+        self.sweeps: list[Callable[[bool], None]] = []
 
     def defer(self, key: str, delta: float, capacity: float, rate: float | None = None) -> None:
         self._pending[(key, capacity, capacity / 60 if rate is None else rate)] += delta
@@ -65,7 +71,9 @@ class Settlements:
         """What this replica has not yet settled on bucket `key`, whatever its shape."""
         return sum(delta for (name, _, _), delta in self._pending.items() if name == key)
 
-    async def flush(self) -> None:
+    async def flush(self, last: bool = False) -> None:
+        for sweep in self.sweeps:
+            sweep(last)
         pending, self._pending = self._pending, defaultdict(float)
         for (key, capacity, rate), delta in pending.items():
             if delta:
@@ -79,7 +87,7 @@ class Settlements:
 
     async def stop(self) -> None:
         await self._periodic.stop()
-        await self.flush()
+        await self.flush(last=True)
 
 
 @dataclass(slots=True)
@@ -114,11 +122,19 @@ UNLIMITED = Admission(None, None, None, 0)
 
 class TenantLimiter:
     def __init__(
-        self, limits: LimitsConfig, store: Store, settlements: Settlements | None = None
+        self,
+        limits: LimitsConfig,
+        store: Store,
+        settlements: Settlements | None = None,
+        leased: bool = False,
     ) -> None:
+        """`leased`: the store is shared by replicas (Redis): busy tenants are admitted from
+        leases (core.limits.leases)."""
         self._limits = limits
         self._store = store
         self.settlements = settlements or Settlements(store)
+        self.leases = Leases(self.settlements.defer, leased)
+        self.settlements.sweeps.append(self.leases.sweep)
 
     @property
     def enabled(self) -> bool:
@@ -143,15 +159,19 @@ class TenantLimiter:
         if limit is None or (limit.rpm is None and limit.tpm is None):
             return UNLIMITED
         specs, kinds = self._specs(tenant, limit, estimated_tokens)
-        result = await self._store.take(specs)
+        levels = self.leases.draw(tenant, specs)
+        refused: TakeResult | None = None
+        if levels is None:
+            result = await self._take(tenant, specs)
+            levels, refused = result.remaining, None if result.allowed else result
         headers = {}
-        for spec, kind, remaining in zip(specs, kinds, result.remaining, strict=True):
+        for spec, kind, remaining in zip(specs, kinds, levels, strict=True):
             per_minute = limit.rpm if kind == "requests" else limit.tpm
             headers[f"x-ratelimit-limit-{kind}"] = str(per_minute)
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
             headers[f"x-ratelimit-reset-{kind}"] = _reset(spec.capacity, remaining, spec.rate)
-        if not result.allowed:
-            raise self._refusal(specs, kinds, result.remaining, result.retry_after_s, headers)
+        if refused is not None:
+            raise self._refusal(specs, kinds, levels, refused.retry_after_s, headers)
         if "tokens" not in kinds:
             return Admission(headers=headers)
         tokens = specs[kinds.index("tokens")]
@@ -169,9 +189,25 @@ class TenantLimiter:
         bucket = _requests_bucket(tenant, limit.rpm, limit.burst)
         await self._store.adjust(bucket.key, -1, bucket.capacity, bucket.rate)
 
-    def _specs(
-        self, tenant: str, limit: RateLimit, tokens: int
-    ) -> tuple[list[BucketSpec], list[str]]:
+    async def _take(self, tenant: str, specs: list[BucketSpec]) -> TakeResult:
+        """One store call: this replica's unsettled usage and its lease's remainder ride along,
+        a new lease is asked for when worth it; the levels as if no lease had been taken."""
+        pop = self.settlements.pop
+        specs = [replace(s, settle=pop(s.key, s.capacity, s.rate)) for s in specs]
+        asked = self.leases.asking(tenant, specs)
+        try:
+            result = await self._store.take(asked)
+        except BaseException:
+            self.leases.answered(tenant, asked, None)
+            raise
+        self.leases.answered(tenant, asked, result)
+        if not result.granted:
+            return result
+        levels = tuple(level + s.extra for level, s in zip(result.remaining, asked, strict=True))
+        return replace(result, remaining=levels)
+
+    @staticmethod
+    def _specs(tenant: str, limit: RateLimit, tokens: int) -> tuple[list[BucketSpec], list[str]]:
         # One hash tag per tenant: both buckets share a cluster slot, so one Lua call suffices.
         specs, kinds = [], []
         if limit.rpm is not None:
@@ -180,9 +216,7 @@ class TenantLimiter:
         if limit.tpm is not None:
             key = f"il:{{t:{tenant}}}:tpm"
             capacity, rate = burst_capacity(limit.tpm, limit.burst), limit.tpm / 60
-            # This replica's unsettled usage for the tenant rides along with the take.
-            settle = self.settlements.pop(key, capacity, rate)
-            specs.append(BucketSpec(key, capacity, rate, tokens, settle))
+            specs.append(BucketSpec(key, capacity, rate, tokens))
             kinds.append("tokens")
         return specs, kinds
 

@@ -20,6 +20,9 @@ class BucketSpec:
     # A pending settlement applied before the take, admitted or not (charge > 0, refund < 0):
     # it rides along so settling never costs a round trip of its own.
     settle: float = 0.0
+    # Taken too when every bucket of the take still holds it after `cost` (all or none of a
+    # group's extras): a lease the caller spends locally (core.limits.leases).
+    extra: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,7 @@ class TakeResult:
     allowed: bool
     retry_after_s: float  # 0 when allowed
     remaining: tuple[float, ...]  # per bucket, after the take (or unchanged when refused)
+    granted: bool = False  # the specs' extras were taken too (`remaining` is after them)
 
 
 def refill(tokens: float, last: float, now: float, capacity: float, rate: float) -> float:
@@ -50,11 +54,16 @@ def take(state: dict[str, tuple[float, float]], specs: list[BucketSpec], now: fl
             wait = max(wait, (needed - level) / spec.rate if spec.rate > 0 else float("inf"))
     if wait > 0:
         return TakeResult(False, wait, tuple(levels))
+    extras = [spec.extra for spec in specs]
+    granted = any(extras) and all(
+        level - spec.cost >= spec.extra for spec, level in zip(specs, levels, strict=True)
+    )
     remaining = []
     for spec, level in zip(specs, levels, strict=True):
-        state[spec.key] = (level - spec.cost, now)
-        remaining.append(level - spec.cost)
-    return TakeResult(True, 0.0, tuple(remaining))
+        left = level - spec.cost - (spec.extra if granted else 0.0)
+        state[spec.key] = (left, now)
+        remaining.append(left)
+    return TakeResult(True, 0.0, tuple(remaining), granted)
 
 
 def adjust(

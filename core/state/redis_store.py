@@ -25,7 +25,9 @@ from core.state.cluster import ClusterClient
 from core.state.resp import RespClient
 
 # Groups of buckets: admits the first group whose every bucket can take (all-or-nothing
-# inside a group). ARGV: group count, group sizes, then capacity, rate, cost, settle per key.
+# inside a group). ARGV: group count, group sizes, then capacity, rate, cost, settle, extra per
+# key; an admitted group's extras are taken too when every one of its buckets holds its extra
+# after the cost. Reply: group index (-1: none), wait, 1 if the extras were taken, levels.
 # Pending settlements are applied to every group visited, admitted or not: an admitted group's
 # keys are written once, with the take (each redis.call costs Redis ~3 us of its own; a
 # settlement rides along with most takes under load), the others' keys with the settlement.
@@ -52,7 +54,7 @@ for g = 1, groups do
   local wait = 0
   for i = 1, size do
     local k = key + i
-    local a = base + 4 * (k - 1)
+    local a = base + 5 * (k - 1)
     local cap, rate = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local cost, settle = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
     local v = redis.call('HMGET', KEYS[k], 't', 'ts')
@@ -72,26 +74,35 @@ for g = 1, groups do
     end
   end
   if wait == 0 then
-    local out = {g - 1, '0'}
+    local asked, fits = false, true
+    for i = 1, size do
+      local a = base + 5 * (key + i - 1)
+      local extra = tonumber(ARGV[a + 5])
+      if extra > 0 then asked = true end
+      if levels[i] - tonumber(ARGV[a + 3]) < extra then fits = false end
+    end
+    local granted = asked and fits
+    local out = {g - 1, '0', granted and 1 or 0}
     for i = 1, size do
       local k = key + i
-      local a = base + 4 * (k - 1)
+      local a = base + 5 * (k - 1)
       local left = levels[i] - tonumber(ARGV[a + 3])
+      if granted then left = left - tonumber(ARGV[a + 5]) end
       persist(k, left, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
-      out[i + 2] = tostring(left)
+      out[i + 3] = tostring(left)
     end
     return out
   end
   for _, i in ipairs(settled) do
-    local a = base + 4 * (key + i - 1)
+    local a = base + 5 * (key + i - 1)
     persist(key + i, levels[i], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
   end
   if shortest < 0 or wait < shortest then shortest = wait end
   last = levels
   key = key + size
 end
-local out = {-1, tostring(shortest)}
-for i = 1, #last do out[i + 2] = tostring(last[i]) end
+local out = {-1, tostring(shortest), 0}
+for i = 1, #last do out[i + 3] = tostring(last[i]) end
 return out
 """
 
@@ -267,13 +278,14 @@ class RedisStore:
         for group in groups:
             for spec in group:
                 keys.append(spec.key)
-                args.extend((spec.capacity, spec.rate, spec.cost, spec.settle))
+                args.extend((spec.capacity, spec.rate, spec.cost, spec.settle, spec.extra))
         reply = await self._take_first(keys, args)
         index = int(reply[0])
         result = TakeResult(
             allowed=index >= 0,
             retry_after_s=float(reply[1]),
-            remaining=tuple(float(x) for x in reply[2:]),
+            remaining=tuple(float(x) for x in reply[3:]),
+            granted=int(reply[2]) == 1,
         )
         return index, result
 

@@ -133,11 +133,14 @@ class ResilientStore:
         log.error("redis unreachable (%s); %s%s until it is back", type(exc).__name__, mode, where)
 
     def _share(self, specs: list[BucketSpec]) -> list[BucketSpec]:
-        """This replica's share of shared buckets, for the local fallback."""
-        if self.replicas == 1:
-            return specs
+        """This replica's share of shared buckets, for the local fallback. No lease is taken
+        from it (`extra`): a lease's remainder goes back to the shared bucket, which never
+        gave it."""
         n = self.replicas
-        return [dataclasses.replace(s, capacity=s.capacity / n, rate=s.rate / n) for s in specs]
+        return [
+            dataclasses.replace(s, capacity=s.capacity / n, rate=s.rate / n, extra=0.0)
+            for s in specs
+        ]
 
     async def take(self, specs: list[BucketSpec]) -> TakeResult:
         return await self._call(
