@@ -3,7 +3,13 @@ here, a background job sends them in batches (one script call settles up to BATC
 idempotent on each hold's id, so a retry after a failure never counts twice) and checks the
 alert thresholds on the settled spend each call returns. Bounded: when the store stays down
 and the queue is full, the oldest settlement is dropped (its reservation then expires on its
-own, uncounted), with a log line."""
+own, uncounted), with a log line.
+
+Draws from one slice on the same accounts are settled as one charge (`merged`): the script
+does the same work per charge whatever its amounts (about ten Redis commands: a busy replica's
+settlements were a third of Redis's time per request), and what a charge adds (spend, tokens,
+the slice's hold given back) is a sum. A batch that failed is sent again exactly as it was (its
+merged charges keep their ids), so a retry of a call that did land is still a no-op."""
 
 from __future__ import annotations
 
@@ -73,13 +79,14 @@ class BudgetSettler:
         self.alerts = alerts
         self.levels = levels
         self._pending: deque[Settlement] = deque()
+        self._resend: deque[Settlement] = deque()  # sent once and failed: resent as they are
         self.slices = Slices()  # this replica's slices of the budgets (core.budgets.slices)
         self.dropped = 0
         self._periodic = Periodic("budget_settlement", FLUSH_INTERVAL_S, self.flush)
 
     def defer(self, settlement: Settlement) -> None:
-        if len(self._pending) >= MAX_PENDING:
-            self._pending.popleft()
+        if len(self._pending) + len(self._resend) >= MAX_PENDING:
+            (self._resend or self._pending).popleft()
             self.dropped += 1
             log.warning("budget settlements backed up: dropped the oldest (it will expire)")
         self._pending.append(settlement)
@@ -91,7 +98,9 @@ class BudgetSettler:
 
     async def flush(self) -> None:
         self._sweep()
-        batch, self._pending = self._pending, deque()
+        batch, self._resend = self._resend, deque()
+        batch.extend(merged(self._pending))
+        self._pending = deque()
         while batch:
             chunks: list[list[Settlement]] = []
             while batch and len(chunks) < CONCURRENT_CALLS:
@@ -102,7 +111,7 @@ class BudgetSettler:
             failed = [s for c, r in zip(chunks, results, strict=True) if _retry(r) for s in c]
             if failed:  # the store is down: keep them (and what is left) for the next flush
                 log.warning("could not settle budgets: shared state unavailable")
-                self._pending.extendleft(reversed([*failed, *batch]))
+                self._resend.extend([*failed, *batch])
                 return
 
     async def _settle(self, chunk: list[Settlement]) -> None:
@@ -126,3 +135,40 @@ class BudgetSettler:
         self._sweep(everything=True)
         await self.flush()
         await self.alerts.stop()
+
+
+def merged(pending: deque[Settlement]) -> list[Settlement]:
+    """`pending` with the draws from each slice on the same accounts summed into one charge
+    (the first's id, marked with the count), where each group first appears; holds of their
+    own and slices given back stay as they are."""
+    out: list[Settlement | list[Settlement]] = []
+    groups: dict[tuple[str, tuple[str, ...]], list[Settlement]] = {}
+    for s in pending:
+        c = s.charge
+        if not c.slice or not s.budgets:
+            out.append(s)
+            continue
+        key = (c.slice, tuple(a.key for a in c.accounts))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = group = []
+            out.append(group)
+        group.append(s)
+    return [_summed(x) if isinstance(x, list) else x for x in out]
+
+
+def _summed(group: list[Settlement]) -> Settlement:
+    """One charge for the group; the latest window (a rolling one moves) for levels and alerts."""
+    if len(group) == 1:
+        return group[0]
+    c, last = group[0].charge, group[-1]
+    charge = BudgetCharge(
+        f"{c.rid}+{len(group)}",
+        sum(s.charge.cost for s in group),
+        sum(s.charge.tokens for s in group),
+        c.accounts,
+        c.slice,
+        sum(s.charge.drawn for s in group),
+        sum(s.charge.drawn_tokens for s in group),
+    )
+    return Settlement(charge, last.budgets, last.windows)
