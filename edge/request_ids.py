@@ -25,4 +25,4 @@ RANDOM_BYTES = 10
 def new_request_id() -> str:
     """A fresh id; ids minted later sort after earlier ones (at millisecond resolution)."""
     millis = time.time_ns() // 1_000_000
-    return f"{PREFIX}{millis:012x}{os.urandom(RANDOM_BYTES).hex()}"
+    return f"{PREFIX}{millis:0{TIME_DIGITS}x}{os.urandom(RANDOM_BYTES).hex()}"
