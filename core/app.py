@@ -103,8 +103,9 @@ class CoreState:
         self.verifier = HopVerifier(parts.hop_secret, config.hop.max_skew_s, self.store)
         self.secrets = parts.secrets  # referenced secrets, refreshed while serving
         self.settlements = Settlements(self.store)
-        shared = config.state.redis_url is not None  # leases only pay where a take is a call
-        self.limiter = TenantLimiter(config.limits, self.store, self.settlements, shared)
+        # Leases only pay where a take is a call (Redis), and only if the operator keeps them.
+        leased = config.state.redis_url is not None and config.limits.leases
+        self.limiter = TenantLimiter(config.limits, self.store, self.settlements, leased)
         self._dispatch(config)
         self.images = ImageFetcher.from_config(config.core)
         self._spend(config)

@@ -55,6 +55,9 @@ class LimitsConfig:
     tiers: dict[str, RateLimit]
     tenants: dict[str, RateLimit]  # per-tenant overrides take precedence over the tier
     default_tier: str | None = None  # for tokens whose tier is not configured
+    # With Redis, busy tenants are admitted from leases of their buckets (core.limits.leases):
+    # off, every request is one Redis call and x-ratelimit-remaining is never stale.
+    leases: bool = True
 
     def tier_for(self, tier: str) -> str | None:
         """The configured tier a token's tier resolves to; None when it is unknown and there
@@ -189,4 +192,5 @@ def _limits(raw: Any) -> LimitsConfig:
         tiers=tiers,
         tenants=_rate_limits(s.get("tenants"), "limits.tenants"),
         default_tier=default_tier,
+        leases=cp.boolean(s, "leases", "limits", True),
     )

@@ -18,7 +18,7 @@ from core.limits.tenant import TenantLimiter
 from core.state.buckets import BucketSpec, TakeResult
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
-from shared.config import LimitsConfig, RateLimit
+from shared.config import ConfigError, LimitsConfig, RateLimit
 from shared.errors import GatewayError
 from tests.support.redis_server import RedisServer
 
@@ -284,3 +284,23 @@ def test_no_lease_is_taken_from_the_fallback_while_redis_is_down(tmp_path: Path)
             await store.close()
 
     assert run(scenario) == (0, 5)
+
+
+def test_leases_are_on_with_redis_unless_the_operator_turns_them_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.app import CoreState
+    from tests.test_config import BASE, load
+
+    redis = "state: {redis_url: 'redis://127.0.0.1:1/0'}\n"
+    env = {"INTERLOCK_HOP_SECRET": "s" * 40}
+    monkeypatch.setenv("INTERLOCK_HOP_SECRET", env["INTERLOCK_HOP_SECRET"])
+
+    def leased(text: str) -> bool:
+        return CoreState(load(tmp_path, BASE + text, env)).limiter.leases.enabled
+
+    assert leased(redis)
+    assert not leased(redis + "limits: {leases: false}\n")
+    assert not leased("")  # in memory: a take is no call, nothing to save
+    with pytest.raises(ConfigError, match=r"^limits\.leases"):
+        load(tmp_path, BASE + "limits: {leases: maybe}\n", env)
