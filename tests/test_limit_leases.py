@@ -214,9 +214,10 @@ def test_a_request_the_lease_cannot_cover_takes_with_the_remainder_given_back(
     assert 96_000 - 5200 <= big <= 96_000 - 5200 + 16  # refill: 160 a second
 
 
-def test_one_lease_is_asked_for_at_a_time_per_tenant(redis_url: str) -> None:
-    """50 requests of a new tenant at once all miss the lease; only one asks for one, so a
-    replica never holds more than one lease of a tenant."""
+def test_one_lease_is_asked_for_at_a_time_and_the_others_wait_for_it(redis_url: str) -> None:
+    """50 requests of a new tenant at once all miss the lease: one asks for one (a replica never
+    holds more than one lease of a tenant) and the others wait for it and draw from it; the 17
+    it cannot cover (1 + 32 served) wait for the next, which the first of them asks for."""
     who = tenant()
 
     async def scenario() -> tuple[int, int]:
@@ -229,8 +230,7 @@ def test_one_lease_is_asked_for_at_a_time_per_tenant(redis_url: str) -> None:
             await limiter.settlements.stop()
             await store.close()
 
-    takes, asked = run(scenario)
-    assert asked == 1 and takes == 50
+    assert run(scenario) == (2, 2)
 
 
 def test_leases_are_bounded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,3 +304,36 @@ def test_leases_are_on_with_redis_unless_the_operator_turns_them_off(
     assert not leased("")  # in memory: a take is no call, nothing to save
     with pytest.raises(ConfigError, match=r"^limits\.leases"):
         load(tmp_path, BASE + "limits: {leases: maybe}\n", env)
+
+
+def test_waiters_go_to_the_store_themselves_when_the_ask_fails(redis_url: str) -> None:
+    """The call asking for a lease fails (its caller gets the error); the requests waiting on
+    it are not left hanging: each takes from the store itself."""
+    who = tenant()
+
+    class FailingAsk(CountingStore):
+        async def take(self, specs: list[BucketSpec]) -> TakeResult:
+            if any(spec.extra for spec in specs) and not self.asked:
+                self.asked += 1
+                await asyncio.sleep(0.05)  # the others arrive and wait meanwhile
+                raise ConnectionError("lost")
+            return await super().take(specs)
+
+    async def scenario() -> list[str]:
+        store = FailingAsk(redis_url)
+        limiter = TenantLimiter(limits(60_000), store, leased=True)
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(
+                    *(limiter.admit(who, "t", 1) for _ in range(10)), return_exceptions=True
+                ),
+                5,
+            )
+            return [type(o).__name__ for o in outcomes]
+        finally:
+            await limiter.settlements.stop()
+            await store.close()
+
+    outcomes = run(scenario)
+    assert outcomes[0] == "ConnectionError"
+    assert outcomes[1:] == ["Admission"] * 9

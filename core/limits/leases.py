@@ -28,6 +28,7 @@ Leases are only used with shared state: the in-memory store is local already.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -41,6 +42,7 @@ LEASE_SHARE = 16  # and at most 1/LEASE_SHARE of the bucket's capacity
 MIN_DRAWS = 4  # a lease smaller than this many costs on any bucket is not asked for
 LEASE_S = 1.0  # a lease is spent from for this long after it was granted
 MAX_LEASES = 4096  # tenants a replica holds leases for at once (beyond: no new lease)
+WAITS = 2  # leases on their way a request waits for before it takes from the store itself
 
 
 @dataclass(slots=True)
@@ -77,7 +79,8 @@ class Leases:
         self._settle = settle
         self.clock = clock  # time.monotonic; a test may set its own
         self._leases: dict[str, Lease] = {}
-        self._asking: set[str] = set()  # tenants with a store call out that asked for a lease
+        # Tenants with a store call out that asked for a lease: done once it is answered.
+        self._asking: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -96,6 +99,22 @@ class Leases:
             left[i] -= spec.cost
         return tuple(level + have for level, have in zip(lease.seen, left, strict=True))
 
+    async def awaited(self, tenant: str, specs: list[BucketSpec]) -> tuple[float, ...] | None:
+        """`draw` once the tenant's lease, if one is being asked for, has been answered: the
+        requests that find the lease spent while a new one is on its way wait the one round
+        trip they would have spent on a store call of their own, then draw from it (else a
+        busy tenant's every lease change sent a burst of separate takes to the store). None
+        when nothing is on its way, or it did not bring enough (the store's turn)."""
+        for _ in range(WAITS):  # a lease that ran out under its waiters: the next one, once
+            asked = self._asking.get(tenant)
+            if asked is None:
+                return None
+            await asyncio.shield(asked)  # one waiter cancelled leaves the others theirs
+            levels = self.draw(tenant, specs)
+            if levels is not None:
+                return levels
+        return None
+
     def asking(self, tenant: str, specs: list[BucketSpec]) -> list[BucketSpec]:
         """The specs for a store call: the tenant's lease, if any, given back in it (its
         remainder refunded as a settlement), and a new one asked for when it is worth it."""
@@ -112,19 +131,21 @@ class Leases:
         sizes = [lease_size(spec) for spec in specs]
         if any(size < MIN_DRAWS * spec.cost for size, spec in zip(sizes, specs, strict=True)):
             return specs
-        self._asking.add(tenant)
+        self._asking[tenant] = asyncio.get_running_loop().create_future()
         return [dataclasses.replace(s, extra=size) for s, size in zip(specs, sizes, strict=True)]
 
     def answered(self, tenant: str, specs: list[BucketSpec], result: TakeResult | None) -> None:
-        """The store call `asking` shaped is over (None: it failed); a granted lease is kept."""
+        """The store call `asking` shaped is over (None: it failed); a granted lease is kept,
+        and the requests waiting on it (`awaited`) then draw from it."""
         if not any(spec.extra for spec in specs):
             return
-        self._asking.discard(tenant)
-        if result is None or not result.allowed or not result.granted:
-            return
-        left = [spec.extra for spec in specs]
-        until = self.clock() + LEASE_S
-        self._leases[tenant] = Lease(_shapes(specs), left, result.remaining, until)
+        if result is not None and result.allowed and result.granted:
+            left = [spec.extra for spec in specs]
+            until = self.clock() + LEASE_S
+            self._leases[tenant] = Lease(_shapes(specs), left, result.remaining, until)
+        asked = self._asking.pop(tenant, None)
+        if asked is not None:
+            asked.set_result(None)
 
     def sweep(self, everything: bool = False) -> None:
         """Leases LEASE_S old (or all of them) given back through the settlements."""

@@ -160,6 +160,8 @@ class TenantLimiter:
             return UNLIMITED
         specs, kinds = self._specs(tenant, limit, estimated_tokens)
         levels = self.leases.draw(tenant, specs)
+        if levels is None:
+            levels = await self.leases.awaited(tenant, specs)
         refused: TakeResult | None = None
         if levels is None:
             result = await self._take(tenant, specs)
