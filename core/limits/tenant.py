@@ -195,7 +195,9 @@ class TenantLimiter:
         """One store call: this replica's unsettled usage and its lease's remainder ride along,
         a new lease is asked for when worth it; the levels as if no lease had been taken."""
         pop = self.settlements.pop
-        specs = [replace(s, settle=pop(s.key, s.capacity, s.rate)) for s in specs]
+        specs = [
+            replace(s, settle=d) if (d := pop(s.key, s.capacity, s.rate)) else s for s in specs
+        ]
         asked = self.leases.asking(tenant, specs)
         try:
             result = await self._store.take(asked)
