@@ -7,23 +7,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Iterator
 
-import pytest
 import redis
 
-from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
-from core.budgets.levels import BudgetLevels
-from core.budgets.settle import BudgetSettler, Settlement, merged
+from core.budgets.settle import Settlement, merged
 from core.state.budget_accounts import Account, BudgetCharge
-from core.state.redis_store import RedisStore
 from shared.config import BudgetConfig
-from tests.support.flat_pricing import FlatPricing
-from tests.test_budget_slices import ASK, TARGET, account_of
+from tests.test_budget_slices import ASK, TARGET, CountingStore, account_of
+from tests.test_budget_slices import replica as slices_replica
 
 
-class RecordingStore(RedisStore):
+class RecordingStore(CountingStore):
     """The Redis store, recording the charges of each settle call; `lose` calls land in Redis
     and then fail as if the reply were lost."""
 
@@ -41,17 +36,10 @@ class RecordingStore(RedisStore):
         return spent
 
 
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def replica(redis_url: str, budget: BudgetConfig) -> tuple[Budgets, RecordingStore]:
     store = RecordingStore(redis_url)
-    settler = BudgetSettler(store, Alerts(store), BudgetLevels([budget]))
-    return Budgets([budget], store, FlatPricing(), settler), store
+    budgets, _ = slices_replica(redis_url, budget, store)
+    return budgets, store
 
 
 async def draw_and_settle(budgets: Budgets, count: int, micros: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -43,15 +42,11 @@ class CountingStore(RedisStore):
         return await super().budget_reserve(lines, rid, ttl_s)
 
 
-@pytest.fixture
-def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def replica(redis_url: str, budget: BudgetConfig) -> tuple[Budgets, CountingStore]:
-    store = CountingStore(redis_url)
+def replica(
+    redis_url: str, budget: BudgetConfig, store: CountingStore | None = None
+) -> tuple[Budgets, CountingStore]:
+    """A core's budgets on `store` (default: a new CountingStore)."""
+    store = store or CountingStore(redis_url)
     settler = BudgetSettler(store, Alerts(store), BudgetLevels([budget]))
     return Budgets([budget], store, FlatPricing(), settler), store
 

@@ -57,6 +57,19 @@ def tenant() -> str:
     return "tenant-" + uuid.uuid4().hex[:12]
 
 
+async def five_takes(url: str, config: LimitsConfig, who: str, leased: bool) -> tuple[int, int]:
+    """Five admissions of `who`: the store's takes, and how many of them asked for a lease."""
+    store = CountingStore(url)
+    limiter = TenantLimiter(config, store, leased=leased)
+    try:
+        for _ in range(5):
+            await limiter.admit(who, "t", 10)
+        return store.takes, store.asked
+    finally:
+        await limiter.settlements.stop()
+        await store.close()
+
+
 def remaining(admission: Any, kind: str = "requests") -> int:
     return int(admission.headers[f"x-ratelimit-remaining-{kind}"])
 
@@ -90,18 +103,7 @@ def test_small_limits_are_taken_per_request(redis_url: str) -> None:
     """rpm 60 at burst 0.1 is a bucket of 6: no lease could hold MIN_DRAWS requests."""
     who = tenant()
 
-    async def scenario() -> tuple[int, int]:
-        store = CountingStore(redis_url)
-        limiter = TenantLimiter(limits(60), store, leased=True)
-        try:
-            for _ in range(5):
-                await limiter.admit(who, "t", 10)
-            return store.takes, store.asked
-        finally:
-            await limiter.settlements.stop()
-            await store.close()
-
-    assert run(scenario) == (5, 0)
+    assert run(lambda: five_takes(redis_url, limits(60), who, leased=True)) == (5, 0)
 
 
 def test_replicas_with_leases_admit_the_limit_and_no_more(redis_url: str) -> None:
@@ -253,18 +255,7 @@ def test_leases_are_bounded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> 
 def test_without_shared_state_nothing_is_leased(redis_url: str) -> None:
     who = tenant()
 
-    async def scenario() -> tuple[int, int]:
-        store = CountingStore(redis_url)
-        limiter = TenantLimiter(limits(6000), store)
-        try:
-            for _ in range(5):
-                await limiter.admit(who, "t", 1)
-            return store.takes, store.asked
-        finally:
-            await limiter.settlements.stop()
-            await store.close()
-
-    assert run(scenario) == (5, 0)
+    assert run(lambda: five_takes(redis_url, limits(6000), who, leased=False)) == (5, 0)
 
 
 def test_no_lease_is_taken_from_the_fallback_while_redis_is_down(tmp_path: Path) -> None:
