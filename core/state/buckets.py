@@ -54,8 +54,7 @@ def take(state: dict[str, tuple[float, float]], specs: list[BucketSpec], now: fl
             wait = max(wait, (needed - level) / spec.rate if spec.rate > 0 else float("inf"))
     if wait > 0:
         return TakeResult(False, wait, tuple(levels))
-    extras = [spec.extra for spec in specs]
-    granted = any(extras) and all(
+    granted = any(spec.extra for spec in specs) and all(
         level - spec.cost >= spec.extra for spec, level in zip(specs, levels, strict=True)
     )
     remaining = []
