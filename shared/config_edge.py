@@ -29,6 +29,7 @@ from shared.config_headers import policy_headers
 from shared.config_server import EDGE_SERVER, ServerConfig, parse_server
 from shared.configparse import ConfigError
 from shared.hop import DEFAULT_MAX_SKEW_S
+from shared.server_write import CONTINUE_DEFER_S
 
 DEFAULT_EDGE_PORT = 8080
 DEFAULT_CORE_PORT = 8081  # where the edge's default pool points
@@ -279,6 +280,8 @@ def _core_link(s: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if value <= 0:
             raise ConfigError(f"edge.{key.removesuffix('_s')}: must be positive")
+    if fields["core_ack_timeout_s"] < 5 * CONTINUE_DEFER_S:  # the core may defer its ack
+        raise ConfigError(f"edge.core_ack_timeout: must be at least {5 * CONTINUE_DEFER_S:g}s")
     if fields["core_response_timeout_s"] < fields["core_ack_timeout_s"]:
         raise ConfigError("edge.core_response_timeout: must be at least edge.core_ack_timeout")
     if fields["replica_eject_max_s"] < fields["replica_eject_base_s"]:

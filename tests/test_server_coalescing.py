@@ -1,4 +1,5 @@
-"""A response's head leaves with its first body bytes (shared.server_write.Coalescing).
+"""A response's head leaves with its first body bytes (shared.server_write.Coalescing), and a
+`100 Continue` for a body that came whole goes only to a request not answered soon.
 
 uvicorn writes the head and the body of every response separately: two send() calls, and two
 reads for the peer. The server's protocol holds the head until the body comes in the same loop
@@ -19,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from shared import server_write
 from shared.config_server import ServerConfig
 from shared.http import EXCEPTION_HANDLERS
 from shared.server_protocol import configured
-from shared.server_write import Coalescing
+from shared.server_write import CONTINUE, CONTINUE_DEFER_S, Coalescing
 from tests.support.asgi_server import serve
 from tests.support.sockets import connect, wait_outcome
 
@@ -50,8 +52,9 @@ class Recording:
 class Cycle:
     """What Coalescing reads of uvicorn's request cycle."""
 
-    def __init__(self) -> None:
+    def __init__(self, more_body: bool = True) -> None:
         self.response_started = False
+        self.more_body = more_body  # uvicorn's: the body is still to come
 
 
 def started(writer: Coalescing) -> None:
@@ -101,6 +104,44 @@ async def head_alone() -> None:
     assert len(transport.calls) == 3  # written once, not again at the end of the step
 
 
+def test_a_body_already_in_defers_the_100_continue_and_a_quick_answer_drops_it() -> None:
+    asyncio.run(continue_deferred())
+
+
+async def continue_deferred() -> None:
+    transport = Recording()
+    writer = Coalescing(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    writer.cycle = quick = Cycle(more_body=False)
+    writer.write(CONTINUE)
+    assert transport.calls == []
+    quick.response_started = True
+    writer.write(b"HEAD;")
+    writer.write(b"body")
+    await asyncio.sleep(CONTINUE_DEFER_S * 2)
+    assert transport.calls == [("write", b"HEAD;body")]  # never a 100 after the answer
+    transport.calls.clear()
+    writer.cycle = slow = Cycle(more_body=False)
+    writer.write(CONTINUE)
+    await asyncio.sleep(CONTINUE_DEFER_S * 2)
+    assert transport.calls == [("write", CONTINUE)]  # not answered in time: acknowledged
+    slow.response_started = True
+    writer.write(b"HEAD;")
+    writer.write(b"body")
+    assert transport.calls[1:] == [("write", b"HEAD;body")]
+    writer.cycle = Cycle(more_body=False)
+    writer.write(CONTINUE)
+    writer.close()  # a closed connection acknowledges nothing
+    await asyncio.sleep(CONTINUE_DEFER_S * 2)
+    assert transport.calls[2:] == [("close", b"")]
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    if request.query_params.get("wait"):
+        await asyncio.sleep(float(request.query_params["wait"]))
+    return Response(b"got:" + body, media_type="text/plain")
+
+
 async def small(request: Request) -> Response:
     return Response(b"small:" + request.url.path.encode(), media_type="text/plain")
 
@@ -121,6 +162,7 @@ async def crash(request: Request) -> Response:
 def port() -> Iterator[int]:
     routes = [Route(p, fn, methods=["GET"]) for p, fn in (("/a", small), ("/b", small))]
     routes += [Route("/late", late, methods=["GET"]), Route("/crash", crash, methods=["GET"])]
+    routes.append(Route("/echo", echo, methods=["POST"]))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     with serve(app, configured(ServerConfig(), 64, "httptools")) as base:
         yield int(base.rsplit(":", 1)[1])
@@ -181,3 +223,38 @@ def test_head_gets_the_head_only(port: int) -> None:
     two = b"HEAD /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\n"
     data = read_until(port, two, b"small:/b")
     assert data.count(b"HTTP/1.1 200") == 2 and data.count(b"small:") == 1
+
+
+def expecting(path: str, body: bytes | None) -> bytes:
+    """A POST asking for `100 Continue`, with its body (`None`: the head alone)."""
+    head = f"POST {path} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n"
+    return head.encode() + (body or b"")
+
+
+def test_a_body_sent_with_its_head_is_answered_without_a_100_continue(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_write, "CONTINUE_DEFER_S", 2.0)  # a loaded machine is slow too
+    data = read_until(port, expecting("/echo", b"hi"), b"got:hi")
+    assert data.startswith(b"HTTP/1.1 200") and b" 100 " not in data
+
+
+def test_a_slow_answer_to_a_body_sent_with_its_head_is_acknowledged_first(port: int) -> None:
+    wait = f"/echo?wait={CONTINUE_DEFER_S * 5}"
+    data = read_until(port, expecting(wait, b"hi"), b"got:hi")
+    assert data.startswith(CONTINUE + b"HTTP/1.1 200")
+
+
+def test_a_client_waiting_to_send_its_body_gets_the_100_continue_at_once(port: int) -> None:
+    sock = connect(port)
+    try:
+        sock.sendall(expecting("/echo", None))
+        # (that it goes at once, not deferred, is test_the_head_and_the_body_leave_in_one_write)
+        interim = b""
+        while len(interim) < len(CONTINUE):
+            interim += sock.recv(len(CONTINUE) - len(interim))
+        sock.sendall(b"hi")
+        data = sock.recv(65536)
+    finally:
+        sock.close()
+    assert interim == CONTINUE and data.startswith(b"HTTP/1.1 200") and data.endswith(b"got:hi")
