@@ -1,5 +1,6 @@
-"""A response's head leaves with its first body bytes (shared.server_write.Coalescing), and a
-`100 Continue` for a body that came whole goes only to a request not answered soon.
+"""A response's head leaves with its first body bytes, the rest of what it writes in one step of
+the loop in one write (shared.server_write.Coalescing), and a `100 Continue` for a body that
+came whole goes only to a request not answered soon.
 
 uvicorn writes the head and the body of every response separately: two send() calls, and two
 reads for the peer. The server's protocol holds the head until the body comes in the same loop
@@ -82,10 +83,17 @@ async def head_and_body() -> None:
     writer.write(b"HEAD;")
     assert transport.calls == []
     writer.write(b"body")
-    writer.write(b"more")  # later chunks go straight out
-    assert transport.calls == [("write", b"HEAD;body"), ("write", b"more")]
+    assert transport.calls == [("write", b"HEAD;body")]  # the first body bytes: at once
+    writer.write(b"more;")
+    writer.write(b"again")  # later chunks this step: together, at its end
+    assert len(transport.calls) == 1
     await asyncio.sleep(0)
-    assert len(transport.calls) == 2  # nothing held: the end of the step writes nothing
+    assert transport.calls[1:] == [("write", b"more;again")]
+    writer.write(b"next")
+    writer.close()  # what is held goes before the close
+    assert transport.calls[2:] == [("write", b"next"), ("close", b"")]
+    await asyncio.sleep(0)
+    assert len(transport.calls) == 4  # written once, not again at the end of the step
 
 
 async def head_alone() -> None:
@@ -154,6 +162,16 @@ async def late(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
+async def bursts(request: Request) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        for number in range(20):  # one step: written together after the first
+            yield b"%d;" % number
+        await asyncio.sleep(LATE_S)
+        yield b"late"
+
+    return StreamingResponse(chunks(), media_type="text/plain")
+
+
 async def crash(request: Request) -> Response:
     raise RuntimeError("deliberate")
 
@@ -162,7 +180,7 @@ async def crash(request: Request) -> Response:
 def port() -> Iterator[int]:
     routes = [Route(p, fn, methods=["GET"]) for p, fn in (("/a", small), ("/b", small))]
     routes += [Route("/late", late, methods=["GET"]), Route("/crash", crash, methods=["GET"])]
-    routes.append(Route("/echo", echo, methods=["POST"]))
+    routes += [Route("/echo", echo, methods=["POST"]), Route("/bursts", bursts, methods=["GET"])]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     with serve(app, configured(ServerConfig(), 64, "httptools")) as base:
         yield int(base.rsplit(":", 1)[1])
@@ -205,6 +223,26 @@ def test_a_streams_head_does_not_wait_for_its_first_chunk(port: int) -> None:
         sock.close()
     assert data.startswith(b"HTTP/1.1 200") and waited < LATE_S  # the head came alone, early
     assert data.endswith(b"\r\n\r\n4\r\nlate\r\n0\r\n\r\n")
+
+
+def test_a_burst_of_chunks_is_not_held_past_its_step(port: int) -> None:
+    sock = connect(port)
+    try:
+        started = time.monotonic()
+        sock.sendall(b"GET /bursts HTTP/1.1\r\nhost: x\r\n\r\n")
+        data = b""
+        while b"19;" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        waited = time.monotonic() - started
+        while not data.endswith(b"0\r\n\r\n"):
+            data += sock.recv(65536)
+    finally:
+        sock.close()
+    assert waited < LATE_S  # the burst came before the late chunk was even made
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert body.startswith(b"2\r\n0;\r\n2\r\n1;\r\n") and body.endswith(b"4\r\nlate\r\n0\r\n\r\n")
 
 
 def test_a_500_arrives_whole_and_closes(port: int) -> None:
