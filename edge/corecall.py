@@ -33,7 +33,7 @@ so on its answers, `x-interlock-nonces: shared`, and says `local` while it falls
 own memory), the nonce itself makes a second replica safe: a JSON body then goes out with its
 head, `Expect` still asks for the acknowledgement (the timeouts above are unchanged; the
 core's server, having the whole body, sends its `100 Continue` only if it has not answered
-20 ms later, so a fast answer costs neither tier the interim response: shared/server_write.py),
+100 ms later, so a fast answer costs neither tier the interim response: shared/server_write.py),
 and every attempt carries the SAME credential. A replica the edge gave up on that reads the
 request later can act on it only by claiming its nonce first, which the replica that took the
 retry has done (it answers 401 unheard); and if the slow one claimed first, the retry's

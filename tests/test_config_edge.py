@@ -152,7 +152,7 @@ def test_core_link_keys_have_defaults_and_read_units() -> None:
     [
         ({"core_connect_timeout": 0}, "edge.core_connect_timeout"),
         ({"core_ack_timeout": "soon"}, "edge.core_ack_timeout"),
-        ({"core_ack_timeout": "50ms"}, "edge.core_ack_timeout"),  # the core may defer its ack
+        ({"core_ack_timeout": "400ms"}, "edge.core_ack_timeout"),  # the core may defer its ack
         ({"core_ack_timeout": "10s", "core_response_timeout": "5s"}, "edge.core_response_timeout"),
         ({"replica_eject_after": 0}, "edge.replica_eject_after"),
         ({"replica_eject_base": "1m", "replica_eject_max": "10s"}, "edge.replica_eject_max"),

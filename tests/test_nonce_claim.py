@@ -1,23 +1,26 @@
 """The hop nonce's claim, settled only before the request acts (core.api.nonce_claim).
 
-A pipeline route starts the claim (one SET NX) when the credential and the body check out and
-settles it with the request's next Redis call: the response-cache lookup or the tenant
-limits. What must not change: a replayed credential is refused with its 401, never reaches a
-provider, never gets an answer from the response cache, never takes from the tenant's rate
-limits, and a replay of a request that was refused for its content is still a 401. Checked
-against a real core with its state in a real Redis, the fake OpenAI behind it, requests
-signed as the edge signs them and delivered straight to the core's port.
+A pipeline route starts the claim (one SET NX, on the wire before the request runs on) when
+the credential and the body check out, and settles it before the request acts. What must not
+change: a replayed credential is refused with its 401, never reaches a provider, never gets
+an answer from the response cache, never takes from the tenant's rate limits, and a replay of
+a request that was refused for its content is still a 401. Checked against a real core with
+its state in a real Redis, the fake OpenAI behind it, requests signed as the edge signs them
+and delivered straight to the core's port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from core.api.nonce_claim import NonceClaim
+from core.state.redis_store import RedisStore
 from shared import hop
 from shared.errors import GatewayError
 from tests.support import hop_client, raw
@@ -161,5 +164,34 @@ def test_a_claim_runs_to_its_end_when_its_request_is_cancelled() -> None:
         release.set()
         await asyncio.sleep(0.01)
         assert stored == ["nonce"]
+
+    asyncio.run(main())
+
+
+def test_a_started_claim_is_on_the_wire_before_the_request_runs_on(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """Its answer is to be back by the time the request acts: the SET must leave when the
+    claim starts, not when the request next waits (with rate-limit leases, nothing else the
+    request does calls Redis before it settles the claim)."""
+    key = f"nonce-claim-test:{id(sync_redis)}"
+
+    async def main() -> None:
+        store = RedisStore(redis_url)
+        try:
+            await store.claim(key + ":warm", 5)  # connected
+
+            async def claimed() -> None:
+                assert await store.claim(key, 5)
+
+            claim = await NonceClaim.start(claimed())
+            # The loop is blocked from here on: only a SET already written can reach Redis.
+            deadline = time.monotonic() + 2
+            while not sync_redis.exists(key) and time.monotonic() < deadline:
+                time.sleep(0.001)  # noqa: ASYNC251 - blocking the loop is the point
+            assert sync_redis.exists(key)
+            await claim.settled()
+        finally:
+            await store.close()
 
     asyncio.run(main())

@@ -179,3 +179,46 @@ def test_each_call_times_out_after_its_own_timeout() -> None:
 
     elapsed, reply = asyncio.run(scenario())
     assert 0.18 <= elapsed < 1.0 and reply == b"quick"
+
+
+class Writes:
+    """The writes a connection makes, counted (the transport beneath passes them on)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def test_a_command_at_once_leaves_now_alone_and_with_the_step_under_load(redis_url: str) -> None:
+    """`at_once` (the hop nonce's claim) is written before its caller runs on when nothing
+    else is in flight; with replies due, it waits for the step's write like any command."""
+
+    async def main() -> None:
+        client = RespClient(redis_url)
+        try:
+            protocol = await client._connection()
+            assert protocol.transport is not None
+            seen = Writes(protocol.transport)
+            protocol.transport = seen  # type: ignore[assignment]
+            alone = asyncio.ensure_future(client.call("SET", "at-once", "1", at_once=True))
+            await asyncio.sleep(0)  # its first step issues it
+            assert seen.writes == [encode(("SET", "at-once", "1"))]  # before the step ended
+            assert await alone == "OK"
+            seen.writes.clear()
+            calls = [client.call("GET", "at-once"), client.call("DEL", "at-once", at_once=True)]
+            assert await asyncio.gather(*calls) == [b"1", 1]
+            assert seen.writes == [encode(("GET", "at-once")) + encode(("DEL", "at-once"))]
+        finally:
+            await client.close()
+
+    asyncio.run(main())

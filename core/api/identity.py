@@ -123,7 +123,7 @@ class HopVerifier:
         if hop.body_digest(body) != claims.body_digest:
             raise _unauthorized()
         if defer:
-            claim = NonceClaim(self._claim(claims, ttl, headers))
+            claim = await NonceClaim.start(self._claim(claims, ttl, headers))
             return self._caller(claims, headers, claim), body
         await self._claim(claims, ttl, headers)
         return self._caller(claims, headers), body

@@ -3,10 +3,10 @@
 The claim (one SET NX in the state store) is what stops a captured credential from being used
 twice; it must be settled before the request acts, not before it is parsed. Awaited at once,
 it costs every request one more Redis round trip in series, with nothing else to do meanwhile.
-Started as a task when the credential and the body have checked out, its command leaves with
-the request's next one (the response-cache lookup or the tenant-limits script go in the same
-write: core.state.resp sends what a loop step issued together), and its answer has come by the
-time the request would act.
+Started as a task when the credential and the body have checked out (`start`: the request
+yields once, so the claim's first step runs then and its command is written at once, not when
+the request next waits: with rate-limit leases that was only at the claim's own settling, a
+round trip in series again), its answer has come by the time the request would act.
 
 Where it is settled (`settled()`): before the Dispatch stage calls anything upstream (image
 fetches and provider caches included), before an Idempotency-Key is looked up, and in the
@@ -36,6 +36,14 @@ class NonceClaim:
     def __init__(self, work: Coroutine[Any, Any, None]) -> None:
         self._task = asyncio.ensure_future(work)
         self._task.add_done_callback(_retrieved)
+
+    @classmethod
+    async def start(cls, work: Coroutine[Any, Any, None]) -> NonceClaim:
+        """The claim, its command on the wire: the caller yields once, and the claim's task,
+        scheduled first, issues it (the store writes a claim at once: core.state.resp)."""
+        claim = cls(work)
+        await asyncio.sleep(0)
+        return claim
 
     async def settled(self) -> None:
         """Returns once the nonce is this request's; raises the claim's GatewayError (401

@@ -70,9 +70,9 @@ async def admit(
 async def admit_claimed(
     limiter: TenantLimiter | None, caller: Caller, payload: dict[str, Any], tokens: int
 ) -> Admission:
-    """`admit`, then the caller's hop nonce settled (its claim left with the limits' call:
-    core.api.nonce_claim): a replayed credential gets its 401 and takes nothing from the
-    tenant's limits (its request and its tokens are given back)."""
+    """`admit`, then the caller's hop nonce settled (its claim left when the request was
+    authenticated: core.api.nonce_claim): a replayed credential gets its 401 and takes
+    nothing from the tenant's limits (its request and its tokens are given back)."""
     admission = await admit(limiter, caller, payload, tokens)
     try:
         await caller.settled()

@@ -86,7 +86,7 @@ class ClusterClient:
             client = self._nodes[address] = RespClient("", self.timeout_s, endpoint)
         return client
 
-    async def keyed(self, key: str, *args: Any) -> Any:
+    async def keyed(self, key: str, *args: Any, at_once: bool = False) -> Any:
         """`args` run on the owner of `key`'s slot, following the cluster's redirections."""
         if not self._mapped:
             await self._first_map()
@@ -94,7 +94,7 @@ class ClusterClient:
         address = self._slots[slot] or self._seed_address
         for _ in range(MAX_REDIRECTS):
             try:
-                return await self._node(address).call(*args)
+                return await self._node(address).call(*args, at_once=at_once)
             except redis.exceptions.MovedError as moved:
                 address = self._slots[slot] = f"{moved.host}:{moved.port}"
                 self._owners = self._owners | {address}

@@ -223,7 +223,7 @@ class Client(Protocol):
     """One node (core.state.resp) or a cluster (core.state.cluster): a call names its key, so
     a cluster sends it to the key's slot owner."""
 
-    async def keyed(self, key: str, *args: Any) -> Any: ...
+    async def keyed(self, key: str, *args: Any, at_once: bool = False) -> Any: ...
 
     def owner(self, key: str) -> str: ...
 
@@ -320,9 +320,10 @@ class RedisStore:
         await self._client.keyed(key, "SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, key: str, ttl_s: float) -> bool:
-        """One SET NX PX (the hop nonce on the hot path)."""
+        """One SET NX PX (the hop nonce on the hot path), written at once: a claim is started
+        ahead of the work it guards (core.api.nonce_claim), to be answered by then."""
         ttl_ms = max(1, int(ttl_s * 1000))
-        reply = await self._client.keyed(key, "SET", key, b"1", "NX", "PX", ttl_ms)
+        reply = await self._client.keyed(key, "SET", key, b"1", "NX", "PX", ttl_ms, at_once=True)
         return reply is not None  # "OK" when set; nil when the key already exists
 
     async def release(self, key: str) -> None:

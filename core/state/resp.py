@@ -125,8 +125,16 @@ class _Protocol(asyncio.Protocol):
                 self.timer = self.loop.call_at(deadline, self._check)
             return
 
-    def send(self, data: bytes) -> None:
-        """Commands issued in the same loop iteration leave in one write."""
+    def send(self, data: bytes, at_once: bool = False) -> None:
+        """Commands issued in the same loop iteration leave in one write. `at_once` (a command
+        whose answer should be back before its caller runs much further: the hop nonce's
+        claim) leaves now when it is the only one in flight: on an idle connection its round
+        trip then overlaps the caller's work; under load, when replies are due anyway, it
+        goes with the step's others (one write for many, as the rest)."""
+        if at_once and not self.outgoing and len(self.waiters) == 1:
+            self.outgoing.append(data)
+            self._flush()
+            return
         if not self.outgoing:
             self.loop.call_soon(self._flush)
         self.outgoing.append(data)
@@ -258,22 +266,23 @@ class RespClient:
             raise
         return fresh
 
-    async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
+    async def _send(self, protocol: _Protocol, args: tuple[Any, ...], at_once: bool = False) -> Any:
         waiter: asyncio.Future[Any] = protocol.loop.create_future()
         protocol.wait(waiter, self.timeout_s)
-        protocol.send(encode(args))
+        protocol.send(encode(args), at_once)
         Sent.count += 1
         try:
             return await waiter
         finally:  # a failed waiter holds its error, whose traceback holds this frame
             del waiter
 
-    async def call(self, *args: Any) -> Any:
-        return await self._send(await self._connection(), args)
+    async def call(self, *args: Any, at_once: bool = False) -> Any:
+        """One command's reply; it leaves with the others this loop step issues, or at once."""
+        return await self._send(await self._connection(), args, at_once)
 
-    async def keyed(self, key: str, *args: Any) -> Any:
+    async def keyed(self, key: str, *args: Any, at_once: bool = False) -> Any:
         """`call`, for a caller that names the key (one node: every key is here)."""
-        return await self._send(await self._connection(), args)
+        return await self._send(await self._connection(), args, at_once)
 
     def owner(self, key: str) -> str:
         """Where `key` lives: one node, so one owner (the Redis-down policy's unit)."""
