@@ -320,8 +320,7 @@ class RedisStore:
         await self._client.keyed(key, "SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def claim(self, key: str, ttl_s: float) -> bool:
-        """One SET NX PX (the hop nonce on the hot path), written at once: a claim is started
-        ahead of the work it guards (core.api.nonce_claim), to be answered by then."""
+        """One SET NX PX (the hop nonce on the hot path), written at once (core.api.nonce_claim)."""
         ttl_ms = max(1, int(ttl_s * 1000))
         reply = await self._client.keyed(key, "SET", key, b"1", "NX", "PX", ttl_ms, at_once=True)
         return reply is not None  # "OK" when set; nil when the key already exists
