@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.limits.tenant import TenantLimiter
+from core.limits.tenant import TenantLimiter, reset_after
 from core.state.redis_store import RedisStore
 from core.state.resilient import ResilientStore
 from core.state.store import MemoryStore
@@ -23,6 +23,24 @@ LIMITS = LimitsConfig(
     },
     tenants={"vip": RateLimit(rpm=1000, tpm=None, burst=1.0)},
 )
+
+
+@pytest.mark.parametrize(
+    ("used", "rate", "written"),
+    [
+        (0.0, 1.0, "0ms"),
+        (6e-10, 1.0, "0ms"),  # once "6e-10s": Go's time.ParseDuration refuses an exponent
+        (0.012, 1.0, "12ms"),
+        (8.64, 1.0, "8.64s"),
+        (360.0, 1.0, "6m0s"),
+        (90.0, 0.5, "3m0s"),
+        (5.0, 0.0, "0ms"),  # no refill rate: nothing to wait for
+    ],
+)
+def test_reset_durations_are_written_as_openai_writes_them(
+    used: float, rate: float, written: str
+) -> None:
+    assert reset_after(100.0, 100.0 - used, rate) == written
 
 
 def test_rpm_refusal_has_openai_headers() -> None:

@@ -42,9 +42,15 @@ def burst_capacity(per_minute: int, burst: float) -> int:
     return max(1, math.ceil(per_minute * burst))
 
 
-def _reset(capacity: float, remaining: float, rate: float) -> str:
+def reset_after(capacity: float, remaining: float, rate: float) -> str:
+    """`x-ratelimit-reset-*` as OpenAI writes it ("12ms", "8.64s", "6m0s"): a duration Go's
+    `time.ParseDuration` and the other clients' parsers read; never an exponent ("6e-10s")."""
     seconds = max(0.0, (capacity - remaining) / rate) if rate > 0 else 0.0
-    return f"{seconds:.3g}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60)}s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60)}s"
 
 
 class Settlements:
@@ -171,7 +177,7 @@ class TenantLimiter:
             per_minute = limit.rpm if kind == "requests" else limit.tpm
             headers[f"x-ratelimit-limit-{kind}"] = str(per_minute)
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(remaining)))
-            headers[f"x-ratelimit-reset-{kind}"] = _reset(spec.capacity, remaining, spec.rate)
+            headers[f"x-ratelimit-reset-{kind}"] = reset_after(spec.capacity, remaining, spec.rate)
         if refused is not None:
             raise self._refusal(specs, kinds, levels, refused.retry_after_s, headers)
         if "tokens" not in kinds:
