@@ -102,6 +102,9 @@ def serve(
         h11_max_incomplete_event_size=settings.max_header_bytes,
         # X-Forwarded-For is the edge's to judge (edge.trusted_proxies), never uvicorn's.
         proxy_headers=False,
+        # No `server: uvicorn` on every answer: it tells a client what to attack, and costs
+        # each response a header in both tiers.
+        server_header=False,
         **_tls(settings),
     )
     sockets = [bind(host, port, settings.backlog) for host, port in listeners]

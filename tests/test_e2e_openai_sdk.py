@@ -33,6 +33,7 @@ def test_sync_non_streaming_through_fake_upstream(stack: Stack, fake_openai: Fak
     assert completion.usage is not None and completion.usage.total_tokens == 19
     assert raw.headers["x-interlock-provider"] == "fake"
     assert raw.headers["x-request-id"].startswith("req_")
+    assert "server" not in raw.headers  # no software named for an attacker to look up
     [sent] = fake_openai.received
     # The upstream gets the operator's key, never the tenant's token.
     assert sent.headers["Authorization"] == "Bearer sk-test-upstream"
