@@ -195,3 +195,22 @@ def test_a_started_claim_is_on_the_wire_before_the_request_runs_on(
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_claim_in_memory_starts_without_yielding() -> None:
+    """Only a claim with a command to send makes its request yield (one loop turn each)."""
+
+    async def main() -> None:
+        ran: list[bool] = []
+
+        async def claimed() -> None:
+            ran.append(True)
+
+        local = await NonceClaim.start(claimed(), remote=False)
+        assert ran == []  # its task has not run: the request went on at once
+        await local.settled()
+        remote = await NonceClaim.start(claimed())
+        assert ran == [True, True]  # its first step ran before the request went on
+        await remote.settled()
+
+    asyncio.run(main())

@@ -23,7 +23,7 @@ from core.api.tags import HEADER as TAGS_HEADER
 from core.api.tags import with_header
 from core.ledger.record import Tags
 from core.state.resilient import ResilientStore
-from core.state.store import Store
+from core.state.store import MemoryStore, Store
 from shared import hop
 from shared.errors import GatewayError
 from shared.http import header_map, read_body
@@ -103,6 +103,9 @@ class HopVerifier:
         self._key = hop.HopKey(secret)
         self._max_skew_s = max_skew_s
         self._store = store
+        # A claim in this process's memory is made in its task's first step, with no reply to
+        # wait for: nothing to send early (core.api.nonce_claim).
+        self._remote = not isinstance(store, MemoryStore)
         self._matchers: dict[str, Callable[[str], bool]] = {}
 
     async def authenticate(
@@ -123,7 +126,7 @@ class HopVerifier:
         if hop.body_digest(body) != claims.body_digest:
             raise _unauthorized()
         if defer:
-            claim = await NonceClaim.start(self._claim(claims, ttl, headers))
+            claim = await NonceClaim.start(self._claim(claims, ttl, headers), self._remote)
             return self._caller(claims, headers, claim), body
         await self._claim(claims, ttl, headers)
         return self._caller(claims, headers), body

@@ -38,11 +38,13 @@ class NonceClaim:
         self._task.add_done_callback(_retrieved)
 
     @classmethod
-    async def start(cls, work: Coroutine[Any, Any, None]) -> NonceClaim:
+    async def start(cls, work: Coroutine[Any, Any, None], remote: bool = True) -> NonceClaim:
         """The claim, its command on the wire: the caller yields once, and the claim's task,
-        scheduled first, issues it (the store writes a claim at once: core.state.resp)."""
+        scheduled first, issues it (the store writes a claim at once: core.state.resp).
+        `remote=False` (a store in this process's memory): nothing to send, no yield."""
         claim = cls(work)
-        await asyncio.sleep(0)
+        if remote:
+            await asyncio.sleep(0)
         return claim
 
     async def settled(self) -> None:
