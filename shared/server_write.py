@@ -47,10 +47,11 @@ class Coalescing:
     def write(self, data: bytes) -> None:
         cycle = self.cycle
         if cycle is None:  # body bytes
-            self._hold(data)
             if self._first:
                 self._first = False
-                self.flush()
+                self._now(data)
+            else:
+                self._hold(data)
         elif cycle.response_started:  # the head
             self.cycle = None
             self._first = True
@@ -61,8 +62,7 @@ class Coalescing:
         elif data == CONTINUE and not cycle.more_body:
             self._late = self._loop.call_later(CONTINUE_DEFER_S, self._continue, cycle)
         else:  # an interim response: at once
-            self._hold(data)
-            self.flush()
+            self._now(data)
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -77,8 +77,16 @@ class Coalescing:
         to another request) in the meantime."""
         self._late = None
         if self.cycle is cycle:  # no head written yet
-            self._hold(CONTINUE)
-            self.flush()
+            self._now(CONTINUE)
+
+    def _now(self, data: bytes) -> None:
+        """`data` written at once, behind whatever is held (no end-of-step write to ask for)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.append(data)
+            data = b"".join(held)
+        if not self._transport.is_closing():
+            self._transport.write(data)
 
     def flush(self) -> None:
         """Writes what is held (at the end of the step, or sooner when asked)."""
