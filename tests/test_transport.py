@@ -241,6 +241,20 @@ def test_the_total_timeout_is_a_timeout(mode: str) -> None:
     assert info.value.code == "timeout_total" and "(total timeout)" in info.value.message
 
 
+def test_a_whole_answer_whose_body_stalls_ends_at_the_total_timeout() -> None:
+    """One clock covers fetch's send and read: the head arrives at once, the body never
+    ends, and the call fails at the total timeout (not later, not as a transport error)."""
+
+    async def test(transport: Transport, url: str) -> Any:
+        return await transport.fetch(post(f"{url}/stall"), TARGET, parser([]))
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        run(test, total=0.4)
+    assert 0.3 < time.monotonic() - started < 3
+    assert info.value.code == "timeout_total"
+
+
 async def read_all(body: UpstreamBody, into: list[bytes]) -> None:
     try:
         while raw := await body.read():

@@ -72,6 +72,7 @@ class Exchange(Generic[Q, S, R]):
         "rule",
         "sent_dropped",
         "spec",
+        "split",
         "started",
         "steps",
         "tokens",
@@ -103,6 +104,7 @@ class Exchange(Generic[Q, S, R]):
         self.pricing: Pricing | None = None  # set by encode (the core's, when it prices)
         self.cost: Cost | None = None  # what the answer cost, once priced
         self.priced: dict[str, Any] | None = None  # the usage `cost` was computed from
+        self.split: tuple[dict[str, Any] | None, UsageSplit] | None = None  # see split_of
         # Set by resolve (core.pipeline.route_policy): the routing rule that decided (or
         # "default"), and the latency ceiling it set for the route's strategy, if any.
         self.rule: str | None = None
@@ -150,9 +152,17 @@ class Exchange(Generic[Q, S, R]):
         if self.pricing is None or usage is None:
             return None
         if self.priced is not usage:
-            self.cost = self.pricing.cost(self.outcome.target, UsageSplit.from_usage(usage))
+            self.cost = self.pricing.cost(self.outcome.target, self.split_of(usage))
             self.priced = usage
         return self.cost
+
+    def split_of(self, usage: dict[str, Any] | None) -> UsageSplit:
+        """`usage` split by kind of token, computed once per usage object (the price, the
+        ledger, the budgets and the affinity all read it)."""
+        split = self.split
+        if split is None or split[0] is not usage:
+            split = self.split = (usage, UsageSplit.from_usage(usage))
+        return split[1]
 
     def finish(
         self, usage: dict[str, Any] | None, status: str, error: ProviderError | None = None

@@ -41,7 +41,6 @@ from core.routing.signals import Demand
 from core.spend.cost import Pricing
 from core.spend.quote import cost_headers
 from core.spend.refusal import priced_steps
-from core.spend.usage import UsageSplit
 from core.wire.prompt_cache import collect_dropped
 from shared.config_routing import NO_RULE
 from shared.errors import GatewayError, UpstreamTarget
@@ -272,7 +271,7 @@ class Account:
     ) -> Priced:
         """The request's usage split and cost, computed once: the price encode already put on
         the answer when it is the same usage, else priced here."""
-        split = UsageSplit.from_usage(usage)
+        split = x.split_of(usage)
         cost = x.cost_of(usage) if x.pricing is not None and isinstance(target, Target) else None
         return split, cost or accounting.cost_of(self._pricing, target, split)
 

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from core.observe.tracing import OUTBOUND
 from core.providers.adapters.base import (
@@ -66,6 +67,7 @@ ErrorParser = Callable[[int, Mapping[str, str], bytes], ProviderError]
 Reply = tuple[Mapping[str, str], bytes]
 # What a failed send or read raises, before it is mapped.
 TRANSPORT_ERRORS = (TimeoutError, H1Error, zlib.error)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +101,21 @@ def transport_error(exc: BaseException) -> ProviderError:
     return ProviderError(502, "upstream provider request failed", FailureClass.TRANSIENT)
 
 
-async def _read_whole(answer: Answer, cap: int | None, deadline: float | None) -> bytes:
+async def _read_whole(answer: Answer, cap: int | None) -> bytes:
     """The whole body, at most `cap` bytes (Content-Length is believed first, so an announced
-    giant is refused before a byte is read), by `deadline` (the provider's total timeout); the
-    connection is released whatever happens, and closed when the body was not read to its
-    end. A cut is a transport error."""
+    giant is refused before a byte is read); the connection is released whatever happens, and
+    closed when the body was not read to its end. A cut is a transport error. The caller's
+    clock bounds it (`_bounded`)."""
     chunks: list[bytes] = []
     size = 0
     try:
         if cap is not None and (answer.content_length or 0) > cap:
             raise ResponseTooLarge()
-        async with asyncio.timeout_at(deadline):
-            while chunk := await answer.chunk():
-                size += len(chunk)
-                if cap is not None and size > cap:
-                    raise ResponseTooLarge()
-                chunks.append(chunk)
+        while chunk := await answer.chunk():
+            size += len(chunk)
+            if cap is not None and size > cap:
+                raise ResponseTooLarge()
+            chunks.append(chunk)
     except ResponseTooLarge:
         answer.close()
         raise
@@ -123,6 +124,19 @@ async def _read_whole(answer: Answer, cap: int | None, deadline: float | None) -
     finally:
         answer.release()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _bounded(work: Awaitable[T], deadline: float | None) -> T:
+    """`work` by `deadline` (the provider's total timeout; None: unbounded), its expiry an
+    UpstreamTimeout ("total"): one clock for what it covers, however many steps that takes
+    (a clock costs a timer and a task look-up each time it starts)."""
+    if deadline is None:
+        return await work
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await work
+    except TimeoutError:
+        raise UpstreamTimeout(kind="total") from None
 
 
 def _failed(answer: Answer, body: bytes, target: Target, parse_error: ErrorParser) -> ProviderError:
@@ -274,38 +288,44 @@ class Transport:
     async def fetch(
         self, request: UpstreamRequest, target: Target, parse_error: ErrorParser
     ) -> Reply:
-        """The whole answer of a successful call; any failure raises a scrubbed ProviderError."""
-        answer, deadline = await self._send(request)
-        body = await _read_whole(answer, self._limits.max_response_bytes, deadline)
+        """The whole answer of a successful call; any failure raises a scrubbed ProviderError.
+        One clock (the total timeout) covers the send and the read."""
+        answer, body = await _bounded(self._exchange(request), self._deadline())
         if answer.status >= 400:
             raise _failed(answer, body, target, parse_error)
         return answer.headers, body
+
+    async def _exchange(self, request: UpstreamRequest) -> tuple[Answer, bytes]:
+        answer = await self._request(request)
+        return answer, await _read_whole(answer, self._limits.max_response_bytes)
 
     async def open(
         self, request: UpstreamRequest, target: Target, parse_error: ErrorParser
     ) -> UpstreamBody:
         """The body of a successful call, once its headers are in; an error status is read
-        whole and raised as a scrubbed ProviderError, like `fetch`."""
-        answer, deadline = await self._send(request)
+        whole and raised as a scrubbed ProviderError, like `fetch`. The total timeout bounds
+        the head here, then every read of the body (UpstreamBody)."""
+        deadline = self._deadline()
+        answer = await _bounded(self._request(request), deadline)
         if answer.status < 400:
             return UpstreamBody(answer, self._limits, deadline)
-        body = await _read_whole(answer, self._limits.max_response_bytes, deadline)
+        body = await _bounded(_read_whole(answer, self._limits.max_response_bytes), deadline)
         raise _failed(answer, body, target, parse_error)
 
-    async def _send(self, request: UpstreamRequest) -> tuple[Answer, float | None]:
-        """The answer's head, and the deadline of the whole exchange (its total timeout)."""
+    def _deadline(self) -> float | None:
+        """When the whole exchange must be over, on the loop's clock (asyncio.timeout_at's)."""
+        total_s = self._timeouts.total_s
+        return None if total_s is None else asyncio.get_running_loop().time() + total_s
+
+    async def _request(self, request: UpstreamRequest) -> Answer:
+        """The answer's head, once it is in (unbounded: the caller's clock bounds it)."""
         if self._signer is not None:
             request = await self._signer.sign(request)
         headers = outgoing(request.headers, OUTBOUND.get())
-        timeouts = self._timeouts
-        total_s = timeouts.total_s
-        deadline = None if total_s is None else asyncio.get_running_loop().time() + total_s
         body = request.body if request.stream is None else _streamed(request)
         try:
-            async with asyncio.timeout_at(deadline):
-                answer = await self._client().request(
-                    request.method, request.url, headers, body, timeouts.connect_s
-                )
+            return await self._client().request(
+                request.method, request.url, headers, body, self._timeouts.connect_s
+            )
         except (*TRANSPORT_ERRORS, ValueError) as exc:  # ValueError: a URL h1 cannot send
             raise transport_error(exc) from None
-        return answer, deadline
