@@ -106,7 +106,9 @@ class Refresher(Generic[T]):
 
     async def refresh(self) -> bool:
         """True if the document changed. An unchanged text is not parsed again; a failure keeps
-        the current document and is logged once per distinct failure, not every interval."""
+        the current document and is logged once per distinct failure, not every interval. A
+        file that has never existed is no failure (an optional list nobody has written yet,
+        e.g. revocations on a fresh install); one that existed and is gone is."""
         what = self._source.what
         try:
             text, key = await self._text()
@@ -116,6 +118,8 @@ class Refresher(Generic[T]):
             # the event loop instead of holding it for the whole parse.
             document = await asyncio.to_thread(self._parse, text, key)
         except Exception as exc:
+            if isinstance(exc, FileNotFoundError) and self._last_text is None:
+                return False  # no file yet, none before (an optional list): nothing to keep
             message = self._failure(exc)
             if message != self._last_error:
                 log.warning(

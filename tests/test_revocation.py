@@ -104,6 +104,22 @@ def test_a_broken_or_missing_file_keeps_the_last_good_list(stack: Stack) -> None
         file.write_text(good)
 
 
+def test_no_list_yet_is_not_a_refresh_failure(tmp_path: Path) -> None:
+    """A fresh install has no revocation file (nothing is revoked): said once at start-up, and
+    the refreshes stay quiet until a list appears, which is then read as usual."""
+    running = Stack(tmp_path, {"auth": {"revocation_refresh": "100ms"}}).start()
+    try:
+        running.wait_for_log("no revocation list at")
+        time.sleep(0.6)  # several refreshes with no file
+        assert "revocation list refresh failed" not in running.read_logs()
+        token = running.token(tenant="late")
+        assert status(running, token) == (200, None)
+        assert cli(running, "token", "revoke", "--jti", jti_of(token)) == 0
+        poll(lambda: status(running, token)[0] == 401, BOUND_S)
+    finally:
+        running.stop()
+
+
 def test_cli_refuses_to_overwrite_an_invalid_list(stack: Stack) -> None:
     file = stack.config.auth.revocation_file
     good = file.read_text() if file.exists() else '{"version": 1}\n'
