@@ -70,6 +70,7 @@ class Refresher(Generic[T]):
         self._session: aiohttp.ClientSession | None = None
         self._last_text: str | None = None
         self._last_error: str | None = None
+        self._absent = False  # see absent()
 
     async def _fetch_url(self, url: str) -> str:
         source = self._source
@@ -107,8 +108,8 @@ class Refresher(Generic[T]):
     async def refresh(self) -> bool:
         """True if the document changed. An unchanged text is not parsed again; a failure keeps
         the current document and is logged once per distinct failure, not every interval. A
-        file that has never existed is no failure (an optional list nobody has written yet,
-        e.g. revocations on a fresh install); one that existed and is gone is."""
+        file still missing since start-up (`absent`) is no failure; one that was read and is
+        gone is."""
         what = self._source.what
         try:
             text, key = await self._text()
@@ -118,8 +119,8 @@ class Refresher(Generic[T]):
             # the event loop instead of holding it for the whole parse.
             document = await asyncio.to_thread(self._parse, text, key)
         except Exception as exc:
-            if isinstance(exc, FileNotFoundError) and self._last_text is None:
-                return False  # no file yet, none before (an optional list): nothing to keep
+            if self._absent and isinstance(exc, FileNotFoundError):
+                return False  # still no file, as at start-up: nothing to keep, nothing wrong
             message = self._failure(exc)
             if message != self._last_error:
                 log.warning(
@@ -130,7 +131,7 @@ class Refresher(Generic[T]):
                 )
                 self._last_error = message
             return False
-        self._last_text, self._last_error = text, None
+        self._last_text, self._last_error, self._absent = text, None, False
         changed = self._apply(document)
         if changed:
             log.info("%s refreshed from %s", what, key)
@@ -142,6 +143,11 @@ class Refresher(Generic[T]):
         if isinstance(exc, OSError):
             return f"{self._source.file_key}: cannot read ({type(exc).__name__})"
         return f"{self._source.what}: unexpected {type(exc).__name__} while loading"
+
+    def absent(self) -> None:
+        """The owner started without the file (an optional list nobody has written yet, e.g.
+        revocations on a fresh install): until it appears, its absence is not a failure."""
+        self._absent = True
 
     def loaded(self, text: str) -> None:
         """Record the text the owner loaded at start-up, so an unchanged file is not re-parsed."""

@@ -64,6 +64,7 @@ class RevocationRefresher(Refresher[Revocations]):
                     "with `interlock token revoke` or remove the setting"
                 ) from None
             log.info("no revocation list at %s yet: nothing is revoked", auth.revocation_file)
+            self.absent()
             return EMPTY
         except OSError as exc:
             raise ConfigError(

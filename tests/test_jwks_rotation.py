@@ -97,6 +97,19 @@ def test_rotation_through_the_jwks_file(tmp_path: Path) -> None:
         stack.stop()
 
 
+def test_a_jwks_file_gone_after_start_up_is_a_refresh_failure(tmp_path: Path) -> None:
+    """Unlike an optional list that never existed (tests/test_revocation.py), the key file the
+    edge started with going missing is reported, and the keys it had stay in use."""
+    stack = Stack(tmp_path / "stack", {"auth": {"jwks_refresh": "1s"}}).start()
+    try:
+        stack.config.auth.jwks_file.unlink()  # before the first refresh has read it
+        token = stack.token()
+        stack.wait_for_log("JWKS refresh failed, keeping the current keys")
+        assert status(stack, token) == 200
+    finally:
+        stack.stop()
+
+
 def test_an_unreachable_jwks_url_stops_start_up(tmp_path: Path, jwks_server: FakeJwks) -> None:
     jwks_server.status = 404
     stack = Stack(
