@@ -8,12 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-
 from core.api.audio import MultipartRead, SpeechApi, TranscriptionsApi
 from core.api.chat import ChatApi
+from core.api.count_tokens import CountTokensApi
 from core.api.embeddings import EmbeddingsApi
 from core.api.images import ImagesApi
 from core.api.messages.handler import MessagesApi
@@ -28,7 +25,6 @@ from core.pipeline.explain import AnySpec
 from core.state.resilient import ResilientStore
 
 if TYPE_CHECKING:
-    from core.api.identity import Caller
     from core.app import CoreState, Handler
 
 
@@ -41,6 +37,7 @@ class Apis:
     chat: AnyPipeline
     embeddings: AnyPipeline
     messages: AnyPipeline
+    count_tokens: AnyPipeline
     responses: AnyPipeline
     images: AnyPipeline
     speech: AnyPipeline
@@ -92,12 +89,16 @@ def build_apis(state: CoreState) -> Apis:
     images = Pipeline(specs["images"], stages, account, tracer)
     speech = Pipeline(specs["speech"], stages, account, tracer)
     transcribe = Pipeline(specs["transcriptions"], (MultipartRead(), *stages[1:]), account, tracer)
+    # A count is free and reads or writes no cache: no response cache, no prompt-cache marks.
+    counting = tuple(stage for stage in stages if stage.name not in ("cache", "prompt_cache"))
+    count_tokens = Pipeline(CountTokensApi(), counting, account, tracer)
 
     return Apis(
         specs,
         chat,
         embeddings,
         messages,
+        count_tokens,
         responses_pipeline,
         images,
         speech,
@@ -106,22 +107,3 @@ def build_apis(state: CoreState) -> Apis:
         delete_response,
         input_items_endpoint(responses),
     )
-
-
-def models_endpoint(state: CoreState) -> Handler:
-    """GET /v1/models: the configured models and aliases this caller's token may use."""
-
-    async def models(request: Request, caller: Caller, body: bytes) -> Response:
-        created = state.registry.created
-        data = [
-            {"id": name, "object": "model", "created": created, "owned_by": owner}
-            for name, owner in state.registry.listing()
-            if caller.allows(name)
-        ]
-        return Response(
-            orjson.dumps({"object": "list", "data": data}),
-            media_type="application/json",
-            headers={"x-request-id": caller.request_id},
-        )
-
-    return models

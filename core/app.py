@@ -16,9 +16,10 @@ from core.api.audio.upload import SCOPE_KEY as UPLOAD_KEY
 from core.api.audio.upload import UploadLimits, close_upload, read_upload
 from core.api.identity import NONCES_HEADER, Caller, HopVerifier, unauthorized
 from core.api.listeners import ListenerRouter
+from core.api.models import models_endpoint
 from core.api.route_explain import explain_endpoint
 from core.api.usage import UsageApi
-from core.apis import Apis, build_apis, models_endpoint
+from core.apis import Apis, build_apis
 from core.budgets.alerts import Alerts
 from core.budgets.enforce import Budgets
 from core.budgets.levels import BudgetLevels
@@ -315,6 +316,7 @@ def _api_routes(
         ("/v1/chat/completions", "POST", once(apis.chat), "openai", False),
         ("/v1/embeddings", "POST", once(apis.embeddings), "openai", False),
         ("/v1/messages", "POST", once(apis.messages), "anthropic", False),
+        ("/v1/messages/count_tokens", "POST", apis.count_tokens, "anthropic", False),
         ("/v1/responses", "POST", once(apis.responses), "openai", False),
         ("/v1/responses/{response_id}", "GET", apis.get_response, "openai", False),
         ("/v1/responses/{response_id}", "DELETE", apis.delete_response, "openai", False),

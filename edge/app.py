@@ -335,6 +335,19 @@ async def _body_and_model(
     return body, _peek_model(body)
 
 
+def _either(state: EdgeState) -> Endpoint:
+    """GET /v1/models, asked by either SDK: the Anthropic SDK (it sends `anthropic-version`)
+    may authenticate with x-api-key and reads errors in Anthropic's envelope."""
+    as_openai = _proxy(state, "openai", reads_model=False)
+    as_anthropic = _proxy(state, "anthropic", reads_model=False)
+
+    async def endpoint(request: Request) -> Response:
+        anthropic = any(name == b"anthropic-version" for name, _ in request.scope["headers"])
+        return await (as_anthropic if anthropic else as_openai)(request)
+
+    return endpoint
+
+
 def _routes(state: EdgeState) -> list[Route]:
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -347,13 +360,14 @@ def _routes(state: EdgeState) -> list[Route]:
         Route("/v1/chat/completions", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/embeddings", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/messages", _proxy(state, "anthropic"), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _proxy(state, "anthropic"), methods=["POST"]),
         Route("/v1/responses", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/responses/{id}", bodiless, methods=["GET", "DELETE"]),
         Route("/v1/responses/{id}/input_items", bodiless, methods=["GET"]),
         Route("/v1/images/generations", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/audio/speech", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/audio/transcriptions", _proxy(state, "openai", upload=True), methods=["POST"]),
-        Route("/v1/models", bodiless, methods=["GET"]),
+        Route("/v1/models", _either(state), methods=["GET"]),
         Route("/v1/usage", bodiless, methods=["GET"]),
         Route("/v1/dashboard/{panel}", bodiless, methods=["GET"]),
         Route("/dashboard", dashboard, methods=["GET"]),

@@ -17,7 +17,7 @@ import pytest
 from core.api.messages.passthrough import PassthroughStream, RelayedError, upstream_error
 from core.providers.adapters.base import ProviderError, Target
 from core.providers.transport import UpstreamBody
-from core.resilience.dispatch import FAILOVER_CLASSES
+from core.resilience.retry import FAIL_OVER as FAILOVER_CLASSES
 from core.spend.cost import Cost
 from core.wire.sse import SSEDecoder
 from shared.config import ProviderConfig

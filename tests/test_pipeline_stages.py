@@ -125,3 +125,32 @@ def test_dispatch_times_the_call_by_the_requests_mode(stream: bool) -> None:
     asyncio.run(Dispatch(parts.dispatcher)(x))
     assert x.result == "answer"
     assert (x.outcome.target.model, x.outcome.attempts) == ("mock-1", 1)
+
+
+@pytest.mark.parametrize("free", [False, True])
+def test_a_free_apis_tries_reserve_no_budget_and_are_not_latency_samples(free: bool) -> None:
+    """A token count (`free` on its spec) is asked of no budget, and its quick answers do not
+    pull the target's latency estimate down (the real Dispatcher, the real tracker)."""
+    parts = core()
+    asked: list[Any] = []
+    run = parts.dispatcher.run
+
+    async def recorded(*args: Any, **options: Any) -> Any:
+        asked.append(options["budget"])
+        options["budget"] = None  # no budgets are configured in this core
+        return await run(*args, **options)
+
+    parts.dispatcher.run = recorded  # type: ignore[method-assign]
+    parts.dispatcher.budgets = type("On", (), {"enabled": True})()  # type: ignore[assignment]
+    spec = FakeApi()
+    if free:
+        spec.free = True  # type: ignore[attr-defined]
+    route = parts.registry.resolve("mock-1")
+    assert route is not None
+    target = route.candidates[0].target
+    x = exchange(spec, request=FakeRequest("mock-1", False), payload={}, tokens=1)
+    x.steps = [FakeStep(target)]
+    asyncio.run(Dispatch(parts.dispatcher)(x))
+    assert x.result is not None
+    assert (asked[0] is None) is free
+    assert (parts.dispatcher.latency.expected(target.health_label) is None) is free

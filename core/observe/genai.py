@@ -31,12 +31,6 @@ SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 
-# The API's path -> gen_ai.operation.name (Anthropic's messages are a chat).
-OPERATIONS = {
-    "/v1/chat/completions": "chat",
-    "/v1/messages": "chat",
-    "/v1/embeddings": "embeddings",
-}
 # A provider kind -> gen_ai.provider.name (the convention's well-known values; a kind it does
 # not list keeps its own name, as the convention allows).
 PROVIDERS = {

@@ -210,7 +210,7 @@ class OtelRequest:
         self._owner = owner
         self._tracer = tracer = owner.tracer
         method, path = x.http.method, x.http.scope["path"]
-        self._operation = genai.OPERATIONS.get(path, "chat")
+        self._operation = x.spec.operation  # the API's own (chat, embeddings, ...)
         self._span = tracer.start_span(
             f"{method} {path}",
             context=_parent(x),

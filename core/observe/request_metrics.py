@@ -31,6 +31,8 @@ NONE = "_none"  # no provider served the request
 # Bucket boundaries the conventions give.
 TOKEN_BOUNDS = tuple(4**k for k in range(14))  # 1, 4, 16, ... 67,108,864
 SECONDS_BOUNDS = tuple(0.01 * 2**k for k in range(14))  # 0.01 ... 81.92
+# Operations that generate nothing: no output-token sample.
+NO_OUTPUT = frozenset(("embeddings", "count_tokens"))
 GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 SERVED = (*GENAI, "gen_ai_response_model")
 OK = frozenset(("ok", "cache_hit", "coalesced"))
@@ -97,7 +99,7 @@ def observed(record: LedgerRecord, operation: str, labels: Labels) -> Observed:
         duration_s=record.latency_ms / 1000,
         first_chunk_s=None if failed or record.ttft_ms is None else record.ttft_ms / 1000,
         input_tokens=usage.input_total,
-        output_tokens=None if operation == "embeddings" else usage.output,
+        output_tokens=None if operation in NO_OUTPUT else usage.output,
         cost_micros=record.cost_micros,
         cache_read=usage.cache_read,
         cache_write=usage.cache_write_5m + usage.cache_write_1h,

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from core.cache.affinity import Ticket
     from core.cache.stage import Fill
     from core.observe.tracing import RequestTrace
+    from core.pipeline.account import Account
     from core.pipeline.api import ApiSpec
-    from core.pipeline.stages import Account
 
 # Streams must reach the client as they come: no cache, no proxy buffering.
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

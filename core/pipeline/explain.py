@@ -40,11 +40,12 @@ from core.api.identity import Caller
 from core.budgets.enforce import dollars
 from core.cache.affinity import Affinities, holder_of
 from core.ledger.record import Tags
+from core.pipeline.account import Account
 from core.pipeline.api import ApiSpec
 from core.pipeline.exchange import Exchange
 from core.pipeline.prompt_cache import PromptCache
 from core.pipeline.route_policy import APIS
-from core.pipeline.stages import Account, Read, Resolve, Stage, Validate, ask_of
+from core.pipeline.stages import Read, Resolve, Stage, Validate, ask_of
 from core.resilience.dispatch import Dispatcher
 from core.routing.demand import demand_of
 from core.routing.ordering import order

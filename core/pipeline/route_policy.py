@@ -84,7 +84,10 @@ def apply_rule(rule: Rule, x: AnyExchange, registry: ModelRegistry) -> Route | N
 
 
 def cap_max_tokens(x: AnyExchange, limit: int) -> None:
-    """At most `limit` output tokens: lowered where given, set where not."""
+    """At most `limit` output tokens: lowered where given, set where not (a token count
+    generates nothing: it is left as it is)."""
+    if getattr(x.spec, "free", False):
+        return
     payload = x.payload
     changed = False
     given = False

@@ -40,9 +40,10 @@ from starlette.responses import Response
 
 from core.api.identity import Caller
 from core.observe.tracing import ACTIVE, NO_TRACER, OUTBOUND, Tracer
+from core.pipeline.account import Account
 from core.pipeline.api import ApiSpec, Q, R, S
 from core.pipeline.exchange import AccountedStream, Exchange
-from core.pipeline.stages import Account, Stage
+from core.pipeline.stages import Stage
 from core.providers.adapters.base import ProviderError
 from shared.client_watch import watched
 from shared.errors import Api, GatewayError

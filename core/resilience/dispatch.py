@@ -61,7 +61,6 @@ from shared.config import ResilienceConfig
 from shared.errors import FailureClass
 
 __all__ = [
-    "FAILOVER_CLASSES",
     "Attempt",
     "Dispatcher",
     "ImageInliner",
@@ -73,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger("interlock.core")
 
-FAILOVER_CLASSES = FAIL_OVER
 # Used when neither the provider nor the Dispatcher's owner names a total timeout.
 DEFAULT_UPSTREAM_TIMEOUT_S = 600.0
 T = TypeVar("T")
@@ -83,8 +81,7 @@ P = TypeVar("P")
 
 
 class Routable(Protocol):
-    """What the loop needs of an attempt: chat's planning.Attempt, embeddings' own, a
-    messages passthrough step."""
+    """What the loop needs of an attempt: chat's planning.Attempt, any API's own step."""
 
     @property
     def target(self) -> Target: ...
@@ -264,15 +261,18 @@ class Dispatcher:
         streaming: bool = False,
         budget: BudgetAsk | None = None,
         holder: Holder | None = None,
+        timed: bool = True,
     ) -> tuple[T, Outcome]:
         """Try `call(attempt, target)` over the attempts with leased keys and breakers, retries
         and failover (`target`: the attempt's, with the leased key). `streaming` picks the
         timeout (first byte, else completion); `budget`: what each try's reservation prices
         (core.budgets); `holder`: the target and key holding the request's cached prefix
-        (core.cache.affinity), whose key that target's pool lends first."""
+        (core.cache.affinity), whose key that target's pool lends first; `timed` False: a
+        try's duration is not the target's latency (a token count), not sampled."""
         leases = AttemptLeases(
             self.breakers, self.keys, self.latency, tokens, self.budgets, budget, holder
         )
+        leases.timed = timed
         now = time.monotonic()
         run = _Run(leases, now + self.policy.total_deadline_s, now, ACTIVE.get())
         try:

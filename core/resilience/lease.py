@@ -92,6 +92,7 @@ class AttemptLeases:
         "holder",
         "keys",
         "latency",
+        "timed",
         "tokens",
         "tries",
     )
@@ -114,6 +115,7 @@ class AttemptLeases:
         self.budgets = budgets if budgets is not None and budgets.enabled else None
         self.ask = ask
         self.tries = 0
+        self.timed = True  # False: successes are not latency samples (Dispatcher.run)
         self._admitted: dict[str, int] = {}  # label -> the probe slot its first try took
         self._charged: set[str] = set()
 
@@ -270,7 +272,8 @@ class LeasedAttempt:
         verdict = Verdict(leases, self.label, self._probe)
         if exc is None:
             elapsed = time.monotonic() - self._started
-            leases.latency.observe(self.label, elapsed, self._streaming)
+            if leases.timed:
+                leases.latency.observe(self.label, elapsed, self._streaming)
             if self._streaming:  # settled when the stream ends; the key lease, too
                 leases.board.pass_probe(self.label, self._probe)
                 self.verdict = verdict

@@ -29,6 +29,8 @@ Scripted by the requested model name (any other name answers normally):
   error-after-200       -> stream: starts a text block, then an `event: error` overloaded_error
   cut-stream            -> stream: starts a text block, then drops the connection
   slow-first-byte       -> waits 0.3 s before answering
+POST /v1/messages/count_tokens answers too (tests/support/fake_anthropic_count.py), with the
+same scripted failures.
 A small max_tokens truncates the text to that many words with stop_reason max_tokens.
 Streams send `event: ping` frames and split every event across two writes, as the real API's
 proxies do. Every request is recorded in `received` (see FakeServer).
@@ -37,11 +39,13 @@ proxies do. Every request is recorded in `received` (see FakeServer).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.support.fake_anthropic_count import count_tokens
 from tests.support.fake_prompt_cache import PromptCache, anthropic_usage, breakpoint_problem
 from tests.support.fake_server import FakeServer, Received
 
@@ -297,6 +301,7 @@ class FakeAnthropic(FakeServer):
     def __init__(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", partial(count_tokens, self))
         super().__init__(app)
         self.prompt_cache = PromptCache()
 
@@ -326,7 +331,7 @@ class FakeAnthropic(FakeServer):
             return error_response(400, "invalid_request_error", exc.message)
         model = body["model"]
         self.calls[model] += 1
-        failure = self._failure(model)
+        failure = self.failure(model)
         if failure is not None:
             return failure
         if model == "slow-first-byte":
@@ -342,7 +347,7 @@ class FakeAnthropic(FakeServer):
             )
         return await self._stream(request, model, final)
 
-    def _failure(self, model: str) -> web.Response | None:
+    def failure(self, model: str) -> web.Response | None:
         if model == "fail-429-then-ok" and self.calls[model] == 1:
             return error_response(
                 429,

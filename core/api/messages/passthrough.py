@@ -37,6 +37,7 @@ import orjson
 from core.api.messages.stream import error_event
 from core.api.relay import UsageSink, relay_events
 from core.providers.adapters.anthropic import ADAPTER
+from core.providers.adapters.anthropic.client_request import client_request
 from core.providers.adapters.anthropic.errors import TYPE_STATUS, parse_error, stream_error
 from core.providers.adapters.anthropic.response import canonical_usage
 from core.providers.adapters.base import JSON, ProviderError, StreamEvent, Target, UpstreamRequest
@@ -44,7 +45,6 @@ from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.scrub import sanitize
 from core.providers.transport import UpstreamBody
 from core.spend.quote import CostOf, with_cost
-from core.wire.prompt_cache import prepare
 from core.wire.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
 from shared.errors import FailureClass, anthropic_error_body, invalid_upstream, upstream_object
 
@@ -120,24 +120,8 @@ def build_request(
     target: Target, payload: JSON, raw: bytes, client_headers: Mapping[str, str]
 ) -> UpstreamRequest:
     settings = ADAPTER.settings(target.provider)
-    headers = dict(settings.headers)
-    version = client_headers.get("anthropic-version")
-    if version:
-        headers["anthropic-version"] = version
-    beta = client_headers.get("anthropic-beta")
-    if beta:
-        flags = [f for f in headers.get("anthropic-beta", "").split(",") if f]
-        flags += [f.strip() for f in beta.split(",") if f.strip() and f.strip() not in flags]
-        headers["anthropic-beta"] = ",".join(flags)
-    headers["accept"] = "text/event-stream" if payload.get("stream") else "application/json"
-    if target.api_key:
-        headers["x-api-key"] = target.api_key.reveal()
-    prepared, dropped = prepare(payload, ADAPTER.capabilities(target).prompt_cache)
-    if not dropped and payload["model"] == target.model:
-        body = raw
-    else:
-        body = orjson.dumps({**(prepared if dropped else payload), "model": target.model})
-    return UpstreamRequest("POST", settings.url, headers, body)
+    accept = "text/event-stream" if payload.get("stream") else "application/json"
+    return client_request(target, settings, (payload, raw), client_headers, (settings.url, accept))
 
 
 def message_usage(body: bytes) -> JSON | None:

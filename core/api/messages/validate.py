@@ -35,6 +35,26 @@ def validate_request(payload: dict[str, Any]) -> bool:
         raise _invalid("max_tokens", "must be an integer greater than 0")
     if payload["max_tokens"] > MAX_OUTPUT_TOKENS:
         raise _invalid("max_tokens", f"must be at most {MAX_OUTPUT_TOKENS}")
+    check_input(payload)
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid("stream", "must be a boolean", "invalid_type")
+    _check_sampling(payload)
+    return bool(stream)
+
+
+def validate_count(payload: dict[str, Any]) -> None:
+    """A count_tokens request: the input a Messages request would send (no max_tokens, no
+    sampling: nothing is generated)."""
+    check_param_names(payload)
+    require_model(payload)
+    check_input(payload)
+    if payload.get("thinking") is not None and not isinstance(payload["thinking"], dict):
+        raise _invalid("thinking", "must be an object", "invalid_type")
+
+
+def check_input(payload: dict[str, Any]) -> None:
+    """What both a Message and a count read as input: messages, system, tools, tool_choice."""
     messages = payload.get("messages")
     if messages is None:
         raise _invalid("messages", "field required", "missing_required_parameter")
@@ -46,13 +66,8 @@ def validate_request(payload: dict[str, Any]) -> bool:
     for i, message in enumerate(messages):
         _check_message(message, i, i == last)
     _check_system(payload.get("system"))
-    stream = payload.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", "must be a boolean", "invalid_type")
-    _check_sampling(payload)
     _check_tools(payload.get("tools"))
     _check_tool_choice(payload.get("tool_choice"))
-    return bool(stream)
 
 
 def _check_sampling(payload: dict[str, Any]) -> None:
