@@ -20,6 +20,8 @@ JSON = dict[str, Any]
 
 COST_HEADER = "x-interlock-cost"
 COST_ESTIMATED_HEADER = "x-interlock-cost-estimated"
+# A usage the gateway estimated (the provider reported none, or could not count).
+USAGE_ESTIMATED_HEADER = "x-interlock-usage-estimated"
 COST_FIELD = "interlock_cost"
 
 # Prices a canonical usage for the request's serving target (Exchange.cost_of).

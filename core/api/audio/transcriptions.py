@@ -33,6 +33,7 @@ from core.providers.adapters.openai_media import (
 from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
+from core.spend.quote import USAGE_ESTIMATED_HEADER
 from core.wire.tokens import reported_tokens
 from shared.errors import invalid_upstream, upstream_object
 
@@ -85,7 +86,7 @@ class TranscriptionsApi(MediaApi):
         x.usage = result.usage
         headers = x.headers()
         if result.usage.get("estimated"):
-            headers["x-interlock-usage-estimated"] = "true"
+            headers[USAGE_ESTIMATED_HEADER] = "true"
         return Response(result.body, media_type=result.content_type, headers=headers)
 
 

@@ -26,10 +26,9 @@ from core.providers.adapters.counting import Counted
 from core.providers.parsing import guarded_error_parser, parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
+from core.spend.quote import USAGE_ESTIMATED_HEADER
 from core.wire.tokens import estimate_chars, estimate_messages
 from shared.errors import Api
-
-ESTIMATED_HEADER = "x-interlock-usage-estimated"
 
 CountExchange = Exchange[CountRequest, CountStep, Counted]
 
@@ -74,7 +73,7 @@ class CountTokensApi:
         headers = x.headers()
         headers["request-id"] = x.caller.request_id
         if result.estimated:
-            headers[ESTIMATED_HEADER] = "true"
+            headers[USAGE_ESTIMATED_HEADER] = "true"
         body = result.body
         if body is None:
             body = orjson.dumps({"input_tokens": result.input_tokens})

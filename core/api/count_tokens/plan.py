@@ -1,11 +1,12 @@
 """Which of a route's targets can count a request's tokens, in route order.
 
 A target counts when its provider has a counting API (core.providers.adapters.counting) or
-is the built-in mock (which counts the way its own usage reports prompts). When no target of the route can, the gateway's estimate
-answers (`x-interlock-usage-estimated: true`), so a client such as Claude Code that sizes its
-context with counts still gets one for an OpenAI-compatible route. Targets whose translation
-the request cannot take (a Gemini target and a content block only Anthropic reads) are left
-out while an Anthropic target can still count; alone, their 400 names the field.
+is the built-in mock (which counts the way its own usage reports prompts). When no target of
+the route can, the gateway's estimate answers (`x-interlock-usage-estimated: true`), so a
+client such as Claude Code that sizes its context with counts still gets one for an
+OpenAI-compatible route. Targets whose translation the request cannot take (a Gemini target
+and a content block only Anthropic reads) are left out while an Anthropic target can still
+count; alone, their 400 names the field.
 """
 
 from __future__ import annotations

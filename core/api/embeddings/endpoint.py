@@ -26,9 +26,8 @@ from core.providers.mock_embeddings import MockEmbeddings
 from core.providers.parsing import parsing
 from core.providers.upstream import translating
 from core.routing.registry import Route
+from core.spend.quote import USAGE_ESTIMATED_HEADER
 from shared.errors import Api
-
-ESTIMATED_HEADER = "x-interlock-usage-estimated"
 
 EmbeddingsExchange = Exchange[EmbeddingRequest, Attempt, Embedded]
 
@@ -78,7 +77,7 @@ class EmbeddingsApi:
         x.usage = usage
         headers = x.headers()
         if result.usage_estimated:
-            headers[ESTIMATED_HEADER] = "true"
+            headers[USAGE_ESTIMATED_HEADER] = "true"
         return json_response(orjson.dumps(body), headers)
 
     def relayed(self, x: EmbeddingsExchange, error: ProviderError) -> Response | None:
