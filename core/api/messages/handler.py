@@ -33,7 +33,8 @@ from shared.errors import Api
 from shared.http import JSON_MEDIA
 
 SSE_MEDIA = "text/event-stream; charset=utf-8"
-_CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
+# The client headers Anthropic reads, sent on to Anthropic targets (messages, counts).
+CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
 
 # A passthrough Message (its bytes, its usage) or a canonical completion.
 Completed = tuple[bytes, JSON | None] | JSON
@@ -55,7 +56,7 @@ class MessagesRequest:
         self.cache_key: str | None = None
         self.model: str = payload["model"]
         self.client_headers = {
-            name: value for name in _CLIENT_HEADERS if (value := headers.get(name))
+            name: value for name in CLIENT_HEADERS if (value := headers.get(name))
         }
         stop = payload.get("stop_sequences")
         self.stop = tuple(s for s in stop if isinstance(s, str)) if isinstance(stop, list) else ()
