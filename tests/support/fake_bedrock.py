@@ -51,6 +51,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from tests.support.eventstream_encode import event_frame, exception_frame
+from tests.support.fake_bedrock_count import count_answer
 from tests.support.fake_prompt_cache import PromptCache, cacheable, converse_blocks
 from tests.support.fake_server import FakeServer, Received
 
@@ -320,12 +321,14 @@ class FakeBedrock(FakeServer):
         rejection = self._authorize(request, raw)
         if rejection is not None:
             return rejection
-        if operation not in ("converse", "converse-stream"):
+        if operation not in ("converse", "converse-stream", "count-tokens"):
             return aws_error(404, "UnknownOperationException", "Unknown operation")
         body = orjson.loads(raw)
         received = Received(request.method, request.raw_path, dict(request.headers), raw, body)
         self.received.append(received)
         self.log.append(BedrockCall(model, operation, received))
+        if operation == "count-tokens":  # tests/support/fake_bedrock_count.py
+            return count_answer(model, raw)
         self.calls[model] += 1
         name = scenario(model)
         if name in _ERRORS:

@@ -179,10 +179,10 @@ class FakeGeminiEmbeddings(FakeGemini):
         raw = await request.read()
         model = studio.group(1) if studio else vertex.group(4)  # type: ignore[union-attr]
         body = orjson.loads(raw)
-        denied = self._admit(request, raw, body, model, vertex)
+        denied = self.admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
-        failure = self._failure(model.removeprefix("embedding-"))
+        failure = self.failure(model.removeprefix("embedding-"))
         if failure is not None:
             return failure
         try:

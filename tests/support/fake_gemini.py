@@ -44,6 +44,7 @@ import orjson
 from aiohttp import web
 
 from tests.support.fake_gemini_cache import CacheError, FakeCaches, count_tokens
+from tests.support.fake_gemini_count import count_answer
 from tests.support.fake_server import FakeServer, Received
 
 TEXT = "Hello from Gemini."
@@ -217,6 +218,8 @@ class FakeGemini(FakeServer):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.endswith("/cachedContents"):
             return await self.handle_cache(request)
+        if request.path.endswith(":countTokens"):
+            return await count_answer(self, request)
         raw = await request.read()
         studio, vertex = _STUDIO.match(request.path), _VERTEX.match(request.path)
         if studio is None and vertex is None:
@@ -229,7 +232,7 @@ class FakeGemini(FakeServer):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        denied = self._admit(request, raw, body, model, vertex)
+        denied = self.admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
         stream = method == "streamGenerateContent"
@@ -247,7 +250,7 @@ class FakeGemini(FakeServer):
                 cached_tokens = self.caches.use(body, model)
             except CacheError as exc:
                 return error_response(exc.status, exc.grpc, exc.message)
-        failure = self._failure(model)
+        failure = self.failure(model)
         if failure is not None:
             return failure
         if model == "slow-first-byte":
@@ -261,7 +264,7 @@ class FakeGemini(FakeServer):
             return web.Response(body=orjson.dumps(merge(events)), content_type="application/json")
         return await self._stream(request, model, events)
 
-    def _admit(
+    def admit(
         self, request: web.Request, raw: bytes, body: Any, model: str, vertex: Any
     ) -> web.Response | None:
         """Record the call, count it per model, check its credentials (None: let it in)."""
@@ -304,7 +307,7 @@ class FakeGemini(FakeServer):
             return error_response(403, "PERMISSION_DENIED", "Permission denied on resource.")
         return None
 
-    def _failure(self, model: str) -> web.Response | None:
+    def failure(self, model: str) -> web.Response | None:
         if model == "fail-429" or (model == "fail-429-then-ok" and self.calls[model] == 1):
             retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
             return error_response(

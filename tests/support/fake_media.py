@@ -247,7 +247,7 @@ class FakeGeminiImages(FakeGemini):
         raw = await request.read()
         body = orjson.loads(raw)
         model = studio.group(1) if studio else vertex.group(4)  # type: ignore[union-attr]
-        denied = self._admit(request, raw, body, model, vertex)
+        denied = self.admit(request, raw, body, model, vertex)
         if denied is not None:
             return denied
         instances, parameters = body.get("instances"), body.get("parameters", {})

@@ -50,6 +50,19 @@ def _cached_capabilities(support: CacheSupport) -> Capabilities:
     return replace(CAPABILITIES, prompt_cache=support)
 
 
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+JSON_MEDIA = "application/json"
+
+
+def request_headers(target: Target, accept: str) -> dict[str, str]:
+    """A JSON request's headers: the provider's own, and a Bedrock API key as a bearer token
+    (SigV4 signs the rest, after this pure build)."""
+    headers = {"content-type": JSON_MEDIA, "accept": accept, **target.provider.headers}
+    if target.api_key:
+        headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+    return headers
+
+
 class BedrockAdapter:
     kind = "bedrock"
 
@@ -71,13 +84,7 @@ class BedrockAdapter:
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
         stream = bool(canonical.get("stream"))
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/vnd.amazon.eventstream" if stream else "application/json",
-            **target.provider.headers,
-        }
-        if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+        headers = request_headers(target, EVENT_STREAM if stream else JSON_MEDIA)
         url = model_url(base_url(target.provider), target.model, stream)
         # Client marks become cachePoint blocks where the model takes them (else removed).
         canonical, _ = prepare(canonical, bedrock_support(target.model))

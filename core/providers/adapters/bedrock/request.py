@@ -60,9 +60,12 @@ def invalid(message: str, param: str) -> ProviderError:
 
 @lru_cache(maxsize=4096)
 def model_url(base: str, model: str, stream: bool) -> str:
+    return operation_url(base, model, "converse-stream" if stream else "converse")
+
+
+def operation_url(base: str, model: str, operation: str) -> str:
     """The URL exactly as aiohttp will put it on the wire (yarl un-escapes ':' in paths), so
     SigV4 signs the path AWS will see; the model id itself is one escaped path segment."""
-    operation = "converse-stream" if stream else "converse"
     return str(URL(f"{base}/model/{quote(model, safe='')}/{operation}"))
 
 

@@ -107,16 +107,16 @@ class GeminiAdapter:
         self.url(target, settings, False)  # the same model id checks as generateContent
         collection, model_name = cache_locations(settings.models_url, target.model)
         body = cache_resource(plan, model_name, f"interlock-{plan.digest[:16]}")
-        return self._request_to(target, settings, collection, body)
+        return self.request_to(target, settings, collection, body)
 
     def _request(
         self, target: Target, settings: Settings, stream: bool, body: JSON
     ) -> UpstreamRequest:
-        request = self._request_to(target, settings, self.url(target, settings, stream), body)
+        request = self.request_to(target, settings, self.url(target, settings, stream), body)
         request.headers["accept"] = "text/event-stream" if stream else "application/json"
         return request
 
-    def _request_to(
+    def request_to(
         self, target: Target, settings: Settings, url: str, body: JSON
     ) -> UpstreamRequest:
         headers = dict(settings.headers)
