@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.api.audio import MultipartRead, SpeechApi, TranscriptionsApi
 from core.api.chat import ChatApi
-from core.api.count_tokens import CountTokensApi
+from core.api.count_tokens import MessagesCountApi, ResponsesCountApi
 from core.api.embeddings import EmbeddingsApi
 from core.api.images import ImagesApi
 from core.api.messages.handler import MessagesApi
@@ -26,6 +26,8 @@ from core.state.resilient import ResilientStore
 
 if TYPE_CHECKING:
     from core.app import CoreState, Handler
+    from core.observe.tracing import Tracer
+    from core.pipeline.stages import Stage
 
 
 AnyPipeline = Pipeline[Any, Any, Any]
@@ -38,6 +40,7 @@ class Apis:
     embeddings: AnyPipeline
     messages: AnyPipeline
     count_tokens: AnyPipeline
+    input_tokens: AnyPipeline
     responses: AnyPipeline
     images: AnyPipeline
     speech: AnyPipeline
@@ -45,6 +48,18 @@ class Apis:
     get_response: Handler
     delete_response: Handler
     input_items: Handler
+
+
+def _counts(
+    stages: tuple[Stage, ...], account: Account, tracer: Tracer, responses: ResponseStore
+) -> tuple[AnyPipeline, AnyPipeline]:
+    """The two token counts' pipelines (Messages', Responses'). A count is free and reads or
+    writes no cache: no response cache, no prompt-cache marks."""
+    counting = tuple(stage for stage in stages if stage.name not in ("cache", "prompt_cache"))
+    messages = Pipeline(MessagesCountApi(), counting, account, tracer)
+    counter = ResponsesCountApi(responses)  # with the previous_response_id lookup, as responses
+    stages_of = (counting[0], *counter.before_validate, *counting[1:])
+    return messages, Pipeline(counter, stages_of, account, tracer)
 
 
 def build_apis(state: CoreState) -> Apis:
@@ -89,9 +104,7 @@ def build_apis(state: CoreState) -> Apis:
     images = Pipeline(specs["images"], stages, account, tracer)
     speech = Pipeline(specs["speech"], stages, account, tracer)
     transcribe = Pipeline(specs["transcriptions"], (MultipartRead(), *stages[1:]), account, tracer)
-    # A count is free and reads or writes no cache: no response cache, no prompt-cache marks.
-    counting = tuple(stage for stage in stages if stage.name not in ("cache", "prompt_cache"))
-    count_tokens = Pipeline(CountTokensApi(), counting, account, tracer)
+    count_tokens, input_tokens = _counts(stages, account, tracer, responses)
 
     return Apis(
         specs,
@@ -99,6 +112,7 @@ def build_apis(state: CoreState) -> Apis:
         embeddings,
         messages,
         count_tokens,
+        input_tokens,
         responses_pipeline,
         images,
         speech,

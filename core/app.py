@@ -318,6 +318,7 @@ def _api_routes(
         ("/v1/messages", "POST", once(apis.messages), "anthropic", False),
         ("/v1/messages/count_tokens", "POST", apis.count_tokens, "anthropic", False),
         ("/v1/responses", "POST", once(apis.responses), "openai", False),
+        ("/v1/responses/input_tokens", "POST", apis.input_tokens, "openai", False),
         ("/v1/responses/{response_id}", "GET", apis.get_response, "openai", False),
         ("/v1/responses/{response_id}", "DELETE", apis.delete_response, "openai", False),
         ("/v1/responses/{response_id}/input_items", "GET", apis.input_items, "openai", False),

@@ -362,6 +362,7 @@ def _routes(state: EdgeState) -> list[Route]:
         Route("/v1/messages", _proxy(state, "anthropic"), methods=["POST"]),
         Route("/v1/messages/count_tokens", _proxy(state, "anthropic"), methods=["POST"]),
         Route("/v1/responses", _proxy(state, "openai"), methods=["POST"]),
+        Route("/v1/responses/input_tokens", _proxy(state, "openai"), methods=["POST"]),
         Route("/v1/responses/{id}", bodiless, methods=["GET", "DELETE"]),
         Route("/v1/responses/{id}/input_items", bodiless, methods=["GET"]),
         Route("/v1/images/generations", _proxy(state, "openai"), methods=["POST"]),

@@ -231,7 +231,9 @@ class FakeOpenAI(FakeServer):
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/img.png", self.image)
-        app.router.add_post("/v1/responses", ResponsesEndpoint(self, TEXT).handle)
+        responses = ResponsesEndpoint(self, TEXT)
+        app.router.add_post("/v1/responses", responses.handle)
+        app.router.add_post("/v1/responses/input_tokens", responses.count)
         super().__init__(app)
         self.prompt_cache = cache.PromptCache()
 

@@ -2,6 +2,7 @@
 FakeAzure at /openai/v1/responses. Written from OpenAI's API reference, independently of the
 gateway's encoder, so a passthrough bug shows here.
 
+POST /v1/responses/input_tokens is answered too (`count`), with only its own parameters.
 Checks what the real API checks that matters to the gateway: the fake's key (when given),
 `model` and `input` required, and
 a `previous_response_id` is refused as unknown (404), since the upstream never saw the
@@ -159,6 +160,28 @@ def events(final: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield {"type": "response.completed", "response": final}
 
 
+# The parameters of POST /v1/responses/input_tokens.
+COUNT_PARAMS = {
+    "conversation",
+    "input",
+    "instructions",
+    "model",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "reasoning",
+    "text",
+    "tool_choice",
+    "tools",
+    "truncation",
+}
+
+
+def counted(body: dict[str, Any]) -> int:
+    """The fake's count of a Responses request's input."""
+    parts = {key: body[key] for key in ("input", "instructions", "tools") if key in body}
+    return len(orjson.dumps(parts)) // 4 + 1
+
+
 class ResponsesEndpoint:
     """The handler, recording into `server.received` like the fake's other routes."""
 
@@ -194,6 +217,25 @@ class ResponsesEndpoint:
         if not body.get("stream"):
             return web.json_response(final)
         return await self._stream(request, final, cut=model == "cut-stream")
+
+    async def count(self, request: web.Request) -> web.Response:
+        """POST /v1/responses/input_tokens: only its own parameters; a quarter of the length
+        of what is counted (input, instructions, tools), so a test can tell what was sent."""
+        raw = await request.read()
+        body = orjson.loads(raw)
+        self.server.received.append(
+            Received(request.method, request.path, dict(request.headers), raw, body)
+        )
+        denied = self.auth(request) if self.auth is not None else None
+        if denied is not None:
+            return denied
+        unknown = sorted(set(body) - COUNT_PARAMS)
+        if unknown:
+            return _error(400, f"Unknown parameter: '{unknown[0]}'.", "invalid_request_error")
+        if body.get("previous_response_id") is not None:
+            message = f"Previous response with id '{body['previous_response_id']}' not found."
+            return _error(404, message, "invalid_request_error", "previous_response_not_found")
+        return web.json_response({"object": "response.input_tokens", "input_tokens": counted(body)})
 
     async def _stream(
         self, request: web.Request, final: dict[str, Any], cut: bool

@@ -1,22 +1,25 @@
 """Which of a route's targets can count a request's tokens, in route order.
 
 A target counts when its provider has a counting API (core.providers.adapters.counting:
-Anthropic, Gemini, Bedrock for the models it counts) or is the built-in mock (which counts
-the way its own usage reports prompts). When no target of the route can, the gateway's
+Anthropic, Gemini, Bedrock for the models it counts, and OpenAI's Responses API for a Responses
+request) or is the built-in mock (which counts the way its own usage reports prompts). Each API
+says which counter serves a target and whether that counter reads the canonical translation or
+the client's own request (`CounterFor`). When no target of the route can count, the gateway's
 estimate answers (`x-interlock-usage-estimated: true`), so a client such as Claude Code that
 sizes its context with counts still gets one for an OpenAI-compatible route. Targets whose
 translation the request cannot take (a Gemini target and a content block only Anthropic
-reads) are left out while an Anthropic target can still count; alone, their 400 names the
-field.
+reads) are left out while a target reading the client's own request can still count; alone,
+their 400 names the field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from core.api.count_tokens.request import CountRequest
 from core.providers.adapters.anthropic.counting import ANTHROPIC_COUNTER
-from core.providers.adapters.base import Target
+from core.providers.adapters.base import JSON, Target
 from core.providers.adapters.bedrock.counting import BEDROCK_COUNTER
 from core.providers.adapters.counting import Counter
 from core.providers.adapters.gemini.counting import GEMINI_COUNTER
@@ -24,13 +27,16 @@ from core.routing.registry import Route
 from shared.errors import GatewayError
 
 MOCK_KIND = "mock"
-COUNTERS: dict[str, Counter] = {
-    "anthropic": ANTHROPIC_COUNTER,
-    "gemini": GEMINI_COUNTER,
-    "bedrock": BEDROCK_COUNTER,
-}
-# The kinds whose counters read the canonical translation (Anthropic's reads the client's own).
-_TRANSLATED = frozenset(("gemini", "bedrock", MOCK_KIND))
+# The counters that read the canonical translation, by provider kind.
+TRANSLATED: dict[str, Counter] = {"gemini": GEMINI_COUNTER, "bedrock": BEDROCK_COUNTER}
+# (counter, whether it reads the canonical translation) for a target, or None: it cannot.
+CounterFor = Callable[[Target], tuple[Counter, bool] | None]
+
+
+class Countable(Protocol):
+    def translate(self) -> JSON:
+        """The canonical form; a GatewayError when only the client's own API can take it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +47,38 @@ class CountStep:
     target: Target
     counter: Counter | None
     estimated: bool = False
+    translated: bool = True  # reads the canonical translation
     dropped: tuple[str, ...] = ()
 
 
-def _step(target: Target) -> CountStep | None:
+def messages_counter(target: Target) -> tuple[Counter, bool] | None:
+    """A Messages request: Anthropic is sent it as it is, Gemini and Bedrock translated."""
     kind = target.provider.kind
-    if kind == MOCK_KIND:
+    if kind == "anthropic":
+        return ANTHROPIC_COUNTER, False
+    counter = TRANSLATED.get(kind)
+    return None if counter is None else (counter, True)
+
+
+def _step(target: Target, counter_for: CounterFor) -> CountStep | None:
+    if target.provider.kind == MOCK_KIND:
         return CountStep(target, None)
-    counter = COUNTERS.get(kind)
-    if counter is None or counter.problem(target) is not None:
+    found = counter_for(target)
+    if found is None or found[0].problem(target) is not None:
         return None
-    return CountStep(target, counter)
+    return CountStep(target, found[0], translated=found[1])
 
 
-def plan_count(route: Route, request: CountRequest) -> list[CountStep]:
-    steps = [step for c in route.candidates if (step := _step(c.target)) is not None]
+def plan_count(route: Route, request: Countable, counter_for: CounterFor) -> list[CountStep]:
+    steps = [step for c in route.candidates if (step := _step(c.target, counter_for)) is not None]
     if not steps:
         return [CountStep(route.candidates[0].target, None, estimated=True)]
-    if any(s.target.provider.kind in _TRANSLATED for s in steps):
+    if any(step.translated for step in steps):
         try:
             request.translate()
         except GatewayError:
-            direct = [s for s in steps if s.target.provider.kind not in _TRANSLATED]
-            if not direct:
+            own = [step for step in steps if not step.translated]
+            if not own:
                 raise
-            return direct
+            return own
     return steps

@@ -61,22 +61,28 @@ def upstream_body(body: JSON, raw: bytes, history: list[Any] | None, target: Tar
     """The request the target gets (see the module docstring)."""
     if not history and body.get("model") == target.model:
         return raw
-    out = {**body, "model": target.model}
-    if history:
-        kept = [
-            _inlined(item)
-            for item in history
-            if not (
-                isinstance(item, dict)
-                and item.get("type") == "reasoning"
-                and not item.get("encrypted_content")
-            )
-        ]
-        own = body.get("input")
-        own_items = [{"role": "user", "content": own}] if isinstance(own, str) else own or []
-        out["input"] = [*kept, *own_items]
-        out.pop("previous_response_id", None)
-    return orjson.dumps(out)
+    return orjson.dumps({**with_history(body, history), "model": target.model})
+
+
+def with_history(body: JSON, history: list[Any] | None) -> JSON:
+    """The client's request with its previous response's items inlined before its own input
+    (the upstream does not know the gateway's response ids)."""
+    if not history:
+        return body
+    kept = [
+        _inlined(item)
+        for item in history
+        if not (
+            isinstance(item, dict)
+            and item.get("type") == "reasoning"
+            and not item.get("encrypted_content")
+        )
+    ]
+    own = body.get("input")
+    own_items = [{"role": "user", "content": own}] if isinstance(own, str) else own or []
+    out = {**body, "input": [*kept, *own_items]}
+    out.pop("previous_response_id", None)
+    return out
 
 
 def _inlined(item: Any) -> Any:
@@ -91,7 +97,10 @@ def _inlined(item: Any) -> Any:
     return item
 
 
-def _request(target: Target, sent: bytes, stream: bool) -> UpstreamRequest:
+def responses_request(
+    target: Target, sent: bytes, stream: bool, endpoint: str = ""
+) -> UpstreamRequest:
+    """To the target's Responses API (`endpoint`: below it, e.g. `/input_tokens`)."""
     url = responses_url(target)
     if url is None:  # planning sends only targets that speak the API here
         raise ProviderError(
@@ -104,7 +113,7 @@ def _request(target: Target, sent: bytes, stream: bool) -> UpstreamRequest:
         **target.provider.headers,
         **adapter.auth_headers(target),
     }
-    return UpstreamRequest("POST", url, headers, sent)
+    return UpstreamRequest("POST", url + endpoint, headers, sent)
 
 
 def response_of(body: bytes) -> JSON:
@@ -124,7 +133,7 @@ class ResponsesPassthrough:
     async def complete(self, target: Target, sent: bytes) -> tuple[bytes, JSON]:
         """The upstream's response bytes and the response object (for usage and the store)."""
         _, body = await target.provider.transport.fetch(
-            _request(target, sent, False), target, _ERROR_PARSER
+            responses_request(target, sent, False), target, _ERROR_PARSER
         )
         with parsing(target):
             return body, response_of(body)
@@ -132,7 +141,7 @@ class ResponsesPassthrough:
     async def open_stream(self, target: Target, sent: bytes) -> ResponsesStream:
         """Returns once the first event is in hand, so failures before it can still fail over."""
         body = await target.provider.transport.open(
-            _request(target, sent, True), target, _ERROR_PARSER
+            responses_request(target, sent, True), target, _ERROR_PARSER
         )
         stream = ResponsesStream(body, target, SSEDecoder(self._max_event_bytes))
         try:

@@ -16,21 +16,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from core.providers.adapters.base import JSON, ProviderError, Target, UpstreamRequest
-from shared.errors import invalid_upstream, upstream_object
+from shared.errors import Api, invalid_upstream, upstream_object
 
 
 @dataclass(frozen=True, slots=True)
 class CountInput:
-    """What is counted: the client's Messages-shaped request (model, messages, system, tools,
-    tool_choice, thinking), its own bytes and Anthropic headers (passthrough sends them), and
-    its canonical translation (OpenAI chat shape, as every translated adapter reads it; None
-    when no target of the route needs it)."""
+    """What is counted: the client's own request in the shape of the API it called (`api`:
+    "anthropic", a Messages request; "openai", a Responses request with its history inlined),
+    its bytes and Anthropic headers (a provider speaking that API is sent them), and its
+    canonical translation (OpenAI chat shape, as every translated adapter reads it; None when
+    no target of the route needs it)."""
 
     payload: JSON
     raw: bytes
     client_headers: Mapping[str, str]
     canonical: JSON | None
+    api: Api = "anthropic"
+
+    def own_body(self, model: str) -> bytes:
+        """The client's request for a target serving `model`: its own bytes when the model is
+        the one it named, else re-encoded with the target's."""
+        if self.payload.get("model") == model:
+            return self.raw
+        return orjson.dumps({**self.payload, "model": model})
 
 
 @dataclass(frozen=True, slots=True)

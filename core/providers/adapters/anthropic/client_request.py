@@ -31,10 +31,12 @@ def client_request(
         body = raw
     else:
         body = orjson.dumps({**(prepared if dropped else payload), "model": target.model})
-    return UpstreamRequest("POST", url, _headers(target, settings, client_headers, accept), body)
+    return UpstreamRequest(
+        "POST", url, request_headers(target, settings, client_headers, accept), body
+    )
 
 
-def _headers(
+def request_headers(
     target: Target, settings: Settings, client_headers: Mapping[str, str], accept: str
 ) -> dict[str, str]:
     headers = dict(settings.headers)
