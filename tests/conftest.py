@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.fake_azure import FakeAzure
 from tests.support.fake_faults import FakeFaults
+from tests.support.fake_gemini import FakeGemini
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.moto_server import MotoServer
 from tests.support.postgres_server import PostgresServer
@@ -61,6 +63,18 @@ def fake() -> Iterator[FakeOpenAI]:
 def claude() -> Iterator[FakeAnthropic]:
     """A fake Anthropic of the test module's own."""
     yield from _running(FakeAnthropic())
+
+
+@pytest.fixture(scope="module")
+def gemini() -> Iterator[FakeGemini]:
+    """A fake Gemini (AI Studio and Vertex AI) of the test module's own."""
+    yield from _running(FakeGemini())
+
+
+@pytest.fixture(scope="module")
+def azure() -> Iterator[FakeAzure]:
+    """A fake Azure OpenAI of the test module's own."""
+    yield from _running(FakeAzure())
 
 
 @pytest.fixture(scope="session")

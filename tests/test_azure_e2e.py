@@ -22,14 +22,6 @@ MESSAGES: list[ChatCompletionMessageParam] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def azure() -> Iterator[FakeAzure]:
-    server = FakeAzure(api_key="azure-key", token="entra-token")
-    server.start()
-    yield server
-    server.stop()
-
-
 def _provider(url: str, key: str, **options: str) -> dict[str, Any]:
     return {
         "kind": "azure",

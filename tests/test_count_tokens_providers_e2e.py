@@ -33,14 +33,6 @@ TOOLS: list[Any] = [
 
 
 @pytest.fixture(scope="module")
-def gemini() -> Iterator[FakeGemini]:
-    server = FakeGemini()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def bedrock() -> Iterator[FakeBedrock]:
     server = FakeBedrock(api_keys=(BEDROCK_KEY,))
     server.start()

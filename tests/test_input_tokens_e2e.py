@@ -35,14 +35,6 @@ TOOLS: list[Any] = [
 
 
 @pytest.fixture(scope="module")
-def azure() -> Iterator[FakeAzure]:
-    server = FakeAzure()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
     fake: FakeOpenAI,

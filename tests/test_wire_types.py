@@ -50,13 +50,6 @@ def test_fake_openai_speaks_valid_openai(fake_openai: FakeOpenAI, model: str) ->
         chat_types.ChatCompletionChunk.model_validate(chunk)
 
 
-@pytest.fixture(scope="module")
-def azure() -> Iterator[FakeAzure]:
-    server = FakeAzure().start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.parametrize("deployment", ["gpt-4o", "filtered-output"])
 def test_fake_azure_chunks_are_valid_openai_chunks(azure: FakeAzure, deployment: str) -> None:
     path = f"/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21"

@@ -23,7 +23,7 @@ import orjson
 from starlette.responses import Response
 
 from core.api.count_tokens.plan import Countable, CountStep, messages_counter, plan_count
-from core.api.count_tokens.request import CountRequest
+from core.api.count_tokens.request import MessagesCountRequest
 from core.limits.admission import prompt_estimate
 from core.pipeline.api import Call
 from core.pipeline.exchange import Exchange, json_response
@@ -103,10 +103,10 @@ class MessagesCountApi(CountApi):
 
     api: Api = "anthropic"  # the error envelope's format
 
-    def validate(self, x: CountExchange) -> CountRequest:
-        return CountRequest(x.payload, x.body, x.http.headers)
+    def validate(self, x: CountExchange) -> MessagesCountRequest:
+        return MessagesCountRequest(x.payload, x.body, x.http.headers)
 
-    def plan(self, route: Route, request: CountRequest) -> list[CountStep]:
+    def plan(self, route: Route, request: MessagesCountRequest) -> list[CountStep]:
         return plan_count(route, request, messages_counter)
 
     def answer(self, result: Counted, headers: dict[str, str], request_id: str) -> bytes:

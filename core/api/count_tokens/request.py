@@ -19,7 +19,7 @@ from core.providers.adapters.counting import CountInput
 _NO_OUTPUT = {"max_tokens": 1}
 
 
-class CountRequest:
+class MessagesCountRequest:
     __slots__ = ("_input", "model", "payload")
 
     stream = False  # a count is always answered whole
