@@ -197,7 +197,7 @@ class Dispatch:
         ask = ask_of(x) if budgets is not None and budgets.enabled and not free else None
         x.sent_dropped = collect_dropped()  # marks a send could not honour (Gemini's caches)
         try:
-            await self._run(x, ask)
+            await self._run(x, ask, not free)
         except BudgetDowngrade as downgrade:
             if ask is None or self._registry is None:  # nothing to re-route with
                 raise
@@ -210,12 +210,12 @@ class Dispatch:
                 ) from None
             x.route = route
             x.steps = self._dispatcher.plan(route, x.request, x.spec.plan, demand(x, route))
-            await self._run(x, replace(ask, downgraded_from=ask.model))
+            await self._run(x, replace(ask, downgraded_from=ask.model), True)
             x.outcome.downgraded_from = ask.model
 
-    async def _run(self, x: AnyExchange, ask: BudgetAsk | None) -> None:
+    async def _run(self, x: AnyExchange, ask: BudgetAsk | None, timed: bool) -> None:
+        """`timed`: the tries are latency samples (not for a free API's)."""
         holder, stream = holder_of(x.affinity), x.request.stream
-        timed = not getattr(x.spec, "free", False)
         x.result, x.outcome = await self._dispatcher.run(
             x.steps,
             x.spec.call(x),
