@@ -18,8 +18,10 @@ from tests.support.fake_gemini import FakeGemini, GeminiReceived
 from tests.support.fake_gemini_cache import count_tokens
 from tests.support.stack import Stack
 
-HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"  # a cross-Region inference profile
+COUNTED_AS = HAIKU.removeprefix("us.")  # CountTokens takes the foundation model's id
 TITAN = "amazon.titan-text-express-v1"
+UNCOUNTED = "anthropic.claude-uncounted-v1:0"  # a Claude id the fake's region does not count
 BEDROCK_KEY = "bedrock-api-key-count"
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris today?"}]
 SYSTEM = "You answer with one short sentence about the weather."
@@ -75,6 +77,7 @@ def stack(
                 ]
             },
             "titan": {"provider": "bedrock", "model": TITAN},
+            "claude-uncounted": {"provider": "bedrock", "model": UNCOUNTED},
         },
     }
     running = Stack(tmp_path_factory.mktemp("count-providers"), overrides).start()
@@ -127,8 +130,8 @@ def test_bedrock_counts_the_converse_input(stack: Stack, bedrock: FakeBedrock, m
     bedrock.reset()
     response = count(stack, model)
     [call] = bedrock.log
-    assert (call.model, call.operation) == (HAIKU, "count-tokens")
-    assert call.received.path == f"/model/{HAIKU}/count-tokens"  # ':' unescaped, as signed
+    assert (call.model, call.operation) == (COUNTED_AS, "count-tokens")
+    assert call.received.path == f"/model/{COUNTED_AS}/count-tokens"  # ':' unescaped, as signed
     authorization = call.received.headers["Authorization"]
     if model == "claude-bedrock-key":
         assert authorization == f"Bearer {BEDROCK_KEY}"
@@ -146,9 +149,22 @@ def test_models_bedrock_cannot_count_are_passed_over(stack: Stack, bedrock: Fake
     bedrock.reset()
     response = count(stack, "titan-then-claude")
     assert response.headers["x-interlock-failovers"] == "0"
-    assert [(c.model, c.operation) for c in bedrock.log] == [(HAIKU, "count-tokens")]
+    assert [(c.model, c.operation) for c in bedrock.log] == [(COUNTED_AS, "count-tokens")]
     bedrock.reset()
     alone = count(stack, "titan")
     assert alone.headers["x-interlock-usage-estimated"] == "true"
     assert alone.parse().input_tokens > 0
     assert bedrock.log == []
+
+
+def test_a_model_bedrock_declines_to_count_answers_the_estimate(
+    stack: Stack, bedrock: FakeBedrock
+) -> None:
+    """Support varies by model and region, which planning cannot know: Bedrock's refusal is
+    answered with the estimate, never a 400 that would break a client sizing its context."""
+    bedrock.reset()
+    response = count(stack, "claude-uncounted")
+    assert [(c.model, c.operation) for c in bedrock.log] == [(UNCOUNTED, "count-tokens")]
+    assert response.http_response.status_code == 200
+    assert response.headers["x-interlock-usage-estimated"] == "true"
+    assert response.parse().input_tokens > 0

@@ -1,6 +1,6 @@
-"""The token counters (core.providers.adapters.counting): pure builds and parses, one kind at
-a time. What each provider's fake accepts is checked over sockets in the e2e tests
-(test_count_tokens_e2e.py, test_count_tokens_providers_e2e.py); here, the edges."""
+"""Anthropic's token counter and the contract's reply reader (core.providers.adapters.counting):
+pure builds and parses. Gemini's and Bedrock's: test_count_tokens_adapters.py; what each
+provider's fake accepts, over sockets: the e2e tests (test_count_tokens*_e2e.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ import pytest
 
 from core.providers.adapters.anthropic.counting import ANTHROPIC_COUNTER
 from core.providers.adapters.base import ProviderError, Target
-from core.providers.adapters.bedrock.counting import BEDROCK_COUNTER
 from core.providers.adapters.counting import CountInput, reply_count
-from core.providers.adapters.gemini.counting import GEMINI_COUNTER
 from shared.config import ProviderConfig
-from shared.errors import GatewayError
 from shared.secret import Secret
 from tests.support.providers import provider_of
 
@@ -67,41 +64,3 @@ def test_a_reply_without_a_count_is_a_502_that_fails_over(body: bytes) -> None:
     with pytest.raises(ProviderError) as info:
         reply_count(body, "input_tokens")
     assert info.value.status == 502
-
-
-def test_gemini_names_a_tuned_model_as_it_is() -> None:
-    sent = GEMINI_COUNTER.build(counted(CANONICAL), target("gemini", "tunedModels/mine-1"))
-    assert sent.url.endswith("/tunedModels/mine-1:countTokens")
-    assert orjson.loads(sent.body)["generateContentRequest"]["model"] == "tunedModels/mine-1"
-    assert GEMINI_COUNTER.parse(b'{"totalTokens": 9}', target("gemini", "g")).input_tokens == 9
-
-
-def test_gemini_refuses_a_model_id_it_would_refuse_for_chat() -> None:
-    with pytest.raises((GatewayError, ProviderError)) as info:
-        GEMINI_COUNTER.build(counted(CANONICAL), target("gemini", "../../etc"))
-    assert info.value.status == 400
-
-
-@pytest.mark.parametrize(
-    ("model", "counts"),
-    [
-        ("anthropic.claude-3-haiku-20240307-v1:0", True),
-        ("us.anthropic.claude-sonnet-4-20250514-v1:0", True),
-        ("arn:aws:bedrock:us-east-1:1:inference-profile/eu.anthropic.claude-3-7-sonnet-v1:0", True),
-        ("amazon.titan-text-express-v1", False),
-        ("meta.llama3-70b-instruct-v1:0", False),
-    ],
-)
-def test_bedrock_counts_claude_models_only(model: str, counts: bool) -> None:
-    problem = BEDROCK_COUNTER.problem(target("bedrock", model, {"region": "us-east-1"}))
-    assert (problem is None) is counts
-
-
-def test_bedrock_counts_the_converse_input_only() -> None:
-    canonical = {**CANONICAL, "max_tokens": 50, "temperature": 0.2}
-    model = "anthropic.claude-3-haiku-20240307-v1:0"
-    claude = target("bedrock", model, {"region": "us-east-1"})
-    sent = BEDROCK_COUNTER.build(CountInput({}, b"", {}, canonical), claude)
-    assert sent.url == f"https://upstream.test/model/{model}/count-tokens"
-    assert set(orjson.loads(sent.body)["input"]["converse"]) == {"messages"}
-    assert BEDROCK_COUNTER.parse(b'{"inputTokens": 4}', claude).input_tokens == 4

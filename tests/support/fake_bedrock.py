@@ -30,6 +30,7 @@ obeying a forced tool; used for response_format emulation).
 Cache points: a `ttl` of "1h" only for the Claude 4.5 models and later (the 1-hour cache
 AWS offers for Haiku, Sonnet and Opus 4.5), else a 400 ValidationException; writes are
 reported per TTL in usage.cacheDetails (1h before 5m), as TokenUsage documents.
+CountTokens: fake_bedrock_count.py.
 """
 
 from __future__ import annotations

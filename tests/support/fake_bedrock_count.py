@@ -3,13 +3,15 @@
 
 Checked as Bedrock checks it: the body is `{"input": {"converse": {...}}}` whose fields are
 Converse's input only (`messages`, `system`, `toolConfig`, `additionalModelRequestFields`;
-`inferenceConfig` is refused), and only Claude models count (others: ValidationException).
+`inferenceConfig` is refused), and only Claude 3.5 and later foundation model ids count
+(others, profile ids and ARNs: ValidationException).
 The count is a quarter of every string's length in what was sent, so a test can tell that the
 system prompt and the tools were counted.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -18,6 +20,11 @@ from aiohttp import web
 from tests.support.fake_gemini_cache import count_tokens
 
 CONVERSE_FIELDS = {"messages", "system", "toolConfig", "additionalModelRequestFields"}
+# The model ids CountTokens counts for: Claude foundation models from 3.5 on (not an inference
+# profile's id, not an ARN). A model id containing "uncounted" is refused too, as Bedrock
+# refuses some newer models in some regions.
+COUNTING = re.compile(r"^anthropic\.claude-(?!instant|v\d|3-(?:haiku|sonnet|opus))")
+NO_COUNT = "The provided model doesn't support counting tokens."
 
 
 def count_answer(model: str, raw: bytes) -> web.Response:
@@ -34,8 +41,7 @@ def count_answer(model: str, raw: bytes) -> web.Response:
     if extra:
         message = f"extraneous key [{extra[0]}] is not permitted"
         return aws_error(400, "ValidationException", message)
-    if "anthropic.claude" not in model:
-        message = "The provided model doesn't support counting tokens."
-        return aws_error(400, "ValidationException", message)
+    if not COUNTING.match(model) or "uncounted" in model:
+        return aws_error(400, "ValidationException", NO_COUNT)
     answer = {"inputTokens": count_tokens(converse)}
     return web.Response(body=orjson.dumps(answer), content_type="application/json")

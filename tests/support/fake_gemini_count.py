@@ -27,7 +27,14 @@ VERTEX = re.compile(
     r":countTokens$"
 )
 _STUDIO_KEYS = {"contents", "generateContentRequest"}
-_REQUEST_KEYS = {"model", "contents", "systemInstruction", "tools", "toolConfig"}
+_REQUEST_KEYS = {
+    "model",
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "generationConfig",
+}
 _VERTEX_KEYS = {"contents", "systemInstruction", "tools", "generationConfig", "instances"}
 
 

@@ -75,7 +75,12 @@ class CountApi(ABC):
             with translating(target.label):  # a shape validation missed: 400, never 500
                 upstream = counter.build(request.counted, target)
             parse_error = guarded_error_parser(counter.parse_error, target)
-            _, body = await target.provider.transport.fetch(upstream, target, parse_error)
+            try:
+                _, body = await target.provider.transport.fetch(upstream, target, parse_error)
+            except ProviderError as error:
+                if not counter.refused(error):
+                    raise
+                return _estimated(request)  # this model does not count here: never a 400
             with parsing(target):  # a reply without a count: 502, fails over
                 counted = counter.parse(body, target)
             # Relayed only in the API it answers in: a translated target's is not the client's.
@@ -118,9 +123,14 @@ class MessagesCountApi(CountApi):
 
 def _counted_here(request: AnyCount, step: CountStep) -> Counted:
     """The mock's count (its usage's own rule: the canonical messages), or the estimate of a
-    route that cannot count: the messages, the system prompt and the tools' definitions."""
+    route that cannot count."""
     if not step.estimated:
         return Counted(estimate_messages(request.translate()["messages"]))
+    return _estimated(request)
+
+
+def _estimated(request: AnyCount) -> Counted:
+    """The gateway's estimate: the messages, the system prompt and the tools' definitions."""
     tools = request.payload.get("tools")
     extra = estimate_chars(len(orjson.dumps(tools))) if tools else 0
     return Counted(prompt_estimate(request.payload) + extra, estimated=True)

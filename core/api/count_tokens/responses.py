@@ -54,6 +54,9 @@ class ResponsesCounter:
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return OPENAI.parse_error(status, headers, body)
 
+    def refused(self, error: ProviderError) -> bool:
+        return False  # the provider counts for every model it serves
+
 
 RESPONSES_COUNTER = ResponsesCounter()
 

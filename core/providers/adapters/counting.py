@@ -74,6 +74,12 @@ class Counter(Protocol):
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> ProviderError: ...
 
+    def refused(self, error: ProviderError) -> bool:
+        """Whether `error` is the provider declining to count for this model (support that
+        varies by model and region, which planning cannot know), not a fault of the request:
+        the gateway's estimate answers instead of a client error."""
+        ...
+
 
 def reply_count(body: bytes, field: str) -> int:
     """The non-negative integer `field` of a JSON object reply (`totalTokens`, `inputTokens`,

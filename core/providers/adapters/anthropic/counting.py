@@ -47,5 +47,8 @@ class AnthropicCounter:
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         return parse_error(status, headers, body)
 
+    def refused(self, error: ProviderError) -> bool:
+        return False  # the provider counts for every model it serves
+
 
 ANTHROPIC_COUNTER = AnthropicCounter()

@@ -74,6 +74,12 @@ class GeminiAdapter:
         return TokenFileSigner(token_file) if token_file else None
 
     def url(self, target: Target, settings: Settings, stream: bool) -> str:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return self.method_url(target, settings, method)
+
+    def method_url(self, target: Target, settings: Settings, method: str) -> str:
+        """`{model}:{method}` under the provider's models URL, the model id checked first
+        (generateContent, countTokens: gemini/counting.py)."""
         model = target.model
         if not _MODEL_ID.match(model) or (settings.vertex and "/" in model):
             raise invalid(f"{model!r} is not a valid Gemini model id", "model")
@@ -81,7 +87,6 @@ class GeminiAdapter:
             prefix = settings.models_url.removesuffix("models/")
         else:
             prefix, model = settings.models_url, model.removeprefix("models/")
-        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{prefix}{model}:{method}"
 
     def build_request(self, canonical: JSON, target: Target) -> UpstreamRequest:
