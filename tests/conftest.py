@@ -12,6 +12,8 @@ import redis
 
 from tests.support.fake_anthropic import FakeAnthropic
 from tests.support.fake_azure import FakeAzure
+from tests.support.fake_bedrock import API_KEY as BEDROCK_API_KEY
+from tests.support.fake_bedrock import FakeBedrock
 from tests.support.fake_faults import FakeFaults
 from tests.support.fake_gemini import FakeGemini
 from tests.support.fake_openai import FakeOpenAI
@@ -69,6 +71,12 @@ def claude() -> Iterator[FakeAnthropic]:
 def gemini() -> Iterator[FakeGemini]:
     """A fake Gemini (AI Studio and Vertex AI) of the test module's own."""
     yield from _running(FakeGemini())
+
+
+@pytest.fixture(scope="module")
+def bedrock() -> Iterator[FakeBedrock]:
+    """A fake Bedrock (SigV4 with the fake's credentials, or its API_KEY) of the module's own."""
+    yield from _running(FakeBedrock(api_keys=(BEDROCK_API_KEY,)))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ left the system prompt or the tools behind comes out smaller than the one assert
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from core.providers.provider import Provider
 from core.startup import no_session, prepare_core
 from shared.config import parse_config
 from shared.errors import FailureClass
-from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
+from tests.support.fake_bedrock import ACCESS_KEY, API_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.support.fake_gemini import FakeGemini
 from tests.support.fake_gemini_cache import count_tokens
 
@@ -52,17 +51,8 @@ BARE: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": Q
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
 SONNET_4 = "anthropic.claude-sonnet-4-20250514-v1:0"
 ACCOUNT = "arn:aws:bedrock:eu-west-1:123456789012"
-BEDROCK_KEY = "bedrock-api-key-adapters"
 OFFLINE = FakeGemini()  # never started: the credentials a fake Gemini takes, for pure builds
 SAFETY = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
-
-
-@pytest.fixture(scope="module")
-def bedrock() -> Iterator[FakeBedrock]:
-    server = FakeBedrock(api_keys=(BEDROCK_KEY,))
-    server.start()
-    yield server
-    server.stop()
 
 
 def raw_config(gemini: FakeGemini, gemini_url: str, bedrock_url: str) -> dict[str, Any]:
@@ -82,7 +72,7 @@ def raw_config(gemini: FakeGemini, gemini_url: str, bedrock_url: str) -> dict[st
             "studio": {**studio, "api_key": gemini.api_key, "options": {"safety_settings": SAFETY}},
             "vertex": {**studio, "api_key": gemini.token, "options": vertex},
             "bedrock": {**aws, "options": signed},
-            "bedrock-key": {**aws, "api_key": BEDROCK_KEY, "options": {"region": "us-east-1"}},
+            "bedrock-key": {**aws, "api_key": API_KEY, "options": {"region": "us-east-1"}},
         },
         "models": {},
     }
@@ -226,7 +216,7 @@ def test_bedrock_counts_the_converse_input_under_the_models_own_id() -> None:
 
 def test_a_bedrock_api_key_is_sent_as_a_bearer_token() -> None:
     request = BEDROCK_COUNTER.build(counting(BARE), target("bedrock-key", HAIKU))
-    assert request.headers["authorization"] == f"Bearer {BEDROCK_KEY}"
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
 
 
 def test_cache_points_are_not_counted() -> None:
@@ -370,7 +360,7 @@ def test_bedrock_counts_what_it_was_sent_signed(
         assert authorization.startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
         assert call.received.headers["X-Amz-Security-Token"] == SESSION_TOKEN
     else:
-        assert authorization == f"Bearer {BEDROCK_KEY}"
+        assert authorization == f"Bearer {API_KEY}"
     assert bedrock.rejected == []  # the fake checked the signature (or key) and took it
     converse = call.received.json["input"]["converse"]
     assert counted == Counted(count_tokens(converse))

@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.support.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
+from tests.support.fake_bedrock import ACCESS_KEY, API_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.support.fake_gemini import FakeGemini, GeminiReceived
 from tests.support.fake_gemini_cache import count_tokens
 from tests.support.stack import Stack
@@ -22,7 +22,6 @@ HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"  # a cross-Region inferenc
 COUNTED_AS = HAIKU.removeprefix("us.")  # CountTokens takes the foundation model's id
 TITAN = "amazon.titan-text-express-v1"
 UNCOUNTED = "anthropic.claude-uncounted-v1:0"  # a Claude id the fake's region does not count
-BEDROCK_KEY = "bedrock-api-key-count"
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris today?"}]
 SYSTEM = "You answer with one short sentence about the weather."
 TOOLS: list[Any] = [
@@ -32,14 +31,6 @@ TOOLS: list[Any] = [
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
 ]
-
-
-@pytest.fixture(scope="module")
-def bedrock() -> Iterator[FakeBedrock]:
-    server = FakeBedrock(api_keys=(BEDROCK_KEY,))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +54,7 @@ def stack(
                 "options": {"vertex": {"project": gemini.project, "location": gemini.location}},
             },
             "bedrock": {**aws, "options": signed},
-            "bedrock-key": {**aws, "api_key": BEDROCK_KEY, "options": {"region": "us-east-1"}},
+            "bedrock-key": {**aws, "api_key": API_KEY, "options": {"region": "us-east-1"}},
         },
         "models": {
             "gemini-flash": {"provider": "gemini", "model": "gemini-2.5-flash"},
@@ -134,7 +125,7 @@ def test_bedrock_counts_the_converse_input(stack: Stack, bedrock: FakeBedrock, m
     assert call.received.path == f"/model/{COUNTED_AS}/count-tokens"  # ':' unescaped, as signed
     authorization = call.received.headers["Authorization"]
     if model == "claude-bedrock-key":
-        assert authorization == f"Bearer {BEDROCK_KEY}"
+        assert authorization == f"Bearer {API_KEY}"
     else:
         assert authorization.startswith("AWS4-HMAC-SHA256 ")
         assert bedrock.rejected == []  # the fake verified the signature

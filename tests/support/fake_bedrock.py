@@ -64,6 +64,7 @@ TOOL_USES = [
 ]
 REGION = "us-east-1"
 ACCESS_KEY = "AKIDFAKEBEDROCK0001"
+API_KEY = "bedrock-api-key-fake"  # a Bedrock API key the conftest fixture's fake takes
 SECRET_KEY = "fake-secret-key/for+tests0000000000000000"
 SESSION_TOKEN = "FwoGZXIvYXdzEFAKEsessiontoken=="
 _AUTH = re.compile(
