@@ -18,20 +18,14 @@ import pytest
 
 from tests.support import raw
 from tests.support.fake_anthropic import FakeAnthropic
-from tests.support.fake_anthropic_count import fake_count
+from tests.support.fake_anthropic_count import WEATHER_TOOL, fake_count
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stack import Stack
 
 UPSTREAM_KEY = "sk-ant-upstream-count"
 MESSAGES: list[Any] = [{"role": "user", "content": "How many tokens is this sentence?"}]
 SYSTEM = "You are a careful counter of tokens."
-TOOLS: list[Any] = [
-    {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-]
+TOOLS: list[Any] = [WEATHER_TOOL]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.support.fake_anthropic_count import WEATHER_TOOL
 from tests.support.fake_bedrock import ACCESS_KEY, API_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.support.fake_gemini import FakeGemini, GeminiReceived
 from tests.support.fake_gemini_cache import count_tokens
@@ -24,13 +25,7 @@ TITAN = "amazon.titan-text-express-v1"
 UNCOUNTED = "anthropic.claude-uncounted-v1:0"  # a Claude id the fake's region does not count
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris today?"}]
 SYSTEM = "You answer with one short sentence about the weather."
-TOOLS: list[Any] = [
-    {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-]
+TOOLS: list[Any] = [WEATHER_TOOL]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from tests.support.fake_anthropic import FakeAnthropic
 
 MESSAGE_ONLY = ("max_tokens", "stream", "temperature", "stop_sequences")
+# A Messages tool definition the count tests send (its definition is counted too).
+WEATHER_TOOL: dict[str, Any] = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
 
 
 def fake_count(body: dict[str, Any]) -> int:
